@@ -63,7 +63,7 @@ var eventNames = [...]string{
 	EventRefreshed:          "refreshed",
 	EventPeerEnded:          "peer ended",
 	EventUnreadable:         "unreadable message",
-	EventError:             "error message",
+	EventError:              "error message",
 	EventUnencrypted:        "unencrypted message",
 	EventSMPSecretRequested: "SMP secret requested",
 	EventSMPQuestion:        "SMP question",
