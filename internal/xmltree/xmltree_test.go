@@ -1,0 +1,121 @@
+package xmltree
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestRoundTripNamespaces(t *testing.T) {
+	in := `<message xmlns="jabber:client" to="a@b" type="chat"><body>hi &amp; bye</body><encryption xmlns="urn:xmpp:eme:0" namespace="urn:xmpp:otr:0"/><x xmlns="jabber:x:data"><field var="a"><value>1</value></field></x></message>`
+	e, err := Parse([]byte(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Name.Space != "jabber:client" || e.Child("jabber:client", "body").Text() != "hi & bye" {
+		t.Fatalf("bad parse: %#v", e)
+	}
+	if v := e.Child("urn:xmpp:eme:0", "encryption").AttrValue("namespace"); v != "urn:xmpp:otr:0" {
+		t.Fatalf("namespace attr = %q", v)
+	}
+	if e.Child("jabber:x:data", "x").Child("jabber:x:data", "field").ChildText("jabber:x:data", "value") != "1" {
+		t.Fatal("nested namespace lost")
+	}
+	out := e.Marshal("")
+	e2, err := Parse(out, nil)
+	if err != nil {
+		t.Fatalf("reparse %s: %v", out, err)
+	}
+	if !bytes.Equal(e2.Marshal(""), out) {
+		t.Fatalf("not stable:\n%s\n%s", out, e2.Marshal(""))
+	}
+	// inherited namespace is not redeclared on the root, children keep theirs
+	inner := string(e.Marshal("jabber:client"))
+	if !strings.HasPrefix(inner, `<message to=`) || !strings.Contains(inner, `<encryption xmlns="urn:xmpp:eme:0"`) || strings.Contains(inner, `<body xmlns`) {
+		t.Fatalf("namespaces: %s", inner)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	for _, in := range []string{
+		``, `text`, `<a>`, `<a></b>`, `<a/><b/>`, `<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>`, `<a>&unknown;</a>`,
+	} {
+		if _, err := Parse([]byte(in), nil); err == nil {
+			t.Errorf("Parse(%q) accepted", in)
+		}
+	}
+}
+
+func TestLimits(t *testing.T) {
+	deep := strings.Repeat("<a>", 100) + strings.Repeat("</a>", 100)
+	if _, err := Parse([]byte(deep), nil); !errors.Is(err, ErrLimit) {
+		t.Errorf("deep: %v", err)
+	}
+	big := "<a>" + strings.Repeat("x", 2<<20) + "</a>"
+	if _, err := Parse([]byte(big), nil); !errors.Is(err, ErrLimit) {
+		t.Errorf("big: %v", err)
+	}
+	many := "<a>" + strings.Repeat("<b/>", 30) + "</a>"
+	if _, err := Parse([]byte(many), &Limits{MaxDepth: 5, MaxNodes: 10, MaxBytes: 1000}); !errors.Is(err, ErrLimit) {
+		t.Errorf("many: %v", err)
+	}
+}
+
+func TestEditing(t *testing.T) {
+	m := New("jabber:client", "message", "to", "x@y", "type", "chat")
+	m.Append(New("jabber:client", "body").AppendText("a<b"))
+	m.Append(New("urn:xmpp:hints", "store"))
+	m.RemoveChildren(func(e *Element) bool { return e.Name.Space == "urn:xmpp:hints" })
+	if len(m.Elements()) != 1 {
+		t.Fatal("RemoveChildren")
+	}
+	c := m.Copy()
+	c.Child("", "body").Children = []Node{CharData("changed")}
+	if m.ChildText("", "body") != "a<b" {
+		t.Fatal("Copy is shallow")
+	}
+	m.SetAttr("type", "normal")
+	m.RemoveAttr("to")
+	if m.AttrValue("type") != "normal" || m.AttrValue("to") != "" {
+		t.Fatal("attrs")
+	}
+	if got := string(m.Marshal("jabber:client")); got != `<message type="normal"><body>a&lt;b</body></message>` {
+		t.Fatalf("got %s", got)
+	}
+}
+
+func TestXMLLangAttribute(t *testing.T) {
+	e, err := Parse([]byte(`<body xmlns="jabber:client" xml:lang="de">Hallo</body>`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(e.Marshal(""))
+	if !strings.Contains(out, `xml:lang="de"`) {
+		t.Fatalf("xml:lang lost: %s", out)
+	}
+	d := xml.NewDecoder(strings.NewReader(out))
+	if _, err := d.Token(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`<message xmlns="jabber:client"><body>x</body></message>`))
+	f.Add([]byte(`<a xmlns:p="urn:p"><p:b p:c="1"/></a>`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := Parse(b, &Limits{MaxDepth: 16, MaxNodes: 500, MaxBytes: 1 << 14})
+		if err != nil {
+			return
+		}
+		out := e.Marshal("")
+		e2, err := Parse(out, nil)
+		if err != nil {
+			t.Fatalf("output does not reparse: %v\n%s", err, out)
+		}
+		if !bytes.Equal(e2.Marshal(""), out) {
+			t.Fatalf("unstable:\n%s\n%s", out, e2.Marshal(""))
+		}
+	})
+}
