@@ -1,0 +1,150 @@
+package eme
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// MaxNameRunes is the length limit of SanitizeName, in runes, without the
+// quotation marks.
+const MaxNameRunes = 64
+
+// maxNamespaceRunes limits an unknown namespace shown in a notice.
+const maxNamespaceRunes = 128
+
+// maxDetailRunes limits Notice.Detail and Notice.HowToEnable in Text.
+const maxDetailRunes = 256
+
+// maxCombining is the longest run of combining marks kept after one base
+// character; longer runs only serve to draw over neighbouring lines.
+const maxCombining = 2
+
+// SanitizeName returns a remote 'name' attribute in the only form in which
+// Balcony shows it: NFKC-normalised, without control, format (including
+// bidirectional overrides and zero-width characters), private-use or
+// unassigned characters, with every run of white space collapsed to one
+// space, double quotation marks replaced by apostrophes, runs of more than
+// two combining marks cut, at most MaxNameRunes runes long (a longer name is
+// cut and ends in "…"), and enclosed in “ and ”. It returns "" when nothing
+// printable remains.
+//
+// SanitizeName is idempotent: sanitising its result gives the same string.
+func SanitizeName(remote string) string {
+	s := strings.TrimSpace(remote)
+	if strings.HasPrefix(s, "“") && strings.HasSuffix(s, "”") && len(s) >= len("“”") {
+		s = s[len("“") : len(s)-len("”")]
+	}
+	s = clean(s, MaxNameRunes, true)
+	if s == "" {
+		return ""
+	}
+	return "“" + s + "”"
+}
+
+// sanitizeNamespace returns a remote namespace in the form shown in
+// notices: cleaned like a name, longer limit, not quoted.
+func sanitizeNamespace(ns string) string {
+	return clean(ns, maxNamespaceRunes, false)
+}
+
+// clean filters s as described in SanitizeName and cuts it to maxRunes.
+// With noQuotes, double quotation marks become apostrophes.
+func clean(s string, maxRunes int, noQuotes bool) string {
+	// Normalisation is the only step whose cost depends on the input length
+	// in a non-trivial way, so look at a bounded prefix only: no cleaned
+	// rune takes less than one byte, and at most maxCombining marks follow
+	// each kept rune, so this prefix always yields maxRunes runes if the
+	// whole input does, unless it is mostly characters that are dropped.
+	truncated := false
+	if limit := (maxRunes + 1) * 4 * (maxCombining + 1) * 4; len(s) > limit {
+		cut := limit
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s, truncated = s[:cut], true
+	}
+	s = norm.NFKC.String(s)
+
+	var b strings.Builder
+	n := 0           // runes written
+	space := false   // a space is pending
+	combining := 0   // combining marks after the last base character
+	lastCut := 0     // length of b before the last rune written
+	lastCutRunes := 0
+	for _, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			continue
+		case unicode.IsSpace(r) || unicode.In(r, unicode.Zs, unicode.Zl, unicode.Zp):
+			space = n > 0
+			combining = 0
+			continue
+		case !printable(r):
+			continue
+		case unicode.In(r, unicode.Mn, unicode.Me):
+			if n == 0 || space || combining >= maxCombining {
+				continue
+			}
+			combining++
+		default:
+			combining = 0
+		}
+		if noQuotes && isDoubleQuote(r) {
+			r = '\''
+		}
+		if space {
+			if n+1 > maxRunes {
+				truncated = true
+				break
+			}
+			b.WriteByte(' ')
+			n++
+			space = false
+		}
+		if n+1 > maxRunes {
+			truncated = true
+			break
+		}
+		if combining == 0 {
+			lastCut, lastCutRunes = b.Len(), n
+		}
+		b.WriteRune(r)
+		n++
+	}
+	out := b.String()
+	if truncated {
+		// Make room for the ellipsis without splitting a base character
+		// from its combining marks, and drop a trailing space.
+		if n+1 > maxRunes {
+			out, n = out[:lastCut], lastCutRunes
+		}
+		out = strings.TrimRight(out, " ")
+		if out == "" {
+			return ""
+		}
+		out += "…"
+	}
+	return out
+}
+
+// printable reports whether r is a character Balcony shows from remote
+// input: a letter, mark, number, punctuation or symbol that is assigned,
+// not a noncharacter and not a control, format, surrogate or private-use
+// character.
+func printable(r rune) bool {
+	if r >= 0xFDD0 && r <= 0xFDEF || r&0xFFFE == 0xFFFE {
+		return false
+	}
+	return unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S)
+}
+
+func isDoubleQuote(r rune) bool {
+	switch r {
+	case '"', '“', '”', '„', '‟', '«', '»', '‹', '›', '〝', '〞', '〟', '″', '‶':
+		return true
+	}
+	return false
+}
