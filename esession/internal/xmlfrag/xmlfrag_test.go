@@ -17,8 +17,8 @@ func TestValidateAccepts(t *testing.T) {
 		`<body>a &lt;&gt;&amp;&apos;&quot; &#65;&#x42;</body><active xmlns='http://jabber.org/protocol/chatstates'/>`: {
 			{Space: "jabber:client", Local: "body"}, {Space: "http://jabber.org/protocol/chatstates", Local: "active"}},
 		`<p:x xmlns:p='urn:p' p:a="1" b='2'><p:y/>t<![CDATA[<not a tag> ]] ]]></p:x>`: {{Space: "urn:p", Local: "x"}},
-		`<a xml:lang='en'>é€𝄞</a >`:                         {{Space: "jabber:client", Local: "a"}},
-		`<a xmlns=''/><b xmlns='urn:b'><c xmlns=''/></b>`:    {{Space: "", Local: "a"}, {Space: "urn:b", Local: "b"}},
+		`<a xml:lang='en'>é€𝄞</a >`:                                                   {{Space: "jabber:client", Local: "a"}},
+		`<a xmlns=''/><b xmlns='urn:b'><c xmlns=''/></b>`:                             {{Space: "", Local: "a"}, {Space: "urn:b", Local: "b"}},
 		`<feature xmlns='http://jabber.org/protocol/feature-neg'><x xmlns='jabber:x:data' type='submit'/></feature>`: {
 			{Space: "http://jabber.org/protocol/feature-neg", Local: "feature"}},
 	}
