@@ -125,8 +125,3 @@ func (c *Conversation) InstanceTag() uint32 { return c.cfg.InstanceTag }
 
 // TheirInstanceTag returns the peer's instance tag, 0 when unknown.
 func (c *Conversation) TheirInstanceTag() uint32 { return 0 }
-
-// InstanceTags extracts the sender and receiver instance tags of a version 3
-// OTR message or fragment, so that a caller talking to a peer with several
-// instances can pick the Conversation. ok is false for anything else.
-func InstanceTags(msg []byte) (sender, receiver uint32, ok bool) { return 0, 0, false }
