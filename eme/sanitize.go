@@ -23,7 +23,7 @@ const maxDetailRunes = 256
 const maxCombining = 2
 
 // SanitizeName returns a remote 'name' attribute in the only form in which
-// Balcony shows it: NFKC-normalised, without control, format (including
+// Balcony shows it: NFC-normalised, without control, format (including
 // bidirectional overrides and zero-width characters), private-use or
 // unassigned characters, with every run of white space collapsed to one
 // space, double quotation marks replaced by apostrophes, runs of more than
@@ -66,14 +66,13 @@ func clean(s string, maxRunes int, noQuotes bool) string {
 		}
 		s, truncated = s[:cut], true
 	}
-	s = norm.NFKC.String(s)
+	s = norm.NFC.String(s)
 
 	var b strings.Builder
-	n := 0           // runes written
-	space := false   // a space is pending
-	combining := 0   // combining marks after the last base character
-	lastCut := 0     // length of b before the last rune written
-	lastCutRunes := 0
+	n := 0         // runes written
+	space := false // a space is pending
+	combining := 0 // combining marks after the last base character
+	lastCut := 0   // length of b before the last rune written
 	for _, r := range s {
 		switch {
 		case r == utf8.RuneError:
@@ -109,7 +108,7 @@ func clean(s string, maxRunes int, noQuotes bool) string {
 			break
 		}
 		if combining == 0 {
-			lastCut, lastCutRunes = b.Len(), n
+			lastCut = b.Len()
 		}
 		b.WriteRune(r)
 		n++
@@ -119,7 +118,7 @@ func clean(s string, maxRunes int, noQuotes bool) string {
 		// Make room for the ellipsis without splitting a base character
 		// from its combining marks, and drop a trailing space.
 		if n+1 > maxRunes {
-			out, n = out[:lastCut], lastCutRunes
+			out = out[:lastCut]
 		}
 		out = strings.TrimRight(out, " ")
 		if out == "" {
