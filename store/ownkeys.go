@@ -1,0 +1,198 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// OwnKey is one of the account's own key pairs for a mechanism: an OX
+// OpenPGP key, the OTR DSA key, an ESession (XEP-0116) signing key. The
+// secret part is kept sealed and returned only by OwnKeySecret.
+type OwnKey struct {
+	Mechanism   Mechanism
+	Fingerprint string
+	// Public is the public key in the mechanism's own encoding (OX: the
+	// binary OpenPGP public key; OTR: the PUBKEY encoding).
+	Public  []byte
+	Created time.Time
+	// Active marks the key used for signing and announced to contacts. A
+	// mechanism has at most one active key.
+	Active bool
+}
+
+// AddOwnKey stores a new key pair. secret is the secret key in the
+// mechanism's own encoding; it is sealed, bound to (mechanism,
+// fingerprint). If k.Active, the mechanism's previously active key is
+// deactivated in the same transaction. Adding an existing fingerprint
+// fails with ErrExists. A zero k.Created means now.
+func (s *Store) AddOwnKey(ctx context.Context, k OwnKey, secret []byte) error {
+	const op = "add own key"
+	if !k.Mechanism.valid() {
+		return wrap(op, fmt.Errorf("unknown mechanism %q", string(k.Mechanism)))
+	}
+	fpr, err := NormalizeFingerprint(k.Mechanism, k.Fingerprint)
+	if err != nil {
+		return wrap(op, err)
+	}
+	if len(secret) == 0 {
+		return wrap(op, fmt.Errorf("empty secret key"))
+	}
+	created := k.Created.UnixMilli()
+	if k.Created.IsZero() {
+		created = s.nowMillis()
+	}
+	return s.update(ctx, op, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM own_keys WHERE mechanism = ? AND fingerprint = ?`,
+			k.Mechanism, fpr).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return failure(ErrExists, fmt.Sprintf("%s key %s", k.Mechanism, fpr))
+		}
+		if k.Active {
+			if _, err := tx.ExecContext(ctx, `UPDATE own_keys SET active = 0 WHERE mechanism = ? AND active = 1`, k.Mechanism); err != nil {
+				return err
+			}
+		}
+		blob, err := s.seal(secret, "own_keys", string(k.Mechanism), fpr)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO own_keys (mechanism, fingerprint, public, secret, created, active) VALUES (?, ?, ?, ?, ?, ?)`,
+			k.Mechanism, fpr, nonNil(k.Public), blob, created, k.Active)
+		return err
+	})
+}
+
+// OwnKeys returns the account's keys for mechanism m, oldest first.
+func (s *Store) OwnKeys(ctx context.Context, m Mechanism) ([]OwnKey, error) {
+	var keys []OwnKey
+	err := s.read(ctx, "own keys", func(q querier) error {
+		rows, err := q.QueryContext(ctx,
+			`SELECT mechanism, fingerprint, public, created, active FROM own_keys
+			 WHERE mechanism = ? ORDER BY created, fingerprint`, m)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			k, err := scanOwnKey(rows)
+			if err != nil {
+				return err
+			}
+			keys = append(keys, k)
+		}
+		return rows.Err()
+	})
+	return keys, err
+}
+
+// ActiveOwnKey returns the active key for mechanism m, or ErrNotFound.
+func (s *Store) ActiveOwnKey(ctx context.Context, m Mechanism) (OwnKey, error) {
+	var k OwnKey
+	err := s.read(ctx, "active own key", func(q querier) error {
+		var err error
+		k, err = scanOwnKey(q.QueryRowContext(ctx,
+			`SELECT mechanism, fingerprint, public, created, active FROM own_keys
+			 WHERE mechanism = ? AND active = 1`, m))
+		if err == sql.ErrNoRows {
+			return failure(ErrNotFound, fmt.Sprintf("no active %s key", m))
+		}
+		return err
+	})
+	return k, err
+}
+
+// OwnKeySecret returns the secret part of an own key. The caller should
+// clear the returned slice after use.
+func (s *Store) OwnKeySecret(ctx context.Context, m Mechanism, fingerprint string) ([]byte, error) {
+	const op = "own key secret"
+	fpr, err := NormalizeFingerprint(m, fingerprint)
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	var secret []byte
+	err = s.read(ctx, op, func(q querier) error {
+		var blob []byte
+		err := q.QueryRowContext(ctx, `SELECT secret FROM own_keys WHERE mechanism = ? AND fingerprint = ?`, m, fpr).Scan(&blob)
+		if err == sql.ErrNoRows {
+			return failure(ErrNotFound, fmt.Sprintf("%s key %s", m, fpr))
+		}
+		if err != nil {
+			return err
+		}
+		secret, err = s.open(blob, "own_keys", string(m), fpr)
+		return err
+	})
+	return secret, err
+}
+
+// SetActiveOwnKey makes the given key the active one for its mechanism and
+// deactivates the others, in one transaction.
+func (s *Store) SetActiveOwnKey(ctx context.Context, m Mechanism, fingerprint string) error {
+	const op = "set active own key"
+	fpr, err := NormalizeFingerprint(m, fingerprint)
+	if err != nil {
+		return wrap(op, err)
+	}
+	return s.update(ctx, op, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE own_keys SET active = 0 WHERE mechanism = ? AND active = 1`, m); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE own_keys SET active = 1 WHERE mechanism = ? AND fingerprint = ?`, m, fpr)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return failure(ErrNotFound, fmt.Sprintf("%s key %s", m, fpr))
+		}
+		return nil
+	})
+}
+
+// DeleteOwnKey removes an own key pair. The secret is overwritten in the
+// database file (secure_delete), though copies may survive in backups.
+func (s *Store) DeleteOwnKey(ctx context.Context, m Mechanism, fingerprint string) error {
+	const op = "delete own key"
+	fpr, err := NormalizeFingerprint(m, fingerprint)
+	if err != nil {
+		return wrap(op, err)
+	}
+	return s.update(ctx, op, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM own_keys WHERE mechanism = ? AND fingerprint = ?`, m, fpr)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return failure(ErrNotFound, fmt.Sprintf("%s key %s", m, fpr))
+		}
+		return nil
+	})
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanOwnKey(r scanner) (OwnKey, error) {
+	var k OwnKey
+	var m string
+	var created int64
+	if err := r.Scan(&m, &k.Fingerprint, &k.Public, &created, &k.Active); err != nil {
+		return OwnKey{}, err
+	}
+	k.Mechanism = Mechanism(m)
+	k.Created = fromMillis(created)
+	return k, nil
+}
+
+// nonNil returns b, or an empty non-nil slice, so NOT NULL blob columns
+// accept an empty value.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}

@@ -1,0 +1,527 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ContactKey is a contact's key for one mechanism and the trust decision
+// about it.
+type ContactKey struct {
+	Contact     string // bare JID
+	Mechanism   Mechanism
+	Fingerprint string // normalised, see NormalizeFingerprint
+	// Data is the public key in the mechanism's own encoding, as last
+	// seen (OX: the binary OpenPGP key; OTR: the PUBKEY encoding). It is
+	// nil for a key known only from a trust decision.
+	Data  []byte
+	Trust TrustState
+	// FirstSeen is zero for a key the user decided about before it was
+	// ever seen (for example from a scanned fingerprint).
+	FirstSeen time.Time
+	LastSeen  time.Time
+	// Announced is true while the key is listed in the contact's
+	// published key list (OX: the PEP public-keys metadata node).
+	Announced bool
+}
+
+// Seen is what RecordSeenKey found.
+type Seen struct {
+	// Key is the key as recorded, with its trust state.
+	Key ContactKey
+	// New is true the first time this fingerprint is seen for this
+	// contact and mechanism.
+	New bool
+	// Change is non-nil when the key is new and the contact already had
+	// another key for the mechanism. It must be shown to the user; it also
+	// stays in PendingKeyChanges until acknowledged.
+	Change *KeyChange
+}
+
+// KeyChange reports a new key for a contact who already had another one
+// for the same mechanism: a new device, a reinstall, or an attack.
+type KeyChange struct {
+	// ID identifies the change for AcknowledgeKeyChange.
+	ID          int64
+	Contact     string
+	Mechanism   Mechanism
+	Fingerprint string   // the new key
+	Previous    []string // the keys seen before, oldest first
+	Trust       TrustState
+	Time        time.Time
+}
+
+// EventKind says what a KeyEvent records.
+type EventKind int
+
+const (
+	// FirstKey: the contact's first key for the mechanism was seen.
+	FirstKey EventKind = iota
+	// KeyChanged: a further key was seen (a KeyChange).
+	KeyChanged
+	// TrustChanged: the trust state was set.
+	TrustChanged
+)
+
+var eventNames = [...]string{FirstKey: "first", KeyChanged: "changed", TrustChanged: "trust"}
+
+// String returns "first", "changed" or "trust".
+func (k EventKind) String() string {
+	if k < 0 || int(k) >= len(eventNames) {
+		return fmt.Sprintf("EventKind(%d)", int(k))
+	}
+	return eventNames[k]
+}
+
+// KeyEvent is one entry in the history of a contact's keys.
+type KeyEvent struct {
+	ID          int64
+	Contact     string
+	Mechanism   Mechanism
+	Fingerprint string
+	Kind        EventKind
+	// OldTrust is the state before a TrustChanged event (Undecided for a
+	// key decided before it was seen); NewTrust the state after any
+	// event.
+	OldTrust TrustState
+	NewTrust TrustState
+	Previous []string // KeyChanged: the keys seen before
+	Time     time.Time
+	// Acknowledged is false for a KeyChanged event the user has not
+	// acknowledged yet.
+	Acknowledged bool
+}
+
+// DefaultTrust returns the state RecordSeenKey gives a newly seen key of
+// mechanism m: first is true if the contact has no other key seen for m.
+//
+// The rules:
+//
+//   - OX: the first key is Blind (trust on first use, as Gajim does)
+//     unless Options.NoBlindTrust; every later key is Undecided until the
+//     user decides, and must not be encrypted to before.
+//   - OTR: every fingerprint, first or not, is recorded Undecided (OTR's
+//     "unverified"); a successful SMP run or a manual fingerprint
+//     comparison marks it Verified with SetTrust.
+//   - ESession: public keys (XEP-0116) are recorded Undecided; a confirmed
+//     SAS marks them Verified with SetTrust. The retained-secret chain of
+//     XEP-0217 has its own verified flag (ReplaceRetainedSecret,
+//     MarkRetainedSecretVerified).
+//
+// In every mechanism a further key for a contact is reported as a
+// KeyChange.
+func (s *Store) DefaultTrust(m Mechanism, first bool) TrustState {
+	if m == OX && first && !s.noBlind {
+		return Blind
+	}
+	return Undecided
+}
+
+// RecordSeenKey records that contact used or announced the key with the
+// given fingerprint for mechanism m, and returns what changed. A new key
+// gets DefaultTrust unless the user decided about it in advance; a known
+// key gets its last-seen time and, if data is not nil, its data updated.
+// The key row and its history entry are written in one transaction.
+func (s *Store) RecordSeenKey(ctx context.Context, contact string, m Mechanism, fingerprint string, data []byte) (Seen, error) {
+	const op = "record seen key"
+	c, fpr, err := keyID(contact, m, fingerprint)
+	if err != nil {
+		return Seen{}, wrap(op, err)
+	}
+	var seen Seen
+	err = s.update(ctx, op, func(tx *sql.Tx) error {
+		seen = Seen{}
+		now := s.nowMillis()
+		old, err := getKey(ctx, tx, c, m, fpr)
+		exists := err == nil
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if exists && !old.FirstSeen.IsZero() {
+			if _, err := tx.ExecContext(ctx,
+				`UPDATE contact_keys SET last_seen = ?, data = coalesce(?, data)
+				 WHERE contact = ? AND mechanism = ? AND fingerprint = ?`,
+				now, data, c, m, fpr); err != nil {
+				return err
+			}
+			k, err := getKey(ctx, tx, c, m, fpr)
+			seen.Key = k
+			return err
+		}
+
+		others, err := seenFingerprints(ctx, tx, c, m, fpr)
+		if err != nil {
+			return err
+		}
+		trust := s.DefaultTrust(m, len(others) == 0)
+		if exists {
+			trust = old.Trust // decided before it was seen
+			_, err = tx.ExecContext(ctx,
+				`UPDATE contact_keys SET first_seen = ?, last_seen = ?, data = coalesce(?, data)
+				 WHERE contact = ? AND mechanism = ? AND fingerprint = ?`,
+				now, now, data, c, m, fpr)
+		} else {
+			_, err = tx.ExecContext(ctx,
+				`INSERT INTO contact_keys (contact, mechanism, fingerprint, data, trust, first_seen, last_seen)
+				 VALUES (?, ?, ?, ?, ?, ?, ?)`,
+				c, m, fpr, data, trust.String(), now, now)
+		}
+		if err != nil {
+			return err
+		}
+		kind := FirstKey
+		if len(others) > 0 {
+			kind = KeyChanged
+		}
+		res, err := tx.ExecContext(ctx,
+			`INSERT INTO key_events (contact, mechanism, fingerprint, kind, new_trust, previous, time, acknowledged)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			c, m, fpr, kind.String(), trust.String(), strings.Join(others, " "), now, kind != KeyChanged)
+		if err != nil {
+			return err
+		}
+		if seen.Key, err = getKey(ctx, tx, c, m, fpr); err != nil {
+			return err
+		}
+		seen.New = true
+		if kind == KeyChanged {
+			id, err := res.LastInsertId()
+			if err != nil {
+				return err
+			}
+			seen.Change = &KeyChange{ID: id, Contact: c, Mechanism: m, Fingerprint: fpr,
+				Previous: others, Trust: trust, Time: fromMillis(now)}
+		}
+		return nil
+	})
+	if err != nil {
+		return Seen{}, err
+	}
+	return seen, nil
+}
+
+// SetTrust records the user's decision (or a protocol proof such as OTR
+// SMP) about a contact's key, with a history entry, in one transaction. A
+// key never seen is recorded with the decision in advance (FirstSeen
+// zero), so a fingerprint scanned from a QR code is trusted when the key
+// shows up. Setting the state a key already has changes nothing.
+func (s *Store) SetTrust(ctx context.Context, contact string, m Mechanism, fingerprint string, t TrustState) error {
+	const op = "set trust"
+	if !t.valid() {
+		return wrap(op, fmt.Errorf("invalid trust state %d", int(t)))
+	}
+	c, fpr, err := keyID(contact, m, fingerprint)
+	if err != nil {
+		return wrap(op, err)
+	}
+	return s.update(ctx, op, func(tx *sql.Tx) error {
+		old := Undecided
+		k, err := getKey(ctx, tx, c, m, fpr)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = tx.ExecContext(ctx,
+				`INSERT INTO contact_keys (contact, mechanism, fingerprint, trust) VALUES (?, ?, ?, ?)`,
+				c, m, fpr, t.String())
+		case err != nil:
+			return err
+		case k.Trust == t:
+			return nil
+		default:
+			old = k.Trust
+			_, err = tx.ExecContext(ctx,
+				`UPDATE contact_keys SET trust = ? WHERE contact = ? AND mechanism = ? AND fingerprint = ?`,
+				t.String(), c, m, fpr)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO key_events (contact, mechanism, fingerprint, kind, old_trust, new_trust, time)
+			 VALUES (?, ?, ?, 'trust', ?, ?, ?)`,
+			c, m, fpr, old.String(), t.String(), s.nowMillis())
+		return err
+	})
+}
+
+// Trust returns the trust state of a contact's key, or ErrNotFound if the
+// key is unknown.
+func (s *Store) Trust(ctx context.Context, contact string, m Mechanism, fingerprint string) (TrustState, error) {
+	const op = "trust"
+	c, fpr, err := keyID(contact, m, fingerprint)
+	if err != nil {
+		return Undecided, wrap(op, err)
+	}
+	var t TrustState
+	err = s.read(ctx, op, func(q querier) error {
+		k, err := getKey(ctx, q, c, m, fpr)
+		if errors.Is(err, sql.ErrNoRows) {
+			return failure(ErrNotFound, fmt.Sprintf("%s key %s of %s", m, fpr, c))
+		}
+		t = k.Trust
+		return err
+	})
+	return t, err
+}
+
+// ListKeys returns contacts' keys, ordered by contact, mechanism and first
+// sighting. An empty contact matches every contact and an empty mechanism
+// every mechanism.
+func (s *Store) ListKeys(ctx context.Context, contact string, m Mechanism) ([]ContactKey, error) {
+	const op = "list keys"
+	if contact != "" {
+		var err error
+		if contact, err = bareJID(contact); err != nil {
+			return nil, wrap(op, err)
+		}
+	}
+	if m != "" && !m.valid() {
+		return nil, wrap(op, fmt.Errorf("unknown mechanism %q", string(m)))
+	}
+	var keys []ContactKey
+	err := s.read(ctx, op, func(q querier) error {
+		rows, err := q.QueryContext(ctx,
+			`SELECT `+keyColumns+` FROM contact_keys
+			 WHERE (?1 = '' OR contact = ?1) AND (?2 = '' OR mechanism = ?2)
+			 ORDER BY contact, mechanism, first_seen IS NULL, first_seen, fingerprint`, contact, m)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			k, err := scanKey(rows)
+			if err != nil {
+				return err
+			}
+			keys = append(keys, k)
+		}
+		return rows.Err()
+	})
+	return keys, err
+}
+
+// SetAnnouncedKeys records which of the contact's known keys for m are in
+// its published key list: those listed are marked announced, the others
+// not, in one transaction. Fingerprints not yet recorded with
+// RecordSeenKey are ignored.
+func (s *Store) SetAnnouncedKeys(ctx context.Context, contact string, m Mechanism, fingerprints []string) error {
+	const op = "set announced keys"
+	c, err := bareJID(contact)
+	if err != nil {
+		return wrap(op, err)
+	}
+	fprs := make([]string, len(fingerprints))
+	for i, f := range fingerprints {
+		if fprs[i], err = NormalizeFingerprint(m, f); err != nil {
+			return wrap(op, err)
+		}
+	}
+	return s.update(ctx, op, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE contact_keys SET announced = 0 WHERE contact = ? AND mechanism = ?`, c, m); err != nil {
+			return err
+		}
+		for _, f := range fprs {
+			if _, err := tx.ExecContext(ctx,
+				`UPDATE contact_keys SET announced = 1 WHERE contact = ? AND mechanism = ? AND fingerprint = ?`,
+				c, m, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DeleteContactKey forgets a contact's key, its trust decision and its
+// history. If the contact uses the key again it is treated as new.
+func (s *Store) DeleteContactKey(ctx context.Context, contact string, m Mechanism, fingerprint string) error {
+	const op = "delete contact key"
+	c, fpr, err := keyID(contact, m, fingerprint)
+	if err != nil {
+		return wrap(op, err)
+	}
+	return s.update(ctx, op, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`DELETE FROM contact_keys WHERE contact = ? AND mechanism = ? AND fingerprint = ?`, c, m, fpr)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return failure(ErrNotFound, fmt.Sprintf("%s key %s of %s", m, fpr, c))
+		}
+		return nil
+	})
+}
+
+// KeyEvents returns the history of contacts' keys, oldest first. Empty
+// contact or mechanism match all.
+func (s *Store) KeyEvents(ctx context.Context, contact string, m Mechanism) ([]KeyEvent, error) {
+	const op = "key events"
+	if contact != "" {
+		var err error
+		if contact, err = bareJID(contact); err != nil {
+			return nil, wrap(op, err)
+		}
+	}
+	var evs []KeyEvent
+	err := s.read(ctx, op, func(q querier) error {
+		rows, err := q.QueryContext(ctx,
+			`SELECT `+eventColumns+` FROM key_events
+			 WHERE (?1 = '' OR contact = ?1) AND (?2 = '' OR mechanism = ?2) ORDER BY id`, contact, m)
+		if err != nil {
+			return err
+		}
+		evs, err = scanEvents(rows)
+		return err
+	})
+	return evs, err
+}
+
+// PendingKeyChanges returns the key changes not yet acknowledged, oldest
+// first, so that a change is shown even if the process that recorded it
+// ended before showing it.
+func (s *Store) PendingKeyChanges(ctx context.Context) ([]KeyChange, error) {
+	var changes []KeyChange
+	err := s.read(ctx, "pending key changes", func(q querier) error {
+		rows, err := q.QueryContext(ctx,
+			`SELECT `+eventColumns+` FROM key_events WHERE acknowledged = 0 ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		evs, err := scanEvents(rows)
+		for _, e := range evs {
+			changes = append(changes, KeyChange{ID: e.ID, Contact: e.Contact, Mechanism: e.Mechanism,
+				Fingerprint: e.Fingerprint, Previous: e.Previous, Trust: e.NewTrust, Time: e.Time})
+		}
+		return err
+	})
+	return changes, err
+}
+
+// AcknowledgeKeyChange marks a key change as shown to the user. It fails
+// with ErrNotFound if id is not a pending change.
+func (s *Store) AcknowledgeKeyChange(ctx context.Context, id int64) error {
+	return s.update(ctx, "acknowledge key change", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE key_events SET acknowledged = 1 WHERE id = ? AND acknowledged = 0`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return failure(ErrNotFound, fmt.Sprintf("pending key change %d", id))
+		}
+		return nil
+	})
+}
+
+// keyID validates and normalises the identity of a contact's key.
+func keyID(contact string, m Mechanism, fingerprint string) (string, string, error) {
+	c, err := bareJID(contact)
+	if err != nil {
+		return "", "", err
+	}
+	if !m.valid() {
+		return "", "", fmt.Errorf("unknown mechanism %q", string(m))
+	}
+	fpr, err := NormalizeFingerprint(m, fingerprint)
+	if err != nil {
+		return "", "", err
+	}
+	return c, fpr, nil
+}
+
+const keyColumns = `contact, mechanism, fingerprint, data, trust, first_seen, last_seen, announced`
+
+func getKey(ctx context.Context, q querier, c string, m Mechanism, fpr string) (ContactKey, error) {
+	return scanKey(q.QueryRowContext(ctx,
+		`SELECT `+keyColumns+` FROM contact_keys WHERE contact = ? AND mechanism = ? AND fingerprint = ?`, c, m, fpr))
+}
+
+func scanKey(r scanner) (ContactKey, error) {
+	var k ContactKey
+	var m, trust string
+	var first, last sql.NullInt64
+	if err := r.Scan(&k.Contact, &m, &k.Fingerprint, &k.Data, &trust, &first, &last, &k.Announced); err != nil {
+		return ContactKey{}, err
+	}
+	k.Mechanism = Mechanism(m)
+	t, err := ParseTrustState(trust)
+	if err != nil {
+		return ContactKey{}, err
+	}
+	k.Trust = t
+	if first.Valid {
+		k.FirstSeen = fromMillis(first.Int64)
+	}
+	if last.Valid {
+		k.LastSeen = fromMillis(last.Int64)
+	}
+	return k, nil
+}
+
+// seenFingerprints returns the contact's other keys for m that have been
+// seen, oldest first.
+func seenFingerprints(ctx context.Context, tx *sql.Tx, c string, m Mechanism, except string) ([]string, error) {
+	rows, err := tx.QueryContext(ctx,
+		`SELECT fingerprint FROM contact_keys
+		 WHERE contact = ? AND mechanism = ? AND fingerprint <> ? AND first_seen IS NOT NULL
+		 ORDER BY first_seen, fingerprint`, c, m, except)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var fprs []string
+	for rows.Next() {
+		var f string
+		if err := rows.Scan(&f); err != nil {
+			return nil, err
+		}
+		fprs = append(fprs, f)
+	}
+	return fprs, rows.Err()
+}
+
+const eventColumns = `id, contact, mechanism, fingerprint, kind, old_trust, new_trust, previous, time, acknowledged`
+
+func scanEvents(rows *sql.Rows) ([]KeyEvent, error) {
+	defer rows.Close()
+	var evs []KeyEvent
+	for rows.Next() {
+		var e KeyEvent
+		var m, kind, newTrust, previous string
+		var oldTrust sql.NullString
+		var t int64
+		if err := rows.Scan(&e.ID, &e.Contact, &m, &e.Fingerprint, &kind, &oldTrust, &newTrust, &previous, &t, &e.Acknowledged); err != nil {
+			return nil, err
+		}
+		e.Mechanism = Mechanism(m)
+		switch kind {
+		case "first":
+			e.Kind = FirstKey
+		case "changed":
+			e.Kind = KeyChanged
+		case "trust":
+			e.Kind = TrustChanged
+		default:
+			return nil, fmt.Errorf("unknown key event kind %q", kind)
+		}
+		var err error
+		if e.NewTrust, err = ParseTrustState(newTrust); err != nil {
+			return nil, err
+		}
+		if oldTrust.Valid {
+			if e.OldTrust, err = ParseTrustState(oldTrust.String); err != nil {
+				return nil, err
+			}
+		}
+		if previous != "" {
+			e.Previous = strings.Fields(previous)
+		}
+		e.Time = fromMillis(t)
+		evs = append(evs, e)
+	}
+	return evs, rows.Err()
+}
