@@ -196,7 +196,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.init(context.Background(), opts); err != nil {
 		db.Close()
 		s.clearKey()
-		return nil, wrap(op, err)
+		err = wrap(op, err)
+		if oe, ok := err.(*opError); ok && oe.detail == "" && oe.kind != nil {
+			oe.detail = s.path // say which account directory
+		}
+		return nil, err
 	}
 	for _, p := range []string{s.path + "-wal", s.path + "-shm"} {
 		if err := tightenFile(p); err != nil {

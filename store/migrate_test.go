@@ -1,0 +1,236 @@
+package store
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"testing/fstest"
+)
+
+func TestEmbeddedMigrations(t *testing.T) {
+	if LatestSchemaVersion() < 2 {
+		t.Fatalf("LatestSchemaVersion() = %d; migration tests need at least two migrations", LatestSchemaVersion())
+	}
+	for i, m := range migrations {
+		if m.version != i+1 || m.name == "" || strings.TrimSpace(m.sql) == "" {
+			t.Errorf("migration %d: %+v", i, m)
+		}
+	}
+}
+
+func TestLoadMigrationsRejects(t *testing.T) {
+	file := &fstest.MapFile{Data: []byte("CREATE TABLE x (y);")}
+	for name, fsys := range map[string]fstest.MapFS{
+		"gap":      {"migrations/0001_a.sql": file, "migrations/0003_c.sql": file},
+		"bad name": {"migrations/0001_a.sql": file, "migrations/2_b.sql": file},
+		"zero":     {"migrations/0000_a.sql": file},
+		"none":     {},
+	} {
+		if _, err := loadMigrations(fsys); err == nil {
+			t.Errorf("%s: loadMigrations accepted it", name)
+		}
+	}
+}
+
+// fixtures writes data that is valid at schema version v and checks that
+// it is intact at the latest version. Each entry covers the tables that a
+// migration introduced.
+var fixtures = []struct {
+	since int
+	write func(t *testing.T, s *Store)
+	check func(t *testing.T, s *Store)
+}{
+	{1, func(t *testing.T, s *Store) {
+		must(t, s.SetAccount(ctx, Account{JID: "juliet@capulet.lit", Server: "capulet.lit:5223", DirectTLS: true}))
+		must(t, s.SetPassword(ctx, []byte("balcony")))
+		must(t, s.SetSetting(ctx, "ui.theme", "night"))
+		must(t, s.AddOwnKey(ctx, OwnKey{Mechanism: OTR, Fingerprint: strings.Repeat("C", 40), Public: []byte("pub"), Active: true}, []byte("dsa")))
+		_, err := s.RecordSeenKey(ctx, "romeo@montague.lit", OX, strings.Repeat("D", 40), []byte("ox pub"))
+		must(t, err)
+		must(t, s.SetTrust(ctx, "romeo@montague.lit", OX, strings.Repeat("D", 40), Verified))
+		must(t, s.ReplaceRetainedSecret(ctx, "romeo@montague.lit", nil, []byte("srs"), true))
+		_, err = s.Enqueue(ctx, "romeo@montague.lit", "wherefore art thou", OX)
+		must(t, err)
+		_, err = s.OTRInstanceTag(ctx)
+		must(t, err)
+	}, func(t *testing.T, s *Store) {
+		a, err := s.Account(ctx)
+		must(t, err)
+		if a != (Account{JID: "juliet@capulet.lit", Server: "capulet.lit:5223", DirectTLS: true}) {
+			t.Errorf("account %+v", a)
+		}
+		pw, err := s.Password(ctx)
+		if err != nil || string(pw) != "balcony" {
+			t.Errorf("password %q, %v", pw, err)
+		}
+		if v, err := s.Setting(ctx, "ui.theme"); v != "night" || err != nil {
+			t.Errorf("setting %q, %v", v, err)
+		}
+		sec, err := s.OwnKeySecret(ctx, OTR, strings.Repeat("C", 40))
+		if err != nil || string(sec) != "dsa" {
+			t.Errorf("own key secret %q, %v", sec, err)
+		}
+		if tr, err := s.Trust(ctx, "romeo@montague.lit", OX, strings.Repeat("D", 40)); tr != Verified || err != nil {
+			t.Errorf("trust %v, %v", tr, err)
+		}
+		rs, err := s.RetainedSecrets(ctx, "romeo@montague.lit")
+		if err != nil || len(rs) != 1 || string(rs[0].Value) != "srs" || !rs[0].Verified {
+			t.Errorf("retained secrets %+v, %v", rs, err)
+		}
+		ob, err := s.Outbox(ctx)
+		if err != nil || len(ob) != 1 || ob[0].Body != "wherefore art thou" {
+			t.Errorf("outbox %+v, %v", ob, err)
+		}
+	}},
+	{2, func(t *testing.T, s *Store) {
+		_, err := s.LogMessage(ctx, LogEntry{StanzaID: "m1", Peer: "romeo@montague.lit", Direction: Incoming, Mechanism: OX, Security: "verified", Body: "hello"})
+		must(t, err)
+	}, func(t *testing.T, s *Store) {
+		msgs, err := s.Messages(ctx, "romeo@montague.lit", 0, 10)
+		if err != nil || len(msgs) != 1 || msgs[0].Body != "hello" || msgs[0].StanzaID != "m1" {
+			t.Errorf("messages %+v, %v", msgs, err)
+		}
+	}},
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// schemaSQL returns the schema of the database in dir, for comparison.
+func schemaSQL(t *testing.T, dir string) []string {
+	t.Helper()
+	db := rawDB(t, dir)
+	defer db.Close()
+	rows, err := db.Query(`SELECT type || ' ' || name || ': ' || coalesce(sql, '') FROM sqlite_schema ORDER BY type, name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		must(t, rows.Scan(&s))
+		out = append(out, s)
+	}
+	must(t, rows.Err())
+	return out
+}
+
+func TestMigrateFromEveryVersion(t *testing.T) {
+	if len(fixtures) != LatestSchemaVersion() {
+		t.Fatalf("%d fixtures for %d schema versions: add one for the new migration", len(fixtures), LatestSchemaVersion())
+	}
+	freshDir := t.TempDir()
+	openDir(t, freshDir, testOptions(testPass)).Close()
+	want := schemaSQL(t, freshDir)
+
+	for from := 0; from < LatestSchemaVersion(); from++ {
+		t.Run(fmt.Sprintf("from%d", from), func(t *testing.T) {
+			dir := t.TempDir()
+			if from > 0 {
+				opts := testOptions(testPass)
+				opts.migrateTo = from
+				s := openDir(t, dir, opts)
+				v, err := s.SchemaVersion(ctx)
+				if err != nil || v != from {
+					t.Fatalf("fixture store at version %d, %v; want %d", v, err, from)
+				}
+				for _, f := range fixtures {
+					if f.since <= from {
+						f.write(t, s)
+					}
+				}
+				must(t, s.Close())
+			}
+			s := openDir(t, dir, testOptions(testPass))
+			v, err := s.SchemaVersion(ctx)
+			if err != nil || v != LatestSchemaVersion() {
+				t.Fatalf("after migration: version %d, %v", v, err)
+			}
+			for _, f := range fixtures {
+				if f.since > from {
+					f.write(t, s) // tables added by the migrations work
+				}
+			}
+			for _, f := range fixtures {
+				f.check(t, s)
+			}
+			must(t, s.Check(ctx))
+			must(t, s.Close())
+			if got := schemaSQL(t, dir); !slices.Equal(got, want) {
+				t.Errorf("migrated schema differs from a fresh one:\n got %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+func TestMigrationRollsBack(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(testPass)
+	opts.migrateTo = 1
+	s := openDir(t, dir, opts)
+	must(t, s.SetSetting(ctx, "kept", "yes"))
+	s.Close()
+
+	broken := []migration{migrations[0], {version: 2, name: "broken", sql: `
+		CREATE TABLE half_done (x INTEGER);
+		INSERT INTO settings (key, value) VALUES ('kept', 'overwritten');
+		SELECT no_such_function();`}}
+	opts = testOptions(testPass)
+	opts.migrations = broken
+	if _, err := Open(dir, opts); err == nil || !strings.Contains(err.Error(), "0002_broken") {
+		t.Fatalf("Open with a broken migration: %v", err)
+	}
+	db := rawDB(t, dir)
+	var v, n int
+	must(t, db.QueryRow(`SELECT value FROM meta WHERE key = 'schema_version'`).Scan(&v))
+	must(t, db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'half_done'`).Scan(&n))
+	var kept string
+	must(t, db.QueryRow(`SELECT value FROM settings WHERE key = 'kept'`).Scan(&kept))
+	db.Close()
+	if v != 1 || n != 0 || kept != "yes" {
+		t.Errorf("after a failed migration: version %d, half_done tables %d, setting %q", v, n, kept)
+	}
+	// The real migrations still apply.
+	s = openDir(t, dir, testOptions(testPass))
+	if v, err := s.SchemaVersion(ctx); v != LatestSchemaVersion() || err != nil {
+		t.Errorf("version %d, %v", v, err)
+	}
+}
+
+// Several stores (separate connections, as separate processes would have)
+// upgrading the same old database at once apply each migration once.
+func TestConcurrentMigration(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(testPass)
+	opts.migrateTo = 1
+	openDir(t, dir, opts).Close()
+
+	const n = 4
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			s, err := Open(dir, testOptions(testPass))
+			if err == nil {
+				_, err = s.LogMessage(ctx, LogEntry{Peer: "a@b.c", Direction: Outgoing, Body: "x"})
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	s := openDir(t, dir, testOptions(testPass))
+	msgs, err := s.Messages(ctx, "a@b.c", 0, 10)
+	if err != nil || len(msgs) != n {
+		t.Errorf("%d messages, %v", len(msgs), err)
+	}
+}

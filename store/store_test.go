@@ -1,0 +1,450 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "acct")
+	s := openDir(t, dir, testOptions(testPass))
+	if err := s.SetSetting(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	checkMode(t, dir, 0o700)
+	for _, name := range []string{FileName, FileName + "-wal", FileName + "-shm"} {
+		checkMode(t, filepath.Join(dir, name), 0o600)
+	}
+}
+
+func TestFileModesTightened(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir, testOptions(testPass))
+	s.Close()
+	db := filepath.Join(dir, FileName)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(db, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = openDir(t, dir, testOptions(testPass))
+	checkMode(t, dir, 0o700)
+	checkMode(t, db, 0o600)
+	// Files SQLite creates inherit the database file's mode.
+	checkMode(t, db+"-wal", 0o600)
+	checkMode(t, db+"-shm", 0o600)
+	s.Close()
+}
+
+func checkMode(t *testing.T, path string, want fs.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != want {
+		t.Errorf("%s: mode %o, want %o", filepath.Base(path), got, want)
+	}
+}
+
+func TestReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir, testOptions(testPass))
+	if err := s.SetAccount(ctx, Account{JID: "juliet@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPassword(ctx, []byte("xmpp password")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openDir(t, dir, testOptions(testPass))
+	if !s.Encrypted() {
+		t.Error("Encrypted() = false for a store with a passphrase")
+	}
+	pw, err := s.Password(ctx)
+	if err != nil || string(pw) != "xmpp password" {
+		t.Fatalf("Password() = %q, %v", pw, err)
+	}
+}
+
+func TestWrongPassphrase(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir, testOptions(testPass))
+	if err := s.AddOwnKey(ctx, OwnKey{Mechanism: OTR, Fingerprint: strings.Repeat("AB", 20), Active: true}, []byte("dsa secret")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	before := snapshot(t, dir)
+
+	_, err := Open(dir, testOptions("wrong horse"))
+	wantErr(t, err, ErrWrongPassphrase)
+	if !strings.Contains(err.Error(), "wrong passphrase") {
+		t.Errorf("error %q does not say wrong passphrase", err)
+	}
+	sameSnapshot(t, before, snapshot(t, dir))
+
+	// The right passphrase still works afterwards.
+	s = openDir(t, dir, testOptions(testPass))
+	sec, err := s.OwnKeySecret(ctx, OTR, strings.Repeat("ab", 20))
+	if err != nil || string(sec) != "dsa secret" {
+		t.Fatalf("OwnKeySecret = %q, %v", sec, err)
+	}
+}
+
+func TestPassphraseRequired(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new")
+	_, err := Open(dir, Options{KDF: fastKDF})
+	wantErr(t, err, ErrPassphraseRequired)
+	if _, err := os.Stat(filepath.Join(dir, FileName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("database file created without a passphrase: %v", err)
+	}
+	s := openDir(t, dir, testOptions(testPass))
+	s.Close()
+	_, err = Open(dir, Options{})
+	wantErr(t, err, ErrPassphraseRequired)
+}
+
+func TestUnencryptedOptOut(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir, Options{Unencrypted: true})
+	if s.Encrypted() {
+		t.Error("Encrypted() = true for an unencrypted store")
+	}
+	if err := s.SetAccount(ctx, Account{JID: "bot@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPassword(ctx, []byte("bot password")); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, s.ChangePassphrase(ctx, []byte("x")), ErrEncryptionMode)
+	s.Close()
+
+	// Without the opt-out, and with a passphrase, it is refused.
+	_, err := Open(dir, testOptions(testPass))
+	wantErr(t, err, ErrEncryptionMode)
+	if !strings.Contains(err.Error(), "Unencrypted") {
+		t.Errorf("error %q does not name the option", err)
+	}
+	_, err = Open(dir, Options{})
+	wantErr(t, err, ErrEncryptionMode)
+
+	s = openDir(t, dir, Options{Unencrypted: true})
+	pw, err := s.Password(ctx)
+	if err != nil || string(pw) != "bot password" {
+		t.Fatalf("Password() = %q, %v", pw, err)
+	}
+	s.Close()
+
+	// And the other way round: an encrypted store refuses the opt-out.
+	enc := t.TempDir()
+	openDir(t, enc, testOptions(testPass)).Close()
+	_, err = Open(enc, Options{Unencrypted: true})
+	wantErr(t, err, ErrEncryptionMode)
+
+	_, err = Open(t.TempDir(), Options{Unencrypted: true, Passphrase: []byte("x")})
+	if err == nil {
+		t.Error("Open accepted both Unencrypted and a passphrase")
+	}
+}
+
+func TestChangePassphrase(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir, testOptions(testPass))
+	other := openDir(t, dir, testOptions(testPass)) // a second "process"
+	if err := s.SetAccount(ctx, Account{JID: "romeo@example.net"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPassword(ctx, []byte("pw")); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, s.ChangePassphrase(ctx, nil), ErrPassphraseRequired)
+	if err := s.ChangePassphrase(ctx, []byte("new passphrase")); err != nil {
+		t.Fatal(err)
+	}
+	// Open stores keep working: the data key is unchanged.
+	if pw, err := other.Password(ctx); err != nil || string(pw) != "pw" {
+		t.Fatalf("other store: Password() = %q, %v", pw, err)
+	}
+	s.Close()
+	other.Close()
+
+	_, err := Open(dir, testOptions(testPass))
+	wantErr(t, err, ErrWrongPassphrase)
+	s = openDir(t, dir, testOptions("new passphrase"))
+	if pw, err := s.Password(ctx); err != nil || string(pw) != "pw" {
+		t.Fatalf("after change: Password() = %q, %v", pw, err)
+	}
+}
+
+func TestDefaultKDFParams(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Now()
+	s, err := Open(dir, Options{Passphrase: []byte(testPass)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("create with default Argon2id parameters: %v", time.Since(start))
+	s.Close()
+
+	var tm, mem, threads int64
+	db := rawDB(t, dir)
+	for key, dst := range map[string]*int64{"kdf_time": &tm, "kdf_memory_kib": &mem, "kdf_threads": &threads} {
+		if err := db.QueryRow(`SELECT value FROM meta WHERE key = ?`, key).Scan(dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := DefaultKDFParams()
+	if tm != int64(d.Time) || mem != int64(d.MemoryKiB) || threads != int64(d.Threads) {
+		t.Errorf("recorded parameters %d/%d/%d, want %+v", tm, mem, threads, d)
+	}
+	if d.Time < 3 || d.MemoryKiB < 64*1024 {
+		t.Errorf("default parameters %+v weaker than RFC 9106's second recommendation", d)
+	}
+	db.Close()
+
+	start = time.Now()
+	s, err = Open(dir, Options{Passphrase: []byte(testPass), KDF: fastKDF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("unlock with default Argon2id parameters: %v", time.Since(start))
+	s.Close()
+}
+
+func TestKDFParamsValidated(t *testing.T) {
+	if _, err := Open(t.TempDir(), Options{Passphrase: []byte("x"), KDF: &KDFParams{Time: 0, MemoryKiB: 64, Threads: 1}}); err == nil {
+		t.Error("Open accepted Argon2id time 0")
+	}
+	if _, err := Open(t.TempDir(), Options{Passphrase: []byte("x"), KDF: &KDFParams{Time: 1, MemoryKiB: 7, Threads: 1}}); err == nil {
+		t.Error("Open accepted 7 KiB of Argon2id memory")
+	}
+	// A tampered file asking for absurd parameters is refused, not run.
+	dir := t.TempDir()
+	openDir(t, dir, testOptions(testPass)).Close()
+	db := rawDB(t, dir)
+	if _, err := db.Exec(`UPDATE meta SET value = ? WHERE key = 'kdf_memory_kib'`, int64(1<<40)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err := Open(dir, testOptions(testPass))
+	wantErr(t, err, ErrCorrupt)
+}
+
+func TestCorrupt(t *testing.T) {
+	// A store with enough data to span many pages.
+	fresh := func(t *testing.T) string {
+		dir := t.TempDir()
+		s := openDir(t, dir, testOptions(testPass))
+		for i := range 200 {
+			if _, err := s.LogMessage(ctx, LogEntry{Peer: "nurse@example.org", Direction: Incoming,
+				Body: strings.Repeat("x", 500) + string(rune('a'+i%26))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, FileName+"-wal")); err == nil {
+			t.Fatal("WAL not checkpointed on close")
+		}
+		return dir
+	}
+	tests := []struct {
+		name    string
+		corrupt func(path string, b []byte) []byte
+	}{
+		{"header overwritten", func(_ string, b []byte) []byte {
+			copy(b, bytes.Repeat([]byte{0xA5}, 100))
+			return b
+		}},
+		{"truncated", func(_ string, b []byte) []byte { return b[:len(b)/2] }},
+		{"not a database", func(_ string, b []byte) []byte { return []byte("this is a text file, not a database\n") }},
+		{"page overwritten", func(_ string, b []byte) []byte {
+			// Overwrite the middle pages of the message table's b-tree.
+			pageSize := int(b[16])<<8 | int(b[17])
+			if pageSize == 1 {
+				pageSize = 65536
+			}
+			pages := len(b) / pageSize
+			for p := pages / 2; p < pages/2+3; p++ {
+				copy(b[p*pageSize:], bytes.Repeat([]byte{0x5A}, pageSize))
+			}
+			return b
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := fresh(t)
+			path := filepath.Join(dir, FileName)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, tc.corrupt(path, b), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Open(dir, testOptions(testPass))
+			wantErr(t, err, ErrCorrupt)
+			t.Log(err)
+		})
+	}
+}
+
+func TestNewerSchema(t *testing.T) {
+	dir := t.TempDir()
+	openDir(t, dir, testOptions(testPass)).Close()
+	db := rawDB(t, dir)
+	if _, err := db.Exec(`UPDATE meta SET value = ? WHERE key = 'schema_version'`, LatestSchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	before := snapshot(t, dir)
+	_, err := Open(dir, testOptions(testPass))
+	wantErr(t, err, ErrNewerSchema)
+	t.Log(err)
+	sameSnapshot(t, before, snapshot(t, dir))
+}
+
+func TestForeignDatabase(t *testing.T) {
+	dir := t.TempDir()
+	db := rawDB(t, dir)
+	if _, err := db.Exec(`CREATE TABLE songs (title TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	before := snapshot(t, dir)
+	_, err := Open(dir, testOptions(testPass))
+	if err == nil || !strings.Contains(err.Error(), "not a Balcony store") {
+		t.Fatalf("Open of a foreign database: %v", err)
+	}
+	sameSnapshot(t, before, snapshot(t, dir))
+}
+
+func TestLocked(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(testPass)
+	opts.BusyTimeout = 50 * time.Millisecond
+	s := openDir(t, dir, opts)
+
+	// Another connection holds the write lock.
+	db := rawDB(t, dir)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	err = s.SetSetting(ctx, "theme", "dark")
+	wantErr(t, err, ErrLocked)
+	t.Log(err)
+	// Readers are not blocked in WAL mode.
+	if _, err := s.Settings(ctx); err != nil {
+		t.Errorf("read while locked: %v", err)
+	}
+	if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetSetting(ctx, "theme", "dark"); err != nil {
+		t.Fatalf("after the lock was released: %v", err)
+	}
+}
+
+func TestClosed(t *testing.T) {
+	s := openTest(t)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	wantErr(t, s.SetSetting(ctx, "a", "b"), ErrClosed)
+	_, err := s.ListKeys(ctx, "", "")
+	wantErr(t, err, ErrClosed)
+	if s.dataKey != [keySize]byte{} {
+		t.Error("data key not cleared by Close")
+	}
+}
+
+func TestSecretsNotInFile(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir, testOptions(testPass))
+	marker := "MARKER-d41d8cd98f00b204e980"
+	if err := s.SetAccount(ctx, Account{JID: "juliet@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	steps := []error{
+		s.SetPassword(ctx, []byte(marker+"password")),
+		s.AddOwnKey(ctx, OwnKey{Mechanism: OX, Fingerprint: strings.Repeat("1", 40), Public: []byte("public")}, []byte(marker+"ox")),
+		s.ReplaceRetainedSecret(ctx, "romeo@example.net", nil, []byte(marker+"srs"), false),
+	}
+	_, err := s.Enqueue(ctx, "romeo@example.net", marker+"outbox", OX)
+	steps = append(steps, err)
+	_, err = s.LogMessage(ctx, LogEntry{Peer: "romeo@example.net", Direction: Outgoing, Body: marker + "log"})
+	steps = append(steps, err)
+	for i, err := range steps {
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	// Look at the files while open (WAL) and after close (checkpointed).
+	for _, phase := range []string{"open", "closed"} {
+		for name, b := range snapshot(t, dir) {
+			if bytes.Contains(b, []byte(marker)) {
+				t.Errorf("%s: %s contains a secret in the clear", phase, name)
+			}
+		}
+		s.Close()
+	}
+}
+
+func TestSealedValuesBoundToRow(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir, testOptions(testPass))
+	a, b := strings.Repeat("A", 40), strings.Repeat("B", 40)
+	if err := s.AddOwnKey(ctx, OwnKey{Mechanism: OX, Fingerprint: a}, []byte("secret a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddOwnKey(ctx, OwnKey{Mechanism: OX, Fingerprint: b}, []byte("secret b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("Check before tampering: %v", err)
+	}
+	// Copy a's sealed secret into b's row.
+	db := rawDB(t, dir)
+	if _, err := db.Exec(`UPDATE own_keys SET secret = (SELECT secret FROM own_keys WHERE fingerprint = ?) WHERE fingerprint = ?`, a, b); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.OwnKeySecret(ctx, OX, b)
+	wantErr(t, err, ErrCorrupt)
+	wantErr(t, s.Check(ctx), ErrCorrupt)
+	if sec, err := s.OwnKeySecret(ctx, OX, a); err != nil || string(sec) != "secret a" {
+		t.Errorf("untouched row: %q, %v", sec, err)
+	}
+}
+
+func TestErrorMessages(t *testing.T) {
+	s := openTest(t)
+	_, err := s.Trust(ctx, "nurse@example.org", OTR, strings.Repeat("0", 40))
+	wantErr(t, err, ErrNotFound)
+	want := "store: trust: otr key " + strings.Repeat("0", 40) + " of nurse@example.org: not found"
+	if err.Error() != want {
+		t.Errorf("error text\n got %q\nwant %q", err, want)
+	}
+	_, err = s.Account(ctx)
+	wantErr(t, err, ErrNotFound)
+	if err.Error() != "store: account: not found" {
+		t.Errorf("error text %q", err)
+	}
+}
