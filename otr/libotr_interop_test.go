@@ -239,7 +239,7 @@ func (s *session) akeByUs() *result {
 // akeByLibotr runs an AKE started by libotr's query message.
 func (s *session) akeByLibotr() *result {
 	s.t.Helper()
-	q := s.lib.Query()
+	q := s.lib.StartAKE()
 	r := s.exchange(nil, q.Net)
 	s.checkSecure(r)
 	return r
@@ -271,7 +271,7 @@ func (s *session) checkSecure(r *result) {
 		t.Errorf("instance tags: libotr sees us as %08x (we are %08x); we see libotr as %08x (it is %08x)",
 			st.TheirInstance, s.conv.InstanceTag(), s.conv.TheirInstanceTag(), st.OurInstance)
 	}
-	fp := s.lib.Fingerprints()
+	fp := s.lib.Fingerprint()
 	if want := fingerprintHex(s.key.Public()); fp.Peer != want {
 		t.Errorf("libotr sees our fingerprint as %s, ours is %s", fp.Peer, want)
 	}
@@ -329,7 +329,7 @@ func TestLibotrAKE(t *testing.T) {
 		if err != nil {
 			t.Fatalf("StartAKE: %v", err)
 		}
-		r := s.exchange(ours, s.lib.Query().Net)
+		r := s.exchange(ours, s.lib.StartAKE().Net)
 		s.checkSecure(r)
 	})
 	t.Run("WhitespaceTagFromUs", func(t *testing.T) {
@@ -530,7 +530,7 @@ func TestLibotrSMP(t *testing.T) {
 				// libotr marks our key trusted after a successful SMP it
 				// started, or answered without a question.
 				wantTrust := c.success && (initiator == "Libotr" || c.question == "")
-				if got := s.lib.Fingerprints().Trusted; got != wantTrust {
+				if got := s.lib.Fingerprint().Trusted; got != wantTrust {
 					t.Errorf("libotr trusts our key: %v, want %v", got, wantTrust)
 				}
 				// The session goes on, and SMP can run again.

@@ -5,7 +5,7 @@
 // Build compiles a small C program of ours, libotrpeer.c, against the
 // system's libotr once per test binary. Start runs it as a child process
 // and returns a Peer whose methods map one to one onto libotr calls:
-// otrl_message_sending (Send, Query), otrl_message_receiving (Receive),
+// otrl_message_sending (Send, StartAKE), otrl_message_receiving (Receive),
 // otrl_message_initiate_smp[_q], otrl_message_respond_smp,
 // otrl_message_abort_smp, otrl_message_disconnect (End) and
 // otrl_message_symkey. Each method returns everything libotr did in that
@@ -490,10 +490,10 @@ func (p *Peer) Send(text []byte) Output {
 	return p.must("SEND", enc(text))
 }
 
-// Query starts an AKE the way a client's "start private conversation" does:
+// StartAKE starts an AKE the way a client's "start private conversation" does:
 // it sends "?OTR?" through otrl_message_sending, which replaces it with
 // libotr's default query message.
-func (p *Peer) Query() Output {
+func (p *Peer) StartAKE() Output {
 	p.tb.Helper()
 	return p.must("QUERY")
 }
@@ -559,8 +559,8 @@ type Fingerprints struct {
 	Trusted   bool // libotr's trust flag for Peer (set by a successful SMP)
 }
 
-// Fingerprints returns our fingerprint and that of the active peer key.
-func (p *Peer) Fingerprints() Fingerprints {
+// Fingerprint returns our fingerprint and that of the active peer key.
+func (p *Peer) Fingerprint() Fingerprints {
 	p.tb.Helper()
 	out := p.must("FPR")
 	f := out.result("FPR")

@@ -58,7 +58,7 @@ func relay(t *testing.T, from, to *Peer, msgs [][]byte) (outFrom, outTo Output) 
 // encrypted with the same session id.
 func secure(t *testing.T, a, b *Peer) {
 	t.Helper()
-	q := a.Query()
+	q := a.StartAKE()
 	if len(q.Net) != 1 || !bytes.HasPrefix(q.Net[0], []byte("?OTRv")) {
 		t.Fatalf("query: Net = %q", q.Net)
 	}
@@ -113,7 +113,7 @@ func TestVersion(t *testing.T) {
 	if st.MsgState != Plaintext || st.SSID != nil {
 		t.Errorf("fresh peer state %+v", st)
 	}
-	fp := p.Fingerprints()
+	fp := p.Fingerprint()
 	if len(fp.Own) != 40 || fp.Peer != "" || fp.Trusted {
 		t.Errorf("fresh peer fingerprints %+v", fp)
 	}
@@ -127,7 +127,7 @@ func TestAKEByQuery(t *testing.T) {
 				a, b = b, a
 			}
 			secure(t, a, b)
-			fa, fb := a.Fingerprints(), b.Fingerprints()
+			fa, fb := a.Fingerprint(), b.Fingerprint()
 			if fa.Peer != fb.Own || fb.Peer != fa.Own || fa.Own == fb.Own {
 				t.Errorf("fingerprints do not cross-match: %+v %+v", fa, fb)
 			}
@@ -178,7 +178,7 @@ func TestArbitraryBytes(t *testing.T) {
 func TestFragments(t *testing.T) {
 	const mms = 140
 	a, b := pair(t, Options{FragmentSize: mms}, Options{FragmentSize: mms})
-	q := a.Query()
+	q := a.StartAKE()
 	outA, outB := relay(t, a, b, q.Net)
 	if !outA.Has(KindGoneSecure) || !outB.Has(KindGoneSecure) {
 		t.Fatalf("fragmented AKE failed: %v %v", outA.Events, outB.Events)
@@ -244,7 +244,7 @@ func TestSMP(t *testing.T) {
 			// libotr trusts the key after a successful SMP, but the
 			// responder to a question does not: the asker chose the
 			// answer, so it proves nothing to the responder.
-			fa, fb := a.Fingerprints(), b.Fingerprints()
+			fa, fb := a.Fingerprint(), b.Fingerprint()
 			if fa.Trusted != tc.wantSuccess || fb.Trusted != (tc.wantSuccess && tc.question == "") {
 				t.Errorf("trust after SMP: initiator %v, responder %v", fa.Trusted, fb.Trusted)
 			}
@@ -357,7 +357,7 @@ func TestReAKE(t *testing.T) {
 	secure(t, a, b)
 	say(t, a, b, "before")
 	ssid := a.State().SSID
-	outB, outA := relay(t, b, a, b.Query().Net)
+	outB, outA := relay(t, b, a, b.StartAKE().Net)
 	// b asked and stays in its encrypted instance: still secure. a starts
 	// the AKE from its master context (a query carries no instance tags),
 	// and libotr copies the master's PLAINTEXT state into the instance
@@ -451,7 +451,7 @@ func TestKeyFileShared(t *testing.T) {
 	}
 	p := Start(t, Options{Account: "carol@example.org", KeyFile: k1})
 	q := Start(t, Options{Account: "carol@example.org", KeyFile: k2})
-	if p.Fingerprints().Own != q.Fingerprints().Own {
+	if p.Fingerprint().Own != q.Fingerprint().Own {
 		t.Fatal("the same key file gave different fingerprints")
 	}
 }
