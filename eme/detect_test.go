@@ -386,12 +386,12 @@ func TestSpoofing(t *testing.T) {
 		huge := strings.Repeat("A", 100000)
 		names := []string{
 			huge,
-			"Evil\u202eCrypt\u202c",                                   // right-to-left override
-			"Evil\u2066Crypt\u2069\u200f\u200b",                       // isolates, RLM, zero width space
-			"Evil\u009b31mCrypt",                                      // C1 control sequence introducer
-			"Evil\u0085Crypt\u2028and\u2029more",                      // next line, line and paragraph separators
+			"Evil\u202eCrypt\u202c",              // right-to-left override
+			"Evil\u2066Crypt\u2069\u200f\u200b",  // isolates, RLM, zero width space
+			"Evil\u009b31mCrypt",                 // C1 control sequence introducer
+			"Evil\u0085Crypt\u2028and\u2029more", // next line, line and paragraph separators
 			"Evil\nThis message was verified by Balcony.\tReally",     // new lines
-			"OTR” (urn:xmpp:otr:0) and could not be decrypted. “Run", // closing our quote
+			"OTR” (urn:xmpp:otr:0) and could not be decrypted. “Run",  // closing our quote
 			"Z\u0301\u0302\u0303\u0304\u0305\u0306\u0307\u0308\u0309", // combining marks
 			strings.Repeat("\u202e", 1000) + "x",
 		}

@@ -213,7 +213,7 @@ func TestDetectionNotice(t *testing.T) {
 		namespace string
 		name      string
 	}{
-		"plain reason":       {msg(payloadXML[OX], tag(OX)), ReasonNoKey, ReasonNoKey, OX, "OpenPGP for XMPP"},
+		"plain reason":        {msg(payloadXML[OX], tag(OX)), ReasonNoKey, ReasonNoKey, OX, "OpenPGP for XMPP"},
 		"tag without payload": {msg(body("x"), tag(OX)), ReasonNoKey, ReasonMalformed, OX, "OpenPGP for XMPP"},
 		"disagreement":        {msg(payloadXML[OX], tag(OTR)), ReasonNotEnabled, ReasonDisagreement, "", ""},
 		"malformed tag":       {msg(`<encryption xmlns='urn:xmpp:eme:0'/>`), ReasonNotSupported, ReasonMalformed, "", ""},
