@@ -1,0 +1,252 @@
+package store
+
+import (
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestAccount(t *testing.T) {
+	s := openTest(t)
+	_, err := s.Account(ctx)
+	wantErr(t, err, ErrNotFound)
+	wantErr(t, s.SetPassword(ctx, []byte("pw")), ErrNotFound)
+
+	must(t, s.SetAccount(ctx, Account{JID: "Juliet@Capulet.lit/balcony", Resource: "balcony"}))
+	a, err := s.Account(ctx)
+	must(t, err)
+	if a.JID != "juliet@capulet.lit" || a.Resource != "balcony" {
+		t.Errorf("account %+v", a)
+	}
+	_, err = s.Password(ctx)
+	wantErr(t, err, ErrNotFound)
+	must(t, s.SetPassword(ctx, []byte("pw")))
+	must(t, s.SetAccount(ctx, Account{JID: "juliet@capulet.lit", Server: "xmpp.capulet.lit:5222"}))
+	if pw, err := s.Password(ctx); err != nil || string(pw) != "pw" {
+		t.Errorf("password lost by SetAccount: %q, %v", pw, err)
+	}
+	if a, _ := s.Account(ctx); a.Server != "xmpp.capulet.lit:5222" || a.Resource != "" {
+		t.Errorf("account not updated: %+v", a)
+	}
+	if err := s.SetAccount(ctx, Account{JID: "romeo@montague.lit"}); err == nil {
+		t.Error("SetAccount changed the account JID")
+	}
+	must(t, s.ForgetPassword(ctx))
+	_, err = s.Password(ctx)
+	wantErr(t, err, ErrNotFound)
+}
+
+func TestSettings(t *testing.T) {
+	s := openTest(t)
+	_, err := s.Setting(ctx, "x")
+	wantErr(t, err, ErrNotFound)
+	must(t, s.SetSetting(ctx, "x", "1"))
+	must(t, s.SetSetting(ctx, "x", "2"))
+	must(t, s.SetSetting(ctx, "y", ""))
+	all, err := s.Settings(ctx)
+	must(t, err)
+	if len(all) != 2 || all["x"] != "2" || all["y"] != "" {
+		t.Errorf("settings %v", all)
+	}
+	must(t, s.DeleteSetting(ctx, "x"))
+	must(t, s.DeleteSetting(ctx, "x"))
+	_, err = s.Setting(ctx, "x")
+	wantErr(t, err, ErrNotFound)
+	if err := s.SetSetting(ctx, "", "v"); err == nil {
+		t.Error("empty key accepted")
+	}
+}
+
+func TestOwnKeys(t *testing.T) {
+	s := openTest(t)
+	_, err := s.ActiveOwnKey(ctx, OX)
+	wantErr(t, err, ErrNotFound)
+
+	a := OwnKey{Mechanism: OX, Fingerprint: fpr('a'), Public: []byte("pub a"), Active: true}
+	b := OwnKey{Mechanism: OX, Fingerprint: fpr('B'), Public: []byte("pub b"), Active: true}
+	must(t, s.AddOwnKey(ctx, a, []byte("sec a")))
+	must(t, s.AddOwnKey(ctx, b, []byte("sec b")))
+	wantErr(t, s.AddOwnKey(ctx, a, []byte("other")), ErrExists)
+	if err := s.AddOwnKey(ctx, OwnKey{Mechanism: OX, Fingerprint: fpr('C')}, nil); err == nil {
+		t.Error("empty secret accepted")
+	}
+	// An OTR key does not affect the OX active key.
+	must(t, s.AddOwnKey(ctx, OwnKey{Mechanism: OTR, Fingerprint: fpr('D'), Active: true}, []byte("dsa")))
+
+	active, err := s.ActiveOwnKey(ctx, OX)
+	must(t, err)
+	if active.Fingerprint != fpr('B') || string(active.Public) != "pub b" || !active.Active || active.Created.IsZero() {
+		t.Errorf("active key %+v", active)
+	}
+	keys, err := s.OwnKeys(ctx, OX)
+	must(t, err)
+	if len(keys) != 2 || keys[0].Active == keys[1].Active {
+		t.Fatalf("own keys %+v", keys)
+	}
+	must(t, s.SetActiveOwnKey(ctx, OX, fpr('A')))
+	active, err = s.ActiveOwnKey(ctx, OX)
+	must(t, err)
+	if active.Fingerprint != fpr('A') {
+		t.Errorf("active after SetActiveOwnKey: %s", active.Fingerprint)
+	}
+	wantErr(t, s.SetActiveOwnKey(ctx, OX, fpr('9')), ErrNotFound)
+	if active, err := s.ActiveOwnKey(ctx, OX); err != nil || active.Fingerprint != fpr('A') {
+		t.Errorf("failed SetActiveOwnKey changed the active key: %+v, %v", active, err)
+	}
+	if active, err := s.ActiveOwnKey(ctx, OTR); err != nil || active.Fingerprint != fpr('D') {
+		t.Errorf("OTR active key %+v, %v", active, err)
+	}
+
+	sec, err := s.OwnKeySecret(ctx, OX, fpr('b'))
+	if err != nil || string(sec) != "sec b" {
+		t.Errorf("secret b: %q, %v", sec, err)
+	}
+	must(t, s.DeleteOwnKey(ctx, OX, fpr('B')))
+	wantErr(t, s.DeleteOwnKey(ctx, OX, fpr('B')), ErrNotFound)
+	_, err = s.OwnKeySecret(ctx, OX, fpr('B'))
+	wantErr(t, err, ErrNotFound)
+}
+
+func TestRetainedSecrets(t *testing.T) {
+	s := openTest(t)
+	const peer = "romeo@montague.lit"
+	lookup := func() string {
+		t.Helper()
+		rs, err := s.RetainedSecrets(ctx, peer+"/orchard")
+		must(t, err)
+		var parts []string
+		for _, r := range rs {
+			v := string(r.Value)
+			if r.Verified {
+				v += "+"
+			}
+			parts = append(parts, v)
+		}
+		return strings.Join(parts, ",")
+	}
+	if got := lookup(); got != "" {
+		t.Fatalf("no chain yet: %q", got)
+	}
+	must(t, s.ReplaceRetainedSecret(ctx, peer, nil, []byte("rs1"), false))
+	if got := lookup(); got != "rs1" {
+		t.Fatalf("after first session: %q", got)
+	}
+	// SAS confirmed in the first session.
+	must(t, s.MarkRetainedSecretVerified(ctx, peer, []byte("rs1")))
+	if got := lookup(); got != "rs1+" {
+		t.Fatalf("after SAS: %q", got)
+	}
+	// Second session continues the chain and keeps the flag.
+	must(t, s.ReplaceRetainedSecret(ctx, peer, []byte("rs1"), []byte("rs2"), true))
+	if got := lookup(); got != "rs2+" {
+		t.Fatalf("after second session: %q", got)
+	}
+	// Replacing a secret that is not stored changes nothing.
+	wantErr(t, s.ReplaceRetainedSecret(ctx, peer, []byte("rs1"), []byte("rs3"), false), ErrNotFound)
+	wantErr(t, s.MarkRetainedSecretVerified(ctx, peer, []byte("rs1")), ErrNotFound)
+	if got := lookup(); got != "rs2+" {
+		t.Fatalf("after a failed replace: %q", got)
+	}
+	// Another client of the peer: a second chain, unverified.
+	must(t, s.ReplaceRetainedSecret(ctx, peer, nil, []byte("other"), false))
+	if got := lookup(); got != "other,rs2+" {
+		t.Fatalf("two chains: %q", got)
+	}
+	if err := s.ReplaceRetainedSecret(ctx, peer, nil, nil, false); err == nil {
+		t.Error("empty secret accepted")
+	}
+	// Other peers are separate.
+	rs, err := s.RetainedSecrets(ctx, "mercutio@montague.lit")
+	if err != nil || len(rs) != 0 {
+		t.Errorf("other peer: %+v, %v", rs, err)
+	}
+	must(t, s.ForgetRetainedSecrets(ctx, peer))
+	if got := lookup(); got != "" {
+		t.Errorf("after forget: %q", got)
+	}
+}
+
+// fixedReader yields its bytes, then zeros.
+type fixedReader struct{ b []byte }
+
+func (r *fixedReader) Read(p []byte) (int, error) {
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	clear(p[n:])
+	return len(p), nil
+}
+
+func TestOTRInstanceTag(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir, testOptions(testPass))
+	const n = 8
+	tags := make([]uint32, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			tags[i], err = s.OTRInstanceTag(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, tag := range tags {
+		if tag != tags[0] || tag < 0x100 {
+			t.Fatalf("tags %x", tags)
+		}
+	}
+	s.Close()
+	s = openDir(t, dir, testOptions(testPass))
+	if tag, err := s.OTRInstanceTag(ctx); err != nil || tag != tags[0] {
+		t.Errorf("after reopen: %x, %v; want %x", tag, err, tags[0])
+	}
+
+	// Values below 0x100 are reserved and drawn again.
+	opts := testOptions(testPass)
+	s = openDir(t, t.TempDir(), opts)
+	s.rand = &fixedReader{b: []byte{0, 0, 0, 0xff, 0, 0, 1, 0}}
+	if tag, err := s.OTRInstanceTag(ctx); err != nil || tag != 0x100 {
+		t.Errorf("tag %#x, %v; want 0x100", tag, err)
+	}
+}
+
+// populated returns a store with a value in every sealed column.
+func populated(t *testing.T) *Store {
+	s := openTest(t)
+	must(t, s.SetAccount(ctx, Account{JID: "a@b.c"}))
+	must(t, s.SetPassword(ctx, []byte("pw")))
+	must(t, s.AddOwnKey(ctx, OwnKey{Mechanism: OX, Fingerprint: fpr('A')}, []byte("s")))
+	must(t, s.ReplaceRetainedSecret(ctx, "d@e.f", nil, []byte("rs"), false))
+	_, err := s.Enqueue(ctx, "d@e.f", "queued", "")
+	must(t, err)
+	_, err = s.LogMessage(ctx, LogEntry{Peer: "d@e.f", Direction: Incoming, Body: "hi"})
+	must(t, err)
+	return s
+}
+
+func TestCheck(t *testing.T) {
+	must(t, populated(t).Check(ctx))
+
+	// Tampering with any sealed value, or moving it to another row, is
+	// detected.
+	for _, q := range []string{
+		`UPDATE account SET password = CAST(substr(password, 1, length(password) - 1) || 'x' AS BLOB)`,
+		`UPDATE own_keys SET fingerprint = '` + fpr('B') + `'`,
+		`UPDATE retained_secrets SET peer = 'x@e.f'`,
+		`UPDATE outbox SET body = x'01'`,
+		`UPDATE messages SET id = id + 100`,
+	} {
+		t.Run(q, func(t *testing.T) {
+			s := populated(t)
+			db := rawDB(t, s.Dir())
+			if _, err := db.Exec(q); err != nil {
+				t.Fatal(err)
+			}
+			wantErr(t, s.Check(ctx), ErrCorrupt)
+		})
+	}
+}
