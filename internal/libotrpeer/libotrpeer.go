@@ -69,6 +69,10 @@ var source []byte
 // tool chain from a skipped test into a failed one when set to "1".
 const EnvRequire = "BALCONY_REQUIRE_INTEROP"
 
+// EnvCFLAGS names an environment variable with extra gcc flags for the
+// helper, e.g. "-fsanitize=address,undefined -g" to check the C side.
+const EnvCFLAGS = "BALCONY_LIBOTRPEER_CFLAGS"
+
 // Policy is a set of libotr OTRL_POLICY_* bits (proto.h).
 type Policy uint32
 
@@ -176,7 +180,9 @@ func build() (missing string, err error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "libotrpeer")
-	args := append([]string{"-O2", "-Wall", "-o", bin, src}, flags...)
+	args := []string{"-O2", "-Wall", "-o", bin, src}
+	args = append(args, strings.Fields(os.Getenv(EnvCFLAGS))...)
+	args = append(args, flags...)
 	cmd := exec.Command("gcc", args...)
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
