@@ -1,0 +1,154 @@
+package store
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestOutbox(t *testing.T) {
+	s := openTest(t)
+	id1, err := s.Enqueue(ctx, "romeo@montague.lit/orchard", "first", OTR)
+	must(t, err)
+	id2, err := s.Enqueue(ctx, "romeo@montague.lit", "second", "")
+	must(t, err)
+	if _, err := s.Enqueue(ctx, "@bad", "x", ""); err == nil {
+		t.Error("invalid JID accepted")
+	}
+	if _, err := s.Enqueue(ctx, "a@b.c", "x", "pgp"); err == nil {
+		t.Error("unknown mechanism accepted")
+	}
+	out, err := s.Outbox(ctx)
+	must(t, err)
+	if len(out) != 2 || out[0].ID != id1 || out[0].To != "romeo@montague.lit/orchard" || out[0].Body != "first" ||
+		out[0].Mechanism != OTR || out[1].ID != id2 || out[1].Body != "second" || out[1].Mechanism != "" {
+		t.Fatalf("outbox %+v", out)
+	}
+	must(t, s.Dequeue(ctx, id1))
+	wantErr(t, s.Dequeue(ctx, id1), ErrNotFound)
+	out, err = s.Outbox(ctx)
+	must(t, err)
+	if len(out) != 1 || out[0].ID != id2 {
+		t.Errorf("outbox after dequeue %+v", out)
+	}
+}
+
+func TestMessagesPaging(t *testing.T) {
+	s := openTest(t)
+	const peer = "nurse@capulet.lit"
+	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	// 125 messages, logged out of time order (as MAM back-fill does) and
+	// with runs of equal timestamps; plus another peer's messages.
+	const n = 125
+	for i := n - 1; i >= 0; i-- {
+		_, err := s.LogMessage(ctx, LogEntry{Peer: peer, Direction: Incoming, Body: fmt.Sprint(i),
+			Time: base.Add(time.Duration(i/3) * time.Minute)})
+		must(t, err)
+		_, err = s.LogMessage(ctx, LogEntry{Peer: "other@capulet.lit", Direction: Outgoing, Body: "noise",
+			Time: base.Add(time.Duration(i) * time.Minute)})
+		must(t, err)
+	}
+	var all []LogEntry
+	var before int64
+	pages := 0
+	for {
+		page, err := s.Messages(ctx, peer, before, 50)
+		must(t, err)
+		if len(page) == 0 {
+			break
+		}
+		pages++
+		all = append(page, all...)
+		before = page[0].ID
+	}
+	if pages != 3 || len(all) != n {
+		t.Fatalf("%d pages, %d messages", pages, len(all))
+	}
+	seen := make(map[int64]bool)
+	for i, e := range all {
+		if seen[e.ID] {
+			t.Fatalf("message %d returned twice", e.ID)
+		}
+		seen[e.ID] = true
+		if e.Peer != peer {
+			t.Fatalf("message of %s", e.Peer)
+		}
+		if i > 0 {
+			p := all[i-1]
+			if e.Time.Before(p.Time) || (e.Time.Equal(p.Time) && e.ID < p.ID) {
+				t.Fatalf("out of order at %d: %v/%d after %v/%d", i, e.Time, e.ID, p.Time, p.ID)
+			}
+		}
+	}
+	// Same-minute messages were logged in reverse, so bodies within a
+	// minute are by id; across minutes by time.
+	if all[0].Body != "2" || all[n-1].Body != "123" {
+		t.Errorf("first %q, last %q", all[0].Body, all[n-1].Body)
+	}
+	_, err := s.Messages(ctx, peer, 999999, 10)
+	wantErr(t, err, ErrNotFound)
+	page, err := s.Messages(ctx, peer, 0, 0)
+	must(t, err)
+	if len(page) != 50 {
+		t.Errorf("default page size %d", len(page))
+	}
+}
+
+func TestLogDeduplicates(t *testing.T) {
+	s := openTest(t)
+	e := LogEntry{StanzaID: "abc", Peer: "a@b.c/phone", Direction: Incoming, Mechanism: OX, Security: "verified", Body: "hi"}
+	id1, err := s.LogMessage(ctx, e)
+	must(t, err)
+	e.Peer = "a@b.c/laptop" // a carbon or MAM copy
+	id2, err := s.LogMessage(ctx, e)
+	must(t, err)
+	e.Direction = Outgoing
+	id3, err := s.LogMessage(ctx, e)
+	must(t, err)
+	if id1 == 0 || id1 != id2 || id3 == id1 {
+		t.Errorf("ids %d %d %d", id1, id2, id3)
+	}
+	msgs, err := s.Messages(ctx, "a@b.c", 0, 10)
+	must(t, err)
+	if len(msgs) != 2 || msgs[0].Security != "verified" || msgs[0].Mechanism != OX {
+		t.Errorf("messages %+v", msgs)
+	}
+	if _, err := s.LogMessage(ctx, LogEntry{Peer: "a@b.c", Direction: "sideways"}); err == nil {
+		t.Error("invalid direction accepted")
+	}
+}
+
+func TestLogPrivateSessions(t *testing.T) {
+	s := openTest(t)
+	const peer = "a@b.c"
+	for _, m := range []Mechanism{OTR, ESession} {
+		id, err := s.LogMessage(ctx, LogEntry{Peer: peer, Direction: Incoming, Mechanism: m, Body: "off the record"})
+		if err != nil || id != 0 {
+			t.Errorf("%s message logged without opt-in: %d, %v", m, id, err)
+		}
+	}
+	// Notices carry no plaintext and are kept.
+	id, err := s.LogMessage(ctx, LogEntry{Peer: peer, Direction: Incoming, Mechanism: OTR, Notice: true,
+		Body: "OTR message could not be decrypted"})
+	if err != nil || id == 0 {
+		t.Errorf("notice not logged: %d, %v", id, err)
+	}
+	must(t, s.SetSetting(ctx, SettingLogPrivateSessions, "true"))
+	id, err = s.LogMessage(ctx, LogEntry{Peer: peer, Direction: Incoming, Mechanism: OTR, Body: "logged"})
+	if err != nil || id == 0 {
+		t.Errorf("OTR message after opt-in: %d, %v", id, err)
+	}
+	msgs, err := s.Messages(ctx, peer, 0, 10)
+	must(t, err)
+	if len(msgs) != 2 || !msgs[0].Notice || msgs[1].Body != "logged" {
+		t.Errorf("messages %+v", msgs)
+	}
+	n, err := s.DeleteMessages(ctx, peer)
+	if err != nil || n != 2 {
+		t.Errorf("DeleteMessages = %d, %v", n, err)
+	}
+	msgs, err = s.Messages(ctx, peer, 0, 10)
+	if err != nil || len(msgs) != 0 {
+		t.Errorf("after delete: %+v, %v", msgs, err)
+	}
+}
