@@ -11,6 +11,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -45,7 +47,9 @@ type session struct {
 func newSession(t *testing.T, cfg otr.Config, opts libotrpeer.Options) *session {
 	t.Helper()
 	lib := libotrpeer.Start(t, opts) // skips when libotr is unavailable
-	cfg.PrivateKey = ourKey(t)
+	if cfg.PrivateKey == nil {
+		cfg.PrivateKey = ourKey(t)
+	}
 	conv, err := otr.NewConversation(cfg)
 	if err != nil {
 		t.Fatalf("NewConversation: %v", err)
@@ -736,4 +740,42 @@ func TestLibotrRequireEncryption(t *testing.T) {
 	if len(r.ours) != 1 || r.ours[0].text != "only encrypted" || !r.ours[0].encrypted {
 		t.Fatalf("we delivered %+v, want libotr's held message, encrypted", r.ours)
 	}
+}
+
+func TestLibotrKeyFiles(t *testing.T) {
+	// A key libotr generated, read by ParseLibotrPrivateKeys, used by our
+	// engine; and our key, written by MarshalLibotrPrivateKeys, used by
+	// libotr. Each side must compute the same fingerprint for each key.
+	const acct = "balcony@example.org"
+	data, err := os.ReadFile(libotrpeer.KeyFile(t, acct, "xmpp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := otr.ParseLibotrPrivateKeys(data)
+	if err != nil {
+		t.Fatalf("ParseLibotrPrivateKeys on libotr's file: %v", err)
+	}
+	if len(keys) != 1 || keys[0].Account != acct || keys[0].Protocol != "xmpp" || keys[0].Key == nil {
+		t.Fatalf("parsed %+v", keys)
+	}
+	libotrKey := keys[0].Key
+
+	exported, err := otr.MarshalLibotrPrivateKeys([]otr.AccountKey{{Account: "exported@example.org", Protocol: "xmpp", Key: ourKey(t)}})
+	if err != nil {
+		t.Fatalf("MarshalLibotrPrivateKeys: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "otr.private_key")
+	if err := os.WriteFile(path, exported, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// libotr signs with the key we exported; we sign with the key libotr
+	// generated.
+	s := newSession(t, otr.Config{Policy: otr.PolicyManual, PrivateKey: libotrKey},
+		libotrpeer.Options{Account: "exported@example.org", KeyFile: path, Policy: libotrpeer.PolicyManual})
+	if got, want := s.lib.Fingerprint().Own, fingerprintHex(ourKey(t).Public()); got != want {
+		t.Errorf("libotr computes the exported key's fingerprint as %s, we as %s", got, want)
+	}
+	s.akeByUs() // checks libotr sees libotrKey's fingerprint as ours
+	s.sendToLibotr("signed with a key libotr made")
+	s.sendToUs("signed with a key Balcony made")
 }
