@@ -491,3 +491,31 @@ func TestUnavailable(t *testing.T) {
 		t.Errorf("with %s=1: skipped %q, failed %q", EnvRequire, f.skipped, f.failed)
 	}
 }
+
+func TestClose(t *testing.T) {
+	p := Start(t, Options{})
+	p.Close()
+	if p.cmd.ProcessState == nil || !p.cmd.ProcessState.Exited() || p.cmd.ProcessState.ExitCode() != 0 {
+		t.Fatalf("helper not reaped cleanly: %v", p.cmd.ProcessState)
+	}
+	p.Close() // a second Close is harmless
+}
+
+func TestHelperDeath(t *testing.T) {
+	Build(t) // skip here, not through the fake, when libotr is missing
+	f := &fakeTB{TB: t}
+	p := Start(f, Options{})
+	if f.failed != "" || f.skipped != "" {
+		t.Fatalf("Start: failed %q, skipped %q", f.failed, f.skipped)
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// The call must notice the dead helper (not hang, not succeed).
+	if _, err := p.Do("STATE"); err == nil {
+		t.Fatal("a request to a dead helper succeeded")
+	}
+	if !strings.Contains(f.failed, "helper exited") && !strings.Contains(f.failed, "writing STATE") {
+		t.Fatalf("failure message %q", f.failed)
+	}
+}
