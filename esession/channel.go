@@ -1,0 +1,358 @@
+package esession
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"hash"
+	"io"
+
+	"github.com/balcony-im/balcony/esession/internal/xmlfrag"
+)
+
+// This file is XEP-0200 Stanza Encryption with the parameters XEP-0217
+// fixes: aes128-ctr, HMAC-SHA256, no compression, no re-keying.
+
+// maxBlocks is the number of blocks one key may encrypt before the session
+// must be re-keyed or terminated (XEP-0200 §10.4, RFC 4344). This engine
+// does not re-key, so a session that reaches it must be terminated.
+const maxBlocks = 1 << 32
+
+// maxDepth bounds element nesting in decrypted content.
+const maxDepth = 64
+
+// ErrKeyExhausted is returned when a direction has used its 2^32 blocks:
+// terminate the session and negotiate a new one.
+var ErrKeyExhausted = errors.New("esession: key used for 2^32 blocks; terminate and renegotiate")
+
+// direction is the state of one direction of an encrypted session.
+type direction struct {
+	kc    [16]byte
+	km    [32]byte
+	ctr   counter
+	used  uint64 // blocks under the current key
+	block cipher.Block
+	mac   hash.Hash
+}
+
+func (d *direction) init(k *keySet, c counter) {
+	d.kc, d.km, d.ctr, d.used = k.kc, k.km, c, 0
+	b, err := aes.NewCipher(d.kc[:])
+	if err != nil {
+		panic(err)
+	}
+	d.block = b
+	d.mac = hmac.New(sha256.New, d.km[:])
+}
+
+// wipe clears the keys this package holds. The AES key schedule and the
+// HMAC pads inside the standard library's objects cannot be cleared; they
+// are dropped for the garbage collector.
+func (d *direction) wipe() {
+	clear(d.kc[:])
+	clear(d.km[:])
+	clear(d.ctr[:])
+	d.block, d.mac, d.used = nil, nil, 0
+}
+
+// channel is an established XEP-0200 session: one direction to send, one
+// to receive.
+type channel struct {
+	send, recv direction
+	pad        bool // pad plaintext with spaces to whole blocks
+	chk        xmlfrag.Checker
+	lex        xmlfrag.Lexer
+	scope      xmlfrag.Scope
+	buf        []byte
+	tops       []xmlfrag.Top
+}
+
+func (ch *channel) wipe() {
+	ch.send.wipe()
+	ch.recv.wipe()
+	clear(ch.buf)
+	ch.buf = nil
+}
+
+const (
+	cOpen  = "<c xmlns='" + NSStanzaEncryption + "'>"
+	cClose = "</c>"
+)
+
+// seal encrypts stanza content (the serialised children of a stanza other
+// than <thread/>, <amp/> and <error/>) and returns the <c/> element that
+// replaces it (XEP-0200 §5-6).
+func (ch *channel) seal(content []byte) ([]byte, error) {
+	d := &ch.send
+	if d.block == nil {
+		return nil, ErrEnded
+	}
+	n := len(content)
+	if ch.pad && n%blockSize != 0 {
+		n += blockSize - n%blockSize
+	}
+	nb := blocks(n)
+	if d.used+nb > maxBlocks {
+		return nil, ErrKeyExhausted
+	}
+	before := d.ctr
+	encLen := base64.StdEncoding.EncodedLen(n)
+	out := make([]byte, 0, len(cOpen)+len("<data></data><mac></mac>")+encLen+44+len(cClose))
+	out = append(out, cOpen...)
+	macStart := len(out)
+	if n > 0 {
+		pt := ch.scratch(n)
+		copy(pt, content)
+		for i := len(content); i < n; i++ {
+			pt[i] = ' '
+		}
+		cipher.NewCTR(d.block, d.ctr[:]).XORKeyStream(pt, pt)
+		out = append(out, "<data>"...)
+		out = base64.StdEncoding.AppendEncode(out, pt)
+		out = append(out, "</data>"...)
+		clear(pt)
+	}
+	d.ctr.add(nb)
+	d.used += nb
+	// a_mac = HMAC(KM, m_content | C) with C before encryption (§5 step 5)
+	d.mac.Reset()
+	d.mac.Write(out[macStart:])
+	d.mac.Write(before[:])
+	var sum [32]byte
+	d.mac.Sum(sum[:0])
+	out = append(out, "<mac>"...)
+	out = base64.StdEncoding.AppendEncode(out, sum[:])
+	out = append(out, "</mac>"...)
+	out = append(out, cClose...)
+	return out, nil
+}
+
+func (ch *channel) scratch(n int) []byte {
+	if cap(ch.buf) < n {
+		clear(ch.buf)
+		ch.buf = make([]byte, n)
+	}
+	return ch.buf[:n]
+}
+
+// cParts are the children of a received <c/> element.
+type cParts struct {
+	data, mac []byte // base64 text
+	hasData   bool
+}
+
+// parseC reads a <c/> element, feeding the MAC input (its children other
+// than <mac/>, without the whitespace between them and without attributes
+// or namespace declarations, in received order) to m. Any deviation from
+// the XEP-0200 schema is an error: <key/> and <new/> are refused because
+// this engine never re-keys.
+func (ch *channel) parseC(c []byte, m hash.Hash) (cParts, error) {
+	var p cParts
+	lx, sc := &ch.lex, &ch.scope
+	lx.Reset(c)
+	sc.Reset("")
+	var t xmlfrag.Token
+	next := func() error {
+		err := lx.Next(&t)
+		if err == io.EOF {
+			return xmlfrag.ErrSyntax
+		}
+		return err
+	}
+	skipSpace := func() error {
+		for {
+			if err := next(); err != nil {
+				return err
+			}
+			if t.Kind != xmlfrag.Text || !isSpace(t.Data) {
+				return nil
+			}
+		}
+	}
+	if err := skipSpace(); err != nil {
+		return p, err
+	}
+	if t.Kind != xmlfrag.StartTag || string(t.Local) != "c" || t.Empty {
+		return p, xmlfrag.ErrSyntax
+	}
+	if err := pushC200(sc, &t); err != nil {
+		return p, err
+	}
+	var seenData, seenMAC bool
+	for {
+		if err := skipSpace(); err != nil {
+			return p, err
+		}
+		if t.Kind == xmlfrag.EndTag {
+			if string(t.Local) != "c" {
+				return p, xmlfrag.ErrSyntax
+			}
+			break
+		}
+		if t.Kind != xmlfrag.StartTag || t.Empty {
+			return p, xmlfrag.ErrSyntax
+		}
+		name := t.Local // a slice of c
+		if err := pushC200(sc, &t); err != nil {
+			return p, err
+		}
+		if err := next(); err != nil {
+			return p, err
+		}
+		if t.Kind != xmlfrag.Text || t.HasRef {
+			return p, xmlfrag.ErrSyntax
+		}
+		text := t.Data
+		if err := next(); err != nil {
+			return p, err
+		}
+		if t.Kind != xmlfrag.EndTag || !bytes.Equal(t.Local, name) {
+			return p, xmlfrag.ErrSyntax
+		}
+		sc.Pop()
+		switch string(name) {
+		case "data", "mac":
+			if (string(name) == "data" && seenData) || (string(name) == "mac" && seenMAC) || !isBase64(text) {
+				return p, xmlfrag.ErrSyntax
+			}
+		case "old":
+			// Published old MAC keys (§9): MACed, otherwise ignored.
+			if !isBase64(text) {
+				return p, xmlfrag.ErrSyntax
+			}
+		default: // key, new, or anything outside the schema
+			return p, xmlfrag.ErrSyntax
+		}
+		if string(name) == "mac" {
+			p.mac, seenMAC = text, true
+			continue
+		}
+		if string(name) == "data" {
+			p.data, p.hasData, seenData = text, true, true
+		}
+		m.Write([]byte{'<'})
+		m.Write(t.Local)
+		m.Write([]byte{'>'})
+		m.Write(text)
+		m.Write([]byte("</"))
+		m.Write(t.Local)
+		m.Write([]byte{'>'})
+	}
+	for {
+		err := lx.Next(&t)
+		if err == io.EOF {
+			break
+		}
+		if err != nil || t.Kind != xmlfrag.Text || !isSpace(t.Data) {
+			return p, xmlfrag.ErrSyntax
+		}
+	}
+	if p.mac == nil {
+		return p, xmlfrag.ErrSyntax
+	}
+	return p, nil
+}
+
+// pushC200 enters an element that must be in the XEP-0200 namespace and
+// carry no attributes other than namespace declarations.
+func pushC200(sc *xmlfrag.Scope, t *xmlfrag.Token) error {
+	for _, a := range t.Attrs {
+		if !(a.Prefix == nil && string(a.Local) == "xmlns") && string(a.Prefix) != "xmlns" {
+			return xmlfrag.ErrSyntax
+		}
+	}
+	ns, err := sc.Push(t)
+	if err != nil {
+		return err
+	}
+	if string(ns) != NSStanzaEncryption {
+		return xmlfrag.ErrSyntax
+	}
+	return nil
+}
+
+func isSpace(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+			return false
+		}
+	}
+	return true
+}
+
+func isBase64(b []byte) bool {
+	if len(b) == 0 || len(b)%4 != 0 {
+		return false
+	}
+	for _, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=') {
+			return false
+		}
+	}
+	return true
+}
+
+// open verifies and decrypts a received <c/> element (XEP-0200 §7) and
+// checks that the plaintext is well-formed stanza content. It returns the
+// content and its top-level elements. Every failure, whatever its cause,
+// is errAuth and leaves the counter unchanged; the caller ends the session.
+func (ch *channel) open(c []byte) ([]byte, []xmlfrag.Top, error) {
+	d := &ch.recv
+	if d.block == nil {
+		return nil, nil, ErrEnded
+	}
+	d.mac.Reset()
+	p, err := ch.parseC(c, d.mac)
+	if err != nil {
+		return nil, nil, errAuth
+	}
+	d.mac.Write(d.ctr[:])
+	var want, got [32]byte
+	d.mac.Sum(want[:0])
+	if len(p.mac) != base64.StdEncoding.EncodedLen(len(got)) {
+		return nil, nil, errAuth
+	}
+	if n, err := base64.StdEncoding.Strict().Decode(got[:], p.mac); err != nil || n != len(got) {
+		return nil, nil, errAuth
+	}
+	if subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
+		return nil, nil, errAuth
+	}
+	var pt []byte
+	if p.hasData {
+		pt = make([]byte, base64.StdEncoding.DecodedLen(len(p.data)))
+		n, err := base64.StdEncoding.Strict().Decode(pt, p.data)
+		if err != nil {
+			return nil, nil, errAuth
+		}
+		pt = pt[:n]
+	}
+	nb := blocks(len(pt))
+	if d.used+nb > maxBlocks {
+		return nil, nil, errAuth
+	}
+	if len(pt) > 0 {
+		cipher.NewCTR(d.block, d.ctr[:]).XORKeyStream(pt, pt)
+	}
+	tops, err := ch.chk.Validate(pt, nsClient, maxDepth, ch.tops[:0])
+	if err != nil {
+		clear(pt)
+		return nil, nil, errAuth
+	}
+	ch.tops = tops
+	d.ctr.add(nb)
+	d.used += nb
+	end := len(pt)
+	for end > 0 && (pt[end-1] == ' ' || pt[end-1] == '\n' || pt[end-1] == '\t' || pt[end-1] == '\r') {
+		end--
+	}
+	if len(tops) > 0 && tops[len(tops)-1].End > end {
+		end = len(pt)
+	}
+	return pt[:end], tops, nil
+}

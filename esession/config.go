@@ -1,0 +1,136 @@
+package esession
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/balcony-im/balcony/internal/modp"
+)
+
+// Config configures a Manager. A nil *Config, and every zero field, means
+// the default.
+type Config struct {
+	// Rand is the source of every random value; nil means crypto/rand.
+	Rand io.Reader
+	// Now is the clock, used for the age of retained secrets; nil means
+	// time.Now.
+	Now func() time.Time
+	// Secrets keeps retained secrets between sessions. Nil means none are
+	// kept: every session then needs its SAS compared to be verified.
+	Secrets RetainedSecrets
+	// SecretLifetime is how long a retained secret stays usable
+	// (XEP-0217 §5.3.3 leaves it to the implementation). Zero means no
+	// expiry.
+	SecretLifetime time.Duration
+	// Groups are the RFC 3526 MODP groups offered, in order of preference,
+	// and the only ones accepted from a peer. Only 14 to 18 are allowed;
+	// the default is {14}. Each offered group costs one exponentiation
+	// when starting a session.
+	Groups []int
+	// MustNotLog, when set, offers and prefers logging=mustnot: nothing
+	// of the session may be stored by either party. Set it only when the
+	// client stores no history for the session and the server's automatic
+	// archiving is off (XEP-0155 §4.1). Otherwise logging=may is offered
+	// and a peer that insists on mustnot is refused.
+	MustNotLog bool
+	// AutoAccept accepts session requests from peers with a presence
+	// subscription without asking. Requests from other peers always wait
+	// for Accept or Decline (XEP-0155 §10.1).
+	AutoAccept bool
+	// NoPadding turns off padding plaintext with spaces to whole AES
+	// blocks (XEP-0200 §5 step 1 allows it; it costs no counter values).
+	NoPadding bool
+	// MaxSessions bounds the sessions a Manager keeps; ended sessions are
+	// forgotten first and new requests are ignored past it. Default 1024.
+	MaxSessions int
+}
+
+type config struct {
+	rand        io.Reader
+	now         func() time.Time
+	secrets     RetainedSecrets
+	lifetime    time.Duration
+	groups      []*modp.Group
+	mustNotLog  bool
+	autoAccept  bool
+	pad         bool
+	maxSessions int
+}
+
+// MinGroup is the smallest MODP group this package offers or accepts.
+// XEP-0217 lists groups 1 to 5; 1, 2 and 5 are too weak today and 3 and 4
+// are not MODP groups at all.
+const MinGroup = 14
+
+func (c *Config) resolve() (*config, error) {
+	if c == nil {
+		c = &Config{}
+	}
+	r := &config{
+		rand: c.Rand, now: c.Now, secrets: c.Secrets, lifetime: c.SecretLifetime,
+		mustNotLog: c.MustNotLog, autoAccept: c.AutoAccept, pad: !c.NoPadding, maxSessions: c.MaxSessions,
+	}
+	if r.rand == nil {
+		r.rand = rand.Reader
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.maxSessions <= 0 {
+		r.maxSessions = 1024
+	}
+	ids := c.Groups
+	if len(ids) == 0 {
+		ids = []int{14}
+	}
+	seen := map[int]bool{}
+	for _, id := range ids {
+		if id < MinGroup || seen[id] {
+			return nil, fmt.Errorf("esession: MODP group %d not allowed", id)
+		}
+		g, err := modp.ByID(id)
+		if err != nil {
+			return nil, fmt.Errorf("esession: %w", err)
+		}
+		seen[id] = true
+		r.groups = append(r.groups, g)
+	}
+	return r, nil
+}
+
+func (c *config) group(id int) *modp.Group {
+	for _, g := range c.groups {
+		if g.ID() == id {
+			return g
+		}
+	}
+	return nil
+}
+
+// exponentBytes is the size of the secret DH exponent for a group: at
+// least 2n = 256 bits (XEP-0217 §5.1: 2^(2n-1) < x), and more for the
+// larger groups, following the strength estimates of RFC 3526 §8.
+func exponentBytes(g *modp.Group) int {
+	switch g.ID() {
+	case 14:
+		return 32
+	case 15:
+		return 48
+	case 16:
+		return 64
+	case 17:
+		return 72
+	default:
+		return 80
+	}
+}
+
+func (c *config) read(n int) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c.rand, b); err != nil {
+		return nil, fmt.Errorf("esession: reading randomness: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,218 @@
+package esession
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/balcony-im/balcony/esession/internal/xmltree"
+)
+
+// Namespaces and identifiers.
+const (
+	// NSFeatureNeg qualifies the <feature/> element that carries XEP-0155
+	// negotiation forms (XEP-0020).
+	NSFeatureNeg = "http://jabber.org/protocol/feature-neg"
+	// NSInit qualifies the <init/> element of XEP-0217 message 4.
+	NSInit = "http://www.xmpp.org/extensions/xep-0116.html#ns-init"
+	// NSStanzaEncryption qualifies the XEP-0200 <c/> element. It is the
+	// namespace to put in an XEP-0380 <encryption/> tag, with EMEName.
+	NSStanzaEncryption = "http://www.xmpp.org/extensions/xep-0200.html#ns"
+	// FeatureESession is the service discovery feature for Encrypted
+	// Session negotiation (XEP-0116 and XEP-0217).
+	FeatureESession = "http://www.xmpp.org/extensions/xep-0116.html#ns"
+	// FormTypeSSN is the FORM_TYPE of stanza session negotiation forms and
+	// the XEP-0155 service discovery feature.
+	FormTypeSSN = "urn:xmpp:ssn"
+	// EMEName is the name to send in an XEP-0380 <encryption/> element
+	// for NSStanzaEncryption, which XEP-0380's table does not list.
+	EMEName = "Encrypted Session (XEP-0200)"
+
+	nsClient  = "jabber:client"
+	nsStanzas = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	nsAMP     = "http://jabber.org/protocol/amp"
+	nsHints   = "urn:xmpp:hints"
+	nsCarbons = "urn:xmpp:carbons:2"
+	nsEME     = "urn:xmpp:eme:0"
+)
+
+// Errors callers may branch on.
+var (
+	// ErrAuthentication is the one error for every failed MAC, hash
+	// commitment, identity check or decryption, and for any malformed
+	// encrypted content. The session it concerns has been terminated and
+	// its keys wiped.
+	ErrAuthentication = errors.New("esession: message authentication failed")
+	// ErrEnded reports an operation on a session that has ended.
+	ErrEnded = errors.New("esession: session has ended")
+	// ErrState reports an operation the session's state does not allow,
+	// such as sending before the negotiation completed.
+	ErrState = errors.New("esession: operation not allowed in this session state")
+	// ErrNotSupported reports an operation this implementation does not
+	// offer for the session (for example moving an encrypted session).
+	ErrNotSupported = errors.New("esession: not supported")
+)
+
+// errAuth is returned internally; it is ErrAuthentication.
+var errAuth = ErrAuthentication
+
+// NegotiationError reports a negotiation that failed on options: the
+// XEP-0155 condition ("not-acceptable", "feature-not-implemented" or
+// "service-unavailable") and the fields concerned.
+type NegotiationError struct {
+	Condition string
+	Fields    []string
+	Text      string // the peer's explanation, if it gave one
+}
+
+func (e *NegotiationError) Error() string {
+	s := "esession: negotiation failed: " + e.Condition
+	if len(e.Fields) > 0 {
+		s += fmt.Sprintf(" (fields %q)", e.Fields)
+	}
+	if e.Text != "" {
+		s += ": " + e.Text
+	}
+	return s
+}
+
+// Inbound is a received <message/> stanza, reduced to what the engine
+// reads. ParseMessage fills it from raw XML; a client that has already
+// parsed the stanza can fill it directly, passing each element's XML.
+type Inbound struct {
+	From    string // the sender's full JID
+	Type    string // the message type attribute ("" for normal)
+	Thread  string // the <thread/> value; "" when there is none
+	Feature []byte // a <feature xmlns='http://jabber.org/protocol/feature-neg'/> child
+	Init    []byte // an <init xmlns='http://www.xmpp.org/extensions/xep-0116.html#ns-init'/> child
+	C       []byte // the <c xmlns='http://www.xmpp.org/extensions/xep-0200.html#ns'/> child
+	Error   []byte // the <error/> child of a type='error' message
+	// Other lists the names of the remaining children. They are never
+	// delivered from an encrypted session: anything outside <c/> is
+	// unauthenticated (XEP-0200 §4), so it is stripped and reported.
+	Other []string
+	// Subscribed reports that the sender has a presence subscription to
+	// us (the roster shows subscription 'from' or 'both'). XEP-0155 §10.1:
+	// without it, nothing is sent automatically in reply to a request.
+	Subscribed bool
+}
+
+// MaxStanza bounds the size of a stanza ParseMessage accepts.
+const MaxStanza = 512 << 10
+
+// ParseMessage parses a raw <message/> stanza (in the jabber:client
+// namespace unless it declares another) into an Inbound. Subscribed is
+// left false for the caller to set. Children that would be ambiguous (two
+// <c/>, two <feature/>, two <thread/>) are rejected.
+func ParseMessage(raw []byte) (*Inbound, error) {
+	el, err := xmltree.Parse(raw, nsClient, xmltree.Limits{MaxBytes: MaxStanza, MaxDepth: 64, MaxElements: 8192, MaxAttrs: 32})
+	if err != nil {
+		return nil, fmt.Errorf("esession: %w", err)
+	}
+	if el.Local != "message" || (el.Space != nsClient && el.Space != "jabber:server") {
+		return nil, errors.New("esession: not a message stanza")
+	}
+	in := &Inbound{}
+	in.From, _ = el.AttrValue("from")
+	in.Type, _ = el.AttrValue("type")
+	var thread bool
+	for _, c := range el.Elements() {
+		dup := func(have bool) error {
+			if have {
+				return fmt.Errorf("esession: more than one <%s/> in a message", c.Local)
+			}
+			return nil
+		}
+		switch {
+		case c.Space == el.Space && c.Local == "thread":
+			if err := dup(thread); err != nil {
+				return nil, err
+			}
+			if c.HasElements() {
+				return nil, errors.New("esession: <thread/> with child elements")
+			}
+			thread, in.Thread = true, c.Text()
+		case c.Space == NSFeatureNeg && c.Local == "feature":
+			if err := dup(in.Feature != nil); err != nil {
+				return nil, err
+			}
+			in.Feature = c.Marshal("")
+		case c.Space == NSInit && c.Local == "init":
+			if err := dup(in.Init != nil); err != nil {
+				return nil, err
+			}
+			in.Init = c.Marshal("")
+		case c.Space == NSStanzaEncryption && c.Local == "c":
+			if err := dup(in.C != nil); err != nil {
+				return nil, err
+			}
+			in.C = c.Marshal("")
+		case c.Space == el.Space && c.Local == "error":
+			if err := dup(in.Error != nil); err != nil {
+				return nil, err
+			}
+			in.Error = c.Marshal(el.Space)
+		default:
+			in.Other = append(in.Other, c.Local)
+		}
+	}
+	return in, nil
+}
+
+// Outbound is a message to send. Payload holds the children to put in the
+// <message/> besides <thread/>; Stanza builds the whole stanza.
+type Outbound struct {
+	To     string
+	Type   string // "" (normal), "chat" or "error"
+	Thread string
+	// Payload is the serialised children: a <feature/>, an <init/>, a <c/>
+	// and/or an <error/>. Unprefixed elements are in jabber:client.
+	Payload []byte
+	// Encrypted marks a <c/> payload. The client adds an XEP-0380
+	// <encryption namespace=NSStanzaEncryption name=EMEName/> beside it.
+	Encrypted bool
+	// NoStore asks the server not to store the message for later delivery
+	// (XEP-0155 §4.1: a session request is for an immediate session).
+	NoStore bool
+	// NoCopy marks a stanza that must not be carbon-copied or archived:
+	// copies of session stanzas can never be decrypted and break the
+	// in-order delivery XEP-0200 depends on.
+	NoCopy bool
+}
+
+// Stanza returns the complete <message/> stanza: the payload, the thread,
+// and the AMP rule, XEP-0334 hints, XEP-0280 <private/> and XEP-0380 tag
+// that the flags ask for.
+func (o *Outbound) Stanza() []byte {
+	var b bytes.Buffer
+	b.WriteString("<message xmlns='jabber:client' to='")
+	escapeAttr(&b, o.To)
+	b.WriteByte('\'')
+	if o.Type != "" {
+		b.WriteString(" type='")
+		escapeAttr(&b, o.Type)
+		b.WriteByte('\'')
+	}
+	b.WriteString("><thread>")
+	xmltree.Escape(&b, o.Thread)
+	b.WriteString("</thread>")
+	b.Write(o.Payload)
+	if o.Encrypted {
+		b.WriteString("<encryption xmlns='" + nsEME + "' namespace='" + NSStanzaEncryption + "' name='" + EMEName + "'/>")
+	}
+	if o.NoStore {
+		b.WriteString("<amp xmlns='" + nsAMP + "' per-hop='true'><rule action='drop' condition='deliver' value='stored'/></amp>")
+	}
+	if o.NoCopy {
+		b.WriteString("<no-copy xmlns='" + nsHints + "'/><no-permanent-store xmlns='" + nsHints + "'/><private xmlns='" + nsCarbons + "'/>")
+	}
+	b.WriteString("</message>")
+	return b.Bytes()
+}
+
+func escapeAttr(b *bytes.Buffer, s string) {
+	el := xmltree.New("", "a", "v", s)
+	m := el.Marshal("")
+	// m is <a v='...'/>: copy the escaped value
+	b.Write(m[len("<a v='") : len(m)-len("'/>")])
+}

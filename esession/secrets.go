@@ -1,0 +1,83 @@
+package esession
+
+import (
+	"crypto/subtle"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Secret is a retained secret shared with one of a peer's clients
+// (XEP-0217 §5.3.3).
+type Secret struct {
+	Value [32]byte
+	// Verified records that the chain of sessions this secret continues
+	// was verified by the user comparing a short authentication string.
+	Verified bool
+	// Created is when the secret was computed; secrets older than the
+	// configured lifetime are not used.
+	Created time.Time
+}
+
+// RetainedSecrets stores retained secrets per peer bare JID. The store
+// layer implements it with encryption at rest; MemorySecrets is an
+// in-memory implementation for tests. Implementations must be safe for
+// concurrent use.
+//
+// A peer may have several secrets, one for each of its clients this
+// client has negotiated with. After each session the engine calls Replace
+// with the secret that matched (nil if none did) and the new one: the old
+// secret must be destroyed and the new one stored in its place. Confirming
+// a SAS calls Replace with old and new carrying the same value and
+// Verified set.
+type RetainedSecrets interface {
+	Lookup(peer string) ([]Secret, error)
+	Replace(peer string, old *[32]byte, new Secret) error
+}
+
+// MemorySecrets is a RetainedSecrets kept in memory. The zero value is
+// ready to use.
+type MemorySecrets struct {
+	mu sync.Mutex
+	m  map[string][]Secret
+}
+
+var _ RetainedSecrets = (*MemorySecrets)(nil)
+
+// Lookup returns copies of the secrets retained for peer.
+func (s *MemorySecrets) Lookup(peer string) ([]Secret, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.m[peer]), nil
+}
+
+// Replace wipes the secret equal to old, if any, and stores new.
+func (s *MemorySecrets) Replace(peer string, old *[32]byte, new Secret) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string][]Secret{}
+	}
+	list := s.m[peer]
+	if old != nil {
+		for i := range list {
+			if subtle.ConstantTimeCompare(list[i].Value[:], old[:]) == 1 {
+				clear(list[i].Value[:])
+				list = slices.Delete(list, i, i+1)
+				break
+			}
+		}
+	}
+	s.m[peer] = append(list, new)
+	return nil
+}
+
+// Forget wipes every secret retained for peer.
+func (s *MemorySecrets) Forget(peer string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.m[peer] {
+		clear(s.m[peer][i].Value[:])
+	}
+	delete(s.m, peer)
+}

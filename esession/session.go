@@ -1,0 +1,781 @@
+package esession
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/balcony-im/balcony/esession/form"
+	"github.com/balcony-im/balcony/esession/internal/xmltree"
+)
+
+// State is the XEP-0155 state of a session (§3).
+type State int
+
+// States.
+const (
+	StatePending State = iota // negotiating
+	StateActive               // negotiated
+	StateEnded                // terminated, declined, cancelled or failed
+)
+
+func (s State) String() string {
+	switch s {
+	case StatePending:
+		return "pending"
+	case StateActive:
+		return "active"
+	}
+	return "ended"
+}
+
+// Role says which side of the negotiation this client is.
+type Role int
+
+// Roles.
+const (
+	Initiator Role = iota // sent the request ("Alice")
+	Responder             // received it ("Bob")
+)
+
+// Params are the negotiated session parameters.
+type Params struct {
+	Security   string // "e2e", "c2s" or "none"
+	Logging    string // "may" or "mustnot"
+	Disclosure string // "never", or "" if not negotiated
+	Group      int    // MODP group of an encrypted session
+	Version    string // ESession protocol version
+}
+
+// step is the fine-grained protocol position.
+type step int
+
+const (
+	stepRequested      step = iota // initiator: request sent
+	stepAwaitDecision              // responder: request received, user to decide
+	stepAccepted                   // responder: answer sent
+	stepConfirming                 // initiator: XEP-0217 message 3 sent
+	stepActive                     // negotiated
+	stepTerminating                // encrypted terminate sent, waiting for the ack
+	stepMoving                     // plain session: asked to continue elsewhere
+	stepEnded                      // over
+)
+
+// Session is one stanza session with a peer, identified by the peer's
+// bare JID and the ThreadID. Its methods are safe for concurrent use.
+type Session struct {
+	mu       sync.Mutex
+	cfg      *config
+	role     Role
+	thread   string
+	peerBare string
+	peer     string // where stanzas go: the bound full JID once known
+	bound    bool
+	step     step
+	wantE2E  bool // the request asked for (or offered) an encrypted session
+	params   Params
+	reason   string
+	endErr   error
+
+	neg *negotiation // during negotiation
+	ch  *channel     // encrypted and active
+
+	sas              string
+	sasConfirmed     bool
+	chainVerified    bool
+	secretMatched    bool
+	continuityBroken bool
+	rs               [32]byte
+	rsCreated        time.Time
+	haveRS           bool
+
+	renegotiating bool
+	renegLogging  []string
+	moveTo        string
+}
+
+// Thread returns the session's ThreadID.
+func (s *Session) Thread() string { return s.thread }
+
+// PeerBare returns the peer's bare JID.
+func (s *Session) PeerBare() string { return s.peerBare }
+
+// Role returns this client's role.
+func (s *Session) Role() Role { return s.role }
+
+// Peer returns the JID stanzas of the session are sent to: the full JID of
+// the peer's resource once it is bound (XEP-0155 §4.2), otherwise the
+// address the request was sent to.
+func (s *Session) Peer() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peer
+}
+
+// State returns the session's state.
+func (s *Session) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state()
+}
+
+func (s *Session) state() State {
+	switch s.step {
+	case stepActive, stepTerminating, stepMoving:
+		return StateActive
+	case stepEnded:
+		return StateEnded
+	}
+	return StatePending
+}
+
+// Encrypted reports whether the session is (or is being negotiated as)
+// an encrypted session.
+func (s *Session) Encrypted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wantE2E
+}
+
+// Params returns the negotiated parameters (valid once active).
+func (s *Session) Params() Params {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.params
+}
+
+// SAS returns the short authentication string of an encrypted session, or
+// "" before it is known.
+func (s *Session) SAS() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sas
+}
+
+// Verified reports whether the session is authenticated: the user
+// confirmed its SAS, or its retained secret continues a chain whose SAS
+// the user confirmed. Without either, XEP-0217 is an unauthenticated
+// Diffie-Hellman exchange.
+func (s *Session) Verified() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sasConfirmed || s.chainVerified
+}
+
+// EndReason returns why the session ended, and the error if it failed.
+func (s *Session) EndReason() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reason, s.endErr
+}
+
+// ConfirmSAS records that the user compared the SAS with the peer out of
+// band and found it equal. The session becomes verified and so does the
+// retained secret it produced, so that later sessions continuing the
+// chain are verified without a comparison.
+func (s *Session) ConfirmSAS() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.step == stepEnded {
+		return ErrEnded
+	}
+	if !s.wantE2E || s.state() != StateActive || s.sas == "" {
+		return ErrState
+	}
+	s.sasConfirmed = true
+	if s.cfg.secrets != nil && s.haveRS {
+		rs := s.rs
+		if err := s.cfg.secrets.Replace(s.peerBare, &rs, Secret{Value: rs, Verified: true, Created: s.rsCreated}); err != nil {
+			return fmt.Errorf("esession: storing the verified secret: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Session) out(payload []byte) Outbound {
+	return Outbound{To: s.peer, Thread: s.thread, Payload: payload, NoCopy: s.wantE2E}
+}
+
+// end moves the session to its final state and wipes every secret.
+func (s *Session) end(reason string, err error) {
+	s.step = stepEnded
+	if s.reason == "" {
+		s.reason = reason
+	}
+	if s.endErr == nil {
+		s.endErr = err
+	}
+	if s.neg != nil {
+		s.neg.wipe()
+		s.neg = nil
+	}
+	if s.ch != nil {
+		s.ch.wipe()
+		s.ch = nil
+	}
+	clear(s.rs[:])
+	s.haveRS = false
+}
+
+// fail ends the session on an error, returning the Terminated event.
+func (s *Session) fail(res *Result, reason string, err error) {
+	s.end(reason, err)
+	res.Events = append(res.Events, Terminated{Session: s, Reason: reason, Err: err})
+}
+
+// failWith ends the session and sends the peer an error.
+func (s *Session) failWith(res *Result, cond string, fields []string, reason string, err error) {
+	res.Out = append(res.Out, Outbound{To: s.peer, Type: "error", Thread: s.thread,
+		Payload: errorPayload(cond, fields, nil), NoCopy: s.wantE2E})
+	s.fail(res, reason, err)
+}
+
+// Close ends the session without sending anything and wipes its keys.
+// Use it when a terminate was sent and no acknowledgement is coming, or
+// when discarding a request.
+func (s *Session) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.step != stepEnded {
+		s.end("closed", nil)
+	}
+}
+
+// Decline declines a received request, with an optional reason (XEP-0155
+// §4.3). The session ends.
+func (s *Session) Decline(reason string) (Outbound, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.step == stepEnded {
+		return Outbound{}, ErrEnded
+	}
+	if s.step != stepAwaitDecision {
+		return Outbound{}, ErrState
+	}
+	o := s.out(feature(declineForm(reason)))
+	s.end("declined", nil)
+	return o, nil
+}
+
+// Accept accepts a received request. For an encrypted session it sends
+// XEP-0217 message 2 and the session stays pending until message 3; for a
+// plain session it stays pending until the requester completes it. If the
+// request cannot be accepted, the result holds the error sent to the peer
+// and Accept returns a *NegotiationError.
+func (s *Session) Accept() (Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var res Result
+	if s.step == stepEnded {
+		return res, ErrEnded
+	}
+	if s.step != stepAwaitDecision {
+		return res, ErrState
+	}
+	err := s.accept(&res)
+	return res, err
+}
+
+// Seal prepares content (the serialised children of a message, such as
+// "<body>hi</body>", in jabber:client) for sending in the session. In an
+// encrypted session it becomes an XEP-0200 <c/>; in a plain session it is
+// sent as is. It returns ErrKeyExhausted when the session has encrypted
+// 2^32 blocks: terminate it and start a new one.
+func (s *Session) Seal(content []byte) (Outbound, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.step == stepEnded:
+		return Outbound{}, ErrEnded
+	case s.step != stepActive:
+		return Outbound{}, ErrState
+	}
+	if !s.wantE2E {
+		o := s.out(content)
+		o.Type = "chat"
+		return o, nil
+	}
+	c, err := s.ch.seal(content)
+	if err != nil {
+		return Outbound{}, err
+	}
+	o := s.out(c)
+	o.Type, o.Encrypted = "chat", true
+	return o, nil
+}
+
+// Terminate ends the session (XEP-0155 §7). An encrypted session sends the
+// terminate form inside <c/> and destroys its sending keys; it keeps its
+// receiving keys until the peer's encrypted acknowledgement arrives (or
+// Close is called), so stanzas already in flight can still be read
+// (XEP-0217 §6). Nothing more can be sent.
+func (s *Session) Terminate() (Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var res Result
+	switch s.step {
+	case stepEnded:
+		return res, ErrEnded
+	case stepTerminating:
+		return res, ErrState
+	case stepAwaitDecision:
+		s.fail(&res, "discarded", nil)
+		return res, nil
+	case stepActive:
+		if s.wantE2E {
+			c, err := s.ch.seal(feature(terminateForm(false)))
+			if err != nil {
+				s.fail(&res, "terminated", err)
+				return res, nil
+			}
+			o := s.out(c)
+			o.Encrypted = true
+			res.Out = append(res.Out, o)
+			s.ch.send.wipe()
+			s.step = stepTerminating
+			return res, nil
+		}
+	}
+	res.Out = append(res.Out, s.out(feature(terminateForm(false))))
+	s.fail(&res, "terminated", nil)
+	return res, nil
+}
+
+// Continue asks the peer to continue the session with another resource of
+// this client (XEP-0155 §5). Only plain sessions can move: the keys of an
+// encrypted session cannot. When the peer acknowledges, the session ends
+// here with a Moved event.
+func (s *Session) Continue(resource string) (Outbound, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.step == stepEnded {
+		return Outbound{}, ErrEnded
+	}
+	if s.step != stepActive {
+		return Outbound{}, ErrState
+	}
+	if s.wantE2E {
+		return Outbound{}, ErrNotSupported
+	}
+	if resource == "" || strings.ContainsAny(resource, "/") {
+		return Outbound{}, errors.New("esession: bad resource")
+	}
+	s.step, s.moveTo = stepMoving, resource
+	return s.out(feature(continueForm(resource, false))), nil
+}
+
+// Renegotiate asks the peer to renegotiate the logging parameter of a plain
+// session (XEP-0155 §6), offering the given values in order of preference.
+// Encrypted sessions are not renegotiated: terminate and start a new one.
+func (s *Session) Renegotiate(logging ...string) (Outbound, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.step == stepEnded {
+		return Outbound{}, ErrEnded
+	}
+	if s.step != stepActive || s.renegotiating {
+		return Outbound{}, ErrState
+	}
+	if s.wantE2E {
+		return Outbound{}, ErrNotSupported
+	}
+	for _, l := range logging {
+		if l != "may" && l != "mustnot" {
+			return Outbound{}, fmt.Errorf("esession: bad logging value %q", l)
+		}
+	}
+	if len(logging) == 0 {
+		return Outbound{}, errors.New("esession: no logging option")
+	}
+	f := ssnForm(form.TypeForm,
+		&form.Field{Var: "renegotiate", Type: form.Boolean, Values: []string{"1"}, Required: true},
+		&form.Field{Var: "logging", Type: form.ListSingle, Required: true, Options: options(logging...)})
+	s.renegotiating, s.renegLogging = true, logging
+	return s.out(feature(f)), nil
+}
+
+// parsedFeature is a received <feature/> with its data form.
+type parsedFeature struct {
+	el   *xmltree.Element // the <feature/>
+	form *form.Form
+}
+
+// parseFeature parses a <feature xmlns=feature-neg/> or <init/> element
+// holding exactly one data form.
+func parseFeature(raw []byte, space, local string) (*parsedFeature, error) {
+	el, err := xmltree.Parse(raw, "", xmltree.Limits{MaxBytes: 128 << 10, MaxDepth: 16, MaxElements: 2048, MaxAttrs: 16})
+	if err != nil {
+		return nil, err
+	}
+	if el.Space != space || el.Local != local {
+		return nil, errors.New("esession: unexpected element")
+	}
+	kids := el.Elements()
+	if len(kids) != 1 {
+		return nil, errors.New("esession: negotiation element without exactly one form")
+	}
+	f, err := form.FromTree(kids[0])
+	if err != nil {
+		return nil, err
+	}
+	return &parsedFeature{el: el, form: f}, nil
+}
+
+// kind classifies an SSN form (XEP-0155 §3).
+type kind int
+
+const (
+	kindOther       kind = iota
+	kindRequest          // form with accept
+	kindAnswer           // submit with accept
+	kindComplete         // result with accept
+	kindTerminate        // submit terminate
+	kindTerminateAck     // result terminate
+	kindContinue         // submit continue
+	kindContinueAck      // result continue
+	kindRenegotiate      // form with renegotiate
+	kindRenegotiateAnswer
+)
+
+func classify(f *form.Form) kind {
+	if f.FormType() != FormTypeSSN {
+		return kindOther
+	}
+	has := func(v string) bool { return f.Field(v) != nil }
+	switch f.Type {
+	case form.TypeForm:
+		if has("renegotiate") && !has("accept") {
+			return kindRenegotiate
+		}
+		if has("accept") {
+			return kindRequest
+		}
+	case form.TypeSubmit:
+		switch {
+		case has("terminate"):
+			return kindTerminate
+		case has("continue"):
+			return kindContinue
+		case has("renegotiate"):
+			return kindRenegotiateAnswer
+		case has("accept"):
+			return kindAnswer
+		}
+	case form.TypeResult:
+		switch {
+		case has("terminate"):
+			return kindTerminateAck
+		case has("continue"):
+			return kindContinueAck
+		case has("accept"):
+			return kindComplete
+		}
+	}
+	return kindOther
+}
+
+// receive handles a stanza the Manager routed to this session.
+func (s *Session) receive(in *Inbound) (Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var res Result
+	if s.step == stepEnded {
+		res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "session has ended"})
+		return res, nil
+	}
+	var pf *parsedFeature
+	if in.Feature != nil {
+		var err error
+		pf, err = parseFeature(in.Feature, NSFeatureNeg, "feature")
+		if err != nil {
+			if s.wantE2E || s.state() == StatePending {
+				s.fail(&res, "malformed negotiation message", ErrAuthentication)
+				return res, ErrAuthentication
+			}
+			res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "malformed negotiation form"})
+			return res, nil
+		}
+	}
+	if s.bound && in.From != s.peer {
+		// XEP-0155 §4.2: the session is bound to one resource. A second
+		// answer to our request from another resource is an attack or a
+		// race we cannot resolve: the negotiation ends (the other resource
+		// gets a cancel so that it discards its state too).
+		if s.role == Initiator && pf != nil && classify(pf.form) == kindAnswer {
+			res.Out = append(res.Out, Outbound{To: in.From, Thread: s.thread, Payload: feature(completeForm(false)), NoCopy: s.wantE2E})
+			if s.step == stepActive && s.wantE2E {
+				if c, err := s.ch.seal(feature(terminateForm(false))); err == nil {
+					o := s.out(c)
+					o.Encrypted = true
+					res.Out = append(res.Out, o)
+				}
+			} else {
+				res.Out = append(res.Out, s.out(feature(completeForm(false))))
+			}
+			s.fail(&res, "answer from a second resource", ErrAuthentication)
+			return res, ErrAuthentication
+		}
+		res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "not from the session's resource " + s.peer})
+		return res, nil
+	}
+	if in.Type == "error" {
+		ne := parseError(in.Error)
+		s.end("peer error: "+ne.Condition, ne)
+		res.Events = append(res.Events, PeerError{Session: s, Err: ne})
+		return res, nil
+	}
+	var k kind = -1
+	if pf != nil {
+		k = classify(pf.form)
+	}
+	switch s.step {
+	case stepRequested:
+		if k == kindAnswer {
+			return s.onAnswer(&res, in, pf)
+		}
+	case stepAwaitDecision, stepAccepted:
+		if s.step == stepAccepted && k == kindComplete {
+			return s.onComplete(&res, pf)
+		}
+		if k == kindTerminate {
+			s.end("cancelled by peer", nil)
+			res.Events = append(res.Events, Terminated{Session: s, ByPeer: true, Reason: "cancelled by peer"})
+			return res, nil
+		}
+	case stepConfirming:
+		if in.Init != nil && pf == nil {
+			return s.onMessage4(&res, in)
+		}
+	case stepActive, stepTerminating, stepMoving:
+		return s.onActive(&res, in, pf, k)
+	}
+	if pf != nil || in.Init != nil {
+		// Any other negotiation message, such as a replayed answer, ends
+		// the negotiation (XEP-0217 §4.2: discard everything learned).
+		s.fail(&res, "unexpected negotiation message", ErrAuthentication)
+		return res, ErrAuthentication
+	}
+	if in.C != nil {
+		res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "encrypted content before the session was established"})
+		return res, nil
+	}
+	if s.wantE2E {
+		res.Events = append(res.Events, Unencrypted{Session: s, From: in.From})
+		return res, nil
+	}
+	res.Unhandled = true
+	return res, nil
+}
+
+// onActive handles stanzas of an established session.
+func (s *Session) onActive(res *Result, in *Inbound, pf *parsedFeature, k kind) (Result, error) {
+	if !s.wantE2E {
+		if in.C != nil {
+			res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "encrypted content in a plain session"})
+			return *res, nil
+		}
+		if pf == nil {
+			res.Unhandled = true
+			return *res, nil
+		}
+		if !s.control(res, pf, k, false) {
+			s.fail(res, "unexpected negotiation message", ErrAuthentication)
+			return *res, ErrAuthentication
+		}
+		return *res, nil
+	}
+	if pf != nil {
+		if k == kindTerminate {
+			// An unauthenticated terminate (some clients send it in the
+			// clear). It can only end the session, which anyone able to
+			// inject stanzas can do anyway with a bad <c/>.
+			s.end("terminated by peer (unauthenticated)", nil)
+			res.Events = append(res.Events, Terminated{Session: s, ByPeer: true, Reason: "terminated by peer (unauthenticated)"})
+			return *res, nil
+		}
+		s.fail(res, "unexpected negotiation message", ErrAuthentication)
+		return *res, ErrAuthentication
+	}
+	if in.Init != nil {
+		s.fail(res, "unexpected negotiation message", ErrAuthentication)
+		return *res, ErrAuthentication
+	}
+	if in.C == nil {
+		res.Events = append(res.Events, Unencrypted{Session: s, From: in.From})
+		return *res, nil
+	}
+	return s.openC(res, in)
+}
+
+// openC decrypts a <c/> and processes its content.
+func (s *Session) openC(res *Result, in *Inbound) (Result, error) {
+	content, tops, err := s.ch.open(in.C)
+	if err != nil {
+		// XEP-0200 §7 steps 3 and 6: terminate; not-acceptable MAY be sent.
+		s.failWith(res, CondNotAcceptable, nil, "message authentication failed", ErrAuthentication)
+		return *res, ErrAuthentication
+	}
+	// Session control forms travel encrypted (XEP-0217 §6); anything else
+	// is the message.
+	var ctl []*parsedFeature
+	var msg []byte
+	last := 0
+	for _, t := range tops {
+		if t.Space != NSFeatureNeg || t.Local != "feature" {
+			continue
+		}
+		pf, err := parseFeature(content[t.Start:t.End], NSFeatureNeg, "feature")
+		if err != nil {
+			s.failWith(res, CondNotAcceptable, nil, "malformed encrypted negotiation form", ErrAuthentication)
+			return *res, ErrAuthentication
+		}
+		ctl = append(ctl, pf)
+		msg = append(msg, content[last:t.Start]...)
+		last = t.End
+	}
+	if ctl == nil {
+		msg = content
+	} else {
+		msg = append(msg, content[last:]...)
+	}
+	if len(strings.TrimSpace(string(msg))) > 0 {
+		res.Events = append(res.Events, Message{Session: s, Content: msg, Stripped: in.Other})
+	}
+	for _, pf := range ctl {
+		if s.step == stepEnded {
+			break
+		}
+		if !s.control(res, pf, classify(pf.form), true) {
+			s.fail(res, "unexpected negotiation message", ErrAuthentication)
+			return *res, ErrAuthentication
+		}
+	}
+	return *res, nil
+}
+
+// control handles a session control form (terminate, continue,
+// renegotiate) in an active session. It reports false for a form that has
+// no place here.
+func (s *Session) control(res *Result, pf *parsedFeature, k kind, encrypted bool) bool {
+	reply := func(f *form.Form) {
+		p := feature(f)
+		if encrypted {
+			c, err := s.ch.seal(p)
+			if err != nil {
+				return
+			}
+			o := s.out(c)
+			o.Encrypted = true
+			res.Out = append(res.Out, o)
+			return
+		}
+		res.Out = append(res.Out, s.out(p))
+	}
+	f := pf.form
+	switch k {
+	case kindTerminate:
+		if on, err := f.Field("terminate").Bool(); err != nil || !on {
+			return false
+		}
+		if s.step != stepTerminating {
+			reply(terminateForm(true)) // the acknowledgement (§7)
+		}
+		s.end("terminated by peer", nil)
+		res.Events = append(res.Events, Terminated{Session: s, ByPeer: true, Reason: "terminated by peer"})
+		return true
+	case kindTerminateAck:
+		if s.step != stepTerminating && (encrypted || s.wantE2E) {
+			return false
+		}
+		s.end("terminated", nil)
+		res.Events = append(res.Events, Terminated{Session: s, Reason: "terminated"})
+		return true
+	case kindContinue:
+		r := f.Value("continue")
+		if r == "" || strings.Contains(r, "/") || s.step != stepActive {
+			return false
+		}
+		reply(continueForm(r, true)) // to the old resource, then move (§5)
+		s.peer = s.peerBare + "/" + r
+		res.Events = append(res.Events, Moved{Session: s, To: s.peer})
+		return true
+	case kindContinueAck:
+		if s.step != stepMoving || f.Value("continue") != s.moveTo {
+			return false
+		}
+		s.end("moved to resource "+s.moveTo, nil)
+		res.Events = append(res.Events, Moved{Session: s, To: s.moveTo})
+		return true
+	case kindRenegotiate:
+		if s.wantE2E {
+			reply(ssnForm(form.TypeSubmit, field("renegotiate", "0")))
+			res.Events = append(res.Events, Renegotiated{Session: s, Accepted: false, Params: s.params})
+			return true
+		}
+		s.answerRenegotiation(res, pf)
+		return true
+	case kindRenegotiateAnswer:
+		if !s.renegotiating {
+			return false
+		}
+		s.renegotiating = false
+		ok, err := f.Field("renegotiate").Bool()
+		if err == nil && ok {
+			l := normalLogging(f)
+			if !contains(s.renegLogging, l) {
+				// The peer picked a value we did not offer: keep the old
+				// parameters and tell the user.
+				res.Events = append(res.Events, Renegotiated{Session: s, Accepted: false, Params: s.params})
+				return true
+			}
+			s.params.Logging = l
+		}
+		res.Events = append(res.Events, Renegotiated{Session: s, Accepted: err == nil && ok, Params: s.params})
+		return true
+	}
+	return false
+}
+
+// answerRenegotiation answers a plain session's renegotiation request: the
+// only renegotiable parameter is logging (§6).
+func (s *Session) answerRenegotiation(res *Result, pf *parsedFeature) {
+	f := pf.form
+	var unknown []string
+	for _, fl := range f.Fields {
+		switch fl.Var {
+		case "FORM_TYPE", "renegotiate", "logging", "otr":
+		default:
+			if fl.Required {
+				unknown = append(unknown, fl.Var)
+			}
+		}
+	}
+	if len(unknown) > 0 {
+		res.Out = append(res.Out, Outbound{To: s.peer, Type: "error", Thread: s.thread, Payload: errorPayload(CondFeatureNotImplemented, unknown, pf.el)})
+		return
+	}
+	opts, v := loggingOptions(f)
+	ans := ssnForm(form.TypeSubmit, field("renegotiate", "1"))
+	if v != "" {
+		l, ok := s.chooseLogging(opts)
+		if !ok {
+			res.Out = append(res.Out, Outbound{To: s.peer, Type: "error", Thread: s.thread, Payload: errorPayload(CondNotAcceptable, []string{v}, pf.el)})
+			return
+		}
+		ans.Add(field(v, loggingValue(v, l)))
+		s.params.Logging = l
+	}
+	res.Out = append(res.Out, s.out(feature(ans)))
+	res.Events = append(res.Events, Renegotiated{Session: s, Accepted: true, Params: s.params})
+}
+
+func contains[T comparable](list []T, v T) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
