@@ -53,14 +53,14 @@ type Params struct {
 type step int
 
 const (
-	stepRequested      step = iota // initiator: request sent
-	stepAwaitDecision              // responder: request received, user to decide
-	stepAccepted                   // responder: answer sent
-	stepConfirming                 // initiator: XEP-0217 message 3 sent
-	stepActive                     // negotiated
-	stepTerminating                // encrypted terminate sent, waiting for the ack
-	stepMoving                     // plain session: asked to continue elsewhere
-	stepEnded                      // over
+	stepRequested     step = iota // initiator: request sent
+	stepAwaitDecision             // responder: request received, user to decide
+	stepAccepted                  // responder: answer sent
+	stepConfirming                // initiator: XEP-0217 message 3 sent
+	stepActive                    // negotiated
+	stepTerminating               // encrypted terminate sent, waiting for the ack
+	stepMoving                    // plain session: asked to continue elsewhere
+	stepEnded                     // over
 )
 
 // Session is one stanza session with a peer, identified by the peer's
@@ -427,15 +427,15 @@ func parseFeature(raw []byte, space, local string) (*parsedFeature, error) {
 type kind int
 
 const (
-	kindOther       kind = iota
-	kindRequest          // form with accept
-	kindAnswer           // submit with accept
-	kindComplete         // result with accept
-	kindTerminate        // submit terminate
-	kindTerminateAck     // result terminate
-	kindContinue         // submit continue
-	kindContinueAck      // result continue
-	kindRenegotiate      // form with renegotiate
+	kindOther        kind = iota
+	kindRequest           // form with accept
+	kindAnswer            // submit with accept
+	kindComplete          // result with accept
+	kindTerminate         // submit terminate
+	kindTerminateAck      // result terminate
+	kindContinue          // submit continue
+	kindContinueAck       // result continue
+	kindRenegotiate       // form with renegotiate
 	kindRenegotiateAnswer
 )
 
