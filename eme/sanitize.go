@@ -66,6 +66,22 @@ func clean(s string, maxRunes int, noQuotes bool) string {
 		}
 		s, truncated = s[:cut], true
 	}
+	// Drop what is never shown before normalising, so that the result is
+	// in NFC even where a dropped character separated a base character
+	// from its marks.
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == utf8.RuneError:
+			return -1
+		case isSpace(r):
+			return ' '
+		case !printable(r):
+			return -1
+		case noQuotes && isDoubleQuote(r):
+			return '\''
+		}
+		return r
+	}, s)
 	s = norm.NFC.String(s)
 
 	var b strings.Builder
@@ -75,13 +91,9 @@ func clean(s string, maxRunes int, noQuotes bool) string {
 	lastCut := 0   // length of b before the last rune written
 	for _, r := range s {
 		switch {
-		case r == utf8.RuneError:
-			continue
-		case unicode.IsSpace(r) || unicode.In(r, unicode.Zs, unicode.Zl, unicode.Zp):
+		case r == ' ':
 			space = n > 0
 			combining = 0
-			continue
-		case !printable(r):
 			continue
 		case unicode.In(r, unicode.Mn, unicode.Me):
 			if n == 0 || space || combining >= maxCombining {
@@ -90,9 +102,6 @@ func clean(s string, maxRunes int, noQuotes bool) string {
 			combining++
 		default:
 			combining = 0
-		}
-		if noQuotes && isDoubleQuote(r) {
-			r = '\''
 		}
 		if space {
 			if n+1 > maxRunes {
@@ -138,6 +147,10 @@ func printable(r rune) bool {
 		return false
 	}
 	return unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S)
+}
+
+func isSpace(r rune) bool {
+	return unicode.IsSpace(r) || unicode.In(r, unicode.Zs, unicode.Zl, unicode.Zp)
 }
 
 func isDoubleQuote(r rune) bool {
