@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -335,7 +336,8 @@ func (e *Element) AddText(s string) *Element {
 
 // Marshal serialises e. Namespaces are declared with xmlns attributes where
 // an element's namespace differs from its parent's (parentNS for the
-// root); attributes use single quotes.
+// root); attributes in a namespace other than xml: get a prefix declared on
+// their element; attributes use single quotes.
 func (e *Element) Marshal(parentNS string) []byte {
 	var b bytes.Buffer
 	e.write(&b, parentNS)
@@ -353,14 +355,18 @@ func (e *Element) write(b *bytes.Buffer, parentNS string) {
 		escapeAttr(b, e.Space, '\'')
 		b.WriteByte('\'')
 	}
-	for _, a := range e.Attr {
+	for i, a := range e.Attr {
 		b.WriteByte(' ')
 		switch a.Space {
 		case "":
 		case NSXML:
 			b.WriteString("xml:")
 		default:
-			panic("xmltree: Marshal of a namespaced attribute other than xml:")
+			// a prefix of our own, declared on this element
+			p := "a" + strconv.Itoa(i)
+			b.WriteString("xmlns:" + p + "='")
+			escapeAttr(b, a.Space, '\'')
+			b.WriteString("' " + p + ":")
 		}
 		b.WriteString(a.Local)
 		b.WriteString("='")
