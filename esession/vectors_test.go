@@ -96,7 +96,6 @@ func unb64(t testing.TB, s string) []byte {
 	return b
 }
 
-
 // TestVectorFormulas checks every XEP-0217 formula against the "spec"
 // profile, one known-answer subtest each.
 func TestVectorFormulas(t *testing.T) {
