@@ -1,0 +1,86 @@
+package otr
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/sha256"
+	"io"
+	"math/big"
+
+	"github.com/balcony-im/balcony/internal/modp"
+)
+
+// group is the RFC 3526 1536-bit MODP group with generator 2 that
+// Protocol-v3 fixes for every Diffie-Hellman computation, the AKE, data
+// message keys and SMP.
+var (
+	group  = modp.MustGroup(5)
+	groupP = group.P()
+	groupQ = group.Q()
+)
+
+// dhExpLen is the length of our DH private exponents: 320 bits, the
+// minimum Protocol-v3 ("at least 320 bits") and libotr use.
+const dhExpLen = 40
+
+// dhKeyPair is one of our DH key pairs.
+type dhKeyPair struct {
+	id   uint32
+	priv []byte // dhExpLen bytes, secret
+	pub  *big.Int
+}
+
+func (k *dhKeyPair) wipe() {
+	if k != nil {
+		clear(k.priv)
+	}
+}
+
+func newDHKeyPair(r io.Reader, id uint32) (*dhKeyPair, error) {
+	x, err := modp.RandomExponent(r, dhExpLen)
+	if err != nil {
+		return nil, err
+	}
+	return &dhKeyPair{id: id, priv: x, pub: group.Public(x)}, nil
+}
+
+// checkPublic checks a received DH public value: 2 <= v <= p-2
+// (Protocol-v3 "Authenticated Key Exchange") and, beyond the spec, that v
+// lies in the prime-order subgroup. Because p is a safe prime that is the
+// same as v being a quadratic residue, which a Jacobi symbol computes
+// cheaply; every honest value g^x passes, as 2 is a residue mod this p.
+func checkPublic(v *big.Int) bool {
+	return group.CheckElement(v) == nil && big.Jacobi(v, groupP) == 1
+}
+
+// sharedSecret returns secbytes, the MPI encoding of peer^priv mod p
+// (Protocol-v3 "Computing AES keys, MAC keys, and the secure session id").
+func sharedSecret(peer *big.Int, priv []byte) ([]byte, error) {
+	s, err := group.SharedSecret(peer, priv)
+	if err != nil {
+		return nil, err
+	}
+	out := appendMPIInt(make([]byte, 0, 4+group.Size()), s)
+	modp.Wipe(s)
+	return out, nil
+}
+
+// h2 is SHA256(b || secbytes).
+func h2(b byte, secbytes []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte{b})
+	h.Write(secbytes)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// aesCTR encrypts or decrypts in with AES-128 in counter mode starting at
+// the 16-byte counter block iv, writing to out (which may alias in).
+func aesCTR(key []byte, iv *[16]byte, out, in []byte) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		panic("otr: " + err.Error()) // key is always 16 bytes
+	}
+	cipher.NewCTR(block, iv[:]).XORKeyStream(out, in)
+}
