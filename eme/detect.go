@@ -92,9 +92,13 @@ func (d *Disagreement) Namespaces() []string {
 // sanitised.
 func (d *Disagreement) String() string {
 	list := func(nss []string) string {
-		s := make([]string, len(nss))
-		for i, ns := range nss {
-			s[i] = sanitizeNamespace(ns)
+		var s []string
+		for _, ns := range nss {
+			if len(s) == maxListed {
+				s = append(s, "…")
+				break
+			}
+			s = append(s, sanitizeNamespace(ns))
 		}
 		return strings.Join(s, ", ")
 	}

@@ -64,6 +64,9 @@ var reasonKeys = [...]string{
 	ReasonSessionRequested:   keySessionRequested,
 }
 
+// maxListed limits the mechanisms listed in a notice or log line.
+const maxListed = 4
+
 // A Notice replaces a message that could not be read (XEP-0380 §4). It is
 // an event of its own, never a message: clients must render it so that no
 // message body can look like it (XEP-0380 §6), for example with a marker
@@ -156,8 +159,12 @@ func (n Notice) Text(lang language.Tag) string {
 	var b strings.Builder
 	switch n.Reason {
 	case ReasonDisagreement:
-		names := make([]string, 0, len(n.Conflicting))
+		var names []string
 		for _, ns := range n.Conflicting {
+			if len(names) == maxListed {
+				names = append(names, "…")
+				break
+			}
 			if m, ok := Lookup(ns); ok {
 				names = append(names, describe(m))
 			} else if s := sanitizeNamespace(ns); s != "" {
