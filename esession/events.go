@@ -84,7 +84,7 @@ type Message struct {
 
 // Body returns the text of the first jabber:client <body/> in Content, or
 // "" and false.
-func (m *Message) Body() (string, bool) { return firstBody(m.Content) }
+func (m Message) Body() (string, bool) { return firstBody(m.Content) }
 
 // Terminated reports that a session ended: by the user, by the peer, or
 // because of an error (Err is ErrAuthentication for every cryptographic

@@ -1,6 +1,11 @@
 package esession
 
-import "testing"
+import (
+	"crypto/rand"
+	"io"
+	"testing"
+	"time"
+)
 
 // deliver sends o as a stanza from the JID from to m: it serialises the
 // stanza, parses it back as a client would, and hands it to m.
@@ -19,3 +24,11 @@ func deliverErr(t testing.TB, o Outbound, from string, m *Manager, subscribed bo
 	in.From, in.Subscribed = from, subscribed
 	return m.Receive(in)
 }
+
+type timeT = time.Time
+
+const hour = time.Hour
+
+func timeAt(d time.Duration) time.Time { return time.Unix(1_700_000_000, 0).Add(d) }
+
+func randReader() io.Reader { return rand.Reader }

@@ -583,15 +583,11 @@ func (s *Session) onMessage2(res *Result, f *form.Form) (Result, error) {
 		bad = append(bad, "nonce")
 	}
 	var ca counter
-	if cb, err := b64.DecodeString(f.Value("counter")); err != nil || len(cb) == 0 {
+	// The counter is an MPI of at most n = 128 bits.
+	if cb, err := b64.DecodeString(f.Value("counter")); err != nil || len(cb) == 0 || len(cb) > blockSize {
 		bad = append(bad, "counter")
 	} else {
-		c := new(big.Int).SetBytes(cb)
-		if c.BitLen() > 128 {
-			bad = append(bad, "counter")
-		} else {
-			c.FillBytes(ca[:])
-		}
+		copy(ca[blockSize-len(cb):], cb)
 	}
 	var d *big.Int
 	if dfl := f.Field("dhkeys"); dfl == nil || len(dfl.Values) != 1 {
