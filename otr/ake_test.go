@@ -158,7 +158,7 @@ func TestSimultaneousCommits(t *testing.T) {
 
 // akeSteps runs an AKE by hand: Bob commits, Alice answers, and so on.
 type akeSteps struct {
-	d                                  *duo
+	d                                   *duo
 	commit, dhkey, revealSig, signature []byte
 }
 
