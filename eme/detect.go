@@ -42,8 +42,9 @@ type Payload struct {
 	Element string
 	// Control reports a message of the mechanism that carries no user
 	// content: an OTR query, error or key-exchange message, an OMEMO
-	// <encrypted/> without <payload/> (an empty OMEMO message, XEP-0384
-	// §4.4), or an XEP-0200 <c/> without <data/> (a re-key stanza).
+	// <encrypted/> without <payload/> (an empty OMEMO message or key
+	// transport, XEP-0384 "Message structure description"), or an XEP-0200
+	// <c/> without <data/> (a re-key stanza, XEP-0200 §9).
 	Control bool
 }
 

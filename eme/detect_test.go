@@ -14,17 +14,17 @@ import (
 
 // Payload children as the specifications show them.
 var payloadXML = map[string]string{
-	// XEP-0373 §3.1 / XEP-0374 §2.1.
+	// XEP-0373 §3, "OpenPGP Encrypted and Signed Data".
 	OX: `<openpgp xmlns='urn:xmpp:openpgp:0'>BASE64_OPENPGP_MESSAGE_CONTAINING_A_SIGNCRYPT_ELEMENT</openpgp>`,
-	// XEP-0027 §4.
+	// XEP-0027 §3, "Encrypting".
 	LegacyOpenPGP: `<x xmlns='jabber:x:encrypted'>qANQR1DBwU4DX7jmYZnncmUQB/9KuKBddzQH+tZ1ZywKK0yHKnq57kWq+RFtQdCJ</x>`,
-	// XEP-0384 0.3.0 §4.5.
+	// The shape of XEP-0384 0.3.0 (a <key/> per device, an <iv/>).
 	OMEMO0: `<encrypted xmlns='eu.siacs.conversations.axolotl'><header sid='27183'><key rid='31415'>BASE64ENCODED...</key><iv>BASE64ENCODED...</iv></header><payload>BASE64ENCODED</payload></encrypted>`,
-	// XEP-0384 0.4.0 §4.4.
+	// The shape of XEP-0384 0.4.0 and later (<keys/> per JID).
 	OMEMO1: `<encrypted xmlns='urn:xmpp:omemo:1'><header sid='27183'><keys jid='juliet@capulet.lit'><key rid='31415'>b64/encoded/data</key></keys></header><payload>base64/encoded/message/key/encrypted/envelope/element</payload></encrypted>`,
-	// XEP-0384 §4.5.
+	// XEP-0384, "Message structure description".
 	OMEMO2: `<encrypted xmlns='urn:xmpp:omemo:2'><header sid='27183'><keys jid='juliet@capulet.lit'><key rid='31415'>b64/encoded/data</key></keys><keys jid='romeo@montague.lit'><key kex='true' rid='12321'>b64/encoded/data</key></keys></header><payload>base64/encoded/message/key/encrypted/envelope/element</payload></encrypted>`,
-	// XEP-0200 §5.
+	// XEP-0200 §7, "Sending an Encrypted Stanza".
 	ESession: `<c xmlns='http://www.xmpp.org/extensions/xep-0200.html#ns'><data> ** Base64 encoded m_final ** </data><new>1</new><mac> ** Base64 encoded a_mac ** </mac></c>`,
 	// OTR travels in the body.
 	OTR: `<body>` + otrEncoded(3, 0x03) + `</body>`,

@@ -49,7 +49,7 @@ func (e *ParseError) Error() string {
 func (e *ParseError) Unwrap() error { return e.Err }
 
 // Encryption is the <encryption xmlns='urn:xmpp:eme:0'/> element (XEP-0380
-// §3.1, §8). Namespace is required and names the mechanism; Name is an
+// §3.1, §9). Namespace is required and names the mechanism; Name is an
 // optional human-readable name that senders include only for mechanisms not
 // listed in XEP-0380 §3.2.
 //
@@ -110,7 +110,7 @@ func (e Encryption) MarshalXML(enc *xml.Encoder, _ xml.StartElement) error {
 
 // UnmarshalXML implements xml.Unmarshaler. It fails with a *ParseError if
 // the element is not <encryption xmlns='urn:xmpp:eme:0'/>, if 'namespace' is
-// missing or empty (it is required by the XEP-0380 §8 schema) or longer than
+// missing or empty (it is required by the XEP-0380 §9 schema) or longer than
 // MaxNamespaceLen. Child elements are skipped.
 func (e *Encryption) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
 	v, err := decodeEncryption(start)

@@ -57,13 +57,15 @@ type Mechanism struct {
 	//   2 OTR and Encrypted Sessions: forward secrecy and authenticated
 	//     sessions, but OTR's 1536-bit group, DSA-1024 and SHA-1 MACs fall
 	//     below 112-bit security, and Encrypted Sessions rest on Deferred
-	//     and Obsolete specifications with negotiable, ageing parameters.
+	//     specifications with negotiable, ageing parameters.
 	//   3 OpenPGP for XMPP: modern keys, a signed and encrypted payload
 	//     bound to its recipients and time, but no forward secrecy.
 	//     OMEMO 0.3: a double ratchet with forward secrecy, but only the
 	//     body is encrypted and every other element travels in the clear.
-	//   4 OMEMO 1 and OMEMO 2: a double ratchet with forward secrecy, and
-	//     Stanza Content Encryption protects the whole payload.
+	//   4 OMEMO 1 and OMEMO 2 (XEP-0384 0.4.0 and later): a double ratchet
+	//     with forward secrecy, encrypting a Stanza Content Encryption
+	//     (XEP-0420) envelope that protects every element, not only the
+	//     body.
 	Rank int
 	// element is the local name of the direct child of <message/> that
 	// carries the payload; "body" for OTR.
