@@ -67,19 +67,16 @@ type Mechanism struct {
 	//     (XEP-0420) envelope that protects every element, not only the
 	//     body.
 	Rank int
-	// element is the local name of the direct child of <message/> that
-	// carries the payload; "body" for OTR.
-	element string
 }
 
 var mechanisms = [...]Mechanism{
-	{Namespace: OTR, Name: "OTR", Short: "otr", Spec: "XEP-0364", Listed: true, Rank: RankSession, element: "body"},
-	{Namespace: LegacyOpenPGP, Name: "Legacy OpenPGP", Short: "legacy-openpgp", Spec: "XEP-0027", Listed: true, Rank: RankLegacy, element: "x"},
-	{Namespace: OX, Name: "OpenPGP for XMPP", Short: "ox", Spec: "XEP-0373", Listed: true, Rank: RankModern, element: "openpgp"},
-	{Namespace: OMEMO0, Name: "OMEMO", Short: "omemo", Spec: "XEP-0384 0.3.0", Listed: true, Rank: RankModern, element: "encrypted"},
-	{Namespace: OMEMO1, Name: "OMEMO 1", Short: "omemo1", Spec: "XEP-0384 0.4.0", Listed: true, Rank: RankRatchet, element: "encrypted"},
-	{Namespace: OMEMO2, Name: "OMEMO 2", Short: "omemo2", Spec: "XEP-0384", Listed: true, Rank: RankRatchet, element: "encrypted"},
-	{Namespace: ESession, Name: "Encrypted Sessions", Short: "esession", Spec: "XEP-0200", Listed: false, Rank: RankSession, element: "c"},
+	{Namespace: OTR, Name: "OTR", Short: "otr", Spec: "XEP-0364", Listed: true, Rank: RankSession},
+	{Namespace: LegacyOpenPGP, Name: "Legacy OpenPGP", Short: "legacy-openpgp", Spec: "XEP-0027", Listed: true, Rank: RankLegacy},
+	{Namespace: OX, Name: "OpenPGP for XMPP", Short: "ox", Spec: "XEP-0373", Listed: true, Rank: RankModern},
+	{Namespace: OMEMO0, Name: "OMEMO", Short: "omemo", Spec: "XEP-0384 0.3.0", Listed: true, Rank: RankModern},
+	{Namespace: OMEMO1, Name: "OMEMO 1", Short: "omemo1", Spec: "XEP-0384 0.4.0", Listed: true, Rank: RankRatchet},
+	{Namespace: OMEMO2, Name: "OMEMO 2", Short: "omemo2", Spec: "XEP-0384", Listed: true, Rank: RankRatchet},
+	{Namespace: ESession, Name: "Encrypted Sessions", Short: "esession", Spec: "XEP-0200", Listed: false, Rank: RankSession},
 }
 
 // Mechanisms returns the mechanisms Balcony knows: the XEP-0380 §3.2 table
