@@ -15,6 +15,13 @@ const (
 	nsServer = "jabber:server"
 )
 
+// stanzaNS reports whether ns is a namespace of stanza content. A <body/>
+// is accepted in any of them, so that a start element built by hand (with
+// no namespace) and children resolved by a stream decoder still match.
+func stanzaNS(ns string) bool {
+	return ns == "" || ns == nsClient || ns == nsServer
+}
+
 // Defaults for the zero Detector.
 const (
 	DefaultMaxSize  = 1 << 20 // bytes of XML per message
@@ -138,7 +145,8 @@ type Detection struct {
 	// children, in document order, except OTR: it is found in the body and
 	// listed once, last, with Element "body".
 	Payloads []Payload
-	// HasBody reports a <body/> child in the stanza's namespace.
+	// HasBody reports a <body/> child in a stanza namespace (jabber:client,
+	// jabber:server or none).
 	HasBody bool
 	// OTR classifies the body (the most significant one if there are
 	// several) and OTRVersion is the version it uses; see ClassifyOTR.
@@ -265,7 +273,6 @@ const (
 
 type detectState struct {
 	d       Detection
-	msgNS   string
 	cur     child
 	curNS   string
 	content bool
@@ -304,10 +311,9 @@ func (dt Detector) run(r xml.TokenReader, count bool) (Detection, error) {
 			}
 			switch depth {
 			case 1:
-				if t.Name.Local != "message" || (t.Name.Space != "" && t.Name.Space != nsClient && t.Name.Space != nsServer) {
+				if t.Name.Local != "message" || !stanzaNS(t.Name.Space) {
 					return Detection{}, &ParseError{Msg: fmt.Sprintf("not a message: element %q in namespace %q", trimForError(t.Name.Local), trimForError(t.Name.Space))}
 				}
-				s.msgNS = t.Name.Space
 			case 2:
 				s.startChild(t)
 			case 3:
@@ -381,7 +387,7 @@ func (s *detectState) startChild(t xml.StartElement) {
 		} else {
 			s.d.MalformedTags++
 		}
-	case t.Name.Space == s.msgNS && t.Name.Local == "body":
+	case t.Name.Local == "body" && stanzaNS(t.Name.Space):
 		s.cur = childBody
 		s.d.HasBody = true
 		s.body.Reset()

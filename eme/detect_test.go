@@ -145,6 +145,7 @@ func detectCases() []detectCase {
 		{"carbon", msg(`<received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client'>` + payloadXML[OX] + tag(OX) + body(data3) + `</message></forwarded></received>`), want{}},
 		{"nested tag", msg(`<x xmlns='urn:example'>`+tag(OX)+`</x>`, body("plain")), want{hasBody: true}},
 		{"body in another namespace", msg(`<body xmlns='urn:example'>` + data3 + `</body>`), want{}},
+		{"body in jabber:server", msg(`<body xmlns='jabber:server'>` + data3 + `</body>`), want{encrypted: true, mechanism: OTR, otr: OTRData, payloads: 1, hasBody: true}},
 		{"other element of a mechanism namespace", msg(`<pubkey xmlns='urn:xmpp:openpgp:0'/>`, `<payload xmlns='urn:xmpp:omemo:2'/>`, `<x xmlns='jabber:x:signed'/>`), want{}},
 		{"omemo payload element in wrong namespace", msg(`<encrypted xmlns='urn:xmpp:omemo:2'><header sid='1'/><payload xmlns='urn:example'>x</payload></encrypted>`), want{control: true, mechanism: OMEMO2, payloads: 1}},
 
@@ -437,4 +438,20 @@ func TestSpoofing(t *testing.T) {
 			t.Errorf("notice of %d runes", len([]rune(text)))
 		}
 	})
+}
+
+// TestDetectTokensMixedNamespaces covers a handler that passes a start
+// element built by hand (no namespace) followed by children that a stream
+// decoder resolved into jabber:client.
+func TestDetectTokensMixedNamespaces(t *testing.T) {
+	dec := xml.NewDecoder(strings.NewReader(msg(body(otrEncoded(3, 0x03)), tag(OTR))))
+	if _, err := dec.Token(); err != nil { // the original start element
+		t.Fatal(err)
+	}
+	start := xml.StartElement{Name: xml.Name{Local: "message"}}
+	d, err := DetectTokens(xmlstream.MultiReader(xmlstream.Token(start), dec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDetection(t, d, want{encrypted: true, mechanism: OTR, otr: OTRData, payloads: 1, tags: 1, hasBody: true})
 }
