@@ -3,6 +3,7 @@ package eme
 import (
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"unicode"
 	"unicode/utf8"
@@ -313,5 +314,33 @@ func TestSanitizeName(t *testing.T) {
 			t.Errorf("SanitizeName(%.30q) has %d runes", tc.in, n)
 		}
 		checkClean(t, got)
+	}
+}
+
+// TestNoticeConcurrent renders notices from several goroutines; run with
+// -race it checks that the shared catalogue is safe for concurrent use.
+func TestNoticeConcurrent(t *testing.T) {
+	want := map[language.Tag]string{}
+	n := NewNotice(OTR, "", ReasonNoSession)
+	for _, lang := range Languages() {
+		want[lang] = n.Text(lang)
+	}
+	errs := make(chan string, 8*len(want))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for lang, w := range want {
+				if got := n.Text(lang); got != w {
+					errs <- got
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for got := range errs {
+		t.Errorf("concurrent Text = %q", got)
 	}
 }
