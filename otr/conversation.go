@@ -114,7 +114,7 @@ type Conversation struct {
 	held          [][]byte // typed under RequireEncryption, sent once encrypted
 	oldMACs       []byte   // MAC keys of ended sessions, still to reveal
 	lastSent      time.Time
-	lastRecv      time.Time
+	unanswered    bool // a data message arrived since we last sent one
 }
 
 // NewConversation returns a Conversation in the plaintext state.
@@ -269,7 +269,7 @@ func (c *Conversation) endSession() {
 // every few seconds; it returns nothing when no heartbeat is due. Receive
 // also adds a heartbeat to its replies when one is due.
 func (c *Conversation) Heartbeat() ([][]byte, error) {
-	if c.state != Encrypted || !c.heartbeatDue() || !c.lastRecv.After(c.lastSent) {
+	if c.state != Encrypted || !c.heartbeatDue() || !c.unanswered {
 		return nil, nil
 	}
 	msgs, _, err := c.sealMessage(nil, nil, flagIgnoreUnreadable)
@@ -385,6 +385,7 @@ func (c *Conversation) sealMessage(text []byte, tlvs []tlv, flags byte) ([][]byt
 		return nil, nil, err
 	}
 	c.lastSent = c.now()
+	c.unanswered = false
 	msgs, err := c.wrap(bin)
 	return msgs, k, err
 }
@@ -687,7 +688,7 @@ func (c *Conversation) receiveData(out *Received, h header, bin []byte) error {
 		out.ToSend = append(out.ToSend, []byte(errorUnreadable))
 		return ErrInvalidMessage
 	}
-	c.lastRecv = c.now()
+	c.unanswered = true
 	text, tlvs := splitPlaintext(plain)
 	if len(text) > 0 {
 		out.Plaintext = text
