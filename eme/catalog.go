@@ -19,6 +19,7 @@ const (
 	keyMalformed          = "This message was encrypted with %s and could not be decrypted: it is malformed."
 	keyDisagreement       = "This message carries contradictory encryption markers (%s) and was not displayed."
 	keySessionRequested   = "Your contact wants to start an encrypted session with %s."
+	keyUnreadable         = "This message could not be read: it is malformed or too large."
 	keyHintEnable         = "To enable it, run: %s"
 	keyHintSession        = "To start a session, run: %s"
 	keyDetail             = "Details: %s"
@@ -40,6 +41,7 @@ var translations = map[language.Tag]map[string]string{
 		keyMalformed:          keyMalformed,
 		keyDisagreement:       keyDisagreement,
 		keySessionRequested:   keySessionRequested,
+		keyUnreadable:         keyUnreadable,
 		keyHintEnable:         keyHintEnable,
 		keyHintSession:        keyHintSession,
 		keyDetail:             keyDetail,
@@ -56,6 +58,7 @@ var translations = map[language.Tag]map[string]string{
 		keyMalformed:          "Diese Nachricht wurde mit %s verschlüsselt und konnte nicht entschlüsselt werden: Sie ist fehlerhaft aufgebaut.",
 		keyDisagreement:       "Diese Nachricht enthält widersprüchliche Angaben zur Verschlüsselung (%s) und wurde nicht angezeigt.",
 		keySessionRequested:   "Ihr Kontakt möchte eine verschlüsselte Sitzung mit %s beginnen.",
+		keyUnreadable:         "Diese Nachricht konnte nicht gelesen werden: Sie ist fehlerhaft aufgebaut oder zu groß.",
 		keyHintEnable:         "Zum Aktivieren ausführen: %s",
 		keyHintSession:        "Zum Beginnen einer Sitzung ausführen: %s",
 		keyDetail:             "Einzelheiten: %s",
@@ -72,6 +75,7 @@ var translations = map[language.Tag]map[string]string{
 		keyMalformed:          "Ce message a été chiffré avec %s et n’a pas pu être déchiffré : il est mal formé.",
 		keyDisagreement:       "Ce message comporte des indications de chiffrement contradictoires (%s) et n’a pas été affiché.",
 		keySessionRequested:   "Votre contact souhaite établir une session chiffrée avec %s.",
+		keyUnreadable:         "Ce message n’a pas pu être lu : il est mal formé ou trop volumineux.",
 		keyHintEnable:         "Pour l’activer, exécutez : %s",
 		keyHintSession:        "Pour établir une session, exécutez : %s",
 		keyDetail:             "Détails : %s",
@@ -88,6 +92,7 @@ var translations = map[language.Tag]map[string]string{
 		keyMalformed:          "Este mensaje se cifró con %s y no se pudo descifrar: está mal formado.",
 		keyDisagreement:       "Este mensaje contiene indicaciones de cifrado contradictorias (%s) y no se ha mostrado.",
 		keySessionRequested:   "Tu contacto quiere iniciar una sesión cifrada con %s.",
+		keyUnreadable:         "Este mensaje no se pudo leer: está mal formado o es demasiado grande.",
 		keyHintEnable:         "Para activarlo, ejecuta: %s",
 		keyHintSession:        "Para iniciar una sesión, ejecuta: %s",
 		keyDetail:             "Detalles: %s",
@@ -104,6 +109,7 @@ var translations = map[language.Tag]map[string]string{
 		keyMalformed:          "Это сообщение зашифровано с помощью %s, и его не удалось расшифровать: оно имеет неверный формат.",
 		keyDisagreement:       "Это сообщение содержит противоречивые сведения о шифровании (%s) и не было показано.",
 		keySessionRequested:   "Ваш контакт хочет начать зашифрованный сеанс с помощью %s.",
+		keyUnreadable:         "Это сообщение не удалось прочитать: оно имеет неверный формат или слишком велико.",
 		keyHintEnable:         "Чтобы включить его, выполните: %s",
 		keyHintSession:        "Чтобы начать сеанс, выполните: %s",
 		keyDetail:             "Подробности: %s",

@@ -46,6 +46,39 @@
 // notices, so the client must render notices with a marker that no message
 // body can produce.
 //
+// # Client pipeline
+//
+// For each incoming message (carbons and archived messages unwrapped,
+// type='error' bounces handled apart):
+//
+//  1. d, err := Detect(raw). An error still means a message arrived: deliver
+//     Notice{Reason: ReasonUnreadable, Detail: err.Error()} rather than
+//     dropping it.
+//  2. If d.Mechanism is enabled, open the message with it (OTR gets the body
+//     whatever d.OTR says, including queries and key exchanges). On success
+//     deliver the plaintext, marked if Policy.CheckIncoming(mechanism)
+//     fails; on failure deliver d.Notice with the engine's reason.
+//  3. If d.Encrypted and the mechanism is not enabled, deliver
+//     d.Notice(ReasonNotEnabled) with HowToEnable from Hints.For, or
+//     d.Notice(ReasonNotSupported) for mechanisms Balcony lacks.
+//  4. If d.Control and the mechanism is not enabled, an OTR query or key
+//     exchange becomes d.Notice(ReasonSessionRequested); an empty OMEMO
+//     message or ESession re-key has no content to show.
+//  5. Otherwise the message is plaintext: remove an OTR whitespace tag
+//     (d.OTR == OTRWhitespaceTag) and mark it if Policy.CheckIncoming("")
+//     fails.
+//
+// With a Disagreement (other than TagWithoutPayload) d.Mechanism is empty
+// and d.Payloads lists what the message carries; a client may try a payload of an enabled mechanism (only
+// authenticated decryption counts) but must show the disagreement.
+//
+// For each outgoing message: seal it with the chosen mechanism, call
+// Policy.CheckOutgoing and refuse to send on error, then add NewTag and, if
+// not empty, FallbackBody, plus the hints the mechanism asks for. Tag only
+// messages that carry a body: a tagged message without one (an empty OMEMO
+// message, a chat state) makes other clients report a message that never
+// existed.
+//
 // # Service discovery
 //
 // Entities that implement XEP-0380 advertise the disco feature

@@ -39,11 +39,15 @@ const (
 	// mechanism that is not enabled (an OTR query or key exchange, for
 	// example); the notice shows Notice.HowToEnable.
 	ReasonSessionRequested
+	// ReasonUnreadable: the stanza itself could not be parsed (Detect
+	// failed), so not even its mechanism is known. Put the error in
+	// Notice.Detail.
+	ReasonUnreadable
 
 	numReasons
 )
 
-var reasonNames = [...]string{"unspecified", "not-supported", "not-enabled", "no-session", "no-key", "verification-failed", "malformed", "disagreement", "session-requested"}
+var reasonNames = [...]string{"unspecified", "not-supported", "not-enabled", "no-session", "no-key", "verification-failed", "malformed", "disagreement", "session-requested", "unreadable"}
 
 func (r Reason) String() string {
 	if r < 0 || r >= numReasons {
@@ -62,6 +66,7 @@ var reasonKeys = [...]string{
 	ReasonMalformed:          keyMalformed,
 	ReasonDisagreement:       keyDisagreement,
 	ReasonSessionRequested:   keySessionRequested,
+	ReasonUnreadable:         keyUnreadable,
 }
 
 // maxListed limits the mechanisms listed in a notice or log line.
@@ -176,6 +181,8 @@ func (n Notice) Text(lang language.Tag) string {
 			list = n.mechanism(p)
 		}
 		b.WriteString(p.Sprintf(keyDisagreement, list))
+	case ReasonUnreadable:
+		b.WriteString(p.Sprintf(keyUnreadable))
 	default:
 		key := keyUnspecified
 		if n.Reason >= 0 && n.Reason < numReasons {

@@ -107,7 +107,7 @@ func TestNoticeEveryLanguage(t *testing.T) {
 				t.Errorf("%v: reasons %v and %v give the same text %q", lang, prev, r, text)
 			}
 			seen[text] = r
-			if !strings.Contains(text, "OTR (urn:xmpp:otr:0)") {
+			if r != ReasonUnreadable && !strings.Contains(text, "OTR (urn:xmpp:otr:0)") {
 				t.Errorf("%v %v: %q does not name the mechanism", lang, r, text)
 			}
 			if lang != language.English {
@@ -196,6 +196,10 @@ func TestNoticeMechanisms(t *testing.T) {
 			"This message carries contradictory encryption markers (OTR (urn:xmpp:otr:0), urn:example:x) and was not displayed."},
 		{Notice{Namespace: OMEMO2, Reason: ReasonNotSupported, HowToEnable: "never shown"}, language.English,
 			"This message was encrypted with OMEMO 2 (urn:xmpp:omemo:2) and could not be decrypted: Balcony does not support this mechanism."},
+		{Notice{Reason: ReasonUnreadable, Detail: "eme: message larger than 1048576 bytes: eme: input too large"}, language.English,
+			"This message could not be read: it is malformed or too large. Details: eme: message larger than 1048576 bytes: eme: input too large"},
+		{Notice{Reason: ReasonUnreadable}, language.Russian,
+			"Это сообщение не удалось прочитать: оно имеет неверный формат или слишком велико."},
 		{Notice{Namespace: OTR, Reason: Reason(99)}, language.English,
 			"This message was encrypted with OTR (urn:xmpp:otr:0) and could not be decrypted."},
 	}
