@@ -47,7 +47,10 @@ const HeartbeatInterval = 60 * time.Second
 const queryText = "\nAn Off-the-Record private conversation has been requested, but your client does not support OTR. See https://otr.cypherpunks.ca/ for more information."
 
 // errorUnreadable is the error message sent for an unreadable data message.
-const errorUnreadable = "?OTR Error: You transmitted an unreadable encrypted message."
+const (
+	errorUnreadable = "?OTR Error: You transmitted an unreadable encrypted message."
+	errorShort      = "?OTR Error: unreadable message"
+)
 
 // Config configures a Conversation.
 type Config struct {
@@ -60,8 +63,10 @@ type Config struct {
 	// Policy is the OTR policy. The zero value is PolicyNever.
 	Policy Policy
 	// FragmentSize is the largest message, in bytes, the transport carries;
-	// longer OTR-encoded messages are split into fragments. 0 means never
-	// fragment; otherwise it must be at least 37.
+	// longer OTR-encoded messages are split into fragments, and query and
+	// error messages are shortened to fit. Plaintext messages are never
+	// fragmented (a peer without OTR could not reassemble them). 0 means
+	// never fragment; otherwise it must be at least 37.
 	FragmentSize int
 	// Rand is the source of randomness; nil means crypto/rand.Reader.
 	Rand io.Reader
@@ -182,9 +187,23 @@ func (c *Conversation) TheirInstanceTag() uint32 { return c.theirTag }
 func (c *Conversation) SMPInProgress() bool { return c.smp.state != smpExpect1 || c.smp.pending }
 
 // QueryMessage returns an OTR query message offering the versions the
-// policy allows, followed by a short explanation for people without OTR.
+// policy allows, followed by a short explanation for people without OTR
+// (left out when it would not fit in FragmentSize).
 func (c *Conversation) QueryMessage() []byte {
-	return []byte(queryString(c.policy) + queryText)
+	q := queryString(c.policy)
+	if c.fragSize == 0 || len(q)+len(queryText) <= c.fragSize {
+		q += queryText
+	}
+	return []byte(q)
+}
+
+// errorMessage returns the OTR error message for an unreadable message,
+// shortened if it would not fit in FragmentSize.
+func (c *Conversation) errorMessage() []byte {
+	if c.fragSize > 0 && len(errorUnreadable) > c.fragSize {
+		return []byte(errorShort)
+	}
+	return []byte(errorUnreadable)
 }
 
 // StartAKE asks the peer to start an AKE by returning a query message, as
@@ -685,7 +704,7 @@ func (c *Conversation) receiveData(out *Received, h header, bin []byte) error {
 			return nil
 		}
 		out.event(Event{Kind: EventUnreadable})
-		out.ToSend = append(out.ToSend, []byte(errorUnreadable))
+		out.ToSend = append(out.ToSend, c.errorMessage())
 		return ErrInvalidMessage
 	}
 	c.unanswered = true
