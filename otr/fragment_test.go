@@ -129,10 +129,14 @@ func TestFragmentedQuery(t *testing.T) {
 	}
 	d.deliver(d.a, frags)
 	d.checkSecure()
-	// a fragment whose reassembly is itself a fragment is rejected
-	inner, _ := fragmentMessage([]byte("?OTR:AAMC."), 40, 3, d.a.conv.ourTag, d.b.conv.ourTag)
-	outer, _ := fragmentMessage(bytes.ReplaceAll(inner[0], []byte(","), []byte(";")), 40, 3, d.a.conv.ourTag, d.b.conv.ourTag)
-	_ = outer
+	// a fragment is never fragmented again: a reassembled fragment is rejected
+	b := d.b
+	tags := fmt.Sprintf("?OTR|%08x|%08x,", d.a.conv.ourTag, b.conv.ourTag)
+	receiveOne(t, b, []byte(tags+"1,2,?OTR|100|,"))
+	r, err := receiveOne(t, b, []byte(tags+"2,2,200,"))
+	if !isInvalid(err) || len(r.Events) != 1 || r.Events[0].Kind != EventMalformed {
+		t.Fatalf("fragment inside a fragment: %v %+v", err, r.Events)
+	}
 }
 
 func TestFragmentSizeValidation(t *testing.T) {
