@@ -285,7 +285,7 @@ type detectState struct {
 func (dt Detector) run(r xml.TokenReader, count bool) (Detection, error) {
 	var s detectState
 	maxSize, maxDepth := dt.maxSize(), dt.maxDepth()
-	depth := 0
+	depth, empty := 0, 0
 	for {
 		tok, err := r.Token()
 		if tok == nil && err != nil {
@@ -295,8 +295,14 @@ func (dt Detector) run(r xml.TokenReader, count bool) (Detection, error) {
 			return Detection{}, &ParseError{Msg: "reading message", Err: err}
 		}
 		if tok == nil {
+			// A reader is discouraged from returning neither token nor
+			// error; do not spin on one that keeps doing so.
+			if empty++; empty > 100 {
+				return Detection{}, &ParseError{Msg: "reading message", Err: io.ErrNoProgress}
+			}
 			continue
 		}
+		empty = 0
 		if count {
 			s.size += tokenSize(tok)
 			if s.size > maxSize {
@@ -323,6 +329,9 @@ func (dt Detector) run(r xml.TokenReader, count bool) (Detection, error) {
 				}
 			}
 		case xml.EndElement:
+			if depth == 0 {
+				return Detection{}, &ParseError{Msg: "end element before message"}
+			}
 			if depth == 2 {
 				s.endChild()
 			}

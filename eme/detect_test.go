@@ -330,6 +330,17 @@ func TestDetectErrors(t *testing.T) {
 			t.Errorf("DetectTokens(%.40s) succeeded", tc.stanza)
 		}
 	}
+	// Misbehaving token readers.
+	for name, r := range map[string]xml.TokenReader{
+		"end first": &sliceReader{toks: []xml.Token{xml.EndElement{Name: xml.Name{Local: "message"}}}},
+		"nil tokens": xmlstream.ReaderFunc(func() (xml.Token, error) { return nil, nil }),
+	} {
+		_, err := DetectTokens(r)
+		var pe *ParseError
+		if !errors.As(err, &pe) {
+			t.Errorf("DetectTokens(%s): err = %v, want *ParseError", name, err)
+		}
+	}
 	// Just within the limits.
 	if _, err := (Detector{MaxDepth: 4}).Detect([]byte(msg(`<a><b><c/></b></a>`))); err != nil {
 		t.Errorf("depth 4: %v", err)
