@@ -332,7 +332,7 @@ func TestDetectErrors(t *testing.T) {
 	}
 	// Misbehaving token readers.
 	for name, r := range map[string]xml.TokenReader{
-		"end first": &sliceReader{toks: []xml.Token{xml.EndElement{Name: xml.Name{Local: "message"}}}},
+		"end first":  &sliceReader{toks: []xml.Token{xml.EndElement{Name: xml.Name{Local: "message"}}}},
 		"nil tokens": xmlstream.ReaderFunc(func() (xml.Token, error) { return nil, nil }),
 	} {
 		_, err := DetectTokens(r)
