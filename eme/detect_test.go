@@ -466,3 +466,16 @@ func TestDetectTokensMixedNamespaces(t *testing.T) {
 	}
 	checkDetection(t, d, want{encrypted: true, mechanism: OTR, otr: OTRData, payloads: 1, tags: 1, hasBody: true})
 }
+
+func TestDisagreementKindString(t *testing.T) {
+	want := map[DisagreementKind]string{
+		TagsDiffer: "tags-differ", TagPayloadDiffer: "tag-payload-differ",
+		TagWithoutPayload: "tag-without-payload", PayloadsDiffer: "payloads-differ",
+		0: "DisagreementKind(?)", 99: "DisagreementKind(?)",
+	}
+	for k, s := range want {
+		if got := k.String(); got != s {
+			t.Errorf("DisagreementKind(%d).String() = %q, want %q", int(k), got, s)
+		}
+	}
+}
