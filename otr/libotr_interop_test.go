@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/balcony-im/balcony/internal/libotrpeer"
 	"github.com/balcony-im/balcony/otr"
@@ -42,6 +43,9 @@ type session struct {
 	key  *otr.PrivateKey
 	conv *otr.Conversation
 	lib  *libotrpeer.Peer
+
+	version     int  // protocol version the AKE must agree on (default 3)
+	allowErrors bool // exchange tolerates unreadable messages and errors
 }
 
 func newSession(t *testing.T, cfg otr.Config, opts libotrpeer.Options) *session {
@@ -54,7 +58,7 @@ func newSession(t *testing.T, cfg otr.Config, opts libotrpeer.Options) *session 
 	if err != nil {
 		t.Fatalf("NewConversation: %v", err)
 	}
-	return &session{t: t, key: cfg.PrivateKey, conv: conv, lib: lib}
+	return &session{t: t, key: cfg.PrivateKey, conv: conv, lib: lib, version: 3}
 }
 
 // ourMessage is a message our engine delivered to the user.
@@ -70,6 +74,7 @@ type result struct {
 	lib    libotrpeer.Output
 
 	fromUs, fromLib [][]byte // every message each side transmitted
+	errs            []error  // what our Receive returned, in order
 }
 
 func (r *result) has(k otr.EventKind) bool {
@@ -128,6 +133,9 @@ func (s *session) exchange(toLib, toUs [][]byte) *result {
 		if h.toLib {
 			out := s.lib.Receive(h.msg)
 			for _, e := range out.Events {
+				if s.allowErrors {
+					break
+				}
 				if e.Kind == libotrpeer.KindMsg && libotrRejects[e.Msg] {
 					s.t.Errorf("libotr rejected our message %s: %v", describe(h.msg), e)
 				}
@@ -143,13 +151,17 @@ func (s *session) exchange(toLib, toUs [][]byte) *result {
 			continue
 		}
 		got, err := s.conv.Receive(h.msg)
-		if err != nil {
+		if err != nil && !s.allowErrors {
 			s.t.Errorf("our Receive(%s): %v", describe(h.msg), err)
 		}
+		r.errs = append(r.errs, err)
 		if got == nil {
 			continue
 		}
 		for _, e := range got.Events {
+			if s.allowErrors {
+				break
+			}
 			switch e.Kind {
 			case otr.EventUnreadable, otr.EventMalformed, otr.EventError, otr.EventSMPCheated:
 				s.t.Errorf("our engine reports %v (%q) on libotr's %s", e.Kind, e.Text, describe(h.msg))
@@ -265,13 +277,13 @@ func (s *session) checkSecure(r *result) {
 	if !r.lib.Has(libotrpeer.KindGoneSecure) && !r.lib.Has(libotrpeer.KindStillSecure) {
 		t.Errorf("libotr reported neither gone_secure nor still_secure: %v", r.lib.Events)
 	}
-	if v := s.conv.ProtocolVersion(); v != 3 || st.Version != 3 {
-		t.Errorf("protocol versions: ours %d, libotr %d; want 3", v, st.Version)
+	if v := s.conv.ProtocolVersion(); v != s.version || st.Version != s.version {
+		t.Errorf("protocol versions: ours %d, libotr %d; want %d", v, st.Version, s.version)
 	}
 	if ssid := s.conv.SSID(); !bytes.Equal(ssid[:], st.SSID) {
 		t.Errorf("SSID: ours %x, libotr %x", ssid, st.SSID)
 	}
-	if st.TheirInstance != s.conv.InstanceTag() || s.conv.TheirInstanceTag() != st.OurInstance {
+	if s.version == 3 && (st.TheirInstance != s.conv.InstanceTag() || s.conv.TheirInstanceTag() != st.OurInstance) {
 		t.Errorf("instance tags: libotr sees us as %08x (we are %08x); we see libotr as %08x (it is %08x)",
 			st.TheirInstance, s.conv.InstanceTag(), s.conv.TheirInstanceTag(), st.OurInstance)
 	}
@@ -360,6 +372,25 @@ func TestLibotrAKE(t *testing.T) {
 		}
 		s.checkSecure(r)
 		s.sendToUs("and now privately")
+	})
+	t.Run("V2", func(t *testing.T) {
+		// libotr allows only version 2: the AKE falls back to it, with
+		// no instance tags and v2 fragments.
+		s := newSession(t, otr.Config{Policy: otr.PolicyManual, FragmentSize: 150},
+			libotrpeer.Options{Policy: libotrpeer.PolicyAllowV2, FragmentSize: 150})
+		s.version = 2
+		for _, start := range []func() *result{s.akeByUs, s.akeByLibotr} {
+			r := start()
+			for _, m := range r.fromUs {
+				if !bytes.HasPrefix(m, []byte("?OTR,")) && !bytes.HasPrefix(m, []byte("?OTR:AAI")) && !bytes.HasPrefix(m, []byte("?OTRv")) {
+					t.Errorf("not a v2 message or fragment: %.30q", m)
+				}
+			}
+		}
+		long := strings.Repeat("version two ", 40)
+		s.sendToLibotr(long)
+		s.sendToUs(long)
+		s.sendToLibotr("short")
 	})
 	t.Run("V3Only", func(t *testing.T) {
 		s := newSession(t, otr.Config{Policy: otr.AllowV3},
@@ -486,6 +517,7 @@ func TestLibotrSMP(t *testing.T) {
 	for _, initiator := range []string{"Us", "Libotr"} {
 		for name, c := range cases {
 			t.Run("By"+initiator+"/"+name, func(t *testing.T) {
+				t.Parallel() // SMP is the slowest part of libotr: use both cores
 				s := newSession(t, otr.Config{Policy: otr.PolicyManual}, libotrpeer.Options{Policy: libotrpeer.PolicyManual})
 				s.akeByUs()
 				var r *result
@@ -731,18 +763,89 @@ func TestLibotrExtraSymmetricKey(t *testing.T) {
 }
 
 func TestLibotrRequireEncryption(t *testing.T) {
-	// libotr holds a message typed in plaintext, sends a query, and sends
-	// the message once our engine has completed the AKE.
-	s := newSession(t, otr.Config{Policy: otr.PolicyManual}, libotrpeer.Options{Policy: libotrpeer.PolicyAlways})
-	out := s.lib.Send([]byte("only encrypted"))
-	if !out.HasMsg(libotrpeer.MsgEncryptionRequired) {
-		t.Fatalf("libotr events: %v", out.Events)
+	t.Run("Libotr", func(t *testing.T) {
+		// libotr holds a message typed in plaintext, sends a query, and
+		// sends the message once our engine has completed the AKE.
+		s := newSession(t, otr.Config{Policy: otr.PolicyManual}, libotrpeer.Options{Policy: libotrpeer.PolicyAlways})
+		out := s.lib.Send([]byte("only encrypted"))
+		if !out.HasMsg(libotrpeer.MsgEncryptionRequired) {
+			t.Fatalf("libotr events: %v", out.Events)
+		}
+		r := s.exchange(nil, out.Net)
+		s.checkSecure(r)
+		if len(r.ours) != 1 || r.ours[0].text != "only encrypted" || !r.ours[0].encrypted {
+			t.Fatalf("we delivered %+v, want libotr's held message, encrypted", r.ours)
+		}
+	})
+	t.Run("Us", func(t *testing.T) {
+		s := newSession(t, otr.Config{Policy: otr.PolicyAlways}, libotrpeer.Options{Policy: libotrpeer.PolicyManual})
+		msgs, err := s.conv.Send([]byte("only encrypted"))
+		if err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		for _, m := range msgs {
+			if bytes.Contains(m, []byte("only encrypted")) {
+				t.Fatalf("the held message leaked: %q", m)
+			}
+		}
+		r := s.exchange(msgs, nil)
+		s.checkSecure(r)
+		if got := r.lib.Messages; len(got) != 1 || string(got[0].Text) != "only encrypted" || !got[0].Encrypted {
+			t.Fatalf("libotr delivered %+v, want our held message, encrypted", got)
+		}
+	})
+}
+
+func TestLibotrRestartedPeer(t *testing.T) {
+	// We lose our session (a restart) but keep our instance tag, as a
+	// client persisting it does. libotr's next data message is unreadable
+	// to us: we answer with an OTR error, libotr (ERROR_START_AKE) answers
+	// with a query and a new AKE runs. (libotr 4.1 keeps only messages
+	// held for REQUIRE_ENCRYPTION, so the lost one is not resent.)
+	s := newSession(t, otr.Config{Policy: otr.PolicyManual}, libotrpeer.Options{Policy: libotrpeer.PolicyOpportunistic})
+	s.akeByUs()
+	s.sendToUs("before the restart")
+	s.sendToLibotr("ack")
+	conv, err := otr.NewConversation(otr.Config{Policy: otr.PolicyManual, PrivateKey: s.key, InstanceTag: s.conv.InstanceTag()})
+	if err != nil {
+		t.Fatal(err)
 	}
+	s.conv = conv
+	s.allowErrors = true
+	out := s.lib.Send([]byte("lost?"))
 	r := s.exchange(nil, out.Net)
-	s.checkSecure(r)
-	if len(r.ours) != 1 || r.ours[0].text != "only encrypted" || !r.ours[0].encrypted {
-		t.Fatalf("we delivered %+v, want libotr's held message, encrypted", r.ours)
+	if len(r.errs) == 0 || !errors.Is(r.errs[0], otr.ErrInvalidMessage) || !r.has(otr.EventUnreadable) {
+		t.Errorf("our first Receive after the restart: errors %v, events %v; want ErrInvalidMessage and unreadable", r.errs, r.kinds())
 	}
+	if !r.lib.HasMsg(libotrpeer.MsgRcvdGeneralErr) {
+		t.Errorf("libotr did not see our OTR error: %v", r.lib.Events)
+	}
+	s.allowErrors = false
+	s.checkSecure(r)
+	if len(r.ours) != 0 {
+		t.Errorf("we delivered %+v from a session we no longer have", r.ours)
+	}
+	s.sendToUs("lost? (typed again)")
+	s.sendToLibotr("back")
+}
+
+func TestLibotrHeartbeat(t *testing.T) {
+	// Our clock jumps past the heartbeat interval: the next message we
+	// receive makes us send a heartbeat, which libotr reads and hides.
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := func() time.Time { return now }
+	s := newSession(t, otr.Config{Policy: otr.PolicyManual, Now: clock}, libotrpeer.Options{Policy: libotrpeer.PolicyManual})
+	s.akeByUs()
+	s.sendToLibotr("hello")
+	now = now.Add(otr.HeartbeatInterval + time.Second)
+	r := s.exchange(nil, s.lib.Send([]byte("are you there?")).Net)
+	if len(r.ours) != 1 || r.ours[0].text != "are you there?" {
+		t.Fatalf("we delivered %+v", r.ours)
+	}
+	if len(r.fromUs) != 1 || !r.lib.HasMsg(libotrpeer.MsgHeartbeatRcvd) || len(r.lib.Messages) != 0 {
+		t.Fatalf("heartbeat: we sent %d messages; libotr events %v, messages %+v", len(r.fromUs), r.lib.Events, r.lib.Messages)
+	}
+	s.sendToLibotr("still here")
 }
 
 func TestLibotrKeyFiles(t *testing.T) {
