@@ -1,7 +1,6 @@
 package ox
 
 import (
-	"bytes"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -135,30 +134,34 @@ func appendPayload(dst, payload []byte) ([]byte, error) {
 	if len(payload) == 0 {
 		return dst, nil
 	}
-	d := newDecoder(bytes.NewReader(payload))
-	d.DefaultSpace = NSClient
-	for {
-		tok, err := d.Token()
-		if err == io.EOF {
-			return dst, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("ox: payload is not well-formed XML: %w", err)
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if dst, err = appendElement(dst, d, t, NS, true); err != nil {
-				return nil, fmt.Errorf("ox: payload: %w", err)
+	n := len(dst)
+	return parseXML(payload, NSClient, func(r xml.TokenReader) ([]byte, error) {
+		out := dst[:n]
+		for {
+			tok, err := r.Token()
+			if err == io.EOF {
+				return out, nil
 			}
-		case xml.CharData:
-			if !isSpace(t) {
-				return nil, errors.New("ox: payload has text outside elements")
+			if err != nil {
+				return nil, fmt.Errorf("ox: payload is not well-formed XML: %w", err)
 			}
-		case xml.Comment, xml.ProcInst:
-		default:
-			return nil, fmt.Errorf("ox: payload: unexpected XML token %T", tok)
+			switch t := tok.(type) {
+			case xml.StartElement:
+				if out, err = appendElement(out, r, t, NS, true); err != nil {
+					return nil, fmt.Errorf("ox: payload: %w", err)
+				}
+			case xml.EndElement:
+				return nil, errors.New("ox: payload is not well-formed XML: unexpected end element")
+			case xml.CharData:
+				if !isSpace(t) {
+					return nil, errors.New("ox: payload has text outside elements")
+				}
+			case xml.Comment, xml.ProcInst:
+			default:
+				return nil, fmt.Errorf("ox: payload: unexpected XML token %T", tok)
+			}
 		}
-	}
+	})
 }
 
 // NSClient and NSServer are the stanza namespaces; a <body/> in either is
@@ -196,7 +199,10 @@ func ParseContent(b []byte) (*Content, error) {
 	if !utf8.Valid(b) {
 		return nil, parseErr("not UTF-8", nil)
 	}
-	d := newDecoder(bytes.NewReader(b))
+	return parseXML(b, "", parseContent)
+}
+
+func parseContent(d xml.TokenReader) (*Content, error) {
 	var c *Content
 	for {
 		tok, err := d.Token()
@@ -236,7 +242,7 @@ func ParseContent(b []byte) (*Content, error) {
 	return c, nil
 }
 
-func parseContentBody(d *xml.Decoder, start xml.StartElement) (*Content, error) {
+func parseContentBody(d xml.TokenReader, start xml.StartElement) (*Content, error) {
 	c := &Content{Kind: kindOf(start.Name.Local)}
 	var haveTime, havePayload, haveRpad bool
 	for {
@@ -255,7 +261,7 @@ func parseContentBody(d *xml.Decoder, start xml.StartElement) (*Content, error) 
 			return c, nil
 		case xml.StartElement:
 			if t.Name.Space != NS {
-				if err := d.Skip(); err != nil {
+				if err := skip(d); err != nil {
 					return nil, parseErr("malformed XML", err)
 				}
 				continue
@@ -271,7 +277,7 @@ func parseContentBody(d *xml.Decoder, start xml.StartElement) (*Content, error) 
 					return nil, parseErr("invalid <to/> 'jid'", err)
 				}
 				c.To = append(c.To, j)
-				err = d.Skip()
+				err = skip(d)
 				if err != nil {
 					return nil, parseErr("malformed XML", err)
 				}
@@ -287,7 +293,7 @@ func parseContentBody(d *xml.Decoder, start xml.StartElement) (*Content, error) 
 				if c.Time, err = ParseTime(v); err != nil {
 					return nil, parseErr("invalid <time/> 'stamp'", err)
 				}
-				if err = d.Skip(); err != nil {
+				if err = skip(d); err != nil {
 					return nil, parseErr("malformed XML", err)
 				}
 			case "rpad":
@@ -309,7 +315,7 @@ func parseContentBody(d *xml.Decoder, start xml.StartElement) (*Content, error) 
 					return nil, err
 				}
 			default:
-				if err := d.Skip(); err != nil {
+				if err := skip(d); err != nil {
 					return nil, parseErr("malformed XML", err)
 				}
 			}
@@ -319,7 +325,7 @@ func parseContentBody(d *xml.Decoder, start xml.StartElement) (*Content, error) 
 
 // readPayload re-encodes the children of <payload/> as self-contained
 // elements. Text directly inside <payload/> carries no meaning and is dropped.
-func readPayload(d *xml.Decoder) ([]byte, error) {
+func readPayload(d xml.TokenReader) ([]byte, error) {
 	out := []byte{}
 	for {
 		tok, err := d.Token()
@@ -339,7 +345,7 @@ func readPayload(d *xml.Decoder) ([]byte, error) {
 
 // readText returns the text content of the current element, which must not
 // have child elements.
-func readText(d *xml.Decoder) (string, error) {
+func readText(d xml.TokenReader) (string, error) {
 	var sb strings.Builder
 	for {
 		tok, err := d.Token()

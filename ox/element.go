@@ -45,6 +45,10 @@ func (e Element) MarshalXML(enc *xml.Encoder, _ xml.StartElement) error {
 // is ignored, as are missing padding characters; ASCII armor and child
 // elements are rejected.
 func (e *Element) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	return e.decode(d, start)
+}
+
+func (e *Element) decode(d xml.TokenReader, start xml.StartElement) error {
 	if start.Name.Space != NS || start.Name.Local != "openpgp" {
 		return fmt.Errorf("ox: expected <openpgp xmlns='%s'/>, got {%s}%s", NS, start.Name.Space, start.Name.Local)
 	}
@@ -78,16 +82,22 @@ func (e Element) Marshal() []byte {
 // message it carries.
 func ParseElement(b []byte) ([]byte, error) {
 	var e Element
-	if err := decodeOne(b, &e); err != nil {
+	if err := decodeOne(b, e.decode); err != nil {
 		return nil, err
 	}
 	return e.Data, nil
 }
 
-// decodeOne decodes exactly one element from b into v, rejecting anything
-// but white space around it.
-func decodeOne(b []byte, v xml.Unmarshaler) error {
-	d := newDecoder(bytes.NewReader(b))
+// decodeOne decodes exactly one element from b with decode, rejecting
+// anything but white space and comments around it.
+func decodeOne(b []byte, decode func(xml.TokenReader, xml.StartElement) error) error {
+	_, err := parseXML(b, "", func(d xml.TokenReader) (struct{}, error) {
+		return struct{}{}, decodeOneTokens(d, decode)
+	})
+	return err
+}
+
+func decodeOneTokens(d xml.TokenReader, decode func(xml.TokenReader, xml.StartElement) error) error {
 	for {
 		tok, err := d.Token()
 		if err != nil {
@@ -98,7 +108,7 @@ func decodeOne(b []byte, v xml.Unmarshaler) error {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			if err := v.UnmarshalXML(d, t); err != nil {
+			if err := decode(d, t); err != nil {
 				return err
 			}
 			for {
@@ -132,7 +142,7 @@ func decodeOne(b []byte, v xml.Unmarshaler) error {
 
 // elementText returns the text of the current element, which must not have
 // child elements, and consumes its end element.
-func elementText(d *xml.Decoder) ([]byte, error) {
+func elementText(d xml.TokenReader) ([]byte, error) {
 	var text []byte
 	for {
 		tok, err := d.Token()

@@ -1,8 +1,8 @@
 package ox
 
 import (
-	"bytes"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 )
@@ -60,15 +60,20 @@ func ReadChildren(r xml.TokenReader) ([]Child, error) {
 // [Content].Payload. Elements without a namespace declaration are put in
 // defaultNS.
 func ParseChildren(fragment []byte, defaultNS string) ([]Child, error) {
-	d := newDecoder(bytes.NewReader(fragment))
-	d.DefaultSpace = defaultNS
-	children, err := ReadChildren(d)
+	children, err := parseXML(fragment, defaultNS, func(r xml.TokenReader) ([]Child, error) {
+		children, err := ReadChildren(r)
+		if err != nil {
+			return nil, err
+		}
+		// ReadChildren stops at a stray end element; anything after it is
+		// an error.
+		if _, err := r.Token(); err != io.EOF {
+			return nil, errors.New("unexpected content after the elements")
+		}
+		return children, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ox: parsing children: %w", err)
-	}
-	// ReadChildren stops at a stray end element; anything after it is an error.
-	if _, err := d.Token(); err != io.EOF {
-		return nil, fmt.Errorf("ox: parsing children: unexpected content after the elements")
 	}
 	return children, nil
 }
@@ -128,43 +133,43 @@ outer:
 // renamespace re-encodes a child with its top-level element moved to ns.
 // Descendants that inherited the old namespace keep it (they declare it).
 func renamespace(c Child, ns string) (Child, error) {
-	d := newDecoder(bytes.NewReader(c.XML))
-	tok, err := d.Token()
-	if err != nil {
-		return c, err
-	}
-	start, ok := tok.(xml.StartElement)
-	if !ok {
-		return c, fmt.Errorf("ox: unexpected XML token %T", tok)
-	}
-	// Descendants are written relative to the new namespace, so ones that
-	// were in the old default namespace get an explicit declaration.
-	start.Name.Space = ns
-	out := []byte{}
-	out, err = appendStart(out, start, "", true)
-	if err != nil {
-		return c, err
-	}
-	out = append(out, '>')
-	for {
+	return parseXML(c.XML, "", func(d xml.TokenReader) (Child, error) {
 		tok, err := d.Token()
 		if err != nil {
 			return c, err
 		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			out = append(out, "</"...)
-			out = append(out, start.Name.Local...)
-			out = append(out, '>')
-			return Child{Name: start.Name, XML: out, Protected: c.Protected}, nil
-		case xml.StartElement:
-			if out, err = appendElement(out, d, t, ns, false); err != nil {
+		start, ok := tok.(xml.StartElement)
+		if !ok {
+			return c, fmt.Errorf("ox: unexpected XML token %T", tok)
+		}
+		// Descendants are written relative to the new namespace, so ones
+		// that were in the old default namespace get an explicit declaration.
+		start.Name.Space = ns
+		out, err := appendStart(nil, start, "", true)
+		if err != nil {
+			return c, err
+		}
+		out = append(out, '>')
+		for {
+			tok, err := d.Token()
+			if err != nil {
 				return c, err
 			}
-		case xml.CharData:
-			if out, err = appendText(out, t); err != nil {
-				return c, err
+			switch t := tok.(type) {
+			case xml.EndElement:
+				out = append(out, "</"...)
+				out = append(out, start.Name.Local...)
+				out = append(out, '>')
+				return Child{Name: start.Name, XML: out, Protected: c.Protected}, nil
+			case xml.StartElement:
+				if out, err = appendElement(out, d, t, ns, false); err != nil {
+					return c, err
+				}
+			case xml.CharData:
+				if out, err = appendText(out, t); err != nil {
+					return c, err
+				}
 			}
 		}
-	}
+	})
 }

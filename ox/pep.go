@@ -67,6 +67,10 @@ func (p PubKey) MarshalXML(enc *xml.Encoder, _ xml.StartElement) error {
 // padding, and ASCII armor (raw, or Base64 of armor text). A 'date' that does
 // not parse is ignored.
 func (p *PubKey) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	return p.decode(d, start)
+}
+
+func (p *PubKey) decode(d xml.TokenReader, start xml.StartElement) error {
 	if start.Name != pubkeyName {
 		return fmt.Errorf("ox: expected <pubkey xmlns='%s'/>, got {%s}%s", NS, start.Name.Space, start.Name.Local)
 	}
@@ -88,7 +92,7 @@ func (p *PubKey) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
 			return nil
 		case xml.StartElement:
 			if !inNS(t.Name, "data") {
-				if err := d.Skip(); err != nil {
+				if err := skip(d); err != nil {
 					return err
 				}
 				continue
@@ -118,7 +122,7 @@ func inNS(n xml.Name, local string) bool {
 // ParsePubKey parses a <pubkey/> element.
 func ParsePubKey(b []byte) (*PubKey, error) {
 	p := new(PubKey)
-	if err := decodeOne(b, p); err != nil {
+	if err := decodeOne(b, p.decode); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -241,6 +245,10 @@ func (l PublicKeysList) MarshalXML(enc *xml.Encoder, _ xml.StartElement) error {
 // UnmarshalXML implements xml.Unmarshaler; see PublicKeysList.Problems for
 // how non-conforming entries are handled. An empty list is valid.
 func (l *PublicKeysList) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	return l.decode(d, start)
+}
+
+func (l *PublicKeysList) decode(d xml.TokenReader, start xml.StartElement) error {
 	if start.Name != listName {
 		return fmt.Errorf("ox: expected <public-keys-list xmlns='%s'/>, got {%s}%s", NS, start.Name.Space, start.Name.Local)
 	}
@@ -256,7 +264,7 @@ func (l *PublicKeysList) UnmarshalXML(d *xml.Decoder, start xml.StartElement) er
 		case xml.EndElement:
 			return nil
 		case xml.StartElement:
-			if err := d.Skip(); err != nil {
+			if err := skip(d); err != nil {
 				return fmt.Errorf("ox: invalid <public-keys-list/>: %w", err)
 			}
 			if !inNS(t.Name, "pubkey-metadata") {
@@ -296,7 +304,7 @@ func (l *PublicKeysList) UnmarshalXML(d *xml.Decoder, start xml.StartElement) er
 // ParsePublicKeysList parses a <public-keys-list/> element.
 func ParsePublicKeysList(b []byte) (*PublicKeysList, error) {
 	l := new(PublicKeysList)
-	if err := decodeOne(b, l); err != nil {
+	if err := decodeOne(b, l.decode); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -422,6 +430,10 @@ func (s SecretKey) MarshalXML(enc *xml.Encoder, _ xml.StartElement) error {
 
 // UnmarshalXML implements xml.Unmarshaler, ignoring white space in the Base64.
 func (s *SecretKey) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	return s.decode(d, start)
+}
+
+func (s *SecretKey) decode(d xml.TokenReader, start xml.StartElement) error {
 	if start.Name != secretkeyName {
 		return fmt.Errorf("ox: expected <secretkey xmlns='%s'/>, got {%s}%s", NS, start.Name.Space, start.Name.Local)
 	}
@@ -443,7 +455,7 @@ func (s *SecretKey) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
 // ParseSecretKey parses a <secretkey/> element and returns the backup it holds.
 func ParseSecretKey(b []byte) ([]byte, error) {
 	var s SecretKey
-	if err := decodeOne(b, &s); err != nil {
+	if err := decodeOne(b, s.decode); err != nil {
 		return nil, err
 	}
 	return s.Data, nil
