@@ -266,11 +266,15 @@ func FromTokens(r xml.TokenReader, start xml.StartElement, lim *Limits) (*Elemen
 			return nil, ErrLimit
 		}
 		tok, err := r.Token()
-		if err != nil {
-			if err == io.EOF {
+		if tok == nil || (err != nil && err != io.EOF) {
+			// A TokenReader may return the last token together with io.EOF.
+			if err == nil || err == io.EOF {
 				return nil, errors.New("xmltree: unexpected end of input")
 			}
 			return nil, fmt.Errorf("xmltree: %w", err)
+		}
+		if _, isEnd := tok.(xml.EndElement); err == io.EOF && (!isEnd || len(stack) != 1) {
+			return nil, errors.New("xmltree: unexpected end of input")
 		}
 		top := stack[len(stack)-1]
 		switch t := tok.(type) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 )
@@ -118,4 +119,30 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("unstable:\n%s\n%s", out, e2.Marshal(""))
 		}
 	})
+}
+
+// eofReader returns its last token together with io.EOF, as xml.TokenReader
+// implementations may.
+type eofReader struct{ toks []xml.Token }
+
+func (r *eofReader) Token() (xml.Token, error) {
+	t := r.toks[0]
+	r.toks = r.toks[1:]
+	if len(r.toks) == 0 {
+		return t, io.EOF
+	}
+	return t, nil
+}
+
+func TestFromTokensLastTokenWithEOF(t *testing.T) {
+	start := xml.StartElement{Name: xml.Name{Space: "jabber:client", Local: "iq"}}
+	r := &eofReader{toks: []xml.Token{xml.CharData("x"), start.End()}}
+	e, err := FromTokens(r, start, nil)
+	if err != nil || e.Text() != "x" {
+		t.Fatalf("got %v, %v", e, err)
+	}
+	r = &eofReader{toks: []xml.Token{xml.CharData("x")}}
+	if _, err := FromTokens(r, start, nil); err == nil {
+		t.Fatal("truncated input accepted")
+	}
 }

@@ -1,0 +1,677 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/dial"
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/internal/xmltree"
+)
+
+// Namespaces used by this package.
+const (
+	NSClient      = "jabber:client"
+	NSServer      = "jabber:server"
+	NSStanzas     = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	NSHints       = "urn:xmpp:hints"
+	NSSID         = "urn:xmpp:sid:0"
+	NSReceipts    = "urn:xmpp:receipts"
+	NSCarbons     = "urn:xmpp:carbons:2"
+	NSForward     = "urn:xmpp:forward:0"
+	NSDelay       = "urn:xmpp:delay"
+	NSMAM         = "urn:xmpp:mam:2"
+	NSRSM         = "http://jabber.org/protocol/rsm"
+	NSPubSub      = "http://jabber.org/protocol/pubsub"
+	NSPubSubEvent = "http://jabber.org/protocol/pubsub#event"
+	NSPubSubOwner = "http://jabber.org/protocol/pubsub#owner"
+	NSDataForms   = "jabber:x:data"
+	NSDiscoInfo   = "http://jabber.org/protocol/disco#info"
+	NSDiscoItems  = "http://jabber.org/protocol/disco#items"
+	NSCaps        = "http://jabber.org/protocol/caps"
+	NSPing        = "urn:xmpp:ping"
+	NSVersion     = "jabber:iq:version"
+	NSRoster      = "jabber:iq:roster"
+)
+
+// ErrClosed is returned by operations on a closed client.
+var ErrClosed = errors.New("client: closed")
+
+// ErrNotConnected is returned when an operation needs a live stream.
+var ErrNotConnected = errors.New("client: not connected")
+
+// Client is one account's XMPP connection. It is safe for concurrent use.
+//
+// Incoming stanzas are read by one goroutine and processed in order by
+// another, which delivers events on Events. Events must be drained; they
+// are queued without bound so that a slow reader never stalls the stream.
+type Client struct {
+	cfg Config
+
+	mu        sync.Mutex
+	sess      *xmpp.Session
+	bound     jid.JID
+	closing   bool
+	connected bool
+	serveDone chan struct{}
+	closed    chan struct{}
+
+	events  *queue[Event]
+	out     chan Event
+	inbox   *queue[*xmltree.Element]
+	workers sync.WaitGroup
+
+	disco     discoState
+	roster    rosterState
+	presence  presenceState
+	mam       mamState
+	pep       pepState
+	pipeline  *Pipeline
+	shutdowns []func()
+}
+
+// New returns a client for cfg without connecting.
+func New(cfg Config) (*Client, error) {
+	if cfg.JID.Domainpart() == "" || cfg.JID.Localpart() == "" {
+		return nil, errors.New("client: the account JID needs a localpart and a domainpart")
+	}
+	if _, err := cfg.mechanisms(); err != nil {
+		return nil, err
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 500 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = time.Minute
+	}
+	if cfg.CapsNode == "" {
+		cfg.CapsNode = "https://balcony.im"
+	}
+	if cfg.ClientName == "" {
+		cfg.ClientName = "Balcony"
+	}
+	c := &Client{
+		cfg:    cfg,
+		closed: make(chan struct{}),
+		events: newQueue[Event](),
+		out:    make(chan Event),
+		inbox:  newQueue[*xmltree.Element](),
+	}
+	c.disco.init()
+	c.presence.init()
+	c.mam.init()
+	c.pep.init()
+	c.pipeline = newPipeline(c)
+	c.workers.Add(2)
+	go c.pumpEvents()
+	go c.processInbox()
+	return c, nil
+}
+
+// Events returns the channel on which events are delivered. It is closed
+// after Close.
+func (c *Client) Events() <-chan Event { return c.out }
+
+// JID returns the bound full JID, or the configured JID before binding.
+func (c *Client) JID() jid.JID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bound.Domainpart() != "" {
+		return c.bound
+	}
+	return c.cfg.JID
+}
+
+// Config returns a copy of the client's configuration.
+func (c *Client) Config() Config { return c.cfg }
+
+// Connected reports whether a stream is established.
+func (c *Client) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connected
+}
+
+// Connect establishes the stream (TLS, SASL, resource binding), enables
+// carbons, fetches the roster and sends the initial presence. With
+// Config.Reconnect, a stream that ends unexpectedly afterwards is
+// re-established in the background.
+func (c *Client) Connect(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	c.mu.Unlock()
+	return c.connect(ctx)
+}
+
+func (c *Client) connect(ctx context.Context) error {
+	log := c.cfg.logger()
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	sess, err := c.negotiate(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	done := make(chan struct{})
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		sess.Close()
+		conn.Close()
+		return ErrClosed
+	}
+	c.sess = sess
+	c.bound = sess.LocalAddr()
+	c.connected = true
+	c.serveDone = done
+	c.mu.Unlock()
+	log.Info("connected", "jid", sess.LocalAddr().String(), "tls", tlsVersion(sess.ConnectionState().Version))
+	go c.serve(sess, done)
+
+	if err := c.afterConnect(ctx); err != nil {
+		log.Warn("post-connect setup failed", "err", err)
+		c.mu.Lock()
+		c.connected = false
+		c.mu.Unlock()
+		sess.Close()
+		conn.Close()
+		<-done
+		return err
+	}
+	c.emit(&ConnectionEvent{State: Connected, JID: sess.LocalAddr()})
+	return nil
+}
+
+func tlsVersion(v uint16) string {
+	switch v {
+	case tls.VersionTLS12:
+		return "1.2"
+	case tls.VersionTLS13:
+		return "1.3"
+	}
+	return fmt.Sprintf("0x%04x", v)
+}
+
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	tlsCfg, err := c.cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.Addr == "" {
+		d := dial.Dialer{NoTLS: !c.cfg.DirectTLS, TLSConfig: tlsCfg}
+		conn, err := d.Dial(ctx, "tcp", c.cfg.JID)
+		if err != nil {
+			return nil, fmt.Errorf("client: connecting to %s: %w", c.cfg.JID.Domainpart(), err)
+		}
+		return conn, nil
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", c.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("client: connecting to %s: %w", c.cfg.Addr, err)
+	}
+	if !c.cfg.DirectTLS {
+		return conn, nil
+	}
+	tc := tls.Client(conn, tlsCfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("client: TLS with %s: %w", c.cfg.Addr, err)
+	}
+	return tc, nil
+}
+
+func (c *Client) negotiate(ctx context.Context, conn net.Conn) (*xmpp.Session, error) {
+	mechs, err := c.cfg.mechanisms()
+	if err != nil {
+		return nil, err
+	}
+	pass, err := c.cfg.password()
+	if err != nil {
+		return nil, err
+	}
+	var features []xmpp.StreamFeature
+	if !c.cfg.DirectTLS {
+		tlsCfg, err := c.cfg.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		features = append(features, xmpp.StartTLS(tlsCfg))
+	}
+	features = append(features, xmpp.SASL("", pass, mechs...), xmpp.BindResource())
+	sess, err := xmpp.NewClientSession(ctx, c.cfg.JID, conn, features...)
+	if err != nil {
+		return nil, fmt.Errorf("client: establishing the XMPP session: %w", err)
+	}
+	if sess.State()&xmpp.Secure == 0 {
+		sess.Close()
+		return nil, errors.New("client: stream is not encrypted")
+	}
+	return sess, nil
+}
+
+func (c *Client) afterConnect(ctx context.Context) error {
+	if !c.cfg.DisableCarbons {
+		if err := c.EnableCarbons(ctx); err != nil {
+			return fmt.Errorf("client: enabling carbons: %w", err)
+		}
+	}
+	if _, err := c.FetchRoster(ctx); err != nil {
+		return fmt.Errorf("client: fetching the roster: %w", err)
+	}
+	if !c.cfg.DisablePresence {
+		if err := c.SendPresence(ctx, "", c.cfg.Status); err != nil {
+			return fmt.Errorf("client: sending presence: %w", err)
+		}
+	}
+	return nil
+}
+
+// serve runs the read loop for one stream.
+func (c *Client) serve(sess *xmpp.Session, done chan struct{}) {
+	err := sess.Serve(xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+		return c.handleStanza(sess, t, start)
+	}))
+	close(done)
+	c.mu.Lock()
+	if c.sess == sess {
+		c.connected = false
+	}
+	closing := c.closing
+	c.mu.Unlock()
+	c.presence.reset()
+	if closing {
+		return
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	c.cfg.logger().Warn("stream ended", "err", err)
+	c.emit(&ConnectionEvent{State: Disconnected, Err: err})
+	c.pipeline.streamEnded()
+	if c.cfg.Reconnect {
+		go c.reconnectLoop()
+	}
+}
+
+func (c *Client) reconnectLoop() {
+	delay := c.cfg.MinBackoff
+	for {
+		d := jitter(delay)
+		c.emit(&ConnectionEvent{State: Reconnecting, Retry: d})
+		t := time.NewTimer(d)
+		select {
+		case <-c.closed:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := c.connect(ctx)
+		cancel()
+		if err == nil || errors.Is(err, ErrClosed) {
+			return
+		}
+		c.cfg.logger().Warn("reconnect failed", "err", err)
+		delay *= 2
+		if delay > c.cfg.MaxBackoff {
+			delay = c.cfg.MaxBackoff
+		}
+	}
+}
+
+// jitter returns a duration uniformly in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	n, err := rand.Int(rand.Reader, big.NewInt(int64(d/2)+1))
+	if err != nil {
+		return d
+	}
+	return d/2 + time.Duration(n.Int64())
+}
+
+// Disconnect drops the current stream without closing the client, as a
+// network failure would (for tests and for the "reconnect now" command).
+func (c *Client) Disconnect() error {
+	c.mu.Lock()
+	sess := c.sess
+	c.mu.Unlock()
+	if sess == nil {
+		return ErrNotConnected
+	}
+	return sess.Conn().Close()
+}
+
+// OnShutdown registers fn to run during Close after the stream and the TCP
+// connection are closed (XEP-0364 §5.2: end the stream, then TCP, then the
+// end-to-end sessions).
+func (c *Client) OnShutdown(fn func()) {
+	c.mu.Lock()
+	c.shutdowns = append(c.shutdowns, fn)
+	c.mu.Unlock()
+}
+
+// Close ends the stream, closes the connection, runs the shutdown hooks,
+// stops processing and closes the Events channel.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closing = true
+	sess, done := c.sess, c.serveDone
+	c.connected = false
+	hooks := c.shutdowns
+	c.mu.Unlock()
+	close(c.closed)
+	var err error
+	if sess != nil {
+		// Send unavailable presence, then </stream:stream>, and wait for the
+		// server to close its side (bounded), then close TCP.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = c.sendPresenceSession(ctx, sess, "unavailable", "", "")
+		cancel()
+		// Closing our output stream; Serve returns when the server closes
+		// its stream in answer (bounded by the timer below).
+		err = sess.Close()
+		if done != nil {
+			select {
+			case <-done:
+			case <-time.After(3 * time.Second):
+			}
+		}
+		if cerr := sess.Conn().Close(); err == nil && cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			err = cerr
+		}
+	}
+	for _, h := range hooks {
+		h()
+	}
+	c.inbox.close()
+	c.workers.Wait()
+	return err
+}
+
+func (c *Client) session() (*xmpp.Session, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return nil, ErrClosed
+	}
+	if c.sess == nil || !c.connected && c.serveDone == nil {
+		return nil, ErrNotConnected
+	}
+	return c.sess, nil
+}
+
+func (c *Client) emit(e Event) { c.events.push(e) }
+
+func (c *Client) pumpEvents() {
+	defer c.workers.Done()
+	defer close(c.out)
+	for {
+		e, ok := c.events.pop()
+		if !ok {
+			return
+		}
+		select {
+		case c.out <- e:
+		case <-c.closed:
+			// Nobody may be reading any more: drop what is left so that
+			// Close never blocks on an undrained channel.
+			for {
+				if _, ok := c.events.pop(); !ok {
+					return
+				}
+			}
+		}
+	}
+}
+
+func (c *Client) processInbox() {
+	defer c.workers.Done()
+	defer c.events.close()
+	for {
+		st, ok := c.inbox.pop()
+		if !ok {
+			return
+		}
+		c.process(st)
+	}
+}
+
+// NewID returns a random stanza id (128 bits, URL-safe base64).
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("client: crypto/rand failed: " + err.Error())
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// SendElement writes a stanza tree to the stream. The tree's root must be a
+// message, presence or iq in jabber:client (or with an empty namespace).
+func (c *Client) SendElement(ctx context.Context, st *xmltree.Element) error {
+	sess, err := c.session()
+	if err != nil {
+		return err
+	}
+	return sendTree(ctx, sess, st)
+}
+
+func sendTree(ctx context.Context, sess *xmpp.Session, st *xmltree.Element) error {
+	if st.Name.Space == "" {
+		st.Name.Space = NSClient
+	}
+	if st.Name.Space != NSClient {
+		return fmt.Errorf("client: refusing to send a %s element in namespace %q", st.Name.Local, st.Name.Space)
+	}
+	return sess.Send(ctx, st.TokenReader(NSClient))
+}
+
+// IQ sends an IQ (type get or set) and returns the response's tree. An
+// error response is returned as a *StanzaError.
+func (c *Client) IQ(ctx context.Context, iq *xmltree.Element) (*xmltree.Element, error) {
+	sess, err := c.session()
+	if err != nil {
+		return nil, err
+	}
+	if iq.Name.Space == "" {
+		iq.Name.Space = NSClient
+	}
+	if iq.AttrValue("id") == "" {
+		iq.SetAttr("id", NewID())
+	}
+	rc, err := sess.SendIQ(ctx, iq.TokenReader(NSClient))
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	tok, err := rc.Token()
+	if err != nil {
+		return nil, fmt.Errorf("client: reading IQ response: %w", err)
+	}
+	start, ok := tok.(xml.StartElement)
+	if !ok {
+		return nil, errors.New("client: malformed IQ response")
+	}
+	resp, err := xmltree.FromTokens(rc, start, nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp.AttrValue("type") == "error" {
+		return resp, parseStanzaError(resp)
+	}
+	return resp, nil
+}
+
+// StanzaError is an XMPP stanza error (RFC 6120 §8.3).
+type StanzaError struct {
+	Type      string
+	Condition string
+	Text      string
+	// AppConditions lists application-specific condition elements, e.g.
+	// "http://jabber.org/protocol/pubsub#errors precondition-not-met".
+	AppConditions []xml.Name
+}
+
+func (e *StanzaError) Error() string {
+	s := "stanza error: " + e.Condition
+	if e.Text != "" {
+		s += ": " + e.Text
+	}
+	return s
+}
+
+// Has reports whether the error carries the application condition local in
+// namespace space.
+func (e *StanzaError) Has(space, local string) bool {
+	for _, n := range e.AppConditions {
+		if n.Space == space && n.Local == local {
+			return true
+		}
+	}
+	return false
+}
+
+func parseStanzaError(st *xmltree.Element) error {
+	e := st.Child("", "error")
+	if e == nil {
+		return &StanzaError{Condition: "undefined-condition"}
+	}
+	se := &StanzaError{Type: e.AttrValue("type")}
+	for _, ch := range e.Elements() {
+		switch {
+		case ch.Name.Space == NSStanzas && ch.Name.Local == "text":
+			se.Text = ch.Text()
+		case ch.Name.Space == NSStanzas && se.Condition == "":
+			se.Condition = ch.Name.Local
+		default:
+			se.AppConditions = append(se.AppConditions, ch.Name)
+		}
+	}
+	if se.Condition == "" {
+		se.Condition = "undefined-condition"
+	}
+	return se
+}
+
+// errorReply builds an IQ error response to req.
+func errorReply(req *xmltree.Element, typ, condition string) *xmltree.Element {
+	resp := xmltree.New(NSClient, "iq", "type", "error", "id", req.AttrValue("id"))
+	if from := req.AttrValue("from"); from != "" {
+		resp.SetAttr("to", from)
+	}
+	e := xmltree.New(NSClient, "error", "type", typ)
+	e.Append(xmltree.New(NSStanzas, condition))
+	return resp.Append(e)
+}
+
+func resultReply(req *xmltree.Element, payload ...*xmltree.Element) *xmltree.Element {
+	resp := xmltree.New(NSClient, "iq", "type", "result", "id", req.AttrValue("id"))
+	if from := req.AttrValue("from"); from != "" {
+		resp.SetAttr("to", from)
+	}
+	for _, p := range payload {
+		resp.Append(p)
+	}
+	return resp
+}
+
+// handleStanza runs on the read loop: it answers IQ requests inline (they
+// need no network round trip), collects MAM results for pending queries
+// and hands every other stanza to the processing goroutine.
+func (c *Client) handleStanza(sess *xmpp.Session, t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	st, err := xmltree.FromTokens(t, *start, nil)
+	if err != nil {
+		c.cfg.logger().Warn("dropping unparsable stanza", "err", err)
+		return nil
+	}
+	if st.Name.Space != NSClient {
+		return nil
+	}
+	switch st.Name.Local {
+	case "iq":
+		typ := st.AttrValue("type")
+		if typ != "get" && typ != "set" {
+			return nil
+		}
+		resp := c.handleIQ(st)
+		_, err := xmlstream.Copy(t, resp.TokenReader(NSClient))
+		return err
+	case "message":
+		if c.mam.collect(c, st) {
+			return nil
+		}
+	}
+	c.inbox.push(st)
+	return nil
+}
+
+// fromOrAccount returns the stanza's from address; an absent or empty from
+// means the user's own account (RFC 6120 §8.1.2.1).
+func (c *Client) fromOrAccount(st *xmltree.Element) (jid.JID, error) {
+	f := st.AttrValue("from")
+	if f == "" {
+		return c.JID().Bare(), nil
+	}
+	return jid.Parse(f)
+}
+
+func (c *Client) handleIQ(st *xmltree.Element) *xmltree.Element {
+	payload := st.Elements()
+	if len(payload) != 1 {
+		return errorReply(st, "modify", "bad-request")
+	}
+	p := payload[0]
+	typ := st.AttrValue("type")
+	switch {
+	case typ == "get" && p.Name.Space == NSDiscoInfo && p.Name.Local == "query":
+		return c.disco.answer(c, st, p)
+	case typ == "get" && p.Name.Space == NSPing && p.Name.Local == "ping":
+		return resultReply(st)
+	case typ == "get" && p.Name.Space == NSVersion && p.Name.Local == "query":
+		q := xmltree.New(NSVersion, "query")
+		q.Append(xmltree.New(NSVersion, "name").AppendText(c.cfg.ClientName))
+		if c.cfg.ClientVersion != "" {
+			q.Append(xmltree.New(NSVersion, "version").AppendText(c.cfg.ClientVersion))
+		}
+		return resultReply(st, q)
+	case typ == "set" && p.Name.Space == NSRoster && p.Name.Local == "query":
+		from, err := c.fromOrAccount(st)
+		if err != nil || !from.Equal(c.JID().Bare()) {
+			// RFC 6121 §2.1.6: ignore pushes not from our own account.
+			return errorReply(st, "cancel", "service-unavailable")
+		}
+		c.roster.push(c, p)
+		return resultReply(st)
+	}
+	return errorReply(st, "cancel", "service-unavailable")
+}
+
+// bareEqual compares two JIDs' bare forms.
+func bareEqual(a, b jid.JID) bool { return a.Bare().Equal(b.Bare()) }
+
+func trimmed(s string) string { return strings.TrimSpace(s) }

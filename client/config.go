@@ -1,0 +1,159 @@
+package client
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"mellium.im/sasl"
+	"mellium.im/xmpp/jid"
+)
+
+// Config describes one account connection. The zero value is not usable:
+// JID and Password (or PasswordFunc) are required.
+type Config struct {
+	// JID is the account's address. A resourcepart, if present, is
+	// requested at bind time; otherwise the server assigns one.
+	JID jid.JID
+
+	// Password is the account password. PasswordFunc, if set, is called
+	// instead each time a password is needed (for example on reconnect).
+	Password     string
+	PasswordFunc func() (string, error)
+
+	// Addr is the host:port to connect to. Empty means: look up the
+	// domain's SRV records (xmpp-client, or xmpps-client with DirectTLS)
+	// and fall back to the domain on port 5222 (5223 with DirectTLS).
+	Addr string
+
+	// DirectTLS connects with TLS from the first byte (XEP-0368) instead of
+	// negotiating STARTTLS.
+	DirectTLS bool
+
+	// CAFile, if set, is a PEM file of certificate authorities to trust for
+	// this server in addition to (not instead of) verifying the
+	// certificate. It exists for local and private servers; there is no way
+	// to skip certificate verification.
+	CAFile string
+
+	// TLSMinVersion and TLSMaxVersion bound the TLS versions (defaults:
+	// TLS 1.2 to TLS 1.3). Forcing TLS 1.2 makes SCRAM-*-PLUS with
+	// tls-unique channel binding available on servers that lack
+	// tls-exporter.
+	TLSMinVersion, TLSMaxVersion uint16
+
+	// Mechanisms lists SASL mechanisms in order of preference. The default
+	// is SCRAM-SHA-256-PLUS, SCRAM-SHA-256, SCRAM-SHA-1-PLUS, SCRAM-SHA-1.
+	// PLAIN is never offered.
+	Mechanisms []string
+
+	// Reconnect enables automatic reconnection with exponential backoff
+	// after the stream ends unexpectedly.
+	Reconnect bool
+	// Backoff bounds the reconnection delay (defaults 500ms to 1m).
+	MinBackoff, MaxBackoff time.Duration
+
+	// Carbons enables XEP-0280 Message Carbons after connecting (default
+	// on; set DisableCarbons to turn it off).
+	DisableCarbons bool
+
+	// InitialPresence is sent after connecting unless DisablePresence.
+	DisablePresence bool
+	Priority        int8
+	Status          string
+
+	// CapsNode is the XEP-0115 node URI identifying the software.
+	CapsNode string
+
+	// ClientName and ClientVersion answer XEP-0092 version queries.
+	ClientName, ClientVersion string
+
+	// Logger receives diagnostics (never message content or secrets). nil
+	// discards.
+	Logger *slog.Logger
+
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultMechanisms is the SASL preference order used when
+// Config.Mechanisms is empty.
+var DefaultMechanisms = []string{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"}
+
+var knownMechanisms = map[string]sasl.Mechanism{
+	"SCRAM-SHA-256-PLUS": sasl.ScramSha256Plus,
+	"SCRAM-SHA-256":      sasl.ScramSha256,
+	"SCRAM-SHA-1-PLUS":   sasl.ScramSha1Plus,
+	"SCRAM-SHA-1":        sasl.ScramSha1,
+}
+
+func (c *Config) mechanisms() ([]sasl.Mechanism, error) {
+	names := c.Mechanisms
+	if len(names) == 0 {
+		names = DefaultMechanisms
+	}
+	out := make([]sasl.Mechanism, 0, len(names))
+	for _, n := range names {
+		m, ok := knownMechanisms[n]
+		if !ok {
+			return nil, fmt.Errorf("client: unsupported SASL mechanism %q (supported: SCRAM-SHA-256(-PLUS), SCRAM-SHA-1(-PLUS))", n)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func (c *Config) password() (string, error) {
+	if c.PasswordFunc != nil {
+		return c.PasswordFunc()
+	}
+	if c.Password == "" {
+		return "", errors.New("client: no password configured")
+	}
+	return c.Password, nil
+}
+
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("client: reading CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client: no certificates found in CA file %s", c.CAFile)
+		}
+	}
+	minV, maxV := c.TLSMinVersion, c.TLSMaxVersion
+	if minV == 0 {
+		minV = tls.VersionTLS12
+	}
+	return &tls.Config{
+		ServerName: c.JID.Domainpart(),
+		RootCAs:    pool,
+		MinVersion: minV,
+		MaxVersion: maxV,
+		NextProtos: []string{"xmpp-client"},
+	}, nil
+}
+
+func (c *Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Config) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}

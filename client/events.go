@@ -1,0 +1,216 @@
+package client
+
+import (
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/internal/xmltree"
+)
+
+// Event is delivered on Client.Events. It is one of *MessageEvent,
+// *NoticeEvent, *ReceiptEvent, *PresenceEvent, *SubscriptionEvent,
+// *RosterEvent, *PEPEvent, *ErrorEvent, *SecurityEvent or
+// *ConnectionEvent.
+type Event interface{ event() }
+
+// CarbonKind tells whether a message is a XEP-0280 carbon copy.
+type CarbonKind int
+
+const (
+	NotCarbon      CarbonKind = iota
+	CarbonReceived            // a copy of a message another of our resources received
+	CarbonSent                // a copy of a message another of our resources sent
+)
+
+func (k CarbonKind) String() string {
+	switch k {
+	case CarbonReceived:
+		return "carbon-received"
+	case CarbonSent:
+		return "carbon-sent"
+	}
+	return ""
+}
+
+// Origin describes where an incoming message came from: live, a carbon
+// copy, or the server archive (XEP-0313). Copies never feed a mechanism's
+// session state.
+type Origin struct {
+	Carbon   CarbonKind
+	Archived bool   // read back from MAM
+	Delayed  bool   // carried a XEP-0203 delay (offline storage or archive)
+	StanzaID string // XEP-0359 stanza-id assigned by our own server, if any
+}
+
+// Copy reports whether the message is a carbon or archive copy rather than
+// a live delivery to this resource.
+func (o Origin) Copy() bool { return o.Carbon != NotCarbon || o.Archived }
+
+// Security is the security state of a delivered message.
+type Security struct {
+	// Mechanism is the EME namespace of the mechanism that protected the
+	// message, or "" for a plaintext message.
+	Mechanism string
+	// Name is our display name for the mechanism.
+	Name string
+	// Verified is true only when the sender's key or session is verified
+	// (SMP, SAS or a trusted key) and every check passed.
+	Verified bool
+	// Fingerprint of the sender's key or session, when the mechanism has one.
+	Fingerprint string
+	// Trust is the trust state of that key ("verified", "blind",
+	// "undecided", "untrusted") when known.
+	Trust string
+	// Warnings are problems that did not prevent reading the message
+	// (for example an implausible timestamp or an unverified signature).
+	Warnings []string
+}
+
+// Encrypted reports whether a mechanism protected the message.
+func (s Security) Encrypted() bool { return s.Mechanism != "" }
+
+// State is a one-word summary: "plaintext", "verified", "unverified" or
+// "warning".
+func (s Security) State() string {
+	switch {
+	case s.Mechanism == "":
+		return "plaintext"
+	case len(s.Warnings) > 0:
+		return "warning"
+	case s.Verified:
+		return "verified"
+	}
+	return "unverified"
+}
+
+// MessageEvent is a message whose content can be shown to the user.
+type MessageEvent struct {
+	From, To jid.JID
+	ID       string
+	Type     string
+	Thread   string
+	Body     string
+	Time     time.Time
+	Origin   Origin
+	Security Security
+	// Payload holds the other effective children of the message (after
+	// decryption, protected children replace unprotected ones).
+	Payload []*xmltree.Element
+}
+
+// NoticeEvent tells the user about a message that could not be shown as a
+// normal message: encrypted and unreadable, malformed, or otherwise
+// refused. It is never a MessageEvent, so it can be rendered distinctly.
+type NoticeEvent struct {
+	From, To jid.JID
+	ID       string
+	Time     time.Time
+	Origin   Origin
+	// Namespace is the mechanism's namespace, when known.
+	Namespace string
+	// Mechanism is our display name, or the sanitised, quoted remote name.
+	Mechanism string
+	// Reason is a short machine-readable reason ("not-supported",
+	// "not-enabled", "no-session", "no-key", "verification-failed",
+	// "malformed", "disagreement", ...).
+	Reason string
+	// Text is the localised notice.
+	Text string
+}
+
+// ReceiptEvent is a XEP-0184 delivery receipt.
+type ReceiptEvent struct {
+	From jid.JID
+	ID   string // the id of the message that was received
+}
+
+// PresenceEvent is an available or unavailable presence.
+type PresenceEvent struct {
+	From      jid.JID
+	Available bool
+	Show      string
+	Status    string
+	Priority  int
+	// Caps is the XEP-0115 entity capabilities node and ver, if present.
+	CapsNode, CapsVer, CapsHash string
+}
+
+// SubscriptionEvent is a subscription request or answer.
+type SubscriptionEvent struct {
+	From jid.JID
+	Type string // subscribe, subscribed, unsubscribe, unsubscribed
+}
+
+// RosterEvent reports the roster after a fetch or a push.
+type RosterEvent struct {
+	Items []RosterItem
+}
+
+// PEPEvent is a XEP-0163 notification.
+type PEPEvent struct {
+	From      jid.JID
+	Node      string
+	Items     []PubSubItem
+	Retracted []string
+}
+
+// ErrorEvent is an error stanza returned for a message we sent.
+type ErrorEvent struct {
+	From      jid.JID
+	ID        string
+	Condition string
+	Text      string
+}
+
+// SecurityEvent reports a change in a mechanism's session or key state:
+// a session started, ended or was verified, a key changed, an SMP or SAS
+// step needs the user, and so on.
+type SecurityEvent struct {
+	Peer      jid.JID
+	Mechanism string // EME namespace
+	Kind      string // mechanism-specific short kind, e.g. "gone-secure"
+	Text      string // human-readable description
+	// Fingerprint or SAS value when relevant.
+	Fingerprint string
+}
+
+// ConnectionState is the state reported by ConnectionEvent.
+type ConnectionState int
+
+const (
+	Connected ConnectionState = iota + 1
+	Disconnected
+	Reconnecting
+)
+
+func (s ConnectionState) String() string {
+	switch s {
+	case Connected:
+		return "connected"
+	case Disconnected:
+		return "disconnected"
+	case Reconnecting:
+		return "reconnecting"
+	}
+	return "unknown"
+}
+
+// ConnectionEvent reports the connection state.
+type ConnectionEvent struct {
+	State ConnectionState
+	JID   jid.JID // bound JID when connected
+	Err   error   // why the stream ended, when it did
+	Retry time.Duration
+}
+
+func (*MessageEvent) event()      {}
+func (*NoticeEvent) event()       {}
+func (*ReceiptEvent) event()      {}
+func (*PresenceEvent) event()     {}
+func (*SubscriptionEvent) event() {}
+func (*RosterEvent) event()       {}
+func (*PEPEvent) event()          {}
+func (*ErrorEvent) event()        {}
+func (*SecurityEvent) event()     {}
+func (*ConnectionEvent) event()   {}

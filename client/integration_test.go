@@ -1,0 +1,442 @@
+package client_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/internal/prosodytest"
+	"github.com/balcony-im/balcony/internal/xmltree"
+)
+
+// connect logs an account in with STARTTLS and the server's private CA.
+func connect(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, resource string, mod ...func(*client.Config)) *client.Client {
+	t.Helper()
+	j := acct.JID
+	if resource != "" {
+		var err error
+		j, err = j.WithResource(resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := client.Config{JID: j, Password: acct.Password, Addr: srv.Addr, CAFile: srv.CAFile}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		c.Close()
+		t.Fatalf("connect %s: %v", j, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitFor returns the first event matching pred, failing after a timeout.
+func waitFor[E client.Event](t *testing.T, c *client.Client, pred func(E) bool) E {
+	t.Helper()
+	timer := time.NewTimer(15 * time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok {
+				t.Fatal("event channel closed")
+			}
+			if e, ok := ev.(E); ok && (pred == nil || pred(e)) {
+				return e
+			}
+		case <-timer.C:
+			var zero E
+			t.Fatalf("timed out waiting for %T", zero)
+			return zero
+		}
+	}
+}
+
+func TestIntegrationMessagesBothWays(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	a := connect(t, srv, alice, "laptop")
+	b := connect(t, srv, bob, "phone")
+	ctx := context.Background()
+
+	for i := 0; i < 3; i++ {
+		body := fmt.Sprintf("hello bob %d", i)
+		if _, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: body}, ""); err != nil {
+			t.Fatal(err)
+		}
+		m := waitFor(t, b, func(m *client.MessageEvent) bool { return m.Body != "" })
+		if m.Body != body || !m.From.Equal(a.JID()) || m.Security.Encrypted() {
+			t.Fatalf("bob got %+v", m)
+		}
+		reply := fmt.Sprintf("hi alice %d", i)
+		if _, err := b.Send(ctx, &client.Outgoing{To: m.From, Body: reply}, ""); err != nil {
+			t.Fatal(err)
+		}
+		r := waitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" })
+		if r.Body != reply || !r.From.Equal(b.JID()) {
+			t.Fatalf("alice got %+v", r)
+		}
+	}
+}
+
+func TestIntegrationReceiptAfterDelivery(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	a := connect(t, srv, alice, "")
+	b := connect(t, srv, bob, "")
+	ids, err := a.Send(context.Background(), &client.Outgoing{To: b.JID(), Body: "please confirm", Receipt: true}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, b, func(m *client.MessageEvent) bool { return m.Body == "please confirm" })
+	r := waitFor(t, a, func(r *client.ReceiptEvent) bool { return true })
+	if r.ID != ids[0] || !r.From.Equal(b.JID()) {
+		t.Fatalf("receipt %+v, want id %s from %s", r, ids[0], b.JID())
+	}
+}
+
+func TestIntegrationCarbonsReachSecondResource(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	a1 := connect(t, srv, alice, "one")
+	a2 := connect(t, srv, alice, "two")
+	b := connect(t, srv, bob, "")
+	ctx := context.Background()
+
+	// Sent carbon: a1 sends to bob, a2 sees a copy of what a1 sent.
+	if _, err := a1.Send(ctx, &client.Outgoing{To: b.JID().Bare(), Body: "from one"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	sent := waitFor(t, a2, func(m *client.MessageEvent) bool { return m.Body == "from one" })
+	if sent.Origin.Carbon != client.CarbonSent || !sent.To.Bare().Equal(bob.JID) {
+		t.Fatalf("sent carbon: %+v", sent)
+	}
+	// Received carbon: bob writes to a1's full JID, a2 gets a copy.
+	if _, err := b.Send(ctx, &client.Outgoing{To: a1.JID(), Body: "to one"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	got := waitFor(t, a1, func(m *client.MessageEvent) bool { return m.Body == "to one" })
+	if got.Origin.Carbon != client.NotCarbon {
+		t.Fatalf("live delivery marked as carbon: %+v", got.Origin)
+	}
+	copyEv := waitFor(t, a2, func(m *client.MessageEvent) bool { return m.Body == "to one" })
+	if copyEv.Origin.Carbon != client.CarbonReceived || !copyEv.From.Equal(b.JID()) {
+		t.Fatalf("received carbon: %+v", copyEv)
+	}
+	// <private/> suppresses carbons: a1 sends a private message, then a
+	// normal one; a2 must see only the normal one.
+	priv := xmltree.New(client.NSClient, "message", "to", b.JID().String(), "type", "chat", "id", client.NewID())
+	priv.Append(xmltree.New(client.NSClient, "body").AppendText("private one"))
+	priv.Append(xmltree.New(client.NSCarbons, "private"))
+	priv.Append(xmltree.New(client.NSHints, "no-copy"))
+	if err := a1.SendElement(ctx, priv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a1.Send(ctx, &client.Outgoing{To: b.JID(), Body: "public one"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	next := waitFor(t, a2, func(m *client.MessageEvent) bool { return m.Body != "" })
+	if next.Body != "public one" {
+		t.Fatalf("a2 saw %q before the public message: private carbon leaked", next.Body)
+	}
+}
+
+func TestIntegrationForgedCarbonIgnored(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, mallory := srv.AddUser(t, "alice", ""), srv.AddUser(t, "mallory", "")
+	a := connect(t, srv, alice, "")
+	m := connect(t, srv, mallory, "")
+	forged := xmltree.New(client.NSClient, "message", "to", a.JID().String(), "type", "chat", "id", client.NewID())
+	inner := xmltree.New(client.NSClient, "message", "from", "boss@localhost/x", "to", a.JID().String(), "type", "chat")
+	inner.Append(xmltree.New(client.NSClient, "body").AppendText("transfer money"))
+	forged.Append(xmltree.New(client.NSCarbons, "received").Append(xmltree.New(client.NSForward, "forwarded").Append(inner)))
+	if err := m.SendElement(context.Background(), forged); err != nil {
+		t.Fatal(err)
+	}
+	n := waitFor(t, a, func(n *client.NoticeEvent) bool { return true })
+	if n.Reason != "forged-carbon" || !n.From.Bare().Equal(mallory.JID) {
+		t.Fatalf("notice %+v", n)
+	}
+}
+
+func TestIntegrationArchiveHistoryWithPaging(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	a := connect(t, srv, alice, "")
+	b := connect(t, srv, bob, "")
+	ctx := context.Background()
+	const n = 7
+	for i := 0; i < n; i++ {
+		if _, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: fmt.Sprintf("archived %d", i)}, ""); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, b, func(m *client.MessageEvent) bool { return m.Body == fmt.Sprintf("archived %d", i) })
+	}
+	// Page through bob's archive three at a time.
+	var got []string
+	q := client.ArchiveQuery{With: alice.JID, Max: 3}
+	pages := 0
+	for {
+		page, err := b.QueryArchive(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, m := range page.Messages {
+			got = append(got, m.Message.ChildText(client.NSClient, "body"))
+			if m.Stamp.IsZero() || m.ID == "" {
+				t.Errorf("archive item without stamp or id: %+v", m)
+			}
+		}
+		if page.Complete {
+			break
+		}
+		if pages > 5 {
+			t.Fatal("paging does not end")
+		}
+		q.After = page.Last
+	}
+	if len(got) != n || pages < 3 {
+		t.Fatalf("got %d messages in %d pages: %q", len(got), pages, got)
+	}
+	for i, body := range got {
+		if body != fmt.Sprintf("archived %d", i) {
+			t.Fatalf("message %d = %q", i, body)
+		}
+	}
+	// History runs archived messages through the pipeline as copies.
+	evs, err := b.History(ctx, alice.JID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != n {
+		t.Fatalf("history: %d events", len(evs))
+	}
+	m, ok := evs[0].(*client.MessageEvent)
+	if !ok || m.Body != "archived 0" || !m.Origin.Archived || m.Origin.StanzaID == "" {
+		t.Fatalf("first history event: %#v", evs[0])
+	}
+}
+
+func TestIntegrationPEPPublishFetchOpen(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	a := connect(t, srv, alice, "")
+	b := connect(t, srv, bob, "")
+	ctx := context.Background()
+	const node = "urn:example:balcony:test"
+	payload := xmltree.New("urn:example:balcony", "note").AppendText("published")
+	if err := a.PublishEnsure(ctx, node, "item1", payload, client.NodeOptions{"access_model": "open", "persist_items": "true"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := a.NodeConfig(ctx, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg["pubsub#access_model"] != "open" {
+		t.Fatalf("access model %q", cfg["pubsub#access_model"])
+	}
+	// bob has no subscription to alice: only access_model=open lets him read.
+	items, err := b.FetchItems(ctx, alice.JID, node, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 || items[0].ID != "item1" || items[0].Payload.Text() != "published" {
+		t.Fatalf("items %+v", items)
+	}
+	// Publishing with different options to the existing node: the server
+	// reports precondition-not-met, PublishEnsure reconfigures.
+	err = a.Publish(ctx, node, "item2", payload, client.NodeOptions{"access_model": "presence"})
+	if !errors.Is(err, client.ErrPreconditionNotMet) {
+		t.Fatalf("publish with conflicting options: %v", err)
+	}
+	if err := a.PublishEnsure(ctx, node, "item2", payload, client.NodeOptions{"access_model": "presence"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.FetchItems(ctx, alice.JID, node, 1); err == nil {
+		t.Fatal("bob read a presence-only node without a subscription")
+	}
+}
+
+func TestIntegrationPEPNotification(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	a := connect(t, srv, alice, "")
+	b := connect(t, srv, bob, "")
+	ctx := context.Background()
+	// Mutual subscription so that +notify applies.
+	subscribe(t, a, b)
+	const node = "urn:example:balcony:notify"
+	got := make(chan *client.PEPEvent, 4)
+	b.HandlePEP(node, func(e *client.PEPEvent) { got <- e })
+	// The +notify feature changed bob's caps; wait until alice's server has
+	// seen bob's new presence (caps) before publishing.
+	waitFor(t, a, func(p *client.PresenceEvent) bool { return p.From.Equal(b.JID()) && p.CapsVer == b.CapsVer() })
+	if err := a.PublishEnsure(ctx, node, "n1", xmltree.New("urn:example:balcony", "v").AppendText("1"), client.NodeOptions{"access_model": "presence"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-got:
+		if !e.From.Equal(alice.JID) || len(e.Items) != 1 || e.Items[0].ID != "n1" {
+			t.Fatalf("notification %+v", e)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no PEP notification")
+	}
+}
+
+// subscribe makes a and b mutually subscribed.
+func subscribe(t *testing.T, a, b *client.Client) {
+	t.Helper()
+	ctx := context.Background()
+	for _, pair := range [][2]*client.Client{{a, b}, {b, a}} {
+		from, to := pair[0], pair[1]
+		if err := from.Subscribe(ctx, to.JID().Bare()); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, to, func(s *client.SubscriptionEvent) bool { return s.Type == "subscribe" })
+		if err := to.ApproveSubscription(ctx, from.JID().Bare()); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, from, func(s *client.SubscriptionEvent) bool { return s.Type == "subscribed" })
+	}
+	waitFor(t, a, func(p *client.PresenceEvent) bool { return p.Available && p.From.Equal(b.JID()) })
+	waitFor(t, b, func(p *client.PresenceEvent) bool { return p.Available && p.From.Equal(a.JID()) })
+	if !a.Subscribed(b.JID()) || !b.Subscribed(a.JID()) {
+		t.Fatal("roster does not show the subscription")
+	}
+}
+
+func TestIntegrationDiscoAndCaps(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	a := connect(t, srv, alice, "")
+	b := connect(t, srv, bob, "")
+	ctx := context.Background()
+	subscribe(t, a, b)
+	// A new feature changes the caps hash and triggers a new presence.
+	a.AddFeature("urn:xmpp:eme:0")
+	p := waitFor(t, b, func(p *client.PresenceEvent) bool { return p.From.Equal(a.JID()) && p.CapsVer == a.CapsVer() })
+	if p.CapsHash != "sha-1" || p.CapsNode == "" {
+		t.Fatalf("presence caps %+v", p)
+	}
+	info, err := b.VerifyCaps(ctx, a.JID(), p.CapsNode, p.CapsVer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range append([]string{"urn:xmpp:eme:0"}, client.BaseFeatures...) {
+		if !info.Has(f) {
+			t.Errorf("disco#info lacks %s", f)
+		}
+	}
+	// A plain disco#info query (no node) lists the same features.
+	plain, err := b.QueryInfo(ctx, a.JID(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if client.CapsHash(plain.Identities, plain.Features) != p.CapsVer {
+		t.Fatal("plain disco#info does not match the caps hash")
+	}
+	// A wrong node is refused.
+	if _, err := b.QueryInfo(ctx, a.JID(), p.CapsNode+"#bogus"); err == nil {
+		t.Fatal("disco#info for an unknown node succeeded")
+	}
+}
+
+func TestIntegrationAuthentication(t *testing.T) {
+	srv := prosodytest.Start(t)
+	a256 := srv.AddUser(t, "alice", "")
+	a1 := srv.AddUser(t, "carol", srv.SHA1)
+	cases := []struct {
+		name string
+		acct prosodytest.Account
+		mod  func(*client.Config)
+	}{
+		{"scram-sha-256", a256, func(c *client.Config) { c.Mechanisms = []string{"SCRAM-SHA-256"} }},
+		{"scram-sha-1", a1, func(c *client.Config) { c.Mechanisms = []string{"SCRAM-SHA-1"} }},
+		{"scram-sha-256-plus-tls12", a256, func(c *client.Config) {
+			c.Mechanisms = []string{"SCRAM-SHA-256-PLUS"}
+			c.TLSMaxVersion = tls.VersionTLS12
+		}},
+		{"scram-sha-1-plus-tls12", a1, func(c *client.Config) {
+			c.Mechanisms = []string{"SCRAM-SHA-1-PLUS"}
+			c.TLSMaxVersion = tls.VersionTLS12
+		}},
+		{"default-order", a256, nil},
+		{"direct-tls", a256, func(c *client.Config) { c.Addr = srv.TLSAddr; c.DirectTLS = true }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mods := []func(*client.Config){}
+			if tc.mod != nil {
+				mods = append(mods, tc.mod)
+			}
+			c := connect(t, srv, tc.acct, "", mods...)
+			if !c.JID().Bare().Equal(tc.acct.JID) || c.JID().Resourcepart() == "" {
+				t.Fatalf("bound %s", c.JID())
+			}
+		})
+	}
+	t.Run("wrong-password", func(t *testing.T) {
+		c, err := client.New(client.Config{JID: a256.JID, Password: "wrong", Addr: srv.Addr, CAFile: srv.CAFile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Connect(ctx); err == nil {
+			t.Fatal("connected with a wrong password")
+		}
+	})
+	t.Run("untrusted-certificate", func(t *testing.T) {
+		c, err := client.New(client.Config{JID: a256.JID, Password: a256.Password, Addr: srv.Addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = c.Connect(ctx)
+		if err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("connected without trusting the CA: %v", err)
+		}
+	})
+	t.Run("plain-refused", func(t *testing.T) {
+		if _, err := client.New(client.Config{JID: a256.JID, Password: "x", Mechanisms: []string{"PLAIN"}}); err == nil {
+			t.Fatal("PLAIN accepted")
+		}
+	})
+}
+
+func TestIntegrationReconnect(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	a := connect(t, srv, alice, "r", func(c *client.Config) {
+		c.Reconnect = true
+		c.MinBackoff = 50 * time.Millisecond
+	})
+	b := connect(t, srv, bob, "")
+	if err := a.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, a, func(e *client.ConnectionEvent) bool { return e.State == client.Disconnected })
+	waitFor(t, a, func(e *client.ConnectionEvent) bool { return e.State == client.Connected })
+	if _, err := b.Send(context.Background(), &client.Outgoing{To: a.JID(), Body: "after reconnect"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, a, func(m *client.MessageEvent) bool { return m.Body == "after reconnect" })
+}

@@ -1,0 +1,609 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"golang.org/x/text/language"
+
+	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/internal/xmltree"
+)
+
+// A Mechanism is an end-to-end encryption mechanism plugged into the
+// message pipeline. The pipeline owns everything that is the same for all
+// mechanisms: the EME tag, the fallback body, the hints and carbons
+// directives the mechanism asks for, stanza ids, receipts, policies,
+// detection of incoming encryption and the notices for what cannot be read.
+//
+// Optional abilities are discovered by type assertion: PresenceObserver,
+// StreamObserver, ErrorObserver, Shutdowner.
+type Mechanism interface {
+	// Namespace is the mechanism's EME namespace (XEP-0380).
+	Namespace() string
+	// Needs tells the pipeline how to decorate this mechanism's messages.
+	Needs() Needs
+	// Seal protects an outgoing message. It returns the <message/> stanzas
+	// to send (an OTR key exchange may need several, fragments too), each
+	// carrying the mechanism's payload; 'to', 'type' and 'id' may be left
+	// empty for the pipeline to fill.
+	Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, error)
+	// Open reads an incoming message that detection attributed to this
+	// mechanism. Copies (carbons, archive) have in.Origin.Copy() set and
+	// must never change session state. An error should be an *OpenError.
+	Open(ctx context.Context, in *Incoming) (*Opened, error)
+}
+
+// Needs are the decorations a mechanism's messages get.
+type Needs struct {
+	// FallbackBody adds a non-encrypted <body/> explaining the encryption
+	// when the sealed stanza has none (XEP-0380 §5).
+	FallbackBody bool
+	// Hints are XEP-0334 hints by local name: "store", "no-store",
+	// "no-copy", "no-permanent-store".
+	Hints []string
+	// Private adds the XEP-0280 <private/> directive so the server sends no
+	// carbon copies.
+	Private bool
+}
+
+// Outgoing is a message the user sends.
+type Outgoing struct {
+	To     jid.JID
+	Type   string // default "chat"
+	ID     string // default: a new random id
+	Thread string
+	Body   string
+	// Payload are further children to protect with the body (chat states,
+	// receipt requests, ...); a mechanism that cannot carry XML (OTR)
+	// sends only the body.
+	Payload []*xmltree.Element
+	// Receipt asks for a XEP-0184 delivery receipt.
+	Receipt bool
+}
+
+// Incoming is a message handed to a mechanism's Open.
+type Incoming struct {
+	Stanza    *xmltree.Element
+	From, To  jid.JID
+	Origin    Origin
+	Detection eme.Detection
+	Time      time.Time
+}
+
+// Opened is what a mechanism read from a message.
+type Opened struct {
+	Body    string
+	Payload []*xmltree.Element // protected children other than the body
+	// Security of the content; Mechanism is filled by the pipeline if empty.
+	Security Security
+	// Replies are protocol messages to send back (key exchange, SMP, ...);
+	// the pipeline decorates them like sealed messages.
+	Replies []*xmltree.Element
+	// Silent means there is nothing to show the user (a protocol message).
+	Silent bool
+	// Events are security events to emit (session started, key changed...).
+	Events []*SecurityEvent
+}
+
+// OpenError explains why a mechanism could not open a message; Reason
+// selects the notice the user sees (eme.ReasonNoSession,
+// eme.ReasonNoKey, eme.ReasonVerificationFailed, eme.ReasonMalformed, ...).
+type OpenError struct {
+	Reason eme.Reason
+	Detail string
+	Err    error
+}
+
+func (e *OpenError) Error() string {
+	s := "client: cannot open message: " + e.Reason.String()
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *OpenError) Unwrap() error { return e.Err }
+
+// PresenceObserver is implemented by mechanisms that react to presence
+// (OTR ends a session when the peer's resource goes offline).
+type PresenceObserver interface {
+	Presence(ctx context.Context, ev *PresenceEvent) []*SecurityEvent
+}
+
+// StreamObserver is implemented by mechanisms that react to our stream
+// ending (XEP-0364 §5.2).
+type StreamObserver interface {
+	StreamEnded() []*SecurityEvent
+}
+
+// ErrorObserver is implemented by mechanisms that react to error stanzas
+// for messages they sent.
+type ErrorObserver interface {
+	MessageError(ev *ErrorEvent) []*SecurityEvent
+}
+
+// Shutdowner is implemented by mechanisms that must end sessions when the
+// client closes; it runs after the stream and TCP connection are closed.
+type Shutdowner interface {
+	Shutdown()
+}
+
+// Pipeline routes messages through mechanisms. Get it with Client.Pipeline.
+type Pipeline struct {
+	c        *Client
+	mu       sync.Mutex
+	mechs    map[string]Mechanism
+	enabled  map[string]bool
+	policies map[string]eme.Policy // bare JID -> policy
+	def      eme.Policy
+	lang     language.Tag
+	hints    eme.Hints
+}
+
+func newPipeline(c *Client) *Pipeline {
+	return &Pipeline{c: c, mechs: map[string]Mechanism{}, enabled: map[string]bool{},
+		policies: map[string]eme.Policy{}, lang: language.English, hints: eme.DefaultHints()}
+}
+
+// Pipeline returns the client's message pipeline.
+func (c *Client) Pipeline() *Pipeline { return c.pipeline }
+
+// Register adds a mechanism, enabled or not. A disabled mechanism's
+// messages produce a "not enabled" notice with the hint howToEnable (a
+// command; "{jid}" stands for the contact), or eme.DefaultHints' hint
+// when it is empty.
+func (p *Pipeline) Register(m Mechanism, enabled bool, howToEnable string) {
+	p.mu.Lock()
+	p.mechs[m.Namespace()] = m
+	p.enabled[m.Namespace()] = enabled
+	if howToEnable != "" {
+		p.hints[m.Namespace()] = howToEnable
+	}
+	p.mu.Unlock()
+	if s, ok := m.(Shutdowner); ok {
+		p.c.OnShutdown(s.Shutdown)
+	}
+}
+
+// Enable turns a registered mechanism on or off.
+func (p *Pipeline) Enable(namespace string, on bool) {
+	p.mu.Lock()
+	p.enabled[namespace] = on
+	p.mu.Unlock()
+}
+
+// SetLanguage sets the language of notices (BCP 47, e.g. "de"); an
+// unparsable tag keeps English.
+func (p *Pipeline) SetLanguage(lang string) {
+	t, err := language.Parse(lang)
+	if err != nil {
+		t = language.English
+	}
+	p.mu.Lock()
+	p.lang = t
+	p.mu.Unlock()
+}
+
+// SetPolicy sets the encryption policy for one contact (bare JID).
+func (p *Pipeline) SetPolicy(contact jid.JID, pol eme.Policy) {
+	p.mu.Lock()
+	p.policies[contact.Bare().String()] = pol
+	p.mu.Unlock()
+}
+
+// SetDefaultPolicy sets the policy for contacts without their own.
+func (p *Pipeline) SetDefaultPolicy(pol eme.Policy) {
+	p.mu.Lock()
+	p.def = pol
+	p.mu.Unlock()
+}
+
+// Policy returns the policy that applies to contact.
+func (p *Pipeline) Policy(contact jid.JID) eme.Policy {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pol, ok := p.policies[contact.Bare().String()]; ok {
+		return pol
+	}
+	return p.def
+}
+
+func (p *Pipeline) mechanism(ns string) (Mechanism, bool, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m, ok := p.mechs[ns]
+	return m, ok, p.enabled[ns]
+}
+
+// Send sends a message, protected by the mechanism with EME namespace
+// mechanism, or in the clear when mechanism is "". The contact's policy is
+// checked first: a downgrade is refused with an error wrapping
+// eme.ErrDowngrade and nothing is sent.
+func (c *Client) Send(ctx context.Context, out *Outgoing, mechanism string) ([]string, error) {
+	return c.pipeline.send(ctx, out, mechanism)
+}
+
+func (p *Pipeline) send(ctx context.Context, out *Outgoing, mechanism string) ([]string, error) {
+	if out.To.Domainpart() == "" {
+		return nil, errors.New("client: message without recipient")
+	}
+	if err := p.Policy(out.To).CheckOutgoing(mechanism); err != nil {
+		return nil, err
+	}
+	if out.Type == "" {
+		out.Type = "chat"
+	}
+	if out.ID == "" {
+		out.ID = NewID()
+	}
+	if mechanism == "" {
+		st := xmltree.New(NSClient, "message", "to", out.To.String(), "type", out.Type, "id", out.ID)
+		if out.Body != "" {
+			st.Append(xmltree.New(NSClient, "body").AppendText(out.Body))
+		}
+		if out.Thread != "" {
+			st.Append(xmltree.New(NSClient, "thread").AppendText(out.Thread))
+		}
+		for _, e := range out.Payload {
+			st.Append(e)
+		}
+		p.decorate(st, out, "", Needs{Hints: nil})
+		return []string{out.ID}, p.c.SendElement(ctx, st)
+	}
+	m, ok, enabled := p.mechanism(mechanism)
+	if !ok {
+		return nil, fmt.Errorf("client: mechanism %s is not available", mechanism)
+	}
+	if !enabled {
+		return nil, fmt.Errorf("client: mechanism %s is not enabled", eme.DisplayName(mechanism, ""))
+	}
+	stanzas, err := m.Seal(ctx, out)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for i, st := range stanzas {
+		if i > 0 && st.AttrValue("id") == out.ID {
+			st.SetAttr("id", NewID())
+		}
+		p.decorate(st, out, mechanism, m.Needs())
+		ids = append(ids, st.AttrValue("id"))
+		if err := p.c.SendElement(ctx, st); err != nil {
+			return ids, err
+		}
+	}
+	return ids, nil
+}
+
+// decorate adds what every message of a mechanism carries.
+func (p *Pipeline) decorate(st *xmltree.Element, out *Outgoing, mechanism string, needs Needs) {
+	if out != nil {
+		if st.AttrValue("to") == "" {
+			st.SetAttr("to", out.To.String())
+		}
+		if st.AttrValue("type") == "" {
+			st.SetAttr("type", out.Type)
+		}
+		if st.AttrValue("id") == "" {
+			st.SetAttr("id", out.ID)
+		}
+		if out.Receipt && st.Child(NSReceipts, "request") == nil {
+			st.Append(xmltree.New(NSReceipts, "request"))
+		}
+	} else if st.AttrValue("id") == "" {
+		st.SetAttr("id", NewID())
+	}
+	if st.AttrValue("type") == "" {
+		st.SetAttr("type", "chat")
+	}
+	if mechanism != "" {
+		if st.Child(eme.NS, "encryption") == nil {
+			tag := eme.NewTag(mechanism)
+			e := xmltree.New(eme.NS, "encryption", "namespace", tag.Namespace)
+			if tag.Name != "" {
+				e.SetAttr("name", tag.Name)
+			}
+			st.Append(e)
+		}
+		if needs.FallbackBody && st.Child(NSClient, "body") == nil {
+			st.Append(xmltree.New(NSClient, "body").AppendText(eme.FallbackBody(mechanism)))
+		}
+	}
+	for _, h := range needs.Hints {
+		if st.Child(NSHints, h) == nil {
+			st.Append(xmltree.New(NSHints, h))
+		}
+	}
+	if needs.Private && st.Child(NSCarbons, "private") == nil {
+		st.Append(xmltree.New(NSCarbons, "private"))
+	}
+	if st.Child(NSSID, "origin-id") == nil {
+		st.Append(xmltree.New(NSSID, "origin-id", "id", st.AttrValue("id")))
+	}
+}
+
+// SendProtocol sends protocol messages of a mechanism (replies, session
+// management) to peer, decorated like sealed messages.
+func (p *Pipeline) SendProtocol(ctx context.Context, peer jid.JID, mechanism string, stanzas []*xmltree.Element) error {
+	m, ok, _ := p.mechanism(mechanism)
+	if !ok {
+		return fmt.Errorf("client: mechanism %s is not available", mechanism)
+	}
+	for _, st := range stanzas {
+		if st.AttrValue("to") == "" {
+			st.SetAttr("to", peer.String())
+		}
+		p.decorate(st, nil, mechanism, m.Needs())
+		if err := p.c.SendElement(ctx, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Pipeline) notice(in *inbound, det eme.Detection, reason eme.Reason, detail string) *NoticeEvent {
+	p.mu.Lock()
+	lang := p.lang
+	hints := p.hints
+	p.mu.Unlock()
+	n := det.Notice(reason)
+	n.Detail = detail
+	switch n.Reason {
+	case eme.ReasonNotEnabled, eme.ReasonNoSession, eme.ReasonSessionRequested:
+		n.HowToEnable = hints.For(n.Namespace, in.from.String())
+	}
+	return &NoticeEvent{
+		From: in.from, To: in.to, ID: in.st.AttrValue("id"), Time: in.time, Origin: in.origin,
+		Namespace: n.Namespace, Mechanism: n.MechanismName, Reason: n.Reason.String(), Text: n.Text(lang),
+	}
+}
+
+// incoming handles one live or carbon message.
+func (p *Pipeline) incoming(in *inbound) {
+	ev := p.open(context.Background(), in)
+	if ev == nil {
+		return
+	}
+	p.c.emit(ev)
+	// XEP-0184: acknowledge only what was really delivered (read or, for a
+	// plaintext message, shown), and only for live messages.
+	if _, ok := ev.(*MessageEvent); ok && !in.origin.Copy() && in.origin.Carbon == NotCarbon {
+		p.maybeReceipt(in)
+	}
+}
+
+func (p *Pipeline) archived(m ArchivedMessage) Event {
+	in := &inbound{st: m.Message, time: m.Stamp, origin: Origin{Archived: true, Delayed: true, StanzaID: m.ID}}
+	var err error
+	in.from, err = p.c.fromOrAccount(m.Message)
+	if err != nil {
+		return nil
+	}
+	if t, err := jid.Parse(m.Message.AttrValue("to")); err == nil {
+		in.to = t
+	}
+	if in.time.IsZero() {
+		in.time = p.c.cfg.now()
+	}
+	return p.open(context.Background(), in)
+}
+
+func (p *Pipeline) maybeReceipt(in *inbound) {
+	req := in.st.Child(NSReceipts, "request")
+	id := in.st.AttrValue("id")
+	if req == nil || id == "" || in.st.AttrValue("type") == "groupchat" {
+		return
+	}
+	r := xmltree.New(NSClient, "message", "to", in.from.String(), "id", NewID())
+	r.Append(xmltree.New(NSReceipts, "received", "id", id))
+	r.Append(xmltree.New(NSHints, "store"))
+	if err := p.c.SendElement(context.Background(), r); err != nil {
+		p.c.cfg.logger().Warn("sending receipt failed", "err", err)
+	}
+}
+
+// open turns a message into exactly one event (or nil for a protocol
+// message with nothing to show).
+func (p *Pipeline) open(ctx context.Context, in *inbound) Event {
+	det, err := eme.Detect(in.st.Marshal(""))
+	if err != nil {
+		return p.notice(in, eme.Detection{}, eme.ReasonUnreadable, err.Error())
+	}
+	base := &MessageEvent{
+		From: in.from, To: in.to, ID: in.st.AttrValue("id"), Type: in.st.AttrValue("type"),
+		Thread: in.st.ChildText(NSClient, "thread"), Time: in.time, Origin: in.origin,
+	}
+	if !det.Encrypted && !det.Control {
+		body, hasBody := plainBody(in.st)
+		if det.OTR == eme.OTRWhitespaceTag {
+			// A plaintext message offering OTR: the OTR mechanism may start
+			// a session (per its policy) and strips the tag.
+			if m, ok, enabled := p.mechanism(eme.OTR); ok && enabled && !in.origin.Copy() {
+				if opened, err := m.Open(ctx, p.incomingFor(in, det)); err == nil {
+					p.afterOpen(ctx, in, eme.OTR, opened)
+					body = opened.Body
+				}
+			} else {
+				body = StripOTRWhitespaceTag(body)
+			}
+		}
+		base.Body = body
+		base.Payload = otherChildren(in.st)
+		if err := p.Policy(in.from).CheckIncoming(""); hasBody && err != nil && !bareEqual(in.from, p.c.JID()) {
+			base.Security.Warnings = append(base.Security.Warnings, err.Error())
+		}
+		return base
+	}
+
+	if det.Disagreement != nil || det.Mechanism == "" {
+		// Contradictory or unreadable markers: report, never guess.
+		return p.notice(in, det, eme.ReasonUnspecified, "")
+	}
+	ns := det.Mechanism
+	m, ok, enabled := p.mechanism(ns)
+	if !ok {
+		return p.notice(in, det, eme.ReasonNotSupported, "")
+	}
+	if !enabled {
+		if det.Control {
+			return p.notice(in, det, eme.ReasonSessionRequested, "")
+		}
+		return p.notice(in, det, eme.ReasonNotEnabled, "")
+	}
+	opened, err := m.Open(ctx, p.incomingFor(in, det))
+	if err != nil {
+		var oe *OpenError
+		if errors.As(err, &oe) {
+			return p.notice(in, det, oe.Reason, oe.Detail)
+		}
+		return p.notice(in, det, eme.ReasonMalformed, err.Error())
+	}
+	p.afterOpen(ctx, in, ns, opened)
+	if opened.Silent {
+		return nil
+	}
+	base.Body = opened.Body
+	base.Payload = opened.Payload
+	base.Security = opened.Security
+	if err := p.Policy(in.from).CheckIncoming(ns); err != nil && !bareEqual(in.from, p.c.JID()) {
+		base.Security.Warnings = append(base.Security.Warnings, err.Error())
+	}
+	if base.Security.Mechanism == "" {
+		base.Security.Mechanism = ns
+	}
+	if base.Security.Name == "" {
+		base.Security.Name = eme.DisplayName(ns, "")
+	}
+	return base
+}
+
+func (p *Pipeline) incomingFor(in *inbound, det eme.Detection) *Incoming {
+	return &Incoming{Stanza: in.st, From: in.from, To: in.to, Origin: in.origin, Detection: det, Time: in.time}
+}
+
+func (p *Pipeline) afterOpen(ctx context.Context, in *inbound, ns string, opened *Opened) {
+	for _, e := range opened.Events {
+		if e.Mechanism == "" {
+			e.Mechanism = ns
+		}
+		if e.Peer.Domainpart() == "" {
+			e.Peer = in.from
+		}
+		p.c.emit(e)
+	}
+	if len(opened.Replies) > 0 && !in.origin.Copy() {
+		if err := p.SendProtocol(ctx, in.from, ns, opened.Replies); err != nil {
+			p.c.cfg.logger().Warn("sending protocol reply failed", "mechanism", ns, "err", err)
+		}
+	}
+}
+
+func plainBody(st *xmltree.Element) (string, bool) {
+	b := st.Child(NSClient, "body")
+	if b == nil {
+		return "", false
+	}
+	return b.Text(), true
+}
+
+// otherChildren returns the children that are not body, thread or
+// stanza bookkeeping.
+func otherChildren(st *xmltree.Element) []*xmltree.Element {
+	var out []*xmltree.Element
+	for _, e := range st.Elements() {
+		switch {
+		case e.Name.Space == NSClient && (e.Name.Local == "body" || e.Name.Local == "thread" || e.Name.Local == "subject"):
+		case e.Name.Space == NSSID, e.Name.Space == NSHints, e.Name.Space == NSDelay, e.Name.Space == NSReceipts:
+		default:
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (p *Pipeline) presence(ev *PresenceEvent) {
+	p.mu.Lock()
+	var obs []PresenceObserver
+	for ns, m := range p.mechs {
+		if o, ok := m.(PresenceObserver); ok && p.enabled[ns] {
+			obs = append(obs, o)
+		}
+	}
+	p.mu.Unlock()
+	for _, o := range obs {
+		for _, e := range o.Presence(context.Background(), ev) {
+			p.c.emit(e)
+		}
+	}
+}
+
+func (p *Pipeline) streamEnded() {
+	p.mu.Lock()
+	var obs []StreamObserver
+	for _, m := range p.mechs {
+		if o, ok := m.(StreamObserver); ok {
+			obs = append(obs, o)
+		}
+	}
+	p.mu.Unlock()
+	for _, o := range obs {
+		for _, e := range o.StreamEnded() {
+			p.c.emit(e)
+		}
+	}
+}
+
+func (p *Pipeline) messageError(ev *ErrorEvent) {
+	p.mu.Lock()
+	var obs []ErrorObserver
+	for _, m := range p.mechs {
+		if o, ok := m.(ErrorObserver); ok {
+			obs = append(obs, o)
+		}
+	}
+	p.mu.Unlock()
+	for _, o := range obs {
+		for _, e := range o.MessageError(ev) {
+			p.c.emit(e)
+		}
+	}
+}
+
+// otrTagBase is the start of every OTR whitespace tag (OTR v3 spec,
+// "Tagged plaintext messages").
+const otrTagBase = "\x20\x09\x20\x20\x09\x09\x09\x09\x20\x09\x20\x09\x20\x09\x20\x20"
+
+// StripOTRWhitespaceTag removes OTR whitespace tags (the base tag and the
+// 8-byte version tags that follow it) from a plaintext body.
+func StripOTRWhitespaceTag(body string) string {
+	for {
+		i := strings.Index(body, otrTagBase)
+		if i < 0 {
+			return body
+		}
+		j := i + len(otrTagBase)
+		for j+8 <= len(body) && isVersionTag(body[j:j+8]) {
+			j += 8
+		}
+		body = body[:i] + body[j:]
+	}
+}
+
+func isVersionTag(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] != ' ' && s[i] != '\t' {
+			return false
+		}
+	}
+	return true
+}

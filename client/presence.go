@@ -1,0 +1,134 @@
+package client
+
+import (
+	"context"
+	"strconv"
+	"sync"
+
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/internal/xmltree"
+)
+
+type presenceInfo struct {
+	available bool
+	capsNode  string
+	capsVer   string
+}
+
+type presenceState struct {
+	mu    sync.Mutex
+	peers map[string]presenceInfo // full JID -> last presence
+}
+
+func (p *presenceState) init() { p.peers = map[string]presenceInfo{} }
+
+func (p *presenceState) reset() {
+	p.mu.Lock()
+	p.peers = map[string]presenceInfo{}
+	p.mu.Unlock()
+}
+
+// Available reports whether the full JID has sent available presence
+// since we connected.
+func (c *Client) Available(full jid.JID) bool {
+	c.presence.mu.Lock()
+	defer c.presence.mu.Unlock()
+	return c.presence.peers[full.String()].available
+}
+
+// Resources returns the contact's full JIDs currently available.
+func (c *Client) Resources(contact jid.JID) []jid.JID {
+	c.presence.mu.Lock()
+	defer c.presence.mu.Unlock()
+	var out []jid.JID
+	for k, v := range c.presence.peers {
+		if !v.available {
+			continue
+		}
+		j, err := jid.Parse(k)
+		if err == nil && bareEqual(j, contact) {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// SendPresence broadcasts available presence with our entity capabilities.
+// show is "", "away", "chat", "dnd" or "xa".
+func (c *Client) SendPresence(ctx context.Context, show, status string) error {
+	sess, err := c.session()
+	if err != nil {
+		return err
+	}
+	return c.sendPresenceSession(ctx, sess, "", show, status)
+}
+
+func (c *Client) sendPresenceSession(ctx context.Context, sess *xmpp.Session, typ, show, status string) error {
+	p := xmltree.New(NSClient, "presence")
+	if typ != "" {
+		p.SetAttr("type", typ)
+	}
+	if show != "" {
+		p.Append(xmltree.New(NSClient, "show").AppendText(show))
+	}
+	if status != "" {
+		p.Append(xmltree.New(NSClient, "status").AppendText(status))
+	}
+	if typ == "" {
+		if c.cfg.Priority != 0 {
+			p.Append(xmltree.New(NSClient, "priority").AppendText(strconv.Itoa(int(c.cfg.Priority))))
+		}
+		p.Append(xmltree.New(NSCaps, "c", "hash", "sha-1", "node", c.cfg.CapsNode, "ver", c.CapsVer()))
+	}
+	return sendTree(ctx, sess, p)
+}
+
+// Subscribe asks contact for a presence subscription and adds it to the
+// roster.
+func (c *Client) Subscribe(ctx context.Context, contact jid.JID) error {
+	return c.SendElement(ctx, xmltree.New(NSClient, "presence", "type", "subscribe", "to", contact.Bare().String()))
+}
+
+// ApproveSubscription allows contact to see our presence.
+func (c *Client) ApproveSubscription(ctx context.Context, contact jid.JID) error {
+	return c.SendElement(ctx, xmltree.New(NSClient, "presence", "type", "subscribed", "to", contact.Bare().String()))
+}
+
+func (c *Client) processPresence(st *xmltree.Element) {
+	from, err := c.fromOrAccount(st)
+	if err != nil {
+		return
+	}
+	typ := st.AttrValue("type")
+	switch typ {
+	case "", "unavailable":
+	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
+		c.emit(&SubscriptionEvent{From: from.Bare(), Type: typ})
+		return
+	default:
+		return
+	}
+	ev := &PresenceEvent{
+		From:      from,
+		Available: typ == "",
+		Show:      st.ChildText(NSClient, "show"),
+		Status:    st.ChildText(NSClient, "status"),
+	}
+	if p, err := strconv.Atoi(trimmed(st.ChildText(NSClient, "priority"))); err == nil {
+		ev.Priority = p
+	}
+	if caps := st.Child(NSCaps, "c"); caps != nil {
+		ev.CapsNode, ev.CapsVer, ev.CapsHash = caps.AttrValue("node"), caps.AttrValue("ver"), caps.AttrValue("hash")
+	}
+	c.presence.mu.Lock()
+	if ev.Available {
+		c.presence.peers[from.String()] = presenceInfo{available: true, capsNode: ev.CapsNode, capsVer: ev.CapsVer}
+	} else {
+		delete(c.presence.peers, from.String())
+	}
+	c.presence.mu.Unlock()
+	c.pipeline.presence(ev)
+	c.emit(ev)
+}

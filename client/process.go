@@ -1,0 +1,137 @@
+package client
+
+import (
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/internal/xmltree"
+)
+
+func (c *Client) process(st *xmltree.Element) {
+	switch st.Name.Local {
+	case "presence":
+		c.processPresence(st)
+	case "message":
+		c.processMessage(st)
+	}
+}
+
+// inbound is one message as the pipeline sees it: unwrapped from carbons or
+// archive results, with its origin.
+type inbound struct {
+	st     *xmltree.Element // the <message> (inner message for carbons/MAM)
+	from   jid.JID
+	to     jid.JID
+	origin Origin
+	time   time.Time
+}
+
+func (c *Client) processMessage(st *xmltree.Element) {
+	log := c.cfg.logger()
+	from, err := c.fromOrAccount(st)
+	if err != nil {
+		log.Warn("message with invalid from", "err", err)
+		return
+	}
+	if st.AttrValue("type") == "error" {
+		se, _ := parseStanzaError(st).(*StanzaError)
+		ev := &ErrorEvent{From: from, ID: st.AttrValue("id")}
+		if se != nil {
+			ev.Condition, ev.Text = se.Condition, se.Text
+		}
+		c.pipeline.messageError(ev)
+		c.emit(ev)
+		return
+	}
+	in := &inbound{st: st, from: from, time: c.cfg.now()}
+	if t, err := jid.Parse(st.AttrValue("to")); err == nil {
+		in.to = t
+	} else {
+		in.to = c.JID()
+	}
+
+	// XEP-0280 §11: a carbon is only valid from our own bare JID.
+	for _, kind := range []CarbonKind{CarbonReceived, CarbonSent} {
+		local := "received"
+		if kind == CarbonSent {
+			local = "sent"
+		}
+		wrap := st.Child(NSCarbons, local)
+		if wrap == nil {
+			continue
+		}
+		if !from.Equal(c.JID().Bare()) {
+			c.emit(&NoticeEvent{From: from, ID: st.AttrValue("id"), Time: in.time, Reason: "forged-carbon",
+				Text: "A message claiming to be a copy of your own conversation came from " + from.String() + " and was ignored."})
+			return
+		}
+		inner, delayed, ok := unwrapForwarded(wrap)
+		if !ok {
+			c.emit(&NoticeEvent{From: from, Time: in.time, Reason: "malformed", Text: "A malformed carbon copy was ignored."})
+			return
+		}
+		in.st = inner
+		in.origin.Carbon = kind
+		if !delayed.IsZero() {
+			in.time = delayed
+			in.origin.Delayed = true
+		}
+		in.from, err = c.fromOrAccount(inner)
+		if err != nil {
+			return
+		}
+		if t, err := jid.Parse(inner.AttrValue("to")); err == nil {
+			in.to = t
+		}
+		break
+	}
+
+	// XEP-0163 notifications come from a contact's (or our own) bare JID.
+	if ev := in.st.Child(NSPubSubEvent, "event"); ev != nil && in.origin.Carbon == NotCarbon {
+		c.processPEP(in.from, ev)
+		return
+	}
+	if d := in.st.Child(NSDelay, "delay"); d != nil && in.origin.Carbon == NotCarbon {
+		if t, err := time.Parse(time.RFC3339Nano, d.AttrValue("stamp")); err == nil {
+			in.time = t
+			in.origin.Delayed = true
+		}
+	}
+	in.origin.StanzaID = c.ownStanzaID(in.st)
+	if r := in.st.Child(NSReceipts, "received"); r != nil && in.st.Child(NSClient, "body") == nil && in.origin.Carbon == NotCarbon {
+		c.emit(&ReceiptEvent{From: in.from, ID: r.AttrValue("id")})
+		return
+	}
+	c.pipeline.incoming(in)
+}
+
+// unwrapForwarded returns the message inside a carbons or MAM wrapper's
+// <forwarded/> and the delay stamp, if any.
+func unwrapForwarded(wrap *xmltree.Element) (*xmltree.Element, time.Time, bool) {
+	fwd := wrap.Child(NSForward, "forwarded")
+	if fwd == nil {
+		return nil, time.Time{}, false
+	}
+	inner := fwd.Child(NSClient, "message")
+	if inner == nil {
+		return nil, time.Time{}, false
+	}
+	var stamp time.Time
+	if d := fwd.Child(NSDelay, "delay"); d != nil {
+		stamp, _ = time.Parse(time.RFC3339Nano, d.AttrValue("stamp"))
+	}
+	return inner, stamp, true
+}
+
+// ownStanzaID returns the XEP-0359 stanza-id our own server assigned (by
+// our bare JID); ids assigned by anyone else are not trusted.
+func (c *Client) ownStanzaID(st *xmltree.Element) string {
+	own := c.JID().Bare().String()
+	for _, e := range st.ChildrenNamed(NSSID, "stanza-id") {
+		if e.AttrValue("by") == own {
+			return e.AttrValue("id")
+		}
+	}
+	return ""
+}

@@ -1,0 +1,243 @@
+// Command balcony is an end-to-end encrypted XMPP client for the command
+// line: OpenPGP for XMPP (XEP-0373/0374), Off-the-Record messaging (OTR v3,
+// XEP-0364) and Encrypted Sessions (XEP-0218 family), all marked and
+// detected with Explicit Message Encryption (XEP-0380).
+//
+// Usage:
+//
+//	balcony [global flags] <command> [flags] [arguments]
+//
+// Run "balcony help" for the list of commands and "balcony help <command>"
+// for each command's usage. Exit codes: 0 success, 1 error, 2 usage error,
+// 3 a message or session could not be secured as the policy requires.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/balcony-im/balcony/eme"
+)
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitSecurity = 3
+)
+
+type usageError struct {
+	msg  string
+	hint string
+}
+
+func (e *usageError) Error() string { return e.msg }
+
+// hintError is an error with a suggestion for the user.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() }
+func (e *hintError) Unwrap() error { return e.err }
+
+func withHint(err error, hint string) error { return &hintError{err: err, hint: hint} }
+
+type command struct {
+	name    string
+	summary string
+	usage   string
+	run     func(ctx context.Context, env *env, args []string) error
+}
+
+var commands = map[string]*command{}
+
+func register(c *command) { commands[c.name] = c }
+
+// env is what every command gets: streams and global options.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	account        string // --account
+	lang           string // --lang
+	isTerminal     bool
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, isTerminal: isTerminal(stdout)}
+	fs := flag.NewFlagSet("balcony", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var showVersion bool
+	fs.BoolVar(&showVersion, "version", false, "")
+	fs.StringVar(&e.account, "account", "", "")
+	fs.StringVar(&e.account, "a", "", "")
+	fs.StringVar(&e.lang, "lang", "", "")
+	if err := fs.Parse(args); err != nil {
+		return report(e, &usageError{msg: err.Error(), hint: "run: balcony help"})
+	}
+	if showVersion {
+		fmt.Fprintln(stdout, "balcony", version())
+		return exitOK
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fmt.Fprint(stderr, mainUsage())
+		return exitUsage
+	}
+	name := rest[0]
+	if name == "help" || name == "-h" || name == "--help" {
+		if len(rest) > 1 {
+			if c, ok := commands[rest[1]]; ok {
+				fmt.Fprint(stdout, c.usage)
+				return exitOK
+			}
+		}
+		fmt.Fprint(stdout, mainUsage())
+		return exitOK
+	}
+	if name == "version" {
+		fmt.Fprintln(stdout, "balcony", version())
+		return exitOK
+	}
+	c, ok := commands[name]
+	if !ok {
+		return report(e, &usageError{msg: fmt.Sprintf("unknown command %q", name), hint: "run: balcony help"})
+	}
+	if e.lang == "" {
+		e.lang = languageFromEnv()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := c.run(ctx, e, rest[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, c.usage)
+		return exitOK
+	}
+	return report(e, err)
+}
+
+func report(e *env, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(e.stderr, "balcony: error: %s\n", oneLine(err.Error()))
+	var ue *usageError
+	var he *hintError
+	switch {
+	case errors.As(err, &ue):
+		if ue.hint != "" {
+			fmt.Fprintf(e.stderr, "balcony: hint: %s\n", ue.hint)
+		}
+		return exitUsage
+	case errors.As(err, &he):
+		fmt.Fprintf(e.stderr, "balcony: hint: %s\n", he.hint)
+	}
+	if errors.Is(err, eme.ErrDowngrade) {
+		return exitSecurity
+	}
+	return exitError
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+func mainUsage() string {
+	var b strings.Builder
+	b.WriteString(`Usage: balcony [--account JID] [--lang LANG] <command> [flags] [arguments]
+
+Balcony is an end-to-end encrypted XMPP client: OpenPGP for XMPP, OTR and
+Encrypted Sessions, every encrypted message marked and detected (XEP-0380).
+
+Commands:
+`)
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "  %-10s %s\n", n, commands[n].summary)
+	}
+	b.WriteString(`
+Global flags:
+  -a, --account JID   the account to use (default: the default or only account)
+      --lang LANG     language of notices (default: from $LANG)
+      --version       print the version
+
+Run "balcony help <command>" for a command's flags.
+`)
+	return b.String()
+}
+
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := info.Main.Version
+	if v == "" || v == "(devel)" {
+		v = "devel"
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += "+" + s.Value[:12]
+		}
+	}
+	return v + " (" + info.GoVersion + ")"
+}
+
+func languageFromEnv() string {
+	for _, k := range []string{"LC_ALL", "LC_MESSAGES", "LANG"} {
+		if v := os.Getenv(k); v != "" && v != "C" && v != "POSIX" {
+			v, _, _ = strings.Cut(v, ".")
+			return strings.ReplaceAll(v, "_", "-")
+		}
+	}
+	return "en"
+}
+
+// newFlags returns a flag set for a command whose usage text is printed on
+// -h and on errors.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	// Allow flags after positional arguments, as users expect.
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return &usageError{msg: err.Error(), hint: "run: balcony help " + fs.Name()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		if args[0] == "--" {
+			positional = append(positional, args[1:]...)
+			break
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+	return fs.Parse(append([]string{"--"}, positional...))
+}

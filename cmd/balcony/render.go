@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/balcony-im/balcony/client"
+)
+
+// renderer prints events one per line. A message line is
+//
+//	TIME FROM [SECURITY] TEXT
+//
+// and a notice line is
+//
+//	TIME FROM !! TEXT
+//
+// The third field is always written by Balcony, and remote text is escaped
+// so that it can never contain a line break: a sender cannot make a
+// message look like a notice or start a line of their own.
+type renderer struct {
+	w     io.Writer
+	json  bool
+	color bool
+}
+
+func (r *renderer) event(ev client.Event) {
+	if r.json {
+		r.jsonEvent(ev)
+		return
+	}
+	switch ev := ev.(type) {
+	case *client.MessageEvent:
+		if ev.Body == "" {
+			return // chat states and other body-less plaintext: nothing to show
+		}
+		who := ev.From.String()
+		if ev.Origin.Carbon == client.CarbonSent {
+			who = "me->" + ev.To.String()
+		}
+		state := securityLabel(ev.Security)
+		extra := ""
+		if ev.Origin.Archived {
+			extra = " (archive)"
+		} else if ev.Origin.Carbon != client.NotCarbon {
+			extra = " (other device)"
+		}
+		fmt.Fprintf(r.w, "%s %s [%s]%s %s\n", r.ts(ev.Time), escape(who), state, extra, escape(ev.Body))
+		for _, w := range ev.Security.Warnings {
+			r.notice(ev.Time, ev.From.String(), "warning: "+w)
+		}
+	case *client.NoticeEvent:
+		r.notice(ev.Time, ev.From.String(), ev.Text)
+	case *client.SecurityEvent:
+		txt := ev.Text
+		if ev.Fingerprint != "" {
+			txt += " (" + ev.Fingerprint + ")"
+		}
+		r.notice(time.Now(), ev.Peer.String(), txt)
+	case *client.ReceiptEvent:
+		fmt.Fprintf(r.w, "%s %s [receipt] %s\n", r.ts(time.Now()), escape(ev.From.String()), escape(ev.ID))
+	case *client.ErrorEvent:
+		r.notice(time.Now(), ev.From.String(), "message "+ev.ID+" was not delivered: "+ev.Condition+" "+ev.Text)
+	case *client.SubscriptionEvent:
+		r.notice(time.Now(), ev.From.String(), "subscription: "+ev.Type)
+	}
+}
+
+func (r *renderer) notice(t time.Time, from, text string) {
+	if r.color {
+		fmt.Fprintf(r.w, "%s %s \x1b[7;33m!!\x1b[0m \x1b[33m%s\x1b[0m\n", r.ts(t), escape(from), escape(text))
+		return
+	}
+	fmt.Fprintf(r.w, "%s %s !! %s\n", r.ts(t), escape(from), escape(text))
+}
+
+func (r *renderer) ts(t time.Time) string {
+	if t.IsZero() {
+		t = time.Now()
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func securityLabel(s client.Security) string {
+	if !s.Encrypted() {
+		return "plaintext"
+	}
+	name := shortMechanism(s.Mechanism)
+	label := name + " " + s.State()
+	if s.Fingerprint != "" {
+		label += " " + shortFingerprint(s.Fingerprint)
+	}
+	return label
+}
+
+func shortFingerprint(f string) string {
+	f = strings.ReplaceAll(f, " ", "")
+	if len(f) > 16 {
+		return f[:16]
+	}
+	return f
+}
+
+// escape makes remote text safe for one terminal line: control characters
+// (including line breaks, escape sequences and bidirectional overrides)
+// become visible escapes.
+func escape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == '\u2028' || r == '\u2029':
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+type jsonEvent struct {
+	Type      string    `json:"type"`
+	Time      time.Time `json:"time"`
+	From      string    `json:"from,omitempty"`
+	To        string    `json:"to,omitempty"`
+	ID        string    `json:"id,omitempty"`
+	Body      string    `json:"body,omitempty"`
+	Text      string    `json:"text,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	Mechanism string    `json:"mechanism,omitempty"`
+	Security  string    `json:"security,omitempty"`
+	Verified  bool      `json:"verified,omitempty"`
+	Finger    string    `json:"fingerprint,omitempty"`
+	Warnings  []string  `json:"warnings,omitempty"`
+	Carbon    string    `json:"carbon,omitempty"`
+	Archived  bool      `json:"archived,omitempty"`
+	Kind      string    `json:"kind,omitempty"`
+}
+
+func (r *renderer) jsonEvent(ev client.Event) {
+	var j jsonEvent
+	switch ev := ev.(type) {
+	case *client.MessageEvent:
+		j = jsonEvent{Type: "message", Time: ev.Time, From: ev.From.String(), To: ev.To.String(), ID: ev.ID, Body: ev.Body,
+			Mechanism: ev.Security.Mechanism, Security: ev.Security.State(), Verified: ev.Security.Verified,
+			Finger: ev.Security.Fingerprint, Warnings: ev.Security.Warnings, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
+	case *client.NoticeEvent:
+		j = jsonEvent{Type: "notice", Time: ev.Time, From: ev.From.String(), To: ev.To.String(), ID: ev.ID, Text: ev.Text,
+			Reason: ev.Reason, Mechanism: ev.Namespace, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
+	case *client.SecurityEvent:
+		j = jsonEvent{Type: "security", Time: time.Now(), From: ev.Peer.String(), Mechanism: ev.Mechanism, Kind: ev.Kind, Text: ev.Text, Finger: ev.Fingerprint}
+	case *client.ReceiptEvent:
+		j = jsonEvent{Type: "receipt", Time: time.Now(), From: ev.From.String(), ID: ev.ID}
+	case *client.ErrorEvent:
+		j = jsonEvent{Type: "error", Time: time.Now(), From: ev.From.String(), ID: ev.ID, Reason: ev.Condition, Text: ev.Text}
+	default:
+		return
+	}
+	b, _ := json.Marshal(j)
+	r.w.Write(append(b, '\n'))
+}

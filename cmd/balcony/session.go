@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/eme"
+)
+
+func init() {
+	register(&command{
+		name:    "send",
+		summary: "send a message",
+		usage: `Usage: balcony send [flags] JID TEXT
+       balcony send [flags] JID -        (read the message from standard input)
+
+Flags:
+  --ox               encrypt with OpenPGP for XMPP (XEP-0373/0374)
+  --otr              encrypt with OTR (the recipient must be a full JID with a session)
+  --esession         encrypt with an established Encrypted Session
+  --plain            send in the clear (refused when the contact's policy requires encryption)
+  --receipt          ask for a delivery receipt and wait for it (up to --timeout)
+  --timeout DUR      how long to wait for the connection and receipt (default 30s)
+  --password-file F  read the account password from F
+  --password-env V   read the account password from environment variable V
+                     (default BALCONY_PASSWORD)
+
+Without a mechanism flag the contact's policy decides: "require" policies use
+their mechanism, otherwise the message is sent in the clear.
+Exit status 3 means the policy refused to send (downgrade protection).
+`,
+		run: runSend,
+	})
+	register(&command{
+		name:    "listen",
+		summary: "print incoming messages and notices, one per line",
+		usage: `Usage: balcony listen [flags]
+
+Prints every incoming message as
+    TIME FROM [SECURITY] TEXT
+and every notice (unreadable or refused message, security events) as
+    TIME FROM !! TEXT
+SECURITY is "plaintext" or the mechanism and state, e.g. "OX verified".
+
+Flags:
+  --count N          exit after N messages or notices (default: run until interrupted)
+  --json             print one JSON object per event instead
+  --timeout DUR      give up after DUR (default: none)
+  --password-file F, --password-env V   as for send
+`,
+		run: runListen,
+	})
+}
+
+// connect opens the account's client with the given options; the caller
+// closes it.
+func connect(ctx context.Context, e *env, pw *passwordOptions, mod func(*client.Config)) (*client.Client, *accountConfig, error) {
+	cfg, err := loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := cfg.account(e.account)
+	if err != nil {
+		return nil, nil, err
+	}
+	pass, err := pw.password(e, a.JID)
+	if err != nil {
+		return nil, nil, err
+	}
+	ccfg, err := clientConfig(a, pass)
+	if err != nil {
+		return nil, nil, err
+	}
+	if mod != nil {
+		mod(&ccfg)
+	}
+	c, err := client.New(ccfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.Pipeline().SetLanguage(e.lang)
+	if a.Policy != "" {
+		pol, err := eme.ParsePolicy(a.Policy)
+		if err != nil {
+			c.Close()
+			return nil, nil, fmt.Errorf("account policy: %w", err)
+		}
+		c.Pipeline().SetDefaultPolicy(pol)
+	}
+	if err := c.Connect(ctx); err != nil {
+		c.Close()
+		return nil, nil, withHint(err, connectHint(err, a))
+	}
+	return c, a, nil
+}
+
+func connectHint(err error, a *accountConfig) string {
+	s := err.Error()
+	switch {
+	case strings.Contains(s, "certificate"):
+		return "if the server uses a private CA, add it with: balcony account add " + a.JID + " --ca-file CA.pem"
+	case strings.Contains(s, "not-authorized") || strings.Contains(s, "SASL") || strings.Contains(s, "sasl"):
+		return "check the password for " + a.JID
+	case strings.Contains(s, "connection refused") || strings.Contains(s, "no such host"):
+		return "check the server address (--server HOST:PORT) and that the server is running"
+	}
+	return "run with a working network connection and check the account with: balcony account list"
+}
+
+func runSend(ctx context.Context, e *env, args []string) error {
+	fs := newFlags("send")
+	var pw passwordOptions
+	pw.add(fs)
+	useOX := fs.Bool("ox", false, "")
+	useOTR := fs.Bool("otr", false, "")
+	useES := fs.Bool("esession", false, "")
+	plain := fs.Bool("plain", false, "")
+	receipt := fs.Bool("receipt", false, "")
+	timeout := fs.Duration("timeout", 30*time.Second, "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return &usageError{msg: "send needs a JID and a text (or - for standard input)", hint: "balcony send bob@example.org 'hello'"}
+	}
+	to, err := jid.Parse(fs.Arg(0))
+	if err != nil {
+		return &usageError{msg: fmt.Sprintf("invalid recipient %q: %v", fs.Arg(0), err)}
+	}
+	text := fs.Arg(1)
+	if text == "-" {
+		b, err := io.ReadAll(bufio.NewReader(e.stdin))
+		if err != nil {
+			return err
+		}
+		text = strings.TrimRight(string(b), "\n")
+	}
+	if text == "" {
+		return &usageError{msg: "refusing to send an empty message"}
+	}
+	n := 0
+	mech := ""
+	for _, f := range []struct {
+		on bool
+		ns string
+	}{{*useOX, eme.OX}, {*useOTR, eme.OTR}, {*useES, eme.ESession}, {*plain, ""}} {
+		if f.on {
+			n++
+			mech = f.ns
+		}
+	}
+	if n > 1 {
+		return &usageError{msg: "choose one of --ox, --otr, --esession, --plain"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	c, _, err := connect(ctx, e, &pw, func(cfg *client.Config) { cfg.DisablePresence = true })
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := setupMechanisms(ctx, e, c); err != nil {
+		return err
+	}
+	if n == 0 {
+		if pol := c.Pipeline().Policy(to); pol.Mode == eme.RequireEncryption {
+			mech = pol.Mechanism
+			if mech == "" {
+				return withHint(errors.New("the policy for "+to.Bare().String()+" requires encryption"), "choose a mechanism: --ox, --otr or --esession")
+			}
+		}
+	}
+	ids, err := c.Send(ctx, &client.Outgoing{To: to, Body: text, Receipt: *receipt}, mech)
+	if err != nil {
+		return err
+	}
+	if !*receipt {
+		return nil
+	}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return withHint(errors.New("no delivery receipt before the timeout"), "the recipient may be offline or may not send receipts")
+		case ev, ok := <-c.Events():
+			if !ok {
+				return errors.New("connection closed before the receipt arrived")
+			}
+			switch ev := ev.(type) {
+			case *client.ReceiptEvent:
+				if want[ev.ID] {
+					fmt.Fprintf(e.stdout, "delivered %s\n", ev.ID)
+					return nil
+				}
+			case *client.ErrorEvent:
+				if want[ev.ID] {
+					return fmt.Errorf("not delivered: %s %s", ev.Condition, ev.Text)
+				}
+			}
+		}
+	}
+}
+
+func runListen(ctx context.Context, e *env, args []string) error {
+	fs := newFlags("listen")
+	var pw passwordOptions
+	pw.add(fs)
+	count := fs.Int("count", 0, "")
+	asJSON := fs.Bool("json", false, "")
+	timeout := fs.Duration("timeout", 0, "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return &usageError{msg: "listen takes no arguments", hint: "run: balcony help listen"}
+	}
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	c, _, err := connect(ctx, e, &pw, func(cfg *client.Config) { cfg.Reconnect = true })
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := setupMechanisms(ctx, e, c); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "balcony: listening as %s\n", c.JID())
+	r := &renderer{w: e.stdout, json: *asJSON, color: e.isTerminal}
+	seen := 0
+	for {
+		select {
+		case <-ctx.Done():
+			if *timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && *count > 0 {
+				return fmt.Errorf("timed out after %d of %d events", seen, *count)
+			}
+			return nil
+		case ev, ok := <-c.Events():
+			if !ok {
+				return nil
+			}
+			r.event(ev)
+			switch ev := ev.(type) {
+			case *client.MessageEvent:
+				if ev.Body != "" {
+					seen++
+				}
+			case *client.NoticeEvent:
+				seen++
+			}
+			if *count > 0 && seen >= *count {
+				return nil
+			}
+		}
+	}
+}
+
+// setupMechanisms registers the mechanisms available to this account.
+func setupMechanisms(ctx context.Context, e *env, c *client.Client) error {
+	return nil
+}
+
+func shortMechanism(ns string) string {
+	if m, ok := eme.Lookup(ns); ok && m.Short != "" {
+		return strings.ToUpper(m.Short)
+	}
+	return ns
+}
