@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -884,4 +885,97 @@ func TestLibotrKeyFiles(t *testing.T) {
 	s.akeByUs() // checks libotr sees libotrKey's fingerprint as ours
 	s.sendToLibotr("signed with a key libotr made")
 	s.sendToUs("signed with a key Balcony made")
+}
+
+func TestLibotrRandomSchedule(t *testing.T) {
+	// Both sides type at random moments while messages are in flight each
+	// way (delivered in order per direction, as XMPP does), so data
+	// messages cross and keys rotate under every interleaving: a message
+	// may use the receiver's current or previous key and announce a key
+	// the receiver has not acknowledged yet.
+	steps := 600
+	if testing.Short() {
+		steps = 150
+	}
+	for _, frag := range []int{0, 160} {
+		t.Run(fmt.Sprintf("FragmentSize%d", frag), func(t *testing.T) {
+			s := newSession(t, otr.Config{Policy: otr.PolicyManual, FragmentSize: frag},
+				libotrpeer.Options{Policy: libotrpeer.PolicyManual, FragmentSize: frag})
+			s.akeByUs()
+			rng := rand.New(rand.NewPCG(1, uint64(frag)))
+			var toLib, toUs [][]byte
+			var sentByUs, sentByLib, gotByLib, gotByUs []string
+			n := 0
+			keyIDs := map[uint32]bool{} // our sender key ids (unfragmented run)
+			for step := 0; step < steps || len(toLib)+len(toUs) > 0; step++ {
+				// Send rarely and deliver often, so that most messages
+				// answer recent ones and keys rotate many times.
+				choice := [...]int{0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3}[rng.IntN(20)]
+				if step >= steps {
+					choice = 2 + rng.IntN(2) // drain
+				}
+				switch {
+				case choice == 0:
+					n++
+					text := fmt.Sprintf("from us #%d %s", n, strings.Repeat("x", rng.IntN(200)))
+					msgs, err := s.conv.Send([]byte(text))
+					if err != nil {
+						t.Fatalf("Send: %v", err)
+					}
+					sentByUs = append(sentByUs, text)
+					if frag == 0 {
+						id, _ := dataKeyIDs(t, msgs[0])
+						keyIDs[id] = true
+					}
+					toLib = append(toLib, msgs...)
+				case choice == 1:
+					n++
+					text := fmt.Sprintf("from libotr #%d %s", n, strings.Repeat("y", rng.IntN(200)))
+					sentByLib = append(sentByLib, text)
+					toUs = append(toUs, s.lib.Send([]byte(text)).Net...)
+				case choice == 2 && len(toLib) > 0:
+					out := s.lib.Receive(toLib[0])
+					toLib = toLib[1:]
+					for _, e := range out.Events {
+						if e.Kind == libotrpeer.KindMsg && libotrRejects[e.Msg] {
+							t.Fatalf("libotr rejected our message at step %d: %v", step, e)
+						}
+					}
+					for _, m := range out.Messages {
+						if !m.Encrypted {
+							t.Fatalf("libotr delivered %q unencrypted", m.Text)
+						}
+						gotByLib = append(gotByLib, string(m.Text))
+					}
+					toUs = append(toUs, out.Net...)
+				case choice == 3 && len(toUs) > 0:
+					got, err := s.conv.Receive(toUs[0])
+					toUs = toUs[1:]
+					if err != nil {
+						t.Fatalf("our Receive at step %d: %v", step, err)
+					}
+					if got.Plaintext != nil {
+						if !got.Encrypted {
+							t.Fatalf("we delivered %q unencrypted", got.Plaintext)
+						}
+						gotByUs = append(gotByUs, string(got.Plaintext))
+					}
+					toLib = append(toLib, got.ToSend...)
+				}
+			}
+			if strings.Join(gotByLib, "\n") != strings.Join(sentByUs, "\n") {
+				t.Errorf("libotr got %d of our %d messages, or not in order", len(gotByLib), len(sentByUs))
+			}
+			if strings.Join(gotByUs, "\n") != strings.Join(sentByLib, "\n") {
+				t.Errorf("we got %d of libotr's %d messages, or not in order", len(gotByUs), len(sentByLib))
+			}
+			t.Logf("%d messages from us, %d from libotr, %d of our key ids", len(sentByUs), len(sentByLib), len(keyIDs))
+			if len(sentByUs) < 10 || len(sentByLib) < 10 {
+				t.Errorf("schedule too one-sided: %d and %d messages", len(sentByUs), len(sentByLib))
+			}
+			if frag == 0 && len(keyIDs) < len(sentByUs)/4 {
+				t.Errorf("only %d key rotations over %d messages", len(keyIDs), len(sentByUs))
+			}
+		})
+	}
 }
