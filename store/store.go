@@ -72,6 +72,13 @@ type Options struct {
 	migrations []migration
 }
 
+func (o *Options) busyTimeout() time.Duration {
+	if o.BusyTimeout <= 0 {
+		return DefaultBusyTimeout
+	}
+	return o.BusyTimeout
+}
+
 // Store is a Balcony account's persistent state, kept in one SQLite
 // database inside the account directory. A Store is safe for concurrent
 // use by multiple goroutines, and several processes may open the same
@@ -140,10 +147,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := kdf.validate(); err != nil {
 		return nil, wrap(op, err)
 	}
-	busy := opts.BusyTimeout
-	if busy <= 0 {
-		busy = DefaultBusyTimeout
-	}
+	busy := opts.busyTimeout()
 	s := &Store{
 		dir:     dir,
 		path:    filepath.Join(dir, FileName),
@@ -233,12 +237,13 @@ func dsn(absPath string, busy time.Duration) string {
 // nothing is written to a file that is not ours, is newer than we know, or
 // whose passphrase was not given.
 func (s *Store) init(ctx context.Context, opts Options) error {
+	// One statement, so both values come from the same snapshot even
+	// while another process is creating the store.
 	var appID int64
-	if err := s.db.QueryRowContext(ctx, `PRAGMA application_id`).Scan(&appID); err != nil {
-		return err
-	}
 	var tables int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema`).Scan(&tables); err != nil {
+	if err := s.db.QueryRowContext(ctx,
+		`SELECT (SELECT application_id FROM pragma_application_id), (SELECT count(*) FROM sqlite_schema)`).
+		Scan(&appID, &tables); err != nil {
 		return err
 	}
 	if appID != applicationID && !(appID == 0 && tables == 0) {
@@ -280,12 +285,8 @@ func (s *Store) init(ctx context.Context, opts Options) error {
 		return failure(ErrPassphraseRequired, "a new store needs a passphrase or Options.Unencrypted")
 	}
 
-	var mode string
-	if err := s.db.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode); err != nil {
+	if err := s.enableWAL(ctx, opts.busyTimeout()); err != nil {
 		return err
-	}
-	if !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("cannot enable WAL mode (journal_mode is %s)", mode)
 	}
 	if err := s.migrate(ctx, ms, target); err != nil {
 		return err
@@ -301,6 +302,36 @@ func (s *Store) init(ctx context.Context, opts Options) error {
 	}
 	s.aead = aead
 	return nil
+}
+
+// enableWAL switches the database to WAL mode (a no-op once it is). While
+// another process converts a new database, SQLite answers SQLITE_BUSY
+// without calling the busy handler, so the conversion is retried here,
+// for at most the busy timeout.
+func (s *Store) enableWAL(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	delay := time.Millisecond
+	for {
+		var mode string
+		err := s.db.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode)
+		if err == nil {
+			if !strings.EqualFold(mode, "wal") {
+				return fmt.Errorf("cannot enable WAL mode (journal_mode is %s)", mode)
+			}
+			return nil
+		}
+		if classify(err) != ErrLocked || time.Now().Add(delay).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, 50*time.Millisecond)
+	}
 }
 
 // unlock checks the encryption mode and recovers the data key.
