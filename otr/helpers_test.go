@@ -60,7 +60,7 @@ func (s *side) clear() {
 
 // duo is two Conversations wired together in memory.
 type duo struct {
-	t    *testing.T
+	t    testing.TB
 	a, b *side
 	// filter, if set, may drop or alter a message in transit
 	filter func(from *side, msg []byte) [][]byte
@@ -82,8 +82,7 @@ func newSide(t testing.TB, name string, key *PrivateKey, cfg Config) *side {
 
 func newDuo(t testing.TB, cfgA, cfgB Config) *duo {
 	t.Helper()
-	tt, _ := t.(*testing.T)
-	return &duo{t: tt, a: newSide(t, "alice", aliceKey(t), cfgA), b: newSide(t, "bob", bobKey(t), cfgB)}
+	return &duo{t: t, a: newSide(t, "alice", aliceKey(t), cfgA), b: newSide(t, "bob", bobKey(t), cfgB)}
 }
 
 func (d *duo) other(s *side) *side {
