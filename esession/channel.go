@@ -37,7 +37,16 @@ type direction struct {
 	ctr   counter
 	used  uint64 // blocks under the current key
 	block cipher.Block
-	mac   hash.Hash
+	// stream is AES-CTR started at the direction's first counter value.
+	// Every stanza consumes whole blocks of it (the unused end of a
+	// partial block is discarded), so its position always equals ctr.
+	stream cipher.Stream
+	mac    hash.Hash
+	// scratch space kept here so it does not escape per stanza
+	skip [blockSize]byte
+	ctr0 counter
+	sum  [32]byte
+	got  [32]byte
 }
 
 func (d *direction) init(k *keySet, c counter) {
@@ -47,17 +56,33 @@ func (d *direction) init(k *keySet, c counter) {
 		panic(err)
 	}
 	d.block = b
+	d.stream = cipher.NewCTR(b, c[:])
 	d.mac = hmac.New(sha256.New, d.km[:])
+}
+
+// xor applies the next blocks of keystream to buf and advances the counter
+// by one per full or partial block (one for an empty buf), discarding the
+// rest of a partial block (XEP-0200 §5 step 3).
+func (d *direction) xor(buf []byte) {
+	d.stream.XORKeyStream(buf, buf)
+	if r := len(buf) % blockSize; r != 0 || len(buf) == 0 {
+		d.stream.XORKeyStream(d.skip[:blockSize-r], d.skip[:blockSize-r])
+	}
+	nb := blocks(len(buf))
+	d.ctr.add(nb)
+	d.used += nb
 }
 
 // wipe clears the keys this package holds. The AES key schedule and the
 // HMAC pads inside the standard library's objects cannot be cleared; they
 // are dropped for the garbage collector.
 func (d *direction) wipe() {
+	clear(d.sum[:])
+	clear(d.got[:])
 	clear(d.kc[:])
 	clear(d.km[:])
 	clear(d.ctr[:])
-	d.block, d.mac, d.used = nil, nil, 0
+	d.block, d.stream, d.mac, d.used = nil, nil, nil, 0
 }
 
 // channel is an established XEP-0200 session: one direction to send, one
@@ -69,6 +94,7 @@ type channel struct {
 	lex        xmlfrag.Lexer
 	scope      xmlfrag.Scope
 	buf        []byte
+	macIn      []byte
 	tops       []xmlfrag.Top
 }
 
@@ -100,7 +126,7 @@ func (ch *channel) seal(content []byte) ([]byte, error) {
 	if d.used+nb > maxBlocks {
 		return nil, ErrKeyExhausted
 	}
-	before := d.ctr
+	d.ctr0 = d.ctr // C before encryption, MACed last (§5 step 5)
 	encLen := base64.StdEncoding.EncodedLen(n)
 	out := make([]byte, 0, len(cOpen)+len("<data></data><mac></mac>")+encLen+44+len(cClose))
 	out = append(out, cOpen...)
@@ -111,22 +137,21 @@ func (ch *channel) seal(content []byte) ([]byte, error) {
 		for i := len(content); i < n; i++ {
 			pt[i] = ' '
 		}
-		cipher.NewCTR(d.block, d.ctr[:]).XORKeyStream(pt, pt)
+		d.xor(pt)
 		out = append(out, "<data>"...)
 		out = base64.StdEncoding.AppendEncode(out, pt)
 		out = append(out, "</data>"...)
 		clear(pt)
+	} else {
+		d.xor(nil)
 	}
-	d.ctr.add(nb)
-	d.used += nb
 	// a_mac = HMAC(KM, m_content | C) with C before encryption (§5 step 5)
 	d.mac.Reset()
 	d.mac.Write(out[macStart:])
-	d.mac.Write(before[:])
-	var sum [32]byte
-	d.mac.Sum(sum[:0])
+	d.mac.Write(d.ctr0[:])
+	d.mac.Sum(d.sum[:0])
 	out = append(out, "<mac>"...)
-	out = base64.StdEncoding.AppendEncode(out, sum[:])
+	out = base64.StdEncoding.AppendEncode(out, d.sum[:])
 	out = append(out, "</mac>"...)
 	out = append(out, cClose...)
 	return out, nil
@@ -146,15 +171,16 @@ type cParts struct {
 	hasData   bool
 }
 
-// parseC reads a <c/> element, feeding the MAC input (its children other
-// than <mac/>, without the whitespace between them and without attributes
-// or namespace declarations, in received order) to m. Any deviation from
+// parseC reads a <c/> element and leaves the MAC input in ch.macIn: its
+// children other than <mac/>, without the whitespace between them and
+// without attributes or namespace declarations, in received order. Any deviation from
 // the XEP-0200 schema is an error: <key/> and <new/> are refused because
 // this engine never re-keys.
-func (ch *channel) parseC(c []byte, m hash.Hash) (cParts, error) {
+func (ch *channel) parseC(c []byte) (cParts, error) {
 	var p cParts
 	lx, sc := &ch.lex, &ch.scope
 	lx.Reset(c)
+	lx.RawText = true // text is checked below: whitespace or base64 only
 	sc.Reset("")
 	var t xmlfrag.Token
 	next := func() error {
@@ -184,6 +210,7 @@ func (ch *channel) parseC(c []byte, m hash.Hash) (cParts, error) {
 		return p, err
 	}
 	var seenData, seenMAC bool
+	ch.macIn = ch.macIn[:0]
 	for {
 		if err := skipSpace(); err != nil {
 			return p, err
@@ -215,16 +242,20 @@ func (ch *channel) parseC(c []byte, m hash.Hash) (cParts, error) {
 			return p, xmlfrag.ErrSyntax
 		}
 		sc.Pop()
+		// The text of <data/> and <old/> is MACed as received and only
+		// <data/> is decoded, after the MAC is verified: the strict base64
+		// decoder then rejects anything else.
 		switch string(name) {
-		case "data", "mac":
-			if (string(name) == "data" && seenData) || (string(name) == "mac" && seenMAC) || !isBase64(text) {
+		case "data":
+			if seenData || len(text) == 0 {
+				return p, xmlfrag.ErrSyntax
+			}
+		case "mac":
+			if seenMAC || !isBase64(text) {
 				return p, xmlfrag.ErrSyntax
 			}
 		case "old":
 			// Published old MAC keys (§9): MACed, otherwise ignored.
-			if !isBase64(text) {
-				return p, xmlfrag.ErrSyntax
-			}
 		default: // key, new, or anything outside the schema
 			return p, xmlfrag.ErrSyntax
 		}
@@ -235,13 +266,13 @@ func (ch *channel) parseC(c []byte, m hash.Hash) (cParts, error) {
 		if string(name) == "data" {
 			p.data, p.hasData, seenData = text, true, true
 		}
-		m.Write([]byte{'<'})
-		m.Write(t.Local)
-		m.Write([]byte{'>'})
-		m.Write(text)
-		m.Write([]byte("</"))
-		m.Write(t.Local)
-		m.Write([]byte{'>'})
+		ch.macIn = append(ch.macIn, '<')
+		ch.macIn = append(ch.macIn, name...)
+		ch.macIn = append(ch.macIn, '>')
+		ch.macIn = append(ch.macIn, text...)
+		ch.macIn = append(ch.macIn, "</"...)
+		ch.macIn = append(ch.macIn, name...)
+		ch.macIn = append(ch.macIn, '>')
 	}
 	for {
 		err := lx.Next(&t)
@@ -285,16 +316,22 @@ func isSpace(b []byte) bool {
 	return true
 }
 
+var base64Chars = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") {
+		t[c] = true
+	}
+	return t
+}()
+
 func isBase64(b []byte) bool {
 	if len(b) == 0 || len(b)%4 != 0 {
 		return false
 	}
+	ok := true
 	for _, c := range b {
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=') {
-			return false
-		}
+		ok = ok && base64Chars[c]
 	}
-	return true
+	return ok
 }
 
 // open verifies and decrypts a received <c/> element (XEP-0200 §7) and
@@ -306,21 +343,21 @@ func (ch *channel) open(c []byte) ([]byte, []xmlfrag.Top, error) {
 	if d.block == nil {
 		return nil, nil, ErrEnded
 	}
-	d.mac.Reset()
-	p, err := ch.parseC(c, d.mac)
+	p, err := ch.parseC(c)
 	if err != nil {
 		return nil, nil, errAuth
 	}
+	d.mac.Reset()
+	d.mac.Write(ch.macIn)
 	d.mac.Write(d.ctr[:])
-	var want, got [32]byte
-	d.mac.Sum(want[:0])
-	if len(p.mac) != base64.StdEncoding.EncodedLen(len(got)) {
+	d.mac.Sum(d.sum[:0])
+	if len(p.mac) != base64.StdEncoding.EncodedLen(len(d.got)) {
 		return nil, nil, errAuth
 	}
-	if n, err := base64.StdEncoding.Strict().Decode(got[:], p.mac); err != nil || n != len(got) {
+	if n, err := base64.StdEncoding.Strict().Decode(d.got[:], p.mac); err != nil || n != len(d.got) {
 		return nil, nil, errAuth
 	}
-	if subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
+	if subtle.ConstantTimeCompare(d.sum[:], d.got[:]) != 1 {
 		return nil, nil, errAuth
 	}
 	var pt []byte
@@ -332,21 +369,17 @@ func (ch *channel) open(c []byte) ([]byte, []xmlfrag.Top, error) {
 		}
 		pt = pt[:n]
 	}
-	nb := blocks(len(pt))
-	if d.used+nb > maxBlocks {
+	if d.used+blocks(len(pt)) > maxBlocks {
 		return nil, nil, errAuth
 	}
-	if len(pt) > 0 {
-		cipher.NewCTR(d.block, d.ctr[:]).XORKeyStream(pt, pt)
-	}
+	// From here the keystream is consumed: a failure ends the session.
+	d.xor(pt)
 	tops, err := ch.chk.Validate(pt, nsClient, maxDepth, ch.tops[:0])
 	if err != nil {
 		clear(pt)
 		return nil, nil, errAuth
 	}
 	ch.tops = tops
-	d.ctr.add(nb)
-	d.used += nb
 	end := len(pt)
 	for end > 0 && (pt[end-1] == ' ' || pt[end-1] == '\n' || pt[end-1] == '\t' || pt[end-1] == '\r') {
 		end--

@@ -623,7 +623,7 @@ func (s *Session) openC(res *Result, in *Inbound) (Result, error) {
 	var msg []byte
 	last := 0
 	for _, t := range tops {
-		if t.Space != NSFeatureNeg || t.Local != "feature" {
+		if string(t.Space) != NSFeatureNeg || string(t.Local) != "feature" {
 			continue
 		}
 		pf, err := parseFeature(content[t.Start:t.End], NSFeatureNeg, "feature")
@@ -640,7 +640,7 @@ func (s *Session) openC(res *Result, in *Inbound) (Result, error) {
 	} else {
 		msg = append(msg, content[last:]...)
 	}
-	if len(strings.TrimSpace(string(msg))) > 0 {
+	if !isSpace(msg) {
 		res.Events = append(res.Events, Message{Session: s, Content: msg, Stripped: in.Other})
 	}
 	for _, pf := range ctl {

@@ -64,6 +64,11 @@ type Lexer struct {
 	b     []byte
 	pos   int
 	attrs []Attr
+	// RawText skips the character checks of text tokens (not of CDATA or
+	// attribute values): a caller that checks text against a narrower
+	// alphabet itself, such as base64, need not pay for them twice. Text
+	// may then hold anything but '<'.
+	RawText bool
 }
 
 // Reset starts lexing b.
@@ -85,18 +90,23 @@ func (l *Lexer) Next(t *Token) error {
 	start := l.pos
 	*t = Token{Start: start}
 	if b[start] != '<' {
-		end := bytes.IndexByte(b[start:], '<')
-		if end < 0 {
-			end = len(b)
+		var end int
+		var hasRef bool
+		if l.RawText {
+			end = bytes.IndexByte(b[start:], '<')
+			if end < 0 {
+				end = len(b)
+			} else {
+				end += start
+			}
+			hasRef = bytes.IndexByte(b[start:end], '&') >= 0
 		} else {
-			end += start
+			var err error
+			if end, hasRef, err = scanText(b, start); err != nil {
+				return err
+			}
 		}
-		data := b[start:end]
-		hasRef, err := checkText(data, true)
-		if err != nil {
-			return err
-		}
-		t.Kind, t.Data, t.HasRef, t.End = Text, data, hasRef, end
+		t.Kind, t.Data, t.HasRef, t.End = Text, b[start:end], hasRef, end
 		l.pos = end
 		return nil
 	}
@@ -252,10 +262,63 @@ func qname(b []byte, p int) (prefix, local []byte, end int, err error) {
 	return nil, b[p:e], e, nil
 }
 
+// plain marks the bytes that need no attention in text: printable ASCII
+// other than '&', '>' and '<', and tab, newline and carriage return.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = true
+	}
+	t['&'], t['>'], t['<'] = false, false, false
+	t['\t'], t['\n'], t['\r'] = true, true, true
+	return t
+}()
+
+// scanText finds the end of the character data starting at b[start] (the
+// next '<' or the end of b), checking it as checkText does, in one pass.
+func scanText(b []byte, start int) (end int, hasRef bool, err error) {
+	i := start
+	for {
+		for i < len(b) && plain[b[i]] {
+			i++
+		}
+		if i == len(b) || b[i] == '<' {
+			return i, hasRef, nil
+		}
+		switch c := b[i]; {
+		case c == '&':
+			n, err := checkRef(b[i:])
+			if err != nil {
+				return 0, false, err
+			}
+			hasRef = true
+			i += n
+		case c == '>':
+			if i-start >= 2 && b[i-1] == ']' && b[i-2] == ']' {
+				return 0, false, ErrSyntax
+			}
+			i++
+		case c < utf8.RuneSelf:
+			return 0, false, ErrSyntax // a control character
+		default:
+			r, n := utf8.DecodeRune(b[i:])
+			if !isChar(r) || (r == utf8.RuneError && n == 1) {
+				return 0, false, ErrSyntax
+			}
+			i += n
+		}
+	}
+}
+
 // checkText checks characters and references. In character data (text)
 // the sequence "]]>" is not allowed.
 func checkText(b []byte, text bool) (hasRef bool, err error) {
 	for i := 0; i < len(b); {
+		for i < len(b) && plain[b[i]] {
+			i++
+		}
+		if i == len(b) {
+			break
+		}
 		c := b[i]
 		if c < utf8.RuneSelf {
 			switch {
@@ -378,6 +441,8 @@ type Scope struct {
 	binds []binding
 	depth int
 	buf   []byte
+	def   string // the default namespace of the last Reset, and its bytes
+	defB  []byte
 }
 
 type binding struct {
@@ -389,7 +454,10 @@ type binding struct {
 // Reset empties the scope and sets the default namespace for unprefixed
 // elements at depth 0.
 func (s *Scope) Reset(defaultNS string) {
-	s.binds = append(s.binds[:0], binding{prefix: nil, uri: []byte(defaultNS), depth: 0})
+	if s.defB == nil || s.def != defaultNS {
+		s.def, s.defB = defaultNS, []byte(defaultNS)
+	}
+	s.binds = append(s.binds[:0], binding{prefix: nil, uri: s.defB, depth: 0})
 	s.depth = 0
 }
 
@@ -483,9 +551,11 @@ func (s *Scope) lookup(prefix []byte) ([]byte, bool) {
 	return nil, false
 }
 
-// Top is a top-level element of validated content.
+// Top is a top-level element of validated content. Space and Local alias
+// the input or the checker's buffers: they are valid until the next
+// Validate.
 type Top struct {
-	Space, Local string
+	Space, Local []byte
 	Start, End   int // offsets of the whole element in the input
 }
 
@@ -526,7 +596,7 @@ func (c *Checker) Validate(b []byte, defaultNS string, maxDepth int, tops []Top)
 				return tops, err
 			}
 			if len(c.stack) == 0 {
-				tops = append(tops, Top{Space: string(ns), Local: string(t.Local), Start: t.Start, End: t.End})
+				tops = append(tops, Top{Space: ns, Local: t.Local, Start: t.Start, End: t.End})
 			}
 			if t.Empty {
 				c.scope.Pop()

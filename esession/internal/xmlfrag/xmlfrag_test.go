@@ -10,7 +10,8 @@ import (
 )
 
 func TestValidateAccepts(t *testing.T) {
-	cases := map[string][]Top{
+	type top struct{ Space, Local string }
+	cases := map[string][]top{
 		``:                                 nil,
 		`   `:                              nil,
 		`<body>Hello, Bob!</body>        `: {{Space: "jabber:client", Local: "body"}},
@@ -34,7 +35,7 @@ func TestValidateAccepts(t *testing.T) {
 			continue
 		}
 		for i := range want {
-			if tops[i].Space != want[i].Space || tops[i].Local != want[i].Local {
+			if string(tops[i].Space) != want[i].Space || string(tops[i].Local) != want[i].Local {
 				t.Errorf("Validate(%q): top %d = %+v, want %+v", in, i, tops[i], want[i])
 			}
 			el := in[tops[i].Start:tops[i].End]
