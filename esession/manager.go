@@ -70,21 +70,39 @@ func (m *Manager) Start(peer string, opts *StartOptions) (*Session, Outbound, er
 		}
 	}
 	s := &Session{cfg: m.cfg, role: Initiator, thread: thread, peerBare: Bare(peer), peer: peer, wantE2E: !opts.Plain}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k := sessionKey{s.peerBare, thread}
-	if old, ok := m.sessions[k]; ok && old.State() != StateEnded {
-		return nil, Outbound{}, errors.New("esession: thread already in use")
-	}
-	if !m.room() {
-		return nil, Outbound{}, errors.New("esession: too many sessions")
-	}
+	// The exponentiations happen before the Manager is locked.
 	o, err := s.start()
 	if err != nil {
 		return nil, Outbound{}, err
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := sessionKey{s.peerBare, thread}
+	if _, ok := m.sessions[k]; ok {
+		s.Close()
+		return nil, Outbound{}, errors.New("esession: thread already used with this peer")
+	}
+	if !m.room() {
+		s.Close()
+		return nil, Outbound{}, errors.New("esession: too many sessions")
+	}
 	m.add(k, s)
 	return s, o, nil
+}
+
+// maxPendingPerPeer bounds the requests one peer can leave waiting for a
+// decision, so that unanswered requests cannot crowd out others.
+const maxPendingPerPeer = 4
+
+// pending counts a peer's sessions waiting for the user. m.mu is held.
+func (m *Manager) pending(peer string) int {
+	n := 0
+	for k, s := range m.sessions {
+		if k.peer == peer && s.awaitingDecision() {
+			n++
+		}
+	}
+	return n
 }
 
 // room makes room for one more session if it can, forgetting the oldest
@@ -186,7 +204,12 @@ func (m *Manager) Receive(in *Inbound) (Result, error) {
 		m.mu.Unlock()
 		return s.receive(in)
 	}
-	defer m.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			m.mu.Unlock()
+		}
+	}()
 	reject := func(reason string) (Result, error) {
 		res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: reason})
 		return res, nil
@@ -215,13 +238,17 @@ func (m *Manager) Receive(in *Inbound) (Result, error) {
 		if in.Thread == "" {
 			return reject("session request without a thread")
 		}
-		if !m.room() {
-			return reject("too many sessions")
+		if m.pending(bare) >= maxPendingPerPeer || !m.room() {
+			return reject("too many pending sessions")
 		}
 		s := &Session{cfg: m.cfg, role: Responder, thread: in.Thread, peerBare: bare, peer: in.From, bound: true}
 		m.add(sessionKey{bare, in.Thread}, s)
+		// Hold the session, not the Manager, while it answers (an
+		// automatic acceptance computes an exponentiation).
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		m.mu.Unlock()
+		locked = false
 		s.onRequest(&res, pf, in.Subscribed)
 		return res, nil
 	case in.C != nil:

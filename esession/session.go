@@ -121,6 +121,12 @@ func (s *Session) State() State {
 	return s.state()
 }
 
+func (s *Session) awaitingDecision() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.step == stepAwaitDecision
+}
+
 func (s *Session) state() State {
 	switch s.step {
 	case stepActive, stepTerminating, stepMoving:
@@ -641,7 +647,7 @@ func (s *Session) openC(res *Result, in *Inbound) (Result, error) {
 		msg = append(msg, content[last:]...)
 	}
 	if !isSpace(msg) {
-		res.Events = append(res.Events, Message{Session: s, Content: msg, Stripped: in.Other})
+		res.Events = append(res.Events, Message{Session: s, Content: msg, Stripped: stripped(in.Other)})
 	}
 	for _, pf := range ctl {
 		if s.step == stepEnded {
@@ -778,4 +784,25 @@ func contains[T comparable](list []T, v T) bool {
 		}
 	}
 	return false
+}
+
+// transport names the unencrypted siblings of <c/> that are expected and
+// carry no content: routing and processing hints (XEP-0079, XEP-0334,
+// XEP-0280, XEP-0380, XEP-0359, XEP-0203).
+var transport = map[string]bool{
+	"amp": true, "encryption": true, "no-copy": true, "no-permanent-store": true,
+	"no-store": true, "store": true, "private": true, "stanza-id": true,
+	"origin-id": true, "delay": true,
+}
+
+// stripped lists the unencrypted siblings of <c/> that were dropped and
+// could have been mistaken for content.
+func stripped(other []string) []string {
+	var out []string
+	for _, n := range other {
+		if !transport[n] {
+			out = append(out, n)
+		}
+	}
+	return out
 }

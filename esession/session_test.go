@@ -802,7 +802,7 @@ func TestUnencryptedSiblingsStripped(t *testing.T) {
 	if body, _ := m.Body(); body != "real" || bytes.Contains(m.Content, []byte("injected")) {
 		t.Errorf("content %q", m.Content)
 	}
-	if strings.Join(m.Stripped, ",") != "body,html,encryption,no-copy,no-permanent-store,private" {
+	if strings.Join(m.Stripped, ",") != "body,html" {
 		t.Errorf("stripped %v", m.Stripped)
 	}
 	// A plain message on the encrypted thread is flagged, not delivered
@@ -969,7 +969,7 @@ func TestManagerLimits(t *testing.T) {
 		t.Errorf("%d sessions", len(a.m.Sessions()))
 	}
 	if _, _, err := a.m.Start(bobJID, &StartOptions{Thread: "b"}); err == nil {
-		t.Error("live thread reused")
+		t.Error("thread reused")
 	}
 	out := a.m.TerminateAll()
 	if len(out) != 2 {
@@ -980,4 +980,24 @@ func TestManagerLimits(t *testing.T) {
 			t.Error("session left live")
 		}
 	}
+}
+
+func TestPendingLimitPerPeer(t *testing.T) {
+	a := newParty(t, aliceJID, Config{Groups: []int{14}})
+	b := newParty(t, bobJID, Config{})
+	for i := range maxPendingPerPeer + 2 {
+		_, m1, err := a.m.Start(bobJID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := deliver(t, m1, aliceJID, b.m, false)
+		_, isReq := r.Events[0].(RequestReceived)
+		if isReq != (i < maxPendingPerPeer) {
+			t.Errorf("request %d: %#v", i, r.Events)
+		}
+	}
+	// Another peer is not affected.
+	c := newParty(t, "carol@example.net/x", Config{})
+	_, m1, _ := c.m.Start(bobJID, nil)
+	eventOf[RequestReceived](t, deliver(t, m1, "carol@example.net/x", b.m, false))
 }
