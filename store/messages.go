@@ -138,62 +138,101 @@ type LogEntry struct {
 // unless the setting SettingLogPrivateSessions is "true". Notices about
 // messages that could not be read are logged whatever their mechanism:
 // they contain no plaintext.
+//
+// Each call is one transaction, committed to stable storage (about a
+// millisecond); use LogMessages for many messages at once.
 func (s *Store) LogMessage(ctx context.Context, e LogEntry) (int64, error) {
-	const op = "log message"
-	p, err := bareJID(e.Peer)
+	ids, err := s.logMessages(ctx, "log message", []LogEntry{e})
 	if err != nil {
-		return 0, wrap(op, err)
+		return 0, err
 	}
-	if e.Direction != Incoming && e.Direction != Outgoing {
-		return 0, wrap(op, fmt.Errorf("invalid direction %q", string(e.Direction)))
+	return ids[0], nil
+}
+
+// LogMessages logs several messages, for example a page of archived
+// messages fetched with MAM, in one transaction: all or none are written.
+// It returns one id per entry, with the meaning LogMessage gives it.
+func (s *Store) LogMessages(ctx context.Context, entries []LogEntry) ([]int64, error) {
+	return s.logMessages(ctx, "log messages", entries)
+}
+
+func (s *Store) logMessages(ctx context.Context, op string, entries []LogEntry) ([]int64, error) {
+	type row struct {
+		LogEntry
+		t int64
 	}
-	if e.Mechanism != "" && !e.Mechanism.valid() {
-		return 0, wrap(op, fmt.Errorf("unknown mechanism %q", string(e.Mechanism)))
+	rows := make([]row, len(entries))
+	for i, e := range entries {
+		p, err := bareJID(e.Peer)
+		if err != nil {
+			return nil, wrap(op, err)
+		}
+		if e.Direction != Incoming && e.Direction != Outgoing {
+			return nil, wrap(op, fmt.Errorf("invalid direction %q", string(e.Direction)))
+		}
+		if e.Mechanism != "" && !e.Mechanism.valid() {
+			return nil, wrap(op, fmt.Errorf("unknown mechanism %q", string(e.Mechanism)))
+		}
+		e.Peer = p
+		rows[i] = row{e, e.Time.UnixMilli()}
+		if e.Time.IsZero() {
+			rows[i].t = s.nowMillis()
+		}
 	}
-	t := e.Time.UnixMilli()
-	if e.Time.IsZero() {
-		t = s.nowMillis()
-	}
-	var id int64
-	err = s.update(ctx, op, func(tx *sql.Tx) error {
-		if (e.Mechanism == OTR || e.Mechanism == ESession) && !e.Notice {
-			var v string
-			err := tx.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, SettingLogPrivateSessions).Scan(&v)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	ids := make([]int64, len(entries))
+	err := s.update(ctx, op, func(tx *sql.Tx) error {
+		clear(ids)
+		var v string
+		err := tx.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, SettingLogPrivateSessions).Scan(&v)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		logPrivate := v == "true"
+		for i, e := range rows {
+			if (e.Mechanism == OTR || e.Mechanism == ESession) && !e.Notice && !logPrivate {
+				continue
+			}
+			if ids[i], err = s.logOne(ctx, tx, e.LogEntry, e.t); err != nil {
 				return err
 			}
-			if v != "true" {
-				return nil
-			}
 		}
-		if e.StanzaID != "" {
-			err := tx.QueryRowContext(ctx,
-				`SELECT id FROM messages WHERE peer = ? AND direction = ? AND stanza_id = ?`,
-				p, e.Direction, e.StanzaID).Scan(&id)
-			if err == nil {
-				return nil
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-		}
-		res, err := tx.ExecContext(ctx,
-			`INSERT INTO messages (stanza_id, peer, direction, mechanism, security, notice, body, time)
-			 VALUES (?, ?, ?, ?, ?, ?, x'', ?)`,
-			e.StanzaID, p, e.Direction, e.Mechanism, e.Security, e.Notice, t)
-		if err != nil {
-			return err
-		}
-		if id, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		blob, err := s.seal([]byte(e.Body), "messages", strconv.FormatInt(id, 10))
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE messages SET body = ? WHERE id = ?`, blob, id)
-		return err
+		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// logOne writes one validated entry, or finds its duplicate.
+func (s *Store) logOne(ctx context.Context, tx *sql.Tx, e LogEntry, t int64) (int64, error) {
+	var id int64
+	if e.StanzaID != "" {
+		err := tx.QueryRowContext(ctx,
+			`SELECT id FROM messages WHERE peer = ? AND direction = ? AND stanza_id = ?`,
+			e.Peer, e.Direction, e.StanzaID).Scan(&id)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return 0, err
+		}
+	}
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO messages (stanza_id, peer, direction, mechanism, security, notice, body, time)
+		 VALUES (?, ?, ?, ?, ?, ?, x'', ?)`,
+		e.StanzaID, e.Peer, e.Direction, e.Mechanism, e.Security, e.Notice, t)
+	if err != nil {
+		return 0, err
+	}
+	if id, err = res.LastInsertId(); err != nil {
+		return 0, err
+	}
+	blob, err := s.seal([]byte(e.Body), "messages", strconv.FormatInt(id, 10))
+	if err != nil {
+		return 0, err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE messages SET body = ? WHERE id = ?`, blob, id)
 	return id, err
 }
 

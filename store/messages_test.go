@@ -152,3 +152,27 @@ func TestLogPrivateSessions(t *testing.T) {
 		t.Errorf("after delete: %+v, %v", msgs, err)
 	}
 }
+
+func TestLogMessagesBatch(t *testing.T) {
+	s := openTest(t)
+	batch := []LogEntry{
+		{StanzaID: "1", Peer: "a@b.c", Direction: Incoming, Body: "one"},
+		{StanzaID: "2", Peer: "a@b.c", Direction: Incoming, Mechanism: OTR, Body: "not logged"},
+		{StanzaID: "1", Peer: "a@b.c/x", Direction: Incoming, Body: "duplicate"},
+		{StanzaID: "3", Peer: "d@e.f", Direction: Outgoing, Body: "three"},
+	}
+	ids, err := s.LogMessages(ctx, batch)
+	must(t, err)
+	if len(ids) != 4 || ids[0] == 0 || ids[1] != 0 || ids[2] != ids[0] || ids[3] == 0 {
+		t.Fatalf("ids %v", ids)
+	}
+	// One invalid entry: nothing of the batch is written.
+	_, err = s.LogMessages(ctx, []LogEntry{{Peer: "g@h.i", Direction: Incoming, Body: "x"}, {Peer: "", Direction: Incoming}})
+	if err == nil {
+		t.Fatal("invalid batch accepted")
+	}
+	msgs, err := s.Messages(ctx, "g@h.i", 0, 10)
+	if err != nil || len(msgs) != 0 {
+		t.Errorf("part of a failed batch written: %+v, %v", msgs, err)
+	}
+}

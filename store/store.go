@@ -127,8 +127,11 @@ type Store struct {
 // transaction is on stable storage before the method returns, so neither a
 // crash nor a power failure loses a committed trust decision or a
 // replaced ESession retained secret (losing the latter would break the
-// chain with the peer, who has already replaced it). Foreign keys and
-// secure_delete are on.
+// chain with the peer, who has already replaced it). The price is one
+// fsync per commit, about 1 ms on a 2026 virtual machine's disk where
+// synchronous=NORMAL would take 30 µs; that is negligible for interactive
+// use, and bulk writes such as a MAM back-fill go through LogMessages,
+// one transaction per batch. Foreign keys and secure_delete are on.
 //
 // Unlocking runs Argon2id once; keep the Store open for the life of the
 // process rather than opening it per operation.

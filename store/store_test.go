@@ -240,23 +240,25 @@ func TestKDFParamsValidated(t *testing.T) {
 }
 
 func TestCorrupt(t *testing.T) {
-	// A store with enough data to span many pages.
-	fresh := func(t *testing.T) string {
-		dir := t.TempDir()
-		s := openDir(t, dir, testOptions(testPass))
-		for i := range 200 {
-			if _, err := s.LogMessage(ctx, LogEntry{Peer: "nurse@example.org", Direction: Incoming,
-				Body: strings.Repeat("x", 500) + string(rune('a'+i%26))}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := s.Close(); err != nil {
+	// A store with enough data to span many pages, built once and
+	// copied for each case.
+	src := t.TempDir()
+	s := openDir(t, src, testOptions(testPass))
+	for i := range 200 {
+		if _, err := s.LogMessage(ctx, LogEntry{Peer: "nurse@example.org", Direction: Incoming,
+			Body: strings.Repeat("x", 500) + string(rune('a'+i%26))}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := os.Stat(filepath.Join(dir, FileName+"-wal")); err == nil {
-			t.Fatal("WAL not checkpointed on close")
-		}
-		return dir
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(src, FileName+"-wal")); err == nil {
+		t.Fatal("WAL not checkpointed on close")
+	}
+	good, err := os.ReadFile(filepath.Join(src, FileName))
+	if err != nil {
+		t.Fatal(err)
 	}
 	tests := []struct {
 		name    string
@@ -283,16 +285,12 @@ func TestCorrupt(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := fresh(t)
+			dir := t.TempDir()
 			path := filepath.Join(dir, FileName)
-			b, err := os.ReadFile(path)
-			if err != nil {
+			if err := os.WriteFile(path, tc.corrupt(path, bytes.Clone(good)), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(path, tc.corrupt(path, b), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, err = Open(dir, testOptions(testPass))
+			_, err := Open(dir, testOptions(testPass))
 			wantErr(t, err, ErrCorrupt)
 			t.Log(err)
 		})
