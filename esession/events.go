@@ -23,6 +23,10 @@ type RequestReceived struct {
 	// Subscribed is false when the requester has no presence
 	// subscription: answering at all reveals that the user is online.
 	Subscribed bool
+	// Delayed is true when the request was stored for later delivery:
+	// the requester may be gone, and answering reveals that the user was
+	// offline. XEP-0155 §4.2 suggests starting a new session instead.
+	Delayed bool
 }
 
 // Offer summarises a received request and what accepting it would do.

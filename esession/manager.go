@@ -249,7 +249,7 @@ func (m *Manager) Receive(in *Inbound) (Result, error) {
 		defer s.mu.Unlock()
 		m.mu.Unlock()
 		locked = false
-		s.onRequest(&res, pf, in.Subscribed)
+		s.onRequest(&res, pf, in)
 		return res, nil
 	case in.C != nil:
 		return reject("encrypted message for an unknown session")

@@ -34,6 +34,7 @@ const (
 	nsHints   = "urn:xmpp:hints"
 	nsCarbons = "urn:xmpp:carbons:2"
 	nsEME     = "urn:xmpp:eme:0"
+	nsDelay   = "urn:xmpp:delay"
 )
 
 // Errors callers may branch on.
@@ -95,6 +96,12 @@ type Inbound struct {
 	// us (the roster shows subscription 'from' or 'both'). XEP-0155 §10.1:
 	// without it, nothing is sent automatically in reply to a request.
 	Subscribed bool
+	// Delayed reports that the server stored the message for later
+	// delivery (it carries an XEP-0203 <delay/>). A delayed request is
+	// never accepted automatically: answering would reveal that the user
+	// had been offline, and the requester wanted an immediate session
+	// (XEP-0155 §4.2). Start a new session instead.
+	Delayed bool
 }
 
 // MaxStanza bounds the size of a stanza ParseMessage accepts.
@@ -153,6 +160,9 @@ func ParseMessage(raw []byte) (*Inbound, error) {
 			}
 			in.Error = c.Marshal(el.Space)
 		default:
+			if c.Space == nsDelay && c.Local == "delay" {
+				in.Delayed = true
+			}
 			in.Other = append(in.Other, c.Local)
 		}
 	}

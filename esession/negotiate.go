@@ -383,16 +383,16 @@ func (s *Session) evaluateE2E(f *form.Form, p *plan) []string {
 }
 
 // onRequest sets up a responder session from a request.
-func (s *Session) onRequest(res *Result, pf *parsedFeature, subscribed bool) {
+func (s *Session) onRequest(res *Result, pf *parsedFeature, in *Inbound) {
 	p := s.evaluate(pf.form)
 	s.neg = &negotiation{formA: pf.form.Canonical(), plan: p, echo: pf}
 	s.wantE2E = p.encrypted
 	s.step = stepAwaitDecision
-	if subscribed && s.cfg.autoAccept {
+	if in.Subscribed && !in.Delayed && s.cfg.autoAccept {
 		s.accept(res) //nolint:errcheck // the error is in the result
 		return
 	}
-	res.Events = append(res.Events, RequestReceived{Session: s, Offer: p.offer, Subscribed: subscribed})
+	res.Events = append(res.Events, RequestReceived{Session: s, Offer: p.offer, Subscribed: in.Subscribed, Delayed: in.Delayed})
 }
 
 // accept answers the request (Bob's message 2 for an encrypted session).

@@ -302,6 +302,13 @@ func TestAutoAcceptOnlySubscribed(t *testing.T) {
 	if len(r.Out) != 1 || len(r.Events) != 0 {
 		t.Fatalf("subscribed requester not auto-accepted: %#v", r)
 	}
+	// Nor is a request that the server stored while Bob was offline.
+	_, m1d, _ := a.m.Start(bobBare, nil)
+	m1d.Payload = append(m1d.Payload, "<delay xmlns='urn:xmpp:delay' stamp='2007-05-30T12:00:00Z'/>"...)
+	r = deliver(t, m1d, aliceJID, b.m, true)
+	if len(r.Out) != 0 || !eventOf[RequestReceived](t, r).Delayed {
+		t.Fatalf("delayed request: %#v", r)
+	}
 	// A request that cannot be accepted gets no automatic error either.
 	req := rewriteForm(t, m1, func(f *form.Form) { f.Field("modp").Options = options("5") })
 	req.Thread = "other"
@@ -1000,4 +1007,36 @@ func TestPendingLimitPerPeer(t *testing.T) {
 	c := newParty(t, "carol@example.net/x", Config{})
 	_, m1, _ := c.m.Start(bobJID, nil)
 	eventOf[RequestReceived](t, deliver(t, m1, "carol@example.net/x", b.m, false))
+}
+
+func TestDecoyRSHashes(t *testing.T) {
+	a := newParty(t, aliceJID, Config{})
+	b := newParty(t, bobJID, Config{AutoAccept: true})
+	counts := map[int]bool{}
+	for i := range 24 {
+		_, m1, _ := a.m.Start(bobJID, nil)
+		r2 := deliver(t, m1, aliceJID, b.m, true)
+		r3 := deliver(t, r2.Out[0], bobJID, a.m, true)
+		pf, err := parseFeature(r3.Out[0].Payload, NSFeatureNeg, "feature")
+		if err != nil {
+			t.Fatal(err)
+		}
+		real := 0
+		if i > 0 {
+			real = 1 // the secret retained from the previous session
+		}
+		n := len(pf.form.Field("rshashes").Values)
+		if n < real+1 || n > real+3 {
+			t.Fatalf("%d rshashes with %d real", n, real)
+		}
+		counts[n-real] = true
+		r4 := deliver(t, r3.Out[0], aliceJID, b.m, true)
+		e := eventOf[Established](t, deliver(t, r4.Out[0], bobJID, a.m, true))
+		if i > 0 && !e.SecretMatched {
+			t.Fatal("the real rshash was not among the decoys")
+		}
+	}
+	if len(counts) < 2 {
+		t.Errorf("decoy count never varies: %v", counts)
+	}
 }

@@ -113,11 +113,11 @@ func TestOutboundStanza(t *testing.T) {
 
 func TestMessageBody(t *testing.T) {
 	for in, want := range map[string]string{
-		"<body>a &amp; b<![CDATA[<c>]]></body>":             "a & b<c>",
+		"<body>a &amp; b<![CDATA[<c>]]></body>":              "a & b<c>",
 		"<x xmlns='urn:x'><body>no</body></x><body>y</body>": "y",
-		"<body xmlns='urn:other'>no</body>":                 "",
-		"<body/>":                                           "",
-		"<body>a<b>skip</b>c</body>":                        "ac",
+		"<body xmlns='urn:other'>no</body>":                  "",
+		"<body/>":                                            "",
+		"<body>a<b>skip</b>c</body>":                         "ac",
 	} {
 		got, _ := Message{Content: []byte(in)}.Body()
 		if got != want {
