@@ -99,14 +99,14 @@ func BenchmarkMessagesPage(b *testing.B) {
 func BenchmarkReplaceRetainedSecret(b *testing.B) {
 	s := openTest(b)
 	prev := []byte("secret 0")
-	if err := s.ReplaceRetainedSecret(ctx, "a@b.c", nil, prev, false); err != nil {
+	if err := s.ReplaceRetainedSecret(ctx, "a@b.c", nil, RetainedSecret{Value: prev}); err != nil {
 		b.Fatal(err)
 	}
 	i := 0
 	for b.Loop() {
 		i++
 		next := []byte(fmt.Sprint("secret ", i))
-		if err := s.ReplaceRetainedSecret(ctx, "a@b.c", prev, next, false); err != nil {
+		if err := s.ReplaceRetainedSecret(ctx, "a@b.c", prev, RetainedSecret{Value: next}); err != nil {
 			b.Fatal(err)
 		}
 		prev = next

@@ -72,8 +72,8 @@
 //     AKE; SMP success marks them Verified (SetTrust).
 //   - ESession: XEP-0116 public keys are recorded Undecided and marked
 //     Verified after SAS confirmation; the XEP-0217 retained-secret chain
-//     carries its own verified flag (ReplaceRetainedSecret,
-//     MarkRetainedSecretVerified).
+//     carries its own verified flag, set by ReplaceRetainedSecret after
+//     SAS confirmation and carried along the chain.
 //
 // A new key for a contact who already had one for the same mechanism is
 // always reported: RecordSeenKey returns a KeyChange and the change stays

@@ -19,13 +19,14 @@ type RetainedSecret struct {
 	// confirmed by comparing the SAS: XEP-0217 asks clients to remember
 	// this and to keep reminding the user until it is.
 	Verified bool
-	Created  time.Time // when the chain was started
-	Updated  time.Time // when this value replaced the previous one
+	// Created is when the secret was computed; the engine ignores
+	// secrets older than its configured lifetime.
+	Created time.Time
 }
 
 // RetainedSecrets returns the retained secrets shared with peer (a bare
-// JID), most recently updated first. The values are decrypted; the caller
-// should clear them after use.
+// JID), newest first. The values are decrypted; the caller should clear
+// them after use.
 func (s *Store) RetainedSecrets(ctx context.Context, peer string) ([]RetainedSecret, error) {
 	const op = "retained secrets"
 	p, err := bareJID(peer)
@@ -43,71 +44,58 @@ func (s *Store) RetainedSecrets(ctx context.Context, peer string) ([]RetainedSec
 	return out, err
 }
 
-// ReplaceRetainedSecret stores the new retained secret computed at the end
-// of an ESession negotiation. If old is nil, next starts a new chain with
-// peer; otherwise the stored secret equal to old is replaced by next, in
-// one transaction, and ErrNotFound is returned (nothing changed) if none
-// is equal. verified is stored with next: pass the old secret's Verified
-// flag or'ed with whether the SAS was confirmed in this session.
+// ReplaceRetainedSecret stores the retained secret computed at the end of
+// an ESession negotiation, in one transaction: the stored secret equal to
+// old (compared in constant time) is destroyed and next takes its place;
+// if old is nil or no stored secret equals it, next is added as a new
+// chain. Confirming the SAS of a session is a replacement of a secret by
+// itself with Verified set. A zero next.Created means now.
 //
-// The methods RetainedSecrets and ReplaceRetainedSecret are what an
-// esession RetainedSecrets adapter needs: Lookup maps to RetainedSecrets,
-// Replace to ReplaceRetainedSecret.
-func (s *Store) ReplaceRetainedSecret(ctx context.Context, peer string, old, next []byte, verified bool) error {
+// These semantics are those of the esession.RetainedSecrets interface, so
+// an adapter maps Lookup to RetainedSecrets and Replace to
+// ReplaceRetainedSecret, copying between [32]byte and []byte and
+// supplying a context.
+func (s *Store) ReplaceRetainedSecret(ctx context.Context, peer string, old []byte, next RetainedSecret) error {
 	const op = "replace retained secret"
 	p, err := bareJID(peer)
 	if err != nil {
 		return wrap(op, err)
 	}
-	if len(next) == 0 {
+	if len(next.Value) == 0 {
 		return wrap(op, errors.New("empty retained secret"))
 	}
+	created := next.Created.UnixMilli()
+	if next.Created.IsZero() {
+		created = s.nowMillis()
+	}
 	return s.update(ctx, op, func(tx *sql.Tx) error {
-		now := s.nowMillis()
 		var id int64
-		if old == nil {
+		if old != nil {
+			r, err := s.findRetained(ctx, tx, p, old)
+			switch {
+			case err == nil:
+				id = r.id
+			case !errors.Is(err, ErrNotFound):
+				return err
+			}
+		}
+		if id == 0 {
 			res, err := tx.ExecContext(ctx,
-				`INSERT INTO retained_secrets (peer, secret, verified, created, updated) VALUES (?, x'', ?, ?, ?)`,
-				p, verified, now, now)
+				`INSERT INTO retained_secrets (peer, secret, verified, created) VALUES (?, x'', 0, 0)`, p)
 			if err != nil {
 				return err
 			}
 			if id, err = res.LastInsertId(); err != nil {
 				return err
 			}
-		} else {
-			r, err := s.findRetained(ctx, tx, p, old)
-			if err != nil {
-				return err
-			}
-			id = r.id
 		}
-		blob, err := s.seal(next, "retained_secrets", p, strconv.FormatInt(id, 10))
+		blob, err := s.seal(next.Value, "retained_secrets", p, strconv.FormatInt(id, 10))
 		if err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx,
-			`UPDATE retained_secrets SET secret = ?, verified = ?, updated = ? WHERE id = ?`,
-			blob, verified, now, id)
-		return err
-	})
-}
-
-// MarkRetainedSecretVerified sets the verified flag of the retained secret
-// equal to value, after the user confirmed the SAS of the session that
-// produced it. ErrNotFound if no stored secret is equal.
-func (s *Store) MarkRetainedSecretVerified(ctx context.Context, peer string, value []byte) error {
-	const op = "mark retained secret verified"
-	p, err := bareJID(peer)
-	if err != nil {
-		return wrap(op, err)
-	}
-	return s.update(ctx, op, func(tx *sql.Tx) error {
-		r, err := s.findRetained(ctx, tx, p, value)
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE retained_secrets SET verified = 1 WHERE id = ?`, r.id)
+			`UPDATE retained_secrets SET secret = ?, verified = ?, created = ? WHERE id = ?`,
+			blob, next.Verified, created, id)
 		return err
 	})
 }
@@ -133,8 +121,8 @@ type retainedRow struct {
 
 func (s *Store) retained(ctx context.Context, q querier, peer string) ([]retainedRow, error) {
 	rows, err := q.QueryContext(ctx,
-		`SELECT id, secret, verified, created, updated FROM retained_secrets
-		 WHERE peer = ? ORDER BY updated DESC, id DESC`, peer)
+		`SELECT id, secret, verified, created FROM retained_secrets
+		 WHERE peer = ? ORDER BY created DESC, id DESC`, peer)
 	if err != nil {
 		return nil, err
 	}
@@ -143,8 +131,8 @@ func (s *Store) retained(ctx context.Context, q querier, peer string) ([]retaine
 	for rows.Next() {
 		var r retainedRow
 		var blob []byte
-		var created, updated int64
-		if err := rows.Scan(&r.id, &blob, &r.Verified, &created, &updated); err != nil {
+		var created int64
+		if err := rows.Scan(&r.id, &blob, &r.Verified, &created); err != nil {
 			return nil, err
 		}
 		v, err := s.open(blob, "retained_secrets", peer, strconv.FormatInt(r.id, 10))
@@ -153,7 +141,7 @@ func (s *Store) retained(ctx context.Context, q querier, peer string) ([]retaine
 			return nil, err
 		}
 		r.Value = v
-		r.Created, r.Updated = fromMillis(created), fromMillis(updated)
+		r.Created = fromMillis(created)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {

@@ -73,6 +73,7 @@ func Example() {
 // An ESession engine keeps XEP-0217 retained secrets through these
 // methods: look the peer's secrets up, then replace the one that matched
 // with the new secret, carrying the "SAS verified" flag along the chain.
+// Confirming a SAS replaces a secret by itself with Verified set.
 func ExampleStore_ReplaceRetainedSecret() {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "balcony-example")
@@ -87,8 +88,11 @@ func ExampleStore_ReplaceRetainedSecret() {
 	defer s.Close()
 
 	const peer = "romeo@montague.lit"
-	// First session: no secret yet; the user confirms the SAS.
-	if err := s.ReplaceRetainedSecret(ctx, peer, nil, []byte("secret 1"), true); err != nil {
+	// First session: no secret yet. Then the user confirms the SAS.
+	if err := s.ReplaceRetainedSecret(ctx, peer, nil, store.RetainedSecret{Value: []byte("secret 1")}); err != nil {
+		log.Fatal(err)
+	}
+	if err := s.ReplaceRetainedSecret(ctx, peer, []byte("secret 1"), store.RetainedSecret{Value: []byte("secret 1"), Verified: true}); err != nil {
 		log.Fatal(err)
 	}
 	// Second session: secret 1 matched (srshash), so the chain continues.
@@ -96,7 +100,8 @@ func ExampleStore_ReplaceRetainedSecret() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := s.ReplaceRetainedSecret(ctx, peer, old[0].Value, []byte("secret 2"), old[0].Verified); err != nil {
+	next := store.RetainedSecret{Value: []byte("secret 2"), Verified: old[0].Verified}
+	if err := s.ReplaceRetainedSecret(ctx, peer, old[0].Value, next); err != nil {
 		log.Fatal(err)
 	}
 	now, err := s.RetainedSecrets(ctx, peer)

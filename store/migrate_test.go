@@ -49,7 +49,7 @@ var fixtures = []struct {
 		_, err := s.RecordSeenKey(ctx, "romeo@montague.lit", OX, strings.Repeat("D", 40), []byte("ox pub"))
 		must(t, err)
 		must(t, s.SetTrust(ctx, "romeo@montague.lit", OX, strings.Repeat("D", 40), Verified))
-		must(t, s.ReplaceRetainedSecret(ctx, "romeo@montague.lit", nil, []byte("srs"), true))
+		must(t, s.ReplaceRetainedSecret(ctx, "romeo@montague.lit", nil, RetainedSecret{Value: []byte("srs"), Verified: true}))
 		_, err = s.Enqueue(ctx, "romeo@montague.lit", "wherefore art thou", OX)
 		must(t, err)
 		_, err = s.OTRInstanceTag(ctx)

@@ -100,7 +100,7 @@ func crashWriter() error {
 			return err
 		}
 		fmt.Println("own", i)
-		if err := s.ReplaceRetainedSecret(ctx, crashSRSPeer, prev, crashSRS(i), i%2 == 0); err != nil {
+		if err := s.ReplaceRetainedSecret(ctx, crashSRSPeer, prev, RetainedSecret{Value: crashSRS(i), Verified: i%2 == 0}); err != nil {
 			return err
 		}
 		prev = crashSRS(i)

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestAccount(t *testing.T) {
@@ -110,6 +111,7 @@ func TestOwnKeys(t *testing.T) {
 func TestRetainedSecrets(t *testing.T) {
 	s := openTest(t)
 	const peer = "romeo@montague.lit"
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	lookup := func() string {
 		t.Helper()
 		rs, err := s.RetainedSecrets(ctx, peer+"/orchard")
@@ -124,40 +126,51 @@ func TestRetainedSecrets(t *testing.T) {
 		}
 		return strings.Join(parts, ",")
 	}
+	replace := func(old string, next string, verified bool, minutes int) {
+		t.Helper()
+		var o []byte
+		if old != "" {
+			o = []byte(old)
+		}
+		must(t, s.ReplaceRetainedSecret(ctx, peer, o, RetainedSecret{Value: []byte(next), Verified: verified,
+			Created: t0.Add(time.Duration(minutes) * time.Minute)}))
+	}
 	if got := lookup(); got != "" {
 		t.Fatalf("no chain yet: %q", got)
 	}
-	must(t, s.ReplaceRetainedSecret(ctx, peer, nil, []byte("rs1"), false))
+	replace("", "rs1", false, 1)
 	if got := lookup(); got != "rs1" {
 		t.Fatalf("after first session: %q", got)
 	}
-	// SAS confirmed in the first session.
-	must(t, s.MarkRetainedSecretVerified(ctx, peer, []byte("rs1")))
+	// SAS confirmed in the first session: replaced by itself, verified.
+	replace("rs1", "rs1", true, 1)
 	if got := lookup(); got != "rs1+" {
 		t.Fatalf("after SAS: %q", got)
 	}
 	// Second session continues the chain and keeps the flag.
-	must(t, s.ReplaceRetainedSecret(ctx, peer, []byte("rs1"), []byte("rs2"), true))
-	if got := lookup(); got != "rs2+" {
-		t.Fatalf("after second session: %q", got)
+	replace("rs1", "rs2", true, 2)
+	rs, err := s.RetainedSecrets(ctx, peer)
+	must(t, err)
+	if len(rs) != 1 || string(rs[0].Value) != "rs2" || !rs[0].Created.Equal(t0.Add(2*time.Minute)) {
+		t.Fatalf("after second session: %+v", rs)
 	}
-	// Replacing a secret that is not stored changes nothing.
-	wantErr(t, s.ReplaceRetainedSecret(ctx, peer, []byte("rs1"), []byte("rs3"), false), ErrNotFound)
-	wantErr(t, s.MarkRetainedSecretVerified(ctx, peer, []byte("rs1")), ErrNotFound)
-	if got := lookup(); got != "rs2+" {
-		t.Fatalf("after a failed replace: %q", got)
-	}
-	// Another client of the peer: a second chain, unverified.
-	must(t, s.ReplaceRetainedSecret(ctx, peer, nil, []byte("other"), false))
+	// Another client of the peer, or an old secret that is gone: a
+	// second chain, unverified; newest first.
+	replace("rs1", "other", false, 3)
 	if got := lookup(); got != "other,rs2+" {
 		t.Fatalf("two chains: %q", got)
 	}
-	if err := s.ReplaceRetainedSecret(ctx, peer, nil, nil, false); err == nil {
+	replace("rs2", "rs3", true, 4)
+	if got := lookup(); got != "rs3+,other" {
+		t.Fatalf("after third session: %q", got)
+	}
+	if err := s.ReplaceRetainedSecret(ctx, peer, nil, RetainedSecret{}); err == nil {
 		t.Error("empty secret accepted")
 	}
-	// Other peers are separate.
-	rs, err := s.RetainedSecrets(ctx, "mercutio@montague.lit")
-	if err != nil || len(rs) != 0 {
+	// A zero Created means now.
+	must(t, s.ReplaceRetainedSecret(ctx, "mercutio@montague.lit", nil, RetainedSecret{Value: []byte("m")}))
+	rs, err = s.RetainedSecrets(ctx, "mercutio@montague.lit")
+	if err != nil || len(rs) != 1 || time.Since(rs[0].Created) > time.Minute {
 		t.Errorf("other peer: %+v, %v", rs, err)
 	}
 	must(t, s.ForgetRetainedSecrets(ctx, peer))
@@ -220,7 +233,7 @@ func populated(t *testing.T) *Store {
 	must(t, s.SetAccount(ctx, Account{JID: "a@b.c"}))
 	must(t, s.SetPassword(ctx, []byte("pw")))
 	must(t, s.AddOwnKey(ctx, OwnKey{Mechanism: OX, Fingerprint: fpr('A')}, []byte("s")))
-	must(t, s.ReplaceRetainedSecret(ctx, "d@e.f", nil, []byte("rs"), false))
+	must(t, s.ReplaceRetainedSecret(ctx, "d@e.f", nil, RetainedSecret{Value: []byte("rs")}))
 	_, err := s.Enqueue(ctx, "d@e.f", "queued", "")
 	must(t, err)
 	_, err = s.LogMessage(ctx, LogEntry{Peer: "d@e.f", Direction: Incoming, Body: "hi"})

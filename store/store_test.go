@@ -384,7 +384,7 @@ func TestSecretsNotInFile(t *testing.T) {
 	steps := []error{
 		s.SetPassword(ctx, []byte(marker+"password")),
 		s.AddOwnKey(ctx, OwnKey{Mechanism: OX, Fingerprint: strings.Repeat("1", 40), Public: []byte("public")}, []byte(marker+"ox")),
-		s.ReplaceRetainedSecret(ctx, "romeo@example.net", nil, []byte(marker+"srs"), false),
+		s.ReplaceRetainedSecret(ctx, "romeo@example.net", nil, RetainedSecret{Value: []byte(marker + "srs")}),
 	}
 	_, err := s.Enqueue(ctx, "romeo@example.net", marker+"outbox", OX)
 	steps = append(steps, err)

@@ -109,8 +109,7 @@ type KeyEvent struct {
 //     comparison marks it Verified with SetTrust.
 //   - ESession: public keys (XEP-0116) are recorded Undecided; a confirmed
 //     SAS marks them Verified with SetTrust. The retained-secret chain of
-//     XEP-0217 has its own verified flag (ReplaceRetainedSecret,
-//     MarkRetainedSecretVerified).
+//     XEP-0217 has its own verified flag (RetainedSecret.Verified).
 //
 // In every mechanism a further key for a contact is reported as a
 // KeyChange.

@@ -80,13 +80,13 @@ CREATE TABLE otr_instance (
 ) STRICT;
 
 -- ESession (XEP-0217) retained secrets shared with a peer's clients.
+-- created is when the secret was computed (it expires after a lifetime).
 CREATE TABLE retained_secrets (
 	id       INTEGER PRIMARY KEY,
 	peer     TEXT NOT NULL,
 	secret   BLOB NOT NULL, -- sealed
 	verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),
-	created  INTEGER NOT NULL,
-	updated  INTEGER NOT NULL
+	created  INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX retained_secrets_peer ON retained_secrets (peer);
 
