@@ -114,7 +114,7 @@ func (a *ake) startCommit(r io.Reader, version uint16, h header) ([]byte, error)
 	}
 	a.version = version
 	a.ours = x
-	a.ourMPI = appendMPIInt(nil, x.pub)
+	a.ourMPI = x.pubMPI
 	enc := make([]byte, len(a.ourMPI))
 	var iv [16]byte
 	aesCTR(a.r[:], &iv, enc, a.ourMPI)
@@ -135,7 +135,7 @@ func (a *ake) replyDHKey(r io.Reader, version uint16, h header, m *dhCommit) ([]
 	}
 	a.version = version
 	a.ours = y
-	a.ourMPI = appendMPIInt(nil, y.pub)
+	a.ourMPI = y.pubMPI
 	a.theirEncGx = bytes.Clone(m.encGx)
 	a.theirHashGx = bytes.Clone(m.hashGx)
 	h.version, h.typ = version, msgDHKey

@@ -298,7 +298,7 @@ func TestReAKE(t *testing.T) {
 
 func parseDataMsg(t testing.TB, msg []byte) *dataMsg {
 	t.Helper()
-	bin, ok := decode(msg)
+	bin, ok := decode(msg, nil)
 	if !ok {
 		t.Fatalf("not encoded: %.30q", msg)
 	}
@@ -314,7 +314,7 @@ func parseDataMsg(t testing.TB, msg []byte) *dataMsg {
 // encodes it again.
 func rewrite(t testing.TB, msg []byte, f func(bin []byte) []byte) []byte {
 	t.Helper()
-	bin, ok := decode(msg)
+	bin, ok := decode(msg, nil)
 	if !ok {
 		t.Fatalf("not encoded: %.30q", msg)
 	}

@@ -110,6 +110,8 @@ type Conversation struct {
 	smp   smp
 	frag  reassembler
 
+	scratch []byte // decoded incoming messages
+
 	// the most recent session, kept for display after it ends
 	version  int
 	theirKey *PublicKey
@@ -393,13 +395,11 @@ func (c *Conversation) AbortSMP() ([][]byte, error) {
 // sealMessage encrypts text and TLVs in a data message and returns it
 // encoded and fragmented, with the keys used.
 func (c *Conversation) sealMessage(text []byte, tlvs []tlv, flags byte) ([][]byte, *dataKeys, error) {
-	pt := buildPlaintext(text, tlvs)
 	if len(c.oldMACs) > 0 {
 		c.sess.oldMACs = append(c.sess.oldMACs, c.oldMACs...)
 		c.oldMACs = nil
 	}
-	bin, k, err := c.sess.seal(c.rand, header{sender: c.ourTag, receiver: c.theirTag}, flags, pt)
-	clear(pt)
+	bin, k, err := c.sess.seal(c.rand, header{sender: c.ourTag, receiver: c.theirTag}, flags, text, tlvs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -573,10 +573,11 @@ func (c *Conversation) receiveFragment(out *Received, msg []byte) error {
 }
 
 func (c *Conversation) receiveEncoded(out *Received, msg []byte) error {
-	bin, ok := decode(msg)
+	bin, ok := decode(msg, c.scratch)
 	if !ok {
 		return c.malformed(out)
 	}
+	c.scratch = bin // reused: nothing below keeps a reference to bin
 	h, body, ok := parseMessage(bin)
 	if !ok {
 		return c.malformed(out)

@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/sha256"
+	"crypto/subtle"
 	"io"
 	"math/big"
 
@@ -25,9 +26,10 @@ const dhExpLen = 40
 
 // dhKeyPair is one of our DH key pairs.
 type dhKeyPair struct {
-	id   uint32
-	priv []byte // dhExpLen bytes, secret
-	pub  *big.Int
+	id     uint32
+	priv   []byte // dhExpLen bytes, secret
+	pub    *big.Int
+	pubMPI []byte // MPI encoding of pub
 }
 
 func (k *dhKeyPair) wipe() {
@@ -41,7 +43,8 @@ func newDHKeyPair(r io.Reader, id uint32) (*dhKeyPair, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dhKeyPair{id: id, priv: x, pub: group.Public(x)}, nil
+	pub := group.Public(x)
+	return &dhKeyPair{id: id, priv: x, pub: pub, pubMPI: appendMPIInt(nil, pub)}, nil
 }
 
 // checkPublic checks a received DH public value: 2 <= v <= p-2
@@ -82,5 +85,34 @@ func aesCTR(key []byte, iv *[16]byte, out, in []byte) {
 	if err != nil {
 		panic("otr: " + err.Error()) // key is always 16 bytes
 	}
-	cipher.NewCTR(block, iv[:]).XORKeyStream(out, in)
+	xorCTR(block, iv, out, in, new([32]byte))
+}
+
+// ctrShortMax is the length up to which xorCTR works block by block.
+const ctrShortMax = 512
+
+// xorCTR XORs src with the counter-mode keystream of block for the initial
+// counter block iv (a 128-bit big-endian counter) into dst, which may be
+// src itself. Messages up to ctrShortMax bytes, the usual chat message, are
+// done block by block in tmp, without allocating; longer ones use
+// crypto/cipher's pipelined CTR.
+func xorCTR(block cipher.Block, iv *[16]byte, dst, src []byte, tmp *[32]byte) {
+	if len(src) > ctrShortMax {
+		cipher.NewCTR(block, iv[:]).XORKeyStream(dst, src)
+		return
+	}
+	ctr, ks := tmp[:16], tmp[16:]
+	copy(ctr, iv[:])
+	for len(src) > 0 {
+		block.Encrypt(ks, ctr)
+		n := subtle.XORBytes(dst, src, ks)
+		dst, src = dst[n:], src[n:]
+		for i := 15; i >= 0; i-- {
+			ctr[i]++
+			if ctr[i] != 0 {
+				break
+			}
+		}
+	}
+	clear(tmp[:])
 }

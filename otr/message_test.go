@@ -115,7 +115,7 @@ func TestParseFragmentSpecExample(t *testing.T) {
 	if !ok || s != 0x5a73a599 || r2 != 0x27e31597 {
 		t.Fatalf("InstanceTags(fragment) = %x %x %v", s, r2, ok)
 	}
-	bin, _ := decode([]byte(want))
+	bin, _ := decode([]byte(want), nil)
 	h, _, _ := parseMessage(bin)
 	s, r2, ok = InstanceTags([]byte(want))
 	if !ok || s != h.sender || r2 != h.receiver || h.sender != 0x27e31599 {

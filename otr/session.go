@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"math/big"
+	"slices"
 )
 
 // theirDH is one of the peer's DH public keys.
@@ -31,6 +32,11 @@ type dataKeys struct {
 	recvHMAC         hash.Hash
 	sendCtr, recvCtr uint64 // top halves of the last counters used/seen
 	recvUsed         bool   // recvMAC verified a message: reveal it when retired
+
+	// scratch space, so that sealing and opening do not allocate
+	iv  [16]byte
+	tmp [32]byte
+	sum [sha1.Size]byte
 }
 
 func (k *dataKeys) wipe() {
@@ -83,6 +89,7 @@ type session struct {
 
 	keys    []*dataKeys // at most the four pairs of current keys
 	oldMACs []byte      // receiving MAC keys of retired pairs, to reveal
+	buf     []byte      // scratch space for outgoing messages
 }
 
 func newSession(res *akeResult) *session {
@@ -111,6 +118,7 @@ func (s *session) wipe() {
 	s.ourPrev.wipe()
 	s.ourCur.wipe()
 	s.ourPrev, s.ourCur = nil, nil
+	clear(s.buf[:cap(s.buf)])
 }
 
 func (s *session) retire(k *dataKeys) {
@@ -166,35 +174,50 @@ func (s *session) sendKeys(r io.Reader) (*dataKeys, error) {
 	return s.pair(s.ourPrev, s.theirCur)
 }
 
-// seal builds a data message carrying plaintext (Protocol-v3 "When you
-// send a Data Message"). It returns the binary message and the keys used.
-func (s *session) seal(r io.Reader, h header, flags byte, plaintext []byte) ([]byte, *dataKeys, error) {
+// seal builds a data message carrying text and TLV records (Protocol-v3
+// "When you send a Data Message") in the session's scratch buffer, valid
+// until the next call. It returns the binary message and the keys used.
+func (s *session) seal(r io.Reader, h header, flags byte, text []byte, tlvs []tlv) ([]byte, *dataKeys, error) {
 	k, err := s.sendKeys(r)
 	if err != nil {
 		return nil, nil, err
 	}
 	k.sendCtr++
 	h.version, h.typ = s.version, msgData
-	nextLen := (s.ourCur.pub.BitLen() + 7) / 8
-	b := make([]byte, 0, h.len()+1+8+4+nextLen+8+4+len(plaintext)+macLen+4+len(s.oldMACs))
+	ptLen := len(text)
+	if len(tlvs) > 0 {
+		ptLen++
+		for _, t := range tlvs {
+			ptLen += 4 + len(t.value)
+		}
+	}
+	b := slices.Grow(s.buf[:0], h.len()+1+8+len(s.ourCur.pubMPI)+8+4+ptLen+macLen+4+len(s.oldMACs))
 	b = appendHeader(b, h)
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint32(b, s.ourPrev.id)
 	b = binary.BigEndian.AppendUint32(b, s.theirCur.id)
-	b = appendMPIInt(b, s.ourCur.pub)
-	var iv [16]byte
+	b = append(b, s.ourCur.pubMPI...)
+	iv := &k.iv
+	*iv = [16]byte{}
 	binary.BigEndian.PutUint64(iv[:8], k.sendCtr)
 	b = append(b, iv[:8]...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(plaintext)))
+	b = binary.BigEndian.AppendUint32(b, uint32(ptLen))
 	start := len(b)
-	b = b[:start+len(plaintext)]
-	cipher.NewCTR(k.sendBlock, iv[:]).XORKeyStream(b[start:], plaintext)
+	b = append(b, text...)
+	if len(tlvs) > 0 {
+		b = append(b, 0)
+		for _, t := range tlvs {
+			b = appendTLV(b, t)
+		}
+	}
+	xorCTR(k.sendBlock, iv, b[start:], b[start:], &k.tmp)
 	k.sendHMAC.Reset()
 	k.sendHMAC.Write(b)
 	b = k.sendHMAC.Sum(b)
 	b = appendData(b, s.oldMACs)
 	// Revealed keys are sent once.
 	s.oldMACs = s.oldMACs[:0]
+	s.buf = b
 	return b, k, nil
 }
 
@@ -230,10 +253,9 @@ func (s *session) open(h header, bin []byte) ([]byte, *dataKeys, error) {
 		return nil, nil, ErrInvalidMessage
 	}
 	// The MAC first, then everything else.
-	var sum [sha1.Size]byte
 	k.recvHMAC.Reset()
 	k.recvHMAC.Write(m.authenticated)
-	if subtle.ConstantTimeCompare(k.recvHMAC.Sum(sum[:0]), m.mac) != 1 {
+	if subtle.ConstantTimeCompare(k.recvHMAC.Sum(k.sum[:0]), m.mac) != 1 {
 		return nil, nil, ErrInvalidMessage
 	}
 	ctr := binary.BigEndian.Uint64(m.ctr[:])
@@ -248,9 +270,10 @@ func (s *session) open(h header, bin []byte) ([]byte, *dataKeys, error) {
 		}
 	}
 	out := make([]byte, len(m.enc))
-	var iv [16]byte
+	iv := &k.iv
+	*iv = [16]byte{}
 	copy(iv[:8], m.ctr[:])
-	cipher.NewCTR(k.recvBlock, iv[:]).XORKeyStream(out, m.enc)
+	xorCTR(k.recvBlock, iv, out, m.enc, &k.tmp)
 
 	// Accepted: update counters and rotate keys.
 	k.recvCtr = ctr

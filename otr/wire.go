@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"math/big"
+	"slices"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -150,11 +151,12 @@ func encode(bin []byte) []byte {
 	return out
 }
 
-// decode extracts and decodes the first "?OTR:...." message in msg. Like
+// decode extracts and decodes the first "?OTR:...." message in msg,
+// appending the binary form to dst[:0]. Like
 // libotr it finds the prefix anywhere (clients may wrap it in markup) and
 // requires the terminating dot. Whitespace inside the base64 text is
 // tolerated because some transports wrap long lines.
-func decode(msg []byte) ([]byte, bool) {
+func decode(msg, dst []byte) ([]byte, bool) {
 	i := bytes.Index(msg, encodedPrefix)
 	if i < 0 {
 		return nil, false
@@ -174,7 +176,8 @@ func decode(msg []byte) ([]byte, bool) {
 			return r
 		}, b64)
 	}
-	out := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
+	out := slices.Grow(dst[:0], base64.StdEncoding.DecodedLen(len(b64)))
+	out = out[:base64.StdEncoding.DecodedLen(len(b64))]
 	n, err := base64.StdEncoding.Decode(out, b64)
 	if err != nil {
 		return nil, false

@@ -2,6 +2,8 @@ package otr
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"math/big"
 	"testing"
 
@@ -41,19 +43,19 @@ func TestEncodeDecode(t *testing.T) {
 		t.Fatalf("encode: %q", enc)
 	}
 	wrapped := append(append([]byte("<b>"), enc...), "</b>"...)
-	got, ok := decode(wrapped)
+	got, ok := decode(wrapped, nil)
 	if !ok || !bytes.Equal(got, bin) {
 		t.Fatalf("decode(%q) = %x, %v", wrapped, got, ok)
 	}
 	// line-wrapped base64 still decodes
 	split := append(append(append([]byte{}, enc[:10]...), "\r\n"...), enc[10:]...)
-	if got, ok := decode(split); !ok || !bytes.Equal(got, bin) {
+	if got, ok := decode(split, nil); !ok || !bytes.Equal(got, bin) {
 		t.Fatalf("decode of wrapped base64 failed")
 	}
-	if _, ok := decode(enc[:len(enc)-1]); ok {
+	if _, ok := decode(enc[:len(enc)-1], nil); ok {
 		t.Error("decode accepted a message without the final dot")
 	}
-	if _, ok := decode([]byte("?OTR:!!!!.")); ok {
+	if _, ok := decode([]byte("?OTR:!!!!."), nil); ok {
 		t.Error("decode accepted invalid base64")
 	}
 }
@@ -145,8 +147,36 @@ func FuzzParseMessage(f *testing.F) {
 		if !bytes.Equal(re, bin) {
 			t.Fatalf("round trip differs:\n in %x\nout %x", bin, re)
 		}
-		if _, ok := decode(encode(bin)); !ok {
+		if _, ok := decode(encode(bin), nil); !ok {
 			t.Fatal("encode/decode failed")
 		}
 	})
+}
+
+func TestXorCTRMatchesCrypto(t *testing.T) {
+	block, _ := aes.NewCipher(bytes.Repeat([]byte{7}, 16))
+	src := make([]byte, 2*ctrShortMax+17)
+	for i := range src {
+		src[i] = byte(i * 31)
+	}
+	for _, iv := range [][16]byte{
+		{},
+		{0, 0, 0, 0, 0, 0, 0, 9},
+		{1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe}, // carry into the top half
+	} {
+		for _, n := range []int{0, 1, 15, 16, 17, 100, ctrShortMax, ctrShortMax + 1, len(src)} {
+			want := make([]byte, n)
+			cipher.NewCTR(block, iv[:]).XORKeyStream(want, src[:n])
+			got := make([]byte, n)
+			xorCTR(block, &iv, got, src[:n], new([32]byte))
+			if !bytes.Equal(got, want) {
+				t.Fatalf("iv %x, %d bytes: keystream differs", iv, n)
+			}
+			inPlace := bytes.Clone(src[:n])
+			xorCTR(block, &iv, inPlace, inPlace, new([32]byte))
+			if !bytes.Equal(inPlace, want) {
+				t.Fatalf("iv %x, %d bytes: in place differs", iv, n)
+			}
+		}
+	}
 }
