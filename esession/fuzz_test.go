@@ -95,7 +95,7 @@ func FuzzReceive(f *testing.F) {
 func checkResult(t *testing.T, res Result, err error) {
 	t.Helper()
 	var ne *NegotiationError
-	if err != nil && !errors.Is(err, ErrAuthentication) && !errors.As(err, &ne) {
+	if err != nil && !errors.Is(err, ErrAuthentication) && !errors.Is(err, ErrProtocol) && !errors.As(err, &ne) {
 		t.Fatalf("unexpected error type %T: %v", err, err)
 	}
 	for _, o := range res.Out {

@@ -49,6 +49,9 @@ var (
 	// ErrState reports an operation the session's state does not allow,
 	// such as sending before the negotiation completed.
 	ErrState = errors.New("esession: operation not allowed in this session state")
+	// ErrProtocol reports a plain (unencrypted) session ended by a
+	// negotiation message that had no place in it.
+	ErrProtocol = errors.New("esession: unexpected negotiation message")
 	// ErrNotSupported reports an operation this implementation does not
 	// offer for the session (for example moving an encrypted session).
 	ErrNotSupported = errors.New("esession: not supported")

@@ -494,8 +494,9 @@ func (s *Session) onAnswer(res *Result, in *Inbound, pf *parsedFeature) (Result,
 	f := pf.form
 	acc, err := f.Field("accept").Bool()
 	if err != nil {
-		s.fail(res, "malformed answer", ErrAuthentication)
-		return *res, ErrAuthentication
+		err := s.violation()
+		s.fail(res, "malformed answer", err)
+		return *res, err
 	}
 	// XEP-0155 §4.2: the session is bound to the resource that answers.
 	s.peer, s.bound = in.From, true
@@ -689,8 +690,9 @@ func (s *Session) onComplete(res *Result, pf *parsedFeature) (Result, error) {
 	f := pf.form
 	acc, err := f.Field("accept").Bool()
 	if err != nil {
-		s.fail(res, "malformed completion", ErrAuthentication)
-		return *res, ErrAuthentication
+		err := s.violation()
+		s.fail(res, "malformed completion", err)
+		return *res, err
 	}
 	if !acc {
 		s.end("cancelled by peer", nil)

@@ -225,6 +225,15 @@ func (s *Session) end(reason string, err error) {
 	s.haveRS = false
 }
 
+// violation is the error for a protocol violation: in an encrypted session
+// (or its negotiation) it is the one opaque ErrAuthentication.
+func (s *Session) violation() error {
+	if s.wantE2E {
+		return ErrAuthentication
+	}
+	return ErrProtocol
+}
+
 // fail ends the session on an error, returning the Terminated event.
 func (s *Session) fail(res *Result, reason string, err error) {
 	s.end(reason, err)
@@ -492,24 +501,16 @@ func (s *Session) receive(in *Inbound) (Result, error) {
 		return res, nil
 	}
 	var pf *parsedFeature
+	var perr error
 	if in.Feature != nil {
-		var err error
-		pf, err = parseFeature(in.Feature, NSFeatureNeg, "feature")
-		if err != nil {
-			if s.wantE2E || s.state() == StatePending {
-				s.fail(&res, "malformed negotiation message", ErrAuthentication)
-				return res, ErrAuthentication
-			}
-			res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "malformed negotiation form"})
-			return res, nil
-		}
+		pf, perr = parseFeature(in.Feature, NSFeatureNeg, "feature")
 	}
 	if s.bound && in.From != s.peer {
 		// XEP-0155 §4.2: the session is bound to one resource. A second
 		// answer to our request from another resource is an attack or a
 		// race we cannot resolve: the negotiation ends (the other resource
 		// gets a cancel so that it discards its state too).
-		if s.role == Initiator && pf != nil && classify(pf.form) == kindAnswer {
+		if s.role == Initiator && perr == nil && pf != nil && classify(pf.form) == kindAnswer {
 			res.Out = append(res.Out, Outbound{To: in.From, Thread: s.thread, Payload: feature(completeForm(false)), NoCopy: s.wantE2E})
 			if s.step == stepActive && s.wantE2E {
 				if c, err := s.ch.seal(feature(terminateForm(false))); err == nil {
@@ -524,6 +525,15 @@ func (s *Session) receive(in *Inbound) (Result, error) {
 			return res, ErrAuthentication
 		}
 		res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "not from the session's resource " + s.peer})
+		return res, nil
+	}
+	if perr != nil {
+		if s.wantE2E || s.state() == StatePending {
+			err := s.violation()
+			s.fail(&res, "malformed negotiation message", err)
+			return res, err
+		}
+		res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "malformed negotiation form"})
 		return res, nil
 	}
 	if in.Type == "error" {
@@ -560,8 +570,9 @@ func (s *Session) receive(in *Inbound) (Result, error) {
 	if pf != nil || in.Init != nil {
 		// Any other negotiation message, such as a replayed answer, ends
 		// the negotiation (XEP-0217 §4.2: discard everything learned).
-		s.fail(&res, "unexpected negotiation message", ErrAuthentication)
-		return res, ErrAuthentication
+		err := s.violation()
+		s.fail(&res, "unexpected negotiation message", err)
+		return res, err
 	}
 	if in.C != nil {
 		res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "encrypted content before the session was established"})
@@ -587,8 +598,8 @@ func (s *Session) onActive(res *Result, in *Inbound, pf *parsedFeature, k kind) 
 			return *res, nil
 		}
 		if !s.control(res, pf, k, false) {
-			s.fail(res, "unexpected negotiation message", ErrAuthentication)
-			return *res, ErrAuthentication
+			s.fail(res, "unexpected negotiation message", ErrProtocol)
+			return *res, ErrProtocol
 		}
 		return *res, nil
 	}
@@ -692,7 +703,7 @@ func (s *Session) control(res *Result, pf *parsedFeature, k kind, encrypted bool
 		res.Events = append(res.Events, Terminated{Session: s, ByPeer: true, Reason: "terminated by peer"})
 		return true
 	case kindTerminateAck:
-		if s.step != stepTerminating && (encrypted || s.wantE2E) {
+		if s.step != stepTerminating {
 			return false
 		}
 		s.end("terminated", nil)

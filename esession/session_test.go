@@ -1040,3 +1040,40 @@ func TestDecoyRSHashes(t *testing.T) {
 		t.Errorf("decoy count never varies: %v", counts)
 	}
 }
+
+func TestOtherResourceCannotDisturb(t *testing.T) {
+	a := newParty(t, aliceJID, Config{})
+	b := newParty(t, bobJID, Config{})
+	sa, _, _, _ := negotiate(t, a, b)
+	for _, in := range []*Inbound{
+		{From: "bob@example.com/evil", Thread: sa.Thread(), Feature: []byte("<feature xmlns='" + NSFeatureNeg + "'>garbage")},
+		{From: "bob@example.com/evil", Thread: sa.Thread(), Feature: feature(terminateForm(false))},
+		{From: "bob@example.com/evil", Thread: sa.Thread(), Type: "error", Error: errorPayload(CondNotAcceptable, nil, nil)},
+		{From: "bob@example.com/evil", Thread: sa.Thread(), C: []byte("<c xmlns='" + NSStanzaEncryption + "'><mac>AAAA</mac></c>")},
+	} {
+		r, err := a.m.Receive(in)
+		if err != nil || len(r.Out) != 0 {
+			t.Errorf("%v %#v", err, r)
+		}
+		eventOf[Rejected](t, r)
+	}
+	if sa.State() != StateActive {
+		t.Fatal("a stanza from another resource ended the session")
+	}
+}
+
+func TestPlainProtocolViolation(t *testing.T) {
+	a := newParty(t, aliceJID, Config{})
+	b := newParty(t, bobJID, Config{AutoAccept: true})
+	sa, m1, _ := a.m.Start(bobJID, &StartOptions{Plain: true})
+	r := deliver(t, m1, aliceJID, b.m, true)
+	deliver(t, r.Out[0], bobJID, a.m, true)
+	// A second answer from the bound resource has no place any more.
+	_, err := deliverErr(t, r.Out[0], bobJID, a.m, true)
+	if !errors.Is(err, ErrProtocol) || sa.State() != StateEnded {
+		t.Errorf("%v %v", err, sa.State())
+	}
+	if reason, err := sa.EndReason(); reason != "unexpected negotiation message" || !errors.Is(err, ErrProtocol) {
+		t.Errorf("end reason %q %v", reason, err)
+	}
+}
