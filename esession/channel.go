@@ -343,6 +343,9 @@ func (ch *channel) open(c []byte) ([]byte, []xmlfrag.Top, error) {
 	if d.block == nil {
 		return nil, nil, ErrEnded
 	}
+	if len(c) > MaxStanza {
+		return nil, nil, errAuth
+	}
 	p, err := ch.parseC(c)
 	if err != nil {
 		return nil, nil, errAuth

@@ -314,15 +314,15 @@ func (s *Session) evaluate(f *form.Form) *plan {
 	return p
 }
 
-// knownField reports whether this engine understands an SSN or ESession
-// field of a request.
+// knownField reports whether this engine answers a field of a request.
+// Other fields are left out of the answer, which XEP-0004 allows for
+// optional fields; a required one gets feature-not-implemented (XEP-0155
+// §4.3), since the answer must give a value for every required field.
 func knownField(v string) bool {
 	switch v {
 	case "FORM_TYPE", "accept", "logging", "otr", "disclosure", "security", "modp",
 		"crypt_algs", "hash_algs", "compress", "stanzas", "init_pubkey", "resp_pubkey",
-		"ver", "rekey_freq", "my_nonce", "sas_algs", "dhhashes", "sign_algs",
-		"multisession", "language", "reason", "http://jabber.org/protocol/chatstates",
-		"http://jabber.org/protocol/xhtml-im", "presence":
+		"ver", "rekey_freq", "my_nonce", "sas_algs", "dhhashes", "sign_algs":
 		return true
 	}
 	return false

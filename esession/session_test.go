@@ -458,6 +458,9 @@ func TestRequestErrors(t *testing.T) {
 		{"unknown required field", func(f *form.Form) {
 			f.Fields = append(f.Fields, &form.Field{Var: "urn:example:teleport", Required: true})
 		}, CondFeatureNotImplemented, []string{"urn:example:teleport"}},
+		{"required language", func(f *form.Form) {
+			f.Fields = append(f.Fields, &form.Field{Var: "language", Type: form.ListSingle, Required: true, Options: options("en")})
+		}, CondFeatureNotImplemented, []string{"language"}},
 		{"three-message variant", func(f *form.Form) { setValue(f, "dhkeys", "AQ==") }, CondFeatureNotImplemented, []string{"dhkeys"}},
 		{"bad cipher", func(f *form.Form) { setValue(f, "crypt_algs", "des-ctr") }, CondNotAcceptable, []string{"crypt_algs"}},
 		{"public keys", func(f *form.Form) { setValue(f, "init_pubkey", "key") }, CondNotAcceptable, []string{"init_pubkey"}},
