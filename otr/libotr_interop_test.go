@@ -481,7 +481,8 @@ func TestLibotrFragments(t *testing.T) {
 // at least one message long enough to need them. Only v3 fragments
 // ("?OTR|") are accepted if v3 is set; otherwise v2-style ones ("?OTR,")
 // too: libotr formats fragments by the context's protocol version, which
-// is still unset when it answers a query with a DH-Commit.
+// is still unset in plaintext, so it splits a long query message (its
+// default one is about 400 bytes) into "?OTR,k,n," fragments.
 func checkFragments(t *testing.T, what string, msgs [][]byte, size int, v3 bool) {
 	t.Helper()
 	fragments := 0
