@@ -47,12 +47,23 @@ func newDHKeyPair(r io.Reader, id uint32) (*dhKeyPair, error) {
 	return &dhKeyPair{id: id, priv: x, pub: pub, pubMPI: appendMPIInt(nil, pub)}, nil
 }
 
-// checkPublic checks a received DH public value: 2 <= v <= p-2
-// (Protocol-v3 "Authenticated Key Exchange") and, beyond the spec, that v
-// lies in the prime-order subgroup. Because p is a safe prime that is the
-// same as v being a quadratic residue, which a Jacobi symbol computes
-// cheaply; every honest value g^x passes, as 2 is a residue mod this p.
+// checkPublic checks a received Diffie-Hellman public value of the AKE or
+// a data message: 2 <= v <= p-2 (Protocol-v3 "Authenticated Key
+// Exchange"). That excludes the only small subgroup {1, p-1} of this
+// safe-prime group. A value outside the prime-order subgroup could at most
+// reveal the parity of one of our ephemeral exponents, which are never
+// reused, so the costly subgroup test is kept for SMP (checkElement).
 func checkPublic(v *big.Int) bool {
+	return group.CheckElement(v) == nil
+}
+
+// checkElement checks a received SMP group element: in range, and in the
+// prime-order subgroup. Because p is a safe prime, membership is the same
+// as v being a quadratic residue, which a Jacobi symbol decides; every
+// honest value (a power of 2, a residue mod this p) passes. SMP compares
+// secrets derived from the user's secret, so no bit of them may leak
+// through an element of the wrong order.
+func checkElement(v *big.Int) bool {
 	return group.CheckElement(v) == nil && big.Jacobi(v, groupP) == 1
 }
 

@@ -171,7 +171,7 @@ func decodeSMP(v []byte, n int) ([]*big.Int, bool) {
 
 func checkElems(vals ...*big.Int) bool {
 	for _, v := range vals {
-		if !checkPublic(v) {
+		if !checkElement(v) {
 			return false
 		}
 	}

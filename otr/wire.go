@@ -167,17 +167,22 @@ func decode(msg, dst []byte) ([]byte, bool) {
 		return nil, false
 	}
 	b64 := rest[:j]
-	if bytes.ContainsAny(b64, " \t\r\n") {
-		b64 = bytes.Map(func(r rune) rune {
-			switch r {
-			case ' ', '\t', '\r', '\n':
+	// encoding/base64 skips \r and \n itself; spaces and tabs need a copy.
+	out, ok := decode64(b64, dst)
+	if !ok && bytes.ContainsAny(b64, " \t") {
+		out, ok = decode64(bytes.Map(func(r rune) rune {
+			if r == ' ' || r == '\t' {
 				return -1
 			}
 			return r
-		}, b64)
+		}, b64), dst)
 	}
-	out := slices.Grow(dst[:0], base64.StdEncoding.DecodedLen(len(b64)))
-	out = out[:base64.StdEncoding.DecodedLen(len(b64))]
+	return out, ok
+}
+
+func decode64(b64, dst []byte) ([]byte, bool) {
+	n := base64.StdEncoding.DecodedLen(len(b64))
+	out := slices.Grow(dst[:0], n)[:n]
 	n, err := base64.StdEncoding.Decode(out, b64)
 	if err != nil {
 		return nil, false

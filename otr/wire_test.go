@@ -48,7 +48,7 @@ func TestEncodeDecode(t *testing.T) {
 		t.Fatalf("decode(%q) = %x, %v", wrapped, got, ok)
 	}
 	// line-wrapped base64 still decodes
-	split := append(append(append([]byte{}, enc[:10]...), "\r\n"...), enc[10:]...)
+	split := append(append(append([]byte{}, enc[:10]...), "\r\n \t"...), enc[10:]...)
 	if got, ok := decode(split, nil); !ok || !bytes.Equal(got, bin) {
 		t.Fatalf("decode of wrapped base64 failed")
 	}
