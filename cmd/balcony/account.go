@@ -37,6 +37,14 @@ Flags for add:
   --tls12             cap TLS at version 1.2 (enables SCRAM-*-PLUS on servers
                       that only offer tls-unique channel binding)
   --default           make it the default account
+  --unencrypted-store do not protect the account's secret keys with a passphrase
+                      (for unattended bots; anyone who can read the data
+                      directory can then read the keys; see SECURITY.md)
+
+Saving the password (in the account's encrypted store):
+  balcony account password --save    prompt for it (or read --password-file / $BALCONY_PASSWORD) and save it
+  balcony account password --forget  delete it
+  balcony account passphrase         change the store passphrase
 `,
 		run: runAccount,
 	})
@@ -58,6 +66,7 @@ func runAccount(ctx context.Context, e *env, args []string) error {
 		caFile := fs.String("ca-file", "", "")
 		tls12 := fs.Bool("tls12", false, "")
 		def := fs.Bool("default", false, "")
+		unencrypted := fs.Bool("unencrypted-store", false, "")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
@@ -84,7 +93,8 @@ func runAccount(ctx context.Context, e *env, args []string) error {
 				return withHint(fmt.Errorf("account %s already exists", bare), "remove it first with: balcony account remove "+bare)
 			}
 		}
-		a := accountConfig{JID: bare, Server: *server, DirectTLS: *directTLS, CAFile: *caFile, TLS12: *tls12, Default: *def || len(cfg.Accounts) == 0}
+		a := accountConfig{JID: bare, Server: *server, DirectTLS: *directTLS, CAFile: *caFile, TLS12: *tls12,
+			Default: *def || len(cfg.Accounts) == 0, Unencrypted: *unencrypted}
 		if a.Default {
 			for i := range cfg.Accounts {
 				cfg.Accounts[i].Default = false
@@ -108,6 +118,66 @@ func runAccount(ctx context.Context, e *env, args []string) error {
 			}
 			fmt.Fprintf(e.stdout, "%s %s %s\n", mark, a.JID, server)
 		}
+		return nil
+	case "password":
+		fs := newFlags("account")
+		var so secretOptions
+		so.add(fs)
+		save := fs.Bool("save", false, "")
+		forget := fs.Bool("forget", false, "")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if *save == *forget {
+			return &usageError{msg: "account password needs --save or --forget"}
+		}
+		a, st, err := openAccount(e, &so)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if *forget {
+			return st.ForgetPassword(ctx)
+		}
+		b, err := readSecret(e, so.passwordFile, so.passwordEnv, "Password for "+a.JID+": ", false)
+		if err != nil {
+			return fmt.Errorf("reading the password: %w", err)
+		}
+		defer clear(b)
+		if err := st.SetPassword(ctx, b); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "saved the password of %s in its store\n", a.JID)
+		return nil
+	case "passphrase":
+		fs := newFlags("account")
+		var so secretOptions
+		so.add(fs)
+		newFile := fs.String("new-passphrase-file", "", "")
+		newEnv := fs.String("new-passphrase-env", "BALCONY_NEW_PASSPHRASE", "")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		a, st, err := openAccount(e, &so)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if a.Unencrypted {
+			return errors.New("the store of " + a.JID + " is unencrypted by choice; it has no passphrase")
+		}
+		np, err := readSecret(e, *newFile, *newEnv, "New passphrase: ", true)
+		if err != nil {
+			return fmt.Errorf("reading the new passphrase: %w", err)
+		}
+		defer clear(np)
+		if len(np) == 0 {
+			return errors.New("the passphrase must not be empty")
+		}
+		if err := st.ChangePassphrase(ctx, np); err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, "changed the passphrase")
 		return nil
 	case "default", "remove":
 		if len(args) != 2 {
@@ -144,48 +214,6 @@ func absPath(p string) (string, error) {
 		return "", err
 	}
 	return wd + "/" + p, nil
-}
-
-// passwordOptions are the flags every connecting command accepts.
-type passwordOptions struct {
-	file string
-	env  string
-}
-
-func (p *passwordOptions) add(fs interface {
-	StringVar(*string, string, string, string)
-}) {
-	fs.StringVar(&p.file, "password-file", "", "")
-	fs.StringVar(&p.env, "password-env", "BALCONY_PASSWORD", "")
-}
-
-// password returns the account password from a file, the environment or a
-// terminal prompt, in that order. It is never taken from the command line.
-func (p *passwordOptions) password(e *env, account string) (string, error) {
-	if p.file != "" {
-		b, err := os.ReadFile(p.file)
-		if err != nil {
-			return "", fmt.Errorf("reading the password file: %w", err)
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
-	}
-	if p.env != "" {
-		if v := os.Getenv(p.env); v != "" {
-			return v, nil
-		}
-	}
-	fd := int(os.Stdin.Fd())
-	if f, ok := e.stdin.(*os.File); ok && f == os.Stdin && term.IsTerminal(fd) {
-		fmt.Fprintf(e.stderr, "Password for %s: ", account)
-		b, err := term.ReadPassword(fd)
-		fmt.Fprintln(e.stderr)
-		if err != nil {
-			return "", err
-		}
-		return string(b), nil
-	}
-	return "", withHint(errors.New("no password available for "+account),
-		"set "+p.env+", pass --password-file FILE, or run on a terminal to be prompted")
 }
 
 func isTerminal(w any) bool {

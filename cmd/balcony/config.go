@@ -145,3 +145,19 @@ func (c *config) account(name string) (*accountConfig, error) {
 	}
 	return nil, &usageError{msg: "no account " + j.Bare().String(), hint: "list accounts with: balcony account list"}
 }
+
+// dataDir returns $BALCONY_DATA_DIR, else $XDG_DATA_HOME/balcony, else
+// ~/.local/share/balcony. Each account has a subdirectory for its store.
+func dataDir() (string, error) {
+	if d := os.Getenv("BALCONY_DATA_DIR"); d != "" {
+		return d, nil
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "balcony"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("cannot find the data directory: %w", err)
+	}
+	return filepath.Join(home, ".local", "share", "balcony"), nil
+}

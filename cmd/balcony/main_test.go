@@ -77,6 +77,10 @@ func TestScripts(t *testing.T) {
 			env.Setenv("BALCONY_CONFIG_DIR", filepath.Join(env.WorkDir, "config"))
 			env.Setenv("BALCONY_DATA_DIR", filepath.Join(env.WorkDir, "data"))
 			env.Setenv("LANG", "en_US.UTF-8")
+			env.Setenv("BALCONY_PASSPHRASE", "test passphrase")
+			// Cheap Argon2id for the many stores tests create (the race
+			// detector makes the default cost seconds per open).
+			env.Setenv("BALCONY_STORE_KDF", "time=1,memory=1024,threads=1")
 			return nil
 		},
 	})
@@ -85,6 +89,7 @@ func TestScripts(t *testing.T) {
 // TestUsage runs the command without a server.
 func TestUsage(t *testing.T) {
 	testscript.Run(t, testscript.Params{Dir: "testdata/usage", Setup: func(env *testscript.Env) error {
+		env.Setenv("BALCONY_STORE_KDF", "time=1,memory=1024,threads=1")
 		env.Setenv("BALCONY_CONFIG_DIR", filepath.Join(env.WorkDir, "config"))
 		env.Setenv("BALCONY_DATA_DIR", filepath.Join(env.WorkDir, "data"))
 		return nil

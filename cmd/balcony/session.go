@@ -13,6 +13,7 @@ import (
 
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/store"
 )
 
 func init() {
@@ -29,10 +30,7 @@ Flags:
   --plain            send in the clear (refused when the contact's policy requires encryption)
   --receipt          ask for a delivery receipt and wait for it (up to --timeout)
   --timeout DUR      how long to wait for the connection and receipt (default 30s)
-  --password-file F  read the account password from F
-  --password-env V   read the account password from environment variable V
-                     (default BALCONY_PASSWORD)
-
+` + secretFlagsUsage + `
 Without a mechanism flag the contact's policy decides: "require" policies use
 their mechanism, otherwise the message is sent in the clear.
 Exit status 3 means the policy refused to send (downgrade protection).
@@ -54,52 +52,65 @@ Flags:
   --count N          exit after N messages or notices (default: run until interrupted)
   --json             print one JSON object per event instead
   --timeout DUR      give up after DUR (default: none)
-  --password-file F, --password-env V   as for send
-`,
+` + secretFlagsUsage,
 		run: runListen,
 	})
 }
 
-// connect opens the account's client with the given options; the caller
-// closes it.
-func connect(ctx context.Context, e *env, pw *passwordOptions, mod func(*client.Config)) (*client.Client, *accountConfig, error) {
-	cfg, err := loadConfig()
+// connect opens the account's store, connects its client (with the
+// options changed by mod) and sets up the mechanisms. The caller closes
+// the session.
+func connect(ctx context.Context, e *env, o *secretOptions, mod func(*client.Config)) (*session, error) {
+	a, st, err := openAccount(e, o)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	a, err := cfg.account(e.account)
+	s := &session{e: e, acct: a, store: st}
+	pass, err := accountPassword(ctx, e, a, o, st)
 	if err != nil {
-		return nil, nil, err
-	}
-	pass, err := pw.password(e, a.JID)
-	if err != nil {
-		return nil, nil, err
+		s.Close()
+		return nil, err
 	}
 	ccfg, err := clientConfig(a, pass)
 	if err != nil {
-		return nil, nil, err
+		s.Close()
+		return nil, err
 	}
 	if mod != nil {
 		mod(&ccfg)
 	}
 	c, err := client.New(ccfg)
 	if err != nil {
-		return nil, nil, err
+		s.Close()
+		return nil, err
 	}
+	s.client = c
 	c.Pipeline().SetLanguage(e.lang)
 	if a.Policy != "" {
 		pol, err := eme.ParsePolicy(a.Policy)
 		if err != nil {
-			c.Close()
-			return nil, nil, fmt.Errorf("account policy: %w", err)
+			s.Close()
+			return nil, fmt.Errorf("account policy: %w", err)
 		}
 		c.Pipeline().SetDefaultPolicy(pol)
 	}
-	if err := c.Connect(ctx); err != nil {
-		c.Close()
-		return nil, nil, withHint(err, connectHint(err, a))
+	if err := loadPolicies(ctx, c, st); err != nil {
+		s.Close()
+		return nil, err
 	}
-	return c, a, nil
+	// Mechanisms register before connecting so that their disco features
+	// are in the first presence's caps.
+	for _, setup := range mechanismSetups {
+		if err := setup(ctx, s); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	if err := c.Connect(ctx); err != nil {
+		s.Close()
+		return nil, withHint(err, connectHint(err, a))
+	}
+	return s, nil
 }
 
 func connectHint(err error, a *accountConfig) string {
@@ -117,8 +128,8 @@ func connectHint(err error, a *accountConfig) string {
 
 func runSend(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("send")
-	var pw passwordOptions
-	pw.add(fs)
+	var so secretOptions
+	so.add(fs)
 	useOX := fs.Bool("ox", false, "")
 	useOTR := fs.Bool("otr", false, "")
 	useES := fs.Bool("esession", false, "")
@@ -162,14 +173,12 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	c, _, err := connect(ctx, e, &pw, func(cfg *client.Config) { cfg.DisablePresence = true })
+	sess, err := connect(ctx, e, &so, func(cfg *client.Config) { cfg.DisablePresence = true })
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if err := setupMechanisms(ctx, e, c); err != nil {
-		return err
-	}
+	defer sess.Close()
+	c := sess.client
 	if n == 0 {
 		if pol := c.Pipeline().Policy(to); pol.Mode == eme.RequireEncryption {
 			mech = pol.Mechanism
@@ -214,8 +223,8 @@ func runSend(ctx context.Context, e *env, args []string) error {
 
 func runListen(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("listen")
-	var pw passwordOptions
-	pw.add(fs)
+	var so secretOptions
+	so.add(fs)
 	count := fs.Int("count", 0, "")
 	asJSON := fs.Bool("json", false, "")
 	timeout := fs.Duration("timeout", 0, "")
@@ -230,14 +239,12 @@ func runListen(ctx context.Context, e *env, args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	c, _, err := connect(ctx, e, &pw, func(cfg *client.Config) { cfg.Reconnect = true })
+	sess, err := connect(ctx, e, &so, func(cfg *client.Config) { cfg.Reconnect = true })
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if err := setupMechanisms(ctx, e, c); err != nil {
-		return err
-	}
+	defer sess.Close()
+	c := sess.client
 	fmt.Fprintf(e.stderr, "balcony: listening as %s\n", c.JID())
 	r := &renderer{w: e.stdout, json: *asJSON, color: e.isTerminal}
 	seen := 0
@@ -268,14 +275,34 @@ func runListen(ctx context.Context, e *env, args []string) error {
 	}
 }
 
-// setupMechanisms registers the mechanisms available to this account.
-func setupMechanisms(ctx context.Context, e *env, c *client.Client) error {
-	return nil
-}
-
 func shortMechanism(ns string) string {
 	if m, ok := eme.Lookup(ns); ok && m.Short != "" {
 		return strings.ToUpper(m.Short)
 	}
 	return ns
+}
+
+// loadPolicies applies the per-contact policies saved in the store
+// (settings "policy:<bare JID>").
+func loadPolicies(ctx context.Context, c *client.Client, st *store.Store) error {
+	settings, err := st.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	for k, v := range settings {
+		contact, ok := strings.CutPrefix(k, "policy:")
+		if !ok {
+			continue
+		}
+		j, err := jid.Parse(contact)
+		if err != nil {
+			continue
+		}
+		pol, err := eme.ParsePolicy(v)
+		if err != nil {
+			return fmt.Errorf("policy for %s: %w", contact, err)
+		}
+		c.Pipeline().SetPolicy(j, pol)
+	}
+	return nil
 }
