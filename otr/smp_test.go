@@ -167,17 +167,23 @@ func sendSMP(t *testing.T, d *duo, s *side, typ uint16, v []byte) {
 	d.deliver(s, msgs)
 }
 
-// expectCheat checks that to reported a cheating peer and aborted, and that
-// SMP then works again.
+// expectCheat checks that to reported a cheating peer and aborted, and, for
+// the first case of each message (a full SMP costs hundreds of
+// exponentiations), that SMP then works again.
 func expectCheat(t *testing.T, d *duo, to *side, name string) {
 	t.Helper()
 	from := d.other(to)
-	if !to.has(EventSMPCheated) || to.conv.SMPInProgress() || !from.has(EventSMPAborted) || len(to.errs) != 0 {
+	if !to.has(EventSMPCheated) || to.conv.SMPInProgress() || to.conv.smp.state != smpExpect1 ||
+		!from.has(EventSMPAborted) || from.conv.SMPInProgress() || len(to.errs) != 0 {
 		t.Fatalf("%s: %s events %v errors %v; %s events %v", name, to.name, to.events, to.errs, from.name, from.events)
 	}
 	d.a.clear()
 	d.b.clear()
-	from.conv.smp.reset()
+	key := name[:4]
+	if recovered[key] {
+		return
+	}
+	recovered[key] = true
 	runSMP(t, d, d.a, "", "ok", "ok")
 	if !d.a.has(EventSMPSucceeded) || !d.b.has(EventSMPSucceeded) {
 		t.Fatalf("%s: SMP broken afterwards", name)
@@ -186,7 +192,11 @@ func expectCheat(t *testing.T, d *duo, to *side, name string) {
 	d.b.clear()
 }
 
+// recovered records which messages' rejection was followed by a full SMP.
+var recovered = map[string]bool{}
+
 func TestSMPRejectsBadValues(t *testing.T) {
+	clear(recovered)
 	d := secureDuo(t, PolicyManual, PolicyManual)
 	pm1 := new(big.Int).Sub(groupP, big.NewInt(1))
 	bad := map[string]*big.Int{"0": big.NewInt(0), "1": big.NewInt(1), "p-1": pm1, "p": groupP, "non-residue": new(big.Int).Sub(groupP, big.NewInt(4))}
