@@ -257,7 +257,7 @@ func (c *Client) negotiate(ctx context.Context, conn net.Conn) (*xmpp.Session, e
 		}
 		features = append(features, xmpp.StartTLS(tlsCfg))
 	}
-	features = append(features, xmpp.SASL("", pass, mechs...), xmpp.BindResource())
+	features = append(features, xmpp.SASL("", pass, mechs...), bindResource(c.cfg.JID.Resourcepart()))
 	sess, err := xmpp.NewClientSession(ctx, c.cfg.JID, conn, features...)
 	if err != nil {
 		return nil, fmt.Errorf("client: establishing the XMPP session: %w", err)

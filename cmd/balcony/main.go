@@ -147,7 +147,19 @@ func report(e *env, err error) int {
 	case errors.As(err, &he):
 		fmt.Fprintf(e.stderr, "balcony: hint: %s\n", he.hint)
 	}
-	if errors.Is(err, eme.ErrDowngrade) {
+	return exitCodeFor(err)
+}
+
+// exitCodeFor maps an error to the command's exit status.
+func exitCodeFor(err error) int {
+	var ce *controlError
+	var ue *usageError
+	switch {
+	case errors.As(err, &ce) && ce.code != 0:
+		return ce.code
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.Is(err, eme.ErrDowngrade):
 		return exitSecurity
 	}
 	return exitError

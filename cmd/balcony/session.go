@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -52,7 +53,12 @@ Flags:
   --count N          exit after N messages or notices (default: run until interrupted)
   --json             print one JSON object per event instead
   --timeout DUR      give up after DUR (default: none)
-` + secretFlagsUsage,
+  --resource RES     ask the server for this resource
+` + secretFlagsUsage + `
+While it runs, other balcony commands for the same account (send, otr,
+esession) act through it over a control socket in the account's data
+directory, so that session mechanisms keep their state.
+`,
 		run: runListen,
 	})
 }
@@ -173,52 +179,126 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	sess, err := connect(ctx, e, &so, func(cfg *client.Config) { cfg.DisablePresence = true })
+	sa := sendArgs{To: to.String(), Body: text, Mechanism: mech, Explicit: n > 0, Receipt: *receipt}
+	var res sendResult
+	// A running listener holds the session state (OTR, Encrypted
+	// Sessions): send through it when there is one.
+	cfg, err := loadConfig()
 	if err != nil {
 		return err
 	}
-	defer sess.Close()
-	c := sess.client
-	if n == 0 {
+	a, err := cfg.account(e.account)
+	if err != nil {
+		return err
+	}
+	err = callControl(ctx, e, a, "send", sa, &res)
+	if errors.Is(err, errNoListener) {
+		if mech == eme.OTR || mech == eme.ESession {
+			return needListener(err, a)
+		}
+		sess, err := connect(ctx, e, &so, func(cfg *client.Config) { cfg.DisablePresence = true })
+		if err != nil {
+			return err
+		}
+		defer sess.Close()
+		go func() {
+			for ev := range sess.client.Events() {
+				sess.offer(ev)
+			}
+		}()
+		res, err = doSend(ctx, sess, sa)
+		if err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if res.Delivered != "" {
+		fmt.Fprintf(e.stdout, "delivered %s\n", res.Delivered)
+	}
+	return nil
+}
+
+type sendArgs struct {
+	To        string `json:"to"`
+	Body      string `json:"body"`
+	Mechanism string `json:"mechanism"` // EME namespace, "" = plaintext or policy
+	Explicit  bool   `json:"explicit"`  // the user chose the mechanism
+	Receipt   bool   `json:"receipt"`
+}
+
+type sendResult struct {
+	IDs       []string `json:"ids"`
+	Delivered string   `json:"delivered,omitempty"`
+}
+
+func init() {
+	registerControl("send", func(ctx context.Context, s *session, raw json.RawMessage) (any, error) {
+		var a sendArgs
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, err
+		}
+		return doSend(ctx, s, a)
+	})
+}
+
+// doSend sends one message in a connected session, waiting for its
+// receipt when asked to.
+func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
+	to, err := jid.Parse(a.To)
+	if err != nil {
+		return sendResult{}, err
+	}
+	c := s.client
+	mech := a.Mechanism
+	if !a.Explicit {
 		if pol := c.Pipeline().Policy(to); pol.Mode == eme.RequireEncryption {
 			mech = pol.Mechanism
 			if mech == "" {
-				return withHint(errors.New("the policy for "+to.Bare().String()+" requires encryption"), "choose a mechanism: --ox, --otr or --esession")
+				return sendResult{}, withHint(errors.New("the policy for "+to.Bare().String()+" requires encryption"), "choose a mechanism: --ox, --otr or --esession")
 			}
 		}
 	}
-	ids, err := c.Send(ctx, &client.Outgoing{To: to, Body: text, Receipt: *receipt}, mech)
-	if err != nil {
-		return err
-	}
-	if !*receipt {
-		return nil
-	}
-	want := map[string]bool{}
-	for _, id := range ids {
-		want[id] = true
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return withHint(errors.New("no delivery receipt before the timeout"), "the recipient may be offline or may not send receipts")
-		case ev, ok := <-c.Events():
-			if !ok {
-				return errors.New("connection closed before the receipt arrived")
-			}
+	var w *watcher
+	ids := map[string]bool{}
+	if a.Receipt {
+		w = s.watch(func(ev any) bool {
 			switch ev := ev.(type) {
 			case *client.ReceiptEvent:
-				if want[ev.ID] {
-					fmt.Fprintf(e.stdout, "delivered %s\n", ev.ID)
-					return nil
-				}
+				return ids[ev.ID]
 			case *client.ErrorEvent:
-				if want[ev.ID] {
-					return fmt.Errorf("not delivered: %s %s", ev.Condition, ev.Text)
-				}
+				return ids[ev.ID]
 			}
-		}
+			return false
+		})
+		defer s.unwatch(w)
 	}
+	// ids is filled before any receipt can arrive: the watcher predicate
+	// runs in the event loop, after Send has returned the ids.
+	s.watchers.mu.Lock()
+	sent, err := c.Send(ctx, &client.Outgoing{To: to, Body: a.Body, Receipt: a.Receipt}, mech)
+	for _, id := range sent {
+		ids[id] = true
+	}
+	s.watchers.mu.Unlock()
+	if err != nil {
+		return sendResult{}, err
+	}
+	res := sendResult{IDs: sent}
+	if w == nil {
+		return res, nil
+	}
+	ev, err := s.wait(ctx, w)
+	if err != nil {
+		return res, withHint(errors.New("no delivery receipt before the timeout"), "the recipient may be offline or may not send receipts")
+	}
+	switch ev := ev.(type) {
+	case *client.ReceiptEvent:
+		res.Delivered = ev.ID
+	case *client.ErrorEvent:
+		return res, fmt.Errorf("not delivered: %s %s", ev.Condition, ev.Text)
+	}
+	return res, nil
 }
 
 func runListen(ctx context.Context, e *env, args []string) error {
@@ -228,6 +308,7 @@ func runListen(ctx context.Context, e *env, args []string) error {
 	count := fs.Int("count", 0, "")
 	asJSON := fs.Bool("json", false, "")
 	timeout := fs.Duration("timeout", 0, "")
+	resource := fs.String("resource", "", "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -239,12 +320,24 @@ func runListen(ctx context.Context, e *env, args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	sess, err := connect(ctx, e, &so, func(cfg *client.Config) { cfg.Reconnect = true })
+	sess, err := connect(ctx, e, &so, func(cfg *client.Config) {
+		cfg.Reconnect = true
+		if *resource != "" {
+			if j, err := cfg.JID.WithResource(*resource); err == nil {
+				cfg.JID = j
+			}
+		}
+	})
 	if err != nil {
 		return err
 	}
 	defer sess.Close()
 	c := sess.client
+	stopControl, err := serveControl(ctx, sess)
+	if err != nil {
+		return err
+	}
+	defer stopControl()
 	fmt.Fprintf(e.stderr, "balcony: listening as %s\n", c.JID())
 	r := &renderer{w: e.stdout, json: *asJSON, color: e.isTerminal}
 	seen := 0
@@ -260,6 +353,7 @@ func runListen(ctx context.Context, e *env, args []string) error {
 				return nil
 			}
 			r.event(ev)
+			sess.offer(ev)
 			switch ev := ev.(type) {
 			case *client.MessageEvent:
 				if ev.Body != "" {

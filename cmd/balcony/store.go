@@ -208,10 +208,11 @@ func accountPassword(ctx context.Context, e *env, a *accountConfig, o *secretOpt
 
 // session is a connected account: its client and store.
 type session struct {
-	e      *env
-	acct   *accountConfig
-	client *client.Client
-	store  *store.Store
+	e        *env
+	acct     *accountConfig
+	client   *client.Client
+	store    *store.Store
+	watchers watchers
 }
 
 // Close ends the XMPP session first (stream, TCP, then mechanisms, as

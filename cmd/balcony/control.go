@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// The control socket lets one-shot commands act through a running
+// "balcony listen" of the same account. Session mechanisms (OTR, Encrypted
+// Sessions) keep their state in that process's memory, so "balcony otr
+// start", "balcony esession sas" or "balcony send --otr" must run there.
+//
+// The socket is <data dir>/<account>/control.sock, in the account's 0700
+// directory, with mode 0600. The protocol is one JSON request line and one
+// JSON response line per connection.
+
+type controlRequest struct {
+	Cmd  string          `json:"cmd"`
+	Args json.RawMessage `json:"args,omitempty"`
+	Lang string          `json:"lang,omitempty"`
+}
+
+type controlResponse struct {
+	OK     bool            `json:"ok"`
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  string          `json:"error,omitempty"`
+	Hint   string          `json:"hint,omitempty"`
+	Code   int             `json:"code,omitempty"`
+}
+
+// controlHandler runs a request inside the listener.
+type controlHandler func(ctx context.Context, s *session, args json.RawMessage) (any, error)
+
+var controlHandlers = map[string]controlHandler{}
+
+// registerControl adds a request handler; mechanism files call it in init.
+func registerControl(name string, h controlHandler) {
+	if _, dup := controlHandlers[name]; dup {
+		panic("duplicate control handler " + name)
+	}
+	controlHandlers[name] = h
+}
+
+func controlPath(a *accountConfig) (string, error) {
+	dir, err := storeDir(a)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "control.sock"), nil
+}
+
+// serveControl listens on the account's control socket until ctx ends.
+func serveControl(ctx context.Context, s *session) (stop func(), err error) {
+	path, err := controlPath(s.acct)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	// A socket left by a listener that was killed: remove it if nobody
+	// answers on it.
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, withHint(errors.New("another balcony listen is running for "+s.acct.JID), "stop it first, or send commands to it (balcony send, balcony otr, balcony esession use it)")
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				handleControl(ctx, s, conn)
+			}()
+		}
+	}()
+	return func() {
+		cancel()
+		ln.Close()
+		os.Remove(path)
+		wg.Wait()
+	}, nil
+}
+
+func handleControl(ctx context.Context, s *session, conn net.Conn) {
+	defer conn.Close()
+	var req controlRequest
+	r := bufio.NewReader(conn)
+	line, err := r.ReadBytes('\n')
+	if err != nil {
+		return
+	}
+	resp := controlResponse{}
+	if err := json.Unmarshal(line, &req); err != nil {
+		resp.Error = "malformed control request"
+	} else if h, ok := controlHandlers[req.Cmd]; !ok {
+		resp.Error = fmt.Sprintf("unknown control request %q", req.Cmd)
+	} else {
+		res, err := h(ctx, s, req.Args)
+		if err != nil {
+			resp.Error = err.Error()
+			var he *hintError
+			if errors.As(err, &he) {
+				resp.Hint = he.hint
+			}
+			resp.Code = exitCodeFor(err)
+		} else {
+			resp.OK = true
+			resp.Result, _ = json.Marshal(res)
+		}
+	}
+	b, _ := json.Marshal(resp)
+	conn.Write(append(b, '\n'))
+}
+
+// errNoListener means no "balcony listen" runs for the account.
+var errNoListener = errors.New("no balcony listen is running for this account")
+
+// callControl sends a request to the account's running listener and
+// decodes its result into result (may be nil). It returns errNoListener
+// when there is none.
+func callControl(ctx context.Context, e *env, a *accountConfig, cmd string, args, result any) error {
+	path, err := controlPath(a)
+	if err != nil {
+		return err
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return errNoListener
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(controlRequest{Cmd: cmd, Args: raw, Lang: e.lang})
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil {
+		return fmt.Errorf("the running balcony listen did not answer: %w", err)
+	}
+	var resp controlResponse
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return fmt.Errorf("malformed answer from balcony listen: %w", err)
+	}
+	if !resp.OK {
+		err := &controlError{msg: resp.Error, code: resp.Code}
+		if resp.Hint != "" {
+			return withHint(err, resp.Hint)
+		}
+		return err
+	}
+	if result != nil && len(resp.Result) > 0 {
+		return json.Unmarshal(resp.Result, result)
+	}
+	return nil
+}
+
+// controlError is an error reported by the listener, with its exit code.
+type controlError struct {
+	msg  string
+	code int
+}
+
+func (e *controlError) Error() string { return e.msg }
+
+// needListener turns errNoListener into an error with a hint.
+func needListener(err error, a *accountConfig) error {
+	if errors.Is(err, errNoListener) {
+		return withHint(fmt.Errorf("%w (%s)", err, a.JID), "session mechanisms live in a running listener: start one with: balcony -a "+a.JID+" listen")
+	}
+	return err
+}
+
+// watcher receives the first event matching its predicate from a
+// listener's event loop. Register it before triggering the action whose
+// result it waits for.
+type watcher struct {
+	pred func(ev any) bool
+	ch   chan any
+}
+
+type watchers struct {
+	mu   sync.Mutex
+	list []*watcher
+}
+
+// watch registers a watcher on the session's event stream (listen only).
+func (s *session) watch(pred func(ev any) bool) *watcher {
+	w := &watcher{pred: pred, ch: make(chan any, 1)}
+	s.watchers.mu.Lock()
+	s.watchers.list = append(s.watchers.list, w)
+	s.watchers.mu.Unlock()
+	return w
+}
+
+// unwatch removes a watcher.
+func (s *session) unwatch(w *watcher) {
+	s.watchers.mu.Lock()
+	defer s.watchers.mu.Unlock()
+	out := s.watchers.list[:0]
+	for _, x := range s.watchers.list {
+		if x != w {
+			out = append(out, x)
+		}
+	}
+	s.watchers.list = out
+}
+
+// offer hands an event to the first matching watchers (each gets at most
+// one event).
+func (s *session) offer(ev any) {
+	s.watchers.mu.Lock()
+	defer s.watchers.mu.Unlock()
+	out := s.watchers.list[:0]
+	for _, w := range s.watchers.list {
+		if w.pred(ev) {
+			w.ch <- ev
+			continue
+		}
+		out = append(out, w)
+	}
+	s.watchers.list = out
+}
+
+// wait blocks until the watcher fires or ctx ends, then unregisters it.
+func (s *session) wait(ctx context.Context, w *watcher) (any, error) {
+	defer s.unwatch(w)
+	select {
+	case ev := <-w.ch:
+		return ev, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
