@@ -357,7 +357,7 @@ func (ch *channel) open(c []byte) ([]byte, []xmlfrag.Top, error) {
 	if len(p.mac) != base64.StdEncoding.EncodedLen(len(d.got)) {
 		return nil, nil, errAuth
 	}
-	if n, err := base64.StdEncoding.Strict().Decode(d.got[:], p.mac); err != nil || n != len(d.got) {
+	if n, err := strictBase64.Decode(d.got[:], p.mac); err != nil || n != len(d.got) {
 		return nil, nil, errAuth
 	}
 	if subtle.ConstantTimeCompare(d.sum[:], d.got[:]) != 1 {
@@ -366,7 +366,7 @@ func (ch *channel) open(c []byte) ([]byte, []xmlfrag.Top, error) {
 	var pt []byte
 	if p.hasData {
 		pt = make([]byte, base64.StdEncoding.DecodedLen(len(p.data)))
-		n, err := base64.StdEncoding.Strict().Decode(pt, p.data)
+		n, err := strictBase64.Decode(pt, p.data)
 		if err != nil {
 			return nil, nil, errAuth
 		}
@@ -392,3 +392,7 @@ func (ch *channel) open(c []byte) ([]byte, []xmlfrag.Top, error) {
 	}
 	return pt[:end], tops, nil
 }
+
+// strictBase64 rejects non-canonical encodings. (Strict returns a copy of
+// the encoding: made once here, not per stanza.)
+var strictBase64 = base64.StdEncoding.Strict()
