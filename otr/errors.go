@@ -25,4 +25,3 @@ var ErrNoSMP = errors.New("otr: no SMP request to answer")
 // ErrDisabled is returned by operations that need OTR when the policy allows
 // no protocol version.
 var ErrDisabled = errors.New("otr: policy allows no OTR version")
-var errNotImplemented = errors.New("otr: not implemented")

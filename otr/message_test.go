@@ -2,7 +2,6 @@ package otr
 
 import (
 	"bytes"
-	"fmt"
 	"strings"
 	"testing"
 )
@@ -286,7 +285,7 @@ func FuzzFragment(f *testing.F) {
 			out, done = r.add(fr)
 		}
 		if !done || !bytes.Equal(out, msg) {
-			t.Fatal(fmt.Sprintf("reassembly of %q failed", msg))
+			t.Fatalf("reassembly of %q failed", msg)
 		}
 	})
 }

@@ -55,23 +55,3 @@ func splitPlaintext(p []byte) (text []byte, tlvs []tlv) {
 	}
 	return text, tlvs
 }
-
-// buildPlaintext joins text and TLV records into a data message plaintext.
-func buildPlaintext(text []byte, tlvs []tlv) []byte {
-	n := len(text)
-	if len(tlvs) > 0 {
-		n++
-		for _, t := range tlvs {
-			n += 4 + len(t.value)
-		}
-	}
-	b := make([]byte, 0, n)
-	b = append(b, text...)
-	if len(tlvs) > 0 {
-		b = append(b, 0)
-		for _, t := range tlvs {
-			b = appendTLV(b, t)
-		}
-	}
-	return b
-}

@@ -291,23 +291,3 @@ func parseMessage(bin []byte) (header, cryptobyte.String, bool) {
 	h, ok := parseHeader(&s)
 	return h, s, ok
 }
-
-// marshal encodes m with the MAC already in m.mac (for tests and
-// re-encoding; the sender computes the MAC over the prefix instead).
-func (m *dataMsg) marshal(h header) []byte {
-	b := appendHeader(nil, h)
-	b = appendDataPrefix(b, m)
-	b = append(b, m.mac...)
-	return appendData(b, m.oldMACs)
-}
-
-// appendDataPrefix appends the MAC-covered body of a data message after the
-// header.
-func appendDataPrefix(b []byte, m *dataMsg) []byte {
-	b = append(b, m.flags)
-	b = binary.BigEndian.AppendUint32(b, m.senderKeyID)
-	b = binary.BigEndian.AppendUint32(b, m.receiverKeyID)
-	b = appendMPI(b, m.nextDH)
-	b = append(b, m.ctr[:]...)
-	return appendData(b, m.enc)
-}
