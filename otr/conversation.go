@@ -669,6 +669,7 @@ func (c *Conversation) goEncrypted(out *Received, res *akeResult, theirTag uint3
 	c.version = int(res.version)
 	c.theirKey = res.theirKey
 	c.ssid = res.ssid
+	c.theirTag = 0 // version 2 has no instance tags
 	if res.version == 3 {
 		c.theirTag = theirTag
 	}

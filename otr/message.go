@@ -270,6 +270,10 @@ func fragmentMessage(msg []byte, size, version int, sender, receiver uint32) ([]
 	return out, nil
 }
 
+// maxReassembled bounds a reassembled message; OTR messages over XMPP are a
+// few kilobytes. A peer sending more only loses its message.
+const maxReassembled = 1 << 20
+
 // reassembler implements the receiving rules of Protocol-v3 "Receiving
 // Fragments".
 type reassembler struct {
@@ -291,7 +295,7 @@ func (r *reassembler) add(f fragment) ([]byte, bool) {
 	case f.k == 1:
 		r.buf = append(r.buf[:0], f.piece...)
 		r.k, r.n = f.k, f.n
-	case f.n == r.n && f.k == r.k+1:
+	case f.n == r.n && f.k == r.k+1 && len(r.buf)+len(f.piece) <= maxReassembled:
 		r.buf = append(r.buf, f.piece...)
 		r.k = f.k
 	default:

@@ -289,3 +289,17 @@ func FuzzFragment(f *testing.F) {
 		}
 	})
 }
+
+func TestReassemblyLimit(t *testing.T) {
+	var r reassembler
+	piece := bytes.Repeat([]byte("A"), 60000)
+	r.add(fragment{k: 1, n: 100, piece: piece})
+	for k := 2; k <= 100; k++ {
+		if _, done := r.add(fragment{k: k, n: 100, piece: piece}); done {
+			t.Fatal("reassembled a message over the limit")
+		}
+	}
+	if len(r.buf) > maxReassembled {
+		t.Fatalf("buffer grew to %d bytes", len(r.buf))
+	}
+}

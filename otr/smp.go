@@ -71,6 +71,9 @@ func (s *smp) reset() {
 	clear(s.a2)
 	clear(s.a3)
 	clear(s.b3)
+	// g2 and g3 are Diffie-Hellman results
+	modp.Wipe(s.g2)
+	modp.Wipe(s.g3)
 	*s = smp{}
 }
 
