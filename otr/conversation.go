@@ -443,8 +443,9 @@ func (out *Received) event(e Event) { out.Events = append(out.Events, e) }
 // The error is ErrInvalidMessage for every OTR message that is rejected:
 // malformed, or failing authentication, decryption or a range check. Such
 // a message changes no state. Messages for other instances are reported
-// with EventOtherInstance and no error. With PolicyNever every message is
-// returned as unencrypted plaintext.
+// with EventOtherInstance and no error. Other errors come only from the
+// random source. With PolicyNever every message is returned as unencrypted
+// plaintext.
 func (c *Conversation) Receive(msg []byte) (*Received, error) {
 	out := new(Received)
 	if !c.policy.enabled() {
@@ -466,8 +467,8 @@ func (c *Conversation) malformed(out *Received) error {
 // that a new instance of the peer may take over.
 func (c *Conversation) idle() bool { return c.state != Encrypted && c.auth.state == authNone }
 
-// fromOtherInstance reports (and the caller then ignores) a version 3
-// message that is not for this Conversation.
+// otherInstance reports (and the caller then ignores) a version 3 message
+// that is not for this Conversation.
 func (c *Conversation) otherInstance(out *Received, sender, receiver uint32) {
 	out.event(Event{Kind: EventOtherInstance, SenderInstance: sender, ReceiverInstance: receiver})
 }
@@ -493,11 +494,12 @@ func (c *Conversation) receive(out *Received, msg []byte, reassembled bool) erro
 		return nil
 	case kindQuery:
 		v2, v3, _ := parseQuery(msg)
-		if !c.startAKE(out, v2, v3) {
+		started, err := c.startAKE(out, v2, v3)
+		if !started {
 			// No version in common (e.g. a version 1 query): show it.
 			out.Plaintext = bytes.Clone(msg)
 		}
-		return nil
+		return err
 	}
 	text := msg
 	var v2, v3, tagged bool
@@ -512,14 +514,15 @@ func (c *Conversation) receive(out *Received, msg []byte, reassembled bool) erro
 		}
 	}
 	if tagged && c.policy.has(WhitespaceStartAKE) && c.idle() {
-		c.startAKE(out, v2, v3)
+		_, err := c.startAKE(out, v2, v3)
+		return err
 	}
 	return nil
 }
 
 // startAKE sends a DH-Commit for the best version both sides allow
 // (Protocol-v3 "Receiving a Query Message").
-func (c *Conversation) startAKE(out *Received, v2, v3 bool) bool {
+func (c *Conversation) startAKE(out *Received, v2, v3 bool) (bool, error) {
 	var version uint16
 	switch {
 	case v3 && c.policy.has(AllowV3):
@@ -527,7 +530,7 @@ func (c *Conversation) startAKE(out *Received, v2, v3 bool) bool {
 	case v2 && c.policy.has(AllowV2):
 		version = 2
 	default:
-		return false
+		return false, nil
 	}
 	receiver := c.theirTag
 	if version == 2 {
@@ -535,10 +538,9 @@ func (c *Conversation) startAKE(out *Received, v2, v3 bool) bool {
 	}
 	bin, err := c.auth.startCommit(c.rand, version, header{sender: c.ourTag, receiver: receiver})
 	if err != nil {
-		return true // randomness failed: nothing sensible to send
+		return true, fmt.Errorf("otr: starting the AKE: %w", err)
 	}
-	c.emit(out, bin)
-	return true
+	return true, c.emit(out, bin)
 }
 
 func (c *Conversation) receiveFragment(out *Received, msg []byte) error {
