@@ -98,7 +98,6 @@ type akeResult struct {
 	theirKey   *PublicKey
 	ssid       [8]byte
 	secbytes   []byte // of the AKE shared secret = the first data key pair
-	weRevealed bool   // we sent the Reveal-Signature message (the ssid's "bold" half is the first)
 }
 
 // startCommit begins an AKE as Bob and returns the DH-Commit body.
@@ -273,7 +272,7 @@ func (a *ake) handleSig(h header, m *sigMsg) (*akeResult, error) {
 	readMPI(&s, &gyBytes)
 	res := &akeResult{
 		version: a.version, ours: a.ours, theirDH: new(big.Int).SetBytes(gyBytes), theirKeyID: theirKeyID,
-		theirKey: theirKey, ssid: a.keys.ssid, secbytes: a.secbytes, weRevealed: true,
+		theirKey: theirKey, ssid: a.keys.ssid, secbytes: a.secbytes,
 	}
 	a.ours, a.secbytes = nil, nil // handed over to the session
 	a.reset()

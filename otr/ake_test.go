@@ -422,3 +422,30 @@ func TestAKENegative(t *testing.T) {
 		}
 	})
 }
+
+func TestReflectedMessages(t *testing.T) {
+	d := newDuo(t, Config{Policy: PolicyManual, FragmentSize: 100}, Config{Policy: PolicyManual})
+	q, _ := d.b.conv.StartAKE()
+	commit, _ := receiveOne(t, d.a, q[0])
+	// Alice's own commit fragments, reflected back to her
+	for _, m := range commit.ToSend {
+		rr, err := receiveOne(t, d.a, m)
+		if err != nil || len(rr.ToSend) != 0 || len(rr.Events) != 1 || rr.Events[0].Kind != EventOtherInstance {
+			t.Fatalf("reflected fragment: %v %+v", err, rr.Events)
+		}
+	}
+	if d.a.conv.auth.state != authAwaitingDHKey {
+		t.Fatal("reflection changed the AKE state")
+	}
+	// and unfragmented
+	whole := newDuo(t, Config{Policy: PolicyManual}, Config{Policy: PolicyManual})
+	q, _ = whole.b.conv.StartAKE()
+	r, _ := receiveOne(t, whole.a, q[0])
+	rr, err := receiveOne(t, whole.a, r.ToSend[0])
+	if err != nil || len(rr.ToSend) != 0 || len(rr.Events) != 1 || rr.Events[0].Kind != EventOtherInstance {
+		t.Fatalf("reflected commit: %v %+v", err, rr.Events)
+	}
+	// the genuine exchange still works
+	d.deliver(d.a, commit.ToSend)
+	d.checkSecure()
+}

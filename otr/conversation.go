@@ -558,7 +558,8 @@ func (c *Conversation) receiveFragment(out *Received, msg []byte) error {
 		}
 		// Filter by instance tag before reassembly (Protocol-v3 "Receiving
 		// Fragments").
-		if f.receiver != 0 && f.receiver != c.ourTag || c.theirTag != 0 && f.sender != c.theirTag && !c.idle() {
+		if f.receiver != 0 && f.receiver != c.ourTag || f.sender == c.ourTag ||
+			c.theirTag != 0 && f.sender != c.theirTag && !c.idle() {
 			c.otherInstance(out, f.sender, f.receiver)
 			return nil
 		}
@@ -591,8 +592,9 @@ func (c *Conversation) receiveEncoded(out *Received, msg []byte) error {
 		if h.sender < minInstance || h.receiver != 0 && h.receiver < minInstance {
 			return c.malformed(out)
 		}
-		// Only a DH-Commit may leave the receiver unspecified.
-		if h.receiver == 0 && h.typ != msgDHCommit || h.receiver != 0 && h.receiver != c.ourTag {
+		// Only a DH-Commit may leave the receiver unspecified; our own
+		// instance as the sender means the message was reflected.
+		if h.receiver == 0 && h.typ != msgDHCommit || h.receiver != 0 && h.receiver != c.ourTag || h.sender == c.ourTag {
 			c.otherInstance(out, h.sender, h.receiver)
 			return nil
 		}
