@@ -135,30 +135,32 @@ func appendPayload(dst, payload []byte) ([]byte, error) {
 		return dst, nil
 	}
 	n := len(dst)
-	return parseXML(payload, NSClient, func(r xml.TokenReader) ([]byte, error) {
+	return parseXML(payload, NSClient, func(r tokens) ([]byte, error) {
 		out := dst[:n]
+		var t *token
 		for {
-			tok, err := r.Token()
+			var err error
+			t, err = r.next()
 			if err == io.EOF {
 				return out, nil
 			}
 			if err != nil {
 				return nil, fmt.Errorf("ox: payload is not well-formed XML: %w", err)
 			}
-			switch t := tok.(type) {
-			case xml.StartElement:
+			switch t.kind {
+			case tokStart:
 				if out, err = appendElement(out, r, t, NS, true); err != nil {
 					return nil, fmt.Errorf("ox: payload: %w", err)
 				}
-			case xml.EndElement:
+			case tokEnd:
 				return nil, errors.New("ox: payload is not well-formed XML: unexpected end element")
-			case xml.CharData:
-				if !isSpace(t) {
+			case tokText:
+				if !isSpace(t.text) {
 					return nil, errors.New("ox: payload has text outside elements")
 				}
-			case xml.Comment, xml.ProcInst:
+			case tokComment, tokProcInst:
 			default:
-				return nil, fmt.Errorf("ox: payload: unexpected XML token %T", tok)
+				return nil, errors.New("ox: payload: unexpected XML directive")
 			}
 		}
 	})
@@ -202,38 +204,42 @@ func ParseContent(b []byte) (*Content, error) {
 	return parseXML(b, "", parseContent)
 }
 
-func parseContent(d xml.TokenReader) (*Content, error) {
+func parseContent(d tokens) (*Content, error) {
 	var c *Content
+	var t *token
 	for {
-		tok, err := d.Token()
+		var err error
+		t, err = d.next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return nil, parseErr("malformed XML", err)
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
+		switch t.kind {
+		case tokStart:
 			if c != nil {
 				return nil, parseErr("more than one element", nil)
 			}
-			if t.Name.Space != NS || kindOf(t.Name.Local) == 0 {
-				return nil, parseErr(fmt.Sprintf("unexpected element {%s}%s", t.Name.Space, t.Name.Local), nil)
+			if t.name.Space != NS || kindOf(t.name.Local) == 0 {
+				return nil, parseErr(fmt.Sprintf("unexpected element {%s}%s", t.name.Space, t.name.Local), nil)
 			}
-			if c, err = parseContentBody(d, t); err != nil {
+			if c, err = parseContentBody(d, kindOf(t.name.Local)); err != nil {
 				return nil, err
 			}
-		case xml.CharData:
-			if !isSpace(t) {
+		case tokText:
+			if !isSpace(t.text) {
 				return nil, parseErr("text outside the content element", nil)
 			}
-		case xml.ProcInst:
-			if c != nil || t.Target != "xml" {
+		case tokProcInst:
+			if c != nil || t.target != "xml" {
 				return nil, parseErr("unexpected processing instruction", nil)
 			}
-		case xml.Comment:
+		case tokComment:
+		case tokEnd:
+			return nil, parseErr("unexpected end element", nil)
 		default:
-			return nil, parseErr(fmt.Sprintf("unexpected %T", tok), nil)
+			return nil, parseErr("unexpected directive", nil)
 		}
 	}
 	if c == nil {
@@ -242,16 +248,18 @@ func parseContent(d xml.TokenReader) (*Content, error) {
 	return c, nil
 }
 
-func parseContentBody(d xml.TokenReader, start xml.StartElement) (*Content, error) {
-	c := &Content{Kind: kindOf(start.Name.Local)}
+func parseContentBody(d tokens, kind Kind) (*Content, error) {
+	c := &Content{Kind: kind}
 	var haveTime, havePayload, haveRpad bool
+	var t *token
 	for {
-		tok, err := d.Token()
+		var err error
+		t, err = d.next()
 		if err != nil {
 			return nil, parseErr("malformed XML", err)
 		}
-		switch t := tok.(type) {
-		case xml.EndElement:
+		switch t.kind {
+		case tokEnd:
 			if !haveTime {
 				return nil, parseErr("no <time/>", nil)
 			}
@@ -259,16 +267,18 @@ func parseContentBody(d xml.TokenReader, start xml.StartElement) (*Content, erro
 				return nil, parseErr("no <payload/>", nil)
 			}
 			return c, nil
-		case xml.StartElement:
-			if t.Name.Space != NS {
+		case tokDirective:
+			return nil, parseErr("unexpected directive", nil)
+		case tokStart:
+			if t.name.Space != NS {
 				if err := skip(d); err != nil {
 					return nil, parseErr("malformed XML", err)
 				}
 				continue
 			}
-			switch t.Name.Local {
+			switch t.name.Local {
 			case "to":
-				v, ok := attr(t, "jid")
+				v, ok := attr(t.attr, "jid")
 				if !ok {
 					return nil, parseErr("<to/> without 'jid'", nil)
 				}
@@ -277,8 +287,7 @@ func parseContentBody(d xml.TokenReader, start xml.StartElement) (*Content, erro
 					return nil, parseErr("invalid <to/> 'jid'", err)
 				}
 				c.To = append(c.To, j)
-				err = skip(d)
-				if err != nil {
+				if err = skip(d); err != nil {
 					return nil, parseErr("malformed XML", err)
 				}
 			case "time":
@@ -286,7 +295,7 @@ func parseContentBody(d xml.TokenReader, start xml.StartElement) (*Content, erro
 					return nil, parseErr("more than one <time/>", nil)
 				}
 				haveTime = true
-				v, ok := attr(t, "stamp")
+				v, ok := attr(t.attr, "stamp")
 				if !ok {
 					return nil, parseErr("<time/> without 'stamp'", nil)
 				}
@@ -325,46 +334,65 @@ func parseContentBody(d xml.TokenReader, start xml.StartElement) (*Content, erro
 
 // readPayload re-encodes the children of <payload/> as self-contained
 // elements. Text directly inside <payload/> carries no meaning and is dropped.
-func readPayload(d xml.TokenReader) ([]byte, error) {
+func readPayload(d tokens) ([]byte, error) {
 	out := []byte{}
+	var t *token
 	for {
-		tok, err := d.Token()
+		var err error
+		t, err = d.next()
 		if err != nil {
 			return nil, parseErr("malformed XML", err)
 		}
-		switch t := tok.(type) {
-		case xml.EndElement:
+		switch t.kind {
+		case tokEnd:
 			return out, nil
-		case xml.StartElement:
+		case tokStart:
 			if out, err = appendElement(out, d, t, "", true); err != nil {
 				return nil, parseErr("payload", err)
 			}
+		case tokDirective:
+			return nil, parseErr("unexpected directive", nil)
 		}
 	}
 }
 
 // readText returns the text content of the current element, which must not
 // have child elements.
-func readText(d xml.TokenReader) (string, error) {
-	var sb strings.Builder
+func readText(d tokens) (string, error) {
+	var text []byte
+	var s string
+	n := 0
 	for {
-		tok, err := d.Token()
+		t, err := d.next()
 		if err != nil {
 			return "", parseErr("malformed XML", err)
 		}
-		switch t := tok.(type) {
-		case xml.CharData:
-			sb.Write(t)
-		case xml.EndElement:
-			return sb.String(), nil
-		case xml.StartElement:
-			return "", parseErr("unexpected element <"+t.Name.Local+"/> in text", nil)
+		switch t.kind {
+		case tokText:
+			// The usual single text token becomes the string directly.
+			if n++; n == 1 {
+				s = string(t.text)
+			} else {
+				if n == 2 {
+					text = append(text, s...)
+				}
+				text = append(text, t.text...)
+			}
+		case tokEnd:
+			if n > 1 {
+				s = string(text)
+			}
+			return s, nil
+		case tokStart:
+			return "", parseErr("unexpected element <"+t.name.Local+"/> in text", nil)
+		case tokDirective:
+			return "", parseErr("unexpected directive", nil)
 		}
 	}
 }
 
-func attr(s xml.StartElement, local string) (string, bool) {
-	for _, a := range s.Attr {
+func attr(attrs []xml.Attr, local string) (string, bool) {
+	for _, a := range attrs {
 		if a.Name.Space == "" && a.Name.Local == local {
 			return a.Value, true
 		}

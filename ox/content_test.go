@@ -25,7 +25,7 @@ func findElement(t testing.TB, b []byte, defaultNS string, name xml.Name) []byte
 			t.Fatalf("element {%s}%s not found: %v", name.Space, name.Local, err)
 		}
 		if s, ok := tok.(xml.StartElement); ok && s.Name == name {
-			out, err := appendElement(nil, d, s, "", true)
+			out, err := appendElement(nil, &stdTokens{r: d}, startToken(s), "", true)
 			if err != nil {
 				t.Fatal(err)
 			}

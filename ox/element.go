@@ -45,12 +45,12 @@ func (e Element) MarshalXML(enc *xml.Encoder, _ xml.StartElement) error {
 // is ignored, as are missing padding characters; ASCII armor and child
 // elements are rejected.
 func (e *Element) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
-	return e.decode(d, start)
+	return e.decode(&stdTokens{r: d}, startToken(start))
 }
 
-func (e *Element) decode(d xml.TokenReader, start xml.StartElement) error {
-	if start.Name.Space != NS || start.Name.Local != "openpgp" {
-		return fmt.Errorf("ox: expected <openpgp xmlns='%s'/>, got {%s}%s", NS, start.Name.Space, start.Name.Local)
+func (e *Element) decode(d tokens, start *token) error {
+	if start.name.Space != NS || start.name.Local != "openpgp" {
+		return fmt.Errorf("ox: expected <openpgp xmlns='%s'/>, got {%s}%s", NS, start.name.Space, start.name.Local)
 	}
 	text, err := elementText(d)
 	if err != nil {
@@ -81,6 +81,9 @@ func (e Element) Marshal() []byte {
 // ParseElement parses an <openpgp/> element and returns the binary OpenPGP
 // message it carries.
 func ParseElement(b []byte) ([]byte, error) {
+	if data, ok := parseElementFast(b); ok {
+		return data, nil
+	}
 	var e Element
 	if err := decodeOne(b, e.decode); err != nil {
 		return nil, err
@@ -88,74 +91,108 @@ func ParseElement(b []byte) ([]byte, error) {
 	return e.Data, nil
 }
 
+// parseElementFast handles the <openpgp/> element as Balcony and other
+// clients write it: the namespace declaration as the only attribute and
+// nothing but Base64 and line breaks inside. Such text means the same to XML
+// and to Base64 (which ignores line breaks), so the result equals the full
+// parser's; anything else goes to the full parser.
+func parseElementFast(b []byte) ([]byte, bool) {
+	b = bytes.TrimSpace(b)
+	var text []byte
+	for _, open := range []string{`<openpgp xmlns="` + NS + `">`, `<openpgp xmlns='` + NS + `'>`} {
+		if rest, ok := bytes.CutPrefix(b, []byte(open)); ok {
+			text, ok = bytes.CutSuffix(rest, []byte("</openpgp>"))
+			if !ok {
+				return nil, false
+			}
+			break
+		}
+	}
+	if len(text) == 0 {
+		return nil, false
+	}
+	out := make([]byte, base64.StdEncoding.DecodedLen(len(text)))
+	n, err := base64.StdEncoding.Strict().Decode(out, text)
+	if err != nil || n == 0 {
+		return nil, false
+	}
+	return out[:n], true
+}
+
 // decodeOne decodes exactly one element from b with decode, rejecting
 // anything but white space and comments around it.
-func decodeOne(b []byte, decode func(xml.TokenReader, xml.StartElement) error) error {
-	_, err := parseXML(b, "", func(d xml.TokenReader) (struct{}, error) {
+func decodeOne(b []byte, decode func(tokens, *token) error) error {
+	_, err := parseXML(b, "", func(d tokens) (struct{}, error) {
 		return struct{}{}, decodeOneTokens(d, decode)
 	})
 	return err
 }
 
-func decodeOneTokens(d xml.TokenReader, decode func(xml.TokenReader, xml.StartElement) error) error {
+func decodeOneTokens(d tokens, decode func(tokens, *token) error) error {
+	var t *token
 	for {
-		tok, err := d.Token()
+		var err error
+		t, err = d.next()
 		if err != nil {
 			if err == io.EOF {
 				err = errors.New("no element")
 			}
 			return fmt.Errorf("ox: invalid XML: %w", err)
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
+		switch t.kind {
+		case tokStart:
 			if err := decode(d, t); err != nil {
 				return err
 			}
 			for {
-				tok, err := d.Token()
+				var err error
+				t, err = d.next()
 				if err == io.EOF {
 					return nil
 				}
 				if err != nil {
 					return fmt.Errorf("ox: invalid XML: %w", err)
 				}
-				switch t := tok.(type) {
-				case xml.CharData:
-					if !isSpace(t) {
+				switch t.kind {
+				case tokText:
+					if !isSpace(t.text) {
 						return errors.New("ox: text after the element")
 					}
-				case xml.Comment:
+				case tokComment:
 				default:
 					return errors.New("ox: more than one element")
 				}
 			}
-		case xml.CharData:
-			if !isSpace(t) {
+		case tokText:
+			if !isSpace(t.text) {
 				return errors.New("ox: text before the element")
 			}
-		case xml.ProcInst, xml.Comment:
+		case tokProcInst, tokComment:
 		default:
-			return fmt.Errorf("ox: unexpected %T", tok)
+			return errors.New("ox: unexpected XML before the element")
 		}
 	}
 }
 
 // elementText returns the text of the current element, which must not have
 // child elements, and consumes its end element.
-func elementText(d xml.TokenReader) ([]byte, error) {
+func elementText(d tokens) ([]byte, error) {
 	var text []byte
+	var t *token
 	for {
-		tok, err := d.Token()
-		if err != nil {
+		var err error
+		if t, err = d.next(); err != nil {
 			return nil, fmt.Errorf("ox: invalid XML: %w", err)
 		}
-		switch t := tok.(type) {
-		case xml.CharData:
-			text = append(text, t...)
-		case xml.EndElement:
+		switch t.kind {
+		case tokText:
+			text = append(text, t.text...)
+		case tokEnd:
 			return text, nil
-		case xml.StartElement:
-			return nil, fmt.Errorf("ox: unexpected element <%s/>", t.Name.Local)
+		case tokStart:
+			return nil, fmt.Errorf("ox: unexpected element <%s/>", t.name.Local)
+		case tokDirective:
+			return nil, errors.New("ox: unexpected XML directive")
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"unicode/utf8"
 )
@@ -23,8 +24,9 @@ type fastReader struct {
 	i       int
 	stack   []fastFrame
 	pending bool // an empty-element tag still owes its end element
-	buf     []byte
 	attrs   []xml.Attr
+	tok     token
+	frames  [8]fastFrame
 }
 
 type fastFrame struct {
@@ -35,39 +37,110 @@ var errSlow = errors.New("ox: XML needs the full parser")
 
 func newFastReader(b []byte, defaultNS string) *fastReader {
 	r := &fastReader{b: b}
-	r.stack = append(make([]fastFrame, 0, 8), fastFrame{ns: defaultNS})
+	r.stack = append(r.frames[:0], fastFrame{ns: defaultNS})
 	return r
 }
 
-func (r *fastReader) Token() (xml.Token, error) {
+// token is one XML token, filled in place by a tokens reader so that
+// reading allocates nothing per token. Its attr and text may alias the
+// reader's buffers and are valid only until the next call.
+type token struct {
+	kind   tokKind
+	name   xml.Name   // tokStart, tokEnd
+	attr   []xml.Attr // tokStart
+	text   []byte     // tokText
+	target string     // tokProcInst
+}
+
+type tokKind uint8
+
+const (
+	tokStart tokKind = iota + 1
+	tokEnd
+	tokText
+	tokComment
+	tokProcInst
+	tokDirective
+)
+
+// tokens is what the parsers in this package read. next returns a token
+// owned by the reader, valid until the following call.
+type tokens interface {
+	next() (*token, error)
+}
+
+// stdTokens adapts any xml.TokenReader, such as an encoding/xml.Decoder.
+type stdTokens struct {
+	r   xml.TokenReader
+	tok token
+}
+
+func (s *stdTokens) next() (*token, error) {
+	tok, err := s.r.Token()
+	if err != nil {
+		return nil, err
+	}
+	t := &s.tok
+	switch v := tok.(type) {
+	case xml.StartElement:
+		*t = token{kind: tokStart, name: v.Name, attr: v.Attr}
+	case xml.EndElement:
+		*t = token{kind: tokEnd, name: v.Name}
+	case xml.CharData:
+		*t = token{kind: tokText, text: v}
+	case xml.Comment:
+		*t = token{kind: tokComment}
+	case xml.ProcInst:
+		*t = token{kind: tokProcInst, target: v.Target}
+	case xml.Directive:
+		*t = token{kind: tokDirective}
+	default:
+		return nil, fmt.Errorf("ox: unexpected XML token %T", tok)
+	}
+	return t, nil
+}
+
+func startToken(s xml.StartElement) *token {
+	return &token{kind: tokStart, name: s.Name, attr: s.Attr}
+}
+
+func (r *fastReader) next() (*token, error) {
+	if err := r.read(&r.tok); err != nil {
+		return nil, err
+	}
+	return &r.tok, nil
+}
+
+func (r *fastReader) read(t *token) error {
 	if r.pending {
 		r.pending = false
 		f := r.stack[len(r.stack)-1]
 		r.stack = r.stack[:len(r.stack)-1]
-		return xml.EndElement{Name: xml.Name{Space: f.ns, Local: f.local}}, nil
+		*t = token{kind: tokEnd, name: xml.Name{Space: f.ns, Local: f.local}}
+		return nil
 	}
 	if r.i >= len(r.b) {
 		if len(r.stack) > 1 {
-			return nil, errSlow
+			return errSlow
 		}
-		return nil, io.EOF
+		return io.EOF
 	}
 	if r.b[r.i] != '<' {
-		return r.text()
+		return r.text(t)
 	}
 	if r.i+1 >= len(r.b) {
-		return nil, errSlow
+		return errSlow
 	}
 	switch r.b[r.i+1] {
 	case '/':
-		return r.endTag()
+		return r.endTag(t)
 	case '?', '!':
-		return nil, errSlow
+		return errSlow
 	}
-	return r.startTag()
+	return r.startTag(t)
 }
 
-func (r *fastReader) text() (xml.Token, error) {
+func (r *fastReader) text(t *token) error {
 	end := bytes.IndexByte(r.b[r.i:], '<')
 	if end < 0 {
 		end = len(r.b) - r.i
@@ -75,19 +148,21 @@ func (r *fastReader) text() (xml.Token, error) {
 	raw := r.b[r.i : r.i+end]
 	r.i += end
 	if bytes.Contains(raw, []byte("]]>")) {
-		return nil, errSlow
+		return errSlow
 	}
 	if bytes.IndexByte(raw, '&') < 0 {
 		if !plainText(raw) {
-			return nil, errSlow
+			return errSlow
 		}
-		return xml.CharData(raw), nil
+		*t = token{kind: tokText, text: raw}
+		return nil
 	}
 	out, ok := r.unescape(raw)
 	if !ok {
-		return nil, errSlow
+		return errSlow
 	}
-	return xml.CharData(out), nil
+	*t = token{kind: tokText, text: out}
+	return nil
 }
 
 // plainText reports whether raw holds only characters that encoding/xml
@@ -97,7 +172,28 @@ func plainText(raw []byte) bool {
 	for i := 0; i < len(raw); {
 		c := raw[i]
 		if c < utf8.RuneSelf {
-			if c < 0x20 && c != '\t' && c != '\n' || c == '&' || c == '<' {
+			if !textSafe[c] && c != '>' {
+				return false
+			}
+			i++
+			continue
+		}
+		rn, n := utf8.DecodeRune(raw[i:])
+		if !isXMLChar(rn, n) {
+			return false
+		}
+		i += n
+	}
+	return true
+}
+
+// plainAttr reports whether an attribute value holds only characters that
+// encoding/xml passes through unchanged.
+func plainAttr(raw []byte) bool {
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		if c < utf8.RuneSelf {
+			if !attrSafe[c] {
 				return false
 			}
 			i++
@@ -207,7 +303,45 @@ func (r *fastReader) name() (string, bool) {
 	if r.i == start {
 		return "", false
 	}
-	return string(r.b[start:r.i]), true
+	return intern(r.b[start:r.i]), true
+}
+
+// intern returns the names and values that OX messages are made of without
+// allocating.
+func intern(b []byte) string {
+	switch string(b) {
+	case "signcrypt":
+		return "signcrypt"
+	case "sign":
+		return "sign"
+	case "crypt":
+		return "crypt"
+	case "to":
+		return "to"
+	case "jid":
+		return "jid"
+	case "time":
+		return "time"
+	case "stamp":
+		return "stamp"
+	case "rpad":
+		return "rpad"
+	case "payload":
+		return "payload"
+	case "openpgp":
+		return "openpgp"
+	case "body":
+		return "body"
+	case "xmlns":
+		return "xmlns"
+	case "lang":
+		return "lang"
+	case NS:
+		return NS
+	case NSClient:
+		return NSClient
+	}
+	return string(b)
 }
 
 func (r *fastReader) space() {
@@ -221,14 +355,14 @@ func (r *fastReader) space() {
 	}
 }
 
-func (r *fastReader) startTag() (xml.Token, error) {
+func (r *fastReader) startTag(t *token) error {
 	if len(r.stack) > maxDepth {
-		return nil, errSlow
+		return errSlow
 	}
 	r.i++ // '<'
 	local, ok := r.name()
 	if !ok {
-		return nil, errSlow
+		return errSlow
 	}
 	ns := r.stack[len(r.stack)-1].ns
 	attrs := r.attrs[:0]
@@ -236,60 +370,60 @@ func (r *fastReader) startTag() (xml.Token, error) {
 		before := r.i
 		r.space()
 		if r.i >= len(r.b) {
-			return nil, errSlow
+			return errSlow
 		}
 		switch r.b[r.i] {
 		case '>':
 			r.i++
 		case '/':
 			if r.i+1 >= len(r.b) || r.b[r.i+1] != '>' {
-				return nil, errSlow
+				return errSlow
 			}
 			r.i += 2
 			r.pending = true
 		default:
 			if r.i == before {
-				return nil, errSlow // attributes must be separated by white space
+				return errSlow // attributes must be separated by white space
 			}
 			aname, ok := r.name()
 			if !ok {
-				return nil, errSlow
+				return errSlow
 			}
 			space := ""
 			if r.i < len(r.b) && r.b[r.i] == ':' {
 				if aname != "xml" {
-					return nil, errSlow
+					return errSlow
 				}
 				r.i++
 				if aname, ok = r.name(); !ok {
-					return nil, errSlow
+					return errSlow
 				}
 				space = xmlURL
 			}
 			if r.i >= len(r.b) || r.b[r.i] != '=' {
-				return nil, errSlow
+				return errSlow
 			}
 			r.i++
 			if r.i >= len(r.b) || r.b[r.i] != '"' && r.b[r.i] != '\'' {
-				return nil, errSlow
+				return errSlow
 			}
 			q := r.b[r.i]
 			r.i++
 			end := bytes.IndexByte(r.b[r.i:], q)
 			if end < 0 {
-				return nil, errSlow
+				return errSlow
 			}
 			raw := r.b[r.i : r.i+end]
 			r.i += end + 1
-			// Attribute values with white space other than ' ' or with
-			// references take the slow path.
-			if bytes.ContainsAny(raw, "<&\t\n\r") || !plainText(raw) {
-				return nil, errSlow
+			// Attribute values with white space other than ' ', with
+			// references or with a '"' take the slow path.
+			if !plainAttr(raw) {
+				return errSlow
 			}
-			a := xml.Attr{Name: xml.Name{Space: space, Local: aname}, Value: string(raw)}
+			a := xml.Attr{Name: xml.Name{Space: space, Local: aname}, Value: intern(raw)}
 			for _, b := range attrs {
 				if b.Name == a.Name {
-					return nil, errSlow
+					return errSlow
 				}
 			}
 			if space == "" && aname == "xmlns" {
@@ -302,59 +436,57 @@ func (r *fastReader) startTag() (xml.Token, error) {
 	}
 	r.attrs = attrs
 	r.stack = append(r.stack, fastFrame{local: local, ns: ns})
-	var out []xml.Attr
-	if len(attrs) > 0 {
-		out = make([]xml.Attr, len(attrs))
-		copy(out, attrs)
-	}
-	return xml.StartElement{Name: xml.Name{Space: ns, Local: local}, Attr: out}, nil
+	*t = token{kind: tokStart, name: xml.Name{Space: ns, Local: local}, attr: attrs}
+	return nil
 }
 
-func (r *fastReader) endTag() (xml.Token, error) {
+func (r *fastReader) endTag(t *token) error {
 	r.i += 2 // "</"
 	local, ok := r.name()
 	if !ok {
-		return nil, errSlow
+		return errSlow
 	}
 	r.space()
 	if r.i >= len(r.b) || r.b[r.i] != '>' {
-		return nil, errSlow
+		return errSlow
 	}
 	r.i++
 	if len(r.stack) < 2 || r.stack[len(r.stack)-1].local != local {
-		return nil, errSlow
+		return errSlow
 	}
 	f := r.stack[len(r.stack)-1]
 	r.stack = r.stack[:len(r.stack)-1]
-	return xml.EndElement{Name: xml.Name{Space: f.ns, Local: f.local}}, nil
+	*t = token{kind: tokEnd, name: xml.Name{Space: f.ns, Local: f.local}}
+	return nil
 }
 
 // parseXML runs parse over b, first with the fast reader and, if that fails
 // in any way, again with a strict encoding/xml.Decoder.
-func parseXML[T any](b []byte, defaultNS string, parse func(xml.TokenReader) (T, error)) (T, error) {
+func parseXML[T any](b []byte, defaultNS string, parse func(tokens) (T, error)) (T, error) {
 	if v, err := parse(newFastReader(b, defaultNS)); err == nil {
 		return v, nil
 	}
 	d := newDecoder(bytes.NewReader(b))
 	d.DefaultSpace = defaultNS
-	return parse(d)
+	return parse(&stdTokens{r: d})
 }
 
 // skip consumes the rest of the current element.
-func skip(r xml.TokenReader) error {
+func skip(r tokens) error {
+	var t *token
 	depth := 1
 	for depth > 0 {
-		tok, err := r.Token()
-		if err != nil {
+		var err error
+		if t, err = r.next(); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return err
 		}
-		switch tok.(type) {
-		case xml.StartElement:
+		switch t.kind {
+		case tokStart:
 			depth++
-		case xml.EndElement:
+		case tokEnd:
 			depth--
 		}
 	}

@@ -31,27 +31,34 @@ type Child struct {
 // other namespace-resolving token reader (for example a mellium xmlstream
 // reader positioned inside a stanza).
 func ReadChildren(r xml.TokenReader) ([]Child, error) {
+	return readChildren(&stdTokens{r: r})
+}
+
+func readChildren(r tokens) ([]Child, error) {
 	var out []Child
+	var t *token
 	for {
-		tok, err := r.Token()
+		var err error
+		t, err = r.next()
 		if err == io.EOF {
 			return out, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
+		switch t.kind {
+		case tokStart:
+			name := t.name
 			b, err := appendElement(nil, r, t, "", true)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, Child{Name: t.Name, XML: b})
-		case xml.EndElement:
+			out = append(out, Child{Name: name, XML: b})
+		case tokEnd:
 			return out, nil
-		case xml.CharData, xml.Comment, xml.ProcInst:
+		case tokText, tokComment, tokProcInst:
 		default:
-			return nil, fmt.Errorf("ox: unexpected XML token %T", tok)
+			return nil, errors.New("ox: unexpected XML directive")
 		}
 	}
 }
@@ -60,14 +67,14 @@ func ReadChildren(r xml.TokenReader) ([]Child, error) {
 // [Content].Payload. Elements without a namespace declaration are put in
 // defaultNS.
 func ParseChildren(fragment []byte, defaultNS string) ([]Child, error) {
-	children, err := parseXML(fragment, defaultNS, func(r xml.TokenReader) ([]Child, error) {
-		children, err := ReadChildren(r)
+	children, err := parseXML(fragment, defaultNS, func(r tokens) ([]Child, error) {
+		children, err := readChildren(r)
 		if err != nil {
 			return nil, err
 		}
-		// ReadChildren stops at a stray end element; anything after it is
+		// readChildren stops at a stray end element; anything after it is
 		// an error.
-		if _, err := r.Token(); err != io.EOF {
+		if _, err := r.next(); err != io.EOF {
 			return nil, errors.New("unexpected content after the elements")
 		}
 		return children, nil
@@ -133,40 +140,40 @@ outer:
 // renamespace re-encodes a child with its top-level element moved to ns.
 // Descendants that inherited the old namespace keep it (they declare it).
 func renamespace(c Child, ns string) (Child, error) {
-	return parseXML(c.XML, "", func(d xml.TokenReader) (Child, error) {
-		tok, err := d.Token()
-		if err != nil {
+	return parseXML(c.XML, "", func(d tokens) (Child, error) {
+		var t *token
+		var err error
+		if t, err = d.next(); err != nil {
 			return c, err
 		}
-		start, ok := tok.(xml.StartElement)
-		if !ok {
-			return c, fmt.Errorf("ox: unexpected XML token %T", tok)
+		if t.kind != tokStart {
+			return c, errors.New("ox: child does not start with an element")
 		}
 		// Descendants are written relative to the new namespace, so ones
 		// that were in the old default namespace get an explicit declaration.
-		start.Name.Space = ns
-		out, err := appendStart(nil, start, "", true)
+		name := xml.Name{Space: ns, Local: t.name.Local}
+		out, err := appendStart(nil, name, t.attr, "", true)
 		if err != nil {
 			return c, err
 		}
 		out = append(out, '>')
 		for {
-			tok, err := d.Token()
-			if err != nil {
+			var err error
+			if t, err = d.next(); err != nil {
 				return c, err
 			}
-			switch t := tok.(type) {
-			case xml.EndElement:
+			switch t.kind {
+			case tokEnd:
 				out = append(out, "</"...)
-				out = append(out, start.Name.Local...)
+				out = append(out, name.Local...)
 				out = append(out, '>')
-				return Child{Name: start.Name, XML: out, Protected: c.Protected}, nil
-			case xml.StartElement:
+				return Child{Name: name, XML: out, Protected: c.Protected}, nil
+			case tokStart:
 				if out, err = appendElement(out, d, t, ns, false); err != nil {
 					return c, err
 				}
-			case xml.CharData:
-				if out, err = appendText(out, t); err != nil {
+			case tokText:
+				if out, err = appendText(out, t.text); err != nil {
 					return c, err
 				}
 			}

@@ -245,8 +245,9 @@ var maxDecompressed = int64(MaxPlaintext)
 // an <openpgp/> element, see [Element]) and parses the content element.
 //
 // It returns an error only when there is no content to show: [ErrNoKey],
-// [ErrDecrypt] (opaque, for every decryption or integrity failure),
-// [ErrMalformed], [ErrTooLarge] or a [*ParseError]. Every failed receiver
+// [ErrDecrypt] (opaque, for every decryption or integrity failure, including
+// an encrypted plaintext larger than [MaxPlaintext]), [ErrMalformed],
+// [ErrTooLarge] (an unencrypted message) or a [*ParseError]. Every failed receiver
 // check of XEP-0373 §3.2 is instead listed in Opened.Problems and leaves
 // Opened.Verified false.
 func (o *Opener) Open(msg []byte, p OpenParams) (*Opened, error) {
@@ -275,19 +276,19 @@ func (o *Opener) Open(msg []byte, p OpenParams) (*Opened, error) {
 		}
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	body, err := io.ReadAll(io.LimitReader(md.UnverifiedBody, MaxPlaintext+1))
+	body, err := readLimited(md.UnverifiedBody, len(msg), MaxPlaintext)
 	defer clear(body)
 	if err != nil {
-		if errors.Is(err, pgperrors.ErrMessageTooLarge) {
+		switch {
+		case md.IsEncrypted:
+			// Even an oversized plaintext is reported opaquely: it is found
+			// before the integrity check, so a distinct error would tell an
+			// attacker something about a tampered ciphertext.
+			return nil, ErrDecrypt
+		case errors.Is(err, ErrTooLarge) || errors.Is(err, pgperrors.ErrMessageTooLarge):
 			return nil, ErrTooLarge
 		}
-		if md.IsEncrypted {
-			return nil, ErrDecrypt
-		}
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if len(body) > MaxPlaintext {
-		return nil, ErrTooLarge
 	}
 	c, err := ParseContent(body)
 	if err != nil {
@@ -349,6 +350,32 @@ func (o *Opener) Open(msg []byte, p OpenParams) (*Opened, error) {
 		}
 	}
 	return op, nil
+}
+
+// readLimited reads r to its end, expecting about size bytes, and fails with
+// ErrTooLarge beyond max. Reading to the end is what makes go-crypto check
+// the signature and the integrity of the message.
+func readLimited(r io.Reader, size, max int) ([]byte, error) {
+	buf := make([]byte, 0, min(size, max)+1)
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > max {
+				return buf, ErrTooLarge
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			if len(buf) > max {
+				return buf, ErrTooLarge
+			}
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // signatureValid reports whether go-crypto's verdict means the signature is

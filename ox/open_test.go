@@ -652,3 +652,32 @@ func TestOpenConcurrent(t *testing.T) {
 		t.Errorf("cache holds %d entries", cache.Len())
 	}
 }
+
+func TestOpenTooLarge(t *testing.T) {
+	k := keys(t)
+	big := bytes.Repeat([]byte("a"), MaxPlaintext+1)
+	pc := &packet.Config{Time: func() time.Time { return t0 }}
+	// Signed, not encrypted.
+	var out bytes.Buffer
+	w, err := openpgp.Sign(&out, k.alice.entity, &openpgp.FileHints{IsBinary: true}, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(big)
+	w.Close()
+	if _, err := opener(t, k.bob).Open(out.Bytes(), bobParams(k)); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("signed: %v", err)
+	}
+	// Encrypted: the size is only known before the integrity check, so it is
+	// reported opaquely.
+	out.Reset()
+	w, err = openpgp.Encrypt(&out, []*openpgp.Entity{k.bob.entity}, k.alice.entity, &openpgp.FileHints{IsBinary: true}, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(big)
+	w.Close()
+	if _, err := opener(t, k.bob).Open(out.Bytes(), bobParams(k)); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("encrypted: %v", err)
+	}
+}

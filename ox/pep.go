@@ -67,31 +67,34 @@ func (p PubKey) MarshalXML(enc *xml.Encoder, _ xml.StartElement) error {
 // padding, and ASCII armor (raw, or Base64 of armor text). A 'date' that does
 // not parse is ignored.
 func (p *PubKey) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
-	return p.decode(d, start)
+	return p.decode(&stdTokens{r: d}, startToken(start))
 }
 
-func (p *PubKey) decode(d xml.TokenReader, start xml.StartElement) error {
-	if start.Name != pubkeyName {
-		return fmt.Errorf("ox: expected <pubkey xmlns='%s'/>, got {%s}%s", NS, start.Name.Space, start.Name.Local)
+func (p *PubKey) decode(d tokens, start *token) error {
+	if start.name != pubkeyName {
+		return fmt.Errorf("ox: expected <pubkey xmlns='%s'/>, got {%s}%s", NS, start.name.Space, start.name.Local)
 	}
 	*p = PubKey{}
-	if v, ok := attr(start, "date"); ok {
+	if v, ok := attr(start.attr, "date"); ok {
 		p.Date, _ = ParseTime(v)
 	}
 	found := false
+	var t *token
 	for {
-		tok, err := d.Token()
-		if err != nil {
+		var err error
+		if t, err = d.next(); err != nil {
 			return fmt.Errorf("ox: invalid <pubkey/>: %w", err)
 		}
-		switch t := tok.(type) {
-		case xml.EndElement:
+		switch t.kind {
+		case tokDirective:
+			return errors.New("ox: invalid <pubkey/>: unexpected directive")
+		case tokEnd:
 			if !found {
 				return errors.New("ox: <pubkey/> without <data/>")
 			}
 			return nil
-		case xml.StartElement:
-			if !inNS(t.Name, "data") {
+		case tokStart:
+			if !inNS(t.name, "data") {
 				if err := skip(d); err != nil {
 					return err
 				}
@@ -245,34 +248,42 @@ func (l PublicKeysList) MarshalXML(enc *xml.Encoder, _ xml.StartElement) error {
 // UnmarshalXML implements xml.Unmarshaler; see PublicKeysList.Problems for
 // how non-conforming entries are handled. An empty list is valid.
 func (l *PublicKeysList) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
-	return l.decode(d, start)
+	return l.decode(&stdTokens{r: d}, startToken(start))
 }
 
-func (l *PublicKeysList) decode(d xml.TokenReader, start xml.StartElement) error {
-	if start.Name != listName {
-		return fmt.Errorf("ox: expected <public-keys-list xmlns='%s'/>, got {%s}%s", NS, start.Name.Space, start.Name.Local)
+func (l *PublicKeysList) decode(d tokens, start *token) error {
+	if start.name != listName {
+		return fmt.Errorf("ox: expected <public-keys-list xmlns='%s'/>, got {%s}%s", NS, start.name.Space, start.name.Local)
 	}
 	*l = PublicKeysList{}
 	seen := map[string]bool{}
 	index := 0
+	var t *token
 	for {
-		tok, err := d.Token()
+		var err error
+		t, err = d.next()
 		if err != nil {
 			return fmt.Errorf("ox: invalid <public-keys-list/>: %w", err)
 		}
-		switch t := tok.(type) {
-		case xml.EndElement:
+		switch t.kind {
+		case tokDirective:
+			return errors.New("ox: invalid <public-keys-list/>: unexpected directive")
+		case tokEnd:
 			return nil
-		case xml.StartElement:
+		case tokStart:
+			// Read the attributes before skipping: they belong to the
+			// reader's buffer.
+			isEntry := inNS(t.name, "pubkey-metadata")
+			raw, _ := attr(t.attr, "v4-fingerprint")
+			date, hasDate := attr(t.attr, "date")
 			if err := skip(d); err != nil {
 				return fmt.Errorf("ox: invalid <public-keys-list/>: %w", err)
 			}
-			if !inNS(t.Name, "pubkey-metadata") {
+			if !isEntry {
 				continue
 			}
 			i := index
 			index++
-			raw, _ := attr(t, "v4-fingerprint")
 			problem := func(err error) {
 				l.Problems = append(l.Problems, &MetadataError{Index: i, Fingerprint: raw, Err: err})
 			}
@@ -290,8 +301,8 @@ func (l *PublicKeysList) decode(d xml.TokenReader, start xml.StartElement) error
 				problem(ErrLowercaseFingerprint)
 			}
 			m := KeyMetadata{Fingerprint: fpr, Node: PublicKeyNode(raw)}
-			if v, ok := attr(t, "date"); ok {
-				m.Date, err = ParseTime(v)
+			if hasDate {
+				m.Date, _ = ParseTime(date)
 			}
 			if m.Date.IsZero() {
 				problem(ErrMissingDate)
@@ -430,12 +441,12 @@ func (s SecretKey) MarshalXML(enc *xml.Encoder, _ xml.StartElement) error {
 
 // UnmarshalXML implements xml.Unmarshaler, ignoring white space in the Base64.
 func (s *SecretKey) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
-	return s.decode(d, start)
+	return s.decode(&stdTokens{r: d}, startToken(start))
 }
 
-func (s *SecretKey) decode(d xml.TokenReader, start xml.StartElement) error {
-	if start.Name != secretkeyName {
-		return fmt.Errorf("ox: expected <secretkey xmlns='%s'/>, got {%s}%s", NS, start.Name.Space, start.Name.Local)
+func (s *SecretKey) decode(d tokens, start *token) error {
+	if start.name != secretkeyName {
+		return fmt.Errorf("ox: expected <secretkey xmlns='%s'/>, got {%s}%s", NS, start.name.Space, start.name.Local)
 	}
 	text, err := elementText(d)
 	if err != nil {

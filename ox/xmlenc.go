@@ -28,37 +28,39 @@ var errXMLDepth = errors.New("ox: XML nested too deeply")
 // r up to and including the matching end element. outerNS is the default
 // namespace in effect where the output is placed; the element declares its own
 // namespace unless it is the same and force is false.
-func appendElement(dst []byte, r xml.TokenReader, start xml.StartElement, outerNS string, force bool) ([]byte, error) {
+func appendElement(dst []byte, r tokens, start *token, outerNS string, force bool) ([]byte, error) {
 	type open struct{ ns, local string }
-	stack := make([]open, 0, 8)
+	var stackBuf [8]open
+	stack := stackBuf[:0]
 	var err error
-	if dst, err = appendStart(dst, start, outerNS, force); err != nil {
+	if dst, err = appendStart(dst, start.name, start.attr, outerNS, force); err != nil {
 		return dst, err
 	}
-	stack = append(stack, open{start.Name.Space, start.Name.Local})
+	stack = append(stack, open{start.name.Space, start.name.Local})
 	pending := true // the last start tag still lacks its closing '>'
+	var t *token
 	for len(stack) > 0 {
-		tok, err := r.Token()
-		if err != nil {
+		var err error
+		if t, err = r.next(); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return dst, err
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
+		switch t.kind {
+		case tokStart:
 			if len(stack) >= maxDepth {
 				return dst, errXMLDepth
 			}
 			if pending {
 				dst = append(dst, '>')
 			}
-			if dst, err = appendStart(dst, t, stack[len(stack)-1].ns, false); err != nil {
+			if dst, err = appendStart(dst, t.name, t.attr, stack[len(stack)-1].ns, false); err != nil {
 				return dst, err
 			}
-			stack = append(stack, open{t.Name.Space, t.Name.Local})
+			stack = append(stack, open{t.name.Space, t.name.Local})
 			pending = true
-		case xml.EndElement:
+		case tokEnd:
 			top := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
 			if pending {
@@ -69,50 +71,50 @@ func appendElement(dst []byte, r xml.TokenReader, start xml.StartElement, outerN
 			dst = append(dst, "</"...)
 			dst = append(dst, top.local...)
 			dst = append(dst, '>')
-		case xml.CharData:
-			if len(t) == 0 {
+		case tokText:
+			if len(t.text) == 0 {
 				continue
 			}
 			if pending {
 				dst = append(dst, '>')
 				pending = false
 			}
-			if dst, err = appendText(dst, t); err != nil {
+			if dst, err = appendText(dst, t.text); err != nil {
 				return dst, err
 			}
-		case xml.Comment, xml.ProcInst:
+		case tokComment, tokProcInst:
 			// Comments and processing instructions carry no meaning here.
 		default:
-			return dst, fmt.Errorf("ox: unexpected XML token %T", tok)
+			return dst, errors.New("ox: unexpected XML directive")
 		}
 	}
 	return dst, nil
 }
 
 // appendStart writes a start tag without its closing '>'.
-func appendStart(dst []byte, start xml.StartElement, parentNS string, force bool) ([]byte, error) {
-	if !isName(start.Name.Local) {
-		return dst, fmt.Errorf("ox: invalid XML element name %q", start.Name.Local)
+func appendStart(dst []byte, name xml.Name, attrs []xml.Attr, parentNS string, force bool) ([]byte, error) {
+	if !isName(name.Local) {
+		return dst, fmt.Errorf("ox: invalid XML element name %q", name.Local)
 	}
 	dst = append(dst, '<')
-	dst = append(dst, start.Name.Local...)
-	if force || start.Name.Space != parentNS {
+	dst = append(dst, name.Local...)
+	if force || name.Space != parentNS {
 		dst = append(dst, ` xmlns="`...)
 		var err error
-		if dst, err = appendAttrValue(dst, start.Name.Space); err != nil {
+		if dst, err = appendAttrValue(dst, name.Space); err != nil {
 			return dst, err
 		}
 		dst = append(dst, '"')
 	}
 	prefixes := 0
-	for i, a := range start.Attr {
+	for i, a := range attrs {
 		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
 			continue // namespace declarations are regenerated
 		}
 		if !isName(a.Name.Local) {
 			return dst, fmt.Errorf("ox: invalid XML attribute name %q", a.Name.Local)
 		}
-		for _, b := range start.Attr[:i] {
+		for _, b := range attrs[:i] {
 			if b.Name == a.Name {
 				return dst, fmt.Errorf("ox: duplicate XML attribute %q", a.Name.Local)
 			}
@@ -147,8 +149,29 @@ func appendStart(dst []byte, start xml.StartElement, parentNS string, force bool
 	return dst, nil
 }
 
+// textSafe marks the ASCII bytes that appendText and appendAttrValue copy
+// unchanged.
+var textSafe, attrSafe [utf8.RuneSelf]bool
+
+func init() {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		textSafe[c], attrSafe[c] = true, true
+	}
+	textSafe['\t'], textSafe['\n'] = true, true
+	textSafe['&'], textSafe['<'], textSafe['>'] = false, false, false
+	attrSafe['&'], attrSafe['<'], attrSafe['"'] = false, false, false
+}
+
 func appendText(dst []byte, s []byte) ([]byte, error) {
 	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] < utf8.RuneSelf && textSafe[s[i]] {
+			i++
+		}
+		dst = append(dst, s[:i]...)
+		if s = s[i:]; len(s) == 0 {
+			break
+		}
 		r, n := utf8.DecodeRune(s)
 		if !isXMLChar(r, n) {
 			return dst, errors.New("ox: invalid character in XML text")
@@ -172,6 +195,14 @@ func appendText(dst []byte, s []byte) ([]byte, error) {
 
 func appendAttrValue(dst []byte, s string) ([]byte, error) {
 	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] < utf8.RuneSelf && attrSafe[s[i]] {
+			i++
+		}
+		dst = append(dst, s[:i]...)
+		if s = s[i:]; len(s) == 0 {
+			break
+		}
 		r, n := utf8.DecodeRuneInString(s)
 		if !isXMLChar(r, n) {
 			return dst, errors.New("ox: invalid character in XML attribute")

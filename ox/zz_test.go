@@ -1,30 +1,47 @@
 package ox
 
 import (
-	"bytes"
-	"io"
 	"testing"
+	"time"
 
-	"github.com/ProtonMail/go-crypto/openpgp"
+	"mellium.im/xmpp/jid"
 )
 
-func BenchmarkRawReadMessage(b *testing.B) {
+func cpuLoop(b *testing.B, f func()) {
+	b.ReportAllocs()
+	c0 := processCPU()
+	n := 0
+	for b.Loop() {
+		f()
+		n++
+	}
+	b.ReportMetric(float64((processCPU()-c0)/time.Duration(n)), "cpu-ns/op")
+}
+
+func BenchmarkZZParseElement(b *testing.B) {
 	f := fixture(b)
 	msg, _ := Seal(f.content, f.alice, []*Key{f.bob, f.alice}, nil)
-	ring := openpgp.EntityList{f.bob.entity, f.alice.Public().entity}
-	p := newPrimitives(f.plainLen)
-	m := &limitMeter{prims: p.open}
-	b.ResetTimer()
-	for i := range b.N {
-		md, err := openpgp.ReadMessage(bytes.NewReader(msg), ring, nil, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.ReadAll(md.UnverifiedBody)
-		if md.SignatureError != nil {
-			b.Fatal(md.SignatureError)
-		}
-		m.after(b, i)
-	}
-	m.report(b)
+	el := Element{Data: msg}.Marshal()
+	cpuLoop(b, func() { ParseElement(el) })
+}
+
+func BenchmarkZZParseContent(b *testing.B) {
+	f := fixture(b)
+	c := f.content
+	c.Time = t0
+	c.Rpad = "asdkjhasdkjhasdkjhaskjdhaksjdhakjsdhkajshdkajshdkajshdkjashdkjahsdkjhaskdjhaskjdhaksjdhkajsdhkajshdkajshdkjashdkjashdkjh"
+	x, _ := c.Marshal()
+	cpuLoop(b, func() { ParseContent(x) })
+}
+
+func BenchmarkZZJIDParse(b *testing.B) {
+	cpuLoop(b, func() { jid.Parse("bob@example.net") })
+}
+
+func BenchmarkZZMarshal(b *testing.B) {
+	f := fixture(b)
+	c := f.content
+	c.Time = t0
+	c.Rpad = "asdkjhasdkjhasdkjhaskjdhaksjdhakjsdhkajshdkajshdkajshdkjashdkjahsdkjhaskdjhaskjdhaksjdhkajsdhkajshdkajshdkjashdkjashdkjh"
+	cpuLoop(b, func() { c.Marshal() })
 }
