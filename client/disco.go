@@ -12,6 +12,8 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/eme"
+
 	"github.com/balcony-im/balcony/internal/xmltree"
 )
 
@@ -30,6 +32,7 @@ var BaseFeatures = []string{
 	NSPing,
 	NSVersion,
 	NSSID,
+	eme.NS, // XEP-0380 §5: supporting entities advertise urn:xmpp:eme:0
 	"http://jabber.org/protocol/chatstates",
 }
 

@@ -328,7 +328,7 @@ func TestIntegrationDiscoAndCaps(t *testing.T) {
 	ctx := context.Background()
 	subscribe(t, a, b)
 	// A new feature changes the caps hash and triggers a new presence.
-	a.AddFeature("urn:xmpp:eme:0")
+	a.AddFeature("urn:example:balcony:feature")
 	p := waitFor(t, b, func(p *client.PresenceEvent) bool { return p.From.Equal(a.JID()) && p.CapsVer == a.CapsVer() })
 	if p.CapsHash != "sha-1" || p.CapsNode == "" {
 		t.Fatalf("presence caps %+v", p)
@@ -337,7 +337,7 @@ func TestIntegrationDiscoAndCaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range append([]string{"urn:xmpp:eme:0"}, client.BaseFeatures...) {
+	for _, f := range append([]string{"urn:xmpp:eme:0", "urn:example:balcony:feature"}, client.BaseFeatures...) {
 		if !info.Has(f) {
 			t.Errorf("disco#info lacks %s", f)
 		}
@@ -439,4 +439,33 @@ func TestIntegrationReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, a, func(m *client.MessageEvent) bool { return m.Body == "after reconnect" })
+}
+
+// A message that cannot be read gets no delivery receipt; the next readable
+// one does (XEP-0184 receipts only after a successful decrypt).
+func TestIntegrationNoReceiptForUnreadable(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	a := connect(t, srv, alice, "")
+	b := connect(t, srv, bob, "")
+	ctx := context.Background()
+	bad := xmltree.New(client.NSClient, "message", "to", b.JID().String(), "type", "chat", "id", "unreadable-1")
+	bad.Append(xmltree.New(client.NSClient, "body").AppendText("[encrypted]"))
+	bad.Append(xmltree.New("urn:xmpp:openpgp:0", "openpgp").AppendText("bm90IGEgcmVhbCBtZXNzYWdl"))
+	bad.Append(xmltree.New(client.NSReceipts, "request"))
+	if err := a.SendElement(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	n := waitFor(t, b, func(n *client.NoticeEvent) bool { return n.ID == "unreadable-1" })
+	if n.Namespace != "urn:xmpp:openpgp:0" || strings.Contains(n.Text, "[encrypted]") {
+		t.Fatalf("notice %+v", n)
+	}
+	ids, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "readable", Receipt: true}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := waitFor(t, a, func(r *client.ReceiptEvent) bool { return true })
+	if r.ID != ids[0] {
+		t.Fatalf("first receipt is for %q, want %q: the unreadable message was acknowledged", r.ID, ids[0])
+	}
 }

@@ -132,6 +132,16 @@ type ErrorObserver interface {
 	MessageError(ev *ErrorEvent) []*SecurityEvent
 }
 
+// Interceptor is implemented by mechanisms whose protocol messages are
+// not encrypted payloads (XEP-0155 negotiation forms for Encrypted
+// Sessions). Intercept is called for every message that detection found
+// to be plaintext, before it is delivered; a mechanism that recognises the
+// message returns handled = true and what to do with it. Copies (carbons,
+// archive) are offered too, with in.Origin set.
+type Interceptor interface {
+	Intercept(ctx context.Context, in *Incoming) (opened *Opened, handled bool)
+}
+
 // Shutdowner is implemented by mechanisms that must end sessions when the
 // client closes; it runs after the stream and TCP connection are closed.
 type Shutdowner interface {
@@ -424,6 +434,9 @@ func (p *Pipeline) open(ctx context.Context, in *inbound) Event {
 		Thread: in.st.ChildText(NSClient, "thread"), Time: in.time, Origin: in.origin,
 	}
 	if !det.Encrypted && !det.Control {
+		if ev, handled := p.intercept(ctx, in, det, base); handled {
+			return ev
+		}
 		body, hasBody := plainBody(in.st)
 		if det.OTR == eme.OTRWhitespaceTag {
 			// A plaintext message offering OTR: the OTR mechanism may start
@@ -485,6 +498,40 @@ func (p *Pipeline) open(ctx context.Context, in *inbound) Event {
 		base.Security.Name = eme.DisplayName(ns, "")
 	}
 	return base
+}
+
+// intercept offers a plaintext message to the enabled interceptors.
+func (p *Pipeline) intercept(ctx context.Context, in *inbound, det eme.Detection, base *MessageEvent) (Event, bool) {
+	p.mu.Lock()
+	type ic struct {
+		ns string
+		i  Interceptor
+	}
+	var ics []ic
+	for ns, m := range p.mechs {
+		if i, ok := m.(Interceptor); ok && p.enabled[ns] {
+			ics = append(ics, ic{ns, i})
+		}
+	}
+	p.mu.Unlock()
+	for _, x := range ics {
+		opened, handled := x.i.Intercept(ctx, p.incomingFor(in, det))
+		if !handled {
+			continue
+		}
+		if opened == nil {
+			return nil, true
+		}
+		p.afterOpen(ctx, in, x.ns, opened)
+		if opened.Silent {
+			return nil, true
+		}
+		base.Body = opened.Body
+		base.Payload = opened.Payload
+		base.Security = opened.Security
+		return base, true
+	}
+	return nil, false
 }
 
 func (p *Pipeline) incomingFor(in *inbound, det eme.Detection) *Incoming {
