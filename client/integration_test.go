@@ -40,6 +40,9 @@ func connect(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, re
 		t.Fatalf("connect %s: %v", j, err)
 	}
 	t.Cleanup(func() { c.Close() })
+	if resource != "" && c.JID().Resourcepart() != resource {
+		t.Fatalf("bound %s, asked for resource %s", c.JID(), resource)
+	}
 	return c
 }
 
