@@ -142,6 +142,14 @@ type Interceptor interface {
 	Intercept(ctx context.Context, in *Incoming) (opened *Opened, handled bool)
 }
 
+// Availability is implemented by mechanisms that can tell whether they can
+// protect a message to a contact right now (OX: the contact announced a
+// usable key; OTR and Encrypted Sessions: a session is established).
+// Pipeline.Best uses it for the "prefer encryption" policy.
+type Availability interface {
+	Usable(ctx context.Context, to jid.JID) bool
+}
+
 // Shutdowner is implemented by mechanisms that must end sessions when the
 // client closes; it runs after the stream and TCP connection are closed.
 type Shutdowner interface {
@@ -228,6 +236,42 @@ func (p *Pipeline) Policy(contact jid.JID) eme.Policy {
 	return p.def
 }
 
+// Best returns the mechanism to use for a message to "to" when the user did
+// not choose one: the policy's mechanism when it requires one; otherwise,
+// when the policy prefers encryption, the strongest enabled mechanism that
+// is usable for the contact now (by eme rank); otherwise "" (plaintext).
+func (p *Pipeline) Best(ctx context.Context, to jid.JID) string {
+	pol := p.Policy(to)
+	switch pol.Mode {
+	case eme.RequireEncryption:
+		if pol.Mechanism != "" {
+			return pol.Mechanism
+		}
+	case eme.PlaintextAllowed:
+		return ""
+	}
+	p.mu.Lock()
+	var cands []Mechanism
+	for ns, m := range p.mechs {
+		if p.enabled[ns] {
+			cands = append(cands, m)
+		}
+	}
+	p.mu.Unlock()
+	best, bestRank := "", -1
+	for _, m := range cands {
+		a, ok := m.(Availability)
+		if !ok || !a.Usable(ctx, to) {
+			continue
+		}
+		info, _ := eme.Lookup(m.Namespace())
+		if info.Rank > bestRank || (info.Rank == bestRank && m.Namespace() < best) {
+			best, bestRank = m.Namespace(), info.Rank
+		}
+	}
+	return best
+}
+
 func (p *Pipeline) mechanism(ns string) (Mechanism, bool, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -272,7 +316,7 @@ func (p *Pipeline) send(ctx context.Context, out *Outgoing, mechanism string) ([
 	}
 	m, ok, enabled := p.mechanism(mechanism)
 	if !ok {
-		return nil, fmt.Errorf("client: mechanism %s is not available", mechanism)
+		return nil, fmt.Errorf("client: mechanism %s is not available", eme.DisplayName(mechanism, ""))
 	}
 	if !enabled {
 		return nil, fmt.Errorf("client: mechanism %s is not enabled", eme.DisplayName(mechanism, ""))

@@ -32,8 +32,10 @@ Flags:
   --receipt          ask for a delivery receipt and wait for it (up to --timeout)
   --timeout DUR      how long to wait for the connection and receipt (default 30s)
 ` + secretFlagsUsage + `
-Without a mechanism flag the contact's policy decides: "require" policies use
-their mechanism, otherwise the message is sent in the clear.
+Without a mechanism flag the contact's policy decides (see balcony policy):
+"require:X" uses X, "prefer" uses the strongest mechanism ready for the
+contact (an announced OX key, an OTR or Encrypted Session), and
+"plaintext" (the default) sends in the clear.
 Exit status 3 means the policy refused to send (downgrade protection).
 `,
 		run: runSend,
@@ -252,11 +254,9 @@ func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
 	c := s.client
 	mech := a.Mechanism
 	if !a.Explicit {
-		if pol := c.Pipeline().Policy(to); pol.Mode == eme.RequireEncryption {
-			mech = pol.Mechanism
-			if mech == "" {
-				return sendResult{}, withHint(errors.New("the policy for "+to.Bare().String()+" requires encryption"), "choose a mechanism: --ox, --otr or --esession")
-			}
+		mech = c.Pipeline().Best(ctx, to)
+		if pol := c.Pipeline().Policy(to); mech == "" && pol.Mode == eme.RequireEncryption {
+			return sendResult{}, withHint(errors.New("the policy for "+to.Bare().String()+" requires encryption and no mechanism is ready"), "choose one: --ox, --otr (after balcony otr start) or --esession (after balcony esession start)")
 		}
 	}
 	var w *watcher
