@@ -36,6 +36,37 @@ func newXPeer(t *testing.T, fragSize int) *xpeer {
 	}
 }
 
+// xotrPair returns two x/crypto/otr Conversations with an encrypted
+// session between them.
+func xotrPair(t testing.TB) (*xotr.Conversation, *xotr.Conversation) {
+	mk := func(k *PrivateKey) *xotr.Conversation {
+		priv := &xotr.PrivateKey{PrivateKey: dsa.PrivateKey{
+			PublicKey: dsa.PublicKey{Parameters: dsa.Parameters{P: k.p, Q: k.q, G: k.g}, Y: k.y},
+			X:         k.x,
+		}}
+		priv.PublicKey.PublicKey = priv.PrivateKey.PublicKey
+		return &xotr.Conversation{PrivateKey: priv}
+	}
+	a, b := mk(aliceKey(t)), mk(bobKey(t))
+	msgs := [][]byte{[]byte(xotr.QueryMessage)}
+	from, to := a, b
+	for len(msgs) > 0 {
+		var next [][]byte
+		for _, m := range msgs {
+			_, _, _, send, err := to.Receive(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next = append(next, send...)
+		}
+		msgs, from, to = next, to, from
+	}
+	if !a.IsEncrypted() || !b.IsEncrypted() {
+		t.Fatal("x/crypto/otr AKE failed")
+	}
+	return a, b
+}
+
 func (x *xpeer) has(c xotr.SecurityChange) bool {
 	for _, v := range x.changes {
 		if v == c {
