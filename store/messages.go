@@ -188,11 +188,16 @@ func (s *Store) logMessages(ctx context.Context, op string, entries []LogEntry) 
 			return err
 		}
 		logPrivate := v == "true"
+		st, err := prepareLog(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer st.close()
 		for i, e := range rows {
 			if (e.Mechanism == OTR || e.Mechanism == ESession) && !e.Notice && !logPrivate {
 				continue
 			}
-			if ids[i], err = s.logOne(ctx, tx, e.LogEntry, e.t); err != nil {
+			if ids[i], err = s.logOne(ctx, st, e.LogEntry, e.t); err != nil {
 				return err
 			}
 		}
@@ -204,13 +209,52 @@ func (s *Store) logMessages(ctx context.Context, op string, entries []LogEntry) 
 	return ids, nil
 }
 
+// queryDuplicate finds a logged message by stanza id. The literal
+// "stanza_id <> ”" lets SQLite use the partial unique index
+// messages_stanza (TestQueryPlans).
+const queryDuplicate = `SELECT id FROM messages
+	WHERE peer = ? AND direction = ? AND stanza_id = ? AND stanza_id <> ''`
+
+// queryPage reads a page of history, newest first, by keyset on (time, id).
+const queryPage = `SELECT id, stanza_id, peer, direction, mechanism, security, notice, body, time FROM messages
+	WHERE peer = ?1 AND (time < ?2 OR (time = ?2 AND id < ?3))
+	ORDER BY time DESC, id DESC LIMIT ?4`
+
+// logStmts are the statements logOne runs, prepared once per transaction.
+type logStmts struct{ dup, insert, body *sql.Stmt }
+
+func prepareLog(ctx context.Context, tx *sql.Tx) (*logStmts, error) {
+	var st logStmts
+	var err error
+	if st.dup, err = tx.PrepareContext(ctx, queryDuplicate); err != nil {
+		return nil, err
+	}
+	if st.insert, err = tx.PrepareContext(ctx,
+		`INSERT INTO messages (stanza_id, peer, direction, mechanism, security, notice, body, time)
+		 VALUES (?, ?, ?, ?, ?, ?, x'', ?)`); err != nil {
+		st.close()
+		return nil, err
+	}
+	if st.body, err = tx.PrepareContext(ctx, `UPDATE messages SET body = ? WHERE id = ?`); err != nil {
+		st.close()
+		return nil, err
+	}
+	return &st, nil
+}
+
+func (st *logStmts) close() {
+	for _, s := range []*sql.Stmt{st.dup, st.insert, st.body} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
 // logOne writes one validated entry, or finds its duplicate.
-func (s *Store) logOne(ctx context.Context, tx *sql.Tx, e LogEntry, t int64) (int64, error) {
+func (s *Store) logOne(ctx context.Context, st *logStmts, e LogEntry, t int64) (int64, error) {
 	var id int64
 	if e.StanzaID != "" {
-		err := tx.QueryRowContext(ctx,
-			`SELECT id FROM messages WHERE peer = ? AND direction = ? AND stanza_id = ?`,
-			e.Peer, e.Direction, e.StanzaID).Scan(&id)
+		err := st.dup.QueryRowContext(ctx, e.Peer, e.Direction, e.StanzaID).Scan(&id)
 		if err == nil {
 			return id, nil
 		}
@@ -218,10 +262,7 @@ func (s *Store) logOne(ctx context.Context, tx *sql.Tx, e LogEntry, t int64) (in
 			return 0, err
 		}
 	}
-	res, err := tx.ExecContext(ctx,
-		`INSERT INTO messages (stanza_id, peer, direction, mechanism, security, notice, body, time)
-		 VALUES (?, ?, ?, ?, ?, ?, x'', ?)`,
-		e.StanzaID, e.Peer, e.Direction, e.Mechanism, e.Security, e.Notice, t)
+	res, err := st.insert.ExecContext(ctx, e.StanzaID, e.Peer, e.Direction, e.Mechanism, e.Security, e.Notice, t)
 	if err != nil {
 		return 0, err
 	}
@@ -232,7 +273,7 @@ func (s *Store) logOne(ctx context.Context, tx *sql.Tx, e LogEntry, t int64) (in
 	if err != nil {
 		return 0, err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE messages SET body = ? WHERE id = ?`, blob, id)
+	_, err = st.body.ExecContext(ctx, blob, id)
 	return id, err
 }
 
@@ -268,10 +309,7 @@ func (s *Store) Messages(ctx context.Context, peer string, before int64, limit i
 			}
 			cursor = before
 		}
-		rows, err := q.QueryContext(ctx,
-			`SELECT id, stanza_id, peer, direction, mechanism, security, notice, body, time FROM messages
-			 WHERE peer = ?1 AND (time < ?2 OR (time = ?2 AND id < ?3))
-			 ORDER BY time DESC, id DESC LIMIT ?4`, p, t, cursor, limit)
+		rows, err := q.QueryContext(ctx, queryPage, p, t, cursor, limit)
 		if err != nil {
 			return err
 		}

@@ -280,12 +280,10 @@ func (s *Store) ListKeys(ctx context.Context, contact string, m Mechanism) ([]Co
 	if m != "" && !m.valid() {
 		return nil, wrap(op, fmt.Errorf("unknown mechanism %q", string(m)))
 	}
+	query, args := listKeysQuery(contact, m)
 	var keys []ContactKey
 	err := s.read(ctx, op, func(q querier) error {
-		rows, err := q.QueryContext(ctx,
-			`SELECT `+keyColumns+` FROM contact_keys
-			 WHERE (?1 = '' OR contact = ?1) AND (?2 = '' OR mechanism = ?2)
-			 ORDER BY contact, mechanism, first_seen IS NULL, first_seen, fingerprint`, contact, m)
+		rows, err := q.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
 		}
@@ -300,6 +298,24 @@ func (s *Store) ListKeys(ctx context.Context, contact string, m Mechanism) ([]Co
 		return rows.Err()
 	})
 	return keys, err
+}
+
+// listKeysQuery filters only on what is given, so that a contact's keys
+// are found through the primary key index.
+func listKeysQuery(contact string, m Mechanism) (string, []any) {
+	var where []string
+	var args []any
+	if contact != "" {
+		where, args = append(where, "contact = ?"), append(args, contact)
+	}
+	if m != "" {
+		where, args = append(where, "mechanism = ?"), append(args, m)
+	}
+	q := `SELECT ` + keyColumns + ` FROM contact_keys`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	return q + " ORDER BY contact, mechanism, first_seen IS NULL, first_seen, fingerprint", args
 }
 
 // SetAnnouncedKeys records which of the contact's known keys for m are in
