@@ -222,6 +222,22 @@ func TestWeOpenGPGMessages(t *testing.T) {
 		})
 	}
 
+	// A key whose primary key only certifies, with separate signing and
+	// encryption subkeys: the signature is made by the subkey.
+	mercutioFpr := g.generate("xmpp:mercutio@example.net", "ed25519")
+	g.run(nil, "--quick-set-expire", mercutioFpr, "never")
+	g.run(nil, "--quick-add-key", mercutioFpr, "ed25519", "sign", "never")
+	pub, _ = g.run(nil, "--export", mercutioFpr)
+	mercutio, err := ParseKeys(pub)
+	if err != nil || len(mercutio[0].KeyIDs()) != 2 {
+		t.Fatalf("%v %v", err, mercutio)
+	}
+	msg, _ := g.run(content(Signcrypt), "--sign", "--encrypt", "-r", k.bob.Fingerprint(), "-u", mercutioFpr)
+	op, err := o.Open(msg, OpenParams{From: jid.MustParse("mercutio@example.net"), To: bobJID, SenderKeys: mercutio, Require: Signcrypt})
+	if err != nil || !op.Verified || op.SignerKeyID == mercutio[0].entity.PrimaryKey.KeyId {
+		t.Fatalf("signing subkey: %v %+v", err, op)
+	}
+
 	// An RSA key made by gpg.
 	julietFpr := g.generate("xmpp:juliet@example.org", "rsa3072")
 	g.run(nil, "--quick-add-key", julietFpr, "rsa3072", "encr", "never")
@@ -230,8 +246,8 @@ func TestWeOpenGPGMessages(t *testing.T) {
 	if err != nil || juliet[0].Algorithm() != "RSA-3072" {
 		t.Fatalf("%v %v", err, juliet)
 	}
-	msg, _ := g.run(content(Signcrypt), "--sign", "--encrypt", "-r", k.bob.Fingerprint(), "-u", julietFpr)
-	op, err := o.Open(msg, OpenParams{From: jid.MustParse("juliet@example.org/balcony"), To: bobJID, SenderKeys: juliet, Require: Signcrypt})
+	msg, _ = g.run(content(Signcrypt), "--sign", "--encrypt", "-r", k.bob.Fingerprint(), "-u", julietFpr)
+	op, err = o.Open(msg, OpenParams{From: jid.MustParse("juliet@example.org/balcony"), To: bobJID, SenderKeys: juliet, Require: Signcrypt})
 	if err != nil || !op.Verified {
 		t.Fatalf("RSA: %v %+v", err, op)
 	}
@@ -304,8 +320,8 @@ func TestWeOpenGPGBackup(t *testing.T) {
 // The fixture below was made once with GnuPG 2.2.40 (see
 // TestRegenerateGPGFixture) so that interoperability with a real peer is
 // tested even where gpg is not installed: Bob's key is Balcony's, Romeo's key
-// and the signed and encrypted message are GnuPG's.
-const gpgFixtureTime = "testdata/gpg/time.txt"
+// and the signed and encrypted message are GnuPG's, time.txt is when it was
+// made.
 
 func TestGPGFixture(t *testing.T) {
 	bobKeys, err := ParseKeys(readTestdata(t, "gpg/bob-secret.asc"))

@@ -416,7 +416,7 @@ func checkSigner(k *Key, used *openpgp.Key, sig *packet.Signature, from jid.JID,
 	}
 	if sig.SigLifetimeSecs != nil && *sig.SigLifetimeSecs != 0 &&
 		ref.After(sig.CreationTime.Add(time.Duration(*sig.SigLifetimeSecs)*time.Second)) {
-		return fail(pgpSigExpired)
+		return fail(errSigExpired)
 	}
 	if err := k.uidValidAt(from, t); err != nil {
 		return fail(err)
@@ -424,9 +424,9 @@ func checkSigner(k *Key, used *openpgp.Key, sig *packet.Signature, from jid.JID,
 	return nil
 }
 
-// pgpSigExpired reports an expired message signature; it is a kind of
+// errSigExpired reports an expired message signature; it is a kind of
 // ErrKeyExpired for callers.
-var pgpSigExpired = fmt.Errorf("signature expired: %w", ErrKeyExpired)
+var errSigExpired = fmt.Errorf("signature expired: %w", ErrKeyExpired)
 
 func findKey(keys []*Key, e *openpgp.Entity) *Key {
 	for _, k := range keys {
