@@ -104,8 +104,8 @@ func TestPassphraseRequired(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "new")
 	_, err := Open(dir, Options{KDF: fastKDF})
 	wantErr(t, err, ErrPassphraseRequired)
-	if _, err := os.Stat(filepath.Join(dir, FileName)); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("database file created without a passphrase: %v", err)
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("account directory created without a passphrase: %v", err)
 	}
 	s := openDir(t, dir, testOptions(testPass))
 	s.Close()
