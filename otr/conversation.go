@@ -38,6 +38,10 @@ func (s MsgState) String() string {
 	return fmt.Sprintf("MsgState(%d)", int(s))
 }
 
+// maxQuestion bounds an SMP question so that it fits in a TLV record with
+// the SMP values (about 1.2 kB).
+const maxQuestion = 60000
+
 // HeartbeatInterval is how long a Conversation stays silent after receiving
 // a data message before it sends a heartbeat (libotr's value).
 const HeartbeatInterval = 60 * time.Second
@@ -333,6 +337,9 @@ func (c *Conversation) StartSMP(question string, secret []byte) ([][]byte, error
 	}
 	if strings.IndexByte(question, 0) >= 0 {
 		return nil, errors.New("otr: SMP question contains a NUL byte")
+	}
+	if len(question) > maxQuestion {
+		return nil, fmt.Errorf("otr: SMP question longer than %d bytes", maxQuestion)
 	}
 	var msgs [][]byte
 	if c.SMPInProgress() {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"math/big"
+	"strings"
 	"testing"
 )
 
@@ -140,6 +141,12 @@ func TestSMPAbort(t *testing.T) {
 	}
 	if _, err := d.a.conv.StartSMP("nul\x00", nil); err == nil {
 		t.Fatal("NUL in question accepted")
+	}
+	if _, err := d.a.conv.StartSMP(strings.Repeat("?", 70000), nil); err == nil {
+		t.Fatal("question too long for a TLV accepted")
+	}
+	if d.a.conv.SMPInProgress() {
+		t.Fatal("refused SMP left state behind")
 	}
 }
 
