@@ -113,8 +113,10 @@
 //
 // ExtraSymmetricKey returns a 256-bit key derived from the current sending
 // keys and a message (TLV 8) telling the peer to derive it too
-// (EventExtraKey, with the application-defined use and data). Keys of
-// different data messages differ. Heartbeat sends an empty data message
+// (EventExtraKey, with the application-defined use and data). The key
+// belongs to the DH key pair of the message that carries the TLV, so two
+// announcements generally yield different keys: use the one that came with
+// each announcement. Heartbeat sends an empty data message
 // after HeartbeatInterval of silence following a received message, so that
 // the peer can rotate keys; call it periodically. Receive does the same
 // when a message arrives after a long silence.
