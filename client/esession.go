@@ -1,0 +1,1105 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/esession"
+	"github.com/balcony-im/balcony/internal/xmltree"
+)
+
+// This file plugs Encrypted Sessions (the XEP-0218 family: XEP-0201
+// threads, XEP-0155 negotiation, XEP-0217 key agreement and XEP-0200
+// stanza encryption, all Deferred except XEP-0155 (Draft) and XEP-0201
+// (Active)) into the message pipeline. The protocol itself is the
+// esession engine; ESession carries its stanzas, asks the user where the
+// protocol needs a decision, and turns its events into SecurityEvents.
+
+// ESessionAcceptPolicy says how session requests from contacts are
+// answered.
+type ESessionAcceptPolicy int
+
+const (
+	// AskUser leaves every request waiting for ESession.Accept or
+	// ESession.Decline. Nothing is sent until the user decides, so an
+	// unanswered request reveals nothing (XEP-0155 §4.3).
+	AskUser ESessionAcceptPolicy = iota
+	// AcceptSubscribed accepts requests from contacts that have a presence
+	// subscription to the user (roster subscription "from" or "both")
+	// without asking, unless the request was stored for later delivery.
+	// Requests from anyone else still wait for the user: answering would
+	// tell them that the user is online (XEP-0155 §10.1).
+	AcceptSubscribed
+)
+
+// ESessionConfig configures the Encrypted Sessions mechanism. The zero
+// value keeps no retained secrets, asks the user about every request and
+// offers MODP group 14.
+type ESessionConfig struct {
+	// Secrets keeps the retained secrets of XEP-0217 §5.3.3 between
+	// sessions; it should encrypt them at rest. Nil keeps none: every
+	// session then needs its SAS compared to be verified, and later
+	// sessions cannot detect a changed peer.
+	Secrets esession.RetainedSecrets
+	// SecretLifetime is how long a retained secret stays usable; zero
+	// means no expiry.
+	SecretLifetime time.Duration
+	// AcceptPolicy says which requests are accepted without asking.
+	AcceptPolicy ESessionAcceptPolicy
+	// Groups are the MODP groups offered and accepted (14 to 18; default
+	// {14}).
+	Groups []int
+	// Now is the clock; nil means the client's clock.
+	Now func() time.Time
+	// Rand is the source of randomness; nil means crypto/rand.
+	Rand io.Reader
+}
+
+// Errors of the Encrypted Sessions mechanism that callers branch on.
+var (
+	// ErrNoESession reports that there is no Encrypted Session with the
+	// contact in the state the operation needs.
+	ErrNoESession = errors.New("client: no Encrypted Session with this contact")
+	// ErrESessionExists reports a Start while an established session with
+	// the contact is active.
+	ErrESessionExists = errors.New("client: an Encrypted Session with this contact is already active")
+	// ErrAmbiguousResource reports a Start to a bare JID with several
+	// resources online that support Encrypted Sessions: a session binds
+	// to one resource, so the caller must choose.
+	ErrAmbiguousResource = errors.New("client: the contact has several resources online; choose one")
+)
+
+// SecurityEvent kinds of the Encrypted Sessions mechanism.
+const (
+	ESessionRequest           = "esession-request"            // a contact asks for a session: Accept or Decline
+	ESessionEstablished       = "esession-established"        // negotiated; Fingerprint holds the SAS
+	ESessionVerified          = "esession-verified"           // the session is authenticated (SAS confirmed, or a verified chain continues)
+	ESessionContinuityBroken  = "esession-continuity-broken"  // retained secrets existed but none matched
+	ESessionDeclined          = "esession-declined"           // the contact declined
+	ESessionFailed            = "esession-failed"             // the contact or its server answered with an error
+	ESessionTerminated        = "esession-terminated"         // the session is over, for whatever reason
+	ESessionIgnored           = "esession-ignored"            // a session stanza was refused without changing any session
+	ESessionCopy              = "esession-copy"               // a copy of a session stanza made for another device
+	eSessionSecretStoreFailed = "esession-secret-store-failed" // the new retained secret could not be stored
+)
+
+// ESessionInfo describes one session for status displays.
+type ESessionInfo struct {
+	// Peer is the contact's full JID once the session is bound to the
+	// resource that answered, else the address the request went to.
+	Peer   string
+	Thread string
+	// State is "requested" (our request, no answer yet), "asking" (the
+	// contact's request waits for Accept or Decline), "negotiating",
+	// "active", "ending" (our terminate sent, waiting for the
+	// acknowledgement) or "ended".
+	State     string
+	Initiator bool
+	Encrypted bool
+	// SAS is the short authentication string, once known.
+	SAS string
+	// Verified is true when the user confirmed the SAS in this session or
+	// the session continues a chain of sessions whose SAS was confirmed.
+	Verified bool
+	// SecretMatched reports that a secret retained from an earlier
+	// session was shared; ContinuityBroken that secrets existed but none
+	// matched.
+	SecretMatched, ContinuityBroken bool
+	// EndReason says why the session ended.
+	EndReason string
+}
+
+// ESession is the Encrypted Sessions mechanism (XEP-0218 family) for the
+// message pipeline: register it with Pipeline.Register, enabled.
+//
+// A session is negotiated per conversation: Start sends an XEP-0217
+// request under a new XEP-0201 ThreadID, and every stanza of the session
+// carries that ThreadID; a stanza with an unknown ThreadID, or none, never
+// belongs to a session. The session binds to the resource that answers
+// (XEP-0155 §4.2). Requests from contacts raise an ESessionRequest event
+// and wait for Accept or Decline, unless ESessionConfig.AcceptPolicy
+// accepts them and the contact has a presence subscription to the user.
+// Once established (an ESessionEstablished event carrying the short
+// authentication string in Fingerprint), Client.Send with the namespace
+// esession.NSStanzaEncryption seals messages for the contact's current
+// session, and received <c/> elements are delivered as MessageEvents
+// whose Security names the mechanism and says whether the session is
+// verified. ConfirmSAS records that the user compared the SAS out of band;
+// later sessions continuing the chain of retained secrets are verified
+// without a new comparison. End terminates a session with an encrypted
+// terminate form.
+//
+// Negotiation stanzas are plaintext; ESession reads them as an Interceptor.
+// Carbon copies and archived copies never reach the engine: a copy of an
+// encrypted stanza becomes a notice (it can never be decrypted), a copy of
+// a negotiation stanza an ESessionCopy event. A failed MAC, a malformed
+// <c/> or a lost, repeated or reordered stanza ends the session (XEP-0200
+// §7): the message becomes a notice and an ESessionTerminated event
+// follows. A session also ends when the contact's resource goes offline
+// or our stream ends.
+//
+// Before closing the client, call TerminateAll so that contacts learn that
+// the sessions ended (XEP-0217 §6): Client.Close closes the stream before
+// it runs Shutdown, which can then only wipe the keys.
+//
+// Concurrent Sends to the same contact may reach the server in another
+// order than they were sealed, which ends the session at the receiver: send
+// one message at a time per contact.
+//
+// ESession is safe for concurrent use.
+type ESession struct {
+	c   *Client
+	m   *esession.Manager
+	now func() time.Time
+
+	sendMu sync.Mutex // orders the stanzas ESession sends itself
+
+	mu      sync.Mutex
+	extra   map[*esession.Session]*sessionExtra
+	sent    map[string]sessionRef // stanza id -> session, for error stanzas
+	sentIDs []string              // FIFO of the keys of sent
+	changed chan struct{}         // closed and replaced on every change
+}
+
+type sessionRef struct{ peer, thread string }
+
+// sessionExtra is what ESession remembers about a session besides the
+// engine's state.
+type sessionExtra struct {
+	asking           bool // a request waits for the user
+	ending           bool // we sent terminate
+	secretMatched    bool
+	continuityBroken bool
+}
+
+// maxSentIDs bounds the stanza ids remembered to route error stanzas.
+const maxSentIDs = 4096
+
+var (
+	_ Mechanism        = (*ESession)(nil)
+	_ Interceptor      = (*ESession)(nil)
+	_ PresenceObserver = (*ESession)(nil)
+	_ StreamObserver   = (*ESession)(nil)
+	_ ErrorObserver    = (*ESession)(nil)
+	_ Shutdowner       = (*ESession)(nil)
+)
+
+// NewESession returns the Encrypted Sessions mechanism for c and
+// advertises esession.FeatureESession and esession.FormTypeSSN in service
+// discovery. Create it before Connect so that the first presence carries
+// the features, then register it with c.Pipeline().Register.
+func NewESession(c *Client, cfg ESessionConfig) (*ESession, error) {
+	now := cfg.Now
+	if now == nil {
+		now = c.cfg.now
+	}
+	m, err := esession.NewManager(&esession.Config{
+		Rand:           cfg.Rand,
+		Now:            now,
+		Secrets:        cfg.Secrets,
+		SecretLifetime: cfg.SecretLifetime,
+		Groups:         cfg.Groups,
+		AutoAccept:     cfg.AcceptPolicy == AcceptSubscribed,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	e := &ESession{c: c, m: m, now: now, extra: map[*esession.Session]*sessionExtra{},
+		sent: map[string]sessionRef{}, changed: make(chan struct{})}
+	c.AddFeature(esession.FeatureESession, esession.FormTypeSSN)
+	return e, nil
+}
+
+// Namespace returns esession.NSStanzaEncryption.
+func (e *ESession) Namespace() string { return esession.NSStanzaEncryption }
+
+// Needs asks for no fallback body (anything outside <c/> is
+// unauthenticated and discarded by the receiver) and for no carbon copies
+// or archiving: copies can never be decrypted.
+func (e *ESession) Needs() Needs {
+	return Needs{Hints: []string{"no-copy", "no-permanent-store"}, Private: true}
+}
+
+// Seal encrypts out for the contact's current established session (or the
+// session of out.Thread) and returns the stanza, addressed to the resource
+// the session is bound to.
+func (e *ESession) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, error) {
+	s, err := e.sessionFor(out.To, out.Thread)
+	if err != nil {
+		return nil, err
+	}
+	var content []byte
+	if out.Body != "" {
+		content = append(content, xmltree.New(NSClient, "body").AppendText(out.Body).Marshal(NSClient)...)
+	}
+	for _, p := range out.Payload {
+		content = append(content, p.Marshal(NSClient)...)
+	}
+	o, err := s.Seal(content)
+	if err != nil {
+		if errors.Is(err, esession.ErrKeyExhausted) {
+			e.terminate(ctx, s)
+		}
+		return nil, fmt.Errorf("client: Encrypted Session with %s: %w", s.Peer(), err)
+	}
+	st, err := e.stanza(o)
+	if err != nil {
+		return nil, err
+	}
+	id := out.ID
+	if id == "" {
+		id = NewID()
+	}
+	st.SetAttr("id", id)
+	e.remember(id, s)
+	return []*xmltree.Element{st}, nil
+}
+
+// sessionFor finds the established session to send to: the one on thread,
+// or the newest with the contact (with its resource, if to has one).
+func (e *ESession) sessionFor(to jid.JID, thread string) (*esession.Session, error) {
+	if thread != "" {
+		s := e.m.Session(to.Bare().String(), thread)
+		if s == nil || s.State() != esession.StateActive || !s.Encrypted() || e.isEnding(s) {
+			return nil, fmt.Errorf("%w %s on thread %s", ErrNoESession, to, thread)
+		}
+		if to.Resourcepart() != "" && s.Peer() != to.String() {
+			return nil, fmt.Errorf("client: the Encrypted Session on thread %s is with %s, not %s", thread, s.Peer(), to)
+		}
+		return s, nil
+	}
+	var pending *esession.Session
+	for _, s := range e.newestFirst(to) {
+		if !s.Encrypted() || e.isEnding(s) {
+			continue
+		}
+		switch s.State() {
+		case esession.StateActive:
+			return s, nil
+		case esession.StatePending:
+			if pending == nil {
+				pending = s
+			}
+		}
+	}
+	if pending != nil {
+		return nil, fmt.Errorf("%w %s: the session is still being negotiated", ErrNoESession, to)
+	}
+	return nil, fmt.Errorf("%w %s", ErrNoESession, to)
+}
+
+// newestFirst returns the sessions with the contact (and its resource, if
+// the JID has one), newest first.
+func (e *ESession) newestFirst(peer jid.JID) []*esession.Session {
+	all := e.m.Sessions()
+	bare := peer.Bare().String()
+	full := ""
+	if peer.Resourcepart() != "" {
+		full = peer.String()
+	}
+	var out []*esession.Session
+	for i := len(all) - 1; i >= 0; i-- {
+		s := all[i]
+		if s.PeerBare() != bare || full != "" && s.Peer() != full {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Open decrypts a received XEP-0200 <c/>.
+func (e *ESession) Open(ctx context.Context, in *Incoming) (*Opened, error) {
+	if in.Origin.Copy() {
+		return nil, &OpenError{Reason: eme.ReasonNoSession, Detail: copyDetail(in.Origin)}
+	}
+	res, err := e.receive(ctx, in)
+	if err != nil {
+		return nil, &OpenError{Reason: eme.ReasonMalformed, Err: err}
+	}
+	op := e.convert(in, res)
+	for _, ev := range res.Events {
+		switch ev := ev.(type) {
+		case esession.Terminated:
+			if ev.Err != nil && !op.hasMessage {
+				// The events say what happened to the session; the
+				// message itself becomes the notice.
+				e.emitAll(in.From, op.Events)
+				return nil, &OpenError{Reason: eme.ReasonVerificationFailed,
+					Detail: "the Encrypted Session with " + ev.Session.Peer() + " has been ended; start a new one"}
+			}
+		case esession.Rejected:
+			if !op.hasMessage {
+				e.emitAll(in.From, op.Events)
+				return nil, &OpenError{Reason: eme.ReasonNoSession, Detail: ev.Reason}
+			}
+		}
+	}
+	if !op.hasMessage {
+		op.Silent = true
+	}
+	return &op.Opened, nil
+}
+
+// Intercept reads XEP-0155 negotiation stanzas and plaintext sent on the
+// thread of an encrypted session.
+func (e *ESession) Intercept(ctx context.Context, in *Incoming) (*Opened, bool) {
+	st := in.Stanza
+	switch st.AttrValue("type") {
+	case "groupchat", "headline", "error":
+		return nil, false
+	}
+	neg := st.Child(esession.NSFeatureNeg, "feature") != nil || st.Child(esession.NSInit, "init") != nil
+	if !neg {
+		thread := st.ChildText(NSClient, "thread")
+		if thread == "" || in.Origin.Copy() || e.m.Session(in.From.String(), thread) == nil {
+			return nil, false
+		}
+	}
+	if in.Origin.Copy() {
+		if in.Origin.Archived {
+			return &Opened{Silent: true}, true
+		}
+		return &Opened{Silent: true, Events: []*SecurityEvent{{
+			Peer: in.From, Mechanism: e.Namespace(), Kind: ESessionCopy,
+			Text: "A copy of an Encrypted Session negotiation message made for another of your devices was ignored: a session belongs to one device.",
+		}}}, true
+	}
+	res, err := e.receive(ctx, in)
+	if err != nil {
+		return &Opened{Silent: true, Events: []*SecurityEvent{{
+			Peer: in.From, Mechanism: e.Namespace(), Kind: ESessionIgnored,
+			Text: "A malformed Encrypted Session negotiation message from " + in.From.String() + " was ignored: " + err.Error(),
+		}}}, true
+	}
+	if res.Unhandled {
+		return nil, false
+	}
+	op := e.convert(in, res)
+	if op.unencrypted != nil {
+		body, _ := plainBody(st)
+		op.Body, op.Payload = body, otherChildren(st)
+		op.Security = Security{Warnings: []string{"sent in the clear on the thread of the Encrypted Session with " +
+			op.unencrypted.Session.Peer() + ": this message is not protected"}}
+		return &op.Opened, true
+	}
+	if !op.hasMessage {
+		if body, ok := plainBody(st); ok && body != "" {
+			// Never lose a body, even one riding on a negotiation stanza.
+			op.Body, op.Payload = body, nil
+			op.Security = Security{Warnings: []string{"sent in the clear with an Encrypted Session negotiation: this message is not protected"}}
+		} else {
+			op.Silent = true
+		}
+	}
+	return &op.Opened, true
+}
+
+// receive hands a live stanza to the engine and sends what it answers.
+func (e *ESession) receive(ctx context.Context, in *Incoming) (esession.Result, error) {
+	inb, err := esession.ParseMessage(in.Stanza.Marshal(""))
+	if err != nil {
+		return esession.Result{}, err
+	}
+	inb.From = in.From.String()
+	inb.Subscribed = e.subscribedFrom(in.From)
+	inb.Delayed = inb.Delayed || in.Origin.Delayed
+	res, _ := e.m.Receive(inb) // errors come with events
+	e.track(res.Events)
+	e.send(ctx, res.Out)
+	e.notify()
+	return res, nil
+}
+
+// subscribedFrom reports whether the contact has a presence subscription
+// to the user (roster "from" or "both"): only then may a request be
+// answered automatically (XEP-0155 §10.1).
+func (e *ESession) subscribedFrom(contact jid.JID) bool {
+	r := &e.c.roster
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	it, ok := r.items[contact.Bare().String()]
+	return ok && (it.Subscription == "from" || it.Subscription == "both")
+}
+
+// converted is an Opened being built from engine events.
+type converted struct {
+	Opened
+	hasMessage  bool
+	unencrypted *esession.Unencrypted
+}
+
+// convert turns engine events into the message and security events.
+func (e *ESession) convert(in *Incoming, res esession.Result) converted {
+	var op converted
+	for _, ev := range res.Events {
+		if m, ok := ev.(esession.Message); ok && !op.hasMessage {
+			op.hasMessage = true
+			op.Body, op.Payload = messageContent(m.Content)
+			op.Security = e.security(m.Session)
+			for _, n := range m.Stripped {
+				if n == "request" && in.Stanza.Child(NSReceipts, "request") != nil {
+					continue // the pipeline's receipt request rides outside <c/>
+				}
+				op.Security.Warnings = append(op.Security.Warnings,
+					"an unencrypted <"+n+"/> sent with this message was discarded (anything outside the encryption can be forged)")
+			}
+			continue
+		}
+		if u, ok := ev.(esession.Unencrypted); ok {
+			op.unencrypted = &u
+			continue
+		}
+		op.Events = append(op.Events, e.securityEvents(ev)...)
+	}
+	return op
+}
+
+// security is the Security of a message received in s.
+func (e *ESession) security(s *esession.Session) Security {
+	return Security{Mechanism: e.Namespace(), Name: eme.DisplayName(e.Namespace(), ""),
+		Verified: s.Verified(), Fingerprint: s.SAS()}
+}
+
+// messageContent splits decrypted stanza content into the body and the
+// other children.
+func messageContent(content []byte) (string, []*xmltree.Element) {
+	wrap := make([]byte, 0, len(content)+64)
+	wrap = append(wrap, "<message xmlns='jabber:client'>"...)
+	wrap = append(wrap, content...)
+	wrap = append(wrap, "</message>"...)
+	st, err := xmltree.Parse(wrap, nil)
+	if err != nil {
+		// The engine validated the content; this cannot happen.
+		return "", nil
+	}
+	body, _ := plainBody(st)
+	return body, otherChildren(st)
+}
+
+// securityEvents turns one engine event into the user's security events.
+func (e *ESession) securityEvents(ev esession.Event) []*SecurityEvent {
+	ns := e.Namespace()
+	mk := func(s *esession.Session, kind, text string) *SecurityEvent {
+		p, _ := jid.Parse(s.Peer())
+		return &SecurityEvent{Peer: p, Mechanism: ns, Kind: kind, Text: text}
+	}
+	switch ev := ev.(type) {
+	case esession.RequestReceived:
+		s := ev.Session
+		var b strings.Builder
+		if ev.Offer.Encrypted {
+			fmt.Fprintf(&b, "%s asks for an Encrypted Session. Accept or decline it; nothing is answered until you do.", s.Peer())
+		} else {
+			fmt.Fprintf(&b, "%s asks for a stanza session WITHOUT end-to-end encryption. Accept or decline it; nothing is answered until you do.", s.Peer())
+		}
+		if !ev.Subscribed {
+			b.WriteString(" The sender has no presence subscription to you: answering at all reveals that you are online.")
+		}
+		if ev.Delayed {
+			b.WriteString(" The request was stored while you were offline and may be stale: consider starting a new session instead.")
+		}
+		if ev.Offer.Problem != nil {
+			fmt.Fprintf(&b, " It cannot be accepted as offered (%s): accepting sends an error.", ev.Offer.Problem.Error())
+		}
+		return []*SecurityEvent{mk(s, ESessionRequest, b.String())}
+	case esession.Established:
+		s := ev.Session
+		if !ev.Encrypted {
+			return []*SecurityEvent{mk(s, ESessionEstablished, "A stanza session WITHOUT end-to-end encryption was established with "+s.Peer()+".")}
+		}
+		var out []*SecurityEvent
+		var b strings.Builder
+		fmt.Fprintf(&b, "Encrypted Session established with %s (XEP-0200, Deferred).", s.Peer())
+		switch {
+		case ev.Verified:
+			b.WriteString(" It continues a chain of sessions whose short authentication string you confirmed.")
+		case ev.SecretMatched:
+			b.WriteString(" It continues an earlier session, but no short authentication string of that chain was ever confirmed: compare it with the contact over a channel you trust (voice, in person) and confirm it if it matches.")
+		default:
+			b.WriteString(" It is NOT authenticated: compare the short authentication string with the contact over a channel you trust (voice, in person) and confirm it if it matches.")
+		}
+		b.WriteString(" Messages must arrive exactly once and in order: a lost, repeated or reordered message ends the session.")
+		est := mk(s, ESessionEstablished, b.String())
+		est.Fingerprint = ev.SAS
+		out = append(out, est)
+		if ev.ContinuityBroken {
+			out = append(out, mk(s, ESessionContinuityBroken, "None of the secrets retained from earlier Encrypted Sessions with "+
+				s.PeerBare()+" matched: the contact uses another client or lost its data, or someone is in the middle. Compare the short authentication string before trusting this session."))
+		}
+		if ev.Verified {
+			v := mk(s, ESessionVerified, "The Encrypted Session with "+s.Peer()+" is verified through the secret retained from a confirmed session.")
+			v.Fingerprint = ev.SAS
+			out = append(out, v)
+		}
+		if ev.SecretsErr != nil {
+			out = append(out, mk(s, eSessionSecretStoreFailed, "The secret retained from this session could not be stored ("+
+				ev.SecretsErr.Error()+"): the next session will not recognise this one."))
+		}
+		return out
+	case esession.Declined:
+		t := ev.Session.Peer() + " declined the Encrypted Session."
+		if ev.Reason != "" {
+			t += " Reason given: " + ev.Reason
+		}
+		return []*SecurityEvent{mk(ev.Session, ESessionDeclined, t)}
+	case esession.PeerError:
+		return []*SecurityEvent{mk(ev.Session, ESessionFailed, peerErrorText(ev.Session.Peer(), ev.Err))}
+	case esession.Terminated:
+		return []*SecurityEvent{mk(ev.Session, ESessionTerminated, terminatedText(ev))}
+	case esession.Rejected:
+		p, _ := jid.Parse(ev.From)
+		return []*SecurityEvent{{Peer: p, Mechanism: ns, Kind: ESessionIgnored,
+			Text: "An Encrypted Session stanza from " + ev.From + " was ignored: " + ev.Reason + "."}}
+	case esession.Moved:
+		return []*SecurityEvent{mk(ev.Session, ESessionEstablished, "The stanza session continues with "+ev.To+".")}
+	case esession.Renegotiated:
+		if !ev.Accepted {
+			return []*SecurityEvent{mk(ev.Session, ESessionIgnored, "A renegotiation of the session with "+ev.Session.Peer()+" was refused.")}
+		}
+	}
+	return nil
+}
+
+func peerErrorText(peer string, ne *esession.NegotiationError) string {
+	switch ne.Condition {
+	case esession.CondServiceUnavailable:
+		return "The Encrypted Session with " + peer + " failed: the contact is offline or does not support Encrypted Sessions (service-unavailable)."
+	case esession.CondNotAcceptable, esession.CondFeatureNotImplemented:
+		t := "The Encrypted Session with " + peer + " failed: the contact refused the negotiation or a message of the session (" + ne.Condition + ")."
+		if len(ne.Fields) > 0 {
+			t += " Fields: " + strings.Join(ne.Fields, ", ") + "."
+		}
+		return t
+	}
+	t := "The Encrypted Session with " + peer + " failed: " + ne.Condition
+	if ne.Text != "" {
+		t += " (" + ne.Text + ")"
+	}
+	return t + "."
+}
+
+func terminatedText(ev esession.Terminated) string {
+	p := ev.Session.Peer()
+	switch {
+	case errors.Is(ev.Err, esession.ErrAuthentication):
+		return "The Encrypted Session with " + p + " was ended because a stanza failed authentication (" + ev.Reason +
+			"): it was altered, lost, repeated or reordered on the way. Its keys are wiped; start a new session."
+	case ev.Err != nil:
+		return "The Encrypted Session with " + p + " ended: " + ev.Reason + " (" + ev.Err.Error() + ")."
+	case ev.ByPeer:
+		return p + " ended the Encrypted Session (" + ev.Reason + "). Its keys are wiped."
+	}
+	return "The Encrypted Session with " + p + " ended (" + ev.Reason + "). Its keys are wiped."
+}
+
+// track records requests waiting for the user and how sessions were
+// established.
+func (e *ESession) track(events []esession.Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range events {
+		switch ev := ev.(type) {
+		case esession.RequestReceived:
+			e.extraLocked(ev.Session).asking = true
+		case esession.Established:
+			x := e.extraLocked(ev.Session)
+			x.asking, x.secretMatched, x.continuityBroken = false, ev.SecretMatched, ev.ContinuityBroken
+		}
+	}
+}
+
+// extraLocked returns the extra state of s, creating it (and forgetting
+// that of sessions the engine no longer keeps). e.mu is held.
+func (e *ESession) extraLocked(s *esession.Session) *sessionExtra {
+	x := e.extra[s]
+	if x == nil {
+		if len(e.extra) >= 256 {
+			for k := range e.extra {
+				if e.m.Session(k.PeerBare(), k.Thread()) != k {
+					delete(e.extra, k)
+				}
+			}
+		}
+		x = &sessionExtra{}
+		e.extra[s] = x
+	}
+	return x
+}
+
+func (e *ESession) isEnding(s *esession.Session) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	x := e.extra[s]
+	return x != nil && x.ending
+}
+
+// stanza parses an engine stanza for sending.
+func (e *ESession) stanza(o esession.Outbound) (*xmltree.Element, error) {
+	st, err := xmltree.Parse(o.Stanza(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("client: building an Encrypted Session stanza: %w", err)
+	}
+	return st, nil
+}
+
+// send sends engine stanzas in order, each with a new id remembered for
+// routing errors.
+func (e *ESession) send(ctx context.Context, out []esession.Outbound) error {
+	if len(out) == 0 {
+		return nil
+	}
+	e.sendMu.Lock()
+	defer e.sendMu.Unlock()
+	var first error
+	for _, o := range out {
+		st, err := e.stanza(o)
+		if err == nil {
+			id := NewID()
+			st.SetAttr("id", id)
+			e.rememberRef(id, sessionRef{esession.Bare(o.To), o.Thread})
+			if st.Child(NSSID, "origin-id") == nil {
+				st.Append(xmltree.New(NSSID, "origin-id", "id", id))
+			}
+			err = e.c.SendElement(ctx, st)
+		}
+		if err != nil {
+			e.c.cfg.logger().Warn("sending an Encrypted Session stanza failed", "to", o.To, "err", err)
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
+func (e *ESession) remember(id string, s *esession.Session) {
+	e.rememberRef(id, sessionRef{s.PeerBare(), s.Thread()})
+}
+
+func (e *ESession) rememberRef(id string, r sessionRef) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.sent[id]; !ok {
+		e.sentIDs = append(e.sentIDs, id)
+	}
+	e.sent[id] = r
+	if len(e.sentIDs) > maxSentIDs {
+		delete(e.sent, e.sentIDs[0])
+		e.sentIDs = e.sentIDs[1:]
+	}
+}
+
+// notify wakes every WaitFor.
+func (e *ESession) notify() {
+	e.mu.Lock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.mu.Unlock()
+}
+
+// emitAll emits events directly, filling in the mechanism and peer.
+func (e *ESession) emitAll(peer jid.JID, evs []*SecurityEvent) {
+	for _, ev := range evs {
+		if ev.Mechanism == "" {
+			ev.Mechanism = e.Namespace()
+		}
+		if ev.Peer.Domainpart() == "" {
+			ev.Peer = peer
+		}
+		e.c.emit(ev)
+	}
+}
+
+func copyDetail(o Origin) string {
+	if o.Archived {
+		return "an archived copy of an Encrypted Session message can never be decrypted"
+	}
+	return "a copy of an Encrypted Session message made for another of your devices can never be decrypted: a session belongs to one device"
+}
+
+// MessageError routes an error stanza to the session it concerns: by the
+// id of the stanza it answers, or else the one live session bound to the
+// sender's resource (the error stanzas of XEP-0155 and XEP-0200 need not
+// carry the original id).
+func (e *ESession) MessageError(ev *ErrorEvent) []*SecurityEvent {
+	e.mu.Lock()
+	ref, ok := e.sent[ev.ID]
+	e.mu.Unlock()
+	if !ok {
+		var live []*esession.Session
+		for _, s := range e.m.Sessions() {
+			if s.Peer() == ev.From.String() && s.State() != esession.StateEnded {
+				live = append(live, s)
+			}
+		}
+		if len(live) != 1 {
+			return nil
+		}
+		ref = sessionRef{live[0].PeerBare(), live[0].Thread()}
+	}
+	s := e.m.Session(ref.peer, ref.thread)
+	if s == nil || s.State() == esession.StateEnded {
+		return nil
+	}
+	cond := ev.Condition
+	if cond == "" {
+		cond = "undefined-condition"
+	}
+	errEl := xmltree.New(NSClient, "error", "type", "cancel").Append(xmltree.New(NSStanzas, cond))
+	if ev.Text != "" {
+		errEl.Append(xmltree.New(NSStanzas, "text").AppendText(ev.Text))
+	}
+	res, _ := e.m.Receive(&esession.Inbound{From: ev.From.String(), Type: "error", Thread: ref.thread, Error: errEl.Marshal(NSClient)})
+	e.track(res.Events)
+	e.send(context.Background(), res.Out)
+	e.notify()
+	var out []*SecurityEvent
+	for _, x := range res.Events {
+		if _, ok := x.(esession.Rejected); ok {
+			continue // an error from another resource: not for the session
+		}
+		out = append(out, e.securityEvents(x)...)
+	}
+	return out
+}
+
+// Presence ends the sessions bound to a resource that went offline: its
+// keys are gone with it, and stanzas sent to it would be redirected to
+// other resources or stored.
+func (e *ESession) Presence(ctx context.Context, ev *PresenceEvent) []*SecurityEvent {
+	if ev.Available || ev.From.Resourcepart() == "" {
+		return nil
+	}
+	var out []*SecurityEvent
+	for _, s := range e.m.Sessions() {
+		if s.Peer() != ev.From.String() || s.State() == esession.StateEnded {
+			continue
+		}
+		s.Close()
+		out = append(out, &SecurityEvent{Peer: ev.From, Mechanism: e.Namespace(), Kind: ESessionTerminated,
+			Text: ev.From.String() + " went offline: the Encrypted Session with it ended and its keys are wiped."})
+	}
+	if out != nil {
+		e.notify()
+	}
+	return out
+}
+
+// StreamEnded ends every session: the server dropped our resource, and
+// with it the binding every session depends on.
+func (e *ESession) StreamEnded() []*SecurityEvent {
+	var out []*SecurityEvent
+	for _, s := range e.m.Sessions() {
+		if s.State() == esession.StateEnded {
+			continue
+		}
+		s.Close()
+		p, _ := jid.Parse(s.Peer())
+		out = append(out, &SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: ESessionTerminated,
+			Text: "The connection was lost: the Encrypted Session with " + s.Peer() + " ended and its keys are wiped. Start a new one once connected."})
+	}
+	if out != nil {
+		e.notify()
+	}
+	return out
+}
+
+// Shutdown wipes every session. It runs after the stream is closed, when
+// nothing can be sent any more: call TerminateAll before Client.Close.
+func (e *ESession) Shutdown() {
+	for _, s := range e.m.Sessions() {
+		s.Close()
+	}
+	e.notify()
+}
+
+// TerminateAll terminates every live session, as XEP-0217 §6 requires
+// before going offline, sending the encrypted terminate forms, and wipes
+// every session. Call it before Client.Close.
+func (e *ESession) TerminateAll(ctx context.Context) error {
+	err := e.send(ctx, e.m.TerminateAll())
+	e.notify()
+	return err
+}
+
+// Start asks peer for an Encrypted Session on a new ThreadID (XEP-0201)
+// and returns at once; an ESessionEstablished event (or ESessionDeclined,
+// ESessionFailed) follows. peer should be a full JID: for a bare JID the
+// one resource online that supports Encrypted Sessions is chosen, or the
+// request goes to the bare JID when no resource is known.
+func (e *ESession) Start(ctx context.Context, peer jid.JID) (ESessionInfo, error) {
+	to := peer
+	if peer.Resourcepart() == "" {
+		var err error
+		if to, err = e.chooseResource(ctx, peer); err != nil {
+			return ESessionInfo{}, err
+		}
+	}
+	for _, s := range e.newestFirst(to) {
+		if !s.Encrypted() || e.isEnding(s) {
+			continue
+		}
+		switch {
+		case s.State() == esession.StateActive:
+			return e.info(s), fmt.Errorf("%w (%s, thread %s)", ErrESessionExists, s.Peer(), s.Thread())
+		case s.State() == esession.StatePending && s.Role() == esession.Initiator:
+			// An unanswered earlier request: replace it.
+			e.m.Forget(s.PeerBare(), s.Thread())
+		}
+	}
+	s, o, err := e.m.Start(to.String(), nil)
+	if err != nil {
+		return ESessionInfo{}, fmt.Errorf("client: %w", err)
+	}
+	if err := e.send(ctx, []esession.Outbound{o}); err != nil {
+		e.m.Forget(s.PeerBare(), s.Thread())
+		return ESessionInfo{}, err
+	}
+	e.notify()
+	return e.info(s), nil
+}
+
+// chooseResource picks the resource of a bare JID to negotiate with.
+func (e *ESession) chooseResource(ctx context.Context, peer jid.JID) (jid.JID, error) {
+	res := e.c.Resources(peer)
+	sort.Slice(res, func(i, j int) bool { return res[i].String() < res[j].String() })
+	switch len(res) {
+	case 0:
+		return peer, nil
+	case 1:
+		return res[0], nil
+	}
+	var able []jid.JID
+	for _, r := range res {
+		info, err := e.c.QueryInfo(ctx, r, "")
+		if err == nil && info.Has(esession.FeatureESession) {
+			able = append(able, r)
+		}
+	}
+	if len(able) == 1 {
+		return able[0], nil
+	}
+	if len(able) > 1 {
+		res = able
+	}
+	names := make([]string, len(res))
+	for i, r := range res {
+		names[i] = r.String()
+	}
+	return jid.JID{}, fmt.Errorf("%w: %s", ErrAmbiguousResource, strings.Join(names, ", "))
+}
+
+// awaiting returns the newest request from peer that waits for the user.
+func (e *ESession) awaiting(peer jid.JID) (*esession.Session, error) {
+	for _, s := range e.newestFirst(peer) {
+		e.mu.Lock()
+		x := e.extra[s]
+		asking := x != nil && x.asking
+		e.mu.Unlock()
+		if asking && s.State() == esession.StatePending {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("%w %s: no request waits for an answer", ErrNoESession, peer)
+}
+
+// Accept accepts the newest request from peer that waits for the user.
+// For an Encrypted Session the negotiation continues; an
+// ESessionEstablished event follows.
+func (e *ESession) Accept(ctx context.Context, peer jid.JID) (ESessionInfo, error) {
+	s, err := e.awaiting(peer)
+	if err != nil {
+		return ESessionInfo{}, err
+	}
+	res, aerr := s.Accept()
+	e.mu.Lock()
+	e.extraLocked(s).asking = false
+	e.mu.Unlock()
+	serr := e.send(ctx, res.Out)
+	e.emitAll(jid.JID{}, e.eventsOf(res.Events))
+	e.notify()
+	if aerr != nil {
+		return e.info(s), fmt.Errorf("client: accepting the Encrypted Session with %s: %w", s.Peer(), aerr)
+	}
+	return e.info(s), serr
+}
+
+// Decline declines the newest request from peer that waits for the user,
+// with an optional reason.
+func (e *ESession) Decline(ctx context.Context, peer jid.JID, reason string) (ESessionInfo, error) {
+	s, err := e.awaiting(peer)
+	if err != nil {
+		return ESessionInfo{}, err
+	}
+	o, err := s.Decline(reason)
+	e.mu.Lock()
+	e.extraLocked(s).asking = false
+	e.mu.Unlock()
+	if err != nil {
+		return e.info(s), fmt.Errorf("client: %w", err)
+	}
+	err = e.send(ctx, []esession.Outbound{o})
+	e.notify()
+	return e.info(s), err
+}
+
+func (e *ESession) eventsOf(evs []esession.Event) []*SecurityEvent {
+	var out []*SecurityEvent
+	for _, ev := range evs {
+		out = append(out, e.securityEvents(ev)...)
+	}
+	return out
+}
+
+// current returns the newest established encrypted session with peer.
+func (e *ESession) current(peer jid.JID) (*esession.Session, error) {
+	for _, s := range e.newestFirst(peer) {
+		if s.Encrypted() && s.State() == esession.StateActive {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("%w %s", ErrNoESession, peer)
+}
+
+// SAS returns the newest established session with peer, whose SAS the
+// user compares with the contact.
+func (e *ESession) SAS(peer jid.JID) (ESessionInfo, error) {
+	s, err := e.current(peer)
+	if err != nil {
+		return ESessionInfo{}, err
+	}
+	return e.info(s), nil
+}
+
+// ConfirmSAS records that the user compared the SAS of the newest
+// established session with peer over a channel they trust and found it
+// equal. The session is verified, and so is its retained secret: later
+// sessions that continue the chain are verified without a comparison.
+func (e *ESession) ConfirmSAS(peer jid.JID) (ESessionInfo, error) {
+	s, err := e.current(peer)
+	if err != nil {
+		return ESessionInfo{}, err
+	}
+	if err := s.ConfirmSAS(); err != nil {
+		return e.info(s), fmt.Errorf("client: %w", err)
+	}
+	p, _ := jid.Parse(s.Peer())
+	e.c.emit(&SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: ESessionVerified, Fingerprint: s.SAS(),
+		Text: "You confirmed the short authentication string of the Encrypted Session with " + s.Peer() +
+			": this session is verified, and so are later sessions that continue it."})
+	e.notify()
+	return e.info(s), nil
+}
+
+// End terminates the newest live session with peer: an established
+// encrypted session sends the encrypted terminate form and ends when the
+// contact acknowledges it (an ESessionTerminated event); a request or
+// negotiation is abandoned at once.
+func (e *ESession) End(ctx context.Context, peer jid.JID) (ESessionInfo, error) {
+	for _, s := range e.newestFirst(peer) {
+		if s.State() == esession.StateEnded || e.isEnding(s) {
+			continue
+		}
+		err := e.terminate(ctx, s)
+		return e.info(s), err
+	}
+	return ESessionInfo{}, fmt.Errorf("%w %s", ErrNoESession, peer)
+}
+
+func (e *ESession) terminate(ctx context.Context, s *esession.Session) error {
+	res, err := s.Terminate()
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	if s.State() != esession.StateEnded {
+		e.mu.Lock()
+		e.extraLocked(s).ending = true
+		e.mu.Unlock()
+	}
+	serr := e.send(ctx, res.Out)
+	e.emitAll(jid.JID{}, e.eventsOf(res.Events))
+	e.notify()
+	return serr
+}
+
+// Status describes every session the mechanism keeps, oldest first.
+func (e *ESession) Status() []ESessionInfo {
+	all := e.m.Sessions()
+	out := make([]ESessionInfo, len(all))
+	for i, s := range all {
+		out[i] = e.info(s)
+	}
+	return out
+}
+
+// WaitFor waits until cond holds for the session with peer on thread (or,
+// with an empty thread, for the newest session with peer) and returns its
+// state, or ctx's error with the last state seen.
+func (e *ESession) WaitFor(ctx context.Context, peer jid.JID, thread string, cond func(ESessionInfo) bool) (ESessionInfo, error) {
+	for {
+		e.mu.Lock()
+		ch := e.changed
+		e.mu.Unlock()
+		var s *esession.Session
+		if thread != "" {
+			s = e.m.Session(peer.Bare().String(), thread)
+		} else if list := e.newestFirst(peer); len(list) > 0 {
+			s = list[0]
+		}
+		var info ESessionInfo
+		if s != nil {
+			info = e.info(s)
+			if cond(info) {
+				return info, nil
+			}
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return info, ctx.Err()
+		}
+	}
+}
+
+func (e *ESession) info(s *esession.Session) ESessionInfo {
+	i := ESessionInfo{Peer: s.Peer(), Thread: s.Thread(), Initiator: s.Role() == esession.Initiator,
+		Encrypted: s.Encrypted(), SAS: s.SAS(), Verified: s.Verified()}
+	e.mu.Lock()
+	x := e.extra[s]
+	var xs sessionExtra
+	if x != nil {
+		xs = *x
+	}
+	e.mu.Unlock()
+	i.SecretMatched, i.ContinuityBroken = xs.secretMatched, xs.continuityBroken
+	switch s.State() {
+	case esession.StatePending:
+		switch {
+		case i.Initiator && i.SAS == "":
+			i.State = "requested"
+		case xs.asking:
+			i.State = "asking"
+		default:
+			i.State = "negotiating"
+		}
+	case esession.StateActive:
+		i.State = "active"
+		if xs.ending {
+			i.State = "ending"
+		}
+	default:
+		i.State = "ended"
+		i.EndReason, _ = s.EndReason()
+	}
+	return i
+}

@@ -1,0 +1,313 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/esession"
+	"github.com/balcony-im/balcony/internal/prosodytest"
+	"github.com/balcony-im/balcony/internal/xmltree"
+)
+
+const nsES = esession.NSStanzaEncryption
+
+// connectES logs an account in with the Encrypted Sessions mechanism
+// registered and enabled.
+func connectES(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, resource string, cfg client.ESessionConfig) (*client.Client, *client.ESession) {
+	t.Helper()
+	j, err := acct.JID.WithResource(resource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(client.Config{JID: j, Password: acct.Password, Addr: srv.Addr, CAFile: srv.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := client.NewESession(c, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Pipeline().Register(es, true, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		c.Close()
+		t.Fatalf("connect %s: %v", j, err)
+	}
+	t.Cleanup(func() {
+		es.TerminateAll(context.Background())
+		c.Close()
+	})
+	return c, es
+}
+
+func securityEvent(kind string) func(*client.SecurityEvent) bool {
+	return func(e *client.SecurityEvent) bool { return e.Kind == kind && e.Mechanism == nsES }
+}
+
+// establish starts a session from a to b, waits until both sides have
+// it, and returns both established events.
+func establish(t *testing.T, a *client.Client, ae *client.ESession, b *client.Client) (*client.SecurityEvent, *client.SecurityEvent, client.ESessionInfo) {
+	t.Helper()
+	ctx := context.Background()
+	info, err := ae.Start(ctx, b.JID().Bare())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != "requested" || info.Peer != b.JID().String() || !info.Initiator || len(info.Thread) != 22 {
+		t.Fatalf("after Start: %+v (the only resource online should be chosen)", info)
+	}
+	eb := waitFor(t, b, securityEvent(client.ESessionEstablished))
+	ea := waitFor(t, a, securityEvent(client.ESessionEstablished))
+	if !ea.Peer.Equal(b.JID()) || !eb.Peer.Equal(a.JID()) {
+		t.Fatalf("established with %s and %s", ea.Peer, eb.Peer)
+	}
+	if ea.Fingerprint == "" || ea.Fingerprint != eb.Fingerprint || len(ea.Fingerprint) != 5 {
+		t.Fatalf("SAS %q and %q", ea.Fingerprint, eb.Fingerprint)
+	}
+	got, err := ae.SAS(b.JID().Bare())
+	if err != nil || got.State != "active" || got.SAS != ea.Fingerprint || got.Thread != info.Thread {
+		t.Fatalf("SAS(): %+v, %v", got, err)
+	}
+	return ea, eb, got
+}
+
+// exchange sends a message each way and checks how it arrives.
+func exchange(t *testing.T, a, b *client.Client, text string, sas, thread string, verified bool) {
+	t.Helper()
+	ctx := context.Background()
+	for _, pair := range [][2]*client.Client{{a, b}, {b, a}} {
+		from, to := pair[0], pair[1]
+		body := text + " from " + from.JID().Localpart()
+		if _, err := from.Send(ctx, &client.Outgoing{To: to.JID().Bare(), Body: body}, nsES); err != nil {
+			t.Fatal(err)
+		}
+		m := waitFor(t, to, func(m *client.MessageEvent) bool { return m.Body != "" })
+		sec := m.Security
+		if m.Body != body || !m.From.Equal(from.JID()) || m.Thread != thread {
+			t.Fatalf("%s got %q from %s on thread %q", to.JID(), m.Body, m.From, m.Thread)
+		}
+		if sec.Mechanism != nsES || sec.Verified != verified || sec.Fingerprint != sas || len(sec.Warnings) > 0 {
+			t.Fatalf("security of %q: %+v", body, sec)
+		}
+	}
+}
+
+// TestIntegrationESession runs two clients through Prosody: negotiation,
+// equal SAS, messages both ways, SAS confirmation, termination, a second
+// session recognised through the retained secret, and a tampered stanza.
+func TestIntegrationESession(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	aSecrets, bSecrets := &esession.MemorySecrets{}, &esession.MemorySecrets{}
+	a, ae := connectES(t, srv, alice, "laptop", client.ESessionConfig{Secrets: aSecrets})
+	b, be := connectES(t, srv, bob, "phone", client.ESessionConfig{Secrets: bSecrets, AcceptPolicy: client.AcceptSubscribed})
+	ctx := context.Background()
+	for _, c := range []*client.Client{a, b} {
+		f := strings.Join(c.Features(), " ")
+		if !strings.Contains(f, esession.FeatureESession) || !strings.Contains(f, esession.FormTypeSSN) {
+			t.Fatalf("features %s", f)
+		}
+	}
+	subscribe(t, a, b)
+
+	// Session 1: bob accepts automatically (alice is subscribed), nobody
+	// has retained secrets, the session is not verified.
+	ea, eb, s1 := establish(t, a, ae, b)
+	if s1.Verified || s1.SecretMatched || s1.ContinuityBroken || !strings.Contains(ea.Text, "NOT authenticated") ||
+		!strings.Contains(eb.Text, "in order") {
+		t.Fatalf("first session: %+v\n%s", s1, ea.Text)
+	}
+	exchange(t, a, b, "hello", s1.SAS, s1.Thread, false)
+
+	// Both compare the SAS and confirm it.
+	for _, x := range []struct {
+		c  *client.Client
+		es *client.ESession
+		p  *client.Client
+	}{{a, ae, b}, {b, be, a}} {
+		info, err := x.es.ConfirmSAS(x.p.JID().Bare())
+		if err != nil || !info.Verified {
+			t.Fatalf("ConfirmSAS: %+v %v", info, err)
+		}
+		v := waitFor(t, x.c, securityEvent(client.ESessionVerified))
+		if v.Fingerprint != s1.SAS {
+			t.Fatalf("verified event %+v", v)
+		}
+	}
+	exchange(t, a, b, "verified now", s1.SAS, s1.Thread, true)
+
+	// Alice ends it: bob sees the terminate, alice the acknowledgement.
+	info, err := ae.End(ctx, b.JID().Bare())
+	if err != nil || info.State != "ending" {
+		t.Fatalf("End: %+v %v", info, err)
+	}
+	if tb := waitFor(t, b, securityEvent(client.ESessionTerminated)); !strings.Contains(tb.Text, "ended the Encrypted Session") {
+		t.Fatalf("bob: %s", tb.Text)
+	}
+	waitFor(t, a, securityEvent(client.ESessionTerminated))
+	for _, x := range []struct {
+		es   *client.ESession
+		peer *client.Client
+	}{{ae, b}, {be, a}} {
+		got, err := x.es.WaitFor(ctx, x.peer.JID(), s1.Thread, func(i client.ESessionInfo) bool { return true })
+		if err != nil || got.State != "ended" || got.EndReason == "" {
+			t.Fatalf("after the end: %+v %v", got, err)
+		}
+	}
+	_, err = a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "too late"}, nsES)
+	if !errors.Is(err, client.ErrNoESession) {
+		t.Fatalf("send after the end: %v", err)
+	}
+
+	// Session 2: the retained secret from session 1 matches on both sides
+	// and its chain was confirmed, so the session is verified at once.
+	ea, eb, s2 := establish(t, a, ae, b)
+	if s2.Thread == s1.Thread || !s2.Verified || !s2.SecretMatched || s2.ContinuityBroken {
+		t.Fatalf("second session: %+v", s2)
+	}
+	if !strings.Contains(ea.Text, "chain") || !strings.Contains(eb.Text, "chain") {
+		t.Fatalf("established texts: %q, %q", ea.Text, eb.Text)
+	}
+	for _, c := range []*client.Client{a, b} {
+		waitFor(t, c, securityEvent(client.ESessionVerified))
+	}
+	if bi, err := be.SAS(a.JID()); err != nil || !bi.Verified || bi.SAS != s2.SAS {
+		t.Fatalf("bob's view: %+v %v", bi, err)
+	}
+	exchange(t, a, b, "second", s2.SAS, s2.Thread, true)
+
+	// A tampered <c/>: bob ends the session and shows a notice; his error
+	// answer ends it at alice's side too.
+	st, err := ae.Seal(ctx, &client.Outgoing{To: b.JID(), Body: "altered on the way"})
+	if err != nil || len(st) != 1 {
+		t.Fatal(err)
+	}
+	data := st[0].Child(nsES, "c").Child(nsES, "data")
+	text := data.Text()
+	flip := "B"
+	if text[0] == 'B' {
+		flip = "C"
+	}
+	data.Children = []xmltree.Node{xmltree.CharData(flip + text[1:])}
+	if err := a.SendElement(ctx, st[0]); err != nil {
+		t.Fatal(err)
+	}
+	tb := waitFor(t, b, securityEvent(client.ESessionTerminated))
+	if !strings.Contains(tb.Text, "failed authentication") {
+		t.Fatalf("bob: %s", tb.Text)
+	}
+	n := waitFor(t, b, func(n *client.NoticeEvent) bool { return true })
+	if n.Reason != "verification-failed" || n.Namespace != nsES || strings.Contains(n.Text, "altered on the way") {
+		t.Fatalf("notice %+v", n)
+	}
+	fa := waitFor(t, a, securityEvent(client.ESessionFailed))
+	if !strings.Contains(fa.Text, "not-acceptable") {
+		t.Fatalf("alice: %s", fa.Text)
+	}
+	if _, err := b.Send(ctx, &client.Outgoing{To: a.JID(), Body: "after tampering"}, nsES); !errors.Is(err, client.ErrNoESession) {
+		t.Fatalf("bob sent after the session failed: %v", err)
+	}
+	if _, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "after tampering"}, nsES); !errors.Is(err, client.ErrNoESession) {
+		t.Fatalf("alice sent after the session failed: %v", err)
+	}
+}
+
+// TestIntegrationESessionUnsubscribed: a request from a contact without a
+// presence subscription is never answered automatically; the user
+// declines or accepts it by hand.
+func TestIntegrationESessionUnsubscribed(t *testing.T) {
+	srv := prosodytest.Start(t)
+	carol, bob := srv.AddUser(t, "carol", ""), srv.AddUser(t, "bob", "")
+	c, ce := connectES(t, srv, carol, "tablet", client.ESessionConfig{})
+	b, be := connectES(t, srv, bob, "phone", client.ESessionConfig{AcceptPolicy: client.AcceptSubscribed})
+	ctx := context.Background()
+
+	// Carol sees no presence of bob's: she names his resource.
+	info, err := ce.Start(ctx, b.JID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := waitFor(t, b, securityEvent(client.ESessionRequest))
+	if !req.Peer.Equal(c.JID()) || !strings.Contains(req.Text, "no presence subscription") {
+		t.Fatalf("request event %+v", req)
+	}
+	if st := be.Status(); len(st) != 1 || st[0].State != "asking" || st[0].Initiator {
+		t.Fatalf("bob's sessions: %+v", st)
+	}
+	// Had bob answered, the answer would reach carol before this message.
+	if _, err := b.Send(ctx, &client.Outgoing{To: c.JID(), Body: "plain marker"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, func(m *client.MessageEvent) bool { return m.Body == "plain marker" })
+	if got, _ := ce.WaitFor(ctx, b.JID(), info.Thread, func(client.ESessionInfo) bool { return true }); got.State != "requested" {
+		t.Fatalf("carol's request was answered automatically: %+v", got)
+	}
+
+	if _, err := be.Decline(ctx, c.JID().Bare(), "not now"); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFor(t, c, securityEvent(client.ESessionDeclined))
+	if !strings.Contains(d.Text, "not now") {
+		t.Fatalf("declined: %s", d.Text)
+	}
+	if _, err := be.Accept(ctx, c.JID()); !errors.Is(err, client.ErrNoESession) {
+		t.Fatalf("accepting a declined request: %v", err)
+	}
+
+	// Second request: bob accepts by hand.
+	if _, err := ce.Start(ctx, b.JID()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, b, securityEvent(client.ESessionRequest))
+	if _, err := be.Accept(ctx, c.JID().Bare()); err != nil {
+		t.Fatal(err)
+	}
+	eb := waitFor(t, b, securityEvent(client.ESessionEstablished))
+	ec := waitFor(t, c, securityEvent(client.ESessionEstablished))
+	if eb.Fingerprint != ec.Fingerprint {
+		t.Fatalf("SAS %q and %q", eb.Fingerprint, ec.Fingerprint)
+	}
+	if _, err := ce.Start(ctx, b.JID()); !errors.Is(err, client.ErrESessionExists) {
+		t.Fatalf("second Start while active: %v", err)
+	}
+
+	// A plaintext message on the session's thread is shown with a warning,
+	// never as protected.
+	ci, _ := ce.SAS(b.JID())
+	plain := xmltree.New(client.NSClient, "message", "to", b.JID().String(), "type", "chat", "id", client.NewID())
+	plain.Append(xmltree.New(client.NSClient, "body").AppendText("in the clear"))
+	plain.Append(xmltree.New(client.NSClient, "thread").AppendText(ci.Thread))
+	if err := c.SendElement(ctx, plain); err != nil {
+		t.Fatal(err)
+	}
+	m := waitFor(t, b, func(m *client.MessageEvent) bool { return m.Body == "in the clear" })
+	if m.Security.Encrypted() || len(m.Security.Warnings) != 1 || !strings.Contains(m.Security.Warnings[0], "not protected") {
+		t.Fatalf("plaintext on the session thread: %+v", m.Security)
+	}
+	// A <c/> on an unknown thread is a notice, and the session goes on.
+	forged := xmltree.New(client.NSClient, "message", "to", b.JID().String(), "type", "chat", "id", client.NewID())
+	forged.Append(xmltree.New(client.NSClient, "thread").AppendText("unknown-thread"))
+	forged.Append(xmltree.New(nsES, "c").Append(
+		xmltree.New(nsES, "data").AppendText("AAAA"), xmltree.New(nsES, "mac").AppendText("AAAA")))
+	if err := c.SendElement(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	if n := waitFor(t, b, func(n *client.NoticeEvent) bool { return true }); n.Reason != "no-session" {
+		t.Fatalf("notice %+v", n)
+	}
+	exchange(t, c, b, "still fine", ci.SAS, ci.Thread, false)
+
+	// Carol goes offline after terminating: bob's session ends.
+	if err := ce.TerminateAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, b, securityEvent(client.ESessionTerminated))
+	if st := be.Status(); st[len(st)-1].State != "ended" {
+		t.Fatalf("bob's sessions: %+v", st)
+	}
+}
