@@ -80,16 +80,16 @@ var (
 
 // SecurityEvent kinds of the Encrypted Sessions mechanism.
 const (
-	ESessionRequest           = "esession-request"            // a contact asks for a session: Accept or Decline
-	ESessionEstablished       = "esession-established"        // negotiated; Fingerprint holds the SAS
-	ESessionVerified          = "esession-verified"           // the session is authenticated (SAS confirmed, or a verified chain continues)
-	ESessionContinuityBroken  = "esession-continuity-broken"  // retained secrets existed but none matched
-	ESessionDeclined          = "esession-declined"           // the contact declined
-	ESessionFailed            = "esession-failed"             // the contact or its server answered with an error
-	ESessionTerminated        = "esession-terminated"         // the session is over, for whatever reason
-	ESessionIgnored           = "esession-ignored"            // a session stanza was refused without changing any session
-	ESessionCopy              = "esession-copy"               // a copy of a session stanza made for another device
-	eSessionSecretStoreFailed = "esession-secret-store-failed" // the new retained secret could not be stored
+	ESessionRequest          = "esession-request"             // a contact asks for a session: Accept or Decline
+	ESessionEstablished      = "esession-established"         // negotiated; Fingerprint holds the SAS
+	ESessionVerified         = "esession-verified"            // the session is authenticated (SAS confirmed, or a verified chain continues)
+	ESessionContinuityBroken = "esession-continuity-broken"   // retained secrets existed but none matched
+	ESessionDeclined         = "esession-declined"            // the contact declined
+	ESessionFailed           = "esession-failed"              // the contact or its server answered with an error
+	ESessionTerminated       = "esession-terminated"          // the session is over, for whatever reason
+	ESessionIgnored          = "esession-ignored"             // a session stanza was refused without changing any session
+	ESessionCopy             = "esession-copy"                // a copy of a session stanza made for another device
+	ESessionSecretNotStored  = "esession-secret-store-failed" // the new retained secret could not be stored
 )
 
 // ESessionInfo describes one session for status displays.
@@ -542,7 +542,7 @@ func (e *ESession) securityEvents(ev esession.Event) []*SecurityEvent {
 			out = append(out, v)
 		}
 		if ev.SecretsErr != nil {
-			out = append(out, mk(s, eSessionSecretStoreFailed, "The secret retained from this session could not be stored ("+
+			out = append(out, mk(s, ESessionSecretNotStored, "The secret retained from this session could not be stored ("+
 				ev.SecretsErr.Error()+"): the next session will not recognise this one."))
 		}
 		return out
