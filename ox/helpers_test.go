@@ -18,8 +18,11 @@ import (
 var t0 = time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
 
 func testConfig() *Config {
-	return &Config{Rand: mrand.NewChaCha8([32]byte{1}), Now: func() time.Time { return t0 }}
+	return &Config{Rand: mrandReader(1), Now: func() time.Time { return t0 }}
 }
+
+// mrandReader returns a deterministic random source for tests.
+func mrandReader(seed byte) *mrand.ChaCha8 { return mrand.NewChaCha8([32]byte{seed}) }
 
 // Test identities. Keys are made once per test binary.
 var (

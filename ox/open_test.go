@@ -681,3 +681,20 @@ func TestOpenTooLarge(t *testing.T) {
 		t.Errorf("encrypted: %v", err)
 	}
 }
+
+func TestSealDeterministic(t *testing.T) {
+	// With the randomness and the clock injected, sealing is reproducible.
+	k := keys(t)
+	a := sealFor(t, imContent(bobJID), k.alice, k.bob, k.alice)
+	b := sealFor(t, imContent(bobJID), k.alice, k.bob, k.alice)
+	if !bytes.Equal(a, b) {
+		t.Error("same randomness and time, different messages")
+	}
+	other, err := Seal(imContent(bobJID), k.alice, []*Key{k.bob, k.alice}, &Config{Rand: mrandReader(2), Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(a, other) {
+		t.Error("different randomness, same message")
+	}
+}

@@ -112,10 +112,10 @@ type Config struct {
 	// Rand is the source of randomness: session keys, padding, backup codes,
 	// signature salts and key generation. Nil means crypto/rand.
 	//
-	// Since Go 1.26 the standard library ignores a custom reader for some key
-	// generation (RSA, X25519 key pairs from crypto/ecdh) unless
-	// GODEBUG=cryptocustomrand=1 is set; keys are then random even when Rand is
-	// deterministic.
+	// Since Go 1.26 the standard library ignores a custom reader for RSA key
+	// generation unless GODEBUG=cryptocustomrand=1 is set, so RSA keys are
+	// random even when Rand is deterministic. EdDSA and Cv25519 keys, session
+	// keys and padding do come from Rand.
 	Rand io.Reader
 
 	// Now returns the current time. Nil means time.Now.
