@@ -299,7 +299,9 @@ func (o *Opener) Open(msg []byte, p OpenParams) (*Opened, error) {
 	if md.IsEncrypted {
 		op.DecryptedWith = findKey(o.own, md.DecryptedWith.Entity)
 	}
-	if c.Kind.signed() != md.IsSigned && md.IsSigned || c.Kind.encrypted() != md.IsEncrypted {
+	// An unsigned <signcrypt/> or <sign/> is reported below as unsigned; the
+	// other contradictions between kind and message are reported here.
+	if md.IsSigned && !c.Kind.signed() || md.IsEncrypted != c.Kind.encrypted() {
 		op.Problems = append(op.Problems, &KindError{Got: c.Kind, Signed: md.IsSigned, Encrypted: md.IsEncrypted})
 	}
 	if p.Require != 0 && c.Kind != p.Require {
