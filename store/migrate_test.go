@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 )
 
 func TestEmbeddedMigrations(t *testing.T) {
@@ -232,5 +233,48 @@ func TestConcurrentMigration(t *testing.T) {
 	msgs, err := s.Messages(ctx, "a@b.c", 0, 10)
 	if err != nil || len(msgs) != n {
 		t.Errorf("%d messages, %v", len(msgs), err)
+	}
+}
+
+// A wrong passphrase on an old store must not migrate it.
+func TestWrongPassphraseDoesNotMigrate(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(testPass)
+	opts.migrateTo = 1
+	openDir(t, dir, opts).Close()
+	before := snapshot(t, dir)
+	_, err := Open(dir, testOptions("wrong"))
+	wantErr(t, err, ErrWrongPassphrase)
+	sameSnapshot(t, before, snapshot(t, dir))
+	db := rawDB(t, dir)
+	var v int
+	must(t, db.QueryRow(`SELECT value FROM meta WHERE key = 'schema_version'`).Scan(&v))
+	if v != 1 {
+		t.Errorf("schema version %d after a wrong passphrase, want 1", v)
+	}
+}
+
+// Open needs the write lock to migrate; another process holding it longer
+// than the busy timeout gives ErrLocked, and the store stays as it was.
+func TestOpenLockedDuringMigration(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(testPass)
+	opts.migrateTo = 1
+	openDir(t, dir, opts).Close()
+
+	conn, err := rawDB(t, dir).Conn(ctx)
+	must(t, err)
+	defer conn.Close()
+	_, err = conn.ExecContext(ctx, `BEGIN IMMEDIATE`)
+	must(t, err)
+	opts = testOptions(testPass)
+	opts.BusyTimeout = 50 * time.Millisecond
+	_, err = Open(dir, opts)
+	wantErr(t, err, ErrLocked)
+	_, err = conn.ExecContext(ctx, `ROLLBACK`)
+	must(t, err)
+	s := openDir(t, dir, testOptions(testPass))
+	if v, err := s.SchemaVersion(ctx); err != nil || v != LatestSchemaVersion() {
+		t.Errorf("version %d, %v", v, err)
 	}
 }
