@@ -44,6 +44,7 @@ type Options struct {
 	// The choice is recorded in the database when it is created: an
 	// encrypted store cannot be opened with Unencrypted, and an
 	// unencrypted one cannot be opened without it (ErrEncryptionMode).
+	// There is no in-place conversion between the two modes.
 	Unencrypted bool
 
 	// KDF sets the Argon2id parameters used when a passphrase is set (on
@@ -348,6 +349,7 @@ func (s *Store) unlock(km *keyMaterial, opts Options) error {
 	case km.mode != encNone && len(opts.Passphrase) == 0:
 		return failure(ErrPassphraseRequired, "the store is encrypted")
 	}
+	defer clear(km.plain)
 	if err := km.unlock(opts.Passphrase, &s.dataKey); err != nil {
 		return err
 	}
@@ -366,6 +368,7 @@ func (s *Store) createKeys(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	defer clear(km.plain)
 	var existing *keyMaterial
 	err = s.writeTx(ctx, "create keys", func(tx *sql.Tx) error {
 		existing, err = readKeyMaterial(ctx, tx)
