@@ -698,3 +698,30 @@ func TestSealDeterministic(t *testing.T) {
 		t.Error("different randomness, same message")
 	}
 }
+
+func TestRecipients(t *testing.T) {
+	k := keys(t)
+	expired := mustKey(t, rawEntity(t, "xmpp:bob@example.net", t0.Add(-48*time.Hour), 24*time.Hour))
+	usable, unusable := Recipients(t0, []*Key{k.bob, expired, k.bob2, nil}, []*Key{k.alice, k.alice2, k.bob.Public()})
+	var fprs []string
+	for _, u := range usable {
+		if u.Secret() {
+			t.Error("secret key material in a recipient")
+		}
+		fprs = append(fprs, u.Fingerprint())
+	}
+	want := []string{k.bob.Fingerprint(), k.bob2.Fingerprint(), k.alice.Fingerprint(), k.alice2.Fingerprint()}
+	if strings.Join(fprs, ",") != strings.Join(want, ",") {
+		t.Errorf("usable %v", fprs)
+	}
+	var ke *KeyError
+	if len(unusable) != 1 || !errors.As(unusable[0], &ke) || ke.Fingerprint != expired.Fingerprint() || !errors.Is(ke, ErrKeyExpired) {
+		t.Errorf("unusable %v", unusable)
+	}
+	msg := sealFor(t, imContent(bobJID), k.alice, usable...)
+	for _, own := range []*Key{k.bob, k.bob2, k.alice, k.alice2} {
+		if _, err := opener(t, own).Open(msg, bobParams(k)); err != nil {
+			t.Errorf("%s cannot read: %v", own, err)
+		}
+	}
+}

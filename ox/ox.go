@@ -15,6 +15,7 @@
 //     binary OpenPGP message, and [Opener], which decrypts and verifies one and
 //     runs every receiver check of XEP-0373 §3.2 (signature, signer, user ID,
 //     recipient, time), reporting each failed check as a typed error.
+//     [Recipients] selects the keys to encrypt to.
 //   - The <openpgp/> element ([Element]): Base64 of the binary message, never
 //     ASCII armor.
 //   - Keys ([Key], [GenerateKey], [ParseKeys], [KeyCache]): v4 keys with

@@ -31,7 +31,7 @@ import (
 // every key of one's own account (so that one's other devices, carbons and
 // MAM can read the message), including the signer's own key. Duplicates are
 // removed. Every recipient key must pass [Key.CanEncrypt]; Seal fails rather
-// than silently leaving a device out.
+// than silently leaving a device out. [Recipients] applies this rule.
 func Seal(c Content, signer *Key, recipients []*Key, cfg *Config) ([]byte, error) {
 	if !c.Kind.valid() {
 		return nil, fmt.Errorf("ox: invalid content kind %d", c.Kind)
@@ -123,4 +123,29 @@ func Seal(c Content, signer *Key, recipients []*Key, cfg *Config) ([]byte, error
 		return nil, fmt.Errorf("ox: sealing: %w", err)
 	}
 	return out.Bytes(), nil
+}
+
+// Recipients applies the encryption rule of XEP-0374 §4.1 to keys the caller
+// has already filtered by trust: it joins the key sets (typically every
+// contact's announced keys that are not marked untrusted, and all of one's
+// own keys), drops duplicates, and separates the keys that can encrypt at
+// time now from those that cannot (expired, revoked, no encryption subkey),
+// which are returned as [*KeyError] values so the client can tell the user
+// which device will not be able to read the message.
+func Recipients(now time.Time, sets ...[]*Key) (usable []*Key, unusable []error) {
+	seen := map[string]bool{}
+	for _, set := range sets {
+		for _, k := range set {
+			if k == nil || seen[k.fpr] {
+				continue
+			}
+			seen[k.fpr] = true
+			if err := k.CanEncrypt(now); err != nil {
+				unusable = append(unusable, err)
+				continue
+			}
+			usable = append(usable, k.Public())
+		}
+	}
+	return usable, unusable
 }
