@@ -1,0 +1,715 @@
+package client
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/ox"
+	"github.com/balcony-im/balcony/store"
+)
+
+// OXStore is the part of the account's store that the OX mechanism uses:
+// own key pairs, contacts' keys with their trust decisions. *store.Store
+// implements it.
+type OXStore interface {
+	OwnKeys(ctx context.Context, m store.Mechanism) ([]store.OwnKey, error)
+	OwnKeySecret(ctx context.Context, m store.Mechanism, fingerprint string) ([]byte, error)
+	AddOwnKey(ctx context.Context, k store.OwnKey, secret []byte) error
+	ListKeys(ctx context.Context, contact string, m store.Mechanism) ([]store.ContactKey, error)
+	RecordSeenKey(ctx context.Context, contact string, m store.Mechanism, fingerprint string, data []byte) (store.Seen, error)
+	SetAnnouncedKeys(ctx context.Context, contact string, m store.Mechanism, fingerprints []string) error
+}
+
+var (
+	_ OXStore      = (*store.Store)(nil)
+	_ Mechanism    = (*OX)(nil)
+	_ Availability = (*OX)(nil)
+)
+
+// OXConfig configures the OX mechanism.
+type OXConfig struct {
+	// Store holds the own keys and the contacts' keys and trust. Required.
+	Store OXStore
+
+	// BlindTrust makes messages signed by a key trusted on first use
+	// (store.Blind) count as verified. By default only keys the user
+	// verified (store.Verified) and one's own keys do; messages signed by a
+	// blindly trusted key are shown as "unverified", without a warning.
+	BlindTrust bool
+
+	// EnableHint is the command shown in the notice for an OX message that
+	// arrives while the account has no OX key ("balcony ox keygen").
+	EnableHint string
+
+	// Rand is the source of randomness (padding, session keys, backup
+	// codes); nil means crypto/rand.
+	Rand io.Reader
+
+	// Now is the clock; nil means the client's clock.
+	Now func() time.Time
+
+	// MaxClockSkew is how far a <time/> stamp may be from the reference time
+	// before a warning is shown; zero means ox.DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
+
+	// Refresh is how long a contact's key list fetched over PEP is used
+	// before sending fetches it again (notifications keep it current while
+	// connected). Zero means 10 minutes.
+	Refresh time.Duration
+
+	// FetchTimeout bounds the PEP round trips made while opening a message
+	// or handling a notification. Zero means 20 seconds.
+	FetchTimeout time.Duration
+}
+
+// Errors of the OX mechanism that callers branch on.
+var (
+	// ErrOXNoOwnKey means the account has no OX key pair; generate or
+	// restore one first.
+	ErrOXNoOwnKey = errors.New("client: this account has no OpenPGP key")
+	// ErrOXNoContactKey means a contact announces no OpenPGP key that may
+	// be used: none is published, or every one is marked untrusted,
+	// expired or revoked.
+	ErrOXNoContactKey = errors.New("client: no usable OpenPGP key announced")
+	// ErrOXNoBackup means the account's server holds no secret-key backup.
+	ErrOXNoBackup = errors.New("client: no OpenPGP secret-key backup on the server")
+)
+
+// minRefetch is the shortest interval between two on-demand fetches of one
+// contact's key list (a message signed by an unknown key triggers one).
+const minRefetch = time.Minute
+
+// OX is the OpenPGP for XMPP mechanism (XEP-0373 v0.7 and its IM profile
+// XEP-0374) for the message pipeline, plus key announcement and discovery
+// over PEP and the secret-key backup. See the package documentation,
+// section "OpenPGP for XMPP".
+//
+// OX is safe for concurrent use: Open may run on several goroutines at
+// once (bulk archive decryption), and Seal, Publish, Discover, Backup and
+// Restore may be called from any goroutine.
+type OX struct {
+	c     *Client
+	st    OXStore
+	cfg   OXConfig
+	pgp   *ox.Config
+	cache *ox.KeyCache
+
+	mu      sync.Mutex
+	own     []*ox.Key // secret keys, the active one first
+	ownPub  []*ox.Key // their public halves, same order
+	opener  *ox.Opener
+	fetched map[string]time.Time // bare JID -> last fetch of its key list
+	locks   map[string]*sync.Mutex
+}
+
+// NewOX creates the OX mechanism for c, loads the account's own keys from
+// cfg.Store and registers the mechanism with c's pipeline: enabled when the
+// account has a key, disabled (with cfg.EnableHint) otherwise. It also
+// subscribes to contacts' key lists (the urn:xmpp:openpgp:0:public-keys+notify
+// feature) and, with a key, advertises urn:xmpp:openpgp:im:0. Call it before
+// Connect so that the features are in the first presence.
+func NewOX(c *Client, cfg OXConfig) (*OX, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("client: OX needs a store")
+	}
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = 10 * time.Minute
+	}
+	if cfg.FetchTimeout <= 0 {
+		cfg.FetchTimeout = 20 * time.Second
+	}
+	x := &OX{
+		c: c, st: cfg.Store, cfg: cfg, cache: ox.NewKeyCache(0),
+		fetched: map[string]time.Time{}, locks: map[string]*sync.Mutex{},
+	}
+	x.pgp = &ox.Config{Rand: cfg.Rand, Now: x.now, MaxClockSkew: cfg.MaxClockSkew}
+	keys, err := x.storedKeys(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	if err := x.setKeys(keys); err != nil {
+		return nil, err
+	}
+	c.Pipeline().Register(x, len(keys) > 0, cfg.EnableHint)
+	c.HandlePEP(ox.NodePublicKeys, x.onMetadata)
+	if len(keys) > 0 {
+		c.AddFeature(ox.NSIM)
+	}
+	return x, nil
+}
+
+func (x *OX) now() time.Time {
+	if x.cfg.Now != nil {
+		return x.cfg.Now()
+	}
+	return x.c.cfg.now()
+}
+
+// Namespace implements Mechanism.
+func (x *OX) Namespace() string { return eme.OX }
+
+// Needs implements Mechanism: XEP-0374 §3.2 asks for a fallback body and a
+// store hint (and the EME tag, which every mechanism gets) on every OX
+// message.
+func (x *OX) Needs() Needs { return Needs{FallbackBody: true, Hints: []string{"store"}} }
+
+// storedKeys reads the account's OX key pairs from the store, the active
+// one first.
+func (x *OX) storedKeys(ctx context.Context) ([]*ox.Key, error) {
+	recs, err := x.st.OwnKeys(ctx, store.OX)
+	if err != nil {
+		return nil, err
+	}
+	var keys []*ox.Key
+	for _, r := range recs {
+		secret, err := x.st.OwnKeySecret(ctx, store.OX, r.Fingerprint)
+		if err != nil {
+			return nil, err
+		}
+		parsed, err := ox.ParseKeys(secret)
+		clear(secret)
+		if err != nil {
+			return nil, fmt.Errorf("client: own OpenPGP key %s: %w", r.Fingerprint, err)
+		}
+		var k *ox.Key
+		for _, p := range parsed {
+			if p.Fingerprint() == r.Fingerprint {
+				k = p
+			}
+		}
+		if k == nil || !k.Secret() || k.Locked() {
+			return nil, fmt.Errorf("client: own OpenPGP key %s: %w", r.Fingerprint, ox.ErrNotSecret)
+		}
+		if r.Active {
+			keys = append([]*ox.Key{k}, keys...)
+		} else {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+func (x *OX) setKeys(keys []*ox.Key) error {
+	o, err := ox.NewOpener(keys, x.pgp)
+	if err != nil {
+		return err
+	}
+	pub := make([]*ox.Key, len(keys))
+	for i, k := range keys {
+		pub[i] = k.Public()
+	}
+	x.mu.Lock()
+	x.own, x.ownPub, x.opener = keys, pub, o
+	x.mu.Unlock()
+	return nil
+}
+
+// LoadKeys reloads the account's own keys from the store (after a key was
+// generated, imported or restored, possibly by another process) and
+// enables the mechanism if there is one.
+func (x *OX) LoadKeys(ctx context.Context) error {
+	keys, err := x.storedKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if err := x.setKeys(keys); err != nil {
+		return err
+	}
+	x.c.Pipeline().Enable(eme.OX, len(keys) > 0)
+	if len(keys) > 0 {
+		x.c.AddFeature(ox.NSIM)
+	}
+	return nil
+}
+
+// Keys returns the public halves of the account's own keys, the active
+// (signing and announced) one first.
+func (x *OX) Keys() []*ox.Key {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return append([]*ox.Key(nil), x.ownPub...)
+}
+
+func (x *OX) snapshot() (own, ownPub []*ox.Key, o *ox.Opener) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.own, x.ownPub, x.opener
+}
+
+func (x *OX) self() jid.JID { return x.c.JID().Bare() }
+
+// keyLock serialises fetches of one contact's keys.
+func (x *OX) keyLock(bare string) *sync.Mutex {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	l, ok := x.locks[bare]
+	if !ok {
+		l = new(sync.Mutex)
+		x.locks[bare] = l
+	}
+	return l
+}
+
+func (x *OX) lastFetch(bare string) time.Time {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.fetched[bare]
+}
+
+func (x *OX) markFetched(bare string) {
+	x.mu.Lock()
+	x.fetched[bare] = x.now()
+	x.mu.Unlock()
+}
+
+// keyInfo is what the store says about one of a sender's keys.
+type keyInfo struct {
+	trust     store.TrustState
+	announced bool
+	own       bool // one of this device's own key pairs
+}
+
+// senderKeys are the parsed keys of one bare JID with their trust.
+type senderKeys struct {
+	keys []*ox.Key
+	info map[string]keyInfo
+}
+
+// loadKeys reads the keys recorded for bare (and, for one's own JID, this
+// device's key pairs) and parses them through the key cache.
+func (x *OX) loadKeys(ctx context.Context, bare jid.JID) (*senderKeys, error) {
+	recs, err := x.st.ListKeys(ctx, bare.String(), store.OX)
+	if err != nil {
+		return nil, err
+	}
+	sk := &senderKeys{info: make(map[string]keyInfo, len(recs)+1)}
+	if bare.Equal(x.self()) {
+		_, pub, _ := x.snapshot()
+		for _, k := range pub {
+			sk.keys = append(sk.keys, k)
+			sk.info[k.Fingerprint()] = keyInfo{trust: store.Verified, announced: true, own: true}
+		}
+	}
+	for _, r := range recs {
+		if len(r.Data) == 0 {
+			continue
+		}
+		if _, dup := sk.info[r.Fingerprint]; dup {
+			continue
+		}
+		keys, err := x.cache.Parse(r.Data)
+		if err != nil {
+			x.c.cfg.logger().Warn("stored OpenPGP key does not parse", "contact", r.Contact, "fingerprint", r.Fingerprint, "err", err)
+			continue
+		}
+		for _, k := range keys {
+			if k.Fingerprint() == r.Fingerprint {
+				sk.keys = append(sk.keys, k.Public())
+				sk.info[r.Fingerprint] = keyInfo{trust: r.Trust, announced: r.Announced}
+				break
+			}
+		}
+	}
+	return sk, nil
+}
+
+// keySource supplies sender keys to Open: from the store for live messages,
+// from a memo for bulk archive decryption.
+type keySource interface {
+	// keys returns the sender's keys, fetching them over PEP if none is
+	// known yet.
+	keys(ctx context.Context, from jid.JID) (*senderKeys, error)
+	// refetch fetches the sender's key list again (a message was signed by
+	// a key not known yet) and reports whether anything was fetched.
+	refetch(ctx context.Context, from jid.JID) (*senderKeys, bool)
+}
+
+// liveKeys reads the store for every message, so that trust decisions made
+// meanwhile (by another process, too) apply at once.
+type liveKeys struct{ x *OX }
+
+func (l liveKeys) keys(ctx context.Context, from jid.JID) (*senderKeys, error) {
+	return l.x.keysFetching(ctx, from)
+}
+
+func (l liveKeys) refetch(ctx context.Context, from jid.JID) (*senderKeys, bool) {
+	return l.x.refetchKeys(ctx, from)
+}
+
+// keysFetching returns the keys of bare, fetching the key list over PEP
+// first when nothing usable is known and it was not fetched recently.
+func (x *OX) keysFetching(ctx context.Context, bare jid.JID) (*senderKeys, error) {
+	bare = bare.Bare()
+	sk, err := x.loadKeys(ctx, bare)
+	if err != nil {
+		return nil, err
+	}
+	if sk.knowsAnnounced() || x.now().Sub(x.lastFetch(bare.String())) < minRefetch {
+		return sk, nil
+	}
+	l := x.keyLock(bare.String())
+	l.Lock()
+	defer l.Unlock()
+	if x.now().Sub(x.lastFetch(bare.String())) >= minRefetch {
+		fctx, cancel := context.WithTimeout(ctx, x.cfg.FetchTimeout)
+		res, err := x.refresh(fctx, bare, nil, false)
+		cancel()
+		if err != nil {
+			x.c.cfg.logger().Info("fetching OpenPGP keys failed", "contact", bare.String(), "err", err)
+		} else {
+			x.emitAll(res.events)
+		}
+	}
+	return x.loadKeys(ctx, bare)
+}
+
+// knowsAnnounced reports whether an announced key of the sender is known
+// (for one's own JID, a key of another device).
+func (s *senderKeys) knowsAnnounced() bool {
+	for _, k := range s.keys {
+		i := s.info[k.Fingerprint()]
+		if !i.own && i.announced {
+			return true
+		}
+	}
+	return false
+}
+
+func (x *OX) refetchKeys(ctx context.Context, bare jid.JID) (*senderKeys, bool) {
+	bare = bare.Bare()
+	l := x.keyLock(bare.String())
+	l.Lock()
+	defer l.Unlock()
+	if x.now().Sub(x.lastFetch(bare.String())) < minRefetch {
+		return nil, false
+	}
+	fctx, cancel := context.WithTimeout(ctx, x.cfg.FetchTimeout)
+	res, err := x.refresh(fctx, bare, nil, false)
+	cancel()
+	if err != nil {
+		x.c.cfg.logger().Info("fetching OpenPGP keys failed", "contact", bare.String(), "err", err)
+		return nil, false
+	}
+	x.emitAll(res.events)
+	sk, err := x.loadKeys(ctx, bare)
+	if err != nil {
+		return nil, false
+	}
+	return sk, true
+}
+
+func (x *OX) emitAll(evs []*SecurityEvent) {
+	for _, e := range evs {
+		x.c.emit(e)
+	}
+}
+
+// Usable implements Availability: the account has a key and the contact
+// has announced a key that is not marked untrusted. It does not use the
+// network.
+func (x *OX) Usable(ctx context.Context, to jid.JID) bool {
+	own, _, _ := x.snapshot()
+	if len(own) == 0 {
+		return false
+	}
+	sk, err := x.loadKeys(ctx, to.Bare())
+	if err != nil {
+		return false
+	}
+	for _, k := range sk.keys {
+		i := sk.info[k.Fingerprint()]
+		if !i.own && i.announced && i.trust != store.Untrusted && k.CanEncrypt(x.now()) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Seal implements Mechanism: the body and out.Payload become the <payload/>
+// of a <signcrypt/> element addressed (<to/>) to the recipient's bare JID,
+// signed with the account's active key and encrypted to every key the
+// contact announces that is not marked untrusted, and to every key of the
+// account (this device's and the other devices' announced ones), so that
+// carbons, other devices and the archive can read it (XEP-0374 §4.1,
+// XEP-0373 §3.1). The thread stays outside; the pipeline adds the fallback
+// body, the store hint and the EME tag.
+func (x *OX) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, error) {
+	own, ownPub, _ := x.snapshot()
+	if len(own) == 0 {
+		return nil, ErrOXNoOwnKey
+	}
+	to := out.To.Bare()
+	now := x.now()
+	recips, err := x.recipientKeys(ctx, to, now)
+	if err != nil && !(to.Equal(x.self()) && errors.Is(err, ErrOXNoContactKey)) {
+		return nil, err
+	}
+	all := append(recips, ownPub...)
+	if !to.Equal(x.self()) {
+		mine, err := x.recipientKeys(ctx, x.self(), now)
+		if err != nil && !errors.Is(err, ErrOXNoContactKey) {
+			return nil, err
+		}
+		all = append(all, mine...)
+	}
+
+	payload := make([]byte, 0, 64+len(out.Body))
+	if out.Body != "" {
+		var b strings.Builder
+		if err := xml.EscapeText(&b, []byte(out.Body)); err != nil {
+			return nil, err
+		}
+		payload = append(payload, "<body>"...)
+		payload = append(payload, b.String()...)
+		payload = append(payload, "</body>"...)
+	}
+	for _, e := range out.Payload {
+		payload = append(payload, e.Marshal(NSClient)...)
+	}
+	content := ox.Content{Kind: ox.Signcrypt, To: []jid.JID{to}, Payload: payload}
+	msg, err := ox.Seal(content, own[0], all, x.pgp)
+	if err != nil {
+		return nil, fmt.Errorf("client: OX: %w", err)
+	}
+	st := xmltree.New(NSClient, "message", "to", out.To.String(), "type", out.Type, "id", out.ID)
+	if out.Thread != "" {
+		st.Append(xmltree.New(NSClient, "thread").AppendText(out.Thread))
+	}
+	el, err := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
+	if err != nil {
+		return nil, err
+	}
+	st.Append(el)
+	return []*xmltree.Element{st}, nil
+}
+
+// recipientKeys returns the keys to encrypt to for bare: every key it
+// announces that is not untrusted and can encrypt now (an expired or
+// revoked key is never used). The key list is fetched over PEP when it was
+// not fetched for a while; a failed fetch falls back to the stored keys.
+// For one's own JID it returns the other devices' keys.
+func (x *OX) recipientKeys(ctx context.Context, bare jid.JID, now time.Time) ([]*ox.Key, error) {
+	if now.Sub(x.lastFetch(bare.String())) >= x.cfg.Refresh {
+		l := x.keyLock(bare.String())
+		l.Lock()
+		if now.Sub(x.lastFetch(bare.String())) >= x.cfg.Refresh {
+			res, err := x.refresh(ctx, bare, nil, false)
+			if err != nil {
+				x.c.cfg.logger().Info("fetching OpenPGP keys failed", "contact", bare.String(), "err", err)
+			} else {
+				x.emitAll(res.events)
+			}
+		}
+		l.Unlock()
+	}
+	sk, err := x.loadKeys(ctx, bare)
+	if err != nil {
+		return nil, err
+	}
+	var out []*ox.Key
+	for _, k := range sk.keys {
+		i := sk.info[k.Fingerprint()]
+		if i.own || !i.announced || i.trust == store.Untrusted {
+			continue
+		}
+		if err := k.CanEncrypt(now); err != nil {
+			x.c.cfg.logger().Info("not encrypting to unusable OpenPGP key", "contact", bare.String(), "err", err)
+			continue
+		}
+		out = append(out, k)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w by %s", ErrOXNoContactKey, bare)
+	}
+	return out, nil
+}
+
+// Open implements Mechanism. It decrypts with the account's keys and
+// verifies the signature with the keys the sender announces (fetched over
+// PEP on demand, and fetched again once when the signer is unknown). The
+// recipient check uses in.To, the outer 'to' of the message (for sent
+// carbons and archived own messages, the 'to' of the forwarded message).
+//
+// A message that is not addressed to in.To, or is not a <signcrypt/> as the
+// IM profile requires, is refused with eme.ReasonVerificationFailed; one
+// not encrypted to this account's keys gives eme.ReasonNoKey; one that
+// cannot be decrypted gives eme.ReasonVerificationFailed; one that does not
+// parse gives eme.ReasonMalformed. Otherwise the content is delivered, and
+// it counts as verified only if every check passed and the signing key is
+// one's own or verified by the user (or blindly trusted, with
+// OXConfig.BlindTrust); any failed check is a warning.
+func (x *OX) Open(ctx context.Context, in *Incoming) (*Opened, error) {
+	return x.open(ctx, in, liveKeys{x})
+}
+
+func (x *OX) open(ctx context.Context, in *Incoming, src keySource) (*Opened, error) {
+	el := in.Stanza.Child(ox.NS, "openpgp")
+	if el == nil {
+		return nil, &OpenError{Reason: eme.ReasonMalformed, Detail: "no <openpgp/> element"}
+	}
+	data, err := ox.ParseElement(el.Marshal(""))
+	if err != nil {
+		return nil, &OpenError{Reason: eme.ReasonMalformed, Err: err}
+	}
+	_, _, opener := x.snapshot()
+	if opener == nil {
+		return nil, &OpenError{Reason: eme.ReasonNoKey, Err: ErrOXNoOwnKey}
+	}
+	from := in.From.Bare()
+	sk, err := src.keys(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	params := ox.OpenParams{From: in.From, To: in.To, SenderKeys: sk.keys, Require: ox.Signcrypt, Time: in.Time}
+	op, err := opener.Open(data, params)
+	if err != nil {
+		return nil, openErr(err)
+	}
+	if op.Signer == nil && op.SignerKeyID != 0 {
+		// Signed by a key we do not know: perhaps a new one.
+		if sk2, ok := src.refetch(ctx, from); ok {
+			params.SenderKeys = sk2.keys
+			if op2, err := opener.Open(data, params); err == nil {
+				op, sk = op2, sk2
+			}
+		}
+	}
+	res, err := x.result(in, op, sk)
+	if err != nil {
+		return nil, err
+	}
+	if !in.Origin.Copy() && op.Signer != nil && !sk.info[op.Signer.Fingerprint()].own {
+		if _, err := x.st.RecordSeenKey(ctx, from.String(), store.OX, op.Signer.Fingerprint(), nil); err != nil {
+			x.c.cfg.logger().Warn("recording OpenPGP key use failed", "err", err)
+		}
+	}
+	return res, nil
+}
+
+// openErr maps the engine's errors to notices.
+func openErr(err error) error {
+	var pe *ox.ParseError
+	switch {
+	case errors.Is(err, ox.ErrNoKey):
+		return &OpenError{Reason: eme.ReasonNoKey, Err: err}
+	case errors.Is(err, ox.ErrDecrypt):
+		return &OpenError{Reason: eme.ReasonVerificationFailed, Err: err}
+	case errors.As(err, &pe), errors.Is(err, ox.ErrMalformed), errors.Is(err, ox.ErrTooLarge):
+		return &OpenError{Reason: eme.ReasonMalformed, Err: err}
+	}
+	return &OpenError{Reason: eme.ReasonMalformed, Err: err}
+}
+
+// result turns an opened content element into what the pipeline delivers,
+// or refuses it.
+func (x *OX) result(in *Incoming, op *ox.Opened, sk *senderKeys) (*Opened, error) {
+	sec := Security{Mechanism: eme.OX}
+	for _, p := range op.Problems {
+		var re *ox.RecipientError
+		var ke *ox.KindError
+		switch {
+		case errors.As(p, &re):
+			// A message written for someone else and forwarded to us
+			// (surreptitious forwarding, XEP-0373 §3.1): never shown.
+			return nil, &OpenError{Reason: eme.ReasonVerificationFailed, Detail: re.Error()}
+		case errors.As(p, &ke):
+			return nil, &OpenError{Reason: eme.ReasonVerificationFailed, Detail: ke.Error() + " (the IM profile requires <signcrypt/>)"}
+		default:
+			sec.Warnings = append(sec.Warnings, strings.TrimPrefix(p.Error(), "ox: "))
+		}
+	}
+	from := in.From.Bare()
+	switch {
+	case op.Signer != nil:
+		fpr := op.Signer.Fingerprint()
+		info := sk.info[fpr]
+		sec.Fingerprint = fpr
+		sec.Trust = info.trust.String()
+		verified := op.Verified
+		switch {
+		case info.own:
+		case !info.announced:
+			verified = false
+			sec.Warnings = append(sec.Warnings, fmt.Sprintf("signed by key %s, which %s no longer announces", fpr, from))
+		case info.trust == store.Verified:
+		case info.trust == store.Blind:
+			verified = verified && x.cfg.BlindTrust
+		case info.trust == store.Untrusted:
+			verified = false
+			sec.Warnings = append(sec.Warnings, fmt.Sprintf("signed by key %s, which you marked untrusted", fpr))
+		default:
+			verified = false
+			sec.Warnings = append(sec.Warnings, fmt.Sprintf("signed by key %s, which you have not decided to trust yet", fpr))
+		}
+		sec.Verified = verified
+	case op.SignerKeyID == 0:
+		// Reported in Problems (not signed).
+	default:
+		// Reported in Problems as an unknown signer.
+	}
+	if !sec.Verified && op.Signer == nil && len(sec.Warnings) == 0 {
+		sec.Warnings = append(sec.Warnings, "the signature could not be verified")
+	}
+
+	outer := in.Stanza.Elements()
+	oc := make([]ox.Child, len(outer))
+	for i, e := range outer {
+		oc[i] = ox.Child{Name: e.Name}
+	}
+	children, err := ox.EffectiveChildren(op.Content.Payload, oc)
+	if err != nil {
+		return nil, &OpenError{Reason: eme.ReasonMalformed, Err: err}
+	}
+	res := &Opened{Security: sec}
+	next := 0 // the next outer element to match unprotected children with
+	hasBody := false
+	for _, c := range children {
+		if !c.Protected {
+			for next < len(outer) && outer[next].Name != c.Name {
+				next++
+			}
+			if next == len(outer) {
+				continue
+			}
+			if e := outer[next]; keepOuter(e) {
+				res.Payload = append(res.Payload, e)
+			}
+			next++
+			continue
+		}
+		e, err := xmltree.Parse(c.XML, nil)
+		if err != nil {
+			return nil, &OpenError{Reason: eme.ReasonMalformed, Err: err}
+		}
+		if e.Name.Space == NSClient && e.Name.Local == "body" && !hasBody {
+			res.Body, hasBody = e.Text(), true
+			continue
+		}
+		res.Payload = append(res.Payload, e)
+	}
+	return res, nil
+}
+
+// keepOuter reports whether an unencrypted child of an OX message is
+// delivered with it: not stanza bookkeeping, hints, the EME tag or the
+// fallback text (EffectiveChildren already dropped those).
+func keepOuter(e *xmltree.Element) bool {
+	switch {
+	case e.Name.Space == NSClient && (e.Name.Local == "thread" || e.Name.Local == "subject"):
+		return false
+	case e.Name.Space == NSSID, e.Name.Space == NSHints, e.Name.Space == NSDelay, e.Name.Space == NSReceipts,
+		e.Name.Space == eme.NS:
+		return false
+	}
+	return true
+}

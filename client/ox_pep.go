@@ -1,0 +1,515 @@
+package client
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/ox"
+	"github.com/balcony-im/balcony/store"
+)
+
+// Node configurations of XEP-0373. Required fields are checked after
+// publishing; optional ones are applied where the server accepts them.
+var (
+	// Public keys: readable by anyone, including entities without a
+	// presence subscription (§4.1, §4.2).
+	oxPublicRequired = NodeOptions{"access_model": "open"}
+	// Notification-only nodes (§4.5) that do not push the last item on
+	// every presence (§6.2).
+	oxPublicOptional = NodeOptions{"deliver_payloads": "false", "send_last_published_item": "on_sub"}
+	// The secret-key backup: only the owner, kept (§5.3, XEP-0223).
+	oxSecretRequired = NodeOptions{"access_model": "whitelist", "persist_items": "true"}
+	oxSecretOptional = NodeOptions{"send_last_published_item": "never"}
+)
+
+// oxTree turns an ox payload type into a tree.
+func oxTree(v xml.Marshaler) (*xmltree.Element, error) {
+	b, err := xml.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return xmltree.Parse(b, nil)
+}
+
+// stanzaCondition reports whether err is a stanza error with the given
+// defined condition.
+func stanzaCondition(err error, cond string) bool {
+	var se *StanzaError
+	return errors.As(err, &se) && se.Condition == cond
+}
+
+// publishNode publishes one item with publish-options required+optional.
+// A server that refuses the optional fields gets the required ones only,
+// then the optional ones as a best-effort node configuration. Afterwards
+// the node's configuration is read back: a required field that does not
+// hold is an error, so keys are never left with another access model
+// silently.
+func (x *OX) publishNode(ctx context.Context, node, id string, payload *xmltree.Element, required, optional NodeOptions) error {
+	all := NodeOptions{}
+	for k, v := range required {
+		all[k] = v
+	}
+	for k, v := range optional {
+		all[k] = v
+	}
+	err := x.c.PublishEnsure(ctx, node, id, payload, all)
+	if err != nil && (stanzaCondition(err, "bad-request") || stanzaCondition(err, "not-acceptable") ||
+		stanzaCondition(err, "feature-not-implemented") || errors.Is(err, ErrPreconditionNotMet)) {
+		x.c.cfg.logger().Info("publish-options refused, publishing with the required ones only", "node", node, "err", err)
+		if err = x.c.PublishEnsure(ctx, node, id, payload, required); err == nil {
+			if cerr := x.c.ConfigureNode(ctx, node, optional); cerr != nil {
+				x.c.cfg.logger().Info("optional node configuration refused", "node", node, "err", cerr)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("client: publishing to %s: %w", node, err)
+	}
+	cfg, err := x.c.NodeConfig(ctx, node)
+	if err != nil {
+		return fmt.Errorf("client: reading the configuration of %s: %w", node, err)
+	}
+	for k, want := range required {
+		if got := cfg["pubsub#"+k]; !sameOption(got, want) {
+			return fmt.Errorf("client: node %s has pubsub#%s %q, not %q", node, k, got, want)
+		}
+	}
+	return nil
+}
+
+// sameOption compares form values, booleans by meaning.
+func sameOption(got, want string) bool {
+	norm := func(s string) string {
+		switch s {
+		case "1", "true":
+			return "true"
+		case "0", "false":
+			return "false"
+		}
+		return s
+	}
+	return norm(got) == norm(want)
+}
+
+// Publish announces the account's active key (XEP-0373 §4): first the
+// public key to its data node urn:xmpp:openpgp:0:public-keys:<FPR> (item id
+// the publication time), then the metadata list: the current list is
+// fetched and the key merged into it, so other devices' entries are kept.
+// Both nodes get access_model=open through publish-options; a node with
+// another configuration is reconfigured (precondition-not-met), and the
+// configuration is read back, so Publish fails rather than leave the keys
+// readable by fewer entities than intended.
+func (x *OX) Publish(ctx context.Context) error {
+	own, _, _ := x.snapshot()
+	if len(own) == 0 {
+		return ErrOXNoOwnKey
+	}
+	k := own[0]
+	data, err := k.Public().MarshalPublic(true)
+	if err != nil {
+		return err
+	}
+	now := x.now().UTC().Truncate(time.Second)
+	el, err := oxTree(ox.PubKey{Data: data})
+	if err != nil {
+		return err
+	}
+	if err := x.publishNode(ctx, ox.PublicKeyNode(k.Fingerprint()), ox.FormatTime(now), el, oxPublicRequired, oxPublicOptional); err != nil {
+		return err
+	}
+	return x.announce(ctx, k.Fingerprint(), now)
+}
+
+// announce merges fpr into the account's metadata list and publishes it.
+func (x *OX) announce(ctx context.Context, fpr string, date time.Time) error {
+	cur, err := x.fetchList(ctx, x.self())
+	if err != nil {
+		return err
+	}
+	merged := ox.Merge(cur.Keys, ox.KeyMetadata{Fingerprint: fpr, Date: date})
+	el, err := oxTree(ox.PublicKeysList{Keys: merged})
+	if err != nil {
+		return err
+	}
+	return x.publishNode(ctx, ox.NodePublicKeys, "current", el, oxPublicRequired, oxPublicOptional)
+}
+
+// fetchList fetches owner's metadata list; a missing node is an empty list.
+func (x *OX) fetchList(ctx context.Context, owner jid.JID) (*ox.PublicKeysList, error) {
+	items, err := x.c.FetchItems(ctx, owner, ox.NodePublicKeys, 1)
+	if stanzaCondition(err, "item-not-found") {
+		return &ox.PublicKeysList{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: fetching the OpenPGP key list of %s: %w", owner, err)
+	}
+	if len(items) == 0 || items[len(items)-1].Payload == nil {
+		return &ox.PublicKeysList{}, nil
+	}
+	l, err := ox.ParsePublicKeysList(items[len(items)-1].Payload.Marshal(""))
+	if err != nil {
+		return nil, fmt.Errorf("client: the OpenPGP key list of %s: %w", owner, err)
+	}
+	return l, nil
+}
+
+// fetchKey fetches an announced key from its data node and checks that it
+// is the announced key and belongs to owner. It returns the key data as
+// published.
+func (x *OX) fetchKey(ctx context.Context, owner jid.JID, m ox.KeyMetadata) ([]byte, *ox.Key, error) {
+	node := m.Node
+	if node == "" {
+		node = ox.PublicKeyNode(m.Fingerprint)
+	}
+	items, err := x.c.FetchItems(ctx, owner, node, 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(items) == 0 || items[len(items)-1].Payload == nil {
+		return nil, nil, errors.New("empty data node")
+	}
+	pub, err := ox.ParsePubKey(items[len(items)-1].Payload.Marshal(""))
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err := x.cache.Parse(pub.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := ox.SelectAnnounced(keys, m.Fingerprint, owner, x.now())
+	if err != nil {
+		return nil, nil, err
+	}
+	return pub.Data, k, nil
+}
+
+// oxRefresh is the outcome of reading a key list.
+type oxRefresh struct {
+	list     *ox.PublicKeysList
+	listed   []string // announced fingerprints now recorded, own keys excluded
+	events   []*SecurityEvent
+	problems []error
+}
+
+// refresh reads owner's key list (list, or fetched when nil), fetches the
+// keys not known yet (all keys with all set), records them with their
+// trust and which ones are announced, and returns security events for new
+// keys.
+func (x *OX) refresh(ctx context.Context, owner jid.JID, list *ox.PublicKeysList, all bool) (*oxRefresh, error) {
+	owner = owner.Bare()
+	x.markFetched(owner.String())
+	if list == nil {
+		var err error
+		if list, err = x.fetchList(ctx, owner); err != nil {
+			return nil, err
+		}
+	}
+	res := &oxRefresh{list: list, problems: slices.Clone(list.Problems)}
+	recs, err := x.st.ListKeys(ctx, owner.String(), store.OX)
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]store.ContactKey{}
+	for _, r := range recs {
+		known[r.Fingerprint] = r
+	}
+	own := map[string]bool{}
+	if owner.Equal(x.self()) {
+		_, pub, _ := x.snapshot()
+		for _, k := range pub {
+			own[k.Fingerprint()] = true
+		}
+	}
+	for _, m := range list.Keys {
+		if own[m.Fingerprint] {
+			continue
+		}
+		if r, ok := known[m.Fingerprint]; ok && len(r.Data) > 0 && !all {
+			res.listed = append(res.listed, m.Fingerprint)
+			continue
+		}
+		data, _, err := x.fetchKey(ctx, owner, m)
+		if err != nil {
+			res.problems = append(res.problems, &ox.KeyError{Fingerprint: m.Fingerprint, Err: err})
+			if r, ok := known[m.Fingerprint]; ok && len(r.Data) > 0 {
+				res.listed = append(res.listed, m.Fingerprint)
+			}
+			continue
+		}
+		seen, err := x.st.RecordSeenKey(ctx, owner.String(), store.OX, m.Fingerprint, data)
+		if err != nil {
+			return nil, err
+		}
+		res.listed = append(res.listed, m.Fingerprint)
+		switch {
+		case seen.Change != nil:
+			res.events = append(res.events, &SecurityEvent{
+				Peer: owner, Mechanism: eme.OX, Kind: "key-changed", Fingerprint: m.Fingerprint,
+				Text: fmt.Sprintf("%s announced a new OpenPGP key (trust: %s); keys seen before: %s",
+					owner, seen.Key.Trust, joinFingerprints(seen.Change.Previous)),
+			})
+		case seen.New:
+			res.events = append(res.events, &SecurityEvent{
+				Peer: owner, Mechanism: eme.OX, Kind: "new-key", Fingerprint: m.Fingerprint,
+				Text: fmt.Sprintf("%s announced an OpenPGP key (trust: %s)", owner, seen.Key.Trust),
+			})
+		}
+	}
+	if err := x.st.SetAnnouncedKeys(ctx, owner.String(), store.OX, res.listed); err != nil {
+		return nil, err
+	}
+	for _, p := range res.problems {
+		x.c.cfg.logger().Info("problem in an OpenPGP key announcement", "contact", owner.String(), "err", p)
+	}
+	return res, nil
+}
+
+func joinFingerprints(f []string) string {
+	if len(f) == 0 {
+		return "none"
+	}
+	return strings.Join(f, ", ")
+}
+
+// onMetadata handles a notification of a key list (ours or a contact's):
+// XEP-0373 §4.5 notifications may carry only an item id, and then the list
+// is fetched. When our own list lacks our active key, it is announced
+// again (§6.3).
+func (x *OX) onMetadata(ev *PEPEvent) {
+	ctx, cancel := context.WithTimeout(context.Background(), x.cfg.FetchTimeout)
+	defer cancel()
+	var list *ox.PublicKeysList
+	if n := len(ev.Items); n > 0 && ev.Items[n-1].Payload != nil {
+		if l, err := ox.ParsePublicKeysList(ev.Items[n-1].Payload.Marshal("")); err == nil {
+			list = l
+		}
+	}
+	res, err := x.refresh(ctx, ev.From, list, false)
+	if err != nil {
+		x.c.cfg.logger().Info("reading a notified OpenPGP key list failed", "contact", ev.From.String(), "err", err)
+		return
+	}
+	x.emitAll(res.events)
+	if !ev.From.Bare().Equal(x.self()) {
+		return
+	}
+	own, _, _ := x.snapshot()
+	if len(own) == 0 || res.list.Contains(own[0].Fingerprint()) {
+		return
+	}
+	x.c.cfg.logger().Info("own OpenPGP key missing from the key list: announcing it again")
+	if err := x.Publish(ctx); err != nil {
+		x.c.cfg.logger().Warn("announcing the OpenPGP key again failed", "err", err)
+	}
+}
+
+// OXKey describes one of a contact's OpenPGP keys as Discover found it.
+type OXKey struct {
+	Fingerprint string
+	Trust       store.TrustState
+	Announced   bool
+	Created     time.Time
+	Algorithm   string
+}
+
+// OXDiscovery is the result of Discover.
+type OXDiscovery struct {
+	Contact jid.JID
+	Keys    []OXKey
+	// Events are the key changes found (new keys, changed keys); they are
+	// also emitted on the client's event channel.
+	Events []*SecurityEvent
+	// Problems are announced keys that could not be used (not published,
+	// not parseable, without the right user ID, expired) and entries of
+	// the list that had to be repaired.
+	Problems []error
+}
+
+// Discover fetches contact's key list and every announced key (XEP-0373
+// §4.3), records them with their trust, and returns what is known about
+// the contact's keys. A contact without a key list has no keys; a server
+// without PEP gives an error.
+func (x *OX) Discover(ctx context.Context, contact jid.JID) (*OXDiscovery, error) {
+	contact = contact.Bare()
+	l := x.keyLock(contact.String())
+	l.Lock()
+	res, err := x.refresh(ctx, contact, nil, true)
+	l.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	x.emitAll(res.events)
+	d := &OXDiscovery{Contact: contact, Events: res.events, Problems: res.problems}
+	sk, err := x.loadKeys(ctx, contact)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range sk.keys {
+		i := sk.info[k.Fingerprint()]
+		if i.own {
+			continue
+		}
+		d.Keys = append(d.Keys, OXKey{Fingerprint: k.Fingerprint(), Trust: i.trust, Announced: i.announced,
+			Created: k.Created(), Algorithm: k.Algorithm()})
+	}
+	return d, nil
+}
+
+// Backup makes a secret-key backup (XEP-0373 §5): a new backup code, all of
+// the account's secret keys sealed with it, published to the
+// urn:xmpp:openpgp:0:secret-key node with access_model=whitelist and
+// persist_items=true (the node is created or reconfigured as needed, and
+// the configuration is checked afterwards). It returns the code, which
+// Balcony does not keep: the user must write it down.
+func (x *OX) Backup(ctx context.Context) (string, error) {
+	own, _, _ := x.snapshot()
+	if len(own) == 0 {
+		return "", ErrOXNoOwnKey
+	}
+	code, err := ox.NewBackupCode(x.cfg.Rand)
+	if err != nil {
+		return "", err
+	}
+	data, err := ox.SealBackup(own, code, x.pgp)
+	if err != nil {
+		return "", err
+	}
+	el, err := oxTree(ox.SecretKey{Data: data})
+	if err != nil {
+		return "", err
+	}
+	if err := x.publishNode(ctx, ox.NodeSecretKey, "current", el, oxSecretRequired, oxSecretOptional); err != nil {
+		// Never leave a backup readable by others.
+		if derr := x.c.DeleteNode(ctx, ox.NodeSecretKey); derr != nil {
+			x.c.cfg.logger().Warn("deleting a misconfigured secret-key node failed", "err", derr)
+		}
+		return "", err
+	}
+	return code, nil
+}
+
+// RestoreResult lists what Restore did with the keys of a backup.
+type RestoreResult struct {
+	// Added are the fingerprints of keys stored as new own keys.
+	Added []string
+	// Existing are keys the account already had.
+	Existing []string
+	// Active is the fingerprint of the active key afterwards.
+	Active string
+	// Problems are keys of the backup that cannot be used to sign for
+	// this account (another address, expired, revoked); they are stored
+	// anyway so that messages encrypted to them stay readable.
+	Problems []error
+}
+
+// Restore fetches the secret-key backup from the account's PEP service,
+// opens it with code (used verbatim when it has the form of a backup code;
+// otherwise normalised as a user may type it, see ox.NormalizeBackupCode),
+// and stores every key in it as an own key. If the account has no active
+// key, the newest key that is valid for the account becomes active. The
+// mechanism is reloaded and enabled.
+func (x *OX) Restore(ctx context.Context, code string) (*RestoreResult, error) {
+	if !ox.ValidBackupCode(code) {
+		norm, err := ox.NormalizeBackupCode(code)
+		if err != nil {
+			return nil, err
+		}
+		code = norm
+	}
+	items, err := x.c.FetchItems(ctx, x.self(), ox.NodeSecretKey, 1)
+	if stanzaCondition(err, "item-not-found") {
+		return nil, ErrOXNoBackup
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: fetching the secret-key backup: %w", err)
+	}
+	if len(items) == 0 || items[len(items)-1].Payload == nil {
+		return nil, ErrOXNoBackup
+	}
+	data, err := ox.ParseSecretKey(items[len(items)-1].Payload.Marshal(""))
+	if err != nil {
+		return nil, err
+	}
+	keys, err := ox.OpenBackup(data, code)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := x.st.OwnKeys(ctx, store.OX)
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	res := &RestoreResult{}
+	for _, r := range recs {
+		have[r.Fingerprint] = true
+		if r.Active {
+			res.Active = r.Fingerprint
+		}
+	}
+	now := x.now()
+	// The newest usable key becomes active when there is none.
+	var best *ox.Key
+	for _, k := range keys {
+		if k.Locked() {
+			res.Problems = append(res.Problems, &ox.KeyError{Fingerprint: k.Fingerprint(), Err: errors.New("protected by a passphrase")})
+			continue
+		}
+		err := k.ValidFor(x.self(), now)
+		if err == nil {
+			err = k.CanEncrypt(now)
+		}
+		if err != nil {
+			res.Problems = append(res.Problems, err)
+		} else if best == nil || k.Created().After(best.Created()) {
+			best = k
+		}
+	}
+	for _, k := range keys {
+		if k.Locked() {
+			continue
+		}
+		if have[k.Fingerprint()] {
+			res.Existing = append(res.Existing, k.Fingerprint())
+			continue
+		}
+		if err := StoreOXKey(ctx, x.st, k, res.Active == "" && k == best); err != nil {
+			return res, err
+		}
+		res.Added = append(res.Added, k.Fingerprint())
+		if res.Active == "" && k == best {
+			res.Active = k.Fingerprint()
+		}
+	}
+	if err := x.LoadKeys(ctx); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// StoreOXKey stores a secret OX key as one of the account's own keys,
+// active (the signing and announced key) or not.
+func StoreOXKey(ctx context.Context, st OXStore, k *ox.Key, active bool) error {
+	if !k.Secret() || k.Locked() {
+		return &ox.KeyError{Fingerprint: k.Fingerprint(), Err: ox.ErrNotSecret}
+	}
+	pub, err := k.Public().MarshalPublic(true)
+	if err != nil {
+		return err
+	}
+	secret, err := k.MarshalSecret()
+	if err != nil {
+		return err
+	}
+	defer clear(secret)
+	return st.AddOwnKey(ctx, store.OwnKey{Mechanism: store.OX, Fingerprint: k.Fingerprint(), Public: pub,
+		Created: k.Created(), Active: active}, secret)
+}

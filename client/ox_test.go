@@ -1,0 +1,336 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/ox"
+	"github.com/balcony-im/balcony/store"
+)
+
+// oxPeer is one account with an OX key, offline: sealed stanzas are handed
+// to the other peer's pipeline directly.
+type oxPeer struct {
+	c   *Client
+	x   *OX
+	st  *store.Store
+	key *ox.Key
+	j   jid.JID
+}
+
+func newOXPeer(t testing.TB, addr string, cfg OXConfig, withKey bool) *oxPeer {
+	t.Helper()
+	j := jid.MustParse(addr)
+	c, err := New(Config{JID: j, Password: "unused"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		for range c.Events() {
+		}
+	}()
+	st, err := store.Open(t.TempDir(), store.Options{Unencrypted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	p := &oxPeer{c: c, st: st, j: j}
+	if withKey {
+		k, err := ox.GenerateKey(j, ox.EdDSA25519, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := StoreOXKey(context.Background(), st, k, true); err != nil {
+			t.Fatal(err)
+		}
+		p.key = k
+	}
+	cfg.Store = st
+	cfg.EnableHint = "balcony ox keygen"
+	if p.x, err = NewOX(c, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// learn records other's key as announced by owner (as a PEP fetch would).
+func (p *oxPeer) learn(t testing.TB, owner jid.JID, k *ox.Key) store.Seen {
+	t.Helper()
+	ctx := context.Background()
+	data, err := k.Public().MarshalPublic(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen, err := p.st.RecordSeenKey(ctx, owner.Bare().String(), store.OX, k.Fingerprint(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fprs []string
+	keys, _ := p.st.ListKeys(ctx, owner.Bare().String(), store.OX)
+	for _, r := range keys {
+		fprs = append(fprs, r.Fingerprint)
+	}
+	if err := p.st.SetAnnouncedKeys(ctx, owner.Bare().String(), store.OX, fprs); err != nil {
+		t.Fatal(err)
+	}
+	p.x.markFetched(owner.Bare().String())
+	return seen
+}
+
+// seal seals body to "to" and decorates it as the pipeline does.
+func (p *oxPeer) seal(t testing.TB, to jid.JID, body string) *xmltree.Element {
+	t.Helper()
+	out := &Outgoing{To: to, Type: "chat", ID: NewID(), Body: body}
+	sts, err := p.x.Seal(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sts) != 1 {
+		t.Fatalf("%d stanzas", len(sts))
+	}
+	p.c.pipeline.decorate(sts[0], out, eme.OX, p.x.Needs())
+	return sts[0]
+}
+
+// receive runs st through p's pipeline as a live message from "from".
+func (p *oxPeer) receive(st *xmltree.Element, from, to jid.JID, origin Origin) Event {
+	in := &inbound{st: st, from: from, to: to, origin: origin, time: time.Now()}
+	return p.c.pipeline.open(context.Background(), in)
+}
+
+func TestOXSealOpenRoundTrip(t *testing.T) {
+	alice := newOXPeer(t, "alice@example.org/laptop", OXConfig{}, true)
+	bob := newOXPeer(t, "bob@example.org/phone", OXConfig{}, true)
+	alice.learn(t, bob.j, bob.key)
+	bob.learn(t, alice.j, alice.key)
+
+	st := alice.seal(t, bob.j.Bare(), "hello <bob> & co")
+	// What goes on the wire (XEP-0374 §3.2): fallback body, store hint, EME.
+	if st.Child(ox.NS, "openpgp") == nil || st.Child(NSHints, "store") == nil ||
+		st.Child(eme.NS, "encryption") == nil || !strings.Contains(st.ChildText(NSClient, "body"), "encrypted") {
+		t.Fatalf("sealed stanza lacks decorations: %s", st)
+	}
+	if strings.Contains(st.String(), "hello") {
+		t.Fatal("plaintext on the wire")
+	}
+	ev := bob.receive(st, alice.j, bob.j, Origin{})
+	m, ok := ev.(*MessageEvent)
+	if !ok {
+		t.Fatalf("got %#v", ev)
+	}
+	if m.Body != "hello <bob> & co" || m.Security.Mechanism != eme.OX || m.Security.Fingerprint != alice.key.Fingerprint() {
+		t.Fatalf("message %+v", m)
+	}
+	// Alice's first key is trusted blindly: readable, not verified, no warning.
+	if m.Security.Verified || m.Security.Trust != "blind" || len(m.Security.Warnings) != 0 || m.Security.State() != "unverified" {
+		t.Fatalf("blind trust: %+v", m.Security)
+	}
+	if err := bob.st.SetTrust(context.Background(), "alice@example.org", store.OX, alice.key.Fingerprint(), store.Verified); err != nil {
+		t.Fatal(err)
+	}
+	m = bob.receive(alice.seal(t, bob.j.Bare(), "again"), alice.j, bob.j, Origin{}).(*MessageEvent)
+	if !m.Security.Verified || m.Security.State() != "verified" {
+		t.Fatalf("verified key: %+v", m.Security)
+	}
+	// Alice can read her own message (encrypted to self), as a sent carbon.
+	own := alice.receive(alice.seal(t, bob.j.Bare(), "mine"), alice.j, bob.j, Origin{Carbon: CarbonSent}).(*MessageEvent)
+	if own.Body != "mine" || !own.Security.Verified {
+		t.Fatalf("own copy %+v", own)
+	}
+}
+
+func TestOXBlindTrustOption(t *testing.T) {
+	alice := newOXPeer(t, "alice@example.org", OXConfig{}, true)
+	bob := newOXPeer(t, "bob@example.org", OXConfig{BlindTrust: true}, true)
+	alice.learn(t, bob.j, bob.key)
+	bob.learn(t, alice.j, alice.key)
+	m := bob.receive(alice.seal(t, bob.j, "hi"), alice.j, bob.j, Origin{}).(*MessageEvent)
+	if !m.Security.Verified {
+		t.Fatalf("BlindTrust: %+v", m.Security)
+	}
+}
+
+func TestOXReceiverChecks(t *testing.T) {
+	alice := newOXPeer(t, "alice@example.org/a", OXConfig{}, true)
+	bob := newOXPeer(t, "bob@example.org/b", OXConfig{}, true)
+	carol := newOXPeer(t, "carol@example.org/c", OXConfig{}, true)
+	for _, p := range []*oxPeer{alice, bob, carol} {
+		for _, q := range []*oxPeer{alice, bob, carol} {
+			if p != q {
+				p.learn(t, q.j, q.key)
+			}
+		}
+	}
+	notice := func(ev Event) *NoticeEvent {
+		t.Helper()
+		n, ok := ev.(*NoticeEvent)
+		if !ok {
+			t.Fatalf("got %#v, want a notice", ev)
+		}
+		return n
+	}
+
+	t.Run("forwarded to someone else", func(t *testing.T) {
+		// Alice writes to carol, carol forwards the ciphertext to bob: the
+		// <to/> names carol, the outer 'to' is bob. Bob cannot decrypt it
+		// at all (not encrypted to him).
+		st := alice.seal(t, carol.j.Bare(), "for carol")
+		n := notice(bob.receive(st, alice.j, bob.j, Origin{}))
+		if n.Reason != "no-key" {
+			t.Fatalf("notice %+v", n)
+		}
+		// Carol herself receives a copy addressed (outer) to bob: she can
+		// decrypt it, but <to/> does not match the outer 'to'.
+		n = notice(carol.receive(st, alice.j, bob.j, Origin{}))
+		if n.Reason != "verification-failed" {
+			t.Fatalf("notice %+v", n)
+		}
+	})
+
+	t.Run("signed by a key not announced", func(t *testing.T) {
+		// Mallory's key has alice's user ID but alice never announced it.
+		mallory, err := ox.GenerateKey(alice.j, ox.EdDSA25519, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		content := ox.Content{Kind: ox.Signcrypt, To: []jid.JID{bob.j.Bare()}, Payload: []byte("<body>trust me</body>")}
+		msg, err := ox.Seal(content, mallory, []*ox.Key{bob.key.Public()}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := xmltree.New(NSClient, "message", "type", "chat", "id", "forged")
+		el, _ := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
+		st.Append(el)
+		m, ok := bob.receive(st, alice.j, bob.j, Origin{}).(*MessageEvent)
+		if !ok || m.Body != "trust me" {
+			t.Fatalf("got %#v", m)
+		}
+		if m.Security.Verified || len(m.Security.Warnings) == 0 || m.Security.State() != "warning" {
+			t.Fatalf("unannounced signer shown as %+v", m.Security)
+		}
+	})
+
+	t.Run("untrusted and undecided keys", func(t *testing.T) {
+		ctx := context.Background()
+		if err := bob.st.SetTrust(ctx, "alice@example.org", store.OX, alice.key.Fingerprint(), store.Untrusted); err != nil {
+			t.Fatal(err)
+		}
+		m := bob.receive(alice.seal(t, bob.j, "x"), alice.j, bob.j, Origin{}).(*MessageEvent)
+		if m.Security.Verified || m.Security.Trust != "untrusted" || len(m.Security.Warnings) == 0 {
+			t.Fatalf("untrusted: %+v", m.Security)
+		}
+		// Bob does not encrypt to a key he marked untrusted.
+		if _, err := bob.x.Seal(ctx, &Outgoing{To: alice.j, Body: "x"}); !errors.Is(err, ErrOXNoContactKey) {
+			t.Fatalf("sealing to an untrusted key: %v", err)
+		}
+		if err := bob.st.SetTrust(ctx, "alice@example.org", store.OX, alice.key.Fingerprint(), store.Undecided); err != nil {
+			t.Fatal(err)
+		}
+		m = bob.receive(alice.seal(t, bob.j, "x"), alice.j, bob.j, Origin{}).(*MessageEvent)
+		if m.Security.Verified || m.Security.Trust != "undecided" || len(m.Security.Warnings) == 0 {
+			t.Fatalf("undecided: %+v", m.Security)
+		}
+	})
+
+	t.Run("crypt is refused", func(t *testing.T) {
+		content := ox.Content{Kind: ox.Crypt, Payload: []byte("<body>unsigned</body>")}
+		msg, err := ox.Seal(content, nil, []*ox.Key{bob.key.Public()}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := xmltree.New(NSClient, "message", "type", "chat")
+		el, _ := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
+		st.Append(el)
+		if n := notice(bob.receive(st, alice.j, bob.j, Origin{})); n.Reason != "verification-failed" {
+			t.Fatalf("notice %+v", n)
+		}
+	})
+
+	t.Run("malformed", func(t *testing.T) {
+		st := xmltree.New(NSClient, "message", "type", "chat")
+		st.Append(xmltree.New(ox.NS, "openpgp").AppendText("bm90IGEgbWVzc2FnZQ=="))
+		if n := notice(bob.receive(st, alice.j, bob.j, Origin{})); n.Reason != "malformed" {
+			t.Fatalf("notice %+v", n)
+		}
+	})
+}
+
+// Payload children win over unencrypted siblings (XEP-0374 §2.2, pitfall:
+// an attacker adds a cleartext element of the same name).
+func TestOXPayloadPrecedence(t *testing.T) {
+	alice := newOXPeer(t, "alice@example.org", OXConfig{}, true)
+	bob := newOXPeer(t, "bob@example.org", OXConfig{}, true)
+	alice.learn(t, bob.j, bob.key)
+	bob.learn(t, alice.j, alice.key)
+	out := &Outgoing{To: bob.j, Type: "chat", ID: "p1", Body: "real",
+		Payload: []*xmltree.Element{xmltree.New("urn:xmpp:message-correct:0", "replace", "id", "good")}}
+	sts, err := alice.x.Seal(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := sts[0]
+	alice.c.pipeline.decorate(st, out, eme.OX, alice.x.Needs())
+	st.Append(xmltree.New("urn:xmpp:message-correct:0", "replace", "id", "evil"))
+	st.Append(xmltree.New("http://jabber.org/protocol/chatstates", "active"))
+	m := bob.receive(st, alice.j, bob.j, Origin{}).(*MessageEvent)
+	if m.Body != "real" {
+		t.Fatalf("body %q", m.Body)
+	}
+	var replace []string
+	active := false
+	for _, e := range m.Payload {
+		switch e.Name.Local {
+		case "replace":
+			replace = append(replace, e.AttrValue("id"))
+		case "active":
+			active = true
+		case "encryption", "store", "origin-id":
+			t.Errorf("bookkeeping child %s delivered", e.Name.Local)
+		}
+	}
+	if len(replace) != 1 || replace[0] != "good" || !active {
+		t.Fatalf("payload: replace %v, active %v", replace, active)
+	}
+}
+
+func TestOXDisabledWithoutKey(t *testing.T) {
+	alice := newOXPeer(t, "alice@example.org", OXConfig{}, true)
+	bob := newOXPeer(t, "bob@example.org", OXConfig{}, false)
+	alice.learn(t, bob.j, mustKey(t, bob.j))
+	n, ok := bob.receive(alice.seal(t, bob.j, "x"), alice.j, bob.j, Origin{}).(*NoticeEvent)
+	if !ok || n.Reason != "not-enabled" || !strings.Contains(n.Text, "balcony ox keygen") {
+		t.Fatalf("got %#v", n)
+	}
+	if _, err := bob.x.Seal(context.Background(), &Outgoing{To: alice.j, Body: "x"}); !errors.Is(err, ErrOXNoOwnKey) {
+		t.Fatal(err)
+	}
+	for _, f := range bob.c.Features() {
+		if f == ox.NSIM {
+			t.Fatal("advertises the IM profile without a key")
+		}
+	}
+	has := map[string]bool{}
+	for _, f := range alice.c.Features() {
+		has[f] = true
+	}
+	if !has[ox.NSIM] || !has[ox.FeatureNotify] {
+		t.Fatalf("features %v", alice.c.Features())
+	}
+}
+
+func mustKey(t testing.TB, j jid.JID) *ox.Key {
+	t.Helper()
+	k, err := ox.GenerateKey(j, ox.EdDSA25519, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
