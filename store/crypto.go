@@ -23,8 +23,8 @@ type KDFParams struct {
 
 // DefaultKDFParams returns the default Argon2id parameters: 3 passes over
 // 64 MiB with 4 lanes, the second recommended option of RFC 9106 §4. On a
-// two-core 2026 machine this takes about half a second, paid once per
-// Open and per ChangePassphrase.
+// two-core 2026 machine this takes 0.2 to 0.5 s depending on load, paid
+// once per Open and per ChangePassphrase.
 func DefaultKDFParams() KDFParams {
 	return KDFParams{Time: 3, MemoryKiB: 64 * 1024, Threads: 4}
 }

@@ -129,8 +129,8 @@ type Store struct {
 // crash nor a power failure loses a committed trust decision or a
 // replaced ESession retained secret (losing the latter would break the
 // chain with the peer, who has already replaced it). The price is one
-// fsync per commit: 1 to 5 ms on a shared virtual machine's disk, where
-// synchronous=NORMAL takes 30 µs. That is negligible for interactive use;
+// fsync per commit: about 1 ms (up to 5 ms under load) on a shared
+// virtual machine's disk, where synchronous=NORMAL takes 30 µs. That is negligible for interactive use;
 // bulk writes such as a MAM back-fill go through LogMessages, one
 // transaction per batch. Foreign keys and secure_delete are on.
 //
