@@ -340,6 +340,15 @@ func runListen(ctx context.Context, e *env, args []string) error {
 	defer stopControl()
 	fmt.Fprintf(e.stderr, "balcony: listening as %s\n", c.JID())
 	r := &renderer{w: e.stdout, json: *asJSON, color: e.isTerminal}
+	// Key changes not yet acknowledged are shown again at every start.
+	if changes, err := sess.store.PendingKeyChanges(ctx); err == nil {
+		for _, ch := range changes {
+			j, _ := jid.Parse(ch.Contact)
+			r.event(&client.SecurityEvent{Peer: j, Mechanism: string(ch.Mechanism), Kind: "key-changed",
+				Text: fmt.Sprintf("%s has a new %s key (%s), not yet acknowledged; check it and decide with: balcony trust", ch.Contact, strings.ToUpper(string(ch.Mechanism)), ch.Trust),
+				Fingerprint: ch.Fingerprint})
+		}
+	}
 	seen := 0
 	for {
 		select {
