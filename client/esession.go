@@ -68,7 +68,7 @@ type ESessionConfig struct {
 var (
 	// ErrNoESession reports that there is no Encrypted Session with the
 	// contact in the state the operation needs.
-	ErrNoESession = errors.New("client: no Encrypted Session with this contact")
+	ErrNoESession = errors.New("client: no Encrypted Session")
 	// ErrESessionExists reports a Start while an established session with
 	// the contact is active.
 	ErrESessionExists = errors.New("client: an Encrypted Session with this contact is already active")
@@ -270,7 +270,7 @@ func (e *ESession) sessionFor(to jid.JID, thread string) (*esession.Session, err
 	if thread != "" {
 		s := e.m.Session(to.Bare().String(), thread)
 		if s == nil || s.State() != esession.StateActive || !s.Encrypted() || e.isEnding(s) {
-			return nil, fmt.Errorf("%w %s on thread %s", ErrNoESession, to, thread)
+			return nil, fmt.Errorf("%w with %s on thread %s", ErrNoESession, to, thread)
 		}
 		if to.Resourcepart() != "" && s.Peer() != to.String() {
 			return nil, fmt.Errorf("client: the Encrypted Session on thread %s is with %s, not %s", thread, s.Peer(), to)
@@ -292,9 +292,9 @@ func (e *ESession) sessionFor(to jid.JID, thread string) (*esession.Session, err
 		}
 	}
 	if pending != nil {
-		return nil, fmt.Errorf("%w %s: the session is still being negotiated", ErrNoESession, to)
+		return nil, fmt.Errorf("%w with %s yet: the session is still being negotiated", ErrNoESession, to)
 	}
-	return nil, fmt.Errorf("%w %s", ErrNoESession, to)
+	return nil, fmt.Errorf("%w with %s", ErrNoESession, to)
 }
 
 // newestFirst returns the sessions with the contact (and its resource, if
@@ -416,8 +416,29 @@ func (e *ESession) receive(ctx context.Context, in *Incoming) (esession.Result, 
 	res, _ := e.m.Receive(inb) // errors come with events
 	e.track(res.Events)
 	e.send(ctx, res.Out)
+	for _, ev := range res.Events {
+		if est, ok := ev.(esession.Established); ok {
+			e.directedPresence(ctx, est.Session.Peer())
+		}
+	}
 	e.notify()
 	return res, nil
+}
+
+// directedPresence sends available presence to the resource a session is
+// bound to, unless the client sends no presence at all. The server then
+// tells that resource when we go offline (RFC 6121 §4.6.3), even without
+// a presence subscription, so that its session ends even if our terminate
+// never left. The contact learns nothing new: it is in a session with us.
+func (e *ESession) directedPresence(ctx context.Context, peer string) {
+	if e.c.cfg.DisablePresence || !strings.Contains(peer, "/") {
+		return
+	}
+	p := xmltree.New(NSClient, "presence", "to", peer)
+	p.Append(xmltree.New(NSCaps, "c", "hash", "sha-1", "node", e.c.cfg.CapsNode, "ver", e.c.CapsVer()))
+	if err := e.c.SendElement(ctx, p); err != nil {
+		e.c.cfg.logger().Warn("sending directed presence failed", "to", peer, "err", err)
+	}
 }
 
 // subscribedFrom reports whether the contact has a presence subscription
@@ -910,7 +931,7 @@ func (e *ESession) awaiting(peer jid.JID) (*esession.Session, error) {
 			return s, nil
 		}
 	}
-	return nil, fmt.Errorf("%w %s: no request waits for an answer", ErrNoESession, peer)
+	return nil, fmt.Errorf("%w request from %s waits for an answer", ErrNoESession, peer)
 }
 
 // Accept accepts the newest request from peer that waits for the user.
@@ -968,7 +989,7 @@ func (e *ESession) current(peer jid.JID) (*esession.Session, error) {
 			return s, nil
 		}
 	}
-	return nil, fmt.Errorf("%w %s", ErrNoESession, peer)
+	return nil, fmt.Errorf("%w with %s", ErrNoESession, peer)
 }
 
 // SAS returns the newest established session with peer, whose SAS the
@@ -1013,7 +1034,7 @@ func (e *ESession) End(ctx context.Context, peer jid.JID) (ESessionInfo, error) 
 		err := e.terminate(ctx, s)
 		return e.info(s), err
 	}
-	return ESessionInfo{}, fmt.Errorf("%w %s", ErrNoESession, peer)
+	return ESessionInfo{}, fmt.Errorf("%w with %s", ErrNoESession, peer)
 }
 
 func (e *ESession) terminate(ctx context.Context, s *esession.Session) error {

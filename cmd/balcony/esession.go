@@ -1,0 +1,439 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/esession"
+	"github.com/balcony-im/balcony/store"
+)
+
+// settingESessionAccept is the store setting holding the accept policy
+// for Encrypted Session requests: "ask" (default) or "subscribed".
+const settingESessionAccept = "esession.accept"
+
+func init() {
+	mechanismSetups = append(mechanismSetups, setupESession)
+	register(&command{
+		name:    "esession",
+		summary: "start, verify and end Encrypted Sessions (XEP-0217/0200, Deferred)",
+		usage: `Usage: balcony esession start [--wait DUR] JID
+       balcony esession accept [--wait DUR] JID
+       balcony esession decline [--reason TEXT] JID
+       balcony esession sas JID
+       balcony esession confirm JID
+       balcony esession end [--wait DUR] JID
+       balcony esession status
+       balcony esession policy [ask|subscribed]
+
+Encrypted Sessions (XEP-0155 negotiation, XEP-0217 key agreement, XEP-0200
+stanza encryption; every one but XEP-0155 is Deferred and was never analysed)
+live in the memory of a running "balcony listen" of the account: these
+commands act through it. Send in a session with: balcony send --esession JID TEXT
+
+  start     ask JID for a session: a full JID, or a bare JID with one
+            resource online. With --wait, wait until it is established and
+            print the short authentication string (SAS).
+  accept    accept the newest request from JID. With --wait, wait up to DUR
+            for a request to arrive and for the session to be established.
+  decline   decline the newest request from JID, with an optional reason.
+  sas       print the SAS of the session with JID on standard output.
+  confirm   record that you compared the SAS with the contact over a channel
+            you trust (voice, in person) and it matched: the session is
+            verified, and later sessions that continue it through the secret
+            retained in the key store are verified without a comparison.
+  end       end the session with JID (an encrypted terminate). With --wait,
+            wait for the contact's acknowledgement.
+  status    list the sessions of the running listener.
+  policy    show or set who may start a session without asking you: "ask"
+            (the default: every request waits for accept or decline) or
+            "subscribed" (contacts with a presence subscription to you).
+            Requests from anyone else always wait. Applies to listeners
+            started afterwards.
+
+Without a SAS comparison a session is not authenticated: a man in the middle
+present from the first session on is never detected. The negotiation, the
+thread and the addresses travel in the clear. Messages of a session must
+arrive exactly once and in order: anything lost, repeated or reordered ends
+the session, and copies for other devices or the archive cannot be read.
+
+Flags:
+  --wait DUR       how long to wait (default: do not wait)
+  --reason TEXT    the reason given when declining
+` + secretFlagsUsage,
+		run: runESession,
+	})
+	registerControl("esession", handleESession)
+}
+
+// retainedSecretStore is what the Encrypted Sessions mechanism needs of
+// the account's store: *store.Store, which keeps the secrets encrypted at
+// rest.
+type retainedSecretStore interface {
+	RetainedSecrets(ctx context.Context, peer string) ([]store.RetainedSecret, error)
+	ReplaceRetainedSecret(ctx context.Context, peer string, old []byte, next store.RetainedSecret) error
+}
+
+// storeSecrets adapts the store to esession.RetainedSecrets. The store
+// follows the same semantics (replace the secret equal to old, or add a
+// new chain), so this only converts between arrays and slices.
+type storeSecrets struct{ st retainedSecretStore }
+
+var _ esession.RetainedSecrets = storeSecrets{}
+
+// secretsTimeout bounds one store operation made during a negotiation.
+const secretsTimeout = 10 * time.Second
+
+func (a storeSecrets) Lookup(peer string) ([]esession.Secret, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), secretsTimeout)
+	defer cancel()
+	list, err := a.st.RetainedSecrets(ctx, peer)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]esession.Secret, 0, len(list))
+	for _, r := range list {
+		if len(r.Value) == len(esession.Secret{}.Value) {
+			s := esession.Secret{Verified: r.Verified, Created: r.Created}
+			copy(s.Value[:], r.Value)
+			out = append(out, s)
+		}
+		clear(r.Value)
+	}
+	return out, nil
+}
+
+func (a storeSecrets) Replace(peer string, old *[32]byte, next esession.Secret) error {
+	ctx, cancel := context.WithTimeout(context.Background(), secretsTimeout)
+	defer cancel()
+	var o []byte
+	if old != nil {
+		o = old[:]
+	}
+	v := next.Value
+	defer clear(v[:])
+	return a.st.ReplaceRetainedSecret(ctx, peer, o, store.RetainedSecret{Value: v[:], Verified: next.Verified, Created: next.Created})
+}
+
+// esessions maps each connected session to its mechanism.
+var esessions sync.Map // *session -> *client.ESession
+
+func esessionOf(s *session) *client.ESession {
+	if v, ok := esessions.Load(s); ok {
+		return v.(*client.ESession)
+	}
+	return nil
+}
+
+// setupESession registers the Encrypted Sessions mechanism, enabled, with
+// the retained secrets kept in the account's store.
+func setupESession(ctx context.Context, s *session) error {
+	policy := client.AskUser
+	v, err := s.store.Setting(ctx, settingESessionAccept)
+	switch {
+	case err == nil && v == "subscribed":
+		policy = client.AcceptSubscribed
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	es, err := client.NewESession(s.client, client.ESessionConfig{Secrets: storeSecrets{s.store}, AcceptPolicy: policy})
+	if err != nil {
+		return err
+	}
+	s.client.Pipeline().Register(es, true, "")
+	esessions.Store(s, es)
+	// XEP-0217 §6 asks to terminate every session before going offline,
+	// but the client closes its stream before the mechanisms' shutdown
+	// hooks run, and this file has no hook that runs earlier: contacts
+	// learn that the sessions ended from our unavailable presence (the
+	// mechanism sends directed presence to each session's peer).
+	return nil
+}
+
+// esessionArgs is a control request of "balcony esession".
+type esessionArgs struct {
+	Op     string        `json:"op"`
+	JID    string        `json:"jid,omitempty"`
+	Wait   time.Duration `json:"wait,omitempty"`
+	Reason string        `json:"reason,omitempty"`
+}
+
+type esessionResult struct {
+	Session  client.ESessionInfo   `json:"session"`
+	Sessions []client.ESessionInfo `json:"sessions,omitempty"`
+}
+
+func runESession(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		return &usageError{msg: "esession needs a subcommand", hint: "run: balcony help esession"}
+	}
+	op, args := args[0], args[1:]
+	fs := newFlags("esession")
+	var so secretOptions
+	so.add(fs)
+	wait := fs.Duration("wait", 0, "")
+	reason := fs.String("reason", "", "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	a := esessionArgs{Op: op, Wait: *wait, Reason: *reason}
+	switch op {
+	case "start", "accept", "decline", "sas", "confirm", "end":
+		if fs.NArg() != 1 {
+			return &usageError{msg: "esession " + op + " needs a JID", hint: "run: balcony help esession"}
+		}
+		j, err := jid.Parse(fs.Arg(0))
+		if err != nil {
+			return &usageError{msg: fmt.Sprintf("invalid JID %q: %v", fs.Arg(0), err)}
+		}
+		a.JID = j.String()
+	case "status":
+		if fs.NArg() != 0 {
+			return &usageError{msg: "esession status takes no arguments"}
+		}
+	case "policy":
+		return runESessionPolicy(ctx, e, &so, fs.Args())
+	default:
+		return &usageError{msg: fmt.Sprintf("unknown esession subcommand %q", op), hint: "run: balcony help esession"}
+	}
+	if *reason != "" && op != "decline" {
+		return &usageError{msg: "--reason is for esession decline"}
+	}
+	if *wait != 0 && op != "start" && op != "accept" && op != "end" {
+		return &usageError{msg: "--wait is for esession start, accept and end"}
+	}
+	if *wait < 0 {
+		return &usageError{msg: "--wait must not be negative"}
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	acct, err := cfg.account(e.account)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *wait+30*time.Second)
+	defer cancel()
+	var res esessionResult
+	if err := callControl(ctx, e, acct, "esession", a, &res); err != nil {
+		return needListener(err, acct)
+	}
+	printESession(e, a, res)
+	return nil
+}
+
+// printESession prints a successful result.
+func printESession(e *env, a esessionArgs, res esessionResult) {
+	s := res.Session
+	switch a.Op {
+	case "start", "accept":
+		if s.State != "active" {
+			if a.Op == "start" {
+				fmt.Fprintf(e.stdout, "requested an Encrypted Session with %s\n", s.Peer)
+			} else {
+				fmt.Fprintf(e.stdout, "accepted the Encrypted Session requested by %s\n", s.Peer)
+			}
+			return
+		}
+		fmt.Fprintf(e.stdout, "established an Encrypted Session with %s\n", s.Peer)
+		fmt.Fprintf(e.stdout, "SAS: %s\n", s.SAS)
+		fmt.Fprintln(e.stdout, verificationNote(s))
+	case "decline":
+		fmt.Fprintf(e.stdout, "declined the Encrypted Session requested by %s\n", s.Peer)
+	case "sas":
+		fmt.Fprintln(e.stdout, s.SAS)
+		fmt.Fprintf(e.stderr, "balcony: %s\n", verificationNote(s))
+	case "confirm":
+		fmt.Fprintf(e.stdout, "confirmed SAS %s with %s: the session is verified, and so are later sessions that continue it\n", s.SAS, s.Peer)
+	case "end":
+		if s.State == "ended" {
+			fmt.Fprintf(e.stdout, "ended the Encrypted Session with %s\n", s.Peer)
+		} else {
+			fmt.Fprintf(e.stdout, "sent the end of the Encrypted Session to %s\n", s.Peer)
+		}
+	case "status":
+		if len(res.Sessions) == 0 {
+			fmt.Fprintln(e.stdout, "no Encrypted Sessions")
+			return
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PEER\tSTATE\tSAS\tVERIFIED\tTHREAD")
+		for _, x := range res.Sessions {
+			state := x.State
+			if x.State == "ended" && x.EndReason != "" {
+				state += " (" + x.EndReason + ")"
+			}
+			verified := "no"
+			if x.Verified {
+				verified = "yes"
+			}
+			if !x.Encrypted {
+				verified = "plain"
+			}
+			sas := x.SAS
+			if sas == "" {
+				sas = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.Peer, state, sas, verified, x.Thread)
+		}
+		tw.Flush()
+	}
+}
+
+func verificationNote(s client.ESessionInfo) string {
+	bare := esession.Bare(s.Peer)
+	switch {
+	case s.Verified:
+		return "verified: the SAS was confirmed in this session or in the chain of sessions it continues"
+	case s.ContinuityBroken:
+		return "NOT verified, and the secret retained from earlier sessions with " + bare + " did not match: compare the SAS with " +
+			bare + " over a channel you trust, then run: balcony esession confirm " + bare
+	}
+	return "not verified: compare the SAS with " + bare + " over a channel you trust, then run: balcony esession confirm " + bare
+}
+
+// handleESession runs "balcony esession" requests inside the listener.
+func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, error) {
+	var a esessionArgs
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return nil, err
+	}
+	es := esessionOf(s)
+	if es == nil {
+		return nil, errors.New("this listener has no Encrypted Sessions mechanism")
+	}
+	if a.Op == "status" {
+		return esessionResult{Sessions: es.Status()}, nil
+	}
+	j, err := jid.Parse(a.JID)
+	if err != nil {
+		return nil, err
+	}
+	wctx := ctx
+	if a.Wait > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, a.Wait)
+		defer cancel()
+	}
+	settled := func(i client.ESessionInfo) bool { return i.State == "active" || i.State == "ended" }
+	var info client.ESessionInfo
+	switch a.Op {
+	case "start":
+		info, err = es.Start(ctx, j)
+		if err != nil {
+			return nil, esessionHint(err, j)
+		}
+		if a.Wait > 0 {
+			info, err = es.WaitFor(wctx, j, info.Thread, settled)
+			if err := established(info, err, a.Wait, j); err != nil {
+				return nil, err
+			}
+		}
+	case "accept":
+		if a.Wait > 0 {
+			// The request may still be on its way.
+			es.WaitFor(wctx, j, "", func(i client.ESessionInfo) bool { return i.State == "asking" })
+		}
+		info, err = es.Accept(ctx, j)
+		if err != nil {
+			return nil, esessionHint(err, j)
+		}
+		if a.Wait > 0 {
+			info, err = es.WaitFor(wctx, j, info.Thread, settled)
+			if err := established(info, err, a.Wait, j); err != nil {
+				return nil, err
+			}
+		}
+	case "decline":
+		info, err = es.Decline(ctx, j, a.Reason)
+	case "sas":
+		info, err = es.SAS(j)
+	case "confirm":
+		info, err = es.ConfirmSAS(j)
+	case "end":
+		info, err = es.End(ctx, j)
+		if err == nil && a.Wait > 0 && info.State != "ended" {
+			info, err = es.WaitFor(wctx, j, info.Thread, func(i client.ESessionInfo) bool { return i.State == "ended" })
+			if err != nil {
+				return nil, withHint(fmt.Errorf("%s did not acknowledge the end of the session within %s", j, a.Wait),
+					"the keys for sending are wiped already; the contact may be offline")
+			}
+		}
+	default:
+		return nil, fmt.Errorf("unknown esession request %q", a.Op)
+	}
+	if err != nil {
+		return nil, esessionHint(err, j)
+	}
+	return esessionResult{Session: info}, nil
+}
+
+// established checks the outcome of waiting for a session.
+func established(info client.ESessionInfo, err error, wait time.Duration, j jid.JID) error {
+	switch {
+	case err != nil:
+		return withHint(fmt.Errorf("the Encrypted Session with %s was not established within %s (state: %s)", j, wait, info.State),
+			"the contact must accept the request (balcony esession accept); check: balcony esession status")
+	case info.State == "ended":
+		reason := info.EndReason
+		if reason == "" {
+			reason = "ended"
+		}
+		return fmt.Errorf("the Encrypted Session with %s was not established: %s", info.Peer, reason)
+	}
+	return nil
+}
+
+// esessionHint adds what to do next to the mechanism's errors.
+func esessionHint(err error, j jid.JID) error {
+	bare := j.Bare().String()
+	switch {
+	case errors.Is(err, client.ErrESessionExists):
+		return withHint(err, "see it with: balcony esession sas "+bare+", or end it with: balcony esession end "+bare)
+	case errors.Is(err, client.ErrAmbiguousResource):
+		return withHint(err, "name the resource: balcony esession start "+bare+"/RESOURCE")
+	case errors.Is(err, client.ErrNoESession):
+		return withHint(err, "start one with: balcony esession start "+bare+", or list them with: balcony esession status")
+	}
+	return err
+}
+
+func runESessionPolicy(ctx context.Context, e *env, so *secretOptions, args []string) error {
+	if len(args) > 1 {
+		return &usageError{msg: "esession policy takes at most one argument: ask or subscribed"}
+	}
+	if len(args) == 1 && args[0] != "ask" && args[0] != "subscribed" {
+		return &usageError{msg: fmt.Sprintf("unknown policy %q", args[0]), hint: "use ask or subscribed"}
+	}
+	_, st, err := openAccount(e, so)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if len(args) == 1 {
+		if err := st.SetSetting(ctx, settingESessionAccept, args[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "esession policy: %s (applies to listeners started from now on)\n", args[0])
+		return nil
+	}
+	v, err := st.Setting(ctx, settingESessionAccept)
+	if errors.Is(err, store.ErrNotFound) || err == nil && strings.TrimSpace(v) == "" {
+		v, err = "ask", nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "esession policy: %s\n", v)
+	return nil
+}

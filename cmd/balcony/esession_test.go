@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/balcony-im/balcony/esession"
+	"github.com/balcony-im/balcony/store"
+)
+
+// TestStoreSecrets runs the retained-secret adapter over a real encrypted
+// store: the esession.RetainedSecrets semantics (replace the matching
+// secret or start a new chain, the verified flag) survive reopening.
+func TestStoreSecrets(t *testing.T) {
+	dir := t.TempDir()
+	kdf := store.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}
+	open := func() *store.Store {
+		st, err := store.Open(dir, store.Options{Passphrase: []byte("pass"), KDF: &kdf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := open()
+	a := storeSecrets{st}
+	const peer = "bob@example.org"
+	created := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	one := esession.Secret{Created: created}
+	for i := range one.Value {
+		one.Value[i] = byte(i + 1)
+	}
+	if list, err := a.Lookup(peer); err != nil || len(list) != 0 {
+		t.Fatalf("empty store: %v %v", list, err)
+	}
+	if err := a.Replace(peer, nil, one); err != nil {
+		t.Fatal(err)
+	}
+	// Confirming the SAS: the same secret, verified.
+	verified := one
+	verified.Verified = true
+	if err := a.Replace(peer, &one.Value, verified); err != nil {
+		t.Fatal(err)
+	}
+	// The next session replaces it by a new secret that inherits the flag.
+	two := esession.Secret{Verified: true, Created: created.Add(time.Hour)}
+	two.Value[0] = 0xee
+	if err := a.Replace(peer+"/phone", &one.Value, two); err != nil {
+		t.Fatal(err)
+	}
+	// Another client of the peer starts a chain of its own.
+	other := esession.Secret{Created: created}
+	other.Value[31] = 7
+	if err := a.Replace(peer, nil, other); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	st = open()
+	defer st.Close()
+	list, err := storeSecrets{st}.Lookup(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 {
+		t.Fatalf("%d secrets, want 2: the replaced one must be gone", len(list))
+	}
+	found := map[[32]byte]esession.Secret{}
+	for _, s := range list {
+		found[s.Value] = s
+	}
+	if s, ok := found[two.Value]; !ok || !s.Verified || !s.Created.Equal(two.Created) {
+		t.Fatalf("the chain's secret: %+v %v", s, ok)
+	}
+	if s, ok := found[other.Value]; !ok || s.Verified {
+		t.Fatalf("the other chain: %+v %v", s, ok)
+	}
+	if _, ok := found[one.Value]; ok {
+		t.Fatal("the old secret was kept")
+	}
+	// At rest the secrets are encrypted: their bytes are not in the file.
+	raw := readAll(t, filepath.Join(dir, "balcony.db"))
+	if bytes.Contains(raw, two.Value[:]) || bytes.Contains(raw, one.Value[:]) {
+		t.Fatal("a retained secret is stored in the clear")
+	}
+}
+
+func readAll(t *testing.T, path string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	for _, p := range []string{path, path + "-wal"} {
+		data, err := os.ReadFile(p)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		b.Write(data)
+	}
+	return b.Bytes()
+}
+
+// TestESessionUsage checks the command line without a server.
+func TestESessionUsage(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("BALCONY_CONFIG_DIR", filepath.Join(dir, "config"))
+	t.Setenv("BALCONY_DATA_DIR", filepath.Join(dir, "data"))
+	t.Setenv("BALCONY_PASSPHRASE", "pass")
+	t.Setenv("BALCONY_STORE_KDF", "time=1,memory=1024,threads=1")
+	if _, e, code := runCmd(t, "account", "add", "alice@example.org", "--server", "127.0.0.1:1"); code != 0 {
+		t.Fatalf("account add: %s", e)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string // in stdout, or stderr when the code is not 0
+	}{
+		{[]string{"help", "esession"}, 0, "balcony esession confirm JID"},
+		{[]string{"esession"}, 2, "needs a subcommand"},
+		{[]string{"esession", "frobnicate", "bob@example.org"}, 2, `unknown esession subcommand "frobnicate"`},
+		{[]string{"esession", "start"}, 2, "needs a JID"},
+		{[]string{"esession", "sas", "bob@example.org", "--wait", "1s"}, 2, "--wait is for"},
+		{[]string{"esession", "accept", "bob@example.org", "--reason", "x"}, 2, "--reason is for esession decline"},
+		{[]string{"esession", "start", "@@"}, 2, "invalid JID"},
+		{[]string{"esession", "status"}, 1, "no balcony listen is running"},
+		{[]string{"esession", "policy"}, 0, "esession policy: ask"},
+		{[]string{"esession", "policy", "sometimes"}, 2, `unknown policy "sometimes"`},
+		{[]string{"esession", "policy", "subscribed"}, 0, "esession policy: subscribed"},
+		{[]string{"esession", "policy"}, 0, "esession policy: subscribed"},
+	} {
+		out, e, code := runCmd(t, tc.args...)
+		where := out
+		if tc.code != 0 {
+			where = e
+		}
+		if code != tc.code || !strings.Contains(where, tc.out) {
+			t.Errorf("balcony %s: exit %d, stdout %q, stderr %q; want exit %d and %q", strings.Join(tc.args, " "), code, out, e, tc.code, tc.out)
+		}
+	}
+}
