@@ -1,0 +1,505 @@
+package client_test
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/internal/prosodytest"
+	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/ox"
+	"github.com/balcony-im/balcony/store"
+)
+
+// oxDevice is one connected device of an account with its own store.
+type oxDevice struct {
+	c   *client.Client
+	x   *client.OX
+	st  *store.Store
+	key *ox.Key // nil for a device without a key
+}
+
+// oxConnect connects a device of acct with the OX mechanism. With withKey
+// it first generates a key pair into a fresh store; st may be an existing
+// store instead (nil for a fresh one).
+func oxConnect(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, resource string, withKey bool, st *store.Store, cfg client.OXConfig) *oxDevice {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if st == nil {
+		var err error
+		if st, err = store.Open(t.TempDir(), store.Options{Unencrypted: true}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+	}
+	d := &oxDevice{st: st}
+	if withKey {
+		k, err := ox.GenerateKey(acct.JID, ox.EdDSA25519, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := client.StoreOXKey(ctx, st, k, true); err != nil {
+			t.Fatal(err)
+		}
+		d.key = k
+	}
+	j, err := acct.JID.WithResource(resource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(client.Config{JID: j, Password: acct.Password, Addr: srv.Addr, CAFile: srv.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	cfg.Store = st
+	cfg.EnableHint = "balcony ox keygen"
+	if d.x, err = client.NewOX(c, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		t.Fatalf("connect %s: %v", j, err)
+	}
+	d.c = c
+	return d
+}
+
+func (d *oxDevice) publish(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.x.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (d *oxDevice) send(t *testing.T, to jid.JID, body string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := d.c.Send(ctx, &client.Outgoing{To: to, Body: body}, eme.OX); err != nil {
+		t.Fatalf("sending %q: %v", body, err)
+	}
+}
+
+func waitBody(t *testing.T, c *client.Client, body string) *client.MessageEvent {
+	t.Helper()
+	return waitFor(t, c, func(m *client.MessageEvent) bool { return m.Body == body })
+}
+
+// fetchList reads owner's OX key list as another account (reader) sees it.
+func fetchList(t *testing.T, reader *client.Client, owner jid.JID) *ox.PublicKeysList {
+	t.Helper()
+	items, err := reader.FetchItems(context.Background(), owner, ox.NodePublicKeys, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 || items[0].Payload == nil {
+		t.Fatalf("key list items %+v", items)
+	}
+	l, err := ox.ParsePublicKeysList(items[0].Payload.Marshal(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestIntegrationOX runs the OX scenarios against one Prosody, each with
+// its own accounts.
+func TestIntegrationOX(t *testing.T) {
+	srv := prosodytest.Start(t)
+	n := 0
+	users := func(names ...string) []prosodytest.Account {
+		n++
+		var out []prosodytest.Account
+		for _, name := range names {
+			out = append(out, srv.AddUser(t, fmt.Sprintf("%s%d", name, n), ""))
+		}
+		return out
+	}
+	ctx := context.Background()
+
+	t.Run("publication is open to everyone", func(t *testing.T) {
+		u := users("alice", "bob")
+		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
+		bob := oxConnect(t, srv, u[1], "b", false, nil, client.OXConfig{})
+		alice.publish(t)
+		for _, node := range []string{ox.NodePublicKeys, ox.PublicKeyNode(alice.key.Fingerprint())} {
+			cfg, err := alice.c.NodeConfig(ctx, node)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg["pubsub#access_model"] != "open" {
+				t.Errorf("%s: access model %q", node, cfg["pubsub#access_model"])
+			}
+		}
+		// Bob has no presence subscription: he can read both nodes only
+		// because they are open.
+		l := fetchList(t, bob.c, u[0].JID)
+		if len(l.Keys) != 1 || l.Keys[0].Fingerprint != alice.key.Fingerprint() || l.Keys[0].Date.IsZero() || len(l.Problems) != 0 {
+			t.Fatalf("key list %+v", l)
+		}
+		items, err := bob.c.FetchItems(ctx, u[0].JID, ox.PublicKeyNode(alice.key.Fingerprint()), 1)
+		if err != nil || len(items) != 1 {
+			t.Fatalf("data node: %v %+v", err, items)
+		}
+		if _, err := ox.ParseTime(items[0].ID); err != nil {
+			t.Errorf("data item id %q is not a XEP-0082 time", items[0].ID)
+		}
+		d, err := bob.x.Discover(ctx, u[0].JID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Keys) != 1 || d.Keys[0].Fingerprint != alice.key.Fingerprint() || !d.Keys[0].Announced || d.Keys[0].Trust != store.Blind {
+			t.Fatalf("discovery %+v", d)
+		}
+	})
+
+	t.Run("merge keeps other devices", func(t *testing.T) {
+		u := users("alice")
+		a1 := oxConnect(t, srv, u[0], "one", true, nil, client.OXConfig{})
+		a2 := oxConnect(t, srv, u[0], "two", true, nil, client.OXConfig{})
+		a1.publish(t)
+		a2.publish(t)
+		a1.publish(t) // again: must not drop a2's entry
+		l := fetchList(t, a1.c, u[0].JID)
+		if !l.Contains(a1.key.Fingerprint()) || !l.Contains(a2.key.Fingerprint()) || len(l.Keys) != 2 {
+			t.Fatalf("key list after three publications: %+v", l.Keys)
+		}
+	})
+
+	t.Run("notification without payload is fetched", func(t *testing.T) {
+		u := users("alice", "bob")
+		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		subscribe(t, alice.c, bob.c)
+		// The server learns bob's +notify interest from his caps
+		// asynchronously: publish until a notification arrives.
+		var ev *client.PEPEvent
+		var secEvents []*client.SecurityEvent
+		for try := 0; ev == nil; try++ {
+			if try == 5 {
+				t.Fatal("no notification of alice's key list")
+			}
+			alice.publish(t)
+			ev = waitPEP(bob.c, u[0].JID, 3*time.Second, &secEvents)
+		}
+		if len(ev.Items) == 0 || ev.Items[0].Payload != nil {
+			t.Fatalf("notification %+v: the node should be notification-only", ev)
+		}
+		// The handler ran before the event was emitted: it fetched the list
+		// and the key.
+		keys, err := bob.st.ListKeys(ctx, u[0].JID.String(), store.OX)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != 1 || keys[0].Fingerprint != alice.key.Fingerprint() || !keys[0].Announced || len(keys[0].Data) == 0 {
+			t.Fatalf("bob's record of alice's keys: %+v", keys)
+		}
+		// The handler emitted its security event before the notification.
+		if len(secEvents) != 1 || secEvents[0].Kind != "new-key" || secEvents[0].Fingerprint != alice.key.Fingerprint() || secEvents[0].Mechanism != eme.OX {
+			t.Fatalf("security events %+v", secEvents)
+		}
+	})
+
+	t.Run("own key announced again after removal", func(t *testing.T) {
+		u := users("alice")
+		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
+		other := oxConnect(t, srv, u[0], "other", false, nil, client.OXConfig{})
+		alice.publish(t)
+		// Another client overwrites the list without alice's key.
+		stranger, err := ox.GenerateKey(u[0].JID, ox.EdDSA25519, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list := ox.PublicKeysList{Keys: []ox.KeyMetadata{{Fingerprint: stranger.Fingerprint(), Date: time.Now()}}}
+		el, err := xmltreeOf(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := other.c.Publish(ctx, ox.NodePublicKeys, "current", el, client.NodeOptions{"access_model": "open"}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			waitFor(t, alice.c, func(e *client.PEPEvent) bool { return e.Node == ox.NodePublicKeys })
+			l := fetchList(t, other.c, u[0].JID)
+			if l.Contains(alice.key.Fingerprint()) {
+				if !l.Contains(stranger.Fingerprint()) {
+					t.Fatalf("re-announcing dropped the other entry: %+v", l.Keys)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("own key not announced again")
+			}
+		}
+	})
+
+	t.Run("messages both ways with trust", func(t *testing.T) {
+		u := users("alice", "bob")
+		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		alice.publish(t)
+		bob.publish(t)
+		alice.send(t, bob.c.JID(), "hello bob")
+		m := waitBody(t, bob.c, "hello bob")
+		if m.Security.Mechanism != eme.OX || m.Security.Verified || m.Security.Trust != "blind" || m.Security.Fingerprint != alice.key.Fingerprint() || len(m.Security.Warnings) != 0 {
+			t.Fatalf("first message: %+v", m.Security)
+		}
+		if err := bob.st.SetTrust(ctx, u[0].JID.String(), store.OX, alice.key.Fingerprint(), store.Verified); err != nil {
+			t.Fatal(err)
+		}
+		alice.send(t, bob.c.JID(), "verified now")
+		if m := waitBody(t, bob.c, "verified now"); !m.Security.Verified || m.Security.State() != "verified" {
+			t.Fatalf("after verification: %+v", m.Security)
+		}
+		bob.send(t, u[0].JID, "hi alice")
+		if r := waitBody(t, alice.c, "hi alice"); r.Security.Mechanism != eme.OX || r.Security.Fingerprint != bob.key.Fingerprint() {
+			t.Fatalf("reply: %+v", r.Security)
+		}
+		if !bob.x.Usable(ctx, u[0].JID) || bob.c.Pipeline().Best(ctx, u[0].JID) != "" {
+			t.Fatal("usable / default policy")
+		}
+	})
+
+	t.Run("other own device reads carbons and the archive", func(t *testing.T) {
+		u := users("alice", "bob")
+		a1 := oxConnect(t, srv, u[0], "one", true, nil, client.OXConfig{})
+		a2 := oxConnect(t, srv, u[0], "two", true, nil, client.OXConfig{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		a1.publish(t)
+		a2.publish(t)
+		bob.publish(t)
+		// a1 learns a2's key from the notification of a2's publication;
+		// make sure that happened before sending.
+		if d, err := a1.x.Discover(ctx, u[0].JID); err != nil || len(d.Keys) != 1 || d.Keys[0].Fingerprint != a2.key.Fingerprint() {
+			t.Fatalf("a1's view of the other device: %+v %v", d, err)
+		}
+
+		a1.send(t, u[1].JID, "sent from one")
+		waitBody(t, bob.c, "sent from one")
+		sent := waitBody(t, a2.c, "sent from one")
+		if sent.Origin.Carbon != client.CarbonSent || !sent.To.Bare().Equal(u[1].JID) || sent.Security.Fingerprint != a1.key.Fingerprint() {
+			t.Fatalf("sent carbon %+v", sent)
+		}
+		bob.send(t, a1.c.JID(), "to one")
+		waitBody(t, a1.c, "to one")
+		got := waitBody(t, a2.c, "to one")
+		if got.Origin.Carbon != client.CarbonReceived || got.Security.Fingerprint != bob.key.Fingerprint() {
+			t.Fatalf("received carbon %+v", got)
+		}
+
+		// The archive copies stay readable: the pipeline's History and the
+		// bulk decryption with two workers give the same.
+		hist, err := a2.c.History(ctx, u[1].JID, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bulk []client.Event
+		if err := a2.x.History(ctx, u[1].JID, 0, 2, func(ev client.Event) error { bulk = append(bulk, ev); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		for name, evs := range map[string][]client.Event{"History": hist, "OX.History": bulk} {
+			var bodies []string
+			for _, ev := range evs {
+				m, ok := ev.(*client.MessageEvent)
+				if !ok {
+					t.Fatalf("%s: %#v", name, ev)
+				}
+				if !m.Origin.Archived || m.Security.Mechanism != eme.OX {
+					t.Errorf("%s: %+v", name, m)
+				}
+				bodies = append(bodies, m.Body)
+			}
+			if strings.Join(bodies, "|") != "sent from one|to one" {
+				t.Errorf("%s: bodies %q", name, bodies)
+			}
+		}
+		var last []string
+		if err := a2.x.History(ctx, u[1].JID, 1, 1, func(ev client.Event) error {
+			last = append(last, ev.(*client.MessageEvent).Body)
+			return nil
+		}); err != nil || len(last) != 1 || last[0] != "to one" {
+			t.Fatalf("last message: %q %v", last, err)
+		}
+	})
+
+	t.Run("backup and restore on a fresh device", func(t *testing.T) {
+		u := users("alice", "bob")
+		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		// A second, older key of the account: the backup holds both.
+		old, err := ox.GenerateKey(u[0].JID, ox.EdDSA25519, &ox.Config{Now: func() time.Time { return time.Now().Add(-time.Hour) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := client.StoreOXKey(ctx, alice.st, old, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := alice.x.LoadKeys(ctx); err != nil {
+			t.Fatal(err)
+		}
+		alice.publish(t)
+		bob.publish(t)
+		code, err := alice.x.Backup(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ox.ValidBackupCode(code) {
+			t.Fatalf("code %q", code)
+		}
+		cfg, err := alice.c.NodeConfig(ctx, ox.NodeSecretKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg["pubsub#access_model"] != "whitelist" || cfg["pubsub#persist_items"] != "1" && cfg["pubsub#persist_items"] != "true" {
+			t.Fatalf("secret-key node configuration %v", cfg)
+		}
+		if _, err := bob.c.FetchItems(ctx, u[0].JID, ox.NodeSecretKey, 1); err == nil {
+			t.Fatal("bob read alice's secret-key node")
+		}
+		bob.send(t, u[0].JID, "before restore")
+		waitBody(t, alice.c, "before restore")
+
+		fresh := oxConnect(t, srv, u[0], "fresh", false, nil, client.OXConfig{})
+		if _, err := fresh.x.Restore(ctx, "AAAA-AAAA-AAAA-AAAA-AAAA-AAAA"); !errors.Is(err, ox.ErrDecrypt) {
+			t.Fatalf("wrong code: %v", err)
+		}
+		res, err := fresh.x.Restore(ctx, strings.ToLower(strings.ReplaceAll(code, "-", " ")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Added) != 2 || res.Active != alice.key.Fingerprint() {
+			t.Fatalf("restore %+v", res)
+		}
+		if keys := fresh.x.Keys(); len(keys) != 2 || keys[0].Fingerprint() != alice.key.Fingerprint() {
+			t.Fatalf("keys after restore %v", keys)
+		}
+		var hist []string
+		if err := fresh.x.History(ctx, u[1].JID, 0, 2, func(ev client.Event) error {
+			if m, ok := ev.(*client.MessageEvent); ok {
+				hist = append(hist, m.Body)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(hist) != 1 || hist[0] != "before restore" {
+			t.Fatalf("history on the restored device: %q", hist)
+		}
+		bob.send(t, fresh.c.JID(), "after restore")
+		if m := waitBody(t, fresh.c, "after restore"); m.Security.Fingerprint != bob.key.Fingerprint() {
+			t.Fatalf("after restore %+v", m)
+		}
+	})
+
+	t.Run("forged messages", func(t *testing.T) {
+		u := users("alice", "bob", "carol")
+		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		alice.publish(t)
+		bob.publish(t)
+		send := func(content ox.Content, signer *ox.Key, id string) {
+			t.Helper()
+			msg, err := ox.Seal(content, signer, []*ox.Key{bob.key.Public()}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := xmltree.New(client.NSClient, "message", "to", bob.c.JID().String(), "type", "chat", "id", id)
+			el, err := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Append(el)
+			st.Append(xmltree.New(eme.NS, "encryption", "namespace", eme.OX))
+			if err := alice.c.SendElement(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Signed by a key alice never announced (same user ID).
+		rogue, err := ox.GenerateKey(u[0].JID, ox.EdDSA25519, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(ox.Content{Kind: ox.Signcrypt, To: []jid.JID{u[1].JID}, Payload: []byte("<body>rogue key</body>")}, rogue, "f1")
+		m := waitBody(t, bob.c, "rogue key")
+		if m.Security.Verified || len(m.Security.Warnings) == 0 {
+			t.Fatalf("unannounced signer: %+v", m.Security)
+		}
+		// Written for carol, delivered to bob.
+		send(ox.Content{Kind: ox.Signcrypt, To: []jid.JID{u[2].JID}, Payload: []byte("<body>for carol</body>")}, alice.key, "f2")
+		n := waitFor(t, bob.c, func(n *client.NoticeEvent) bool { return n.ID == "f2" })
+		if n.Reason != "verification-failed" || strings.Contains(n.Text, "for carol") {
+			t.Fatalf("notice %+v", n)
+		}
+	})
+
+	t.Run("force OX refuses plaintext", func(t *testing.T) {
+		u := users("alice", "bob")
+		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		alice.publish(t)
+		bob.publish(t)
+		pol, _ := eme.ParsePolicy("require:ox")
+		bob.c.Pipeline().SetPolicy(u[0].JID, pol)
+		if _, err := bob.c.Send(ctx, &client.Outgoing{To: u[0].JID, Body: "clear"}, ""); !errors.Is(err, eme.ErrDowngrade) {
+			t.Fatalf("plaintext to a contact with require:ox: %v", err)
+		}
+		if bob.c.Pipeline().Best(ctx, u[0].JID) != eme.OX {
+			t.Fatal("Best does not choose OX")
+		}
+		if _, err := alice.c.Send(ctx, &client.Outgoing{To: bob.c.JID(), Body: "in the clear"}, ""); err != nil {
+			t.Fatal(err)
+		}
+		if m := waitBody(t, bob.c, "in the clear"); len(m.Security.Warnings) == 0 {
+			t.Fatalf("plaintext from a require:ox contact without warning: %+v", m.Security)
+		}
+		alice.send(t, bob.c.JID(), "protected")
+		if m := waitBody(t, bob.c, "protected"); m.Security.State() != "unverified" {
+			t.Fatalf("OX message under require:ox: %+v", m.Security)
+		}
+	})
+}
+
+// waitPEP waits up to d for a notification of owner's OX key list and
+// collects the security events seen meanwhile.
+func waitPEP(c *client.Client, owner jid.JID, d time.Duration, sec *[]*client.SecurityEvent) *client.PEPEvent {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok {
+				return nil
+			}
+			switch e := ev.(type) {
+			case *client.SecurityEvent:
+				*sec = append(*sec, e)
+			case *client.PEPEvent:
+				if e.Node == ox.NodePublicKeys && e.From.Equal(owner) {
+					return e
+				}
+			}
+		case <-timer.C:
+			return nil
+		}
+	}
+}
+
+func xmltreeOf(l ox.PublicKeysList) (*xmltree.Element, error) {
+	b, err := xml.Marshal(l)
+	if err != nil {
+		return nil, err
+	}
+	return xmltree.Parse(b, nil)
+}
