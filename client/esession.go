@@ -339,7 +339,14 @@ func (e *ESession) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 			}
 		case esession.Rejected:
 			if !op.hasMessage {
-				e.emitAll(in.From, op.Events)
+				// The notice says it; no ESessionIgnored event besides.
+				var rest []*SecurityEvent
+				for _, x := range op.Events {
+					if x.Kind != ESessionIgnored {
+						rest = append(rest, x)
+					}
+				}
+				e.emitAll(in.From, rest)
 				return nil, &OpenError{Reason: eme.ReasonNoSession, Detail: ev.Reason}
 			}
 		}

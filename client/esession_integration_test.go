@@ -215,6 +215,23 @@ func TestIntegrationESession(t *testing.T) {
 	if _, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "after tampering"}, nsES); !errors.Is(err, client.ErrNoESession) {
 		t.Fatalf("alice sent after the session failed: %v", err)
 	}
+
+	// Session 3: the failed session 2 still replaced the retained secret,
+	// and its chain stays verified. Alice goes offline the proper way:
+	// TerminateAll before Close.
+	_, _, s3 := establish(t, a, ae, b)
+	if !s3.Verified || !s3.SecretMatched {
+		t.Fatalf("third session: %+v", s3)
+	}
+	if err := ae.TerminateAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tb := waitFor(t, b, securityEvent(client.ESessionTerminated)); !strings.Contains(tb.Text, "ended the Encrypted Session") {
+		t.Fatalf("bob: %s", tb.Text)
+	}
+	if st := ae.Status(); st[len(st)-1].State != "ended" {
+		t.Fatalf("alice after TerminateAll: %+v", st[len(st)-1])
+	}
 }
 
 // TestIntegrationESessionUnsubscribed: a request from a contact without a
@@ -302,11 +319,14 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	}
 	exchange(t, c, b, "still fine", ci.SAS, ci.Thread, false)
 
-	// Carol goes offline after terminating: bob's session ends.
-	if err := ce.TerminateAll(ctx); err != nil {
-		t.Fatal(err)
+	// Carol's client closes without terminating. Bob learns it from the
+	// unavailable presence that follows the directed presence the session
+	// sent, although they have no subscription.
+	c.Close()
+	gone := waitFor(t, b, securityEvent(client.ESessionTerminated))
+	if !strings.Contains(gone.Text, "went offline") || !gone.Peer.Equal(c.JID()) {
+		t.Fatalf("bob: %+v", gone)
 	}
-	waitFor(t, b, securityEvent(client.ESessionTerminated))
 	if st := be.Status(); st[len(st)-1].State != "ended" {
 		t.Fatalf("bob's sessions: %+v", st)
 	}
