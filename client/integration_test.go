@@ -46,6 +46,17 @@ func connect(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, re
 	return c
 }
 
+// twoClients starts a server with accounts alice and bob and connects a
+// client for each.
+func twoClients(t *testing.T) (srv *prosodytest.Server, alice, bob prosodytest.Account, a, b *client.Client) {
+	t.Helper()
+	srv = prosodytest.Start(t)
+	alice, bob = srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	a = connect(t, srv, alice, "")
+	b = connect(t, srv, bob, "")
+	return srv, alice, bob, a, b
+}
+
 // waitFor returns the first event matching pred, failing after a timeout.
 func waitFor[E client.Event](t *testing.T, c *client.Client, pred func(E) bool) E {
 	t.Helper()
@@ -96,10 +107,7 @@ func TestIntegrationMessagesBothWays(t *testing.T) {
 }
 
 func TestIntegrationReceiptAfterDelivery(t *testing.T) {
-	srv := prosodytest.Start(t)
-	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
-	a := connect(t, srv, alice, "")
-	b := connect(t, srv, bob, "")
+	_, _, _, a, b := twoClients(t)
 	ids, err := a.Send(context.Background(), &client.Outgoing{To: b.JID(), Body: "please confirm", Receipt: true}, "")
 	if err != nil {
 		t.Fatal(err)
@@ -176,10 +184,7 @@ func TestIntegrationForgedCarbonIgnored(t *testing.T) {
 }
 
 func TestIntegrationArchiveHistoryWithPaging(t *testing.T) {
-	srv := prosodytest.Start(t)
-	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
-	a := connect(t, srv, alice, "")
-	b := connect(t, srv, bob, "")
+	_, alice, _, a, b := twoClients(t)
 	ctx := context.Background()
 	const n = 7
 	for i := 0; i < n; i++ {
@@ -235,10 +240,7 @@ func TestIntegrationArchiveHistoryWithPaging(t *testing.T) {
 }
 
 func TestIntegrationPEPPublishFetchOpen(t *testing.T) {
-	srv := prosodytest.Start(t)
-	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
-	a := connect(t, srv, alice, "")
-	b := connect(t, srv, bob, "")
+	_, alice, _, a, b := twoClients(t)
 	ctx := context.Background()
 	const node = "urn:example:balcony:test"
 	payload := xmltree.New("urn:example:balcony", "note").AppendText("published")
@@ -275,10 +277,7 @@ func TestIntegrationPEPPublishFetchOpen(t *testing.T) {
 }
 
 func TestIntegrationPEPNotification(t *testing.T) {
-	srv := prosodytest.Start(t)
-	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
-	a := connect(t, srv, alice, "")
-	b := connect(t, srv, bob, "")
+	_, alice, _, a, b := twoClients(t)
 	ctx := context.Background()
 	// Mutual subscription so that +notify applies.
 	subscribe(t, a, b)
@@ -324,10 +323,7 @@ func subscribe(t *testing.T, a, b *client.Client) {
 }
 
 func TestIntegrationDiscoAndCaps(t *testing.T) {
-	srv := prosodytest.Start(t)
-	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
-	a := connect(t, srv, alice, "")
-	b := connect(t, srv, bob, "")
+	_, _, _, a, b := twoClients(t)
 	ctx := context.Background()
 	subscribe(t, a, b)
 	// A new feature changes the caps hash and triggers a new presence.
@@ -447,10 +443,7 @@ func TestIntegrationReconnect(t *testing.T) {
 // A message that cannot be read gets no delivery receipt; the next readable
 // one does (XEP-0184 receipts only after a successful decrypt).
 func TestIntegrationNoReceiptForUnreadable(t *testing.T) {
-	srv := prosodytest.Start(t)
-	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
-	a := connect(t, srv, alice, "")
-	b := connect(t, srv, bob, "")
+	_, _, _, a, b := twoClients(t)
 	ctx := context.Background()
 	bad := xmltree.New(client.NSClient, "message", "to", b.JID().String(), "type", "chat", "id", "unreadable-1")
 	bad.Append(xmltree.New(client.NSClient, "body").AppendText("[encrypted]"))
