@@ -1,63 +1,28 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
-	"mellium.im/xmpp/jid"
 
-	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/internal/prosodytest"
-	"github.com/balcony-im/balcony/internal/xmltree"
 )
 
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"balcony": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
-		// xmpp-raw JID PASSWORD-ENV STANZA: logs in and sends one raw stanza,
-		// for tests that need what balcony itself never sends.
-		"xmpp-raw": xmppRaw,
+		// xmpp-raw JID PASSWORD-ENV STANZA is shorthand for
+		// balcony -a JID raw --password-env PASSWORD-ENV STANZA.
+		"xmpp-raw": func() {
+			if len(os.Args) != 4 {
+				os.Exit(2)
+			}
+			os.Exit(run([]string{"-a", os.Args[1], "raw", "--password-env", os.Args[2], os.Args[3]}, os.Stdin, os.Stdout, os.Stderr))
+		},
 	})
-}
-
-func xmppRaw() {
-	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: xmpp-raw JID PASSWORD-ENV STANZA")
-		os.Exit(2)
-	}
-	j, err := jid.Parse(os.Args[1])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	st, err := xmltree.Parse([]byte(os.Args[3]), nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	c, err := client.New(client.Config{JID: j, Password: os.Getenv(os.Args[2]), Addr: os.Getenv("SERVER"),
-		CAFile: os.Getenv("CA"), DisablePresence: true})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := c.Connect(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if err := c.SendElement(ctx, st); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	c.Close()
 }
 
 // TestScripts runs the command end to end against a real Prosody started
