@@ -1,7 +1,9 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -557,7 +559,7 @@ func (x *OX) open(ctx context.Context, in *Incoming, src keySource) (*Opened, er
 	if el == nil {
 		return nil, &OpenError{Reason: eme.ReasonMalformed, Detail: "no <openpgp/> element"}
 	}
-	data, err := ox.ParseElement(el.Marshal(""))
+	data, err := openpgpData(el)
 	if err != nil {
 		return nil, &OpenError{Reason: eme.ReasonMalformed, Err: err}
 	}
@@ -687,6 +689,12 @@ func (x *OX) result(in *Incoming, op *ox.Opened, sk *senderKeys) (*Opened, error
 			next++
 			continue
 		}
+		if c.Name.Space == NSClient && c.Name.Local == "body" && !hasBody {
+			if text, ok := simpleText(c.XML); ok {
+				res.Body, hasBody = text, true
+				continue
+			}
+		}
 		e, err := xmltree.Parse(c.XML, nil)
 		if err != nil {
 			return nil, &OpenError{Reason: eme.ReasonMalformed, Err: err}
@@ -698,6 +706,94 @@ func (x *OX) result(in *Incoming, op *ox.Opened, sk *senderKeys) (*Opened, error
 		res.Payload = append(res.Payload, e)
 	}
 	return res, nil
+}
+
+// openpgpData returns the binary OpenPGP message of an <openpgp/> element.
+// What Balcony and the other clients send, plain Base64 text, is decoded
+// directly; anything else goes through ox.ParseElement, which also
+// tolerates white space and explains what is wrong.
+func openpgpData(el *xmltree.Element) ([]byte, error) {
+	if len(el.Children) == 1 && len(el.Attr) == 0 {
+		if text, ok := el.Children[0].(xmltree.CharData); ok {
+			if data, err := base64.StdEncoding.Strict().DecodeString(string(text)); err == nil && len(data) > 0 {
+				return data, nil
+			}
+		}
+	}
+	return ox.ParseElement(el.Marshal(""))
+}
+
+// simpleText returns the text of an element as ox writes payload children:
+// a start tag, text escaped with &amp; &lt; &gt; and &#xD; only, the end
+// tag. Anything else (child elements, other references) is left to a full
+// parser.
+func simpleText(b []byte) (string, bool) {
+	start := startTagEnd(b)
+	if start < 0 {
+		return "", false
+	}
+	if b[start-1] == '/' {
+		return "", true // an empty element
+	}
+	rest := b[start+1:]
+	end := bytes.LastIndex(rest, []byte("</"))
+	if end < 0 {
+		return "", false
+	}
+	raw := rest[:end]
+	if bytes.IndexByte(raw, '<') >= 0 {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '&') < 0 {
+		return string(raw), true
+	}
+	var sb strings.Builder
+	sb.Grow(len(raw))
+	for len(raw) > 0 {
+		j := bytes.IndexByte(raw, '&')
+		if j < 0 {
+			sb.Write(raw)
+			break
+		}
+		sb.Write(raw[:j])
+		raw = raw[j:]
+		switch {
+		case bytes.HasPrefix(raw, []byte("&amp;")):
+			sb.WriteByte('&')
+			raw = raw[5:]
+		case bytes.HasPrefix(raw, []byte("&lt;")):
+			sb.WriteByte('<')
+			raw = raw[4:]
+		case bytes.HasPrefix(raw, []byte("&gt;")):
+			sb.WriteByte('>')
+			raw = raw[4:]
+		case bytes.HasPrefix(raw, []byte("&#xD;")):
+			sb.WriteByte('\r')
+			raw = raw[5:]
+		default:
+			return "", false
+		}
+	}
+	return sb.String(), true
+}
+
+// startTagEnd returns the index of the '>' that ends the first start tag
+// of b, outside attribute values, or -1.
+func startTagEnd(b []byte) int {
+	quote := byte(0)
+	for i, c := range b {
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '>':
+			return i
+		}
+	}
+	return -1
 }
 
 // keepOuter reports whether an unencrypted child of an OX message is

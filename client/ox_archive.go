@@ -21,10 +21,13 @@ import (
 // keys are read from the store (and fetched over PEP if none is known)
 // once, parsed once through the key cache, and shared by all workers.
 type memoKeys struct {
-	x  *OX
-	mu sync.Mutex
-	m  map[string]*memoEntry
+	x    *OX
+	mu   sync.Mutex
+	m    map[string]*memoEntry
+	jids map[string]jid.JID // parsed addresses, at most maxMemoJIDs
 }
+
+const maxMemoJIDs = 4096
 
 type memoEntry struct {
 	mu        sync.Mutex
@@ -34,7 +37,30 @@ type memoEntry struct {
 	err       error
 }
 
-func (x *OX) newMemo() *memoKeys { return &memoKeys{x: x, m: map[string]*memoEntry{}} }
+func (x *OX) newMemo() *memoKeys {
+	return &memoKeys{x: x, m: map[string]*memoEntry{}, jids: map[string]jid.JID{}}
+}
+
+// jid parses an address, remembering the result: an archive holds the same
+// few addresses many times, and normalising them is not free.
+func (m *memoKeys) jid(s string) (jid.JID, error) {
+	m.mu.Lock()
+	j, ok := m.jids[s]
+	m.mu.Unlock()
+	if ok {
+		return j, nil
+	}
+	j, err := jid.Parse(s)
+	if err != nil {
+		return j, err
+	}
+	m.mu.Lock()
+	if len(m.jids) < maxMemoJIDs {
+		m.jids[s] = j
+	}
+	m.mu.Unlock()
+	return j, nil
+}
 
 func (m *memoKeys) entry(bare string) *memoEntry {
 	m.mu.Lock()
@@ -85,7 +111,7 @@ func (x *OX) DecryptArchive(ctx context.Context, msgs []ArchivedMessage, workers
 	return x.decryptBatch(ctx, msgs, workers, x.newMemo())
 }
 
-func (x *OX) decryptBatch(ctx context.Context, msgs []ArchivedMessage, workers int, src keySource) []Event {
+func (x *OX) decryptBatch(ctx context.Context, msgs []ArchivedMessage, workers int, memo *memoKeys) []Event {
 	out := make([]Event, len(msgs))
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -93,7 +119,7 @@ func (x *OX) decryptBatch(ctx context.Context, msgs []ArchivedMessage, workers i
 	workers = min(workers, len(msgs))
 	if workers <= 1 {
 		for i, m := range msgs {
-			out[i] = x.openArchived(ctx, m, src)
+			out[i] = x.openArchived(ctx, m, memo)
 		}
 		return out
 	}
@@ -108,7 +134,7 @@ func (x *OX) decryptBatch(ctx context.Context, msgs []ArchivedMessage, workers i
 				if i >= len(msgs) {
 					return
 				}
-				out[i] = x.openArchived(ctx, msgs[i], src)
+				out[i] = x.openArchived(ctx, msgs[i], memo)
 			}
 		}()
 	}
@@ -224,27 +250,33 @@ func (x *OX) lastArchived(ctx context.Context, with jid.JID, limit int) ([]Archi
 // openArchived is Pipeline.archived for one message with the keys from
 // src. OX messages are opened here, everything else takes the pipeline's
 // path; the steps after opening are those of Pipeline.open.
-func (x *OX) openArchived(ctx context.Context, m ArchivedMessage, src keySource) Event {
+func (x *OX) openArchived(ctx context.Context, m ArchivedMessage, memo *memoKeys) Event {
 	p := x.c.pipeline
 	if m.Message.Child(ox.NS, "openpgp") == nil {
 		return p.archived(m)
 	}
-	det, err := eme.DetectTokens(&treeTokens{stack: []*xmltree.Element{m.Message}})
+	tokens := newTreeTokens(m.Message)
+	det, err := eme.DetectTokens(tokens)
 	mech, ok, enabled := p.mechanism(eme.OX)
-	if err != nil || det.Disagreement != nil || det.Mechanism != eme.OX || !det.Encrypted || !ok || !enabled || mech != Mechanism(x) {
+	if err != nil || det.Disagreement != nil || det.Mechanism != eme.OX || !det.Encrypted || !ok || !enabled ||
+		mech != Mechanism(x) || tokens.skipped > eme.DefaultMaxSize/2 {
+		// Anything unusual, including a message so large that its size
+		// matters to detection, takes the pipeline's own path.
 		return p.archived(m)
 	}
 	in := &inbound{st: m.Message, time: m.Stamp, origin: Origin{Archived: true, Delayed: true, StanzaID: m.ID}}
-	if in.from, err = x.c.fromOrAccount(m.Message); err != nil {
+	if f := m.Message.AttrValue("from"); f == "" {
+		in.from = x.c.JID().Bare()
+	} else if in.from, err = memo.jid(f); err != nil {
 		return nil
 	}
-	if t, err := jid.Parse(m.Message.AttrValue("to")); err == nil {
+	if t, err := memo.jid(m.Message.AttrValue("to")); err == nil {
 		in.to = t
 	}
 	if in.time.IsZero() {
 		in.time = x.c.cfg.now()
 	}
-	opened, err := x.open(ctx, p.incomingFor(in, det), src)
+	opened, err := x.open(ctx, p.incomingFor(in, det), memo)
 	if err != nil {
 		var oe *OpenError
 		if errors.As(err, &oe) {
@@ -271,12 +303,24 @@ func (x *OX) openArchived(ctx context.Context, m ArchivedMessage, src keySource)
 	return ev
 }
 
-// treeTokens reads a tree as namespace-resolved tokens, as eme.DetectTokens
-// wants them, without encoding and parsing it again.
+// treeTokens reads a message tree as namespace-resolved tokens, as
+// eme.DetectTokens wants them, without encoding and parsing it again. Text
+// is given only where detection reads it, in the direct <body/> children of
+// the message; the rest of the text (the Base64 of an <openpgp/> element)
+// is skipped, and its length added to skipped.
 type treeTokens struct {
-	stack []*xmltree.Element // elements whose start was not written yet, or are open
-	pos   []int              // next child index of each open element
-	open  int                // number of open elements at the bottom of stack
+	stack   []*xmltree.Element // elements whose start was not written yet, or are open
+	pos     []int              // next child index of each open element
+	open    int                // number of open elements at the bottom of stack
+	skipped int
+	posBuf  [8]int
+}
+
+func newTreeTokens(root *xmltree.Element) *treeTokens {
+	r := &treeTokens{}
+	r.stack = append(make([]*xmltree.Element, 0, 8), root)
+	r.pos = r.posBuf[:0]
+	return r
 }
 
 func (r *treeTokens) Token() (xml.Token, error) {
@@ -305,7 +349,10 @@ func (r *treeTokens) Token() (xml.Token, error) {
 		case *xmltree.Element:
 			r.stack = append(r.stack, c)
 		case xmltree.CharData:
-			return xml.CharData(c), nil
+			if r.open == 2 && e.Name.Local == "body" {
+				return xml.CharData(c), nil
+			}
+			r.skipped += len(c)
 		}
 	}
 }

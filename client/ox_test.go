@@ -27,6 +27,16 @@ type oxPeer struct {
 
 func newOXPeer(t testing.TB, addr string, cfg OXConfig, withKey bool) *oxPeer {
 	t.Helper()
+	var k *ox.Key
+	if withKey {
+		k = mustKey(t, jid.MustParse(addr))
+	}
+	return newOXPeerKey(t, addr, cfg, k)
+}
+
+// newOXPeerKey makes a peer whose key pair is k (none if nil).
+func newOXPeerKey(t testing.TB, addr string, cfg OXConfig, k *ox.Key) *oxPeer {
+	t.Helper()
 	j := jid.MustParse(addr)
 	c, err := New(Config{JID: j, Password: "unused"})
 	if err != nil {
@@ -43,11 +53,7 @@ func newOXPeer(t testing.TB, addr string, cfg OXConfig, withKey bool) *oxPeer {
 	}
 	t.Cleanup(func() { st.Close() })
 	p := &oxPeer{c: c, st: st, j: j}
-	if withKey {
-		k, err := ox.GenerateKey(j, ox.EdDSA25519, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+	if k != nil {
 		if err := StoreOXKey(context.Background(), st, k, true); err != nil {
 			t.Fatal(err)
 		}
