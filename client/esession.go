@@ -17,12 +17,57 @@ import (
 	"github.com/balcony-im/balcony/internal/xmltree"
 )
 
-// This file plugs Encrypted Sessions (the XEP-0218 family: XEP-0201
-// threads, XEP-0155 negotiation, XEP-0217 key agreement and XEP-0200
-// stanza encryption, all Deferred except XEP-0155 (Draft) and XEP-0201
-// (Active)) into the message pipeline. The protocol itself is the
-// esession engine; ESession carries its stanzas, asks the user where the
-// protocol needs a decision, and turns its events into SecurityEvents.
+// Encrypted Sessions
+//
+// ESession plugs Encrypted Sessions into the message pipeline: XEP-0201
+// threads (Active), XEP-0155 stanza session negotiation (Draft), and the
+// XEP-0217 key agreement with XEP-0200 stanza encryption (both Deferred,
+// never analysed; see the esession package for what is implemented and
+// what a session protects). The protocol is the esession engine; ESession
+// carries its stanzas, asks the user where the protocol needs a decision,
+// and turns the engine's events into SecurityEvents.
+//
+// Set-up: create it with NewESession before Connect (it advertises
+// esession.FeatureESession and esession.FormTypeSSN) and register it,
+// enabled, with Pipeline.Register. ESessionConfig.Secrets keeps the
+// retained secrets between sessions; give it a store that encrypts them.
+//
+// Negotiation: Start asks a contact's resource for a session under a new
+// ThreadID; the session binds to the resource that answers, and both sides
+// send it directed presence so that it learns when they go offline. A
+// request from a contact raises an ESessionRequest event and waits for
+// Accept or Decline: nothing is sent until the user decides, unless
+// ESessionConfig.AcceptPolicy is AcceptSubscribed and the contact has a
+// presence subscription to the user (roster "from" or "both"), and never
+// for a request the server stored while the user was offline.
+//
+// Verification: an ESessionEstablished event carries the short
+// authentication string (SAS) in Fingerprint and asks the user to compare
+// it with the contact over a channel they trust, unless the session
+// continues a chain of sessions whose SAS was confirmed (then an
+// ESessionVerified event follows at once). ConfirmSAS records the
+// comparison in the session and in its retained secret.
+// ESessionContinuityBroken reports that retained secrets existed but none
+// matched.
+//
+// Messages: Client.Send with the namespace esession.NSStanzaEncryption
+// seals for the contact's newest established session (or the session of
+// Outgoing.Thread); the pipeline adds the XEP-0380 tag with a name, the
+// no-copy and no-permanent-store hints and <private/>, and no fallback
+// body. A received <c/> becomes a MessageEvent whose Security names the
+// mechanism, carries the SAS as Fingerprint and is Verified as the session
+// is. Anything sent beside <c/> is discarded with a warning; a plaintext
+// message on a session's thread is delivered with a warning, never as
+// protected. Carbon copies and archived copies never reach the engine: a
+// copy of a <c/> becomes a notice, a copy of a negotiation stanza an
+// ESessionCopy event.
+//
+// Ending: End sends the encrypted terminate; the contact's
+// acknowledgement, its own terminate, a failed MAC, a malformed or
+// reordered stanza, an error stanza from the contact, the contact's
+// resource going offline and the loss of our stream all end a session with
+// an ESessionTerminated or ESessionFailed event. A message that ended the
+// session is replaced by a notice. Call TerminateAll before Client.Close.
 
 // ESessionAcceptPolicy says how session requests from contacts are
 // answered.
@@ -119,33 +164,12 @@ type ESessionInfo struct {
 }
 
 // ESession is the Encrypted Sessions mechanism (XEP-0218 family) for the
-// message pipeline: register it with Pipeline.Register, enabled.
+// message pipeline; the section "Encrypted Sessions" at the top of this
+// file describes how it works.
 //
-// A session is negotiated per conversation: Start sends an XEP-0217
-// request under a new XEP-0201 ThreadID, and every stanza of the session
-// carries that ThreadID; a stanza with an unknown ThreadID, or none, never
-// belongs to a session. The session binds to the resource that answers
-// (XEP-0155 §4.2). Requests from contacts raise an ESessionRequest event
-// and wait for Accept or Decline, unless ESessionConfig.AcceptPolicy
-// accepts them and the contact has a presence subscription to the user.
-// Once established (an ESessionEstablished event carrying the short
-// authentication string in Fingerprint), Client.Send with the namespace
-// esession.NSStanzaEncryption seals messages for the contact's current
-// session, and received <c/> elements are delivered as MessageEvents
-// whose Security names the mechanism and says whether the session is
-// verified. ConfirmSAS records that the user compared the SAS out of band;
-// later sessions continuing the chain of retained secrets are verified
-// without a new comparison. End terminates a session with an encrypted
-// terminate form.
-//
-// Negotiation stanzas are plaintext; ESession reads them as an Interceptor.
-// Carbon copies and archived copies never reach the engine: a copy of an
-// encrypted stanza becomes a notice (it can never be decrypted), a copy of
-// a negotiation stanza an ESessionCopy event. A failed MAC, a malformed
-// <c/> or a lost, repeated or reordered stanza ends the session (XEP-0200
-// §7): the message becomes a notice and an ESessionTerminated event
-// follows. A session also ends when the contact's resource goes offline
-// or our stream ends.
+// A session is negotiated per conversation: every stanza of a session
+// carries the XEP-0201 ThreadID Start chose, and a stanza with an unknown
+// ThreadID, or none, never belongs to a session.
 //
 // Before closing the client, call TerminateAll so that contacts learn that
 // the sessions ended (XEP-0217 §6): Client.Close closes the stream before
