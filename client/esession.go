@@ -301,22 +301,35 @@ func (e *ESession) sessionFor(to jid.JID, thread string) (*esession.Session, err
 		}
 		return s, nil
 	}
-	var pending *esession.Session
+	var pending, ended *esession.Session
 	for _, s := range e.newestFirst(to) {
-		if !s.Encrypted() || e.isEnding(s) {
+		if !s.Encrypted() {
 			continue
 		}
-		switch s.State() {
-		case esession.StateActive:
+		switch {
+		case e.isEnding(s):
+			if ended == nil {
+				ended = s
+			}
+		case s.State() == esession.StateActive:
 			return s, nil
-		case esession.StatePending:
+		case s.State() == esession.StatePending:
 			if pending == nil {
 				pending = s
 			}
+		case ended == nil:
+			ended = s
 		}
 	}
-	if pending != nil {
+	switch {
+	case pending != nil:
 		return nil, fmt.Errorf("%w with %s yet: the session is still being negotiated", ErrNoESession, to)
+	case ended != nil:
+		reason, _ := ended.EndReason()
+		if reason == "" {
+			reason = "you ended it"
+		}
+		return nil, fmt.Errorf("%w with %s: the last one has ended (%s)", ErrNoESession, to, reason)
 	}
 	return nil, fmt.Errorf("%w with %s", ErrNoESession, to)
 }

@@ -160,7 +160,7 @@ func TestIntegrationESession(t *testing.T) {
 		}
 	}
 	_, err = a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "too late"}, nsES)
-	if !errors.Is(err, client.ErrNoESession) {
+	if !errors.Is(err, client.ErrNoESession) || !strings.Contains(err.Error(), "the last one has ended (terminated)") {
 		t.Fatalf("send after the end: %v", err)
 	}
 
