@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"strings"
 	"testing"
@@ -339,4 +340,70 @@ func mustKey(t testing.TB, j jid.JID) *ox.Key {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// simpleText must agree with a full parse wherever it answers.
+func FuzzOXSimpleText(f *testing.F) {
+	for _, s := range []string{"", "plain", "a < b & c > d", "line\r\nbreak", "tab\there \"quoted\" 'single'", "ünïcödé ✓", "]]>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var b strings.Builder
+		if err := xml.EscapeText(&b, []byte(s)); err != nil {
+			return
+		}
+		children, err := ox.ParseChildren([]byte("<body>"+b.String()+"</body>"), NSClient)
+		if err != nil || len(children) != 1 {
+			return
+		}
+		got, ok := simpleText(children[0].XML)
+		if !ok {
+			return
+		}
+		el, err := xmltree.Parse(children[0].XML, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", children[0].XML, err)
+		}
+		if got != el.Text() {
+			t.Fatalf("simpleText(%q) = %q, parser says %q", children[0].XML, got, el.Text())
+		}
+	})
+}
+
+// Detection over treeTokens must agree with detection over the encoded
+// stanza, which the pipeline uses.
+func FuzzOXDetectTokens(f *testing.F) {
+	for _, s := range []string{
+		`<message xmlns="jabber:client"><body>fallback</body><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp><encryption xmlns="urn:xmpp:eme:0" namespace="urn:xmpp:openpgp:0"/><store xmlns="urn:xmpp:hints"/></message>`,
+		`<message xmlns="jabber:client"><body>?OTR:AAMD</body><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp></message>`,
+		`<message xmlns="jabber:client"><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp><encryption xmlns="urn:xmpp:eme:0" namespace="urn:xmpp:otr:0"/></message>`,
+		`<message xmlns="jabber:client"><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp><encrypted xmlns="urn:xmpp:omemo:2"><payload>x</payload></encrypted></message>`,
+		`<message xmlns="jabber:client"><body>hi</body><x xmlns="jabber:x:encrypted">AAAA</x></message>`,
+		`<message xmlns="jabber:client"><c xmlns="http://www.xmpp.org/extensions/xep-0200.html#ns"><data>x</data></c><body> 	  		 	 	 	  </body></message>`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := xmltree.Parse(b, nil)
+		if err != nil {
+			return
+		}
+		enc := st.Marshal("")
+		if len(enc) > eme.DefaultMaxSize/4 {
+			return
+		}
+		want, werr := eme.Detect(enc)
+		got, gerr := eme.DetectTokens(newTreeTokens(st))
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("errors differ: %v / %v for %s", werr, gerr, enc)
+		}
+		if werr != nil {
+			return
+		}
+		if want.Encrypted != got.Encrypted || want.Control != got.Control || want.Mechanism != got.Mechanism ||
+			(want.Disagreement == nil) != (got.Disagreement == nil) || want.HasBody != got.HasBody ||
+			want.OTR != got.OTR || len(want.Tags) != len(got.Tags) || len(want.Payloads) != len(got.Payloads) {
+			t.Fatalf("detection differs for %s:\n%+v\n%+v", enc, want, got)
+		}
+	})
 }
