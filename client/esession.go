@@ -215,6 +215,7 @@ var (
 	_ StreamObserver   = (*ESession)(nil)
 	_ ErrorObserver    = (*ESession)(nil)
 	_ Shutdowner       = (*ESession)(nil)
+	_ Availability     = (*ESession)(nil)
 )
 
 // NewESession returns the Encrypted Sessions mechanism for c and
@@ -286,6 +287,13 @@ func (e *ESession) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element,
 	st.SetAttr("id", id)
 	e.remember(id, s)
 	return []*xmltree.Element{st}, nil
+}
+
+// Usable reports whether an established Encrypted Session with the contact
+// (with its resource, if to has one) can protect a message now.
+func (e *ESession) Usable(ctx context.Context, to jid.JID) bool {
+	_, err := e.sessionFor(to, "")
+	return err == nil
 }
 
 // sessionFor finds the established session to send to: the one on thread,

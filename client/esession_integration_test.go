@@ -122,6 +122,9 @@ func TestIntegrationESession(t *testing.T) {
 		!strings.Contains(eb.Text, "in order") {
 		t.Fatalf("first session: %+v\n%s", s1, ea.Text)
 	}
+	if !ae.Usable(ctx, b.JID().Bare()) || !be.Usable(ctx, a.JID()) || ae.Usable(ctx, a.JID()) {
+		t.Fatal("Usable does not reflect the established session")
+	}
 	exchange(t, a, b, "hello", s1.SAS, s1.Thread, false)
 
 	// Both compare the SAS and confirm it.

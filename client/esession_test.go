@@ -48,6 +48,9 @@ func TestESessionFeaturesAndNoSession(t *testing.T) {
 	if !slices.Contains(f, esession.FeatureESession) || !slices.Contains(f, esession.FormTypeSSN) {
 		t.Fatalf("features %q", f)
 	}
+	if es.Usable(context.Background(), jid.MustParse("bob@example.org")) {
+		t.Fatal("usable without a session")
+	}
 	_, err := es.Seal(context.Background(), &Outgoing{To: jid.MustParse("bob@example.org"), Body: "hi"})
 	if !errors.Is(err, ErrNoESession) {
 		t.Fatalf("Seal without a session: %v", err)
