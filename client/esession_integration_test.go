@@ -322,15 +322,24 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	}
 	exchange(t, c, b, "still fine", ci.SAS, ci.Thread, false)
 
-	// Carol's client closes without terminating. Bob learns it from the
-	// unavailable presence that follows the directed presence the session
-	// sent, although they have no subscription.
-	c.Close()
-	gone := waitFor(t, b, securityEvent(client.ESessionTerminated))
-	if !strings.Contains(gone.Text, "went offline") || !gone.Peer.Equal(c.JID()) {
-		t.Fatalf("bob: %+v", gone)
+	// Bob's stream drops without a terminate: his sessions end with it, and
+	// carol learns it from the unavailable presence that follows the
+	// directed presence the session sent, although they have no
+	// subscription.
+	if err := b.Disconnect(); err != nil {
+		t.Fatal(err)
 	}
-	if st := be.Status(); st[len(st)-1].State != "ended" {
-		t.Fatalf("bob's sessions: %+v", st)
+	lost := waitFor(t, b, securityEvent(client.ESessionTerminated))
+	if !strings.Contains(lost.Text, "connection was lost") || !lost.Peer.Equal(c.JID()) {
+		t.Fatalf("bob: %+v", lost)
+	}
+	gone := waitFor(t, c, securityEvent(client.ESessionTerminated))
+	if !strings.Contains(gone.Text, "went offline") || !gone.Peer.Equal(b.JID()) {
+		t.Fatalf("carol: %+v", gone)
+	}
+	for _, es := range []*client.ESession{be, ce} {
+		if st := es.Status(); st[len(st)-1].State != "ended" {
+			t.Fatalf("sessions: %+v", st)
+		}
 	}
 }
