@@ -248,11 +248,15 @@ func NewESession(c *Client, cfg ESessionConfig) (*ESession, error) {
 func (e *ESession) Namespace() string { return esession.NSStanzaEncryption }
 
 // Needs asks for no fallback body (anything outside <c/> is
-// unauthenticated and discarded by the receiver) and for no carbon copies
-// or archiving: copies can never be decrypted.
+// unauthenticated and discarded by the receiver), for no carbon copies or
+// archiving (copies can never be decrypted) and for no storage for later
+// delivery (a stored stanza would arrive after its session is gone).
 func (e *ESession) Needs() Needs {
-	return Needs{Hints: []string{"no-copy", "no-permanent-store"}, Private: true}
+	return Needs{Hints: esessionHints, Private: true}
 }
+
+// esessionHints are the XEP-0334 hints of every session stanza.
+var esessionHints = []string{"no-copy", "no-permanent-store", "no-store"}
 
 // Seal encrypts out for the contact's current established session (or the
 // session of out.Thread) and returns the stanza, addressed to the resource
@@ -740,6 +744,11 @@ func (e *ESession) send(ctx context.Context, out []esession.Outbound) error {
 			id := NewID()
 			st.SetAttr("id", id)
 			e.rememberRef(id, sessionRef{esession.Bare(o.To), o.Thread})
+			for _, h := range esessionHints {
+				if st.Child(NSHints, h) == nil {
+					st.Append(xmltree.New(NSHints, h))
+				}
+			}
 			if st.Child(NSSID, "origin-id") == nil {
 				st.Append(xmltree.New(NSSID, "origin-id", "id", id))
 			}
