@@ -146,10 +146,13 @@ func (x *OX) announce(ctx context.Context, fpr string, date time.Time) error {
 // fetchList fetches owner's metadata list; a missing node is an empty list.
 func (x *OX) fetchList(ctx context.Context, owner jid.JID) (*ox.PublicKeysList, error) {
 	items, err := x.c.FetchItems(ctx, owner, ox.NodePublicKeys, 1)
-	if stanzaCondition(err, "item-not-found") {
+	switch {
+	case stanzaCondition(err, "item-not-found"):
 		return &ox.PublicKeysList{}, nil
-	}
-	if err != nil {
+	case stanzaCondition(err, "forbidden"):
+		// Prosody answers so for a node that does not exist, too.
+		return nil, fmt.Errorf("%w: the key list of %s is not readable (not published, or only for contacts): %w", ErrOXNoContactKey, owner, err)
+	case err != nil:
 		return nil, fmt.Errorf("client: fetching the OpenPGP key list of %s: %w", owner, err)
 	}
 	if len(items) == 0 || items[len(items)-1].Payload == nil {
