@@ -57,6 +57,7 @@ type memNet struct {
 	mu    sync.Mutex
 	queue []memStanza
 	sides map[string]*memSide
+	sent  chan struct{} // signalled (without blocking) whenever a side sends
 }
 
 type memStanza struct {
@@ -77,7 +78,9 @@ type memSide struct {
 	sent     []*xmltree.Element // every protocol stanza it sent
 }
 
-func newMemNet(t *testing.T) *memNet { return &memNet{t: t, sides: map[string]*memSide{}} }
+func newMemNet(t *testing.T) *memNet {
+	return &memNet{t: t, sides: map[string]*memSide{}, sent: make(chan struct{}, 1)}
+}
 
 func (n *memNet) add(full string, key *otr.PrivateKey, cfg OTRConfig) *memSide {
 	n.t.Helper()
@@ -98,7 +101,9 @@ func (n *memNet) add(full string, key *otr.PrivateKey, cfg OTRConfig) *memSide {
 		cfg.InstanceTag = tag
 	}
 	cfg.Key = key
-	cfg.HeartbeatEvery = time.Hour
+	if cfg.HeartbeatEvery == 0 {
+		cfg.HeartbeatEvery = time.Hour
+	}
 	o, err := NewOTR(nil, cfg)
 	if err != nil {
 		n.t.Fatal(err)
@@ -111,6 +116,10 @@ func (n *memNet) add(full string, key *otr.PrivateKey, cfg OTRConfig) *memSide {
 		for _, st := range sts {
 			s.sent = append(s.sent, st)
 			n.queue = append(n.queue, memStanza{from: j, to: to, st: st})
+		}
+		select {
+		case n.sent <- struct{}{}:
+		default:
 		}
 		return nil
 	}
@@ -744,5 +753,70 @@ func TestOTRNeedsAndConfig(t *testing.T) {
 	}
 	if len(st.ChildrenNamed(NSClient, "body")) != 1 {
 		t.Errorf("OTR stanza with a fallback body: %s", st)
+	}
+}
+
+// fakeClock is a clock the test moves.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestOTRMemoryHeartbeat(t *testing.T) {
+	n := newMemNet(t)
+	clock := &fakeClock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	alice := n.add("alice@example.org/home", testKey(t, 4), OTRConfig{})
+	bob := n.add("bob@example.net/desk", testKey(t, 3), OTRConfig{Now: clock.Now, HeartbeatEvery: 5 * time.Millisecond})
+	private(t, n, alice, bob)
+	if err := alice.send(bob, "are you there?"); err != nil {
+		t.Fatal(err)
+	}
+	n.pump()
+	// Drain signals of what was sent so far.
+	select {
+	case <-n.sent:
+	default:
+	}
+	before := len(bob.sent)
+	clock.advance(otr.HeartbeatInterval + time.Second)
+	select {
+	case <-n.sent:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no heartbeat after a minute of silence")
+	}
+	n.mu.Lock()
+	hb := bob.sent[before:]
+	n.mu.Unlock()
+	if len(hb) != 1 {
+		t.Fatalf("%d heartbeats", len(hb))
+	}
+	if k, _ := eme.ClassifyOTR(hb[0].ChildText(NSClient, "body")); k != eme.OTRData {
+		t.Fatalf("heartbeat is %v", k)
+	}
+	msgs, notices := len(alice.messages), len(alice.notices)
+	n.pump()
+	if len(alice.messages) != msgs || len(alice.notices) != notices {
+		t.Fatal("the heartbeat was shown")
+	}
+	// No second heartbeat without a new message from alice.
+	clock.advance(2 * otr.HeartbeatInterval)
+	bob.o.heartbeat()
+	n.mu.Lock()
+	again := len(bob.sent) - before
+	n.mu.Unlock()
+	if again != 1 {
+		t.Fatalf("%d heartbeats in total, want 1", again)
 	}
 }

@@ -1,0 +1,97 @@
+// Package client is Balcony's XMPP layer, on mellium.im/xmpp: the
+// connection (STARTTLS or direct TLS, SCRAM), roster, presence, service
+// discovery and entity capabilities, carbons (XEP-0280), receipts
+// (XEP-0184), hints (XEP-0334), the message archive (XEP-0313), PEP, and
+// the message pipeline into which every end-to-end encryption mechanism
+// plugs through the Mechanism interface. Every incoming message becomes
+// exactly one event: a MessageEvent with its security state, or a
+// NoticeEvent saying why it could not be read (XEP-0380).
+//
+// # OTR (XEP-0364)
+//
+// OTR is Off-the-Record Messaging, protocol version 3 (compatible with
+// version 2 and with libotr 4.1), used over XMPP as XEP-0364 (Deferred,
+// Informational) describes. The protocol is package otr; OTR carries it
+// over the pipeline:
+//
+//	o, err := client.NewOTR(c, client.OTRConfig{Key: key, InstanceTag: tag, Store: st})
+//	c.Pipeline().Register(o, true, "balcony otr start {jid}")
+//	err = o.Start(ctx, bobFullJID)                  // query; "otr-private" event follows
+//	_, err = c.Send(ctx, &client.Outgoing{To: bobFullJID, Body: "hi"}, eme.OTR)
+//
+// Discovery and starting. A whitespace tag in a plaintext message and any
+// OTR message mark the sending resource as known to run OTR; so does a
+// fingerprint of the contact in the store. Start (a query message) is
+// always possible. Automatic starts follow the OTR policy (OTRConfig.Policy:
+// WhitespaceStartAKE, ErrorStartAKE, RequireEncryption) and
+// OTRConfig.AutoStart: OTRAutoStartKnown (the default) starts only with
+// known resources, OTRAutoStartNever never (a whitespace tag then only
+// yields an "otr-available" event), OTRAutoStartAlways with any resource.
+// A query from the peer is always answered.
+//
+// Addressing and sessions. OTR talks to one resource: Seal, Start, End and
+// the SMP methods need a full JID (ErrOTRFullJID otherwise) and every OTR
+// message is sent to it. Conversations are kept per full JID and per
+// instance tag of the peer's OTR software, so that a peer that restarts
+// with a new instance tag is accepted (a query without tags is answered
+// with a DH-Commit addressed to any instance) while the old instance's
+// messages still reach their own conversation.
+//
+// Sending. Seal encrypts only in an encrypted conversation and never lets
+// the text out in the clear: without one it fails with ErrNoOTRSession
+// (or, with OTRAutoStartAlways and a policy requiring encryption, holds
+// the message, sends a query, and sends the message after the AKE), and
+// with a peer that ended the conversation it fails with otr.ErrFinished
+// until End or Start. OTR carries text only: Outgoing.Payload is not sent.
+// Every OTR message carries the no-copy and no-permanent-store hints, the
+// carbons <private/> element and the EME tag for urn:xmpp:otr:0, and no
+// fallback body (Needs). Protocol messages (AKE, SMP, errors, heartbeats)
+// are sent by the mechanism itself, in the order the engine produced them.
+//
+// Receiving. Carbon copies and archived (MAM) copies never reach a
+// conversation: an encrypted copy becomes a notice (eme.ReasonNoKey; one
+// per fragmented message), a query, key exchange or error inside a copy is
+// silently ignored (XEP-0364 §3.2). A live message that cannot be
+// decrypted (no conversation, or one made stale by the peer's restart)
+// becomes a notice (eme.ReasonNoSession, so the pipeline sends no receipt),
+// the peer is told with an OTR error message, and, if AutoStart allows, a
+// new AKE starts at once; an unreadable message sent to our bare JID was
+// probably meant for another of our resources and only gives the notice.
+// Receipts are sent by the pipeline only for messages that were decrypted;
+// protocol messages are Silent. Decrypted text goes through OTRText: HTML
+// from libpurple-based peers is shown as text (known tags removed,
+// entities decoded, nothing interpreted).
+//
+// Trust and state. After each AKE the peer's fingerprint is recorded with
+// OTRStore.RecordSeenKey (a changed key gives an "otr-fingerprint-changed"
+// event); a successful SMP marks it store.Verified. Messages carry
+// Security{Mechanism: eme.OTR, Verified, Fingerprint, Trust}; Status and
+// Sessions report plaintext, private-unverified, private-verified or
+// finished, with fingerprint, session id and instance tags.
+// OTRFingerprintURI and ParseOTRFingerprintURI read and write XEP-0364's
+// xmpp:JID?otr-fingerprint=HEX URIs.
+//
+// Security events (SecurityEvent.Kind): "otr-private" and "otr-verified"
+// (an AKE completed; the fingerprint is unverified or verified),
+// "otr-fingerprint-changed", "otr-finished" (the peer ended, went offline,
+// bounced, or our stream ended), "otr-smp-question" and "otr-smp-request"
+// (answer with AnswerSMP), "otr-smp-succeeded", "otr-smp-failed",
+// "otr-smp-aborted", "otr-error" (the peer's OTR error message, or an
+// invalid key exchange message), "otr-available" and "otr-unsupported".
+// Their Text is for the user; the peer's words in it (question, error
+// text) are quoted or clipped but must still be escaped for display.
+//
+// Lifetime (XEP-0364 §5). When a peer's resource goes unavailable, or a
+// bounce of one of our OTR messages says it is gone, its conversations
+// end; so do all of them when our stream ends. On Client.Close the stream
+// is closed, then TCP, then Shutdown forgets every conversation, in the
+// order §5.2 asks. So that the peer learns when we go offline even without
+// a presence subscription, the mechanism sends directed presence to the
+// peer's full JID when a conversation starts. While a conversation is
+// encrypted a goroutine sends the heartbeats the protocol asks for after a
+// minute of silence, so that keys rotate.
+//
+// What OTR does not give over XMPP: messages for another device or the
+// archive are unreadable by design; both sides must be online; the fact,
+// timing and length of messages are visible to the servers.
+package client
