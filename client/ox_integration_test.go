@@ -444,6 +444,47 @@ func TestIntegrationOX(t *testing.T) {
 		}
 	})
 
+	t.Run("key change", func(t *testing.T) {
+		u := users("alice", "bob")
+		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		alice.publish(t)
+		bob.publish(t)
+		if _, err := bob.x.Discover(ctx, u[0].JID); err != nil {
+			t.Fatal(err)
+		}
+		// Alice's second device with a key of its own.
+		a2 := oxConnect(t, srv, u[0], "new", true, nil, client.OXConfig{})
+		a2.publish(t)
+		d, err := bob.x.Discover(ctx, u[0].JID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Events) != 1 || d.Events[0].Kind != "key-changed" || d.Events[0].Fingerprint != a2.key.Fingerprint() {
+			t.Fatalf("events %+v", d.Events)
+		}
+		trust := map[string]store.TrustState{}
+		for _, k := range d.Keys {
+			trust[k.Fingerprint] = k.Trust
+		}
+		if trust[alice.key.Fingerprint()] != store.Blind || trust[a2.key.Fingerprint()] != store.Undecided {
+			t.Fatalf("trust %v", trust)
+		}
+		changes, err := bob.st.PendingKeyChanges(ctx)
+		if err != nil || len(changes) != 1 {
+			t.Fatalf("pending changes %+v %v", changes, err)
+		}
+		// The undecided key's messages carry a warning; bob still encrypts
+		// to both keys (announced and not untrusted), so both devices read.
+		a2.send(t, bob.c.JID(), "from the new device")
+		if m := waitBody(t, bob.c, "from the new device"); m.Security.Verified || m.Security.Trust != "undecided" || len(m.Security.Warnings) == 0 {
+			t.Fatalf("message signed by the new key: %+v", m.Security)
+		}
+		bob.send(t, u[0].JID, "to every device")
+		waitBody(t, alice.c, "to every device")
+		waitBody(t, a2.c, "to every device")
+	})
+
 	t.Run("force OX refuses plaintext", func(t *testing.T) {
 		u := users("alice", "bob")
 		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
