@@ -80,10 +80,21 @@ func (x *OX) publishNode(ctx context.Context, node, id string, payload *xmltree.
 	}
 	for k, want := range required {
 		if got := cfg["pubsub#"+k]; !sameOption(got, want) {
-			return fmt.Errorf("client: node %s has pubsub#%s %q, not %q", node, k, got, want)
+			return &NodeConfigError{Node: node, Field: "pubsub#" + k, Got: got, Want: want}
 		}
 	}
 	return nil
+}
+
+// NodeConfigError reports that a node holding OX keys does not have the
+// configuration it needs after publishing (the server ignored the
+// publish-options and the configuration request).
+type NodeConfigError struct {
+	Node, Field, Got, Want string
+}
+
+func (e *NodeConfigError) Error() string {
+	return fmt.Sprintf("client: node %s has %s %q, not %q", e.Node, e.Field, e.Got, e.Want)
 }
 
 // sameOption compares form values, booleans by meaning.
@@ -195,6 +206,10 @@ func (x *OX) fetchKey(ctx context.Context, owner jid.JID, m ox.KeyMetadata) ([]b
 	return pub.Data, k, nil
 }
 
+// MaxOXKeys is the largest number of keys of one contact that OX fetches and
+// uses; further entries of a key list are ignored (and reported).
+const MaxOXKeys = 32
+
 // oxRefresh is the outcome of reading a key list.
 type oxRefresh struct {
 	list     *ox.PublicKeysList
@@ -232,8 +247,13 @@ func (x *OX) refresh(ctx context.Context, owner jid.JID, list *ox.PublicKeysList
 			own[k.Fingerprint()] = true
 		}
 	}
-	for _, m := range list.Keys {
+	for i, m := range list.Keys {
 		if own[m.Fingerprint] {
+			continue
+		}
+		if i >= MaxOXKeys {
+			res.problems = append(res.problems, &ox.KeyError{Fingerprint: m.Fingerprint,
+				Err: fmt.Errorf("more than %d keys announced; ignored", MaxOXKeys)})
 			continue
 		}
 		if r, ok := known[m.Fingerprint]; ok && len(r.Data) > 0 && !all {
@@ -391,9 +411,13 @@ func (x *OX) Backup(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if err := x.publishNode(ctx, ox.NodeSecretKey, "current", el, oxSecretRequired, oxSecretOptional); err != nil {
-		// Never leave a backup readable by others.
-		if derr := x.c.DeleteNode(ctx, ox.NodeSecretKey); derr != nil {
-			x.c.cfg.logger().Warn("deleting a misconfigured secret-key node failed", "err", derr)
+		var ce *NodeConfigError
+		if errors.As(err, &ce) {
+			// The backup went out, but not to a whitelist node: never
+			// leave it readable by others.
+			if derr := x.c.DeleteNode(ctx, ox.NodeSecretKey); derr != nil {
+				return "", errors.Join(err, fmt.Errorf("client: deleting the misconfigured secret-key node: %w", derr))
+			}
 		}
 		return "", err
 	}

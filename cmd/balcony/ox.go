@@ -273,6 +273,15 @@ func oxHint(err error) error {
 	case errors.Is(err, ox.ErrBackupCode):
 		return withHint(err, "the code has six groups of four characters, e.g. TWNK-KD5Y-MT3T-E1GS-DRDB-KVTW")
 	}
+	var se *client.StanzaError
+	if errors.As(err, &se) && se.Condition == "policy-violation" {
+		// XEP-0373 §8.2: servers may refuse large keys.
+		return withHint(err, "the server refused the data, probably as too large; an EdDSA key (balcony ox keygen --force) is much smaller than an RSA one")
+	}
+	var ce *client.NodeConfigError
+	if errors.As(err, &ce) {
+		return withHint(err, "the server does not apply the node configuration OX needs; ask its administrator")
+	}
 	return err
 }
 
