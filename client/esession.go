@@ -183,7 +183,6 @@ type ESessionInfo struct {
 type ESession struct {
 	c   *Client
 	m   *esession.Manager
-	now func() time.Time
 
 	sendMu sync.Mutex // orders the stanzas ESession sends itself
 
@@ -238,7 +237,7 @@ func NewESession(c *Client, cfg ESessionConfig) (*ESession, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	e := &ESession{c: c, m: m, now: now, extra: map[*esession.Session]*sessionExtra{},
+	e := &ESession{c: c, m: m, extra: map[*esession.Session]*sessionExtra{},
 		sent: map[string]sessionRef{}, changed: make(chan struct{})}
 	c.AddFeature(esession.FeatureESession, esession.FormTypeSSN)
 	return e, nil
