@@ -181,8 +181,8 @@ type ESessionInfo struct {
 //
 // ESession is safe for concurrent use.
 type ESession struct {
-	c   *Client
-	m   *esession.Manager
+	c *Client
+	m *esession.Manager
 
 	sendMu sync.Mutex // orders the stanzas ESession sends itself
 
