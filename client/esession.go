@@ -17,58 +17,6 @@ import (
 	"github.com/balcony-im/balcony/internal/xmltree"
 )
 
-// Encrypted Sessions
-//
-// ESession plugs Encrypted Sessions into the message pipeline: XEP-0201
-// threads (Active), XEP-0155 stanza session negotiation (Draft), and the
-// XEP-0217 key agreement with XEP-0200 stanza encryption (both Deferred,
-// never analysed; see the esession package for what is implemented and
-// what a session protects). The protocol is the esession engine; ESession
-// carries its stanzas, asks the user where the protocol needs a decision,
-// and turns the engine's events into SecurityEvents.
-//
-// Set-up: create it with NewESession before Connect (it advertises
-// esession.FeatureESession and esession.FormTypeSSN) and register it,
-// enabled, with Pipeline.Register. ESessionConfig.Secrets keeps the
-// retained secrets between sessions; give it a store that encrypts them.
-//
-// Negotiation: Start asks a contact's resource for a session under a new
-// ThreadID; the session binds to the resource that answers, and both sides
-// send it directed presence so that it learns when they go offline. A
-// request from a contact raises an ESessionRequest event and waits for
-// Accept or Decline: nothing is sent until the user decides, unless
-// ESessionConfig.AcceptPolicy is AcceptSubscribed and the contact has a
-// presence subscription to the user (roster "from" or "both"), and never
-// for a request the server stored while the user was offline.
-//
-// Verification: an ESessionEstablished event carries the short
-// authentication string (SAS) in Fingerprint and asks the user to compare
-// it with the contact over a channel they trust, unless the session
-// continues a chain of sessions whose SAS was confirmed (then an
-// ESessionVerified event follows at once). ConfirmSAS records the
-// comparison in the session and in its retained secret.
-// ESessionContinuityBroken reports that retained secrets existed but none
-// matched.
-//
-// Messages: Client.Send with the namespace esession.NSStanzaEncryption
-// seals for the contact's newest established session (or the session of
-// Outgoing.Thread); the pipeline adds the XEP-0380 tag with a name, the
-// no-copy and no-permanent-store hints and <private/>, and no fallback
-// body. A received <c/> becomes a MessageEvent whose Security names the
-// mechanism, carries the SAS as Fingerprint and is Verified as the session
-// is. Anything sent beside <c/> is discarded with a warning; a plaintext
-// message on a session's thread is delivered with a warning, never as
-// protected. Carbon copies and archived copies never reach the engine: a
-// copy of a <c/> becomes a notice, a copy of a negotiation stanza an
-// ESessionCopy event.
-//
-// Ending: End sends the encrypted terminate; the contact's
-// acknowledgement, its own terminate, a failed MAC, a malformed or
-// reordered stanza, an error stanza from the contact, the contact's
-// resource going offline and the loss of our stream all end a session with
-// an ESessionTerminated or ESessionFailed event. A message that ended the
-// session is replaced by a notice. Call TerminateAll before Client.Close.
-
 // ESessionAcceptPolicy says how session requests from contacts are
 // answered.
 type ESessionAcceptPolicy int
@@ -134,7 +82,7 @@ const (
 	ESessionTerminated       = "esession-terminated"          // the session is over, for whatever reason
 	ESessionIgnored          = "esession-ignored"             // a session stanza was refused without changing any session
 	ESessionCopy             = "esession-copy"                // a copy of a session stanza made for another device
-	ESessionSecretNotStored  = "esession-secret-store-failed" // the new retained secret could not be stored
+	ESessionSecretNotStored  = "esession-secret-not-stored" // the new retained secret could not be stored
 )
 
 // ESessionInfo describes one session for status displays.
@@ -164,8 +112,8 @@ type ESessionInfo struct {
 }
 
 // ESession is the Encrypted Sessions mechanism (XEP-0218 family) for the
-// message pipeline; the section "Encrypted Sessions" at the top of this
-// file describes how it works.
+// message pipeline; the package documentation's section "Encrypted
+// Sessions" describes how it works.
 //
 // A session is negotiated per conversation: every stanza of a session
 // carries the XEP-0201 ThreadID Start chose, and a stanza with an unknown
