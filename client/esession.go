@@ -73,15 +73,15 @@ var (
 
 // SecurityEvent kinds of the Encrypted Sessions mechanism.
 const (
-	ESessionRequest          = "esession-request"             // a contact asks for a session: Accept or Decline
-	ESessionEstablished      = "esession-established"         // negotiated; Fingerprint holds the SAS
-	ESessionVerified         = "esession-verified"            // the session is authenticated (SAS confirmed, or a verified chain continues)
-	ESessionContinuityBroken = "esession-continuity-broken"   // retained secrets existed but none matched
-	ESessionDeclined         = "esession-declined"            // the contact declined
-	ESessionFailed           = "esession-failed"              // the contact or its server answered with an error
-	ESessionTerminated       = "esession-terminated"          // the session is over, for whatever reason
-	ESessionIgnored          = "esession-ignored"             // a session stanza was refused without changing any session
-	ESessionCopy             = "esession-copy"                // a copy of a session stanza made for another device
+	ESessionRequest          = "esession-request"           // a contact asks for a session: Accept or Decline
+	ESessionEstablished      = "esession-established"       // negotiated; Fingerprint holds the SAS
+	ESessionVerified         = "esession-verified"          // the session is authenticated (SAS confirmed, or a verified chain continues)
+	ESessionContinuityBroken = "esession-continuity-broken" // retained secrets existed but none matched
+	ESessionDeclined         = "esession-declined"          // the contact declined
+	ESessionFailed           = "esession-failed"            // the contact or its server answered with an error
+	ESessionTerminated       = "esession-terminated"        // the session is over, for whatever reason
+	ESessionIgnored          = "esession-ignored"           // a session stanza was refused without changing any session
+	ESessionCopy             = "esession-copy"              // a copy of a session stanza made for another device
 	ESessionSecretNotStored  = "esession-secret-not-stored" // the new retained secret could not be stored
 )
 
