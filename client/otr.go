@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -203,6 +204,7 @@ type otrPeer struct {
 	pending   *otr.Conversation
 	lastReAKE time.Time
 	presence  bool     // directed presence sent
+	announced bool     // "otr-available" shown
 	sent      []string // ids of recent stanzas, to recognise bounces
 }
 
@@ -377,6 +379,9 @@ func (o *OTR) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, erro
 	if out.Body == "" {
 		return nil, errors.New("client: OTR carries only text: the message has no body")
 	}
+	if out.Type == "groupchat" {
+		return nil, errors.New("client: OTR works between two parties only, not in group chats")
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p := o.peer(out.To)
@@ -412,11 +417,33 @@ func (o *OTR) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, erro
 		if i == 0 && out.ID != "" {
 			id = out.ID
 		}
-		sts = append(sts, otrStanza(out.To, id, m))
+		sts = append(sts, otrStanza(out.To, id, bareQuery(m)))
 		p.remember(id)
 	}
 	o.sendPresence(ctx, p)
 	return sts, nil
+}
+
+// bareQuery returns a query message without the explanation the engine
+// adds for people without OTR: over XMPP the EME tag does that, and
+// XEP-0364 §2 asks for the query string alone. Other messages are
+// returned unchanged.
+func bareQuery(m []byte) []byte {
+	if k, _ := eme.ClassifyOTR(string(m)); k != eme.OTRQuery || !bytes.HasPrefix(m, []byte("?OTR")) {
+		return m
+	}
+	rest := m[len("?OTR"):]
+	n := len("?OTR")
+	if bytes.HasPrefix(rest, []byte("?")) {
+		rest, n = rest[1:], n+1
+	}
+	if !bytes.HasPrefix(rest, []byte("v")) {
+		return m[:n]
+	}
+	if j := bytes.IndexByte(rest, '?'); j >= 0 {
+		return m[:n+j+1]
+	}
+	return m
 }
 
 func otrStanza(to jid.JID, id string, body []byte) *xmltree.Element {
@@ -443,7 +470,7 @@ func (o *OTR) send(ctx context.Context, p *otrPeer, bodies [][]byte) error {
 	for _, b := range bodies {
 		id := NewID()
 		p.remember(id)
-		sts = append(sts, otrStanza(p.jid, id, b))
+		sts = append(sts, otrStanza(p.jid, id, bareQuery(b)))
 	}
 	if o.sendFn != nil {
 		return o.sendFn(ctx, p.jid, sts)
@@ -549,6 +576,10 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 		o.startHeartbeat()
 	}
 	fpr, verified, trust := o.peerKey(ctx, p, conv)
+	announced := p.announced
+	if kind == eme.OTRWhitespaceTag {
+		p.announced = true
+	}
 	o.mu.Unlock()
 
 	switch {
@@ -580,9 +611,9 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 	}
 	if kind == eme.OTRWhitespaceTag {
 		// Plaintext offering OTR: the pipeline shows it as plaintext.
-		if conv.State() == otr.Plaintext && !secure && o.auto == OTRAutoStartNever {
+		if conv.State() == otr.Plaintext && !secure && o.auto == OTRAutoStartNever && !announced {
 			events = append(events, &SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: "otr-available",
-				Text: in.From.String() + " can talk privately with OTR"})
+				Text: in.From.String() + " can talk privately with OTR (start with: balcony otr start " + in.From.String() + ")"})
 		}
 		return &Opened{Body: string(res.Plaintext), Events: events}, nil
 	}

@@ -289,12 +289,18 @@ func TestOTRMemoryConversation(t *testing.T) {
 		m.Security.Fingerprint != alice.o.Fingerprint().String() || m.Security.State() != "unverified" {
 		t.Fatalf("bob got %+v", m)
 	}
-	// Every stanza on the wire is an OTR message addressed to the full JID.
+	// Every stanza on the wire is an OTR message addressed to the full JID;
+	// queries are the query string alone (XEP-0364 §2).
 	for _, st := range append(alice.sent, bob.sent...) {
 		to := jid.MustParse(st.AttrValue("to"))
-		if k, _ := eme.ClassifyOTR(st.ChildText(NSClient, "body")); k == eme.OTRNone || to.Resourcepart() == "" {
+		body := st.ChildText(NSClient, "body")
+		k, _ := eme.ClassifyOTR(body)
+		if k == eme.OTRNone || to.Resourcepart() == "" || k == eme.OTRQuery && body != "?OTRv23?" {
 			t.Fatalf("sent %s", st)
 		}
+	}
+	if _, err := alice.o.Seal(context.Background(), &Outgoing{To: bob.jid, Type: "groupchat", Body: "x"}); err == nil {
+		t.Fatal("OTR in a group chat")
 	}
 
 	// SMP with a question: bob answers, both sides end verified.
@@ -431,15 +437,18 @@ func TestOTRMemoryWhitespaceTag(t *testing.T) {
 		t.Fatalf("bob did not start OTR on the whitespace tag: %+v", bob.status(alice))
 	}
 
-	// Manual: shown, announced, nothing sent.
+	// Manual: shown, announced once, nothing sent.
 	alice.sendPlain(manual, "hi carol"+tag)
+	alice.sendPlain(manual, "still there?"+tag)
 	n.pump()
-	if m := manual.lastMessage(t); m.Body != "hi carol" {
+	if m := manual.lastMessage(t); m.Body != "still there?" {
 		t.Fatalf("carol got %q", m.Body)
 	}
-	if manual.hasEvent("otr-available") == nil || len(manual.sent) != 0 {
+	if len(manual.events) != 1 || manual.events[0].Kind != "otr-available" || len(manual.sent) != 0 {
 		t.Fatalf("carol: events %v, sent %d", kinds(manual.events), len(manual.sent))
 	}
+	// A manual start is still possible, and answered.
+	private(t, n, manual, alice)
 }
 
 func TestOTRMemoryCopiesNeverFed(t *testing.T) {
@@ -697,6 +706,22 @@ func TestOTRFingerprintURI(t *testing.T) {
 	}
 	if got := uriEscape("a b?c#d@e/f"); got != "a%20b%3Fc%23d@e/f" {
 		t.Errorf("uriEscape = %q", got)
+	}
+}
+
+func TestOTRBareQuery(t *testing.T) {
+	for in, want := range map[string]string{
+		"?OTRv23?\nAn Off-the-Record private conversation has been requested": "?OTRv23?",
+		"?OTRv3?":        "?OTRv3?",
+		"?OTR?v2? text":  "?OTR?v2?",
+		"?OTR? text":     "?OTR?",
+		"?OTR:AAMD.":     "?OTR:AAMD.",
+		"?OTR Error: x":  "?OTR Error: x",
+		"plain ?OTRv23?": "plain ?OTRv23?",
+	} {
+		if got := string(bareQuery([]byte(in))); got != want {
+			t.Errorf("bareQuery(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
