@@ -90,11 +90,10 @@ JID. Send in a conversation with: balcony send --otr JID/RESOURCE TEXT
                                 and restart a conversation that a contact's
                                 restart made unreadable; only with resources
                                 known to run OTR (the default)
-                 always         messages sent with --otr and no conversation
-                                are held, a query is sent (to any resource),
-                                and they follow once the conversation is
-                                private; plaintext received from contacts is
-                                marked
+                 always         also start with resources never seen: a
+                                message sent with --otr and no conversation
+                                is held, a query is sent, and the message
+                                follows once the conversation is private
 
 What Balcony does, as XEP-0364 asks: every OTR message goes to the full JID
 with the no-copy and no-permanent-store hints, the carbons <private/>
