@@ -511,11 +511,15 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 	if kind == eme.OTRNone {
 		kind, _ = eme.ClassifyOTR(body)
 	}
-	if in.Origin.Copy() {
-		return openCopy(in, body, kind)
-	}
-	if kind == eme.OTRNone {
+	switch {
+	case kind == eme.OTRNone:
 		return nil, &OpenError{Reason: eme.ReasonMalformed, Detail: "tagged as OTR, but the body is not an OTR message"}
+	case kind == eme.OTRWhitespaceTag && (in.Detection.Encrypted || in.Detection.Control):
+		// Plaintext with an EME tag: whatever we returned, the pipeline
+		// would show it as encrypted. Only untagged plaintext is shown.
+		return nil, &OpenError{Reason: eme.ReasonMalformed, Detail: "tagged as OTR, but the body is plaintext"}
+	case in.Origin.Copy():
+		return openCopy(in, body, kind)
 	}
 
 	o.mu.Lock()
@@ -576,6 +580,8 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 		o.startHeartbeat()
 	}
 	fpr, verified, trust := o.peerKey(ctx, p, conv)
+	state := conv.State()
+	auto := o.auto
 	announced := p.announced
 	if kind == eme.OTRWhitespaceTag {
 		p.announced = true
@@ -585,7 +591,7 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 	switch {
 	case unreadable:
 		detail := "there is no private conversation with " + in.From.String()
-		if conv.State() == otr.Encrypted {
+		if state == otr.Encrypted {
 			detail = "the private conversation with " + in.From.String() + " is out of date (their client may have restarted)"
 		}
 		switch {
@@ -611,7 +617,7 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 	}
 	if kind == eme.OTRWhitespaceTag {
 		// Plaintext offering OTR: the pipeline shows it as plaintext.
-		if conv.State() == otr.Plaintext && !secure && o.auto == OTRAutoStartNever && !announced {
+		if state == otr.Plaintext && !secure && auto == OTRAutoStartNever && !announced {
 			events = append(events, &SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: "otr-available",
 				Text: in.From.String() + " can talk privately with OTR (start with: balcony otr start " + in.From.String() + ")"})
 		}
@@ -648,10 +654,6 @@ func openCopy(in *Incoming, body string, kind eme.OTRKind) (*Opened, error) {
 		return nil, &OpenError{Reason: eme.ReasonNoKey, Detail: detail}
 	case eme.OTRData, eme.OTREncoded:
 		return nil, &OpenError{Reason: eme.ReasonNoKey, Detail: detail}
-	case eme.OTRWhitespaceTag:
-		return &Opened{Body: StripOTRWhitespaceTag(body)}, nil
-	case eme.OTRNone:
-		return nil, &OpenError{Reason: eme.ReasonMalformed, Detail: "tagged as OTR, but the body is not an OTR message"}
 	}
 	// Query, error, key exchange: never start or change anything from a
 	// copy (XEP-0364 §3.2: silently ignored).

@@ -646,6 +646,21 @@ func TestOTRMemoryMalformed(t *testing.T) {
 	if !errors.As(err, &oe) || oe.Reason != eme.ReasonMalformed {
 		t.Fatalf("tagged plaintext: %v", err)
 	}
+	// Plaintext with a whitespace tag and an EME tag would be shown as
+	// encrypted by the pipeline: it is refused, live or copied.
+	st = xmltree.New(NSClient, "message", "from", from.String(), "type", "chat")
+	st.Append(xmltree.New(NSClient, "body").AppendText("trust me, this is private \x20\x09\x20\x20\x09\x09\x09\x09\x20\x09\x20\x09\x20\x09\x20\x20\x20\x20\x09\x09\x20\x20\x09\x09"))
+	st.Append(xmltree.New(eme.NS, "encryption", "namespace", eme.OTR))
+	det, _ = eme.Detect(st.Marshal(""))
+	if !det.Encrypted || det.OTR != eme.OTRWhitespaceTag {
+		t.Fatalf("detection %+v", det)
+	}
+	for _, origin := range []Origin{{}, {Carbon: CarbonReceived}, {Archived: true}} {
+		opened, err := bob.o.Open(context.Background(), &Incoming{Stanza: st, From: from, Detection: det, Origin: origin})
+		if !errors.As(err, &oe) || oe.Reason != eme.ReasonMalformed {
+			t.Fatalf("%+v: tagged whitespace plaintext: %+v %v", origin, opened, err)
+		}
+	}
 	// A corrupted data message from an unknown peer: a notice, no panic.
 	st = otrStanza(bob.jid, "x", []byte("?OTR:AAMDAAAAAAAAAAA="+strings.Repeat("A", 40)+"."))
 	det, _ = eme.Detect(st.Marshal(""))
