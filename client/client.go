@@ -372,9 +372,24 @@ func (c *Client) OnShutdown(fn func()) {
 	c.mu.Unlock()
 }
 
-// Close ends the stream, closes the connection, runs the shutdown hooks,
-// stops processing and closes the Events channel.
+// Close lets mechanisms end their sessions (PreCloser), sends unavailable
+// presence, ends the stream, closes the connection, runs the shutdown hooks
+// (Shutdowner, OnShutdown), stops processing and closes the Events
+// channel.
 func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return nil
+	}
+	connected := c.connected
+	c.mu.Unlock()
+	if connected {
+		// Mechanisms end their sessions while the stream still works.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		c.pipeline.closing(ctx)
+		cancel()
+	}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()

@@ -414,7 +414,7 @@ func (e *ESession) receive(ctx context.Context, in *Incoming) (esession.Result, 
 		return esession.Result{}, err
 	}
 	inb.From = in.From.String()
-	inb.Subscribed = e.subscribedFrom(in.From)
+	inb.Subscribed = e.c.Subscribed(in.From)
 	inb.Delayed = inb.Delayed || in.Origin.Delayed
 	res, _ := e.m.Receive(inb) // errors come with events
 	e.track(res.Events)
@@ -442,17 +442,6 @@ func (e *ESession) directedPresence(ctx context.Context, peer string) {
 	if err := e.c.SendElement(ctx, p); err != nil {
 		e.c.cfg.logger().Warn("sending directed presence failed", "to", peer, "err", err)
 	}
-}
-
-// subscribedFrom reports whether the contact has a presence subscription
-// to the user (roster "from" or "both"): only then may a request be
-// answered automatically (XEP-0155 §10.1).
-func (e *ESession) subscribedFrom(contact jid.JID) bool {
-	r := &e.c.roster
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	it, ok := r.items[contact.Bare().String()]
-	return ok && (it.Subscription == "from" || it.Subscription == "both")
 }
 
 // converted is an Opened being built from engine events.
@@ -844,7 +833,7 @@ func (e *ESession) StreamEnded() []*SecurityEvent {
 }
 
 // Shutdown wipes every session. It runs after the stream is closed, when
-// nothing can be sent any more: call TerminateAll before Client.Close.
+// nothing can be sent any more; Closing has sent the terminates before.
 func (e *ESession) Shutdown() {
 	for _, s := range e.m.Sessions() {
 		s.Close()
@@ -852,9 +841,13 @@ func (e *ESession) Shutdown() {
 	e.notify()
 }
 
+// Closing implements PreCloser: Client.Close terminates every session
+// while the stream still works.
+func (e *ESession) Closing(ctx context.Context) error { return e.TerminateAll(ctx) }
+
 // TerminateAll terminates every live session, as XEP-0217 §6 requires
 // before going offline, sending the encrypted terminate forms, and wipes
-// every session. Call it before Client.Close.
+// every session. Client.Close calls it (through Closing).
 func (e *ESession) TerminateAll(ctx context.Context) error {
 	err := e.send(ctx, e.m.TerminateAll())
 	e.notify()

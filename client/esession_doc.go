@@ -13,7 +13,7 @@
 //	_, err = c.Send(ctx, &client.Outgoing{To: bob, Body: "hi"}, esession.NSStanzaEncryption)
 //	_, err = es.ConfirmSAS(bob)                     // after comparing the SAS by voice
 //	_, err = es.End(ctx, bob)
-//	err = es.TerminateAll(ctx)                      // before c.Close()
+//	c.Close()                                       // terminates the remaining sessions first
 //
 // Set-up. Create the mechanism before Connect: it advertises
 // esession.FeatureESession and esession.FormTypeSSN. ESessionConfig.Secrets
@@ -62,8 +62,9 @@
 // acknowledgement or its own terminate, a failed MAC or a malformed,
 // repeated or reordered stanza (the message becomes a notice), an error
 // stanza from the contact, the contact's resource going offline and the
-// loss of our stream all end a session. Call TerminateAll before
-// Client.Close, which closes the stream before it runs Shutdown.
+// loss of our stream all end a session. Client.Close terminates every live
+// session (encrypted terminate forms, XEP-0217 §6) while the stream still
+// works, through the PreCloser hook, before it goes offline.
 //
 // Security events (SecurityEvent.Kind): "esession-request",
 // "esession-established", "esession-verified",

@@ -38,10 +38,7 @@ func connectES(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, 
 		c.Close()
 		t.Fatalf("connect %s: %v", j, err)
 	}
-	t.Cleanup(func() {
-		es.TerminateAll(context.Background())
-		c.Close()
-	})
+	t.Cleanup(func() { c.Close() })
 	return c, es
 }
 
@@ -220,20 +217,20 @@ func TestIntegrationESession(t *testing.T) {
 	}
 
 	// Session 3: the failed session 2 still replaced the retained secret,
-	// and its chain stays verified. Alice goes offline the proper way:
-	// TerminateAll before Close.
+	// and its chain stays verified. Alice goes offline: Close sends the
+	// encrypted terminate while the stream still works (XEP-0217 §6).
 	_, _, s3 := establish(t, a, ae, b)
 	if !s3.Verified || !s3.SecretMatched {
 		t.Fatalf("third session: %+v", s3)
 	}
-	if err := ae.TerminateAll(ctx); err != nil {
+	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if tb := waitFor(t, b, securityEvent(client.ESessionTerminated)); !strings.Contains(tb.Text, "ended the Encrypted Session") {
 		t.Fatalf("bob: %s", tb.Text)
 	}
 	if st := ae.Status(); st[len(st)-1].State != "ended" {
-		t.Fatalf("alice after TerminateAll: %+v", st[len(st)-1])
+		t.Fatalf("alice after Close: %+v", st[len(st)-1])
 	}
 }
 

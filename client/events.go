@@ -159,8 +159,12 @@ type PEPEvent struct {
 type ErrorEvent struct {
 	From      jid.JID
 	ID        string
+	Thread    string // the <thread/> the error stanza echoed, if any
 	Condition string
 	Text      string
+	// Stanza is the whole error stanza, for mechanisms that route errors
+	// by more than the id.
+	Stanza *xmltree.Element
 }
 
 // SecurityEvent reports a change in a mechanism's session or key state:

@@ -150,6 +150,14 @@ type Availability interface {
 	Usable(ctx context.Context, to jid.JID) bool
 }
 
+// PreCloser is implemented by mechanisms that must say goodbye while the
+// stream still works (XEP-0217 §6: terminate every Encrypted Session
+// before going offline). Client.Close calls Closing first, with a bounded
+// context, before the unavailable presence and the end of the stream.
+type PreCloser interface {
+	Closing(ctx context.Context) error
+}
+
 // Shutdowner is implemented by mechanisms that must end sessions when the
 // client closes; it runs after the stream and TCP connection are closed.
 type Shutdowner interface {
@@ -158,7 +166,11 @@ type Shutdowner interface {
 
 // Pipeline routes messages through mechanisms. Get it with Client.Pipeline.
 type Pipeline struct {
-	c        *Client
+	c *Client
+	// sendMu serialises sealing and writing, so that messages of session
+	// mechanisms (whose counters must arrive in order) leave in the order
+	// they were sealed.
+	sendMu   sync.Mutex
 	mu       sync.Mutex
 	mechs    map[string]Mechanism
 	enabled  map[string]bool
@@ -321,6 +333,8 @@ func (p *Pipeline) send(ctx context.Context, out *Outgoing, mechanism string) ([
 	if !enabled {
 		return nil, fmt.Errorf("client: mechanism %s is not enabled", eme.DisplayName(mechanism, ""))
 	}
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
 	stanzas, err := m.Seal(ctx, out)
 	if err != nil {
 		return nil, err
@@ -634,6 +648,23 @@ func (p *Pipeline) presence(ev *PresenceEvent) {
 	for _, o := range obs {
 		for _, e := range o.Presence(context.Background(), ev) {
 			p.c.emit(e)
+		}
+	}
+}
+
+// closing runs the PreClosers while the stream still works.
+func (p *Pipeline) closing(ctx context.Context) {
+	p.mu.Lock()
+	var pcs []PreCloser
+	for _, m := range p.mechs {
+		if pc, ok := m.(PreCloser); ok {
+			pcs = append(pcs, pc)
+		}
+	}
+	p.mu.Unlock()
+	for _, pc := range pcs {
+		if err := pc.Closing(ctx); err != nil {
+			p.c.cfg.logger().Warn("mechanism could not close its sessions", "err", err)
 		}
 	}
 }

@@ -36,7 +36,7 @@ func (c *Client) processMessage(st *xmltree.Element) {
 	}
 	if st.AttrValue("type") == "error" {
 		se, _ := parseStanzaError(st).(*StanzaError)
-		ev := &ErrorEvent{From: from, ID: st.AttrValue("id")}
+		ev := &ErrorEvent{From: from, ID: st.AttrValue("id"), Thread: st.ChildText(NSClient, "thread"), Stanza: st}
 		if se != nil {
 			ev.Condition, ev.Text = se.Condition, se.Text
 		}

@@ -118,14 +118,14 @@ func (c *Client) Roster() []RosterItem {
 	return c.roster.list()
 }
 
-// Subscribed reports whether contact has a presence subscription to us or
-// we to them ("from", "to" or "both"): the test XEP-0155 §4.2 asks for
-// before auto-answering a negotiation.
+// Subscribed reports whether contact has a subscription to our presence
+// (roster subscription "from" or "both"): the test XEP-0155 §10.1 asks
+// for before a negotiation is answered automatically.
 func (c *Client) Subscribed(contact jid.JID) bool {
 	c.roster.mu.Lock()
 	defer c.roster.mu.Unlock()
 	it, ok := c.roster.items[contact.Bare().String()]
-	return ok && (it.Subscription == "both" || it.Subscription == "from" || it.Subscription == "to")
+	return ok && (it.Subscription == "both" || it.Subscription == "from")
 }
 
 // SetRosterItem adds or updates a roster item.

@@ -281,6 +281,9 @@ func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
 		ids[id] = true
 	}
 	s.watchers.mu.Unlock()
+	if errors.Is(err, client.ErrNoESession) {
+		return sendResult{}, withHint(err, "start one with: balcony esession start "+to.String())
+	}
 	if err != nil {
 		return sendResult{}, err
 	}
@@ -345,7 +348,7 @@ func runListen(ctx context.Context, e *env, args []string) error {
 		for _, ch := range changes {
 			j, _ := jid.Parse(ch.Contact)
 			r.event(&client.SecurityEvent{Peer: j, Mechanism: string(ch.Mechanism), Kind: "key-changed",
-				Text: fmt.Sprintf("%s has a new %s key (%s), not yet acknowledged; check it and decide with: balcony trust", ch.Contact, strings.ToUpper(string(ch.Mechanism)), ch.Trust),
+				Text:        fmt.Sprintf("%s has a new %s key (%s), not yet acknowledged; check it and decide with: balcony trust", ch.Contact, strings.ToUpper(string(ch.Mechanism)), ch.Trust),
 				Fingerprint: ch.Fingerprint})
 		}
 	}
