@@ -174,6 +174,34 @@ func TestIntegrationOTRLibotrPeer(t *testing.T) {
 		t.Fatalf("alice got %+v", m)
 	}
 
+	// The libotr client restarts as a new OTR instance (a new instance
+	// tag, the same key) behind the same resource, and asks for a private
+	// conversation while Balcony still holds the old one: the new instance
+	// is answered, and becomes the conversation.
+	oldTag := l.peer.InstanceTag()
+	l.peer.Close()
+	l.peer = libotrpeer.Start(t, libotrpeer.Options{
+		Account: "123abc", Protocol: "-x", KeyFile: "../otr/testdata/privkeys-libotr.txt", Buddy: "alice",
+	})
+	if l.peer.InstanceTag() == oldTag {
+		t.Fatal("the restarted libotr kept its instance tag")
+	}
+	l.out = libotrpeer.Output{}
+	l.transmit(l.peer.StartAKE())
+	l.until("the AKE with the new instance", func(o libotrpeer.Output) bool { return o.Has(libotrpeer.KindGoneSecure) })
+	otrEvent(t, a, "otr-verified", lc.JID())
+	if st := ao.Status(ctx, lc.JID()); st.TheirInstance != l.peer.InstanceTag() || !strings.EqualFold(st.SSID, hexString(l.peer.State().SSID)) {
+		t.Fatalf("after libotr's restart: %+v", st)
+	}
+	if _, err := a.Send(ctx, &client.Outgoing{To: lc.JID(), Body: "hello new instance"}, eme.OTR); err != nil {
+		t.Fatal(err)
+	}
+	l.until("the message to the new instance", func(o libotrpeer.Output) bool { return hasMessage(o, "hello new instance") })
+	l.transmit(l.peer.Send([]byte("new instance here")))
+	if m := waitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" }); m.Body != "new instance here" {
+		t.Fatalf("alice got %+v", m)
+	}
+
 	// libotr ends the conversation: Balcony shows it and refuses to send.
 	l.transmit(l.peer.End())
 	otrEvent(t, a, "otr-finished", lc.JID())
