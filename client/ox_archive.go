@@ -2,9 +2,7 @@ package client
 
 import (
 	"context"
-	"encoding/xml"
 	"errors"
-	"io"
 	"runtime"
 	"slices"
 	"sync"
@@ -255,15 +253,13 @@ func (x *OX) openArchived(ctx context.Context, m ArchivedMessage, memo *memoKeys
 	if m.Message.Child(ox.NS, "openpgp") == nil {
 		return p.archived(m)
 	}
-	tokens := newTreeTokens(m.Message)
-	det, err := eme.DetectTokens(tokens)
+	det, fast := oxDetect(m.Message)
 	mech, ok, enabled := p.mechanism(eme.OX)
-	if err != nil || det.Disagreement != nil || det.Mechanism != eme.OX || !det.Encrypted || !ok || !enabled ||
-		mech != Mechanism(x) || tokens.skipped > eme.DefaultMaxSize/2 {
-		// Anything unusual, including a message so large that its size
-		// matters to detection, takes the pipeline's own path.
+	if !fast || !ok || !enabled || mech != Mechanism(x) {
+		// Anything unusual takes the pipeline's own path.
 		return p.archived(m)
 	}
+	var err error
 	in := &inbound{st: m.Message, time: m.Stamp, origin: Origin{Archived: true, Delayed: true, StanzaID: m.ID}}
 	if f := m.Message.AttrValue("from"); f == "" {
 		in.from = x.c.JID().Bare()
@@ -303,56 +299,95 @@ func (x *OX) openArchived(ctx context.Context, m ArchivedMessage, memo *memoKeys
 	return ev
 }
 
-// treeTokens reads a message tree as namespace-resolved tokens, as
-// eme.DetectTokens wants them, without encoding and parsing it again. Text
-// is given only where detection reads it, in the direct <body/> children of
-// the message; the rest of the text (the Base64 of an <openpgp/> element)
-// is skipped, and its length added to skipped.
-type treeTokens struct {
-	stack   []*xmltree.Element // elements whose start was not written yet, or are open
-	pos     []int              // next child index of each open element
-	open    int                // number of open elements at the bottom of stack
-	skipped int
-	posBuf  [8]int
+// oxQuiet are namespaces of children that OX messages carry beside the
+// payload and that play no part in detecting encryption.
+var oxQuiet = map[string]bool{
+	NSHints: true, NSSID: true, NSDelay: true, NSReceipts: true, NSCarbons: true,
+	"http://jabber.org/protocol/chatstates": true,
+	"urn:xmpp:chat-markers:0":               true,
+	"urn:xmpp:message-correct:0":            true,
+	"urn:xmpp:reply:0":                      true,
+	"urn:xmpp:fallback:0":                   true,
 }
 
-func newTreeTokens(root *xmltree.Element) *treeTokens {
-	r := &treeTokens{}
-	r.stack = append(make([]*xmltree.Element, 0, 8), root)
-	r.pos = r.posBuf[:0]
-	return r
-}
-
-func (r *treeTokens) Token() (xml.Token, error) {
-	for {
-		if r.open < len(r.stack) {
-			// Start the element on top.
-			e := r.stack[r.open]
-			r.open++
-			r.pos = append(r.pos, 0)
-			return xml.StartElement{Name: e.Name, Attr: e.Attr}, nil
+// oxDetect gives eme.Detect's answer for the common shape of an archived OX
+// message without encoding it: <openpgp/> payloads, EME tags for OX only,
+// bodies that are not OTR, and otherwise only children from oxQuiet or the
+// thread and subject. For anything else it reports false, and the message
+// takes the pipeline's own path. FuzzOXDetect checks the two agree.
+func oxDetect(st *xmltree.Element) (eme.Detection, bool) {
+	var d eme.Detection
+	if st.Name.Local != "message" || !stanzaSpace(st.Name.Space) {
+		return d, false
+	}
+	for _, c := range st.Children {
+		e, ok := c.(*xmltree.Element)
+		if !ok {
+			continue
 		}
-		if r.open == 0 {
-			return nil, io.EOF
-		}
-		top := r.open - 1
-		e := r.stack[top]
-		i := r.pos[top]
-		if i == len(e.Children) {
-			r.stack = r.stack[:top]
-			r.pos = r.pos[:top]
-			r.open--
-			return xml.EndElement{Name: e.Name}, nil
-		}
-		r.pos[top]++
-		switch c := e.Children[i].(type) {
-		case *xmltree.Element:
-			r.stack = append(r.stack, c)
-		case xmltree.CharData:
-			if r.open == 2 && e.Name.Local == "body" {
-				return xml.CharData(c), nil
+		switch {
+		case e.Name.Space == ox.NS && e.Name.Local == "openpgp":
+			// Detection counts the size of the message; a large one is
+			// left to it.
+			n := 0
+			for _, t := range e.Children {
+				if t, ok := t.(xmltree.CharData); ok {
+					n += len(t)
+				}
 			}
-			r.skipped += len(c)
+			if n > eme.DefaultMaxSize/2 {
+				return d, false
+			}
+			d.Payloads = append(d.Payloads, eme.Payload{Namespace: eme.OX, Element: "openpgp"})
+		case e.Name.Space == eme.NS && e.Name.Local == "encryption":
+			var tag eme.Encryption
+			var haveNS, haveName bool
+			for _, a := range e.Attr {
+				switch {
+				case a.Name.Space != "":
+				case a.Name.Local == "namespace" && !haveNS:
+					tag.Namespace, haveNS = a.Value, true
+				case a.Name.Local == "name" && !haveName:
+					tag.Name, haveName = a.Value, true
+				}
+			}
+			if tag.Namespace != eme.OX {
+				return d, false
+			}
+			d.Tags = append(d.Tags, tag)
+		case e.Name.Local == "body" && stanzaSpace(e.Name.Space):
+			d.HasBody = true
+			if kind, _ := eme.ClassifyOTR(e.Text()); kind != eme.OTRNone {
+				return d, false
+			}
+		case e.Name.Space == NSClient && (e.Name.Local == "thread" || e.Name.Local == "subject"):
+		case oxQuiet[e.Name.Space]:
+		default:
+			return d, false
+		}
+		if depth(e, 2) > eme.DefaultMaxDepth {
+			return d, false
 		}
 	}
+	if len(d.Payloads) == 0 {
+		return d, false
+	}
+	d.Encrypted, d.Mechanism = true, eme.OX
+	return d, true
+}
+
+func stanzaSpace(ns string) bool { return ns == "" || ns == NSClient || ns == NSServer }
+
+// depth returns the nesting depth of the deepest element under e, which is
+// at depth d.
+func depth(e *xmltree.Element, d int) int {
+	max := d
+	for _, c := range e.Children {
+		if c, ok := c.(*xmltree.Element); ok {
+			if n := depth(c, d+1); n > max {
+				max = n
+			}
+		}
+	}
+	return max
 }
