@@ -175,6 +175,22 @@ func TestIntegrationOX(t *testing.T) {
 		if !l.Contains(a1.key.Fingerprint()) || !l.Contains(a2.key.Fingerprint()) || len(l.Keys) != 2 {
 			t.Fatalf("key list after three publications: %+v", l.Keys)
 		}
+		// a1 replaces its key: the retired key leaves the list, a2's stays.
+		k, err := ox.GenerateKey(u[0].JID, ox.EdDSA25519, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := client.StoreOXKey(ctx, a1.st, k, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := a1.x.LoadKeys(ctx); err != nil {
+			t.Fatal(err)
+		}
+		a1.publish(t)
+		l = fetchList(t, a2.c, u[0].JID)
+		if !l.Contains(k.Fingerprint()) || !l.Contains(a2.key.Fingerprint()) || l.Contains(a1.key.Fingerprint()) || len(l.Keys) != 2 {
+			t.Fatalf("key list after replacing a key: %+v", l.Keys)
+		}
 	})
 
 	t.Run("notification without payload is fetched", func(t *testing.T) {

@@ -114,7 +114,8 @@ func sameOption(got, want string) bool {
 // Publish announces the account's active key (XEP-0373 §4): first the
 // public key to its data node urn:xmpp:openpgp:0:public-keys:<FPR> (item id
 // the publication time), then the metadata list: the current list is
-// fetched and the key merged into it, so other devices' entries are kept.
+// fetched and the key merged into it, so other devices' entries are kept
+// (this device's retired keys are taken out).
 // Both nodes get access_model=open through publish-options; a node with
 // another configuration is reconfigured (precondition-not-met), and the
 // configuration is read back, so Publish fails rather than leave the keys
@@ -141,12 +142,29 @@ func (x *OX) Publish(ctx context.Context) error {
 }
 
 // announce merges fpr into the account's metadata list and publishes it.
+// Entries of this device's retired keys (own keys that are no longer
+// active, such as one replaced by a new key) are taken out; every other
+// entry is kept. A device that still uses a retired key announces it again
+// when it sees the list change.
 func (x *OX) announce(ctx context.Context, fpr string, date time.Time) error {
 	cur, err := x.fetchList(ctx, x.self())
 	if err != nil {
 		return err
 	}
-	merged := ox.Merge(cur.Keys, ox.KeyMetadata{Fingerprint: fpr, Date: date})
+	_, pub, _ := x.snapshot()
+	retired := map[string]bool{}
+	for _, k := range pub {
+		if k.Fingerprint() != fpr {
+			retired[k.Fingerprint()] = true
+		}
+	}
+	keep := cur.Keys[:0:0]
+	for _, m := range cur.Keys {
+		if !retired[m.Fingerprint] {
+			keep = append(keep, m)
+		}
+	}
+	merged := ox.Merge(keep, ox.KeyMetadata{Fingerprint: fpr, Date: date})
 	el, err := oxTree(ox.PublicKeysList{Keys: merged})
 	if err != nil {
 		return err
