@@ -460,8 +460,21 @@ func (p *otrPeer) remember(id string) {
 	p.sent = append(p.sent, id)
 }
 
-// send transmits protocol messages to the peer. Callers hold o.mu, so that
-// data messages leave in the order they were sealed.
+// lockWire takes the pipeline's send lock, which the pipeline holds while
+// it seals and writes a message. Every method that sends OTR protocol
+// messages takes it before o.mu (the pipeline's order: send lock, then
+// Seal, then o.mu), so that data messages, whose counters must arrive in
+// order, leave in the order they were made, sealed or not.
+func (o *OTR) lockWire() (unlock func()) {
+	if o.c == nil {
+		return func() {}
+	}
+	o.c.pipeline.sendMu.Lock()
+	return o.c.pipeline.sendMu.Unlock
+}
+
+// send transmits protocol messages to the peer. Callers hold the wire lock
+// and o.mu, so that data messages leave in the order they were made.
 func (o *OTR) send(ctx context.Context, p *otrPeer, bodies [][]byte) error {
 	if len(bodies) == 0 {
 		return nil
@@ -522,6 +535,7 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 		return openCopy(in, body, kind)
 	}
 
+	defer o.lockWire()()
 	o.mu.Lock()
 	p := o.peer(in.From)
 	o.known[in.From.String()] = true
@@ -819,6 +833,7 @@ func (o *OTR) Start(ctx context.Context, peer jid.JID) error {
 	if peer.Resourcepart() == "" {
 		return fmt.Errorf("%w: %s", ErrOTRFullJID, peer)
 	}
+	defer o.lockWire()()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p := o.peer(peer)
@@ -844,6 +859,7 @@ func (o *OTR) End(ctx context.Context, peer jid.JID) error {
 	if peer.Resourcepart() == "" {
 		return fmt.Errorf("%w: %s", ErrOTRFullJID, peer)
 	}
+	defer o.lockWire()()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p := o.peers[peer.String()]
@@ -902,6 +918,7 @@ func (o *OTR) encrypted(peer jid.JID) (*otrPeer, *otr.Conversation, error) {
 // arrives as a SecurityEvent: "otr-smp-succeeded" (the fingerprint is then
 // recorded as verified), "otr-smp-failed" or "otr-smp-aborted".
 func (o *OTR) StartSMP(ctx context.Context, peer jid.JID, question string, secret []byte) error {
+	defer o.lockWire()()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p, conv, err := o.encrypted(peer)
@@ -918,6 +935,7 @@ func (o *OTR) StartSMP(ctx context.Context, peer jid.JID, question string, secre
 // AnswerSMP answers the peer's SMP request with the user's secret. It
 // fails with an error wrapping otr.ErrNoSMP if the peer has not asked.
 func (o *OTR) AnswerSMP(ctx context.Context, peer jid.JID, secret []byte) error {
+	defer o.lockWire()()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p, conv, err := o.encrypted(peer)
@@ -933,6 +951,7 @@ func (o *OTR) AnswerSMP(ctx context.Context, peer jid.JID, secret []byte) error 
 
 // AbortSMP aborts an SMP exchange with peer.
 func (o *OTR) AbortSMP(ctx context.Context, peer jid.JID) error {
+	defer o.lockWire()()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p, conv, err := o.encrypted(peer)
@@ -1142,6 +1161,7 @@ func (o *OTR) stopHeartbeatLocked() {
 // heartbeat sends the heartbeats that are due, so that peers can rotate
 // keys after a silence.
 func (o *OTR) heartbeat() {
+	defer o.lockWire()()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
