@@ -190,6 +190,7 @@ var (
 	_ StreamObserver   = (*OTR)(nil)
 	_ ErrorObserver    = (*OTR)(nil)
 	_ Shutdowner       = (*OTR)(nil)
+	_ Availability     = (*OTR)(nil)
 )
 
 // otrPeer is the state for one full JID: one conversation per instance of
@@ -898,6 +899,15 @@ func (p *otrPeer) convs() []*otr.Conversation {
 		add(p.byTag[t])
 	}
 	return out
+}
+
+// Usable implements Availability: a message to "to" can be sealed now,
+// because to is a full JID with an encrypted conversation.
+func (o *OTR) Usable(_ context.Context, to jid.JID) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.peers[to.String()]
+	return to.Resourcepart() != "" && p != nil && p.current != nil && p.current.State() == otr.Encrypted
 }
 
 // encrypted returns the peer's current conversation if it is encrypted.

@@ -271,7 +271,13 @@ func TestOTRMemoryConversation(t *testing.T) {
 	n := newMemNet(t)
 	alice := n.add("alice@example.org/home", testKey(t, 4), OTRConfig{})
 	bob := n.add("bob@example.net/desk", testKey(t, 3), OTRConfig{})
+	if alice.o.Usable(context.Background(), bob.jid) {
+		t.Fatal("usable before the AKE")
+	}
 	private(t, n, alice, bob)
+	if !alice.o.Usable(context.Background(), bob.jid) || alice.o.Usable(context.Background(), bob.jid.Bare()) {
+		t.Fatal("Usable after the AKE")
+	}
 	if alice.hasEvent("otr-private") == nil || bob.hasEvent("otr-private") == nil {
 		t.Fatalf("events alice %v bob %v", kinds(alice.events), kinds(bob.events))
 	}
