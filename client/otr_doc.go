@@ -42,7 +42,9 @@
 // (or, with OTRAutoStartAlways and a policy requiring encryption, holds
 // the message, sends a query, and sends the message after the AKE), and
 // with a peer that ended the conversation it fails with otr.ErrFinished
-// until End or Start. OTR carries text only: Outgoing.Payload is not sent.
+// until End or Start; Usable (Availability) reports an encrypted
+// conversation, for the "prefer encryption" policy. OTR carries text
+// only: Outgoing.Payload is not sent.
 // Every OTR message carries the no-copy and no-permanent-store hints, the
 // carbons <private/> element and the EME tag for urn:xmpp:otr:0, and no
 // fallback body (Needs). Protocol messages (AKE, SMP, errors, heartbeats)
