@@ -21,8 +21,8 @@
 // on the data node urn:xmpp:openpgp:0:public-keys:<FPR> (item id: the
 // publication time), then fetches the metadata node
 // urn:xmpp:openpgp:0:public-keys, merges the key into the list (other
-// devices' entries are kept; fingerprints upper case, every entry dated)
-// and publishes it. Both nodes get access_model=open through
+// devices' entries are kept, this device's retired keys taken out;
+// fingerprints upper case, every entry dated) and publishes it. Both nodes get access_model=open through
 // publish-options and, where the server accepts them, deliver_payloads=false
 // and send_last_published_item=on_sub; a node configured otherwise is
 // reconfigured (precondition-not-met), and the configuration is read back

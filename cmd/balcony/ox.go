@@ -40,8 +40,9 @@ with: balcony send --ox JID TEXT
   keygen       make the account's OpenPGP key (v4 EdDSA/Cv25519, or RSA-3072
                with --rsa; user ID xmpp:<your JID>, no expiry) and announce
                it on your server (PEP, readable by anyone). With --force a
-               new key replaces the active one; older keys are kept to read
-               old messages. --no-publish only stores it.
+               new key replaces the active one: the old key is no longer
+               announced but kept to read old messages. --no-publish only
+               stores it.
   publish      announce the active key again (the key list keeps your other
                devices' keys).
   discover     fetch the keys JID announces, record them, and show their
