@@ -407,3 +407,49 @@ func FuzzOXDetect(f *testing.F) {
 		}
 	})
 }
+
+// A <time/> stamp far from the reference time is reported, not hidden: the
+// message stays readable (and verified as far as the signature goes) but
+// carries a warning.
+func TestOXTimeSkewWarning(t *testing.T) {
+	alice := newOXPeer(t, "alice@example.org", OXConfig{}, true)
+	ahead := func() time.Time { return time.Now().Add(2 * time.Hour) }
+	bob := newOXPeer(t, "bob@example.org", OXConfig{Now: ahead}, true)
+	alice.learn(t, bob.j, bob.key)
+	bob.learn(t, alice.j, alice.key)
+	if err := bob.st.SetTrust(context.Background(), "alice@example.org", store.OX, alice.key.Fingerprint(), store.Verified); err != nil {
+		t.Fatal(err)
+	}
+	st := alice.seal(t, bob.j, "from the past")
+	in := &inbound{st: st, from: alice.j, to: bob.j, time: ahead()}
+	m := bob.c.pipeline.open(context.Background(), in).(*MessageEvent)
+	if m.Body != "from the past" || len(m.Security.Warnings) == 0 || !strings.Contains(m.Security.Warnings[0], "behind") || m.Security.State() != "warning" {
+		t.Fatalf("skewed message: %+v", m.Security)
+	}
+}
+
+// XEP-0374 §2.2: a <body/> in jabber:server (or without a namespace of its
+// own) inside the payload is the message text too.
+func TestOXBodyNamespaces(t *testing.T) {
+	alice := newOXPeer(t, "alice@example.org", OXConfig{}, true)
+	bob := newOXPeer(t, "bob@example.org", OXConfig{}, true)
+	bob.learn(t, alice.j, alice.key)
+	for _, payload := range []string{
+		`<body xmlns="jabber:server">server body &amp; more</body>`,
+		`<body xmlns="jabber:client">client body &amp; more</body>`,
+		`<body>plain body &amp; more</body>`,
+	} {
+		content := ox.Content{Kind: ox.Signcrypt, To: []jid.JID{bob.j}, Payload: []byte(payload)}
+		msg, err := ox.Seal(content, alice.key, []*ox.Key{bob.key.Public(), alice.key.Public()}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := xmltree.New(NSClient, "message", "type", "chat")
+		el, _ := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
+		st.Append(el, xmltree.New(NSClient, "body").AppendText("fallback"))
+		m, ok := bob.receive(st, alice.j, bob.j, Origin{}).(*MessageEvent)
+		if !ok || !strings.HasSuffix(m.Body, "body & more") || len(m.Payload) != 0 {
+			t.Errorf("payload %s: %#v", payload, m)
+		}
+	}
+}
