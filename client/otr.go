@@ -86,7 +86,7 @@ type OTRConfig struct {
 	// peers will see as a new client every time.
 	InstanceTag uint32
 	// Policy is the OTR policy of new conversations; 0 means
-	// otr.PolicyOpportunistic.
+	// DefaultOTRPolicy.
 	Policy otr.Policy
 	// AutoStart limits automatic starts; see OTRAutoStart.
 	AutoStart OTRAutoStart
@@ -164,6 +164,12 @@ type OTRStatus struct {
 	Instances int
 }
 
+// DefaultOTRPolicy is libotr's opportunistic policy without
+// SendWhitespaceTag: answer whitespace tags, OTR errors and queries, but
+// do not tag our own plaintext (bots and plain clients see the tag as
+// stray whitespace). Add otr.SendWhitespaceTag to advertise OTR.
+const DefaultOTRPolicy = otr.PolicyOpportunistic &^ otr.SendWhitespaceTag
+
 // OTR is Off-the-Record Messaging (OTR v3, v2 compatible) used over XMPP
 // as XEP-0364 describes, as a message pipeline Mechanism. See the package
 // documentation, section "OTR (XEP-0364)". It is safe for concurrent use.
@@ -180,17 +186,19 @@ type OTR struct {
 	peers    map[string]*otrPeer // by full JID
 	known    map[string]bool     // full JIDs that showed OTR support
 	verified map[string]bool     // bare JID + " " + hex, when there is no store
+	noTag    map[string]bool     // bare JIDs that answered in plaintext: no more whitespace tags
 	hbStop   chan struct{}
 	hbDone   chan struct{}
 }
 
 var (
-	_ Mechanism        = (*OTR)(nil)
-	_ PresenceObserver = (*OTR)(nil)
-	_ StreamObserver   = (*OTR)(nil)
-	_ ErrorObserver    = (*OTR)(nil)
-	_ Shutdowner       = (*OTR)(nil)
-	_ Availability     = (*OTR)(nil)
+	_ Mechanism         = (*OTR)(nil)
+	_ PresenceObserver  = (*OTR)(nil)
+	_ StreamObserver    = (*OTR)(nil)
+	_ ErrorObserver     = (*OTR)(nil)
+	_ Shutdowner        = (*OTR)(nil)
+	_ Availability      = (*OTR)(nil)
+	_ PlaintextObserver = (*OTR)(nil)
 )
 
 // otrPeer is the state for one full JID: one conversation per instance of
@@ -216,7 +224,7 @@ func NewOTR(c *Client, cfg OTRConfig) (*OTR, error) {
 		return nil, errors.New("client: OTRConfig.Key is required")
 	}
 	if cfg.Policy == 0 {
-		cfg.Policy = otr.PolicyOpportunistic
+		cfg.Policy = DefaultOTRPolicy
 	}
 	if cfg.HeartbeatEvery <= 0 {
 		cfg.HeartbeatEvery = 10 * time.Second
@@ -224,7 +232,7 @@ func NewOTR(c *Client, cfg OTRConfig) (*OTR, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	o := &OTR{c: c, cfg: cfg, peers: map[string]*otrPeer{}, known: map[string]bool{}, verified: map[string]bool{}}
+	o := &OTR{c: c, cfg: cfg, peers: map[string]*otrPeer{}, known: map[string]bool{}, verified: map[string]bool{}, noTag: map[string]bool{}}
 	o.policy, o.auto = cfg.Policy, cfg.AutoStart
 	// Validate the configuration once (instance tag, fragment size).
 	conv, err := o.newConv()
@@ -899,6 +907,32 @@ func (p *otrPeer) convs() []*otr.Conversation {
 		add(p.byTag[t])
 	}
 	return out
+}
+
+// OutgoingPlaintext implements PlaintextObserver: with the
+// SendWhitespaceTag policy, a plaintext message carries the OTR whitespace
+// tag (Protocol-v3 "Tagged plaintext messages") until the contact answers
+// in plaintext without one.
+func (o *OTR) OutgoingPlaintext(to jid.JID, body string) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if body == "" || o.policy&otr.SendWhitespaceTag == 0 || o.noTag[to.Bare().String()] {
+		return body
+	}
+	return body + string(otr.WhitespaceTag(o.policy))
+}
+
+// IncomingPlaintext implements PlaintextObserver: an untagged plaintext
+// answer stops our whitespace tags to that contact, and plaintext from a
+// resource we have a private conversation with is flagged.
+func (o *OTR) IncomingPlaintext(in *Incoming) []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.noTag[in.From.Bare().String()] = true
+	if p := o.peers[in.From.String()]; p != nil && p.current != nil && p.current.State() == otr.Encrypted {
+		return []string{"this message was sent in the clear, outside the private OTR conversation with " + in.From.String()}
+	}
+	return nil
 }
 
 // Usable implements Availability: a message to "to" can be sealed now,

@@ -774,7 +774,7 @@ func TestOTRNeedsAndConfig(t *testing.T) {
 	if o.InstanceTag() < 0x100 || o.Namespace() != eme.OTR {
 		t.Fatalf("tag %#x ns %s", o.InstanceTag(), o.Namespace())
 	}
-	if p, a := o.Policy(); p != otr.PolicyOpportunistic || a != OTRAutoStartKnown {
+	if p, a := o.Policy(); p != DefaultOTRPolicy || p&otr.SendWhitespaceTag != 0 || a != OTRAutoStartKnown {
 		t.Fatalf("default policy %v %v", p, a)
 	}
 	nd := o.Needs()

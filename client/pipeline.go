@@ -158,6 +158,16 @@ type PreCloser interface {
 	Closing(ctx context.Context) error
 }
 
+// PlaintextObserver is implemented by mechanisms that take part in
+// plaintext messages: OTR advertises itself with a whitespace tag on
+// outgoing plaintext, stops doing so once the contact answered in plaintext,
+// and warns about plaintext that arrives during a private conversation.
+// Neither method sees carbon or archive copies.
+type PlaintextObserver interface {
+	OutgoingPlaintext(to jid.JID, body string) string
+	IncomingPlaintext(in *Incoming) (warnings []string)
+}
+
 // Shutdowner is implemented by mechanisms that must end sessions when the
 // client closes; it runs after the stream and TCP connection are closed.
 type Shutdowner interface {
@@ -315,7 +325,11 @@ func (p *Pipeline) send(ctx context.Context, out *Outgoing, mechanism string) ([
 	if mechanism == "" {
 		st := xmltree.New(NSClient, "message", "to", out.To.String(), "type", out.Type, "id", out.ID)
 		if out.Body != "" {
-			st.Append(xmltree.New(NSClient, "body").AppendText(out.Body))
+			body := out.Body
+			for _, po := range p.plaintextObservers() {
+				body = po.OutgoingPlaintext(out.To, body)
+			}
+			st.Append(xmltree.New(NSClient, "body").AppendText(body))
 		}
 		if out.Thread != "" {
 			st.Append(xmltree.New(NSClient, "thread").AppendText(out.Thread))
@@ -510,6 +524,11 @@ func (p *Pipeline) open(ctx context.Context, in *inbound) Event {
 		}
 		base.Body = body
 		base.Payload = otherChildren(in.st)
+		if hasBody && !in.origin.Copy() && det.OTR != eme.OTRWhitespaceTag {
+			for _, po := range p.plaintextObservers() {
+				base.Security.Warnings = append(base.Security.Warnings, po.IncomingPlaintext(p.incomingFor(in, det))...)
+			}
+		}
 		if err := p.Policy(in.from).CheckIncoming(""); hasBody && err != nil && !bareEqual(in.from, p.c.JID()) {
 			base.Security.Warnings = append(base.Security.Warnings, err.Error())
 		}
@@ -556,6 +575,18 @@ func (p *Pipeline) open(ctx context.Context, in *inbound) Event {
 		base.Security.Name = eme.DisplayName(ns, "")
 	}
 	return base
+}
+
+func (p *Pipeline) plaintextObservers() []PlaintextObserver {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []PlaintextObserver
+	for ns, m := range p.mechs {
+		if po, ok := m.(PlaintextObserver); ok && p.enabled[ns] {
+			out = append(out, po)
+		}
+	}
+	return out
 }
 
 // intercept offers a plaintext message to the enabled interceptors.

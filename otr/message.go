@@ -148,6 +148,18 @@ func whitespaceTag(p Policy) []byte {
 	return t
 }
 
+// WhitespaceTag returns the whitespace tag (Protocol-v3 "Tagged plaintext
+// messages") advertising the versions p allows, for a caller that sends
+// plaintext outside any Conversation.
+func WhitespaceTag(p Policy) []byte { return whitespaceTag(p) }
+
+// StripWhitespaceTag removes every whitespace tag from msg and reports
+// whether there was one.
+func StripWhitespaceTag(msg []byte) ([]byte, bool) {
+	out, _, _, found := findWhitespaceTag(msg)
+	return out, found
+}
+
 // parseError returns the human-readable text of an OTR error message.
 func parseError(msg []byte) string {
 	i := bytes.Index(msg, errorPrefix)

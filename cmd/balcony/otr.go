@@ -19,7 +19,7 @@ import (
 )
 
 // settingOTRPolicy is the store setting holding the account's OTR policy:
-// "manual", "opportunistic" (the default) or "always".
+// "manual", "opportunistic" (the default), "advertise" or "always".
 const settingOTRPolicy = "otr-policy"
 
 // defaultOTRPolicy is libotr's default: answer whitespace tags and OTR
@@ -41,7 +41,7 @@ func init() {
        balcony otr fingerprint
        balcony otr verify 'xmpp:JID?otr-fingerprint=HEX'
        balcony otr import-libotr [--name ACCOUNT] FILE
-       balcony otr policy [manual|opportunistic|always]
+       balcony otr policy [manual|opportunistic|advertise|always]
 
 Off-the-Record messaging (OTR version 3, compatible with version 2 and
 with libotr-based clients such as Pidgin), used over XMPP as XEP-0364
@@ -89,7 +89,12 @@ JID. Send in a conversation with: balcony send --otr JID/RESOURCE TEXT
                                 OTR (whitespace tag) or reports an OTR error,
                                 and restart a conversation that a contact's
                                 restart made unreadable; only with resources
-                                known to run OTR (the default)
+                                known to run OTR (the default; Balcony's own
+                                plaintext carries no whitespace tag)
+                 advertise      opportunistic, and plaintext messages carry
+                                the OTR whitespace tag until the contact
+                                answers in plaintext (libotr's
+                                OPPORTUNISTIC policy)
                  always         also start with resources never seen: a
                                 message sent with --otr and no conversation
                                 is held, a query is sent, and the message
@@ -218,11 +223,13 @@ func otrPolicyByName(name string) (otr.Policy, client.OTRAutoStart, error) {
 	case "manual":
 		return otr.PolicyManual, client.OTRAutoStartNever, nil
 	case "opportunistic":
+		return otr.PolicyOpportunistic &^ otr.SendWhitespaceTag, client.OTRAutoStartKnown, nil
+	case "advertise":
 		return otr.PolicyOpportunistic, client.OTRAutoStartKnown, nil
 	case "always":
 		return otr.PolicyAlways, client.OTRAutoStartAlways, nil
 	}
-	return 0, 0, &usageError{msg: fmt.Sprintf("unknown OTR policy %q", name), hint: "use manual, opportunistic or always"}
+	return 0, 0, &usageError{msg: fmt.Sprintf("unknown OTR policy %q", name), hint: "use manual, opportunistic, advertise or always"}
 }
 
 // otrPolicyName returns the account's policy name from the store.
@@ -587,7 +594,7 @@ func handleOTR(ctx context.Context, s *session, raw json.RawMessage) (any, error
 }
 
 func otrPolicyLabel(p otr.Policy) string {
-	for _, n := range []string{"manual", "opportunistic", "always"} {
+	for _, n := range []string{"manual", "opportunistic", "advertise", "always"} {
 		if q, _, _ := otrPolicyByName(n); q == p {
 			return n
 		}

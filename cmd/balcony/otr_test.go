@@ -21,7 +21,8 @@ func TestOTRPolicyNames(t *testing.T) {
 		auto client.OTRAutoStart
 	}{
 		{"manual", otr.PolicyManual, client.OTRAutoStartNever},
-		{"opportunistic", otr.PolicyOpportunistic, client.OTRAutoStartKnown},
+		{"opportunistic", otr.PolicyOpportunistic &^ otr.SendWhitespaceTag, client.OTRAutoStartKnown},
+		{"advertise", otr.PolicyOpportunistic, client.OTRAutoStartKnown},
 		{"always", otr.PolicyAlways, client.OTRAutoStartAlways},
 	} {
 		pol, auto, err := otrPolicyByName(tc.name)

@@ -281,8 +281,13 @@ func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
 		ids[id] = true
 	}
 	s.watchers.mu.Unlock()
-	if errors.Is(err, client.ErrNoESession) {
+	switch {
+	case errors.Is(err, client.ErrNoESession):
 		return sendResult{}, withHint(err, "start one with: balcony esession start "+to.String())
+	case errors.Is(err, client.ErrOTRFullJID):
+		return sendResult{}, withHint(err, "name the contact's resource, e.g. "+to.Bare().String()+"/phone (see balcony otr status)")
+	case errors.Is(err, client.ErrNoOTRSession):
+		return sendResult{}, withHint(err, "start one with: balcony otr start --wait 30s "+to.String())
 	}
 	if err != nil {
 		return sendResult{}, err
