@@ -631,8 +631,9 @@ func (x *OX) result(in *Incoming, op *ox.Opened, sk *senderKeys) (*Opened, error
 		}
 	}
 	from := in.From.Bare()
-	switch {
-	case op.Signer != nil:
+	// Without a signer the engine listed why (not signed, unknown key, bad
+	// signature) in Problems, now warnings; the message is not verified.
+	if op.Signer != nil {
 		fpr := op.Signer.Fingerprint()
 		info := sk.info[fpr]
 		sec.Fingerprint = fpr
@@ -654,10 +655,6 @@ func (x *OX) result(in *Incoming, op *ox.Opened, sk *senderKeys) (*Opened, error
 			sec.Warnings = append(sec.Warnings, fmt.Sprintf("signed by key %s, which you have not decided to trust yet", fpr))
 		}
 		sec.Verified = verified
-	case op.SignerKeyID == 0:
-		// Reported in Problems (not signed).
-	default:
-		// Reported in Problems as an unknown signer.
 	}
 	if !sec.Verified && op.Signer == nil && len(sec.Warnings) == 0 {
 		sec.Warnings = append(sec.Warnings, "the signature could not be verified")
