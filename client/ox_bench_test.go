@@ -98,7 +98,7 @@ func BenchmarkOXArchive(b *testing.B) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	if bad := a.decrypt(b, ctx, bob.x, 2); bad != "" {
+	if bad := a.decrypt(ctx, b, bob.x, 2); bad != "" {
 		b.Fatal(bad)
 	}
 	runtime.GC()
@@ -231,7 +231,7 @@ func (a *oxArchive) bob(b *testing.B) *oxPeer {
 // decrypt runs the archive through OX page by page, as History does, and
 // returns a description of the first message that was not a verified OX
 // message, or "".
-func (a *oxArchive) decrypt(b *testing.B, ctx context.Context, x *OX, workers int) string {
+func (a *oxArchive) decrypt(ctx context.Context, b *testing.B, x *OX, workers int) string {
 	memo := x.newMemo()
 	for start := 0; start < len(a.msgs); start += HistoryPage {
 		page := a.page(b, start)
