@@ -1,12 +1,3 @@
-// Package client is Balcony's XMPP layer, on mellium.im/xmpp: the
-// connection (STARTTLS or direct TLS, SCRAM), roster, presence, service
-// discovery and entity capabilities, carbons (XEP-0280), receipts
-// (XEP-0184), hints (XEP-0334), the message archive (XEP-0313), PEP, and
-// the message pipeline into which every end-to-end encryption mechanism
-// plugs through the Mechanism interface. Every incoming message becomes
-// exactly one event: a MessageEvent with its security state, or a
-// NoticeEvent saying why it could not be read (XEP-0380).
-//
 // # OTR (XEP-0364)
 //
 // OTR is Off-the-Record Messaging, protocol version 3 (compatible with

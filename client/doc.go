@@ -1,0 +1,41 @@
+// Package client is Balcony's XMPP layer, on mellium.im/xmpp: the
+// connection (STARTTLS or direct TLS with a verified certificate, SCRAM
+// with channel binding when offered), resource binding, roster, presence,
+// service discovery (XEP-0030) and entity capabilities (XEP-0115), message
+// carbons (XEP-0280), delivery receipts (XEP-0184), hints (XEP-0334), the
+// message archive (XEP-0313) with paging, PEP (XEP-0163/0060) with
+// publish-options, stanza ids (XEP-0359), reconnection with backoff, and
+// the message pipeline into which every end-to-end encryption mechanism
+// plugs through the Mechanism interface.
+//
+//	c, err := client.New(client.Config{JID: me, Password: pw})
+//	err = c.Connect(ctx)
+//	for ev := range c.Events() { ... }              // *MessageEvent, *NoticeEvent, ...
+//	_, err = c.Send(ctx, &client.Outgoing{To: bob, Body: "hi"}, "")
+//
+// # The message pipeline (XEP-0380)
+//
+// Every incoming message becomes exactly one event: a MessageEvent with its
+// security state (mechanism, verified or not, fingerprint, warnings), or a
+// NoticeEvent saying which mechanism protected it and why it could not be
+// read, in the user's language. Carbon copies and archived messages are
+// unwrapped first and marked in Origin; a carbon is accepted only from our
+// own bare JID. Detection (package eme) recognises every known mechanism,
+// tagged or not; a message whose tags and payloads disagree is reported,
+// never guessed; the fallback body of an encrypted message is never shown
+// as the message. Delivery receipts are sent only for live messages that
+// were read (decrypted, or plaintext).
+//
+// Outgoing messages are sealed by the chosen mechanism; the pipeline then
+// adds the EME tag (with a name only for mechanisms XEP-0380 does not
+// list), the fallback body and the hints and carbons directive the
+// mechanism asks for (Needs), and an origin-id. Per-contact policies
+// (eme.Policy) refuse downgrades before anything is sent. Optional
+// abilities of mechanisms are discovered by type assertion: Interceptor,
+// PlaintextObserver, PresenceObserver, StreamObserver, ErrorObserver,
+// Availability, PreCloser and Shutdowner.
+//
+// Storage is the caller's: mechanisms take small interfaces (OTRStore,
+// OXStore, esession.RetainedSecrets) that *store.Store satisfies, so that
+// another backend can be plugged in.
+package client
