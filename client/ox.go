@@ -456,13 +456,17 @@ func (x *OX) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, error
 	if err != nil && !(to.Equal(x.self()) && errors.Is(err, ErrOXNoContactKey)) {
 		return nil, err
 	}
-	all := append(recips, ownPub...)
+	var mine []*ox.Key
 	if !to.Equal(x.self()) {
-		mine, err := x.recipientKeys(ctx, x.self(), now)
-		if err != nil && !errors.Is(err, ErrOXNoContactKey) {
+		if mine, err = x.recipientKeys(ctx, x.self(), now); err != nil && !errors.Is(err, ErrOXNoContactKey) {
 			return nil, err
 		}
-		all = append(all, mine...)
+	}
+	// XEP-0374 §4.1: the contact's keys and all of one's own. An own key
+	// that cannot encrypt any more (a retired, expired one) is left out.
+	all, unusable := ox.Recipients(now, recips, ownPub, mine)
+	for _, err := range unusable {
+		x.c.cfg.logger().Info("not encrypting to an unusable own OpenPGP key", "err", err)
 	}
 
 	payload := make([]byte, 0, 64+len(out.Body))
@@ -518,17 +522,16 @@ func (x *OX) recipientKeys(ctx context.Context, bare jid.JID, now time.Time) ([]
 	if err != nil {
 		return nil, err
 	}
-	var out []*ox.Key
+	var cands []*ox.Key
 	for _, k := range sk.keys {
 		i := sk.info[k.Fingerprint()]
-		if i.own || !i.announced || i.trust == store.Untrusted {
-			continue
+		if !i.own && i.announced && i.trust != store.Untrusted {
+			cands = append(cands, k)
 		}
-		if err := k.CanEncrypt(now); err != nil {
-			x.c.cfg.logger().Info("not encrypting to unusable OpenPGP key", "contact", bare.String(), "err", err)
-			continue
-		}
-		out = append(out, k)
+	}
+	out, unusable := ox.Recipients(now, cands)
+	for _, err := range unusable {
+		x.c.cfg.logger().Info("not encrypting to an unusable OpenPGP key", "contact", bare.String(), "err", err)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w by %s", ErrOXNoContactKey, bare)
