@@ -345,7 +345,14 @@ func (p *Pipeline) send(ctx context.Context, out *Outgoing, mechanism string) ([
 		return nil, fmt.Errorf("client: mechanism %s is not available", eme.DisplayName(mechanism, ""))
 	}
 	if !enabled {
-		return nil, fmt.Errorf("client: mechanism %s is not enabled", eme.DisplayName(mechanism, ""))
+		err := fmt.Errorf("client: %s is not enabled", eme.DisplayName(mechanism, ""))
+		p.mu.Lock()
+		hint := p.hints.For(mechanism, out.To.String())
+		p.mu.Unlock()
+		if hint != "" {
+			err = fmt.Errorf("%w; enable it with: %s", err, hint)
+		}
+		return nil, err
 	}
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
@@ -388,7 +395,12 @@ func (p *Pipeline) decorate(st *xmltree.Element, out *Outgoing, mechanism string
 	if st.AttrValue("type") == "" {
 		st.SetAttr("type", "chat")
 	}
-	if mechanism != "" {
+	// XEP-0380 tags and fallback bodies go only on messages that carry
+	// something to read: a body-less message (a chat state, a receipt) with
+	// a tag would show every other client an "unreadable message" notice
+	// for nothing.
+	carriesText := st.Child(NSClient, "body") != nil || (out != nil && out.Body != "")
+	if mechanism != "" && carriesText {
 		if st.Child(eme.NS, "encryption") == nil {
 			tag := eme.NewTag(mechanism)
 			e := xmltree.New(eme.NS, "encryption", "namespace", tag.Namespace)
@@ -456,12 +468,14 @@ func (p *Pipeline) incoming(in *inbound) {
 	if ev == nil {
 		return
 	}
-	p.c.emit(ev)
 	// XEP-0184: acknowledge only what was really delivered (read or, for a
-	// plaintext message, shown), and only for live messages.
+	// plaintext message, shown), and only for live messages. The receipt
+	// leaves before the event is handed on, so that a program that stops
+	// after the message it waited for does not lose the receipt.
 	if _, ok := ev.(*MessageEvent); ok && !in.origin.Copy() && in.origin.Carbon == NotCarbon {
 		p.maybeReceipt(in)
 	}
+	p.c.emit(ev)
 }
 
 func (p *Pipeline) archived(m ArchivedMessage) Event {

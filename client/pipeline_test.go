@@ -57,7 +57,7 @@ func inboundFrom(t *testing.T, raw string) *inbound {
 
 func TestDecorate(t *testing.T) {
 	c := newTestClient(t)
-	out := &Outgoing{To: jid.MustParse("alice@example.org/home"), Type: "chat", ID: "m1", Receipt: true}
+	out := &Outgoing{To: jid.MustParse("alice@example.org/home"), Type: "chat", ID: "m1", Body: "hello", Receipt: true}
 	for _, tc := range []struct {
 		ns       string
 		needs    Needs
@@ -94,6 +94,30 @@ func TestDecorate(t *testing.T) {
 		if st.AttrValue("to") != "alice@example.org/home" || st.AttrValue("type") != "chat" || st.AttrValue("id") != "m1" {
 			t.Errorf("%s: envelope %s", tc.ns, st)
 		}
+	}
+}
+
+// A message without text (a chat state, say) gets neither tag nor fallback
+// body: other clients would show an "unreadable message" for nothing.
+func TestDecorateBodyless(t *testing.T) {
+	c := newTestClient(t)
+	st := xmltree.New(NSClient, "message")
+	st.Append(xmltree.New(eme.OX, "openpgp").AppendText("AAAA"))
+	c.pipeline.decorate(st, &Outgoing{To: jid.MustParse("alice@example.org"), Type: "chat", ID: "m2"}, eme.OX, Needs{FallbackBody: true, Hints: []string{"store"}})
+	if st.Child(eme.NS, "encryption") != nil || st.Child(NSClient, "body") != nil {
+		t.Fatalf("body-less message decorated with a tag or fallback: %s", st)
+	}
+	if st.Child(NSHints, "store") == nil {
+		t.Fatalf("hints still apply: %s", st)
+	}
+}
+
+func TestSendNotEnabledHint(t *testing.T) {
+	c := newTestClient(t)
+	c.pipeline.Register(&fakeMech{ns: eme.OX}, false, "balcony ox keygen")
+	_, err := c.Send(context.Background(), &Outgoing{To: jid.MustParse("alice@example.org"), Body: "x"}, eme.OX)
+	if err == nil || !strings.Contains(err.Error(), "not enabled; enable it with: balcony ox keygen") {
+		t.Fatalf("got %v", err)
 	}
 }
 

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib.sh
-need_packages prosody openssl gnupg gcc libc6-dev pkg-config libotr5-dev libotr5-bin git
+need_packages prosody openssl gnupg gcc libc6-dev pkg-config libotr5-dev libotr5-bin go-sendxmpp git
 ensure_go
 # The Debian package may start a system instance; tests use their own.
 if command -v service >/dev/null; then service prosody stop >/dev/null 2>&1 || true; fi

@@ -103,7 +103,7 @@ type KeyEvent struct {
 //
 //   - OX: the first key is Blind (trust on first use, as Gajim does)
 //     unless Options.NoBlindTrust; every later key is Undecided until the
-//     user decides, and must not be encrypted to before.
+//     user decides (messages it signs are never shown as verified before).
 //   - OTR: every fingerprint, first or not, is recorded Undecided (OTR's
 //     "unverified"); a successful SMP run or a manual fingerprint
 //     comparison marks it Verified with SetTrust.

@@ -55,9 +55,11 @@ type TrustState int
 
 // Trust states.
 const (
-	// Undecided: the user has not decided. The key must not be used to
-	// encrypt until the user decides; messages signed by it are shown
-	// with a warning.
+	// Undecided: the user has not decided. Messages signed by it are
+	// shown with a warning and never as verified. Whether to encrypt to
+	// it is the mechanism's rule: OX encrypts to every announced key that
+	// is not Untrusted (XEP-0374 asks for all of a contact's keys), so a
+	// new device can read at once while the user still has to decide.
 	Undecided TrustState = iota
 	// Verified: the user compared the fingerprint out of band, or a
 	// protocol proof (OTR SMP, a confirmed ESession SAS) succeeded.

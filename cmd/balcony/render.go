@@ -140,6 +140,7 @@ type jsonEvent struct {
 	Security  string    `json:"security,omitempty"`
 	Verified  bool      `json:"verified,omitempty"`
 	Finger    string    `json:"fingerprint,omitempty"`
+	Trust     string    `json:"trust,omitempty"`
 	Warnings  []string  `json:"warnings,omitempty"`
 	Carbon    string    `json:"carbon,omitempty"`
 	Archived  bool      `json:"archived,omitempty"`
@@ -152,7 +153,7 @@ func (r *renderer) jsonEvent(ev client.Event) {
 	case *client.MessageEvent:
 		j = jsonEvent{Type: "message", Time: ev.Time, From: ev.From.String(), To: ev.To.String(), ID: ev.ID, Body: ev.Body,
 			Mechanism: ev.Security.Mechanism, Security: ev.Security.State(), Verified: ev.Security.Verified,
-			Finger: ev.Security.Fingerprint, Warnings: ev.Security.Warnings, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
+			Finger: ev.Security.Fingerprint, Trust: ev.Security.Trust, Warnings: ev.Security.Warnings, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
 	case *client.NoticeEvent:
 		j = jsonEvent{Type: "notice", Time: ev.Time, From: ev.From.String(), To: ev.To.String(), ID: ev.ID, Text: ev.Text,
 			Reason: ev.Reason, Mechanism: ev.Namespace, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
