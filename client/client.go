@@ -20,6 +20,7 @@ import (
 	"mellium.im/xmpp/dial"
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/internal/xmltree"
 )
 
@@ -621,7 +622,22 @@ func resultReply(req *xmltree.Element, payload ...*xmltree.Element) *xmltree.Ele
 func (c *Client) handleStanza(sess *xmpp.Session, t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 	st, err := xmltree.FromTokens(t, *start, nil)
 	if err != nil {
-		c.cfg.logger().Warn("dropping unparsable stanza", "err", err)
+		c.cfg.logger().Warn("unparsable stanza", "err", err)
+		if start.Name.Local == "message" {
+			// Nothing is dropped silently: the user learns that a message
+			// from this sender could not be read.
+			ev := &NoticeEvent{Time: c.cfg.now(), Reason: eme.ReasonUnreadable.String(),
+				Text: "A message could not be read: it is not a well-formed stanza (" + err.Error() + ")."}
+			for _, a := range start.Attr {
+				if a.Name.Local == "from" && a.Name.Space == "" {
+					ev.From, _ = jid.Parse(a.Value)
+				}
+				if a.Name.Local == "id" && a.Name.Space == "" {
+					ev.ID = a.Value
+				}
+			}
+			c.emit(ev)
+		}
 		return nil
 	}
 	if st.Name.Space != NSClient {

@@ -465,3 +465,25 @@ func TestIntegrationNoReceiptForUnreadable(t *testing.T) {
 		t.Fatalf("first receipt is for %q, want %q: the unreadable message was acknowledged", r.ID, ids[0])
 	}
 }
+
+// A message the client cannot parse (here: nested deeper than its limit)
+// still reaches the user as a notice naming the sender.
+func TestIntegrationUnparsableMessageNotice(t *testing.T) {
+	_, _, _, a, b := twoClients(t)
+	deep := xmltree.New("urn:example:deep", "x")
+	cur := deep
+	for i := 0; i < 80; i++ {
+		n := xmltree.New("urn:example:deep", "x")
+		cur.Append(n)
+		cur = n
+	}
+	st := xmltree.New(client.NSClient, "message", "to", b.JID().String(), "type", "chat", "id", "too-deep")
+	st.Append(xmltree.New(client.NSClient, "body").AppendText("hidden"), deep)
+	if err := a.SendElement(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	n := waitFor(t, b, func(n *client.NoticeEvent) bool { return n.ID == "too-deep" })
+	if !n.From.Equal(a.JID()) || n.Reason != "unreadable" || strings.Contains(n.Text, "hidden") {
+		t.Fatalf("notice %+v", n)
+	}
+}

@@ -5,6 +5,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/internal/xmltree"
 )
 
@@ -32,6 +33,8 @@ func (c *Client) processMessage(st *xmltree.Element) {
 	from, err := c.fromOrAccount(st)
 	if err != nil {
 		log.Warn("message with invalid from", "err", err)
+		c.emit(&NoticeEvent{ID: st.AttrValue("id"), Time: c.cfg.now(), Reason: eme.ReasonUnreadable.String(),
+			Text: "A message with an invalid sender address could not be read."})
 		return
 	}
 	if st.AttrValue("type") == "error" {
