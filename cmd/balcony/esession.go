@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -124,16 +123,6 @@ func (a storeSecrets) Replace(peer string, old *[32]byte, next esession.Secret) 
 	return a.st.ReplaceRetainedSecret(ctx, peer, o, store.RetainedSecret{Value: v[:], Verified: next.Verified, Created: next.Created})
 }
 
-// esessions maps each connected session to its mechanism.
-var esessions sync.Map // *session -> *client.ESession
-
-func esessionOf(s *session) *client.ESession {
-	if v, ok := esessions.Load(s); ok {
-		return v.(*client.ESession)
-	}
-	return nil
-}
-
 // setupESession registers the Encrypted Sessions mechanism, enabled, with
 // the retained secrets kept in the account's store.
 func setupESession(ctx context.Context, s *session) error {
@@ -150,7 +139,7 @@ func setupESession(ctx context.Context, s *session) error {
 		return err
 	}
 	s.client.Pipeline().Register(es, true, "")
-	esessions.Store(s, es)
+	s.esession = es
 	// XEP-0217 §6 asks to terminate every session before going offline,
 	// but the client closes its stream before the mechanisms' shutdown
 	// hooks run, and this file has no hook that runs earlier: contacts
@@ -308,7 +297,7 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 	if err := json.Unmarshal(raw, &a); err != nil {
 		return nil, err
 	}
-	es := esessionOf(s)
+	es := s.esession
 	if es == nil {
 		return nil, errors.New("this listener has no Encrypted Sessions mechanism")
 	}

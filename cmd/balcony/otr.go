@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -126,16 +125,6 @@ Flags:
 	registerControl("otr", handleOTR)
 }
 
-// otrMechs maps each connected session to its OTR mechanism.
-var otrMechs sync.Map // *session -> *client.OTR
-
-func otrOf(s *session) *client.OTR {
-	if v, ok := otrMechs.Load(s); ok {
-		return v.(*client.OTR)
-	}
-	return nil
-}
-
 // setupOTR loads (or creates on first use) the account's OTR key and
 // instance tag, reads the policy, and registers the OTR mechanism.
 func setupOTR(ctx context.Context, s *session) error {
@@ -160,7 +149,7 @@ func setupOTR(ctx context.Context, s *session) error {
 		return err
 	}
 	s.client.Pipeline().Register(o, true, "balcony otr start {jid}")
-	otrMechs.Store(s, o)
+	s.otr = o
 	return nil
 }
 
@@ -468,7 +457,7 @@ func handleOTR(ctx context.Context, s *session, raw json.RawMessage) (any, error
 		return nil, err
 	}
 	defer clear(a.Secret)
-	o := otrOf(s)
+	o := s.otr
 	if o == nil {
 		return nil, errors.New("this listener has no OTR mechanism")
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -128,16 +127,6 @@ func init() {
 	}
 }
 
-// oxMechanisms maps each connected session to its OX mechanism.
-var oxMechanisms sync.Map // *session -> *client.OX
-
-func oxOf(s *session) *client.OX {
-	if v, ok := oxMechanisms.Load(s); ok {
-		return v.(*client.OX)
-	}
-	return nil
-}
-
 // setupOX registers the OX mechanism with the account's keys: enabled when
 // the account has one, otherwise disabled with a hint to make one.
 func setupOX(ctx context.Context, s *session) error {
@@ -145,7 +134,7 @@ func setupOX(ctx context.Context, s *session) error {
 	if err != nil {
 		return fmt.Errorf("OpenPGP for XMPP: %w", err)
 	}
-	oxMechanisms.Store(s, x)
+	s.ox = x
 	return nil
 }
 
@@ -181,7 +170,7 @@ type oxResult struct {
 
 // doOX runs a request in a connected session.
 func doOX(ctx context.Context, s *session, a oxArgs) (*oxResult, error) {
-	x := oxOf(s)
+	x := s.ox
 	if x == nil {
 		return nil, errors.New("OpenPGP for XMPP is not set up in this session")
 	}
@@ -821,7 +810,7 @@ func runHistory(ctx context.Context, e *env, args []string) error {
 		}
 	}()
 	r := &renderer{w: e.stdout, json: *asJSON, color: e.isTerminal}
-	x := oxOf(sess)
+	x := sess.ox
 	if x == nil {
 		evs, err := sess.client.History(ctx, j.Bare(), *limit)
 		for _, ev := range evs {

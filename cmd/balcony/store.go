@@ -213,6 +213,11 @@ type session struct {
 	client   *client.Client
 	store    *store.Store
 	watchers watchers
+
+	// The mechanisms, set by their set-up functions (nil when absent).
+	ox       *client.OX
+	otr      *client.OTR
+	esession *client.ESession
 }
 
 // Close ends the XMPP session first (stream, TCP, then mechanisms, as
