@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,8 +56,30 @@ func controlPath(a *accountConfig) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(dir, "control.sock"), nil
+	p := filepath.Join(dir, "control.sock")
+	if len(p) < maxSocketPath {
+		return p, nil
+	}
+	// Unix socket paths are limited to about 104 bytes: for a deep data
+	// directory, use a per-user 0700 directory under the runtime or
+	// temporary directory, named by a hash of the account's directory.
+	base := os.Getenv("XDG_RUNTIME_DIR")
+	if base == "" {
+		base = os.TempDir()
+	}
+	sum := sha256.Sum256([]byte(dir))
+	rt := filepath.Join(base, fmt.Sprintf("balcony-%d", os.Getuid()))
+	if err := os.MkdirAll(rt, 0o700); err != nil {
+		return "", err
+	}
+	if fi, err := os.Lstat(rt); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		return "", fmt.Errorf("%s must be a directory with mode 0700", rt)
+	}
+	return filepath.Join(rt, hex.EncodeToString(sum[:8])+".sock"), nil
 }
+
+// maxSocketPath is below the smallest sun_path limit of common systems.
+const maxSocketPath = 100
 
 // serveControl listens on the account's control socket until ctx ends.
 func serveControl(ctx context.Context, s *session) (stop func(), err error) {

@@ -94,3 +94,23 @@ func TestKeysAndTrust(t *testing.T) {
 		t.Errorf("history:\n%s", out)
 	}
 }
+
+func TestControlPathLength(t *testing.T) {
+	short := t.TempDir()
+	t.Setenv("BALCONY_DATA_DIR", short)
+	a := &accountConfig{JID: "alice@example.org"}
+	p, err := controlPath(a)
+	if err != nil || p != filepath.Join(short, "alice@example.org", "control.sock") {
+		t.Fatalf("short: %s %v", p, err)
+	}
+	long := filepath.Join(short, strings.Repeat("d", 120))
+	t.Setenv("BALCONY_DATA_DIR", long)
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	p2, err := controlPath(a)
+	if err != nil || len(p2) >= maxSocketPath || !strings.HasSuffix(p2, ".sock") {
+		t.Fatalf("long: %s %v", p2, err)
+	}
+	if p3, _ := controlPath(&accountConfig{JID: "bob@example.org"}); p3 == p2 {
+		t.Fatal("two accounts share a socket")
+	}
+}
