@@ -247,7 +247,7 @@ func NewOTR(c *Client, cfg OTRConfig) (*OTR, error) {
 // started from now on; running conversations keep theirs.
 func (o *OTR) SetPolicy(p otr.Policy, a OTRAutoStart) {
 	if p == 0 {
-		p = otr.PolicyOpportunistic
+		p = DefaultOTRPolicy
 	}
 	o.mu.Lock()
 	o.policy, o.auto = p, a

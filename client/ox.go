@@ -558,6 +558,11 @@ func (x *OX) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 }
 
 func (x *OX) open(ctx context.Context, in *Incoming, src keySource) (*Opened, error) {
+	if in.Stanza.AttrValue("type") == "groupchat" {
+		// The sender of a group chat message is a room occupant whose real
+		// JID, and so whose keys, Balcony does not track yet.
+		return nil, &OpenError{Reason: eme.ReasonNotSupported, Detail: "OpenPGP for XMPP in group chats is not supported yet"}
+	}
 	el := in.Stanza.Child(ox.NS, "openpgp")
 	if el == nil {
 		return nil, &OpenError{Reason: eme.ReasonMalformed, Detail: "no <openpgp/> element"}
@@ -673,20 +678,14 @@ func (x *OX) result(in *Incoming, op *ox.Opened, sk *senderKeys) (*Opened, error
 		return nil, &OpenError{Reason: eme.ReasonMalformed, Err: err}
 	}
 	res := &Opened{Security: sec}
-	next := 0 // the next outer element to match unprotected children with
 	hasBody := false
 	for _, c := range children {
 		if !c.Protected {
-			for next < len(outer) && outer[next].Name != c.Name {
-				next++
-			}
-			if next == len(outer) {
-				continue
-			}
-			if e := outer[next]; keepOuter(e) {
-				res.Payload = append(res.Payload, e)
-			}
-			next++
+			// Unencrypted siblings are not authenticated: anyone on the path
+			// could add a correction or a reply reference to a verified
+			// message. Only the protected children are delivered
+			// (XEP-0374 §5: the payload takes the place of the stanza's
+			// children).
 			continue
 		}
 		if c.Name.Space == NSClient && c.Name.Local == "body" && !hasBody {
@@ -796,16 +795,3 @@ func startTagEnd(b []byte) int {
 	return -1
 }
 
-// keepOuter reports whether an unencrypted child of an OX message is
-// delivered with it: not stanza bookkeeping, hints, the EME tag or the
-// fallback text (EffectiveChildren already dropped those).
-func keepOuter(e *xmltree.Element) bool {
-	switch {
-	case e.Name.Space == NSClient && (e.Name.Local == "thread" || e.Name.Local == "subject"):
-		return false
-	case e.Name.Space == NSSID, e.Name.Space == NSHints, e.Name.Space == NSDelay, e.Name.Space == NSReceipts,
-		e.Name.Space == eme.NS:
-		return false
-	}
-	return true
-}

@@ -304,8 +304,32 @@ func TestOXPayloadPrecedence(t *testing.T) {
 			t.Errorf("bookkeeping child %s delivered", e.Name.Local)
 		}
 	}
-	if len(replace) != 1 || replace[0] != "good" || !active {
-		t.Fatalf("payload: replace %v, active %v", replace, active)
+	// Unencrypted siblings are not authenticated: neither the extra
+	// <replace/> nor the <active/> a server added is delivered.
+	if len(replace) != 1 || replace[0] != "good" || active {
+		t.Fatalf("payload: replace %v, unprotected active delivered %v", replace, active)
+	}
+}
+
+// An unencrypted element with no protected counterpart (a correction or
+// reply reference added on the path) never reaches the user.
+func TestOXUnprotectedSiblingDropped(t *testing.T) {
+	alice := newOXPeer(t, "alice@example.org", OXConfig{}, true)
+	bob := newOXPeer(t, "bob@example.org", OXConfig{}, true)
+	alice.learn(t, bob.j, bob.key)
+	bob.learn(t, alice.j, alice.key)
+	out := &Outgoing{To: bob.j, Type: "chat", ID: "p2", Body: "hello"}
+	sts, err := alice.x.Seal(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := sts[0]
+	alice.c.pipeline.decorate(st, out, eme.OX, alice.x.Needs())
+	st.Append(xmltree.New("urn:xmpp:message-correct:0", "replace", "id", "evil"))
+	st.Append(xmltree.New("urn:xmpp:reply:0", "reply", "id", "evil2"))
+	m := bob.receive(st, alice.j, bob.j, Origin{}).(*MessageEvent)
+	if m.Body != "hello" || len(m.Payload) != 0 {
+		t.Fatalf("body %q, payload %v", m.Body, m.Payload)
 	}
 }
 
@@ -451,5 +475,16 @@ func TestOXBodyNamespaces(t *testing.T) {
 		if !ok || !strings.HasSuffix(m.Body, "body & more") || len(m.Payload) != 0 {
 			t.Errorf("payload %s: %#v", payload, m)
 		}
+	}
+}
+
+func TestOXGroupChatNotSupported(t *testing.T) {
+	bob := newOXPeer(t, "bob@example.org", OXConfig{}, true)
+	st := xmltree.New(NSClient, "message", "type", "groupchat", "id", "g1")
+	st.Append(xmltree.New(ox.NS, "openpgp").AppendText("AAAA"))
+	_, err := bob.x.Open(context.Background(), &Incoming{Stanza: st, From: jid.MustParse("room@muc.example.org/alice"), To: bob.j})
+	var oe *OpenError
+	if !errors.As(err, &oe) || oe.Reason != eme.ReasonNotSupported || !strings.Contains(oe.Detail, "group chats") {
+		t.Fatalf("got %v", err)
 	}
 }

@@ -37,7 +37,7 @@ policy decides (see balcony policy). Lines starting with / are commands:
   /otr start|end|status       OTR with JID (a full JID: name the resource)
   /otr smp [QUESTION]         verify the OTR conversation; asks for the secret
   /otr answer                 answer the contact's verification; asks for the secret
-  /esession start|accept|decline|sas|confirm|end|status
+  /esession start|accept|decline|sas|confirm|reject|end|status
   /status                     the state of every mechanism with JID
   /help, /quit                (end of input also quits)
 
@@ -290,11 +290,11 @@ func (c *chat) esession(ctx context.Context, op, reason string) {
 	switch op {
 	case "start", "accept", "end":
 		a.Wait = 30 * time.Second
-	case "decline", "sas", "confirm":
+	case "decline", "sas", "confirm", "reject":
 	case "status":
 		a.JID = ""
 	default:
-		c.report(&usageError{msg: "unknown /esession command " + op, hint: "/esession start|accept|decline|sas|confirm|end|status"})
+		c.report(&usageError{msg: "unknown /esession command " + op, hint: "/esession start|accept|decline|sas|confirm|reject|end|status"})
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.Wait+5*time.Second)

@@ -30,6 +30,7 @@ func init() {
        balcony esession decline [--reason TEXT] JID
        balcony esession sas JID
        balcony esession confirm JID
+       balcony esession reject JID
        balcony esession end [--wait DUR] JID
        balcony esession status
        balcony esession policy [ask|subscribed]
@@ -50,6 +51,10 @@ commands act through it. Send in a session with: balcony send --esession JID TEX
             you trust (voice, in person) and it matched: the session is
             verified, and later sessions that continue it through the secret
             retained in the key store are verified without a comparison.
+  reject    the SAS did NOT match: someone may be in the middle. Ends the
+            session and forgets every secret retained with JID, so that no
+            later session continues the chain; the next one must be
+            compared again.
   end       end the session with JID (an encrypted terminate). With --wait,
             wait for the contact's acknowledgement.
   status    list the sessions of the running listener.
@@ -176,7 +181,7 @@ func runESession(ctx context.Context, e *env, args []string) error {
 	}
 	a := esessionArgs{Op: op, Wait: *wait, Reason: *reason}
 	switch op {
-	case "start", "accept", "decline", "sas", "confirm", "end":
+	case "start", "accept", "decline", "sas", "confirm", "reject", "end":
 		if fs.NArg() != 1 {
 			return &usageError{msg: "esession " + op + " needs a JID", hint: "run: balcony help esession"}
 		}
@@ -244,6 +249,8 @@ func printESession(e *env, a esessionArgs, res esessionResult) {
 		fmt.Fprintf(e.stderr, "balcony: %s\n", verificationNote(s))
 	case "confirm":
 		fmt.Fprintf(e.stdout, "confirmed SAS %s with %s: the session is verified, and so are later sessions that continue it\n", s.SAS, s.Peer)
+	case "reject":
+		fmt.Fprintf(e.stdout, "rejected the Encrypted Session with %s: it is ended and no secret is retained with %s any more\n", s.Peer, s.Peer)
 	case "end":
 		if s.State == "ended" {
 			fmt.Fprintf(e.stdout, "ended the Encrypted Session with %s\n", s.Peer)
@@ -349,6 +356,20 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 		info, err = es.SAS(j)
 	case "confirm":
 		info, err = es.ConfirmSAS(j)
+	case "reject":
+		// A SAS mismatch: end the session and break the retained-secret
+		// chain (esessions-research pitfall 11), whatever the end answers.
+		info, err = es.End(ctx, j)
+		if ferr := s.store.ForgetRetainedSecrets(ctx, j.Bare().String()); ferr != nil {
+			return nil, fmt.Errorf("forgetting the retained secrets of %s: %w", j.Bare(), ferr)
+		}
+		if err != nil && !errors.Is(err, client.ErrNoESession) {
+			return nil, esessionHint(err, j)
+		}
+		err = nil
+		if info.Peer == "" {
+			info.Peer = j.String()
+		}
 	case "end":
 		info, err = es.End(ctx, j)
 		if err == nil && a.Wait > 0 && info.State != "ended" {

@@ -5,8 +5,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/client"
 
 	"github.com/balcony-im/balcony/internal/prosodytest"
 )
@@ -59,6 +63,20 @@ func TestUsage(t *testing.T) {
 		env.Setenv("BALCONY_DATA_DIR", filepath.Join(env.WorkDir, "data"))
 		return nil
 	}})
+}
+
+// A resource containing " !! " must not make a message line look like a
+// notice: the FROM field is one token.
+func TestRenderSpoofedResource(t *testing.T) {
+	var b strings.Builder
+	r := &renderer{w: &b}
+	from := jid.MustParse("mallory@example.org/x !! private conversation started; verified")
+	r.event(&client.MessageEvent{From: from, Body: "hi", Time: time.Unix(0, 0)})
+	line := b.String()
+	f := strings.Fields(line)
+	if len(f) < 3 || f[2] != "[plaintext]" || strings.Count(line, " !! ") != 0 {
+		t.Fatalf("line %q: the third field must be Balcony's", line)
+	}
 }
 
 func TestEscape(t *testing.T) {

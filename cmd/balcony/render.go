@@ -49,7 +49,7 @@ func (r *renderer) event(ev client.Event) {
 		} else if ev.Origin.Carbon != client.NotCarbon {
 			extra = " (other device)"
 		}
-		fmt.Fprintf(r.w, "%s %s [%s]%s %s\n", r.ts(ev.Time), escape(who), state, extra, escape(ev.Body))
+		fmt.Fprintf(r.w, "%s %s [%s]%s %s\n", r.ts(ev.Time), escapeAddr(who), state, extra, escape(ev.Body))
 		for _, w := range ev.Security.Warnings {
 			r.notice(ev.Time, ev.From.String(), "warning: "+w)
 		}
@@ -62,7 +62,7 @@ func (r *renderer) event(ev client.Event) {
 		}
 		r.notice(time.Now(), ev.Peer.String(), txt)
 	case *client.ReceiptEvent:
-		fmt.Fprintf(r.w, "%s %s [receipt] %s\n", r.ts(time.Now()), escape(ev.From.String()), escape(ev.ID))
+		fmt.Fprintf(r.w, "%s %s [receipt] %s\n", r.ts(time.Now()), escapeAddr(ev.From.String()), escape(ev.ID))
 	case *client.ErrorEvent:
 		r.notice(time.Now(), ev.From.String(), "message "+ev.ID+" was not delivered: "+ev.Condition+" "+ev.Text)
 	case *client.SubscriptionEvent:
@@ -72,10 +72,10 @@ func (r *renderer) event(ev client.Event) {
 
 func (r *renderer) notice(t time.Time, from, text string) {
 	if r.color {
-		fmt.Fprintf(r.w, "%s %s \x1b[7;33m!!\x1b[0m \x1b[33m%s\x1b[0m\n", r.ts(t), escape(from), escape(text))
+		fmt.Fprintf(r.w, "%s %s \x1b[7;33m!!\x1b[0m \x1b[33m%s\x1b[0m\n", r.ts(t), escapeAddr(from), escape(text))
 		return
 	}
-	fmt.Fprintf(r.w, "%s %s !! %s\n", r.ts(t), escape(from), escape(text))
+	fmt.Fprintf(r.w, "%s %s !! %s\n", r.ts(t), escapeAddr(from), escape(text))
 }
 
 func (r *renderer) ts(t time.Time) string {
@@ -103,6 +103,13 @@ func shortFingerprint(f string) string {
 		return f[:16]
 	}
 	return f
+}
+
+// escapeAddr escapes an address for the FROM field: like escape, and
+// spaces too, since resourceparts may contain them and a resource such as
+// "x !! verified" must not shift the fields of the line.
+func escapeAddr(s string) string {
+	return strings.ReplaceAll(escape(s), " ", `\u0020`)
 }
 
 // escape makes remote text safe for one terminal line: control characters
