@@ -794,4 +794,3 @@ func startTagEnd(b []byte) int {
 	}
 	return -1
 }
-
