@@ -127,28 +127,63 @@ func runChat(ctx context.Context, e *env, args []string) error {
 	}()
 	fmt.Fprintf(errw, "balcony: chatting with %s as %s; /help for commands\n", peer, sess.client.JID())
 
-	lines := make(chan string)
+	// One reader, and it reads only when asked: a secret typed on the
+	// terminal must reach term.ReadPassword, never a reader that is
+	// already waiting for the next chat line.
+	in := newLineReader(e.stdin)
+	c := &chat{e: &ce, sess: sess, peer: peer, mech: mech, explicit: explicit, in: in}
+	for {
+		line, ok := in.next(ctx)
+		if !ok {
+			return nil
+		}
+		if quit := c.handle(ctx, line); quit {
+			return nil
+		}
+	}
+}
+
+// lineReader reads lines from r on demand, so that nothing reads the
+// input between two requests.
+type lineReader struct {
+	req  chan struct{}
+	resp chan lineResult
+}
+
+type lineResult struct {
+	line string
+	ok   bool
+}
+
+func newLineReader(r io.Reader) *lineReader {
+	lr := &lineReader{req: make(chan struct{}), resp: make(chan lineResult)}
 	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(e.stdin)
+		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 64*1024), 1<<20)
-		for sc.Scan() {
-			lines <- sc.Text()
+		for range lr.req {
+			ok := sc.Scan()
+			lr.resp <- lineResult{sc.Text(), ok}
+			if !ok {
+				return
+			}
 		}
 	}()
-	c := &chat{e: &ce, sess: sess, peer: peer, mech: mech, explicit: explicit, lines: lines}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case line, ok := <-lines:
-			if !ok {
-				return nil
-			}
-			if quit := c.handle(ctx, line); quit {
-				return nil
-			}
-		}
+	return lr
+}
+
+// next returns the next line, or false at the end of input or when ctx
+// ends (the pending read is then abandoned with the process).
+func (lr *lineReader) next(ctx context.Context) (string, bool) {
+	select {
+	case lr.req <- struct{}{}:
+	case <-ctx.Done():
+		return "", false
+	}
+	select {
+	case r := <-lr.resp:
+		return r.line, r.ok
+	case <-ctx.Done():
+		return "", false
 	}
 }
 
@@ -158,7 +193,7 @@ type chat struct {
 	peer     jid.JID
 	mech     string
 	explicit bool
-	lines    <-chan string
+	in       *lineReader
 }
 
 // handle runs one input line; it reports whether to quit. Errors are
@@ -219,15 +254,16 @@ func (c *chat) report(err error) {
 	}
 }
 
-// secret reads a secret without echo on a terminal, else the next line.
-func (c *chat) secret(prompt string) ([]byte, error) {
+// secret reads a secret without echo on a terminal (no other read of the
+// input is pending: lines are read only on request), else the next line.
+func (c *chat) secret(ctx context.Context, prompt string) ([]byte, error) {
 	if f, ok := c.e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		fmt.Fprint(c.e.stderr, prompt)
 		b, err := term.ReadPassword(int(f.Fd()))
 		fmt.Fprintln(c.e.stderr)
 		return b, err
 	}
-	line, ok := <-c.lines
+	line, ok := c.in.next(ctx)
 	if !ok {
 		return nil, errors.New("no secret given")
 	}
@@ -263,7 +299,7 @@ func (c *chat) otr(ctx context.Context, f []string) {
 			a.Op = "smp-answer"
 		}
 		a.Question = strings.Join(f[1:], " ")
-		s, err := c.secret("SMP secret: ")
+		s, err := c.secret(ctx, "SMP secret: ")
 		if err != nil {
 			c.report(err)
 			return
