@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,6 +77,45 @@ func TestRenderSpoofedResource(t *testing.T) {
 	f := strings.Fields(line)
 	if len(f) < 3 || f[2] != "[plaintext]" || strings.Count(line, " !! ") != 0 {
 		t.Fatalf("line %q: the third field must be Balcony's", line)
+	}
+}
+
+func TestRenderInvisibleResource(t *testing.T) {
+	for _, res := range []string{"x\u2800!!\u2800verified", "x\u3000!!\u3000y", "x\u200b!!"} {
+		from, err := jid.Parse("m@example.org/" + res)
+		if err != nil {
+			continue // PRECIS refuses it: it cannot arrive as an address
+		}
+		var b strings.Builder
+		r := &renderer{w: &b}
+		r.event(&client.MessageEvent{From: from, Body: "hi", Time: time.Unix(0, 0)})
+		if f := strings.Fields(b.String()); len(f) < 3 || f[2] != "[plaintext]" || strings.ContainsAny(b.String(), "\u2800\u3000\u200b") {
+			t.Errorf("resource %q: %q", res, b.String())
+		}
+	}
+}
+
+func TestRenderJSONEscapes(t *testing.T) {
+	var b strings.Builder
+	r := &renderer{w: &b, json: true}
+	r.event(&client.MessageEvent{From: jid.MustParse("m@example.org/r"), Body: "a\u009b31m\u202eevil\u2028x", Time: time.Unix(0, 0)})
+	out := b.String()
+	if strings.ContainsAny(out, "\u009b\u202e\u2028") || !strings.Contains(out, `\u202e`) || !strings.Contains(out, `\u009b`) {
+		t.Fatalf("json %q", out)
+	}
+	var v map[string]any
+	if err := json.Unmarshal([]byte(out), &v); err != nil || v["body"] != "a\u009b31m\u202eevil\u2028x" {
+		t.Fatalf("does not decode back: %v %v", v, err)
+	}
+}
+
+func TestRenderBodylessWarnings(t *testing.T) {
+	var b strings.Builder
+	r := &renderer{w: &b}
+	r.event(&client.MessageEvent{From: jid.MustParse("m@example.org/r"), Time: time.Unix(0, 0),
+		Security: client.Security{Warnings: []string{"sent in the clear"}}})
+	if !strings.Contains(b.String(), " !! warning: sent in the clear") {
+		t.Fatalf("got %q", b.String())
 	}
 }
 

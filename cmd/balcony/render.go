@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/balcony-im/balcony/client"
 )
@@ -36,7 +37,12 @@ func (r *renderer) event(ev client.Event) {
 	switch ev := ev.(type) {
 	case *client.MessageEvent:
 		if ev.Body == "" {
-			return // chat states and other body-less plaintext: nothing to show
+			// Chat states and other body-less messages: nothing to show,
+			// but their warnings still are.
+			for _, w := range ev.Security.Warnings {
+				r.notice(ev.Time, ev.From.String(), "warning: "+w)
+			}
+			return
 		}
 		who := ev.From.String()
 		if ev.Origin.Carbon == client.CarbonSent {
@@ -106,10 +112,28 @@ func shortFingerprint(f string) string {
 }
 
 // escapeAddr escapes an address for the FROM field: like escape, and
-// spaces too, since resourceparts may contain them and a resource such as
-// "x !! verified" must not shift the fields of the line.
+// every space or invisible character too (resourceparts may contain them),
+// so that a resource such as "x !! verified" cannot shift the fields of
+// the line, visibly or not.
 func escapeAddr(s string) string {
-	return strings.ReplaceAll(escape(s), " ", `\u0020`)
+	var b strings.Builder
+	for _, r := range escape(s) {
+		if unicode.IsSpace(r) || !unicode.IsGraphic(r) || blank(r) {
+			fmt.Fprintf(&b, `\u%04x`, r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// blank reports graphic characters that render as empty space.
+func blank(r rune) bool {
+	switch r {
+	case '\u2800', '\u3164', '\u115f', '\u1160', '\uffa0', '\u180e', '\u200b', '\u2060', '\ufeff':
+		return true
+	}
+	return unicode.Is(unicode.Zs, r)
 }
 
 // escape makes remote text safe for one terminal line: control characters
@@ -174,5 +198,28 @@ func (r *renderer) jsonEvent(ev client.Event) {
 		return
 	}
 	b, _ := json.Marshal(j)
-	r.w.Write(append(b, '\n'))
+	r.w.Write(append(jsonSafe(b), '\n'))
+}
+
+// jsonSafe escapes what encoding/json leaves raw but a terminal or a
+// careless consumer would interpret: C1 controls and bidirectional
+// formatting characters (\u escapes are valid in any JSON string).
+func jsonSafe(b []byte) []byte {
+	var out []byte
+	for i, r := range string(b) {
+		if (unicode.IsControl(r) && r > 0x7f) || unicode.Is(unicode.Bidi_Control, r) || r == '\u2028' || r == '\u2029' {
+			if out == nil {
+				out = append(make([]byte, 0, len(b)+16), b[:i]...)
+			}
+			out = fmt.Appendf(out, `\u%04x`, r)
+			continue
+		}
+		if out != nil {
+			out = utf8.AppendRune(out, r)
+		}
+	}
+	if out == nil {
+		return b
+	}
+	return out
 }
