@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,13 +22,19 @@ import (
 // start", "balcony esession sas" or "balcony send --otr" must run there.
 //
 // The socket is <data dir>/<account>/control.sock, in the account's 0700
-// directory, with mode 0600. The protocol is one JSON request line and one
-// JSON response line per connection.
+// directory, with mode 0600 (or, when that path is too long for a Unix
+// socket, in a 0700 directory of the user's under $XDG_RUNTIME_DIR or the
+// temporary directory). On Linux both ends check that the other process
+// belongs to the same user (SO_PEERCRED). The protocol is one JSON request
+// line, carrying the caller's deadline, and one JSON response line per
+// connection.
 
 type controlRequest struct {
 	Cmd  string          `json:"cmd"`
 	Args json.RawMessage `json:"args,omitempty"`
 	Lang string          `json:"lang,omitempty"`
+	// Deadline is the caller's: the handler gives up with it.
+	Deadline time.Time `json:"deadline,omitempty"`
 }
 
 type controlResponse struct {
@@ -72,8 +79,8 @@ func controlPath(a *accountConfig) (string, error) {
 	if err := os.MkdirAll(rt, 0o700); err != nil {
 		return "", err
 	}
-	if fi, err := os.Lstat(rt); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
-		return "", fmt.Errorf("%s must be a directory with mode 0700", rt)
+	if fi, err := os.Lstat(rt); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 || !ownedByMe(fi) {
+		return "", fmt.Errorf("%s must be a directory of yours with mode 0700", rt)
 	}
 	return filepath.Join(rt, hex.EncodeToString(sum[:8])+".sock"), nil
 }
@@ -82,6 +89,8 @@ func controlPath(a *accountConfig) (string, error) {
 const maxSocketPath = 100
 
 // serveControl listens on the account's control socket until ctx ends.
+// Only one listener per account may serve: a lock file next to the socket
+// settles races between two starting at once.
 func serveControl(ctx context.Context, s *session) (stop func(), err error) {
 	path, err := controlPath(s.acct)
 	if err != nil {
@@ -90,23 +99,32 @@ func serveControl(ctx context.Context, s *session) (stop func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	// A socket left by a listener that was killed: remove it if nobody
-	// answers on it.
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if !lockFile(lock) {
+		lock.Close()
 		return nil, withHint(errors.New("another balcony listen is running for "+s.acct.JID), "stop it first, or send commands to it (balcony send, balcony otr, balcony esession use it)")
 	}
+	// Holding the lock, a socket left by a killed listener is stale.
 	os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
+		lock.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]bool{}
+	)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -115,10 +133,22 @@ func serveControl(ctx context.Context, s *session) (stop func(), err error) {
 			if err != nil {
 				return
 			}
+			// Only processes of this user may drive the session (the
+			// directory is 0700 too).
+			if uid, ok := peerUID(conn); ok && uid != os.Getuid() {
+				conn.Close()
+				continue
+			}
+			mu.Lock()
+			conns[conn] = true
+			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				handleControl(ctx, s, conn)
+				mu.Lock()
+				delete(conns, conn)
+				mu.Unlock()
 			}()
 		}
 	}()
@@ -126,25 +156,43 @@ func serveControl(ctx context.Context, s *session) (stop func(), err error) {
 		cancel()
 		ln.Close()
 		os.Remove(path)
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
 		wg.Wait()
+		lock.Close()
 	}, nil
 }
+
+// controlReadTimeout bounds how long a connection may take to send its
+// request, so that an idle client cannot hold the listener open.
+const controlReadTimeout = 10 * time.Second
 
 func handleControl(ctx context.Context, s *session, conn net.Conn) {
 	defer conn.Close()
 	var req controlRequest
-	r := bufio.NewReader(conn)
+	conn.SetReadDeadline(time.Now().Add(controlReadTimeout))
+	r := bufio.NewReader(io.LimitReader(conn, 1<<20))
 	line, err := r.ReadBytes('\n')
 	if err != nil {
 		return
 	}
+	conn.SetReadDeadline(time.Time{})
 	resp := controlResponse{}
 	if err := json.Unmarshal(line, &req); err != nil {
 		resp.Error = "malformed control request"
 	} else if h, ok := controlHandlers[req.Cmd]; !ok {
 		resp.Error = fmt.Sprintf("unknown control request %q", req.Cmd)
 	} else {
-		res, err := h(ctx, s, req.Args)
+		hctx := ctx
+		if !req.Deadline.IsZero() {
+			var cancel context.CancelFunc
+			hctx, cancel = context.WithDeadline(ctx, req.Deadline)
+			defer cancel()
+		}
+		res, err := h(hctx, s, req.Args)
 		if err != nil {
 			resp.Error = err.Error()
 			var he *hintError
@@ -178,14 +226,19 @@ func callControl(ctx context.Context, e *env, a *accountConfig, cmd string, args
 		return errNoListener
 	}
 	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
+	// The other end must be a listener of this user.
+	if uid, ok := peerUID(conn); ok && uid != os.Getuid() {
+		return fmt.Errorf("the control socket %s belongs to another user (uid %d); refusing to use it", path, uid)
+	}
+	dl, _ := ctx.Deadline()
+	if !dl.IsZero() {
 		conn.SetDeadline(dl)
 	}
 	raw, err := json.Marshal(args)
 	if err != nil {
 		return err
 	}
-	b, _ := json.Marshal(controlRequest{Cmd: cmd, Args: raw, Lang: e.lang})
+	b, _ := json.Marshal(controlRequest{Cmd: cmd, Args: raw, Lang: e.lang, Deadline: dl})
 	if _, err := conn.Write(append(b, '\n')); err != nil {
 		return err
 	}
