@@ -41,7 +41,7 @@ type Config struct {
 	CAFile string
 
 	// TLSMinVersion and TLSMaxVersion bound the TLS versions (defaults:
-	// TLS 1.2 to TLS 1.3). Forcing TLS 1.2 makes SCRAM-*-PLUS with
+	// TLS 1.2 to TLS 1.3; a minimum below TLS 1.2 is raised to it). Forcing TLS 1.2 makes SCRAM-*-PLUS with
 	// tls-unique channel binding available on servers that lack
 	// tls-exporter.
 	TLSMinVersion, TLSMaxVersion uint16
@@ -132,7 +132,9 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 		}
 	}
 	minV, maxV := c.TLSMinVersion, c.TLSMaxVersion
-	if minV == 0 {
+	if minV < tls.VersionTLS12 {
+		// TLS 1.2 is the floor (SECURITY.md); older versions are refused
+		// even when asked for.
 		minV = tls.VersionTLS12
 	}
 	return &tls.Config{

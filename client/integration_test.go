@@ -487,3 +487,38 @@ func TestIntegrationUnparsableMessageNotice(t *testing.T) {
 		t.Fatalf("notice %+v", n)
 	}
 }
+
+// Shortcuts for receipts, archive results and delays never hide a message
+// or let a sender fake them.
+func TestIntegrationNoSilentShortcuts(t *testing.T) {
+	_, _, _, a, b := twoClients(t)
+	ctx := context.Background()
+	send := func(children ...*xmltree.Element) string {
+		id := client.NewID()
+		st := xmltree.New(client.NSClient, "message", "to", b.JID().String(), "type", "chat", "id", id)
+		for _, c := range children {
+			st.Append(c)
+		}
+		if err := a.SendElement(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	// A "receipt" that carries an encrypted payload is a message to report.
+	id := send(xmltree.New(client.NSReceipts, "received", "id", "x"), xmltree.New("urn:xmpp:openpgp:0", "openpgp").AppendText("AAAA"))
+	if n := waitFor(t, b, func(n *client.NoticeEvent) bool { return true }); n.ID != id || n.Namespace != "urn:xmpp:openpgp:0" {
+		t.Fatalf("receipt with payload: %+v", n)
+	}
+	// An archive <result/> from a contact is not our archive: it is shown.
+	id = send(xmltree.New(client.NSMAM, "result", "queryid", "q", "id", "r"), xmltree.New(client.NSClient, "body").AppendText("with a result"))
+	if m := waitFor(t, b, func(m *client.MessageEvent) bool { return m.Body != "" }); m.ID != id || m.Body != "with a result" {
+		t.Fatalf("result from a contact: %+v", m)
+	}
+	// A delay the sender added itself does not date the message back.
+	old := "2001-01-01T00:00:00Z"
+	send(xmltree.New(client.NSDelay, "delay", "stamp", old, "from", a.JID().String()), xmltree.New(client.NSClient, "body").AppendText("dated"))
+	m := waitFor(t, b, func(m *client.MessageEvent) bool { return m.Body == "dated" })
+	if m.Origin.Delayed || m.Time.Year() == 2001 {
+		t.Fatalf("sender-made delay believed: %+v", m)
+	}
+}

@@ -66,20 +66,18 @@ func (m *mamState) collect(c *Client, st *xmltree.Element) bool {
 	if r == nil {
 		return false
 	}
+	// Results for our own archive come from our bare JID (we only query
+	// our own archive); anything else carrying <result/> is an ordinary
+	// message and goes through the pipeline like any other.
 	from, err := c.fromOrAccount(st)
-	if err != nil {
-		return true
+	if err != nil || !from.Equal(c.JID().Bare()) {
+		return false
 	}
 	m.mu.Lock()
 	col, ok := m.pending[r.AttrValue("queryid")]
 	m.mu.Unlock()
 	if !ok {
-		// A result nobody asked for (or from a query that timed out).
-		return true
-	}
-	// Results for our own archive come from our bare JID; we only query our
-	// own archive.
-	if !from.Equal(c.JID().Bare()) {
+		// A result of our own archive for a query that timed out.
 		return true
 	}
 	inner, stamp, ok := unwrapForwarded(r)

@@ -558,10 +558,12 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 		p.byTag[t] = conv
 	}
 	var events []*SecurityEvent
-	var unreadable, otherInstance, malformed, secure bool
+	var unreadable, otherInstance, malformed, secure, unencrypted bool
 	toSend := res.ToSend
 	for _, e := range res.Events {
 		switch e.Kind {
+		case otr.EventUnencrypted:
+			unencrypted = true
 		case otr.EventUnreadable:
 			unreadable = true
 		case otr.EventOtherInstance:
@@ -644,7 +646,11 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 			events = append(events, &SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: "otr-available",
 				Text: in.From.String() + " can talk privately with OTR (start with: balcony otr start " + in.From.String() + ")"})
 		}
-		return &Opened{Body: string(res.Plaintext), Events: events}, nil
+		op := &Opened{Body: string(res.Plaintext), Events: events}
+		if unencrypted || state == otr.Encrypted {
+			op.Security.Warnings = append(op.Security.Warnings, "this message was sent in the clear, outside the private OTR conversation with "+in.From.String())
+		}
+		return op, nil
 	}
 	if res.Plaintext == nil {
 		return &Opened{Silent: true, Events: events}, nil

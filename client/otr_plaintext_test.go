@@ -40,3 +40,20 @@ func TestOTRPlaintextObserver(t *testing.T) {
 		t.Fatalf("warnings %v", w)
 	}
 }
+
+// Plaintext carrying a whitespace tag during a private conversation is
+// flagged too.
+func TestOTRTaggedPlaintextDuringPrivateConversation(t *testing.T) {
+	tag := string(otr.WhitespaceTag(otr.PolicyOpportunistic))
+	n := newMemNet(t)
+	alice := n.add("alice@example.org/home", testKey(t, 4), OTRConfig{})
+	bob := n.add("bob@example.net/desk", testKey(t, 3), OTRConfig{})
+	private(t, n, alice, bob)
+	bob.sendPlain(alice, "in the clear"+tag)
+	n.pump()
+	m := alice.lastMessage(t)
+	if m.Body != "in the clear" || m.Security.Encrypted() || len(m.Security.Warnings) == 0 ||
+		!strings.Contains(m.Security.Warnings[0], "outside the private OTR conversation") {
+		t.Fatalf("message %+v", m)
+	}
+}

@@ -144,6 +144,7 @@ func (n *memNet) deliver(m memStanza) {
 	in := &Incoming{Stanza: st, From: m.from, To: m.to, Origin: m.origin, Detection: det, Time: time.Now()}
 	if !det.Encrypted && !det.Control {
 		body := st.ChildText(NSClient, "body")
+		var sec Security
 		if det.OTR == eme.OTRWhitespaceTag && !m.origin.Copy() {
 			opened, err := to.o.Open(context.Background(), in)
 			if err != nil {
@@ -151,8 +152,9 @@ func (n *memNet) deliver(m memStanza) {
 			}
 			to.events = append(to.events, opened.Events...)
 			body = opened.Body
+			sec.Warnings = opened.Security.Warnings
 		}
-		to.messages = append(to.messages, &MessageEvent{From: m.from, Body: body, Origin: m.origin})
+		to.messages = append(to.messages, &MessageEvent{From: m.from, Body: body, Security: sec, Origin: m.origin})
 		return
 	}
 	opened, err := to.o.Open(context.Background(), in)

@@ -531,6 +531,7 @@ func (p *Pipeline) open(ctx context.Context, in *inbound) Event {
 				if opened, err := m.Open(ctx, p.incomingFor(in, det)); err == nil {
 					p.afterOpen(ctx, in, eme.OTR, opened)
 					body = opened.Body
+					base.Security.Warnings = append(base.Security.Warnings, opened.Security.Warnings...)
 				}
 			} else {
 				body = StripOTRWhitespaceTag(body)

@@ -90,23 +90,45 @@ func (c *Client) processMessage(st *xmltree.Element) {
 		break
 	}
 
-	// XEP-0163 notifications come from a contact's (or our own) bare JID.
-	if ev := in.st.Child(NSPubSubEvent, "event"); ev != nil && in.origin.Carbon == NotCarbon {
+	// XEP-0163 notifications come from a contact's (or our own) bare JID;
+	// they carry nothing else to read. A notification that also carries a
+	// body or a payload goes through the pipeline as well, so that nothing
+	// in it is dropped silently.
+	bare := in.from.Resourcepart() == ""
+	if ev := in.st.Child(NSPubSubEvent, "event"); ev != nil && in.origin.Carbon == NotCarbon && bare {
 		c.processPEP(in.from, ev)
-		return
+		if !carriesContent(in.st) {
+			return
+		}
 	}
+	// XEP-0203: a delay is believed only when our server or the sender's
+	// server added it (offline storage); a sender cannot date its own
+	// message back.
 	if d := in.st.Child(NSDelay, "delay"); d != nil && in.origin.Carbon == NotCarbon {
-		if t, err := time.Parse(time.RFC3339Nano, d.AttrValue("stamp")); err == nil {
-			in.time = t
-			in.origin.Delayed = true
+		by := d.AttrValue("from")
+		if by == c.JID().Domainpart() || by == in.from.Domainpart() || by == c.JID().Bare().String() {
+			if t, err := time.Parse(time.RFC3339Nano, d.AttrValue("stamp")); err == nil {
+				in.time = t
+				in.origin.Delayed = true
+			}
 		}
 	}
 	in.origin.StanzaID = c.ownStanzaID(in.st)
-	if r := in.st.Child(NSReceipts, "received"); r != nil && in.st.Child(NSClient, "body") == nil && in.origin.Carbon == NotCarbon {
+	if r := in.st.Child(NSReceipts, "received"); r != nil && !carriesContent(in.st) && in.origin.Carbon == NotCarbon {
 		c.emit(&ReceiptEvent{From: in.from, ID: r.AttrValue("id")})
 		return
 	}
 	c.pipeline.incoming(in)
+}
+
+// carriesContent reports whether a message has something to read: a body
+// or a payload any mechanism would treat as encrypted.
+func carriesContent(st *xmltree.Element) bool {
+	if st.Child(NSClient, "body") != nil {
+		return true
+	}
+	det, err := eme.Detect(st.Marshal(""))
+	return err != nil || det.Encrypted || det.Control
 }
 
 // unwrapForwarded returns the message inside a carbons or MAM wrapper's
