@@ -132,7 +132,6 @@ type ESession struct {
 	c *Client
 	m *esession.Manager
 
-	sendMu sync.Mutex // orders the stanzas ESession sends itself
 
 	mu      sync.Mutex
 	extra   map[*esession.Session]*sessionExtra
@@ -223,7 +222,7 @@ func (e *ESession) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element,
 	o, err := s.Seal(content)
 	if err != nil {
 		if errors.Is(err, esession.ErrKeyExhausted) {
-			e.terminate(ctx, s)
+			e.terminateLocked(ctx, s) // the pipeline holds its send lock
 		}
 		return nil, fmt.Errorf("client: Encrypted Session with %s: %w", s.Peer(), err)
 	}
@@ -416,9 +415,11 @@ func (e *ESession) receive(ctx context.Context, in *Incoming) (esession.Result, 
 	inb.From = in.From.String()
 	inb.Subscribed = e.c.Subscribed(in.From)
 	inb.Delayed = inb.Delayed || in.Origin.Delayed
+	unlock := e.lockSend()
 	res, _ := e.m.Receive(inb) // errors come with events
-	e.track(res.Events)
 	e.send(ctx, res.Out)
+	unlock()
+	e.track(res.Events)
 	for _, ev := range res.Events {
 		if est, ok := ev.(esession.Established); ok {
 			e.directedPresence(ctx, est.Session.Peer())
@@ -665,14 +666,23 @@ func (e *ESession) stanza(o esession.Outbound) (*xmltree.Element, error) {
 	return st, nil
 }
 
+// lockSend takes the pipeline's send lock: stanzas that use a session's
+// counters (encrypted terminates and acknowledgements) must be produced and
+// written without a sealed user message in between, or they arrive out of
+// order and end the session (XEP-0200 §7).
+func (e *ESession) lockSend() func() {
+	mu := &e.c.pipeline.sendMu
+	mu.Lock()
+	return mu.Unlock
+}
+
 // send sends engine stanzas in order, each with a new id remembered for
-// routing errors.
+// routing errors. The caller holds the pipeline's send lock (lockSend)
+// from the moment the engine produced them.
 func (e *ESession) send(ctx context.Context, out []esession.Outbound) error {
 	if len(out) == 0 {
 		return nil
 	}
-	e.sendMu.Lock()
-	defer e.sendMu.Unlock()
 	var first error
 	for _, o := range out {
 		st, err := e.stanza(o)
@@ -777,9 +787,11 @@ func (e *ESession) MessageError(ev *ErrorEvent) []*SecurityEvent {
 	if ev.Text != "" {
 		errEl.Append(xmltree.New(NSStanzas, "text").AppendText(ev.Text))
 	}
+	unlock := e.lockSend()
 	res, _ := e.m.Receive(&esession.Inbound{From: ev.From.String(), Type: "error", Thread: ref.thread, Error: errEl.Marshal(NSClient)})
-	e.track(res.Events)
 	e.send(context.Background(), res.Out)
+	unlock()
+	e.track(res.Events)
 	e.notify()
 	var out []*SecurityEvent
 	for _, x := range res.Events {
@@ -849,7 +861,9 @@ func (e *ESession) Closing(ctx context.Context) error { return e.TerminateAll(ct
 // before going offline, sending the encrypted terminate forms, and wipes
 // every session. Client.Close calls it (through Closing).
 func (e *ESession) TerminateAll(ctx context.Context) error {
+	unlock := e.lockSend()
 	err := e.send(ctx, e.m.TerminateAll())
+	unlock()
 	e.notify()
 	return err
 }
@@ -883,7 +897,10 @@ func (e *ESession) Start(ctx context.Context, peer jid.JID) (ESessionInfo, error
 	if err != nil {
 		return ESessionInfo{}, fmt.Errorf("client: %w", err)
 	}
-	if err := e.send(ctx, []esession.Outbound{o}); err != nil {
+	unlock := e.lockSend()
+	err = e.send(ctx, []esession.Outbound{o})
+	unlock()
+	if err != nil {
 		e.m.Forget(s.PeerBare(), s.Thread())
 		return ESessionInfo{}, err
 	}
@@ -943,11 +960,13 @@ func (e *ESession) Accept(ctx context.Context, peer jid.JID) (ESessionInfo, erro
 	if err != nil {
 		return ESessionInfo{}, err
 	}
+	unlock := e.lockSend()
 	res, aerr := s.Accept()
+	serr := e.send(ctx, res.Out)
+	unlock()
 	e.mu.Lock()
 	e.extraLocked(s).asking = false
 	e.mu.Unlock()
-	serr := e.send(ctx, res.Out)
 	e.emitAll(jid.JID{}, e.eventsOf(res.Events))
 	e.notify()
 	if aerr != nil {
@@ -970,7 +989,9 @@ func (e *ESession) Decline(ctx context.Context, peer jid.JID, reason string) (ES
 	if err != nil {
 		return e.info(s), fmt.Errorf("client: %w", err)
 	}
+	unlock := e.lockSend()
 	err = e.send(ctx, []esession.Outbound{o})
+	unlock()
 	e.notify()
 	return e.info(s), err
 }
@@ -1039,6 +1060,13 @@ func (e *ESession) End(ctx context.Context, peer jid.JID) (ESessionInfo, error) 
 }
 
 func (e *ESession) terminate(ctx context.Context, s *esession.Session) error {
+	unlock := e.lockSend()
+	defer unlock()
+	return e.terminateLocked(ctx, s)
+}
+
+// terminateLocked is terminate for a caller that holds the send lock.
+func (e *ESession) terminateLocked(ctx context.Context, s *esession.Session) error {
 	res, err := s.Terminate()
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
