@@ -132,7 +132,6 @@ type ESession struct {
 	c *Client
 	m *esession.Manager
 
-
 	mu      sync.Mutex
 	extra   map[*esession.Session]*sessionExtra
 	sent    map[string]sessionRef // stanza id -> session, for error stanzas
