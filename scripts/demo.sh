@@ -46,9 +46,9 @@ A ox keygen
 B ox keygen
 
 step "both accounts listen (session mechanisms live in the listeners)"
-balcony -a alice@localhost listen --password-env ALICE_PASS --resource home > "$work/alice.log" 2>&1 &
+"$work/balcony" -a alice@localhost listen --password-env ALICE_PASS --resource home > "$work/alice.log" 2>&1 &
 alice_listener=$!
-balcony -a bob@localhost listen --password-env BOB_PASS --resource desk > "$work/bob.log" 2>&1 &
+"$work/balcony" -a bob@localhost listen --password-env BOB_PASS --resource desk > "$work/bob.log" 2>&1 &
 listener=$!
 balcony -a alice@localhost status --wait 30s
 balcony -a bob@localhost status --wait 30s
