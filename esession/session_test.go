@@ -1080,3 +1080,47 @@ func TestPlainProtocolViolation(t *testing.T) {
 		t.Errorf("end reason %q %v", reason, err)
 	}
 }
+
+// A request that spells the logging field the old way, "otr" with
+// true/false (XEP-0155 before v0.14, as Gajim sent it), is answered in the
+// same spelling (esessions pitfall 15).
+func TestLegacyOTRLoggingField(t *testing.T) {
+	for _, tc := range []struct {
+		offer []string
+		want  string
+	}{
+		{[]string{"true"}, "true"},
+		{[]string{"false"}, "false"},
+	} {
+		a := newParty(t, aliceJID, Config{})
+		b := newParty(t, bobJID, Config{AutoAccept: true, MustNotLog: tc.want == "true"})
+		_, m1, err := a.m.Start(bobJID, &StartOptions{Plain: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m1 = rewriteForm(t, m1, func(f *form.Form) {
+			fl := f.Field("logging")
+			if fl == nil {
+				t.Fatal("request without a logging field")
+			}
+			fl.Var = "otr"
+			fl.Type = "list-single"
+			fl.Options = nil
+			for _, v := range tc.offer {
+				fl.Options = append(fl.Options, form.Option{Value: v})
+			}
+		})
+		r := deliver(t, m1, aliceJID, b.m, true)
+		if len(r.Out) != 1 {
+			t.Fatalf("offer %v: bob answered %d stanzas", tc.offer, len(r.Out))
+		}
+		rewriteForm(t, r.Out[0], func(f *form.Form) {
+			if f.Field("logging") != nil {
+				t.Errorf("offer %v: answer uses the new spelling", tc.offer)
+			}
+			if got := f.Value("otr"); got != tc.want {
+				t.Errorf("offer %v: otr = %q, want %q", tc.offer, got, tc.want)
+			}
+		})
+	}
+}
