@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +14,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/ox"
 )
 
@@ -245,3 +248,23 @@ func mustJID(t *testing.T, s string) jid.JID {
 }
 
 func packetReader(b []byte) *packet.Reader { return packet.NewReader(bytes.NewReader(b)) }
+
+func TestOXHints(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		hint string
+	}{
+		{fmt.Errorf("publish: %w", &client.StanzaError{Condition: "policy-violation"}), "probably as too large"},
+		{fmt.Errorf("x: %w", client.ErrOXNoOwnKey), "balcony ox keygen"},
+		{fmt.Errorf("x: %w", ox.ErrDecrypt), "six groups of four characters"},
+	} {
+		var he *hintError
+		if err := oxHint(tc.err); !errors.As(err, &he) || !strings.Contains(he.hint, tc.hint) {
+			t.Errorf("%v: hint %v", tc.err, err)
+		}
+	}
+	other := errors.New("something else")
+	if oxHint(other) != other {
+		t.Error("an unrelated error got a hint")
+	}
+}
