@@ -161,3 +161,13 @@ func dataDir() (string, error) {
 	}
 	return filepath.Join(home, ".local", "share", "balcony"), nil
 }
+
+// currentAccount loads the configuration and returns the account the
+// command acts for (--account, else the default or only one).
+func currentAccount(e *env) (*accountConfig, error) {
+	cfg, err := loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	return cfg.account(e.account)
+}

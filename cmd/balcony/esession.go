@@ -208,11 +208,7 @@ func runESession(ctx context.Context, e *env, args []string) error {
 	if *wait < 0 {
 		return &usageError{msg: "--wait must not be negative"}
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	acct, err := cfg.account(e.account)
+	acct, err := currentAccount(e)
 	if err != nil {
 		return err
 	}

@@ -360,11 +360,7 @@ func runOTR(ctx context.Context, e *env, args []string) error {
 	default:
 		return &usageError{msg: fmt.Sprintf("unknown otr subcommand %q", op), hint: "run: balcony help otr"}
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	acct, err := cfg.account(e.account)
+	acct, err := currentAccount(e)
 	if err != nil {
 		return err
 	}

@@ -278,11 +278,7 @@ func oxHint(err error) error {
 // runOXRequest runs a request through the account's listener, or in a
 // connection of its own when none runs.
 func runOXRequest(ctx context.Context, e *env, so *secretOptions, a oxArgs) (*oxResult, error) {
-	cfg, err := loadConfig()
-	if err != nil {
-		return nil, err
-	}
-	acct, err := cfg.account(e.account)
+	acct, err := currentAccount(e)
 	if err != nil {
 		return nil, err
 	}
@@ -307,11 +303,7 @@ func runOXRequest(ctx context.Context, e *env, so *secretOptions, a oxArgs) (*ox
 // notifyListener asks a running listener to apply a change made in the
 // store; without a listener there is nothing to do.
 func notifyListener(ctx context.Context, e *env, a oxArgs) error {
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	acct, err := cfg.account(e.account)
+	acct, err := currentAccount(e)
 	if err != nil {
 		return err
 	}

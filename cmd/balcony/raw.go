@@ -87,11 +87,7 @@ func runRaw(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	a, err := cfg.account(e.account)
+	a, err := currentAccount(e)
 	if err != nil {
 		return err
 	}

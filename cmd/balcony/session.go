@@ -185,11 +185,7 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	var res sendResult
 	// A running listener holds the session state (OTR, Encrypted
 	// Sessions): send through it when there is one.
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	a, err := cfg.account(e.account)
+	a, err := currentAccount(e)
 	if err != nil {
 		return err
 	}

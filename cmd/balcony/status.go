@@ -38,11 +38,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	a, err := cfg.account(e.account)
+	a, err := currentAccount(e)
 	if err != nil {
 		return err
 	}

@@ -238,11 +238,7 @@ var mechanismSetups []func(ctx context.Context, s *session) error
 // openAccount resolves the account and opens its store, without
 // connecting (for commands that only read or change local state).
 func openAccount(e *env, o *secretOptions) (*accountConfig, *store.Store, error) {
-	cfg, err := loadConfig()
-	if err != nil {
-		return nil, nil, err
-	}
-	a, err := cfg.account(e.account)
+	a, err := currentAccount(e)
 	if err != nil {
 		return nil, nil, err
 	}
