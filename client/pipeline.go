@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/otr"
 )
 
 // A Mechanism is an end-to-end encryption mechanism plugged into the
@@ -272,23 +272,15 @@ func (p *Pipeline) Best(ctx context.Context, to jid.JID) string {
 	case eme.PlaintextAllowed:
 		return ""
 	}
-	p.mu.Lock()
-	var cands []Mechanism
-	for ns, m := range p.mechs {
-		if p.enabled[ns] {
-			cands = append(cands, m)
-		}
-	}
-	p.mu.Unlock()
+	avail, nss := mechanismsWith[Availability](p, true)
 	best, bestRank := "", -1
-	for _, m := range cands {
-		a, ok := m.(Availability)
-		if !ok || !a.Usable(ctx, to) {
+	for k, a := range avail {
+		if !a.Usable(ctx, to) {
 			continue
 		}
-		info, _ := eme.Lookup(m.Namespace())
-		if info.Rank > bestRank || (info.Rank == bestRank && m.Namespace() < best) {
-			best, bestRank = m.Namespace(), info.Rank
+		info, _ := eme.Lookup(nss[k])
+		if info.Rank > bestRank || (info.Rank == bestRank && nss[k] < best) {
+			best, bestRank = nss[k], info.Rank
 		}
 	}
 	return best
@@ -592,41 +584,38 @@ func (p *Pipeline) open(ctx context.Context, in *inbound) Event {
 	return base
 }
 
-func (p *Pipeline) plaintextObservers() []PlaintextObserver {
+// mechanismsWith returns the registered mechanisms that implement T (only
+// the enabled ones when enabledOnly), with their namespaces, taken under
+// the lock so that callers can run them without it.
+func mechanismsWith[T any](p *Pipeline, enabledOnly bool) (list []T, namespaces []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []PlaintextObserver
 	for ns, m := range p.mechs {
-		if po, ok := m.(PlaintextObserver); ok && p.enabled[ns] {
-			out = append(out, po)
+		if t, ok := m.(T); ok && (!enabledOnly || p.enabled[ns]) {
+			list = append(list, t)
+			namespaces = append(namespaces, ns)
 		}
 	}
-	return out
+	return list, namespaces
+}
+
+func (p *Pipeline) plaintextObservers() []PlaintextObserver {
+	obs, _ := mechanismsWith[PlaintextObserver](p, true)
+	return obs
 }
 
 // intercept offers a plaintext message to the enabled interceptors.
 func (p *Pipeline) intercept(ctx context.Context, in *inbound, det eme.Detection, base *MessageEvent) (Event, bool) {
-	p.mu.Lock()
-	type ic struct {
-		ns string
-		i  Interceptor
-	}
-	var ics []ic
-	for ns, m := range p.mechs {
-		if i, ok := m.(Interceptor); ok && p.enabled[ns] {
-			ics = append(ics, ic{ns, i})
-		}
-	}
-	p.mu.Unlock()
-	for _, x := range ics {
-		opened, handled := x.i.Intercept(ctx, p.incomingFor(in, det))
+	ics, nss := mechanismsWith[Interceptor](p, true)
+	for k, ic := range ics {
+		opened, handled := ic.Intercept(ctx, p.incomingFor(in, det))
 		if !handled {
 			continue
 		}
 		if opened == nil {
 			return nil, true
 		}
-		p.afterOpen(ctx, in, x.ns, opened)
+		p.afterOpen(ctx, in, nss[k], opened)
 		if opened.Silent {
 			return nil, true
 		}
@@ -683,14 +672,7 @@ func otherChildren(st *xmltree.Element) []*xmltree.Element {
 }
 
 func (p *Pipeline) presence(ev *PresenceEvent) {
-	p.mu.Lock()
-	var obs []PresenceObserver
-	for ns, m := range p.mechs {
-		if o, ok := m.(PresenceObserver); ok && p.enabled[ns] {
-			obs = append(obs, o)
-		}
-	}
-	p.mu.Unlock()
+	obs, _ := mechanismsWith[PresenceObserver](p, true)
 	for _, o := range obs {
 		for _, e := range o.Presence(context.Background(), ev) {
 			p.c.emit(e)
@@ -700,14 +682,7 @@ func (p *Pipeline) presence(ev *PresenceEvent) {
 
 // closing runs the PreClosers while the stream still works.
 func (p *Pipeline) closing(ctx context.Context) {
-	p.mu.Lock()
-	var pcs []PreCloser
-	for _, m := range p.mechs {
-		if pc, ok := m.(PreCloser); ok {
-			pcs = append(pcs, pc)
-		}
-	}
-	p.mu.Unlock()
+	pcs, _ := mechanismsWith[PreCloser](p, false)
 	for _, pc := range pcs {
 		if err := pc.Closing(ctx); err != nil {
 			p.c.cfg.logger().Warn("mechanism could not close its sessions", "err", err)
@@ -716,14 +691,7 @@ func (p *Pipeline) closing(ctx context.Context) {
 }
 
 func (p *Pipeline) streamEnded() {
-	p.mu.Lock()
-	var obs []StreamObserver
-	for _, m := range p.mechs {
-		if o, ok := m.(StreamObserver); ok {
-			obs = append(obs, o)
-		}
-	}
-	p.mu.Unlock()
+	obs, _ := mechanismsWith[StreamObserver](p, false)
 	for _, o := range obs {
 		for _, e := range o.StreamEnded() {
 			p.c.emit(e)
@@ -732,14 +700,7 @@ func (p *Pipeline) streamEnded() {
 }
 
 func (p *Pipeline) messageError(ev *ErrorEvent) {
-	p.mu.Lock()
-	var obs []ErrorObserver
-	for _, m := range p.mechs {
-		if o, ok := m.(ErrorObserver); ok {
-			obs = append(obs, o)
-		}
-	}
-	p.mu.Unlock()
+	obs, _ := mechanismsWith[ErrorObserver](p, false)
 	for _, o := range obs {
 		for _, e := range o.MessageError(ev) {
 			p.c.emit(e)
@@ -747,31 +708,10 @@ func (p *Pipeline) messageError(ev *ErrorEvent) {
 	}
 }
 
-// otrTagBase is the start of every OTR whitespace tag (OTR v3 spec,
-// "Tagged plaintext messages").
-const otrTagBase = "\x20\x09\x20\x20\x09\x09\x09\x09\x20\x09\x20\x09\x20\x09\x20\x20"
-
 // StripOTRWhitespaceTag removes OTR whitespace tags (the base tag and the
-// 8-byte version tags that follow it) from a plaintext body.
+// version tags that follow it) from a plaintext body; see
+// otr.StripWhitespaceTag.
 func StripOTRWhitespaceTag(body string) string {
-	for {
-		i := strings.Index(body, otrTagBase)
-		if i < 0 {
-			return body
-		}
-		j := i + len(otrTagBase)
-		for j+8 <= len(body) && isVersionTag(body[j:j+8]) {
-			j += 8
-		}
-		body = body[:i] + body[j:]
-	}
-}
-
-func isVersionTag(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] != ' ' && s[i] != '\t' {
-			return false
-		}
-	}
-	return true
+	out, _ := otr.StripWhitespaceTag([]byte(body))
+	return string(out)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/otr"
 )
 
 // fakeMech is a mechanism whose payload is <fake xmlns='urn:xmpp:openpgp:0'>
@@ -253,6 +254,10 @@ func TestIncomingPolicyWarning(t *testing.T) {
 }
 
 func TestStripOTRWhitespaceTag(t *testing.T) {
+	otrTagBase := string(otr.WhitespaceTag(0)) // the base tag alone
+	if otrTagBase != "\x20\x09\x20\x20\x09\x09\x09\x09\x20\x09\x20\x09\x20\x09\x20\x20" {
+		t.Fatalf("base tag %q", otrTagBase)
+	}
 	tag := otrTagBase + "  \t\t  \t\t" // v3
 	for in, want := range map[string]string{
 		"hello" + tag:              "hello",
