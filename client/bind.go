@@ -11,7 +11,7 @@ import (
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 
-	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 const nsBind = "urn:ietf:params:xml:ns:xmpp-bind"

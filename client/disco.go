@@ -14,7 +14,7 @@ import (
 
 	"github.com/balcony-im/balcony/eme"
 
-	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Identity is a XEP-0030 identity.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/esession"
-	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // ESessionAcceptPolicy says how session requests from contacts are

@@ -10,7 +10,7 @@ import (
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/esession"
 	"github.com/balcony-im/balcony/internal/prosodytest"
-	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 const nsES = esession.NSStanzaEncryption

@@ -11,7 +11,7 @@ import (
 
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/esession"
-	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // newOfflineESession returns a client that never connects, with the

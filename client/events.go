@@ -5,7 +5,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
-	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Event is delivered on Client.Events. It is one of *MessageEvent,

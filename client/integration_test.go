@@ -11,7 +11,7 @@ import (
 
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/internal/prosodytest"
-	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // connect logs an account in with STARTTLS and the server's private CA.

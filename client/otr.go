@@ -16,9 +16,9 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/internal/xmltree"
 	"github.com/balcony-im/balcony/otr"
 	"github.com/balcony-im/balcony/store"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Errors of the OTR mechanism that callers branch on.

@@ -16,9 +16,9 @@ import (
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/internal/prosodytest"
-	"github.com/balcony-im/balcony/internal/xmltree"
 	"github.com/balcony-im/balcony/otr"
 	"github.com/balcony-im/balcony/store"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // otrTestKeys are DSA keys from the OTR engine's libotr test file (key

@@ -19,8 +19,8 @@ import (
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/internal/libotrpeer"
 	"github.com/balcony-im/balcony/internal/prosodytest"
-	"github.com/balcony-im/balcony/internal/xmltree"
 	"github.com/balcony-im/balcony/otr"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // rawOTR is a stub mechanism registered for the OTR namespace: it opens

@@ -17,9 +17,9 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/internal/xmltree"
 	"github.com/balcony-im/balcony/otr"
 	"github.com/balcony-im/balcony/store"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // testKeys are DSA keys from the OTR engine's libotr test file, parsed once.

@@ -11,8 +11,8 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/internal/xmltree"
 	"github.com/balcony-im/balcony/ox"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // memoKeys supplies sender keys during one bulk decryption: each sender's

@@ -19,8 +19,8 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/internal/xmltree"
 	"github.com/balcony-im/balcony/ox"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // BenchmarkOXArchive measures bulk decryption of a 10,000-message OX archive

@@ -14,9 +14,9 @@ import (
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/internal/prosodytest"
-	"github.com/balcony-im/balcony/internal/xmltree"
 	"github.com/balcony-im/balcony/ox"
 	"github.com/balcony-im/balcony/store"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // oxDevice is one connected device of an account with its own store.

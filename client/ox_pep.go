@@ -12,9 +12,9 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/internal/xmltree"
 	"github.com/balcony-im/balcony/ox"
 	"github.com/balcony-im/balcony/store"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Node configurations of XEP-0373. Required fields are checked after

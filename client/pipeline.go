@@ -12,8 +12,8 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/internal/xmltree"
 	"github.com/balcony-im/balcony/otr"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // A Mechanism is an end-to-end encryption mechanism plugged into the

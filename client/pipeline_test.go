@@ -10,8 +10,8 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/internal/xmltree"
 	"github.com/balcony-im/balcony/otr"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // fakeMech is a mechanism whose payload is <fake xmlns='urn:xmpp:openpgp:0'>

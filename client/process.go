@@ -6,7 +6,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 func (c *Client) process(st *xmltree.Element) {

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // FuzzIncomingMessage feeds arbitrary stanzas through the whole incoming

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/balcony-im/balcony/client"
-	"github.com/balcony-im/balcony/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 func init() {

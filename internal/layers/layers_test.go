@@ -21,7 +21,7 @@ func layer(pkg string) int {
 	}
 	top, _, _ := strings.Cut(rel, "/")
 	switch top {
-	case "internal":
+	case "internal", "xmltree":
 		return 1
 	case "eme", "ox", "otr", "esession":
 		return 2

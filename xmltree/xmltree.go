@@ -1,11 +1,34 @@
-// Package xmltree is a small, namespace-aware XML element tree used to hold
-// one stanza at a time: built from a token stream or bytes with size and
-// depth limits, queried by namespace and local name, and written back as
-// tokens or bytes with minimal namespace declarations.
+// Package xmltree is Balcony's one XML element type: a small,
+// namespace-aware tree that holds one stanza (or any XML payload) at a
+// time. The XMPP layer builds each incoming stanza into a tree once, from
+// the stream's tokens (FromTokens), with size and depth limits; detection
+// (package eme), every mechanism and every engine that takes XML work on
+// that tree, and outgoing stanzas are built as trees and written back as
+// tokens (TokenReader) or bytes (Marshal) with minimal namespace
+// declarations.
 //
-// It exists because stanza processing in Balcony needs random access to a
-// whole stanza (detection, unwrapping carbons and MAM results, replacing a
-// decrypted payload) while encoding/xml only streams.
+// It exists because stanza processing needs random access to a whole
+// stanza (detection, unwrapping carbons and archive results, replacing an
+// encrypted payload by its plaintext) while encoding/xml only streams. It
+// is public so that a mechanism or a payload can be written outside this
+// module: every exported API of Balcony that takes or returns XML uses
+// *Element.
+//
+// # Model
+//
+// An Element has a resolved name (Name.Space is the namespace URI, never a
+// prefix), attributes and children, which are *Element or CharData nodes.
+// Namespace declarations are not kept as attributes; on output each
+// element declares its namespace where it differs from its parent's.
+// Attributes in namespaces other than none and xml are dropped on output
+// (no protocol Balcony speaks uses them). Comments and processing
+// instructions are dropped while parsing; DTDs are refused.
+//
+// # Concurrency
+//
+// An Element is a plain value: it is not safe for concurrent mutation,
+// and readers must not run while it is changed. Copy gives an independent
+// deep copy.
 package xmltree
 
 import (
@@ -58,7 +81,7 @@ func New(space, local string, attrs ...string) *Element {
 	return e
 }
 
-// Attr returns the value of the un-namespaced attribute local, or "".
+// AttrValue returns the value of the un-namespaced attribute local, or "".
 func (e *Element) AttrValue(local string) string {
 	v, _ := e.LookupAttr(local)
 	return v
