@@ -55,8 +55,16 @@ type Security struct {
 	// Name is our display name for the mechanism.
 	Name string
 	// Verified is true only when the sender's key or session is verified
-	// (SMP, SAS or a trusted key) and every check passed.
+	// (SMP, SAS or a trusted key) and every check passed: a message with
+	// warnings is never verified.
 	Verified bool
+	// Authenticated is true when the mechanism authenticated the content as
+	// coming from the sender: a valid signature by a key the sender
+	// announces (OX), or the MAC of an authenticated session (OTR,
+	// Encrypted Sessions), whether or not the user verified that key or
+	// session. Only an authenticated message counts as protected by its
+	// mechanism for the incoming policy.
+	Authenticated bool
 	// Fingerprint of the sender's key or session, when the mechanism has one.
 	Fingerprint string
 	// Trust is the trust state of that key ("verified", "blind",

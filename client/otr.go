@@ -662,9 +662,12 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 			Text: in.From.String() + " asked for a private conversation with an OTR version Balcony does not support"})
 		return &Opened{Silent: true, Events: events}, nil
 	}
-	sec := Security{Mechanism: eme.OTR, Name: eme.DisplayName(eme.OTR, ""), Verified: verified, Fingerprint: fpr, Trust: trust}
+	// A data message is authenticated by the session's MAC keys, which the
+	// AKE bound to the contact's DSA key.
+	sec := Security{Mechanism: eme.OTR, Name: eme.DisplayName(eme.OTR, ""), Verified: verified, Authenticated: true, Fingerprint: fpr, Trust: trust}
 	if trust == store.Untrusted.String() {
 		sec.Warnings = append(sec.Warnings, "the contact's OTR key "+fpr+" is marked untrusted")
+		sec.Verified = false
 	}
 	return &Opened{Body: OTRText(string(res.Plaintext)), Security: sec, Events: events}, nil
 }

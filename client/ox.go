@@ -622,6 +622,15 @@ func openErr(err error) error {
 
 // result turns an opened content element into what the pipeline delivers,
 // or refuses it.
+//
+// XEP-0373 §3.2: the content must carry a valid signature by a key of the
+// sender's JID. A <signcrypt/> without a signature, with a bad one, or
+// signed by a key the sender never announced is a forgery as far as the
+// receiver can tell: it is refused (a notice, never a message). A message
+// signed by a key of the sender that is no longer announced (an archived
+// message after a key change) is shown with a warning, but it does not
+// count as OX for the incoming policy (Security.Authenticated is false).
+// Verified means that every check passed and the user trusts the key.
 func (x *OX) result(in *Incoming, op *ox.Opened, sk *senderKeys) (*Opened, error) {
 	sec := Security{Mechanism: eme.OX}
 	for _, p := range op.Problems {
@@ -634,39 +643,42 @@ func (x *OX) result(in *Incoming, op *ox.Opened, sk *senderKeys) (*Opened, error
 			return nil, &OpenError{Reason: eme.ReasonVerificationFailed, Detail: re.Error()}
 		case errors.As(p, &ke):
 			return nil, &OpenError{Reason: eme.ReasonVerificationFailed, Detail: ke.Error() + " (the IM profile requires <signcrypt/>)"}
+		case op.Signer == nil:
+			// Not signed, signed by an unknown key or a bad signature: the
+			// engine found no valid signature by a key of the sender.
+			return nil, &OpenError{Reason: eme.ReasonVerificationFailed, Detail: strings.TrimPrefix(p.Error(), "ox: ")}
 		default:
 			sec.Warnings = append(sec.Warnings, strings.TrimPrefix(p.Error(), "ox: "))
 		}
 	}
+	if op.Signer == nil {
+		return nil, &OpenError{Reason: eme.ReasonVerificationFailed, Detail: "no valid signature by a key of the sender"}
+	}
 	from := in.From.Bare()
-	// Without a signer the engine listed why (not signed, unknown key, bad
-	// signature) in Problems, now warnings; the message is not verified.
-	if op.Signer != nil {
-		fpr := op.Signer.Fingerprint()
-		info := sk.info[fpr]
-		sec.Fingerprint = fpr
-		sec.Trust = info.trust.String()
-		verified := op.Verified
-		switch {
-		case info.own:
-		case !info.announced:
-			verified = false
-			sec.Warnings = append(sec.Warnings, fmt.Sprintf("signed by key %s, which %s no longer announces", fpr, from))
-		case info.trust == store.Verified:
-		case info.trust == store.Blind:
-			verified = verified && x.cfg.BlindTrust
-		case info.trust == store.Untrusted:
-			verified = false
-			sec.Warnings = append(sec.Warnings, fmt.Sprintf("signed by key %s, which you marked untrusted", fpr))
-		default:
-			verified = false
-			sec.Warnings = append(sec.Warnings, fmt.Sprintf("signed by key %s, which you have not decided to trust yet", fpr))
-		}
-		sec.Verified = verified
+	fpr := op.Signer.Fingerprint()
+	info := sk.info[fpr]
+	sec.Fingerprint = fpr
+	sec.Trust = info.trust.String()
+	sec.Authenticated = info.own || info.announced
+	verified := op.Verified
+	switch {
+	case info.own:
+	case !info.announced:
+		verified = false
+		sec.Warnings = append(sec.Warnings, fmt.Sprintf("signed by key %s, which %s no longer announces", fpr, from))
+	case info.trust == store.Verified:
+	case info.trust == store.Blind:
+		verified = verified && x.cfg.BlindTrust
+	case info.trust == store.Untrusted:
+		verified = false
+		sec.Warnings = append(sec.Warnings, fmt.Sprintf("signed by key %s, which you marked untrusted", fpr))
+	default:
+		verified = false
+		sec.Warnings = append(sec.Warnings, fmt.Sprintf("signed by key %s, which you have not decided to trust yet", fpr))
 	}
-	if !sec.Verified && op.Signer == nil && len(sec.Warnings) == 0 {
-		sec.Warnings = append(sec.Warnings, "the signature could not be verified")
-	}
+	// Verified means every check passed: a warning of any kind (a replayed
+	// or post-dated <time/> stamp too) leaves the message unverified.
+	sec.Verified = verified && len(sec.Warnings) == 0
 
 	outer := in.Stanza.Elements()
 	oc := make([]ox.Child, len(outer))

@@ -281,22 +281,7 @@ func (x *OX) openArchived(ctx context.Context, m ArchivedMessage, memo *memoKeys
 		return p.notice(in, det, eme.ReasonMalformed, err.Error())
 	}
 	p.afterOpen(ctx, in, eme.OX, opened)
-	if opened.Silent {
-		return nil
-	}
-	ev := &MessageEvent{
-		From: in.from, To: in.to, ID: in.st.AttrValue("id"), Type: in.st.AttrValue("type"),
-		Thread: in.st.ChildText(NSClient, "thread"), Time: in.time, Origin: in.origin,
-		Body: opened.Body, Payload: opened.Payload, Security: opened.Security,
-	}
-	if err := p.Policy(in.from).CheckIncoming(eme.OX); err != nil && !bareEqual(in.from, x.c.JID()) {
-		ev.Security.Warnings = append(ev.Security.Warnings, err.Error())
-	}
-	ev.Security.Mechanism = eme.OX
-	if ev.Security.Name == "" {
-		ev.Security.Name = eme.DisplayName(eme.OX, "")
-	}
-	return ev
+	return p.opened(in, eme.OX, opened)
 }
 
 // oxQuiet are namespaces of children that OX messages carry beside the

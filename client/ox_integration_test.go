@@ -427,8 +427,11 @@ func TestIntegrationOX(t *testing.T) {
 		bob.publish(t)
 		send := func(content ox.Content, signer *ox.Key, id string) {
 			t.Helper()
-			msg, err := ox.Seal(content, signer, []*ox.Key{bob.key.Public()}, nil)
-			if err != nil {
+			var msg []byte
+			var err error
+			if signer == nil {
+				msg = client.SealUnsignedForTest(t, content, bob.key)
+			} else if msg, err = ox.Seal(content, signer, []*ox.Key{bob.key.Public()}, nil); err != nil {
 				t.Fatal(err)
 			}
 			st := xmltree.New(client.NSClient, "message", "to", bob.c.JID().String(), "type", "chat", "id", id)
@@ -442,15 +445,31 @@ func TestIntegrationOX(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		// Signed by a key alice never announced (same user ID).
+		// XEP-0373 §3.2: signed by a key alice never announced (same user
+		// ID), or not signed at all: notices, never messages.
 		rogue, err := ox.GenerateKey(u[0].JID, ox.EdDSA25519, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		send(ox.Content{Kind: ox.Signcrypt, To: []jid.JID{u[1].JID}, Payload: []byte("<body>rogue key</body>")}, rogue, "f1")
-		m := waitBody(t, bob.c, "rogue key")
-		if m.Security.Verified || len(m.Security.Warnings) == 0 {
-			t.Fatalf("unannounced signer: %+v", m.Security)
+		send(ox.Content{Kind: ox.Signcrypt, To: []jid.JID{u[1].JID}, Time: time.Now(), Payload: []byte("<body>rogue key</body>")}, rogue, "f1")
+		send(ox.Content{Kind: ox.Signcrypt, To: []jid.JID{u[1].JID}, Time: time.Now(), Payload: []byte("<body>no signature</body>")}, nil, "f0")
+		for _, id := range []string{"f1", "f0"} {
+			ev := waitFor(t, bob.c, func(ev client.Event) bool {
+				switch ev := ev.(type) {
+				case *client.NoticeEvent:
+					return ev.ID == id
+				case *client.MessageEvent:
+					return ev.ID == id
+				}
+				return false
+			})
+			n, ok := ev.(*client.NoticeEvent)
+			if !ok {
+				t.Fatalf("forgery %s delivered as %#v", id, ev)
+			}
+			if n.Reason != "verification-failed" || strings.Contains(n.Text, "rogue key") || strings.Contains(n.Text, "no signature") {
+				t.Fatalf("notice %+v", n)
+			}
 		}
 		// Written for carol, delivered to bob.
 		send(ox.Content{Kind: ox.Signcrypt, To: []jid.JID{u[2].JID}, Payload: []byte("<body>for carol</body>")}, alice.key, "f2")

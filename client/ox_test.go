@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/xml"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/eme"
@@ -200,29 +202,6 @@ func TestOXReceiverChecks(t *testing.T) {
 		n = notice(carol.receive(st, alice.j, bob.j, Origin{}))
 		if n.Reason != "verification-failed" {
 			t.Fatalf("notice %+v", n)
-		}
-	})
-
-	t.Run("signed by a key not announced", func(t *testing.T) {
-		// Mallory's key has alice's user ID but alice never announced it.
-		mallory, err := ox.GenerateKey(alice.j, ox.EdDSA25519, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		content := ox.Content{Kind: ox.Signcrypt, To: []jid.JID{bob.j.Bare()}, Payload: []byte("<body>trust me</body>")}
-		msg, err := ox.Seal(content, mallory, []*ox.Key{bob.key.Public()}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := xmltree.New(NSClient, "message", "type", "chat", "id", "forged")
-		el, _ := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
-		st.Append(el)
-		m, ok := bob.receive(st, alice.j, bob.j, Origin{}).(*MessageEvent)
-		if !ok || m.Body != "trust me" {
-			t.Fatalf("got %#v", m)
-		}
-		if m.Security.Verified || len(m.Security.Warnings) == 0 || m.Security.State() != "warning" {
-			t.Fatalf("unannounced signer shown as %+v", m.Security)
 		}
 	})
 
@@ -447,7 +426,7 @@ func TestOXTimeSkewWarning(t *testing.T) {
 	st := alice.seal(t, bob.j, "from the past")
 	in := &inbound{st: st, from: alice.j, to: bob.j, time: ahead()}
 	m := bob.c.pipeline.open(context.Background(), in).(*MessageEvent)
-	if m.Body != "from the past" || len(m.Security.Warnings) == 0 || !strings.Contains(m.Security.Warnings[0], "behind") || m.Security.State() != "warning" {
+	if m.Body != "from the past" || len(m.Security.Warnings) == 0 || !strings.Contains(m.Security.Warnings[0], "behind") || m.Security.State() != "warning" || m.Security.Verified {
 		t.Fatalf("skewed message: %+v", m.Security)
 	}
 }
@@ -487,4 +466,108 @@ func TestOXGroupChatNotSupported(t *testing.T) {
 	if !errors.As(err, &oe) || oe.Reason != eme.ReasonNotSupported || !strings.Contains(oe.Detail, "group chats") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// sealUnsigned encrypts content to recipient without any signature, as an
+// attacker who knows only the recipient's public key can.
+func sealUnsigned(t testing.TB, content ox.Content, recipient *ox.Key) []byte {
+	t.Helper()
+	pub, err := recipient.Public().MarshalPublic(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, err := openpgp.ReadKeyRing(bytes.NewReader(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := content.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, err := openpgp.Encrypt(&buf, ents, nil, &openpgp.FileHints{IsBinary: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// XEP-0373 §3.2: a <signcrypt/> must carry a valid signature by a key of
+// the sender. Without one, or signed by a key the sender never announced,
+// it is a forgery: a notice, never a message, and it never satisfies a
+// policy that requires OX.
+func TestOXForgeriesAreNotices(t *testing.T) {
+	alice := newOXPeer(t, "alice@example.org/a", OXConfig{}, true)
+	bob := newOXPeer(t, "bob@example.org/b", OXConfig{}, true)
+	bob.learn(t, alice.j, alice.key)
+	alice.learn(t, bob.j, bob.key)
+	bob.c.Pipeline().SetPolicy(alice.j, eme.Policy{Mode: eme.RequireEncryption, Mechanism: eme.OX})
+	wrap := func(msg []byte) *xmltree.Element {
+		st := xmltree.New(NSClient, "message", "type", "chat", "id", NewID())
+		el, err := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Append(el)
+	}
+	content := ox.Content{Kind: ox.Signcrypt, To: []jid.JID{bob.j.Bare()}, Time: time.Now(), Payload: []byte("<body>send the money</body>")}
+
+	t.Run("unsigned signcrypt", func(t *testing.T) {
+		ev := bob.receive(wrap(sealUnsigned(t, content, bob.key)), alice.j, bob.j, Origin{})
+		n, ok := ev.(*NoticeEvent)
+		if !ok {
+			t.Fatalf("an unsigned <signcrypt/> was delivered: %#v", ev)
+		}
+		if n.Reason != eme.ReasonVerificationFailed.String() {
+			t.Fatalf("notice reason %q", n.Reason)
+		}
+	})
+	t.Run("signed by a key never announced", func(t *testing.T) {
+		mallory, err := ox.GenerateKey(alice.j, ox.EdDSA25519, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := ox.Seal(content, mallory, []*ox.Key{bob.key.Public()}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := bob.receive(wrap(msg), alice.j, bob.j, Origin{})
+		n, ok := ev.(*NoticeEvent)
+		if !ok {
+			t.Fatalf("a message signed by an unannounced key was delivered: %#v", ev)
+		}
+		if n.Reason != eme.ReasonVerificationFailed.String() {
+			t.Fatalf("notice reason %q", n.Reason)
+		}
+	})
+	t.Run("genuine message satisfies the policy", func(t *testing.T) {
+		m, ok := bob.receive(alice.seal(t, bob.j, "genuine"), alice.j, bob.j, Origin{}).(*MessageEvent)
+		if !ok || m.Body != "genuine" || len(m.Security.Warnings) != 0 || !m.Security.Authenticated {
+			t.Fatalf("genuine message: %#v", m)
+		}
+	})
+	t.Run("key no longer announced does not count as OX", func(t *testing.T) {
+		// Alice retracted the key: an old message signed by it is still
+		// shown (with a warning), but it does not satisfy require:ox.
+		if err := bob.st.SetAnnouncedKeys(context.Background(), "alice@example.org", store.OX, nil); err != nil {
+			t.Fatal(err)
+		}
+		m, ok := bob.receive(alice.seal(t, bob.j, "old key"), alice.j, bob.j, Origin{}).(*MessageEvent)
+		if !ok || m.Body != "old key" {
+			t.Fatalf("got %#v", m)
+		}
+		var policy bool
+		for _, w := range m.Security.Warnings {
+			policy = policy || strings.Contains(w, "requires")
+		}
+		if m.Security.Authenticated || m.Security.Verified || !policy {
+			t.Fatalf("retracted key counted as OX: %+v", m.Security)
+		}
+	})
 }

@@ -566,22 +566,37 @@ func (p *Pipeline) open(ctx context.Context, in *inbound) Event {
 		return p.notice(in, det, eme.ReasonMalformed, err.Error())
 	}
 	p.afterOpen(ctx, in, ns, opened)
+	return p.opened(in, ns, opened)
+}
+
+// opened turns what mechanism ns read from in into the event delivered
+// (nil for a protocol message with nothing to show). The incoming policy
+// counts the message as protected by ns only when the mechanism
+// authenticated it as the sender's.
+func (p *Pipeline) opened(in *inbound, ns string, opened *Opened) Event {
 	if opened.Silent {
 		return nil
 	}
-	base.Body = opened.Body
-	base.Payload = opened.Payload
-	base.Security = opened.Security
-	if err := p.Policy(in.from).CheckIncoming(ns); err != nil && !bareEqual(in.from, p.c.JID()) {
-		base.Security.Warnings = append(base.Security.Warnings, err.Error())
+	ev := &MessageEvent{
+		From: in.from, To: in.to, ID: in.st.AttrValue("id"), Type: in.st.AttrValue("type"),
+		Thread: in.st.ChildText(NSClient, "thread"), Time: in.time, Origin: in.origin,
+		Body: opened.Body, Payload: opened.Payload, Security: opened.Security,
 	}
-	if base.Security.Mechanism == "" {
-		base.Security.Mechanism = ns
+	counted := ns
+	if !opened.Security.Authenticated {
+		counted = ""
 	}
-	if base.Security.Name == "" {
-		base.Security.Name = eme.DisplayName(ns, "")
+	if err := p.Policy(in.from).CheckIncoming(counted); err != nil && !bareEqual(in.from, p.c.JID()) {
+		ev.Security.Warnings = append(ev.Security.Warnings, err.Error())
+		ev.Security.Verified = false
 	}
-	return base
+	if ev.Security.Mechanism == "" {
+		ev.Security.Mechanism = ns
+	}
+	if ev.Security.Name == "" {
+		ev.Security.Name = eme.DisplayName(ns, "")
+	}
+	return ev
 }
 
 // mechanismsWith returns the registered mechanisms that implement T (only

@@ -96,8 +96,9 @@ type Opened struct {
 	// and made by a non-revoked, unexpired key among OpenParams.SenderKeys
 	// that carries the user ID "xmpp:<sender bare JID>", a <to/> names
 	// OpenParams.To, and the kind matches both the OpenPGP message and
-	// OpenParams.Require. A time stamp outside the tolerance does not clear
-	// Verified; it is reported in Problems as a [*TimeError].
+	// OpenParams.Require, and every time stamp is within the tolerance (one
+	// outside it is reported in Problems as a [*TimeError]). In short:
+	// Verified is true exactly when Signer is set and Problems is empty.
 	Verified bool
 
 	// Signer is the sender key whose signature verified, even if a later
@@ -345,12 +346,9 @@ func (o *Opener) Open(msg []byte, p OpenParams) (*Opened, error) {
 		op.Problems = append(op.Problems, &TimeError{Stamp: md.Signature.CreationTime, Reference: ref, Signature: true})
 	}
 
-	op.Verified = op.Signer != nil
-	for _, e := range op.Problems {
-		if _, ok := e.(*TimeError); !ok {
-			op.Verified = false
-		}
-	}
+	// Verified means every check passed; a time stamp outside the
+	// tolerance (a replay, or a post-dated message) is a failed check too.
+	op.Verified = op.Signer != nil && len(op.Problems) == 0
 	return op, nil
 }
 

@@ -487,7 +487,7 @@ func TestOpenTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	var te *TimeError
-	if !op.Verified || len(op.Problems) != 1 || !errors.As(op.Problems[0], &te) || op.Skew != time.Hour {
+	if op.Verified || op.Signer == nil || len(op.Problems) != 1 || !errors.As(op.Problems[0], &te) || op.Skew != time.Hour {
 		t.Fatalf("%+v", op)
 	}
 	if !strings.Contains(te.Error(), "1h0m0s ahead") {

@@ -1,0 +1,5 @@
+package client
+
+// Unexported test helpers that the external tests (package client_test)
+// use too.
+var SealUnsignedForTest = sealUnsigned
