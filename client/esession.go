@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -62,6 +63,10 @@ var (
 	// ErrNoESession reports that there is no Encrypted Session with the
 	// contact in the state the operation needs.
 	ErrNoESession = errors.New("client: no Encrypted Session")
+	// ErrSASMismatch reports that no established session has the short
+	// authentication string the user confirmed: it was mistyped, or the
+	// session it belonged to was replaced by a newer one.
+	ErrSASMismatch = errors.New("client: SAS does not match")
 	// ErrESessionExists reports a Start while an established session with
 	// the contact is active.
 	ErrESessionExists = errors.New("client: an Encrypted Session with this contact is already active")
@@ -479,8 +484,9 @@ func (e *ESession) convert(in *Incoming, res esession.Result) converted {
 
 // security is the Security of a message received in s.
 func (e *ESession) security(s *esession.Session) Security {
+	// Stanzas of an established session are authenticated by its MAC keys.
 	return Security{Mechanism: e.Namespace(), Name: eme.DisplayName(e.Namespace(), ""),
-		Verified: s.Verified(), Fingerprint: s.SAS()}
+		Verified: s.Verified(), Authenticated: true, Fingerprint: s.SAS()}
 }
 
 // messageContent splits decrypted stanza content into the body and the
@@ -1023,14 +1029,32 @@ func (e *ESession) SAS(peer jid.JID) (ESessionInfo, error) {
 	return e.info(s), nil
 }
 
-// ConfirmSAS records that the user compared the SAS of the newest
-// established session with peer over a channel they trust and found it
-// equal. The session is verified, and so is its retained secret: later
-// sessions that continue the chain are verified without a comparison.
-func (e *ESession) ConfirmSAS(peer jid.JID) (ESessionInfo, error) {
-	s, err := e.current(peer)
-	if err != nil {
+// ConfirmSAS records that the user compared the short authentication
+// string sas with the contact over a channel they trust and found it
+// equal. Only the established session with peer whose SAS is sas (and,
+// when thread is not empty, whose thread is thread) is confirmed: a
+// session that started after the user read the SAS has another one and
+// stays unverified. The session is verified, and so is its retained
+// secret: later sessions that continue the chain are verified without a
+// comparison. With no such session the error wraps ErrSASMismatch (or
+// ErrNoESession when there is no established session at all).
+func (e *ESession) ConfirmSAS(peer jid.JID, sas, thread string) (ESessionInfo, error) {
+	if _, err := e.current(peer); err != nil {
 		return ESessionInfo{}, err
+	}
+	want := normalizeSAS(sas)
+	var s *esession.Session
+	for _, c := range e.newestFirst(peer) {
+		if !c.Encrypted() || c.State() != esession.StateActive || thread != "" && c.Thread() != thread {
+			continue
+		}
+		if got := normalizeSAS(c.SAS()); got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 {
+			s = c
+			break
+		}
+	}
+	if s == nil {
+		return ESessionInfo{}, fmt.Errorf("%w: no established Encrypted Session with %s has the SAS %q", ErrSASMismatch, peer, sas)
 	}
 	if err := s.ConfirmSAS(); err != nil {
 		return e.info(s), fmt.Errorf("client: %w", err)
@@ -1041,6 +1065,20 @@ func (e *ESession) ConfirmSAS(peer jid.JID) (ESessionInfo, error) {
 			": this session is verified, and so are later sessions that continue it."})
 	e.notify()
 	return e.info(s), nil
+}
+
+// normalizeSAS folds what a user may type differently (case, spaces,
+// dashes) so that a SAS read aloud and typed back compares equal.
+func normalizeSAS(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == ' ' || r == '-' || r == '\t':
+			return -1
+		case 'A' <= r && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
 }
 
 // End terminates the newest live session with peer: an established

@@ -130,7 +130,7 @@ func TestIntegrationESession(t *testing.T) {
 		es *client.ESession
 		p  *client.Client
 	}{{a, ae, b}, {b, be, a}} {
-		info, err := x.es.ConfirmSAS(x.p.JID().Bare())
+		info, err := x.es.ConfirmSAS(x.p.JID().Bare(), s1.SAS, "")
 		if err != nil || !info.Verified {
 			t.Fatalf("ConfirmSAS: %+v %v", info, err)
 		}
@@ -337,6 +337,45 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	for _, es := range []*client.ESession{be, ce} {
 		if st := es.Status(); st[len(st)-1].State != "ended" {
 			t.Fatalf("sessions: %+v", st)
+		}
+	}
+}
+
+// TestIntegrationESessionConfirmBySAS: confirming names the SAS the user
+// compared. A session that started after the user read the SAS (here a
+// second one with the same contact) has another SAS and stays unverified;
+// a SAS that no session has confirms nothing.
+func TestIntegrationESessionConfirmBySAS(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	a, ae := connectES(t, srv, alice, "laptop", client.ESessionConfig{Secrets: &esession.MemorySecrets{}, AcceptPolicy: client.AcceptSubscribed})
+	b, _ := connectES(t, srv, bob, "phone", client.ESessionConfig{Secrets: &esession.MemorySecrets{}, AcceptPolicy: client.AcceptSubscribed})
+	subscribe(t, a, b)
+	_, _, s1 := establish(t, a, ae, b) // alice reads this SAS...
+	// ...and meanwhile a request from another resource of bob's account
+	// is accepted automatically (bob is subscribed): a second session.
+	b2, be2 := connectES(t, srv, bob, "tablet", client.ESessionConfig{Secrets: &esession.MemorySecrets{}})
+	waitFor(t, b2, func(p *client.PresenceEvent) bool { return p.Available && p.From.Equal(a.JID()) })
+	_, _, s2 := establish(t, b2, be2, a)
+	if s1.SAS == s2.SAS {
+		t.Skip("two sessions drew the same SAS (one chance in 28^5)")
+	}
+	if _, err := ae.ConfirmSAS(b.JID().Bare(), "zzzzz", ""); !errors.Is(err, client.ErrSASMismatch) {
+		t.Fatalf("confirming a SAS no session has: %v", err)
+	}
+	if _, err := ae.ConfirmSAS(b.JID().Bare(), s1.SAS, s2.Thread); !errors.Is(err, client.ErrSASMismatch) {
+		t.Fatalf("confirming a SAS on another session's thread: %v", err)
+	}
+	info, err := ae.ConfirmSAS(b.JID().Bare(), strings.ToUpper(s1.SAS), "")
+	if err != nil || info.Thread != s1.Thread || !info.Verified {
+		t.Fatalf("ConfirmSAS(s1): %+v %v", info, err)
+	}
+	for _, st := range ae.Status() {
+		if st.Thread == s2.Thread && st.Verified {
+			t.Fatalf("the newer session was verified by the older one's SAS: %+v", st)
+		}
+		if st.Thread == s1.Thread && !st.Verified {
+			t.Fatalf("the confirmed session is not verified: %+v", st)
 		}
 	}
 }

@@ -57,7 +57,7 @@ func TestESessionFeaturesAndNoSession(t *testing.T) {
 	}
 	for name, f := range map[string]func() error{
 		"SAS":     func() error { _, err := es.SAS(jid.MustParse("bob@example.org")); return err },
-		"Confirm": func() error { _, err := es.ConfirmSAS(jid.MustParse("bob@example.org")); return err },
+		"Confirm": func() error { _, err := es.ConfirmSAS(jid.MustParse("bob@example.org"), "abcde", ""); return err },
 		"End":     func() error { _, err := es.End(context.Background(), jid.MustParse("bob@example.org")); return err },
 		"Accept":  func() error { _, err := es.Accept(context.Background(), jid.MustParse("bob@example.org")); return err },
 	} {

@@ -79,9 +79,14 @@ A esession start --wait 60s bob@localhost/desk &
 start=$!
 B esession accept --wait 60s alice@localhost
 wait "$start"
-echo "Alice's SAS: $(A esession sas bob@localhost 2>/dev/null)   Bob's SAS: $(B esession sas alice@localhost 2>/dev/null)"
-A esession confirm bob@localhost
-B esession confirm alice@localhost
+alice_sas=$(A esession sas bob@localhost 2>/dev/null)
+bob_sas=$(B esession sas alice@localhost 2>/dev/null)
+echo "Alice's SAS: $alice_sas   Bob's SAS: $bob_sas"
+# They read them to each other over a channel they trust; they match, so
+# each confirms the SAS they compared.
+[ "$alice_sas" = "$bob_sas" ] || { echo "the SAS differ: someone is in the middle" >&2; exit 1; }
+A esession confirm bob@localhost "$alice_sas"
+B esession confirm alice@localhost "$bob_sas"
 A send --esession bob@localhost "Hello Bob, inside an Encrypted Session."
 B send --esession alice@localhost "Hi Alice, same session."
 A esession end --wait 30s bob@localhost

@@ -37,7 +37,8 @@ policy decides (see balcony policy). Lines starting with / are commands:
   /otr start|end|status       OTR with JID (a full JID: name the resource)
   /otr smp [QUESTION]         verify the OTR conversation; asks for the secret
   /otr answer                 answer the contact's verification; asks for the secret
-  /esession start|accept|decline|sas|confirm|reject|end|status
+  /esession start|accept|decline|sas|reject|end|status
+  /esession confirm SAS       the SAS you compared with the contact matched
   /status                     the state of every mechanism with JID
   /help, /quit                (end of input also quits)
 
@@ -321,12 +322,19 @@ func (c *chat) otr(ctx context.Context, f []string) {
 	printOTR(c.e, a, res)
 }
 
-func (c *chat) esession(ctx context.Context, op, reason string) {
-	a := esessionArgs{Op: op, JID: c.peer.String(), Reason: reason}
+func (c *chat) esession(ctx context.Context, op, arg string) {
+	a := esessionArgs{Op: op, JID: c.peer.String()}
 	switch op {
 	case "start", "accept", "end":
 		a.Wait = 30 * time.Second
-	case "decline", "sas", "confirm", "reject":
+	case "decline":
+		a.Reason = arg
+	case "confirm":
+		if a.SAS = strings.TrimSpace(arg); a.SAS == "" {
+			c.report(&usageError{msg: "/esession confirm needs the SAS you compared", hint: "/esession sas shows it; compare it with the contact, then: /esession confirm SAS"})
+			return
+		}
+	case "sas", "reject":
 	case "status":
 		a.JID = ""
 	default:

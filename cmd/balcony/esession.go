@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,7 +30,7 @@ func init() {
        balcony esession accept [--wait DUR] JID
        balcony esession decline [--reason TEXT] JID
        balcony esession sas JID
-       balcony esession confirm JID
+       balcony esession confirm [--thread T] JID SAS
        balcony esession reject JID
        balcony esession end [--wait DUR] JID
        balcony esession status
@@ -47,10 +48,13 @@ commands act through it. Send in a session with: balcony send --esession JID TEX
             for a request to arrive and for the session to be established.
   decline   decline the newest request from JID, with an optional reason.
   sas       print the SAS of the session with JID on standard output.
-  confirm   record that you compared the SAS with the contact over a channel
-            you trust (voice, in person) and it matched: the session is
-            verified, and later sessions that continue it through the secret
-            retained in the key store are verified without a comparison.
+  confirm   record that you compared SAS with the contact over a channel you
+            trust (voice, in person) and it matched: the session with that
+            SAS (on thread T, with --thread) is verified, and later sessions
+            that continue it through the secret retained in the key store
+            are verified without a comparison. Type the SAS you compared
+            (- reads it from standard input); a session that started since
+            has another SAS and is not confirmed.
   reject    the SAS did NOT match: someone may be in the middle. Ends the
             session and forgets every secret retained with JID, so that no
             later session continues the chain; the next one must be
@@ -73,6 +77,7 @@ the session, and copies for other devices or the archive cannot be read.
 Flags:
   --wait DUR       how long to wait (default: do not wait)
   --reason TEXT    the reason given when declining
+  --thread T       confirm only the session on thread T
 ` + secretFlagsUsage,
 		run: runESession,
 	})
@@ -159,6 +164,8 @@ type esessionArgs struct {
 	JID    string        `json:"jid,omitempty"`
 	Wait   time.Duration `json:"wait,omitempty"`
 	Reason string        `json:"reason,omitempty"`
+	SAS    string        `json:"sas,omitempty"`
+	Thread string        `json:"thread,omitempty"`
 }
 
 type esessionResult struct {
@@ -176,12 +183,33 @@ func runESession(ctx context.Context, e *env, args []string) error {
 	so.add(fs)
 	wait := fs.Duration("wait", 0, "")
 	reason := fs.String("reason", "", "")
+	thread := fs.String("thread", "", "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	a := esessionArgs{Op: op, Wait: *wait, Reason: *reason}
+	a := esessionArgs{Op: op, Wait: *wait, Reason: *reason, Thread: *thread}
 	switch op {
-	case "start", "accept", "decline", "sas", "confirm", "reject", "end":
+	case "confirm":
+		if fs.NArg() != 2 {
+			return &usageError{msg: "esession confirm needs a JID and the SAS you compared", hint: "run: balcony esession sas JID, compare it with the contact, then: balcony esession confirm JID SAS"}
+		}
+		j, err := jid.Parse(fs.Arg(0))
+		if err != nil {
+			return &usageError{msg: fmt.Sprintf("invalid JID %q: %v", fs.Arg(0), err)}
+		}
+		a.JID = j.String()
+		a.SAS = fs.Arg(1)
+		if a.SAS == "-" {
+			b, err := io.ReadAll(io.LimitReader(e.stdin, 1024))
+			if err != nil {
+				return err
+			}
+			a.SAS = strings.TrimSpace(string(b))
+		}
+		if a.SAS == "" {
+			return &usageError{msg: "esession confirm needs the SAS you compared"}
+		}
+	case "start", "accept", "decline", "sas", "reject", "end":
 		if fs.NArg() != 1 {
 			return &usageError{msg: "esession " + op + " needs a JID", hint: "run: balcony help esession"}
 		}
@@ -198,6 +226,9 @@ func runESession(ctx context.Context, e *env, args []string) error {
 		return runESessionPolicy(ctx, e, &so, fs.Args())
 	default:
 		return &usageError{msg: fmt.Sprintf("unknown esession subcommand %q", op), hint: "run: balcony help esession"}
+	}
+	if *thread != "" && op != "confirm" {
+		return &usageError{msg: "--thread is for esession confirm"}
 	}
 	if *reason != "" && op != "decline" {
 		return &usageError{msg: "--reason is for esession decline"}
@@ -289,9 +320,9 @@ func verificationNote(s client.ESessionInfo) string {
 		return "verified: the SAS was confirmed in this session or in the chain of sessions it continues"
 	case s.ContinuityBroken:
 		return "NOT verified, and the secret retained from earlier sessions with " + bare + " did not match: compare the SAS with " +
-			bare + " over a channel you trust, then run: balcony esession confirm " + bare
+			bare + " over a channel you trust, then run: balcony esession confirm " + bare + " SAS"
 	}
-	return "not verified: compare the SAS with " + bare + " over a channel you trust, then run: balcony esession confirm " + bare
+	return "not verified: compare the SAS with " + bare + " over a channel you trust, then run: balcony esession confirm " + bare + " SAS"
 }
 
 // handleESession runs "balcony esession" requests inside the listener.
@@ -351,7 +382,10 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 	case "sas":
 		info, err = es.SAS(j)
 	case "confirm":
-		info, err = es.ConfirmSAS(j)
+		info, err = es.ConfirmSAS(j, a.SAS, a.Thread)
+		if errors.Is(err, client.ErrSASMismatch) {
+			return nil, withHint(err, "compare the current SAS (balcony esession sas "+j.Bare().String()+") with the contact again; a session started since you read it has a SAS of its own")
+		}
 	case "reject":
 		// A SAS mismatch: end the session and break the retained-secret
 		// chain (esessions-research pitfall 11), whatever the end answers.

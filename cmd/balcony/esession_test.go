@@ -117,13 +117,15 @@ func TestESessionUsage(t *testing.T) {
 		code int
 		out  string // in stdout, or stderr when the code is not 0
 	}{
-		{[]string{"help", "esession"}, 0, "balcony esession confirm JID"},
+		{[]string{"help", "esession"}, 0, "balcony esession confirm [--thread T] JID SAS"},
 		{[]string{"esession"}, 2, "needs a subcommand"},
 		{[]string{"esession", "frobnicate", "bob@example.org"}, 2, `unknown esession subcommand "frobnicate"`},
 		{[]string{"esession", "start"}, 2, "needs a JID"},
 		{[]string{"esession", "sas", "bob@example.org", "--wait", "1s"}, 2, "--wait is for"},
 		{[]string{"esession", "accept", "bob@example.org", "--reason", "x"}, 2, "--reason is for esession decline"},
 		{[]string{"esession", "start", "@@"}, 2, "invalid JID"},
+		{[]string{"esession", "confirm", "bob@example.org"}, 2, "needs a JID and the SAS you compared"},
+		{[]string{"esession", "sas", "--thread", "t", "bob@example.org"}, 2, "--thread is for esession confirm"},
 		{[]string{"esession", "status"}, 1, "no balcony listen is running"},
 		{[]string{"esession", "policy"}, 0, "esession policy: ask"},
 		{[]string{"esession", "policy", "sometimes"}, 2, `unknown policy "sometimes"`},
