@@ -73,7 +73,7 @@ type Client struct {
 
 	events  *queue[Event]
 	out     chan Event
-	inbox   *queue[*xmltree.Element]
+	inbox   *queue[inboxItem]
 	workers sync.WaitGroup
 
 	disco     discoState
@@ -110,14 +110,14 @@ func New(cfg Config) (*Client, error) {
 		closed: make(chan struct{}),
 		events: newQueue[Event](),
 		out:    make(chan Event),
-		inbox:  newQueue[*xmltree.Element](),
+		inbox:  newQueue[inboxItem](),
 	}
 	c.disco.init()
 	c.presence.init()
 	c.mam.init()
 	c.pep.init()
 	c.pipeline = newPipeline(c)
-	c.workers.Add(2)
+	c.workers.Add(1)
 	go c.pumpEvents()
 	go c.processInbox()
 	return c, nil
@@ -386,7 +386,11 @@ func (c *Client) Close() error {
 	connected := c.connected
 	c.mu.Unlock()
 	if connected {
-		// Mechanisms end their sessions while the stream still works.
+		// Mechanisms end their sessions while the stream still works, but
+		// only after every stanza received so far was processed: a message
+		// that arrived before Close is read in its session, not refused
+		// because the session ended meanwhile.
+		c.afterReceived(3 * time.Second)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		c.pipeline.closing(ctx)
 		cancel()
@@ -425,6 +429,8 @@ func (c *Client) Close() error {
 	for _, h := range hooks {
 		h()
 	}
+	// Stanzas already received are still processed, and their events
+	// stay readable on Events (see pumpEvents) until it is closed.
 	c.inbox.close()
 	c.workers.Wait()
 	return err
@@ -444,9 +450,19 @@ func (c *Client) session() (*xmpp.Session, error) {
 
 func (c *Client) emit(e Event) { c.events.push(e) }
 
+// drainGrace is how long events left when the client closes wait for a
+// reader before they are dropped.
+const drainGrace = 2 * time.Second
+
+// pumpEvents hands queued events to the Events channel. After Close, the
+// events of everything already received are still delivered to a reader
+// that keeps reading (a listener stopped by a signal prints the messages
+// it received and acknowledged); when nobody reads for drainGrace, the
+// rest is dropped, so that an undrained channel never keeps the
+// goroutine alive. Close does not wait for this goroutine.
 func (c *Client) pumpEvents() {
-	defer c.workers.Done()
 	defer close(c.out)
+	var grace *time.Timer
 	for {
 		e, ok := c.events.pop()
 		if !ok {
@@ -454,9 +470,16 @@ func (c *Client) pumpEvents() {
 		}
 		select {
 		case c.out <- e:
+			continue
 		case <-c.closed:
-			// Nobody may be reading any more: drop what is left so that
-			// Close never blocks on an undrained channel.
+		}
+		if grace == nil {
+			grace = time.NewTimer(drainGrace)
+			defer grace.Stop()
+		}
+		select {
+		case c.out <- e:
+		case <-grace.C:
 			for {
 				if _, ok := c.events.pop(); !ok {
 					return
@@ -466,15 +489,41 @@ func (c *Client) pumpEvents() {
 	}
 }
 
+// inboxItem is a received stanza, or a function to run in its place in
+// the order of arrival.
+type inboxItem struct {
+	st *xmltree.Element
+	fn func()
+}
+
+// afterReceived waits (at most max) until every stanza queued so far was
+// processed.
+func (c *Client) afterReceived(max time.Duration) {
+	done := make(chan struct{})
+	if !c.inbox.push(inboxItem{fn: func() { close(done) }}) {
+		return
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
 func (c *Client) processInbox() {
 	defer c.workers.Done()
 	defer c.events.close()
 	for {
-		st, ok := c.inbox.pop()
+		it, ok := c.inbox.pop()
 		if !ok {
 			return
 		}
-		c.process(st)
+		if it.fn != nil {
+			it.fn()
+			continue
+		}
+		c.process(it.st)
 	}
 }
 
@@ -657,7 +706,7 @@ func (c *Client) handleStanza(sess *xmpp.Session, t xmlstream.TokenReadEncoder, 
 			return nil
 		}
 	}
-	c.inbox.push(st)
+	c.inbox.push(inboxItem{st: st})
 	return nil
 }
 

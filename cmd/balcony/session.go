@@ -357,6 +357,15 @@ func runListen(ctx context.Context, e *env, args []string) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// Stopped (a signal, or --timeout): what was received is still
+			// shown, while the client closes.
+			closed := make(chan struct{})
+			go func() { c.Close(); close(closed) }()
+			for ev := range c.Events() {
+				r.event(ev)
+				sess.offer(ev)
+			}
+			<-closed
 			if *timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && *count > 0 {
 				return fmt.Errorf("timed out after %d of %d events", seen, *count)
 			}
