@@ -3,12 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,9 +21,11 @@ import (
 // start", "balcony esession sas" or "balcony send --otr" must run there.
 //
 // The socket is <data dir>/<account>/control.sock, in the account's 0700
-// directory, with mode 0600 (or, when that path is too long for a Unix
-// socket, in a 0700 directory of the user's under $XDG_RUNTIME_DIR or the
-// temporary directory). On Linux both ends check that the other process
+// directory, with mode 0600. When that path is too long for a Unix
+// socket, it lives in a new 0700 directory with an unpredictable name
+// under $XDG_RUNTIME_DIR or the temporary directory, recorded in
+// <data dir>/<account>/control.path, so that no other user can take its
+// place or block it. On Linux both ends check that the other process
 // belongs to the same user (SO_PEERCRED). The protocol is one JSON request
 // line, carrying the caller's deadline, and one JSON response line per
 // connection.
@@ -58,6 +59,11 @@ func registerControl(name string, h controlHandler) {
 	controlHandlers[name] = h
 }
 
+// controlPath returns the socket a command dials to reach the account's
+// listener: control.sock in the account's data directory, or, when that
+// path is too long for a Unix socket, the path the listener recorded in
+// control.path there (see listenPath). It fails with errNoListener when
+// no listener recorded one.
 func controlPath(a *accountConfig) (string, error) {
 	dir, err := storeDir(a)
 	if err != nil {
@@ -67,22 +73,80 @@ func controlPath(a *accountConfig) (string, error) {
 	if len(p) < maxSocketPath {
 		return p, nil
 	}
-	// Unix socket paths are limited to about 104 bytes: for a deep data
-	// directory, use a per-user 0700 directory under the runtime or
-	// temporary directory, named by a hash of the account's directory.
-	base := os.Getenv("XDG_RUNTIME_DIR")
-	if base == "" {
-		base = os.TempDir()
+	b, err := os.ReadFile(filepath.Join(dir, controlPointer))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", errNoListener
 	}
-	sum := sha256.Sum256([]byte(dir))
-	rt := filepath.Join(base, fmt.Sprintf("balcony-%d", os.Getuid()))
-	if err := os.MkdirAll(rt, 0o700); err != nil {
+	if err != nil {
 		return "", err
 	}
-	if fi, err := os.Lstat(rt); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 || !ownedByMe(fi) {
-		return "", fmt.Errorf("%s must be a directory of yours with mode 0700", rt)
+	p = string(b)
+	if !filepath.IsAbs(p) || len(p) >= maxSocketPath {
+		return "", fmt.Errorf("%s does not name a control socket", filepath.Join(dir, controlPointer))
 	}
-	return filepath.Join(rt, hex.EncodeToString(sum[:8])+".sock"), nil
+	if err := checkPrivateDir(filepath.Dir(p)); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// controlPointer is the file in the account's data directory that names
+// the control socket when it lives elsewhere.
+const controlPointer = "control.path"
+
+// listenPath chooses where the listener's socket lives and prepares it.
+// For a deep data directory the socket goes into a new directory with an
+// unpredictable name (os.MkdirTemp, mode 0700) under $XDG_RUNTIME_DIR or
+// the temporary directory, so that no other local user can create it
+// first, and its path is recorded in the 0700 data directory. cleanup
+// removes what listenPath made.
+func listenPath(a *accountConfig) (path string, cleanup func(), err error) {
+	dir, err := storeDir(a)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", nil, err
+	}
+	p := filepath.Join(dir, "control.sock")
+	if len(p) < maxSocketPath {
+		return p, func() { os.Remove(p) }, nil
+	}
+	base := os.Getenv("XDG_RUNTIME_DIR")
+	if base == "" || checkPrivateDir(base) != nil {
+		base = os.TempDir()
+	}
+	rt, err := os.MkdirTemp(base, "balcony-")
+	if err != nil {
+		return "", nil, err
+	}
+	p = filepath.Join(rt, "control.sock")
+	if len(p) >= maxSocketPath {
+		os.Remove(rt)
+		return "", nil, fmt.Errorf("no short enough directory for the control socket (%s)", p)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, controlPointer), []byte(p), 0o600); err != nil {
+		os.Remove(rt)
+		return "", nil, err
+	}
+	return p, func() {
+		os.Remove(filepath.Join(dir, controlPointer))
+		os.Remove(p)
+		os.Remove(rt)
+	}, nil
+}
+
+// checkPrivateDir makes sure dir is a real directory of this user with
+// mode 0700.
+func checkPrivateDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() || fi.Mode().Perm() != 0o700 || !ownedByMe(fi) {
+		return fmt.Errorf("%s must be a directory of yours with mode 0700", dir)
+	}
+	return nil
 }
 
 // maxSocketPath is below the smallest sun_path limit of common systems.
@@ -92,14 +156,16 @@ const maxSocketPath = 100
 // Only one listener per account may serve: a lock file next to the socket
 // settles races between two starting at once.
 func serveControl(ctx context.Context, s *session) (stop func(), err error) {
-	path, err := controlPath(s.acct)
+	dir, err := storeDir(s.acct)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	// The lock lives in the account's 0700 data directory, wherever the
+	// socket goes.
+	lock, err := os.OpenFile(filepath.Join(dir, "control.lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -107,23 +173,31 @@ func serveControl(ctx context.Context, s *session) (stop func(), err error) {
 		lock.Close()
 		return nil, withHint(errors.New("another balcony listen is running for "+s.acct.JID), "stop it first, or send commands to it (balcony send, balcony otr, balcony esession use it)")
 	}
+	path, cleanup, err := listenPath(s.acct)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
 	// Holding the lock, a socket left by a killed listener is stale.
 	os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
+		cleanup()
 		lock.Close()
 		return nil, err
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
+		cleanup()
 		lock.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns = map[net.Conn]bool{}
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		conns   = map[net.Conn]bool{}
+		stopped bool
 	)
 	wg.Add(1)
 	go func() {
@@ -139,7 +213,14 @@ func serveControl(ctx context.Context, s *session) (stop func(), err error) {
 				conn.Close()
 				continue
 			}
+			// A connection accepted while stop runs is closed here: stop
+			// may already have closed the ones it knew of.
 			mu.Lock()
+			if stopped {
+				mu.Unlock()
+				conn.Close()
+				continue
+			}
 			conns[conn] = true
 			mu.Unlock()
 			wg.Add(1)
@@ -155,13 +236,14 @@ func serveControl(ctx context.Context, s *session) (stop func(), err error) {
 	return func() {
 		cancel()
 		ln.Close()
-		os.Remove(path)
 		mu.Lock()
+		stopped = true
 		for c := range conns {
 			c.Close()
 		}
 		mu.Unlock()
 		wg.Wait()
+		cleanup()
 		lock.Close()
 	}, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -106,11 +107,23 @@ func TestControlPathLength(t *testing.T) {
 	long := filepath.Join(short, strings.Repeat("d", 120))
 	t.Setenv("BALCONY_DATA_DIR", long)
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
-	p2, err := controlPath(a)
+	if _, err := controlPath(a); !errors.Is(err, errNoListener) {
+		t.Fatalf("long, no listener: %v", err)
+	}
+	p2, cleanup, err := listenPath(a)
 	if err != nil || len(p2) >= maxSocketPath || !strings.HasSuffix(p2, ".sock") {
 		t.Fatalf("long: %s %v", p2, err)
 	}
-	if p3, _ := controlPath(&accountConfig{JID: "bob@example.org"}); p3 == p2 {
+	defer cleanup()
+	if got, err := controlPath(a); err != nil || got != p2 {
+		t.Fatalf("dialled %q (%v), listener at %q", got, err, p2)
+	}
+	p3, cleanup3, err := listenPath(&accountConfig{JID: "bob@example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup3()
+	if p3 == p2 {
 		t.Fatal("two accounts share a socket")
 	}
 }
