@@ -211,10 +211,10 @@ var esessionHints = []string{"no-copy", "no-permanent-store", "no-store"}
 // Seal encrypts out for the contact's current established session (or the
 // session of out.Thread) and returns the stanza, addressed to the resource
 // the session is bound to.
-func (e *ESession) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, error) {
+func (e *ESession) Seal(ctx context.Context, out *Outgoing) (Sealed, error) {
 	s, err := e.sessionFor(out.To, out.Thread)
 	if err != nil {
-		return nil, err
+		return Sealed{}, err
 	}
 	var content []byte
 	if out.Body != "" {
@@ -228,11 +228,11 @@ func (e *ESession) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element,
 		if errors.Is(err, esession.ErrKeyExhausted) {
 			e.terminateLocked(ctx, s) // the pipeline holds its send lock
 		}
-		return nil, fmt.Errorf("client: Encrypted Session with %s: %w", s.Peer(), err)
+		return Sealed{}, fmt.Errorf("client: Encrypted Session with %s: %w", s.Peer(), err)
 	}
 	st, err := e.stanza(o)
 	if err != nil {
-		return nil, err
+		return Sealed{}, err
 	}
 	id := out.ID
 	if id == "" {
@@ -240,7 +240,7 @@ func (e *ESession) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element,
 	}
 	st.SetAttr("id", id)
 	e.remember(id, s)
-	return []*xmltree.Element{st}, nil
+	return Sealed{Stanzas: []*xmltree.Element{st}}, nil
 }
 
 // Usable reports whether an established Encrypted Session with the contact

@@ -183,7 +183,8 @@ func TestIntegrationESession(t *testing.T) {
 
 	// A tampered <c/>: bob ends the session and shows a notice; his error
 	// answer ends it at alice's side too.
-	st, err := ae.Seal(ctx, &client.Outgoing{To: b.JID(), Body: "altered on the way"})
+	sealed, err := ae.Seal(ctx, &client.Outgoing{To: b.JID(), Body: "altered on the way"})
+	st := sealed.Stanzas
 	if err != nil || len(st) != 1 {
 		t.Fatal(err)
 	}

@@ -108,7 +108,8 @@ func TestIntegrationMessagesBothWays(t *testing.T) {
 
 func TestIntegrationReceiptAfterDelivery(t *testing.T) {
 	_, _, _, a, b := twoClients(t)
-	ids, err := a.Send(context.Background(), &client.Outgoing{To: b.JID(), Body: "please confirm", Receipt: true}, "")
+	sent, err := a.Send(context.Background(), &client.Outgoing{To: b.JID(), Body: "please confirm", Receipt: true}, "")
+	ids := sent.IDs
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +457,8 @@ func TestIntegrationNoReceiptForUnreadable(t *testing.T) {
 	if n.Namespace != "urn:xmpp:openpgp:0" || strings.Contains(n.Text, "[encrypted]") {
 		t.Fatalf("notice %+v", n)
 	}
-	ids, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "readable", Receipt: true}, "")
+	sent, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "readable", Receipt: true}, "")
+	ids := sent.IDs
 	if err != nil {
 		t.Fatal(err)
 	}

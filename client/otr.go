@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -243,15 +245,36 @@ func NewOTR(c *Client, cfg OTRConfig) (*OTR, error) {
 	return o, nil
 }
 
-// SetPolicy changes the policy and auto-start mode of conversations
-// started from now on; running conversations keep theirs.
+// SetPolicy changes the policy and auto-start mode, for new conversations
+// and for the live ones alike: a message sent after a switch to "always"
+// is held until the private conversation is established, never sent in
+// the clear.
 func (o *OTR) SetPolicy(p otr.Policy, a OTRAutoStart) {
 	if p == 0 {
 		p = DefaultOTRPolicy
 	}
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	o.policy, o.auto = p, a
-	o.mu.Unlock()
+	pol := o.convPolicy()
+	for _, peer := range o.peers {
+		for _, c := range peer.conversations() {
+			c.SetPolicy(pol)
+		}
+	}
+}
+
+// conversations returns every conversation of the peer.
+func (p *otrPeer) conversations() []*otr.Conversation {
+	var out []*otr.Conversation
+	seen := map[*otr.Conversation]bool{}
+	for _, c := range append([]*otr.Conversation{p.current, p.pending}, slices.Collect(maps.Values(p.byTag))...) {
+		if c != nil && !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Policy returns the policy and auto-start mode for new conversations.
@@ -277,15 +300,21 @@ func (o *OTR) Fingerprint() otr.Fingerprint { return o.cfg.Key.Fingerprint() }
 // InstanceTag returns our instance tag.
 func (o *OTR) InstanceTag() uint32 { return o.cfg.InstanceTag }
 
-// newConv returns a new conversation with the current policy. Callers
-// hold o.mu, except NewOTR.
-func (o *OTR) newConv() (*otr.Conversation, error) {
+// convPolicy is the engine policy of conversations under the current
+// policy and auto-start mode. Callers hold o.mu, except NewOTR.
+func (o *OTR) convPolicy() otr.Policy {
 	pol := o.policy
 	if o.auto == OTRAutoStartNever {
 		pol &^= otr.WhitespaceStartAKE | otr.ErrorStartAKE
 	}
+	return pol
+}
+
+// newConv returns a new conversation with the current policy. Callers
+// hold o.mu, except NewOTR.
+func (o *OTR) newConv() (*otr.Conversation, error) {
 	return otr.NewConversation(otr.Config{
-		PrivateKey: o.cfg.Key, InstanceTag: o.cfg.InstanceTag, Policy: pol,
+		PrivateKey: o.cfg.Key, InstanceTag: o.cfg.InstanceTag, Policy: o.convPolicy(),
 		FragmentSize: o.cfg.FragmentSize, Rand: o.cfg.Rand, Now: o.cfg.Now,
 	})
 }
@@ -381,15 +410,15 @@ func (o *OTR) isKnown(ctx context.Context, j jid.JID) bool {
 // ErrNoOTRSession, and never sends the message in the clear. With
 // OTRAutoStartAlways and a policy that requires encryption, a message
 // without a conversation is held and a query is sent instead.
-func (o *OTR) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, error) {
+func (o *OTR) Seal(ctx context.Context, out *Outgoing) (Sealed, error) {
 	if out.To.Resourcepart() == "" {
-		return nil, fmt.Errorf("%w: %s", ErrOTRFullJID, out.To)
+		return Sealed{}, fmt.Errorf("%w: %s", ErrOTRFullJID, out.To)
 	}
 	if out.Body == "" {
-		return nil, errors.New("client: OTR carries only text: the message has no body")
+		return Sealed{}, errors.New("client: OTR carries only text: the message has no body")
 	}
 	if out.Type == "groupchat" {
-		return nil, errors.New("client: OTR works between two parties only, not in group chats")
+		return Sealed{}, errors.New("client: OTR works between two parties only, not in group chats")
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -401,36 +430,46 @@ func (o *OTR) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, erro
 	}
 	switch state {
 	case otr.Finished:
-		return nil, fmt.Errorf("client: %s ended the private OTR conversation; end it too or start a new one: %w", out.To, otr.ErrFinished)
+		return Sealed{}, fmt.Errorf("client: %s ended the private OTR conversation; end it too or start a new one: %w", out.To, otr.ErrFinished)
 	case otr.Plaintext:
 		if o.policy&otr.RequireEncryption == 0 || !o.mayAutoStart(ctx, out.To) {
-			return nil, fmt.Errorf("%w with %s: start one first", ErrNoOTRSession, out.To)
+			return Sealed{}, fmt.Errorf("%w with %s: start one first", ErrNoOTRSession, out.To)
 		}
 	}
 	conv, err := o.currentConv(p)
 	if err != nil {
-		return nil, err
+		return Sealed{}, err
+	}
+	if conv.State() != otr.Encrypted && conv.Policy()&otr.RequireEncryption == 0 {
+		// Started under another policy: "always" applies now.
+		conv.SetPolicy(o.convPolicy())
 	}
 	msgs, err := conv.Send([]byte(out.Body))
 	if err != nil {
-		return nil, fmt.Errorf("client: OTR: %w", err)
+		return Sealed{}, fmt.Errorf("client: OTR: %w", err)
 	}
-	var sts []*xmltree.Element
+	var res Sealed
 	for i, m := range msgs {
-		if k, _ := eme.ClassifyOTR(string(m)); k == eme.OTRNone || k == eme.OTRWhitespaceTag {
+		k, _ := eme.ClassifyOTR(string(m))
+		if k == eme.OTRNone || k == eme.OTRWhitespaceTag {
 			// Never let text typed for a private conversation out in the
 			// clear.
-			return nil, errors.New("client: OTR engine returned plaintext for a private message; not sent")
+			return Sealed{}, errors.New("client: OTR engine returned plaintext for a private message; not sent")
+		}
+		if k == eme.OTRQuery {
+			// The engine holds the message and asks for a private
+			// conversation; the message leaves once it is established.
+			res.Held = true
 		}
 		id := NewID()
 		if i == 0 && out.ID != "" {
 			id = out.ID
 		}
-		sts = append(sts, otrStanza(out.To, id, bareQuery(m)))
+		res.Stanzas = append(res.Stanzas, otrStanza(out.To, id, bareQuery(m)))
 		p.remember(id)
 	}
 	o.sendPresence(ctx, p)
-	return sts, nil
+	return res, nil
 }
 
 // bareQuery returns a query message without the explanation the engine

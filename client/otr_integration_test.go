@@ -130,7 +130,8 @@ func TestIntegrationOTRConversation(t *testing.T) {
 	}
 
 	// Messages both ways; the receipt comes after decryption.
-	ids, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "hello <b>bob</b> &amp; all", Receipt: true}, eme.OTR)
+	sent, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "hello <b>bob</b> &amp; all", Receipt: true}, eme.OTR)
+	ids := sent.IDs
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func TestIntegrationOTRCarbonsAndArchive(t *testing.T) {
 	}
 	query := xmltree.New(client.NSClient, "message", "to", a1.JID().String(), "type", "chat", "id", client.NewID())
 	query.Append(xmltree.New(client.NSClient, "body").AppendText("?OTRv23?"))
-	for _, st := range append(sealed, query) {
+	for _, st := range append(sealed.Stanzas, query) {
 		if err := b.SendElement(ctx, st); err != nil {
 			t.Fatal(err)
 		}
@@ -336,7 +337,8 @@ func TestIntegrationOTRReconnectAndReAKE(t *testing.T) {
 	// message is unreadable. Bob sees a notice (no text, no receipt), alice
 	// is told, and the session restarts by itself.
 	b2o.Shutdown()
-	lost, err := a.Send(ctx, &client.Outgoing{To: b2.JID(), Body: "lost", Receipt: true}, eme.OTR)
+	sentLost, err := a.Send(ctx, &client.Outgoing{To: b2.JID(), Body: "lost", Receipt: true}, eme.OTR)
+	lost := sentLost.IDs
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +352,8 @@ func TestIntegrationOTRReconnectAndReAKE(t *testing.T) {
 	if sa, sb := ao.Status(ctx, b2.JID()), b2o.Status(ctx, a.JID()); sa.State != client.OTRPrivateUnverified || sa.SSID != sb.SSID {
 		t.Fatalf("after the re-AKE: alice %+v, bob %+v", sa, sb)
 	}
-	ids, err := a.Send(ctx, &client.Outgoing{To: b2.JID(), Body: "again", Receipt: true}, eme.OTR)
+	sent, err := a.Send(ctx, &client.Outgoing{To: b2.JID(), Body: "again", Receipt: true}, eme.OTR)
+	ids := sent.IDs
 	if err != nil {
 		t.Fatal(err)
 	}

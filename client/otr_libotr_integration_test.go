@@ -29,8 +29,8 @@ type rawOTR struct{ bodies chan string }
 
 func (r *rawOTR) Namespace() string   { return eme.OTR }
 func (r *rawOTR) Needs() client.Needs { return client.Needs{} }
-func (r *rawOTR) Seal(context.Context, *client.Outgoing) ([]*xmltree.Element, error) {
-	return nil, errors.New("rawOTR: sending goes through SendElement")
+func (r *rawOTR) Seal(context.Context, *client.Outgoing) (client.Sealed, error) {
+	return client.Sealed{}, errors.New("rawOTR: sending goes through SendElement")
 }
 func (r *rawOTR) Open(_ context.Context, in *client.Incoming) (*client.Opened, error) {
 	r.bodies <- in.Stanza.ChildText(client.NSClient, "body")

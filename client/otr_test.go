@@ -203,10 +203,11 @@ func (n *memNet) drop() {
 
 // send seals a message from s to "to" and queues it.
 func (s *memSide) send(to *memSide, body string) error {
-	sts, err := s.o.Seal(context.Background(), &Outgoing{To: to.jid, Body: body, ID: NewID()})
+	sealed, err := s.o.Seal(context.Background(), &Outgoing{To: to.jid, Body: body, ID: NewID()})
 	if err != nil {
 		return err
 	}
+	sts := sealed.Stanzas
 	s.net.mu.Lock()
 	for _, st := range sts {
 		s.net.queue = append(s.net.queue, memStanza{from: s.jid, to: to.jid, st: st})
@@ -466,10 +467,11 @@ func TestOTRMemoryCopiesNeverFed(t *testing.T) {
 	bob2 := n.add("bob@example.net/phone", testKey(t, 3), OTRConfig{})
 	private(t, n, alice, bob)
 
-	sts, err := alice.o.Seal(context.Background(), &Outgoing{To: bob.jid, Body: "for the desk only"})
+	sealed, err := alice.o.Seal(context.Background(), &Outgoing{To: bob.jid, Body: "for the desk only"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	sts := sealed.Stanzas
 	query, _ := alice.o.newConv()
 	q, _ := query.StartAKE()
 	queryStanza := otrStanza(bob2.jid, "q1", q[0])

@@ -445,21 +445,21 @@ func (x *OX) Usable(ctx context.Context, to jid.JID) bool {
 // carbons, other devices and the archive can read it (XEP-0374 §4.1,
 // XEP-0373 §3.1). The thread stays outside; the pipeline adds the fallback
 // body, the store hint and the EME tag.
-func (x *OX) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, error) {
+func (x *OX) Seal(ctx context.Context, out *Outgoing) (Sealed, error) {
 	own, ownPub, _ := x.snapshot()
 	if len(own) == 0 {
-		return nil, ErrOXNoOwnKey
+		return Sealed{}, ErrOXNoOwnKey
 	}
 	to := out.To.Bare()
 	now := x.now()
 	recips, err := x.recipientKeys(ctx, to, now)
 	if err != nil && !(to.Equal(x.self()) && errors.Is(err, ErrOXNoContactKey)) {
-		return nil, err
+		return Sealed{}, err
 	}
 	var mine []*ox.Key
 	if !to.Equal(x.self()) {
 		if mine, err = x.recipientKeys(ctx, x.self(), now); err != nil && !errors.Is(err, ErrOXNoContactKey) {
-			return nil, err
+			return Sealed{}, err
 		}
 	}
 	// XEP-0374 §4.1: the contact's keys and all of one's own. An own key
@@ -473,7 +473,7 @@ func (x *OX) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, error
 	if out.Body != "" {
 		var b strings.Builder
 		if err := xml.EscapeText(&b, []byte(out.Body)); err != nil {
-			return nil, err
+			return Sealed{}, err
 		}
 		payload = append(payload, "<body>"...)
 		payload = append(payload, b.String()...)
@@ -485,7 +485,7 @@ func (x *OX) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, error
 	content := ox.Content{Kind: ox.Signcrypt, To: []jid.JID{to}, Payload: payload}
 	msg, err := ox.Seal(content, own[0], all, x.pgp)
 	if err != nil {
-		return nil, fmt.Errorf("client: OX: %w", err)
+		return Sealed{}, fmt.Errorf("client: OX: %w", err)
 	}
 	st := xmltree.New(NSClient, "message", "to", out.To.String(), "type", out.Type, "id", out.ID)
 	if out.Thread != "" {
@@ -493,10 +493,10 @@ func (x *OX) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, error
 	}
 	el, err := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
 	if err != nil {
-		return nil, err
+		return Sealed{}, err
 	}
 	st.Append(el)
-	return []*xmltree.Element{st}, nil
+	return Sealed{Stanzas: []*xmltree.Element{st}}, nil
 }
 
 // recipientKeys returns the keys to encrypt to for bare: every key it

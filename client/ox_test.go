@@ -99,10 +99,11 @@ func (p *oxPeer) learn(t testing.TB, owner jid.JID, k *ox.Key) store.Seen {
 func (p *oxPeer) seal(t testing.TB, to jid.JID, body string) *xmltree.Element {
 	t.Helper()
 	out := &Outgoing{To: to, Type: "chat", ID: NewID(), Body: body}
-	sts, err := p.x.Seal(context.Background(), out)
+	sealed, err := p.x.Seal(context.Background(), out)
 	if err != nil {
 		t.Fatal(err)
 	}
+	sts := sealed.Stanzas
 	if len(sts) != 1 {
 		t.Fatalf("%d stanzas", len(sts))
 	}
@@ -259,10 +260,11 @@ func TestOXPayloadPrecedence(t *testing.T) {
 	bob.learn(t, alice.j, alice.key)
 	out := &Outgoing{To: bob.j, Type: "chat", ID: "p1", Body: "real",
 		Payload: []*xmltree.Element{xmltree.New("urn:xmpp:message-correct:0", "replace", "id", "good")}}
-	sts, err := alice.x.Seal(context.Background(), out)
+	sealed, err := alice.x.Seal(context.Background(), out)
 	if err != nil {
 		t.Fatal(err)
 	}
+	sts := sealed.Stanzas
 	st := sts[0]
 	alice.c.pipeline.decorate(st, out, eme.OX, alice.x.Needs())
 	st.Append(xmltree.New("urn:xmpp:message-correct:0", "replace", "id", "evil"))
@@ -298,10 +300,11 @@ func TestOXUnprotectedSiblingDropped(t *testing.T) {
 	alice.learn(t, bob.j, bob.key)
 	bob.learn(t, alice.j, alice.key)
 	out := &Outgoing{To: bob.j, Type: "chat", ID: "p2", Body: "hello"}
-	sts, err := alice.x.Seal(context.Background(), out)
+	sealed, err := alice.x.Seal(context.Background(), out)
 	if err != nil {
 		t.Fatal(err)
 	}
+	sts := sealed.Stanzas
 	st := sts[0]
 	alice.c.pipeline.decorate(st, out, eme.OX, alice.x.Needs())
 	st.Append(xmltree.New("urn:xmpp:message-correct:0", "replace", "id", "evil"))

@@ -32,8 +32,8 @@ type Mechanism interface {
 	// Seal protects an outgoing message. It returns the <message/> stanzas
 	// to send (an OTR key exchange may need several, fragments too), each
 	// carrying the mechanism's payload; 'to', 'type' and 'id' may be left
-	// empty for the pipeline to fill.
-	Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, error)
+	// empty for the pipeline to fill. Seal must not change out.
+	Seal(ctx context.Context, out *Outgoing) (Sealed, error)
 	// Open reads an incoming message that detection attributed to this
 	// mechanism. Copies (carbons, archive) have in.Origin.Copy() set and
 	// must never change session state. An error should be an *OpenError.
@@ -51,6 +51,27 @@ type Needs struct {
 	// Private adds the XEP-0280 <private/> directive so the server sends no
 	// carbon copies.
 	Private bool
+}
+
+// Sealed is what a mechanism's Seal returns.
+type Sealed struct {
+	// Stanzas are the <message/> stanzas to send, in order.
+	Stanzas []*xmltree.Element
+	// Held means the message itself is not in Stanzas: the mechanism holds
+	// it until its session is established (OTR under a policy that
+	// requires encryption sends a query instead) and sends it then.
+	Held bool
+}
+
+// Sent describes a message that Send handed to the stream.
+type Sent struct {
+	// ID is the id of the message (of its first stanza).
+	ID string
+	// IDs are the ids of every stanza sent for it (fragments, a query).
+	IDs []string
+	// Held means the mechanism holds the message until its session is
+	// established; it leaves then, without another call to Send.
+	Held bool
 }
 
 // Outgoing is a message the user sends.
@@ -297,17 +318,22 @@ func (p *Pipeline) mechanism(ns string) (Mechanism, bool, bool) {
 // mechanism, or in the clear when mechanism is "". The contact's policy is
 // checked first: a downgrade is refused with an error wrapping
 // eme.ErrDowngrade and nothing is sent.
-func (c *Client) Send(ctx context.Context, out *Outgoing, mechanism string) ([]string, error) {
+//
+// Send does not change *out: the defaults (type "chat", a new id) are
+// applied to a copy.
+func (c *Client) Send(ctx context.Context, out *Outgoing, mechanism string) (Sent, error) {
 	return c.pipeline.send(ctx, out, mechanism)
 }
 
-func (p *Pipeline) send(ctx context.Context, out *Outgoing, mechanism string) ([]string, error) {
-	if out.To.Domainpart() == "" {
-		return nil, errors.New("client: message without recipient")
+func (p *Pipeline) send(ctx context.Context, msg *Outgoing, mechanism string) (Sent, error) {
+	if msg.To.Domainpart() == "" {
+		return Sent{}, errors.New("client: message without recipient")
 	}
-	if err := p.Policy(out.To).CheckOutgoing(mechanism); err != nil {
-		return nil, err
+	if err := p.Policy(msg.To).CheckOutgoing(mechanism); err != nil {
+		return Sent{}, err
 	}
+	o := *msg
+	out := &o
 	if out.Type == "" {
 		out.Type = "chat"
 	}
@@ -330,11 +356,11 @@ func (p *Pipeline) send(ctx context.Context, out *Outgoing, mechanism string) ([
 			st.Append(e)
 		}
 		p.decorate(st, out, "", Needs{Hints: nil})
-		return []string{out.ID}, p.c.SendElement(ctx, st)
+		return Sent{ID: out.ID, IDs: []string{out.ID}}, p.c.SendElement(ctx, st)
 	}
 	m, ok, enabled := p.mechanism(mechanism)
 	if !ok {
-		return nil, fmt.Errorf("client: mechanism %s is not available", eme.DisplayName(mechanism, ""))
+		return Sent{}, fmt.Errorf("client: mechanism %s is not available", eme.DisplayName(mechanism, ""))
 	}
 	if !enabled {
 		err := fmt.Errorf("client: %s is not enabled", eme.DisplayName(mechanism, ""))
@@ -344,26 +370,26 @@ func (p *Pipeline) send(ctx context.Context, out *Outgoing, mechanism string) ([
 		if hint != "" {
 			err = fmt.Errorf("%w; enable it with: %s", err, hint)
 		}
-		return nil, err
+		return Sent{}, err
 	}
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
-	stanzas, err := m.Seal(ctx, out)
+	sealed, err := m.Seal(ctx, out)
 	if err != nil {
-		return nil, err
+		return Sent{}, err
 	}
-	var ids []string
-	for i, st := range stanzas {
+	sent := Sent{ID: out.ID, Held: sealed.Held}
+	for i, st := range sealed.Stanzas {
 		if i > 0 && st.AttrValue("id") == out.ID {
 			st.SetAttr("id", NewID())
 		}
 		p.decorate(st, out, mechanism, m.Needs())
-		ids = append(ids, st.AttrValue("id"))
+		sent.IDs = append(sent.IDs, st.AttrValue("id"))
 		if err := p.c.SendElement(ctx, st); err != nil {
-			return ids, err
+			return sent, err
 		}
 	}
-	return ids, nil
+	return sent, nil
 }
 
 // decorate adds what every message of a mechanism carries.

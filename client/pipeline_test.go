@@ -26,10 +26,10 @@ type fakeMech struct {
 
 func (f *fakeMech) Namespace() string { return f.ns }
 func (f *fakeMech) Needs() Needs      { return f.needs }
-func (f *fakeMech) Seal(ctx context.Context, out *Outgoing) ([]*xmltree.Element, error) {
+func (f *fakeMech) Seal(ctx context.Context, out *Outgoing) (Sealed, error) {
 	st := xmltree.New(NSClient, "message")
 	st.Append(xmltree.New(f.ns, "openpgp").AppendText("c2VhbGVk"))
-	return []*xmltree.Element{st}, nil
+	return Sealed{Stanzas: []*xmltree.Element{st}}, nil
 }
 func (f *fakeMech) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 	f.opened = append(f.opened, in)

@@ -221,6 +221,15 @@ func (c *Conversation) StartAKE() ([][]byte, error) {
 	return [][]byte{c.QueryMessage()}, nil
 }
 
+// SetPolicy changes the policy of the conversation, effective for the
+// next message sent or received: a user who switches to "always" while a
+// private conversation is being set up gets the held-message behaviour of
+// RequireEncryption at once. The state and session are not changed.
+func (c *Conversation) SetPolicy(p Policy) { c.policy = p }
+
+// Policy returns the conversation's policy.
+func (c *Conversation) Policy() Policy { return c.policy }
+
 // Send turns a message typed by the user into the messages to transmit
 // (Protocol-v3 "User types a message to be sent"):
 //

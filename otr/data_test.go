@@ -647,3 +647,25 @@ func TestUnencryptedWhileEncrypted(t *testing.T) {
 		t.Fatalf("tag while encrypted: %q %q", r.ToSend, r.Plaintext)
 	}
 }
+
+// A policy changed on a live conversation applies at once: switched to
+// "always" while the AKE is under way, a message is held, never sent in
+// the clear.
+func TestSetPolicyOnLiveConversation(t *testing.T) {
+	d := newDuo(t, Config{Policy: PolicyOpportunistic &^ SendWhitespaceTag}, Config{Policy: PolicyManual})
+	query := d.a.conv.QueryMessage()
+	d.a.conv.SetPolicy(PolicyAlways)
+	if d.a.conv.Policy() != PolicyAlways {
+		t.Fatalf("policy %v", d.a.conv.Policy())
+	}
+	m, err := d.a.conv.Send([]byte("held secret"))
+	if err != nil || len(m) != 1 || !bytes.HasPrefix(m[0], []byte("?OTRv")) || bytes.Contains(m[0], []byte("secret")) {
+		t.Fatalf("Send after switching to always: %q %v", m, err)
+	}
+	d.deliver(d.a, [][]byte{query})
+	d.checkSecure()
+	if len(d.b.texts) != 1 || d.b.texts[0] != "held secret" || !d.b.enc[0] {
+		t.Fatalf("held message: %q %v", d.b.texts, d.b.enc)
+	}
+	d.noErrors()
+}

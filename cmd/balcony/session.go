@@ -31,6 +31,8 @@ Flags:
   --plain            send in the clear (refused when the contact's policy requires encryption)
   --receipt          ask for a delivery receipt and wait for it (up to --timeout)
   --timeout DUR      how long to wait for the connection and receipt (default 30s)
+  --wait DUR         when OTR holds the message until the private conversation
+                     starts (policy "always"), wait up to DUR until it has left
 ` + secretFlagsUsage + `
 Without a mechanism flag the contact's policy decides (see balcony policy):
 "require:X" uses X, "prefer" uses the strongest mechanism ready for the
@@ -144,6 +146,7 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	plain := fs.Bool("plain", false, "")
 	receipt := fs.Bool("receipt", false, "")
 	timeout := fs.Duration("timeout", 30*time.Second, "")
+	wait := fs.Duration("wait", 0, "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -179,9 +182,12 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	if n > 1 {
 		return &usageError{msg: "choose one of --ox, --otr, --esession, --plain"}
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	if *wait < 0 {
+		return &usageError{msg: "--wait must not be negative"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout+*wait)
 	defer cancel()
-	sa := sendArgs{To: to.String(), Body: text, Mechanism: mech, Explicit: n > 0, Receipt: *receipt}
+	sa := sendArgs{To: to.String(), Body: text, Mechanism: mech, Explicit: n > 0, Receipt: *receipt, Wait: *wait}
 	var res sendResult
 	// A running listener holds the session state (OTR, Encrypted
 	// Sessions): send through it when there is one.
@@ -211,6 +217,12 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	} else if err != nil {
 		return err
 	}
+	switch {
+	case res.Held && !res.Left:
+		fmt.Fprintf(e.stdout, "held: the message leaves when the private conversation with %s starts (see balcony otr status)\n", to)
+	case res.Held:
+		fmt.Fprintf(e.stdout, "sent: the private conversation with %s started and the held message left\n", to)
+	}
 	if res.Delivered != "" {
 		fmt.Fprintf(e.stdout, "delivered %s\n", res.Delivered)
 	}
@@ -223,11 +235,18 @@ type sendArgs struct {
 	Mechanism string `json:"mechanism"` // EME namespace, "" = plaintext or policy
 	Explicit  bool   `json:"explicit"`  // the user chose the mechanism
 	Receipt   bool   `json:"receipt"`
+	// Wait is how long to wait for a message held by its mechanism (OTR
+	// under "always", before the private conversation starts) to leave.
+	Wait time.Duration `json:"wait,omitempty"`
 }
 
 type sendResult struct {
 	IDs       []string `json:"ids"`
 	Delivered string   `json:"delivered,omitempty"`
+	// Held: the mechanism holds the message until its session starts;
+	// Left: it has left since (with a wait).
+	Held bool `json:"held,omitempty"`
+	Left bool `json:"left,omitempty"`
 }
 
 func init() {
@@ -269,11 +288,20 @@ func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
 		})
 		defer s.unwatch(w)
 	}
+	// A message OTR holds leaves when the private conversation starts.
+	var secure *watcher
+	if mech == eme.OTR && a.Wait > 0 {
+		secure = s.watch(func(ev any) bool {
+			se, ok := ev.(*client.SecurityEvent)
+			return ok && se.Mechanism == eme.OTR && se.Peer.Equal(to) && (se.Kind == "otr-private" || se.Kind == "otr-verified")
+		})
+		defer s.unwatch(secure)
+	}
 	// ids is filled before any receipt can arrive: the watcher predicate
 	// runs in the event loop, after Send has returned the ids.
 	s.watchers.mu.Lock()
 	sent, err := c.Send(ctx, &client.Outgoing{To: to, Body: a.Body, Receipt: a.Receipt}, mech)
-	for _, id := range sent {
+	for _, id := range sent.IDs {
 		ids[id] = true
 	}
 	s.watchers.mu.Unlock()
@@ -288,7 +316,22 @@ func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
 	if err != nil {
 		return sendResult{}, err
 	}
-	res := sendResult{IDs: sent}
+	res := sendResult{IDs: sent.IDs, Held: sent.Held}
+	if sent.Held {
+		// The ids are those of the query; the message gets its own when it
+		// leaves, so no receipt can be matched to it here.
+		if secure == nil {
+			return res, nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, a.Wait)
+		defer cancel()
+		if _, err := s.wait(wctx, secure); err != nil {
+			return res, withHint(fmt.Errorf("the private conversation with %s did not start within %s; the message is still held", to, a.Wait),
+				"the contact may be offline or may not speak OTR; see balcony otr status "+to.String())
+		}
+		res.Left = true
+		return res, nil
+	}
 	if w == nil {
 		return res, nil
 	}
