@@ -574,11 +574,19 @@ func (p *Pipeline) open(ctx context.Context, in *inbound) Event {
 	}
 	ns := det.Mechanism
 	m, ok, enabled := p.mechanism(ns)
-	if !ok {
-		return p.notice(in, det, eme.ReasonNotSupported, "")
-	}
-	if !enabled {
-		if det.Control {
+	if !ok || !enabled {
+		control := controlOnly(det)
+		switch {
+		case control && !det.HasBody:
+			// A protocol message with nothing to read (an empty OMEMO
+			// message completing a session, a key transport): telling the
+			// user that "a message could not be read" would be wrong.
+			p.c.cfg.logger().Debug("ignoring a control message of a mechanism that is not in use", "mechanism", ns, "from", in.from.String())
+			return nil
+		case !ok:
+			return p.notice(in, det, eme.ReasonNotSupported, "")
+		case control:
+			// An OTR query or key exchange, tagged or not.
 			return p.notice(in, det, eme.ReasonSessionRequested, "")
 		}
 		return p.notice(in, det, eme.ReasonNotEnabled, "")
@@ -623,6 +631,17 @@ func (p *Pipeline) opened(in *inbound, ns string, opened *Opened) Event {
 		ev.Security.Name = eme.DisplayName(ns, "")
 	}
 	return ev
+}
+
+// controlOnly reports whether every payload of the message is a control
+// message of its mechanism (no user content), tagged or not.
+func controlOnly(det eme.Detection) bool {
+	for _, pl := range det.Payloads {
+		if !pl.Control {
+			return false
+		}
+	}
+	return len(det.Payloads) > 0
 }
 
 // mechanismsWith returns the registered mechanisms that implement T (only

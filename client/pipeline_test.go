@@ -280,3 +280,36 @@ func TestCapsHashXEP0115Example(t *testing.T) {
 		t.Fatalf("CapsHash = %s", got)
 	}
 }
+
+// Body-less control messages of a mechanism Balcony does not support or
+// has not enabled (an empty OMEMO message that completes a session, a key
+// transport) are not messages: no notice, unlike those with a payload.
+func TestControlMessagesOfUnsupportedMechanisms(t *testing.T) {
+	c := newTestClient(t)
+	c.pipeline.Register(&fakeMech{ns: eme.OTR}, false, "balcony otr start")
+	for _, tc := range []struct {
+		name, raw string
+		reason    string // "" for no event
+	}{
+		{"omemo 0.3 key transport", `<message xmlns="jabber:client" type="chat"><encrypted xmlns="eu.siacs.conversations.axolotl"><header sid="7"><key rid="9" prekey="true">AAAA</key><iv>AAAAAAAAAAAAAAAA</iv></header></encrypted><store xmlns="urn:xmpp:hints"/></message>`, ""},
+		{"omemo 2 empty message", `<message xmlns="jabber:client" type="chat"><encrypted xmlns="urn:xmpp:omemo:2"><header sid="7"><keys jid="bob@example.org"><key rid="9">AAAA</key></keys></header></encrypted></message>`, ""},
+		{"omemo 0.3 with payload", `<message xmlns="jabber:client" type="chat"><encrypted xmlns="eu.siacs.conversations.axolotl"><header sid="7"><key rid="9">AAAA</key><iv>AAAAAAAAAAAAAAAA</iv></header><payload>AAAA</payload></encrypted><body>I sent you an OMEMO encrypted message</body></message>`, "not-supported"},
+		{"omemo 2 payload without body", `<message xmlns="jabber:client" type="chat"><encrypted xmlns="urn:xmpp:omemo:2"><header sid="7"><keys jid="bob@example.org"><key rid="9">AAAA</key></keys></header><payload>AAAA</payload></encrypted></message>`, "not-supported"},
+		{"tagged otr query, otr disabled", `<message xmlns="jabber:client" type="chat"><body>?OTRv3?</body><encryption xmlns="urn:xmpp:eme:0" namespace="urn:xmpp:otr:0"/></message>`, "session-requested"},
+		{"otr query, otr disabled", `<message xmlns="jabber:client" type="chat"><body>?OTRv3?</body></message>`, "session-requested"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := c.pipeline.open(context.Background(), inboundFrom(t, tc.raw))
+			if tc.reason == "" {
+				if ev != nil {
+					t.Fatalf("control message produced %#v", ev)
+				}
+				return
+			}
+			n, ok := ev.(*NoticeEvent)
+			if !ok || n.Reason != tc.reason {
+				t.Fatalf("got %#v, want a %s notice", ev, tc.reason)
+			}
+		})
+	}
+}
