@@ -419,6 +419,51 @@ func TestIntegrationOX(t *testing.T) {
 		}
 	})
 
+	t.Run("receipts and chat states inside the payload", func(t *testing.T) {
+		// Gajim puts receipt requests, receipts, markers and chat states
+		// inside the OX payload: they count like outer ones.
+		u := users("alice", "bob")
+		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		alice.publish(t)
+		bob.publish(t)
+		const nsReceipts, nsStates = "urn:xmpp:receipts", "http://jabber.org/protocol/chatstates"
+		sent, err := alice.c.Send(ctx, &client.Outgoing{To: u[1].JID, Body: "receipt inside",
+			Payload: []*xmltree.Element{xmltree.New(nsReceipts, "request")}}, eme.OX)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitBody(t, bob.c, "receipt inside")
+		if r := waitFor(t, alice.c, func(r *client.ReceiptEvent) bool { return true }); r.ID != sent.ID || !r.From.Bare().Equal(u[1].JID) {
+			t.Fatalf("receipt %+v for %s", r, sent.ID)
+		}
+		// A body-less OX message carrying a receipt is a receipt.
+		if _, err := bob.c.Send(ctx, &client.Outgoing{To: u[0].JID,
+			Payload: []*xmltree.Element{xmltree.New(nsReceipts, "received", "id", "m-42")}}, eme.OX); err != nil {
+			t.Fatal(err)
+		}
+		ev := waitFor(t, alice.c, func(ev client.Event) bool {
+			switch ev.(type) {
+			case *client.ReceiptEvent, *client.MessageEvent, *client.NoticeEvent:
+				return true
+			}
+			return false
+		})
+		if r, ok := ev.(*client.ReceiptEvent); !ok || r.ID != "m-42" {
+			t.Fatalf("encrypted receipt arrived as %#v", ev)
+		}
+		// A chat state inside is delivered as an outer one is: a message
+		// event without text, carrying the state.
+		if _, err := bob.c.Send(ctx, &client.Outgoing{To: u[0].JID,
+			Payload: []*xmltree.Element{xmltree.New(nsStates, "composing")}}, eme.OX); err != nil {
+			t.Fatal(err)
+		}
+		m := waitFor(t, alice.c, func(m *client.MessageEvent) bool { return true })
+		if m.Body != "" || len(m.Payload) != 1 || m.Payload[0].Name.Local != "composing" || m.Security.Mechanism != eme.OX {
+			t.Fatalf("chat state: %+v", m)
+		}
+	})
+
 	t.Run("forged messages", func(t *testing.T) {
 		u := users("alice", "bob", "carol")
 		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})

@@ -172,6 +172,56 @@ func (x *OX) announce(ctx context.Context, fpr string, date time.Time) error {
 	return x.publishNode(ctx, ox.NodePublicKeys, "current", el, oxPublicRequired, oxPublicOptional)
 }
 
+// ErrOXActiveKey is returned by Withdraw for the account's active key,
+// which the account's own devices would announce again at once.
+var ErrOXActiveKey = errors.New("client: this is the active OpenPGP key of this device")
+
+// ErrOXNotAnnounced is returned by Withdraw for a key the account's key
+// list does not hold.
+var ErrOXNotAnnounced = errors.New("client: the OpenPGP key is not announced")
+
+// Withdraw removes an own key from the account's announced key list
+// (XEP-0373 §4.4, the metadata node) and deletes its data node, so that
+// contacts stop encrypting to it: typically an old key whose secret part
+// was lost with a device or a store. The key may be unknown to this
+// device. The active key of this device cannot be withdrawn (its devices
+// would announce it again); replace it first (balcony ox keygen --force).
+func (x *OX) Withdraw(ctx context.Context, fingerprint string) error {
+	fpr, err := store.NormalizeFingerprint(store.OX, fingerprint)
+	if err != nil {
+		return err
+	}
+	if own, _, _ := x.snapshot(); len(own) > 0 && own[0].Fingerprint() == fpr {
+		return fmt.Errorf("%w: %s", ErrOXActiveKey, fpr)
+	}
+	cur, err := x.fetchList(ctx, x.self())
+	if err != nil {
+		return err
+	}
+	keep := cur.Keys[:0:0]
+	for _, m := range cur.Keys {
+		if m.Fingerprint != fpr {
+			keep = append(keep, m)
+		}
+	}
+	if len(keep) == len(cur.Keys) {
+		return fmt.Errorf("%w: %s", ErrOXNotAnnounced, fpr)
+	}
+	el, err := oxTree(ox.PublicKeysList{Keys: keep})
+	if err != nil {
+		return err
+	}
+	if err := x.publishNode(ctx, ox.NodePublicKeys, "current", el, oxPublicRequired, oxPublicOptional); err != nil {
+		return err
+	}
+	// The list no longer names the key; its data node is only clutter now,
+	// and a server that refuses to delete it changes nothing for contacts.
+	if err := x.c.DeleteNode(ctx, ox.PublicKeyNode(fpr)); err != nil && !stanzaCondition(err, "item-not-found") {
+		x.c.cfg.logger().Info("deleting the data node of a withdrawn OpenPGP key failed", "fingerprint", fpr, "err", err)
+	}
+	return nil
+}
+
 // fetchList fetches owner's metadata list; a missing node is an empty list.
 func (x *OX) fetchList(ctx context.Context, owner jid.JID) (*ox.PublicKeysList, error) {
 	items, err := x.c.FetchItems(ctx, owner, ox.NodePublicKeys, 1)

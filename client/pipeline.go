@@ -490,10 +490,23 @@ func (p *Pipeline) incoming(in *inbound) {
 	// plaintext message, shown), and only for live messages. The receipt
 	// leaves before the event is handed on, so that a program that stops
 	// after the message it waited for does not lose the receipt.
-	if _, ok := ev.(*MessageEvent); ok && !in.origin.Copy() && in.origin.Carbon == NotCarbon {
-		p.maybeReceipt(in)
+	if m, ok := ev.(*MessageEvent); ok && !in.origin.Copy() && in.origin.Carbon == NotCarbon {
+		// A request inside an encrypted payload counts like an outer one.
+		if in.st.Child(NSReceipts, "request") != nil || payloadChild(m.Payload, NSReceipts, "request") != nil {
+			p.sendReceipt(in)
+		}
 	}
 	p.c.emit(ev)
+}
+
+// payloadChild returns the first element named space/local among payload.
+func payloadChild(payload []*xmltree.Element, space, local string) *xmltree.Element {
+	for _, e := range payload {
+		if e.Name.Space == space && e.Name.Local == local {
+			return e
+		}
+	}
+	return nil
 }
 
 func (p *Pipeline) archived(m ArchivedMessage) Event {
@@ -512,10 +525,9 @@ func (p *Pipeline) archived(m ArchivedMessage) Event {
 	return p.open(context.Background(), in)
 }
 
-func (p *Pipeline) maybeReceipt(in *inbound) {
-	req := in.st.Child(NSReceipts, "request")
+func (p *Pipeline) sendReceipt(in *inbound) {
 	id := in.st.AttrValue("id")
-	if req == nil || id == "" || in.st.AttrValue("type") == "groupchat" {
+	if id == "" || in.st.AttrValue("type") == "groupchat" {
 		return
 	}
 	r := xmltree.New(NSClient, "message", "to", in.from.String(), "id", NewID())
@@ -610,6 +622,10 @@ func (p *Pipeline) open(ctx context.Context, in *inbound) Event {
 func (p *Pipeline) opened(in *inbound, ns string, opened *Opened) Event {
 	if opened.Silent {
 		return nil
+	}
+	if r := payloadChild(opened.Payload, NSReceipts, "received"); r != nil && opened.Body == "" && !in.origin.Copy() {
+		// An encrypted receipt (XEP-0184 inside the payload) is a receipt.
+		return &ReceiptEvent{From: in.from, ID: r.AttrValue("id")}
 	}
 	ev := &MessageEvent{
 		From: in.from, To: in.to, ID: in.st.AttrValue("id"), Type: in.st.AttrValue("type"),

@@ -28,6 +28,7 @@ const oxUsage = `Usage: balcony ox keygen [--rsa] [--force] [--no-publish]
        balcony ox export [--secret] [--armor] [--output FILE]
        balcony ox backup [--code-file FILE]
        balcony ox restore [--code-file FILE] [--code-env VAR]
+       balcony ox withdraw FPR
        balcony ox force JID on|off
 
 OpenPGP for XMPP (XEP-0373 v0.7, Experimental; IM profile XEP-0374,
@@ -67,6 +68,10 @@ with: balcony send --ox JID TEXT
                --code-file, the variable named by --code-env, default
                BALCONY_BACKUP_CODE, or a prompt; never from the command
                line); every key in it becomes an own key.
+  withdraw     remove one of your old keys (FPR) from the key list your
+               server announces, e.g. the key of a lost device or store, so
+               that contacts stop encrypting to it. The active key of this
+               device cannot be withdrawn: replace it first (keygen --force).
   force        "on" requires OX for JID (policy require:ox): balcony send
                refuses to send to JID in the clear or with a weaker
                mechanism, and plaintext from JID is shown with a warning,
@@ -148,6 +153,8 @@ type oxArgs struct {
 	Contact string `json:"contact,omitempty"`
 	Code    string `json:"code,omitempty"`
 	On      bool   `json:"on,omitempty"`
+	// Fingerprint is the key to withdraw.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 type oxKeyInfo struct {
@@ -230,6 +237,16 @@ func doOX(ctx context.Context, s *session, a oxArgs) (*oxResult, error) {
 		res.Added, res.Existing, res.Active = r.Added, r.Existing, r.Active
 		for _, p := range r.Problems {
 			res.Problems = append(res.Problems, strings.TrimPrefix(p.Error(), "ox: "))
+		}
+	case "withdraw":
+		if err := x.Withdraw(ctx, a.Fingerprint); err != nil {
+			switch {
+			case errors.Is(err, client.ErrOXActiveKey):
+				return nil, withHint(err, "make a new key first with: balcony ox keygen --force")
+			case errors.Is(err, client.ErrOXNotAnnounced):
+				return nil, withHint(err, "see the announced keys with: balcony ox discover "+s.acct.JID)
+			}
+			return nil, oxHint(err)
 		}
 	case "force":
 		j, err := jid.Parse(a.Contact)
@@ -452,6 +469,19 @@ func runOX(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		return oxRestore(ctx, e, &so, *codeFile, *codeEnv)
+	case "withdraw":
+		if err := nargs(1, "needs the fingerprint of the key to withdraw"); err != nil {
+			return err
+		}
+		fpr, err := store.NormalizeFingerprint(store.OX, fs.Arg(0))
+		if err != nil {
+			return &usageError{msg: fmt.Sprintf("ox withdraw: %q is not an OpenPGP fingerprint: %v", fs.Arg(0), err)}
+		}
+		if _, err := runOXRequest(ctx, e, &so, oxArgs{Op: "withdraw", Fingerprint: fpr}); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "withdrew OpenPGP key %s: it is no longer announced\n", displayFingerprint(store.OX, fpr))
+		return nil
 	case "force":
 		if err := nargs(2, "needs a JID and on or off"); err != nil {
 			return err
