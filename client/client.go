@@ -675,17 +675,17 @@ func (c *Client) handleStanza(sess *xmpp.Session, t xmlstream.TokenReadEncoder, 
 		if start.Name.Local == "message" {
 			// Nothing is dropped silently: the user learns that a message
 			// from this sender could not be read.
-			ev := &NoticeEvent{Time: c.cfg.now(), Reason: eme.ReasonUnreadable.String(),
-				Text: "A message could not be read: it is not a well-formed stanza (" + err.Error() + ")."}
+			var from jid.JID
+			var id string
 			for _, a := range start.Attr {
 				if a.Name.Local == "from" && a.Name.Space == "" {
-					ev.From, _ = jid.Parse(a.Value)
+					from, _ = jid.Parse(a.Value)
 				}
 				if a.Name.Local == "id" && a.Name.Space == "" {
-					ev.ID = a.Value
+					id = a.Value
 				}
 			}
-			c.emit(ev)
+			c.emit(c.pipeline.clientNotice(eme.Notice{Reason: eme.ReasonUnreadable, Detail: err.Error()}, from, id))
 		}
 		return nil
 	}

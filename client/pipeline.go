@@ -480,6 +480,15 @@ func (p *Pipeline) notice(in *inbound, det eme.Detection, reason eme.Reason, det
 	}
 }
 
+// clientNotice is a notice about a stanza the client itself refused
+// before any mechanism saw it, in the user's language.
+func (p *Pipeline) clientNotice(n eme.Notice, from jid.JID, id string) *NoticeEvent {
+	p.mu.Lock()
+	lang := p.lang
+	p.mu.Unlock()
+	return &NoticeEvent{From: from, ID: id, Time: p.c.cfg.now(), Reason: n.Reason.String(), Text: n.Text(lang)}
+}
+
 // incoming handles one live or carbon message.
 func (p *Pipeline) incoming(in *inbound) {
 	ev := p.open(context.Background(), in)

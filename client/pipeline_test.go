@@ -313,3 +313,32 @@ func TestControlMessagesOfUnsupportedMechanisms(t *testing.T) {
 		})
 	}
 }
+
+// Notices the client itself makes (a forged or malformed carbon, an
+// invalid sender, a stanza that does not parse) are in the user's
+// language, like those of the mechanisms.
+func TestClientNoticesTranslated(t *testing.T) {
+	c := newTestClient(t)
+	c.Pipeline().SetLanguage("de")
+	for _, tc := range []struct {
+		raw, reason, want string
+	}{
+		{`<message xmlns="jabber:client" from="mallory@evil.example/x" type="chat"><received xmlns="urn:xmpp:carbons:2"><forwarded xmlns="urn:xmpp:forward:0"><message xmlns="jabber:client" from="alice@example.org/a"><body>x</body></message></forwarded></received></message>`,
+			"forged-carbon", "Eine Nachricht, die vorgibt, eine Kopie Ihrer eigenen Unterhaltung zu sein, kam von “mallory@evil.example/x”"},
+		{`<message xmlns="jabber:client" from="bob@example.org" type="chat"><received xmlns="urn:xmpp:carbons:2"/></message>`,
+			"malformed-carbon", "Eine fehlerhafte Kopie einer Nachricht"},
+		{`<message xmlns="jabber:client" from="@@@" type="chat"><body>x</body></message>`,
+			"invalid-sender", "Eine Nachricht mit ungültiger Absenderadresse"},
+	} {
+		st, err := xmltree.Parse([]byte(tc.raw), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.process(st)
+		ev := <-c.Events()
+		n, ok := ev.(*NoticeEvent)
+		if !ok || n.Reason != tc.reason || !strings.HasPrefix(n.Text, tc.want) {
+			t.Errorf("got %#v, want a %s notice starting %q", ev, tc.reason, tc.want)
+		}
+	}
+}

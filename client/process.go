@@ -33,8 +33,7 @@ func (c *Client) processMessage(st *xmltree.Element) {
 	from, err := c.fromOrAccount(st)
 	if err != nil {
 		log.Warn("message with invalid from", "err", err)
-		c.emit(&NoticeEvent{ID: st.AttrValue("id"), Time: c.cfg.now(), Reason: eme.ReasonUnreadable.String(),
-			Text: "A message with an invalid sender address could not be read."})
+		c.emit(c.pipeline.clientNotice(eme.Notice{Reason: eme.ReasonInvalidSender}, jid.JID{}, st.AttrValue("id")))
 		return
 	}
 	if st.AttrValue("type") == "error" {
@@ -65,13 +64,12 @@ func (c *Client) processMessage(st *xmltree.Element) {
 			continue
 		}
 		if !from.Equal(c.JID().Bare()) {
-			c.emit(&NoticeEvent{From: from, ID: st.AttrValue("id"), Time: in.time, Reason: "forged-carbon",
-				Text: "A message claiming to be a copy of your own conversation came from " + from.String() + " and was ignored."})
+			c.emit(c.pipeline.clientNotice(eme.Notice{Reason: eme.ReasonForgedCopy, Sender: from.String()}, from, st.AttrValue("id")))
 			return
 		}
 		inner, delayed, ok := unwrapForwarded(wrap)
 		if !ok {
-			c.emit(&NoticeEvent{From: from, Time: in.time, Reason: "malformed", Text: "A malformed carbon copy was ignored."})
+			c.emit(c.pipeline.clientNotice(eme.Notice{Reason: eme.ReasonMalformedCopy}, from, st.AttrValue("id")))
 			return
 		}
 		in.st = inner

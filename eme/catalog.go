@@ -20,6 +20,9 @@ const (
 	keyDisagreement       = "This message carries contradictory encryption markers (%s) and was not displayed."
 	keySessionRequested   = "Your contact wants to start an encrypted session with %s."
 	keyUnreadable         = "This message could not be read: it is malformed or too large."
+	keyForgedCopy         = "A message claiming to be a copy of your own conversation came from %s and was ignored."
+	keyMalformedCopy      = "A malformed copy of a message (carbon) was ignored."
+	keyInvalidSender      = "A message with an invalid sender address could not be read."
 	keyHintEnable         = "To enable it, run: %s"
 	keyHintSession        = "To start a session, run: %s"
 	keyDetail             = "Details: %s"
@@ -32,6 +35,9 @@ const (
 // for an unknown mechanism are declined to fit every sentence.
 var translations = map[language.Tag]map[string]string{
 	language.English: {
+		keyForgedCopy:         keyForgedCopy,
+		keyMalformedCopy:      keyMalformedCopy,
+		keyInvalidSender:      keyInvalidSender,
 		keyUnspecified:        keyUnspecified,
 		keyNotSupported:       keyNotSupported,
 		keyNotEnabled:         keyNotEnabled,
@@ -49,6 +55,9 @@ var translations = map[language.Tag]map[string]string{
 		keyUnknown:            keyUnknown,
 	},
 	language.German: {
+		keyForgedCopy:         "Eine Nachricht, die vorgibt, eine Kopie Ihrer eigenen Unterhaltung zu sein, kam von %s und wurde ignoriert.",
+		keyMalformedCopy:      "Eine fehlerhafte Kopie einer Nachricht (Carbon) wurde ignoriert.",
+		keyInvalidSender:      "Eine Nachricht mit ungültiger Absenderadresse konnte nicht gelesen werden.",
 		keyUnspecified:        "Diese Nachricht wurde mit %s verschlüsselt und konnte nicht entschlüsselt werden.",
 		keyNotSupported:       "Diese Nachricht wurde mit %s verschlüsselt und konnte nicht entschlüsselt werden: Balcony unterstützt dieses Verfahren nicht.",
 		keyNotEnabled:         "Diese Nachricht wurde mit %s verschlüsselt und konnte nicht entschlüsselt werden: Dieses Verfahren ist nicht aktiviert.",
@@ -66,6 +75,9 @@ var translations = map[language.Tag]map[string]string{
 		keyUnknown:            "einem unbekannten Verfahren",
 	},
 	language.French: {
+		keyForgedCopy:         "Un message prétendant être une copie de votre propre conversation est venu de %s et a été ignoré.",
+		keyMalformedCopy:      "Une copie mal formée d’un message (carbon) a été ignorée.",
+		keyInvalidSender:      "Un message avec une adresse d’expéditeur invalide n’a pas pu être lu.",
 		keyUnspecified:        "Ce message a été chiffré avec %s et n’a pas pu être déchiffré.",
 		keyNotSupported:       "Ce message a été chiffré avec %s et n’a pas pu être déchiffré : Balcony ne prend pas en charge ce mécanisme.",
 		keyNotEnabled:         "Ce message a été chiffré avec %s et n’a pas pu être déchiffré : ce mécanisme n’est pas activé.",
@@ -83,6 +95,9 @@ var translations = map[language.Tag]map[string]string{
 		keyUnknown:            "un mécanisme inconnu",
 	},
 	language.Spanish: {
+		keyForgedCopy:         "Un mensaje que afirma ser una copia de su propia conversación llegó de %s y se ignoró.",
+		keyMalformedCopy:      "Se ignoró una copia mal formada de un mensaje (carbon).",
+		keyInvalidSender:      "No se pudo leer un mensaje con una dirección de remitente no válida.",
 		keyUnspecified:        "Este mensaje se cifró con %s y no se pudo descifrar.",
 		keyNotSupported:       "Este mensaje se cifró con %s y no se pudo descifrar: Balcony no admite este mecanismo.",
 		keyNotEnabled:         "Este mensaje se cifró con %s y no se pudo descifrar: este mecanismo no está activado.",
@@ -100,6 +115,9 @@ var translations = map[language.Tag]map[string]string{
 		keyUnknown:            "un mecanismo desconocido",
 	},
 	language.Russian: {
+		keyForgedCopy:         "Сообщение, выдающее себя за копию вашей собственной переписки, пришло от %s и было проигнорировано.",
+		keyMalformedCopy:      "Повреждённая копия сообщения (carbon) была проигнорирована.",
+		keyInvalidSender:      "Не удалось прочитать сообщение с недопустимым адресом отправителя.",
 		keyUnspecified:        "Это сообщение зашифровано с помощью %s, и его не удалось расшифровать.",
 		keyNotSupported:       "Это сообщение зашифровано с помощью %s, и его не удалось расшифровать: Balcony не поддерживает этот механизм.",
 		keyNotEnabled:         "Это сообщение зашифровано с помощью %s, и его не удалось расшифровать: этот механизм не включён.",

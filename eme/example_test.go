@@ -33,8 +33,8 @@ func Example() {
 	fmt.Println(n.Text(language.German))
 	// Output:
 	// encrypted: true mechanism: urn:xmpp:openpgp:0
-	// This message was encrypted with OpenPGP for XMPP (urn:xmpp:openpgp:0) and could not be decrypted: this mechanism is not enabled. To enable it, run: balcony ox enable romeo@montague.lit
-	// Diese Nachricht wurde mit OpenPGP for XMPP (urn:xmpp:openpgp:0) verschlüsselt und konnte nicht entschlüsselt werden: Dieses Verfahren ist nicht aktiviert. Zum Aktivieren ausführen: balcony ox enable romeo@montague.lit
+	// This message was encrypted with OpenPGP for XMPP (urn:xmpp:openpgp:0) and could not be decrypted: this mechanism is not enabled. To enable it, run: balcony ox keygen
+	// Diese Nachricht wurde mit OpenPGP for XMPP (urn:xmpp:openpgp:0) verschlüsselt und konnte nicht entschlüsselt werden: Dieses Verfahren ist nicht aktiviert. Zum Aktivieren ausführen: balcony ox keygen
 }
 
 // Outgoing messages get a tag, and a fallback body for clients that cannot

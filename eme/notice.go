@@ -43,11 +43,19 @@ const (
 	// failed), so not even its mechanism is known. Put the error in
 	// Notice.Detail.
 	ReasonUnreadable
+	// ReasonForgedCopy: a message claiming to be a copy of the user's own
+	// conversation (a XEP-0280 carbon) came from someone else (XEP-0280
+	// §11); Notice.Sender names who sent it.
+	ReasonForgedCopy
+	// ReasonMalformedCopy: a carbon copy without a forwarded message.
+	ReasonMalformedCopy
+	// ReasonInvalidSender: the message's 'from' is not a valid address.
+	ReasonInvalidSender
 
 	numReasons
 )
 
-var reasonNames = [...]string{"unspecified", "not-supported", "not-enabled", "no-session", "no-key", "verification-failed", "malformed", "disagreement", "session-requested", "unreadable"}
+var reasonNames = [...]string{"unspecified", "not-supported", "not-enabled", "no-session", "no-key", "verification-failed", "malformed", "disagreement", "session-requested", "unreadable", "forged-carbon", "malformed-carbon", "invalid-sender"}
 
 func (r Reason) String() string {
 	if r < 0 || r >= numReasons {
@@ -67,6 +75,9 @@ var reasonKeys = [...]string{
 	ReasonDisagreement:       keyDisagreement,
 	ReasonSessionRequested:   keySessionRequested,
 	ReasonUnreadable:         keyUnreadable,
+	ReasonForgedCopy:         keyForgedCopy,
+	ReasonMalformedCopy:      keyMalformedCopy,
+	ReasonInvalidSender:      keyInvalidSender,
 }
 
 // maxListed limits the mechanisms listed in a notice or log line.
@@ -94,6 +105,9 @@ type Notice struct {
 	// session, shown for ReasonNotEnabled, ReasonNoSession and
 	// ReasonSessionRequested; see Hints.
 	HowToEnable string
+	// Sender is the address a forged copy came from (ReasonForgedCopy);
+	// it is remote input and shown sanitised.
+	Sender string
 }
 
 // NewNotice returns a notice for a message encrypted with the mechanism
@@ -136,7 +150,7 @@ type Hints map[string]string
 func DefaultHints() Hints {
 	return Hints{
 		OTR:      "balcony otr start {jid}",
-		OX:       "balcony ox enable {jid}",
+		OX:       "balcony ox keygen",
 		ESession: "balcony esession start {jid}",
 	}
 }
@@ -181,8 +195,10 @@ func (n Notice) Text(lang language.Tag) string {
 			list = n.mechanism(p)
 		}
 		b.WriteString(p.Sprintf(keyDisagreement, list))
-	case ReasonUnreadable:
-		b.WriteString(p.Sprintf(keyUnreadable))
+	case ReasonUnreadable, ReasonMalformedCopy, ReasonInvalidSender:
+		b.WriteString(p.Sprintf(reasonKeys[n.Reason]))
+	case ReasonForgedCopy:
+		b.WriteString(p.Sprintf(keyForgedCopy, SanitizeName(n.Sender)))
 	default:
 		key := keyUnspecified
 		if n.Reason >= 0 && n.Reason < numReasons {

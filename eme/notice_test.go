@@ -101,14 +101,24 @@ func TestNoticeEveryLanguage(t *testing.T) {
 			if r == ReasonDisagreement {
 				n.Conflicting = []string{OTR, OX}
 			}
+			n.Sender = "mallory@evil.example"
 			text := n.Text(lang)
 			checkClean(t, text)
 			if prev, dup := seen[text]; dup {
 				t.Errorf("%v: reasons %v and %v give the same text %q", lang, prev, r, text)
 			}
 			seen[text] = r
-			if r != ReasonUnreadable && !strings.Contains(text, "OTR (urn:xmpp:otr:0)") {
-				t.Errorf("%v %v: %q does not name the mechanism", lang, r, text)
+			switch r {
+			case ReasonUnreadable, ReasonMalformedCopy, ReasonInvalidSender:
+				// Not about a mechanism.
+			case ReasonForgedCopy:
+				if !strings.Contains(text, "“mallory@evil.example”") || strings.Contains(text, "OTR") {
+					t.Errorf("%v %v: %q does not name the quoted sender alone", lang, r, text)
+				}
+			default:
+				if !strings.Contains(text, "OTR (urn:xmpp:otr:0)") {
+					t.Errorf("%v %v: %q does not name the mechanism", lang, r, text)
+				}
 			}
 			if lang != language.English {
 				if en := n.Text(language.English); text == en {
