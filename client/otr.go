@@ -81,8 +81,14 @@ var _ OTRStore = (*store.Store)(nil)
 
 // OTRConfig configures the OTR mechanism.
 type OTRConfig struct {
-	// Key is the account's long-term DSA key. Required.
+	// Key is the account's long-term DSA key. Either Key or LoadKey is
+	// required.
 	Key *otr.PrivateKey
+	// LoadKey returns the key when Key is nil. It is called once, the first
+	// time the key is needed (a conversation starts, Fingerprint), so that
+	// an account that never uses OTR never makes an OTR key. InstanceTag
+	// must then be set.
+	LoadKey func() (*otr.PrivateKey, error)
 	// InstanceTag is the account's OTR instance tag (>= 0x100), persisted
 	// per account (store.Store.OTRInstanceTag). 0 makes a fresh one, which
 	// peers will see as a new client every time.
@@ -222,8 +228,11 @@ type otrPeer struct {
 // NewOTR returns the OTR mechanism for c. Register it with
 // c.Pipeline().Register(o, true, "...").
 func NewOTR(c *Client, cfg OTRConfig) (*OTR, error) {
-	if cfg.Key == nil {
-		return nil, errors.New("client: OTRConfig.Key is required")
+	if cfg.Key == nil && cfg.LoadKey == nil {
+		return nil, errors.New("client: OTRConfig.Key or LoadKey is required")
+	}
+	if cfg.Key == nil && cfg.InstanceTag == 0 {
+		return nil, errors.New("client: OTRConfig.InstanceTag is required with LoadKey")
 	}
 	if cfg.Policy == 0 {
 		cfg.Policy = DefaultOTRPolicy
@@ -236,12 +245,16 @@ func NewOTR(c *Client, cfg OTRConfig) (*OTR, error) {
 	}
 	o := &OTR{c: c, cfg: cfg, peers: map[string]*otrPeer{}, known: map[string]bool{}, verified: map[string]bool{}, noTag: map[string]bool{}}
 	o.policy, o.auto = cfg.Policy, cfg.AutoStart
-	// Validate the configuration once (instance tag, fragment size).
-	conv, err := o.newConv()
-	if err != nil {
-		return nil, err
+	if cfg.Key != nil {
+		// Validate the configuration once (instance tag, fragment size).
+		conv, err := o.newConv()
+		if err != nil {
+			return nil, err
+		}
+		o.cfg.InstanceTag = conv.InstanceTag()
+	} else if cfg.InstanceTag < 0x100 {
+		return nil, fmt.Errorf("client: OTR instance tag %#x is below 0x100", cfg.InstanceTag)
 	}
-	o.cfg.InstanceTag = conv.InstanceTag()
 	return o, nil
 }
 
@@ -295,7 +308,32 @@ func (o *OTR) Needs() Needs {
 }
 
 // Fingerprint returns our own fingerprint.
-func (o *OTR) Fingerprint() otr.Fingerprint { return o.cfg.Key.Fingerprint() }
+//
+// With OTRConfig.LoadKey the key is loaded (or made) now; if that fails,
+// the zero Fingerprint is returned and the error is logged.
+func (o *OTR) Fingerprint() otr.Fingerprint {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	k, err := o.keyLocked()
+	if err != nil {
+		o.c.cfg.logger().Warn("loading the OTR key failed", "err", err)
+		return otr.Fingerprint{}
+	}
+	return k.Fingerprint()
+}
+
+// keyLocked returns the account's key, loading it on first use. Callers
+// hold o.mu.
+func (o *OTR) keyLocked() (*otr.PrivateKey, error) {
+	if o.cfg.Key == nil {
+		k, err := o.cfg.LoadKey()
+		if err != nil {
+			return nil, fmt.Errorf("client: the OTR key: %w", err)
+		}
+		o.cfg.Key = k
+	}
+	return o.cfg.Key, nil
+}
 
 // InstanceTag returns our instance tag.
 func (o *OTR) InstanceTag() uint32 { return o.cfg.InstanceTag }
@@ -313,8 +351,12 @@ func (o *OTR) convPolicy() otr.Policy {
 // newConv returns a new conversation with the current policy. Callers
 // hold o.mu, except NewOTR.
 func (o *OTR) newConv() (*otr.Conversation, error) {
+	key, err := o.keyLocked()
+	if err != nil {
+		return nil, err
+	}
 	return otr.NewConversation(otr.Config{
-		PrivateKey: o.cfg.Key, InstanceTag: o.cfg.InstanceTag, Policy: o.convPolicy(),
+		PrivateKey: key, InstanceTag: o.cfg.InstanceTag, Policy: o.convPolicy(),
 		FragmentSize: o.cfg.FragmentSize, Rand: o.cfg.Rand, Now: o.cfg.Now,
 	})
 }

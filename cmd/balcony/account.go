@@ -107,6 +107,10 @@ func runAccount(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "added %s\n", bare)
 		return nil
 	case "list":
+		if len(cfg.Accounts) == 0 {
+			fmt.Fprintln(e.stdout, "no accounts; add one with: balcony account add you@example.org")
+			return nil
+		}
 		for _, a := range cfg.Accounts {
 			mark := " "
 			if a.Default {

@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -102,10 +103,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	name := rest[0]
 	if name == "help" || name == "-h" || name == "--help" {
 		if len(rest) > 1 {
-			if c, ok := commands[rest[1]]; ok {
-				fmt.Fprint(stdout, c.usage)
-				return exitOK
+			c, ok := commands[rest[1]]
+			if !ok {
+				return report(e, &usageError{msg: fmt.Sprintf("unknown command %q", rest[1]), hint: "run: balcony help"})
 			}
+			fmt.Fprint(stdout, c.usage)
+			return exitOK
 		}
 		fmt.Fprint(stdout, mainUsage())
 		return exitOK
@@ -118,6 +121,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if !ok {
 		return report(e, &usageError{msg: fmt.Sprintf("unknown command %q", name), hint: "run: balcony help"})
 	}
+	if wantsHelp(rest[1:]) {
+		fmt.Fprint(stdout, c.usage)
+		return exitOK
+	}
 	if e.lang == "" {
 		e.lang = languageFromEnv()
 	}
@@ -129,6 +136,21 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	return report(e, err)
+}
+
+// wantsHelp reports whether -h or --help is among args, before a "--"
+// (after it, everything is an argument): every command and subcommand
+// prints its usage for it.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 func report(e *env, err error) int {
@@ -195,22 +217,49 @@ Run "balcony help <command>" for a command's flags.
 	return b.String()
 }
 
+// version is the module version when balcony was built from a tagged
+// module (go install ...@v1.2.3), and otherwise the commit it was built
+// from (with "+dirty" for uncommitted changes), as recorded by the Go
+// toolchain.
 func version() string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "(unknown)"
 	}
+	return versionOf(info)
+}
+
+func versionOf(info *debug.BuildInfo) string {
 	v := info.Main.Version
-	if v == "" || v == "(devel)" {
-		v = "devel"
+	if v != "" && v != "(devel)" && !pseudoVersion.MatchString(v) {
+		return v + " (" + info.GoVersion + ")"
 	}
+	rev, dirty := "", false
 	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += "+" + s.Value[:12]
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
 		}
 	}
-	return v + " (" + info.GoVersion + ")"
+	if rev == "" {
+		return "devel (" + info.GoVersion + ")"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "+dirty"
+	}
+	return "commit " + rev + " (" + info.GoVersion + ")"
 }
+
+// pseudoVersion matches the versions the Go toolchain makes up for
+// untagged commits (vX.Y.Z-[pre.]0.yyyymmddhhmmss-commit, or
+// vX.0.0-yyyymmddhhmmss-commit), with an optional +dirty or
+// +incompatible.
+var pseudoVersion = regexp.MustCompile(`-(?:[0-9A-Za-z.-]*\.)?(?:0\.)?\d{14}-[0-9a-f]{12}(?:\+[a-z]+)?$`)
 
 func languageFromEnv() string {
 	for _, k := range []string{"LC_ALL", "LC_MESSAGES", "LANG"} {
@@ -230,6 +279,26 @@ func newFlags(name string) *flag.FlagSet {
 	return fs
 }
 
+// asTyped rewrites the flag package's "-name" in msg to the flag as the
+// user typed it ("--name"), found in args.
+func asTyped(msg string, args []string) string {
+	const undefined = "flag provided but not defined: -"
+	name, ok := strings.CutPrefix(msg, undefined)
+	if !ok {
+		return msg
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		typed, _, _ := strings.Cut(a, "=")
+		if strings.TrimLeft(typed, "-") == name && strings.HasPrefix(typed, "-") {
+			return "flag provided but not defined: " + typed
+		}
+	}
+	return msg
+}
+
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	// Allow flags after positional arguments, as users expect.
 	var positional []string
@@ -238,7 +307,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			if errors.Is(err, flag.ErrHelp) {
 				return err
 			}
-			return &usageError{msg: err.Error(), hint: "run: balcony help " + fs.Name()}
+			return &usageError{msg: asTyped(err.Error(), args), hint: "run: balcony help " + fs.Name()}
 		}
 		args = fs.Args()
 		if len(args) == 0 {

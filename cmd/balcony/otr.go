@@ -125,15 +125,18 @@ Flags:
 	registerControl("otr", handleOTR)
 }
 
-// setupOTR loads (or creates on first use) the account's OTR key and
-// instance tag, reads the policy, and registers the OTR mechanism.
+// setupOTR registers the OTR mechanism with the account's instance tag and
+// policy. The key is loaded, or made, only when OTR is first used.
 func setupOTR(ctx context.Context, s *session) error {
-	key, created, err := otrOwnKey(ctx, s.store, true)
-	if err != nil {
-		return fmt.Errorf("OTR key: %w", err)
-	}
-	if created {
-		fmt.Fprintf(s.e.stderr, "balcony: created an OTR key for %s: %s\n", s.acct.JID, key.Fingerprint())
+	loadKey := func() (*otr.PrivateKey, error) {
+		key, created, err := otrOwnKey(context.Background(), s.store, true)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			fmt.Fprintf(s.e.stderr, "balcony: created an OTR key for %s: %s\n", s.acct.JID, key.Fingerprint())
+		}
+		return key, nil
 	}
 	tag, err := s.store.OTRInstanceTag(ctx)
 	if err != nil {
@@ -144,7 +147,7 @@ func setupOTR(ctx context.Context, s *session) error {
 		return err
 	}
 	pol, auto, _ := otrPolicyByName(name)
-	o, err := client.NewOTR(s.client, client.OTRConfig{Key: key, InstanceTag: tag, Policy: pol, AutoStart: auto, Store: s.store})
+	o, err := client.NewOTR(s.client, client.OTRConfig{LoadKey: loadKey, InstanceTag: tag, Policy: pol, AutoStart: auto, Store: s.store})
 	if err != nil {
 		return err
 	}

@@ -502,6 +502,9 @@ func runOX(ctx context.Context, e *env, args []string) error {
 
 func oxKeygen(ctx context.Context, e *env, so *secretOptions, rsa, force, publish bool) error {
 	var res *oxResult
+	if _, err := currentAccount(e); err != nil {
+		return err
+	}
 	if publish {
 		fmt.Fprintln(e.stderr, "balcony: generating the key and announcing it")
 		var err error

@@ -67,10 +67,33 @@ directory, so that session mechanisms keep their state.
 	})
 }
 
-// connect opens the account's store, connects its client (with the
-// options changed by mod) and sets up the mechanisms. The caller closes
-// the session.
+// connect opens the account's store, sets up its client (with the options
+// changed by mod) and mechanisms, and connects. The caller closes the
+// session.
 func connect(ctx context.Context, e *env, o *secretOptions, mod func(*client.Config)) (*session, error) {
+	s, err := prepare(ctx, e, o, mod)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.dial(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// dial connects a prepared session's client.
+func (s *session) dial(ctx context.Context) error {
+	if err := s.client.Connect(ctx); err != nil {
+		return withHint(err, connectHint(err, s.acct))
+	}
+	return nil
+}
+
+// prepare is connect without the connection: the store is open, the
+// client and its mechanisms set up and the policies loaded, so that local
+// checks can run before any network traffic.
+func prepare(ctx context.Context, e *env, o *secretOptions, mod func(*client.Config)) (*session, error) {
 	a, st, err := openAccount(e, o)
 	if err != nil {
 		return nil, err
@@ -115,10 +138,6 @@ func connect(ctx context.Context, e *env, o *secretOptions, mod func(*client.Con
 			s.Close()
 			return nil, err
 		}
-	}
-	if err := c.Connect(ctx); err != nil {
-		s.Close()
-		return nil, withHint(err, connectHint(err, a))
 	}
 	return s, nil
 }
@@ -197,14 +216,23 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	}
 	err = callControl(ctx, e, a, "send", sa, &res)
 	if errors.Is(err, errNoListener) {
-		if mech == eme.OTR || mech == eme.ESession {
-			return needListener(err, a)
-		}
-		sess, err := connect(ctx, e, &so, func(cfg *client.Config) { cfg.DisablePresence = true })
+		sess, err := prepare(ctx, e, &so, func(cfg *client.Config) { cfg.DisablePresence = true })
 		if err != nil {
 			return err
 		}
 		defer sess.Close()
+		// The policy is checked before any connection: a downgrade is
+		// refused (exit 3) even when the server cannot be reached.
+		chosen, err := chooseMechanism(ctx, sess, to, sa)
+		if err != nil {
+			return err
+		}
+		if chosen == eme.OTR || chosen == eme.ESession {
+			return needListener(errNoListener, a)
+		}
+		if err := sess.dial(ctx); err != nil {
+			return err
+		}
 		go func() {
 			for ev := range sess.client.Events() {
 				sess.offer(ev)
@@ -259,6 +287,24 @@ func init() {
 	})
 }
 
+// chooseMechanism returns the mechanism a send uses: the user's choice, or
+// the policy's. It refuses what the contact's policy does not allow.
+func chooseMechanism(ctx context.Context, s *session, to jid.JID, a sendArgs) (string, error) {
+	c := s.client
+	mech := a.Mechanism
+	if !a.Explicit {
+		mech = c.Pipeline().Best(ctx, to)
+		if pol := c.Pipeline().Policy(to); mech == "" && pol.Mode == eme.RequireEncryption {
+			return "", withHint(fmt.Errorf("%w; no mechanism is ready for %s", &eme.DowngradeError{Policy: pol}, to.Bare()),
+				"choose one: --ox, --otr (after balcony otr start) or --esession (after balcony esession start)")
+		}
+	}
+	if err := c.Pipeline().Policy(to).CheckOutgoing(mech); err != nil {
+		return "", err
+	}
+	return mech, nil
+}
+
 // doSend sends one message in a connected session, waiting for its
 // receipt when asked to.
 func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
@@ -267,12 +313,9 @@ func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
 		return sendResult{}, err
 	}
 	c := s.client
-	mech := a.Mechanism
-	if !a.Explicit {
-		mech = c.Pipeline().Best(ctx, to)
-		if pol := c.Pipeline().Policy(to); mech == "" && pol.Mode == eme.RequireEncryption {
-			return sendResult{}, withHint(errors.New("the policy for "+to.Bare().String()+" requires encryption and no mechanism is ready"), "choose one: --ox, --otr (after balcony otr start) or --esession (after balcony esession start)")
-		}
+	mech, err := chooseMechanism(ctx, s, to, a)
+	if err != nil {
+		return sendResult{}, err
 	}
 	var w *watcher
 	ids := map[string]bool{}
