@@ -83,6 +83,10 @@ type Client struct {
 	pep       pepState
 	pipeline  *Pipeline
 	shutdowns []func()
+
+	// offline is true while messages from offline storage may arrive (see
+	// endOfflineWindow). Only the processing goroutine uses it.
+	offline bool
 }
 
 // New returns a client for cfg without connecting.
@@ -280,11 +284,27 @@ func (c *Client) afterConnect(ctx context.Context) error {
 		return fmt.Errorf("client: fetching the roster: %w", err)
 	}
 	if !c.cfg.DisablePresence {
+		c.inbox.push(inboxItem{fn: func() { c.offline = true }})
 		if err := c.SendPresence(ctx, "", c.cfg.Status); err != nil {
 			return fmt.Errorf("client: sending presence: %w", err)
 		}
+		c.endOfflineWindow(ctx)
 	}
 	return nil
+}
+
+// endOfflineWindow closes the offline window opened by the initial
+// presence. The server sends the messages it stored while we were offline
+// when it handles that presence (XEP-0160), and it handles our stanzas in
+// order: every stored message is on the stream before the answer to a
+// ping sent after the presence. Stanzas are queued in the order they are
+// read, so the marker pushed after the answer follows them.
+func (c *Client) endOfflineWindow(ctx context.Context) {
+	ping := xmltree.New(NSClient, "iq", "type", "get", "to", c.JID().Domainpart()).Append(xmltree.New(NSPing, "ping"))
+	if _, err := c.IQ(ctx, ping); err != nil {
+		c.cfg.logger().Info("no answer to the ping after the initial presence", "err", err)
+	}
+	c.inbox.push(inboxItem{fn: func() { c.offline = false }})
 }
 
 // serve runs the read loop for one stream.

@@ -39,8 +39,16 @@ func (k CarbonKind) String() string {
 type Origin struct {
 	Carbon   CarbonKind
 	Archived bool   // read back from MAM
-	Delayed  bool   // carried a XEP-0203 delay (offline storage or archive)
+	// Delayed means the time is a XEP-0203 delay stamp our own server
+	// added: the message waited in offline storage, or comes from the
+	// archive.
+	Delayed  bool
 	StanzaID string // XEP-0359 stanza-id assigned by our own server, if any
+	// ClaimedTime is a delay stamp the message carried that Balcony does
+	// not believe (the sender, or anyone on the way, may have written it):
+	// shown at most as a claim. The event's time is then when the message
+	// arrived.
+	ClaimedTime time.Time
 }
 
 // Copy reports whether the message is a carbon or archive copy rather than

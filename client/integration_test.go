@@ -516,11 +516,47 @@ func TestIntegrationNoSilentShortcuts(t *testing.T) {
 	if m := waitFor(t, b, func(m *client.MessageEvent) bool { return m.Body != "" }); m.ID != id || m.Body != "with a result" {
 		t.Fatalf("result from a contact: %+v", m)
 	}
-	// A delay the sender added itself does not date the message back.
+	// A delay the sender added itself does not date the message back,
+	// whoever it claims added it: the sender, the sender's server, or our
+	// own server (the same one here).
 	old := "2001-01-01T00:00:00Z"
-	send(xmltree.New(client.NSDelay, "delay", "stamp", old, "from", a.JID().String()), xmltree.New(client.NSClient, "body").AppendText("dated"))
-	m := waitFor(t, b, func(m *client.MessageEvent) bool { return m.Body == "dated" })
-	if m.Origin.Delayed || m.Time.Year() == 2001 {
-		t.Fatalf("sender-made delay believed: %+v", m)
+	for _, by := range []string{a.JID().String(), a.JID().Domainpart(), b.JID().Domainpart(), b.JID().Bare().String()} {
+		send(xmltree.New(client.NSDelay, "delay", "stamp", old, "from", by), xmltree.New(client.NSClient, "body").AppendText("dated by "+by))
+		m := waitFor(t, b, func(m *client.MessageEvent) bool { return m.Body == "dated by "+by })
+		if m.Origin.Delayed || m.Time.Year() == 2001 || !m.Origin.ClaimedTime.Equal(time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)) {
+			t.Fatalf("sender-made delay (from=%s) believed: %+v", by, m)
+		}
+	}
+}
+
+// Offline storage dates a message by the time the server stored it, even
+// when the sender added a delay that claims otherwise.
+func TestIntegrationOfflineDelay(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	a := connect(t, srv, alice, "")
+	ctx := context.Background()
+	before := time.Now().Add(-time.Second)
+	for _, body := range []string{"stored", "stored with a claim"} {
+		st := xmltree.New(client.NSClient, "message", "to", bob.JID.String(), "type", "chat", "id", client.NewID())
+		if body == "stored with a claim" {
+			st.Append(xmltree.New(client.NSDelay, "delay", "stamp", "2001-01-01T00:00:00Z", "from", bob.JID.Domainpart()))
+		}
+		st.Append(xmltree.New(client.NSClient, "body").AppendText(body))
+		if err := a.SendElement(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The server handles alice's stanzas in order: after this round trip
+	// both messages are in bob's offline storage.
+	if _, err := a.IQ(ctx, xmltree.New(client.NSClient, "iq", "type", "get", "to", alice.JID.Domainpart()).Append(xmltree.New(client.NSPing, "ping"))); err != nil {
+		t.Fatal(err)
+	}
+	b := connect(t, srv, bob, "")
+	for _, body := range []string{"stored", "stored with a claim"} {
+		m := waitFor(t, b, func(m *client.MessageEvent) bool { return m.Body == body })
+		if !m.Origin.Delayed || m.Time.Before(before) || m.Time.After(time.Now()) {
+			t.Fatalf("%q from offline storage: %+v", body, m)
+		}
 	}
 }

@@ -99,17 +99,15 @@ func (c *Client) processMessage(st *xmltree.Element) {
 			return
 		}
 	}
-	// XEP-0203: a delay is believed only when our server or the sender's
-	// server added it (offline storage); a sender cannot date its own
-	// message back.
-	if d := in.st.Child(NSDelay, "delay"); d != nil && in.origin.Carbon == NotCarbon {
-		by := d.AttrValue("from")
-		if by == c.JID().Domainpart() || by == in.from.Domainpart() || by == c.JID().Bare().String() {
-			if t, err := time.Parse(time.RFC3339Nano, d.AttrValue("stamp")); err == nil {
-				in.time = t
-				in.origin.Delayed = true
-			}
-		}
+	// XEP-0203: anyone can write a delay, naming any server as its author,
+	// and a server does not remove what a sender wrote. A delay is believed
+	// only on a message that our own server delivered from offline
+	// storage: one that arrived in the offline window (after our initial
+	// presence, before the answer to the ping that followed it; see
+	// offlineWindow), and only the last delay our server signed, which it
+	// appended when it stored the message. Any other stamp is a claim.
+	if in.origin.Carbon == NotCarbon {
+		c.judgeDelay(in)
 	}
 	in.origin.StanzaID = c.ownStanzaID(in.st)
 	if r := in.st.Child(NSReceipts, "received"); r != nil && !carriesContent(in.st) && in.origin.Carbon == NotCarbon {
@@ -157,4 +155,31 @@ func (c *Client) ownStanzaID(st *xmltree.Element) string {
 		}
 	}
 	return ""
+}
+
+// judgeDelay sets the time of a live message from its XEP-0203 delay when
+// the delay is our server's offline-storage stamp, and records any other
+// stamp as a claim.
+func (c *Client) judgeDelay(in *inbound) {
+	delays := in.st.ChildrenNamed(NSDelay, "delay")
+	if len(delays) == 0 {
+		return
+	}
+	server := c.JID().Domainpart()
+	if c.offline {
+		for i := len(delays) - 1; i >= 0; i-- {
+			if delays[i].AttrValue("from") != server {
+				continue
+			}
+			if t, err := time.Parse(time.RFC3339Nano, delays[i].AttrValue("stamp")); err == nil {
+				in.time = t
+				in.origin.Delayed = true
+				return
+			}
+			break
+		}
+	}
+	if t, err := time.Parse(time.RFC3339Nano, delays[0].AttrValue("stamp")); err == nil {
+		in.origin.ClaimedTime = t
+	}
 }

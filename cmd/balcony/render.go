@@ -55,6 +55,10 @@ func (r *renderer) event(ev client.Event) {
 		} else if ev.Origin.Carbon != client.NotCarbon {
 			extra = " (other device)"
 		}
+		if !ev.Origin.ClaimedTime.IsZero() {
+			// A stamp the sender wrote: shown as its claim, never as the time.
+			extra += " (dated " + ev.Origin.ClaimedTime.UTC().Format(time.RFC3339) + " by the sender)"
+		}
 		fmt.Fprintf(r.w, "%s %s [%s]%s %s\n", r.ts(ev.Time), escapeAddr(who), state, extra, escape(ev.Body))
 		for _, w := range ev.Security.Warnings {
 			r.notice(ev.Time, ev.From.String(), "warning: "+w)
@@ -176,6 +180,8 @@ type jsonEvent struct {
 	Carbon    string    `json:"carbon,omitempty"`
 	Archived  bool      `json:"archived,omitempty"`
 	Kind      string    `json:"kind,omitempty"`
+	// Claimed is a delay stamp the message carried that is not believed.
+	Claimed *time.Time `json:"claimed_time,omitempty"`
 }
 
 func (r *renderer) jsonEvent(ev client.Event) {
@@ -185,6 +191,9 @@ func (r *renderer) jsonEvent(ev client.Event) {
 		j = jsonEvent{Type: "message", Time: ev.Time, From: ev.From.String(), To: ev.To.String(), ID: ev.ID, Body: ev.Body,
 			Mechanism: ev.Security.Mechanism, Security: ev.Security.State(), Verified: ev.Security.Verified,
 			Finger: ev.Security.Fingerprint, Trust: ev.Security.Trust, Warnings: ev.Security.Warnings, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
+		if !ev.Origin.ClaimedTime.IsZero() {
+			j.Claimed = &ev.Origin.ClaimedTime
+		}
 	case *client.NoticeEvent:
 		j = jsonEvent{Type: "notice", Time: ev.Time, From: ev.From.String(), To: ev.To.String(), ID: ev.ID, Text: ev.Text,
 			Reason: ev.Reason, Mechanism: ev.Namespace, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
