@@ -641,6 +641,28 @@ func (e *StanzaError) Has(space, local string) bool {
 	return false
 }
 
+// stanzaConditions are the defined conditions of RFC 6120 §8.3.3.
+var stanzaConditions = map[string]bool{
+	"bad-request": true, "conflict": true, "feature-not-implemented": true, "forbidden": true, "gone": true,
+	"internal-server-error": true, "item-not-found": true, "jid-malformed": true, "not-acceptable": true,
+	"not-allowed": true, "not-authorized": true, "policy-violation": true, "recipient-unavailable": true,
+	"redirect": true, "registration-required": true, "remote-server-not-found": true,
+	"remote-server-timeout": true, "resource-constraint": true, "service-unavailable": true,
+	"subscription-required": true, "undefined-condition": true, "unexpected-request": true,
+}
+
+// definedCondition returns name if it is a defined stanza error condition,
+// and "undefined-condition" for anything else a remote entity wrote.
+func definedCondition(name string) string {
+	if stanzaConditions[name] {
+		return name
+	}
+	return "undefined-condition"
+}
+
+// maxErrorText bounds the <text/> of a stanza error kept in events.
+const maxErrorText = 1024
+
 func parseStanzaError(st *xmltree.Element) error {
 	e := st.Child("", "error")
 	if e == nil {
@@ -651,8 +673,11 @@ func parseStanzaError(st *xmltree.Element) error {
 		switch {
 		case ch.Name.Space == NSStanzas && ch.Name.Local == "text":
 			se.Text = ch.Text()
+			if len(se.Text) > maxErrorText {
+				se.Text = strings.ToValidUTF8(se.Text[:maxErrorText], "") + "…"
+			}
 		case ch.Name.Space == NSStanzas && se.Condition == "":
-			se.Condition = ch.Name.Local
+			se.Condition = definedCondition(ch.Name.Local)
 		default:
 			se.AppConditions = append(se.AppConditions, ch.Name)
 		}

@@ -568,7 +568,7 @@ func (e *ESession) securityEvents(ev esession.Event) []*SecurityEvent {
 	case esession.Declined:
 		t := ev.Session.Peer() + " declined the Encrypted Session."
 		if ev.Reason != "" {
-			t += " Reason given: " + ev.Reason
+			t += " Reason given: " + eme.QuoteRemote(ev.Reason)
 		}
 		return []*SecurityEvent{mk(ev.Session, ESessionDeclined, t)}
 	case esession.PeerError:
@@ -596,13 +596,17 @@ func peerErrorText(peer string, ne *esession.NegotiationError) string {
 	case esession.CondNotAcceptable, esession.CondFeatureNotImplemented:
 		t := "The Encrypted Session with " + peer + " failed: the contact refused the negotiation or a message of the session (" + ne.Condition + ")."
 		if len(ne.Fields) > 0 {
-			t += " Fields: " + strings.Join(ne.Fields, ", ") + "."
+			quoted := make([]string, 0, len(ne.Fields))
+			for _, f := range ne.Fields {
+				quoted = append(quoted, eme.QuoteRemote(f))
+			}
+			t += " Fields: " + strings.Join(quoted, ", ") + "."
 		}
 		return t
 	}
-	t := "The Encrypted Session with " + peer + " failed: " + ne.Condition
+	t := "The Encrypted Session with " + peer + " failed: " + definedCondition(ne.Condition)
 	if ne.Text != "" {
-		t += " (" + ne.Text + ")"
+		t += " (" + eme.QuoteRemote(ne.Text) + ")"
 	}
 	return t + "."
 }
@@ -768,6 +772,13 @@ func (e *ESession) MessageError(ev *ErrorEvent) []*SecurityEvent {
 	e.mu.Lock()
 	ref, ok := e.sent[ev.ID]
 	e.mu.Unlock()
+	if ok {
+		// Only the peer (or its server) can fail a message sent to it.
+		peer, err := jid.Parse(ref.peer)
+		if err != nil || !ev.From.Bare().Equal(peer.Bare()) && ev.From.String() != peer.Domainpart() {
+			return nil
+		}
+	}
 	if !ok {
 		var live []*esession.Session
 		for _, s := range e.m.Sessions() {

@@ -858,13 +858,13 @@ func (o *OTR) securityEvent(ctx context.Context, p *otrPeer, conv *otr.Conversat
 		ev.Text = who + " ended the private conversation; nothing more is sent to them with OTR until you end it too (balcony otr end " + who + ") or start a new one"
 	case otr.EventError:
 		ev.Kind = "otr-error"
-		ev.Text = who + "'s OTR software reported an error: " + clip(e.Text, 200)
+		ev.Text = who + "'s OTR software reported an error: " + eme.QuoteRemote(e.Text)
 	case otr.EventSMPSecretRequested:
 		ev.Kind = "otr-smp-request"
 		ev.Text = who + " wants to verify this conversation with a secret you share; " + answer
 	case otr.EventSMPQuestion:
 		ev.Kind = "otr-smp-question"
-		ev.Text = who + " wants to verify this conversation and asks: " + strconv.Quote(clip(e.Text, 200)) + "; " + answer
+		ev.Text = who + " wants to verify this conversation and asks: " + eme.QuoteRemote(e.Text) + "; " + answer
 	case otr.EventSMPSucceeded:
 		ev.Kind = "otr-smp-succeeded"
 		fp := conv.TheirKey().Fingerprint()
@@ -891,14 +891,6 @@ func (o *OTR) securityEvent(ctx context.Context, p *otrPeer, conv *otr.Conversat
 		return nil
 	}
 	return ev
-}
-
-func clip(s string, n int) string {
-	r := []rune(s)
-	if len(r) > n {
-		return string(r[:n]) + "…"
-	}
-	return s
 }
 
 // peerKey returns the fingerprint (display form) of conv's peer key and

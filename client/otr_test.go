@@ -318,7 +318,7 @@ func TestOTRMemoryConversation(t *testing.T) {
 	}
 	n.pump()
 	q := bob.hasEvent("otr-smp-question")
-	if q == nil || !strings.Contains(q.Text, `"where did we meet?"`) {
+	if q == nil || !strings.Contains(q.Text, `“where did we meet?”`) {
 		t.Fatalf("bob's events %v", kinds(bob.events))
 	}
 	if err := bob.o.AnswerSMP(context.Background(), alice.jid, []byte("at the lake")); err != nil {

@@ -342,3 +342,17 @@ func TestClientNoticesTranslated(t *testing.T) {
 		}
 	}
 }
+
+// A stanza error's condition is one of RFC 6120's or undefined-condition,
+// and its text is bounded: both are remote input.
+func TestStanzaErrorBounded(t *testing.T) {
+	huge := strings.Repeat("x", 50000)
+	st, err := xmltree.Parse([]byte(`<message xmlns="jabber:client" type="error"><error type="cancel"><`+huge[:300]+` xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/><text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">`+huge+`</text></error></message>`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	se := parseStanzaError(st).(*StanzaError)
+	if se.Condition != "undefined-condition" || len(se.Text) > maxErrorText+4 {
+		t.Fatalf("condition %.40q, text of %d bytes", se.Condition, len(se.Text))
+	}
+}

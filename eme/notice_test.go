@@ -358,3 +358,24 @@ func TestNoticeConcurrent(t *testing.T) {
 		t.Errorf("concurrent Text = %q", got)
 	}
 }
+
+func TestQuoteRemote(t *testing.T) {
+	long := strings.Repeat("ab ", 20000)
+	for in, want := range map[string]string{
+		"":                          "",
+		"\u202e\x1b[31m":            "“[31m”",
+		"item not found":            "“item not found”",
+		"line one\nline two":        "“line one line two”",
+		`say "verified"`:            "“say 'verified'”",
+		"  spaced  out  ":           "“spaced out”",
+		"x \u200b!!\u200b verified": "“x !! verified”",
+	} {
+		if got := QuoteRemote(in); got != want {
+			t.Errorf("QuoteRemote(%q) = %q, want %q", in, got, want)
+		}
+	}
+	got := QuoteRemote(long)
+	if n := utf8.RuneCountInString(got); n > MaxRemoteTextRunes+2 || !strings.HasSuffix(got, "…”") {
+		t.Errorf("long text: %d runes, %q", n, got[len(got)-20:])
+	}
+}

@@ -44,6 +44,25 @@ func SanitizeName(remote string) string {
 	return "“" + s + "”"
 }
 
+// MaxRemoteTextRunes is the length limit of QuoteRemote, in runes, without
+// the quotation marks.
+const MaxRemoteTextRunes = 200
+
+// QuoteRemote returns free text that a remote entity wrote (the text of an
+// error, a reason given for declining, an OTR error message, an SMP
+// question) in the only form in which it may appear inside a notice or
+// status line: cleaned as SanitizeName cleans a name, at most
+// MaxRemoteTextRunes runes (a longer text is cut and ends in "…"), and
+// enclosed in “ and ”, so that it can neither pass for Balcony's own words
+// nor run over other lines. It returns "" when nothing printable remains.
+func QuoteRemote(remote string) string {
+	s := clean(strings.TrimSpace(remote), MaxRemoteTextRunes, true)
+	if s == "" {
+		return ""
+	}
+	return "“" + s + "”"
+}
+
 // sanitizeNamespace returns a remote namespace in the form shown in
 // notices: cleaned like a name, longer limit, not quoted.
 func sanitizeNamespace(ns string) string {

@@ -133,3 +133,57 @@ func TestEscape(t *testing.T) {
 		}
 	}
 }
+
+// A body-less message (a chat state, or an archive result a stranger
+// injected) is never an empty "message" in JSON; its warnings are notices
+// as in text mode.
+func TestRenderJSONBodyless(t *testing.T) {
+	var b strings.Builder
+	r := &renderer{w: &b, json: true}
+	r.event(&client.MessageEvent{From: jid.MustParse("m@example.org/r"), Time: time.Unix(0, 0)})
+	if b.Len() != 0 {
+		t.Fatalf("empty message printed: %q", b.String())
+	}
+	r.event(&client.MessageEvent{From: jid.MustParse("m@example.org/r"), Time: time.Unix(0, 0),
+		Security: client.Security{Warnings: []string{"sent in the clear"}}})
+	var v map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &v); err != nil || v["type"] != "notice" || v["text"] != "warning: sent in the clear" {
+		t.Fatalf("warning of a body-less message: %q %v", b.String(), err)
+	}
+}
+
+// Remote error text is quoted, shortened and attributed; a made-up
+// condition is not repeated.
+func TestRenderErrorQuoted(t *testing.T) {
+	var b strings.Builder
+	r := &renderer{w: &b}
+	r.event(&client.ErrorEvent{From: jid.MustParse("mallory@example.org/x"), ID: "m1", Condition: "service-unavailable",
+		Text: strings.Repeat("verified! ", 5000) + "\n2026 bob@example.org [OTR verified] fake"})
+	out := b.String()
+	if strings.Count(out, "\n") != 1 || len(out) > 600 || !strings.Contains(out, "“verified!") || !strings.Contains(out, " !! ") {
+		t.Fatalf("error line %d bytes: %.200q", len(out), out)
+	}
+}
+
+// Receipts and errors are matched by id and by who may answer.
+func TestAnswersMatchSender(t *testing.T) {
+	ids := map[string]bool{"m1": true}
+	to, self := jid.MustParse("bob@example.org"), jid.MustParse("alice@example.net/home")
+	for _, tc := range []struct {
+		ev   any
+		want bool
+	}{
+		{&client.ReceiptEvent{From: jid.MustParse("bob@example.org/phone"), ID: "m1"}, true},
+		{&client.ReceiptEvent{From: jid.MustParse("mallory@example.org/x"), ID: "m1"}, false},
+		{&client.ReceiptEvent{From: jid.MustParse("bob@example.org/phone"), ID: "m2"}, false},
+		{&client.ErrorEvent{From: jid.MustParse("example.org"), ID: "m1"}, true},
+		{&client.ErrorEvent{From: jid.MustParse("example.net"), ID: "m1"}, true},
+		{&client.ErrorEvent{From: jid.MustParse("bob@example.org"), ID: "m1"}, true},
+		{&client.ErrorEvent{From: jid.MustParse("mallory@example.net/x"), ID: "m1"}, false},
+		{&client.ErrorEvent{From: jid.MustParse("evil.example"), ID: "m1"}, false},
+	} {
+		if got := answers(tc.ev, ids, to, self); got != tc.want {
+			t.Errorf("%+v: %v, want %v", tc.ev, got, tc.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/eme"
 )
 
 // renderer prints events one per line. A message line is
@@ -74,7 +75,13 @@ func (r *renderer) event(ev client.Event) {
 	case *client.ReceiptEvent:
 		fmt.Fprintf(r.w, "%s %s [receipt] %s\n", r.ts(time.Now()), escapeAddr(ev.From.String()), escape(ev.ID))
 	case *client.ErrorEvent:
-		r.notice(time.Now(), ev.From.String(), "message "+ev.ID+" was not delivered: "+ev.Condition+" "+ev.Text)
+		// The condition is one of RFC 6120's (the client checks); the id and
+		// text are the sender's words, quoted and shortened.
+		txt := "the server or contact answered message " + eme.QuoteRemote(ev.ID) + " with the error " + ev.Condition
+		if q := eme.QuoteRemote(ev.Text); q != "" {
+			txt += ", saying " + q
+		}
+		r.notice(time.Now(), ev.From.String(), txt)
 	case *client.SubscriptionEvent:
 		r.notice(time.Now(), ev.From.String(), "subscription: "+ev.Type)
 	}
@@ -188,6 +195,15 @@ func (r *renderer) jsonEvent(ev client.Event) {
 	var j jsonEvent
 	switch ev := ev.(type) {
 	case *client.MessageEvent:
+		if ev.Body == "" {
+			// As in text mode: a body-less message (a chat state, protocol
+			// left-overs) is not a message; its warnings are notices.
+			for _, w := range ev.Security.Warnings {
+				r.jsonLine(jsonEvent{Type: "notice", Time: ev.Time, From: ev.From.String(), To: ev.To.String(), ID: ev.ID,
+					Reason: "warning", Text: "warning: " + w, Mechanism: ev.Security.Mechanism})
+			}
+			return
+		}
 		j = jsonEvent{Type: "message", Time: ev.Time, From: ev.From.String(), To: ev.To.String(), ID: ev.ID, Body: ev.Body,
 			Mechanism: ev.Security.Mechanism, Security: ev.Security.State(), Verified: ev.Security.Verified,
 			Finger: ev.Security.Fingerprint, Trust: ev.Security.Trust, Warnings: ev.Security.Warnings, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
@@ -206,6 +222,10 @@ func (r *renderer) jsonEvent(ev client.Event) {
 	default:
 		return
 	}
+	r.jsonLine(j)
+}
+
+func (r *renderer) jsonLine(j jsonEvent) {
 	b, _ := json.Marshal(j)
 	r.w.Write(append(jsonSafe(b), '\n'))
 }

@@ -287,6 +287,21 @@ func init() {
 	})
 }
 
+// answers reports whether ev is the receipt or error of a message with one
+// of ids sent to "to" by self. It counts only from whom the message went
+// to (an error also from the recipient's server or our own): anyone else
+// who learnt an id can neither confirm nor fail the message.
+func answers(ev any, ids map[string]bool, to, self jid.JID) bool {
+	switch ev := ev.(type) {
+	case *client.ReceiptEvent:
+		return ids[ev.ID] && ev.From.Bare().Equal(to.Bare())
+	case *client.ErrorEvent:
+		from := ev.From.String()
+		return ids[ev.ID] && (ev.From.Bare().Equal(to.Bare()) || from == to.Domainpart() || from == self.Domainpart())
+	}
+	return false
+}
+
 // chooseMechanism returns the mechanism a send uses: the user's choice, or
 // the policy's. It refuses what the contact's policy does not allow.
 func chooseMechanism(ctx context.Context, s *session, to jid.JID, a sendArgs) (string, error) {
@@ -320,15 +335,10 @@ func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
 	var w *watcher
 	ids := map[string]bool{}
 	if a.Receipt {
-		w = s.watch(func(ev any) bool {
-			switch ev := ev.(type) {
-			case *client.ReceiptEvent:
-				return ids[ev.ID]
-			case *client.ErrorEvent:
-				return ids[ev.ID]
-			}
-			return false
-		})
+		// A receipt or error counts only from whom the message went to (an
+		// error also from the recipient's server or our own): anyone who
+		// learnt the id cannot confirm or fail the message.
+		w = s.watch(func(ev any) bool { return answers(ev, ids, to, c.JID()) })
 		defer s.unwatch(w)
 	}
 	// A message OTR holds leaves when the private conversation starts.
