@@ -38,7 +38,7 @@ func (k CarbonKind) String() string {
 // session state.
 type Origin struct {
 	Carbon   CarbonKind
-	Archived bool   // read back from MAM
+	Archived bool // read back from MAM
 	// Delayed means the time is a XEP-0203 delay stamp our own server
 	// added: the message waited in offline storage, or comes from the
 	// archive.
