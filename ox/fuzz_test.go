@@ -221,7 +221,7 @@ func FuzzParseKeys(f *testing.F) {
 	armored, _ := Armor(pub)
 	f.Add(armored)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		keys, err := ParseKeys(b)
+		keys, err := parseBounded(t, b)
 		if err != nil {
 			return
 		}

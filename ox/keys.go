@@ -148,11 +148,18 @@ func GenerateKey(addr jid.JID, alg Algorithm, cfg *Config) (*Key, error) {
 // self-signatures on its user IDs and subkeys; otherwise ParseKeys fails
 // rather than silently dropping a key. Parsing verifies every self-signature
 // and is relatively expensive: use a [KeyCache] for keys seen repeatedly.
+//
+// What a key may cost is bounded before any signature is checked, since
+// keys come from anyone: only v4 keys of the usual algorithms and sizes
+// (RSA up to 8192 bits, DSA up to 3072, ElGamal up to 4096, the elliptic
+// curves), at most 64 keys and subkeys and 512 packets, and at most
+// MaxPublicKeySize bytes for a block of public keys (MaxKeySize for one
+// holding secret keys); anything else is ErrKeyTooExpensive or
+// ErrTooLarge.
 func ParseKeys(data []byte) ([]*Key, error) {
 	if len(data) > MaxKeySize {
 		return nil, ErrTooLarge
 	}
-	var r io.Reader = bytes.NewReader(data)
 	if trimmed := bytes.TrimLeft(data, " \t\r\n"); bytes.HasPrefix(trimmed, []byte("-----BEGIN PGP")) {
 		block, err := armor.Decode(bytes.NewReader(trimmed))
 		if err != nil {
@@ -161,9 +168,21 @@ func ParseKeys(data []byte) ([]*Key, error) {
 		if block.Type != openpgp.PublicKeyType && block.Type != openpgp.PrivateKeyType {
 			return nil, fmt.Errorf("ox: armored block is a %q, not a key", block.Type)
 		}
-		r = block.Body
+		if data, err = io.ReadAll(io.LimitReader(block.Body, MaxKeySize+1)); err != nil {
+			return nil, fmt.Errorf("ox: invalid armored key: %w", err)
+		}
+		if len(data) > MaxKeySize {
+			return nil, ErrTooLarge
+		}
 	}
-	packets := packet.NewReader(r)
+	secret, err := scanKeyBlock(data)
+	if err != nil {
+		return nil, err
+	}
+	if !secret && len(data) > MaxPublicKeySize {
+		return nil, ErrTooLarge
+	}
+	packets := packet.NewReader(bytes.NewReader(data))
 	var keys []*Key
 	for {
 		e, err := openpgp.ReadEntity(packets)
