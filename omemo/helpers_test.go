@@ -83,3 +83,5 @@ func incoming(t testing.TB, msg *Message, from, to Address) *Incoming {
 	k := keyFor(t, msg, to)
 	return &Incoming{From: from, Key: k.Data, PreKey: k.PreKey, Payload: msg.Payload, IV: msg.IV}
 }
+
+var basepoint = curve25519Basepoint()

@@ -110,3 +110,5 @@ func (ik *IdentityKeyPair) signXEdDSA(rand io.Reader, msg []byte) ([]byte, error
 
 // Wipe zeroes the seed.
 func (ik *IdentityKeyPair) Wipe() { clear(ik.Seed[:]) }
+
+func curve25519Basepoint() []byte { return curve25519.Basepoint }

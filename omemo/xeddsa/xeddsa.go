@@ -36,8 +36,17 @@ var hash1Prefix = [32]byte{0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 
 // calculateKeyPair is calculate_key_pair of XEdDSA §2.3: the Edwards key
 // pair (A, a) with sign bit 0 for the Montgomery private key k (clamped
-// as X25519 clamps it).
-func calculateKeyPair(k *[32]byte) (A *edwards25519.Point, a *edwards25519.Scalar) {
+// as X25519 clamps it). aBytes is the encoding of a that the nonce hash
+// takes: like libsignal's xed25519_sign and libxeddsa, the clamped k
+// itself when no negation is needed and -k mod q otherwise (the
+// specification reduces k mod q in both cases; this only changes the
+// deterministic nonce, and it makes our signatures byte-identical to
+// theirs for the same Z).
+func calculateKeyPair(k *[32]byte) (A *edwards25519.Point, a *edwards25519.Scalar, aBytes [32]byte) {
+	aBytes = *k
+	aBytes[0] &= 248
+	aBytes[31] &= 127
+	aBytes[31] |= 64
 	a, err := edwards25519.NewScalar().SetBytesWithClamping(k[:])
 	if err != nil {
 		panic("xeddsa: impossible scalar length")
@@ -47,8 +56,9 @@ func calculateKeyPair(k *[32]byte) (A *edwards25519.Point, a *edwards25519.Scala
 	if enc[31]&0x80 != 0 {
 		a.Negate(a)
 		A.Negate(A)
+		copy(aBytes[:], a.Bytes())
 	}
-	return A, a
+	return A, a, aBytes
 }
 
 // Sign returns the XEdDSA signature (XEdDSA §2.5, xeddsa_sign) of message
@@ -56,13 +66,12 @@ func calculateKeyPair(k *[32]byte) (A *edwards25519.Point, a *edwards25519.Scala
 // Z. The signature verifies with Verify under priv's X25519 public key
 // and with crypto/ed25519 under PublicKeyFromPrivate(priv).
 func Sign(priv *[32]byte, message []byte, random *[64]byte) [SignatureSize]byte {
-	A, a := calculateKeyPair(priv)
-	aBytes := a.Bytes()
-	defer clear(aBytes)
+	A, a, aBytes := calculateKeyPair(priv)
+	defer clear(aBytes[:])
 
 	h := sha512.New()
 	h.Write(hash1Prefix[:])
-	h.Write(aBytes)
+	h.Write(aBytes[:])
 	h.Write(message)
 	h.Write(random[:])
 	var digest [64]byte
@@ -89,8 +98,9 @@ func Sign(priv *[32]byte, message []byte, random *[64]byte) [SignatureSize]byte 
 // PublicKeyFromPrivate returns the Ed25519 public key A (sign bit 0) that
 // XEdDSA associates with the Curve25519 private key priv.
 func PublicKeyFromPrivate(priv *[32]byte) [32]byte {
-	A, a := calculateKeyPair(priv)
+	A, a, aBytes := calculateKeyPair(priv)
 	a.Set(edwards25519.NewScalar())
+	clear(aBytes[:])
 	return [32]byte(A.Bytes())
 }
 
