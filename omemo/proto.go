@@ -124,3 +124,29 @@ func uint32Of(f protoField) (uint32, bool) {
 	}
 	return uint32(f.val), true
 }
+
+// u32 records a uint32 field into dst.
+func (s *fieldSet) u32(f protoField, dst *uint32) bool {
+	if !s.see(f, wireVarint) {
+		return false
+	}
+	v, ok := uint32Of(f)
+	*dst = v
+	return ok
+}
+
+// raw records a bytes field into dst.
+func (s *fieldSet) raw(f protoField, dst *[]byte) bool {
+	*dst = f.data
+	return s.see(f, wireBytes)
+}
+
+// key records a bytes field holding a public key, parsed by decode.
+func (s *fieldSet) key(f protoField, dst *[32]byte, decode func([]byte) ([32]byte, bool)) bool {
+	if !s.see(f, wireBytes) {
+		return false
+	}
+	var ok bool
+	*dst, ok = decode(f.data)
+	return ok
+}

@@ -48,6 +48,12 @@ type session struct {
 
 	skipped []skippedKey
 	prev    [][32]byte // earlier values of dhr, newest last
+	// lost marks keys given up under the bounds: on chain lostDH (and
+	// every older one), messages numbered below lostN may never have been
+	// decrypted, so a message there is undecryptable, not a duplicate.
+	lostDH  [32]byte
+	lostN   uint32
+	hasLost bool
 
 	// pending is the key exchange to repeat on every message until the
 	// peer answers (XEP-0384 §4.3; libsignal's unacknowledged pre-key).
@@ -210,11 +216,17 @@ func (s *session) messageKey(rand io.Reader, h *ratchetHeader, maxSkip, maxKeys 
 			return [32]byte{}, ErrInvalidMessage
 		}
 		if h.n < s.nr {
+			if s.hasLost && s.lostDH == h.dhPub && h.n < s.lostN {
+				return [32]byte{}, ErrInvalidMessage
+			}
 			return [32]byte{}, ErrDuplicate
 		}
 	} else {
-		for _, p := range s.prev {
+		for i, p := range s.prev {
 			if p == h.dhPub {
+				if s.lostAtOrAfter(i) {
+					return [32]byte{}, ErrInvalidMessage
+				}
 				return [32]byte{}, ErrDuplicate
 			}
 		}
@@ -222,8 +234,12 @@ func (s *session) messageKey(rand io.Reader, h *ratchetHeader, maxSkip, maxKeys 
 		// chain up to pn, unless the gap is beyond the bound (then those
 		// messages are given up on, so that heavy loss cannot block the
 		// session, as python-doubleratchet does).
-		if s.hasCKr && h.pn > s.nr && int(h.pn-s.nr) <= maxSkip {
-			s.skip(h.pn, maxKeys)
+		if s.hasCKr && h.pn > s.nr {
+			if int(h.pn-s.nr) <= maxSkip {
+				s.skip(h.pn, maxKeys)
+			} else {
+				s.lostDH, s.lostN, s.hasLost = s.dhr, h.pn, true
+			}
 		}
 		if err := s.dhRatchet(rand, &h.dhPub); err != nil {
 			return [32]byte{}, err
@@ -252,8 +268,27 @@ func (s *session) skip(until uint32, maxKeys int) {
 		for i := range extra {
 			clear(s.skipped[i].mk[:])
 		}
+		last := s.skipped[extra-1]
+		s.lostDH, s.lostN, s.hasLost = last.dh, last.n+1, true
 		s.skipped = append(s.skipped[:0], s.skipped[extra:]...)
 	}
+}
+
+// lostAtOrAfter reports whether keys were lost on the earlier receiving
+// chain prev[i] or a later one (FIFO eviction loses older chains first).
+func (s *session) lostAtOrAfter(i int) bool {
+	if !s.hasLost {
+		return false
+	}
+	if s.lostDH == s.dhr {
+		return true
+	}
+	for _, p := range s.prev[i:] {
+		if p == s.lostDH {
+			return true
+		}
+	}
+	return false
 }
 
 // dhRatchet is DHRatchet of Double Ratchet §3.5.

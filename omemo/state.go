@@ -15,9 +15,10 @@ import (
 //	u16 count, count × (dh(32) n(4) mk(32))        skipped keys, oldest first
 //	u8 count, count × dh(32)                        earlier ratchet keys
 //	[pending kx]  [origin kx]   each: preKeyID(4) spkID(4) ik(32) base(32) regID(4)
+//	[lostDH(32) lostN(4)]
 //
 // flags: 1 initiator, 2 hasDHr, 4 hasCKs, 8 hasCKr, 16 pending, 32 origin,
-// 64 heartbeat.
+// 64 heartbeat, 128 lost.
 
 const stateVersion = 1
 
@@ -29,6 +30,7 @@ const (
 	flagPending
 	flagOrigin
 	flagHeartbeat
+	flagLost
 )
 
 func (s *session) marshal() []byte {
@@ -45,7 +47,8 @@ func (s *session) marshal() []byte {
 	set(s.pending != nil, flagPending)
 	set(s.origin != nil, flagOrigin)
 	set(s.heartbeat, flagHeartbeat)
-	b := cryptobyte.NewFixedBuilder(make([]byte, 0, 6+8*32+12+3+len(s.skipped)*68+1+len(s.prev)*32+2*76))
+	set(s.hasLost, flagLost)
+	b := cryptobyte.NewFixedBuilder(make([]byte, 0, 6+8*32+12+3+len(s.skipped)*68+1+len(s.prev)*32+2*76+36))
 	b.AddBytes([]byte("OMS"))
 	b.AddUint8(stateVersion)
 	b.AddUint8(uint8(s.gen))
@@ -75,6 +78,10 @@ func (s *session) marshal() []byte {
 			b.AddUint32(kx.registrationID)
 		}
 	}
+	if s.hasLost {
+		b.AddBytes(s.lostDH[:])
+		b.AddUint32(s.lostN)
+	}
 	return b.BytesOrPanic()
 }
 
@@ -91,7 +98,7 @@ func unmarshalSession(data []byte) (*session, error) {
 		return nil, fmt.Errorf("%w: session record version %d", ErrCorruptState, version)
 	}
 	s := new(session)
-	if !in.ReadUint8(&gen) || !in.ReadUint8(&flags) || !Generation(gen).valid() || flags >= 1<<7 {
+	if !in.ReadUint8(&gen) || !in.ReadUint8(&flags) || !Generation(gen).valid() {
 		return nil, bad
 	}
 	s.gen = Generation(gen)
@@ -100,6 +107,7 @@ func unmarshalSession(data []byte) (*session, error) {
 	s.hasCKs = flags&flagCKs != 0
 	s.hasCKr = flags&flagCKr != 0
 	s.heartbeat = flags&flagHeartbeat != 0
+	s.hasLost = flags&flagLost != 0
 	for _, k := range []*[32]byte{&s.local, &s.remote, &s.rk, &s.dhs.Private, &s.dhs.Public, &s.dhr, &s.cks, &s.ckr} {
 		if !in.CopyBytes(k[:]) {
 			return nil, bad
@@ -143,6 +151,9 @@ func unmarshalSession(data []byte) (*session, error) {
 		if s.origin = readKX(); s.origin == nil {
 			return nil, bad
 		}
+	}
+	if s.hasLost && (!in.CopyBytes(s.lostDH[:]) || !in.ReadUint32(&s.lostN)) {
+		return nil, bad
 	}
 	if !in.Empty() {
 		return nil, bad

@@ -78,26 +78,13 @@ func parseMessage03(b []byte) (body, mac []byte, h ratchetHeader, ct []byte, ok 
 	ok = parseProto(body[1:], func(f protoField) bool {
 		switch f.num {
 		case 1:
-			var k bool
-			if !seen.see(f, wireBytes) {
-				return false
-			}
-			h.dhPub, k = decodeCurve03(f.data)
-			return k
-		case 2, 3:
-			if !seen.see(f, wireVarint) {
-				return false
-			}
-			v, k := uint32Of(f)
-			if f.num == 2 {
-				h.n = v
-			} else {
-				h.pn = v
-			}
-			return k
+			return seen.key(f, &h.dhPub, decodeCurve03)
+		case 2:
+			return seen.u32(f, &h.n)
+		case 3:
+			return seen.u32(f, &h.pn)
 		case 4:
-			ct = f.data
-			return seen.see(f, wireBytes)
+			return seen.raw(f, &ct)
 		}
 		return true
 	})
@@ -135,39 +122,21 @@ func parsePreKey03(b []byte) (kx keyExchange, msg []byte, ok bool) {
 	}
 	var seen fieldSet
 	ok = parseProto(b[1:], func(f protoField) bool {
-		var k bool
 		switch f.num {
-		case 1, 5, 6:
-			if !seen.see(f, wireVarint) {
-				return false
-			}
-			var v uint32
-			v, k = uint32Of(f)
-			switch f.num {
-			case 1:
-				kx.preKeyID = v
-			case 5:
-				kx.registrationID = v
-			case 6:
-				kx.signedPreKeyID = v
-			}
+		case 1:
+			return seen.u32(f, &kx.preKeyID)
 		case 2:
-			if !seen.see(f, wireBytes) {
-				return false
-			}
-			kx.baseKey, k = decodeCurve03(f.data)
+			return seen.key(f, &kx.baseKey, decodeCurve03)
 		case 3:
-			if !seen.see(f, wireBytes) {
-				return false
-			}
-			kx.identityKey, k = decodeCurve03(f.data)
+			return seen.key(f, &kx.identityKey, decodeCurve03)
 		case 4:
-			msg = f.data
-			k = seen.see(f, wireBytes)
-		default:
-			k = true
+			return seen.raw(f, &msg)
+		case 5:
+			return seen.u32(f, &kx.registrationID)
+		case 6:
+			return seen.u32(f, &kx.signedPreKeyID)
 		}
-		return k
+		return true
 	})
 	// OMEMO requires a one-time pre-key (XEP-0384 §4.2), so preKeyId is
 	// required here although libsignal's schema makes it optional.
@@ -191,31 +160,17 @@ func encodeMessage2(h *ratchetHeader, ct []byte, withCT bool) []byte {
 func parseMessage2(b []byte) (h ratchetHeader, ct []byte, ok bool) {
 	var seen fieldSet
 	ok = parseProto(b, func(f protoField) bool {
-		var k bool
 		switch f.num {
-		case 1, 2:
-			if !seen.see(f, wireVarint) {
-				return false
-			}
-			var v uint32
-			v, k = uint32Of(f)
-			if f.num == 1 {
-				h.n = v
-			} else {
-				h.pn = v
-			}
+		case 1:
+			return seen.u32(f, &h.n)
+		case 2:
+			return seen.u32(f, &h.pn)
 		case 3:
-			if !seen.see(f, wireBytes) {
-				return false
-			}
-			h.dhPub, k = decodeCurve2(f.data)
+			return seen.key(f, &h.dhPub, decodeCurve2)
 		case 4:
-			ct = f.data
-			k = seen.see(f, wireBytes)
-		default:
-			k = true
+			return seen.raw(f, &ct)
 		}
-		return k
+		return true
 	})
 	// The ciphertext is optional in the schema but a received message
 	// without one carries nothing to decrypt.
@@ -239,11 +194,9 @@ func parseAuthenticated2(b []byte) (mac, msg []byte, ok bool) {
 	ok = parseProto(b, func(f protoField) bool {
 		switch f.num {
 		case 1:
-			mac = f.data
-			return seen.see(f, wireBytes) && len(mac) == macLen2
+			return seen.raw(f, &mac) && len(mac) == macLen2
 		case 2:
-			msg = f.data
-			return seen.see(f, wireBytes)
+			return seen.raw(f, &msg)
 		}
 		return true
 	})
@@ -268,36 +221,19 @@ func parseKeyExchange2(b []byte) (kx keyExchange, authenticated []byte, ok bool)
 	}
 	var seen fieldSet
 	ok = parseProto(b, func(f protoField) bool {
-		var k bool
 		switch f.num {
-		case 1, 2:
-			if !seen.see(f, wireVarint) {
-				return false
-			}
-			var v uint32
-			v, k = uint32Of(f)
-			if f.num == 1 {
-				kx.preKeyID = v
-			} else {
-				kx.signedPreKeyID = v
-			}
+		case 1:
+			return seen.u32(f, &kx.preKeyID)
+		case 2:
+			return seen.u32(f, &kx.signedPreKeyID)
 		case 3:
-			if !seen.see(f, wireBytes) || len(f.data) != 32 {
-				return false
-			}
-			kx.identityKey, k = [32]byte(f.data), true
+			return seen.key(f, &kx.identityKey, decodeCurve2)
 		case 4:
-			if !seen.see(f, wireBytes) {
-				return false
-			}
-			kx.baseKey, k = decodeCurve2(f.data)
+			return seen.key(f, &kx.baseKey, decodeCurve2)
 		case 5:
-			authenticated = f.data
-			k = seen.see(f, wireBytes)
-		default:
-			k = true
+			return seen.raw(f, &authenticated)
 		}
-		return k
+		return true
 	})
 	if !ok || !seen.has(1, 2, 3, 4, 5) {
 		return kx, nil, false
