@@ -84,4 +84,4 @@ func incoming(t testing.TB, msg *Message, from, to Address) *Incoming {
 	return &Incoming{From: from, Key: k.Data, PreKey: k.PreKey, Payload: msg.Payload, IV: msg.IV}
 }
 
-var basepoint = curve25519Basepoint()
+var basepoint = x25519Base[:]

@@ -7,7 +7,6 @@ import (
 	"io"
 
 	"github.com/balcony-im/balcony/omemo/xeddsa"
-	"golang.org/x/crypto/curve25519"
 )
 
 // KeyPair is an X25519 key pair: a signed pre-key, a one-time pre-key, a
@@ -23,11 +22,7 @@ func GenerateKeyPair(rand io.Reader) (KeyPair, error) {
 	if _, err := io.ReadFull(rand, kp.Private[:]); err != nil {
 		return KeyPair{}, fmt.Errorf("omemo: reading randomness: %w", err)
 	}
-	pub, err := curve25519.X25519(kp.Private[:], curve25519.Basepoint)
-	if err != nil {
-		return KeyPair{}, fmt.Errorf("omemo: %w", err)
-	}
-	copy(kp.Public[:], pub)
+	kp.Public = x25519(&kp.Private, &x25519Base)
 	return kp, nil
 }
 
@@ -40,13 +35,10 @@ var errDH = errors.New("omemo: invalid Diffie-Hellman public key")
 // dh computes X25519(priv, pub) and rejects an all-zero result, which a
 // low-order public key produces (X3DH §3.3 via RFC 7748 §6.1).
 func dh(priv, pub *[32]byte) ([32]byte, error) {
-	var out [32]byte
-	s, err := curve25519.X25519(priv[:], pub[:])
-	if err != nil {
+	out := x25519(priv, pub)
+	if isZero32(&out) {
 		return out, errDH
 	}
-	copy(out[:], s)
-	clear(s)
 	return out, nil
 }
 
@@ -82,8 +74,7 @@ func (ik *IdentityKeyPair) Ed25519Public() [32]byte {
 func (ik *IdentityKeyPair) X25519Public() [32]byte {
 	priv := ik.x25519Private()
 	defer clear(priv[:])
-	pub, _ := curve25519.X25519(priv[:], curve25519.Basepoint)
-	return [32]byte(pub)
+	return x25519(&priv, &x25519Base)
 }
 
 func (ik *IdentityKeyPair) x25519Private() [32]byte { return xeddsa.SeedToPrivate(&ik.Seed) }
@@ -110,5 +101,3 @@ func (ik *IdentityKeyPair) signXEdDSA(rand io.Reader, msg []byte) ([]byte, error
 
 // Wipe zeroes the seed.
 func (ik *IdentityKeyPair) Wipe() { clear(ik.Seed[:]) }
-
-func curve25519Basepoint() []byte { return curve25519.Basepoint }

@@ -56,6 +56,10 @@ type Config struct {
 type Manager struct {
 	cfg     Config
 	account *Account
+	// Derived once from the identity seed: the public key in the
+	// generation's wire form and the X25519 private key.
+	idWire [32]byte
+	idPriv [32]byte
 }
 
 // New loads the device's state from cfg.Store, creating the identity key,
@@ -112,6 +116,12 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("%w: device id %d", ErrCorruptState, acc.DeviceID)
 	}
 	m.account = acc
+	if cfg.Generation == V2 {
+		m.idWire = acc.Identity.Ed25519Public()
+	} else {
+		m.idWire = acc.Identity.X25519Public()
+	}
+	m.idPriv = acc.Identity.x25519Private()
 	if _, err := m.Maintain(); err != nil {
 		return nil, err
 	}
@@ -135,12 +145,7 @@ func (m *Manager) IdentityKey() []byte {
 }
 
 // identityWire is the own identity without the 0.3 prefix.
-func (m *Manager) identityWire() [32]byte {
-	if m.cfg.Generation == V2 {
-		return m.account.Identity.Ed25519Public()
-	}
-	return m.account.Identity.X25519Public()
-}
+func (m *Manager) identityWire() [32]byte { return m.idWire }
 
 // Fingerprint returns this device's fingerprint (see Fingerprint).
 func (m *Manager) Fingerprint() string {

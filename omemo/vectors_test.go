@@ -219,7 +219,8 @@ func TestVectorsX3DH(t *testing.T) {
 				t.Errorf("AD %x, want %x", ad, v.AD)
 			}
 			// Passive side through buildPassive.
-			m := &Manager{cfg: Config{Generation: g}, account: &Account{DeviceID: 1, Identity: *b}}
+			m := &Manager{cfg: Config{Generation: g}, account: &Account{DeviceID: 1, Identity: *b},
+				idWire: bWire, idPriv: b.x25519Private()}
 			kx := &keyExchange{preKeyID: 7, signedPreKeyID: 3, identityKey: aWire, baseKey: ek.Public}
 			keys := &Keys{SignedPreKeys: []SignedPreKey{{ID: 3, KeyPair: spk}}, PreKeys: []PreKey{{ID: 7, KeyPair: opk}}}
 			ps, _, err := m.buildPassive(kx, keys)

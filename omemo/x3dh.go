@@ -33,12 +33,11 @@ func (m *Manager) buildActive(b *Bundle) (*session, error) {
 		return nil, err
 	}
 	defer ek.Wipe()
-	ik := m.account.Identity.x25519Private()
-	defer clear(ik[:])
+	ik := &m.idPriv
 	var dhs [4][32]byte
 	defer clear(dhs[:])
 	var errs [4]error
-	dhs[0], errs[0] = dh(&ik, &c.spk)
+	dhs[0], errs[0] = dh(ik, &c.spk)
 	dhs[1], errs[1] = dh(&ek.Private, &c.identityX)
 	dhs[2], errs[2] = dh(&ek.Private, &c.spk)
 	dhs[3], errs[3] = dh(&ek.Private, &c.preKeyPubs[i])
@@ -85,13 +84,12 @@ func (m *Manager) buildPassive(kx *keyExchange, k *Keys) (*session, int, error) 
 	if err != nil {
 		return nil, 0, ErrInvalidMessage
 	}
-	ik := m.account.Identity.x25519Private()
-	defer clear(ik[:])
+	ik := &m.idPriv
 	var dhs [4][32]byte
 	defer clear(dhs[:])
 	var errs [4]error
 	dhs[0], errs[0] = dh(&spk.KeyPair.Private, &remoteX)
-	dhs[1], errs[1] = dh(&ik, &kx.baseKey)
+	dhs[1], errs[1] = dh(ik, &kx.baseKey)
 	dhs[2], errs[2] = dh(&spk.KeyPair.Private, &kx.baseKey)
 	dhs[3], errs[3] = dh(&k.PreKeys[opk].KeyPair.Private, &kx.baseKey)
 	if errors.Join(errs[:]...) != nil {
