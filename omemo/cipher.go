@@ -113,7 +113,6 @@ func (m *Manager) encryptFor(r Recipient, material []byte) (Key, error) {
 			return Key{}, err
 		}
 	}
-	defer s.wipe()
 	data := s.encrypt(material)
 	k := Key{Address: r.Address, Data: data}
 	if s.pending != nil {
@@ -125,6 +124,7 @@ func (m *Manager) encryptFor(r Recipient, material []byte) (Key, error) {
 		}
 	}
 	if err := m.storeSession(r.Address, s); err != nil {
+		s.wipe()
 		return Key{}, err
 	}
 	return k, nil
@@ -193,6 +193,9 @@ func (m *Manager) Decrypt(in *Incoming) (*Decrypted, error) {
 			return nil, ErrInvalidMessage
 		}
 		if s == nil || s.origin == nil || !sameExchange(s.origin, &kx) {
+			if s != nil {
+				s.wipe()
+			}
 			if keys, err = m.loadKeys(); err != nil {
 				return nil, err
 			}
@@ -204,7 +207,12 @@ func (m *Manager) Decrypt(in *Incoming) (*Decrypted, error) {
 	} else if s == nil {
 		return nil, ErrNoSession
 	}
-	defer s.wipe()
+	stored := false
+	defer func() {
+		if !stored {
+			s.wipe()
+		}
+	}()
 	material, err := s.decrypt(m.cfg.Rand, inner, m.cfg.MaxSkip, m.cfg.MaxSkippedKeys)
 	if err != nil {
 		return nil, err
@@ -239,6 +247,7 @@ func (m *Manager) Decrypt(in *Incoming) (*Decrypted, error) {
 	if err := m.storeSession(in.From, s); err != nil {
 		return nil, err
 	}
+	stored = true
 	w := s.remote
 	if g == V03 {
 		out.IdentityKey = encodeCurve03(&w)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 )
 
@@ -60,6 +61,10 @@ type Manager struct {
 	// generation's wire form and the X25519 private key.
 	idWire [32]byte
 	idPriv [32]byte
+	// sessions caches the last stored state of each session, so that a
+	// message costs one marshal and no unmarshal; Store stays the truth.
+	sessions map[Address]*session
+	buf      []byte
 }
 
 // New loads the device's state from cfg.Store, creating the identity key,
@@ -95,7 +100,10 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.MaxSkippedKeys <= 0 {
 		cfg.MaxSkippedKeys = DefaultMaxSkippedKeys
 	}
-	m := &Manager{cfg: cfg}
+	if cfg.MaxSkippedKeys > math.MaxUint16 {
+		cfg.MaxSkippedKeys = math.MaxUint16 // the session record's limit
+	}
+	m := &Manager{cfg: cfg, sessions: make(map[Address]*session)}
 	acc, err := cfg.Store.LoadAccount()
 	if err != nil {
 		return nil, fmt.Errorf("omemo: loading account: %w", err)
@@ -332,13 +340,22 @@ func (m *Manager) HasSession(device Address) (bool, error) {
 // DeleteSession forgets the session with a device, for the manual session
 // replacement XEP-0384 §7 asks clients to offer.
 func (m *Manager) DeleteSession(device Address) error {
+	if s := m.sessions[device]; s != nil {
+		s.wipe()
+		delete(m.sessions, device)
+	}
 	if err := m.cfg.Store.DeleteSession(m.cfg.Generation, device); err != nil {
 		return fmt.Errorf("omemo: deleting session: %w", err)
 	}
 	return nil
 }
 
+// loadSession returns a private copy of the session with device (nil if
+// none); changes take effect only through storeSession.
 func (m *Manager) loadSession(device Address) (*session, error) {
+	if s := m.sessions[device]; s != nil {
+		return s.clone(), nil
+	}
 	b, err := m.cfg.Store.LoadSession(m.cfg.Generation, device)
 	if err != nil {
 		return nil, fmt.Errorf("omemo: loading session: %w", err)
@@ -353,12 +370,22 @@ func (m *Manager) loadSession(device Address) (*session, error) {
 	if s.gen != m.cfg.Generation {
 		return nil, fmt.Errorf("%w: session of another generation", ErrCorruptState)
 	}
+	m.sessions[device] = s.clone()
 	return s, nil
 }
 
+// storeSession persists s, which the Manager then owns.
 func (m *Manager) storeSession(device Address, s *session) error {
-	if err := m.cfg.Store.StoreSession(m.cfg.Generation, device, s.marshal()); err != nil {
+	m.buf = s.appendTo(m.buf[:0])
+	err := m.cfg.Store.StoreSession(m.cfg.Generation, device, m.buf)
+	clear(m.buf)
+	if err != nil {
+		delete(m.sessions, device)
 		return fmt.Errorf("omemo: storing session: %w", err)
 	}
+	if old := m.sessions[device]; old != s && old != nil {
+		old.wipe()
+	}
+	m.sessions[device] = s
 	return nil
 }

@@ -88,7 +88,12 @@ func openPayload(g Generation, material, payload, iv []byte) ([]byte, error) {
 			return nil, ErrInvalidMessage
 		}
 		block, _ := aes.NewCipher(key)
-		gcm, _ := cipher.NewGCMWithNonceSize(block, len(iv))
+		var gcm cipher.AEAD
+		if len(iv) == ivLen03 {
+			gcm, _ = cipher.NewGCM(block) // the standard nonce size has the fast path
+		} else {
+			gcm, _ = cipher.NewGCMWithNonceSize(block, len(iv))
+		}
 		sealed := make([]byte, 0, len(payload)+tagLen03)
 		sealed = append(append(sealed, payload...), tag...)
 		pt, err := gcm.Open(sealed[:0], iv, sealed, nil)

@@ -76,26 +76,27 @@ func (s *session) wipe() {
 	}
 }
 
-// ad returns the associated data for a message in the given direction.
-// OMEMO 2 uses AD = Encode(IK_A) || Encode(IK_B), initiator first, in both
-// directions (XEP-0384 §4.2). libsignal, and so OMEMO 0.3, MACs sender
-// identity || receiver identity, each as 0x05 || u.
-func (s *session) ad(sending bool) []byte {
+// ad writes the associated data for a message in the given direction
+// into buf and returns it. OMEMO 2 uses AD = Encode(IK_A) || Encode(IK_B),
+// initiator first, in both directions (XEP-0384 §4.2). libsignal, and so
+// OMEMO 0.3, MACs sender identity || receiver identity, each as 0x05 || u.
+func (s *session) ad(sending bool, buf *[66]byte) []byte {
 	first, second := &s.local, &s.remote
 	if s.gen == V2 {
 		if !s.initiator {
 			first, second = second, first
 		}
-		out := make([]byte, 0, 64)
-		out = append(out, first[:]...)
-		return append(out, second[:]...)
+		copy(buf[:32], first[:])
+		copy(buf[32:64], second[:])
+		return buf[:64]
 	}
 	if !sending {
 		first, second = second, first
 	}
-	out := make([]byte, 0, 66)
-	out = append(out, encodeCurve03(first)...)
-	return append(out, encodeCurve03(second)...)
+	buf[0], buf[33] = djbType, djbType
+	copy(buf[1:33], first[:])
+	copy(buf[34:66], second[:])
+	return buf[:66]
 }
 
 // initActive is RatchetInitAlice (Double Ratchet §3.3): the first sending
@@ -143,7 +144,8 @@ func (s *session) encrypt(plaintext []byte) []byte {
 }
 
 func (s *session) seal(mk *[32]byte, h *ratchetHeader, plaintext []byte) []byte {
-	ad := s.ad(true)
+	var adBuf [66]byte
+	ad := s.ad(true, &adBuf)
 	if s.gen == V2 {
 		k := deriveCBCKeys(mk[:], messageKeyInfo2)
 		defer k.wipe()
@@ -186,7 +188,8 @@ func (s *session) decrypt(rand io.Reader, wire []byte, maxSkip, maxKeys int) ([]
 	}
 	k := deriveCBCKeys(mk[:], info)
 	defer k.wipe()
-	if !macEqual(macOf(&k.mac, macLen, s.ad(false), macd), mac) {
+	var adBuf [66]byte
+	if !macEqual(macOf(&k.mac, macLen, s.ad(false, &adBuf), macd), mac) {
 		return nil, ErrInvalidMessage
 	}
 	plaintext, err := cbcDecrypt(&k.enc, &k.iv, ct)

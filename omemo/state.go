@@ -1,7 +1,9 @@
 package omemo
 
 import (
+	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -33,7 +35,10 @@ const (
 	flagLost
 )
 
-func (s *session) marshal() []byte {
+func (s *session) marshal() []byte { return s.appendTo(nil) }
+
+// appendTo appends the record to buf.
+func (s *session) appendTo(buf []byte) []byte {
 	var flags uint8
 	set := func(c bool, f uint8) {
 		if c {
@@ -48,41 +53,57 @@ func (s *session) marshal() []byte {
 	set(s.origin != nil, flagOrigin)
 	set(s.heartbeat, flagHeartbeat)
 	set(s.hasLost, flagLost)
-	b := cryptobyte.NewFixedBuilder(make([]byte, 0, 6+8*32+12+3+len(s.skipped)*68+1+len(s.prev)*32+2*76+36))
-	b.AddBytes([]byte("OMS"))
-	b.AddUint8(stateVersion)
-	b.AddUint8(uint8(s.gen))
-	b.AddUint8(flags)
+	need := 6 + 8*32 + 12 + 3 + len(s.skipped)*68 + 1 + len(s.prev)*32 + 2*76 + 36
+	out := slices.Grow(buf, need)
+	out = append(out, "OMS"...)
+	out = append(out, stateVersion, uint8(s.gen), flags)
 	for _, k := range []*[32]byte{&s.local, &s.remote, &s.rk, &s.dhs.Private, &s.dhs.Public, &s.dhr, &s.cks, &s.ckr} {
-		b.AddBytes(k[:])
+		out = append(out, k[:]...)
 	}
-	b.AddUint32(s.ns)
-	b.AddUint32(s.nr)
-	b.AddUint32(s.pn)
-	b.AddUint16(uint16(len(s.skipped)))
-	for _, k := range s.skipped {
-		b.AddBytes(k.dh[:])
-		b.AddUint32(k.n)
-		b.AddBytes(k.mk[:])
+	out = binary.BigEndian.AppendUint32(out, s.ns)
+	out = binary.BigEndian.AppendUint32(out, s.nr)
+	out = binary.BigEndian.AppendUint32(out, s.pn)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(s.skipped)))
+	for i := range s.skipped {
+		k := &s.skipped[i]
+		out = append(out, k.dh[:]...)
+		out = binary.BigEndian.AppendUint32(out, k.n)
+		out = append(out, k.mk[:]...)
 	}
-	b.AddUint8(uint8(len(s.prev)))
+	out = append(out, uint8(len(s.prev)))
 	for _, p := range s.prev {
-		b.AddBytes(p[:])
+		out = append(out, p[:]...)
 	}
 	for _, kx := range []*keyExchange{s.pending, s.origin} {
 		if kx != nil {
-			b.AddUint32(kx.preKeyID)
-			b.AddUint32(kx.signedPreKeyID)
-			b.AddBytes(kx.identityKey[:])
-			b.AddBytes(kx.baseKey[:])
-			b.AddUint32(kx.registrationID)
+			out = binary.BigEndian.AppendUint32(out, kx.preKeyID)
+			out = binary.BigEndian.AppendUint32(out, kx.signedPreKeyID)
+			out = append(out, kx.identityKey[:]...)
+			out = append(out, kx.baseKey[:]...)
+			out = binary.BigEndian.AppendUint32(out, kx.registrationID)
 		}
 	}
 	if s.hasLost {
-		b.AddBytes(s.lostDH[:])
-		b.AddUint32(s.lostN)
+		out = append(out, s.lostDH[:]...)
+		out = binary.BigEndian.AppendUint32(out, s.lostN)
 	}
-	return b.BytesOrPanic()
+	return out
+}
+
+// clone returns a deep copy of s.
+func (s *session) clone() *session {
+	c := *s
+	c.skipped = append([]skippedKey(nil), s.skipped...)
+	c.prev = append([][32]byte(nil), s.prev...)
+	if s.pending != nil {
+		p := *s.pending
+		c.pending = &p
+	}
+	if s.origin != nil {
+		o := *s.origin
+		c.origin = &o
+	}
+	return &c
 }
 
 // unmarshalSession parses what marshal wrote.

@@ -25,7 +25,9 @@ type Keys struct {
 	NextSignedPreKeyID uint32
 }
 
-// Store persists the engine's state. It holds secrets: implementations
+// Store persists the engine's state. A Manager reads each session from it
+// once and keeps a copy, so only that Manager may change the sessions of
+// its generation in a Store. It holds secrets: implementations
 // keep it encrypted at rest or in 0600 files. Nothing about trust is
 // stored here; trust decisions stay with the caller.
 //
@@ -38,6 +40,8 @@ type Store interface {
 	StoreKeys(Generation, *Keys) error
 	// LoadSession returns the serialised session with a device.
 	LoadSession(g Generation, device Address) ([]byte, error)
+	// StoreSession must copy state if it keeps it: the Manager reuses
+	// (and wipes) the slice after the call.
 	StoreSession(g Generation, device Address, state []byte) error
 	DeleteSession(g Generation, device Address) error
 }
