@@ -389,3 +389,16 @@ func (m *Manager) storeSession(device Address, s *session) error {
 	m.sessions[device] = s
 	return nil
 }
+
+// Close wipes the key material the Manager holds in memory (the cached
+// identity private key and sessions). The Manager is unusable afterwards;
+// the Store is untouched.
+func (m *Manager) Close() {
+	clear(m.idPriv[:])
+	for a, s := range m.sessions {
+		s.wipe()
+		delete(m.sessions, a)
+	}
+	clear(m.buf)
+	m.account.Identity.Wipe()
+}
