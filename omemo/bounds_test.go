@@ -378,3 +378,29 @@ func TestDeviceID(t *testing.T) {
 		}
 	}
 }
+
+func TestLabelAndVerify(t *testing.T) {
+	d := newDevice(t, V2, "a@example.org", "label")
+	sig, err := d.m.SignLabel("Laptop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !VerifyLabel(d.m.IdentityKey(), "Laptop", sig) || VerifyLabel(d.m.IdentityKey(), "Phone", sig) {
+		t.Fatal("label signature check wrong")
+	}
+	if _, err := newDevice(t, V03, "a@example.org", "label").m.SignLabel("x"); err == nil {
+		t.Fatal("0.3 label signed")
+	}
+	b, _ := d.m.Bundle()
+	if err := b.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	b.SignedPreKeySignature[0] ^= 1
+	if err := b.Verify(); !errors.Is(err, ErrInvalidBundle) {
+		t.Fatalf("tampered bundle: %v", err)
+	}
+	d.m.Close()
+	if !isZero32(&d.m.idPriv) {
+		t.Fatal("Close left the identity key")
+	}
+}

@@ -236,3 +236,25 @@ func Fingerprint(g Generation, identityKey []byte) (string, error) {
 	}
 	return strings.Join(groups, " "), nil
 }
+
+// Verify checks a peer's bundle as Encrypt would before building a
+// session from it: key lengths and encodings, device id, at least one
+// pre-key, and the signed pre-key signature. Errors wrap ErrInvalidBundle.
+func (b *Bundle) Verify() error {
+	if !b.Generation.valid() {
+		return fmt.Errorf("%w: unknown generation %d", ErrInvalidBundle, b.Generation)
+	}
+	_, err := b.check(b.Generation)
+	return err
+}
+
+// VerifyLabel reports whether labelsig is a valid signature of a device
+// label (the device element's label and labelsig attributes, OMEMO 2 only,
+// XEP-0384 §5.3.2) under the OMEMO 2 identity key identityKey. The caller
+// ignores the label if it does not verify.
+func VerifyLabel(identityKey []byte, label string, labelsig []byte) bool {
+	if len(identityKey) != ed25519.PublicKeySize || len(labelsig) != ed25519.SignatureSize {
+		return false
+	}
+	return ed25519.Verify(identityKey, []byte(label), labelsig)
+}

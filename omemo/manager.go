@@ -402,3 +402,13 @@ func (m *Manager) Close() {
 	clear(m.buf)
 	m.account.Identity.Wipe()
 }
+
+// SignLabel returns the labelsig attribute value (before base64) for this
+// device's label in an OMEMO 2 device list (XEP-0384 §5.3.2): the Ed25519
+// signature of the UTF-8 label with the identity key.
+func (m *Manager) SignLabel(label string) ([]byte, error) {
+	if m.cfg.Generation != V2 {
+		return nil, errors.New("omemo: device labels exist only in OMEMO 2")
+	}
+	return m.account.Identity.signEd25519([]byte(label)), nil
+}
