@@ -302,3 +302,72 @@ func BenchmarkDecrypt(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSessionAccept: the receiving side of a session set-up: X3DH
+// from a key exchange, the first DH ratchet step and the first message.
+// Primitives: the identity's Ed25519-to-X25519 map (OMEMO 2), four X25519
+// for X3DH, two for the ratchet step and one key generation, HKDF for X3DH
+// and twice KDF_RK, the ratchet's decryption and the payload's.
+func BenchmarkSessionAccept(b *testing.B) {
+	for _, g := range generations {
+		b.Run(g.String(), func(b *testing.B) {
+			alice := newDevice(b, g, "alice@example.org", "alice")
+			alice.m.cfg.Rand = rand.Reader
+			bob := newDevice(b, g, "bob@example.org", "bob")
+			bob.m.cfg.Rand = rand.Reader
+			b0, _ := bob.m.Bundle()
+			p := newPrims(b, b0)
+			ik := alice.m.identityWire()
+			ct := cbcEncrypt(&p.key, &p.iv, p.pt[:materialLen(g)])
+			pct := cbcEncrypt(&p.key, &p.iv, benchText)
+			block, _ := aes.NewCipher(p.key[:16])
+			gc, _ := cipher.NewGCM(block)
+			sealed := gc.Seal(nil, p.iv[:12], benchText, nil)
+			var rt ratioTimer
+			for b.Loop() {
+				b.StopTimer()
+				if err := alice.m.DeleteSession(bob.addr); err != nil {
+					b.Fatal(err)
+				}
+				r := bob.recipient(b)
+				msg, err := alice.m.Encrypt(benchText, []Recipient{r})
+				if err != nil {
+					b.Fatal(err)
+				}
+				in := incoming(b, msg, alice.addr, bob.addr)
+				b.StartTimer()
+				rt.time(func() {
+					if _, err := bob.m.Decrypt(in); err != nil {
+						b.Fatal(err)
+					}
+				}, func() {
+					if g == V2 {
+						_, _ = xeddsa.EdwardsToMontgomery(ik[:])
+					}
+					for range 6 {
+						p.x25519()
+					}
+					p.x25519Gen()
+					p.hkdf(32)
+					p.hkdf(64)
+					p.hkdf(64)
+					p.hmac([]byte{1})
+					p.hmac([]byte{2})
+					p.hkdf(80)
+					p.hmac(p.ad, p.pt[:materialLen(g)+48])
+					p.cbcDec(ct)
+					if g == V2 {
+						p.hkdf(80)
+						p.hmac(pct)
+						p.cbcDec(pct)
+					} else {
+						block, _ := aes.NewCipher(p.key[:16])
+						gc, _ := cipher.NewGCM(block)
+						_, _ = gc.Open(nil, p.iv[:12], sealed, nil)
+					}
+				})
+			}
+			rt.report(b)
+		})
+	}
+}
