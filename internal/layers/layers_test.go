@@ -23,7 +23,7 @@ func layer(pkg string) int {
 	switch top {
 	case "internal", "xmltree":
 		return 1
-	case "eme", "ox", "otr", "esession":
+	case "eme", "ox", "otr", "esession", "omemo":
 		return 2
 	case "store":
 		return 3
