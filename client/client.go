@@ -13,6 +13,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/xmlstream"
@@ -85,8 +86,8 @@ type Client struct {
 	shutdowns []func()
 
 	// offline is true while messages from offline storage may arrive (see
-	// endOfflineWindow). Only the processing goroutine uses it.
-	offline bool
+	// endOfflineWindow).
+	offline atomic.Bool
 }
 
 // New returns a client for cfg without connecting.
@@ -284,7 +285,7 @@ func (c *Client) afterConnect(ctx context.Context) error {
 		return fmt.Errorf("client: fetching the roster: %w", err)
 	}
 	if !c.cfg.DisablePresence {
-		c.inbox.push(inboxItem{fn: func() { c.offline = true }})
+		c.inbox.push(inboxItem{fn: func() { c.offline.Store(true) }})
 		if err := c.SendPresence(ctx, "", c.cfg.Status); err != nil {
 			return fmt.Errorf("client: sending presence: %w", err)
 		}
@@ -304,7 +305,7 @@ func (c *Client) endOfflineWindow(ctx context.Context) {
 	if _, err := c.IQ(ctx, ping); err != nil {
 		c.cfg.logger().Info("no answer to the ping after the initial presence", "err", err)
 	}
-	c.inbox.push(inboxItem{fn: func() { c.offline = false }})
+	c.inbox.push(inboxItem{fn: func() { c.offline.Store(false) }})
 }
 
 // serve runs the read loop for one stream.
@@ -531,19 +532,25 @@ func (c *Client) afterReceived(max time.Duration) {
 	}
 }
 
+// processInbox hands received stanzas to the lanes (in order per sender,
+// concurrently across senders). A function queued with inboxItem runs
+// once every stanza queued before it was processed.
 func (c *Client) processInbox() {
 	defer c.workers.Done()
 	defer c.events.close()
+	l := newLanes(c.process)
+	defer l.wait()
 	for {
 		it, ok := c.inbox.pop()
 		if !ok {
 			return
 		}
 		if it.fn != nil {
+			l.wait()
 			it.fn()
 			continue
 		}
-		c.process(it.st)
+		l.add(it.st)
 	}
 }
 

@@ -166,7 +166,7 @@ func (c *Client) judgeDelay(in *inbound) {
 		return
 	}
 	server := c.JID().Domainpart()
-	if c.offline {
+	if c.offline.Load() {
 		for i := len(delays) - 1; i >= 0; i-- {
 			if delays[i].AttrValue("from") != server {
 				continue
