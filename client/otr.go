@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -219,6 +218,8 @@ type otrPeer struct {
 	// is bound to an instance: its DH-Commit has receiver 0, so that a
 	// restarted peer with a new instance tag can accept it.
 	pending   *otr.Conversation
+	used      map[*otr.Conversation]time.Time // last message per conversation
+	touched   time.Time                       // last use of the peer
 	lastReAKE time.Time
 	presence  bool     // directed presence sent
 	announced bool     // "otr-available" shown
@@ -271,23 +272,10 @@ func (o *OTR) SetPolicy(p otr.Policy, a OTRAutoStart) {
 	o.policy, o.auto = p, a
 	pol := o.convPolicy()
 	for _, peer := range o.peers {
-		for _, c := range peer.conversations() {
+		for _, c := range peer.convs() {
 			c.SetPolicy(pol)
 		}
 	}
-}
-
-// conversations returns every conversation of the peer.
-func (p *otrPeer) conversations() []*otr.Conversation {
-	var out []*otr.Conversation
-	seen := map[*otr.Conversation]bool{}
-	for _, c := range append([]*otr.Conversation{p.current, p.pending}, slices.Collect(maps.Values(p.byTag))...) {
-		if c != nil && !seen[c] {
-			seen[c] = true
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // Policy returns the policy and auto-start mode for new conversations.
@@ -361,14 +349,130 @@ func (o *OTR) newConv() (*otr.Conversation, error) {
 	})
 }
 
+// Bounds on the OTR state anyone can make Balcony keep: OTR messages may
+// come from any number of resources and instance tags, each with an
+// incomplete fragmented message of up to 1 MiB.
+const (
+	maxOTRInstances    = 4       // conversations per full JID (peer instances)
+	maxOTRResources    = 16      // full JIDs per contact
+	maxOTRPeers        = 1024    // full JIDs in all
+	maxOTRFragsContact = 1 << 20 // incomplete fragments of one contact
+	maxOTRFragsTotal   = 8 << 20 // of everyone
+)
+
 func (o *OTR) peer(j jid.JID) *otrPeer {
 	k := j.String()
 	p := o.peers[k]
 	if p == nil {
-		p = &otrPeer{jid: j, byTag: map[uint32]*otr.Conversation{}}
+		o.makeRoom(j)
+		p = &otrPeer{jid: j, byTag: map[uint32]*otr.Conversation{}, used: map[*otr.Conversation]time.Time{}}
 		o.peers[k] = p
 	}
+	p.touched = o.cfg.Now()
 	return p
+}
+
+// makeRoom evicts peers before j gets one: the least recently used of j's
+// contact beyond maxOTRResources, and of everyone beyond maxOTRPeers.
+// Peers without a private conversation go first. Callers hold o.mu.
+func (o *OTR) makeRoom(j jid.JID) {
+	bare := j.Bare()
+	for {
+		var same []*otrPeer
+		all := make([]*otrPeer, 0, len(o.peers))
+		for _, p := range o.peers {
+			all = append(all, p)
+			if p.jid.Bare().Equal(bare) {
+				same = append(same, p)
+			}
+		}
+		var victim *otrPeer
+		switch {
+		case len(same) >= maxOTRResources:
+			victim = evictable(same)
+		case len(all) >= maxOTRPeers:
+			victim = evictable(all)
+		default:
+			return
+		}
+		for _, c := range victim.convs() {
+			_, _ = c.End() // wipes the session keys; nothing is sent
+		}
+		delete(o.peers, victim.jid.String())
+		delete(o.known, victim.jid.String())
+	}
+}
+
+// evictable returns the peer to forget first: the least recently used one
+// without a private conversation, or else the least recently used one.
+func evictable(peers []*otrPeer) *otrPeer {
+	var best *otrPeer
+	better := func(p *otrPeer) bool {
+		if best == nil {
+			return true
+		}
+		pp, bp := p.private(), best.private()
+		if pp != bp {
+			return !pp
+		}
+		return p.touched.Before(best.touched)
+	}
+	for _, p := range peers {
+		if better(p) {
+			best = p
+		}
+	}
+	return best
+}
+
+// private reports whether the peer's current conversation is encrypted.
+func (p *otrPeer) private() bool { return p.current != nil && p.current.State() == otr.Encrypted }
+
+// addInstance records conv as the conversation with the peer's instance
+// tag, forgetting the least recently used other instance beyond
+// maxOTRInstances. Callers hold o.mu.
+func (o *OTR) addInstance(p *otrPeer, tag uint32, conv *otr.Conversation) {
+	for len(p.byTag) >= maxOTRInstances {
+		var oldTag uint32
+		var oldest *otr.Conversation
+		for t, c := range p.byTag {
+			if c == p.current || c == p.pending {
+				continue
+			}
+			if oldest == nil || p.used[c].Before(p.used[oldest]) {
+				oldTag, oldest = t, c
+			}
+		}
+		if oldest == nil {
+			break
+		}
+		_, _ = oldest.End()
+		delete(p.byTag, oldTag)
+		delete(p.used, oldest)
+	}
+	p.byTag[tag] = conv
+}
+
+// boundFragments drops the incomplete fragmented message conv holds when
+// the contact's, or everyone's, incomplete messages exceed their budget.
+// Callers hold o.mu.
+func (o *OTR) boundFragments(p *otrPeer, conv *otr.Conversation) {
+	if conv.PendingFragments() == 0 {
+		return
+	}
+	contact, total := 0, 0
+	for _, q := range o.peers {
+		for _, c := range q.convs() {
+			n := c.PendingFragments()
+			total += n
+			if q.jid.Bare().Equal(p.jid.Bare()) {
+				contact += n
+			}
+		}
+	}
+	if contact > maxOTRFragsContact || total > maxOTRFragsTotal {
+		conv.DiscardFragments()
+	}
 }
 
 // currentConv returns the peer's current conversation, creating it.
@@ -415,7 +519,7 @@ func (o *OTR) route(p *otrPeer, body string, kind eme.OTRKind) (*otr.Conversatio
 	if err != nil {
 		return nil, err
 	}
-	p.byTag[sender] = c
+	o.addInstance(p, sender, c)
 	if p.current == nil {
 		p.current = c
 	}
@@ -635,9 +739,20 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 		return nil, &OpenError{Reason: eme.ReasonUnspecified, Err: err}
 	}
 	res, rerr := conv.Receive([]byte(body))
-	if t := conv.TheirInstanceTag(); t != 0 && conv != p.pending && p.byTag[t] == nil {
-		p.byTag[t] = conv
+	p.used[conv] = o.cfg.Now()
+	if len(p.used) > maxOTRInstances+2 {
+		// Forget the use of conversations replaced meanwhile.
+		live := p.convs()
+		for c := range p.used {
+			if !slices.Contains(live, c) {
+				delete(p.used, c)
+			}
+		}
 	}
+	if t := conv.TheirInstanceTag(); t != 0 && conv != p.pending && p.byTag[t] == nil {
+		o.addInstance(p, t, conv)
+	}
+	o.boundFragments(p, conv)
 	var events []*SecurityEvent
 	var unreadable, otherInstance, malformed, secure, unencrypted bool
 	toSend := res.ToSend

@@ -7,6 +7,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"strings"
 	"sync"
@@ -111,7 +112,7 @@ type OX struct {
 	ownPub  []*ox.Key // their public halves, same order
 	opener  *ox.Opener
 	fetched map[string]time.Time // bare JID -> last fetch of its key list
-	locks   map[string]*sync.Mutex
+	locks   [64]sync.Mutex       // serialise fetches, by hash of the bare JID
 }
 
 // NewOX creates the OX mechanism for c, loads the account's own keys from
@@ -132,7 +133,7 @@ func NewOX(c *Client, cfg OXConfig) (*OX, error) {
 	}
 	x := &OX{
 		c: c, st: cfg.Store, cfg: cfg, cache: ox.NewKeyCache(0),
-		fetched: map[string]time.Time{}, locks: map[string]*sync.Mutex{},
+		fetched: map[string]time.Time{},
 	}
 	x.pgp = &ox.Config{Rand: cfg.Rand, Now: x.now, MaxClockSkew: cfg.MaxClockSkew}
 	keys, err := x.storedKeys(context.Background())
@@ -250,17 +251,17 @@ func (x *OX) snapshot() (own, ownPub []*ox.Key, o *ox.Opener) {
 
 func (x *OX) self() jid.JID { return x.c.JID().Bare() }
 
-// keyLock serialises fetches of one contact's keys.
+// keyLock serialises fetches of one contact's keys. The locks are a fixed
+// set shared by hash, so that senders without number cost no memory.
 func (x *OX) keyLock(bare string) *sync.Mutex {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	l, ok := x.locks[bare]
-	if !ok {
-		l = new(sync.Mutex)
-		x.locks[bare] = l
-	}
-	return l
+	h := fnv.New32a()
+	h.Write([]byte(bare))
+	return &x.locks[h.Sum32()%uint32(len(x.locks))]
 }
+
+// maxFetched bounds the remembered fetch times; older ones are forgotten
+// first (a forgotten one only allows an earlier fetch).
+const maxFetched = 4096
 
 func (x *OX) lastFetch(bare string) time.Time {
 	x.mu.Lock()
@@ -269,9 +270,20 @@ func (x *OX) lastFetch(bare string) time.Time {
 }
 
 func (x *OX) markFetched(bare string) {
+	now := x.now()
 	x.mu.Lock()
-	x.fetched[bare] = x.now()
-	x.mu.Unlock()
+	defer x.mu.Unlock()
+	if len(x.fetched) >= maxFetched {
+		for k, t := range x.fetched {
+			if now.Sub(t) >= minRefetch {
+				delete(x.fetched, k)
+			}
+		}
+		if len(x.fetched) >= maxFetched {
+			clear(x.fetched)
+		}
+	}
+	x.fetched[bare] = now
 }
 
 // keyInfo is what the store says about one of a sender's keys.

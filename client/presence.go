@@ -24,6 +24,9 @@ type presenceState struct {
 
 func (p *presenceState) init() { p.peers = map[string]presenceInfo{} }
 
+// maxPresences bounds the resources whose presence is remembered.
+const maxPresences = 16384
+
 func (p *presenceState) reset() {
 	p.mu.Lock()
 	p.peers = map[string]presenceInfo{}
@@ -124,7 +127,11 @@ func (c *Client) processPresence(st *xmltree.Element) {
 	}
 	c.presence.mu.Lock()
 	if ev.Available {
-		c.presence.peers[from.String()] = presenceInfo{available: true, capsNode: ev.CapsNode, capsVer: ev.CapsVer}
+		// Directed presence can come from anyone: beyond maxPresences the
+		// presence of a new resource is shown but not remembered.
+		if _, known := c.presence.peers[from.String()]; known || len(c.presence.peers) < maxPresences {
+			c.presence.peers[from.String()] = presenceInfo{available: true, capsNode: ev.CapsNode, capsVer: ev.CapsVer}
+		}
 	} else {
 		delete(c.presence.peers, from.String())
 	}

@@ -221,6 +221,18 @@ func (c *Conversation) StartAKE() ([][]byte, error) {
 	return [][]byte{c.QueryMessage()}, nil
 }
 
+// PendingFragments returns the bytes of an incomplete fragmented message
+// the conversation holds (Protocol-v3 "Receiving Fragments"). A caller
+// that keeps many conversations uses it to bound their memory.
+func (c *Conversation) PendingFragments() int { return len(c.frag.buf) }
+
+// DiscardFragments forgets an incomplete fragmented message and releases
+// its memory; the rest of that message will be discarded as it arrives.
+func (c *Conversation) DiscardFragments() {
+	c.frag.reset()
+	c.frag.buf = nil
+}
+
 // SetPolicy changes the policy of the conversation, effective for the
 // next message sent or received: a user who switches to "always" while a
 // private conversation is being set up gets the held-message behaviour of

@@ -293,8 +293,16 @@ type reassembler struct {
 	buf  []byte
 }
 
+// keepFragmentBuffer is the capacity a reassembler keeps for the next
+// message; a larger buffer is released, so that a peer who once sent a
+// large message does not pin that memory.
+const keepFragmentBuffer = 16 << 10
+
 func (r *reassembler) reset() {
 	r.k, r.n = 0, 0
+	if cap(r.buf) > keepFragmentBuffer {
+		r.buf = nil
+	}
 	r.buf = r.buf[:0]
 }
 
