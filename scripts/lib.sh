@@ -181,14 +181,32 @@ make_certs() {
 	)
 }
 
-# stop_pid PID waits up to 10 s for PID to exit after SIGTERM, then kills
-# it.
+# running PID [MATCH] reports whether process PID runs (a zombie, exited
+# but not yet reaped by its parent, does not) and, when MATCH is given,
+# whether its command line contains MATCH: a PID read from a file may have
+# been reused by another process since.
+running() {
+	local pid=$1 match=${2:-} stat
+	if [ ! -d /proc/self ]; then
+		# No procfs: neither state nor command line can be checked.
+		kill -0 "$pid" 2>/dev/null
+		return
+	fi
+	stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[ "${stat%% *}" != Z ] || return 1
+	[ -z "$match" ] || tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$match"
+}
+
+# stop_pid PID [MATCH] stops process PID (only if its command line
+# contains MATCH, when given): SIGTERM, then SIGKILL if it has not exited
+# within 10 s.
 stop_pid() {
-	local pid=$1 i
-	kill -0 "$pid" 2>/dev/null || return 0
+	local pid=$1 match=${2:-} i
+	running "$pid" "$match" || return 0
 	kill -TERM "$pid" 2>/dev/null || true
 	for i in $(seq 1 200); do
-		kill -0 "$pid" 2>/dev/null || return 0
+		running "$pid" || return 0
 		sleep 0.05
 	done
 	kill -KILL "$pid" 2>/dev/null || true

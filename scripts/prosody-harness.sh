@@ -103,9 +103,10 @@ cmd_start() {
 	"$PROSODY" --config "$dir/prosody.cfg.lua" >"$dir/stdout.log" 2>&1 &
 	local pid=$!
 	echo "$pid" > "$dir/prosody.pid"
-	# Wait for both listeners (bounded); fail early if prosody exits.
-	local i
-	for i in $(seq 1 300); do
+	# Wait for both listeners (bounded: a loaded machine can take many
+	# seconds); fail early if prosody exits.
+	local deadline=$((SECONDS + 60))
+	while [ "$SECONDS" -lt "$deadline" ]; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			cat "$dir/stdout.log" "$dir/prosody.log" >&2 2>/dev/null || true
 			die "prosody exited during start-up"
@@ -124,8 +125,9 @@ OUT
 		fi
 		sleep 0.05
 	done
-	kill "$pid" 2>/dev/null || true
-	die "prosody did not start listening within 15 s (see $dir/prosody.log)"
+	stop_pid "$pid"
+	tail -n 40 "$dir/stdout.log" "$dir/prosody.log" >&2 2>/dev/null || true
+	die "prosody did not start listening within 60 s"
 }
 
 cmd_adduser() {
@@ -138,7 +140,7 @@ cmd_adduser() {
 cmd_stop() {
 	local dir=${1:?usage: stop DIR}
 	[ -f "$dir/prosody.pid" ] || return 0
-	stop_pid "$(cat "$dir/prosody.pid")"
+	stop_pid "$(cat "$dir/prosody.pid")" "$dir/prosody.cfg.lua"
 	rm -f "$dir/prosody.pid"
 }
 

@@ -47,13 +47,13 @@ heading "staticcheck (pinned in internal/tools/go.mod)"
 with_heartbeat staticcheck go tool -modfile=internal/tools/go.mod staticcheck ./...
 
 heading "internal/tools"
-(cd internal/tools && go vet ./... && go test -count=1 ./... && go build -o "$work/testprogress" ./testprogress)
+(cd internal/tools && go vet ./... && go tool staticcheck ./... && go test -count=1 ./... && go build -o "$work/testprogress" ./testprogress)
 
 heading "go test -race (integration and interop tests required)"
 echo "   compiling with the race detector takes a few minutes before the first result"
 export BALCONY_REQUIRE_INTEGRATION=1 BALCONY_REQUIRE_INTEROP=1
 set +e
-go test -race -json -count=1 -timeout 25m ./... "$@" 2>&1 | "$work/testprogress"
+go test -race -json -count=1 -timeout 25m ./... "$@" 2>&1 | "$work/testprogress" -trim "$(go list -m)/"
 status=("${PIPESTATUS[@]}")
 set -e
 if [ "${status[0]}" != 0 ] || [ "${status[1]}" != 0 ]; then

@@ -6,7 +6,7 @@
 // and the packages still running when nothing was printed for a while, and a
 // closing count "tests: N passed, N failed, N skipped".
 //
-// Usage: go test -json ./... 2>&1 | testprogress [-heartbeat 30s]
+// Usage: go test -json ./... 2>&1 | testprogress [-heartbeat 30s] [-trim MODULE/]
 //
 // Lines that are not JSON events (go command messages) are copied through.
 // The exit status is 1 when a test or package failed and 0 otherwise.
@@ -42,6 +42,7 @@ type event struct {
 type progress struct {
 	mu      sync.Mutex
 	w       io.Writer
+	trim    string // prefix left out of package names in heartbeats
 	start   time.Time
 	printed time.Time // when the last line was printed
 	running map[string]bool
@@ -159,7 +160,7 @@ func (p *progress) heartbeat(now time.Time, interval time.Duration) {
 	p.printed = now
 	names := make([]string, 0, len(p.running))
 	for name := range p.running {
-		names = append(names, name)
+		names = append(names, strings.TrimPrefix(name, p.trim))
 	}
 	slices.Sort(names)
 	done := p.pkgs.ok + p.pkgs.failed + p.pkgs.noTests
@@ -182,8 +183,9 @@ func (p *progress) summary(now time.Time) bool {
 	return p.pkgs.failed == 0 && p.tests.failed == 0
 }
 
-func run(r io.Reader, w io.Writer, interval time.Duration) bool {
+func run(r io.Reader, w io.Writer, interval time.Duration, trim string) bool {
 	p := newProgress(w, time.Now())
+	p.trim = trim
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -214,12 +216,13 @@ func run(r io.Reader, w io.Writer, interval time.Duration) bool {
 
 func main() {
 	interval := flag.Duration("heartbeat", 30*time.Second, "print a line when nothing was printed for this long")
+	trim := flag.String("trim", "", "leave this prefix (the module path and a slash) out of package names in heartbeats")
 	flag.Parse()
 	if *interval <= 0 || flag.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: go test -json ./... 2>&1 | testprogress [-heartbeat 30s]")
+		fmt.Fprintln(os.Stderr, "usage: go test -json ./... 2>&1 | testprogress [-heartbeat 30s] [-trim MODULE/]")
 		os.Exit(2)
 	}
-	if !run(os.Stdin, os.Stdout, *interval) {
+	if !run(os.Stdin, os.Stdout, *interval, *trim) {
 		os.Exit(1)
 	}
 }

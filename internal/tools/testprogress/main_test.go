@@ -30,7 +30,7 @@ const stream = `go: downloading example.org/x v1.0.0
 
 func TestRun(t *testing.T) {
 	var out strings.Builder
-	if run(strings.NewReader(stream), &out, time.Hour) {
+	if run(strings.NewReader(stream), &out, time.Hour, "") {
 		t.Error("run reported success for a failed package")
 	}
 	got := out.String()
@@ -63,7 +63,7 @@ func TestRunPasses(t *testing.T) {
 	in := `{"Action":"start","Package":"m/b"}` + "\n" +
 		`{"Action":"pass","Package":"m/b","Test":"TestOK","Elapsed":0}` + "\n" +
 		`{"Action":"pass","Package":"m/b","Elapsed":0.1}` + "\n"
-	if !run(strings.NewReader(in), &out, time.Hour) {
+	if !run(strings.NewReader(in), &out, time.Hour, "") {
 		t.Errorf("run reported a failure:\n%s", out.String())
 	}
 	if !strings.HasSuffix(out.String(), "tests: 1 passed, 0 failed, 0 skipped\n") {
@@ -83,6 +83,7 @@ func TestHeartbeat(t *testing.T) {
 	if want := "   ... 31s: 0 packages done, building\n"; out.String() != want {
 		t.Fatalf("got %q, want %q", out.String(), want)
 	}
+	p.trim = "m/"
 	p.line(`{"Action":"start","Package":"m/x"}`)
 	p.line(`{"Action":"start","Package":"m/a"}`)
 	out.Reset()
@@ -91,7 +92,7 @@ func TestHeartbeat(t *testing.T) {
 		t.Fatalf("a second heartbeat within the interval: %q", out.String())
 	}
 	p.heartbeat(t0.Add(61*time.Second), 30*time.Second)
-	if want := "   ... 1m1s: 0 packages done, running: m/a m/x\n"; out.String() != want {
+	if want := "   ... 1m1s: 0 packages done, running: a x\n"; out.String() != want {
 		t.Fatalf("got %q, want %q", out.String(), want)
 	}
 }
