@@ -353,7 +353,7 @@ cmd_stop() {
 	if [ -f "$dir/ejabberdctl.pid" ]; then
 		pid=$(cat "$dir/ejabberdctl.pid")
 		# Before the VM wrote its PID file, it is the wrapper's child.
-		for child in $(pgrep -P "$pid" 2>/dev/null || true); do stop_pid "$child" "$dir"; done
+		for child in $(child_pids "$pid"); do stop_pid "$child" "$dir"; done
 		stop_pid "$pid" "$dir/ejabberdctl"
 		rm -f "$dir/ejabberdctl.pid"
 	fi

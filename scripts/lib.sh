@@ -44,7 +44,7 @@ _lib_heartbeat() {
 # ensure_go makes a Go toolchain of at least the version in go.mod
 # available. A Go older than 1.21 cannot switch toolchains itself, and a
 # fresh Debian has none, so the toolchain is fetched from the Go module
-# proxy (golang.org/toolchain) into ~/.cache/balcony/go when needed.
+# proxy (golang.org/toolchain) into ~/.cache/balcony/toolchain when needed.
 ensure_go() {
 	local want
 	want=$(sed -n 's/^go \([0-9.]*\)$/\1/p' go.mod)
@@ -196,6 +196,21 @@ running() {
 	stat=${stat##*) }
 	[ "${stat%% *}" != Z ] || return 1
 	[ -z "$match" ] || tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$match"
+}
+
+# child_pids PID prints the PIDs of the children of process PID (from
+# /proc: procps may not be installed).
+child_pids() {
+	local parent=$1 f stat fields
+	for f in /proc/[0-9]*/stat; do
+		{ IFS= read -r stat <"$f"; } 2>/dev/null || continue
+		read -r -a fields <<<"${stat##*) }"
+		if [ "${fields[1]:-}" = "$parent" ]; then
+			f=${f#/proc/}
+			echo "${f%/stat}"
+		fi
+	done
+	return 0
 }
 
 # stop_pid PID [MATCH] stops process PID (only if its command line
