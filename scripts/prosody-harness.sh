@@ -3,12 +3,13 @@
 # Balcony's integration tests and demo.
 #
 #   scripts/prosody-harness.sh start DIR [C2S_PORT [DIRECT_TLS_PORT]]
-#       Installs prosody with apt-get if it is missing (as root), writes a
+#       Installs prosody with apt-get if it is missing (as root, with no
+#       service started by the install), writes a
 #       config, data directory and a private CA plus server certificate under
 #       DIR, starts Prosody in the background listening on 127.0.0.1 only and
 #       waits until it accepts connections. Ports default to free ones. Prints
-#       shell assignments (PROSODY_DOMAIN, PROSODY_ADDR, PROSODY_TLS_ADDR,
-#       PROSODY_CA, PROSODY_PID, PROSODY_DIR) on stdout.
+#       shell assignments (PROSODY_DOMAIN, PROSODY_SHA1_DOMAIN, PROSODY_ADDR,
+#       PROSODY_TLS_ADDR, PROSODY_CA, PROSODY_PID, PROSODY_DIR) on stdout.
 #   scripts/prosody-harness.sh adduser DIR USER PASSWORD [DOMAIN]
 #       Registers an account with prosodyctl (works while the server runs).
 #   scripts/prosody-harness.sh stop DIR
@@ -27,6 +28,8 @@ die() { echo "prosody-harness: error: $*" >&2; exit 1; }
 PROSODY=${PROSODY:-/usr/bin/prosody}
 PROSODYCTL=${PROSODYCTL:-/usr/bin/prosodyctl}
 
+. "$(dirname "$0")/lib.sh"
+
 ensure_installed() {
 	if [ -x "$PROSODY" ] && [ -x "$PROSODYCTL" ] && command -v openssl >/dev/null; then
 		return 0
@@ -36,43 +39,9 @@ ensure_installed() {
 		exit 3
 	fi
 	echo "prosody-harness: installing prosody from Debian" >&2
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq >&2
-	apt-get install -y -qq prosody openssl >&2
-	# The Debian package may start a system-wide instance; this harness never
-	# uses it, and it must not listen on every interface.
-	if command -v service >/dev/null; then service prosody stop >/dev/null 2>&1 || true; fi
-	if [ -x /etc/init.d/prosody ]; then /etc/init.d/prosody stop >/dev/null 2>&1 || true; fi
-}
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-pick_port() {
-	local p i
-	for i in $(seq 1 200); do
-		p=$(( 20000 + (RANDOM * 7 + i) % 40000 ))
-		if port_free "$p"; then echo "$p"; return 0; fi
-	done
-	die "no free port found"
-}
-
-make_certs() {
-	local dir=$1
-	mkdir -p "$dir/certs"
-	(
-		cd "$dir/certs"
-		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-			-keyout ca.key -out ca.crt -days 2 -subj "/CN=Balcony test CA" \
-			-addext "basicConstraints=critical,CA:TRUE" \
-			-addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-			-keyout localhost.key -out localhost.csr -subj "/CN=localhost" 2>/dev/null
-		printf 'subjectAltName=DNS:localhost,DNS:sha1.localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
-		openssl x509 -req -in localhost.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-			-out localhost.crt -days 2 -extfile ext.cnf 2>/dev/null
-		rm -f localhost.csr ext.cnf ca.srl
-		chmod 600 ca.key localhost.key
-	)
+	# apt_install keeps the package from starting a system-wide Prosody
+	# (which would listen on every interface): nothing to stop afterwards.
+	apt_install prosody openssl
 }
 
 write_config() {
@@ -128,15 +97,16 @@ cmd_start() {
 	chmod 700 "$dir"
 	local c2s=${2:-} tls=${3:-}
 	[ -n "$c2s" ] || c2s=$(pick_port)
-	[ -n "$tls" ] || { tls=$(pick_port); while [ "$tls" = "$c2s" ]; do tls=$(pick_port); done; }
+	[ -n "$tls" ] || tls=$(pick_port "$c2s")
 	make_certs "$dir"
 	write_config "$dir" "$c2s" "$tls"
 	"$PROSODY" --config "$dir/prosody.cfg.lua" >"$dir/stdout.log" 2>&1 &
 	local pid=$!
 	echo "$pid" > "$dir/prosody.pid"
-	# Wait for both listeners (bounded); fail early if prosody exits.
-	local i
-	for i in $(seq 1 300); do
+	# Wait for both listeners (bounded: a loaded machine can take many
+	# seconds); fail early if prosody exits.
+	local deadline=$((SECONDS + 60))
+	while [ "$SECONDS" -lt "$deadline" ]; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			cat "$dir/stdout.log" "$dir/prosody.log" >&2 2>/dev/null || true
 			die "prosody exited during start-up"
@@ -144,6 +114,7 @@ cmd_start() {
 		if ! port_free "$c2s" && ! port_free "$tls"; then
 			cat <<OUT
 PROSODY_DOMAIN=localhost
+PROSODY_SHA1_DOMAIN=sha1.localhost
 PROSODY_ADDR=127.0.0.1:$c2s
 PROSODY_TLS_ADDR=127.0.0.1:$tls
 PROSODY_CA=$dir/certs/ca.crt
@@ -154,8 +125,9 @@ OUT
 		fi
 		sleep 0.05
 	done
-	kill "$pid" 2>/dev/null || true
-	die "prosody did not start listening within 15 s (see $dir/prosody.log)"
+	stop_pid "$pid"
+	tail -n 40 "$dir/stdout.log" "$dir/prosody.log" >&2 2>/dev/null || true
+	die "prosody did not start listening within 60 s"
 }
 
 cmd_adduser() {
@@ -168,17 +140,7 @@ cmd_adduser() {
 cmd_stop() {
 	local dir=${1:?usage: stop DIR}
 	[ -f "$dir/prosody.pid" ] || return 0
-	local pid
-	pid=$(cat "$dir/prosody.pid")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		local i
-		for i in $(seq 1 200); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.05
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
+	stop_pid "$(cat "$dir/prosody.pid")" "$dir/prosody.cfg.lua"
 	rm -f "$dir/prosody.pid"
 }
 

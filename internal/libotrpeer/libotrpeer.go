@@ -58,6 +58,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -101,25 +102,34 @@ const (
 // ---------------------------------------------------------------------------
 // Building the helper
 
+// The helper is compiled once per test binary and kept in memory; each
+// test gets its own copy, and its own copies of the keys, in its t.TempDir,
+// so that nothing is left behind when the tests end.
 var toolchain struct {
 	once    sync.Once
-	dir     string // per-run directory: helper binary and generated keys
-	bin     string
+	binary  []byte // the compiled helper
 	missing string // why libotr cannot be used here, or ""
 	err     error  // a real failure (the C code does not compile, ...)
 
-	mu   sync.Mutex
-	keys map[string]string
-	n    int
+	mu    sync.Mutex
+	tests map[testing.TB]*testFiles // each running test's copies
+	keys  map[string][]byte         // generated keys by account and protocol
+}
+
+// testFiles are one test's copies, in its t.TempDir.
+type testFiles struct {
+	bin  string
+	keys map[string]string // key files by account and protocol
 }
 
 // Build compiles the helper once per test binary and returns the path of
-// the executable. It skips tb (or fails it when BALCONY_REQUIRE_INTEROP=1)
-// if gcc, pkg-config or libotr are not installed.
+// tb's copy of the executable, in a directory removed when tb ends. It
+// skips tb (or fails it when BALCONY_REQUIRE_INTEROP=1) if gcc, pkg-config
+// or libotr are not installed.
 func Build(tb testing.TB) string {
 	tb.Helper()
 	toolchain.once.Do(func() {
-		toolchain.missing, toolchain.err = build()
+		toolchain.binary, toolchain.missing, toolchain.err = build()
 	})
 	if toolchain.missing != "" {
 		unavailable(tb, toolchain.missing)
@@ -129,7 +139,44 @@ func Build(tb testing.TB) string {
 		tb.Fatalf("libotrpeer: %v", toolchain.err)
 		return ""
 	}
-	return toolchain.bin
+	toolchain.mu.Lock()
+	defer toolchain.mu.Unlock()
+	if files, ok := toolchain.tests[tb]; ok {
+		return files.bin
+	}
+	path := filepath.Join(tb.TempDir(), "libotrpeer")
+	if err := writeExecutable(path, toolchain.binary); err != nil {
+		tb.Fatalf("libotrpeer: %v", err)
+		return ""
+	}
+	if toolchain.tests == nil {
+		toolchain.tests = map[testing.TB]*testFiles{}
+	}
+	toolchain.tests[tb] = &testFiles{bin: path, keys: map[string]string{}}
+	tb.Cleanup(func() {
+		toolchain.mu.Lock()
+		delete(toolchain.tests, tb)
+		toolchain.mu.Unlock()
+	})
+	return path
+}
+
+// writeExecutable writes an executable file while holding syscall.ForkLock
+// for reading: a child process forked meanwhile (by a parallel test) would
+// inherit the file open for writing until it execs, and running the file
+// would then fail with "text file busy" (ETXTBSY; go.dev/issue/22315).
+func writeExecutable(path string, data []byte) error {
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o700)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // unavailable skips tb, or fails it when interop tests are required.
@@ -165,19 +212,22 @@ func probe() (flags []string, missing string) {
 	return append(strings.Fields(string(out)), "-lgcrypt"), ""
 }
 
-func build() (missing string, err error) {
+// build compiles the helper in a temporary directory, removed before it
+// returns, and returns the executable's contents.
+func build() (binary []byte, missing string, err error) {
 	flags, missing := probe()
 	if missing != "" {
-		return missing, nil
+		return nil, missing, nil
 	}
 	pruneStale(os.TempDir(), 24*time.Hour)
 	dir, err := os.MkdirTemp("", stalePrefix)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
+	defer os.RemoveAll(dir)
 	src := filepath.Join(dir, "libotrpeer.c")
 	if err := os.WriteFile(src, source, 0o600); err != nil {
-		return "", err
+		return nil, "", err
 	}
 	bin := filepath.Join(dir, "libotrpeer")
 	args := []string{"-O2", "-Wall", "-o", bin, src}
@@ -187,20 +237,19 @@ func build() (missing string, err error) {
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		if bytes.Contains(out, []byte("libotr/")) && bytes.Contains(out, []byte("No such file")) {
-			return "libotr headers not found: " + firstLine(out), nil
+			return nil, "libotr headers not found: " + firstLine(out), nil
 		}
-		return "", fmt.Errorf("compiling the helper: %v\n%s", err, out)
+		return nil, "", fmt.Errorf("compiling the helper: %v\n%s", err, out)
 	}
-	toolchain.dir = dir
-	toolchain.bin = bin
-	return "", nil
+	binary, err = os.ReadFile(bin)
+	return binary, "", err
 }
 
 const stalePrefix = "balcony-libotrpeer-"
 
-// pruneStale removes helper directories that earlier test runs left in
-// dir and that have not been touched for age. Each test binary makes its
-// own directory and cannot remove it at exit without a TestMain.
+// pruneStale removes build directories that earlier test runs left in dir
+// (a test binary killed while compiling, or older versions of this package
+// that kept the helper there) and that have not been touched for age.
 func pruneStale(dir string, age time.Duration) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -223,9 +272,11 @@ func firstLine(b []byte) string {
 	return s
 }
 
-// KeyFile returns a libotr private key file holding a DSA key for account
-// and protocol, generated by libotr once per test binary and shared by
-// every caller asking for the same account.
+// KeyFile returns a libotr private key file, in a directory removed when
+// tb ends, holding a DSA key for account and protocol. The key is
+// generated by libotr once per test binary and shared by every caller
+// asking for the same account; within one test, the same file is
+// returned.
 func KeyFile(tb testing.TB, account, protocol string) string {
 	tb.Helper()
 	bin := Build(tb)
@@ -235,19 +286,33 @@ func KeyFile(tb testing.TB, account, protocol string) string {
 	id := account + "\x00" + protocol
 	toolchain.mu.Lock()
 	defer toolchain.mu.Unlock()
-	if path, ok := toolchain.keys[id]; ok {
+	files := toolchain.tests[tb]
+	if path, ok := files.keys[id]; ok {
 		return path
 	}
-	toolchain.n++
-	path := filepath.Join(toolchain.dir, fmt.Sprintf("key%d.priv", toolchain.n))
+	path := filepath.Join(filepath.Dir(bin), fmt.Sprintf("key%d.priv", len(files.keys)+1))
+	if key, ok := toolchain.keys[id]; ok {
+		if err := os.WriteFile(path, key, 0o600); err != nil {
+			tb.Fatalf("libotrpeer: %v", err)
+			return ""
+		}
+		files.keys[id] = path
+		return path
+	}
 	if out, err := exec.Command(bin, "-genkey", path, account, protocol).CombinedOutput(); err != nil {
 		tb.Fatalf("libotrpeer: generating a key for %s: %v\n%s", account, err, out)
 		return ""
 	}
-	if toolchain.keys == nil {
-		toolchain.keys = map[string]string{}
+	key, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatalf("libotrpeer: %v", err)
+		return ""
 	}
-	toolchain.keys[id] = path
+	if toolchain.keys == nil {
+		toolchain.keys = map[string][]byte{}
+	}
+	toolchain.keys[id] = key
+	files.keys[id] = path
 	return path
 }
 
