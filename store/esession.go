@@ -25,7 +25,8 @@ type RetainedSecret struct {
 }
 
 // RetainedSecrets returns the retained secrets shared with peer (a bare
-// JID), newest first. The values are decrypted; the caller should clear
+// JID), newest first: by Created, and among secrets of the same time the
+// one written last first. The values are decrypted; the caller should clear
 // them after use.
 func (s *Store) RetainedSecrets(ctx context.Context, peer string) ([]RetainedSecret, error) {
 	const op = "retained secrets"
@@ -94,7 +95,8 @@ func (s *Store) ReplaceRetainedSecret(ctx context.Context, peer string, old []by
 			return err
 		}
 		_, err = tx.ExecContext(ctx,
-			`UPDATE retained_secrets SET secret = ?, verified = ?, created = ? WHERE id = ?`,
+			`UPDATE retained_secrets SET secret = ?, verified = ?, created = ?,
+			   seq = (SELECT coalesce(max(seq), 0) + 1 FROM retained_secrets) WHERE id = ?`,
 			blob, next.Verified, created, id)
 		return err
 	})
@@ -122,7 +124,7 @@ type retainedRow struct {
 func (s *Store) retained(ctx context.Context, q querier, peer string) ([]retainedRow, error) {
 	rows, err := q.QueryContext(ctx,
 		`SELECT id, secret, verified, created FROM retained_secrets
-		 WHERE peer = ? ORDER BY created DESC, id DESC`, peer)
+		 WHERE peer = ? ORDER BY created DESC, seq DESC`, peer)
 	if err != nil {
 		return nil, err
 	}

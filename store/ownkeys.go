@@ -62,19 +62,21 @@ func (s *Store) AddOwnKey(ctx context.Context, k OwnKey, secret []byte) error {
 			return err
 		}
 		_, err = tx.ExecContext(ctx,
-			`INSERT INTO own_keys (mechanism, fingerprint, public, secret, created, active) VALUES (?, ?, ?, ?, ?, ?)`,
+			`INSERT INTO own_keys (mechanism, fingerprint, public, secret, created, active, seq)
+			 VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM own_keys))`,
 			k.Mechanism, fpr, nonNil(k.Public), blob, created, k.Active)
 		return err
 	})
 }
 
-// OwnKeys returns the account's keys for mechanism m, oldest first.
+// OwnKeys returns the account's keys for mechanism m, oldest first; keys
+// created at the same time are in the order they were added.
 func (s *Store) OwnKeys(ctx context.Context, m Mechanism) ([]OwnKey, error) {
 	var keys []OwnKey
 	err := s.read(ctx, "own keys", func(q querier) error {
 		rows, err := q.QueryContext(ctx,
 			`SELECT mechanism, fingerprint, public, created, active FROM own_keys
-			 WHERE mechanism = ? ORDER BY created, fingerprint`, m)
+			 WHERE mechanism = ? ORDER BY created, seq`, m)
 		if err != nil {
 			return err
 		}

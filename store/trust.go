@@ -160,13 +160,13 @@ func (s *Store) RecordSeenKey(ctx context.Context, contact string, m Mechanism, 
 		if exists {
 			trust = old.Trust // decided before it was seen
 			_, err = tx.ExecContext(ctx,
-				`UPDATE contact_keys SET first_seen = ?, last_seen = ?, data = coalesce(?, data)
+				`UPDATE contact_keys SET first_seen = ?, last_seen = ?, data = coalesce(?, data), seq = `+nextKeySeq+`
 				 WHERE contact = ? AND mechanism = ? AND fingerprint = ?`,
 				now, now, data, c, m, fpr)
 		} else {
 			_, err = tx.ExecContext(ctx,
-				`INSERT INTO contact_keys (contact, mechanism, fingerprint, data, trust, first_seen, last_seen)
-				 VALUES (?, ?, ?, ?, ?, ?, ?)`,
+				`INSERT INTO contact_keys (contact, mechanism, fingerprint, data, trust, first_seen, last_seen, seq)
+				 VALUES (?, ?, ?, ?, ?, ?, ?, `+nextKeySeq+`)`,
 				c, m, fpr, data, trust.String(), now, now)
 		}
 		if err != nil {
@@ -266,8 +266,9 @@ func (s *Store) Trust(ctx context.Context, contact string, m Mechanism, fingerpr
 	return t, err
 }
 
-// ListKeys returns contacts' keys, ordered by contact, mechanism and first
-// sighting. An empty contact matches every contact and an empty mechanism
+// ListKeys returns contacts' keys, ordered by contact, mechanism and the
+// order in which they were first seen; keys decided about but never seen
+// come last. An empty contact matches every contact and an empty mechanism
 // every mechanism.
 func (s *Store) ListKeys(ctx context.Context, contact string, m Mechanism) ([]ContactKey, error) {
 	const op = "list keys"
@@ -315,8 +316,14 @@ func listKeysQuery(contact string, m Mechanism) (string, []any) {
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	return q + " ORDER BY contact, mechanism, first_seen IS NULL, first_seen, fingerprint", args
+	return q + " ORDER BY contact, mechanism, seq IS NULL, seq, fingerprint", args
 }
+
+// nextKeySeq numbers a key when it is first seen: contact_keys.seq
+// increases strictly in the order keys arrive, even within one
+// millisecond (first_seen is in milliseconds). Write transactions are
+// serialised, so max + 1 is never taken twice.
+const nextKeySeq = `(SELECT coalesce(max(seq), 0) + 1 FROM contact_keys)`
 
 // SetAnnouncedKeys records which of the contact's known keys for m are in
 // its published key list: those listed are marked announced, the others
@@ -483,7 +490,7 @@ func seenFingerprints(ctx context.Context, tx *sql.Tx, c string, m Mechanism, ex
 	rows, err := tx.QueryContext(ctx,
 		`SELECT fingerprint FROM contact_keys
 		 WHERE contact = ? AND mechanism = ? AND fingerprint <> ? AND first_seen IS NOT NULL
-		 ORDER BY first_seen, fingerprint`, c, m, except)
+		 ORDER BY seq`, c, m, except)
 	if err != nil {
 		return nil, err
 	}

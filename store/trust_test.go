@@ -311,3 +311,56 @@ func TestParseNames(t *testing.T) {
 		t.Error("Usable is wrong")
 	}
 }
+
+// frozen is an Options.Now that never advances: every write happens in the
+// same millisecond, as fast writes on a real clock often do.
+func frozen() time.Time { return time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC) }
+
+// Keys recorded within the same millisecond are listed in the order they
+// arrived, not by fingerprint; the same holds for the keys a KeyChange
+// lists as previous, for own keys created at the same time and for
+// retained secrets written at the same time.
+func TestArrivalOrderWithinOneMillisecond(t *testing.T) {
+	opts := testOptions(testPass)
+	opts.Now = frozen
+	s := openDir(t, t.TempDir(), opts)
+	const romeo = "romeo@montague.lit"
+	for _, c := range []byte("CAB") {
+		_, err := s.RecordSeenKey(ctx, romeo, OX, fpr(c), nil)
+		must(t, err)
+	}
+	keys, err := s.ListKeys(ctx, romeo, OX)
+	must(t, err)
+	var got []string
+	for _, k := range keys {
+		got = append(got, k.Fingerprint[:1])
+	}
+	if want := []string{"C", "A", "B"}; !slices.Equal(got, want) {
+		t.Errorf("ListKeys order %q, want arrival order %q", got, want)
+	}
+	seen, err := s.RecordSeenKey(ctx, romeo, OX, fpr('0'), nil)
+	must(t, err)
+	if want := []string{fpr('C'), fpr('A'), fpr('B')}; seen.Change == nil || !slices.Equal(seen.Change.Previous, want) {
+		t.Errorf("KeyChange.Previous %+v, want arrival order", seen.Change)
+	}
+
+	for _, c := range []byte("DC") {
+		must(t, s.AddOwnKey(ctx, OwnKey{Mechanism: OTR, Fingerprint: fpr(c), Created: frozen()}, []byte("secret")))
+	}
+	own, err := s.OwnKeys(ctx, OTR)
+	must(t, err)
+	if len(own) != 2 || own[0].Fingerprint != fpr('D') || own[1].Fingerprint != fpr('C') {
+		t.Errorf("OwnKeys %+v, want D then C (the order they were added)", own)
+	}
+
+	// Two chains, then the first one continues: it is now the newest.
+	const peer = "nurse@capulet.lit"
+	must(t, s.ReplaceRetainedSecret(ctx, peer, nil, RetainedSecret{Value: []byte("one")}))
+	must(t, s.ReplaceRetainedSecret(ctx, peer, nil, RetainedSecret{Value: []byte("two")}))
+	must(t, s.ReplaceRetainedSecret(ctx, peer, []byte("one"), RetainedSecret{Value: []byte("one'")}))
+	rs, err := s.RetainedSecrets(ctx, peer)
+	must(t, err)
+	if len(rs) != 2 || string(rs[0].Value) != "one'" || string(rs[1].Value) != "two" {
+		t.Errorf("retained secrets %q, %q; want the one written last first", rs[0].Value, rs[1].Value)
+	}
+}
