@@ -13,6 +13,17 @@
 // with the system's access control lists). Several processes may open the
 // same directory at once.
 //
+// Creating a store is an explicit step. Create makes a new store and
+// fails with ErrExists if the directory already holds a store file; it
+// builds the database under a temporary name and links it into place when
+// complete, so a crash leaves no half-made store. Open opens an existing
+// store and never creates one: without a store file it fails with
+// ErrNoStore, and an empty file or one that is not an SQLite database is
+// ErrCorrupt and is left exactly as it is (no -wal or -shm file is
+// created). A damaged store is therefore never silently replaced by an
+// empty one, which would lose every key, trust decision and retained
+// secret and start trust on first use over.
+//
 // The database runs in WAL mode with synchronous=FULL, foreign keys and
 // secure_delete on. Every change that touches more than one row is one
 // transaction; a process killed at any point leaves either the whole
@@ -22,7 +33,7 @@
 // # Schema migrations
 //
 // The schema is versioned by embedded files migrations/NNNN_name.sql. The
-// version is recorded in the meta table; Open applies the missing
+// version is recorded in the meta table; Create applies them all, Open applies the missing
 // migrations in order, each in its own transaction with the version
 // update, so an interrupted upgrade leaves the previous version intact
 // and several processes opening an old store apply each migration once. A

@@ -21,8 +21,12 @@ func (k kind) Error() string { return "store: " + string(k) }
 var (
 	// ErrNotFound reports that the requested record does not exist.
 	ErrNotFound error = kind("not found")
-	// ErrExists reports an attempt to add a record that already exists.
+	// ErrExists reports an attempt to add a record that already exists,
+	// or to create a store where one exists.
 	ErrExists error = kind("already exists")
+	// ErrNoStore reports that there is no store to open: Open never
+	// creates one (see Create).
+	ErrNoStore error = kind("no store")
 	// ErrLocked reports that another process (or connection) held the
 	// database lock for longer than Options.BusyTimeout. Retrying later
 	// may succeed.

@@ -191,7 +191,7 @@ func TestMigrateFromEveryVersion(t *testing.T) {
 		t.Fatalf("%d fixtures for %d schema versions: add one for the new migration", len(fixtures), LatestSchemaVersion())
 	}
 	freshDir := t.TempDir()
-	openDir(t, freshDir, testOptions(testPass)).Close()
+	createDir(t, freshDir, testOptions(testPass)).Close()
 	want := schemaSQL(t, freshDir)
 
 	for from := 0; from < LatestSchemaVersion(); from++ {
@@ -200,7 +200,7 @@ func TestMigrateFromEveryVersion(t *testing.T) {
 			if from > 0 {
 				opts := testOptions(testPass)
 				opts.migrateTo = from
-				s := openDir(t, dir, opts)
+				s := createDir(t, dir, opts)
 				v, err := s.SchemaVersion(ctx)
 				if err != nil || v != from {
 					t.Fatalf("fixture store at version %d, %v; want %d", v, err, from)
@@ -212,7 +212,12 @@ func TestMigrateFromEveryVersion(t *testing.T) {
 				}
 				must(t, s.Close())
 			}
-			s := openDir(t, dir, testOptions(testPass))
+			var s *Store
+			if from == 0 {
+				s = createDir(t, dir, testOptions(testPass))
+			} else {
+				s = openDir(t, dir, testOptions(testPass))
+			}
 			v, err := s.SchemaVersion(ctx)
 			if err != nil || v != LatestSchemaVersion() {
 				t.Fatalf("after migration: version %d, %v", v, err)
@@ -238,7 +243,7 @@ func TestMigrationRollsBack(t *testing.T) {
 	dir := t.TempDir()
 	opts := testOptions(testPass)
 	opts.migrateTo = 1
-	s := openDir(t, dir, opts)
+	s := createDir(t, dir, opts)
 	must(t, s.SetSetting(ctx, "kept", "yes"))
 	s.Close()
 
@@ -274,22 +279,18 @@ func TestConcurrentMigration(t *testing.T) {
 	dir := t.TempDir()
 	opts := testOptions(testPass)
 	opts.migrateTo = 1
-	openDir(t, dir, opts).Close()
+	createDir(t, dir, opts).Close()
 
 	const n = 4
-	errs := make(chan error, n)
-	for range n {
-		go func() {
-			s, err := Open(dir, testOptions(testPass))
-			if err == nil {
-				_, err = s.LogMessage(ctx, LogEntry{Peer: "a@b.c", Direction: Outgoing, Body: "x"})
-				s.Close()
-			}
-			errs <- err
-		}()
-	}
-	for range n {
-		if err := <-errs; err != nil {
+	for _, err := range concurrently(n, func() error {
+		s, err := Open(dir, testOptions(testPass))
+		if err == nil {
+			_, err = s.LogMessage(ctx, LogEntry{Peer: "a@b.c", Direction: Outgoing, Body: "x"})
+			s.Close()
+		}
+		return err
+	}) {
+		if err != nil {
 			t.Error(err)
 		}
 	}
@@ -305,7 +306,7 @@ func TestWrongPassphraseDoesNotMigrate(t *testing.T) {
 	dir := t.TempDir()
 	opts := testOptions(testPass)
 	opts.migrateTo = 1
-	openDir(t, dir, opts).Close()
+	createDir(t, dir, opts).Close()
 	before := snapshot(t, dir)
 	_, err := Open(dir, testOptions("wrong"))
 	wantErr(t, err, ErrWrongPassphrase)
@@ -324,7 +325,7 @@ func TestOpenLockedDuringMigration(t *testing.T) {
 	dir := t.TempDir()
 	opts := testOptions(testPass)
 	opts.migrateTo = 1
-	openDir(t, dir, opts).Close()
+	createDir(t, dir, opts).Close()
 
 	conn, err := rawDB(t, dir).Conn(ctx)
 	must(t, err)

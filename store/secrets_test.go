@@ -191,7 +191,7 @@ func (r *fixedReader) Read(p []byte) (int, error) {
 
 func TestOTRInstanceTag(t *testing.T) {
 	dir := t.TempDir()
-	s := openDir(t, dir, testOptions(testPass))
+	s := createDir(t, dir, testOptions(testPass))
 	const n = 8
 	tags := make([]uint32, n)
 	var wg sync.WaitGroup
@@ -220,7 +220,7 @@ func TestOTRInstanceTag(t *testing.T) {
 
 	// Values below 0x100 are reserved and drawn again.
 	opts := testOptions(testPass)
-	s = openDir(t, t.TempDir(), opts)
+	s = createDir(t, t.TempDir(), opts)
 	s.rand = &fixedReader{b: []byte{0, 0, 0, 0xff, 0, 0, 1, 0}}
 	if tag, err := s.OTRInstanceTag(ctx); err != nil || tag != 0x100 {
 		t.Errorf("tag %#x, %v; want 0x100", tag, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -108,9 +109,95 @@ type Store struct {
 	aead      cipher.AEAD // XChaCha20-Poly1305 under dataKey
 }
 
-// Open opens the store in the account directory dir, creating the
-// directory (mode 0700) and the database (mode 0600) if needed, and
-// migrating an older schema to the current one.
+// Create creates a new store in the account directory dir, creating the
+// directory (mode 0700) if needed, and opens it. It fails with ErrExists if
+// dir already holds a store file, whatever its state: an existing file,
+// even an empty or damaged one, is never replaced (Open reports what is
+// wrong with it). A new store needs Options.Passphrase or
+// Options.Unencrypted (ErrPassphraseRequired, checked before anything is
+// created).
+//
+// The database is built under a temporary name in dir and linked into
+// place only when complete, so a crash during Create leaves either no
+// store or a whole one (and perhaps a stray temporary file), and of two
+// processes creating the same store at once exactly one succeeds.
+func Create(dir string, opts Options) (*Store, error) {
+	const op = "create"
+	s, err := newStore(dir, opts)
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	if !opts.Unencrypted && len(opts.Passphrase) == 0 {
+		return nil, wrap(op, failure(ErrPassphraseRequired, "a new store needs a passphrase or Options.Unencrypted"))
+	}
+	if err := prepareDir(dir); err != nil {
+		return nil, wrap(op, err)
+	}
+	if _, err := os.Lstat(s.path); err == nil {
+		return nil, wrap(op, failure(ErrExists, "a store already exists in "+dir))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, wrap(op, err)
+	}
+	if err := s.build(opts); err != nil {
+		return nil, wrap(op, err)
+	}
+	// The data key is known: reopening the linked file needs no key
+	// derivation, only a check that it is the file just built.
+	if err := s.connect(opts, true); err != nil {
+		s.clearKey()
+		return nil, wrap(op, err)
+	}
+	return s, nil
+}
+
+// build creates the database under a temporary name, migrates it and
+// creates its keys, closes it (which checkpoints the WAL into the file and
+// removes the -wal and -shm files) and links it to s.path, which must not
+// exist. s keeps the data key.
+func (s *Store) build(opts Options) error {
+	f, err := os.CreateTemp(s.dir, FileName+".new-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	f.Close()
+	defer func() {
+		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+			os.Remove(tmp + suffix)
+		}
+	}()
+	if err := tightenFile(tmp); err != nil {
+		return err
+	}
+	db, err := openDB(tmp, opts.busyTimeout())
+	if err != nil {
+		return err
+	}
+	s.db = db
+	err = s.init(context.Background(), opts, true)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	s.db = nil
+	if err != nil {
+		s.clearKey()
+		return err
+	}
+	if err := os.Link(tmp, s.path); err != nil {
+		s.clearKey()
+		if errors.Is(err, fs.ErrExist) {
+			return failure(ErrExists, "a store already exists in "+s.dir)
+		}
+		return err
+	}
+	return syncDir(s.dir)
+}
+
+// Open opens the existing store in the account directory dir and migrates
+// an older schema to the current one. It never creates a store: without a
+// store file in dir it fails with ErrNoStore and creates nothing, not even
+// the directory. An empty file, or one that is not an SQLite database, is
+// ErrCorrupt and is left exactly as it is.
 //
 // Permissions: Open removes group and other permission bits from dir, from
 // the database file and from its -wal and -shm files, and refuses a
@@ -118,11 +205,11 @@ type Store struct {
 // -shm files with the database file's mode, so they are 0600 too.
 //
 // Before changing anything, Open checks that the file is a Balcony store
-// (ErrCorrupt for a damaged file or one that is not an SQLite database),
-// that its schema is not newer than this package knows (ErrNewerSchema),
-// that the encryption mode matches (ErrEncryptionMode) and that the
-// passphrase unlocks it (ErrWrongPassphrase). A lock held by another
-// process for longer than the busy timeout gives ErrLocked.
+// (ErrCorrupt for a damaged file or one that is not a Balcony store), that
+// its schema is not newer than this package knows (ErrNewerSchema), that
+// the encryption mode matches (ErrEncryptionMode) and that the passphrase
+// unlocks it (ErrWrongPassphrase). A lock held by another process for
+// longer than the busy timeout gives ErrLocked.
 //
 // The database runs in WAL mode with synchronous=FULL: every committed
 // transaction is on stable storage before the method returns, so neither a
@@ -138,20 +225,46 @@ type Store struct {
 // process rather than opening it per operation.
 func Open(dir string, opts Options) (*Store, error) {
 	const op = "open"
+	s, err := newStore(dir, opts)
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	fi, err := os.Lstat(s.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, wrap(op, failure(ErrNoStore, "no store in "+dir))
+	case err != nil:
+		return nil, wrap(op, err)
+	case !fi.Mode().IsRegular():
+		return nil, wrap(op, fmt.Errorf("%s is not a regular file", s.path))
+	}
+	if err := checkHeader(s.path); err != nil {
+		return nil, wrap(op, err)
+	}
+	if err := checkDir(dir); err != nil {
+		return nil, wrap(op, err)
+	}
+	if err := s.connect(opts, false); err != nil {
+		return nil, wrap(op, err)
+	}
+	return s, nil
+}
+
+// newStore validates opts and returns an unconnected Store for dir.
+func newStore(dir string, opts Options) (*Store, error) {
 	if dir == "" {
-		return nil, wrap(op, errors.New("empty account directory"))
+		return nil, errors.New("empty account directory")
 	}
 	if opts.Unencrypted && len(opts.Passphrase) > 0 {
-		return nil, wrap(op, errors.New("Options.Unencrypted and Options.Passphrase are mutually exclusive"))
+		return nil, errors.New("Options.Unencrypted and Options.Passphrase are mutually exclusive")
 	}
 	kdf := DefaultKDFParams()
 	if opts.KDF != nil {
 		kdf = *opts.KDF
 	}
 	if err := kdf.validate(); err != nil {
-		return nil, wrap(op, err)
+		return nil, err
 	}
-	busy := opts.busyTimeout()
 	s := &Store{
 		dir:     dir,
 		path:    filepath.Join(dir, FileName),
@@ -166,58 +279,103 @@ func Open(dir string, opts Options) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	_, err := os.Lstat(s.path)
-	if errors.Is(err, fs.ErrNotExist) && !opts.Unencrypted && len(opts.Passphrase) == 0 {
-		// Refuse before creating anything.
-		return nil, wrap(op, failure(ErrPassphraseRequired, "a new store needs a passphrase or Options.Unencrypted"))
+	return s, nil
+}
+
+// sqliteMagic starts every SQLite database file; the header is 100 bytes.
+const sqliteMagic = "SQLite format 3\x00"
+
+// checkHeader reports ErrCorrupt for a file that cannot be an SQLite
+// database, before SQLite opens it: SQLite would take an empty file for an
+// empty database, and a WAL-mode open creates -wal and -shm files.
+func checkHeader(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
 	}
-	if err := prepareDir(dir); err != nil {
-		return nil, wrap(op, err)
+	defer f.Close()
+	var h [100]byte
+	n, err := io.ReadFull(f, h[:])
+	switch {
+	case n == 0 && (err == io.EOF || err == nil):
+		return failure(ErrCorrupt, path+" is empty")
+	case err == io.ErrUnexpectedEOF || (err == nil && string(h[:len(sqliteMagic)]) != sqliteMagic):
+		return failure(ErrCorrupt, path+" is not an SQLite database")
 	}
-	switch _, err := os.Lstat(s.path); {
-	case errors.Is(err, fs.ErrNotExist):
-		f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil && !errors.Is(err, fs.ErrExist) {
-			return nil, wrap(op, err)
-		}
-		if f != nil {
-			f.Close()
-		}
-	case err != nil:
-		return nil, wrap(op, err)
-	}
+	return err
+}
+
+// connect opens s.path, tightening the permissions of the database files,
+// and checks, unlocks and migrates it. With known set, s already holds the
+// data key of the store just built, and the file must be that store.
+func (s *Store) connect(opts Options, known bool) error {
 	for _, p := range []string{s.path, s.path + "-wal", s.path + "-shm"} {
 		if err := tightenFile(p); err != nil {
-			return nil, wrap(op, err)
+			return err
 		}
 	}
-	abs, err := filepath.Abs(s.path)
+	db, err := openDB(s.path, opts.busyTimeout())
 	if err != nil {
-		return nil, wrap(op, err)
+		return err
 	}
-	db, err := sql.Open("sqlite", dsn(abs, busy))
-	if err != nil {
-		return nil, wrap(op, err)
-	}
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(2)
 	s.db = db
-	if err := s.init(context.Background(), opts); err != nil {
+	ctx := context.Background()
+	if known {
+		err = s.checkBuilt(ctx)
+	} else {
+		err = s.init(ctx, opts, false)
+	}
+	if err != nil {
 		db.Close()
 		s.clearKey()
-		err = wrap(op, err)
 		if oe, ok := err.(*opError); ok && oe.detail == "" && oe.kind != nil {
 			oe.detail = s.path // say which account directory
 		}
-		return nil, err
+		return err
 	}
 	for _, p := range []string{s.path + "-wal", s.path + "-shm"} {
 		if err := tightenFile(p); err != nil {
 			s.Close()
-			return nil, wrap(op, err)
+			return err
 		}
 	}
-	return s, nil
+	return nil
+}
+
+// checkBuilt checks that the file at s.path is the store build made, and
+// prepares the AEAD under its data key.
+func (s *Store) checkBuilt(ctx context.Context) error {
+	km, err := readKeyMaterial(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	if km == nil || subtle.ConstantTimeCompare(km.storeID, s.storeID) != 1 {
+		return failure(ErrExists, "another store took the place of the one created")
+	}
+	return s.initAEAD()
+}
+
+func (s *Store) initAEAD() error {
+	aead, err := chacha20poly1305.NewX(s.dataKey[:])
+	if err != nil {
+		return err
+	}
+	s.aead = aead
+	return nil
+}
+
+func openDB(path string, busy time.Duration) (*sql.DB, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", dsn(abs, busy))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(2)
+	return db, nil
 }
 
 // dsn builds the data source name for modernc.org/sqlite. The pragmas run
@@ -240,8 +398,9 @@ func dsn(absPath string, busy time.Duration) string {
 
 // init checks, unlocks and migrates the database, in that order, so that
 // nothing is written to a file that is not ours, is newer than we know, or
-// whose passphrase was not given.
-func (s *Store) init(ctx context.Context, opts Options) error {
+// whose passphrase was not given. With create, the database is the empty
+// one build made, and init creates the schema and the keys.
+func (s *Store) init(ctx context.Context, opts Options, create bool) error {
 	// One statement, so both values come from the same snapshot even
 	// while another process is creating the store.
 	var appID int64
@@ -251,8 +410,8 @@ func (s *Store) init(ctx context.Context, opts Options) error {
 		Scan(&appID, &tables); err != nil {
 		return err
 	}
-	if appID != applicationID && !(appID == 0 && tables == 0) {
-		return fmt.Errorf("%s is an SQLite database but not a Balcony store (application_id %#x)", s.path, appID)
+	if create != (appID == 0 && tables == 0) || (!create && appID != applicationID) {
+		return failure(ErrCorrupt, fmt.Sprintf("%s is an SQLite database but not a Balcony store (application_id %#x, %d tables)", s.path, appID, tables))
 	}
 	if err := quickCheck(ctx, s.db); err != nil {
 		return err
@@ -273,21 +432,20 @@ func (s *Store) init(ctx context.Context, opts Options) error {
 		return failure(ErrNewerSchema, fmt.Sprintf("%s has schema version %d, this version of balcony knows up to %d", s.path, version, len(ms)))
 	}
 
-	unlocked := false
-	if version >= 1 {
+	if !create {
+		if version < 1 {
+			return failure(ErrCorrupt, "no schema version")
+		}
 		km, err := readKeyMaterial(ctx, s.db)
 		if err != nil {
 			return err
 		}
-		if km != nil {
-			if err := s.unlock(km, opts); err != nil {
-				return err
-			}
-			unlocked = true
+		if km == nil {
+			return failure(ErrCorrupt, "no key material")
 		}
-	}
-	if !unlocked && !opts.Unencrypted && len(opts.Passphrase) == 0 {
-		return failure(ErrPassphraseRequired, "a new store needs a passphrase or Options.Unencrypted")
+		if err := s.unlock(km, opts); err != nil {
+			return err
+		}
 	}
 
 	if err := s.enableWAL(ctx, opts.busyTimeout()); err != nil {
@@ -296,17 +454,12 @@ func (s *Store) init(ctx context.Context, opts Options) error {
 	if err := s.migrate(ctx, ms, target); err != nil {
 		return err
 	}
-	if !unlocked {
+	if create {
 		if err := s.createKeys(ctx, opts); err != nil {
 			return err
 		}
 	}
-	aead, err := chacha20poly1305.NewX(s.dataKey[:])
-	if err != nil {
-		return err
-	}
-	s.aead = aead
-	return nil
+	return s.initAEAD()
 }
 
 // enableWAL switches the database to WAL mode (a no-op once it is). While
@@ -358,9 +511,8 @@ func (s *Store) unlock(km *keyMaterial, opts Options) error {
 	return nil
 }
 
-// createKeys creates the data key of a new store. Argon2id runs before the
-// write transaction; if another process created the keys meanwhile, those
-// are unlocked instead.
+// createKeys creates the data key of a new store (the file build is
+// making, which nobody else opens).
 func (s *Store) createKeys(ctx context.Context, opts Options) error {
 	var dk [keySize]byte
 	defer clear(dk[:])
@@ -369,19 +521,11 @@ func (s *Store) createKeys(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer clear(km.plain)
-	var existing *keyMaterial
 	err = s.writeTx(ctx, "create keys", func(tx *sql.Tx) error {
-		existing, err = readKeyMaterial(ctx, tx)
-		if err != nil || existing != nil {
-			return err
-		}
 		return writeKeyMaterial(ctx, tx, km)
 	})
 	if err != nil {
 		return err
-	}
-	if existing != nil {
-		return s.unlock(existing, opts)
 	}
 	s.dataKey = dk
 	s.encrypted = km.mode != encNone

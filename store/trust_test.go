@@ -18,7 +18,7 @@ func (c *clock) now() time.Time { c.t = c.t.Add(time.Second); return c.t }
 func openClocked(t *testing.T, opts Options) *Store {
 	c := &clock{t: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 	opts.Now = c.now
-	return openDir(t, t.TempDir(), opts)
+	return createDir(t, t.TempDir(), opts)
 }
 
 func TestOXRules(t *testing.T) {
@@ -323,7 +323,7 @@ func frozen() time.Time { return time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC) }
 func TestArrivalOrderWithinOneMillisecond(t *testing.T) {
 	opts := testOptions(testPass)
 	opts.Now = frozen
-	s := openDir(t, t.TempDir(), opts)
+	s := createDir(t, t.TempDir(), opts)
 	const romeo = "romeo@montague.lit"
 	for _, c := range []byte("CAB") {
 		_, err := s.RecordSeenKey(ctx, romeo, OX, fpr(c), nil)
