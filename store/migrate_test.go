@@ -14,7 +14,7 @@ func TestEmbeddedMigrations(t *testing.T) {
 		t.Fatalf("LatestSchemaVersion() = %d; migration tests need at least two migrations", LatestSchemaVersion())
 	}
 	for i, m := range migrations {
-		if m.version != i+1 || m.name == "" || strings.TrimSpace(m.sql) == "" {
+		if m.Version != i+1 || m.Name == "" || strings.TrimSpace(m.SQL) == "" {
 			t.Errorf("migration %d: %+v", i, m)
 		}
 	}
@@ -28,7 +28,7 @@ func TestLoadMigrationsRejects(t *testing.T) {
 		"zero":     {"migrations/0000_a.sql": file},
 		"none":     {},
 	} {
-		if _, err := loadMigrations(fsys); err == nil {
+		if _, err := LoadMigrations(fsys); err == nil {
 			t.Errorf("%s: loadMigrations accepted it", name)
 		}
 	}
@@ -71,7 +71,7 @@ var fixtures = []struct {
 		const ms = 1793534400000
 		v1 := func(query string, args ...any) {
 			t.Helper()
-			if _, err := s.db.ExecContext(ctx, query, args...); err != nil {
+			if _, err := s.sq.db.ExecContext(ctx, query, args...); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -155,6 +155,18 @@ var fixtures = []struct {
 		keys, err := s.ListKeys(ctx, "benvolio@montague.lit", OTR)
 		if err != nil || len(keys) != 2 || keys[0].Fingerprint[0] != '9' || keys[1].Fingerprint[0] != '8' {
 			t.Errorf("keys recorded after the migration: %+v, %v", keys, err)
+		}
+	}},
+	{4, func(t *testing.T, s *Store) {
+		for _, c := range "AB" {
+			_, err := s.RecordSeenKey(ctx, "mercutio@montague.lit", OTR, strings.Repeat(string(c), 40), nil)
+			must(t, err)
+		}
+	}, func(t *testing.T, s *Store) {
+		pending, err := s.PendingKeyChanges(ctx)
+		must(t, err)
+		if !slices.ContainsFunc(pending, func(c KeyChange) bool { return c.Contact == "mercutio@montague.lit" }) {
+			t.Errorf("pending key changes %+v", pending)
 		}
 	}},
 }
@@ -247,7 +259,7 @@ func TestMigrationRollsBack(t *testing.T) {
 	must(t, s.SetSetting(ctx, "kept", "yes"))
 	s.Close()
 
-	broken := []migration{migrations[0], {version: 2, name: "broken", sql: `
+	broken := []Migration{migrations[0], {Version: 2, Name: "broken", SQL: `
 		CREATE TABLE half_done (x INTEGER);
 		INSERT INTO settings (key, value) VALUES ('kept', 'overwritten');
 		SELECT no_such_function();`}}
