@@ -127,10 +127,21 @@ func wrap(op string, err error) error {
 	return &opError{op: op, kind: classify(err), cause: err}
 }
 
+// sentinels are the exported sentinel errors, in the order classify tries
+// them.
+var sentinels = []error{ErrLocked, ErrCorrupt, ErrNewerSchema, ErrWrongPassphrase, ErrPassphraseRequired,
+	ErrEncryptionMode, ErrNoStore, ErrExists, ErrNotFound, ErrClosed}
+
 // classify maps a database error to a sentinel, or nil if none applies.
+// Backends report their conditions by wrapping a sentinel.
 func classify(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
+	}
+	for _, k := range sentinels {
+		if errors.Is(err, k) {
+			return k
+		}
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {

@@ -56,28 +56,6 @@ func checkMode(t *testing.T, path string, want fs.FileMode) {
 	}
 }
 
-func TestReopen(t *testing.T) {
-	dir := t.TempDir()
-	s := createDir(t, dir, testOptions(testPass))
-	if err := s.SetAccount(ctx, Account{JID: "juliet@example.org"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetPassword(ctx, []byte("xmpp password")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openDir(t, dir, testOptions(testPass))
-	if !s.Encrypted() {
-		t.Error("Encrypted() = false for a store with a passphrase")
-	}
-	pw, err := s.Password(ctx)
-	if err != nil || string(pw) != "xmpp password" {
-		t.Fatalf("Password() = %q, %v", pw, err)
-	}
-}
-
 func TestWrongPassphrase(t *testing.T) {
 	dir := t.TempDir()
 	s := createDir(t, dir, testOptions(testPass))
@@ -155,35 +133,6 @@ func TestUnencryptedOptOut(t *testing.T) {
 	_, err = Create(t.TempDir(), Options{Unencrypted: true, Passphrase: []byte("x")})
 	if err == nil {
 		t.Error("Open accepted both Unencrypted and a passphrase")
-	}
-}
-
-func TestChangePassphrase(t *testing.T) {
-	dir := t.TempDir()
-	s := createDir(t, dir, testOptions(testPass))
-	other := openDir(t, dir, testOptions(testPass)) // a second "process"
-	if err := s.SetAccount(ctx, Account{JID: "romeo@example.net"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetPassword(ctx, []byte("pw")); err != nil {
-		t.Fatal(err)
-	}
-	wantErr(t, s.ChangePassphrase(ctx, nil), ErrPassphraseRequired)
-	if err := s.ChangePassphrase(ctx, []byte("new passphrase")); err != nil {
-		t.Fatal(err)
-	}
-	// Open stores keep working: the data key is unchanged.
-	if pw, err := other.Password(ctx); err != nil || string(pw) != "pw" {
-		t.Fatalf("other store: Password() = %q, %v", pw, err)
-	}
-	s.Close()
-	other.Close()
-
-	_, err := Open(dir, testOptions(testPass))
-	wantErr(t, err, ErrWrongPassphrase)
-	s = openDir(t, dir, testOptions("new passphrase"))
-	if pw, err := s.Password(ctx); err != nil || string(pw) != "pw" {
-		t.Fatalf("after change: Password() = %q, %v", pw, err)
 	}
 }
 
@@ -374,79 +323,6 @@ func TestClosed(t *testing.T) {
 	wantErr(t, err, ErrClosed)
 	if s.dataKey != [keySize]byte{} {
 		t.Error("data key not cleared by Close")
-	}
-}
-
-func TestSecretsNotInFile(t *testing.T) {
-	dir := t.TempDir()
-	s := createDir(t, dir, testOptions(testPass))
-	marker := "MARKER-d41d8cd98f00b204e980"
-	if err := s.SetAccount(ctx, Account{JID: "juliet@example.org"}); err != nil {
-		t.Fatal(err)
-	}
-	steps := []error{
-		s.SetPassword(ctx, []byte(marker+"password")),
-		s.AddOwnKey(ctx, OwnKey{Mechanism: OX, Fingerprint: strings.Repeat("1", 40), Public: []byte("public")}, []byte(marker+"ox")),
-		s.ReplaceRetainedSecret(ctx, "romeo@example.net", nil, RetainedSecret{Value: []byte(marker + "srs")}),
-	}
-	_, err := s.Enqueue(ctx, "romeo@example.net", marker+"outbox", OX)
-	steps = append(steps, err)
-	_, err = s.LogMessage(ctx, LogEntry{Peer: "romeo@example.net", Direction: Outgoing, Body: marker + "log"})
-	steps = append(steps, err)
-	for i, err := range steps {
-		if err != nil {
-			t.Fatalf("step %d: %v", i, err)
-		}
-	}
-	// Look at the files while open (WAL) and after close (checkpointed).
-	for _, phase := range []string{"open", "closed"} {
-		for name, b := range snapshot(t, dir) {
-			if bytes.Contains(b, []byte(marker)) {
-				t.Errorf("%s: %s contains a secret in the clear", phase, name)
-			}
-		}
-		s.Close()
-	}
-}
-
-func TestSealedValuesBoundToRow(t *testing.T) {
-	dir := t.TempDir()
-	s := createDir(t, dir, testOptions(testPass))
-	a, b := strings.Repeat("A", 40), strings.Repeat("B", 40)
-	if err := s.AddOwnKey(ctx, OwnKey{Mechanism: OX, Fingerprint: a}, []byte("secret a")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AddOwnKey(ctx, OwnKey{Mechanism: OX, Fingerprint: b}, []byte("secret b")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Check(ctx); err != nil {
-		t.Fatalf("Check before tampering: %v", err)
-	}
-	// Copy a's sealed secret into b's row.
-	db := rawDB(t, dir)
-	if _, err := db.Exec(`UPDATE own_keys SET secret = (SELECT secret FROM own_keys WHERE fingerprint = ?) WHERE fingerprint = ?`, a, b); err != nil {
-		t.Fatal(err)
-	}
-	_, err := s.OwnKeySecret(ctx, OX, b)
-	wantErr(t, err, ErrCorrupt)
-	wantErr(t, s.Check(ctx), ErrCorrupt)
-	if sec, err := s.OwnKeySecret(ctx, OX, a); err != nil || string(sec) != "secret a" {
-		t.Errorf("untouched row: %q, %v", sec, err)
-	}
-}
-
-func TestErrorMessages(t *testing.T) {
-	s := openTest(t)
-	_, err := s.Trust(ctx, "nurse@example.org", OTR, strings.Repeat("0", 40))
-	wantErr(t, err, ErrNotFound)
-	want := "store: trust: otr key " + strings.Repeat("0", 40) + " of nurse@example.org: not found"
-	if err.Error() != want {
-		t.Errorf("error text\n got %q\nwant %q", err, want)
-	}
-	_, err = s.Account(ctx)
-	wantErr(t, err, ErrNotFound)
-	if err.Error() != "store: account: not found" {
-		t.Errorf("error text %q", err)
 	}
 }
 
