@@ -45,7 +45,7 @@ func (su suite) testOTRInstanceTag(t *testing.T) {
 
 func (su suite) testReopen(t *testing.T) {
 	s, name := su.create(t, store.Options{})
-	must(t, s.SetAccount(ctx, store.Account{JID: "juliet@example.org"}))
+	must(t, s.SetAccount(ctx, store.Account{JID: accountJID(s, "juliet@example.org")}))
 	must(t, s.SetPassword(ctx, []byte("xmpp password")))
 	must(t, s.Close())
 	s = su.reopen(t, name, Options(Passphrase))
@@ -81,7 +81,7 @@ func (su suite) testWrongPassphrase(t *testing.T) {
 func (su suite) testChangePassphrase(t *testing.T) {
 	s, name := su.create(t, store.Options{})
 	other := su.reopen(t, name, Options(Passphrase)) // a second process
-	must(t, s.SetAccount(ctx, store.Account{JID: "romeo@example.net"}))
+	must(t, s.SetAccount(ctx, store.Account{JID: accountJID(s, "romeo@example.net")}))
 	must(t, s.SetPassword(ctx, []byte("pw")))
 	wantErr(t, s.ChangePassphrase(ctx, nil), store.ErrPassphraseRequired)
 	wantErr(t, s.ChangeKey(ctx, make([]byte, 32)), store.ErrEncryptionMode)
@@ -108,7 +108,7 @@ func (su suite) testKeyProtected(t *testing.T) {
 	if !s.Encrypted() {
 		t.Error("Encrypted() = false for a key-protected store")
 	}
-	must(t, s.SetAccount(ctx, store.Account{JID: "bot@example.org"}))
+	must(t, s.SetAccount(ctx, store.Account{JID: accountJID(s, "bot@example.org")}))
 	must(t, s.SetPassword(ctx, []byte("bot password")))
 	wantErr(t, s.ChangePassphrase(ctx, []byte("x")), store.ErrEncryptionMode)
 	must(t, s.Close())
@@ -146,7 +146,7 @@ func (su suite) testKeyProtected(t *testing.T) {
 func (su suite) testSecretsNotInTheClear(t *testing.T) {
 	s, name := su.create(t, store.Options{})
 	marker := "MARKER-d41d8cd98f00b204e980"
-	must(t, s.SetAccount(ctx, store.Account{JID: "juliet@example.org"}))
+	must(t, s.SetAccount(ctx, store.Account{JID: accountJID(s, "juliet@example.org")}))
 	must(t, s.SetPassword(ctx, []byte(marker+"password")))
 	must(t, s.AddOwnKey(ctx, store.OwnKey{Mechanism: store.OX, Fingerprint: fpr('1'), Public: []byte("public")}, []byte(marker+"ox")))
 	must(t, s.ReplaceRetainedSecret(ctx, "romeo@example.net", nil, store.RetainedSecret{Value: []byte(marker + "srs")}))
@@ -187,7 +187,7 @@ func (su suite) testSealedValuesBoundToRow(t *testing.T) {
 // populated returns a store with a value in every sealed column.
 func (su suite) populated(t *testing.T) (store.AccountStore, string) {
 	s, name := su.create(t, store.Options{})
-	must(t, s.SetAccount(ctx, store.Account{JID: "a@b.c"}))
+	must(t, s.SetAccount(ctx, store.Account{JID: accountJID(s, "a@b.c")}))
 	must(t, s.SetPassword(ctx, []byte("pw")))
 	must(t, s.AddOwnKey(ctx, store.OwnKey{Mechanism: store.OX, Fingerprint: fpr('A')}, []byte("s")))
 	must(t, s.ReplaceRetainedSecret(ctx, "d@e.f", nil, store.RetainedSecret{Value: []byte("rs")}))

@@ -133,19 +133,36 @@ func (s suite) reopen(t *testing.T, name string, opts store.Options) store.Accou
 	return st
 }
 
+// accountJID is the JID a store's record may name: the account's own for
+// stores bound to one from the start (they have a JID method, as
+// pgstore.Account does), any JID otherwise.
+func accountJID(s store.AccountStore, fallback string) string {
+	if a, ok := s.(interface{ JID() string }); ok {
+		return a.JID()
+	}
+	return fallback
+}
+
 // fpr returns a distinct valid 40-digit fingerprint.
 func fpr(c byte) string { return strings.Repeat(string(c), 40) }
 
-func must(t *testing.T, err error) {
+// Must fails the test if err is not nil.
+func Must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-func wantErr(t *testing.T, err, target error) {
+// WantErr fails the test unless err matches target.
+func WantErr(t testing.TB, err, target error) {
 	t.Helper()
 	if !errors.Is(err, target) {
 		t.Fatalf("got error %v, want %v", err, target)
 	}
 }
+
+var (
+	must    = Must
+	wantErr = WantErr
+)
