@@ -32,3 +32,15 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// checkPrivate refuses a secret file that belongs to another user or that
+// its group or others may access.
+func checkPrivate(path string, fi fs.FileInfo) error {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s is owned by uid %d, not by this user", path, st.Uid)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s has mode %04o: others may read it (chmod 600 it)", path, perm)
+	}
+	return nil
+}
