@@ -86,7 +86,7 @@ func (b *pgBackend) Contains(t *testing.T, j string, data []byte) bool {
 	return false
 }
 
-func open(t *testing.T, url string, cfg *Config) *Store {
+func open(t testing.TB, url string, cfg *Config) *Store {
 	t.Helper()
 	s, err := Open(ctx, url, cfg)
 	if err != nil {
