@@ -50,3 +50,18 @@ need_packages() {
 		return 1
 	fi
 }
+
+# port_free reports whether nothing listens on 127.0.0.1:PORT.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pick_port prints a free port on 127.0.0.1 between 20000 and 59999, or
+# fails.
+pick_port() {
+	local p i
+	for i in $(seq 1 200); do
+		p=$(( 20000 + (RANDOM * 7 + i) % 40000 ))
+		if port_free "$p"; then echo "$p"; return 0; fi
+	done
+	echo "no free port found" >&2
+	return 1
+}

@@ -28,9 +28,8 @@ set -euo pipefail
 die() { echo "postgres-harness: error: $*" >&2; exit 1; }
 
 pg_bindir() {
-	if [ -n "${PG_BINDIR:-}" ]; then echo "$PG_BINDIR"; return 0; fi
-	local d
-	d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+	local d=${PG_BINDIR:-}
+	[ -n "$d" ] || d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 	[ -n "$d" ] && [ -x "$d/postgres" ] && [ -x "$d/initdb" ] && echo "$d"
 }
 
@@ -58,16 +57,8 @@ ensure_installed() {
 	[ -n "$(pg_bindir)" ] || die "postgresql installed but no server binaries found"
 }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-pick_port() {
-	local p i
-	for i in $(seq 1 200); do
-		p=$(( 20000 + (RANDOM * 7 + i) % 40000 ))
-		if port_free "$p"; then echo "$p"; return 0; fi
-	done
-	die "no free port found"
-}
+# port_free and pick_port
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # as_server runs a command as the user that owns the cluster.
 as_server() {

@@ -45,16 +45,8 @@ ensure_installed() {
 	if [ -x /etc/init.d/prosody ]; then /etc/init.d/prosody stop >/dev/null 2>&1 || true; fi
 }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-pick_port() {
-	local p i
-	for i in $(seq 1 200); do
-		p=$(( 20000 + (RANDOM * 7 + i) % 40000 ))
-		if port_free "$p"; then echo "$p"; return 0; fi
-	done
-	die "no free port found"
-}
+# port_free and pick_port
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 make_certs() {
 	local dir=$1

@@ -8,19 +8,14 @@
 package prosodytest
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 
 	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/internal/harness"
 )
 
 // Server is a running throwaway Prosody.
@@ -35,74 +30,23 @@ type Server struct {
 }
 
 // Script returns the path of scripts/prosody-harness.sh in this module.
-func Script() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "scripts/prosody-harness.sh"
-	}
-	return filepath.Join(filepath.Dir(file), "..", "..", "scripts", "prosody-harness.sh")
-}
+func Script() string { return harness.Script("prosody-harness.sh") }
 
 // Required reports whether integration tests must run (and fail rather than
 // skip when Prosody is unavailable).
-func Required() bool { return os.Getenv("BALCONY_REQUIRE_INTEGRATION") == "1" }
+func Required() bool { return harness.Required() }
 
 // Start starts a server for the test and registers nothing.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	if testing.Short() && !Required() {
-		t.Skip("integration test skipped in -short mode")
-	}
 	script := Script()
-	dir := t.TempDir()
-	cmd := exec.Command(script, "start", dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() == 3 && !Required() {
-			t.Skipf("prosody unavailable, integration test skipped: %s", strings.TrimSpace(stderr.String()))
-		}
-		t.Fatalf("starting prosody: %v\n%s", err, stderr.String())
-	}
-	s := &Server{Dir: dir, SHA1: "sha1.localhost", script: script}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), "=")
-		switch k {
-		case "PROSODY_DOMAIN":
-			s.Domain = v
-		case "PROSODY_ADDR":
-			s.Addr = v
-		case "PROSODY_TLS_ADDR":
-			s.TLSAddr = v
-		case "PROSODY_CA":
-			s.CAFile = v
-		}
-	}
-	t.Cleanup(func() {
-		if err := exec.Command(script, "stop", dir).Run(); err != nil {
-			t.Errorf("stopping prosody: %v", err)
-		}
-		if t.Failed() {
-			if log, err := os.ReadFile(filepath.Join(dir, "prosody.log")); err == nil {
-				t.Logf("prosody.log:\n%s", tail(log, 60))
-			}
-		}
-	})
+	dir, vars := harness.Start(t, script, "prosody", "prosody.log")
+	s := &Server{Dir: dir, SHA1: "sha1.localhost", script: script,
+		Domain: vars["PROSODY_DOMAIN"], Addr: vars["PROSODY_ADDR"], TLSAddr: vars["PROSODY_TLS_ADDR"], CAFile: vars["PROSODY_CA"]}
 	if s.Addr == "" || s.CAFile == "" {
-		t.Fatalf("prosody harness printed no address: %s", out)
+		t.Fatalf("prosody harness printed no address: %v", vars)
 	}
 	return s
-}
-
-func tail(b []byte, lines int) []byte {
-	parts := bytes.Split(b, []byte("\n"))
-	if len(parts) > lines {
-		parts = parts[len(parts)-lines:]
-	}
-	return bytes.Join(parts, []byte("\n"))
 }
 
 // Account is a registered test account.
