@@ -114,6 +114,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("LockReleasedWhenConnectionKilled", func(t *testing.T) { testLockKilled(t, s, url) })
 	t.Run("SerialisationRetry", func(t *testing.T) { testRetry(t, s) })
 	t.Run("WriteWaitsForLock", func(t *testing.T) { testWriteLockTimeout(t, s) })
+	t.Run("KilledWriterLeavesNothing", func(t *testing.T) { testKilledWriter(t, s) })
 	t.Run("Migrations", func(t *testing.T) { testMigrations(t, url) })
 }
 
@@ -422,5 +423,51 @@ func testMigrations(t *testing.T, url string) {
 	wantErr(t, err, store.ErrNewerSchema)
 	if jids, err := s.Accounts(ctx); err != nil || len(jids) != 1 {
 		t.Errorf("accounts after a refused open: %q, %v", jids, err)
+	}
+}
+
+// A writer whose connection is killed half-way through a write leaves
+// none of it: the key row written before the kill is gone with its
+// transaction, and the store goes on working on other connections.
+func testKilledWriter(t *testing.T, s *Store) {
+	a, err := s.Create(ctx, "crash@example.org", storetest.Options(storetest.Passphrase))
+	must(t, err)
+	defer a.Close()
+	f := strings.Repeat("C", 40)
+
+	// Hold key_events, so the write stops after inserting the key row.
+	tx, err := s.pool.Begin(ctx)
+	must(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `LOCK TABLE key_events IN EXCLUSIVE MODE`)
+	must(t, err)
+	done := make(chan error)
+	go func() {
+		_, err := a.RecordSeenKey(ctx, "carol@example.org", store.OX, f, []byte("data"))
+		done <- err
+	}()
+	waitFor(t, s, "the write waits half-way", `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+		WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO key_events%')`)
+	var killed bool
+	must(t, s.pool.QueryRow(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO key_events%'`).Scan(&killed))
+	if !killed {
+		t.Fatal("the writer's backend was not found")
+	}
+	if err := <-done; err == nil {
+		t.Fatal("the killed write reported success")
+	}
+	must(t, tx.Rollback(ctx))
+
+	keys, err := a.ListKeys(ctx, "carol@example.org", "")
+	must(t, err)
+	evs, err := a.KeyEvents(ctx, "carol@example.org", "")
+	must(t, err)
+	if len(keys) != 0 || len(evs) != 0 {
+		t.Fatalf("a killed write left %d keys and %d events", len(keys), len(evs))
+	}
+	seen, err := a.RecordSeenKey(ctx, "carol@example.org", store.OX, f, []byte("data"))
+	if err != nil || !seen.New || seen.Key.Trust != store.Blind {
+		t.Fatalf("writing again: %+v, %v", seen, err)
 	}
 }
