@@ -51,6 +51,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -180,6 +181,11 @@ func (s *Store) Create(ctx context.Context, account string, opts store.Options) 
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: create %s: %w", j, classify(err))
 	}
+	if id > math.MaxInt32 {
+		// The advisory locks take the id as their second, 32-bit key.
+		s.pool.Exec(ctx, `DELETE FROM accounts WHERE account_id = $1`, id)
+		return nil, fmt.Errorf("pgstore: create %s: account id %d out of the range of advisory lock keys", j, id)
+	}
 	return s.account(j, id, km, opts)
 }
 
@@ -277,6 +283,10 @@ func (s *Store) accountID(ctx context.Context, j string) (int64, error) {
 	}
 	if err != nil {
 		return 0, fmt.Errorf("pgstore: %s: %w", j, classify(err))
+	}
+	if id < 1 || id > math.MaxInt32 {
+		// The advisory locks take the id as their second, 32-bit key.
+		return 0, fmt.Errorf("pgstore: %s: account id %d out of the range of advisory lock keys", j, id)
 	}
 	return id, nil
 }
