@@ -51,7 +51,7 @@ func newOTRAccount(t *testing.T, keyIndex int) *otrAccount {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(t.TempDir(), store.Options{Unencrypted: true})
+	st, err := store.Create(t.TempDir(), store.Options{Unencrypted: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func (n *memNet) add(full string, key *otr.PrivateKey, cfg OTRConfig) *memSide {
 	n.t.Helper()
 	j := jid.MustParse(full)
 	if cfg.Store == nil {
-		st, err := store.Open(n.t.TempDir(), store.Options{Unencrypted: true})
+		st, err := store.Create(n.t.TempDir(), store.Options{Unencrypted: true})
 		if err != nil {
 			n.t.Fatal(err)
 		}

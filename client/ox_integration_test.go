@@ -36,7 +36,7 @@ func oxConnect(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, 
 	defer cancel()
 	if st == nil {
 		var err error
-		if st, err = store.Open(t.TempDir(), store.Options{Unencrypted: true}); err != nil {
+		if st, err = store.Create(t.TempDir(), store.Options{Unencrypted: true}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })

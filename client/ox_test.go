@@ -51,7 +51,7 @@ func newOXPeerKey(t testing.TB, addr string, cfg OXConfig, k *ox.Key) *oxPeer {
 		for range c.Events() {
 		}
 	}()
-	st, err := store.Open(t.TempDir(), store.Options{Unencrypted: true})
+	st, err := store.Create(t.TempDir(), store.Options{Unencrypted: true})
 	if err != nil {
 		t.Fatal(err)
 	}

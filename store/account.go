@@ -7,8 +7,9 @@ import (
 	"fmt"
 )
 
-// Account is the XMPP account a store belongs to. A store holds exactly one
-// account: one store per account directory.
+// Account is the record of the XMPP account a store belongs to: one
+// record per store (per account directory with SQLite, per account in a
+// PostgreSQL store).
 type Account struct {
 	// JID is the account's bare JID. Once set it cannot change: the
 	// store's keys and trust decisions belong to it.
@@ -25,11 +26,11 @@ type Account struct {
 }
 
 // Account returns the account record, or ErrNotFound if none is set.
-func (s *Store) Account(ctx context.Context) (Account, error) {
+func (s *core) Account(ctx context.Context) (Account, error) {
 	var a Account
-	err := s.read(ctx, "account", func(q querier) error {
-		return q.QueryRowContext(ctx,
-			`SELECT jid, resource, server, direct_tls FROM account WHERE id = 1`).
+	err := s.read(ctx, "account", func(q Querier) error {
+		return q.QueryRow(ctx,
+			`SELECT jid, resource, server, direct_tls FROM account WHERE /*account*/ id = 1`).
 			Scan(&a.JID, &a.Resource, &a.Server, &a.DirectTLS)
 	})
 	return a, err
@@ -38,15 +39,15 @@ func (s *Store) Account(ctx context.Context) (Account, error) {
 // SetAccount creates or updates the account record. The JID is normalised
 // to a bare JID; changing the JID of an existing record is refused. A
 // saved password is kept.
-func (s *Store) SetAccount(ctx context.Context, a Account) error {
+func (s *core) SetAccount(ctx context.Context, a Account) error {
 	const op = "set account"
 	j, err := bareJID(a.JID)
 	if err != nil {
 		return wrap(op, err)
 	}
-	return s.update(ctx, op, func(tx *sql.Tx) error {
+	return s.update(ctx, op, func(q Querier) error {
 		var old string
-		err := tx.QueryRowContext(ctx, `SELECT jid FROM account WHERE id = 1`).Scan(&old)
+		err := q.QueryRow(ctx, `SELECT jid FROM account WHERE /*account*/ id = 1`).Scan(&old)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
@@ -54,9 +55,12 @@ func (s *Store) SetAccount(ctx context.Context, a Account) error {
 		case old != j:
 			return fmt.Errorf("the store belongs to %s, not %s: use another account directory", old, j)
 		}
-		_, err = tx.ExecContext(ctx,
-			`INSERT INTO account (id, jid, resource, server, direct_tls) VALUES (1, ?, ?, ?, ?)
-			 ON CONFLICT (id) DO UPDATE SET resource = excluded.resource,
+		if o, ok := s.b.(accountOwner); ok && o.AccountJID() != j {
+			return fmt.Errorf("the store belongs to %s, not %s", o.AccountJID(), j)
+		}
+		_, err = q.Exec(ctx,
+			`INSERT INTO account (/*account_id,*/ id, jid, resource, server, direct_tls) VALUES (/*$account,*/ 1, ?, ?, ?, ?)
+			 ON CONFLICT (/*account_id,*/ id) DO UPDATE SET resource = excluded.resource,
 			   server = excluded.server, direct_tls = excluded.direct_tls`,
 			j, a.Resource, a.Server, a.DirectTLS)
 		return err
@@ -65,17 +69,17 @@ func (s *Store) SetAccount(ctx context.Context, a Account) error {
 
 // SetPassword saves the account password, sealed. The account record must
 // exist. The caller keeps ownership of password and should clear it.
-func (s *Store) SetPassword(ctx context.Context, password []byte) error {
-	return s.update(ctx, "set password", func(tx *sql.Tx) error {
+func (s *core) SetPassword(ctx context.Context, password []byte) error {
+	return s.update(ctx, "set password", func(q Querier) error {
 		blob, err := s.seal(password, "account.password")
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE account SET password = ? WHERE id = 1`, blob)
+		n, err := q.Exec(ctx, `UPDATE account SET password = ? WHERE /*account*/ id = 1`, blob)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		if n == 0 {
 			return failure(ErrNotFound, "no account record")
 		}
 		return nil
@@ -84,11 +88,11 @@ func (s *Store) SetPassword(ctx context.Context, password []byte) error {
 
 // Password returns the saved account password, or ErrNotFound if none is
 // saved. The caller should clear the returned slice after use.
-func (s *Store) Password(ctx context.Context) ([]byte, error) {
+func (s *core) Password(ctx context.Context) ([]byte, error) {
 	var pw []byte
-	err := s.read(ctx, "password", func(q querier) error {
+	err := s.read(ctx, "password", func(q Querier) error {
 		var blob []byte
-		if err := q.QueryRowContext(ctx, `SELECT password FROM account WHERE id = 1`).Scan(&blob); err != nil {
+		if err := q.QueryRow(ctx, `SELECT password FROM account WHERE /*account*/ id = 1`).Scan(&blob); err != nil {
 			return err
 		}
 		if blob == nil {
@@ -102,9 +106,9 @@ func (s *Store) Password(ctx context.Context) ([]byte, error) {
 }
 
 // ForgetPassword removes the saved password, if any.
-func (s *Store) ForgetPassword(ctx context.Context) error {
-	return s.update(ctx, "forget password", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE account SET password = NULL WHERE id = 1`)
+func (s *core) ForgetPassword(ctx context.Context) error {
+	return s.update(ctx, "forget password", func(q Querier) error {
+		_, err := q.Exec(ctx, `UPDATE account SET password = NULL WHERE /*account*/ id = 1`)
 		return err
 	})
 }
@@ -119,10 +123,10 @@ const (
 )
 
 // Setting returns the value of a setting, or ErrNotFound.
-func (s *Store) Setting(ctx context.Context, key string) (string, error) {
+func (s *core) Setting(ctx context.Context, key string) (string, error) {
 	var v string
-	err := s.read(ctx, "setting", func(q querier) error {
-		err := q.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
+	err := s.read(ctx, "setting", func(q Querier) error {
+		err := q.QueryRow(ctx, `SELECT value FROM settings WHERE /*account*/ key = ?`, key).Scan(&v)
 		if errors.Is(err, sql.ErrNoRows) {
 			return failure(ErrNotFound, fmt.Sprintf("setting %q", key))
 		}
@@ -133,31 +137,31 @@ func (s *Store) Setting(ctx context.Context, key string) (string, error) {
 
 // SetSetting sets a setting. Keys are free-form; settings are for
 // preferences, never for secrets.
-func (s *Store) SetSetting(ctx context.Context, key, value string) error {
+func (s *core) SetSetting(ctx context.Context, key, value string) error {
 	if key == "" {
 		return wrap("set setting", errors.New("empty key"))
 	}
-	return s.update(ctx, "set setting", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx,
-			`INSERT INTO settings (key, value) VALUES (?, ?)
-			 ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	return s.update(ctx, "set setting", func(q Querier) error {
+		_, err := q.Exec(ctx,
+			`INSERT INTO settings (/*account_id,*/ key, value) VALUES (/*$account,*/ ?, ?)
+			 ON CONFLICT (/*account_id,*/ key) DO UPDATE SET value = excluded.value`, key, value)
 		return err
 	})
 }
 
 // DeleteSetting removes a setting; removing an absent one is not an error.
-func (s *Store) DeleteSetting(ctx context.Context, key string) error {
-	return s.update(ctx, "delete setting", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM settings WHERE key = ?`, key)
+func (s *core) DeleteSetting(ctx context.Context, key string) error {
+	return s.update(ctx, "delete setting", func(q Querier) error {
+		_, err := q.Exec(ctx, `DELETE FROM settings WHERE /*account*/ key = ?`, key)
 		return err
 	})
 }
 
 // Settings returns all settings.
-func (s *Store) Settings(ctx context.Context) (map[string]string, error) {
+func (s *core) Settings(ctx context.Context) (map[string]string, error) {
 	m := make(map[string]string)
-	err := s.read(ctx, "settings", func(q querier) error {
-		rows, err := q.QueryContext(ctx, `SELECT key, value FROM settings`)
+	err := s.read(ctx, "settings", func(q Querier) error {
+		rows, err := q.Query(ctx, `SELECT key, value FROM settings WHERE /*account*/ TRUE`)
 		if err != nil {
 			return err
 		}
@@ -173,3 +177,7 @@ func (s *Store) Settings(ctx context.Context) (map[string]string, error) {
 	})
 	return m, err
 }
+
+// accountOwner is implemented by backends holding several accounts, whose
+// stores belong to a JID from the start: SetAccount refuses any other.
+type accountOwner interface{ AccountJID() string }

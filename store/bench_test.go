@@ -9,7 +9,7 @@ import (
 // default Argon2id parameters: the cost paid once per process.
 func BenchmarkOpenUnlock(b *testing.B) {
 	dir := b.TempDir()
-	s, err := Open(dir, Options{Passphrase: []byte(testPass)})
+	s, err := Create(dir, Options{Passphrase: []byte(testPass)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func BenchmarkOpenUnlock(b *testing.B) {
 // (minimal Argon2id parameters): file checks, quick_check, schema check.
 func BenchmarkOpenNoKDF(b *testing.B) {
 	dir := b.TempDir()
-	openDir(b, dir, testOptions(testPass)).Close()
+	createDir(b, dir, testOptions(testPass)).Close()
 	for b.Loop() {
 		s, err := Open(dir, testOptions(testPass))
 		if err != nil {

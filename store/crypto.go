@@ -59,6 +59,7 @@ const (
 
 	encNone     = "none"
 	encArgon2id = "argon2id-xchacha20poly1305"
+	encKey      = "key-xchacha20poly1305"
 )
 
 // deriveKEK derives the key-encryption key from a passphrase.
@@ -116,37 +117,81 @@ func openWith(aead cipher.AEAD, ad, blob []byte) ([]byte, error) {
 	return pt, nil
 }
 
-// keyMaterial is what the meta table records about the data key.
-type keyMaterial struct {
-	mode    string // encNone or encArgon2id
-	storeID []byte
-	salt    []byte
-	params  KDFParams
-	wrapped []byte // sealed data key (encArgon2id)
-	plain   []byte // data key in the clear (encNone)
+// KeyMaterial is what a store records about its data key: how the key is
+// protected, and the key itself wrapped (sealed) under the passphrase or
+// key that protects it. Backends store the fields as they are and give
+// them back; only this package interprets them.
+type KeyMaterial struct {
+	// Mode is "argon2id-xchacha20poly1305" (a passphrase),
+	// "key-xchacha20poly1305" (Options.Key) or "none" (Unencrypted).
+	Mode string
+	// StoreID is a random 16-byte identity, bound into the wrapping so
+	// that the wrapped key of one store does not open in another.
+	StoreID []byte
+	// Salt and KDF are the Argon2id salt and parameters (passphrase
+	// mode).
+	Salt []byte
+	KDF  KDFParams
+	// Wrapped is the sealed data key (passphrase and key modes).
+	Wrapped []byte
+	// Plain is the data key in the clear (mode "none" only).
+	Plain []byte
+
+	// fresh is the data key of material made by NewKeyMaterial, kept
+	// until NewAccountStore takes it so that a new store needs no second
+	// key derivation.
+	fresh *[keySize]byte
 }
 
-// newKeyMaterial creates a fresh data key and, unless unencrypted, wraps it
-// with a key derived from passphrase. dataKey receives the new key.
-func newKeyMaterial(rand io.Reader, unencrypted bool, passphrase []byte, p KDFParams, storeID []byte, dataKey *[keySize]byte) (*keyMaterial, error) {
-	if _, err := io.ReadFull(rand, dataKey[:]); err != nil {
+// NewKeyMaterial makes a random data key for a new store and wraps it as
+// opts says: under Options.Passphrase (Argon2id with Options.KDF), under
+// Options.Key, or not at all with Options.Unencrypted. The result carries
+// the new key in memory until it is given to NewAccountStore or cleared
+// with Clear.
+func NewKeyMaterial(opts Options) (*KeyMaterial, error) {
+	if err := opts.validate(true); err != nil {
+		return nil, err
+	}
+	r := opts.rand()
+	dk := new([keySize]byte)
+	if _, err := io.ReadFull(r, dk[:]); err != nil {
 		return nil, fmt.Errorf("reading random data key: %w", err)
 	}
-	if storeID == nil {
-		storeID = make([]byte, idSize)
-		if _, err := io.ReadFull(rand, storeID); err != nil {
-			return nil, fmt.Errorf("reading random store id: %w", err)
-		}
+	storeID := make([]byte, idSize)
+	if _, err := io.ReadFull(r, storeID); err != nil {
+		return nil, fmt.Errorf("reading random store id: %w", err)
 	}
-	if unencrypted {
-		return &keyMaterial{mode: encNone, storeID: storeID, plain: append([]byte(nil), dataKey[:]...)}, nil
+	var km *KeyMaterial
+	var err error
+	switch {
+	case opts.Unencrypted:
+		km = &KeyMaterial{Mode: encNone, StoreID: storeID, Plain: append([]byte(nil), dk[:]...)}
+	case opts.Key != nil:
+		km, err = wrapWithKey(r, opts.Key, storeID, dk)
+	default:
+		km, err = wrapDataKey(r, opts.Passphrase, opts.kdf(), storeID, dk)
 	}
-	return wrapDataKey(rand, passphrase, p, storeID, dataKey)
+	if err != nil {
+		clear(dk[:])
+		return nil, err
+	}
+	km.fresh = dk
+	return km, nil
+}
+
+// Clear removes the data key from km's memory: the one in the clear of an
+// unencrypted store, and the one NewKeyMaterial keeps.
+func (km *KeyMaterial) Clear() {
+	clear(km.Plain)
+	if km.fresh != nil {
+		clear(km.fresh[:])
+		km.fresh = nil
+	}
 }
 
 // wrapDataKey seals dataKey under a key derived from passphrase with a new
 // random salt.
-func wrapDataKey(rand io.Reader, passphrase []byte, p KDFParams, storeID []byte, dataKey *[keySize]byte) (*keyMaterial, error) {
+func wrapDataKey(rand io.Reader, passphrase []byte, p KDFParams, storeID []byte, dataKey *[keySize]byte) (*KeyMaterial, error) {
 	salt := make([]byte, saltSize)
 	if _, err := io.ReadFull(rand, salt); err != nil {
 		return nil, fmt.Errorf("reading random salt: %w", err)
@@ -161,36 +206,83 @@ func wrapDataKey(rand io.Reader, passphrase []byte, p KDFParams, storeID []byte,
 	if err != nil {
 		return nil, err
 	}
-	return &keyMaterial{mode: encArgon2id, storeID: storeID, salt: salt, params: p, wrapped: wrapped}, nil
+	return &KeyMaterial{Mode: encArgon2id, StoreID: storeID, Salt: salt, KDF: p, Wrapped: wrapped}, nil
 }
 
-// unlock recovers the data key into dataKey.
-func (km *keyMaterial) unlock(passphrase []byte, dataKey *[keySize]byte) error {
-	switch km.mode {
+// keyWrapAD is the associated data of a data key wrapped under
+// Options.Key: it binds the wrapping to the store.
+func keyWrapAD(storeID []byte) []byte { return adFor("data-key", string(storeID), "key") }
+
+// wrapWithKey seals dataKey under key.
+func wrapWithKey(rand io.Reader, key []byte, storeID []byte, dataKey *[keySize]byte) (*KeyMaterial, error) {
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	wrapped, err := sealWith(aead, rand, keyWrapAD(storeID), dataKey[:])
+	if err != nil {
+		return nil, err
+	}
+	return &KeyMaterial{Mode: encKey, StoreID: storeID, Wrapped: wrapped}, nil
+}
+
+// unlock checks that opts match the mode of km and recovers the data key
+// into dataKey. Nothing is written.
+func (km *KeyMaterial) unlock(opts Options, dataKey *[keySize]byte) error {
+	if len(km.StoreID) != idSize {
+		return failure(ErrCorrupt, "incomplete key material")
+	}
+	switch km.Mode {
 	case encNone:
-		if len(km.plain) != keySize {
+		if !opts.Unencrypted {
+			return failure(ErrEncryptionMode, "the store was created unencrypted (Options.Unencrypted) and must be opened that way")
+		}
+		if len(km.Plain) != keySize {
 			return failure(ErrCorrupt, "data key has the wrong size")
 		}
-		copy(dataKey[:], km.plain)
+		copy(dataKey[:], km.Plain)
 		return nil
 	case encArgon2id:
-		if err := km.params.validate(); err != nil {
+		switch {
+		case opts.Unencrypted:
+			return failure(ErrEncryptionMode, "the store is encrypted and must be opened with its passphrase, not Options.Unencrypted")
+		case opts.Key != nil:
+			return failure(ErrEncryptionMode, "the store is protected by a passphrase, not by a key (Options.Key)")
+		case len(opts.Passphrase) == 0:
+			return failure(ErrPassphraseRequired, "the store is encrypted")
+		}
+		if err := km.KDF.validate(); err != nil {
 			return &opError{kind: ErrCorrupt, detail: "stored key derivation parameters", cause: err}
 		}
-		kek := deriveKEK(passphrase, km.salt, km.params)
+		kek := deriveKEK(opts.Passphrase, km.Salt, km.KDF)
 		defer clear(kek[:])
-		aead, err := chacha20poly1305.NewX(kek[:])
-		if err != nil {
-			return err
+		return openDataKey(kek[:], wrapAD(km.StoreID, km.KDF), km.Wrapped, dataKey, "")
+	case encKey:
+		switch {
+		case opts.Unencrypted:
+			return failure(ErrEncryptionMode, "the store is protected by a key (Options.Key), not unencrypted")
+		case len(opts.Passphrase) > 0:
+			return failure(ErrEncryptionMode, "the store is protected by a key (Options.Key), not by a passphrase")
+		case opts.Key == nil:
+			return failure(ErrPassphraseRequired, "the store is protected by a key (Options.Key)")
 		}
-		k, err := openWith(aead, wrapAD(km.storeID, km.params), km.wrapped)
-		if err != nil || len(k) != keySize {
-			clear(k)
-			return failure(ErrWrongPassphrase, "")
-		}
-		copy(dataKey[:], k)
-		clear(k)
-		return nil
+		return openDataKey(opts.Key, keyWrapAD(km.StoreID), km.Wrapped, dataKey, "the key does not unlock the store")
 	}
-	return failure(ErrCorrupt, fmt.Sprintf("unknown encryption mode %q", km.mode))
+	return failure(ErrCorrupt, fmt.Sprintf("unknown encryption mode %q", km.Mode))
+}
+
+// openDataKey unwraps a data key under kek; failure is ErrWrongPassphrase.
+func openDataKey(kek, ad, wrapped []byte, dataKey *[keySize]byte, detail string) error {
+	aead, err := chacha20poly1305.NewX(kek)
+	if err != nil {
+		return err
+	}
+	k, err := openWith(aead, ad, wrapped)
+	if err != nil || len(k) != keySize {
+		clear(k)
+		return failure(ErrWrongPassphrase, detail)
+	}
+	copy(dataKey[:], k)
+	clear(k)
+	return nil
 }

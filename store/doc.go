@@ -1,8 +1,11 @@
-// Package store is Balcony's persistent state for one XMPP account: own
+// Package store is Balcony's persistent state for an XMPP account: own
 // keys, contacts' keys and the user's trust decisions, OTR instance tag and
 // fingerprints, ESession (XEP-0217) retained secrets, an outbox and a
-// message log, kept in an SQLite database through modernc.org/sqlite (pure
-// Go, no cgo), with secrets encrypted at rest.
+// message log, with secrets encrypted at rest. Callers use the
+// AccountStore interface; this package implements it with an embedded
+// SQLite database per account through modernc.org/sqlite (pure Go, no
+// cgo), and store/pgstore with PostgreSQL for many accounts. Both apply
+// the rules written once here, so they behave the same.
 //
 // # Files
 //
@@ -13,6 +16,17 @@
 // with the system's access control lists). Several processes may open the
 // same directory at once.
 //
+// Creating a store is an explicit step. Create makes a new store and
+// fails with ErrExists if the directory already holds a store file; it
+// builds the database under a temporary name and links it into place when
+// complete, so a crash leaves no half-made store. Open opens an existing
+// store and never creates one: without a store file it fails with
+// ErrNoStore, and an empty file or one that is not an SQLite database is
+// ErrCorrupt and is left exactly as it is (no -wal or -shm file is
+// created). A damaged store is therefore never silently replaced by an
+// empty one, which would lose every key, trust decision and retained
+// secret and start trust on first use over.
+//
 // The database runs in WAL mode with synchronous=FULL, foreign keys and
 // secure_delete on. Every change that touches more than one row is one
 // transaction; a process killed at any point leaves either the whole
@@ -22,8 +36,8 @@
 // # Schema migrations
 //
 // The schema is versioned by embedded files migrations/NNNN_name.sql. The
-// version is recorded in the meta table; Open applies the missing
-// migrations in order, each in its own transaction with the version
+// version is recorded in the meta table; Create applies them all, Open
+// applies the missing migrations in order, each in its own transaction with the version
 // update, so an interrupted upgrade leaves the previous version intact
 // and several processes opening an old store apply each migration once. A
 // database with a version newer than LatestSchemaVersion is refused with
@@ -46,10 +60,17 @@
 // fixed-size array, until Close clears it. ChangePassphrase re-wraps the
 // data key in one transaction.
 //
-// Bots that run unattended may opt out with Options.Unencrypted: the data
-// key is then stored in the clear and secrets are protected only by file
-// permissions. The mode is recorded when the store is created and a later
-// Open with the other mode fails with ErrEncryptionMode, so an encrypted
+// Services that run unattended can protect the data key with a key
+// instead of a passphrase: Options.Key, 256 bits, typically from a key
+// file made by GenerateKeyFile and read by ReadKeyFile (which refuses a
+// file others may read), or from a key management service. The data key
+// is wrapped under it with no key derivation; ChangeKey re-wraps it under
+// a new one. Keep the key apart from the database and its backups.
+//
+// Bots that run unattended may instead opt out with Options.Unencrypted:
+// the data key is then stored in the clear and secrets are protected only
+// by file permissions. The mode is recorded when the store is created and a later
+// Open with another mode fails with ErrEncryptionMode, so an encrypted
 // store never silently opens as an unencrypted one or the other way round.
 //
 // Go cannot guarantee that no copy of a key stays in memory: the AEAD
@@ -61,8 +82,8 @@
 //
 // Trust is recorded per (contact, mechanism, fingerprint) as Undecided,
 // Verified, Blind or Untrusted, with a history of every first key, key
-// change and decision (KeyEvents). The account is implicit: one store per
-// account. RecordSeenKey applies each mechanism's rule to a newly seen key
+// change and decision (KeyEvents). The account is implicit: one
+// AccountStore per account. RecordSeenKey applies each mechanism's rule to a newly seen key
 // (see DefaultTrust):
 //
 //   - OX: the first key of a contact is trusted blindly (Blind) unless
@@ -88,68 +109,63 @@
 // opts in with the setting SettingLogPrivateSessions: both mechanisms
 // promise the peer that the conversation is not kept.
 //
+// # Order
+//
+// Lists come in the order things happened, never in an order that depends
+// on a tie: keys in the order they were first seen, own keys by creation
+// time and then in the order they were added, retained secrets newest
+// first and, at the same time, the one written last first, key events,
+// pending changes and the outbox in the order they were written, the log
+// by message time and then in the order it was written. Times are
+// milliseconds, so ties are common; the tables keep a number that grows
+// with every write (an integer key, or a seq column) to break them.
+//
 // # Concurrency
 //
-// A *Store is safe for concurrent use by multiple goroutines. Write
-// transactions of one process are serialised in the process; between
-// processes SQLite's lock serialises them, each waiting up to
-// Options.BusyTimeout before failing with ErrLocked. Readers never block
-// and never see a partial transaction.
+// An AccountStore is safe for concurrent use by multiple goroutines.
+// With SQLite, write transactions of one process are serialised in the
+// process; between processes SQLite's lock serialises them, each waiting
+// up to Options.BusyTimeout before failing with ErrLocked. Readers never
+// block and never see a partial transaction.
 //
-// # Other backends
+// # Backends
 //
-// The packages that use the store (the client and the balcony command)
-// depend on small interfaces of their own, each listing the few methods it
-// calls, for example
+// AccountStore is made of smaller interfaces (TrustStore, OwnKeyStore,
+// RetainedSecretStore, MessageLog, ...); the packages that use the store
+// (the client and the balcony command) depend on the few methods they
+// call, for example client.OTRStore, with a compile-time check such as
+// var _ OTRStore = (*store.Store)(nil). The value types (Mechanism,
+// TrustState, ContactKey, Seen, KeyChange, RetainedSecret, LogEntry, ...)
+// and the sentinel errors belong to this package and are the same for
+// every backend.
 //
-//	type TrustStore interface {
-//		RecordSeenKey(ctx context.Context, contact string, m store.Mechanism, fpr string, data []byte) (store.Seen, error)
-//		SetTrust(ctx context.Context, contact string, m store.Mechanism, fpr string, t store.TrustState) error
-//		Trust(ctx context.Context, contact string, m store.Mechanism, fpr string) (store.TrustState, error)
-//		ListKeys(ctx context.Context, contact string, m store.Mechanism) ([]store.ContactKey, error)
-//	}
+// The rules run on a Backend: a database that runs a read, or a write
+// transaction, for one account, through a Querier whose statements both
+// SQLite and PostgreSQL accept (comments such as /*account*/ mark where a
+// database of many accounts scopes a statement to one), and that records
+// the account's KeyMaterial. NewAccountStore puts the rules on a Backend;
+// NewKeyMaterial makes the data key of a new account. The suite in
+// store/storetest runs the same behavioural tests against every backend.
 //
-// with a compile-time check var _ TrustStore = (*store.Store)(nil). The
-// value types (Mechanism, TrustState, ContactKey, Seen, KeyChange,
-// RetainedSecret, LogEntry, ...) and the sentinel errors belong to this
-// package and are backend-neutral, so a second backend implements the same
-// interfaces and returns the same types and errors.
+// # PostgreSQL
 //
-// A PostgreSQL backend for deployments that run many accounts on several
-// hosts would be a separate package (for example store/pgstore, using
-// github.com/jackc/pgx/v5 through pgxpool) holding one pool for all
-// accounts and handing out a per-account value that implements the
-// interfaces:
-//
-//   - Schema: the same tables with an account_id column (referencing an
-//     accounts table keyed by bare JID) leading every primary key and
-//     index, so rows of different accounts never mix. BLOB becomes bytea,
-//     the INTEGER times become bigint (or timestamptz), booleans become
-//     boolean, STRICT CHECKs carry over, the partial unique indexes keep
-//     their WHERE clauses, INSERT ... ON CONFLICT is the same syntax. Its
-//     migrations are its own numbered files, applied by the same rule: one
-//     transaction each, the version in a meta table, refusing a newer
-//     schema.
-//   - Transactions: each multi-row method maps to one pgx transaction.
-//     Methods that read then write (RecordSeenKey, SetTrust,
-//     ReplaceRetainedSecret) use SERIALIZABLE isolation with a retry on
-//     serialization_failure (SQLSTATE 40001), or SELECT ... FOR UPDATE on
-//     the key row, where SQLite relies on BEGIN IMMEDIATE. A lock timeout
-//     (lock_timeout, SQLSTATE 55P03) maps to ErrLocked, a failed
-//     connection to a wrapped error.
-//   - Coordination across hosts: pg_advisory_xact_lock(hash of account_id)
-//     taken at the start of every write transaction of an account gives
-//     the same one-writer-per-account order that SQLite's file lock gives
-//     here, and a session-level pg_try_advisory_lock per account makes
-//     sure only one host at a time holds the XMPP session (and sends from
-//     the outbox) for that account, with fail-over when that host's
-//     connection drops.
-//   - Secrets: sealing is unchanged (XChaCha20-Poly1305, associated data
-//     naming table and row, now including account_id). The per-account
-//     data key is wrapped either by the account's passphrase as here or,
-//     for unattended servers, by a key from the deployment's key
-//     management service, never stored beside the data in the clear.
-//
-// Tests for such a backend run the same behavioural tests as this package
-// against both implementations.
+// store/pgstore keeps the stores of many accounts, served from several
+// hosts, in one PostgreSQL database through github.com/jackc/pgx/v5
+// (pgxpool). Its schema is this one with an account_id column leading
+// every primary key and index, referencing an accounts table (bare JID
+// and key material) with ON DELETE CASCADE, in a schema of its own; its
+// migrations are its own numbered files applied by the same rule, under
+// an advisory lock. Each write method is one SERIALIZABLE transaction that
+// first takes the account's transaction-level advisory lock, so writers
+// of an account take turns on every host, and is run again after a
+// serialisation failure or deadlock (SQLSTATE 40001, 40P01); waiting for
+// the lock longer than Options.BusyTimeout is ErrLocked. A session-level
+// advisory lock per account (pgstore.Store.LockAccount, TryLockAccount),
+// held on a connection of its own and released by PostgreSQL when that
+// connection ends, lets exactly one host serve an account (hold its XMPP
+// session and send from its outbox), with fail-over when the holder's
+// connection drops. Each account's data key is wrapped by its passphrase
+// or by a key (Options.Key), never stored in the clear, and secrets are
+// sealed as here, with the same associated data; the account is bound by
+// its own data key.
 package store

@@ -21,8 +21,12 @@ func (k kind) Error() string { return "store: " + string(k) }
 var (
 	// ErrNotFound reports that the requested record does not exist.
 	ErrNotFound error = kind("not found")
-	// ErrExists reports an attempt to add a record that already exists.
+	// ErrExists reports an attempt to add a record that already exists,
+	// or to create a store where one exists.
 	ErrExists error = kind("already exists")
+	// ErrNoStore reports that there is no store to open: Open never
+	// creates one (see Create).
+	ErrNoStore error = kind("no store")
 	// ErrLocked reports that another process (or connection) held the
 	// database lock for longer than Options.BusyTimeout. Retrying later
 	// may succeed.
@@ -123,10 +127,21 @@ func wrap(op string, err error) error {
 	return &opError{op: op, kind: classify(err), cause: err}
 }
 
+// sentinels are the exported sentinel errors, in the order classify tries
+// them.
+var sentinels = []error{ErrLocked, ErrCorrupt, ErrNewerSchema, ErrWrongPassphrase, ErrPassphraseRequired,
+	ErrEncryptionMode, ErrNoStore, ErrExists, ErrNotFound, ErrClosed}
+
 // classify maps a database error to a sentinel, or nil if none applies.
+// Backends report their conditions by wrapping a sentinel.
 func classify(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
+	}
+	for _, k := range sentinels {
+		if errors.Is(err, k) {
+			return k
+		}
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"crypto/subtle"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -25,16 +24,17 @@ type RetainedSecret struct {
 }
 
 // RetainedSecrets returns the retained secrets shared with peer (a bare
-// JID), newest first. The values are decrypted; the caller should clear
+// JID), newest first: by Created, and among secrets of the same time the
+// one written last first. The values are decrypted; the caller should clear
 // them after use.
-func (s *Store) RetainedSecrets(ctx context.Context, peer string) ([]RetainedSecret, error) {
+func (s *core) RetainedSecrets(ctx context.Context, peer string) ([]RetainedSecret, error) {
 	const op = "retained secrets"
 	p, err := bareJID(peer)
 	if err != nil {
 		return nil, wrap(op, err)
 	}
 	var out []RetainedSecret
-	err = s.read(ctx, op, func(q querier) error {
+	err = s.read(ctx, op, func(q Querier) error {
 		rs, err := s.retained(ctx, q, p)
 		for _, r := range rs {
 			out = append(out, r.RetainedSecret)
@@ -55,7 +55,7 @@ func (s *Store) RetainedSecrets(ctx context.Context, peer string) ([]RetainedSec
 // an adapter maps Lookup to RetainedSecrets and Replace to
 // ReplaceRetainedSecret, copying between [32]byte and []byte and
 // supplying a context.
-func (s *Store) ReplaceRetainedSecret(ctx context.Context, peer string, old []byte, next RetainedSecret) error {
+func (s *core) ReplaceRetainedSecret(ctx context.Context, peer string, old []byte, next RetainedSecret) error {
 	const op = "replace retained secret"
 	p, err := bareJID(peer)
 	if err != nil {
@@ -68,10 +68,10 @@ func (s *Store) ReplaceRetainedSecret(ctx context.Context, peer string, old []by
 	if next.Created.IsZero() {
 		created = s.nowMillis()
 	}
-	return s.update(ctx, op, func(tx *sql.Tx) error {
+	return s.update(ctx, op, func(q Querier) error {
 		var id int64
 		if old != nil {
-			r, err := s.findRetained(ctx, tx, p, old)
+			r, err := s.findRetained(ctx, q, p, old)
 			switch {
 			case err == nil:
 				id = r.id
@@ -80,12 +80,9 @@ func (s *Store) ReplaceRetainedSecret(ctx context.Context, peer string, old []by
 			}
 		}
 		if id == 0 {
-			res, err := tx.ExecContext(ctx,
-				`INSERT INTO retained_secrets (peer, secret, verified, created) VALUES (?, x'', 0, 0)`, p)
-			if err != nil {
-				return err
-			}
-			if id, err = res.LastInsertId(); err != nil {
+			if err := q.QueryRow(ctx,
+				`INSERT INTO retained_secrets (/*account_id,*/ peer, secret, verified, created, seq)
+				 VALUES (/*$account,*/ ?, ?, FALSE, 0, `+nextSecretSeq+`) RETURNING id`, p, []byte{}).Scan(&id); err != nil {
 				return err
 			}
 		}
@@ -93,8 +90,9 @@ func (s *Store) ReplaceRetainedSecret(ctx context.Context, peer string, old []by
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx,
-			`UPDATE retained_secrets SET secret = ?, verified = ?, created = ? WHERE id = ?`,
+		_, err = q.Exec(ctx,
+			`UPDATE retained_secrets SET secret = ?, verified = ?, created = ?, seq = `+nextSecretSeq+`
+			 WHERE /*account*/ id = ?`,
 			blob, next.Verified, created, id)
 		return err
 	})
@@ -102,14 +100,14 @@ func (s *Store) ReplaceRetainedSecret(ctx context.Context, peer string, old []by
 
 // ForgetRetainedSecrets deletes every retained secret shared with peer,
 // so the next session with peer starts a new, unverified chain.
-func (s *Store) ForgetRetainedSecrets(ctx context.Context, peer string) error {
+func (s *core) ForgetRetainedSecrets(ctx context.Context, peer string) error {
 	const op = "forget retained secrets"
 	p, err := bareJID(peer)
 	if err != nil {
 		return wrap(op, err)
 	}
-	return s.update(ctx, op, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM retained_secrets WHERE peer = ?`, p)
+	return s.update(ctx, op, func(q Querier) error {
+		_, err := q.Exec(ctx, `DELETE FROM retained_secrets WHERE /*account*/ peer = ?`, p)
 		return err
 	})
 }
@@ -119,10 +117,14 @@ type retainedRow struct {
 	RetainedSecret
 }
 
-func (s *Store) retained(ctx context.Context, q querier, peer string) ([]retainedRow, error) {
-	rows, err := q.QueryContext(ctx,
+// nextSecretSeq numbers each write of a retained secret, so that of
+// secrets with the same time the one written last is listed first.
+const nextSecretSeq = `(SELECT coalesce(max(seq), 0) + 1 FROM retained_secrets WHERE /*account*/ TRUE)`
+
+func (s *core) retained(ctx context.Context, q Querier, peer string) ([]retainedRow, error) {
+	rows, err := q.Query(ctx,
 		`SELECT id, secret, verified, created FROM retained_secrets
-		 WHERE peer = ? ORDER BY created DESC, id DESC`, peer)
+		 WHERE /*account*/ peer = ? ORDER BY created DESC, seq DESC`, peer)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +155,7 @@ func (s *Store) retained(ctx context.Context, q querier, peer string) ([]retaine
 
 // findRetained returns the stored secret equal to value, comparing every
 // candidate in constant time, and clears all decrypted values.
-func (s *Store) findRetained(ctx context.Context, q querier, peer string, value []byte) (retainedRow, error) {
+func (s *core) findRetained(ctx context.Context, q Querier, peer string, value []byte) (retainedRow, error) {
 	rs, err := s.retained(ctx, q, peer)
 	if err != nil {
 		return retainedRow{}, err
@@ -183,11 +185,11 @@ func clearRetained(rs []retainedRow) {
 // first use: a random value of at least 0x100, persisted so that it stays
 // the same across restarts (OTRv3 §"Instance Tags"). Concurrent first
 // calls, even from several processes, all get the same tag.
-func (s *Store) OTRInstanceTag(ctx context.Context) (uint32, error) {
+func (s *core) OTRInstanceTag(ctx context.Context) (uint32, error) {
 	const op = "otr instance tag"
 	var tag int64
-	err := s.read(ctx, op, func(q querier) error {
-		return q.QueryRowContext(ctx, `SELECT tag FROM otr_instance WHERE id = 1`).Scan(&tag)
+	err := s.read(ctx, op, func(q Querier) error {
+		return q.QueryRow(ctx, `SELECT tag FROM otr_instance WHERE /*account*/ id = 1`).Scan(&tag)
 	})
 	if err == nil {
 		return uint32(tag), nil
@@ -203,12 +205,13 @@ func (s *Store) OTRInstanceTag(ctx context.Context) (uint32, error) {
 		}
 		fresh = uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 	}
-	err = s.update(ctx, op, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO otr_instance (id, tag) VALUES (1, ?) ON CONFLICT (id) DO NOTHING`, int64(fresh)); err != nil {
+	err = s.update(ctx, op, func(q Querier) error {
+		if _, err := q.Exec(ctx,
+			`INSERT INTO otr_instance (/*account_id,*/ id, tag) VALUES (/*$account,*/ 1, ?)
+			 ON CONFLICT (/*account_id,*/ id) DO NOTHING`, int64(fresh)); err != nil {
 			return err
 		}
-		return tx.QueryRowContext(ctx, `SELECT tag FROM otr_instance WHERE id = 1`).Scan(&tag)
+		return q.QueryRow(ctx, `SELECT tag FROM otr_instance WHERE /*account*/ id = 1`).Scan(&tag)
 	})
 	return uint32(tag), err
 }

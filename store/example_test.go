@@ -22,7 +22,7 @@ func Example() {
 
 	// In the balcony command the passphrase is read from the terminal.
 	passphrase := []byte("correct horse battery staple")
-	s, err := store.Open(filepath.Join(base, "juliet@capulet.lit"), store.Options{Passphrase: passphrase})
+	s, err := store.Create(filepath.Join(base, "juliet@capulet.lit"), store.Options{Passphrase: passphrase})
 	clear(passphrase)
 	if err != nil {
 		log.Fatal(err)
@@ -81,7 +81,7 @@ func ExampleStore_ReplaceRetainedSecret() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	s, err := store.Open(dir, store.Options{Passphrase: []byte("correct horse battery staple")})
+	s, err := store.Create(dir, store.Options{Passphrase: []byte("correct horse battery staple")})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -19,20 +19,60 @@ func testOptions(pass string) Options {
 	return Options{Passphrase: []byte(pass), KDF: fastKDF}
 }
 
-// openTest opens a new encrypted store in a temporary directory.
+// openTest creates a new encrypted store in a temporary directory.
 func openTest(t testing.TB) *Store {
 	t.Helper()
-	return openDir(t, t.TempDir(), testOptions(testPass))
+	return createDir(t, t.TempDir(), testOptions(testPass))
 }
 
+// createDir creates a new store in dir.
+func createDir(t testing.TB, dir string, opts Options) *Store {
+	t.Helper()
+	s, err := Create(dir, opts)
+	return keep(t, s, err)
+}
+
+// openDir opens the existing store in dir.
 func openDir(t testing.TB, dir string, opts Options) *Store {
 	t.Helper()
 	s, err := Open(dir, opts)
+	return keep(t, s, err)
+}
+
+// keep fails the test on err, or closes s when the test ends.
+func keep(t testing.TB, s *Store, err error) *Store {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// concurrently runs fn on n goroutines at once and returns their errors.
+func concurrently(n int, fn func() error) []error {
+	errs := make(chan error, n)
+	for range n {
+		go func() { errs <- fn() }()
+	}
+	out := make([]error, n)
+	for i := range out {
+		out[i] = <-errs
+	}
+	return out
+}
+
+// openOrCreate opens the store in dir, creating it if there is none, as
+// a process that finds no store and races another to create it would.
+func openOrCreate(dir string, opts Options) (*Store, error) {
+	s, err := Open(dir, opts)
+	if errors.Is(err, ErrNoStore) {
+		s, err = Create(dir, opts)
+		if errors.Is(err, ErrExists) {
+			s, err = Open(dir, opts)
+		}
+	}
+	return s, err
 }
 
 // rawDB opens the store's database file directly, bypassing this package.

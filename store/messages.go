@@ -23,7 +23,7 @@ type OutboxMessage struct {
 
 // Enqueue adds a message to the outbox and returns its id. The body is
 // sealed at rest. Remove it with Dequeue once it has been sent.
-func (s *Store) Enqueue(ctx context.Context, to, body string, m Mechanism) (int64, error) {
+func (s *core) Enqueue(ctx context.Context, to, body string, m Mechanism) (int64, error) {
 	const op = "enqueue"
 	j, err := jid.Parse(to)
 	if err != nil {
@@ -33,21 +33,17 @@ func (s *Store) Enqueue(ctx context.Context, to, body string, m Mechanism) (int6
 		return 0, wrap(op, fmt.Errorf("unknown mechanism %q", string(m)))
 	}
 	var id int64
-	err = s.update(ctx, op, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`INSERT INTO outbox (recipient, body, mechanism, created) VALUES (?, x'', ?, ?)`,
-			j.String(), m, s.nowMillis())
-		if err != nil {
-			return err
-		}
-		if id, err = res.LastInsertId(); err != nil {
+	err = s.update(ctx, op, func(q Querier) error {
+		if err := q.QueryRow(ctx,
+			`INSERT INTO outbox (/*account_id,*/ recipient, body, mechanism, created) VALUES (/*$account,*/ ?, ?, ?, ?) RETURNING id`,
+			j.String(), []byte{}, m, s.nowMillis()).Scan(&id); err != nil {
 			return err
 		}
 		blob, err := s.seal([]byte(body), "outbox", strconv.FormatInt(id, 10))
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE outbox SET body = ? WHERE id = ?`, blob, id)
+		_, err = q.Exec(ctx, `UPDATE outbox SET body = ? WHERE /*account*/ id = ?`, blob, id)
 		return err
 	})
 	return id, err
@@ -55,10 +51,10 @@ func (s *Store) Enqueue(ctx context.Context, to, body string, m Mechanism) (int6
 
 // Outbox returns the queued messages, oldest first. Only one process
 // should send from the outbox at a time, or a message may be sent twice.
-func (s *Store) Outbox(ctx context.Context) ([]OutboxMessage, error) {
+func (s *core) Outbox(ctx context.Context) ([]OutboxMessage, error) {
 	var out []OutboxMessage
-	err := s.read(ctx, "outbox", func(q querier) error {
-		rows, err := q.QueryContext(ctx, `SELECT id, recipient, body, mechanism, created FROM outbox ORDER BY id`)
+	err := s.read(ctx, "outbox", func(q Querier) error {
+		rows, err := q.Query(ctx, `SELECT id, recipient, body, mechanism, created FROM outbox WHERE /*account*/ TRUE ORDER BY id`)
 		if err != nil {
 			return err
 		}
@@ -88,13 +84,13 @@ func (s *Store) Outbox(ctx context.Context) ([]OutboxMessage, error) {
 
 // Dequeue removes a sent message from the outbox. ErrNotFound if id is not
 // queued.
-func (s *Store) Dequeue(ctx context.Context, id int64) error {
-	return s.update(ctx, "dequeue", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, id)
+func (s *core) Dequeue(ctx context.Context, id int64) error {
+	return s.update(ctx, "dequeue", func(q Querier) error {
+		n, err := q.Exec(ctx, `DELETE FROM outbox WHERE /*account*/ id = ?`, id)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		if n == 0 {
 			return failure(ErrNotFound, fmt.Sprintf("outbox message %d", id))
 		}
 		return nil
@@ -141,7 +137,7 @@ type LogEntry struct {
 //
 // Each call is one transaction, committed to stable storage (about a
 // millisecond); use LogMessages for many messages at once.
-func (s *Store) LogMessage(ctx context.Context, e LogEntry) (int64, error) {
+func (s *core) LogMessage(ctx context.Context, e LogEntry) (int64, error) {
 	ids, err := s.logMessages(ctx, "log message", []LogEntry{e})
 	if err != nil {
 		return 0, err
@@ -152,11 +148,11 @@ func (s *Store) LogMessage(ctx context.Context, e LogEntry) (int64, error) {
 // LogMessages logs several messages, for example a page of archived
 // messages fetched with MAM, in one transaction: all or none are written.
 // It returns one id per entry, with the meaning LogMessage gives it.
-func (s *Store) LogMessages(ctx context.Context, entries []LogEntry) ([]int64, error) {
+func (s *core) LogMessages(ctx context.Context, entries []LogEntry) ([]int64, error) {
 	return s.logMessages(ctx, "log messages", entries)
 }
 
-func (s *Store) logMessages(ctx context.Context, op string, entries []LogEntry) ([]int64, error) {
+func (s *core) logMessages(ctx context.Context, op string, entries []LogEntry) ([]int64, error) {
 	type row struct {
 		LogEntry
 		t int64
@@ -180,24 +176,19 @@ func (s *Store) logMessages(ctx context.Context, op string, entries []LogEntry) 
 		}
 	}
 	ids := make([]int64, len(entries))
-	err := s.update(ctx, op, func(tx *sql.Tx) error {
+	err := s.update(ctx, op, func(q Querier) error {
 		clear(ids)
 		var v string
-		err := tx.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, SettingLogPrivateSessions).Scan(&v)
+		err := q.QueryRow(ctx, `SELECT value FROM settings WHERE /*account*/ key = ?`, SettingLogPrivateSessions).Scan(&v)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
 		logPrivate := v == "true"
-		st, err := prepareLog(ctx, tx)
-		if err != nil {
-			return err
-		}
-		defer st.close()
 		for i, e := range rows {
 			if (e.Mechanism == OTR || e.Mechanism == ESession) && !e.Notice && !logPrivate {
 				continue
 			}
-			if ids[i], err = s.logOne(ctx, st, e.LogEntry, e.t); err != nil {
+			if ids[i], err = s.logOne(ctx, q, e.LogEntry, e.t); err != nil {
 				return err
 			}
 		}
@@ -213,48 +204,19 @@ func (s *Store) logMessages(ctx context.Context, op string, entries []LogEntry) 
 // "stanza_id <> ”" lets SQLite use the partial unique index
 // messages_stanza (TestQueryPlans).
 const queryDuplicate = `SELECT id FROM messages
-	WHERE peer = ? AND direction = ? AND stanza_id = ? AND stanza_id <> ''`
+	WHERE /*account*/ peer = ? AND direction = ? AND stanza_id = ? AND stanza_id <> ''`
 
-// queryPage reads a page of history, newest first, by keyset on (time, id).
+// queryPage reads a page of history, newest first, by keyset on (time, id);
+// the parameters are peer, time, time, id and the limit.
 const queryPage = `SELECT id, stanza_id, peer, direction, mechanism, security, notice, body, time FROM messages
-	WHERE peer = ?1 AND (time < ?2 OR (time = ?2 AND id < ?3))
-	ORDER BY time DESC, id DESC LIMIT ?4`
-
-// logStmts are the statements logOne runs, prepared once per transaction.
-type logStmts struct{ dup, insert, body *sql.Stmt }
-
-func prepareLog(ctx context.Context, tx *sql.Tx) (*logStmts, error) {
-	var st logStmts
-	var err error
-	if st.dup, err = tx.PrepareContext(ctx, queryDuplicate); err != nil {
-		return nil, err
-	}
-	if st.insert, err = tx.PrepareContext(ctx,
-		`INSERT INTO messages (stanza_id, peer, direction, mechanism, security, notice, body, time)
-		 VALUES (?, ?, ?, ?, ?, ?, x'', ?)`); err != nil {
-		st.close()
-		return nil, err
-	}
-	if st.body, err = tx.PrepareContext(ctx, `UPDATE messages SET body = ? WHERE id = ?`); err != nil {
-		st.close()
-		return nil, err
-	}
-	return &st, nil
-}
-
-func (st *logStmts) close() {
-	for _, s := range []*sql.Stmt{st.dup, st.insert, st.body} {
-		if s != nil {
-			s.Close()
-		}
-	}
-}
+	WHERE /*account*/ peer = ? AND (time < ? OR (time = ? AND id < ?))
+	ORDER BY time DESC, id DESC LIMIT ?`
 
 // logOne writes one validated entry, or finds its duplicate.
-func (s *Store) logOne(ctx context.Context, st *logStmts, e LogEntry, t int64) (int64, error) {
+func (s *core) logOne(ctx context.Context, q Querier, e LogEntry, t int64) (int64, error) {
 	var id int64
 	if e.StanzaID != "" {
-		err := st.dup.QueryRowContext(ctx, e.Peer, e.Direction, e.StanzaID).Scan(&id)
+		err := q.QueryRow(ctx, queryDuplicate, e.Peer, e.Direction, e.StanzaID).Scan(&id)
 		if err == nil {
 			return id, nil
 		}
@@ -262,18 +224,17 @@ func (s *Store) logOne(ctx context.Context, st *logStmts, e LogEntry, t int64) (
 			return 0, err
 		}
 	}
-	res, err := st.insert.ExecContext(ctx, e.StanzaID, e.Peer, e.Direction, e.Mechanism, e.Security, e.Notice, t)
-	if err != nil {
-		return 0, err
-	}
-	if id, err = res.LastInsertId(); err != nil {
+	if err := q.QueryRow(ctx,
+		`INSERT INTO messages (/*account_id,*/ stanza_id, peer, direction, mechanism, security, notice, body, time)
+		 VALUES (/*$account,*/ ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		e.StanzaID, e.Peer, e.Direction, e.Mechanism, e.Security, e.Notice, []byte{}, t).Scan(&id); err != nil {
 		return 0, err
 	}
 	blob, err := s.seal([]byte(e.Body), "messages", strconv.FormatInt(id, 10))
 	if err != nil {
 		return 0, err
 	}
-	_, err = st.body.ExecContext(ctx, blob, id)
+	_, err = q.Exec(ctx, `UPDATE messages SET body = ? WHERE /*account*/ id = ?`, blob, id)
 	return id, err
 }
 
@@ -285,7 +246,7 @@ const MaxPage = 1000
 // newest entries). To page backwards, pass the ID of the first entry
 // returned as the next before. A limit of 0 or less means 50; limits above
 // MaxPage are reduced to it. Entries are ordered by time, then by id.
-func (s *Store) Messages(ctx context.Context, peer string, before int64, limit int) ([]LogEntry, error) {
+func (s *core) Messages(ctx context.Context, peer string, before int64, limit int) ([]LogEntry, error) {
 	const op = "messages"
 	p, err := bareJID(peer)
 	if err != nil {
@@ -296,11 +257,11 @@ func (s *Store) Messages(ctx context.Context, peer string, before int64, limit i
 	}
 	limit = min(limit, MaxPage)
 	var out []LogEntry
-	err = s.read(ctx, op, func(q querier) error {
+	err = s.read(ctx, op, func(q Querier) error {
 		var t int64 = 1<<63 - 1
 		cursor := int64(1<<63 - 1)
 		if before > 0 {
-			err := q.QueryRowContext(ctx, `SELECT time FROM messages WHERE id = ? AND peer = ?`, before, p).Scan(&t)
+			err := q.QueryRow(ctx, `SELECT time FROM messages WHERE /*account*/ id = ? AND peer = ?`, before, p).Scan(&t)
 			if errors.Is(err, sql.ErrNoRows) {
 				return failure(ErrNotFound, fmt.Sprintf("message %d with %s", before, p))
 			}
@@ -309,7 +270,7 @@ func (s *Store) Messages(ctx context.Context, peer string, before int64, limit i
 			}
 			cursor = before
 		}
-		rows, err := q.QueryContext(ctx, queryPage, p, t, cursor, limit)
+		rows, err := q.Query(ctx, queryPage, p, t, t, cursor, limit)
 		if err != nil {
 			return err
 		}
@@ -340,72 +301,17 @@ func (s *Store) Messages(ctx context.Context, peer string, before int64, limit i
 // DeleteMessages removes the whole history with peer and returns how many
 // entries were removed. The bodies are overwritten in the database file
 // (secure_delete).
-func (s *Store) DeleteMessages(ctx context.Context, peer string) (int64, error) {
+func (s *core) DeleteMessages(ctx context.Context, peer string) (int64, error) {
 	const op = "delete messages"
 	p, err := bareJID(peer)
 	if err != nil {
 		return 0, wrap(op, err)
 	}
 	var n int64
-	err = s.update(ctx, op, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE peer = ?`, p)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
+	err = s.update(ctx, op, func(q Querier) error {
+		var err error
+		n, err = q.Exec(ctx, `DELETE FROM messages WHERE /*account*/ peer = ?`, p)
 		return err
 	})
 	return n, err
-}
-
-// checkSealed opens every sealed value in the database.
-func (s *Store) checkSealed(ctx context.Context, q querier) error {
-	type source struct {
-		table, query string
-		ad           func(cols []string) []string
-	}
-	sources := []source{
-		{"account.password", `SELECT password FROM account WHERE password IS NOT NULL`, func([]string) []string { return nil }},
-		{"own_keys", `SELECT secret, mechanism, fingerprint FROM own_keys`, func(c []string) []string { return c }},
-		{"retained_secrets", `SELECT secret, peer, id FROM retained_secrets`, func(c []string) []string { return c }},
-		{"outbox", `SELECT body, id FROM outbox`, func(c []string) []string { return c }},
-	}
-	v, err := schemaVersion(ctx, q)
-	if err != nil {
-		return err
-	}
-	if v >= 2 {
-		sources = append(sources, source{"messages", `SELECT body, id FROM messages`, func(c []string) []string { return c }})
-	}
-	for _, src := range sources {
-		rows, err := q.QueryContext(ctx, src.query)
-		if err != nil {
-			return err
-		}
-		cols, _ := rows.Columns()
-		for rows.Next() {
-			var blob []byte
-			ids := make([]string, len(cols)-1)
-			dest := []any{&blob}
-			for i := range ids {
-				dest = append(dest, &ids[i])
-			}
-			if err := rows.Scan(dest...); err != nil {
-				rows.Close()
-				return err
-			}
-			pt, err := s.open(blob, src.table, src.ad(ids)...)
-			clear(pt)
-			if err != nil {
-				rows.Close()
-				return &opError{kind: ErrCorrupt, detail: fmt.Sprintf("sealed value in %s %v", src.table, ids), cause: errSealed}
-			}
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -20,39 +20,47 @@ const applicationID = 0x424c434e
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// A migration is one embedded .sql file, migrations/NNNN_name.sql, that
-// takes the schema from version NNNN-1 to NNNN.
-type migration struct {
-	version int
-	name    string
-	sql     string
+// A Migration is one .sql file, migrations/NNNN_name.sql, that takes a
+// schema from version NNNN-1 to NNNN. Each backend has its own.
+type Migration struct {
+	Version int
+	Name    string
+	SQL     string
 }
 
 // migrations are the embedded migrations in order; migrations[i] has
 // version i+1.
 var migrations = mustLoadMigrations(migrationFiles)
 
+func (o *Options) migrationList() []Migration {
+	if o.migrations != nil {
+		return o.migrations
+	}
+	return migrations
+}
+
 // LatestSchemaVersion returns the schema version this package creates and
 // migrates to. Opening a database with a higher version fails with
 // ErrNewerSchema.
 func LatestSchemaVersion() int { return len(migrations) }
 
-func mustLoadMigrations(fsys fs.FS) []migration {
-	m, err := loadMigrations(fsys)
+func mustLoadMigrations(fsys fs.FS) []Migration {
+	m, err := LoadMigrations(fsys)
 	if err != nil {
 		panic(err)
 	}
 	return m
 }
 
-// loadMigrations reads migrations/*.sql from fsys. Versions must run from 1
-// without gaps.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
+// LoadMigrations reads migrations/*.sql from fsys, in order of version.
+// Versions must run from 1 without gaps. Backends embed their migrations
+// and load them with it.
+func LoadMigrations(fsys fs.FS) ([]Migration, error) {
 	names, err := fs.Glob(fsys, "migrations/*.sql")
 	if err != nil {
 		return nil, err
 	}
-	var ms []migration
+	var ms []Migration
 	for _, name := range names {
 		base := path.Base(name)
 		num, rest, ok := strings.Cut(base, "_")
@@ -64,12 +72,12 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, migration{version: v, name: strings.TrimSuffix(rest, ".sql"), sql: string(b)})
+		ms = append(ms, Migration{Version: v, Name: strings.TrimSuffix(rest, ".sql"), SQL: string(b)})
 	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
 	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("store: migration %04d_%s: expected version %d", m.version, m.name, i+1)
+		if m.Version != i+1 {
+			return nil, fmt.Errorf("store: migration %04d_%s: expected version %d", m.Version, m.Name, i+1)
 		}
 	}
 	if len(ms) == 0 {
@@ -108,16 +116,21 @@ func schemaVersion(ctx context.Context, q querier) (int, error) {
 	return int(v), nil
 }
 
-// migrate applies migrations until the schema reaches version target. Each
-// migration runs in its own write transaction together with the update of
-// the recorded version, so a crash or error leaves the database at the
-// previous version. The version is re-read inside each transaction, so
-// several processes opening the same store at once apply each migration
-// exactly once.
-func (s *Store) migrate(ctx context.Context, ms []migration, target int) error {
+// migrate applies the migrations of opts until the schema reaches the
+// latest version (or opts.migrateTo). Each migration runs in its own write
+// transaction together with the update of the recorded version, so a
+// crash or error leaves the database at the previous version. The version
+// is re-read inside each transaction, so several processes opening the
+// same store at once apply each migration exactly once.
+func (sq *sqliteDB) migrate(ctx context.Context, opts Options) error {
+	ms := opts.migrationList()
+	target := len(ms)
+	if opts.migrateTo > 0 && opts.migrateTo < target {
+		target = opts.migrateTo
+	}
 	for {
 		done := false
-		err := s.writeTx(ctx, "migrate", func(tx *sql.Tx) error {
+		err := sq.writeTx(ctx, func(tx *sql.Tx) error {
 			v, err := schemaVersion(ctx, tx)
 			if err != nil {
 				return err
@@ -130,8 +143,8 @@ func (s *Store) migrate(ctx context.Context, ms []migration, target int) error {
 				return nil
 			}
 			m := ms[v]
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
 			}
 			if v == 0 {
 				if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d", applicationID)); err != nil {
@@ -140,14 +153,17 @@ func (s *Store) migrate(ctx context.Context, ms []migration, target int) error {
 			}
 			_, err = tx.ExecContext(ctx,
 				`INSERT INTO meta (key, value) VALUES ('schema_version', ?)
-				 ON CONFLICT (key) DO UPDATE SET value = excluded.value`, m.version)
+				 ON CONFLICT (key) DO UPDATE SET value = excluded.value`, m.Version)
 			if err != nil {
-				return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
+				return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
 			}
 			return nil
 		})
-		if err != nil || done {
-			return err
+		if err != nil {
+			return wrap("migrate", err)
+		}
+		if done {
+			return nil
 		}
 	}
 }

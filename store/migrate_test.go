@@ -14,7 +14,7 @@ func TestEmbeddedMigrations(t *testing.T) {
 		t.Fatalf("LatestSchemaVersion() = %d; migration tests need at least two migrations", LatestSchemaVersion())
 	}
 	for i, m := range migrations {
-		if m.version != i+1 || m.name == "" || strings.TrimSpace(m.sql) == "" {
+		if m.Version != i+1 || m.Name == "" || strings.TrimSpace(m.SQL) == "" {
 			t.Errorf("migration %d: %+v", i, m)
 		}
 	}
@@ -28,7 +28,7 @@ func TestLoadMigrationsRejects(t *testing.T) {
 		"zero":     {"migrations/0000_a.sql": file},
 		"none":     {},
 	} {
-		if _, err := loadMigrations(fsys); err == nil {
+		if _, err := LoadMigrations(fsys); err == nil {
 			t.Errorf("%s: loadMigrations accepted it", name)
 		}
 	}
@@ -46,15 +46,57 @@ var fixtures = []struct {
 		must(t, s.SetAccount(ctx, Account{JID: "juliet@capulet.lit", Server: "capulet.lit:5223", DirectTLS: true}))
 		must(t, s.SetPassword(ctx, []byte("balcony")))
 		must(t, s.SetSetting(ctx, "ui.theme", "night"))
-		must(t, s.AddOwnKey(ctx, OwnKey{Mechanism: OTR, Fingerprint: strings.Repeat("C", 40), Public: []byte("pub"), Active: true}, []byte("dsa")))
-		_, err := s.RecordSeenKey(ctx, "romeo@montague.lit", OX, strings.Repeat("D", 40), []byte("ox pub"))
-		must(t, err)
-		must(t, s.SetTrust(ctx, "romeo@montague.lit", OX, strings.Repeat("D", 40), Verified))
-		must(t, s.ReplaceRetainedSecret(ctx, "romeo@montague.lit", nil, RetainedSecret{Value: []byte("srs"), Verified: true}))
-		_, err = s.Enqueue(ctx, "romeo@montague.lit", "wherefore art thou", OX)
+		_, err := s.Enqueue(ctx, "romeo@montague.lit", "wherefore art thou", OX)
 		must(t, err)
 		_, err = s.OTRInstanceTag(ctx)
 		must(t, err)
+		if v, err := s.SchemaVersion(ctx); err != nil || v >= 3 {
+			// A new store: the same data through today's methods, in
+			// the order version 1 would have listed it.
+			must(t, err)
+			for _, c := range "DEF1" {
+				_, err := s.RecordSeenKey(ctx, map[bool]string{true: "romeo@montague.lit", false: "tybalt@capulet.lit"}[c == 'D'], OX, strings.Repeat(string(c), 40), []byte{1})
+				must(t, err)
+			}
+			must(t, s.SetTrust(ctx, "romeo@montague.lit", OX, strings.Repeat("D", 40), Verified))
+			for _, c := range "AC" {
+				must(t, s.AddOwnKey(ctx, OwnKey{Mechanism: OTR, Fingerprint: strings.Repeat(string(c), 40), Active: c == 'C'}, []byte("dsa")))
+			}
+			must(t, s.ReplaceRetainedSecret(ctx, "romeo@montague.lit", nil, RetainedSecret{Value: []byte("older chain")}))
+			must(t, s.ReplaceRetainedSecret(ctx, "romeo@montague.lit", nil, RetainedSecret{Value: []byte("srs"), Verified: true}))
+			return
+		}
+		// Keys, own keys and retained secrets as version 1 wrote them,
+		// with ties in time that version 1 broke by fingerprint or id.
+		const ms = 1793534400000
+		v1 := func(query string, args ...any) {
+			t.Helper()
+			if _, err := s.sq.db.ExecContext(ctx, query, args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		key := func(contact, fpr, trust string, seen int64) {
+			v1(`INSERT INTO contact_keys (contact, mechanism, fingerprint, data, trust, first_seen, last_seen)
+				VALUES (?, 'ox', ?, x'01', ?, ?, ?)`, contact, fpr, trust, seen, seen)
+			v1(`INSERT INTO key_events (contact, mechanism, fingerprint, kind, new_trust, time) VALUES (?, 'ox', ?, 'first', ?, ?)`,
+				contact, fpr, trust, seen)
+		}
+		key("romeo@montague.lit", strings.Repeat("D", 40), "verified", ms)
+		key("tybalt@capulet.lit", strings.Repeat("F", 40), "blind", ms)
+		key("tybalt@capulet.lit", strings.Repeat("E", 40), "undecided", ms)
+		key("tybalt@capulet.lit", strings.Repeat("1", 40), "undecided", ms+1)
+		for _, f := range []string{strings.Repeat("C", 40), strings.Repeat("A", 40)} {
+			sealed, err := s.seal([]byte("dsa"), "own_keys", "otr", f)
+			must(t, err)
+			v1(`INSERT INTO own_keys (mechanism, fingerprint, public, secret, created, active) VALUES ('otr', ?, x'', ?, ?, ?)`,
+				f, sealed, ms, f[0] == 'C')
+		}
+		for id, v := range []string{"srs", "older chain"} {
+			sealed, err := s.seal([]byte(v), "retained_secrets", "romeo@montague.lit", fmt.Sprint(2-id))
+			must(t, err)
+			v1(`INSERT INTO retained_secrets (id, peer, secret, verified, created) VALUES (?, 'romeo@montague.lit', ?, ?, ?)`,
+				2-id, sealed, v == "srs", ms)
+		}
 	}, func(t *testing.T, s *Store) {
 		a, err := s.Account(ctx)
 		must(t, err)
@@ -76,8 +118,19 @@ var fixtures = []struct {
 			t.Errorf("trust %v, %v", tr, err)
 		}
 		rs, err := s.RetainedSecrets(ctx, "romeo@montague.lit")
-		if err != nil || len(rs) != 1 || string(rs[0].Value) != "srs" || !rs[0].Verified {
+		if err != nil || len(rs) != 2 || string(rs[0].Value) != "srs" || !rs[0].Verified || string(rs[1].Value) != "older chain" {
 			t.Errorf("retained secrets %+v, %v", rs, err)
+		}
+		// Ties keep the order version 1 listed them in.
+		keys, err := s.ListKeys(ctx, "tybalt@capulet.lit", OX)
+		must(t, err)
+		if len(keys) != 3 || keys[0].Fingerprint[0] != 'E' || keys[1].Fingerprint[0] != 'F' || keys[2].Fingerprint[0] != '1' {
+			t.Errorf("tybalt's keys %+v", keys)
+		}
+		own, err := s.OwnKeys(ctx, OTR)
+		must(t, err)
+		if len(own) < 2 || own[0].Fingerprint[0] != 'A' || own[1].Fingerprint[0] != 'C' || !own[1].Active {
+			t.Errorf("own keys %+v", own)
 		}
 		ob, err := s.Outbox(ctx)
 		if err != nil || len(ob) != 1 || ob[0].Body != "wherefore art thou" {
@@ -91,6 +144,29 @@ var fixtures = []struct {
 		msgs, err := s.Messages(ctx, "romeo@montague.lit", 0, 10)
 		if err != nil || len(msgs) != 1 || msgs[0].Body != "hello" || msgs[0].StanzaID != "m1" {
 			t.Errorf("messages %+v, %v", msgs, err)
+		}
+	}},
+	{3, func(t *testing.T, s *Store) {
+		for _, c := range "98" {
+			_, err := s.RecordSeenKey(ctx, "benvolio@montague.lit", OTR, strings.Repeat(string(c), 40), nil)
+			must(t, err)
+		}
+	}, func(t *testing.T, s *Store) {
+		keys, err := s.ListKeys(ctx, "benvolio@montague.lit", OTR)
+		if err != nil || len(keys) != 2 || keys[0].Fingerprint[0] != '9' || keys[1].Fingerprint[0] != '8' {
+			t.Errorf("keys recorded after the migration: %+v, %v", keys, err)
+		}
+	}},
+	{4, func(t *testing.T, s *Store) {
+		for _, c := range "AB" {
+			_, err := s.RecordSeenKey(ctx, "mercutio@montague.lit", OTR, strings.Repeat(string(c), 40), nil)
+			must(t, err)
+		}
+	}, func(t *testing.T, s *Store) {
+		pending, err := s.PendingKeyChanges(ctx)
+		must(t, err)
+		if !slices.ContainsFunc(pending, func(c KeyChange) bool { return c.Contact == "mercutio@montague.lit" }) {
+			t.Errorf("pending key changes %+v", pending)
 		}
 	}},
 }
@@ -127,7 +203,7 @@ func TestMigrateFromEveryVersion(t *testing.T) {
 		t.Fatalf("%d fixtures for %d schema versions: add one for the new migration", len(fixtures), LatestSchemaVersion())
 	}
 	freshDir := t.TempDir()
-	openDir(t, freshDir, testOptions(testPass)).Close()
+	createDir(t, freshDir, testOptions(testPass)).Close()
 	want := schemaSQL(t, freshDir)
 
 	for from := 0; from < LatestSchemaVersion(); from++ {
@@ -136,7 +212,7 @@ func TestMigrateFromEveryVersion(t *testing.T) {
 			if from > 0 {
 				opts := testOptions(testPass)
 				opts.migrateTo = from
-				s := openDir(t, dir, opts)
+				s := createDir(t, dir, opts)
 				v, err := s.SchemaVersion(ctx)
 				if err != nil || v != from {
 					t.Fatalf("fixture store at version %d, %v; want %d", v, err, from)
@@ -148,7 +224,12 @@ func TestMigrateFromEveryVersion(t *testing.T) {
 				}
 				must(t, s.Close())
 			}
-			s := openDir(t, dir, testOptions(testPass))
+			var s *Store
+			if from == 0 {
+				s = createDir(t, dir, testOptions(testPass))
+			} else {
+				s = openDir(t, dir, testOptions(testPass))
+			}
 			v, err := s.SchemaVersion(ctx)
 			if err != nil || v != LatestSchemaVersion() {
 				t.Fatalf("after migration: version %d, %v", v, err)
@@ -174,11 +255,11 @@ func TestMigrationRollsBack(t *testing.T) {
 	dir := t.TempDir()
 	opts := testOptions(testPass)
 	opts.migrateTo = 1
-	s := openDir(t, dir, opts)
+	s := createDir(t, dir, opts)
 	must(t, s.SetSetting(ctx, "kept", "yes"))
 	s.Close()
 
-	broken := []migration{migrations[0], {version: 2, name: "broken", sql: `
+	broken := []Migration{migrations[0], {Version: 2, Name: "broken", SQL: `
 		CREATE TABLE half_done (x INTEGER);
 		INSERT INTO settings (key, value) VALUES ('kept', 'overwritten');
 		SELECT no_such_function();`}}
@@ -210,22 +291,18 @@ func TestConcurrentMigration(t *testing.T) {
 	dir := t.TempDir()
 	opts := testOptions(testPass)
 	opts.migrateTo = 1
-	openDir(t, dir, opts).Close()
+	createDir(t, dir, opts).Close()
 
 	const n = 4
-	errs := make(chan error, n)
-	for range n {
-		go func() {
-			s, err := Open(dir, testOptions(testPass))
-			if err == nil {
-				_, err = s.LogMessage(ctx, LogEntry{Peer: "a@b.c", Direction: Outgoing, Body: "x"})
-				s.Close()
-			}
-			errs <- err
-		}()
-	}
-	for range n {
-		if err := <-errs; err != nil {
+	for _, err := range concurrently(n, func() error {
+		s, err := Open(dir, testOptions(testPass))
+		if err == nil {
+			_, err = s.LogMessage(ctx, LogEntry{Peer: "a@b.c", Direction: Outgoing, Body: "x"})
+			s.Close()
+		}
+		return err
+	}) {
+		if err != nil {
 			t.Error(err)
 		}
 	}
@@ -241,7 +318,7 @@ func TestWrongPassphraseDoesNotMigrate(t *testing.T) {
 	dir := t.TempDir()
 	opts := testOptions(testPass)
 	opts.migrateTo = 1
-	openDir(t, dir, opts).Close()
+	createDir(t, dir, opts).Close()
 	before := snapshot(t, dir)
 	_, err := Open(dir, testOptions("wrong"))
 	wantErr(t, err, ErrWrongPassphrase)
@@ -260,7 +337,7 @@ func TestOpenLockedDuringMigration(t *testing.T) {
 	dir := t.TempDir()
 	opts := testOptions(testPass)
 	opts.migrateTo = 1
-	openDir(t, dir, opts).Close()
+	createDir(t, dir, opts).Close()
 
 	conn, err := rawDB(t, dir).Conn(ctx)
 	must(t, err)

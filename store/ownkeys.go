@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -27,7 +28,7 @@ type OwnKey struct {
 // fingerprint). If k.Active, the mechanism's previously active key is
 // deactivated in the same transaction. Adding an existing fingerprint
 // fails with ErrExists. A zero k.Created means now.
-func (s *Store) AddOwnKey(ctx context.Context, k OwnKey, secret []byte) error {
+func (s *core) AddOwnKey(ctx context.Context, k OwnKey, secret []byte) error {
 	const op = "add own key"
 	if !k.Mechanism.valid() {
 		return wrap(op, fmt.Errorf("unknown mechanism %q", string(k.Mechanism)))
@@ -43,9 +44,9 @@ func (s *Store) AddOwnKey(ctx context.Context, k OwnKey, secret []byte) error {
 	if k.Created.IsZero() {
 		created = s.nowMillis()
 	}
-	return s.update(ctx, op, func(tx *sql.Tx) error {
+	return s.update(ctx, op, func(q Querier) error {
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM own_keys WHERE mechanism = ? AND fingerprint = ?`,
+		if err := q.QueryRow(ctx, `SELECT count(*) FROM own_keys WHERE /*account*/ mechanism = ? AND fingerprint = ?`,
 			k.Mechanism, fpr).Scan(&n); err != nil {
 			return err
 		}
@@ -53,7 +54,7 @@ func (s *Store) AddOwnKey(ctx context.Context, k OwnKey, secret []byte) error {
 			return failure(ErrExists, fmt.Sprintf("%s key %s", k.Mechanism, fpr))
 		}
 		if k.Active {
-			if _, err := tx.ExecContext(ctx, `UPDATE own_keys SET active = 0 WHERE mechanism = ? AND active = 1`, k.Mechanism); err != nil {
+			if _, err := q.Exec(ctx, `UPDATE own_keys SET active = FALSE WHERE /*account*/ mechanism = ? AND active`, k.Mechanism); err != nil {
 				return err
 			}
 		}
@@ -61,20 +62,22 @@ func (s *Store) AddOwnKey(ctx context.Context, k OwnKey, secret []byte) error {
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx,
-			`INSERT INTO own_keys (mechanism, fingerprint, public, secret, created, active) VALUES (?, ?, ?, ?, ?, ?)`,
+		_, err = q.Exec(ctx,
+			`INSERT INTO own_keys (/*account_id,*/ mechanism, fingerprint, public, secret, created, active, seq)
+			 VALUES (/*$account,*/ ?, ?, ?, ?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM own_keys WHERE /*account*/ TRUE))`,
 			k.Mechanism, fpr, nonNil(k.Public), blob, created, k.Active)
 		return err
 	})
 }
 
-// OwnKeys returns the account's keys for mechanism m, oldest first.
-func (s *Store) OwnKeys(ctx context.Context, m Mechanism) ([]OwnKey, error) {
+// OwnKeys returns the account's keys for mechanism m, oldest first; keys
+// created at the same time are in the order they were added.
+func (s *core) OwnKeys(ctx context.Context, m Mechanism) ([]OwnKey, error) {
 	var keys []OwnKey
-	err := s.read(ctx, "own keys", func(q querier) error {
-		rows, err := q.QueryContext(ctx,
+	err := s.read(ctx, "own keys", func(q Querier) error {
+		rows, err := q.Query(ctx,
 			`SELECT mechanism, fingerprint, public, created, active FROM own_keys
-			 WHERE mechanism = ? ORDER BY created, fingerprint`, m)
+			 WHERE /*account*/ mechanism = ? ORDER BY created, seq`, m)
 		if err != nil {
 			return err
 		}
@@ -92,14 +95,14 @@ func (s *Store) OwnKeys(ctx context.Context, m Mechanism) ([]OwnKey, error) {
 }
 
 // ActiveOwnKey returns the active key for mechanism m, or ErrNotFound.
-func (s *Store) ActiveOwnKey(ctx context.Context, m Mechanism) (OwnKey, error) {
+func (s *core) ActiveOwnKey(ctx context.Context, m Mechanism) (OwnKey, error) {
 	var k OwnKey
-	err := s.read(ctx, "active own key", func(q querier) error {
+	err := s.read(ctx, "active own key", func(q Querier) error {
 		var err error
-		k, err = scanOwnKey(q.QueryRowContext(ctx,
+		k, err = scanOwnKey(q.QueryRow(ctx,
 			`SELECT mechanism, fingerprint, public, created, active FROM own_keys
-			 WHERE mechanism = ? AND active = 1`, m))
-		if err == sql.ErrNoRows {
+			 WHERE /*account*/ mechanism = ? AND active`, m))
+		if errors.Is(err, sql.ErrNoRows) {
 			return failure(ErrNotFound, fmt.Sprintf("no active %s key", m))
 		}
 		return err
@@ -109,17 +112,17 @@ func (s *Store) ActiveOwnKey(ctx context.Context, m Mechanism) (OwnKey, error) {
 
 // OwnKeySecret returns the secret part of an own key. The caller should
 // clear the returned slice after use.
-func (s *Store) OwnKeySecret(ctx context.Context, m Mechanism, fingerprint string) ([]byte, error) {
+func (s *core) OwnKeySecret(ctx context.Context, m Mechanism, fingerprint string) ([]byte, error) {
 	const op = "own key secret"
 	fpr, err := NormalizeFingerprint(m, fingerprint)
 	if err != nil {
 		return nil, wrap(op, err)
 	}
 	var secret []byte
-	err = s.read(ctx, op, func(q querier) error {
+	err = s.read(ctx, op, func(q Querier) error {
 		var blob []byte
-		err := q.QueryRowContext(ctx, `SELECT secret FROM own_keys WHERE mechanism = ? AND fingerprint = ?`, m, fpr).Scan(&blob)
-		if err == sql.ErrNoRows {
+		err := q.QueryRow(ctx, `SELECT secret FROM own_keys WHERE /*account*/ mechanism = ? AND fingerprint = ?`, m, fpr).Scan(&blob)
+		if errors.Is(err, sql.ErrNoRows) {
 			return failure(ErrNotFound, fmt.Sprintf("%s key %s", m, fpr))
 		}
 		if err != nil {
@@ -133,21 +136,21 @@ func (s *Store) OwnKeySecret(ctx context.Context, m Mechanism, fingerprint strin
 
 // SetActiveOwnKey makes the given key the active one for its mechanism and
 // deactivates the others, in one transaction.
-func (s *Store) SetActiveOwnKey(ctx context.Context, m Mechanism, fingerprint string) error {
+func (s *core) SetActiveOwnKey(ctx context.Context, m Mechanism, fingerprint string) error {
 	const op = "set active own key"
 	fpr, err := NormalizeFingerprint(m, fingerprint)
 	if err != nil {
 		return wrap(op, err)
 	}
-	return s.update(ctx, op, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE own_keys SET active = 0 WHERE mechanism = ? AND active = 1`, m); err != nil {
+	return s.update(ctx, op, func(q Querier) error {
+		if _, err := q.Exec(ctx, `UPDATE own_keys SET active = FALSE WHERE /*account*/ mechanism = ? AND active`, m); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE own_keys SET active = 1 WHERE mechanism = ? AND fingerprint = ?`, m, fpr)
+		n, err := q.Exec(ctx, `UPDATE own_keys SET active = TRUE WHERE /*account*/ mechanism = ? AND fingerprint = ?`, m, fpr)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		if n == 0 {
 			return failure(ErrNotFound, fmt.Sprintf("%s key %s", m, fpr))
 		}
 		return nil
@@ -156,18 +159,18 @@ func (s *Store) SetActiveOwnKey(ctx context.Context, m Mechanism, fingerprint st
 
 // DeleteOwnKey removes an own key pair. The secret is overwritten in the
 // database file (secure_delete), though copies may survive in backups.
-func (s *Store) DeleteOwnKey(ctx context.Context, m Mechanism, fingerprint string) error {
+func (s *core) DeleteOwnKey(ctx context.Context, m Mechanism, fingerprint string) error {
 	const op = "delete own key"
 	fpr, err := NormalizeFingerprint(m, fingerprint)
 	if err != nil {
 		return wrap(op, err)
 	}
-	return s.update(ctx, op, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM own_keys WHERE mechanism = ? AND fingerprint = ?`, m, fpr)
+	return s.update(ctx, op, func(q Querier) error {
+		n, err := q.Exec(ctx, `DELETE FROM own_keys WHERE /*account*/ mechanism = ? AND fingerprint = ?`, m, fpr)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		if n == 0 {
 			return failure(ErrNotFound, fmt.Sprintf("%s key %s", m, fpr))
 		}
 		return nil

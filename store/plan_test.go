@@ -16,11 +16,11 @@ func TestQueryPlans(t *testing.T) {
 		index string
 	}{
 		{queryDuplicate, []any{"a@b.c", "in", "x"}, "messages_stanza"},
-		{queryPage, []any{"a@b.c", 1, 2, 50}, "messages_peer_time"},
+		{queryPage, []any{"a@b.c", 1, 1, 2, 50}, "messages_peer_time"},
 		{listOne, listOneArgs, "sqlite_autoindex_contact_keys_1"},
-		{`SELECT id FROM key_events WHERE acknowledged = 0 ORDER BY id`, nil, "key_events_pending"},
+		{queryPending, nil, "key_events_pending"},
 	} {
-		rows, err := s.db.Query("EXPLAIN QUERY PLAN "+tc.query, tc.args...)
+		rows, err := s.sq.db.Query("EXPLAIN QUERY PLAN "+tc.query, tc.args...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -69,7 +69,7 @@ func crashWriter() error {
 	if err != nil {
 		return err
 	}
-	s, err := Open(os.Getenv(childDir), testOptions(testPass))
+	s, err := openOrCreate(os.Getenv(childDir), testOptions(testPass))
 	if err != nil {
 		return err
 	}
@@ -303,7 +303,7 @@ func concurrentWriter() error {
 	if err != nil {
 		return err
 	}
-	s, err := Open(os.Getenv(childDir), testOptions(testPass))
+	s, err := openOrCreate(os.Getenv(childDir), testOptions(testPass))
 	if err != nil {
 		return err
 	}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +15,7 @@ import (
 
 func TestFileModes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "acct")
-	s := openDir(t, dir, testOptions(testPass))
+	s := createDir(t, dir, testOptions(testPass))
 	if err := s.SetSetting(ctx, "k", "v"); err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +27,7 @@ func TestFileModes(t *testing.T) {
 
 func TestFileModesTightened(t *testing.T) {
 	dir := t.TempDir()
-	s := openDir(t, dir, testOptions(testPass))
+	s := createDir(t, dir, testOptions(testPass))
 	s.Close()
 	db := filepath.Join(dir, FileName)
 	if err := os.Chmod(dir, 0o755); err != nil {
@@ -54,31 +56,9 @@ func checkMode(t *testing.T, path string, want fs.FileMode) {
 	}
 }
 
-func TestReopen(t *testing.T) {
-	dir := t.TempDir()
-	s := openDir(t, dir, testOptions(testPass))
-	if err := s.SetAccount(ctx, Account{JID: "juliet@example.org"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetPassword(ctx, []byte("xmpp password")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openDir(t, dir, testOptions(testPass))
-	if !s.Encrypted() {
-		t.Error("Encrypted() = false for a store with a passphrase")
-	}
-	pw, err := s.Password(ctx)
-	if err != nil || string(pw) != "xmpp password" {
-		t.Fatalf("Password() = %q, %v", pw, err)
-	}
-}
-
 func TestWrongPassphrase(t *testing.T) {
 	dir := t.TempDir()
-	s := openDir(t, dir, testOptions(testPass))
+	s := createDir(t, dir, testOptions(testPass))
 	if err := s.AddOwnKey(ctx, OwnKey{Mechanism: OTR, Fingerprint: strings.Repeat("AB", 20), Active: true}, []byte("dsa secret")); err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +82,12 @@ func TestWrongPassphrase(t *testing.T) {
 
 func TestPassphraseRequired(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "new")
-	_, err := Open(dir, Options{KDF: fastKDF})
+	_, err := Create(dir, Options{KDF: fastKDF})
 	wantErr(t, err, ErrPassphraseRequired)
 	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("account directory created without a passphrase: %v", err)
 	}
-	s := openDir(t, dir, testOptions(testPass))
+	s := createDir(t, dir, testOptions(testPass))
 	s.Close()
 	_, err = Open(dir, Options{})
 	wantErr(t, err, ErrPassphraseRequired)
@@ -115,7 +95,7 @@ func TestPassphraseRequired(t *testing.T) {
 
 func TestUnencryptedOptOut(t *testing.T) {
 	dir := t.TempDir()
-	s := openDir(t, dir, Options{Unencrypted: true})
+	s := createDir(t, dir, Options{Unencrypted: true})
 	if s.Encrypted() {
 		t.Error("Encrypted() = true for an unencrypted store")
 	}
@@ -146,49 +126,20 @@ func TestUnencryptedOptOut(t *testing.T) {
 
 	// And the other way round: an encrypted store refuses the opt-out.
 	enc := t.TempDir()
-	openDir(t, enc, testOptions(testPass)).Close()
+	createDir(t, enc, testOptions(testPass)).Close()
 	_, err = Open(enc, Options{Unencrypted: true})
 	wantErr(t, err, ErrEncryptionMode)
 
-	_, err = Open(t.TempDir(), Options{Unencrypted: true, Passphrase: []byte("x")})
+	_, err = Create(t.TempDir(), Options{Unencrypted: true, Passphrase: []byte("x")})
 	if err == nil {
 		t.Error("Open accepted both Unencrypted and a passphrase")
-	}
-}
-
-func TestChangePassphrase(t *testing.T) {
-	dir := t.TempDir()
-	s := openDir(t, dir, testOptions(testPass))
-	other := openDir(t, dir, testOptions(testPass)) // a second "process"
-	if err := s.SetAccount(ctx, Account{JID: "romeo@example.net"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetPassword(ctx, []byte("pw")); err != nil {
-		t.Fatal(err)
-	}
-	wantErr(t, s.ChangePassphrase(ctx, nil), ErrPassphraseRequired)
-	if err := s.ChangePassphrase(ctx, []byte("new passphrase")); err != nil {
-		t.Fatal(err)
-	}
-	// Open stores keep working: the data key is unchanged.
-	if pw, err := other.Password(ctx); err != nil || string(pw) != "pw" {
-		t.Fatalf("other store: Password() = %q, %v", pw, err)
-	}
-	s.Close()
-	other.Close()
-
-	_, err := Open(dir, testOptions(testPass))
-	wantErr(t, err, ErrWrongPassphrase)
-	s = openDir(t, dir, testOptions("new passphrase"))
-	if pw, err := s.Password(ctx); err != nil || string(pw) != "pw" {
-		t.Fatalf("after change: Password() = %q, %v", pw, err)
 	}
 }
 
 func TestDefaultKDFParams(t *testing.T) {
 	dir := t.TempDir()
 	start := time.Now()
-	s, err := Open(dir, Options{Passphrase: []byte(testPass)})
+	s, err := Create(dir, Options{Passphrase: []byte(testPass)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,15 +172,15 @@ func TestDefaultKDFParams(t *testing.T) {
 }
 
 func TestKDFParamsValidated(t *testing.T) {
-	if _, err := Open(t.TempDir(), Options{Passphrase: []byte("x"), KDF: &KDFParams{Time: 0, MemoryKiB: 64, Threads: 1}}); err == nil {
+	if _, err := Create(t.TempDir(), Options{Passphrase: []byte("x"), KDF: &KDFParams{Time: 0, MemoryKiB: 64, Threads: 1}}); err == nil {
 		t.Error("Open accepted Argon2id time 0")
 	}
-	if _, err := Open(t.TempDir(), Options{Passphrase: []byte("x"), KDF: &KDFParams{Time: 1, MemoryKiB: 7, Threads: 1}}); err == nil {
+	if _, err := Create(t.TempDir(), Options{Passphrase: []byte("x"), KDF: &KDFParams{Time: 1, MemoryKiB: 7, Threads: 1}}); err == nil {
 		t.Error("Open accepted 7 KiB of Argon2id memory")
 	}
 	// A tampered file asking for absurd parameters is refused, not run.
 	dir := t.TempDir()
-	openDir(t, dir, testOptions(testPass)).Close()
+	createDir(t, dir, testOptions(testPass)).Close()
 	db := rawDB(t, dir)
 	if _, err := db.Exec(`UPDATE meta SET value = ? WHERE key = 'kdf_memory_kib'`, int64(1<<40)); err != nil {
 		t.Fatal(err)
@@ -243,7 +194,7 @@ func TestCorrupt(t *testing.T) {
 	// A store with enough data to span many pages, built once and
 	// copied for each case.
 	src := t.TempDir()
-	s := openDir(t, src, testOptions(testPass))
+	s := createDir(t, src, testOptions(testPass))
 	for i := range 200 {
 		if _, err := s.LogMessage(ctx, LogEntry{Peer: "nurse@example.org", Direction: Incoming,
 			Body: strings.Repeat("x", 500) + string(rune('a'+i%26))}); err != nil {
@@ -299,7 +250,7 @@ func TestCorrupt(t *testing.T) {
 
 func TestNewerSchema(t *testing.T) {
 	dir := t.TempDir()
-	openDir(t, dir, testOptions(testPass)).Close()
+	createDir(t, dir, testOptions(testPass)).Close()
 	db := rawDB(t, dir)
 	if _, err := db.Exec(`UPDATE meta SET value = ? WHERE key = 'schema_version'`, LatestSchemaVersion()+1); err != nil {
 		t.Fatal(err)
@@ -321,7 +272,8 @@ func TestForeignDatabase(t *testing.T) {
 	db.Close()
 	before := snapshot(t, dir)
 	_, err := Open(dir, testOptions(testPass))
-	if err == nil || !strings.Contains(err.Error(), "not a Balcony store") {
+	wantErr(t, err, ErrCorrupt)
+	if !strings.Contains(err.Error(), "not a Balcony store") {
 		t.Fatalf("Open of a foreign database: %v", err)
 	}
 	sameSnapshot(t, before, snapshot(t, dir))
@@ -331,7 +283,7 @@ func TestLocked(t *testing.T) {
 	dir := t.TempDir()
 	opts := testOptions(testPass)
 	opts.BusyTimeout = 50 * time.Millisecond
-	s := openDir(t, dir, opts)
+	s := createDir(t, dir, opts)
 
 	// Another connection holds the write lock.
 	db := rawDB(t, dir)
@@ -374,75 +326,104 @@ func TestClosed(t *testing.T) {
 	}
 }
 
-func TestSecretsNotInFile(t *testing.T) {
-	dir := t.TempDir()
-	s := openDir(t, dir, testOptions(testPass))
-	marker := "MARKER-d41d8cd98f00b204e980"
-	if err := s.SetAccount(ctx, Account{JID: "juliet@example.org"}); err != nil {
-		t.Fatal(err)
-	}
-	steps := []error{
-		s.SetPassword(ctx, []byte(marker+"password")),
-		s.AddOwnKey(ctx, OwnKey{Mechanism: OX, Fingerprint: strings.Repeat("1", 40), Public: []byte("public")}, []byte(marker+"ox")),
-		s.ReplaceRetainedSecret(ctx, "romeo@example.net", nil, RetainedSecret{Value: []byte(marker + "srs")}),
-	}
-	_, err := s.Enqueue(ctx, "romeo@example.net", marker+"outbox", OX)
-	steps = append(steps, err)
-	_, err = s.LogMessage(ctx, LogEntry{Peer: "romeo@example.net", Direction: Outgoing, Body: marker + "log"})
-	steps = append(steps, err)
-	for i, err := range steps {
-		if err != nil {
-			t.Fatalf("step %d: %v", i, err)
-		}
-	}
-	// Look at the files while open (WAL) and after close (checkpointed).
-	for _, phase := range []string{"open", "closed"} {
-		for name, b := range snapshot(t, dir) {
-			if bytes.Contains(b, []byte(marker)) {
-				t.Errorf("%s: %s contains a secret in the clear", phase, name)
+// An empty or unreadable balcony.db is a damaged store, never a place to
+// create a new one: Open reports ErrCorrupt and leaves the directory
+// exactly as it was, with no -wal or -shm file beside it.
+func TestUnreadableFileIsCorrupt(t *testing.T) {
+	for name, content := range map[string][]byte{
+		"empty":       {},
+		"one byte":    {0},
+		"text":        []byte("not a database\n"),
+		"short magic": []byte("SQLite format 3"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, FileName), content, 0o600); err != nil {
+				t.Fatal(err)
 			}
-		}
-		s.Close()
+			before := snapshot(t, dir)
+			s, err := Open(dir, testOptions(testPass))
+			if err == nil {
+				s.Close()
+			}
+			wantErr(t, err, ErrCorrupt)
+			after := snapshot(t, dir)
+			sameSnapshot(t, before, after)
+			if len(after) != 1 {
+				t.Errorf("files after Open: %d, want only %s", len(after), FileName)
+			}
+		})
 	}
 }
 
-func TestSealedValuesBoundToRow(t *testing.T) {
+// Creating is explicit: Open never creates, Create never replaces.
+func TestCreateAndOpenAreSeparate(t *testing.T) {
+	base := t.TempDir()
+	missing := filepath.Join(base, "missing")
+	_, err := Open(missing, testOptions(testPass))
+	wantErr(t, err, ErrNoStore)
+	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open created the account directory: %v", err)
+	}
+	empty := t.TempDir()
+	_, err = Open(empty, testOptions(testPass))
+	wantErr(t, err, ErrNoStore)
+	if n := len(snapshot(t, empty)); n != 0 {
+		t.Errorf("Open left %d files in a directory without a store", n)
+	}
+
+	// Create builds the store aside and links it: nothing else remains.
+	dir := filepath.Join(base, "acct")
+	s := createDir(t, dir, testOptions(testPass))
+	must(t, s.SetSetting(ctx, "k", "v"))
+	must(t, s.Close())
+	if files := snapshot(t, dir); len(files) != 1 || files[FileName] == nil {
+		t.Errorf("files after Create and Close: %v", slices.Sorted(maps.Keys(files)))
+	}
+	before := snapshot(t, dir)
+	_, err = Create(dir, testOptions("another passphrase"))
+	wantErr(t, err, ErrExists)
+	sameSnapshot(t, before, snapshot(t, dir))
+	s = openDir(t, dir, testOptions(testPass))
+	if v, err := s.Setting(ctx, "k"); err != nil || v != "v" {
+		t.Errorf("after a refused Create: %q, %v", v, err)
+	}
+
+	// An empty file is not replaced either.
+	zero := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(zero, FileName), nil, 0o600))
+	_, err = Create(zero, testOptions(testPass))
+	wantErr(t, err, ErrExists)
+	if files := snapshot(t, zero); len(files) != 1 || len(files[FileName]) != 0 {
+		t.Errorf("Create touched an empty store file: %d files", len(files))
+	}
+}
+
+// Of several goroutines (separate connections, as separate processes
+// would have) creating the same store at once, exactly one succeeds.
+func TestConcurrentCreate(t *testing.T) {
 	dir := t.TempDir()
-	s := openDir(t, dir, testOptions(testPass))
-	a, b := strings.Repeat("A", 40), strings.Repeat("B", 40)
-	if err := s.AddOwnKey(ctx, OwnKey{Mechanism: OX, Fingerprint: a}, []byte("secret a")); err != nil {
-		t.Fatal(err)
+	errs := concurrently(4, func() error {
+		s, err := Create(dir, testOptions(testPass))
+		if err == nil {
+			err = s.Close()
+		}
+		return err
+	})
+	created := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			created++
+		case !errors.Is(err, ErrExists):
+			t.Error(err)
+		}
 	}
-	if err := s.AddOwnKey(ctx, OwnKey{Mechanism: OX, Fingerprint: b}, []byte("secret b")); err != nil {
-		t.Fatal(err)
+	if created != 1 {
+		t.Errorf("%d creations succeeded, want 1", created)
 	}
-	if err := s.Check(ctx); err != nil {
-		t.Fatalf("Check before tampering: %v", err)
-	}
-	// Copy a's sealed secret into b's row.
-	db := rawDB(t, dir)
-	if _, err := db.Exec(`UPDATE own_keys SET secret = (SELECT secret FROM own_keys WHERE fingerprint = ?) WHERE fingerprint = ?`, a, b); err != nil {
-		t.Fatal(err)
-	}
-	_, err := s.OwnKeySecret(ctx, OX, b)
-	wantErr(t, err, ErrCorrupt)
-	wantErr(t, s.Check(ctx), ErrCorrupt)
-	if sec, err := s.OwnKeySecret(ctx, OX, a); err != nil || string(sec) != "secret a" {
-		t.Errorf("untouched row: %q, %v", sec, err)
-	}
-}
-
-func TestErrorMessages(t *testing.T) {
-	s := openTest(t)
-	_, err := s.Trust(ctx, "nurse@example.org", OTR, strings.Repeat("0", 40))
-	wantErr(t, err, ErrNotFound)
-	want := "store: trust: otr key " + strings.Repeat("0", 40) + " of nurse@example.org: not found"
-	if err.Error() != want {
-		t.Errorf("error text\n got %q\nwant %q", err, want)
-	}
-	_, err = s.Account(ctx)
-	wantErr(t, err, ErrNotFound)
-	if err.Error() != "store: account: not found" {
-		t.Errorf("error text %q", err)
+	must(t, openDir(t, dir, testOptions(testPass)).Check(ctx))
+	if files := snapshot(t, dir); len(files) > 3 {
+		t.Errorf("temporary files left behind: %v", slices.Sorted(maps.Keys(files)))
 	}
 }

@@ -113,7 +113,7 @@ type KeyEvent struct {
 //
 // In every mechanism a further key for a contact is reported as a
 // KeyChange.
-func (s *Store) DefaultTrust(m Mechanism, first bool) TrustState {
+func (s *core) DefaultTrust(m Mechanism, first bool) TrustState {
 	if m == OX && first && !s.noBlind {
 		return Blind
 	}
@@ -125,48 +125,48 @@ func (s *Store) DefaultTrust(m Mechanism, first bool) TrustState {
 // gets DefaultTrust unless the user decided about it in advance; a known
 // key gets its last-seen time and, if data is not nil, its data updated.
 // The key row and its history entry are written in one transaction.
-func (s *Store) RecordSeenKey(ctx context.Context, contact string, m Mechanism, fingerprint string, data []byte) (Seen, error) {
+func (s *core) RecordSeenKey(ctx context.Context, contact string, m Mechanism, fingerprint string, data []byte) (Seen, error) {
 	const op = "record seen key"
 	c, fpr, err := keyID(contact, m, fingerprint)
 	if err != nil {
 		return Seen{}, wrap(op, err)
 	}
 	var seen Seen
-	err = s.update(ctx, op, func(tx *sql.Tx) error {
+	err = s.update(ctx, op, func(q Querier) error {
 		seen = Seen{}
 		now := s.nowMillis()
-		old, err := getKey(ctx, tx, c, m, fpr)
+		old, err := getKey(ctx, q, c, m, fpr)
 		exists := err == nil
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
 		if exists && !old.FirstSeen.IsZero() {
-			if _, err := tx.ExecContext(ctx,
+			if _, err := q.Exec(ctx,
 				`UPDATE contact_keys SET last_seen = ?, data = coalesce(?, data)
-				 WHERE contact = ? AND mechanism = ? AND fingerprint = ?`,
+				 WHERE /*account*/ contact = ? AND mechanism = ? AND fingerprint = ?`,
 				now, data, c, m, fpr); err != nil {
 				return err
 			}
-			k, err := getKey(ctx, tx, c, m, fpr)
+			k, err := getKey(ctx, q, c, m, fpr)
 			seen.Key = k
 			return err
 		}
 
-		others, err := seenFingerprints(ctx, tx, c, m, fpr)
+		others, err := seenFingerprints(ctx, q, c, m, fpr)
 		if err != nil {
 			return err
 		}
 		trust := s.DefaultTrust(m, len(others) == 0)
 		if exists {
 			trust = old.Trust // decided before it was seen
-			_, err = tx.ExecContext(ctx,
-				`UPDATE contact_keys SET first_seen = ?, last_seen = ?, data = coalesce(?, data)
-				 WHERE contact = ? AND mechanism = ? AND fingerprint = ?`,
+			_, err = q.Exec(ctx,
+				`UPDATE contact_keys SET first_seen = ?, last_seen = ?, data = coalesce(?, data), seq = `+nextKeySeq+`
+				 WHERE /*account*/ contact = ? AND mechanism = ? AND fingerprint = ?`,
 				now, now, data, c, m, fpr)
 		} else {
-			_, err = tx.ExecContext(ctx,
-				`INSERT INTO contact_keys (contact, mechanism, fingerprint, data, trust, first_seen, last_seen)
-				 VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			_, err = q.Exec(ctx,
+				`INSERT INTO contact_keys (/*account_id,*/ contact, mechanism, fingerprint, data, trust, first_seen, last_seen, seq)
+				 VALUES (/*$account,*/ ?, ?, ?, ?, ?, ?, ?, `+nextKeySeq+`)`,
 				c, m, fpr, data, trust.String(), now, now)
 		}
 		if err != nil {
@@ -176,22 +176,18 @@ func (s *Store) RecordSeenKey(ctx context.Context, contact string, m Mechanism, 
 		if len(others) > 0 {
 			kind = KeyChanged
 		}
-		res, err := tx.ExecContext(ctx,
-			`INSERT INTO key_events (contact, mechanism, fingerprint, kind, new_trust, previous, time, acknowledged)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			c, m, fpr, kind.String(), trust.String(), strings.Join(others, " "), now, kind != KeyChanged)
-		if err != nil {
+		var id int64
+		if err := q.QueryRow(ctx,
+			`INSERT INTO key_events (/*account_id,*/ contact, mechanism, fingerprint, kind, new_trust, previous, time, acknowledged)
+			 VALUES (/*$account,*/ ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			c, m, fpr, kind.String(), trust.String(), strings.Join(others, " "), now, kind != KeyChanged).Scan(&id); err != nil {
 			return err
 		}
-		if seen.Key, err = getKey(ctx, tx, c, m, fpr); err != nil {
+		if seen.Key, err = getKey(ctx, q, c, m, fpr); err != nil {
 			return err
 		}
 		seen.New = true
 		if kind == KeyChanged {
-			id, err := res.LastInsertId()
-			if err != nil {
-				return err
-			}
 			seen.Change = &KeyChange{ID: id, Contact: c, Mechanism: m, Fingerprint: fpr,
 				Previous: others, Trust: trust, Time: fromMillis(now)}
 		}
@@ -208,7 +204,7 @@ func (s *Store) RecordSeenKey(ctx context.Context, contact string, m Mechanism, 
 // key never seen is recorded with the decision in advance (FirstSeen
 // zero), so a fingerprint scanned from a QR code is trusted when the key
 // shows up. Setting the state a key already has changes nothing.
-func (s *Store) SetTrust(ctx context.Context, contact string, m Mechanism, fingerprint string, t TrustState) error {
+func (s *core) SetTrust(ctx context.Context, contact string, m Mechanism, fingerprint string, t TrustState) error {
 	const op = "set trust"
 	if !t.valid() {
 		return wrap(op, fmt.Errorf("invalid trust state %d", int(t)))
@@ -217,13 +213,13 @@ func (s *Store) SetTrust(ctx context.Context, contact string, m Mechanism, finge
 	if err != nil {
 		return wrap(op, err)
 	}
-	return s.update(ctx, op, func(tx *sql.Tx) error {
+	return s.update(ctx, op, func(q Querier) error {
 		old := Undecided
-		k, err := getKey(ctx, tx, c, m, fpr)
+		k, err := getKey(ctx, q, c, m, fpr)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			_, err = tx.ExecContext(ctx,
-				`INSERT INTO contact_keys (contact, mechanism, fingerprint, trust) VALUES (?, ?, ?, ?)`,
+			_, err = q.Exec(ctx,
+				`INSERT INTO contact_keys (/*account_id,*/ contact, mechanism, fingerprint, trust) VALUES (/*$account,*/ ?, ?, ?, ?)`,
 				c, m, fpr, t.String())
 		case err != nil:
 			return err
@@ -231,16 +227,16 @@ func (s *Store) SetTrust(ctx context.Context, contact string, m Mechanism, finge
 			return nil
 		default:
 			old = k.Trust
-			_, err = tx.ExecContext(ctx,
-				`UPDATE contact_keys SET trust = ? WHERE contact = ? AND mechanism = ? AND fingerprint = ?`,
+			_, err = q.Exec(ctx,
+				`UPDATE contact_keys SET trust = ? WHERE /*account*/ contact = ? AND mechanism = ? AND fingerprint = ?`,
 				t.String(), c, m, fpr)
 		}
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx,
-			`INSERT INTO key_events (contact, mechanism, fingerprint, kind, old_trust, new_trust, time)
-			 VALUES (?, ?, ?, 'trust', ?, ?, ?)`,
+		_, err = q.Exec(ctx,
+			`INSERT INTO key_events (/*account_id,*/ contact, mechanism, fingerprint, kind, old_trust, new_trust, time)
+			 VALUES (/*$account,*/ ?, ?, ?, 'trust', ?, ?, ?)`,
 			c, m, fpr, old.String(), t.String(), s.nowMillis())
 		return err
 	})
@@ -248,14 +244,14 @@ func (s *Store) SetTrust(ctx context.Context, contact string, m Mechanism, finge
 
 // Trust returns the trust state of a contact's key, or ErrNotFound if the
 // key is unknown.
-func (s *Store) Trust(ctx context.Context, contact string, m Mechanism, fingerprint string) (TrustState, error) {
+func (s *core) Trust(ctx context.Context, contact string, m Mechanism, fingerprint string) (TrustState, error) {
 	const op = "trust"
 	c, fpr, err := keyID(contact, m, fingerprint)
 	if err != nil {
 		return Undecided, wrap(op, err)
 	}
 	var t TrustState
-	err = s.read(ctx, op, func(q querier) error {
+	err = s.read(ctx, op, func(q Querier) error {
 		k, err := getKey(ctx, q, c, m, fpr)
 		if errors.Is(err, sql.ErrNoRows) {
 			return failure(ErrNotFound, fmt.Sprintf("%s key %s of %s", m, fpr, c))
@@ -266,10 +262,11 @@ func (s *Store) Trust(ctx context.Context, contact string, m Mechanism, fingerpr
 	return t, err
 }
 
-// ListKeys returns contacts' keys, ordered by contact, mechanism and first
-// sighting. An empty contact matches every contact and an empty mechanism
+// ListKeys returns contacts' keys, ordered by contact, mechanism and the
+// order in which they were first seen; keys decided about but never seen
+// come last. An empty contact matches every contact and an empty mechanism
 // every mechanism.
-func (s *Store) ListKeys(ctx context.Context, contact string, m Mechanism) ([]ContactKey, error) {
+func (s *core) ListKeys(ctx context.Context, contact string, m Mechanism) ([]ContactKey, error) {
 	const op = "list keys"
 	if contact != "" {
 		var err error
@@ -282,8 +279,8 @@ func (s *Store) ListKeys(ctx context.Context, contact string, m Mechanism) ([]Co
 	}
 	query, args := listKeysQuery(contact, m)
 	var keys []ContactKey
-	err := s.read(ctx, op, func(q querier) error {
-		rows, err := q.QueryContext(ctx, query, args...)
+	err := s.read(ctx, op, func(q Querier) error {
+		rows, err := q.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}
@@ -303,7 +300,15 @@ func (s *Store) ListKeys(ctx context.Context, contact string, m Mechanism) ([]Co
 // listKeysQuery filters only on what is given, so that a contact's keys
 // are found through the primary key index.
 func listKeysQuery(contact string, m Mechanism) (string, []any) {
-	var where []string
+	where, args := keyFilter(contact, m)
+	return `SELECT ` + keyColumns + ` FROM contact_keys` + where +
+		` ORDER BY contact, mechanism, seq IS NULL, seq, fingerprint`, args
+}
+
+// keyFilter is the WHERE clause selecting a contact's (or every
+// contact's) keys or events for a mechanism (or every mechanism).
+func keyFilter(contact string, m Mechanism) (string, []any) {
+	where := []string{"TRUE"}
 	var args []any
 	if contact != "" {
 		where, args = append(where, "contact = ?"), append(args, contact)
@@ -311,18 +316,20 @@ func listKeysQuery(contact string, m Mechanism) (string, []any) {
 	if m != "" {
 		where, args = append(where, "mechanism = ?"), append(args, m)
 	}
-	q := `SELECT ` + keyColumns + ` FROM contact_keys`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	return q + " ORDER BY contact, mechanism, first_seen IS NULL, first_seen, fingerprint", args
+	return " WHERE /*account*/ " + strings.Join(where, " AND "), args
 }
+
+// nextKeySeq numbers a key when it is first seen: contact_keys.seq
+// increases strictly in the order keys arrive, even within one
+// millisecond (first_seen is in milliseconds). Write transactions are
+// serialised, so max + 1 is never taken twice.
+const nextKeySeq = `(SELECT coalesce(max(seq), 0) + 1 FROM contact_keys WHERE /*account*/ TRUE)`
 
 // SetAnnouncedKeys records which of the contact's known keys for m are in
 // its published key list: those listed are marked announced, the others
 // not, in one transaction. Fingerprints not yet recorded with
 // RecordSeenKey are ignored.
-func (s *Store) SetAnnouncedKeys(ctx context.Context, contact string, m Mechanism, fingerprints []string) error {
+func (s *core) SetAnnouncedKeys(ctx context.Context, contact string, m Mechanism, fingerprints []string) error {
 	const op = "set announced keys"
 	c, err := bareJID(contact)
 	if err != nil {
@@ -334,14 +341,14 @@ func (s *Store) SetAnnouncedKeys(ctx context.Context, contact string, m Mechanis
 			return wrap(op, err)
 		}
 	}
-	return s.update(ctx, op, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx,
-			`UPDATE contact_keys SET announced = 0 WHERE contact = ? AND mechanism = ?`, c, m); err != nil {
+	return s.update(ctx, op, func(q Querier) error {
+		if _, err := q.Exec(ctx,
+			`UPDATE contact_keys SET announced = FALSE WHERE /*account*/ contact = ? AND mechanism = ?`, c, m); err != nil {
 			return err
 		}
 		for _, f := range fprs {
-			if _, err := tx.ExecContext(ctx,
-				`UPDATE contact_keys SET announced = 1 WHERE contact = ? AND mechanism = ? AND fingerprint = ?`,
+			if _, err := q.Exec(ctx,
+				`UPDATE contact_keys SET announced = TRUE WHERE /*account*/ contact = ? AND mechanism = ? AND fingerprint = ?`,
 				c, m, f); err != nil {
 				return err
 			}
@@ -352,19 +359,19 @@ func (s *Store) SetAnnouncedKeys(ctx context.Context, contact string, m Mechanis
 
 // DeleteContactKey forgets a contact's key, its trust decision and its
 // history. If the contact uses the key again it is treated as new.
-func (s *Store) DeleteContactKey(ctx context.Context, contact string, m Mechanism, fingerprint string) error {
+func (s *core) DeleteContactKey(ctx context.Context, contact string, m Mechanism, fingerprint string) error {
 	const op = "delete contact key"
 	c, fpr, err := keyID(contact, m, fingerprint)
 	if err != nil {
 		return wrap(op, err)
 	}
-	return s.update(ctx, op, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`DELETE FROM contact_keys WHERE contact = ? AND mechanism = ? AND fingerprint = ?`, c, m, fpr)
+	return s.update(ctx, op, func(q Querier) error {
+		n, err := q.Exec(ctx,
+			`DELETE FROM contact_keys WHERE /*account*/ contact = ? AND mechanism = ? AND fingerprint = ?`, c, m, fpr)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		if n == 0 {
 			return failure(ErrNotFound, fmt.Sprintf("%s key %s of %s", m, fpr, c))
 		}
 		return nil
@@ -373,7 +380,7 @@ func (s *Store) DeleteContactKey(ctx context.Context, contact string, m Mechanis
 
 // KeyEvents returns the history of contacts' keys, oldest first. Empty
 // contact or mechanism match all.
-func (s *Store) KeyEvents(ctx context.Context, contact string, m Mechanism) ([]KeyEvent, error) {
+func (s *core) KeyEvents(ctx context.Context, contact string, m Mechanism) ([]KeyEvent, error) {
 	const op = "key events"
 	if contact != "" {
 		var err error
@@ -381,11 +388,13 @@ func (s *Store) KeyEvents(ctx context.Context, contact string, m Mechanism) ([]K
 			return nil, wrap(op, err)
 		}
 	}
+	if m != "" && !m.valid() {
+		return nil, wrap(op, fmt.Errorf("unknown mechanism %q", string(m)))
+	}
+	where, args := keyFilter(contact, m)
 	var evs []KeyEvent
-	err := s.read(ctx, op, func(q querier) error {
-		rows, err := q.QueryContext(ctx,
-			`SELECT `+eventColumns+` FROM key_events
-			 WHERE (?1 = '' OR contact = ?1) AND (?2 = '' OR mechanism = ?2) ORDER BY id`, contact, m)
+	err := s.read(ctx, op, func(q Querier) error {
+		rows, err := q.Query(ctx, `SELECT `+eventColumns+` FROM key_events`+where+` ORDER BY id`, args...)
 		if err != nil {
 			return err
 		}
@@ -398,11 +407,10 @@ func (s *Store) KeyEvents(ctx context.Context, contact string, m Mechanism) ([]K
 // PendingKeyChanges returns the key changes not yet acknowledged, oldest
 // first, so that a change is shown even if the process that recorded it
 // ended before showing it.
-func (s *Store) PendingKeyChanges(ctx context.Context) ([]KeyChange, error) {
+func (s *core) PendingKeyChanges(ctx context.Context) ([]KeyChange, error) {
 	var changes []KeyChange
-	err := s.read(ctx, "pending key changes", func(q querier) error {
-		rows, err := q.QueryContext(ctx,
-			`SELECT `+eventColumns+` FROM key_events WHERE acknowledged = 0 ORDER BY id`)
+	err := s.read(ctx, "pending key changes", func(q Querier) error {
+		rows, err := q.Query(ctx, queryPending)
 		if err != nil {
 			return err
 		}
@@ -418,14 +426,14 @@ func (s *Store) PendingKeyChanges(ctx context.Context) ([]KeyChange, error) {
 
 // AcknowledgeKeyChange marks a key change as shown to the user. It fails
 // with ErrNotFound if id is not a pending change.
-func (s *Store) AcknowledgeKeyChange(ctx context.Context, id int64) error {
-	return s.update(ctx, "acknowledge key change", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE key_events SET acknowledged = 1 WHERE id = ? AND acknowledged = 0`, id)
+func (s *core) AcknowledgeKeyChange(ctx context.Context, id int64) error {
+	return s.update(ctx, "acknowledge key change", func(q Querier) error {
+		n, err := q.Exec(ctx,
+			`UPDATE key_events SET acknowledged = TRUE WHERE /*account*/ id = ? AND acknowledged = FALSE`, id)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		if n == 0 {
 			return failure(ErrNotFound, fmt.Sprintf("pending key change %d", id))
 		}
 		return nil
@@ -450,9 +458,13 @@ func keyID(contact string, m Mechanism, fingerprint string) (string, string, err
 
 const keyColumns = `contact, mechanism, fingerprint, data, trust, first_seen, last_seen, announced`
 
-func getKey(ctx context.Context, q querier, c string, m Mechanism, fpr string) (ContactKey, error) {
-	return scanKey(q.QueryRowContext(ctx,
-		`SELECT `+keyColumns+` FROM contact_keys WHERE contact = ? AND mechanism = ? AND fingerprint = ?`, c, m, fpr))
+// queryPending lists the unacknowledged key changes. The literal FALSE
+// lets SQLite use the partial index key_events_pending (TestQueryPlans).
+const queryPending = `SELECT ` + eventColumns + ` FROM key_events WHERE /*account*/ acknowledged = FALSE ORDER BY id`
+
+func getKey(ctx context.Context, q Querier, c string, m Mechanism, fpr string) (ContactKey, error) {
+	return scanKey(q.QueryRow(ctx,
+		`SELECT `+keyColumns+` FROM contact_keys WHERE /*account*/ contact = ? AND mechanism = ? AND fingerprint = ?`, c, m, fpr))
 }
 
 func scanKey(r scanner) (ContactKey, error) {
@@ -479,11 +491,11 @@ func scanKey(r scanner) (ContactKey, error) {
 
 // seenFingerprints returns the contact's other keys for m that have been
 // seen, oldest first.
-func seenFingerprints(ctx context.Context, tx *sql.Tx, c string, m Mechanism, except string) ([]string, error) {
-	rows, err := tx.QueryContext(ctx,
+func seenFingerprints(ctx context.Context, q Querier, c string, m Mechanism, except string) ([]string, error) {
+	rows, err := q.Query(ctx,
 		`SELECT fingerprint FROM contact_keys
-		 WHERE contact = ? AND mechanism = ? AND fingerprint <> ? AND first_seen IS NOT NULL
-		 ORDER BY first_seen, fingerprint`, c, m, except)
+		 WHERE /*account*/ contact = ? AND mechanism = ? AND fingerprint <> ? AND first_seen IS NOT NULL
+		 ORDER BY seq`, c, m, except)
 	if err != nil {
 		return nil, err
 	}
@@ -501,7 +513,7 @@ func seenFingerprints(ctx context.Context, tx *sql.Tx, c string, m Mechanism, ex
 
 const eventColumns = `id, contact, mechanism, fingerprint, kind, old_trust, new_trust, previous, time, acknowledged`
 
-func scanEvents(rows *sql.Rows) ([]KeyEvent, error) {
+func scanEvents(rows Rows) ([]KeyEvent, error) {
 	defer rows.Close()
 	var evs []KeyEvent
 	for rows.Next() {

@@ -12,6 +12,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/store"
 )
 
 func init() {
@@ -19,7 +20,7 @@ func init() {
 		name:    "account",
 		summary: "add, list, remove accounts or choose the default one",
 		usage: `Usage:
-  balcony account add JID [--server HOST:PORT] [--direct-tls] [--ca-file FILE] [--tls12] [--default]
+  balcony account add JID [--server HOST:PORT] [--direct-tls] [--ca-file FILE] [--tls12] [--default] [--unencrypted-store]
   balcony account list
   balcony account default JID
   balcony account remove JID
@@ -28,6 +29,13 @@ The account's password is not stored in the configuration file. Each command
 that connects reads it from --password-file FILE, from the environment
 variable named by --password-env (default BALCONY_PASSWORD), or from a prompt
 on the terminal.
+
+"account add" creates the account's key store, which every other command
+needs: it asks for a new passphrase to protect it (twice, on a terminal), or
+reads it from --passphrase-file FILE or the variable named by --passphrase-env
+(default BALCONY_PASSPHRASE). A store already in the data directory (kept by
+"account remove") is opened with its passphrase and used again; it is never
+replaced.
 
 Flags for add:
   --server HOST:PORT  connect here instead of looking up the domain's SRV records
@@ -67,6 +75,9 @@ func runAccount(ctx context.Context, e *env, args []string) error {
 		tls12 := fs.Bool("tls12", false, "")
 		def := fs.Bool("default", false, "")
 		unencrypted := fs.Bool("unencrypted-store", false, "")
+		var so secretOptions
+		fs.StringVar(&so.passphraseFile, "passphrase-file", "", "")
+		fs.StringVar(&so.passphraseEnv, "passphrase-env", "BALCONY_PASSPHRASE", "")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
@@ -88,24 +99,9 @@ func runAccount(ctx context.Context, e *env, args []string) error {
 			*caFile = abs
 		}
 		bare := j.Bare().String()
-		for _, a := range cfg.Accounts {
-			if a.JID == bare {
-				return withHint(fmt.Errorf("account %s already exists", bare), "remove it first with: balcony account remove "+bare)
-			}
-		}
 		a := accountConfig{JID: bare, Server: *server, DirectTLS: *directTLS, CAFile: *caFile, TLS12: *tls12,
 			Default: *def || len(cfg.Accounts) == 0, Unencrypted: *unencrypted}
-		if a.Default {
-			for i := range cfg.Accounts {
-				cfg.Accounts[i].Default = false
-			}
-		}
-		cfg.Accounts = append(cfg.Accounts, a)
-		if err := cfg.save(); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "added %s\n", bare)
-		return nil
+		return addAccount(e, cfg, a, &so)
 	case "list":
 		if len(cfg.Accounts) == 0 {
 			fmt.Fprintln(e.stdout, "no accounts; add one with: balcony account add you@example.org")
@@ -207,6 +203,61 @@ func runAccount(ctx context.Context, e *env, args []string) error {
 		return cfg.save()
 	}
 	return &usageError{msg: fmt.Sprintf("unknown account subcommand %q", args[0]), hint: "run: balcony help account"}
+}
+
+// addAccount creates the account's store (or opens the one left in the
+// data directory), then adds the account to the configuration. An account
+// that is configured but has no store (its data directory was lost or
+// moved away) gets a new store and its configuration replaced.
+func addAccount(e *env, cfg *config, a accountConfig, so *secretOptions) error {
+	configured := -1
+	for i := range cfg.Accounts {
+		if cfg.Accounts[i].JID == a.JID {
+			configured = i
+		}
+	}
+	dir, err := storeDir(&a)
+	if err != nil {
+		return err
+	}
+	exists, err := storeExists(dir)
+	if err != nil {
+		return err
+	}
+	if configured >= 0 && exists {
+		return withHint(fmt.Errorf("account %s already exists", a.JID), "remove it first with: balcony account remove "+a.JID)
+	}
+	var st *store.Store
+	if exists {
+		st, err = openStore(e, &a, so)
+	} else {
+		st, err = createStore(e, &a, so)
+	}
+	if err != nil {
+		return err
+	}
+	if err := st.Close(); err != nil {
+		return err
+	}
+	if configured >= 0 {
+		a.Default = a.Default || cfg.Accounts[configured].Default
+		cfg.Accounts = append(cfg.Accounts[:configured], cfg.Accounts[configured+1:]...)
+	}
+	if a.Default {
+		for i := range cfg.Accounts {
+			cfg.Accounts[i].Default = false
+		}
+	}
+	cfg.Accounts = append(cfg.Accounts, a)
+	if err := cfg.save(); err != nil {
+		return err
+	}
+	if exists {
+		fmt.Fprintf(e.stdout, "added %s, with the key store already in %s\n", a.JID, dir)
+	} else {
+		fmt.Fprintf(e.stdout, "added %s\n", a.JID)
+	}
+	return nil
 }
 
 func absPath(p string) (string, error) {

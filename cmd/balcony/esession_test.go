@@ -26,7 +26,10 @@ func TestStoreSecrets(t *testing.T) {
 		}
 		return st
 	}
-	st := open()
+	st, err := store.Create(dir, store.Options{Passphrase: []byte("pass"), KDF: &kdf})
+	if err != nil {
+		t.Fatal(err)
+	}
 	a := storeSecrets{st}
 	const peer = "bob@example.org"
 	created := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

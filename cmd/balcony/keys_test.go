@@ -29,7 +29,7 @@ func TestKeysAndTrust(t *testing.T) {
 	if _, e, code := runCmd(t, "account", "add", "alice@example.org", "--server", "127.0.0.1:1"); code != 0 {
 		t.Fatalf("account add: %s", e)
 	}
-	// No keys yet: the store is created on first use.
+	// No keys yet: the store was created by account add.
 	out, e, code := runCmd(t, "keys")
 	if code != 0 || !strings.Contains(out, "Own keys (alice@example.org)") {
 		t.Fatalf("keys: %d %q %q", code, out, e)

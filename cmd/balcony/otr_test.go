@@ -62,7 +62,7 @@ func TestOTRLibotrAccountNames(t *testing.T) {
 // store, and that importing another key makes it the active one.
 func TestOTROwnKey(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(t.TempDir(), store.Options{Unencrypted: true})
+	st, err := store.Create(t.TempDir(), store.Options{Unencrypted: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,12 @@ func TestOXKeysOffline(t *testing.T) {
 	}
 
 	// A second device of alice imports the exported key; it becomes active.
+	// Its data directory has no store: commands say how to create one.
 	t.Setenv("BALCONY_DATA_DIR", filepath.Join(dir, "data2"))
+	if _, e, code := runCmd(t, "-a", "alice@example.org", "ox", "fingerprint"); code != 1 || !strings.Contains(e, "hint: create it with: balcony account add alice@example.org") {
+		t.Fatalf("without a store: %d %q", code, e)
+	}
+	mustRun(t, "account", "add", "alice@example.org", "--server", "127.0.0.1:1")
 	out = mustRun(t, "-a", "alice@example.org", "ox", "import", secretFile)
 	if !strings.Contains(out, "(active)") {
 		t.Fatalf("import on a new device: %q", out)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -89,67 +90,150 @@ func readSecret(e *env, file, envVar, prompt string, confirm bool) ([]byte, erro
 
 var errNoTerminal = errors.New("no terminal to ask on")
 
-// openStore opens (creating on first use) the account's store.
+// storeOptions are the store options of account a, without a passphrase.
+func storeOptions(a *accountConfig) (store.Options, error) {
+	opts := store.Options{Unencrypted: a.Unencrypted}
+	if v := os.Getenv("BALCONY_STORE_KDF"); v != "" {
+		p, err := parseKDF(v)
+		if err != nil {
+			return opts, &usageError{msg: "BALCONY_STORE_KDF: " + err.Error(), hint: "for example: BALCONY_STORE_KDF=time=3,memory=65536,threads=4"}
+		}
+		opts.KDF = &p
+	}
+	return opts, nil
+}
+
+// storePassphrase reads the passphrase of a's store; creating asks twice
+// on a terminal. The caller clears the result.
+func storePassphrase(e *env, a *accountConfig, o *secretOptions, creating bool) ([]byte, error) {
+	prompt := "Passphrase for the keys of " + a.JID + ": "
+	if creating {
+		prompt = "New passphrase to protect the keys of " + a.JID + ": "
+	}
+	pass, err := readSecret(e, o.passphraseFile, o.passphraseEnv, prompt, creating)
+	if errors.Is(err, errNoTerminal) {
+		return nil, withHint(errors.New("no passphrase available for the key store of "+a.JID),
+			"set "+o.passphraseEnv+", pass --passphrase-file FILE, or run on a terminal; unattended bots may opt out with: balcony account add "+a.JID+" --unencrypted-store")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the passphrase: %w", err)
+	}
+	if len(pass) == 0 {
+		return nil, errors.New("the passphrase must not be empty")
+	}
+	return pass, nil
+}
+
+// storeExists reports whether dir holds a store file, whatever its state.
+func storeExists(dir string) (bool, error) {
+	_, err := os.Lstat(filepath.Join(dir, store.FileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// openStore opens the account's existing store; "balcony account add"
+// creates it.
 func openStore(e *env, a *accountConfig, o *secretOptions) (*store.Store, error) {
 	dir, err := storeDir(a)
 	if err != nil {
 		return nil, err
 	}
-	opts := store.Options{Unencrypted: a.Unencrypted}
-	if v := os.Getenv("BALCONY_STORE_KDF"); v != "" {
-		p, err := parseKDF(v)
-		if err != nil {
-			return nil, &usageError{msg: "BALCONY_STORE_KDF: " + err.Error(), hint: "for example: BALCONY_STORE_KDF=time=3,memory=65536,threads=4"}
-		}
-		opts.KDF = &p
+	// Say that there is no store before asking for its passphrase.
+	if ok, err := storeExists(dir); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, noStoreError(a, dir)
+	}
+	opts, err := storeOptions(a)
+	if err != nil {
+		return nil, err
 	}
 	if !a.Unencrypted {
-		_, statErr := os.Stat(filepath.Join(dir, "balcony.db"))
-		creating := errors.Is(statErr, os.ErrNotExist)
-		prompt := "Passphrase for the keys of " + a.JID + ": "
-		if creating {
-			prompt = "New passphrase to protect the keys of " + a.JID + ": "
-		}
-		pass, err := readSecret(e, o.passphraseFile, o.passphraseEnv, prompt, creating)
-		if errors.Is(err, errNoTerminal) {
-			return nil, withHint(errors.New("no passphrase available for the key store of "+a.JID),
-				"set "+o.passphraseEnv+", pass --passphrase-file FILE, or run on a terminal; unattended bots may opt out with: balcony account add "+a.JID+" --unencrypted-store")
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading the passphrase: %w", err)
-		}
-		if len(pass) == 0 {
-			return nil, errors.New("the passphrase must not be empty")
-		}
-		opts.Passphrase = pass
-		defer clear(pass)
-	}
-	s, err := store.Open(dir, opts)
-	switch {
-	case errors.Is(err, store.ErrWrongPassphrase):
-		return nil, withHint(err, "check the passphrase; nothing was changed")
-	case errors.Is(err, store.ErrEncryptionMode):
-		return nil, withHint(err, "the store's encryption mode differs from the account configuration (unencrypted_store in config.json)")
-	case errors.Is(err, store.ErrLocked):
-		return nil, withHint(err, "another balcony process is writing; try again")
-	case err != nil:
-		return nil, err
-	}
-	// The store belongs to this account: record it on first use.
-	ctx := context.Background()
-	if rec, err := s.Account(ctx); errors.Is(err, store.ErrNotFound) {
-		if err := s.SetAccount(ctx, store.Account{JID: a.JID, Server: a.Server, DirectTLS: a.DirectTLS}); err != nil {
-			s.Close()
+		if opts.Passphrase, err = storePassphrase(e, a, o, false); err != nil {
 			return nil, err
 		}
-	} else if err != nil {
+		defer clear(opts.Passphrase)
+	}
+	s, err := store.Open(dir, opts)
+	if err != nil {
+		return nil, storeError(err, a, dir)
+	}
+	if err := claimStore(s, a, dir); err != nil {
 		s.Close()
 		return nil, err
-	} else if rec.JID != a.JID {
-		s.Close()
-		return nil, fmt.Errorf("the store in %s belongs to %s, not %s", dir, rec.JID, a.JID)
 	}
 	return s, nil
+}
+
+// createStore creates the account's store, asking for a new passphrase
+// (twice on a terminal) unless the account opted out of encryption.
+func createStore(e *env, a *accountConfig, o *secretOptions) (*store.Store, error) {
+	dir, err := storeDir(a)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := storeOptions(a)
+	if err != nil {
+		return nil, err
+	}
+	if !a.Unencrypted {
+		if opts.Passphrase, err = storePassphrase(e, a, o, true); err != nil {
+			return nil, err
+		}
+		defer clear(opts.Passphrase)
+	}
+	s, err := store.Create(dir, opts)
+	if err != nil {
+		return nil, storeError(err, a, dir)
+	}
+	if err := claimStore(s, a, dir); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// claimStore records the account in its store, or checks that the store
+// belongs to it.
+func claimStore(s *store.Store, a *accountConfig, dir string) error {
+	ctx := context.Background()
+	rec, err := s.Account(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return s.SetAccount(ctx, store.Account{JID: a.JID, Server: a.Server, DirectTLS: a.DirectTLS})
+	case err != nil:
+		return err
+	case rec.JID != a.JID:
+		return fmt.Errorf("the store in %s belongs to %s, not %s", dir, rec.JID, a.JID)
+	}
+	return nil
+}
+
+func noStoreError(a *accountConfig, dir string) error {
+	return withHint(fmt.Errorf("%s has no key store (nothing in %s)", a.JID, dir),
+		"create it with: balcony account add "+a.JID)
+}
+
+// storeError adds a hint to an error of store.Open or store.Create.
+func storeError(err error, a *accountConfig, dir string) error {
+	switch {
+	case errors.Is(err, store.ErrNoStore):
+		return noStoreError(a, dir)
+	case errors.Is(err, store.ErrWrongPassphrase):
+		return withHint(err, "check the passphrase; nothing was changed")
+	case errors.Is(err, store.ErrEncryptionMode):
+		return withHint(err, "the store's encryption mode differs from the account configuration (unencrypted_store in config.json)")
+	case errors.Is(err, store.ErrLocked):
+		return withHint(err, "another balcony process is writing; try again")
+	case errors.Is(err, store.ErrCorrupt):
+		return withHint(err, "the key store was left exactly as it is; restore "+filepath.Join(dir, store.FileName)+
+			" from a backup, or move it away and run balcony account add "+a.JID+" to start a new one (its keys, trust decisions and retained secrets would be lost)")
+	case errors.Is(err, store.ErrNewerSchema):
+		return withHint(err, "a newer version of balcony wrote this store; use that version")
+	}
+	return err
 }
 
 // parseKDF parses "time=T,memory=KiB,threads=P": the Argon2id parameters

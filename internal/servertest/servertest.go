@@ -17,19 +17,15 @@
 package servertest
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/internal/harness"
 )
 
 // Kinds of server.
@@ -77,17 +73,11 @@ type Account struct {
 
 // Required reports whether integration tests must run (and fail rather than
 // skip when a server is unavailable).
-func Required() bool { return os.Getenv(EnvRequire) == "1" }
+func Required() bool { return harness.Required() }
 
 // Script returns the path of a script in this module's scripts directory,
 // such as "prosody-harness.sh".
-func Script(name string) string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return filepath.Join("scripts", name)
-	}
-	return filepath.Join(filepath.Dir(file), "..", "..", "scripts", name)
-}
+func Script(name string) string { return harness.Script(name) }
 
 // StartProsody starts a Prosody for the test and registers nothing.
 func StartProsody(t testing.TB) *Server {
@@ -122,37 +112,11 @@ func StartEjabberd(t testing.TB, opts EjabberdOptions) *Server {
 
 func start(t testing.TB, s *Server, args []string) *Server {
 	t.Helper()
-	if testing.Short() && !Required() {
-		t.Skip("integration test skipped in -short mode")
-	}
-	s.Dir = t.TempDir()
-	cmd := exec.Command(s.script, append([]string{"start", s.Dir}, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() == 3 && !Required() {
-			t.Skipf("%s unavailable, integration test skipped (set %s=1 to make this a failure): %s",
-				s.Kind, EnvRequire, strings.TrimSpace(stderr.String()))
-		}
-		t.Fatalf("starting %s: %v\n%s", s.Kind, err, stderr.String())
-	}
-	// Registered before anything can fail, so that a half-started server
-	// is stopped too.
-	t.Cleanup(func() {
-		if err := exec.Command(s.script, "stop", s.Dir).Run(); err != nil {
-			t.Errorf("stopping %s: %v", s.Kind, err)
-		}
-		if t.Failed() {
-			s.logTail(t)
-		}
-	})
+	var vars map[string]string
+	s.Dir, vars = harness.Start(t, s.script, s.Kind, s.logs, args...)
 	prefix := strings.ToUpper(s.Kind) + "_"
 	s.Carbons = true
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), "=")
+	for k, v := range vars {
 		switch strings.TrimPrefix(k, prefix) {
 		case "DOMAIN":
 			s.Domain = v
@@ -172,25 +136,9 @@ func start(t testing.TB, s *Server, args []string) *Server {
 		s.SHA1Domain = "sha1." + s.Domain
 	}
 	if s.Domain == "" || s.Addr == "" || s.TLSAddr == "" || s.CAFile == "" {
-		t.Fatalf("%s harness printed no address: %s", s.Kind, out)
+		t.Fatalf("%s harness printed no address: %v", s.Kind, vars)
 	}
 	return s
-}
-
-func (s *Server) logTail(t testing.TB) {
-	for _, name := range s.logs {
-		if log, err := os.ReadFile(filepath.Join(s.Dir, name)); err == nil && len(log) > 0 {
-			t.Logf("%s %s:\n%s", s.Kind, name, tail(log, 60))
-		}
-	}
-}
-
-func tail(b []byte, lines int) []byte {
-	parts := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(parts) > lines {
-		parts = parts[len(parts)-lines:]
-	}
-	return bytes.Join(parts, []byte("\n"))
 }
 
 // AddUser registers local@domain with a random password; domain "" means

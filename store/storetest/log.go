@@ -1,14 +1,16 @@
-package store
+package storetest
 
 import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/balcony-im/balcony/store"
 )
 
-func TestOutbox(t *testing.T) {
-	s := openTest(t)
-	id1, err := s.Enqueue(ctx, "romeo@montague.lit/orchard", "first", OTR)
+func (su suite) testOutbox(t *testing.T) {
+	s := su.new(t)
+	id1, err := s.Enqueue(ctx, "romeo@montague.lit/orchard", "first", store.OTR)
 	must(t, err)
 	id2, err := s.Enqueue(ctx, "romeo@montague.lit", "second", "")
 	must(t, err)
@@ -21,11 +23,11 @@ func TestOutbox(t *testing.T) {
 	out, err := s.Outbox(ctx)
 	must(t, err)
 	if len(out) != 2 || out[0].ID != id1 || out[0].To != "romeo@montague.lit/orchard" || out[0].Body != "first" ||
-		out[0].Mechanism != OTR || out[1].ID != id2 || out[1].Body != "second" || out[1].Mechanism != "" {
+		out[0].Mechanism != store.OTR || out[1].ID != id2 || out[1].Body != "second" || out[1].Mechanism != "" {
 		t.Fatalf("outbox %+v", out)
 	}
 	must(t, s.Dequeue(ctx, id1))
-	wantErr(t, s.Dequeue(ctx, id1), ErrNotFound)
+	wantErr(t, s.Dequeue(ctx, id1), store.ErrNotFound)
 	out, err = s.Outbox(ctx)
 	must(t, err)
 	if len(out) != 1 || out[0].ID != id2 {
@@ -33,22 +35,22 @@ func TestOutbox(t *testing.T) {
 	}
 }
 
-func TestMessagesPaging(t *testing.T) {
-	s := openTest(t)
+func (su suite) testMessagesPaging(t *testing.T) {
+	s := su.new(t)
 	const peer = "nurse@capulet.lit"
 	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	// 125 messages, logged out of time order (as MAM back-fill does) and
 	// with runs of equal timestamps; plus another peer's messages.
 	const n = 125
 	for i := n - 1; i >= 0; i-- {
-		_, err := s.LogMessage(ctx, LogEntry{Peer: peer, Direction: Incoming, Body: fmt.Sprint(i),
+		_, err := s.LogMessage(ctx, store.LogEntry{Peer: peer, Direction: store.Incoming, Body: fmt.Sprint(i),
 			Time: base.Add(time.Duration(i/3) * time.Minute)})
 		must(t, err)
-		_, err = s.LogMessage(ctx, LogEntry{Peer: "other@capulet.lit", Direction: Outgoing, Body: "noise",
+		_, err = s.LogMessage(ctx, store.LogEntry{Peer: "other@capulet.lit", Direction: store.Outgoing, Body: "noise",
 			Time: base.Add(time.Duration(i) * time.Minute)})
 		must(t, err)
 	}
-	var all []LogEntry
+	var all []store.LogEntry
 	var before int64
 	pages := 0
 	for {
@@ -86,7 +88,7 @@ func TestMessagesPaging(t *testing.T) {
 		t.Errorf("first %q, last %q", all[0].Body, all[n-1].Body)
 	}
 	_, err := s.Messages(ctx, peer, 999999, 10)
-	wantErr(t, err, ErrNotFound)
+	wantErr(t, err, store.ErrNotFound)
 	page, err := s.Messages(ctx, peer, 0, 0)
 	must(t, err)
 	if len(page) != 50 {
@@ -94,15 +96,15 @@ func TestMessagesPaging(t *testing.T) {
 	}
 }
 
-func TestLogDeduplicates(t *testing.T) {
-	s := openTest(t)
-	e := LogEntry{StanzaID: "abc", Peer: "a@b.c/phone", Direction: Incoming, Mechanism: OX, Security: "verified", Body: "hi"}
+func (su suite) testLogDeduplicates(t *testing.T) {
+	s := su.new(t)
+	e := store.LogEntry{StanzaID: "abc", Peer: "a@b.c/phone", Direction: store.Incoming, Mechanism: store.OX, Security: "verified", Body: "hi"}
 	id1, err := s.LogMessage(ctx, e)
 	must(t, err)
 	e.Peer = "a@b.c/laptop" // a carbon or MAM copy
 	id2, err := s.LogMessage(ctx, e)
 	must(t, err)
-	e.Direction = Outgoing
+	e.Direction = store.Outgoing
 	id3, err := s.LogMessage(ctx, e)
 	must(t, err)
 	if id1 == 0 || id1 != id2 || id3 == id1 {
@@ -110,33 +112,33 @@ func TestLogDeduplicates(t *testing.T) {
 	}
 	msgs, err := s.Messages(ctx, "a@b.c", 0, 10)
 	must(t, err)
-	if len(msgs) != 2 || msgs[0].Security != "verified" || msgs[0].Mechanism != OX {
+	if len(msgs) != 2 || msgs[0].Security != "verified" || msgs[0].Mechanism != store.OX {
 		t.Errorf("messages %+v", msgs)
 	}
-	if _, err := s.LogMessage(ctx, LogEntry{Peer: "a@b.c", Direction: "sideways"}); err == nil {
+	if _, err := s.LogMessage(ctx, store.LogEntry{Peer: "a@b.c", Direction: "sideways"}); err == nil {
 		t.Error("invalid direction accepted")
 	}
 }
 
-func TestLogPrivateSessions(t *testing.T) {
-	s := openTest(t)
+func (su suite) testLogPrivateSessions(t *testing.T) {
+	s := su.new(t)
 	const peer = "a@b.c"
-	for _, m := range []Mechanism{OTR, ESession} {
-		id, err := s.LogMessage(ctx, LogEntry{Peer: peer, Direction: Incoming, Mechanism: m, Body: "off the record"})
+	for _, m := range []store.Mechanism{store.OTR, store.ESession} {
+		id, err := s.LogMessage(ctx, store.LogEntry{Peer: peer, Direction: store.Incoming, Mechanism: m, Body: "off the record"})
 		if err != nil || id != 0 {
 			t.Errorf("%s message logged without opt-in: %d, %v", m, id, err)
 		}
 	}
 	// Notices carry no plaintext and are kept.
-	id, err := s.LogMessage(ctx, LogEntry{Peer: peer, Direction: Incoming, Mechanism: OTR, Notice: true,
-		Body: "OTR message could not be decrypted"})
+	id, err := s.LogMessage(ctx, store.LogEntry{Peer: peer, Direction: store.Incoming, Mechanism: store.OTR, Notice: true,
+		Body: "store.OTR message could not be decrypted"})
 	if err != nil || id == 0 {
 		t.Errorf("notice not logged: %d, %v", id, err)
 	}
-	must(t, s.SetSetting(ctx, SettingLogPrivateSessions, "true"))
-	id, err = s.LogMessage(ctx, LogEntry{Peer: peer, Direction: Incoming, Mechanism: OTR, Body: "logged"})
+	must(t, s.SetSetting(ctx, store.SettingLogPrivateSessions, "true"))
+	id, err = s.LogMessage(ctx, store.LogEntry{Peer: peer, Direction: store.Incoming, Mechanism: store.OTR, Body: "logged"})
 	if err != nil || id == 0 {
-		t.Errorf("OTR message after opt-in: %d, %v", id, err)
+		t.Errorf("store.OTR message after opt-in: %d, %v", id, err)
 	}
 	msgs, err := s.Messages(ctx, peer, 0, 10)
 	must(t, err)
@@ -153,13 +155,13 @@ func TestLogPrivateSessions(t *testing.T) {
 	}
 }
 
-func TestLogMessagesBatch(t *testing.T) {
-	s := openTest(t)
-	batch := []LogEntry{
-		{StanzaID: "1", Peer: "a@b.c", Direction: Incoming, Body: "one"},
-		{StanzaID: "2", Peer: "a@b.c", Direction: Incoming, Mechanism: OTR, Body: "not logged"},
-		{StanzaID: "1", Peer: "a@b.c/x", Direction: Incoming, Body: "duplicate"},
-		{StanzaID: "3", Peer: "d@e.f", Direction: Outgoing, Body: "three"},
+func (su suite) testLogMessagesBatch(t *testing.T) {
+	s := su.new(t)
+	batch := []store.LogEntry{
+		{StanzaID: "1", Peer: "a@b.c", Direction: store.Incoming, Body: "one"},
+		{StanzaID: "2", Peer: "a@b.c", Direction: store.Incoming, Mechanism: store.OTR, Body: "not logged"},
+		{StanzaID: "1", Peer: "a@b.c/x", Direction: store.Incoming, Body: "duplicate"},
+		{StanzaID: "3", Peer: "d@e.f", Direction: store.Outgoing, Body: "three"},
 	}
 	ids, err := s.LogMessages(ctx, batch)
 	must(t, err)
@@ -167,7 +169,7 @@ func TestLogMessagesBatch(t *testing.T) {
 		t.Fatalf("ids %v", ids)
 	}
 	// One invalid entry: nothing of the batch is written.
-	_, err = s.LogMessages(ctx, []LogEntry{{Peer: "g@h.i", Direction: Incoming, Body: "x"}, {Peer: "", Direction: Incoming}})
+	_, err = s.LogMessages(ctx, []store.LogEntry{{Peer: "g@h.i", Direction: store.Incoming, Body: "x"}, {Peer: "", Direction: store.Incoming}})
 	if err == nil {
 		t.Fatal("invalid batch accepted")
 	}
