@@ -124,13 +124,13 @@ type ESessionInfo struct {
 // carries the XEP-0201 ThreadID Start chose, and a stanza with an unknown
 // ThreadID, or none, never belongs to a session.
 //
-// Before closing the client, call TerminateAll so that contacts learn that
-// the sessions ended (XEP-0217 §6): Client.Close closes the stream before
-// it runs Shutdown, which can then only wipe the keys.
+// Client.Close terminates every session while the stream still works, so
+// that contacts learn that the sessions ended (XEP-0217 §6): it runs the
+// mechanism's Closing hook before the unavailable presence.
 //
-// Concurrent Sends to the same contact may reach the server in another
-// order than they were sealed, which ends the session at the receiver: send
-// one message at a time per contact.
+// Sends may be concurrent: the pipeline seals and writes each message, and
+// every protocol message of a session, under one lock, so they reach the
+// server in the order their counters were used.
 //
 // ESession is safe for concurrent use.
 type ESession struct {

@@ -150,11 +150,9 @@ func setupESession(ctx context.Context, s *session) error {
 	}
 	s.client.Pipeline().Register(es, true, "")
 	s.esession = es
-	// XEP-0217 §6 asks to terminate every session before going offline,
-	// but the client closes its stream before the mechanisms' shutdown
-	// hooks run, and this file has no hook that runs earlier: contacts
-	// learn that the sessions ended from our unavailable presence (the
-	// mechanism sends directed presence to each session's peer).
+	// XEP-0217 §6 asks to terminate every session before going offline:
+	// the mechanism does so in its Closing hook, which Client.Close runs
+	// while the stream still works.
 	return nil
 }
 
