@@ -27,12 +27,15 @@ type Secret struct {
 // A peer may have several secrets, one for each of its clients this
 // client has negotiated with. After each session the engine calls Replace
 // with the secret that matched (nil if none did) and the new one: the old
-// secret must be destroyed and the new one stored in its place. Confirming
-// a SAS calls Replace with old and new carrying the same value and
-// Verified set.
+// secret must be destroyed and the new one stored in its place, in one
+// atomic step. Confirming a SAS calls Verify with the session's secret: it
+// must set Verified on that secret if, and only if, it is still stored
+// (a later session may have replaced it already), and report whether it
+// was; it never inserts anything.
 type RetainedSecrets interface {
 	Lookup(peer string) ([]Secret, error)
 	Replace(peer string, old *[32]byte, new Secret) error
+	Verify(peer string, value *[32]byte) (found bool, err error)
 }
 
 // MemorySecrets is a RetainedSecrets kept in memory. The zero value is
@@ -70,6 +73,25 @@ func (s *MemorySecrets) Replace(peer string, old *[32]byte, new Secret) error {
 	}
 	s.m[peer] = append(list, new)
 	return nil
+}
+
+// Verify marks the secret equal to value as verified, if it is stored,
+// and reports whether it was.
+func (s *MemorySecrets) Verify(peer string, value *[32]byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := s.m[peer]
+	found := -1
+	for i := range list {
+		if subtle.ConstantTimeCompare(list[i].Value[:], value[:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		return false, nil
+	}
+	list[found].Verified = true
+	return true, nil
 }
 
 // Forget wipes every secret retained for peer.

@@ -179,8 +179,11 @@ func (s *Session) EndReason() (string, error) {
 
 // ConfirmSAS records that the user compared the SAS with the peer out of
 // band and found it equal. The session becomes verified and so does the
-// retained secret it produced, so that later sessions continuing the
-// chain are verified without a comparison.
+// retained secret it produced, if it is still stored, so that later
+// sessions continuing the chain are verified without a comparison. A
+// secret that a later session already replaced is not stored again
+// (RetainedSecrets.Verify): that later session stays unverified until its
+// own SAS is compared.
 func (s *Session) ConfirmSAS() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -193,8 +196,10 @@ func (s *Session) ConfirmSAS() error {
 	s.sasConfirmed = true
 	if s.cfg.secrets != nil && s.haveRS {
 		rs := s.rs
-		if err := s.cfg.secrets.Replace(s.peerBare, &rs, Secret{Value: rs, Verified: true, Created: s.rsCreated}); err != nil {
-			return fmt.Errorf("esession: storing the verified secret: %w", err)
+		_, err := s.cfg.secrets.Verify(s.peerBare, &rs)
+		clear(rs[:])
+		if err != nil {
+			return fmt.Errorf("esession: marking the retained secret verified: %w", err)
 		}
 	}
 	return nil

@@ -48,13 +48,13 @@ func (s *Store) RetainedSecrets(ctx context.Context, peer string) ([]RetainedSec
 // an ESession negotiation, in one transaction: the stored secret equal to
 // old (compared in constant time) is destroyed and next takes its place;
 // if old is nil or no stored secret equals it, next is added as a new
-// chain. Confirming the SAS of a session is a replacement of a secret by
-// itself with Verified set. A zero next.Created means now.
+// chain. A zero next.Created means now. (Confirming the SAS of a session
+// is VerifyRetainedSecret, which never re-inserts a replaced secret.)
 //
 // These semantics are those of the esession.RetainedSecrets interface, so
-// an adapter maps Lookup to RetainedSecrets and Replace to
-// ReplaceRetainedSecret, copying between [32]byte and []byte and
-// supplying a context.
+// an adapter maps Lookup to RetainedSecrets, Replace to
+// ReplaceRetainedSecret and Verify to VerifyRetainedSecret, copying
+// between [32]byte and []byte and supplying a context.
 func (s *Store) ReplaceRetainedSecret(ctx context.Context, peer string, old []byte, next RetainedSecret) error {
 	const op = "replace retained secret"
 	p, err := bareJID(peer)
@@ -98,6 +98,35 @@ func (s *Store) ReplaceRetainedSecret(ctx context.Context, peer string, old []by
 			blob, next.Verified, created, id)
 		return err
 	})
+}
+
+// VerifyRetainedSecret sets the verified flag of the stored secret equal
+// to value (compared in constant time), in one transaction, and reports
+// whether such a secret was stored. It never inserts a secret: a secret
+// that a later session already replaced stays gone. This is Verify of the
+// esession.RetainedSecrets interface.
+func (s *Store) VerifyRetainedSecret(ctx context.Context, peer string, value []byte) (bool, error) {
+	const op = "verify retained secret"
+	p, err := bareJID(peer)
+	if err != nil {
+		return false, wrap(op, err)
+	}
+	found := false
+	err = s.update(ctx, op, func(tx *sql.Tx) error {
+		r, err := s.findRetained(ctx, tx, p, value)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE retained_secrets SET verified = 1 WHERE id = ?`, r.id); err != nil {
+			return err
+		}
+		found = true
+		return nil
+	})
+	return found, err
 }
 
 // ForgetRetainedSecrets deletes every retained secret shared with peer,

@@ -85,6 +85,7 @@ Flags:
 type retainedSecretStore interface {
 	RetainedSecrets(ctx context.Context, peer string) ([]store.RetainedSecret, error)
 	ReplaceRetainedSecret(ctx context.Context, peer string, old []byte, next store.RetainedSecret) error
+	VerifyRetainedSecret(ctx context.Context, peer string, value []byte) (bool, error)
 }
 
 // storeSecrets adapts the store to esession.RetainedSecrets. The store
@@ -126,6 +127,14 @@ func (a storeSecrets) Replace(peer string, old *[32]byte, next esession.Secret) 
 	v := next.Value
 	defer clear(v[:])
 	return a.st.ReplaceRetainedSecret(ctx, peer, o, store.RetainedSecret{Value: v[:], Verified: next.Verified, Created: next.Created})
+}
+
+func (a storeSecrets) Verify(peer string, value *[32]byte) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), secretsTimeout)
+	defer cancel()
+	v := *value
+	defer clear(v[:])
+	return a.st.VerifyRetainedSecret(ctx, peer, v[:])
 }
 
 // setupESession registers the Encrypted Sessions mechanism, enabled, with
