@@ -45,7 +45,29 @@ type Config struct {
 	// MaxSessions bounds the sessions a Manager keeps; ended sessions are
 	// forgotten first and new requests are ignored past it. Default 1024.
 	MaxSessions int
+	// OnUnavailable says what Manager.PeerUnavailable does with the
+	// sessions bound to a resource that sent unavailable presence. The
+	// default, AssumeContinues, is what XEP-0155 §9.4 recommends.
+	OnUnavailable UnavailablePolicy
 }
+
+// UnavailablePolicy is what to do with a session when the peer's resource
+// it is bound to becomes unavailable (XEP-0155 §9.4).
+type UnavailablePolicy int
+
+// Policies for Config.OnUnavailable.
+const (
+	// AssumeContinues keeps the session: the peer may only have become
+	// invisible, or keep the session's state until it reconnects
+	// (XEP-0155 §9.4 SHOULD). The user is told (PeerWentOffline).
+	AssumeContinues UnavailablePolicy = iota
+	// TerminateOnUnavailable terminates the session explicitly, with the
+	// terminate form (encrypted in an encrypted session), since the
+	// assumption that the peer cannot continue may be wrong (§9.4 MUST),
+	// and wipes its keys at once: no acknowledgement is awaited. A new
+	// session with the peer needs a new ThreadID.
+	TerminateOnUnavailable
+)
 
 type config struct {
 	rand        io.Reader
@@ -57,6 +79,7 @@ type config struct {
 	autoAccept  bool
 	pad         bool
 	maxSessions int
+	unavailable UnavailablePolicy
 }
 
 // MinGroup is the smallest MODP group this package offers or accepts.
@@ -71,6 +94,10 @@ func (c *Config) resolve() (*config, error) {
 	r := &config{
 		rand: c.Rand, now: c.Now, secrets: c.Secrets, lifetime: c.SecretLifetime,
 		mustNotLog: c.MustNotLog, autoAccept: c.AutoAccept, pad: !c.NoPadding, maxSessions: c.MaxSessions,
+		unavailable: c.OnUnavailable,
+	}
+	if r.unavailable != AssumeContinues && r.unavailable != TerminateOnUnavailable {
+		return nil, fmt.Errorf("esession: unknown unavailable policy %d", r.unavailable)
 	}
 	if r.rand == nil {
 		r.rand = rand.Reader

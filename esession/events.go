@@ -131,7 +131,19 @@ type Renegotiated struct {
 	Params   Params
 }
 
+// PeerWentOffline reports that the peer's resource a session is bound to
+// sent unavailable presence (Manager.PeerUnavailable). With the default
+// policy the session is kept (Terminated false): stanzas sent meanwhile
+// may be lost, which ends the session when the peer reads the next one.
+// With TerminateOnUnavailable the session was terminated explicitly and a
+// Terminated event follows.
+type PeerWentOffline struct {
+	Session    *Session
+	Terminated bool
+}
+
 func (RequestReceived) event() {}
+func (PeerWentOffline) event() {}
 func (Established) event()     {}
 func (Declined) event()        {}
 func (PeerError) event()       {}

@@ -185,6 +185,27 @@ func (m *Manager) TerminateAll() []Outbound {
 	return out
 }
 
+// PeerUnavailable handles unavailable presence from fullJID, a resource of
+// a peer (XEP-0155 §9.4), for every live session bound to that resource,
+// as Config.OnUnavailable says: by default the sessions are kept and a
+// PeerWentOffline event tells the user; with TerminateOnUnavailable each
+// is terminated explicitly (the result holds the terminate stanzas to
+// send) and its keys are wiped. A session is never closed silently.
+// Presence from a bare JID, or from a resource no session is bound to,
+// changes nothing.
+func (m *Manager) PeerUnavailable(fullJID string) Result {
+	var res Result
+	if !strings.Contains(fullJID, "/") {
+		return res
+	}
+	for _, s := range m.Sessions() {
+		if s.Peer() == fullJID {
+			s.peerUnavailable(&res, m.cfg.unavailable == TerminateOnUnavailable)
+		}
+	}
+	return res
+}
+
 // Receive handles a received message stanza. The result holds what to
 // send and the events to show; the error, if any, is also reported by an
 // event (ErrAuthentication always comes with a Terminated event). Result.

@@ -263,6 +263,33 @@ func (s *Session) Close() {
 	}
 }
 
+// peerUnavailable applies the XEP-0155 §9.4 policy to the session.
+func (s *Session) peerUnavailable(res *Result, terminate bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.step == stepEnded {
+		return
+	}
+	res.Events = append(res.Events, PeerWentOffline{Session: s, Terminated: terminate})
+	if !terminate {
+		return
+	}
+	const reason = "peer went offline"
+	switch {
+	case s.step == stepAwaitDecision || s.step == stepTerminating:
+		// nothing was agreed yet, or our terminate is already sent
+	case s.step == stepActive && s.wantE2E:
+		if c, err := s.ch.seal(feature(terminateForm(false))); err == nil {
+			o := s.out(c)
+			o.Encrypted = true
+			res.Out = append(res.Out, o)
+		}
+	default:
+		res.Out = append(res.Out, s.out(feature(terminateForm(false))))
+	}
+	s.fail(res, reason, nil)
+}
+
 // Decline declines a received request, with an optional reason (XEP-0155
 // §4.3). The session ends.
 func (s *Session) Decline(reason string) (Outbound, error) {
