@@ -45,11 +45,35 @@ type Config struct {
 	// MaxSessions bounds the sessions a Manager keeps; ended sessions are
 	// forgotten first and new requests are ignored past it. Default 1024.
 	MaxSessions int
+	// Profile selects the conventions where the specifications are
+	// ambiguous or where the one implementation that existed deviated
+	// from them. The default, ProfileSpec, is the plain reading of the
+	// text; ProfileGajim interoperates with Gajim 0.12 to 0.16.
+	Profile Profile
 	// OnUnavailable says what Manager.PeerUnavailable does with the
 	// sessions bound to a resource that sent unavailable presence. The
 	// default, AssumeContinues, is what XEP-0155 §9.4 recommends.
 	OnUnavailable UnavailablePolicy
 }
+
+// Profile is a set of conventions for what the specifications leave open
+// (see the package documentation, "Conventions").
+type Profile int
+
+// Profiles.
+const (
+	// ProfileSpec follows the plain reading of the specifications.
+	ProfileSpec Profile = iota
+	// ProfileGajim computes what Gajim 0.12 to 0.16 computed: the whole
+	// 32-byte HMAC as the cipher key (so AES-256 runs where aes128-ctr
+	// was negotiated), keystream from C+1, counters as MPIs in the
+	// identity MACs (and accepted as MPIs in received stanza MACs, as
+	// Gajim sends them), an unpadded SAS, and
+	// terminate forms sent and accepted in the clear (Gajim ignores an
+	// encrypted one). A plaintext terminate is unauthenticated: anyone
+	// able to inject a stanza on the thread can end the session.
+	ProfileGajim
+)
 
 // UnavailablePolicy is what to do with a session when the peer's resource
 // it is bound to becomes unavailable (XEP-0155 §9.4).
@@ -80,6 +104,7 @@ type config struct {
 	pad         bool
 	maxSessions int
 	unavailable UnavailablePolicy
+	cv          conv
 }
 
 // MinGroup is the smallest MODP group this package offers or accepts.
@@ -95,6 +120,13 @@ func (c *Config) resolve() (*config, error) {
 		rand: c.Rand, now: c.Now, secrets: c.Secrets, lifetime: c.SecretLifetime,
 		mustNotLog: c.MustNotLog, autoAccept: c.AutoAccept, pad: !c.NoPadding, maxSessions: c.MaxSessions,
 		unavailable: c.OnUnavailable,
+	}
+	switch c.Profile {
+	case ProfileSpec:
+	case ProfileGajim:
+		r.cv.gajim = true
+	default:
+		return nil, fmt.Errorf("esession: unknown profile %d", c.Profile)
 	}
 	if r.unavailable != AssumeContinues && r.unavailable != TerminateOnUnavailable {
 		return nil, fmt.Errorf("esession: unknown unavailable policy %d", r.unavailable)

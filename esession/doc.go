@@ -75,6 +75,15 @@
 //   - A retained secret is replaced only after the peer's identity was
 //     verified.
 //
+// Config.Profile selects ProfileGajim instead to talk to Gajim 0.12 to
+// 0.16, the one client that implemented XEP-0217: it reproduces the
+// "gajim" profile of the test vectors (the whole 32-byte HMAC as AES key,
+// keystream from C+1, MPI counters in the identity MACs, "<required />"
+// in the normalised forms, an unpadded SAS) and sends and accepts
+// terminate forms in the clear. In the default profile a terminate in the
+// clear for an encrypted session is refused (a Rejected event) and the
+// session continues.
+//
 // # What an encrypted session protects, and what it does not
 //
 // It protects the content of message stanzas (every child except

@@ -9,16 +9,16 @@ import (
 func fuzzChannel() (*channel, *channel) {
 	var k [32]byte
 	copy(k[:], "fuzz fuzz fuzz fuzz fuzz fuzz fu")
-	ka, kb := deriveKeys(&k, true), deriveKeys(&k, false)
+	ka, kb := deriveKeys(&k, true, 16), deriveKeys(&k, false, 16)
 	var c counter
 	c[0] = 0xff
 	c[15] = 0xfe // wraps during the first stanza
 	a := &channel{pad: true}
-	a.send.init(&ka, c)
-	a.recv.init(&kb, responderCounter(c))
+	a.send.init(&ka, c, conv{})
+	a.recv.init(&kb, responderCounter(c), conv{})
 	b := &channel{pad: true}
-	b.send.init(&kb, responderCounter(c))
-	b.recv.init(&ka, c)
+	b.send.init(&kb, responderCounter(c), conv{})
+	b.recv.init(&ka, c, conv{})
 	return a, b
 }
 

@@ -208,7 +208,7 @@ func (s *Session) start() (Outbound, error) {
 			hidden(fixedParams[5].name, fixedParams[5].value),
 			&form.Field{Var: "dhhashes", Type: form.Hidden, Values: hashes})
 	}
-	n.formA = f.Canonical()
+	n.formA = s.normalize(f)
 	s.neg = n
 	s.step = stepRequested
 	o := s.out(feature(f))
@@ -385,7 +385,7 @@ func (s *Session) evaluateE2E(f *form.Form, p *plan) []string {
 // onRequest sets up a responder session from a request.
 func (s *Session) onRequest(res *Result, pf *parsedFeature, in *Inbound) {
 	p := s.evaluate(pf.form)
-	s.neg = &negotiation{formA: pf.form.Canonical(), plan: p, echo: pf}
+	s.neg = &negotiation{formA: s.normalize(pf.form), plan: p, echo: pf}
 	s.wantE2E = p.encrypted
 	s.step = stepAwaitDecision
 	if in.Subscribed && !in.Delayed && s.cfg.autoAccept {
@@ -481,7 +481,7 @@ func (s *Session) accept(res *Result) error {
 	ans.Add(field("dhkeys", b64.EncodeToString(mpi(n.d))),
 		field("nonce", b64.EncodeToString(n.nA)),
 		field("counter", b64.EncodeToString(new(big.Int).SetBytes(n.ca[:]).Bytes())))
-	n.formB = ans.Canonical()
+	n.formB = s.normalize(ans)
 	n.echo = nil
 	s.step = stepAccepted
 	res.Out = append(res.Out, s.out(feature(ans)))
@@ -619,8 +619,8 @@ func (s *Session) onMessage2(res *Result, f *form.Form) (Result, error) {
 	}
 	n.e, n.d, n.nB, n.group, n.ca = e, d, nB, g, ca
 	n.cb = responderCounter(ca)
-	n.formB = f.Canonical()
-	kA := deriveKeys(&n.k, true)
+	n.formB = s.normalize(f)
+	kA := deriveKeys(&n.k, true, s.cfg.cv.keyLen())
 	defer kA.wipe()
 
 	// rshashes: HMAC(N_A, RS) for each retained secret, then random decoys
@@ -651,16 +651,22 @@ func (s *Session) onMessage2(res *Result, f *form.Form) (Result, error) {
 		field("dhkeys", b64.EncodeToString(mpi(e))),
 		field("rshashes", rshashes...),
 	}
-	formA2 := ssnForm(form.TypeResult, fields...).Canonical()
+	formA2 := s.normalize(ssnForm(form.TypeResult, fields...))
 	macA := sigmaMAC(&kA.ks, nB, n.nA, mpi(e), n.formA, formA2)
 	n.ctrA = ca
-	id, mA := hideIdentity(&kA, &n.ctrA, &macA)
+	id, mA := hideIdentity(&kA, &n.ctrA, &macA, s.cfg.cv)
 	clear(macA[:])
-	s.sas = sas28x5(mA[:], n.formB)
+	s.sas = sas28x5(mA[:], n.formB, s.cfg.cv)
 	fields = append(fields, field("identity", b64.EncodeToString(id[:])), field("mac", b64.EncodeToString(mA[:])))
 	s.step = stepConfirming
 	res.Out = append(res.Out, s.out(feature(ssnForm(form.TypeResult, fields...))))
 	return *res, nil
+}
+
+// normalize returns the XEP-0116 §8.2 normalised content of a form,
+// without the fields listed, in the session's profile.
+func (s *Session) normalize(f *form.Form, omit ...string) []byte {
+	return f.Normalize(s.cfg.cv.gajim, omit...)
 }
 
 // liveSecrets returns the unexpired retained secrets for the peer.
@@ -752,17 +758,17 @@ func (s *Session) onMessage3(res *Result, f *form.Form) (Result, error) {
 	k := sharedSecret(z)
 	modp.Wipe(z)
 	defer clear(k[:])
-	kA := deriveKeys(&k, true)
+	kA := deriveKeys(&k, true, s.cfg.cv.keyLen())
 	defer kA.wipe()
 	ctrA := n.ca
-	macA, ok := revealIdentity(&kA, &ctrA, id, mA)
+	macA, ok := revealIdentity(&kA, &ctrA, id, mA, s.cfg.cv)
 	defer clear(macA[:])
-	formA2 := f.CanonicalOmit("identity", "mac")
+	formA2 := s.normalize(f, "identity", "mac")
 	want := sigmaMAC(&kA.ks, n.nB, n.nA, mpi(e), n.formA, formA2)
 	if !ok || subtle.ConstantTimeCompare(want[:], macA[:]) != 1 {
 		return authFail()
 	}
-	s.sas = sas28x5(mA, n.formB)
+	s.sas = sas28x5(mA, n.formB, s.cfg.cv)
 
 	// §5.3.3: the shared retained secret is the one whose HMAC under N_A
 	// is among the rshashes.
@@ -788,8 +794,8 @@ func (s *Session) onMessage3(res *Result, f *form.Form) (Result, error) {
 	}
 	kf := finalKey(&k, srsVal, nil)
 	defer clear(kf[:])
-	kA2 := deriveKeys(&kf, true)
-	kB := deriveKeys(&kf, false)
+	kA2 := deriveKeys(&kf, true, s.cfg.cv.keyLen())
+	kB := deriveKeys(&kf, false, s.cfg.cv.keyLen())
 	defer kA2.wipe()
 	defer kB.wipe()
 	var srsh [32]byte
@@ -807,10 +813,10 @@ func (s *Session) onMessage3(res *Result, f *form.Form) (Result, error) {
 		field("nonce", b64.EncodeToString(n.nA)),
 		field("srshash", b64.EncodeToString(srsh[:])),
 	}
-	formB2 := ssnForm(form.TypeResult, fields...).Canonical()
+	formB2 := s.normalize(ssnForm(form.TypeResult, fields...))
 	macB := sigmaMAC(&kB.ks, n.nA, n.nB, mpi(n.d), n.formB, formB2)
 	ctrB := n.cb
-	idB, mB := hideIdentity(&kB, &ctrB, &macB)
+	idB, mB := hideIdentity(&kB, &ctrB, &macB, s.cfg.cv)
 	clear(macB[:])
 	fields = append(fields, field("identity", b64.EncodeToString(idB[:])), field("mac", b64.EncodeToString(mB[:])))
 	f4 := ssnForm(form.TypeResult, fields...)
@@ -819,9 +825,9 @@ func (s *Session) onMessage3(res *Result, f *form.Form) (Result, error) {
 	for i := range secrets {
 		clear(secrets[i].Value[:])
 	}
-	s.ch = &channel{pad: s.cfg.pad}
-	s.ch.send.init(&kB, ctrB)
-	s.ch.recv.init(&kA2, ctrA)
+	s.ch = &channel{pad: s.cfg.pad, cv: s.cfg.cv}
+	s.ch.send.init(&kB, ctrB, s.cfg.cv)
+	s.ch.recv.init(&kA2, ctrA, s.cfg.cv)
 	s.neg.wipe()
 	s.neg = nil
 	s.step = stepActive
@@ -894,14 +900,14 @@ func (s *Session) onMessage4(res *Result, in *Inbound) (Result, error) {
 	}
 	kf := finalKey(&n.k, srsVal, nil)
 	defer clear(kf[:])
-	kA := deriveKeys(&kf, true)
-	kB := deriveKeys(&kf, false)
+	kA := deriveKeys(&kf, true, s.cfg.cv.keyLen())
+	kB := deriveKeys(&kf, false, s.cfg.cv.keyLen())
 	defer kA.wipe()
 	defer kB.wipe()
 	ctrB := n.cb
-	macB, ok := revealIdentity(&kB, &ctrB, idB, mB)
+	macB, ok := revealIdentity(&kB, &ctrB, idB, mB, s.cfg.cv)
 	defer clear(macB[:])
-	formB2 := f.CanonicalOmit("identity", "mac")
+	formB2 := s.normalize(f, "identity", "mac")
 	want := sigmaMAC(&kB.ks, n.nA, n.nB, mpi(n.d), n.formB, formB2)
 	if !ok || subtle.ConstantTimeCompare(want[:], macB[:]) != 1 {
 		// §5.4.2: any encrypted content with it is ignored.
@@ -914,9 +920,9 @@ func (s *Session) onMessage4(res *Result, in *Inbound) (Result, error) {
 	for i := range secrets {
 		clear(secrets[i].Value[:])
 	}
-	s.ch = &channel{pad: s.cfg.pad}
-	s.ch.send.init(&kA, n.ctrA)
-	s.ch.recv.init(&kB, ctrB)
+	s.ch = &channel{pad: s.cfg.pad, cv: s.cfg.cv}
+	s.ch.send.init(&kA, n.ctrA, s.cfg.cv)
+	s.ch.recv.init(&kB, ctrB, s.cfg.cv)
 	s.neg.wipe()
 	s.neg = nil
 	s.step = stepActive

@@ -278,7 +278,7 @@ func (s *Session) peerUnavailable(res *Result, terminate bool) {
 	switch {
 	case s.step == stepAwaitDecision || s.step == stepTerminating:
 		// nothing was agreed yet, or our terminate is already sent
-	case s.step == stepActive && s.wantE2E:
+	case s.step == stepActive && s.wantE2E && !s.cfg.cv.gajim:
 		if c, err := s.ch.seal(feature(terminateForm(false))); err == nil {
 			o := s.out(c)
 			o.Encrypted = true
@@ -357,7 +357,8 @@ func (s *Session) Seal(content []byte) (Outbound, error) {
 // terminate form inside <c/> and destroys its sending keys; it keeps its
 // receiving keys until the peer's encrypted acknowledgement arrives (or
 // Close is called), so stanzas already in flight can still be read
-// (XEP-0217 §6). Nothing more can be sent.
+// (XEP-0217 §6). Nothing more can be sent. In the gajim profile the
+// terminate is sent in the clear and the session ends at once.
 func (s *Session) Terminate() (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -371,7 +372,7 @@ func (s *Session) Terminate() (Result, error) {
 		s.fail(&res, "discarded", nil)
 		return res, nil
 	case stepActive:
-		if s.wantE2E {
+		if s.wantE2E && !s.cfg.cv.gajim {
 			c, err := s.ch.seal(feature(terminateForm(false)))
 			if err != nil {
 				s.fail(&res, "terminated", err)
@@ -637,9 +638,15 @@ func (s *Session) onActive(res *Result, in *Inbound, pf *parsedFeature, k kind) 
 	}
 	if pf != nil {
 		if k == kindTerminate {
-			// An unauthenticated terminate (some clients send it in the
-			// clear). It can only end the session, which anyone able to
-			// inject stanzas can do anyway with a bad <c/>.
+			if !s.cfg.cv.gajim {
+				// XEP-0217 §6: the terminate travels inside <c/>. One in
+				// the clear is unauthenticated and changes nothing.
+				res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "unencrypted terminate for an encrypted session"})
+				return *res, nil
+			}
+			// Gajim sends its terminate in the clear. It can only end the
+			// session, which anyone able to inject stanzas can do anyway
+			// with a bad <c/>.
 			s.end("terminated by peer (unauthenticated)", nil)
 			res.Events = append(res.Events, Terminated{Session: s, ByPeer: true, Reason: "terminated by peer (unauthenticated)"})
 			return *res, nil

@@ -108,7 +108,7 @@ func (p wipeProbe) check(t testing.TB) {
 		t.Errorf("session not wiped: step %v ch %v neg %v haveRS %v", s.step, s.ch != nil, s.neg != nil, s.haveRS)
 	}
 	if c := p.ch; c != nil {
-		if c.send.kc != [16]byte{} || c.send.km != [32]byte{} || c.recv.kc != [16]byte{} || c.recv.km != [32]byte{} || c.send.block != nil || c.recv.block != nil {
+		if c.send.kc != [32]byte{} || c.send.km != [32]byte{} || c.recv.kc != [32]byte{} || c.recv.km != [32]byte{} || c.send.block != nil || c.recv.block != nil {
 			t.Error("channel keys not cleared")
 		}
 	}
@@ -565,11 +565,11 @@ func forgeMessage3(t testing.TB, m1, m2 Outbound, e *big.Int, k [32]byte) Outbou
 	cb, _ := b64.DecodeString(f2.form.Value("counter"))
 	var ca counter
 	new(big.Int).SetBytes(cb).FillBytes(ca[:])
-	kA := deriveKeys(&k, true)
+	kA := deriveKeys(&k, true, 16)
 	fields := []*form.Field{field("accept", "1"), field("nonce", b64.EncodeToString(nB)), field("dhkeys", b64.EncodeToString(mpi(e))), field("rshashes", "AAAA")}
 	formA2 := ssnForm(form.TypeResult, fields...).Canonical()
 	macA := sigmaMAC(&kA.ks, nB, nA, mpi(e), f1.form.Canonical(), formA2)
-	id, mA := hideIdentity(&kA, &ca, &macA)
+	id, mA := hideIdentity(&kA, &ca, &macA, conv{})
 	fields = append(fields, field("identity", b64.EncodeToString(id[:])), field("mac", b64.EncodeToString(mA[:])))
 	return Outbound{To: m2.To, Thread: m1.Thread, Payload: feature(ssnForm(form.TypeResult, fields...))}
 }
@@ -904,17 +904,49 @@ func TestEncryptedRenegotiateAndContinue(t *testing.T) {
 	}
 }
 
+// A terminate form in the clear for an encrypted session is
+// unauthenticated: the spec profile refuses it and the session continues;
+// only the gajim profile, whose peers send nothing else, obeys it.
 func TestUnauthenticatedTerminate(t *testing.T) {
 	a := newParty(t, aliceJID, Config{})
 	b := newParty(t, bobJID, Config{})
-	sa, _, _, _ := negotiate(t, a, b)
-	pa := probe(sa)
+	sa, sb, _, _ := negotiate(t, a, b)
 	o := Outbound{To: aliceJID, Thread: sa.Thread(), Payload: feature(terminateForm(false))}
-	r := deliver(t, o, bobJID, a.m, true)
+	r, err := deliverErr(t, o, bobJID, a.m, true)
+	if err != nil || len(r.Out) != 0 {
+		t.Fatalf("%v %#v", err, r)
+	}
+	if rj := eventOf[Rejected](t, r); !strings.Contains(rj.Reason, "terminate") {
+		t.Errorf("rejected %+v", rj)
+	}
+	if sa.State() != StateActive {
+		t.Fatal("the spec profile obeyed a plaintext terminate")
+	}
+	m, _ := sb.Seal([]byte("<body>still on</body>"))
+	if body, _ := eventOf[Message](t, deliver(t, m, bobJID, a.m, true)).Body(); body != "still on" {
+		t.Errorf("body %q", body)
+	}
+
+	g := newParty(t, aliceJID, Config{Profile: ProfileGajim})
+	h := newParty(t, bobJID, Config{Profile: ProfileGajim})
+	sg, sh, _, _ := negotiate(t, g, h)
+	pg := probe(sg)
+	r = deliver(t, Outbound{To: aliceJID, Thread: sg.Thread(), Payload: feature(terminateForm(false))}, bobJID, g.m, true)
 	if te := eventOf[Terminated](t, r); !te.ByPeer || !strings.Contains(te.Reason, "unauthenticated") || len(r.Out) != 0 {
 		t.Errorf("%#v", r)
 	}
-	pa.check(t)
+	pg.check(t)
+	// And the gajim profile terminates in the clear, at once.
+	sg2, sh2, _, _ := negotiate(t, g, h)
+	rt, err := sh2.Terminate()
+	if err != nil || len(rt.Out) != 1 || rt.Out[0].Encrypted || !bytes.Contains(rt.Out[0].Payload, []byte("terminate")) || sh2.State() != StateEnded {
+		t.Fatalf("gajim terminate %v %#v", err, rt)
+	}
+	eventOf[Terminated](t, deliver(t, rt.Out[0], bobJID, g.m, true))
+	if sg2.State() != StateEnded {
+		t.Error("gajim peer did not end")
+	}
+	closeBoth(t, sh)
 }
 
 func TestUnknownThreads(t *testing.T) {

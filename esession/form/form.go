@@ -166,11 +166,19 @@ func (f *Form) Marshal() []byte { return f.Element().Marshal("") }
 // Canonical returns the XEP-0116 §8.2 normalised content of the form: the
 // Canonical XML of each child element of <x>, in order, concatenated, with
 // character data between elements removed and no namespace declarations.
-func (f *Form) Canonical() []byte { return xmltree.CanonicalContent(f.Element()) }
+func (f *Form) Canonical() []byte { return f.Normalize(false) }
 
 // CanonicalOmit is Canonical without the fields whose var is listed (as
 // XEP-0217 computes form_A2 and form_B2 without "identity" and "mac").
-func (f *Form) CanonicalOmit(vars ...string) []byte {
+func (f *Form) CanonicalOmit(vars ...string) []byte { return f.Normalize(false, vars...) }
+
+// Normalize is CanonicalOmit, with empty elements written "<name />" when
+// selfClosing is set (the normalisation Gajim 0.12 to 0.16 computed).
+func (f *Form) Normalize(selfClosing bool, vars ...string) []byte {
+	write := xmltree.Canonical
+	if selfClosing {
+		write = xmltree.CanonicalSelfClosing
+	}
 	var b bytes.Buffer
 	for _, c := range f.Element().Elements() {
 		if c.Space == NS && c.Local == "field" {
@@ -185,7 +193,7 @@ func (f *Form) CanonicalOmit(vars ...string) []byte {
 				continue
 			}
 		}
-		xmltree.Canonical(&b, c)
+		write(&b, c)
 	}
 	return b.Bytes()
 }

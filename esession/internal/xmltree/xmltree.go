@@ -396,7 +396,13 @@ func (e *Element) write(b *bytes.Buffer, parentNS string) {
 // none of its text), then Canonical XML (W3C C14N 1.0) with no namespace
 // declarations and no prefixes: attributes sorted and double-quoted, empty
 // elements as start-end pairs, C14N escaping of text and attribute values.
-func Canonical(b *bytes.Buffer, e *Element) {
+func Canonical(b *bytes.Buffer, e *Element) { canonical(b, e, false) }
+
+// CanonicalSelfClosing is Canonical with one deviation: an element with no
+// content is written "<name attrs />", as Gajim 0.12 to 0.16 did.
+func CanonicalSelfClosing(b *bytes.Buffer, e *Element) { canonical(b, e, true) }
+
+func canonical(b *bytes.Buffer, e *Element, selfClose bool) {
 	b.WriteByte('<')
 	b.WriteString(e.Local)
 	attrs := e.Attr
@@ -421,11 +427,15 @@ func Canonical(b *bytes.Buffer, e *Element) {
 		c14nAttr(b, a.Value)
 		b.WriteByte('"')
 	}
+	if selfClose && e.Text() == "" && !e.HasElements() {
+		b.WriteString(" />")
+		return
+	}
 	b.WriteByte('>')
 	if e.HasElements() {
 		for _, c := range e.Children {
 			if el, ok := c.(*Element); ok {
-				Canonical(b, el)
+				canonical(b, el, selfClose)
 			}
 		}
 	} else {
