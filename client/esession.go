@@ -44,7 +44,7 @@ type ESessionConfig struct {
 	// sessions cannot detect a changed peer.
 	Secrets esession.RetainedSecrets
 	// SecretLifetime is how long a retained secret stays usable; zero
-	// means no expiry.
+	// means esession.DefaultSecretLifetime, a negative value no expiry.
 	SecretLifetime time.Duration
 	// AcceptPolicy says which requests are accepted without asking.
 	AcceptPolicy ESessionAcceptPolicy

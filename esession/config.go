@@ -21,7 +21,9 @@ type Config struct {
 	// kept: every session then needs its SAS compared to be verified.
 	Secrets RetainedSecrets
 	// SecretLifetime is how long a retained secret stays usable
-	// (XEP-0217 §5.3.3 leaves it to the implementation). Zero means no
+	// (XEP-0217 §5.3.3 leaves it to the implementation). Older secrets
+	// are ignored and removed from Secrets (RetainedSecrets.Expire). Zero
+	// means DefaultSecretLifetime (90 days); a negative value means no
 	// expiry.
 	SecretLifetime time.Duration
 	// Groups are the RFC 3526 MODP groups offered, in order of preference,
@@ -136,6 +138,12 @@ func (c *Config) resolve() (*config, error) {
 	}
 	if r.now == nil {
 		r.now = time.Now
+	}
+	switch {
+	case r.lifetime == 0:
+		r.lifetime = DefaultSecretLifetime
+	case r.lifetime < 0:
+		r.lifetime = 0 // no expiry
 	}
 	if r.maxSessions <= 0 {
 		r.maxSessions = 1024

@@ -669,7 +669,8 @@ func (s *Session) normalize(f *form.Form, omit ...string) []byte {
 	return f.Normalize(s.cfg.cv.gajim, omit...)
 }
 
-// liveSecrets returns the unexpired retained secrets for the peer.
+// liveSecrets returns the unexpired retained secrets for the peer, and
+// has the expired ones removed from the store.
 func (s *Session) liveSecrets() []Secret {
 	if s.cfg.secrets == nil {
 		return nil
@@ -680,12 +681,19 @@ func (s *Session) liveSecrets() []Secret {
 	}
 	now := s.cfg.now()
 	out := list[:0]
+	expired := false
 	for _, sc := range list {
 		if s.cfg.lifetime > 0 && now.Sub(sc.Created) > s.cfg.lifetime {
-			clear(sc.Value[:])
+			expired = true
 			continue
 		}
 		out = append(out, sc)
+	}
+	// Every dropped value was overwritten by a kept one or lies here.
+	clear(list[len(out):])
+	if expired {
+		// A failure leaves them stored, and still ignored.
+		s.cfg.secrets.Expire(s.peerBare, now.Add(-s.cfg.lifetime)) //nolint:errcheck
 	}
 	return out
 }

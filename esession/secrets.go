@@ -31,12 +31,22 @@ type Secret struct {
 // atomic step. Confirming a SAS calls Verify with the session's secret: it
 // must set Verified on that secret if, and only if, it is still stored
 // (a later session may have replaced it already), and report whether it
-// was; it never inserts anything.
+// was; it never inserts anything. When a lookup returned secrets older
+// than the configured lifetime, the engine ignores them and calls Expire,
+// which must destroy every secret of peer created before the given time.
 type RetainedSecrets interface {
 	Lookup(peer string) ([]Secret, error)
 	Replace(peer string, old *[32]byte, new Secret) error
 	Verify(peer string, value *[32]byte) (found bool, err error)
+	Expire(peer string, createdBefore time.Time) error
 }
+
+// DefaultSecretLifetime is how long a retained secret stays usable when
+// Config.SecretLifetime is zero. XEP-0217 §5.3.3 leaves it to the
+// implementation; three months bound how long a stolen secret helps an
+// attacker while sparing users who talk less than weekly a new SAS
+// comparison.
+const DefaultSecretLifetime = 90 * 24 * time.Hour
 
 // MemorySecrets is a RetainedSecrets kept in memory. The zero value is
 // ready to use.
@@ -92,6 +102,29 @@ func (s *MemorySecrets) Verify(peer string, value *[32]byte) (bool, error) {
 	}
 	list[found].Verified = true
 	return true, nil
+}
+
+// Expire wipes the secrets retained for peer that were created before the
+// given time.
+func (s *MemorySecrets) Expire(peer string, createdBefore time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := s.m[peer]
+	kept := list[:0]
+	for _, sc := range list {
+		if sc.Created.Before(createdBefore) {
+			clear(sc.Value[:])
+			continue
+		}
+		kept = append(kept, sc)
+	}
+	clear(list[len(kept):])
+	if len(kept) == 0 {
+		delete(s.m, peer)
+	} else {
+		s.m[peer] = kept
+	}
+	return nil
 }
 
 // Forget wipes every secret retained for peer.

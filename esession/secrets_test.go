@@ -72,3 +72,62 @@ func TestMemorySecretsVerify(t *testing.T) {
 		t.Errorf("after Verify: %+v", list)
 	}
 }
+
+// Retained secrets expire after DefaultSecretLifetime unless configured
+// otherwise: an expired secret is not used, and it is removed from the
+// store.
+func TestSecretDefaultLifetime(t *testing.T) {
+	if DefaultSecretLifetime != 90*24*hour {
+		t.Fatalf("DefaultSecretLifetime %v", DefaultSecretLifetime)
+	}
+	now := timeAt(0)
+	clock := func() timeT { return now }
+	a := newParty(t, aliceJID, Config{Now: clock})
+	b := newParty(t, bobJID, Config{Now: clock})
+	sa, sb, _, _ := negotiate(t, a, b)
+	closeBoth(t, sa, sb)
+	now = timeAt(89 * 24 * hour)
+	sa, sb, ea, eb := negotiate(t, a, b)
+	if !ea.SecretMatched || !eb.SecretMatched {
+		t.Fatalf("a secret younger than the lifetime was not used: %+v %+v", ea, eb)
+	}
+	closeBoth(t, sa, sb)
+	// The secret of the second session is now 91 days old.
+	now = timeAt((89 + 91) * 24 * hour)
+	_, _, ea, eb = negotiate(t, a, b)
+	if ea.SecretMatched || eb.SecretMatched || ea.ContinuityBroken || eb.ContinuityBroken {
+		t.Errorf("expired secret used, or reported as a broken chain: %+v %+v", ea, eb)
+	}
+	la, _ := a.secrets.Lookup(bobBare)
+	lb, _ := b.secrets.Lookup(aliceBar)
+	for i, list := range [][]Secret{la, lb} {
+		if len(list) != 1 || !list[0].Created.Equal(now) {
+			t.Errorf("side %d: the expired secret was not forgotten: %+v", i, list)
+		}
+	}
+	// A negative lifetime keeps secrets for ever.
+	c := newParty(t, aliceJID, Config{Now: clock, SecretLifetime: -1})
+	d := newParty(t, bobJID, Config{Now: clock, SecretLifetime: -1})
+	sc, sd, _, _ := negotiate(t, c, d)
+	closeBoth(t, sc, sd)
+	now = now.Add(10 * 365 * 24 * hour)
+	if _, _, ec, _ := negotiate(t, c, d); !ec.SecretMatched {
+		t.Error("a secret without expiry was not used")
+	}
+}
+
+func TestMemorySecretsExpire(t *testing.T) {
+	var m MemorySecrets
+	m.Replace("p", nil, Secret{Value: [32]byte{1}, Created: timeAt(0)})
+	m.Replace("p", nil, Secret{Value: [32]byte{2}, Created: timeAt(2 * hour)})
+	m.Replace("q", nil, Secret{Value: [32]byte{3}, Created: timeAt(0)})
+	if err := m.Expire("p", timeAt(hour)); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := m.Lookup("p"); len(list) != 1 || list[0].Value != [32]byte{2} {
+		t.Errorf("p: %+v", list)
+	}
+	if list, _ := m.Lookup("q"); len(list) != 1 {
+		t.Errorf("q: %+v", list)
+	}
+}

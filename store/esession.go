@@ -129,6 +129,28 @@ func (s *Store) VerifyRetainedSecret(ctx context.Context, peer string, value []b
 	return found, err
 }
 
+// ExpireRetainedSecrets deletes the retained secrets shared with peer that
+// were created before the given time, and returns how many. This is Expire
+// of the esession.RetainedSecrets interface.
+func (s *Store) ExpireRetainedSecrets(ctx context.Context, peer string, createdBefore time.Time) (int, error) {
+	const op = "expire retained secrets"
+	p, err := bareJID(peer)
+	if err != nil {
+		return 0, wrap(op, err)
+	}
+	var n int64
+	err = s.update(ctx, op, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM retained_secrets WHERE peer = ? AND created < ?`,
+			p, createdBefore.UnixMilli())
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
+}
+
 // ForgetRetainedSecrets deletes every retained secret shared with peer,
 // so the next session with peer starts a new, unverified chain.
 func (s *Store) ForgetRetainedSecrets(ctx context.Context, peer string) error {

@@ -60,6 +60,10 @@ func TestStoreSecrets(t *testing.T) {
 	if err := a.Replace(peer, nil, other); err != nil {
 		t.Fatal(err)
 	}
+	// Expiry removes the secrets created before the limit only.
+	if err := a.Expire(peer, created); err != nil {
+		t.Fatal(err)
+	}
 	st.Close()
 
 	st = open()
