@@ -118,7 +118,9 @@ type Rejected struct {
 
 // Moved reports that the session continues with another resource (XEP-0155
 // §5): To is the new full JID of the peer, or of this client when the move
-// was ours and the session ended here.
+// was ours and the session ended here. (This client's bare JID is taken
+// from the 'to' of the stanzas the peer sent, Inbound.To; without it To
+// holds the resource only.)
 type Moved struct {
 	Session *Session
 	To      string

@@ -85,6 +85,7 @@ func (e *NegotiationError) Error() string {
 // parsed the stanza can fill it directly, passing each element's XML.
 type Inbound struct {
 	From    string // the sender's full JID
+	To      string // the recipient (this client's full JID), from the 'to' attribute
 	Type    string // the message type attribute ("" for normal)
 	Thread  string // the <thread/> value; "" when there is none
 	Feature []byte // a <feature xmlns='http://jabber.org/protocol/feature-neg'/> child
@@ -124,6 +125,7 @@ func ParseMessage(raw []byte) (*Inbound, error) {
 	}
 	in := &Inbound{}
 	in.From, _ = el.AttrValue("from")
+	in.To, _ = el.AttrValue("to")
 	in.Type, _ = el.AttrValue("type")
 	var thread bool
 	for _, c := range el.Elements() {

@@ -94,6 +94,7 @@ type Session struct {
 	renegotiating bool
 	renegLogging  []string
 	moveTo        string
+	self          string // this client's JID, as the peer addresses it
 }
 
 // Thread returns the session's ThreadID.
@@ -533,6 +534,9 @@ func (s *Session) receive(in *Inbound) (Result, error) {
 		res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "session has ended"})
 		return res, nil
 	}
+	if in.To != "" && in.From == s.peer {
+		s.self = in.To
+	}
 	var pf *parsedFeature
 	var perr error
 	if in.Feature != nil {
@@ -761,8 +765,12 @@ func (s *Session) control(res *Result, pf *parsedFeature, k kind, encrypted bool
 		if s.step != stepMoving || f.Value("continue") != s.moveTo {
 			return false
 		}
-		s.end("moved to resource "+s.moveTo, nil)
-		res.Events = append(res.Events, Moved{Session: s, To: s.moveTo})
+		to := s.moveTo
+		if s.self != "" {
+			to = Bare(s.self) + "/" + s.moveTo
+		}
+		s.end("moved to "+to, nil)
+		res.Events = append(res.Events, Moved{Session: s, To: to})
 		return true
 	case kindRenegotiate:
 		if s.wantE2E {

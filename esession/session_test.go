@@ -386,7 +386,7 @@ func TestPlainSession(t *testing.T) {
 	if mv := eventOf[Moved](t, rc); mv.To != "bob@example.com/phone" || sa.Peer() != "bob@example.com/phone" {
 		t.Errorf("moved %+v peer %q", mv, sa.Peer())
 	}
-	if mv := eventOf[Moved](t, deliver(t, rc.Out[0], aliceJID, b.m, true)); mv.To != "phone" || sb.State() != StateEnded {
+	if mv := eventOf[Moved](t, deliver(t, rc.Out[0], aliceJID, b.m, true)); mv.To != "bob@example.com/phone" || sb.State() != StateEnded {
 		t.Errorf("bob after ack: %+v %v", mv, sb.State())
 	}
 	// Plain terminate with acknowledgement, to the new resource.
