@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"math/big"
 	"time"
 
 	"github.com/balcony-im/balcony/internal/modp"
@@ -100,7 +101,7 @@ type config struct {
 	now         func() time.Time
 	secrets     RetainedSecrets
 	lifetime    time.Duration
-	groups      []*modp.Group
+	groups      []dhGroup
 	mustNotLog  bool
 	autoAccept  bool
 	pad         bool
@@ -108,6 +109,22 @@ type config struct {
 	unavailable UnavailablePolicy
 	cv          conv
 }
+
+// dhGroup is what the engine needs of a Diffie-Hellman group: a
+// *modp.Group, or in fuzz tests a small group whose exponentiations cost
+// nothing.
+type dhGroup interface {
+	ID() int
+	// Public returns g^x mod p.
+	Public(x []byte) *big.Int
+	// SharedSecret checks the peer's public value (1 < y < p-1) and
+	// returns y^x mod p, refusing a result of 0 or 1.
+	SharedSecret(peer *big.Int, x []byte) (*big.Int, error)
+	// CheckElement reports whether 1 < y < p-1.
+	CheckElement(y *big.Int) error
+}
+
+var _ dhGroup = (*modp.Group)(nil)
 
 // MinGroup is the smallest MODP group this package offers or accepts.
 // XEP-0217 lists groups 1 to 5; 1, 2 and 5 are too weak today and 3 and 4
@@ -167,7 +184,7 @@ func (c *Config) resolve() (*config, error) {
 	return r, nil
 }
 
-func (c *config) group(id int) *modp.Group {
+func (c *config) group(id int) dhGroup {
 	for _, g := range c.groups {
 		if g.ID() == id {
 			return g
@@ -179,7 +196,7 @@ func (c *config) group(id int) *modp.Group {
 // exponentBytes is the size of the secret DH exponent for a group: at
 // least 2n = 256 bits (XEP-0217 §5.1: 2^(2n-1) < x), and more for the
 // larger groups, following the strength estimates of RFC 3526 §8.
-func exponentBytes(g *modp.Group) int {
+func exponentBytes(g dhGroup) int {
 	switch g.ID() {
 	case 14:
 		return 32

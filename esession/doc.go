@@ -4,13 +4,16 @@
 // encryption (Deferred) and the XEP-0217 simplified 4-message key
 // agreement (Deferred), the minimum profile of XEP-0116 (Deferred).
 //
-// It is an engine: it does no I/O and starts no goroutines. The client
-// passes each received message to Manager.Receive (as an Inbound, which
-// ParseMessage can build from raw XML) and sends the Outbound stanzas the
-// returned Result holds; user actions (Manager.Start, Session.Accept,
-// Session.Decline, Session.Seal, Session.Terminate, Session.ConfirmSAS)
-// return what to send in the same way. Randomness and the clock are
-// injectable (Config.Rand, Config.Now).
+// It is an engine: it does no I/O and starts no goroutines. It works on
+// the module's one XML type, *xmltree.Element: the client passes each
+// received message stanza's tree to Manager.Receive (as an Inbound, which
+// ParseMessage reads from the tree) and sends the Outbound stanzas the
+// returned Result holds (Outbound.Stanza builds each one's tree); user
+// actions (Manager.Start, Session.Accept, Session.Decline, Session.Seal,
+// Session.Terminate, Session.ConfirmSAS) return what to send in the same
+// way. Decrypted content is parsed with xmltree.Parse and delivered as
+// elements (Message.Content). Randomness and the clock are injectable
+// (Config.Rand, Config.Now).
 //
 // # Status of the specifications
 //

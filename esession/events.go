@@ -1,5 +1,7 @@
 package esession
 
+import "github.com/balcony-im/balcony/xmltree"
+
 // Result is what handling a received stanza, or a user action, produced:
 // stanzas to send, in order, and events for the user interface.
 type Result struct {
@@ -76,19 +78,15 @@ type PeerError struct {
 }
 
 // Message is decrypted content of an encrypted session. Content is the
-// serialised stanza children (unprefixed elements in jabber:client), with
-// any session control form removed; it replaces the received stanza's
-// content entirely. Stripped names the unencrypted siblings of <c/> that
-// were discarded.
+// decrypted stanza children, parsed (in jabber:client unless they declare
+// another namespace), with any session control form removed; it replaces
+// the received stanza's content entirely. Stripped names the unencrypted
+// siblings of <c/> that were discarded.
 type Message struct {
 	Session  *Session
-	Content  []byte
+	Content  []*xmltree.Element
 	Stripped []string
 }
-
-// Body returns the text of the first jabber:client <body/> in Content, or
-// "" and false.
-func (m Message) Body() (string, bool) { return firstBody(m.Content) }
 
 // Terminated reports that a session ended: by the user, by the peer, or
 // because of an error (Err is ErrAuthentication for every cryptographic

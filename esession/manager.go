@@ -5,7 +5,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/balcony-im/balcony/esession/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Manager keeps the sessions of one account, one per (peer bare JID,

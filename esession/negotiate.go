@@ -8,6 +8,7 @@ import (
 
 	"github.com/balcony-im/balcony/esession/form"
 	"github.com/balcony-im/balcony/internal/modp"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // This file is the XEP-0155 negotiation and the XEP-0217 4-message key
@@ -58,7 +59,7 @@ type negotiation struct {
 	d     *big.Int
 	he    []byte
 	formB []byte
-	group *modp.Group
+	group dhGroup
 	ca    counter // C_A as agreed
 	cb    counter
 
@@ -223,7 +224,7 @@ type plan struct {
 	logging    string
 	loggingVar string
 	disclosure bool
-	group      *modp.Group
+	group      dhGroup
 	he         []byte
 	version    string
 	nA         []byte
@@ -555,7 +556,7 @@ func (s *Session) onPlainAnswer(res *Result, f *form.Form) (Result, error) {
 func (s *Session) onMessage2(res *Result, f *form.Form) (Result, error) {
 	n := s.neg
 	bad := s.checkCommon(f)
-	var g *modp.Group
+	var g dhGroup
 	if id, err := strconv.Atoi(f.Value("modp")); err == nil && n.xs[id] != nil && f.Value("modp") == strconv.Itoa(id) {
 		g = s.cfg.group(id)
 	}
@@ -839,12 +840,7 @@ func (s *Session) onMessage3(res *Result, f *form.Form) (Result, error) {
 	s.neg.wipe()
 	s.neg = nil
 	s.step = stepActive
-	var b []byte
-	b = append(b, "<init xmlns='"+NSInit+"'>"...)
-	x := f4.Element()
-	b = append(b, x.Marshal(NSInit)...)
-	b = append(b, "</init>"...)
-	res.Out = append(res.Out, s.out(b))
+	res.Out = append(res.Out, s.out(xmltree.New(NSInit, "init").Append(f4.Element())))
 	res.Events = append(res.Events, ev)
 	return *res, nil
 }

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/balcony-im/balcony/esession/form"
-	"github.com/balcony-im/balcony/esession/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // State is the XEP-0155 state of a session (§3).
@@ -206,8 +206,21 @@ func (s *Session) ConfirmSAS() error {
 	return nil
 }
 
-func (s *Session) out(payload []byte) Outbound {
+func (s *Session) out(payload ...*xmltree.Element) Outbound {
 	return Outbound{To: s.peer, Thread: s.thread, Payload: payload, NoCopy: s.wantE2E}
+}
+
+// sealed returns the content encrypted in the session's <c/>.
+func (s *Session) sealed(content ...*xmltree.Element) (Outbound, error) {
+	pt := marshalContent(content)
+	c, err := s.ch.seal(pt)
+	clear(pt)
+	if err != nil {
+		return Outbound{}, err
+	}
+	o := s.out(c)
+	o.Encrypted = true
+	return o, nil
 }
 
 // end moves the session to its final state and wipes every secret.
@@ -280,9 +293,7 @@ func (s *Session) peerUnavailable(res *Result, terminate bool) {
 	case s.step == stepAwaitDecision || s.step == stepTerminating:
 		// nothing was agreed yet, or our terminate is already sent
 	case s.step == stepActive && s.wantE2E && !s.cfg.cv.gajim:
-		if c, err := s.ch.seal(feature(terminateForm(false))); err == nil {
-			o := s.out(c)
-			o.Encrypted = true
+		if o, err := s.sealed(feature(terminateForm(false))); err == nil {
 			res.Out = append(res.Out, o)
 		}
 	default:
@@ -326,12 +337,12 @@ func (s *Session) Accept() (Result, error) {
 	return res, err
 }
 
-// Seal prepares content (the serialised children of a message, such as
-// "<body>hi</body>", in jabber:client) for sending in the session. In an
-// encrypted session it becomes an XEP-0200 <c/>; in a plain session it is
-// sent as is. It returns ErrKeyExhausted when the session has encrypted
-// 2^32 blocks: terminate it and start a new one.
-func (s *Session) Seal(content []byte) (Outbound, error) {
+// Seal prepares content (the children of a message, such as a
+// jabber:client <body/>) for sending in the session. In an encrypted
+// session it is serialised and encrypted into an XEP-0200 <c/>; in a plain
+// session it is sent as is. It returns ErrKeyExhausted when the session
+// has encrypted 2^32 blocks: terminate it and start a new one.
+func (s *Session) Seal(content ...*xmltree.Element) (Outbound, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -341,16 +352,15 @@ func (s *Session) Seal(content []byte) (Outbound, error) {
 		return Outbound{}, ErrState
 	}
 	if !s.wantE2E {
-		o := s.out(content)
+		o := s.out(content...)
 		o.Type = "chat"
 		return o, nil
 	}
-	c, err := s.ch.seal(content)
+	o, err := s.sealed(content...)
 	if err != nil {
 		return Outbound{}, err
 	}
-	o := s.out(c)
-	o.Type, o.Encrypted = "chat", true
+	o.Type = "chat"
 	return o, nil
 }
 
@@ -374,13 +384,11 @@ func (s *Session) Terminate() (Result, error) {
 		return res, nil
 	case stepActive:
 		if s.wantE2E && !s.cfg.cv.gajim {
-			c, err := s.ch.seal(feature(terminateForm(false)))
+			o, err := s.sealed(feature(terminateForm(false)))
 			if err != nil {
 				s.fail(&res, "terminated", err)
 				return res, nil
 			}
-			o := s.out(c)
-			o.Encrypted = true
 			res.Out = append(res.Out, o)
 			s.ch.send.wipe()
 			s.step = stepTerminating
@@ -451,14 +459,10 @@ type parsedFeature struct {
 	form *form.Form
 }
 
-// parseFeature parses a <feature xmlns=feature-neg/> or <init/> element
+// parseFeature reads a <feature xmlns=feature-neg/> or <init/> element
 // holding exactly one data form.
-func parseFeature(raw []byte, space, local string) (*parsedFeature, error) {
-	el, err := xmltree.Parse(raw, "", xmltree.Limits{MaxBytes: 128 << 10, MaxDepth: 16, MaxElements: 2048, MaxAttrs: 16})
-	if err != nil {
-		return nil, err
-	}
-	if el.Space != space || el.Local != local {
+func parseFeature(el *xmltree.Element, space, local string) (*parsedFeature, error) {
+	if el.Name.Space != space || el.Name.Local != local {
 		return nil, errors.New("esession: unexpected element")
 	}
 	kids := el.Elements()
@@ -548,11 +552,9 @@ func (s *Session) receive(in *Inbound) (Result, error) {
 		// race we cannot resolve: the negotiation ends (the other resource
 		// gets a cancel so that it discards its state too).
 		if s.role == Initiator && perr == nil && pf != nil && classify(pf.form) == kindAnswer {
-			res.Out = append(res.Out, Outbound{To: in.From, Thread: s.thread, Payload: feature(completeForm(false)), NoCopy: s.wantE2E})
+			res.Out = append(res.Out, Outbound{To: in.From, Thread: s.thread, Payload: []*xmltree.Element{feature(completeForm(false))}, NoCopy: s.wantE2E})
 			if s.step == stepActive && s.wantE2E {
-				if c, err := s.ch.seal(feature(terminateForm(false))); err == nil {
-					o := s.out(c)
-					o.Encrypted = true
+				if o, err := s.sealed(feature(terminateForm(false))); err == nil {
 					res.Out = append(res.Out, o)
 				}
 			} else {
@@ -671,37 +673,30 @@ func (s *Session) onActive(res *Result, in *Inbound, pf *parsedFeature, k kind) 
 
 // openC decrypts a <c/> and processes its content.
 func (s *Session) openC(res *Result, in *Inbound) (Result, error) {
-	content, tops, err := s.ch.open(in.C)
+	msg, err := s.ch.open(in.C)
 	if err != nil {
 		// XEP-0200 §7 steps 3 and 6: terminate; not-acceptable MAY be sent.
 		s.failWith(res, CondNotAcceptable, nil, "message authentication failed", ErrAuthentication)
 		return *res, ErrAuthentication
 	}
-	// Session control forms travel encrypted (XEP-0217 §6); anything else
-	// is the message.
+	// Session control forms travel encrypted (XEP-0217 §6); the other
+	// elements are the message.
 	var ctl []*parsedFeature
-	var msg []byte
-	last := 0
-	for _, t := range tops {
-		if string(t.Space) != NSFeatureNeg || string(t.Local) != "feature" {
+	var content []*xmltree.Element
+	for _, el := range msg.Elements() {
+		if el.Name.Space != NSFeatureNeg || el.Name.Local != "feature" {
+			content = append(content, el)
 			continue
 		}
-		pf, err := parseFeature(content[t.Start:t.End], NSFeatureNeg, "feature")
+		pf, err := parseFeature(el, NSFeatureNeg, "feature")
 		if err != nil {
 			s.failWith(res, CondNotAcceptable, nil, "malformed encrypted negotiation form", ErrAuthentication)
 			return *res, ErrAuthentication
 		}
 		ctl = append(ctl, pf)
-		msg = append(msg, content[last:t.Start]...)
-		last = t.End
 	}
-	if ctl == nil {
-		msg = content
-	} else {
-		msg = append(msg, content[last:]...)
-	}
-	if !isSpace(msg) {
-		res.Events = append(res.Events, Message{Session: s, Content: msg, Stripped: stripped(in.Other)})
+	if len(content) > 0 {
+		res.Events = append(res.Events, Message{Session: s, Content: content, Stripped: stripped(in.Other)})
 	}
 	for _, pf := range ctl {
 		if s.step == stepEnded {
@@ -722,13 +717,9 @@ func (s *Session) control(res *Result, pf *parsedFeature, k kind, encrypted bool
 	reply := func(f *form.Form) {
 		p := feature(f)
 		if encrypted {
-			c, err := s.ch.seal(p)
-			if err != nil {
-				return
+			if o, err := s.sealed(p); err == nil {
+				res.Out = append(res.Out, o)
 			}
-			o := s.out(c)
-			o.Encrypted = true
-			res.Out = append(res.Out, o)
 			return
 		}
 		res.Out = append(res.Out, s.out(p))

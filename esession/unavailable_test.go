@@ -22,7 +22,7 @@ func TestPeerUnavailableKeepsSession(t *testing.T) {
 	if sa.State() != StateActive {
 		t.Fatal("session ended")
 	}
-	o, err := sa.Seal([]byte("<body>still here</body>"))
+	o, err := sa.Seal(els(t, "<body>still here</body>")...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestPeerUnavailableTerminates(t *testing.T) {
 	sa, sb, _, _ := negotiate(t, a, b)
 	pa := probe(sa)
 	res := a.m.PeerUnavailable(bobJID)
-	if len(res.Out) != 1 || !res.Out[0].Encrypted || res.Out[0].To != bobJID || bytes.Contains(res.Out[0].Payload, []byte("terminate")) {
+	if len(res.Out) != 1 || !res.Out[0].Encrypted || res.Out[0].To != bobJID || bytes.Contains(payloadXML(res.Out[0]), []byte("terminate")) {
 		t.Fatalf("out %#v", res.Out)
 	}
 	if ev := eventOf[PeerWentOffline](t, res); !ev.Terminated {
@@ -77,7 +77,7 @@ func TestPeerUnavailableTerminates(t *testing.T) {
 		t.Fatalf("out %#v, states %v %v", res.Out, sp.State(), se.State())
 	}
 	for _, o := range res.Out {
-		if o.Encrypted || !bytes.Contains(o.Payload, []byte("terminate")) {
+		if o.Encrypted || !bytes.Contains(payloadXML(o), []byte("terminate")) {
 			t.Errorf("not a plain terminate: %s", o.Payload)
 		}
 	}
