@@ -10,6 +10,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"hash"
+	"math/big"
 
 	"github.com/balcony-im/balcony/xmltree"
 )
@@ -32,6 +33,7 @@ var ErrKeyExhausted = errors.New("esession: key used for 2^32 blocks; terminate 
 // direction is the state of one direction of an encrypted session.
 type direction struct {
 	kc    [32]byte
+	kcLen int
 	km    [32]byte
 	ctr   counter
 	used  uint64 // blocks under the current key
@@ -49,7 +51,7 @@ type direction struct {
 }
 
 func (d *direction) init(k *keySet, c counter, cv conv) {
-	d.kc, d.km, d.ctr, d.used = k.kc, k.km, c, 0
+	d.kc, d.kcLen, d.km, d.ctr, d.used = k.kc, k.kcLen, k.km, c, 0
 	b, err := aes.NewCipher(d.kc[:k.kcLen])
 	if err != nil {
 		panic(err)
@@ -91,11 +93,22 @@ type channel struct {
 	send, recv direction
 	pad        bool // pad plaintext with spaces to whole blocks
 	cv         conv
+	group      dhGroup
+	x          []byte   // this side's current secret exponent
+	peerPub    *big.Int // the peer's current public value
 	buf        []byte
 	macIn      []byte
 }
 
+// startRekeying hands the channel what XEP-0200 §9 re-keying needs: the
+// group, this side's secret exponent and the peer's public value.
+func (ch *channel) startRekeying(c *config, st *suite, x []byte, peer *big.Int) {
+	ch.group, ch.x, ch.peerPub = st.group, x, peer
+}
+
 func (ch *channel) wipe() {
+	clear(ch.x)
+	ch.x = nil
 	ch.send.wipe()
 	ch.recv.wipe()
 	clear(ch.buf)

@@ -2,9 +2,11 @@ package esession
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
+	"slices"
 	"time"
 
 	"github.com/balcony-im/balcony/internal/modp"
@@ -32,12 +34,45 @@ type Config struct {
 	// the default is {14}. Each offered group costs one exponentiation
 	// when starting a session.
 	Groups []int
-	// MustNotLog, when set, offers and prefers logging=mustnot: nothing
-	// of the session may be stored by either party. Set it only when the
-	// client stores no history for the session and the server's automatic
-	// archiving is off (XEP-0155 §4.1). Otherwise logging=may is offered
-	// and a peer that insists on mustnot is refused.
+	// OTR is the user's XEP-0136 OTR preference: it decides which values
+	// of the XEP-0155 "logging" field are offered and which one is
+	// answered (XEP-0136 §9.1). The default, OTRForbid, offers
+	// logging=may and refuses a peer that insists on mustnot. Offer or
+	// accept mustnot only when the client stores no history of the
+	// session and the server's automatic archiving is off (XEP-0155
+	// §4.1, XEP-0136 §9.1).
+	OTR OTRMode
+	// MustNotLog is the older spelling of OTR: OTRPrefer when OTR is not
+	// set.
 	MustNotLog bool
+	// Ciphers are the block ciphers offered and accepted, in order of
+	// preference: CipherAES128CTR (the default, and the only one of
+	// XEP-0217), CipherAES192CTR, CipherAES256CTR.
+	Ciphers []string
+	// Stanzas are the stanza kinds offered and accepted for encryption:
+	// StanzaMessage (always, and the default), StanzaPresence, StanzaIQ
+	// (XEP-0116 §4.1).
+	Stanzas []string
+	// RekeyFreq is the rekey_freq this client asks for: the fewest
+	// stanzas exchanged between two key exchanges (XEP-0200 §9); a
+	// responder answers the larger of the two values. Zero means
+	// MaxRekeyFreq, never, as XEP-0217 fixes. A session re-keys by itself
+	// as soon as the agreed number is reached.
+	RekeyFreq uint32
+	// Key is this client's signing key, to identify with a public key
+	// (XEP-0116 §5.4). Nil: this client identifies by the SAS and
+	// retained secrets only.
+	Key *PrivateKey
+	// Keys is the trust store's view of the peers' public keys. Nil: the
+	// peers' keys are neither asked for nor accepted, since nothing could
+	// tell whether a key is the one a peer used before.
+	Keys KeyAssociations
+	// RequirePeerKey refuses to negotiate with a peer that does not
+	// identify with a public key. It needs Keys.
+	RequirePeerKey bool
+	// OtherSecrets supplies the password shared with a peer, if any, that
+	// the 4-message exchange mixes into the session key (XEP-0116 §3).
+	OtherSecrets OtherSecrets
 	// AutoAccept accepts session requests from peers with a presence
 	// subscription without asking. Requests from other peers always wait
 	// for Accept or Decline (XEP-0155 §10.1).
@@ -97,17 +132,24 @@ const (
 )
 
 type config struct {
-	rand        io.Reader
-	now         func() time.Time
-	secrets     RetainedSecrets
-	lifetime    time.Duration
-	groups      []dhGroup
-	mustNotLog  bool
-	autoAccept  bool
-	pad         bool
-	maxSessions int
-	unavailable UnavailablePolicy
-	cv          conv
+	rand           io.Reader
+	now            func() time.Time
+	secrets        RetainedSecrets
+	lifetime       time.Duration
+	groups         []dhGroup
+	otr            OTRMode
+	ciphers        []string
+	stanzas        []string
+	rekeyFreq      uint32
+	key            *PrivateKey
+	keys           KeyAssociations
+	requirePeerKey bool
+	oss            OtherSecrets
+	autoAccept     bool
+	pad            bool
+	maxSessions    int
+	unavailable    UnavailablePolicy
+	cv             conv
 }
 
 // dhGroup is what the engine needs of a Diffie-Hellman group: a
@@ -137,8 +179,44 @@ func (c *Config) resolve() (*config, error) {
 	}
 	r := &config{
 		rand: c.Rand, now: c.Now, secrets: c.Secrets, lifetime: c.SecretLifetime,
-		mustNotLog: c.MustNotLog, autoAccept: c.AutoAccept, pad: !c.NoPadding, maxSessions: c.MaxSessions,
-		unavailable: c.OnUnavailable,
+		otr: c.OTR, autoAccept: c.AutoAccept, pad: !c.NoPadding, maxSessions: c.MaxSessions,
+		unavailable: c.OnUnavailable, rekeyFreq: c.RekeyFreq, key: c.Key, keys: c.Keys,
+		requirePeerKey: c.RequirePeerKey, oss: c.OtherSecrets,
+	}
+	if c.MustNotLog && r.otr == OTRForbid {
+		r.otr = OTRPrefer
+	}
+	if r.otr < OTRForbid || r.otr > OTRRequire {
+		return nil, fmt.Errorf("esession: unknown OTR preference %d", r.otr)
+	}
+	if r.rekeyFreq == 0 {
+		r.rekeyFreq = MaxRekeyFreq
+	}
+	r.ciphers = []string{CipherAES128CTR}
+	if len(c.Ciphers) > 0 {
+		r.ciphers = slices.Clone(c.Ciphers)
+	}
+	for i, ci := range r.ciphers {
+		if keyLenOf(ci) == 0 || slices.Index(r.ciphers, ci) != i {
+			return nil, fmt.Errorf("esession: cipher %q not supported", ci)
+		}
+	}
+	r.stanzas = []string{StanzaMessage}
+	for _, k := range c.Stanzas {
+		switch {
+		case k != StanzaMessage && k != StanzaPresence && k != StanzaIQ:
+			return nil, fmt.Errorf("esession: stanza kind %q not supported", k)
+		case !slices.Contains(r.stanzas, k):
+			r.stanzas = append(r.stanzas, k)
+		}
+	}
+	if r.key != nil {
+		if err := r.key.Public().check(); err != nil {
+			return nil, fmt.Errorf("esession: signing key: %w", err)
+		}
+	}
+	if r.requirePeerKey && r.keys == nil {
+		return nil, errors.New("esession: RequirePeerKey needs Keys")
 	}
 	switch c.Profile {
 	case ProfileSpec:
@@ -146,6 +224,10 @@ func (c *Config) resolve() (*config, error) {
 		r.cv.gajim = true
 	default:
 		return nil, fmt.Errorf("esession: unknown profile %d", c.Profile)
+	}
+	if r.cv.gajim && (len(r.ciphers) > 1 || r.ciphers[0] != CipherAES128CTR || len(r.stanzas) > 1 ||
+		r.rekeyFreq != MaxRekeyFreq || r.key != nil || r.keys != nil) {
+		return nil, errors.New("esession: the gajim profile knows only the XEP-0217 parameters: no other cipher, stanza kind, re-keying or public key")
 	}
 	if r.unavailable != AssumeContinues && r.unavailable != TerminateOnUnavailable {
 		return nil, fmt.Errorf("esession: unknown unavailable policy %d", r.unavailable)

@@ -37,6 +37,9 @@ type Offer struct {
 	Security  []string // the requester's security options, in its order
 	Logging   []string // its logging options ("may", "mustnot")
 	Groups    []int    // the MODP groups it offered
+	// ThreeMessage is set for the SIGMA-I variant (XEP-0116 §4.2), in
+	// which this client identifies first, by its public key.
+	ThreeMessage bool
 	// Problem, when set, is the error Accept will send instead of
 	// accepting: options this client cannot accept.
 	Problem *NegotiationError
@@ -50,8 +53,9 @@ type Established struct {
 	// Compare it with the peer out of band and call ConfirmSAS.
 	SAS string
 	// Verified is true when the retained secret that matched continues a
-	// chain of sessions whose SAS the user confirmed. Otherwise the SAS
-	// must be compared for the session to be authenticated.
+	// chain of sessions whose SAS the user confirmed, or the peer signed
+	// with a key the user verified for it. Otherwise the SAS must be
+	// compared for the session to be authenticated.
 	Verified bool
 	// SecretMatched reports that a retained secret from an earlier session
 	// was shared with the peer.
@@ -62,6 +66,12 @@ type Established struct {
 	ContinuityBroken bool
 	// SecretsErr is set when the new retained secret could not be stored.
 	SecretsErr error
+	// PeerKey is the public key the peer identified with, or nil. A
+	// KeyAlert event before this one says whether it is new or changed.
+	PeerKey *PublicKey
+	// OtherSecret reports that a password shared with the peer
+	// (Config.OtherSecrets) went into the session key: the peer knows it.
+	OtherSecret bool
 }
 
 // Declined reports that the peer declined the request.

@@ -176,12 +176,14 @@ func deriveKeys(k *[32]byte, initiator bool, keyLen int) keySet {
 	return ks
 }
 
-// sigmaMAC returns mac_A = HMAC(KS_A, N_B | N_A | MPI(e) | form_A | form_A2)
-// when called as sigmaMAC(ks, nB, nA, e, formA, formA2), and mac_B =
-// HMAC(KS_B, N_A | N_B | MPI(d) | form_B | form_B2) with the arguments in
-// that order (XEP-0217 §5.2.3 and §5.3.4: note the nonce order).
-func sigmaMAC(ks *[32]byte, n1, n2, dh, form1, form2 []byte) [32]byte {
-	return hmacSHA256(ks[:], n1, n2, dh, form1, form2)
+// sigmaMAC returns mac_A = HMAC(KS_A, N_B | N_A | MPI(e) | pubKey_A |
+// form_A | form_A2) when called as sigmaMAC(ks, nB, nA, e, pubKeyA, formA,
+// formA2), and mac_B = HMAC(KS_B, N_A | N_B | MPI(d) | pubKey_B | form_B |
+// form_B2) with the arguments in that order (XEP-0116 §5.4 and §6.3;
+// note the nonce order). pubKey is empty without public keys, and form2
+// empty in the 3-message variant's mac_B.
+func sigmaMAC(ks *[32]byte, n1, n2, dh, pubKey, form1, form2 []byte) [32]byte {
+	return hmacSHA256(ks[:], n1, n2, dh, pubKey, form1, form2)
 }
 
 // ctrXOR encrypts or decrypts in with AES-CTR under kc starting at *c (at
@@ -197,29 +199,32 @@ func ctrXOR(kc []byte, c *counter, dst, in []byte, cv conv) {
 	c.add(blocks(len(in)))
 }
 
-// hideIdentity returns ID = CIPHER(KC, C, mac) and M = HMAC(KM, C | ID),
-// with C the counter before encryption; *c advances by two blocks
-// (XEP-0217 §5.2.3 steps 4-5). The counter comes FIRST in this MAC.
-func hideIdentity(ks *keySet, c *counter, mac *[32]byte, cv conv) (id, m [32]byte) {
+// hideIdentity returns ID = CIPHER(KC, C, pt) and M = HMAC(KM, C | ID),
+// with C the counter before encryption; *c advances by one per block of
+// pt (XEP-0217 §5.2.3 steps 4-5, two blocks for a bare MAC). The counter
+// comes FIRST in this MAC.
+func hideIdentity(ks *keySet, c *counter, pt []byte, cv conv) (id []byte, m [32]byte) {
 	before := *c
-	ctrXOR(ks.cipherKey(), c, id[:], mac[:], cv)
-	m = hmacSHA256(ks.km[:], cv.macCounter(&before), id[:])
+	id = make([]byte, len(pt))
+	ctrXOR(ks.cipherKey(), c, id, pt, cv)
+	m = hmacSHA256(ks.km[:], cv.macCounter(&before), id)
 	return id, m
 }
 
 // revealIdentity checks M = HMAC(KM, C | ID) and returns DECIPHER(KC, C,
-// ID), advancing *c by two blocks. It reports false, leaving *c unchanged,
-// if the MAC does not match.
-func revealIdentity(ks *keySet, c *counter, id, m []byte, cv conv) (mac [32]byte, ok bool) {
-	if len(id) != 32 || len(m) != 32 {
-		return mac, false
+// ID), advancing *c by one per block. It reports false, leaving *c
+// unchanged, if the MAC does not match or ID is empty or too long.
+func revealIdentity(ks *keySet, c *counter, id, m []byte, cv conv) ([]byte, bool) {
+	if len(id) == 0 || len(id) > maxIdentity || len(m) != 32 {
+		return nil, false
 	}
 	want := hmacSHA256(ks.km[:], cv.macCounter(c), id)
 	if subtle.ConstantTimeCompare(want[:], m) != 1 {
-		return mac, false
+		return nil, false
 	}
-	ctrXOR(ks.cipherKey(), c, mac[:], id, cv)
-	return mac, true
+	pt := make([]byte, len(id))
+	ctrXOR(ks.cipherKey(), c, pt, id, cv)
+	return pt, true
 }
 
 // finalKey returns K' = SHA256(K | SRS | OSS); SRS and OSS are included

@@ -49,6 +49,11 @@ type StartOptions struct {
 	Plain bool
 	// Thread is the ThreadID to use; empty means a new one (XEP-0201).
 	Thread string
+	// ThreeMessage requests the 3-message SIGMA-I variant (XEP-0116
+	// §4.2): both parties identify by public key, so it needs Config.Key
+	// and Config.Keys; there is no SAS and no retained secret. XEP-0116
+	// recommends it for sessions with services, not between clients.
+	ThreeMessage bool
 }
 
 // Start begins a session with peer, a bare JID or, preferably, the full
@@ -69,9 +74,12 @@ func (m *Manager) Start(peer string, opts *StartOptions) (*Session, Outbound, er
 			return nil, Outbound{}, err
 		}
 	}
+	if opts.ThreeMessage && (opts.Plain || m.cfg.key == nil || m.cfg.keys == nil || m.cfg.cv.gajim) {
+		return nil, Outbound{}, errors.New("esession: the 3-message variant needs an encrypted session, Config.Key and Config.Keys")
+	}
 	s := &Session{cfg: m.cfg, role: Initiator, thread: thread, peerBare: Bare(peer), peer: peer, wantE2E: !opts.Plain}
 	// The exponentiations happen before the Manager is locked.
-	o, err := s.start()
+	o, err := s.start(opts.ThreeMessage)
 	if err != nil {
 		return nil, Outbound{}, err
 	}

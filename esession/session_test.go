@@ -55,35 +55,48 @@ func eventOf[T Event](t testing.TB, res Result) T {
 // accepting by hand, and returns both sessions.
 func negotiate(t testing.TB, a, b *party) (*Session, *Session, Established, Established) {
 	t.Helper()
-	sa, m1, err := a.m.Start(b.jid, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := deliver(t, m1, a.jid, b.m, true)
-	req := eventOf[RequestReceived](t, r)
-	if !req.Offer.Encrypted || req.Offer.Problem != nil {
-		t.Fatalf("offer %+v", req.Offer)
-	}
-	sb := req.Session
-	r2, err := sb.Accept()
-	if err != nil || len(r2.Out) != 1 {
-		t.Fatalf("Accept: %v %#v", err, r2)
-	}
-	r3 := deliver(t, r2.Out[0], b.jid, a.m, true)
-	if len(r3.Out) != 1 {
-		t.Fatalf("message 3: %#v", r3)
-	}
-	r4 := deliver(t, r3.Out[0], a.jid, b.m, true)
-	if len(r4.Out) != 1 {
-		t.Fatalf("message 4: %#v", r4)
-	}
-	eb := eventOf[Established](t, r4)
-	r5 := deliver(t, r4.Out[0], b.jid, a.m, true)
-	ea := eventOf[Established](t, r5)
+	sa, sb, ra, rb := runNegotiation(t, a, b, true)
+	eb := eventOf[Established](t, rb)
+	ea := eventOf[Established](t, ra)
 	if sa.State() != StateActive || sb.State() != StateActive {
 		t.Fatalf("states %v %v", sa.State(), sb.State())
 	}
 	return sa, sb, ea, eb
+}
+
+// runNegotiation runs a 4-message negotiation from a to b, b accepting by
+// hand or automatically, and returns both sessions and the results of the
+// last message each side received.
+func runNegotiation(t testing.TB, a, b *party, byHand bool) (*Session, *Session, Result, Result) {
+	t.Helper()
+	sa, m1, err := a.m.Start(b.jid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auto := b.m.cfg.autoAccept
+	b.m.cfg.autoAccept = !byHand
+	r2 := deliver(t, m1, a.jid, b.m, true)
+	b.m.cfg.autoAccept = auto
+	sb := b.m.Session(a.jid, m1.Thread)
+	if byHand {
+		req := eventOf[RequestReceived](t, r2)
+		if !req.Offer.Encrypted || req.Offer.Problem != nil {
+			t.Fatalf("offer %+v", req.Offer)
+		}
+		if r2, err = sb.Accept(); err != nil {
+			t.Fatalf("Accept: %v %#v", err, r2)
+		}
+	}
+	next := func(r Result, from string, m *Manager) Result {
+		t.Helper()
+		if len(r.Out) != 1 {
+			t.Fatalf("%s sent %d stanzas: %#v", from, len(r.Out), r)
+		}
+		return deliver(t, r.Out[0], from, m, true)
+	}
+	r3 := next(r2, b.jid, a.m)
+	r4 := next(r3, a.jid, b.m)
+	return sa, sb, next(r4, b.jid, a.m), r4
 }
 
 // wipeProbe remembers a session's secret-holding structures so a test can
@@ -92,12 +105,19 @@ type wipeProbe struct {
 	s   *Session
 	ch  *channel
 	neg *negotiation
+	x   []byte // the DH secret, held by the negotiation or the channel
 }
 
 func probe(s *Session) wipeProbe {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return wipeProbe{s: s, ch: s.ch, neg: s.neg}
+	p := wipeProbe{s: s, ch: s.ch, neg: s.neg}
+	if s.ch != nil {
+		p.x = s.ch.x
+	} else if s.neg != nil {
+		p.x = s.neg.x
+	}
+	return p
 }
 
 func (p wipeProbe) check(t testing.TB) {
@@ -108,13 +128,16 @@ func (p wipeProbe) check(t testing.TB) {
 	if s.step != stepEnded || s.ch != nil || s.neg != nil || s.haveRS || s.rs != [32]byte{} {
 		t.Errorf("session not wiped: step %v ch %v neg %v haveRS %v", s.step, s.ch != nil, s.neg != nil, s.haveRS)
 	}
+	if !allZero(p.x) {
+		t.Error("DH secret not cleared")
+	}
 	if c := p.ch; c != nil {
 		if c.send.kc != [32]byte{} || c.send.km != [32]byte{} || c.recv.kc != [32]byte{} || c.recv.km != [32]byte{} || c.send.block != nil || c.recv.block != nil {
 			t.Error("channel keys not cleared")
 		}
 	}
 	if n := p.neg; n != nil {
-		if n.k != [32]byte{} || len(n.xs) != 0 || !allZero(n.y) || !allZero(n.nA) || !allZero(n.nB) {
+		if n.k != [32]byte{} || len(n.xs) != 0 || !allZero(n.x) || !allZero(n.nA) || !allZero(n.nB) {
 			t.Error("negotiation secrets not cleared")
 		}
 	}
@@ -568,8 +591,8 @@ func forgeMessage3(t testing.TB, m1, m2 Outbound, e *big.Int, k [32]byte) Outbou
 	kA := deriveKeys(&k, true, 16)
 	fields := []*form.Field{field("accept", "1"), field("nonce", b64.EncodeToString(nB)), field("dhkeys", b64.EncodeToString(mpi(e))), field("rshashes", "AAAA")}
 	formA2 := ssnForm(form.TypeResult, fields...).Canonical()
-	macA := sigmaMAC(&kA.ks, nB, nA, mpi(e), f1.form.Canonical(), formA2)
-	id, mA := hideIdentity(&kA, &ca, &macA, conv{})
+	macA := sigmaMAC(&kA.ks, nB, nA, mpi(e), nil, f1.form.Canonical(), formA2)
+	id, mA := hideIdentity(&kA, &ca, macA[:], conv{})
 	fields = append(fields, field("identity", b64.EncodeToString(id[:])), field("mac", b64.EncodeToString(mA[:])))
 	return Outbound{To: m2.To, Thread: m1.Thread, Payload: []*xmltree.Element{feature(ssnForm(form.TypeResult, fields...))}}
 }
