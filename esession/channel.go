@@ -10,7 +10,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"hash"
-	"math/big"
+	"strconv"
 
 	"github.com/balcony-im/balcony/xmltree"
 )
@@ -87,28 +87,25 @@ func (d *direction) wipe() {
 	d.block, d.stream, d.mac, d.used = nil, nil, nil, 0
 }
 
+// rekey resets the direction to new keys at its current counter
+// (XEP-0200 §9: the counters continue across key exchanges).
+func (d *direction) rekey(kc *[32]byte, kcLen int, km *[32]byte, cv conv) {
+	d.init(&keySet{kc: *kc, kcLen: kcLen, km: *km}, d.ctr, cv)
+}
+
 // channel is an established XEP-0200 session: one direction to send, one
-// to receive.
+// to receive, and the re-keying state (rekey.go).
 type channel struct {
 	send, recv direction
 	pad        bool // pad plaintext with spaces to whole blocks
 	cv         conv
-	group      dhGroup
-	x          []byte   // this side's current secret exponent
-	peerPub    *big.Int // the peer's current public value
+	rk         rekeying
 	buf        []byte
 	macIn      []byte
 }
 
-// startRekeying hands the channel what XEP-0200 §9 re-keying needs: the
-// group, this side's secret exponent and the peer's public value.
-func (ch *channel) startRekeying(c *config, st *suite, x []byte, peer *big.Int) {
-	ch.group, ch.x, ch.peerPub = st.group, x, peer
-}
-
 func (ch *channel) wipe() {
-	clear(ch.x)
-	ch.x = nil
+	ch.rk.wipe()
 	ch.send.wipe()
 	ch.recv.wipe()
 	clear(ch.buf)
@@ -119,7 +116,15 @@ var (
 	nameC    = xml.Name{Space: NSStanzaEncryption, Local: "c"}
 	nameData = xml.Name{Space: NSStanzaEncryption, Local: "data"}
 	nameMAC  = xml.Name{Space: NSStanzaEncryption, Local: "mac"}
+	nameNew  = xml.Name{Space: NSStanzaEncryption, Local: "new"}
+	nameKey  = xml.Name{Space: NSStanzaEncryption, Local: "key"}
 )
+
+// leaf returns a <c/> child with text, and appends its MAC input.
+func (ch *channel) leaf(name xml.Name, text string) *xmltree.Element {
+	ch.macIn = appendMACInput(ch.macIn, name.Local, text)
+	return &xmltree.Element{Name: name, Children: []xmltree.Node{xmltree.CharData(text)}}
+}
 
 // appendMACInput appends the MAC input of one child of <c/> as XEP-0200
 // §5 step 4 defines m_content: the element without whitespace, attributes
@@ -149,7 +154,8 @@ func marshalContent(els []*xmltree.Element) []byte {
 
 // seal encrypts stanza content (the serialised children of a stanza other
 // than <thread/>, <amp/> and <error/>) and returns the <c/> element that
-// replaces it (XEP-0200 §5-6).
+// replaces it (XEP-0200 §5-6). When a key exchange is due (rekey.go) the
+// stanza carries a <key/>, and the keys change after it.
 func (ch *channel) seal(content []byte) (*xmltree.Element, error) {
 	d := &ch.send
 	if d.block == nil {
@@ -163,8 +169,15 @@ func (ch *channel) seal(content []byte) (*xmltree.Element, error) {
 	if d.used+nb > maxBlocks {
 		return nil, ErrKeyExhausted
 	}
+	var next *rekeyStep
+	if ch.rk.due(d.used) {
+		var err error
+		if next, err = ch.rk.initiate(); err != nil {
+			return nil, err
+		}
+	}
 	d.ctr0 = d.ctr // C before encryption, MACed last (§5 step 5)
-	c := &xmltree.Element{Name: nameC, Children: make([]xmltree.Node, 0, 2)}
+	c := &xmltree.Element{Name: nameC, Children: make([]xmltree.Node, 0, 4)}
 	ch.macIn = ch.macIn[:0]
 	if n > 0 {
 		pt := ch.scratch(n)
@@ -175,18 +188,29 @@ func (ch *channel) seal(content []byte) (*xmltree.Element, error) {
 		d.xor(pt)
 		data := base64.StdEncoding.EncodeToString(pt)
 		clear(pt)
-		c.Children = append(c.Children, &xmltree.Element{Name: nameData, Children: []xmltree.Node{xmltree.CharData(data)}})
-		ch.macIn = appendMACInput(ch.macIn, "data", data)
+		c.Children = append(c.Children, ch.leaf(nameData, data))
 	} else {
 		d.xor(nil)
+	}
+	// §5 step 4: <new/> counts the peer's keys received since we last sent.
+	if ch.rk.newKeys > 0 {
+		c.Children = append(c.Children, ch.leaf(nameNew, strconv.Itoa(ch.rk.newKeys)))
+		ch.rk.newKeys = 0
+	}
+	if next != nil {
+		c.Children = append(c.Children, ch.leaf(nameKey, base64.StdEncoding.EncodeToString(mpi(next.pub))))
 	}
 	// a_mac = HMAC(KM, m_content | C) with C before encryption (§5 step 5)
 	d.mac.Reset()
 	d.mac.Write(ch.macIn)
 	d.mac.Write(d.ctr0[:])
 	d.mac.Sum(d.sum[:0])
-	mac := base64.StdEncoding.EncodeToString(d.sum[:])
-	c.Children = append(c.Children, &xmltree.Element{Name: nameMAC, Children: []xmltree.Node{xmltree.CharData(mac)}})
+	c.Children = append(c.Children, ch.leaf(nameMAC, base64.StdEncoding.EncodeToString(d.sum[:])))
+	ch.rk.exchanged++
+	if next != nil {
+		// §9.2: the stanza went under the old keys; later ones use the new.
+		ch.rk.sent(next, &ch.send, ch.cv)
+	}
 	return c, nil
 }
 
@@ -202,20 +226,22 @@ func (ch *channel) scratch(n int) []byte {
 type cParts struct {
 	data, mac string // base64 text
 	hasData   bool
+	key       string // a <key/>: the peer's new public value, base64
+	newKeys   int    // the value of a <new/>: our keys the peer has seen
 }
 
 // parseC reads a received <c/> element and leaves the MAC input in
 // ch.macIn: its children other than <mac/>, in received order (XEP-0200
 // §5 step 4). Any deviation from the XEP-0200 schema is an error: children
 // in another namespace, attributes, element content, text other than
-// whitespace between the children. <key/> and <new/> are refused because
-// this engine never re-keys.
+// whitespace between the children, a repeated child. <key/> and <new/>
+// are refused in a session that does not re-key.
 func (ch *channel) parseC(c *xmltree.Element) (cParts, error) {
 	var p cParts
 	if c.Name != nameC || len(c.Attr) != 0 {
 		return p, errAuth
 	}
-	var seenData, seenMAC bool
+	seen := map[string]bool{}
 	ch.macIn = ch.macIn[:0]
 	for _, n := range c.Children {
 		el, ok := n.(*xmltree.Element)
@@ -229,35 +255,45 @@ func (ch *channel) parseC(c *xmltree.Element) (cParts, error) {
 			return p, errAuth
 		}
 		text, ok := leafText(el)
-		if !ok {
+		name := el.Name.Local
+		if !ok || name != "old" && seen[name] {
 			return p, errAuth
 		}
-		// The text of <data/> and <old/> is MACed and only <data/> is
-		// decoded, after the MAC is verified: the strict base64 decoder
-		// then rejects anything else.
-		switch el.Name.Local {
+		seen[name] = true
+		// The text of <data/>, <key/> and <old/> is MACed and decoded only
+		// after the MAC is verified: the strict base64 decoder then
+		// rejects anything else.
+		switch name {
 		case "data":
-			if seenData || !isBase64(text) {
-				return p, errAuth
-			}
-			p.data, p.hasData, seenData = text, true, true
+			p.data, p.hasData = text, true
 		case "mac":
-			if seenMAC || !isBase64(text) {
-				return p, errAuth
-			}
-			p.mac, seenMAC = text, true
-			continue
-		case "old":
-			// Published old MAC keys (§9): MACed, otherwise ignored.
 			if !isBase64(text) {
 				return p, errAuth
 			}
-		default: // key, new, or anything outside the schema
+			p.mac = text
+			continue
+		case "old":
+			// Published old MAC keys (§10): MACed, otherwise ignored.
+		case "key":
+			if !ch.rk.enabled {
+				return p, errAuth
+			}
+			p.key = text
+		case "new":
+			k, err := strconv.Atoi(text)
+			if !ch.rk.enabled || err != nil || k <= 0 || strconv.Itoa(k) != text {
+				return p, errAuth
+			}
+			p.newKeys = k
+		default: // anything outside the schema
 			return p, errAuth
 		}
-		ch.macIn = appendMACInput(ch.macIn, el.Name.Local, text)
+		if name != "new" && !isBase64(text) {
+			return p, errAuth
+		}
+		ch.macIn = appendMACInput(ch.macIn, name, text)
 	}
-	if !seenMAC {
+	if !seen["mac"] {
 		return p, errAuth
 	}
 	return p, nil
@@ -320,16 +356,24 @@ func (ch *channel) open(c *xmltree.Element) (*xmltree.Element, error) {
 	if len(p.data) > base64.StdEncoding.EncodedLen(MaxStanza) {
 		return nil, errAuth
 	}
-	d.mac.Reset()
-	d.mac.Write(ch.macIn)
-	d.mac.Write(d.ctr[:])
-	d.mac.Sum(d.sum[:0])
 	if len(p.mac) != base64.StdEncoding.EncodedLen(len(d.got)) {
 		return nil, errAuth
 	}
 	if n, err := strictBase64.Decode(d.got[:], []byte(p.mac)); err != nil || n != len(d.got) {
 		return nil, errAuth
 	}
+	// §7 step 1: <new/> selects the key set the peer used.
+	if p.newKeys > 0 && p.newKeys >= len(ch.rk.sets) {
+		return nil, errAuth
+	}
+	mac := d.mac
+	if p.newKeys > 0 {
+		mac = hmac.New(sha256.New, ch.rk.sets[p.newKeys].km[:])
+	}
+	mac.Reset()
+	mac.Write(ch.macIn)
+	mac.Write(d.ctr[:])
+	mac.Sum(d.sum[:0])
 	ok := subtle.ConstantTimeCompare(d.sum[:], d.got[:]) == 1
 	if !ok && ch.cv.gajim && d.ctr[0] == 0 {
 		// Gajim MACs the counter it sends as an MPI, and the one it
@@ -342,6 +386,10 @@ func (ch *channel) open(c *xmltree.Element) (*xmltree.Element, error) {
 	}
 	if !ok {
 		return nil, errAuth
+	}
+	if p.newKeys > 0 {
+		// The peer has our newer keys: the older sets are done with.
+		ch.rk.advance(p.newKeys, d, ch.cv)
 	}
 	// The plaintext is parsed inside a jabber:client <message/> wrapper,
 	// so that its unprefixed elements are in the stanza's namespace.
@@ -367,6 +415,13 @@ func (ch *channel) open(c *xmltree.Element) (*xmltree.Element, error) {
 	clear(buf)
 	if err != nil {
 		return nil, errAuth
+	}
+	ch.rk.exchanged++
+	if p.key != "" {
+		// §9.3: the peer's new keys apply to the stanzas after this one.
+		if err := ch.rk.accept(p.key, &ch.send, d, ch.cv); err != nil {
+			return nil, errAuth
+		}
 	}
 	return msg, nil
 }

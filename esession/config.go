@@ -59,6 +59,14 @@ type Config struct {
 	// MaxRekeyFreq, never, as XEP-0217 fixes. A session re-keys by itself
 	// as soon as the agreed number is reached.
 	RekeyFreq uint32
+	// RekeyGrace is how long the older receiving keys are kept after a
+	// key exchange this client started; zero means DefaultRekeyGrace.
+	RekeyGrace time.Duration
+	// IdleTimeout is how long an encrypted session may go without a
+	// stanza before Tick re-keys it, or terminates it when the agreed
+	// rekey_freq does not allow a key exchange. Zero means
+	// DefaultIdleTimeout; a negative value turns it off.
+	IdleTimeout time.Duration
 	// Key is this client's signing key, to identify with a public key
 	// (XEP-0116 §5.4). Nil: this client identifies by the SAS and
 	// retained secrets only.
@@ -145,6 +153,8 @@ type config struct {
 	keys           KeyAssociations
 	requirePeerKey bool
 	oss            OtherSecrets
+	rekeyGrace     time.Duration
+	idle           time.Duration
 	autoAccept     bool
 	pad            bool
 	maxSessions    int
@@ -188,6 +198,13 @@ func (c *Config) resolve() (*config, error) {
 	}
 	if r.otr < OTRForbid || r.otr > OTRRequire {
 		return nil, fmt.Errorf("esession: unknown OTR preference %d", r.otr)
+	}
+	r.rekeyGrace, r.idle = c.RekeyGrace, c.IdleTimeout
+	if r.rekeyGrace <= 0 {
+		r.rekeyGrace = DefaultRekeyGrace
+	}
+	if r.idle == 0 {
+		r.idle = DefaultIdleTimeout
 	}
 	if r.rekeyFreq == 0 {
 		r.rekeyFreq = MaxRekeyFreq

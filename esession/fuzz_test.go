@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/balcony-im/balcony/internal/modp"
 	"github.com/balcony-im/balcony/xmltree"
@@ -238,6 +239,51 @@ func FuzzNegotiation(f *testing.F) {
 			if s.State() == StateEnded {
 				probe(s).check(t)
 			}
+		}
+	})
+}
+
+// FuzzOpenCRekey is FuzzOpenC for a channel that re-keys: <key/> and
+// <new/> are parsed and, with a valid MAC, acted on.
+func FuzzOpenCRekey(f *testing.F) {
+	setup := func() (*channel, *channel) {
+		a, b := fuzzChannel()
+		g := cheap()
+		st := &suite{group: g, rekeyFreq: 1, cipher: CipherAES128CTR}
+		cfg := &config{rand: randReader(), now: func() time.Time { return timeAt(0) }, rekeyGrace: DefaultRekeyGrace}
+		xa, xb := []byte{0x81, 1, 2, 3, 4, 5, 6, 7}, []byte{0x82, 7, 6, 5, 4, 3, 2, 1}
+		a.startRekeying(cfg, st, xa, g.Public(xb))
+		b.startRekeying(cfg, st, xb, g.Public(xa))
+		a.rk.exchanged, b.rk.exchanged = 1, 1
+		return a, b
+	}
+	a, _ := setup()
+	for _, m := range []string{"<body>re-key</body>", ""} {
+		c, err := a.seal([]byte(m)) // carries a <key/>: exchanged >= rekey_freq
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(c.Marshal(""))
+	}
+	f.Add([]byte("<c xmlns='" + NSStanzaEncryption + "'><new>1</new><key>AQ==</key><mac>" + string(bytes.Repeat([]byte("A"), 43)) + "=</mac></c>"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		el, err := xmltree.Parse(in, nil)
+		if err != nil {
+			return
+		}
+		_, b := setup()
+		before := b.recv.ctr
+		if _, err := b.open(el); err != nil {
+			if !errors.Is(err, ErrAuthentication) {
+				t.Fatalf("error %v", err)
+			}
+			if b.recv.ctr != before {
+				t.Fatal("counter moved on a failure")
+			}
+			return
+		}
+		if len(b.rk.sets) == 0 || b.recv.block == nil {
+			t.Fatal("channel broken after a verified stanza")
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/balcony-im/balcony/xmltree"
 )
@@ -210,6 +211,20 @@ func (m *Manager) PeerUnavailable(fullJID string) Result {
 		if s.Peer() == fullJID {
 			s.peerUnavailable(&res, m.cfg.unavailable == TerminateOnUnavailable)
 		}
+	}
+	return res
+}
+
+// Tick calls Session.Tick with now for every session and returns what
+// they produced: old receiving keys expire, idle sessions re-key or
+// terminate. The client calls it now and then (every few seconds, or at
+// least every Config.RekeyGrace); the engine has no timer of its own.
+func (m *Manager) Tick(now time.Time) Result {
+	var res Result
+	for _, s := range m.Sessions() {
+		r := s.Tick(now)
+		res.Out = append(res.Out, r.Out...)
+		res.Events = append(res.Events, r.Events...)
 	}
 	return res
 }

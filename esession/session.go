@@ -308,10 +308,16 @@ func (s *Session) peerUnavailable(res *Result, terminate bool) {
 	if !terminate {
 		return
 	}
-	const reason = "peer went offline"
+	s.terminateNow(res, "peer went offline")
+}
+
+// terminateNow terminates the session explicitly and ends it at once,
+// without waiting for an acknowledgement: the terminate form (inside <c/>
+// in an established encrypted session) unless nothing was agreed yet or
+// our terminate is already sent.
+func (s *Session) terminateNow(res *Result, reason string) {
 	switch {
 	case s.step == stepAwaitDecision || s.step == stepTerminating:
-		// nothing was agreed yet, or our terminate is already sent
 	case s.step == stepActive && s.wantE2E && !s.cfg.cv.gajim:
 		if o, err := s.sealed(feature(terminateForm(false))); err == nil {
 			res.Out = append(res.Out, o)
@@ -381,6 +387,7 @@ func (s *Session) Seal(content ...*xmltree.Element) (Outbound, error) {
 		return Outbound{}, err
 	}
 	o.Type = "chat"
+	s.lastActive = s.cfg.now()
 	return o, nil
 }
 
@@ -593,6 +600,7 @@ func (s *Session) openC(res *Result, in *Inbound) (Result, error) {
 		s.failWith(res, CondNotAcceptable, nil, "message authentication failed", ErrAuthentication)
 		return *res, ErrAuthentication
 	}
+	s.lastActive = s.cfg.now()
 	// Session control forms travel encrypted (XEP-0217 §6); the other
 	// elements are the message.
 	var ctl []*parsedFeature

@@ -105,7 +105,8 @@ type wipeProbe struct {
 	s   *Session
 	ch  *channel
 	neg *negotiation
-	x   []byte // the DH secret, held by the negotiation or the channel
+	x   []byte    // the DH secret, held by the negotiation
+	set []recvSet // the channel's key sets, with their DH secrets
 }
 
 func probe(s *Session) wipeProbe {
@@ -113,7 +114,7 @@ func probe(s *Session) wipeProbe {
 	defer s.mu.Unlock()
 	p := wipeProbe{s: s, ch: s.ch, neg: s.neg}
 	if s.ch != nil {
-		p.x = s.ch.x
+		p.set = s.ch.rk.sets
 	} else if s.neg != nil {
 		p.x = s.neg.x
 	}
@@ -130,6 +131,11 @@ func (p wipeProbe) check(t testing.TB) {
 	}
 	if !allZero(p.x) {
 		t.Error("DH secret not cleared")
+	}
+	for _, rs := range p.set {
+		if !allZero(rs.x) || rs.kc != [32]byte{} || rs.km != [32]byte{} {
+			t.Error("a key set not cleared")
+		}
 	}
 	if c := p.ch; c != nil {
 		if c.send.kc != [32]byte{} || c.send.km != [32]byte{} || c.recv.kc != [32]byte{} || c.recv.km != [32]byte{} || c.send.block != nil || c.recv.block != nil {
