@@ -12,9 +12,11 @@ import (
 // moving it to another resource, renegotiating it, terminating it.
 
 // Continue asks the peer to continue the session with another resource of
-// this client (XEP-0155 §5). Only plain sessions can move: the keys of an
-// encrypted session cannot. When the peer acknowledges, the session ends
-// here with a Moved event.
+// this client (XEP-0155 §5); in an encrypted session the form travels
+// encrypted. Nothing more can be sent in the session from here. When the
+// peer acknowledges, a Moved event follows: a plain session ends here; an
+// encrypted one waits for Handover, whose result the new resource gives
+// to its Manager.Adopt, so that the keys and counters move with it.
 func (s *Session) Continue(resource string) (Outbound, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -24,19 +26,36 @@ func (s *Session) Continue(resource string) (Outbound, error) {
 	if s.step != stepActive {
 		return Outbound{}, ErrState
 	}
-	if s.wantE2E {
-		return Outbound{}, ErrNotSupported
-	}
 	if resource == "" || strings.ContainsAny(resource, "/") {
 		return Outbound{}, errors.New("esession: bad resource")
 	}
+	o, err := s.control(continueForm(resource, false))
+	if err != nil {
+		return Outbound{}, err
+	}
 	s.step, s.moveTo = stepMoving, resource
-	return s.out(feature(continueForm(resource, false))), nil
+	return o, nil
 }
 
-// Renegotiate asks the peer to renegotiate the logging parameter of a plain
-// session (XEP-0155 §6), offering the given values in order of preference.
-// Encrypted sessions are not renegotiated: terminate and start a new one.
+// control returns a control form to send in the session: inside <c/> in
+// an encrypted session (XEP-0217 §6).
+func (s *Session) control(f *form.Form) (Outbound, error) {
+	if s.wantE2E {
+		o, err := s.sealed(feature(f))
+		if err == nil {
+			s.lastActive = s.cfg.now()
+		}
+		return o, err
+	}
+	return s.out(feature(f)), nil
+}
+
+// Renegotiate asks the peer to renegotiate the logging parameter of the
+// session (XEP-0155 §6), offering the given values in order of
+// preference; XEP-0136 §9.1 asks for it when the user's OTR preference
+// changes. The answer comes as a Renegotiated event. In an encrypted
+// session the forms travel encrypted; the other parameters of an
+// encrypted session cannot change: terminate it and start a new one.
 func (s *Session) Renegotiate(logging ...string) (Outbound, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -46,11 +65,8 @@ func (s *Session) Renegotiate(logging ...string) (Outbound, error) {
 	if s.step != stepActive || s.renegotiating {
 		return Outbound{}, ErrState
 	}
-	if s.wantE2E {
-		return Outbound{}, ErrNotSupported
-	}
 	for _, l := range logging {
-		if l != "may" && l != "mustnot" {
+		if l != LoggingMay && l != LoggingMustNot {
 			return Outbound{}, fmt.Errorf("esession: bad logging value %q", l)
 		}
 	}
@@ -60,8 +76,12 @@ func (s *Session) Renegotiate(logging ...string) (Outbound, error) {
 	f := ssnForm(form.TypeForm,
 		&form.Field{Var: "renegotiate", Type: form.Boolean, Values: []string{"1"}, Required: true},
 		&form.Field{Var: "logging", Type: form.ListSingle, Required: true, Options: options(logging...)})
+	o, err := s.control(f)
+	if err != nil {
+		return Outbound{}, err
+	}
 	s.renegotiating, s.renegLogging = true, logging
-	return s.out(feature(f)), nil
+	return o, nil
 }
 
 // kind classifies an SSN form (XEP-0155 §3).
@@ -117,10 +137,10 @@ func classify(f *form.Form) kind {
 	return kindOther
 }
 
-// control handles a session control form (terminate, continue,
+// onControl handles a session control form (terminate, continue,
 // renegotiate) in an active session. It reports false for a form that has
 // no place here.
-func (s *Session) control(res *Result, pf *parsedFeature, k kind, encrypted bool) bool {
+func (s *Session) onControl(res *Result, pf *parsedFeature, k kind, encrypted bool) bool {
 	reply := func(f *form.Form) {
 		p := feature(f)
 		if encrypted {
@@ -167,16 +187,15 @@ func (s *Session) control(res *Result, pf *parsedFeature, k kind, encrypted bool
 		if s.self != "" {
 			to = Bare(s.self) + "/" + s.moveTo
 		}
-		s.end("moved to "+to, nil)
-		res.Events = append(res.Events, Moved{Session: s, To: to})
-		return true
-	case kindRenegotiate:
+		res.Events = append(res.Events, Moved{Session: s, To: to, Handover: s.wantE2E})
 		if s.wantE2E {
-			reply(ssnForm(form.TypeSubmit, field("renegotiate", "0")))
-			res.Events = append(res.Events, Renegotiated{Session: s, Accepted: false, Params: s.params})
+			s.step = stepMoved // the keys wait for Handover
 			return true
 		}
-		s.answerRenegotiation(res, pf)
+		s.end("moved to "+to, nil)
+		return true
+	case kindRenegotiate:
+		s.answerRenegotiation(res, pf, reply)
 		return true
 	case kindRenegotiateAnswer:
 		if !s.renegotiating {
@@ -200,9 +219,11 @@ func (s *Session) control(res *Result, pf *parsedFeature, k kind, encrypted bool
 	return false
 }
 
-// answerRenegotiation answers a plain session's renegotiation request: the
-// only renegotiable parameter is logging (§6).
-func (s *Session) answerRenegotiation(res *Result, pf *parsedFeature) {
+// answerRenegotiation answers a renegotiation request: the only
+// renegotiable parameter is logging (§6). A plain session answers what it
+// cannot accept with an error; an encrypted one with renegotiate=0 inside
+// <c/>, since an error in the clear would echo the form.
+func (s *Session) answerRenegotiation(res *Result, pf *parsedFeature, reply func(*form.Form)) {
 	f := pf.form
 	var unknown []string
 	for _, fl := range f.Fields {
@@ -214,8 +235,16 @@ func (s *Session) answerRenegotiation(res *Result, pf *parsedFeature) {
 			}
 		}
 	}
+	refuse := func(cond string, fields []string) {
+		if s.wantE2E {
+			reply(ssnForm(form.TypeSubmit, field("renegotiate", "0")))
+		} else {
+			res.Out = append(res.Out, Outbound{To: s.peer, Type: "error", Thread: s.thread, Payload: errorPayload(cond, fields, pf.el)})
+		}
+		res.Events = append(res.Events, Renegotiated{Session: s, Accepted: false, Params: s.params})
+	}
 	if len(unknown) > 0 {
-		res.Out = append(res.Out, Outbound{To: s.peer, Type: "error", Thread: s.thread, Payload: errorPayload(CondFeatureNotImplemented, unknown, pf.el)})
+		refuse(CondFeatureNotImplemented, unknown)
 		return
 	}
 	opts, v := loggingOptions(f)
@@ -223,13 +252,13 @@ func (s *Session) answerRenegotiation(res *Result, pf *parsedFeature) {
 	if v != "" {
 		l, ok := s.chooseLogging(opts)
 		if !ok {
-			res.Out = append(res.Out, Outbound{To: s.peer, Type: "error", Thread: s.thread, Payload: errorPayload(CondNotAcceptable, []string{v}, pf.el)})
+			refuse(CondNotAcceptable, []string{v})
 			return
 		}
 		ans.Add(field(v, loggingValue(v, l)))
 		s.params.Logging = l
 	}
-	res.Out = append(res.Out, s.out(feature(ans)))
+	reply(ans)
 	res.Events = append(res.Events, Renegotiated{Session: s, Accepted: true, Params: s.params})
 }
 

@@ -96,6 +96,10 @@ type Message struct {
 	Session  *Session
 	Content  []*xmltree.Element
 	Stripped []string
+	// Kind, Type and ID are those of the received stanza: a presence or
+	// iq stanza (Kind StanzaPresence or StanzaIQ) is rebuilt from them
+	// with Content as its children.
+	Kind, Type, ID string
 }
 
 // Terminated reports that a session ended: by the user, by the peer, or
@@ -132,6 +136,9 @@ type Rejected struct {
 type Moved struct {
 	Session *Session
 	To      string
+	// Handover is set when the move was ours in an encrypted session:
+	// call Session.Handover and give the result to the new resource.
+	Handover bool
 }
 
 // Renegotiated reports the outcome of a renegotiation (XEP-0155 §6).

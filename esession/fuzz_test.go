@@ -287,3 +287,32 @@ func FuzzOpenCRekey(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAdopt feeds arbitrary handover states to Manager.Adopt: they are
+// refused with ErrHandover or give a working session.
+func FuzzAdopt(f *testing.F) {
+	a := cheapParty(f, aliceJID, Config{RekeyFreq: 5, Stanzas: []string{StanzaIQ}})
+	b := cheapParty(f, bobJID, Config{RekeyFreq: 5, Stanzas: []string{StanzaIQ}})
+	_, sb, _, _ := negotiate(f, a, b)
+	cont, _ := sb.Continue("phone")
+	r := deliver(f, cont, bobJID, a.m, true)
+	deliver(f, r.Out[0], aliceJID, b.m, true)
+	state, err := sb.Handover()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(state)
+	f.Fuzz(func(t *testing.T, state []byte) {
+		m := cheapParty(t, "bob@example.com/phone", Config{})
+		s, err := m.m.Adopt(state)
+		if err != nil {
+			if !errors.Is(err, ErrHandover) {
+				t.Fatalf("error %v", err)
+			}
+			return
+		}
+		if _, err := s.Seal(els(t, "<body>x</body>")...); err != nil && !errors.Is(err, ErrKeyExhausted) {
+			t.Fatalf("adopted session cannot seal: %v", err)
+		}
+	})
+}

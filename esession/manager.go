@@ -2,6 +2,7 @@ package esession
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -215,6 +216,23 @@ func (m *Manager) PeerUnavailable(fullJID string) Result {
 	return res
 }
 
+// receiveOther routes the <c/> of a presence or iq stanza to the newest
+// active encrypted session bound to the sender's full JID that negotiated
+// that kind. Without a <c/> the stanza is not the engine's.
+func (m *Manager) receiveOther(in *Inbound) (Result, error) {
+	if in.C == nil {
+		return Result{Unhandled: true}, nil
+	}
+	all := m.Sessions()
+	for i := len(all) - 1; i >= 0; i-- {
+		s := all[i]
+		if s.Peer() == in.From && s.State() == StateActive && s.Encrypted() && slices.Contains(s.Params().Stanzas, in.Kind) {
+			return s.receiveOther(in)
+		}
+	}
+	return Result{Events: []Event{Rejected{From: in.From, Reason: "encrypted " + in.Kind + " outside any session that carries them"}}}, nil
+}
+
 // Tick calls Session.Tick with now for every session and returns what
 // they produced: old receiving keys expire, idle sessions re-key or
 // terminate. The client calls it now and then (every few seconds, or at
@@ -237,6 +255,9 @@ func (m *Manager) Receive(in *Inbound) (Result, error) {
 	var res Result
 	if in == nil || in.From == "" {
 		return res, errors.New("esession: message without a sender")
+	}
+	if k := in.kind(); k != StanzaMessage {
+		return m.receiveOther(in)
 	}
 	bare := Bare(in.From)
 	m.mu.Lock()

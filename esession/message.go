@@ -83,6 +83,12 @@ func (e *NegotiationError) Error() string {
 // reads: ParseMessage fills it from the stanza's tree, whose elements it
 // refers to (the engine never changes them).
 type Inbound struct {
+	// Kind is the stanza: StanzaMessage ("" means message too),
+	// StanzaPresence or StanzaIQ. Presence and iq stanzas carry no
+	// thread: their <c/> belongs to the session bound to the sender's
+	// full JID that negotiated their kind (Params.Stanzas).
+	Kind   string
+	ID     string // the id attribute (needed to answer an iq)
 	From   string // the sender's full JID
 	To     string // the recipient (this client's full JID), from the 'to' attribute
 	Type   string // the message type attribute ("" for normal)
@@ -120,10 +126,30 @@ const MaxStanza = 512 << 10
 // to set. Children that would be ambiguous (two <c/>, two <feature/>, two
 // <thread/>) are rejected.
 func ParseMessage(st *xmltree.Element) (*Inbound, error) {
-	if st == nil || st.Name.Local != "message" || (st.Name.Space != nsClient && st.Name.Space != "jabber:server") {
+	if st == nil || st.Name.Local != "message" {
 		return nil, errors.New("esession: not a message stanza")
 	}
-	in := &Inbound{From: st.AttrValue("from"), To: st.AttrValue("to"), Type: st.AttrValue("type")}
+	return ParseStanza(st)
+}
+
+// ParseStanza is ParseMessage for any stanza: <message/>, <presence/> or
+// <iq/>. Only messages carry negotiation forms and threads; the <c/> of a
+// presence or iq stanza is read, its other children are listed in Other.
+func ParseStanza(st *xmltree.Element) (*Inbound, error) {
+	if st == nil || (st.Name.Space != nsClient && st.Name.Space != "jabber:server") {
+		return nil, errors.New("esession: not a stanza")
+	}
+	in := &Inbound{From: st.AttrValue("from"), To: st.AttrValue("to"), Type: st.AttrValue("type"), ID: st.AttrValue("id")}
+	switch st.Name.Local {
+	case "message":
+		in.Kind = StanzaMessage
+	case "presence":
+		in.Kind = StanzaPresence
+	case "iq":
+		in.Kind = StanzaIQ
+	default:
+		return nil, errors.New("esession: not a stanza")
+	}
 	ns := st.Name.Space
 	var thread bool
 	for _, c := range st.Elements() {
@@ -133,8 +159,9 @@ func ParseMessage(st *xmltree.Element) (*Inbound, error) {
 			}
 			return nil
 		}
+		isMsg := in.Kind == StanzaMessage
 		switch {
-		case c.Name.Space == ns && c.Name.Local == "thread":
+		case isMsg && c.Name.Space == ns && c.Name.Local == "thread":
 			if err := dup(thread); err != nil {
 				return nil, err
 			}
@@ -142,12 +169,12 @@ func ParseMessage(st *xmltree.Element) (*Inbound, error) {
 				return nil, errors.New("esession: <thread/> with child elements")
 			}
 			thread, in.Thread = true, c.Text()
-		case c.Name.Space == NSFeatureNeg && c.Name.Local == "feature":
+		case isMsg && c.Name.Space == NSFeatureNeg && c.Name.Local == "feature":
 			if err := dup(in.Feature != nil); err != nil {
 				return nil, err
 			}
 			in.Feature = c
-		case c.Name.Space == NSInit && c.Name.Local == "init":
+		case isMsg && c.Name.Space == NSInit && c.Name.Local == "init":
 			if err := dup(in.Init != nil); err != nil {
 				return nil, err
 			}
@@ -172,12 +199,20 @@ func ParseMessage(st *xmltree.Element) (*Inbound, error) {
 	return in, nil
 }
 
-// Outbound is a message to send. Payload holds the children to put in the
-// <message/> besides <thread/>; Stanza builds the whole stanza.
+// Outbound is a stanza to send, a message unless Kind says otherwise.
+// Payload holds the children to put in it besides <thread/>; Stanza builds
+// the whole stanza.
 type Outbound struct {
-	To     string
-	Type   string // "" (normal), "chat" or "error"
-	Thread string
+	// Kind is "" or StanzaMessage for a message, else StanzaPresence or
+	// StanzaIQ (Session.SealStanza).
+	Kind string
+	To   string
+	// Type is the type attribute: "" (normal), "chat" or "error" for a
+	// message; the presence or iq type for the other kinds.
+	Type string
+	// ID is the id attribute of an iq (the caller sets it).
+	ID     string
+	Thread string // messages only
 	// Payload is the children: a <feature/>, an <init/>, a <c/> and/or an
 	// <error/>. The engine never changes them once returned.
 	Payload []*xmltree.Element
@@ -198,6 +233,19 @@ type Outbound struct {
 // <private/> and XEP-0380 tag that the flags ask for. The stanza's
 // children are the payload's elements, not copies.
 func (o *Outbound) Stanza() *xmltree.Element {
+	if o.Kind == StanzaPresence || o.Kind == StanzaIQ {
+		st := xmltree.New(nsClient, o.Kind, "to", o.To)
+		if o.Type != "" {
+			st.SetAttr("type", o.Type)
+		}
+		if o.ID != "" {
+			st.SetAttr("id", o.ID)
+		}
+		for _, p := range o.Payload {
+			st.Append(p)
+		}
+		return st
+	}
 	st := xmltree.New(nsClient, "message", "to", o.To)
 	if o.Type != "" {
 		st.SetAttr("type", o.Type)

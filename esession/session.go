@@ -3,6 +3,7 @@ package esession
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -67,7 +68,8 @@ const (
 	stepConfirming                // initiator: XEP-0217 message 3 sent
 	stepActive                    // negotiated
 	stepTerminating               // encrypted terminate sent, waiting for the ack
-	stepMoving                    // plain session: asked to continue elsewhere
+	stepMoving                    // asked to continue elsewhere
+	stepMoved                     // encrypted session moved: keys wait for Handover
 	stepEnded                     // over
 )
 
@@ -142,7 +144,7 @@ func (s *Session) awaitingDecision() bool {
 
 func (s *Session) state() State {
 	switch s.step {
-	case stepActive, stepTerminating, stepMoving:
+	case stepActive, stepTerminating, stepMoving, stepMoved:
 		return StateActive
 	case stepEnded:
 		return StateEnded
@@ -450,6 +452,59 @@ func parseFeature(el *xmltree.Element, space, local string) (*parsedFeature, err
 	return &parsedFeature{el: el, form: f}, nil
 }
 
+// kind returns the stanza kind, StanzaMessage for "".
+func (in *Inbound) kind() string {
+	if in.Kind == "" {
+		return StanzaMessage
+	}
+	return in.Kind
+}
+
+// SealStanza is Seal for a presence or iq stanza (or a message), which the
+// session must have negotiated (Params.Stanzas; XEP-0200 §4): the content
+// is encrypted into a <c/> of a stanza of that kind and type, without a
+// thread. For an iq, set the returned Outbound's ID. Control forms and
+// negotiation travel in messages only.
+func (s *Session) SealStanza(kind, typ string, content ...*xmltree.Element) (Outbound, error) {
+	if kind == StanzaMessage || kind == "" {
+		o, err := s.Seal(content...)
+		if err == nil && typ != "" {
+			o.Type = typ
+		}
+		return o, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.step == stepEnded:
+		return Outbound{}, ErrEnded
+	case s.step != stepActive || !s.wantE2E:
+		return Outbound{}, ErrState
+	case !slices.Contains(s.params.Stanzas, kind):
+		return Outbound{}, ErrNotSupported
+	}
+	o, err := s.sealed(content...)
+	if err != nil {
+		return Outbound{}, err
+	}
+	o.Kind, o.Type, o.Thread, o.NoCopy = kind, typ, "", false
+	s.lastActive = s.cfg.now()
+	return o, nil
+}
+
+// receiveOther handles a presence or iq stanza routed to this session:
+// only its <c/> concerns the engine.
+func (s *Session) receiveOther(in *Inbound) (Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var res Result
+	if s.step != stepActive || !s.wantE2E || !slices.Contains(s.params.Stanzas, in.Kind) {
+		res.Events = append(res.Events, Rejected{From: in.From, Reason: "no session carries " + in.Kind + " stanzas"})
+		return res, nil
+	}
+	return s.openC(&res, in)
+}
+
 // receive handles a stanza the Manager routed to this session.
 func (s *Session) receive(in *Inbound) (Result, error) {
 	s.mu.Lock()
@@ -457,6 +512,10 @@ func (s *Session) receive(in *Inbound) (Result, error) {
 	var res Result
 	if s.step == stepEnded {
 		res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "session has ended"})
+		return res, nil
+	}
+	if s.step == stepMoved {
+		res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "the session moved to another resource"})
 		return res, nil
 	}
 	if in.To != "" && in.From == s.peer {
@@ -557,7 +616,7 @@ func (s *Session) onActive(res *Result, in *Inbound, pf *parsedFeature, k kind) 
 			res.Unhandled = true
 			return *res, nil
 		}
-		if !s.control(res, pf, k, false) {
+		if !s.onControl(res, pf, k, false) {
 			s.fail(res, "unexpected negotiation message", ErrProtocol)
 			return *res, ErrProtocol
 		}
@@ -618,13 +677,14 @@ func (s *Session) openC(res *Result, in *Inbound) (Result, error) {
 		ctl = append(ctl, pf)
 	}
 	if len(content) > 0 {
-		res.Events = append(res.Events, Message{Session: s, Content: content, Stripped: stripped(in.Other)})
+		res.Events = append(res.Events, Message{Session: s, Content: content, Stripped: stripped(in.Other),
+			Kind: in.kind(), Type: in.Type, ID: in.ID})
 	}
 	for _, pf := range ctl {
 		if s.step == stepEnded {
 			break
 		}
-		if !s.control(res, pf, classify(pf.form), true) {
+		if !s.onControl(res, pf, classify(pf.form), true) {
 			s.fail(res, "unexpected negotiation message", ErrAuthentication)
 			return *res, ErrAuthentication
 		}

@@ -908,22 +908,70 @@ func TestSecondAnswerFromAnotherResource(t *testing.T) {
 }
 
 func TestEncryptedRenegotiateAndContinue(t *testing.T) {
-	a := newParty(t, aliceJID, Config{})
+	a := newParty(t, aliceJID, Config{OTR: OTRConcede})
 	b := newParty(t, bobJID, Config{})
 	sa, sb, _, _ := negotiate(t, a, b)
-	if _, err := sa.Renegotiate("may"); !errors.Is(err, ErrNotSupported) {
-		t.Errorf("Renegotiate: %v", err)
+	// Renegotiation travels encrypted (XEP-0217 §6) and is accepted.
+	ro, err := sa.Renegotiate(LoggingMustNot, LoggingMay)
+	if err != nil || !ro.Encrypted || bytes.Contains(payloadXML(ro), []byte("renegotiate")) {
+		t.Fatalf("Renegotiate: %v %s", err, payloadXML(ro))
 	}
-	if _, err := sa.Continue("x"); !errors.Is(err, ErrNotSupported) {
-		t.Errorf("Continue: %v", err)
+	rr := deliver(t, ro, aliceJID, b.m, true)
+	if rn := eventOf[Renegotiated](t, rr); !rn.Accepted || len(rr.Out) != 1 || !rr.Out[0].Encrypted {
+		t.Fatalf("bob renegotiation: %#v", rr)
 	}
-	// Bob moves to another resource with an encrypted continue form.
-	cont, _ := sb.Seal(feature(continueForm("phone", false)))
+	if rn := eventOf[Renegotiated](t, deliver(t, rr.Out[0], bobJID, a.m, true)); !rn.Accepted || rn.Params.Logging != LoggingMay {
+		t.Errorf("alice renegotiation: %+v", rn)
+	}
+	// Bob (OTRForbid) refuses mustnot only: renegotiate=0, encrypted.
+	ro, _ = sa.Renegotiate(LoggingMustNot)
+	rr = deliver(t, ro, aliceJID, b.m, true)
+	if len(rr.Out) != 1 || !rr.Out[0].Encrypted || rr.Out[0].Type == "error" {
+		t.Fatalf("refusal: %#v", rr.Out)
+	}
+	if rn := eventOf[Renegotiated](t, deliver(t, rr.Out[0], bobJID, a.m, true)); rn.Accepted {
+		t.Error("refused renegotiation reported accepted")
+	}
+	exchange(t, sa, aliceJID, b.m, "still in step")
+
+	// Bob moves to another resource; the session goes with him.
+	cont, err := sb.Continue("phone")
+	if err != nil || !cont.Encrypted {
+		t.Fatalf("Continue: %v", err)
+	}
+	if _, err := sb.Seal(els(t, "<body>x</body>")...); !errors.Is(err, ErrState) {
+		t.Errorf("Seal while moving: %v", err)
+	}
 	r := deliver(t, cont, bobJID, a.m, true)
-	if mv := eventOf[Moved](t, r); mv.To != "bob@example.com/phone" || len(r.Out) != 1 || !r.Out[0].Encrypted {
+	if mv := eventOf[Moved](t, r); mv.To != "bob@example.com/phone" || len(r.Out) != 1 || !r.Out[0].Encrypted || mv.Handover {
 		t.Fatalf("%#v", r)
 	}
-	// The same form in the clear is not obeyed.
+	rb := deliver(t, r.Out[0], aliceJID, b.m, true)
+	if mv := eventOf[Moved](t, rb); !mv.Handover || mv.To != "bob@example.com/phone" {
+		t.Fatalf("bob on the acknowledgement: %+v", mv)
+	}
+	pb := probe(sb)
+	state, err := sb.Handover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb.check(t)
+	phone := newParty(t, "bob@example.com/phone", Config{})
+	sp, err := phone.m.Adopt(state)
+	clear(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp.Peer() != aliceJID || sp.Thread() != sa.Thread() || sp.SAS() != sa.SAS() || sp.State() != StateActive {
+		t.Fatalf("adopted %q %q", sp.Peer(), sp.Thread())
+	}
+	exchange(t, sa, aliceJID, phone.m, "to the phone")
+	exchange(t, sp, "bob@example.com/phone", a.m, "from the phone")
+	if _, err := phone.m.Adopt([]byte{1, 2, 3}); !errors.Is(err, ErrHandover) {
+		t.Errorf("garbage adopted: %v", err)
+	}
+
+	// A continue form in the clear is not obeyed.
 	plain := Outbound{To: aliceJID, Thread: sa.Thread(), Payload: []*xmltree.Element{feature(continueForm("evil", false))}}
 	if _, err := deliverErr(t, plain, "bob@example.com/phone", a.m, true); !errors.Is(err, ErrAuthentication) {
 		t.Errorf("plaintext continue: %v", err)
