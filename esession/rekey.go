@@ -216,11 +216,10 @@ func (r *rekeying) expire(now time.Time, recv *direction, cv conv) {
 func (s *Session) Rekey() (Outbound, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.established(); err != nil {
+		return Outbound{}, err
+	}
 	switch {
-	case s.step == stepEnded:
-		return Outbound{}, ErrEnded
-	case s.step != stepActive || !s.wantE2E:
-		return Outbound{}, ErrState
 	case !s.ch.rk.enabled:
 		return Outbound{}, ErrNotSupported
 	case !s.ch.rk.allowed():

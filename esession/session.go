@@ -475,12 +475,10 @@ func (s *Session) SealStanza(kind, typ string, content ...*xmltree.Element) (Out
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case s.step == stepEnded:
-		return Outbound{}, ErrEnded
-	case s.step != stepActive || !s.wantE2E:
-		return Outbound{}, ErrState
-	case !slices.Contains(s.params.Stanzas, kind):
+	if err := s.established(); err != nil {
+		return Outbound{}, err
+	}
+	if !slices.Contains(s.params.Stanzas, kind) {
 		return Outbound{}, ErrNotSupported
 	}
 	o, err := s.sealed(content...)
@@ -490,6 +488,18 @@ func (s *Session) SealStanza(kind, typ string, content ...*xmltree.Element) (Out
 	o.Kind, o.Type, o.Thread, o.NoCopy = kind, typ, "", false
 	s.lastActive = s.cfg.now()
 	return o, nil
+}
+
+// established reports whether the session is an established encrypted
+// session that can send: ErrEnded or ErrState if not.
+func (s *Session) established() error {
+	switch {
+	case s.step == stepEnded:
+		return ErrEnded
+	case s.step != stepActive || !s.wantE2E:
+		return ErrState
+	}
+	return nil
 }
 
 // receiveOther handles a presence or iq stanza routed to this session:
