@@ -45,7 +45,7 @@ type ESessionConfig struct {
 	// sessions cannot detect a changed peer.
 	Secrets esession.RetainedSecrets
 	// SecretLifetime is how long a retained secret stays usable; zero
-	// means no expiry.
+	// means esession.DefaultSecretLifetime, a negative value no expiry.
 	SecretLifetime time.Duration
 	// AcceptPolicy says which requests are accepted without asking.
 	AcceptPolicy ESessionAcceptPolicy
@@ -216,14 +216,12 @@ func (e *ESession) Seal(ctx context.Context, out *Outgoing) (Sealed, error) {
 	if err != nil {
 		return Sealed{}, err
 	}
-	var content []byte
+	var content []*xmltree.Element
 	if out.Body != "" {
-		content = append(content, xmltree.New(NSClient, "body").AppendText(out.Body).Marshal(NSClient)...)
+		content = append(content, xmltree.New(NSClient, "body").AppendText(out.Body))
 	}
-	for _, p := range out.Payload {
-		content = append(content, p.Marshal(NSClient)...)
-	}
-	o, err := s.Seal(content)
+	content = append(content, out.Payload...)
+	o, err := s.Seal(content...)
 	if err != nil {
 		if errors.Is(err, esession.ErrKeyExhausted) {
 			e.terminateLocked(ctx, s) // the pipeline holds its send lock
@@ -412,7 +410,7 @@ func (e *ESession) Intercept(ctx context.Context, in *Incoming) (*Opened, bool) 
 
 // receive hands a live stanza to the engine and sends what it answers.
 func (e *ESession) receive(ctx context.Context, in *Incoming) (esession.Result, error) {
-	inb, err := esession.ParseMessage(in.Stanza.Marshal(""))
+	inb, err := esession.ParseMessage(in.Stanza)
 	if err != nil {
 		return esession.Result{}, err
 	}
@@ -491,15 +489,10 @@ func (e *ESession) security(s *esession.Session) Security {
 
 // messageContent splits decrypted stanza content into the body and the
 // other children.
-func messageContent(content []byte) (string, []*xmltree.Element) {
-	wrap := make([]byte, 0, len(content)+64)
-	wrap = append(wrap, "<message xmlns='jabber:client'>"...)
-	wrap = append(wrap, content...)
-	wrap = append(wrap, "</message>"...)
-	st, err := xmltree.Parse(wrap, nil)
-	if err != nil {
-		// The engine validated the content; this cannot happen.
-		return "", nil
+func messageContent(content []*xmltree.Element) (string, []*xmltree.Element) {
+	st := xmltree.New(NSClient, "message")
+	for _, c := range content {
+		st.Append(c)
 	}
 	body, _ := plainBody(st)
 	return body, otherChildren(st)
@@ -666,13 +659,9 @@ func (e *ESession) isEnding(s *esession.Session) bool {
 	return x != nil && x.ending
 }
 
-// stanza parses an engine stanza for sending.
+// stanza returns an engine stanza for sending.
 func (e *ESession) stanza(o esession.Outbound) (*xmltree.Element, error) {
-	st, err := xmltree.Parse(o.Stanza(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("client: building an Encrypted Session stanza: %w", err)
-	}
-	return st, nil
+	return o.Stanza(), nil
 }
 
 // lockSend takes the pipeline's send lock: stanzas that use a session's
@@ -804,7 +793,7 @@ func (e *ESession) MessageError(ev *ErrorEvent) []*SecurityEvent {
 		errEl.Append(xmltree.New(NSStanzas, "text").AppendText(ev.Text))
 	}
 	unlock := e.lockSend()
-	res, _ := e.m.Receive(&esession.Inbound{From: ev.From.String(), Type: "error", Thread: ref.thread, Error: errEl.Marshal(NSClient)})
+	res, _ := e.m.Receive(&esession.Inbound{From: ev.From.String(), Type: "error", Thread: ref.thread, Error: errEl})
 	e.send(context.Background(), res.Out)
 	unlock()
 	e.track(res.Events)

@@ -34,7 +34,7 @@ func newOfflineESession(t *testing.T) (*Client, *ESession) {
 // fromPeer parses an engine stanza as received from the peer.
 func fromPeer(t *testing.T, o esession.Outbound, from string) *inbound {
 	t.Helper()
-	st, err := xmltree.Parse(o.Stanza(), nil)
+	st, err := xmltree.Parse(o.Stanza().Marshal(""), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestESessionCopies(t *testing.T) {
 
 	// A carbon copy of an encrypted stanza: a notice, never content.
 	cEl := `<c xmlns='http://www.xmpp.org/extensions/xep-0200.html#ns'><data>AAAAAAAAAAAAAAAAAAAAAA==</data><mac>AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=</mac></c>`
-	enc := esession.Outbound{To: "alice@example.org/laptop", Type: "chat", Thread: "t1", Payload: []byte(cEl), Encrypted: true}
+	enc := esession.Outbound{To: "alice@example.org/laptop", Type: "chat", Thread: "t1", Payload: contentOf(t, cEl), Encrypted: true}
 	for _, o := range []Origin{{Carbon: CarbonReceived}, {Archived: true}} {
 		in := fromPeer(t, enc, from)
 		in.origin = o
@@ -153,12 +153,22 @@ func nextEvent(t *testing.T, c *Client) Event {
 	}
 }
 
+// contentOf parses stanza children given as XML text.
+func contentOf(t *testing.T, x string) []*xmltree.Element {
+	t.Helper()
+	st, err := xmltree.Parse([]byte("<message xmlns='jabber:client'>"+x+"</message>"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Elements()
+}
+
 func TestMessageContent(t *testing.T) {
-	body, rest := messageContent([]byte(`<body>a &amp; b</body><active xmlns='http://jabber.org/protocol/chatstates'/>`))
+	body, rest := messageContent(contentOf(t, `<body>a &amp; b</body><active xmlns='http://jabber.org/protocol/chatstates'/>`))
 	if body != "a & b" || len(rest) != 1 || rest[0].Name.Local != "active" {
 		t.Fatalf("%q %v", body, rest)
 	}
-	if body, rest := messageContent([]byte("<x xmlns='urn:example'/>")); body != "" || len(rest) != 1 {
+	if body, rest := messageContent(contentOf(t, "<x xmlns='urn:example'/>")); body != "" || len(rest) != 1 {
 		t.Fatalf("%q %v", body, rest)
 	}
 }

@@ -1,7 +1,6 @@
 package esession
 
 import (
-	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -65,17 +64,17 @@ func BenchmarkStanza300(b *testing.B) {
 	a := newParty(b, aliceJID, Config{})
 	bo := newParty(b, bobJID, Config{})
 	sa, _, _, _ := negotiate(b, a, bo)
-	content := []byte("<body>" + strings.Repeat("x", 300-13) + "</body>")
-	if len(content) != 300 {
-		b.Fatal(len(content))
+	content := els(b, "<body>"+strings.Repeat("x", 300-13)+"</body>")
+	if n := len(marshalContent(content)); n != 300 {
+		b.Fatal(n)
 	}
 	in := &Inbound{From: aliceJID, Thread: sa.Thread(), Type: "chat"}
 	full := func() {
-		o, err := sa.Seal(content)
+		o, err := sa.Seal(content...)
 		if err != nil {
 			b.Fatal(err)
 		}
-		in.C = o.Payload
+		in.C = o.Payload[0]
 		res, err := bo.m.Receive(in)
 		if err != nil || len(res.Events) != 1 {
 			b.Fatal(err, res)
@@ -83,13 +82,13 @@ func BenchmarkStanza300(b *testing.B) {
 	}
 	// primitives, on the input of a real stanza (delivered, to keep the
 	// counters in step)
-	o, _ := sa.Seal(content)
-	in.C = o.Payload
+	o, _ := sa.Seal(content...)
+	in.C = o.Payload[0]
 	if _, err := bo.m.Receive(in); err != nil {
 		b.Fatal(err)
 	}
-	i := bytes.Index(o.Payload, []byte("<mac>"))
-	macIn := append(append([]byte(nil), o.Payload[len(cOpen):i]...), make([]byte, 16)...)
+	macIn := appendMACInput(nil, "data", o.Payload[0].ChildText(NSStanzaEncryption, "data"))
+	macIn = append(macIn, make([]byte, 16)...)
 	pt := make([]byte, 304)
 	blk, _ := aes.NewCipher(make([]byte, 16))
 	mac := hmac.New(sha256.New, make([]byte, 32))
@@ -104,10 +103,10 @@ func BenchmarkStanza300(b *testing.B) {
 			mac.Sum(sum[:0])
 		}
 	}
-	b.SetBytes(int64(len(content)))
+	b.SetBytes(300)
 	b.ReportAllocs()
 	compare(b, full, prim)
-	b.ReportMetric(float64(len(o.Payload)), "wire-bytes")
+	b.ReportMetric(float64(len(payloadXML(o))), "wire-bytes")
 }
 
 // BenchmarkNegotiation runs the whole 4-message XEP-0217 negotiation
@@ -121,11 +120,11 @@ func BenchmarkNegotiation(b *testing.B) {
 	bo := newParty(b, bobJID, Config{AutoAccept: true})
 	inbound := func(o Outbound, from string) *Inbound {
 		in := &Inbound{From: from, Thread: o.Thread, Subscribed: true}
-		switch {
-		case bytes.HasPrefix(o.Payload, []byte("<init")):
-			in.Init = o.Payload
+		switch p := o.Payload[0]; p.Name.Local {
+		case "init":
+			in.Init = p
 		default:
-			in.Feature = o.Payload
+			in.Feature = p
 		}
 		return in
 	}

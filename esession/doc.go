@@ -4,13 +4,16 @@
 // encryption (Deferred) and the XEP-0217 simplified 4-message key
 // agreement (Deferred), the minimum profile of XEP-0116 (Deferred).
 //
-// It is an engine: it does no I/O and starts no goroutines. The client
-// passes each received message to Manager.Receive (as an Inbound, which
-// ParseMessage can build from raw XML) and sends the Outbound stanzas the
-// returned Result holds; user actions (Manager.Start, Session.Accept,
-// Session.Decline, Session.Seal, Session.Terminate, Session.ConfirmSAS)
-// return what to send in the same way. Randomness and the clock are
-// injectable (Config.Rand, Config.Now).
+// It is an engine: it does no I/O and starts no goroutines. It works on
+// the module's one XML type, *xmltree.Element: the client passes each
+// received message stanza's tree to Manager.Receive (as an Inbound, which
+// ParseMessage reads from the tree) and sends the Outbound stanzas the
+// returned Result holds (Outbound.Stanza builds each one's tree); user
+// actions (Manager.Start, Session.Accept, Session.Decline, Session.Seal,
+// Session.Terminate, Session.ConfirmSAS) return what to send in the same
+// way. Decrypted content is parsed with xmltree.Parse and delivered as
+// elements (Message.Content). Randomness and the clock are injectable
+// (Config.Rand, Config.Now).
 //
 // # Status of the specifications
 //
@@ -74,6 +77,15 @@
 //     turns it off); nonces are 16 bytes; "ver" is 1.0.
 //   - A retained secret is replaced only after the peer's identity was
 //     verified.
+//
+// Config.Profile selects ProfileGajim instead to talk to Gajim 0.12 to
+// 0.16, the one client that implemented XEP-0217: it reproduces the
+// "gajim" profile of the test vectors (the whole 32-byte HMAC as AES key,
+// keystream from C+1, MPI counters in the identity MACs, "<required />"
+// in the normalised forms, an unpadded SAS) and sends and accepts
+// terminate forms in the clear. In the default profile a terminate in the
+// clear for an encrypted session is refused (a Rejected event) and the
+// session continues.
 //
 // # What an encrypted session protects, and what it does not
 //

@@ -1,5 +1,7 @@
 package esession
 
+import "github.com/balcony-im/balcony/xmltree"
+
 // Result is what handling a received stanza, or a user action, produced:
 // stanzas to send, in order, and events for the user interface.
 type Result struct {
@@ -35,6 +37,9 @@ type Offer struct {
 	Security  []string // the requester's security options, in its order
 	Logging   []string // its logging options ("may", "mustnot")
 	Groups    []int    // the MODP groups it offered
+	// ThreeMessage is set for the SIGMA-I variant (XEP-0116 §4.2), in
+	// which this client identifies first, by its public key.
+	ThreeMessage bool
 	// Problem, when set, is the error Accept will send instead of
 	// accepting: options this client cannot accept.
 	Problem *NegotiationError
@@ -48,8 +53,9 @@ type Established struct {
 	// Compare it with the peer out of band and call ConfirmSAS.
 	SAS string
 	// Verified is true when the retained secret that matched continues a
-	// chain of sessions whose SAS the user confirmed. Otherwise the SAS
-	// must be compared for the session to be authenticated.
+	// chain of sessions whose SAS the user confirmed, or the peer signed
+	// with a key the user verified for it. Otherwise the SAS must be
+	// compared for the session to be authenticated.
 	Verified bool
 	// SecretMatched reports that a retained secret from an earlier session
 	// was shared with the peer.
@@ -60,6 +66,12 @@ type Established struct {
 	ContinuityBroken bool
 	// SecretsErr is set when the new retained secret could not be stored.
 	SecretsErr error
+	// PeerKey is the public key the peer identified with, or nil. A
+	// KeyAlert event before this one says whether it is new or changed.
+	PeerKey *PublicKey
+	// OtherSecret reports that a password shared with the peer
+	// (Config.OtherSecrets) went into the session key: the peer knows it.
+	OtherSecret bool
 }
 
 // Declined reports that the peer declined the request.
@@ -76,19 +88,19 @@ type PeerError struct {
 }
 
 // Message is decrypted content of an encrypted session. Content is the
-// serialised stanza children (unprefixed elements in jabber:client), with
-// any session control form removed; it replaces the received stanza's
-// content entirely. Stripped names the unencrypted siblings of <c/> that
-// were discarded.
+// decrypted stanza children, parsed (in jabber:client unless they declare
+// another namespace), with any session control form removed; it replaces
+// the received stanza's content entirely. Stripped names the unencrypted
+// siblings of <c/> that were discarded.
 type Message struct {
 	Session  *Session
-	Content  []byte
+	Content  []*xmltree.Element
 	Stripped []string
+	// Kind, Type and ID are those of the received stanza: a presence or
+	// iq stanza (Kind StanzaPresence or StanzaIQ) is rebuilt from them
+	// with Content as its children.
+	Kind, Type, ID string
 }
-
-// Body returns the text of the first jabber:client <body/> in Content, or
-// "" and false.
-func (m Message) Body() (string, bool) { return firstBody(m.Content) }
 
 // Terminated reports that a session ended: by the user, by the peer, or
 // because of an error (Err is ErrAuthentication for every cryptographic
@@ -118,10 +130,15 @@ type Rejected struct {
 
 // Moved reports that the session continues with another resource (XEP-0155
 // §5): To is the new full JID of the peer, or of this client when the move
-// was ours and the session ended here.
+// was ours and the session ended here. (This client's bare JID is taken
+// from the 'to' of the stanzas the peer sent, Inbound.To; without it To
+// holds the resource only.)
 type Moved struct {
 	Session *Session
 	To      string
+	// Handover is set when the move was ours in an encrypted session:
+	// call Session.Handover and give the result to the new resource.
+	Handover bool
 }
 
 // Renegotiated reports the outcome of a renegotiation (XEP-0155 §6).
@@ -131,7 +148,19 @@ type Renegotiated struct {
 	Params   Params
 }
 
+// PeerWentOffline reports that the peer's resource a session is bound to
+// sent unavailable presence (Manager.PeerUnavailable). With the default
+// policy the session is kept (Terminated false): stanzas sent meanwhile
+// may be lost, which ends the session when the peer reads the next one.
+// With TerminateOnUnavailable the session was terminated explicitly and a
+// Terminated event follows.
+type PeerWentOffline struct {
+	Session    *Session
+	Terminated bool
+}
+
 func (RequestReceived) event() {}
+func (PeerWentOffline) event() {}
 func (Established) event()     {}
 func (Declined) event()        {}
 func (PeerError) event()       {}

@@ -5,17 +5,27 @@ import (
 	"log"
 
 	"github.com/balcony-im/balcony/esession"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // transfer stands for the XMPP connection: it serialises an outbound
 // stanza and parses it as the receiving client would.
 func transfer(o esession.Outbound, from string, subscribed bool) *esession.Inbound {
-	in, err := esession.ParseMessage(o.Stanza())
+	st, err := xmltree.Parse(o.Stanza().Marshal(""), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	in, err := esession.ParseMessage(st)
 	if err != nil {
 		log.Fatal(err)
 	}
 	in.From, in.Subscribed = from, subscribed
 	return in
+}
+
+// bodyEl is a jabber:client <body/>.
+func bodyEl(text string) *xmltree.Element {
+	return xmltree.New("jabber:client", "body").AppendText(text)
 }
 
 // The whole life of an encrypted session between two clients: the four
@@ -52,11 +62,11 @@ func Example() {
 	fmt.Println("verified:", sa.Verified(), sb.Verified())
 
 	// Messages travel inside XEP-0200 <c/> elements.
-	o, _ := sa.Seal([]byte("<body>Hello, Bob!</body>"))
+	o, _ := sa.Seal(bodyEl("Hello, Bob!"))
 	res, _ = bm.Receive(transfer(o, alice, true))
 	body, _ := res.Events[0].(esession.Message).Body()
 	fmt.Println("bob reads:", body)
-	o, _ = sb.Seal([]byte("<body>Hi Alice.</body>"))
+	o, _ = sb.Seal(bodyEl("Hi Alice."))
 	res, _ = am.Receive(transfer(o, bob, true))
 	body, _ = res.Events[0].(esession.Message).Body()
 	fmt.Println("alice reads:", body)

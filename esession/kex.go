@@ -94,12 +94,63 @@ func sharedSecret(z *big.Int) [32]byte {
 	return sha256Sum(b)
 }
 
+// conv holds the conventions on which the "spec" profile (the plain
+// reading of the text, the default) and the "gajim" profile (what Gajim
+// 0.12 to 0.16 computed) differ. The zero value is the spec profile.
+type conv struct {
+	// gajim selects every Gajim deviation: the cipher key is the whole
+	// 32-byte HMAC (AES-256 although aes128-ctr was negotiated), the
+	// keystream of a message starts at C+1, the identity MACs take the
+	// counter as an MPI, a received stanza MAC may take it as an MPI
+	// (Gajim sends it so; a sent one takes 16 bytes, which is what Gajim
+	// checks), the SAS is not padded
+	// to five characters, and terminate forms travel in the clear.
+	gajim bool
+}
+
+// keyLen is the cipher key length for aes128-ctr.
+func (cv conv) keyLen() int {
+	if cv.gajim {
+		return 32
+	}
+	return 16
+}
+
+// start returns the counter block the keystream of a message starts at.
+func (cv conv) start(c counter) counter {
+	if cv.gajim {
+		c.add(1)
+	}
+	return c
+}
+
+// macCounter returns the counter as an identity MAC takes it: 16 bytes,
+// or its MPI in the gajim profile.
+func (cv conv) macCounter(c *counter) []byte {
+	if cv.gajim {
+		return mpiBytes(c[:])
+	}
+	return c[:]
+}
+
+// mpiBytes strips the leading zero bytes of a big-endian number.
+func mpiBytes(b []byte) []byte {
+	for len(b) > 0 && b[0] == 0 {
+		b = b[1:]
+	}
+	return b
+}
+
 // keySet is one direction's keys.
 type keySet struct {
-	kc [16]byte // cipher key
-	km [32]byte // MAC key
-	ks [32]byte // SIGMA key
+	kc    [32]byte // cipher key, kc[:kcLen]
+	kcLen int
+	km    [32]byte // MAC key
+	ks    [32]byte // SIGMA key
 }
+
+// cipherKey returns the cipher key.
+func (k *keySet) cipherKey() []byte { return k.kc[:k.kcLen] }
 
 func (k *keySet) wipe() {
 	clear(k.kc[:])
@@ -108,63 +159,72 @@ func (k *keySet) wipe() {
 }
 
 // deriveKeys derives one direction's keys from K (XEP-0217 §5.2.2):
-// HMAC(K, "Initiator Cipher Key") and so on, or "Responder ...".
-func deriveKeys(k *[32]byte, initiator bool) keySet {
+// HMAC(K, "Initiator Cipher Key") and so on, or "Responder ...". The
+// cipher key is the keyLen least significant, that is the last, bytes of
+// its HMAC.
+func deriveKeys(k *[32]byte, initiator bool, keyLen int) keySet {
 	who := "Responder"
 	if initiator {
 		who = "Initiator"
 	}
-	var ks keySet
+	ks := keySet{kcLen: keyLen}
 	c := hmacSHA256(k[:], []byte(who+" Cipher Key"))
-	copy(ks.kc[:], c[16:]) // the 128 least significant bits
+	copy(ks.kc[:], c[32-keyLen:])
 	clear(c[:])
 	ks.km = hmacSHA256(k[:], []byte(who+" MAC Key"))
 	ks.ks = hmacSHA256(k[:], []byte(who+" SIGMA Key"))
 	return ks
 }
 
-// sigmaMAC returns mac_A = HMAC(KS_A, N_B | N_A | MPI(e) | form_A | form_A2)
-// when called as sigmaMAC(ks, nB, nA, e, formA, formA2), and mac_B =
-// HMAC(KS_B, N_A | N_B | MPI(d) | form_B | form_B2) with the arguments in
-// that order (XEP-0217 §5.2.3 and §5.3.4: note the nonce order).
-func sigmaMAC(ks *[32]byte, n1, n2, dh, form1, form2 []byte) [32]byte {
-	return hmacSHA256(ks[:], n1, n2, dh, form1, form2)
+// sigmaMAC returns mac_A = HMAC(KS_A, N_B | N_A | MPI(e) | pubKey_A |
+// form_A | form_A2) when called as sigmaMAC(ks, nB, nA, e, pubKeyA, formA,
+// formA2), and mac_B = HMAC(KS_B, N_A | N_B | MPI(d) | pubKey_B | form_B |
+// form_B2) with the arguments in that order (XEP-0116 §5.4 and §6.3;
+// note the nonce order). pubKey is empty without public keys, and form2
+// empty in the 3-message variant's mac_B.
+func sigmaMAC(ks *[32]byte, n1, n2, dh, pubKey, form1, form2 []byte) [32]byte {
+	return hmacSHA256(ks[:], n1, n2, dh, pubKey, form1, form2)
 }
 
-// ctrXOR encrypts or decrypts in with AES-CTR under kc starting at *c, and
-// advances *c by one per full or partial block.
-func ctrXOR(kc *[16]byte, c *counter, dst, in []byte) {
-	b, err := aes.NewCipher(kc[:])
+// ctrXOR encrypts or decrypts in with AES-CTR under kc starting at *c (at
+// *c+1 in the gajim profile), and advances *c by one per full or partial
+// block.
+func ctrXOR(kc []byte, c *counter, dst, in []byte, cv conv) {
+	b, err := aes.NewCipher(kc)
 	if err != nil {
-		panic(err) // a 16-byte key cannot fail
+		panic(err) // a 16-, 24- or 32-byte key cannot fail
 	}
-	cipher.NewCTR(b, c[:]).XORKeyStream(dst, in)
+	iv := cv.start(*c)
+	cipher.NewCTR(b, iv[:]).XORKeyStream(dst, in)
 	c.add(blocks(len(in)))
 }
 
-// hideIdentity returns ID = CIPHER(KC, C, mac) and M = HMAC(KM, C | ID),
-// with C the counter before encryption; *c advances by two blocks
-// (XEP-0217 §5.2.3 steps 4-5). The counter comes FIRST in this MAC.
-func hideIdentity(ks *keySet, c *counter, mac *[32]byte) (id, m [32]byte) {
+// hideIdentity returns ID = CIPHER(KC, C, pt) and M = HMAC(KM, C | ID),
+// with C the counter before encryption; *c advances by one per block of
+// pt (XEP-0217 §5.2.3 steps 4-5, two blocks for a bare MAC). The counter
+// comes FIRST in this MAC.
+func hideIdentity(ks *keySet, c *counter, pt []byte, cv conv) (id []byte, m [32]byte) {
 	before := *c
-	ctrXOR(&ks.kc, c, id[:], mac[:])
-	m = hmacSHA256(ks.km[:], before[:], id[:])
+	id = make([]byte, len(pt))
+	ctrXOR(ks.cipherKey(), c, id, pt, cv)
+	m = hmacSHA256(ks.km[:], cv.macCounter(&before), id)
 	return id, m
 }
 
 // revealIdentity checks M = HMAC(KM, C | ID) and returns DECIPHER(KC, C,
-// ID), advancing *c by two blocks. It reports false, leaving *c unchanged,
-// if the MAC does not match.
-func revealIdentity(ks *keySet, c *counter, id, m []byte) (mac [32]byte, ok bool) {
-	if len(id) != 32 || len(m) != 32 {
-		return mac, false
+// ID), advancing *c by one per block. It reports false, leaving *c
+// unchanged, if the MAC does not match or ID is empty or too long.
+func revealIdentity(ks *keySet, c *counter, id, m []byte, cv conv) ([]byte, bool) {
+	if len(id) == 0 || len(id) > maxIdentity || len(m) != 32 {
+		return nil, false
 	}
-	want := hmacSHA256(ks.km[:], c[:], id)
+	want := hmacSHA256(ks.km[:], cv.macCounter(c), id)
 	if subtle.ConstantTimeCompare(want[:], m) != 1 {
-		return mac, false
+		return nil, false
 	}
-	ctrXOR(&ks.kc, c, mac[:], id)
-	return mac, true
+	pt := make([]byte, len(id))
+	ctrXOR(ks.cipherKey(), c, pt, id, cv)
+	return pt, true
 }
 
 // finalKey returns K' = SHA256(K | SRS | OSS); SRS and OSS are included
@@ -191,8 +251,9 @@ const sasAlphabet = "acdefghikmopqruvwxy123456789"
 
 // sas28x5 returns the short authentication string: the least significant
 // 24 bits of SHA256(M_A | form_B | "Short Authentication String") as five
-// base-28 digits, most significant first.
-func sas28x5(mA, formB []byte) string {
+// base-28 digits, most significant first. The gajim profile drops leading
+// zero digits.
+func sas28x5(mA, formB []byte, cv conv) string {
 	h := sha256Sum(mA, formB, []byte("Short Authentication String"))
 	n := uint32(h[29])<<16 | uint32(h[30])<<8 | uint32(h[31])
 	var out [5]byte
@@ -200,5 +261,11 @@ func sas28x5(mA, formB []byte) string {
 		out[i] = sasAlphabet[n%28]
 		n /= 28
 	}
-	return string(out[:])
+	s := string(out[:])
+	if cv.gajim {
+		for len(s) > 1 && s[0] == sasAlphabet[0] {
+			s = s[1:]
+		}
+	}
+	return s
 }

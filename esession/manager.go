@@ -2,10 +2,12 @@ package esession
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
-	"github.com/balcony-im/balcony/esession/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Manager keeps the sessions of one account, one per (peer bare JID,
@@ -49,6 +51,11 @@ type StartOptions struct {
 	Plain bool
 	// Thread is the ThreadID to use; empty means a new one (XEP-0201).
 	Thread string
+	// ThreeMessage requests the 3-message SIGMA-I variant (XEP-0116
+	// §4.2): both parties identify by public key, so it needs Config.Key
+	// and Config.Keys; there is no SAS and no retained secret. XEP-0116
+	// recommends it for sessions with services, not between clients.
+	ThreeMessage bool
 }
 
 // Start begins a session with peer, a bare JID or, preferably, the full
@@ -69,9 +76,12 @@ func (m *Manager) Start(peer string, opts *StartOptions) (*Session, Outbound, er
 			return nil, Outbound{}, err
 		}
 	}
+	if opts.ThreeMessage && (opts.Plain || m.cfg.key == nil || m.cfg.keys == nil || m.cfg.cv.gajim) {
+		return nil, Outbound{}, errors.New("esession: the 3-message variant needs an encrypted session, Config.Key and Config.Keys")
+	}
 	s := &Session{cfg: m.cfg, role: Initiator, thread: thread, peerBare: Bare(peer), peer: peer, wantE2E: !opts.Plain}
 	// The exponentiations happen before the Manager is locked.
-	o, err := s.start()
+	o, err := s.start(opts.ThreeMessage)
 	if err != nil {
 		return nil, Outbound{}, err
 	}
@@ -185,6 +195,58 @@ func (m *Manager) TerminateAll() []Outbound {
 	return out
 }
 
+// PeerUnavailable handles unavailable presence from fullJID, a resource of
+// a peer (XEP-0155 §9.4), for every live session bound to that resource,
+// as Config.OnUnavailable says: by default the sessions are kept and a
+// PeerWentOffline event tells the user; with TerminateOnUnavailable each
+// is terminated explicitly (the result holds the terminate stanzas to
+// send) and its keys are wiped. A session is never closed silently.
+// Presence from a bare JID, or from a resource no session is bound to,
+// changes nothing.
+func (m *Manager) PeerUnavailable(fullJID string) Result {
+	var res Result
+	if !strings.Contains(fullJID, "/") {
+		return res
+	}
+	for _, s := range m.Sessions() {
+		if s.Peer() == fullJID {
+			s.peerUnavailable(&res, m.cfg.unavailable == TerminateOnUnavailable)
+		}
+	}
+	return res
+}
+
+// receiveOther routes the <c/> of a presence or iq stanza to the newest
+// active encrypted session bound to the sender's full JID that negotiated
+// that kind. Without a <c/> the stanza is not the engine's.
+func (m *Manager) receiveOther(in *Inbound) (Result, error) {
+	if in.C == nil {
+		return Result{Unhandled: true}, nil
+	}
+	all := m.Sessions()
+	for i := len(all) - 1; i >= 0; i-- {
+		s := all[i]
+		if s.Peer() == in.From && s.State() == StateActive && s.Encrypted() && slices.Contains(s.Params().Stanzas, in.Kind) {
+			return s.receiveOther(in)
+		}
+	}
+	return Result{Events: []Event{Rejected{From: in.From, Reason: "encrypted " + in.Kind + " outside any session that carries them"}}}, nil
+}
+
+// Tick calls Session.Tick with now for every session and returns what
+// they produced: old receiving keys expire, idle sessions re-key or
+// terminate. The client calls it now and then (every few seconds, or at
+// least every Config.RekeyGrace); the engine has no timer of its own.
+func (m *Manager) Tick(now time.Time) Result {
+	var res Result
+	for _, s := range m.Sessions() {
+		r := s.Tick(now)
+		res.Out = append(res.Out, r.Out...)
+		res.Events = append(res.Events, r.Events...)
+	}
+	return res
+}
+
 // Receive handles a received message stanza. The result holds what to
 // send and the events to show; the error, if any, is also reported by an
 // event (ErrAuthentication always comes with a Terminated event). Result.
@@ -193,6 +255,9 @@ func (m *Manager) Receive(in *Inbound) (Result, error) {
 	var res Result
 	if in == nil || in.From == "" {
 		return res, errors.New("esession: message without a sender")
+	}
+	if k := in.kind(); k != StanzaMessage {
+		return m.receiveOther(in)
 	}
 	bare := Bare(in.From)
 	m.mu.Lock()

@@ -1,11 +1,10 @@
 package esession
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
-	"github.com/balcony-im/balcony/esession/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Namespaces and identifiers.
@@ -81,16 +80,27 @@ func (e *NegotiationError) Error() string {
 }
 
 // Inbound is a received <message/> stanza, reduced to what the engine
-// reads. ParseMessage fills it from raw XML; a client that has already
-// parsed the stanza can fill it directly, passing each element's XML.
+// reads: ParseMessage fills it from the stanza's tree, whose elements it
+// refers to (the engine never changes them).
 type Inbound struct {
-	From    string // the sender's full JID
-	Type    string // the message type attribute ("" for normal)
-	Thread  string // the <thread/> value; "" when there is none
-	Feature []byte // a <feature xmlns='http://jabber.org/protocol/feature-neg'/> child
-	Init    []byte // an <init xmlns='http://www.xmpp.org/extensions/xep-0116.html#ns-init'/> child
-	C       []byte // the <c xmlns='http://www.xmpp.org/extensions/xep-0200.html#ns'/> child
-	Error   []byte // the <error/> child of a type='error' message
+	// Kind is the stanza: StanzaMessage ("" means message too),
+	// StanzaPresence or StanzaIQ. Presence and iq stanzas carry no
+	// thread: their <c/> belongs to the session bound to the sender's
+	// full JID that negotiated their kind (Params.Stanzas).
+	Kind   string
+	ID     string // the id attribute (needed to answer an iq)
+	From   string // the sender's full JID
+	To     string // the recipient (this client's full JID), from the 'to' attribute
+	Type   string // the message type attribute ("" for normal)
+	Thread string // the <thread/> value; "" when there is none
+	// Feature is a <feature xmlns='http://jabber.org/protocol/feature-neg'/> child.
+	Feature *xmltree.Element
+	// Init is an <init xmlns='http://www.xmpp.org/extensions/xep-0116.html#ns-init'/> child.
+	Init *xmltree.Element
+	// C is the <c xmlns='http://www.xmpp.org/extensions/xep-0200.html#ns'/> child.
+	C *xmltree.Element
+	// Error is the <error/> child of a type='error' message.
+	Error *xmltree.Element
 	// Other lists the names of the remaining children. They are never
 	// delivered from an encrypted session: anything outside <c/> is
 	// unauthenticated (XEP-0200 §4), so it is stripped and reported.
@@ -107,80 +117,105 @@ type Inbound struct {
 	Delayed bool
 }
 
-// MaxStanza bounds the size of a stanza ParseMessage accepts.
+// MaxStanza bounds the size of the content of one encrypted stanza that
+// the engine decrypts.
 const MaxStanza = 512 << 10
 
-// ParseMessage parses a raw <message/> stanza (in the jabber:client
-// namespace unless it declares another) into an Inbound. Subscribed is
-// left false for the caller to set. Children that would be ambiguous (two
-// <c/>, two <feature/>, two <thread/>) are rejected.
-func ParseMessage(raw []byte) (*Inbound, error) {
-	el, err := xmltree.Parse(raw, nsClient, xmltree.Limits{MaxBytes: MaxStanza, MaxDepth: 64, MaxElements: 8192, MaxAttrs: 32})
-	if err != nil {
-		return nil, fmt.Errorf("esession: %w", err)
-	}
-	if el.Local != "message" || (el.Space != nsClient && el.Space != "jabber:server") {
+// ParseMessage reads a received <message/> stanza (in jabber:client or
+// jabber:server) into an Inbound. Subscribed is left false for the caller
+// to set. Children that would be ambiguous (two <c/>, two <feature/>, two
+// <thread/>) are rejected.
+func ParseMessage(st *xmltree.Element) (*Inbound, error) {
+	if st == nil || st.Name.Local != "message" {
 		return nil, errors.New("esession: not a message stanza")
 	}
-	in := &Inbound{}
-	in.From, _ = el.AttrValue("from")
-	in.Type, _ = el.AttrValue("type")
+	return ParseStanza(st)
+}
+
+// ParseStanza is ParseMessage for any stanza: <message/>, <presence/> or
+// <iq/>. Only messages carry negotiation forms and threads; the <c/> of a
+// presence or iq stanza is read, its other children are listed in Other.
+func ParseStanza(st *xmltree.Element) (*Inbound, error) {
+	if st == nil || (st.Name.Space != nsClient && st.Name.Space != "jabber:server") {
+		return nil, errors.New("esession: not a stanza")
+	}
+	in := &Inbound{From: st.AttrValue("from"), To: st.AttrValue("to"), Type: st.AttrValue("type"), ID: st.AttrValue("id")}
+	switch st.Name.Local {
+	case "message":
+		in.Kind = StanzaMessage
+	case "presence":
+		in.Kind = StanzaPresence
+	case "iq":
+		in.Kind = StanzaIQ
+	default:
+		return nil, errors.New("esession: not a stanza")
+	}
+	ns := st.Name.Space
 	var thread bool
-	for _, c := range el.Elements() {
+	for _, c := range st.Elements() {
 		dup := func(have bool) error {
 			if have {
-				return fmt.Errorf("esession: more than one <%s/> in a message", c.Local)
+				return fmt.Errorf("esession: more than one <%s/> in a message", c.Name.Local)
 			}
 			return nil
 		}
+		isMsg := in.Kind == StanzaMessage
 		switch {
-		case c.Space == el.Space && c.Local == "thread":
+		case isMsg && c.Name.Space == ns && c.Name.Local == "thread":
 			if err := dup(thread); err != nil {
 				return nil, err
 			}
-			if c.HasElements() {
+			if len(c.Elements()) != 0 {
 				return nil, errors.New("esession: <thread/> with child elements")
 			}
 			thread, in.Thread = true, c.Text()
-		case c.Space == NSFeatureNeg && c.Local == "feature":
+		case isMsg && c.Name.Space == NSFeatureNeg && c.Name.Local == "feature":
 			if err := dup(in.Feature != nil); err != nil {
 				return nil, err
 			}
-			in.Feature = c.Marshal("")
-		case c.Space == NSInit && c.Local == "init":
+			in.Feature = c
+		case isMsg && c.Name.Space == NSInit && c.Name.Local == "init":
 			if err := dup(in.Init != nil); err != nil {
 				return nil, err
 			}
-			in.Init = c.Marshal("")
-		case c.Space == NSStanzaEncryption && c.Local == "c":
+			in.Init = c
+		case c.Name.Space == NSStanzaEncryption && c.Name.Local == "c":
 			if err := dup(in.C != nil); err != nil {
 				return nil, err
 			}
-			in.C = c.Marshal("")
-		case c.Space == el.Space && c.Local == "error":
+			in.C = c
+		case c.Name.Space == ns && c.Name.Local == "error":
 			if err := dup(in.Error != nil); err != nil {
 				return nil, err
 			}
-			in.Error = c.Marshal(el.Space)
+			in.Error = c
 		default:
-			if c.Space == nsDelay && c.Local == "delay" {
+			if c.Name.Space == nsDelay && c.Name.Local == "delay" {
 				in.Delayed = true
 			}
-			in.Other = append(in.Other, c.Local)
+			in.Other = append(in.Other, c.Name.Local)
 		}
 	}
 	return in, nil
 }
 
-// Outbound is a message to send. Payload holds the children to put in the
-// <message/> besides <thread/>; Stanza builds the whole stanza.
+// Outbound is a stanza to send, a message unless Kind says otherwise.
+// Payload holds the children to put in it besides <thread/>; Stanza builds
+// the whole stanza.
 type Outbound struct {
-	To     string
-	Type   string // "" (normal), "chat" or "error"
-	Thread string
-	// Payload is the serialised children: a <feature/>, an <init/>, a <c/>
-	// and/or an <error/>. Unprefixed elements are in jabber:client.
-	Payload []byte
+	// Kind is "" or StanzaMessage for a message, else StanzaPresence or
+	// StanzaIQ (Session.SealStanza).
+	Kind string
+	To   string
+	// Type is the type attribute: "" (normal), "chat" or "error" for a
+	// message; the presence or iq type for the other kinds.
+	Type string
+	// ID is the id attribute of an iq (the caller sets it).
+	ID     string
+	Thread string // messages only
+	// Payload is the children: a <feature/>, an <init/>, a <c/> and/or an
+	// <error/>. The engine never changes them once returned.
+	Payload []*xmltree.Element
 	// Encrypted marks a <c/> payload. The client adds an XEP-0380
 	// <encryption namespace=NSStanzaEncryption name=EMEName/> beside it.
 	Encrypted bool
@@ -193,39 +228,41 @@ type Outbound struct {
 	NoCopy bool
 }
 
-// Stanza returns the complete <message/> stanza: the payload, the thread,
-// and the AMP rule, XEP-0334 hints, XEP-0280 <private/> and XEP-0380 tag
-// that the flags ask for.
-func (o *Outbound) Stanza() []byte {
-	var b bytes.Buffer
-	b.WriteString("<message xmlns='jabber:client' to='")
-	escapeAttr(&b, o.To)
-	b.WriteByte('\'')
-	if o.Type != "" {
-		b.WriteString(" type='")
-		escapeAttr(&b, o.Type)
-		b.WriteByte('\'')
+// Stanza returns the complete <message/> stanza in jabber:client: the
+// payload, the thread, and the AMP rule, XEP-0334 hints, XEP-0280
+// <private/> and XEP-0380 tag that the flags ask for. The stanza's
+// children are the payload's elements, not copies.
+func (o *Outbound) Stanza() *xmltree.Element {
+	if o.Kind == StanzaPresence || o.Kind == StanzaIQ {
+		st := xmltree.New(nsClient, o.Kind, "to", o.To)
+		if o.Type != "" {
+			st.SetAttr("type", o.Type)
+		}
+		if o.ID != "" {
+			st.SetAttr("id", o.ID)
+		}
+		for _, p := range o.Payload {
+			st.Append(p)
+		}
+		return st
 	}
-	b.WriteString("><thread>")
-	xmltree.Escape(&b, o.Thread)
-	b.WriteString("</thread>")
-	b.Write(o.Payload)
+	st := xmltree.New(nsClient, "message", "to", o.To)
+	if o.Type != "" {
+		st.SetAttr("type", o.Type)
+	}
+	st.Append(xmltree.New(nsClient, "thread").AppendText(o.Thread))
+	for _, p := range o.Payload {
+		st.Append(p)
+	}
 	if o.Encrypted {
-		b.WriteString("<encryption xmlns='" + nsEME + "' namespace='" + NSStanzaEncryption + "' name='" + EMEName + "'/>")
+		st.Append(xmltree.New(nsEME, "encryption", "namespace", NSStanzaEncryption, "name", EMEName))
 	}
 	if o.NoStore {
-		b.WriteString("<amp xmlns='" + nsAMP + "' per-hop='true'><rule action='drop' condition='deliver' value='stored'/></amp>")
+		st.Append(xmltree.New(nsAMP, "amp", "per-hop", "true").Append(
+			xmltree.New(nsAMP, "rule", "action", "drop", "condition", "deliver", "value", "stored")))
 	}
 	if o.NoCopy {
-		b.WriteString("<no-copy xmlns='" + nsHints + "'/><no-permanent-store xmlns='" + nsHints + "'/><private xmlns='" + nsCarbons + "'/>")
+		st.Append(xmltree.New(nsHints, "no-copy"), xmltree.New(nsHints, "no-permanent-store"), xmltree.New(nsCarbons, "private"))
 	}
-	b.WriteString("</message>")
-	return b.Bytes()
-}
-
-func escapeAttr(b *bytes.Buffer, s string) {
-	el := xmltree.New("", "a", "v", s)
-	m := el.Marshal("")
-	// m is <a v='...'/>: copy the escaped value
-	b.Write(m[len("<a v='") : len(m)-len("'/>")])
+	return st
 }

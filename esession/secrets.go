@@ -27,13 +27,26 @@ type Secret struct {
 // A peer may have several secrets, one for each of its clients this
 // client has negotiated with. After each session the engine calls Replace
 // with the secret that matched (nil if none did) and the new one: the old
-// secret must be destroyed and the new one stored in its place. Confirming
-// a SAS calls Replace with old and new carrying the same value and
-// Verified set.
+// secret must be destroyed and the new one stored in its place, in one
+// atomic step. Confirming a SAS calls Verify with the session's secret: it
+// must set Verified on that secret if, and only if, it is still stored
+// (a later session may have replaced it already), and report whether it
+// was; it never inserts anything. When a lookup returned secrets older
+// than the configured lifetime, the engine ignores them and calls Expire,
+// which must destroy every secret of peer created before the given time.
 type RetainedSecrets interface {
 	Lookup(peer string) ([]Secret, error)
 	Replace(peer string, old *[32]byte, new Secret) error
+	Verify(peer string, value *[32]byte) (found bool, err error)
+	Expire(peer string, createdBefore time.Time) error
 }
+
+// DefaultSecretLifetime is how long a retained secret stays usable when
+// Config.SecretLifetime is zero. XEP-0217 §5.3.3 leaves it to the
+// implementation; three months bound how long a stolen secret helps an
+// attacker while sparing users who talk less than weekly a new SAS
+// comparison.
+const DefaultSecretLifetime = 90 * 24 * time.Hour
 
 // MemorySecrets is a RetainedSecrets kept in memory. The zero value is
 // ready to use.
@@ -69,6 +82,48 @@ func (s *MemorySecrets) Replace(peer string, old *[32]byte, new Secret) error {
 		}
 	}
 	s.m[peer] = append(list, new)
+	return nil
+}
+
+// Verify marks the secret equal to value as verified, if it is stored,
+// and reports whether it was.
+func (s *MemorySecrets) Verify(peer string, value *[32]byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := s.m[peer]
+	found := -1
+	for i := range list {
+		if subtle.ConstantTimeCompare(list[i].Value[:], value[:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		return false, nil
+	}
+	list[found].Verified = true
+	return true, nil
+}
+
+// Expire wipes the secrets retained for peer that were created before the
+// given time.
+func (s *MemorySecrets) Expire(peer string, createdBefore time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := s.m[peer]
+	kept := list[:0]
+	for _, sc := range list {
+		if sc.Created.Before(createdBefore) {
+			clear(sc.Value[:])
+			continue
+		}
+		kept = append(kept, sc)
+	}
+	clear(list[len(kept):])
+	if len(kept) == 0 {
+		delete(s.m, peer)
+	} else {
+		s.m[peer] = kept
+	}
 	return nil
 }
 

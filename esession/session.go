@@ -3,12 +3,12 @@ package esession
 import (
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/balcony-im/balcony/esession/form"
-	"github.com/balcony-im/balcony/esession/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // State is the XEP-0155 state of a session (§3).
@@ -43,10 +43,19 @@ const (
 // Params are the negotiated session parameters.
 type Params struct {
 	Security   string // "e2e", "c2s" or "none"
-	Logging    string // "may" or "mustnot"
+	Logging    string // LoggingMay or LoggingMustNot (XEP-0136: off the record)
 	Disclosure string // "never", or "" if not negotiated
-	Group      int    // MODP group of an encrypted session
-	Version    string // ESession protocol version
+	// The rest concerns encrypted sessions.
+	Group     int      // MODP group
+	Version   string   // ESession protocol version
+	Cipher    string   // CipherAES128CTR, CipherAES192CTR or CipherAES256CTR
+	Stanzas   []string // the stanza kinds encrypted: StanzaMessage, and maybe StanzaPresence and StanzaIQ
+	RekeyFreq uint32   // the fewest stanzas between key exchanges (MaxRekeyFreq: never)
+	// How the initiator and the responder identified: IdentifyNone,
+	// IdentifyKey or IdentifyHash, and the signature algorithm.
+	InitiatorKey, ResponderKey string
+	SignAlg                    string
+	ThreeMessage               bool // the SIGMA-I variant (XEP-0116 §4.2)
 }
 
 // step is the fine-grained protocol position.
@@ -59,7 +68,8 @@ const (
 	stepConfirming                // initiator: XEP-0217 message 3 sent
 	stepActive                    // negotiated
 	stepTerminating               // encrypted terminate sent, waiting for the ack
-	stepMoving                    // plain session: asked to continue elsewhere
+	stepMoving                    // asked to continue elsewhere
+	stepMoved                     // encrypted session moved: keys wait for Handover
 	stepEnded                     // over
 )
 
@@ -90,10 +100,15 @@ type Session struct {
 	rs               [32]byte
 	rsCreated        time.Time
 	haveRS           bool
+	peerKey          *PublicKey // the key the peer identified with
+	peerKeyVerified  bool       // ... which the user verified
+	ossUsed          bool
+	lastActive       time.Time // last stanza sent or received in the session
 
 	renegotiating bool
 	renegLogging  []string
 	moveTo        string
+	self          string // this client's JID, as the peer addresses it
 }
 
 // Thread returns the session's ThreadID.
@@ -129,7 +144,7 @@ func (s *Session) awaitingDecision() bool {
 
 func (s *Session) state() State {
 	switch s.step {
-	case stepActive, stepTerminating, stepMoving:
+	case stepActive, stepTerminating, stepMoving, stepMoved:
 		return StateActive
 	case stepEnded:
 		return StateEnded
@@ -162,12 +177,20 @@ func (s *Session) SAS() string {
 
 // Verified reports whether the session is authenticated: the user
 // confirmed its SAS, or its retained secret continues a chain whose SAS
-// the user confirmed. Without either, XEP-0217 is an unauthenticated
+// the user confirmed, or the peer signed with a key the user verified
+// for it. Without any of these, XEP-0217 is an unauthenticated
 // Diffie-Hellman exchange.
 func (s *Session) Verified() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sasConfirmed || s.chainVerified
+	return s.sasConfirmed || s.chainVerified || s.peerKeyVerified
+}
+
+// PeerKey returns the public key the peer identified with, or nil.
+func (s *Session) PeerKey() *PublicKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peerKey
 }
 
 // EndReason returns why the session ended, and the error if it failed.
@@ -179,8 +202,11 @@ func (s *Session) EndReason() (string, error) {
 
 // ConfirmSAS records that the user compared the SAS with the peer out of
 // band and found it equal. The session becomes verified and so does the
-// retained secret it produced, so that later sessions continuing the
-// chain are verified without a comparison.
+// retained secret it produced, if it is still stored, so that later
+// sessions continuing the chain are verified without a comparison. A
+// secret that a later session already replaced is not stored again
+// (RetainedSecrets.Verify): that later session stays unverified until its
+// own SAS is compared.
 func (s *Session) ConfirmSAS() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -193,15 +219,30 @@ func (s *Session) ConfirmSAS() error {
 	s.sasConfirmed = true
 	if s.cfg.secrets != nil && s.haveRS {
 		rs := s.rs
-		if err := s.cfg.secrets.Replace(s.peerBare, &rs, Secret{Value: rs, Verified: true, Created: s.rsCreated}); err != nil {
-			return fmt.Errorf("esession: storing the verified secret: %w", err)
+		_, err := s.cfg.secrets.Verify(s.peerBare, &rs)
+		clear(rs[:])
+		if err != nil {
+			return fmt.Errorf("esession: marking the retained secret verified: %w", err)
 		}
 	}
 	return nil
 }
 
-func (s *Session) out(payload []byte) Outbound {
+func (s *Session) out(payload ...*xmltree.Element) Outbound {
 	return Outbound{To: s.peer, Thread: s.thread, Payload: payload, NoCopy: s.wantE2E}
+}
+
+// sealed returns the content encrypted in the session's <c/>.
+func (s *Session) sealed(content ...*xmltree.Element) (Outbound, error) {
+	pt := marshalContent(content)
+	c, err := s.ch.seal(pt)
+	clear(pt)
+	if err != nil {
+		return Outbound{}, err
+	}
+	o := s.out(c)
+	o.Encrypted = true
+	return o, nil
 }
 
 // end moves the session to its final state and wipes every secret.
@@ -258,6 +299,37 @@ func (s *Session) Close() {
 	}
 }
 
+// peerUnavailable applies the XEP-0155 §9.4 policy to the session.
+func (s *Session) peerUnavailable(res *Result, terminate bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.step == stepEnded {
+		return
+	}
+	res.Events = append(res.Events, PeerWentOffline{Session: s, Terminated: terminate})
+	if !terminate {
+		return
+	}
+	s.terminateNow(res, "peer went offline")
+}
+
+// terminateNow terminates the session explicitly and ends it at once,
+// without waiting for an acknowledgement: the terminate form (inside <c/>
+// in an established encrypted session) unless nothing was agreed yet or
+// our terminate is already sent.
+func (s *Session) terminateNow(res *Result, reason string) {
+	switch {
+	case s.step == stepAwaitDecision || s.step == stepTerminating:
+	case s.step == stepActive && s.wantE2E && !s.cfg.cv.gajim:
+		if o, err := s.sealed(feature(terminateForm(false))); err == nil {
+			res.Out = append(res.Out, o)
+		}
+	default:
+		res.Out = append(res.Out, s.out(feature(terminateForm(false))))
+	}
+	s.fail(res, reason, nil)
+}
+
 // Decline declines a received request, with an optional reason (XEP-0155
 // §4.3). The session ends.
 func (s *Session) Decline(reason string) (Outbound, error) {
@@ -293,12 +365,12 @@ func (s *Session) Accept() (Result, error) {
 	return res, err
 }
 
-// Seal prepares content (the serialised children of a message, such as
-// "<body>hi</body>", in jabber:client) for sending in the session. In an
-// encrypted session it becomes an XEP-0200 <c/>; in a plain session it is
-// sent as is. It returns ErrKeyExhausted when the session has encrypted
-// 2^32 blocks: terminate it and start a new one.
-func (s *Session) Seal(content []byte) (Outbound, error) {
+// Seal prepares content (the children of a message, such as a
+// jabber:client <body/>) for sending in the session. In an encrypted
+// session it is serialised and encrypted into an XEP-0200 <c/>; in a plain
+// session it is sent as is. It returns ErrKeyExhausted when the session
+// has encrypted 2^32 blocks: terminate it and start a new one.
+func (s *Session) Seal(content ...*xmltree.Element) (Outbound, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -308,16 +380,16 @@ func (s *Session) Seal(content []byte) (Outbound, error) {
 		return Outbound{}, ErrState
 	}
 	if !s.wantE2E {
-		o := s.out(content)
+		o := s.out(content...)
 		o.Type = "chat"
 		return o, nil
 	}
-	c, err := s.ch.seal(content)
+	o, err := s.sealed(content...)
 	if err != nil {
 		return Outbound{}, err
 	}
-	o := s.out(c)
-	o.Type, o.Encrypted = "chat", true
+	o.Type = "chat"
+	s.lastActive = s.cfg.now()
 	return o, nil
 }
 
@@ -325,7 +397,8 @@ func (s *Session) Seal(content []byte) (Outbound, error) {
 // terminate form inside <c/> and destroys its sending keys; it keeps its
 // receiving keys until the peer's encrypted acknowledgement arrives (or
 // Close is called), so stanzas already in flight can still be read
-// (XEP-0217 §6). Nothing more can be sent.
+// (XEP-0217 §6). Nothing more can be sent. In the gajim profile the
+// terminate is sent in the clear and the session ends at once.
 func (s *Session) Terminate() (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -339,14 +412,12 @@ func (s *Session) Terminate() (Result, error) {
 		s.fail(&res, "discarded", nil)
 		return res, nil
 	case stepActive:
-		if s.wantE2E {
-			c, err := s.ch.seal(feature(terminateForm(false)))
+		if s.wantE2E && !s.cfg.cv.gajim {
+			o, err := s.sealed(feature(terminateForm(false)))
 			if err != nil {
 				s.fail(&res, "terminated", err)
 				return res, nil
 			}
-			o := s.out(c)
-			o.Encrypted = true
 			res.Out = append(res.Out, o)
 			s.ch.send.wipe()
 			s.step = stepTerminating
@@ -358,73 +429,16 @@ func (s *Session) Terminate() (Result, error) {
 	return res, nil
 }
 
-// Continue asks the peer to continue the session with another resource of
-// this client (XEP-0155 §5). Only plain sessions can move: the keys of an
-// encrypted session cannot. When the peer acknowledges, the session ends
-// here with a Moved event.
-func (s *Session) Continue(resource string) (Outbound, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.step == stepEnded {
-		return Outbound{}, ErrEnded
-	}
-	if s.step != stepActive {
-		return Outbound{}, ErrState
-	}
-	if s.wantE2E {
-		return Outbound{}, ErrNotSupported
-	}
-	if resource == "" || strings.ContainsAny(resource, "/") {
-		return Outbound{}, errors.New("esession: bad resource")
-	}
-	s.step, s.moveTo = stepMoving, resource
-	return s.out(feature(continueForm(resource, false))), nil
-}
-
-// Renegotiate asks the peer to renegotiate the logging parameter of a plain
-// session (XEP-0155 §6), offering the given values in order of preference.
-// Encrypted sessions are not renegotiated: terminate and start a new one.
-func (s *Session) Renegotiate(logging ...string) (Outbound, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.step == stepEnded {
-		return Outbound{}, ErrEnded
-	}
-	if s.step != stepActive || s.renegotiating {
-		return Outbound{}, ErrState
-	}
-	if s.wantE2E {
-		return Outbound{}, ErrNotSupported
-	}
-	for _, l := range logging {
-		if l != "may" && l != "mustnot" {
-			return Outbound{}, fmt.Errorf("esession: bad logging value %q", l)
-		}
-	}
-	if len(logging) == 0 {
-		return Outbound{}, errors.New("esession: no logging option")
-	}
-	f := ssnForm(form.TypeForm,
-		&form.Field{Var: "renegotiate", Type: form.Boolean, Values: []string{"1"}, Required: true},
-		&form.Field{Var: "logging", Type: form.ListSingle, Required: true, Options: options(logging...)})
-	s.renegotiating, s.renegLogging = true, logging
-	return s.out(feature(f)), nil
-}
-
 // parsedFeature is a received <feature/> with its data form.
 type parsedFeature struct {
 	el   *xmltree.Element // the <feature/>
 	form *form.Form
 }
 
-// parseFeature parses a <feature xmlns=feature-neg/> or <init/> element
+// parseFeature reads a <feature xmlns=feature-neg/> or <init/> element
 // holding exactly one data form.
-func parseFeature(raw []byte, space, local string) (*parsedFeature, error) {
-	el, err := xmltree.Parse(raw, "", xmltree.Limits{MaxBytes: 128 << 10, MaxDepth: 16, MaxElements: 2048, MaxAttrs: 16})
-	if err != nil {
-		return nil, err
-	}
-	if el.Space != space || el.Local != local {
+func parseFeature(el *xmltree.Element, space, local string) (*parsedFeature, error) {
+	if el.Name.Space != space || el.Name.Local != local {
 		return nil, errors.New("esession: unexpected element")
 	}
 	kids := el.Elements()
@@ -438,57 +452,67 @@ func parseFeature(raw []byte, space, local string) (*parsedFeature, error) {
 	return &parsedFeature{el: el, form: f}, nil
 }
 
-// kind classifies an SSN form (XEP-0155 §3).
-type kind int
-
-const (
-	kindOther        kind = iota
-	kindRequest           // form with accept
-	kindAnswer            // submit with accept
-	kindComplete          // result with accept
-	kindTerminate         // submit terminate
-	kindTerminateAck      // result terminate
-	kindContinue          // submit continue
-	kindContinueAck       // result continue
-	kindRenegotiate       // form with renegotiate
-	kindRenegotiateAnswer
-)
-
-func classify(f *form.Form) kind {
-	if f.FormType() != FormTypeSSN {
-		return kindOther
+// kind returns the stanza kind, StanzaMessage for "".
+func (in *Inbound) kind() string {
+	if in.Kind == "" {
+		return StanzaMessage
 	}
-	has := func(v string) bool { return f.Field(v) != nil }
-	switch f.Type {
-	case form.TypeForm:
-		if has("renegotiate") && !has("accept") {
-			return kindRenegotiate
+	return in.Kind
+}
+
+// SealStanza is Seal for a presence or iq stanza (or a message), which the
+// session must have negotiated (Params.Stanzas; XEP-0200 §4): the content
+// is encrypted into a <c/> of a stanza of that kind and type, without a
+// thread. For an iq, set the returned Outbound's ID. Control forms and
+// negotiation travel in messages only.
+func (s *Session) SealStanza(kind, typ string, content ...*xmltree.Element) (Outbound, error) {
+	if kind == StanzaMessage || kind == "" {
+		o, err := s.Seal(content...)
+		if err == nil && typ != "" {
+			o.Type = typ
 		}
-		if has("accept") {
-			return kindRequest
-		}
-	case form.TypeSubmit:
-		switch {
-		case has("terminate"):
-			return kindTerminate
-		case has("continue"):
-			return kindContinue
-		case has("renegotiate"):
-			return kindRenegotiateAnswer
-		case has("accept"):
-			return kindAnswer
-		}
-	case form.TypeResult:
-		switch {
-		case has("terminate"):
-			return kindTerminateAck
-		case has("continue"):
-			return kindContinueAck
-		case has("accept"):
-			return kindComplete
-		}
+		return o, err
 	}
-	return kindOther
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.established(); err != nil {
+		return Outbound{}, err
+	}
+	if !slices.Contains(s.params.Stanzas, kind) {
+		return Outbound{}, ErrNotSupported
+	}
+	o, err := s.sealed(content...)
+	if err != nil {
+		return Outbound{}, err
+	}
+	o.Kind, o.Type, o.Thread, o.NoCopy = kind, typ, "", false
+	s.lastActive = s.cfg.now()
+	return o, nil
+}
+
+// established reports whether the session is an established encrypted
+// session that can send: ErrEnded or ErrState if not.
+func (s *Session) established() error {
+	switch {
+	case s.step == stepEnded:
+		return ErrEnded
+	case s.step != stepActive || !s.wantE2E:
+		return ErrState
+	}
+	return nil
+}
+
+// receiveOther handles a presence or iq stanza routed to this session:
+// only its <c/> concerns the engine.
+func (s *Session) receiveOther(in *Inbound) (Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var res Result
+	if s.step != stepActive || !s.wantE2E || !slices.Contains(s.params.Stanzas, in.Kind) {
+		res.Events = append(res.Events, Rejected{From: in.From, Reason: "no session carries " + in.Kind + " stanzas"})
+		return res, nil
+	}
+	return s.openC(&res, in)
 }
 
 // receive handles a stanza the Manager routed to this session.
@@ -499,6 +523,13 @@ func (s *Session) receive(in *Inbound) (Result, error) {
 	if s.step == stepEnded {
 		res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "session has ended"})
 		return res, nil
+	}
+	if s.step == stepMoved {
+		res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "the session moved to another resource"})
+		return res, nil
+	}
+	if in.To != "" && in.From == s.peer {
+		s.self = in.To
 	}
 	var pf *parsedFeature
 	var perr error
@@ -511,11 +542,9 @@ func (s *Session) receive(in *Inbound) (Result, error) {
 		// race we cannot resolve: the negotiation ends (the other resource
 		// gets a cancel so that it discards its state too).
 		if s.role == Initiator && perr == nil && pf != nil && classify(pf.form) == kindAnswer {
-			res.Out = append(res.Out, Outbound{To: in.From, Thread: s.thread, Payload: feature(completeForm(false)), NoCopy: s.wantE2E})
+			res.Out = append(res.Out, Outbound{To: in.From, Thread: s.thread, Payload: []*xmltree.Element{feature(completeForm(false))}, NoCopy: s.wantE2E})
 			if s.step == stepActive && s.wantE2E {
-				if c, err := s.ch.seal(feature(terminateForm(false))); err == nil {
-					o := s.out(c)
-					o.Encrypted = true
+				if o, err := s.sealed(feature(terminateForm(false))); err == nil {
 					res.Out = append(res.Out, o)
 				}
 			} else {
@@ -553,7 +582,7 @@ func (s *Session) receive(in *Inbound) (Result, error) {
 		}
 	case stepAwaitDecision, stepAccepted:
 		if s.step == stepAccepted && k == kindComplete {
-			return s.onComplete(&res, pf)
+			return s.onComplete(&res, pf, in)
 		}
 		if k == kindTerminate {
 			s.end("cancelled by peer", nil)
@@ -597,7 +626,7 @@ func (s *Session) onActive(res *Result, in *Inbound, pf *parsedFeature, k kind) 
 			res.Unhandled = true
 			return *res, nil
 		}
-		if !s.control(res, pf, k, false) {
+		if !s.onControl(res, pf, k, false) {
 			s.fail(res, "unexpected negotiation message", ErrProtocol)
 			return *res, ErrProtocol
 		}
@@ -605,9 +634,15 @@ func (s *Session) onActive(res *Result, in *Inbound, pf *parsedFeature, k kind) 
 	}
 	if pf != nil {
 		if k == kindTerminate {
-			// An unauthenticated terminate (some clients send it in the
-			// clear). It can only end the session, which anyone able to
-			// inject stanzas can do anyway with a bad <c/>.
+			if !s.cfg.cv.gajim {
+				// XEP-0217 §6: the terminate travels inside <c/>. One in
+				// the clear is unauthenticated and changes nothing.
+				res.Events = append(res.Events, Rejected{From: in.From, Thread: in.Thread, Reason: "unencrypted terminate for an encrypted session"})
+				return *res, nil
+			}
+			// Gajim sends its terminate in the clear. It can only end the
+			// session, which anyone able to inject stanzas can do anyway
+			// with a bad <c/>.
 			s.end("terminated by peer (unauthenticated)", nil)
 			res.Events = append(res.Events, Terminated{Session: s, ByPeer: true, Reason: "terminated by peer (unauthenticated)"})
 			return *res, nil
@@ -628,192 +663,41 @@ func (s *Session) onActive(res *Result, in *Inbound, pf *parsedFeature, k kind) 
 
 // openC decrypts a <c/> and processes its content.
 func (s *Session) openC(res *Result, in *Inbound) (Result, error) {
-	content, tops, err := s.ch.open(in.C)
+	msg, err := s.ch.open(in.C)
 	if err != nil {
 		// XEP-0200 §7 steps 3 and 6: terminate; not-acceptable MAY be sent.
 		s.failWith(res, CondNotAcceptable, nil, "message authentication failed", ErrAuthentication)
 		return *res, ErrAuthentication
 	}
-	// Session control forms travel encrypted (XEP-0217 §6); anything else
-	// is the message.
+	s.lastActive = s.cfg.now()
+	// Session control forms travel encrypted (XEP-0217 §6); the other
+	// elements are the message.
 	var ctl []*parsedFeature
-	var msg []byte
-	last := 0
-	for _, t := range tops {
-		if string(t.Space) != NSFeatureNeg || string(t.Local) != "feature" {
+	var content []*xmltree.Element
+	for _, el := range msg.Elements() {
+		if el.Name.Space != NSFeatureNeg || el.Name.Local != "feature" {
+			content = append(content, el)
 			continue
 		}
-		pf, err := parseFeature(content[t.Start:t.End], NSFeatureNeg, "feature")
+		pf, err := parseFeature(el, NSFeatureNeg, "feature")
 		if err != nil {
 			s.failWith(res, CondNotAcceptable, nil, "malformed encrypted negotiation form", ErrAuthentication)
 			return *res, ErrAuthentication
 		}
 		ctl = append(ctl, pf)
-		msg = append(msg, content[last:t.Start]...)
-		last = t.End
 	}
-	if ctl == nil {
-		msg = content
-	} else {
-		msg = append(msg, content[last:]...)
-	}
-	if !isSpace(msg) {
-		res.Events = append(res.Events, Message{Session: s, Content: msg, Stripped: stripped(in.Other)})
+	if len(content) > 0 {
+		res.Events = append(res.Events, Message{Session: s, Content: content, Stripped: stripped(in.Other),
+			Kind: in.kind(), Type: in.Type, ID: in.ID})
 	}
 	for _, pf := range ctl {
 		if s.step == stepEnded {
 			break
 		}
-		if !s.control(res, pf, classify(pf.form), true) {
+		if !s.onControl(res, pf, classify(pf.form), true) {
 			s.fail(res, "unexpected negotiation message", ErrAuthentication)
 			return *res, ErrAuthentication
 		}
 	}
 	return *res, nil
-}
-
-// control handles a session control form (terminate, continue,
-// renegotiate) in an active session. It reports false for a form that has
-// no place here.
-func (s *Session) control(res *Result, pf *parsedFeature, k kind, encrypted bool) bool {
-	reply := func(f *form.Form) {
-		p := feature(f)
-		if encrypted {
-			c, err := s.ch.seal(p)
-			if err != nil {
-				return
-			}
-			o := s.out(c)
-			o.Encrypted = true
-			res.Out = append(res.Out, o)
-			return
-		}
-		res.Out = append(res.Out, s.out(p))
-	}
-	f := pf.form
-	switch k {
-	case kindTerminate:
-		if on, err := f.Field("terminate").Bool(); err != nil || !on {
-			return false
-		}
-		if s.step != stepTerminating {
-			reply(terminateForm(true)) // the acknowledgement (§7)
-		}
-		s.end("terminated by peer", nil)
-		res.Events = append(res.Events, Terminated{Session: s, ByPeer: true, Reason: "terminated by peer"})
-		return true
-	case kindTerminateAck:
-		if s.step != stepTerminating {
-			return false
-		}
-		s.end("terminated", nil)
-		res.Events = append(res.Events, Terminated{Session: s, Reason: "terminated"})
-		return true
-	case kindContinue:
-		r := f.Value("continue")
-		if r == "" || strings.Contains(r, "/") || s.step != stepActive {
-			return false
-		}
-		reply(continueForm(r, true)) // to the old resource, then move (§5)
-		s.peer = s.peerBare + "/" + r
-		res.Events = append(res.Events, Moved{Session: s, To: s.peer})
-		return true
-	case kindContinueAck:
-		if s.step != stepMoving || f.Value("continue") != s.moveTo {
-			return false
-		}
-		s.end("moved to resource "+s.moveTo, nil)
-		res.Events = append(res.Events, Moved{Session: s, To: s.moveTo})
-		return true
-	case kindRenegotiate:
-		if s.wantE2E {
-			reply(ssnForm(form.TypeSubmit, field("renegotiate", "0")))
-			res.Events = append(res.Events, Renegotiated{Session: s, Accepted: false, Params: s.params})
-			return true
-		}
-		s.answerRenegotiation(res, pf)
-		return true
-	case kindRenegotiateAnswer:
-		if !s.renegotiating {
-			return false
-		}
-		s.renegotiating = false
-		ok, err := f.Field("renegotiate").Bool()
-		if err == nil && ok {
-			l := normalLogging(f)
-			if !contains(s.renegLogging, l) {
-				// The peer picked a value we did not offer: keep the old
-				// parameters and tell the user.
-				res.Events = append(res.Events, Renegotiated{Session: s, Accepted: false, Params: s.params})
-				return true
-			}
-			s.params.Logging = l
-		}
-		res.Events = append(res.Events, Renegotiated{Session: s, Accepted: err == nil && ok, Params: s.params})
-		return true
-	}
-	return false
-}
-
-// answerRenegotiation answers a plain session's renegotiation request: the
-// only renegotiable parameter is logging (§6).
-func (s *Session) answerRenegotiation(res *Result, pf *parsedFeature) {
-	f := pf.form
-	var unknown []string
-	for _, fl := range f.Fields {
-		switch fl.Var {
-		case "FORM_TYPE", "renegotiate", "logging", "otr":
-		default:
-			if fl.Required {
-				unknown = append(unknown, fl.Var)
-			}
-		}
-	}
-	if len(unknown) > 0 {
-		res.Out = append(res.Out, Outbound{To: s.peer, Type: "error", Thread: s.thread, Payload: errorPayload(CondFeatureNotImplemented, unknown, pf.el)})
-		return
-	}
-	opts, v := loggingOptions(f)
-	ans := ssnForm(form.TypeSubmit, field("renegotiate", "1"))
-	if v != "" {
-		l, ok := s.chooseLogging(opts)
-		if !ok {
-			res.Out = append(res.Out, Outbound{To: s.peer, Type: "error", Thread: s.thread, Payload: errorPayload(CondNotAcceptable, []string{v}, pf.el)})
-			return
-		}
-		ans.Add(field(v, loggingValue(v, l)))
-		s.params.Logging = l
-	}
-	res.Out = append(res.Out, s.out(feature(ans)))
-	res.Events = append(res.Events, Renegotiated{Session: s, Accepted: true, Params: s.params})
-}
-
-func contains[T comparable](list []T, v T) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-// transport names the unencrypted siblings of <c/> that are expected and
-// carry no content: routing and processing hints (XEP-0079, XEP-0334,
-// XEP-0280, XEP-0380, XEP-0359, XEP-0203).
-var transport = map[string]bool{
-	"amp": true, "encryption": true, "no-copy": true, "no-permanent-store": true,
-	"no-store": true, "store": true, "private": true, "stanza-id": true,
-	"origin-id": true, "delay": true,
-}
-
-// stripped lists the unencrypted siblings of <c/> that were dropped and
-// could have been mistaken for content.
-func stripped(other []string) []string {
-	var out []string
-	for _, n := range other {
-		if !transport[n] {
-			out = append(out, n)
-		}
-	}
-	return out
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/balcony-im/balcony/esession/form"
 	"github.com/balcony-im/balcony/internal/modp"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 const (
@@ -54,35 +55,48 @@ func eventOf[T Event](t testing.TB, res Result) T {
 // accepting by hand, and returns both sessions.
 func negotiate(t testing.TB, a, b *party) (*Session, *Session, Established, Established) {
 	t.Helper()
-	sa, m1, err := a.m.Start(b.jid, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := deliver(t, m1, a.jid, b.m, true)
-	req := eventOf[RequestReceived](t, r)
-	if !req.Offer.Encrypted || req.Offer.Problem != nil {
-		t.Fatalf("offer %+v", req.Offer)
-	}
-	sb := req.Session
-	r2, err := sb.Accept()
-	if err != nil || len(r2.Out) != 1 {
-		t.Fatalf("Accept: %v %#v", err, r2)
-	}
-	r3 := deliver(t, r2.Out[0], b.jid, a.m, true)
-	if len(r3.Out) != 1 {
-		t.Fatalf("message 3: %#v", r3)
-	}
-	r4 := deliver(t, r3.Out[0], a.jid, b.m, true)
-	if len(r4.Out) != 1 {
-		t.Fatalf("message 4: %#v", r4)
-	}
-	eb := eventOf[Established](t, r4)
-	r5 := deliver(t, r4.Out[0], b.jid, a.m, true)
-	ea := eventOf[Established](t, r5)
+	sa, sb, ra, rb := runNegotiation(t, a, b, true)
+	eb := eventOf[Established](t, rb)
+	ea := eventOf[Established](t, ra)
 	if sa.State() != StateActive || sb.State() != StateActive {
 		t.Fatalf("states %v %v", sa.State(), sb.State())
 	}
 	return sa, sb, ea, eb
+}
+
+// runNegotiation runs a 4-message negotiation from a to b, b accepting by
+// hand or automatically, and returns both sessions and the results of the
+// last message each side received.
+func runNegotiation(t testing.TB, a, b *party, byHand bool) (*Session, *Session, Result, Result) {
+	t.Helper()
+	sa, m1, err := a.m.Start(b.jid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auto := b.m.cfg.autoAccept
+	b.m.cfg.autoAccept = !byHand
+	r2 := deliver(t, m1, a.jid, b.m, true)
+	b.m.cfg.autoAccept = auto
+	sb := b.m.Session(a.jid, m1.Thread)
+	if byHand {
+		req := eventOf[RequestReceived](t, r2)
+		if !req.Offer.Encrypted || req.Offer.Problem != nil {
+			t.Fatalf("offer %+v", req.Offer)
+		}
+		if r2, err = sb.Accept(); err != nil {
+			t.Fatalf("Accept: %v %#v", err, r2)
+		}
+	}
+	next := func(r Result, from string, m *Manager) Result {
+		t.Helper()
+		if len(r.Out) != 1 {
+			t.Fatalf("%s sent %d stanzas: %#v", from, len(r.Out), r)
+		}
+		return deliver(t, r.Out[0], from, m, true)
+	}
+	r3 := next(r2, b.jid, a.m)
+	r4 := next(r3, a.jid, b.m)
+	return sa, sb, next(r4, b.jid, a.m), r4
 }
 
 // wipeProbe remembers a session's secret-holding structures so a test can
@@ -91,12 +105,20 @@ type wipeProbe struct {
 	s   *Session
 	ch  *channel
 	neg *negotiation
+	x   []byte    // the DH secret, held by the negotiation
+	set []recvSet // the channel's key sets, with their DH secrets
 }
 
 func probe(s *Session) wipeProbe {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return wipeProbe{s: s, ch: s.ch, neg: s.neg}
+	p := wipeProbe{s: s, ch: s.ch, neg: s.neg}
+	if s.ch != nil {
+		p.set = s.ch.rk.sets
+	} else if s.neg != nil {
+		p.x = s.neg.x
+	}
+	return p
 }
 
 func (p wipeProbe) check(t testing.TB) {
@@ -107,13 +129,21 @@ func (p wipeProbe) check(t testing.TB) {
 	if s.step != stepEnded || s.ch != nil || s.neg != nil || s.haveRS || s.rs != [32]byte{} {
 		t.Errorf("session not wiped: step %v ch %v neg %v haveRS %v", s.step, s.ch != nil, s.neg != nil, s.haveRS)
 	}
+	if !allZero(p.x) {
+		t.Error("DH secret not cleared")
+	}
+	for _, rs := range p.set {
+		if !allZero(rs.x) || rs.kc != [32]byte{} || rs.km != [32]byte{} {
+			t.Error("a key set not cleared")
+		}
+	}
 	if c := p.ch; c != nil {
-		if c.send.kc != [16]byte{} || c.send.km != [32]byte{} || c.recv.kc != [16]byte{} || c.recv.km != [32]byte{} || c.send.block != nil || c.recv.block != nil {
+		if c.send.kc != [32]byte{} || c.send.km != [32]byte{} || c.recv.kc != [32]byte{} || c.recv.km != [32]byte{} || c.send.block != nil || c.recv.block != nil {
 			t.Error("channel keys not cleared")
 		}
 	}
 	if n := p.neg; n != nil {
-		if n.k != [32]byte{} || len(n.xs) != 0 || !allZero(n.y) || !allZero(n.nA) || !allZero(n.nB) {
+		if n.k != [32]byte{} || len(n.xs) != 0 || !allZero(n.x) || !allZero(n.nA) || !allZero(n.nB) {
 			t.Error("negotiation secrets not cleared")
 		}
 	}
@@ -153,11 +183,11 @@ func TestEncryptedSession(t *testing.T) {
 		}{{sa, sb, aliceJID, b.m}, {sb, sa, bobJID, a.m}} {
 			content := "<body>" + msg + "</body>"
 			before := dir.from.ch.send.ctr
-			o, err := dir.from.Seal([]byte(content))
+			o, err := dir.from.Seal(els(t, content)...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !o.Encrypted || o.Type != "chat" || bytes.Contains(o.Payload, []byte(msg+"<")) && msg != "" {
+			if !o.Encrypted || o.Type != "chat" || bytes.Contains(payloadXML(o), []byte(msg+"<")) && msg != "" {
 				t.Fatalf("stanza %d not encrypted: %s", i, o.Payload)
 			}
 			want := before
@@ -178,17 +208,17 @@ func TestEncryptedSession(t *testing.T) {
 	// Encrypted terminate and encrypted acknowledgement (XEP-0217 §6).
 	pa, pb := probe(sa), probe(sb)
 	rt, err := sa.Terminate()
-	if err != nil || len(rt.Out) != 1 || !rt.Out[0].Encrypted || bytes.Contains(rt.Out[0].Payload, []byte("terminate")) {
+	if err != nil || len(rt.Out) != 1 || !rt.Out[0].Encrypted || bytes.Contains(payloadXML(rt.Out[0]), []byte("terminate")) {
 		t.Fatalf("terminate %v %#v", err, rt)
 	}
-	if _, err := sa.Seal([]byte("<body>late</body>")); !errors.Is(err, ErrState) {
+	if _, err := sa.Seal(els(t, "<body>late</body>")...); !errors.Is(err, ErrState) {
 		t.Errorf("Seal after terminate: %v", err)
 	}
 	if pa.ch.send.block != nil || pa.ch.send.km != [32]byte{} {
 		t.Error("sending keys kept after terminate")
 	}
 	// A message Bob sent before seeing the terminate is still readable.
-	inflight, _ := sb.Seal([]byte("<body>crossing</body>"))
+	inflight, _ := sb.Seal(els(t, "<body>crossing</body>")...)
 	ack := deliver(t, rt.Out[0], aliceJID, b.m, true)
 	tb := eventOf[Terminated](t, ack)
 	if !tb.ByPeer || tb.Err != nil || len(ack.Out) != 1 || !ack.Out[0].Encrypted {
@@ -304,7 +334,7 @@ func TestAutoAcceptOnlySubscribed(t *testing.T) {
 	}
 	// Nor is a request that the server stored while Bob was offline.
 	_, m1d, _ := a.m.Start(bobBare, nil)
-	m1d.Payload = append(m1d.Payload, "<delay xmlns='urn:xmpp:delay' stamp='2007-05-30T12:00:00Z'/>"...)
+	m1d.Payload = append(m1d.Payload, els(t, "<delay xmlns='urn:xmpp:delay' stamp='2007-05-30T12:00:00Z'/>")...)
 	r = deliver(t, m1d, aliceJID, b.m, true)
 	if len(r.Out) != 0 || !eventOf[RequestReceived](t, r).Delayed {
 		t.Fatalf("delayed request: %#v", r)
@@ -355,8 +385,8 @@ func TestPlainSession(t *testing.T) {
 	if sb.Params().Security != "c2s" || sa.Params().Security != "c2s" {
 		t.Errorf("params %+v %+v", sa.Params(), sb.Params())
 	}
-	o, _ := sa.Seal([]byte("<body>plain</body>"))
-	if o.Encrypted || string(o.Payload) != "<body>plain</body>" {
+	o, _ := sa.Seal(els(t, "<body>plain</body>")...)
+	if o.Encrypted || string(payloadXML(o)) != "<body>plain</body>" {
 		t.Errorf("plain seal %+v", o)
 	}
 	if r := deliver(t, o, aliceJID, b.m, true); !r.Unhandled {
@@ -386,7 +416,7 @@ func TestPlainSession(t *testing.T) {
 	if mv := eventOf[Moved](t, rc); mv.To != "bob@example.com/phone" || sa.Peer() != "bob@example.com/phone" {
 		t.Errorf("moved %+v peer %q", mv, sa.Peer())
 	}
-	if mv := eventOf[Moved](t, deliver(t, rc.Out[0], aliceJID, b.m, true)); mv.To != "phone" || sb.State() != StateEnded {
+	if mv := eventOf[Moved](t, deliver(t, rc.Out[0], aliceJID, b.m, true)); mv.To != "bob@example.com/phone" || sb.State() != StateEnded {
 		t.Errorf("bob after ack: %+v %v", mv, sb.State())
 	}
 	// Plain terminate with acknowledgement, to the new resource.
@@ -409,7 +439,7 @@ func TestPlainTerminateAck(t *testing.T) {
 		t.Fatalf("%#v", ack)
 	}
 	f := rewriteForm(t, ack.Out[0], func(*form.Form) {})
-	if !bytes.Contains(f.Payload, []byte("type='result'")) {
+	if !bytes.Contains(payloadXML(f), []byte(`type="result"`)) {
 		t.Errorf("ack is not a result form: %s", f.Payload)
 	}
 }
@@ -419,18 +449,17 @@ func TestPlainTerminateAck(t *testing.T) {
 func rewriteForm(t testing.TB, o Outbound, edit func(*form.Form)) Outbound {
 	t.Helper()
 	local, ns := "feature", NSFeatureNeg
-	if bytes.HasPrefix(o.Payload, []byte("<init")) {
+	if o.Payload[0].Name.Local == "init" {
 		local, ns = "init", NSInit
 	}
-	pf, err := parseFeature(o.Payload, ns, local)
+	pf, err := parseFeature(o.Payload[0], ns, local)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := pf.form
 	nf := &form.Form{Type: f.Type, Fields: f.Fields}
 	edit(nf)
-	x := nf.Element().Marshal(ns)
-	o.Payload = append(append([]byte("<"+local+" xmlns='"+ns+"'>"), x...), "</"+local+">"...)
+	o.Payload = []*xmltree.Element{xmltree.New(ns, local).Append(nf.Element())}
 	return o
 }
 
@@ -476,7 +505,7 @@ func TestRequestErrors(t *testing.T) {
 			if err != nil || len(r.Out) != 1 || r.Out[0].Type != "error" {
 				t.Fatalf("%v %#v", err, r)
 			}
-			if !bytes.Contains(r.Out[0].Payload, []byte("<feature xmlns='"+NSFeatureNeg+"'><x")) {
+			if !bytes.Contains(payloadXML(r.Out[0]), []byte(`<feature xmlns="`+NSFeatureNeg+`"><x`)) {
 				t.Errorf("request not echoed: %s", r.Out[0].Payload)
 			}
 			pe := eventOf[PeerError](t, deliver(t, r.Out[0], bobJID, a.m, true))
@@ -495,22 +524,22 @@ func TestRequestErrors(t *testing.T) {
 		f.Field("dhhashes").Values = append([]string{"AA=="}, f.Field("dhhashes").Values...)
 	})
 	r := deliver(t, req, aliceJID, b.m, true)
-	if len(r.Out) != 1 || !bytes.Contains(r.Out[0].Payload, []byte("<field var='modp'><value>14</value>")) {
+	if len(r.Out) != 1 || !bytes.Contains(payloadXML(r.Out[0]), []byte(`<field var="modp"><value>14</value>`)) {
 		t.Errorf("weak-first: %s", r.Out[0].Payload)
 	}
 }
 
 func TestServiceUnavailable(t *testing.T) {
 	b := newParty(t, bobJID, Config{})
-	other := Outbound{To: bobJID, Thread: "x", Payload: feature(form.New(form.TypeForm, hidden("FORM_TYPE", "urn:example:other"), field("accept", "1")))}
+	other := Outbound{To: bobJID, Thread: "x", Payload: []*xmltree.Element{feature(form.New(form.TypeForm, hidden("FORM_TYPE", "urn:example:other"), field("accept", "1")))}}
 	r := deliver(t, other, aliceJID, b.m, true)
-	if len(r.Out) != 1 || !bytes.Contains(r.Out[0].Payload, []byte("<service-unavailable")) || !bytes.Contains(r.Out[0].Payload, []byte("code='503'")) {
+	if len(r.Out) != 1 || !bytes.Contains(payloadXML(r.Out[0]), []byte("<service-unavailable")) || !bytes.Contains(payloadXML(r.Out[0]), []byte(`code="503"`)) {
 		t.Fatalf("%#v", r)
 	}
 	if r := deliver(t, other, aliceJID, b.m, false); len(r.Out) != 0 {
 		t.Error("503 sent to an unsubscribed peer")
 	}
-	ne := parseError(r.Out[0].Payload[bytes.Index(r.Out[0].Payload, []byte("<error")):])
+	ne := parseError(r.Out[0].Payload[len(r.Out[0].Payload)-1])
 	if ne.Condition != CondServiceUnavailable {
 		t.Errorf("parsed %+v", ne)
 	}
@@ -546,7 +575,7 @@ func TestBadAnswers(t *testing.T) {
 			if !errors.As(err, &ne) || ne.Condition != CondNotAcceptable || !contains(ne.Fields, c.field) {
 				t.Fatalf("error %v", err)
 			}
-			if len(r2.Out) != 1 || r2.Out[0].Type != "error" || !bytes.Contains(r2.Out[0].Payload, []byte("<field var='"+c.field+"'/>")) {
+			if len(r2.Out) != 1 || r2.Out[0].Type != "error" || !bytes.Contains(payloadXML(r2.Out[0]), []byte(`<field var="`+c.field+`"></field>`)) {
 				t.Errorf("reply %#v", r2.Out)
 			}
 			pa.check(t)
@@ -558,20 +587,20 @@ func TestBadAnswers(t *testing.T) {
 // public value e and a guessed DH secret K.
 func forgeMessage3(t testing.TB, m1, m2 Outbound, e *big.Int, k [32]byte) Outbound {
 	t.Helper()
-	f1, _ := parseFeature(m1.Payload, NSFeatureNeg, "feature")
-	f2, _ := parseFeature(m2.Payload, NSFeatureNeg, "feature")
+	f1, _ := parseFeature(m1.Payload[0], NSFeatureNeg, "feature")
+	f2, _ := parseFeature(m2.Payload[0], NSFeatureNeg, "feature")
 	nA, _ := b64.DecodeString(f1.form.Value("my_nonce"))
 	nB, _ := b64.DecodeString(f2.form.Value("my_nonce"))
 	cb, _ := b64.DecodeString(f2.form.Value("counter"))
 	var ca counter
 	new(big.Int).SetBytes(cb).FillBytes(ca[:])
-	kA := deriveKeys(&k, true)
+	kA := deriveKeys(&k, true, 16)
 	fields := []*form.Field{field("accept", "1"), field("nonce", b64.EncodeToString(nB)), field("dhkeys", b64.EncodeToString(mpi(e))), field("rshashes", "AAAA")}
 	formA2 := ssnForm(form.TypeResult, fields...).Canonical()
-	macA := sigmaMAC(&kA.ks, nB, nA, mpi(e), f1.form.Canonical(), formA2)
-	id, mA := hideIdentity(&kA, &ca, &macA)
+	macA := sigmaMAC(&kA.ks, nB, nA, mpi(e), nil, f1.form.Canonical(), formA2)
+	id, mA := hideIdentity(&kA, &ca, macA[:], conv{})
 	fields = append(fields, field("identity", b64.EncodeToString(id[:])), field("mac", b64.EncodeToString(mA[:])))
-	return Outbound{To: m2.To, Thread: m1.Thread, Payload: feature(ssnForm(form.TypeResult, fields...))}
+	return Outbound{To: m2.To, Thread: m1.Thread, Payload: []*xmltree.Element{feature(ssnForm(form.TypeResult, fields...))}}
 }
 
 func TestBadMessage3(t *testing.T) {
@@ -640,7 +669,7 @@ func TestBadMessage3(t *testing.T) {
 			if te := eventOf[Terminated](t, r4); !errors.Is(te.Err, ErrAuthentication) {
 				t.Errorf("event %+v", te)
 			}
-			if len(r4.Out) != 1 || !bytes.Contains(r4.Out[0].Payload, []byte("<feature-not-implemented")) {
+			if len(r4.Out) != 1 || !bytes.Contains(payloadXML(r4.Out[0]), []byte("<feature-not-implemented")) {
 				t.Errorf("reply %#v", r4.Out)
 			}
 			pb.check(t)
@@ -649,7 +678,7 @@ func TestBadMessage3(t *testing.T) {
 }
 
 func dValue(t testing.TB, m2 Outbound) *big.Int {
-	f, err := parseFeature(m2.Payload, NSFeatureNeg, "feature")
+	f, err := parseFeature(m2.Payload[0], NSFeatureNeg, "feature")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -683,7 +712,7 @@ func TestBadMessage4(t *testing.T) {
 			sb := eventOf[Established](t, r4).Session
 			// Bob sends encrypted content with message 4: it must be
 			// ignored when message 4 does not verify.
-			c, _ := sb.Seal([]byte("<body>secret</body>"))
+			c, _ := sb.Seal(els(t, "<body>secret</body>")...)
 			m4 := rewriteForm(t, r4.Out[0], edit)
 			m4.Payload = append(m4.Payload, c.Payload...)
 			r5, err := deliverErr(t, m4, bobJID, a.m, true)
@@ -705,7 +734,7 @@ func TestBadMessage4(t *testing.T) {
 	r2 := deliver(t, m1, aliceJID, b.m, true)
 	r3 := deliver(t, r2.Out[0], bobJID, a.m, true)
 	r4 := deliver(t, r3.Out[0], aliceJID, b.m, true)
-	c, _ := eventOf[Established](t, r4).Session.Seal([]byte("<body>with init</body>"))
+	c, _ := eventOf[Established](t, r4).Session.Seal(els(t, "<body>with init</body>")...)
 	m4 := r4.Out[0]
 	m4.Payload = append(m4.Payload, c.Payload...)
 	r5 := deliver(t, m4, bobJID, a.m, true)
@@ -719,58 +748,58 @@ func TestBadMessage4(t *testing.T) {
 func TestTamperedStanzas(t *testing.T) {
 	cases := map[string]func(t *testing.T, sa *Session) []Outbound{
 		"bit flip in data": func(t *testing.T, sa *Session) []Outbound {
-			o, _ := sa.Seal([]byte("<body>pay 10</body>"))
-			i := bytes.Index(o.Payload, []byte("<data>")) + 8
-			if o.Payload[i] == 'A' {
-				o.Payload[i] = 'B'
+			o, _ := sa.Seal(els(t, "<body>pay 10</body>")...)
+			p := payloadXML(o)
+			i := bytes.Index(p, []byte("<data>")) + 8
+			if p[i] == 'A' {
+				p[i] = 'B'
 			} else {
-				o.Payload[i] = 'A'
+				p[i] = 'A'
 			}
-			return []Outbound{o}
+			return []Outbound{withPayloadXML(t, o, p)}
 		},
 		"bad mac": func(t *testing.T, sa *Session) []Outbound {
-			o, _ := sa.Seal([]byte("<body>x</body>"))
-			i := bytes.Index(o.Payload, []byte("<mac>")) + 6
-			o.Payload[i] ^= 0x01
-			return []Outbound{o}
+			o, _ := sa.Seal(els(t, "<body>x</body>")...)
+			p := payloadXML(o)
+			i := bytes.Index(p, []byte("<mac>")) + 6
+			p[i] ^= 0x01
+			return []Outbound{withPayloadXML(t, o, p)}
 		},
 		"replayed": func(t *testing.T, sa *Session) []Outbound {
-			o, _ := sa.Seal([]byte("<body>once</body>"))
+			o, _ := sa.Seal(els(t, "<body>once</body>")...)
 			return []Outbound{o, o}
 		},
 		"reordered": func(t *testing.T, sa *Session) []Outbound {
-			o1, _ := sa.Seal([]byte("<body>1</body>"))
-			o2, _ := sa.Seal([]byte("<body>2</body>"))
+			o1, _ := sa.Seal(els(t, "<body>1</body>")...)
+			o2, _ := sa.Seal(els(t, "<body>2</body>")...)
 			return []Outbound{o2, o1}
 		},
 		"dropped": func(t *testing.T, sa *Session) []Outbound {
-			sa.Seal([]byte("<body>lost</body>"))
-			o2, _ := sa.Seal([]byte("<body>2</body>"))
+			sa.Seal(els(t, "<body>lost</body>")...)
+			o2, _ := sa.Seal(els(t, "<body>2</body>")...)
 			return []Outbound{o2}
 		},
 		"mac removed": func(t *testing.T, sa *Session) []Outbound {
-			o, _ := sa.Seal([]byte("<body>x</body>"))
-			i := bytes.Index(o.Payload, []byte("<mac>"))
-			o.Payload = append(o.Payload[:i:i], "</c>"...)
-			return []Outbound{o}
+			o, _ := sa.Seal(els(t, "<body>x</body>")...)
+			p := payloadXML(o)
+			i := bytes.Index(p, []byte("<mac>"))
+			return []Outbound{withPayloadXML(t, o, append(p[:i:i], "</c>"...))}
 		},
 		"re-key element": func(t *testing.T, sa *Session) []Outbound {
-			o, _ := sa.Seal([]byte("<body>x</body>"))
-			o.Payload = bytes.Replace(o.Payload, []byte("<mac>"), []byte("<key>AAAA</key><mac>"), 1)
-			return []Outbound{o}
+			o, _ := sa.Seal(els(t, "<body>x</body>")...)
+			p := bytes.Replace(payloadXML(o), []byte("<mac>"), []byte("<key>AAAA</key><mac>"), 1)
+			return []Outbound{withPayloadXML(t, o, p)}
 		},
 		"malformed plaintext": func(t *testing.T, sa *Session) []Outbound {
-			o, _ := sa.Seal([]byte("<body>unclosed"))
-			return []Outbound{o}
+			return []Outbound{sealRaw(t, sa, "<body>unclosed")}
 		},
 		"plaintext with a DTD": func(t *testing.T, sa *Session) []Outbound {
-			o, _ := sa.Seal([]byte("<!DOCTYPE x [<!ENTITY a 'b'>]><body>&a;</body>"))
-			return []Outbound{o}
+			return []Outbound{sealRaw(t, sa, "<!DOCTYPE x [<!ENTITY a 'b'>]><body>&a;</body>")}
 		},
 		"data truncated": func(t *testing.T, sa *Session) []Outbound {
-			o, _ := sa.Seal([]byte("<body>0123456789abcdef0123456789</body>"))
-			o.Payload = bytes.Replace(o.Payload, []byte("</data>"), []byte("AAAA</data>"), 1)
-			return []Outbound{o}
+			o, _ := sa.Seal(els(t, "<body>0123456789abcdef0123456789</body>")...)
+			p := bytes.Replace(payloadXML(o), []byte("</data>"), []byte("AAAA</data>"), 1)
+			return []Outbound{withPayloadXML(t, o, p)}
 		},
 	}
 	for name, mk := range cases {
@@ -793,7 +822,7 @@ func TestTamperedStanzas(t *testing.T) {
 			if te := eventOf[Terminated](t, last); !errors.Is(te.Err, ErrAuthentication) || te.Reason != "message authentication failed" {
 				t.Errorf("event %+v", te)
 			}
-			if len(last.Out) != 1 || !bytes.Contains(last.Out[0].Payload, []byte("<not-acceptable")) {
+			if len(last.Out) != 1 || !bytes.Contains(payloadXML(last.Out[0]), []byte("<not-acceptable")) {
 				t.Errorf("reply %#v", last.Out)
 			}
 			pb.check(t)
@@ -805,22 +834,22 @@ func TestUnencryptedSiblingsStripped(t *testing.T) {
 	a := newParty(t, aliceJID, Config{})
 	b := newParty(t, bobJID, Config{})
 	sa, _, _, _ := negotiate(t, a, b)
-	o, _ := sa.Seal([]byte("<body>real</body>"))
-	o.Payload = append(o.Payload, "<body>injected</body><html xmlns='http://jabber.org/protocol/xhtml-im'/>"...)
+	o, _ := sa.Seal(els(t, "<body>real</body>")...)
+	o.Payload = append(o.Payload, els(t, "<body>injected</body><html xmlns='http://jabber.org/protocol/xhtml-im'/>")...)
 	r := deliver(t, o, aliceJID, b.m, true)
 	m := eventOf[Message](t, r)
-	if body, _ := m.Body(); body != "real" || bytes.Contains(m.Content, []byte("injected")) {
-		t.Errorf("content %q", m.Content)
+	if body, _ := m.Body(); body != "real" || bytes.Contains(marshalContent(m.Content), []byte("injected")) {
+		t.Errorf("content %s", marshalContent(m.Content))
 	}
 	if strings.Join(m.Stripped, ",") != "body,html" {
 		t.Errorf("stripped %v", m.Stripped)
 	}
 	// A plain message on the encrypted thread is flagged, not delivered
 	// as part of the session.
-	plain := Outbound{To: bobJID, Type: "chat", Thread: sa.Thread(), Payload: []byte("<body>spoof</body>")}
+	plain := Outbound{To: bobJID, Type: "chat", Thread: sa.Thread(), Payload: els(t, "<body>spoof</body>")}
 	eventOf[Unencrypted](t, deliver(t, plain, aliceJID, b.m, true))
 	// Stanzas from another resource of the peer are refused.
-	o2, _ := sa.Seal([]byte("<body>x</body>"))
+	o2, _ := sa.Seal(els(t, "<body>x</body>")...)
 	if r := deliver(t, o2, "alice@example.org/other", b.m, true); len(r.Out) != 0 {
 		t.Errorf("%#v", r)
 	} else {
@@ -879,23 +908,71 @@ func TestSecondAnswerFromAnotherResource(t *testing.T) {
 }
 
 func TestEncryptedRenegotiateAndContinue(t *testing.T) {
-	a := newParty(t, aliceJID, Config{})
+	a := newParty(t, aliceJID, Config{OTR: OTRConcede})
 	b := newParty(t, bobJID, Config{})
 	sa, sb, _, _ := negotiate(t, a, b)
-	if _, err := sa.Renegotiate("may"); !errors.Is(err, ErrNotSupported) {
-		t.Errorf("Renegotiate: %v", err)
+	// Renegotiation travels encrypted (XEP-0217 §6) and is accepted.
+	ro, err := sa.Renegotiate(LoggingMustNot, LoggingMay)
+	if err != nil || !ro.Encrypted || bytes.Contains(payloadXML(ro), []byte("renegotiate")) {
+		t.Fatalf("Renegotiate: %v %s", err, payloadXML(ro))
 	}
-	if _, err := sa.Continue("x"); !errors.Is(err, ErrNotSupported) {
-		t.Errorf("Continue: %v", err)
+	rr := deliver(t, ro, aliceJID, b.m, true)
+	if rn := eventOf[Renegotiated](t, rr); !rn.Accepted || len(rr.Out) != 1 || !rr.Out[0].Encrypted {
+		t.Fatalf("bob renegotiation: %#v", rr)
 	}
-	// Bob moves to another resource with an encrypted continue form.
-	cont, _ := sb.Seal(feature(continueForm("phone", false)))
+	if rn := eventOf[Renegotiated](t, deliver(t, rr.Out[0], bobJID, a.m, true)); !rn.Accepted || rn.Params.Logging != LoggingMay {
+		t.Errorf("alice renegotiation: %+v", rn)
+	}
+	// Bob (OTRForbid) refuses mustnot only: renegotiate=0, encrypted.
+	ro, _ = sa.Renegotiate(LoggingMustNot)
+	rr = deliver(t, ro, aliceJID, b.m, true)
+	if len(rr.Out) != 1 || !rr.Out[0].Encrypted || rr.Out[0].Type == "error" {
+		t.Fatalf("refusal: %#v", rr.Out)
+	}
+	if rn := eventOf[Renegotiated](t, deliver(t, rr.Out[0], bobJID, a.m, true)); rn.Accepted {
+		t.Error("refused renegotiation reported accepted")
+	}
+	exchange(t, sa, aliceJID, b.m, "still in step")
+
+	// Bob moves to another resource; the session goes with him.
+	cont, err := sb.Continue("phone")
+	if err != nil || !cont.Encrypted {
+		t.Fatalf("Continue: %v", err)
+	}
+	if _, err := sb.Seal(els(t, "<body>x</body>")...); !errors.Is(err, ErrState) {
+		t.Errorf("Seal while moving: %v", err)
+	}
 	r := deliver(t, cont, bobJID, a.m, true)
-	if mv := eventOf[Moved](t, r); mv.To != "bob@example.com/phone" || len(r.Out) != 1 || !r.Out[0].Encrypted {
+	if mv := eventOf[Moved](t, r); mv.To != "bob@example.com/phone" || len(r.Out) != 1 || !r.Out[0].Encrypted || mv.Handover {
 		t.Fatalf("%#v", r)
 	}
-	// The same form in the clear is not obeyed.
-	plain := Outbound{To: aliceJID, Thread: sa.Thread(), Payload: feature(continueForm("evil", false))}
+	rb := deliver(t, r.Out[0], aliceJID, b.m, true)
+	if mv := eventOf[Moved](t, rb); !mv.Handover || mv.To != "bob@example.com/phone" {
+		t.Fatalf("bob on the acknowledgement: %+v", mv)
+	}
+	pb := probe(sb)
+	state, err := sb.Handover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb.check(t)
+	phone := newParty(t, "bob@example.com/phone", Config{})
+	sp, err := phone.m.Adopt(state)
+	clear(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp.Peer() != aliceJID || sp.Thread() != sa.Thread() || sp.SAS() != sa.SAS() || sp.State() != StateActive {
+		t.Fatalf("adopted %q %q", sp.Peer(), sp.Thread())
+	}
+	exchange(t, sa, aliceJID, phone.m, "to the phone")
+	exchange(t, sp, "bob@example.com/phone", a.m, "from the phone")
+	if _, err := phone.m.Adopt([]byte{1, 2, 3}); !errors.Is(err, ErrHandover) {
+		t.Errorf("garbage adopted: %v", err)
+	}
+
+	// A continue form in the clear is not obeyed.
+	plain := Outbound{To: aliceJID, Thread: sa.Thread(), Payload: []*xmltree.Element{feature(continueForm("evil", false))}}
 	if _, err := deliverErr(t, plain, "bob@example.com/phone", a.m, true); !errors.Is(err, ErrAuthentication) {
 		t.Errorf("plaintext continue: %v", err)
 	}
@@ -904,22 +981,54 @@ func TestEncryptedRenegotiateAndContinue(t *testing.T) {
 	}
 }
 
+// A terminate form in the clear for an encrypted session is
+// unauthenticated: the spec profile refuses it and the session continues;
+// only the gajim profile, whose peers send nothing else, obeys it.
 func TestUnauthenticatedTerminate(t *testing.T) {
 	a := newParty(t, aliceJID, Config{})
 	b := newParty(t, bobJID, Config{})
-	sa, _, _, _ := negotiate(t, a, b)
-	pa := probe(sa)
-	o := Outbound{To: aliceJID, Thread: sa.Thread(), Payload: feature(terminateForm(false))}
-	r := deliver(t, o, bobJID, a.m, true)
+	sa, sb, _, _ := negotiate(t, a, b)
+	o := Outbound{To: aliceJID, Thread: sa.Thread(), Payload: []*xmltree.Element{feature(terminateForm(false))}}
+	r, err := deliverErr(t, o, bobJID, a.m, true)
+	if err != nil || len(r.Out) != 0 {
+		t.Fatalf("%v %#v", err, r)
+	}
+	if rj := eventOf[Rejected](t, r); !strings.Contains(rj.Reason, "terminate") {
+		t.Errorf("rejected %+v", rj)
+	}
+	if sa.State() != StateActive {
+		t.Fatal("the spec profile obeyed a plaintext terminate")
+	}
+	m, _ := sb.Seal(els(t, "<body>still on</body>")...)
+	if body, _ := eventOf[Message](t, deliver(t, m, bobJID, a.m, true)).Body(); body != "still on" {
+		t.Errorf("body %q", body)
+	}
+
+	g := newParty(t, aliceJID, Config{Profile: ProfileGajim})
+	h := newParty(t, bobJID, Config{Profile: ProfileGajim})
+	sg, sh, _, _ := negotiate(t, g, h)
+	pg := probe(sg)
+	r = deliver(t, Outbound{To: aliceJID, Thread: sg.Thread(), Payload: []*xmltree.Element{feature(terminateForm(false))}}, bobJID, g.m, true)
 	if te := eventOf[Terminated](t, r); !te.ByPeer || !strings.Contains(te.Reason, "unauthenticated") || len(r.Out) != 0 {
 		t.Errorf("%#v", r)
 	}
-	pa.check(t)
+	pg.check(t)
+	// And the gajim profile terminates in the clear, at once.
+	sg2, sh2, _, _ := negotiate(t, g, h)
+	rt, err := sh2.Terminate()
+	if err != nil || len(rt.Out) != 1 || rt.Out[0].Encrypted || !bytes.Contains(payloadXML(rt.Out[0]), []byte("terminate")) || sh2.State() != StateEnded {
+		t.Fatalf("gajim terminate %v %#v", err, rt)
+	}
+	eventOf[Terminated](t, deliver(t, rt.Out[0], bobJID, g.m, true))
+	if sg2.State() != StateEnded {
+		t.Error("gajim peer did not end")
+	}
+	closeBoth(t, sh)
 }
 
 func TestUnknownThreads(t *testing.T) {
 	b := newParty(t, bobJID, Config{})
-	r, err := b.m.Receive(&Inbound{From: aliceJID, Thread: "nope", C: []byte("<c xmlns='" + NSStanzaEncryption + "'/>")})
+	r, err := b.m.Receive(&Inbound{From: aliceJID, Thread: "nope", C: xmltree.New(NSStanzaEncryption, "c")})
 	if err != nil || eventOf[Rejected](t, r).Reason == "" {
 		t.Errorf("%v %#v", err, r)
 	}
@@ -1020,7 +1129,7 @@ func TestDecoyRSHashes(t *testing.T) {
 		_, m1, _ := a.m.Start(bobJID, nil)
 		r2 := deliver(t, m1, aliceJID, b.m, true)
 		r3 := deliver(t, r2.Out[0], bobJID, a.m, true)
-		pf, err := parseFeature(r3.Out[0].Payload, NSFeatureNeg, "feature")
+		pf, err := parseFeature(r3.Out[0].Payload[0], NSFeatureNeg, "feature")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1049,10 +1158,10 @@ func TestOtherResourceCannotDisturb(t *testing.T) {
 	b := newParty(t, bobJID, Config{})
 	sa, _, _, _ := negotiate(t, a, b)
 	for _, in := range []*Inbound{
-		{From: "bob@example.com/evil", Thread: sa.Thread(), Feature: []byte("<feature xmlns='" + NSFeatureNeg + "'>garbage")},
+		{From: "bob@example.com/evil", Thread: sa.Thread(), Feature: xmltree.New(NSFeatureNeg, "feature").AppendText("garbage")},
 		{From: "bob@example.com/evil", Thread: sa.Thread(), Feature: feature(terminateForm(false))},
-		{From: "bob@example.com/evil", Thread: sa.Thread(), Type: "error", Error: errorPayload(CondNotAcceptable, nil, nil)},
-		{From: "bob@example.com/evil", Thread: sa.Thread(), C: []byte("<c xmlns='" + NSStanzaEncryption + "'><mac>AAAA</mac></c>")},
+		{From: "bob@example.com/evil", Thread: sa.Thread(), Type: "error", Error: errorPayload(CondNotAcceptable, nil, nil)[0]},
+		{From: "bob@example.com/evil", Thread: sa.Thread(), C: els(t, "<c xmlns='"+NSStanzaEncryption+"'><mac>AAAA</mac></c>")[0]},
 	} {
 		r, err := a.m.Receive(in)
 		if err != nil || len(r.Out) != 0 {

@@ -1,11 +1,10 @@
 package esession
 
 import (
-	"bytes"
 	"strconv"
 
 	"github.com/balcony-im/balcony/esession/form"
-	"github.com/balcony-im/balcony/esession/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // This file holds the XEP-0155 forms and error payloads.
@@ -45,12 +44,8 @@ func ssnForm(typ string, fields ...*form.Field) *form.Form {
 }
 
 // feature wraps a form in <feature xmlns='http://jabber.org/protocol/feature-neg'/>.
-func feature(f *form.Form) []byte {
-	var b bytes.Buffer
-	b.WriteString("<feature xmlns='" + NSFeatureNeg + "'>")
-	f.Element().WriteTo(&b, NSFeatureNeg)
-	b.WriteString("</feature>")
-	return b.Bytes()
+func feature(f *form.Form) *xmltree.Element {
+	return xmltree.New(NSFeatureNeg, "feature").Append(f.Element())
 }
 
 func boolValue(b bool) string {
@@ -93,13 +88,12 @@ func continueForm(resource string, ack bool) *form.Form {
 }
 
 // errorPayload returns the children of an error reply to a negotiation
-// message: the received <feature/> echoed (if any) and an <error/> with the
-// condition and the fields concerned (XEP-0155 §4.3). The echo is
-// re-serialised from its parsed tree, never copied raw.
-func errorPayload(cond string, fields []string, echo *xmltree.Element) []byte {
-	var b bytes.Buffer
+// message: a copy of the received <feature/> echoed (if any) and an
+// <error/> with the condition and the fields concerned (XEP-0155 §4.3).
+func errorPayload(cond string, fields []string, echo *xmltree.Element) []*xmltree.Element {
+	var out []*xmltree.Element
 	if echo != nil {
-		echo.WriteTo(&b, nsClient)
+		out = append(out, echo.Copy())
 	}
 	code, typ := "", "cancel"
 	switch cond {
@@ -110,46 +104,45 @@ func errorPayload(cond string, fields []string, echo *xmltree.Element) []byte {
 	case CondNotAcceptable:
 		code, typ = "406", "modify"
 	}
-	b.WriteString("<error")
+	e := xmltree.New(nsClient, "error")
 	if code != "" {
-		b.WriteString(" code='" + code + "'")
+		e.SetAttr("code", code)
 	}
-	b.WriteString(" type='" + typ + "'><" + cond + " xmlns='" + nsStanzas + "'/>")
+	e.SetAttr("type", typ)
+	e.Append(xmltree.New(nsStanzas, cond))
 	if len(fields) > 0 {
 		fe := xmltree.New(NSFeatureNeg, "feature")
 		for _, f := range fields {
-			fe.Add(xmltree.New(NSFeatureNeg, "field", "var", f))
+			fe.Append(xmltree.New(NSFeatureNeg, "field", "var", f))
 		}
-		fe.WriteTo(&b, nsClient)
+		e.Append(fe)
 	}
-	b.WriteString("</error>")
-	return b.Bytes()
+	return append(out, e)
 }
 
 // parseError reads a received <error/>: its defined condition, its text
 // and the fields listed in a feature-neg <feature/>.
-func parseError(raw []byte) *NegotiationError {
+func parseError(el *xmltree.Element) *NegotiationError {
 	ne := &NegotiationError{Condition: "undefined-condition"}
-	el, err := xmltree.Parse(raw, nsClient, xmltree.Limits{MaxBytes: 64 << 10, MaxDepth: 8, MaxElements: 256, MaxAttrs: 16})
-	if err != nil || el.Local != "error" {
+	if el == nil || el.Name.Local != "error" {
 		return ne
 	}
 	for _, c := range el.Elements() {
 		switch {
-		case c.Space == nsStanzas && c.Local == "text":
+		case c.Name.Space == nsStanzas && c.Name.Local == "text":
 			ne.Text = c.Text()
-		case c.Space == nsStanzas:
-			ne.Condition = c.Local
-		case c.Space == NSFeatureNeg && c.Local == "feature":
+		case c.Name.Space == nsStanzas:
+			ne.Condition = c.Name.Local
+		case c.Name.Space == NSFeatureNeg && c.Name.Local == "feature":
 			for _, f := range c.Elements() {
-				if v, ok := f.AttrValue("var"); ok && f.Local == "field" {
+				if v, ok := f.LookupAttr("var"); ok && f.Name.Local == "field" {
 					ne.Fields = append(ne.Fields, v)
 				}
 			}
 		}
 	}
 	if ne.Condition == "undefined-condition" {
-		if code, ok := el.AttrValue("code"); ok {
+		if code, ok := el.LookupAttr("code"); ok {
 			switch n, _ := strconv.Atoi(code); n {
 			case 503:
 				ne.Condition = CondServiceUnavailable

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 func TestNewThreadID(t *testing.T) {
@@ -69,9 +71,19 @@ func TestThreads(t *testing.T) {
 	}
 }
 
+// parseStanza parses raw XML as the client does, then reads it as a
+// message.
+func parseStanza(raw string) (*Inbound, error) {
+	st, err := xmltree.Parse([]byte(raw), nil)
+	if err != nil {
+		return nil, err
+	}
+	return ParseMessage(st)
+}
+
 func TestParseMessage(t *testing.T) {
-	in, err := ParseMessage([]byte(`<message xmlns='jabber:client' from='a@b/c' type='chat'><thread parent='x'>th</thread><body>hi</body>` +
-		`<c xmlns='` + NSStanzaEncryption + `'><data>AA==</data></c><amp xmlns='http://jabber.org/protocol/amp'/></message>`))
+	in, err := parseStanza(`<message xmlns='jabber:client' from='a@b/c' type='chat'><thread parent='x'>th</thread><body>hi</body>` +
+		`<c xmlns='` + NSStanzaEncryption + `'><data>AA==</data></c><amp xmlns='http://jabber.org/protocol/amp'/></message>`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,15 +100,15 @@ func TestParseMessage(t *testing.T) {
 		`<message xmlns='jabber:client'><thread><x/></thread></message>`,
 		`<message xmlns='jabber:client'>`,
 	} {
-		if _, err := ParseMessage([]byte(bad)); err == nil {
+		if _, err := parseStanza(bad); err == nil {
 			t.Errorf("accepted %s", bad)
 		}
 	}
 }
 
 func TestOutboundStanza(t *testing.T) {
-	o := Outbound{To: "b@c/d'e", Type: "chat", Thread: "t<1>", Payload: []byte("<body>x</body>"), Encrypted: true, NoStore: true, NoCopy: true}
-	in, err := ParseMessage(o.Stanza())
+	o := Outbound{To: "b@c/d'e", Type: "chat", Thread: "t<1>", Payload: els(t, "<body>x</body>"), Encrypted: true, NoStore: true, NoCopy: true}
+	in, err := ParseMessage(wire(t, o.Stanza()))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, o.Stanza())
 	}
@@ -106,8 +118,8 @@ func TestOutboundStanza(t *testing.T) {
 	if strings.Join(in.Other, ",") != "body,encryption,amp,no-copy,no-permanent-store,private" {
 		t.Errorf("other %v", in.Other)
 	}
-	if !bytes.Contains(o.Stanza(), []byte("to='b@c/d&apos;e'")) {
-		t.Errorf("%s", o.Stanza())
+	if in.To != "b@c/d'e" {
+		t.Errorf("to %q: %s", in.To, o.Stanza())
 	}
 }
 
@@ -119,32 +131,36 @@ func TestMessageBody(t *testing.T) {
 		"<body/>":                                            "",
 		"<body>a<b>skip</b>c</body>":                         "ac",
 	} {
-		got, _ := Message{Content: []byte(in)}.Body()
+		got, _ := Message{Content: els(t, in)}.Body()
 		if got != want {
 			t.Errorf("Body(%q) = %q, want %q", in, got, want)
 		}
 	}
-	if _, ok := (Message{Content: []byte("<active xmlns='http://jabber.org/protocol/chatstates'/>")}).Body(); ok {
+	if _, ok := (Message{Content: els(t, "<active xmlns='http://jabber.org/protocol/chatstates'/>")}).Body(); ok {
 		t.Error("found a body in a chat state")
 	}
 }
 
 func TestParseErrorPayload(t *testing.T) {
 	p := errorPayload(CondNotAcceptable, []string{"modp", "ver"}, nil)
-	ne := parseError(p)
+	if len(p) != 1 {
+		t.Fatalf("%d elements", len(p))
+	}
+	e := wire(t, p[0])
+	ne := parseError(e)
 	if ne.Condition != CondNotAcceptable || strings.Join(ne.Fields, ",") != "modp,ver" {
-		t.Errorf("%+v from %s", ne, p)
+		t.Errorf("%+v from %s", ne, e)
 	}
-	if !bytes.Contains(p, []byte("code='406' type='modify'")) {
-		t.Errorf("%s", p)
+	if e.AttrValue("code") != "406" || e.AttrValue("type") != "modify" {
+		t.Errorf("%s", e)
 	}
-	if ne := parseError([]byte("<error code='501'/>")); ne.Condition != CondFeatureNotImplemented {
+	if ne := parseError(els(t, "<error code='501'/>")[0]); ne.Condition != CondFeatureNotImplemented {
 		t.Errorf("legacy code: %+v", ne)
 	}
-	if ne := parseError([]byte("<error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>moved</text></error>")); ne.Condition != "gone" || ne.Text != "moved" {
+	if ne := parseError(els(t, "<error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>moved</text></error>")[0]); ne.Condition != "gone" || ne.Text != "moved" {
 		t.Errorf("%+v", ne)
 	}
-	if ne := parseError([]byte("garbage")); ne.Condition != "undefined-condition" {
+	if ne := parseError(els(t, "<garbage/>")[0]); ne.Condition != "undefined-condition" {
 		t.Errorf("%+v", ne)
 	}
 }
@@ -182,7 +198,7 @@ func TestKeyExhaustion(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.recv.used = maxBlocks
-	if _, _, err := b.open(c); !errors.Is(err, ErrAuthentication) {
+	if _, err := b.open(c); !errors.Is(err, ErrAuthentication) {
 		t.Errorf("open past 2^32 blocks: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/balcony-im/balcony/esession/form"
 	"github.com/balcony-im/balcony/internal/modp"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // vector is one profile of testdata/esession-xep0217-group14.json.
@@ -97,9 +98,16 @@ func unb64(t testing.TB, s string) []byte {
 }
 
 // TestVectorFormulas checks every XEP-0217 formula against the "spec"
-// profile, one known-answer subtest each.
+// and "gajim" profiles, one known-answer subtest each.
 func TestVectorFormulas(t *testing.T) {
-	v := loadVector(t, "spec")
+	for _, profile := range []string{"spec", "gajim"} {
+		t.Run(profile, func(t *testing.T) { testVectorFormulas(t, profile) })
+	}
+}
+
+func testVectorFormulas(t *testing.T, profile string) {
+	v := loadVector(t, profile)
+	cv := conv{gajim: profile == "gajim"}
 	g := modp.MustGroup(v.Group)
 	x, y := unhex(t, v.X), unhex(t, v.Y)
 	nA, nB := unb64(t, v.NA), unb64(t, v.NB)
@@ -131,35 +139,35 @@ func TestVectorFormulas(t *testing.T) {
 		check(t, "Alice K", ka[:], k[:])
 		check(t, "Bob K", kb[:], k[:])
 	})
-	kAProv := deriveKeys(&k, true)
+	kAProv := deriveKeys(&k, true, cv.keyLen())
 	t.Run("provisory keys", func(t *testing.T) {
-		check(t, "KC_A", kAProv.kc[:], unhex(t, v.KCAProv))
+		check(t, "KC_A", kAProv.cipherKey(), unhex(t, v.KCAProv))
 		check(t, "KM_A", kAProv.km[:], unhex(t, v.KMAProv))
 		check(t, "KS_A", kAProv.ks[:], unhex(t, v.KSAProv))
 	})
 	t.Run("C_B=C_A^2^127", func(t *testing.T) { cb := responderCounter(ca); check(t, "C_B", cb[:], unhex(t, v.CB)) })
-	macA := sigmaMAC(&kAProv.ks, nB, nA, mpi(e), []byte(v.FormA), []byte(v.FormA2))
+	macA := sigmaMAC(&kAProv.ks, nB, nA, mpi(e), nil, []byte(v.FormA), []byte(v.FormA2))
 	t.Run("mac_A", func(t *testing.T) { check(t, "mac_A", macA[:], unhex(t, v.MacA)) })
 	c := ca
-	id, mA := hideIdentity(&kAProv, &c, &macA)
+	id, mA := hideIdentity(&kAProv, &c, macA[:], cv)
 	t.Run("identity_A and M_A", func(t *testing.T) {
 		check(t, "ID_A", id[:], unb64(t, v.IdentityA))
 		check(t, "M_A", mA[:], unb64(t, v.MacFieldA))
 		check(t, "C_A after", c[:], unhex(t, v.CAAfterNeg))
 		c2 := ca
-		back, ok := revealIdentity(&kAProv, &c2, id[:], mA[:])
-		if !ok || back != macA || c2 != c {
+		back, ok := revealIdentity(&kAProv, &c2, id, mA[:], cv)
+		if !ok || !bytes.Equal(back, macA[:]) || c2 != c {
 			t.Error("revealIdentity does not invert hideIdentity")
 		}
 		c3 := ca
 		bad := mA
 		bad[0] ^= 1
-		if _, ok := revealIdentity(&kAProv, &c3, id[:], bad[:]); ok || c3 != ca {
+		if _, ok := revealIdentity(&kAProv, &c3, id, bad[:], cv); ok || c3 != ca {
 			t.Error("revealIdentity accepted a bad MAC or moved the counter")
 		}
 	})
 	t.Run("SAS", func(t *testing.T) {
-		if got := sas28x5(mA[:], []byte(v.FormB)); got != v.SAS {
+		if got := sas28x5(mA[:], []byte(v.FormB), cv); got != v.SAS {
 			t.Errorf("SAS %q, want %q", got, v.SAS)
 		}
 	})
@@ -170,19 +178,19 @@ func TestVectorFormulas(t *testing.T) {
 			t.Error("the SRS does not change K'")
 		}
 	})
-	kA, kB := deriveKeys(&kf, true), deriveKeys(&kf, false)
+	kA, kB := deriveKeys(&kf, true, cv.keyLen()), deriveKeys(&kf, false, cv.keyLen())
 	t.Run("final keys", func(t *testing.T) {
-		check(t, "KC_A", kA.kc[:], unhex(t, v.KCA))
+		check(t, "KC_A", kA.cipherKey(), unhex(t, v.KCA))
 		check(t, "KM_A", kA.km[:], unhex(t, v.KMA))
-		check(t, "KC_B", kB.kc[:], unhex(t, v.KCB))
+		check(t, "KC_B", kB.cipherKey(), unhex(t, v.KCB))
 		check(t, "KM_B", kB.km[:], unhex(t, v.KMB))
 		check(t, "KS_B", kB.ks[:], unhex(t, v.KSB))
 	})
-	macB := sigmaMAC(&kB.ks, nA, nB, mpi(d), []byte(v.FormB), []byte(v.FormB2))
+	macB := sigmaMAC(&kB.ks, nA, nB, mpi(d), nil, []byte(v.FormB), []byte(v.FormB2))
 	t.Run("mac_B, identity_B, M_B", func(t *testing.T) {
 		check(t, "mac_B", macB[:], unhex(t, v.MacB))
 		cb := responderCounter(ca)
-		idB, mB := hideIdentity(&kB, &cb, &macB)
+		idB, mB := hideIdentity(&kB, &cb, macB[:], cv)
 		check(t, "ID_B", idB[:], unb64(t, v.IdentityB))
 		check(t, "M_B", mB[:], unb64(t, v.MacFieldB))
 		check(t, "C_B after", cb[:], unhex(t, v.CBAfterNeg))
@@ -196,24 +204,22 @@ func TestVectorFormulas(t *testing.T) {
 		check(t, "next srshash", sh[:], unb64(t, v.NextSRSHash))
 	})
 	t.Run("XEP-0200 stanza", func(t *testing.T) {
-		ch := &channel{pad: true}
+		ch := &channel{pad: true, cv: cv}
 		var c0 counter
 		copy(c0[:], unhex(t, v.CAAfterNeg))
-		ch.send.init(&kA, c0)
-		ch.recv.init(&kA, c0)
+		ch.send.init(&kA, c0, cv)
+		ch.recv.init(&kA, c0, cv)
 		out, err := ch.seal([]byte(v.StanzaPlaintext))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(out) != v.StanzaC {
-			t.Errorf("stanza\n got %s\nwant %s", out, v.StanzaC)
-		}
+		sameXML(t, out, v.StanzaC)
 		check(t, "C_A after stanza", ch.send.ctr[:], unhex(t, v.CAAfterStanza))
-		pt, _, err := ch.open(out)
+		msg, err := ch.open(out)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(pt) != "<body>Hello, Bob!</body>" {
+		if pt := marshalContent(msg.Elements()); string(pt) != "<body>Hello, Bob!</body>" {
 			t.Errorf("decrypted %q", pt)
 		}
 	})
@@ -229,15 +235,29 @@ func TestVectorGajimProfileDiffers(t *testing.T) {
 	}
 	var kf [32]byte
 	copy(kf[:], unhex(t, gajim.KFinal))
-	kA := deriveKeys(&kf, true)
-	if hex.EncodeToString(kA.kc[:]) == gajim.KCA {
+	kA := deriveKeys(&kf, true, 16)
+	if hex.EncodeToString(kA.cipherKey()) == gajim.KCA {
 		t.Error("derived the gajim 32-byte cipher key")
 	}
-	if gajim.KCA[32:] != hex.EncodeToString(kA.kc[:]) {
+	if gajim.KCA[32:] != hex.EncodeToString(kA.cipherKey()) {
 		t.Error("our AES key is not the last 16 bytes of the gajim profile's full HMAC")
 	}
 	if spec.SAS == gajim.SAS || spec.IdentityA == gajim.IdentityA {
 		t.Error("profiles should differ on the identity and SAS")
+	}
+}
+
+// sameXML checks that el is the element want serialises: the same names,
+// attributes and text, whatever the quoting.
+func sameXML(t testing.TB, el *xmltree.Element, want string) {
+	t.Helper()
+	w, err := xmltree.Parse([]byte(want), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, exp := form.AppendNormalized(nil, el, false), form.AppendNormalized(nil, w, false)
+	if !bytes.Equal(got, exp) || el.Name != w.Name {
+		t.Errorf("XML\n got %s\nwant %s", el.Marshal(""), want)
 	}
 }
 
@@ -260,24 +280,34 @@ func (s *script) Read(p []byte) (int, error) {
 }
 
 // TestVectorFullFlow runs both engines with scripted randomness and checks
-// that every message they exchange reproduces the vector.
+// that every message they exchange reproduces the vector, in each profile.
 func TestVectorFullFlow(t *testing.T) {
-	v := loadVector(t, "spec")
+	for _, p := range []struct {
+		name    string
+		profile Profile
+	}{{"spec", ProfileSpec}, {"gajim", ProfileGajim}} {
+		t.Run(p.name, func(t *testing.T) { testVectorFullFlow(t, p.name, p.profile) })
+	}
+}
+
+func testVectorFullFlow(t *testing.T, name string, profile Profile) {
+	v := loadVector(t, name)
+	gajim := profile == ProfileGajim
 	decoy := unb64(t, "uwtQZltWvGsvwlnmkhnp+rXzouAJe8BWi8k+9Rqktak=") // the vector's form_A2 rshash
 	aliceRand := &script{[][]byte{make([]byte, 16), unb64(t, v.NA), unhex(t, v.X), {0}, decoy}}
 	bobRand := &script{[][]byte{unb64(t, v.NB), unhex(t, v.CA), unhex(t, v.Y), unb64(t, v.SRSHash)}}
-	alice, err := NewManager(&Config{Rand: aliceRand, MustNotLog: true, Secrets: &MemorySecrets{}})
+	alice, err := NewManager(&Config{Rand: aliceRand, MustNotLog: true, Secrets: &MemorySecrets{}, Profile: profile})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bob, _ := NewManager(&Config{Rand: bobRand, MustNotLog: true, AutoAccept: true, Secrets: &MemorySecrets{}})
-	formOf := func(payload []byte, local string) *form.Form {
+	bob, _ := NewManager(&Config{Rand: bobRand, MustNotLog: true, AutoAccept: true, Secrets: &MemorySecrets{}, Profile: profile})
+	formOf := func(payload []*xmltree.Element, local string) *form.Form {
 		t.Helper()
 		ns := NSFeatureNeg
 		if local == "init" {
 			ns = NSInit
 		}
-		pf, err := parseFeature(payload, ns, local)
+		pf, err := parseFeature(wire(t, payload[0]), ns, local)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, payload)
 		}
@@ -287,14 +317,14 @@ func TestVectorFullFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := string(formOf(m1.Payload, "feature").Canonical()); got != v.FormA {
+	if got := string(formOf(m1.Payload, "feature").Normalize(gajim)); got != v.FormA {
 		t.Fatalf("message 1 form_A\n got %s\nwant %s", got, v.FormA)
 	}
 	r2 := deliver(t, m1, "alice@example.org/pda", bob, true)
 	if len(r2.Out) != 1 {
 		t.Fatalf("bob sent %d stanzas, events %#v", len(r2.Out), r2.Events)
 	}
-	if got := string(formOf(r2.Out[0].Payload, "feature").Canonical()); got != v.FormB {
+	if got := string(formOf(r2.Out[0].Payload, "feature").Normalize(gajim)); got != v.FormB {
 		t.Fatalf("message 2 form_B\n got %s\nwant %s", got, v.FormB)
 	}
 	r3 := deliver(t, r2.Out[0], "bob@example.com/laptop", alice, true)
@@ -302,7 +332,7 @@ func TestVectorFullFlow(t *testing.T) {
 		t.Fatalf("alice sent %d stanzas: %#v", len(r3.Out), r3.Events)
 	}
 	f3 := formOf(r3.Out[0].Payload, "feature")
-	if got := string(f3.CanonicalOmit("identity", "mac")); got != v.FormA2 {
+	if got := string(f3.Normalize(gajim, "identity", "mac")); got != v.FormA2 {
 		t.Errorf("message 3 form_A2\n got %s\nwant %s", got, v.FormA2)
 	}
 	if f3.Value("identity") != v.IdentityA || f3.Value("mac") != v.MacFieldA {
@@ -316,7 +346,7 @@ func TestVectorFullFlow(t *testing.T) {
 		t.Fatalf("bob sent %d stanzas: %#v", len(r4.Out), r4.Events)
 	}
 	f4 := formOf(r4.Out[0].Payload, "init")
-	if got := string(f4.CanonicalOmit("identity", "mac")); got != v.FormB2 {
+	if got := string(f4.Normalize(gajim, "identity", "mac")); got != v.FormB2 {
 		t.Errorf("message 4 form_B2\n got %s\nwant %s", got, v.FormB2)
 	}
 	if f4.Value("identity") != v.IdentityB || f4.Value("mac") != v.MacFieldB {
@@ -330,12 +360,14 @@ func TestVectorFullFlow(t *testing.T) {
 	if sa.State() != StateActive || len(r5.Events) != 1 {
 		t.Fatalf("alice state %v events %#v", sa.State(), r5.Events)
 	}
-	o, err := sa.Seal([]byte("<body>Hello, Bob!</body>"))
+	o, err := sa.Seal(els(t, "<body>Hello, Bob!</body>")...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(o.Payload) != v.StanzaC {
-		t.Errorf("stanza\n got %s\nwant %s", o.Payload, v.StanzaC)
+	if len(o.Payload) != 1 {
+		t.Errorf("stanza %s", payloadXML(o))
+	} else {
+		sameXML(t, o.Payload[0], v.StanzaC)
 	}
 	r6 := deliver(t, o, "alice@example.org/pda", bob, true)
 	if len(r6.Events) != 1 {
@@ -361,5 +393,40 @@ func TestVectorFullFlow(t *testing.T) {
 	}
 	if len(aliceRand.chunks) != 0 || len(bobRand.chunks) != 0 {
 		t.Error("randomness left unread")
+	}
+}
+
+// In the gajim profile a received stanza MAC over the counter's MPI (what
+// Gajim sends) is accepted as well as one over its 16 bytes, and the two
+// differ only when the counter's top byte is zero.
+func TestGajimStanzaMACCounter(t *testing.T) {
+	var k [32]byte
+	k[0] = 9
+	cv := conv{gajim: true}
+	ks := deriveKeys(&k, true, cv.keyLen())
+	var c counter
+	c[1], c[15] = 0x42, 0x07 // top byte zero
+	for _, mpiMAC := range []bool{false, true} {
+		snd := &channel{pad: true, cv: cv}
+		snd.send.init(&ks, c, cv)
+		out, err := snd.seal([]byte("<body>x</body>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mpiMAC {
+			// recompute the MAC as Gajim sends it
+			macIn := appendMACInput(nil, "data", out.ChildText(NSStanzaEncryption, "data"))
+			sum := hmacSHA256(ks.km[:], macIn, mpiBytes(c[:]))
+			mac := out.Child(NSStanzaEncryption, "mac")
+			mac.Children = []xmltree.Node{xmltree.CharData(b64.EncodeToString(sum[:]))}
+		}
+		for _, gajim := range []bool{true, false} {
+			rcv := &channel{pad: true, cv: conv{gajim: gajim}}
+			rcv.recv.init(&ks, c, cv)
+			_, err := rcv.open(out)
+			if want := !mpiMAC || gajim; (err == nil) != want {
+				t.Errorf("MPI MAC %v, gajim receiver %v: %v", mpiMAC, gajim, err)
+			}
+		}
 	}
 }

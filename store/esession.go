@@ -48,13 +48,13 @@ func (s *core) RetainedSecrets(ctx context.Context, peer string) ([]RetainedSecr
 // an ESession negotiation, in one transaction: the stored secret equal to
 // old (compared in constant time) is destroyed and next takes its place;
 // if old is nil or no stored secret equals it, next is added as a new
-// chain. Confirming the SAS of a session is a replacement of a secret by
-// itself with Verified set. A zero next.Created means now.
+// chain. A zero next.Created means now. (Confirming the SAS of a session
+// is VerifyRetainedSecret, which never re-inserts a replaced secret.)
 //
 // These semantics are those of the esession.RetainedSecrets interface, so
-// an adapter maps Lookup to RetainedSecrets and Replace to
-// ReplaceRetainedSecret, copying between [32]byte and []byte and
-// supplying a context.
+// an adapter maps Lookup to RetainedSecrets, Replace to
+// ReplaceRetainedSecret and Verify to VerifyRetainedSecret, copying
+// between [32]byte and []byte and supplying a context.
 func (s *core) ReplaceRetainedSecret(ctx context.Context, peer string, old []byte, next RetainedSecret) error {
 	const op = "replace retained secret"
 	p, err := bareJID(peer)
@@ -96,6 +96,55 @@ func (s *core) ReplaceRetainedSecret(ctx context.Context, peer string, old []byt
 			blob, next.Verified, created, id)
 		return err
 	})
+}
+
+// VerifyRetainedSecret sets the verified flag of the stored secret equal
+// to value (compared in constant time), in one transaction, and reports
+// whether such a secret was stored. It never inserts a secret: a secret
+// that a later session already replaced stays gone. This is Verify of the
+// esession.RetainedSecrets interface.
+func (s *core) VerifyRetainedSecret(ctx context.Context, peer string, value []byte) (bool, error) {
+	const op = "verify retained secret"
+	p, err := bareJID(peer)
+	if err != nil {
+		return false, wrap(op, err)
+	}
+	found := false
+	err = s.update(ctx, op, func(q Querier) error {
+		found = false
+		r, err := s.findRetained(ctx, q, p, value)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := q.Exec(ctx, `UPDATE retained_secrets SET verified = TRUE WHERE /*account*/ id = ?`, r.id); err != nil {
+			return err
+		}
+		found = true
+		return nil
+	})
+	return found, err
+}
+
+// ExpireRetainedSecrets deletes the retained secrets shared with peer that
+// were created before the given time, and returns how many. This is Expire
+// of the esession.RetainedSecrets interface.
+func (s *core) ExpireRetainedSecrets(ctx context.Context, peer string, createdBefore time.Time) (int, error) {
+	const op = "expire retained secrets"
+	p, err := bareJID(peer)
+	if err != nil {
+		return 0, wrap(op, err)
+	}
+	var n int64
+	err = s.update(ctx, op, func(q Querier) error {
+		var err error
+		n, err = q.Exec(ctx, `DELETE FROM retained_secrets WHERE /*account*/ peer = ? AND created < ?`,
+			p, createdBefore.UnixMilli())
+		return err
+	})
+	return int(n), err
 }
 
 // ForgetRetainedSecrets deletes every retained secret shared with peer,

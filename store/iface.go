@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // AccountStore is everything Balcony keeps for one XMPP account: its
 // record, settings, own keys, contacts' keys with trust and history, the
@@ -92,6 +95,8 @@ type OTRTagStore interface {
 type RetainedSecretStore interface {
 	RetainedSecrets(ctx context.Context, peer string) ([]RetainedSecret, error)
 	ReplaceRetainedSecret(ctx context.Context, peer string, old []byte, next RetainedSecret) error
+	VerifyRetainedSecret(ctx context.Context, peer string, value []byte) (bool, error)
+	ExpireRetainedSecrets(ctx context.Context, peer string, createdBefore time.Time) (int, error)
 	ForgetRetainedSecrets(ctx context.Context, peer string) error
 }
 

@@ -90,6 +90,8 @@ Flags:
 type retainedSecretStore interface {
 	RetainedSecrets(ctx context.Context, peer string) ([]store.RetainedSecret, error)
 	ReplaceRetainedSecret(ctx context.Context, peer string, old []byte, next store.RetainedSecret) error
+	VerifyRetainedSecret(ctx context.Context, peer string, value []byte) (bool, error)
+	ExpireRetainedSecrets(ctx context.Context, peer string, createdBefore time.Time) (int, error)
 }
 
 // storeSecrets adapts the store to esession.RetainedSecrets. The store
@@ -131,6 +133,21 @@ func (a storeSecrets) Replace(peer string, old *[32]byte, next esession.Secret) 
 	v := next.Value
 	defer clear(v[:])
 	return a.st.ReplaceRetainedSecret(ctx, peer, o, store.RetainedSecret{Value: v[:], Verified: next.Verified, Created: next.Created})
+}
+
+func (a storeSecrets) Verify(peer string, value *[32]byte) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), secretsTimeout)
+	defer cancel()
+	v := *value
+	defer clear(v[:])
+	return a.st.VerifyRetainedSecret(ctx, peer, v[:])
+}
+
+func (a storeSecrets) Expire(peer string, createdBefore time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), secretsTimeout)
+	defer cancel()
+	_, err := a.st.ExpireRetainedSecrets(ctx, peer, createdBefore)
+	return err
 }
 
 // setupESession registers the Encrypted Sessions mechanism, enabled, with

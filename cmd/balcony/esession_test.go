@@ -43,11 +43,9 @@ func TestStoreSecrets(t *testing.T) {
 	if err := a.Replace(peer, nil, one); err != nil {
 		t.Fatal(err)
 	}
-	// Confirming the SAS: the same secret, verified.
-	verified := one
-	verified.Verified = true
-	if err := a.Replace(peer, &one.Value, verified); err != nil {
-		t.Fatal(err)
+	// Confirming the SAS marks the stored secret verified.
+	if found, err := a.Verify(peer, &one.Value); err != nil || !found {
+		t.Fatalf("Verify: %v %v", found, err)
 	}
 	// The next session replaces it by a new secret that inherits the flag.
 	two := esession.Secret{Verified: true, Created: created.Add(time.Hour)}
@@ -55,10 +53,18 @@ func TestStoreSecrets(t *testing.T) {
 	if err := a.Replace(peer+"/phone", &one.Value, two); err != nil {
 		t.Fatal(err)
 	}
+	// Confirming the first session once it was replaced inserts nothing.
+	if found, err := a.Verify(peer, &one.Value); err != nil || found {
+		t.Fatalf("Verify of a replaced secret: %v %v", found, err)
+	}
 	// Another client of the peer starts a chain of its own.
 	other := esession.Secret{Created: created}
 	other.Value[31] = 7
 	if err := a.Replace(peer, nil, other); err != nil {
+		t.Fatal(err)
+	}
+	// Expiry removes the secrets created before the limit only.
+	if err := a.Expire(peer, created); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()

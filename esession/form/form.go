@@ -11,11 +11,10 @@
 package form
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
-	"github.com/balcony-im/balcony/esession/internal/xmltree"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // NS is the Data Forms namespace.
@@ -152,7 +151,7 @@ func (f *Form) Add(fields ...*Field) *Form {
 }
 
 // Element returns the form's tree: as parsed, or built from the fields and
-// frozen. It is for the esession packages.
+// frozen. The tree must not be changed.
 func (f *Form) Element() *xmltree.Element {
 	if f.el == nil {
 		f.el = f.build()
@@ -166,15 +165,19 @@ func (f *Form) Marshal() []byte { return f.Element().Marshal("") }
 // Canonical returns the XEP-0116 §8.2 normalised content of the form: the
 // Canonical XML of each child element of <x>, in order, concatenated, with
 // character data between elements removed and no namespace declarations.
-func (f *Form) Canonical() []byte { return xmltree.CanonicalContent(f.Element()) }
+func (f *Form) Canonical() []byte { return f.Normalize(false) }
 
 // CanonicalOmit is Canonical without the fields whose var is listed (as
 // XEP-0217 computes form_A2 and form_B2 without "identity" and "mac").
-func (f *Form) CanonicalOmit(vars ...string) []byte {
-	var b bytes.Buffer
+func (f *Form) CanonicalOmit(vars ...string) []byte { return f.Normalize(false, vars...) }
+
+// Normalize is CanonicalOmit, with empty elements written "<name />" when
+// selfClosing is set (the normalisation Gajim 0.12 to 0.16 computed).
+func (f *Form) Normalize(selfClosing bool, vars ...string) []byte {
+	var b []byte
 	for _, c := range f.Element().Elements() {
-		if c.Space == NS && c.Local == "field" {
-			v, _ := c.AttrValue("var")
+		if c.Name.Space == NS && c.Name.Local == "field" {
+			v := c.AttrValue("var")
 			skip := false
 			for _, o := range vars {
 				if v == o {
@@ -185,18 +188,18 @@ func (f *Form) CanonicalOmit(vars ...string) []byte {
 				continue
 			}
 		}
-		xmltree.Canonical(&b, c)
+		b = AppendNormalized(b, c, selfClosing)
 	}
-	return b.Bytes()
+	return b
 }
 
 func (f *Form) build() *xmltree.Element {
 	x := xmltree.New(NS, "x", "type", f.Type)
 	if f.Title != "" {
-		x.Add(xmltree.New(NS, "title").AddText(f.Title))
+		x.Append(xmltree.New(NS, "title").AppendText(f.Title))
 	}
 	for _, in := range f.Instructions {
-		x.Add(xmltree.New(NS, "instructions").AddText(in))
+		x.Append(xmltree.New(NS, "instructions").AppendText(in))
 	}
 	for _, fl := range f.Fields {
 		var attrs []string
@@ -211,24 +214,24 @@ func (f *Form) build() *xmltree.Element {
 		}
 		fe := xmltree.New(NS, "field", attrs...)
 		if fl.Desc != "" {
-			fe.Add(xmltree.New(NS, "desc").AddText(fl.Desc))
+			fe.Append(xmltree.New(NS, "desc").AppendText(fl.Desc))
 		}
 		// Values, then <required/>, then options: the order of the
 		// XEP-0217 examples' request form and of our test vectors.
 		for _, v := range fl.Values {
-			fe.Add(xmltree.New(NS, "value").AddText(v))
+			fe.Append(xmltree.New(NS, "value").AppendText(v))
 		}
 		if fl.Required {
-			fe.Add(xmltree.New(NS, "required"))
+			fe.Append(xmltree.New(NS, "required"))
 		}
 		for _, o := range fl.Options {
 			var oa []string
 			if o.Label != "" {
 				oa = []string{"label", o.Label}
 			}
-			fe.Add(xmltree.New(NS, "option", oa...).Add(xmltree.New(NS, "value").AddText(o.Value)))
+			fe.Append(xmltree.New(NS, "option", oa...).Append(xmltree.New(NS, "value").AppendText(o.Value)))
 		}
-		x.Add(fe)
+		x.Append(fe)
 	}
 	return x
 }
@@ -242,23 +245,27 @@ func parseErr(format string, a ...any) error {
 	return &ParseError{Msg: fmt.Sprintf(format, a...)}
 }
 
+// parseLimits bound what Parse accepts.
+var parseLimits = xmltree.Limits{MaxDepth: 32, MaxNodes: 8192, MaxBytes: 256 << 10}
+
 // Parse parses an <x xmlns='jabber:x:data'/> element.
 func Parse(b []byte) (*Form, error) {
-	el, err := xmltree.Parse(b, "", xmltree.DefaultLimits)
+	el, err := xmltree.Parse(b, &parseLimits)
 	if err != nil {
 		return nil, &ParseError{Msg: err.Error()}
 	}
 	return FromTree(el)
 }
 
-// FromTree interprets a parsed element as a data form. It is for the
-// esession packages, which parse whole stanzas.
+// FromTree interprets a parsed element as a data form. The form keeps the
+// tree, which must not be changed afterwards: Canonical normalises it as
+// received.
 func FromTree(x *xmltree.Element) (*Form, error) {
-	if x.Space != NS || x.Local != "x" {
-		return nil, parseErr("not a data form: {%s}%s", x.Space, x.Local)
+	if x.Name.Space != NS || x.Name.Local != "x" {
+		return nil, parseErr("not a data form: {%s}%s", x.Name.Space, x.Name.Local)
 	}
 	f := &Form{el: x}
-	f.Type, _ = x.AttrValue("type")
+	f.Type = x.AttrValue("type")
 	switch f.Type {
 	case TypeForm, TypeSubmit, TypeCancel, TypeResult:
 	default:
@@ -266,17 +273,17 @@ func FromTree(x *xmltree.Element) (*Form, error) {
 	}
 	seen := map[string]bool{}
 	for _, c := range x.Elements() {
-		if c.Space != NS {
+		if c.Name.Space != NS {
 			continue // extensions in other namespaces are allowed and ignored
 		}
-		switch c.Local {
+		switch c.Name.Local {
 		case "title":
-			if c.HasElements() {
+			if hasElements(c) {
 				return nil, parseErr("<title> with child elements")
 			}
 			f.Title = c.Text()
 		case "instructions":
-			if c.HasElements() {
+			if hasElements(c) {
 				return nil, parseErr("<instructions> with child elements")
 			}
 			f.Instructions = append(f.Instructions, c.Text())
@@ -298,37 +305,46 @@ func FromTree(x *xmltree.Element) (*Form, error) {
 		case "reported", "item":
 			// multi-item results; not used by session negotiation
 		default:
-			return nil, parseErr("unknown element <%s>", c.Local)
+			return nil, parseErr("unknown element <%s>", c.Name.Local)
 		}
 	}
 	return f, nil
 }
 
 func leafText(e *xmltree.Element) (string, error) {
-	if e.HasElements() {
-		return "", parseErr("<%s> with child elements", e.Local)
+	if hasElements(e) {
+		return "", parseErr("<%s> with child elements", e.Name.Local)
 	}
 	return e.Text(), nil
 }
 
+func hasElements(e *xmltree.Element) bool {
+	for _, c := range e.Children {
+		if _, ok := c.(*xmltree.Element); ok {
+			return true
+		}
+	}
+	return false
+}
+
 func parseField(c *xmltree.Element) (*Field, error) {
 	fl := &Field{}
-	fl.Var, _ = c.AttrValue("var")
-	fl.Type, _ = c.AttrValue("type")
-	fl.Label, _ = c.AttrValue("label")
+	fl.Var = c.AttrValue("var")
+	fl.Type = c.AttrValue("type")
+	fl.Label = c.AttrValue("label")
 	if fl.Var == "" && fl.Type != Fixed {
 		return nil, parseErr("field without var")
 	}
 	for _, a := range c.Attr {
-		if a.Space != "" && a.Space != xmltree.NSXML {
+		if a.Name.Space != "" && !isXMLNS(a.Name.Space) {
 			return nil, parseErr("namespaced attribute on field %q", fl.Var)
 		}
 	}
 	for _, k := range c.Elements() {
-		if k.Space != NS {
+		if k.Name.Space != NS {
 			continue
 		}
-		switch k.Local {
+		switch k.Name.Local {
 		case "desc":
 			s, err := leafText(k)
 			if err != nil {
@@ -354,9 +370,9 @@ func parseField(c *xmltree.Element) (*Field, error) {
 				return nil, parseErr("more than %d options in field %q", MaxOptions, fl.Var)
 			}
 			o := Option{}
-			o.Label, _ = k.AttrValue("label")
+			o.Label = k.AttrValue("label")
 			vals := k.Elements()
-			if len(vals) != 1 || vals[0].Space != NS || vals[0].Local != "value" {
+			if len(vals) != 1 || vals[0].Name.Space != NS || vals[0].Name.Local != "value" {
 				return nil, parseErr("option in field %q without exactly one value", fl.Var)
 			}
 			s, err := leafText(vals[0])
@@ -366,7 +382,7 @@ func parseField(c *xmltree.Element) (*Field, error) {
 			o.Value = s
 			fl.Options = append(fl.Options, o)
 		default:
-			return nil, parseErr("unknown element <%s> in field %q", k.Local, fl.Var)
+			return nil, parseErr("unknown element <%s> in field %q", k.Name.Local, fl.Var)
 		}
 	}
 	return fl, nil
