@@ -49,6 +49,10 @@ type ESessionConfig struct {
 	SecretLifetime time.Duration
 	// AcceptPolicy says which requests are accepted without asking.
 	AcceptPolicy ESessionAcceptPolicy
+	// OnUnavailable says what happens to a session when the peer's
+	// resource goes offline (XEP-0155 §9.4); the default keeps it, as the
+	// XEP recommends, and tells the user.
+	OnUnavailable esession.UnavailablePolicy
 	// Groups are the MODP groups offered and accepted (14 to 18; default
 	// {14}).
 	Groups []int
@@ -85,6 +89,7 @@ const (
 	ESessionDeclined         = "esession-declined"          // the contact declined
 	ESessionFailed           = "esession-failed"            // the contact or its server answered with an error
 	ESessionTerminated       = "esession-terminated"        // the session is over, for whatever reason
+	ESessionPeerOffline      = "esession-peer-offline"      // the peer's resource went offline; the session is kept
 	ESessionIgnored          = "esession-ignored"           // a session stanza was refused without changing any session
 	ESessionCopy             = "esession-copy"              // a copy of a session stanza made for another device
 	ESessionSecretNotStored  = "esession-secret-not-stored" // the new retained secret could not be stored
@@ -184,6 +189,7 @@ func NewESession(c *Client, cfg ESessionConfig) (*ESession, error) {
 		SecretLifetime: cfg.SecretLifetime,
 		Groups:         cfg.Groups,
 		AutoAccept:     cfg.AcceptPolicy == AcceptSubscribed,
+		OnUnavailable:  cfg.OnUnavailable,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
@@ -506,6 +512,12 @@ func (e *ESession) securityEvents(ev esession.Event) []*SecurityEvent {
 		return &SecurityEvent{Peer: p, Mechanism: ns, Kind: kind, Text: text}
 	}
 	switch ev := ev.(type) {
+	case esession.PeerWentOffline:
+		if ev.Terminated {
+			return nil // the Terminated event that follows tells
+		}
+		return []*SecurityEvent{mk(ev.Session, ESessionPeerOffline, ev.Session.Peer()+
+			" went offline. The Encrypted Session is kept, as the contact may come back; a message sent meanwhile may be lost, which ends the session when the contact reads the next one.")}
 	case esession.RequestReceived:
 		s := ev.Session
 		var b strings.Builder
@@ -815,15 +827,16 @@ func (e *ESession) Presence(ctx context.Context, ev *PresenceEvent) []*SecurityE
 	if ev.Available || ev.From.Resourcepart() == "" {
 		return nil
 	}
-	var out []*SecurityEvent
-	for _, s := range e.m.Sessions() {
-		if s.Peer() != ev.From.String() || s.State() == esession.StateEnded {
-			continue
-		}
-		s.Close()
-		out = append(out, &SecurityEvent{Peer: ev.From, Mechanism: e.Namespace(), Kind: ESessionTerminated,
-			Text: ev.From.String() + " went offline: the Encrypted Session with it ended and its keys are wiped."})
+	// XEP-0155 §9.4: the session is kept (the peer may come back) or
+	// terminated explicitly, as configured; never closed silently.
+	unlock := e.lockSend()
+	res := e.m.PeerUnavailable(ev.From.String())
+	err := e.send(ctx, res.Out)
+	unlock()
+	if err != nil {
+		e.c.cfg.logger().Info("terminating an Encrypted Session after unavailable presence failed", "peer", ev.From.String(), "err", err)
 	}
+	out := e.eventsOf(res.Events)
 	if out != nil {
 		e.notify()
 	}

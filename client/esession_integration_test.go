@@ -320,10 +320,11 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	}
 	exchange(t, c, b, "still fine", ci.SAS, ci.Thread, false)
 
-	// Bob's stream drops without a terminate: his sessions end with it, and
-	// carol learns it from the unavailable presence that follows the
+	// Bob's stream drops without a terminate: his sessions end with it.
+	// Carol learns it from the unavailable presence that follows the
 	// directed presence the session sent, although they have no
-	// subscription.
+	// subscription; XEP-0155 §9.4: her session is kept (bob may come
+	// back), and she is told, never silently.
 	if err := b.Disconnect(); err != nil {
 		t.Fatal(err)
 	}
@@ -331,14 +332,15 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	if !strings.Contains(lost.Text, "connection was lost") || !lost.Peer.Equal(c.JID()) {
 		t.Fatalf("bob: %+v", lost)
 	}
-	gone := waitFor(t, c, securityEvent(client.ESessionTerminated))
-	if !strings.Contains(gone.Text, "went offline") || !gone.Peer.Equal(b.JID()) {
+	gone := waitFor(t, c, securityEvent(client.ESessionPeerOffline))
+	if !strings.Contains(gone.Text, "went offline") || !strings.Contains(gone.Text, "is kept") || !gone.Peer.Equal(b.JID()) {
 		t.Fatalf("carol: %+v", gone)
 	}
-	for _, es := range []*client.ESession{be, ce} {
-		if st := es.Status(); st[len(st)-1].State != "ended" {
-			t.Fatalf("sessions: %+v", st)
-		}
+	if st := be.Status(); st[len(st)-1].State != "ended" {
+		t.Fatalf("bob's sessions: %+v", st)
+	}
+	if st := ce.Status(); st[len(st)-1].State != "active" {
+		t.Fatalf("carol's session: %+v", st)
 	}
 }
 
