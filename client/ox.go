@@ -31,6 +31,7 @@ type OXStore interface {
 	ListKeys(ctx context.Context, contact string, m store.Mechanism) ([]store.ContactKey, error)
 	RecordSeenKey(ctx context.Context, contact string, m store.Mechanism, fingerprint string, data []byte) (store.Seen, error)
 	SetAnnouncedKeys(ctx context.Context, contact string, m store.Mechanism, fingerprints []string) error
+	SetKeyPublished(ctx context.Context, contact string, m store.Mechanism, fingerprint string, published time.Time) error
 }
 
 var (

@@ -464,6 +464,42 @@ func TestIntegrationOX(t *testing.T) {
 		}
 	})
 
+	t.Run("key announced again with a new date is fetched again", func(t *testing.T) {
+		// A renewed key keeps its fingerprint and gets a new date in the
+		// key list (XEP-0373 §4.2): its data must be fetched again, or
+		// signatures by it look expired and sending to it fails.
+		u := users("alice", "bob")
+		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		bob.publish(t)
+		fpr := alice.key.Fingerprint()
+		data, err := alice.key.Public().MarshalPublic(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner := u[0].JID.String()
+		if _, err := bob.st.RecordSeenKey(ctx, owner, store.OX, fpr, data); err != nil {
+			t.Fatal(err)
+		}
+		old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+		if err := bob.st.SetKeyPublished(ctx, owner, store.OX, fpr, old); err != nil {
+			t.Fatal(err)
+		}
+		if err := bob.st.SetAnnouncedKeys(ctx, owner, store.OX, []string{fpr}); err != nil {
+			t.Fatal(err)
+		}
+		alice.publish(t) // the same key, announced now
+		bob.send(t, u[0].JID, "after the renewal")
+		waitBody(t, alice.c, "after the renewal")
+		keys, err := bob.st.ListKeys(ctx, owner, store.OX)
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("keys %+v, %v", keys, err)
+		}
+		if !keys[0].Published.After(old) || !keys[0].Announced {
+			t.Fatalf("the key announced with a new date was not fetched again: %+v", keys[0])
+		}
+	})
+
 	t.Run("forged messages", func(t *testing.T) {
 		u := users("alice", "bob", "carol")
 		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})

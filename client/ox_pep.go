@@ -324,7 +324,10 @@ func (x *OX) refresh(ctx context.Context, owner jid.JID, list *ox.PublicKeysList
 				Err: fmt.Errorf("more than %d keys announced; ignored", MaxOXKeys)})
 			continue
 		}
-		if r, ok := known[m.Fingerprint]; ok && len(r.Data) > 0 && !all {
+		// A key whose data is stored is fetched again only when it is
+		// announced with a newer date than that data's (a renewed expiry,
+		// new subkeys: XEP-0373 §4.2), or when asked to (all).
+		if r, ok := known[m.Fingerprint]; ok && len(r.Data) > 0 && !all && !m.Date.After(r.Published) {
 			res.listed = append(res.listed, m.Fingerprint)
 			continue
 		}
@@ -339,6 +342,11 @@ func (x *OX) refresh(ctx context.Context, owner jid.JID, list *ox.PublicKeysList
 		seen, err := x.st.RecordSeenKey(ctx, owner.String(), store.OX, m.Fingerprint, data)
 		if err != nil {
 			return nil, err
+		}
+		if !m.Date.IsZero() {
+			if err := x.st.SetKeyPublished(ctx, owner.String(), store.OX, m.Fingerprint, m.Date); err != nil {
+				return nil, err
+			}
 		}
 		res.listed = append(res.listed, m.Fingerprint)
 		switch {

@@ -79,6 +79,7 @@ type TrustStore interface {
 	Trust(ctx context.Context, contact string, m Mechanism, fingerprint string) (TrustState, error)
 	ListKeys(ctx context.Context, contact string, m Mechanism) ([]ContactKey, error)
 	SetAnnouncedKeys(ctx context.Context, contact string, m Mechanism, fingerprints []string) error
+	SetKeyPublished(ctx context.Context, contact string, m Mechanism, fingerprint string, published time.Time) error
 	DeleteContactKey(ctx context.Context, contact string, m Mechanism, fingerprint string) error
 	KeyEvents(ctx context.Context, contact string, m Mechanism) ([]KeyEvent, error)
 	PendingKeyChanges(ctx context.Context) ([]KeyChange, error)

@@ -169,6 +169,18 @@ var fixtures = []struct {
 			t.Errorf("pending key changes %+v", pending)
 		}
 	}},
+	{5, func(t *testing.T, s *Store) {
+		_, err := s.RecordSeenKey(ctx, "paris@verona.lit", OX, strings.Repeat("C", 40), []byte("old data"))
+		must(t, err)
+	}, func(t *testing.T, s *Store) {
+		// Keys recorded before the migration have no publication date, so
+		// their data is fetched again on the next key list.
+		keys, err := s.ListKeys(ctx, "paris@verona.lit", OX)
+		if err != nil || len(keys) != 1 || !keys[0].Published.IsZero() || string(keys[0].Data) != "old data" {
+			t.Errorf("keys after the migration: %+v, %v", keys, err)
+		}
+		must(t, s.SetKeyPublished(ctx, "paris@verona.lit", OX, strings.Repeat("C", 40), time.Unix(1700000000, 0)))
+	}},
 }
 
 func must(t *testing.T, err error) {

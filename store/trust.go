@@ -27,6 +27,11 @@ type ContactKey struct {
 	// Announced is true while the key is listed in the contact's
 	// published key list (OX: the PEP public-keys metadata node).
 	Announced bool
+	// Published is the date the contact announced with the key whose
+	// data is stored (OX: the date of its key list entry); zero when
+	// unknown. A newer date means the data should be fetched again.
+	// ListKeys fills it in.
+	Published time.Time
 }
 
 // Seen is what RecordSeenKey found.
@@ -286,7 +291,7 @@ func (s *core) ListKeys(ctx context.Context, contact string, m Mechanism) ([]Con
 		}
 		defer rows.Close()
 		for rows.Next() {
-			k, err := scanKey(rows)
+			k, err := scanKey(rows, true)
 			if err != nil {
 				return err
 			}
@@ -301,7 +306,7 @@ func (s *core) ListKeys(ctx context.Context, contact string, m Mechanism) ([]Con
 // are found through the primary key index.
 func listKeysQuery(contact string, m Mechanism) (string, []any) {
 	where, args := keyFilter(contact, m)
-	return `SELECT ` + keyColumns + ` FROM contact_keys` + where +
+	return `SELECT ` + listedKeyColumns + ` FROM contact_keys` + where +
 		` ORDER BY contact, mechanism, seq IS NULL, seq, fingerprint`, args
 }
 
@@ -352,6 +357,29 @@ func (s *core) SetAnnouncedKeys(ctx context.Context, contact string, m Mechanism
 				c, m, f); err != nil {
 				return err
 			}
+		}
+		return nil
+	})
+}
+
+// SetKeyPublished records the date the contact announced with the key
+// data stored for fingerprint (see ContactKey.Published). A key not yet
+// recorded with RecordSeenKey is ErrNotFound.
+func (s *core) SetKeyPublished(ctx context.Context, contact string, m Mechanism, fingerprint string, published time.Time) error {
+	const op = "set key published"
+	c, fpr, err := keyID(contact, m, fingerprint)
+	if err != nil {
+		return wrap(op, err)
+	}
+	return s.update(ctx, op, func(q Querier) error {
+		n, err := q.Exec(ctx,
+			`UPDATE contact_keys SET published = ? WHERE /*account*/ contact = ? AND mechanism = ? AND fingerprint = ?`,
+			published.UnixMilli(), c, m, fpr)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return failure(ErrNotFound, "no key "+fpr+" recorded for "+c)
 		}
 		return nil
 	})
@@ -458,20 +486,29 @@ func keyID(contact string, m Mechanism, fingerprint string) (string, string, err
 
 const keyColumns = `contact, mechanism, fingerprint, data, trust, first_seen, last_seen, announced`
 
+// listedKeyColumns are keyColumns and the publication date (schema version
+// 5), which only ListKeys reads.
+const listedKeyColumns = keyColumns + `, published`
+
 // queryPending lists the unacknowledged key changes. The literal FALSE
 // lets SQLite use the partial index key_events_pending (TestQueryPlans).
 const queryPending = `SELECT ` + eventColumns + ` FROM key_events WHERE /*account*/ acknowledged = FALSE ORDER BY id`
 
 func getKey(ctx context.Context, q Querier, c string, m Mechanism, fpr string) (ContactKey, error) {
 	return scanKey(q.QueryRow(ctx,
-		`SELECT `+keyColumns+` FROM contact_keys WHERE /*account*/ contact = ? AND mechanism = ? AND fingerprint = ?`, c, m, fpr))
+		`SELECT `+keyColumns+` FROM contact_keys WHERE /*account*/ contact = ? AND mechanism = ? AND fingerprint = ?`, c, m, fpr), false)
 }
 
-func scanKey(r scanner) (ContactKey, error) {
+// scanKey reads keyColumns, or listedKeyColumns when listed.
+func scanKey(r scanner, listed bool) (ContactKey, error) {
 	var k ContactKey
 	var m, trust string
-	var first, last sql.NullInt64
-	if err := r.Scan(&k.Contact, &m, &k.Fingerprint, &k.Data, &trust, &first, &last, &k.Announced); err != nil {
+	var first, last, published sql.NullInt64
+	dest := []any{&k.Contact, &m, &k.Fingerprint, &k.Data, &trust, &first, &last, &k.Announced}
+	if listed {
+		dest = append(dest, &published)
+	}
+	if err := r.Scan(dest...); err != nil {
 		return ContactKey{}, err
 	}
 	k.Mechanism = Mechanism(m)
@@ -485,6 +522,9 @@ func scanKey(r scanner) (ContactKey, error) {
 	}
 	if last.Valid {
 		k.LastSeen = fromMillis(last.Int64)
+	}
+	if published.Valid {
+		k.Published = fromMillis(published.Int64)
 	}
 	return k, nil
 }

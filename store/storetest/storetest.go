@@ -64,6 +64,7 @@ func Run(t *testing.T, b Backend) {
 		{"MechanismsAndContactsIndependent", s.testIndependent},
 		{"TrustDecidedBeforeSeen", s.testDecidedBeforeSeen},
 		{"SetAnnouncedKeys", s.testSetAnnouncedKeys},
+		{"KeyPublished", s.testKeyPublished},
 		{"DeleteContactKey", s.testDeleteContactKey},
 		{"InvalidKeyArguments", s.testInvalidKeyArguments},
 		{"ArrivalOrderWithinOneMillisecond", s.testArrivalOrder},

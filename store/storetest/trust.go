@@ -230,6 +230,30 @@ func (su suite) testSetAnnouncedKeys(t *testing.T) {
 	}
 }
 
+func (su suite) testKeyPublished(t *testing.T) {
+	s := su.clocked(t, store.Options{})
+	const h = "judy@example.org"
+	wantErr(t, s.SetKeyPublished(ctx, h, store.OX, fpr('A'), time.Unix(1000, 0)), store.ErrNotFound)
+	_, err := s.RecordSeenKey(ctx, h, store.OX, fpr('A'), []byte("key data"))
+	must(t, err)
+	published := func() time.Time {
+		keys, err := s.ListKeys(ctx, h, store.OX)
+		must(t, err)
+		if len(keys) != 1 {
+			t.Fatalf("%d keys", len(keys))
+		}
+		return keys[0].Published
+	}
+	if p := published(); !p.IsZero() {
+		t.Errorf("published %v before any was recorded", p)
+	}
+	when := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	must(t, s.SetKeyPublished(ctx, h, store.OX, fpr('A'), when))
+	if p := published(); !p.Equal(when) {
+		t.Errorf("published %v, want %v", p, when)
+	}
+}
+
 func (su suite) testDeleteContactKey(t *testing.T) {
 	s := su.clocked(t, store.Options{})
 	_, err := s.RecordSeenKey(ctx, "ivan@example.org", store.OTR, fpr('1'), nil)

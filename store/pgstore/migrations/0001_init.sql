@@ -80,6 +80,7 @@ CREATE TABLE contact_keys (
 	last_seen   bigint,
 	announced   boolean NOT NULL DEFAULT FALSE,
 	seq         bigint,
+	published   bigint,
 	PRIMARY KEY (account_id, contact, mechanism, fingerprint)
 );
 CREATE UNIQUE INDEX contact_keys_seq ON contact_keys (account_id, seq);
