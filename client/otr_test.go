@@ -39,7 +39,7 @@ var testKeys = sync.OnceValues(func() ([]*otr.PrivateKey, error) {
 	return keys, nil
 })
 
-func testKey(t *testing.T, i int) *otr.PrivateKey {
+func testKey(t testing.TB, i int) *otr.PrivateKey {
 	t.Helper()
 	keys, err := testKeys()
 	if err != nil {

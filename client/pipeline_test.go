@@ -36,7 +36,7 @@ func (f *fakeMech) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 	return f.result, f.err
 }
 
-func newTestClient(t *testing.T) *Client {
+func newTestClient(t testing.TB) *Client {
 	t.Helper()
 	j := jid.MustParse("bob@example.org/desk")
 	c, err := New(Config{JID: j, Password: "x", Now: func() time.Time { return time.Unix(1700000000, 0) }})
