@@ -192,3 +192,30 @@ func FuzzOfflineInit(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOfflineOptions feeds arbitrary published options to StartOffline.
+func FuzzOfflineOptions(f *testing.F) {
+	now := timeAt(0)
+	a, _, _, _ := offlinePair(f, &now)
+	a.m.cfg.groups = []dhGroup{cheap()}
+	opts, _, err := a.m.PublishOffline(OfflineOptions{Expires: now.Add(hour)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(opts.Marshal(""))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		el, err := xmltree.Parse(in, nil)
+		if err != nil {
+			return
+		}
+		_, b, _, _ := offlinePair(t, &now)
+		b.m.cfg.groups = []dhGroup{cheap()}
+		s, o, err := b.m.StartOffline(aliceBar, el)
+		if err != nil {
+			return
+		}
+		if s.State() != StateActive || len(o.Payload) != 1 || o.Payload[0].Name.Local != "init" {
+			t.Fatalf("started %v %s", s.State(), payloadXML(o))
+		}
+	})
+}
