@@ -311,6 +311,14 @@ func (s *Session) peerUnavailable(res *Result, terminate bool) {
 	if s.step == stepEnded {
 		return
 	}
+	if s.step == stepAwaitDecision {
+		// No session yet: a request whose sender is gone is stale, and
+		// answering it would go to nobody (XEP-0155 §4.2 asks for an
+		// immediate session). It is discarded, whatever the policy.
+		res.Events = append(res.Events, PeerWentOffline{Session: s, Terminated: true})
+		s.fail(res, "request withdrawn: the requester went offline", nil)
+		return
+	}
 	res.Events = append(res.Events, PeerWentOffline{Session: s, Terminated: terminate})
 	if !terminate {
 		return
