@@ -170,3 +170,123 @@ func BenchmarkNegotiation(b *testing.B) {
 	b.ReportAllocs()
 	compare(b, full, prim)
 }
+
+// BenchmarkSigmaI runs the whole 3-message SIGMA-I negotiation (XEP-0116
+// §4.2) between two Managers in memory, with RSA-2048 identities (key
+// method) and MODP group 14. The primitives are the four 2048-bit
+// exponentiations with 256-bit exponents, two RSA-2048 PKCS#1 v1.5
+// signatures and their two verifications, and the 14 HMAC-SHA256, 2
+// SHA-256 and 2 AES-CTR operations over the identities.
+func BenchmarkSigmaI(b *testing.B) {
+	a, _ := keyParty(b, aliceJID, "rsa_alice", Config{})
+	bo, _ := keyParty(b, bobJID, "rsa_bob", Config{AutoAccept: true})
+	opts := &StartOptions{ThreeMessage: true}
+	inbound := func(o Outbound, from string) *Inbound {
+		return &Inbound{From: from, Thread: o.Thread, Subscribed: true, Feature: o.Payload[0]}
+	}
+	full := func() {
+		sa, m1, err := a.m.Start(bobJID, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r2, _ := bo.m.Receive(inbound(m1, aliceJID))
+		r3, err := a.m.Receive(inbound(r2.Out[0], bobJID))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := bo.m.Receive(inbound(r3.Out[0], aliceJID)); err != nil || sa.State() != StateActive {
+			b.Fatal(err)
+		}
+		a.m.Forget(bobJID, sa.Thread())
+		bo.m.Forget(aliceJID, sa.Thread())
+	}
+	g := modp.MustGroup(14)
+	x, _ := modp.RandomExponent(randReader(), 32)
+	y, _ := modp.RandomExponent(randReader(), 32)
+	d := g.Public(y)
+	ka, kb := testKey(b, "rsa_alice"), testKey(b, "rsa_bob")
+	msg := make([]byte, 64)
+	key := make([]byte, 32)
+	var out [32]byte
+	blk, _ := aes.NewCipher(key[:16])
+	id := make([]byte, 700)
+	prim := func() {
+		g.Public(x)
+		g.Public(y)
+		g.Exp(d, x)
+		g.Exp(d, y)
+		for _, k := range []*PrivateKey{ka, kb} {
+			sig, _ := k.sign(nil, SignRSASHA256, msg)
+			if !k.Public().verify(SignRSASHA256, msg, sig) {
+				b.Fatal("signature")
+			}
+		}
+		for range 14 {
+			m := hmac.New(sha256.New, key)
+			m.Write(msg)
+			m.Sum(out[:0])
+		}
+		for range 2 {
+			sha256.Sum256(msg)
+			cipher.NewCTR(blk, key[:16]).XORKeyStream(id, id)
+		}
+	}
+	b.ReportAllocs()
+	compare(b, full, prim)
+}
+
+// BenchmarkRekey measures one XEP-0200 §9 key exchange and the message
+// that confirms it: Alice's Session.Rekey, Bob's Receive of it, Bob's
+// sealed answer (<new>1</new>) and Alice's Receive. The primitives are the
+// three 2048-bit exponentiations with 256-bit exponents (g^x', d^x',
+// e'^y), the 8 HMAC-SHA256 key derivations, and two AES-CTR and four
+// HMAC-SHA256 over the two small stanzas.
+func BenchmarkRekey(b *testing.B) {
+	now := timeAt(0)
+	clock := func() time.Time { return now }
+	a := newParty(b, aliceJID, Config{RekeyFreq: 1, Now: clock})
+	bo := newParty(b, bobJID, Config{RekeyFreq: 1, Now: clock})
+	sa, sb, _, _ := negotiate(b, a, bo)
+	body := els(b, "<body>ok</body>")
+	ob, _ := sb.Seal(body...)
+	if _, err := a.m.Receive(&Inbound{From: bobJID, Thread: sa.Thread(), C: ob.Payload[0]}); err != nil {
+		b.Fatal(err)
+	}
+	full := func() {
+		o, err := sa.Rekey()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := bo.m.Receive(&Inbound{From: aliceJID, Thread: sa.Thread(), C: o.Payload[0]}); err != nil {
+			b.Fatal(err)
+		}
+		ob, _ := sb.Seal(body...)
+		if _, err := a.m.Receive(&Inbound{From: bobJID, Thread: sa.Thread(), C: ob.Payload[0]}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	g := modp.MustGroup(14)
+	x, _ := modp.RandomExponent(randReader(), 32)
+	y, _ := modp.RandomExponent(randReader(), 32)
+	d := g.Public(y)
+	key := make([]byte, 32)
+	msg := make([]byte, 64)
+	var out [32]byte
+	blk, _ := aes.NewCipher(key[:16])
+	pt := make([]byte, 16)
+	prim := func() {
+		e := g.Public(x)
+		g.Exp(d, x)
+		g.Exp(e, y)
+		for range 12 {
+			m := hmac.New(sha256.New, key)
+			m.Write(msg)
+			m.Sum(out[:0])
+		}
+		for range 2 {
+			cipher.NewCTR(blk, key[:16]).XORKeyStream(pt, pt)
+		}
+	}
+	b.ReportAllocs()
+	compare(b, full, prim)
+}

@@ -241,7 +241,7 @@ func (ch *channel) parseC(c *xmltree.Element) (cParts, error) {
 	if c.Name != nameC || len(c.Attr) != 0 {
 		return p, errAuth
 	}
-	seen := map[string]bool{}
+	var seen [4]bool // data, mac, key, new (old may repeat)
 	ch.macIn = ch.macIn[:0]
 	for _, n := range c.Children {
 		el, ok := n.(*xmltree.Element)
@@ -256,10 +256,11 @@ func (ch *channel) parseC(c *xmltree.Element) (cParts, error) {
 		}
 		text, ok := leafText(el)
 		name := el.Name.Local
-		if !ok || name != "old" && seen[name] {
+		if i := slotOf(name); !ok || i >= 0 && seen[i] {
 			return p, errAuth
+		} else if i >= 0 {
+			seen[i] = true
 		}
-		seen[name] = true
 		// The text of <data/>, <key/> and <old/> is MACed and decoded only
 		// after the MAC is verified: the strict base64 decoder then
 		// rejects anything else.
@@ -293,10 +294,26 @@ func (ch *channel) parseC(c *xmltree.Element) (cParts, error) {
 		}
 		ch.macIn = appendMACInput(ch.macIn, name, text)
 	}
-	if !seen["mac"] {
+	if !seen[1] {
 		return p, errAuth
 	}
 	return p, nil
+}
+
+// slotOf numbers the children of <c/> that may appear once: data, mac,
+// key, new; -1 for the others.
+func slotOf(name string) int {
+	switch name {
+	case "data":
+		return 0
+	case "mac":
+		return 1
+	case "key":
+		return 2
+	case "new":
+		return 3
+	}
+	return -1
 }
 
 // leafText returns the text of an element that has no element children.

@@ -78,6 +78,11 @@ type Config struct {
 	// RequirePeerKey refuses to negotiate with a peer that does not
 	// identify with a public key. It needs Keys.
 	RequirePeerKey bool
+	// Offline keeps the secrets of the offline session options this
+	// client publishes (XEP-0187, Manager.PublishOffline) and lets it
+	// read offline sessions when it comes back. Nil: no offline sessions
+	// are published or read.
+	Offline OfflineStore
 	// OtherSecrets supplies the password shared with a peer, if any, that
 	// the 4-message exchange mixes into the session key (XEP-0116 §3).
 	OtherSecrets OtherSecrets
@@ -153,6 +158,7 @@ type config struct {
 	keys           KeyAssociations
 	requirePeerKey bool
 	oss            OtherSecrets
+	offline        OfflineStore
 	rekeyGrace     time.Duration
 	idle           time.Duration
 	autoAccept     bool
@@ -191,7 +197,7 @@ func (c *Config) resolve() (*config, error) {
 		rand: c.Rand, now: c.Now, secrets: c.Secrets, lifetime: c.SecretLifetime,
 		otr: c.OTR, autoAccept: c.AutoAccept, pad: !c.NoPadding, maxSessions: c.MaxSessions,
 		unavailable: c.OnUnavailable, rekeyFreq: c.RekeyFreq, key: c.Key, keys: c.Keys,
-		requirePeerKey: c.RequirePeerKey, oss: c.OtherSecrets,
+		requirePeerKey: c.RequirePeerKey, oss: c.OtherSecrets, offline: c.Offline,
 	}
 	if c.MustNotLog && r.otr == OTRForbid {
 		r.otr = OTRPrefer

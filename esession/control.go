@@ -157,8 +157,8 @@ func (s *Session) onControl(res *Result, pf *parsedFeature, k kind, encrypted bo
 		if on, err := f.Field("terminate").Bool(); err != nil || !on {
 			return false
 		}
-		if s.step != stepTerminating {
-			reply(terminateForm(true)) // the acknowledgement (§7)
+		if s.step != stepTerminating && !s.offline {
+			reply(terminateForm(true)) // the acknowledgement (§7); none offline (XEP-0187 §3.5)
 		}
 		s.end("terminated by peer", nil)
 		res.Events = append(res.Events, Terminated{Session: s, ByPeer: true, Reason: "terminated by peer"})

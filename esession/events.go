@@ -69,6 +69,9 @@ type Established struct {
 	// PeerKey is the public key the peer identified with, or nil. A
 	// KeyAlert event before this one says whether it is new or changed.
 	PeerKey *PublicKey
+	// Offline marks an XEP-0187 offline session the peer started while
+	// this client was offline: this client can only read it.
+	Offline bool
 	// OtherSecret reports that a password shared with the peer
 	// (Config.OtherSecrets) went into the session key: the peer knows it.
 	OtherSecret bool

@@ -138,7 +138,7 @@ func fuzzStanza(raw []byte) *Inbound {
 	if err != nil {
 		return nil
 	}
-	in, err := ParseMessage(st)
+	in, err := ParseStanza(st)
 	if err != nil {
 		return nil
 	}
@@ -156,6 +156,8 @@ func FuzzReceive(f *testing.F) {
 	f.Add([]byte("<message xmlns='jabber:client' from='a@b/c' type='error'><thread>t</thread><error type='cancel'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"), true)
 	f.Add([]byte("<message xmlns='jabber:client'><thread>t</thread><feature xmlns='http://jabber.org/protocol/feature-neg'><x xmlns='jabber:x:data' type='form'><field var='FORM_TYPE'><value>urn:xmpp:other</value></field></x></feature></message>"), true)
 	f.Add([]byte("<message xmlns='jabber:client'><body>hi</body></message>"), false)
+	f.Add([]byte("<presence xmlns='jabber:client'><c xmlns='"+NSStanzaEncryption+"'><data>AAAA</data><mac>AAAA</mac></c></presence>"), true)
+	f.Add([]byte("<iq xmlns='jabber:client' type='get' id='1'><c xmlns='"+NSStanzaEncryption+"'><mac>AAAA</mac></c></iq>"), true)
 	f.Fuzz(func(t *testing.T, raw []byte, subscribed bool) {
 		in := fuzzStanza(raw)
 		if in == nil {

@@ -316,10 +316,15 @@ func (m *Manager) Receive(in *Inbound) (Result, error) {
 		locked = false
 		s.onRequest(&res, pf, in)
 		return res, nil
+	case in.Init != nil:
+		if m.cfg.offline != nil {
+			m.mu.Unlock()
+			locked = false
+			return m.receiveOffline(in)
+		}
+		return reject("negotiation message for an unknown session")
 	case in.C != nil:
 		return reject("encrypted message for an unknown session")
-	case in.Init != nil:
-		return reject("negotiation message for an unknown session")
 	}
 	res.Unhandled = true
 	return res, nil

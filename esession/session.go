@@ -104,6 +104,7 @@ type Session struct {
 	peerKeyVerified  bool       // ... which the user verified
 	ossUsed          bool
 	lastActive       time.Time // last stanza sent or received in the session
+	offline          bool      // an XEP-0187 offline session
 
 	renegotiating bool
 	renegLogging  []string
@@ -234,6 +235,10 @@ func (s *Session) out(payload ...*xmltree.Element) Outbound {
 
 // sealed returns the content encrypted in the session's <c/>.
 func (s *Session) sealed(content ...*xmltree.Element) (Outbound, error) {
+	if s.offline && s.role == Initiator {
+		// XEP-0187 §3.5: the publisher never sends in an offline session.
+		return Outbound{}, ErrNotSupported
+	}
 	pt := marshalContent(content)
 	c, err := s.ch.seal(pt)
 	clear(pt)
@@ -304,6 +309,14 @@ func (s *Session) peerUnavailable(res *Result, terminate bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.step == stepEnded {
+		return
+	}
+	if s.step == stepAwaitDecision {
+		// No session yet: a request whose sender is gone is stale, and
+		// answering it would go to nobody (XEP-0155 §4.2 asks for an
+		// immediate session). It is discarded, whatever the policy.
+		res.Events = append(res.Events, PeerWentOffline{Session: s, Terminated: true})
+		s.fail(res, "request withdrawn: the requester went offline", nil)
 		return
 	}
 	res.Events = append(res.Events, PeerWentOffline{Session: s, Terminated: terminate})

@@ -78,6 +78,7 @@ type suite struct {
 	rekeyFreq uint32
 	version   string
 	sigmaI    bool // the 3-message variant
+	offline   bool // an XEP-0187 offline session: sigmaI, Bob identifies by key
 }
 
 // keyLen is the cipher key length, in the session's profile.
@@ -98,6 +99,7 @@ type offer struct {
 	signAlgs []string
 	rekey    uint32
 	sigmaI   bool
+	offline  bool // XEP-0187 options: no pubkey fields
 }
 
 // makeOffer returns this client's options for a request to peer.
@@ -214,6 +216,18 @@ func (s *Session) chooseSuite(f *form.Form, st *suite) []string {
 	} else {
 		bad = append(bad, "rekey_freq")
 	}
+	if st.offline {
+		// XEP-0187 §3.3: the options carry no pubkey fields; the
+		// publisher proved its identity by signing them, and Bob
+		// identifies with his key.
+		st.initPub, st.respPub = IdentifyNone, IdentifyKey
+		if c.key == nil {
+			bad = append(bad, "resp_pubkey")
+			return bad
+		}
+		st.signAlg = first("sign_algs", func(v string) bool { return v == c.key.Public().algorithm() })
+		return bad
+	}
 	// How the requester identifies: what this client asks of it.
 	st.initPub = first("init_pubkey", func(v string) bool {
 		switch v {
@@ -268,8 +282,12 @@ func checkSuite(f *form.Form, o offer, st *suite) []string {
 		one("sas_algs", func(v string) bool { return v == sasAlg })
 	}
 	st.version = one("ver", func(v string) bool { return v == protocolVersion })
-	st.initPub = one("init_pubkey", func(v string) bool { return slices.Contains(o.initPub, v) })
-	st.respPub = one("resp_pubkey", func(v string) bool { return slices.Contains(o.respPub, v) })
+	if o.offline {
+		st.initPub, st.respPub = IdentifyNone, IdentifyKey
+	} else {
+		st.initPub = one("init_pubkey", func(v string) bool { return slices.Contains(o.initPub, v) })
+		st.respPub = one("resp_pubkey", func(v string) bool { return slices.Contains(o.respPub, v) })
+	}
 	if st.initPub != IdentifyNone || st.respPub != IdentifyNone {
 		st.signAlg = one("sign_algs", func(v string) bool { return slices.Contains(o.signAlgs, v) })
 	}

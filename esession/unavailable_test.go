@@ -29,6 +29,16 @@ func TestPeerUnavailableKeepsSession(t *testing.T) {
 	if body, _ := eventOf[Message](t, deliver(t, o, aliceJID, b.m, true)).Body(); body != "still here" {
 		t.Errorf("body %q", body)
 	}
+	// A request waiting for the user is discarded even so: its sender
+	// is gone and no session exists yet.
+	c := newParty(t, "carol@example.net/x", Config{})
+	_, mr, _ := c.m.Start("alice@example.org", nil)
+	req := eventOf[RequestReceived](t, deliver(t, mr, "carol@example.net/x", a.m, false)).Session
+	r := a.m.PeerUnavailable("carol@example.net/x")
+	if ev := eventOf[PeerWentOffline](t, r); !ev.Terminated || req.State() != StateEnded || len(r.Out) != 0 {
+		t.Errorf("pending request: %+v %v %#v", ev, req.State(), r.Out)
+	}
+	eventOf[Terminated](t, r)
 	// Another resource of the peer, or another peer, concerns no session.
 	for _, j := range []string{"bob@example.com/phone", bobBare, "carol@example.net/x"} {
 		if r := a.m.PeerUnavailable(j); len(r.Events) != 0 || len(r.Out) != 0 {
