@@ -24,7 +24,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/balcony-test.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 heading "system packages and Go"
-need_packages prosody ejabberd postgresql openssl gnupg gcc libc6-dev pkg-config libotr5-dev libotr5-bin go-sendxmpp git python3 python3-omemo python3-oldmemo python3-twomemo python3-xmlschema
+need_packages prosody ejabberd postgresql openssl gnupg gcc libc6-dev pkg-config libotr5-dev libotr5-bin go-sendxmpp git python3 python3-omemo python3-oldmemo python3-twomemo python3-xmlschema python3-slixmpp
 ensure_go
 go version
 

@@ -2,17 +2,27 @@
 // XEP-0384, OMEMO Encryption, Experimental: oldmemo 1.0.3 for the 0.3
 // generation, twomemo 1.0.3 for OMEMO 2, from Debian's python3-omemo,
 // python3-oldmemo and python3-twomemo) as a real peer in Balcony's OMEMO
-// interoperability tests.
+// interoperability tests, at two levels.
 //
 // Start runs peer.py, a small program of ours that drives python-omemo's
 // backends as omemo.SessionManager does for one device, with Debian's
-// /usr/bin/python3. Requests and answers are JSON lines (see peer.py); the
-// helper answers each request with exactly one line, so no test sleeps or
-// polls. It knows nothing of Balcony's engine: byte fields are exactly
-// what the XML elements carry.
+// /usr/bin/python3: an engine-level peer with no network. Requests and
+// answers are JSON lines (see peer.py); the helper answers each request
+// with exactly one line, so no test sleeps or polls. It knows nothing of
+// Balcony's engine: byte fields are exactly what the XML elements carry.
 //
-// If the Python packages are missing, Start skips the test, unless
-// BALCONY_REQUIRE_INTEROP=1 is set (as in CI), in which case it fails it.
+// StartXMPP runs xmpppeer.py: python-omemo's SessionManager over slixmpp
+// 1.8 (Debian's python3-slixmpp), a complete OMEMO client logged in to a
+// real server started by internal/servertest. It publishes its device
+// lists and bundles over PEP, fetches its contacts', sends and reads
+// messages of either generation (carbons included) and answers key
+// exchanges and heartbeats as python-omemo decides; what it receives comes
+// back as Events. It is the reference Balcony's OMEMO glue is checked
+// against; its own tests run it against Prosody and ejabberd.
+//
+// If the Python packages are missing, Start and StartXMPP skip the test,
+// unless BALCONY_REQUIRE_INTEROP=1 is set (as in CI), in which case they
+// fail it.
 //
 // A Peer is not safe for concurrent use.
 package omemopeer
@@ -21,7 +31,6 @@ import (
 	"bufio"
 	_ "embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -88,12 +97,7 @@ func Available() error {
 // jid. It is stopped when the test ends.
 func Start(t testing.TB, gen, jid string) *Peer {
 	t.Helper()
-	if err := Available(); err != nil {
-		if os.Getenv("BALCONY_REQUIRE_INTEROP") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	requireInterop(t, Available())
 	script := filepath.Join(t.TempDir(), "peer.py")
 	if err := os.WriteFile(script, peerScript, 0o600); err != nil {
 		t.Fatal(err)
@@ -142,21 +146,42 @@ func (p *Peer) call(req map[string]any, v any) error {
 	if err != nil {
 		return fmt.Errorf("python-omemo peer: reading answer: %w", err)
 	}
+	_, err = decodeAnswer("python-omemo", ans, v)
+	return err
+}
+
+// requireInterop skips the test when err says a peer cannot run, or fails
+// it when BALCONY_REQUIRE_INTEROP=1.
+func requireInterop(t testing.TB, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv("BALCONY_REQUIRE_INTEROP") == "1" {
+		t.Fatal(err)
+	}
+	t.Skip(err)
+}
+
+// decodeAnswer reads a peer's answer line {"ok": ..., "op": ...} into v
+// and returns the op it answers.
+func decodeAnswer(who string, ans []byte, v any) (op string, err error) {
 	var status struct {
 		OK    bool   `json:"ok"`
+		Op    string `json:"op"`
 		Error string `json:"error"`
 		Trace string `json:"trace"`
 	}
 	if err := json.Unmarshal(ans, &status); err != nil {
-		return fmt.Errorf("python-omemo peer: bad answer %q: %w", ans, err)
+		return "", fmt.Errorf("%s: bad answer %q: %w", who, ans, err)
 	}
 	if !status.OK {
-		return errors.New("python-omemo: " + status.Error + "\n" + status.Trace)
+		return status.Op, fmt.Errorf("%s: %s: %s\n%s", who, status.Op, status.Error, status.Trace)
 	}
 	if v != nil {
-		return json.Unmarshal(ans, v)
+		return status.Op, json.Unmarshal(ans, v)
 	}
-	return nil
+	return status.Op, nil
 }
 
 // Bundle returns the peer's current bundle.
