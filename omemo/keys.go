@@ -86,17 +86,22 @@ func (ik *IdentityKeyPair) signEd25519(msg []byte) []byte {
 	return ed25519.Sign(priv, msg)
 }
 
-// signXEdDSA signs msg with XEdDSA (OMEMO 0.3), with 64 bytes of rand.
-func (ik *IdentityKeyPair) signXEdDSA(rand io.Reader, msg []byte) ([]byte, error) {
-	var z [64]byte
-	if _, err := io.ReadFull(rand, z[:]); err != nil {
-		return nil, fmt.Errorf("omemo: reading randomness: %w", err)
-	}
-	priv := ik.x25519Private()
-	sig := xeddsa.Sign(&priv, msg, &z)
-	clear(priv[:])
-	clear(z[:])
-	return sig[:], nil
+// signXEdDSA signs msg for OMEMO 0.3 the way libsignal's curve25519_sign
+// and python-omemo do, so that every libsignal verifier accepts it: an
+// Ed25519 signature by the identity key, with the sign bit of the Ed25519
+// public key carried in the signature's last byte (always 0 in a valid
+// Ed25519 signature). A verifier that knows only the Curve25519 key
+// recovers the Edwards key from it (xeddsa.VerifyLibsignal), and so
+// python-omemo sees the same identity in OMEMO 0.3 bundles as in OMEMO 2
+// ones; a plain XEdDSA signature (sign bit 0) would make it derive another
+// key for half of all identities. rand is not needed: Ed25519 signing is
+// deterministic.
+func (ik *IdentityKeyPair) signXEdDSA(_ io.Reader, msg []byte) ([]byte, error) {
+	priv := ed25519.NewKeyFromSeed(ik.Seed[:])
+	defer clear(priv)
+	sig := ed25519.Sign(priv, msg)
+	sig[63] |= priv.Public().(ed25519.PublicKey)[31] & 0x80
+	return sig, nil
 }
 
 // Wipe zeroes the seed.
