@@ -45,7 +45,7 @@ func BenchmarkIncomingPlaintext(b *testing.B) {
 		b.SetBytes(int64(len(raw)))
 		for b.Loop() {
 			c.process(parseStanza(b, raw))
-			if ev, ok := c.events.pop(); !ok || ev.(*MessageEvent).Body == "" {
+			if ev := <-c.Events(); ev.(*MessageEvent).Body == "" {
 				b.Fatal("no message event")
 			}
 		}
@@ -159,10 +159,7 @@ func BenchmarkIncomingOTR(b *testing.B) {
 				b.StartTimer()
 			}
 			c.process(parseStanza(b, msgs[i]))
-			ev, ok := c.events.pop()
-			if !ok {
-				b.Fatal("no event")
-			}
+			ev := <-c.Events()
 			if m, isMsg := ev.(*MessageEvent); !isMsg || m.Body == "" {
 				b.Fatalf("event %#v", ev)
 			}
