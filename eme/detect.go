@@ -3,9 +3,12 @@ package eme
 import (
 	"bytes"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Stanza namespaces in which a <message/> is accepted. A stanza cut out of
@@ -196,45 +199,25 @@ func DetectTokens(r xml.TokenReader) (Detection, error) {
 	return Detector{}.DetectTokens(r)
 }
 
-// Detect classifies the raw XML of one <message/> stanza. Only the direct
-// children of the message are examined; a client unwraps carbons and
-// archived messages first and passes the inner <message/>. Detect does not
-// look at the 'type' attribute: a client treats type='error' bounces, which
-// may echo the original payload, as delivery failures before calling it.
+// Detect classifies the raw XML of one <message/> stanza: it builds the
+// stanza's tree (xmltree.Parse, within the Detector's limits) and runs
+// DetectElement on it. A client that has the tree already calls
+// DetectElement directly.
 //
 // Errors are of type *ParseError: input above the limits (wrapping
-// ErrTooLarge), XML that is not well formed, a document type declaration or
-// processing instruction (XMPP forbids both; only the five predefined
-// entities and character references are expanded), a root element that is
-// not a message, or anything but white space after it.
+// ErrTooLarge), XML that is not well formed, a document type declaration
+// (XMPP forbids it; only the five predefined entities and character
+// references are expanded), a root element that is not a message, or
+// anything but white space after it.
 func (dt Detector) Detect(stanza []byte) (Detection, error) {
 	if max := dt.maxSize(); len(stanza) > max {
 		return Detection{}, &ParseError{Msg: fmt.Sprintf("message larger than %d bytes", max), Err: ErrTooLarge}
 	}
-	dec := xml.NewDecoder(bytes.NewReader(stanza))
-	dec.Strict = true
-	d, err := dt.run(dec, false)
+	st, err := xmltree.Parse(stanza, dt.limits())
 	if err != nil {
-		return Detection{}, err
+		return Detection{}, parseErr(err)
 	}
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return d, nil
-		}
-		if err != nil {
-			return Detection{}, &ParseError{Msg: "after message", Err: err}
-		}
-		switch t := tok.(type) {
-		case xml.Comment:
-		case xml.CharData:
-			if len(bytes.TrimSpace(t)) != 0 {
-				return Detection{}, &ParseError{Msg: "text after message"}
-			}
-		default:
-			return Detection{}, &ParseError{Msg: "content after message"}
-		}
-	}
+	return dt.element(st)
 }
 
 // DetectTokens classifies a message read from r, whose first token (after
@@ -244,7 +227,92 @@ func (dt Detector) Detect(stanza []byte) (Detection, error) {
 // that has already consumed the start element passes
 // xmlstream.MultiReader(xmlstream.Token(start), r).
 func (dt Detector) DetectTokens(r xml.TokenReader) (Detection, error) {
-	return dt.run(r, true)
+	for empty := 0; ; {
+		tok, err := r.Token()
+		switch t := tok.(type) {
+		case xml.StartElement:
+			st, err := xmltree.FromTokens(r, t, dt.limits())
+			if err != nil {
+				return Detection{}, parseErr(err)
+			}
+			return dt.element(st)
+		case xml.CharData:
+			if len(bytes.TrimSpace(t)) != 0 {
+				return Detection{}, &ParseError{Msg: "text before message"}
+			}
+		case xml.Comment, xml.ProcInst:
+		case nil:
+			if err == nil {
+				// Do not spin on a reader that returns neither token nor
+				// error.
+				if empty++; empty > 100 {
+					return Detection{}, &ParseError{Msg: "reading message", Err: io.ErrNoProgress}
+				}
+				continue
+			}
+		default:
+			return Detection{}, &ParseError{Msg: fmt.Sprintf("unexpected token %T before message", tok)}
+		}
+		if err == io.EOF {
+			return Detection{}, &ParseError{Msg: "reading message", Err: io.ErrUnexpectedEOF}
+		}
+		if err != nil {
+			return Detection{}, &ParseError{Msg: "reading message", Err: err}
+		}
+	}
+}
+
+// DetectElement classifies a <message/> stanza already built into a tree,
+// the way a client that parsed it once does (in the jabber:client or
+// jabber:server namespace, or none). Only the direct children of the
+// message are examined; a client unwraps carbons and archived messages
+// first and passes the inner <message/>. DetectElement does not look at the
+// 'type' attribute: a client treats type='error' bounces, which may echo
+// the original payload, as delivery failures before calling it. The only
+// error is a root that is not a message (a *ParseError).
+func DetectElement(st *xmltree.Element) (Detection, error) {
+	return Detector{}.element(st)
+}
+
+func (dt Detector) element(st *xmltree.Element) (Detection, error) {
+	if st.Name.Local != "message" || !stanzaNS(st.Name.Space) {
+		return Detection{}, &ParseError{Msg: fmt.Sprintf("not a message: element %q in namespace %q", trimForError(st.Name.Local), trimForError(st.Name.Space))}
+	}
+	var s detectState
+	for _, c := range st.Children {
+		el, ok := c.(*xmltree.Element)
+		if !ok {
+			continue
+		}
+		s.startChild(el)
+		switch s.cur {
+		case childBody:
+			s.body = el.Text()
+		case childOMEMO:
+			s.content = el.Child(s.curNS, "payload") != nil
+		case childSession:
+			s.content = el.Child(ESession, "data") != nil
+		}
+		s.endChild()
+	}
+	s.resolve()
+	return s.d, nil
+}
+
+// limits are the tree limits for the Detector's bounds.
+func (dt Detector) limits() *xmltree.Limits {
+	l := xmltree.DefaultLimits
+	l.MaxBytes = dt.maxSize()
+	l.MaxDepth = dt.maxDepth()
+	return &l
+}
+
+// parseErr turns a tree error into a *ParseError.
+func parseErr(err error) error {
+	if errors.Is(err, xmltree.ErrLimit) {
+		return &ParseError{Msg: "message above the size or depth limits", Err: ErrTooLarge}
+	}
+	return &ParseError{Msg: "reading message", Err: err}
 }
 
 func (dt Detector) maxSize() int {
@@ -276,122 +344,14 @@ type detectState struct {
 	cur     child
 	curNS   string
 	content bool
-	body    strings.Builder
-	size    int
+	body    string
 }
 
-// run reads one message from r. With count, it accounts the size of the
-// tokens against MaxSize (Detect checks the byte length instead).
-func (dt Detector) run(r xml.TokenReader, count bool) (Detection, error) {
-	var s detectState
-	maxSize, maxDepth := dt.maxSize(), dt.maxDepth()
-	depth, empty := 0, 0
-	for {
-		tok, err := r.Token()
-		if tok == nil && err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return Detection{}, &ParseError{Msg: "reading message", Err: err}
-		}
-		if tok == nil {
-			// A reader is discouraged from returning neither token nor
-			// error; do not spin on one that keeps doing so.
-			if empty++; empty > 100 {
-				return Detection{}, &ParseError{Msg: "reading message", Err: io.ErrNoProgress}
-			}
-			continue
-		}
-		empty = 0
-		if count {
-			s.size += tokenSize(tok)
-			if s.size > maxSize {
-				return Detection{}, &ParseError{Msg: fmt.Sprintf("message larger than %d bytes", maxSize), Err: ErrTooLarge}
-			}
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			depth++
-			if depth > maxDepth {
-				return Detection{}, &ParseError{Msg: fmt.Sprintf("elements nested deeper than %d", maxDepth), Err: ErrTooLarge}
-			}
-			switch depth {
-			case 1:
-				if t.Name.Local != "message" || !stanzaNS(t.Name.Space) {
-					return Detection{}, &ParseError{Msg: fmt.Sprintf("not a message: element %q in namespace %q", trimForError(t.Name.Local), trimForError(t.Name.Space))}
-				}
-			case 2:
-				s.startChild(t)
-			case 3:
-				if (s.cur == childOMEMO && t.Name.Space == s.curNS && t.Name.Local == "payload") ||
-					(s.cur == childSession && t.Name.Space == ESession && t.Name.Local == "data") {
-					s.content = true
-				}
-			}
-		case xml.EndElement:
-			if depth == 0 {
-				return Detection{}, &ParseError{Msg: "end element before message"}
-			}
-			if depth == 2 {
-				s.endChild()
-			}
-			depth--
-			if depth == 0 {
-				s.resolve()
-				return s.d, nil
-			}
-		case xml.CharData:
-			if depth == 0 {
-				if len(bytes.TrimSpace(t)) != 0 {
-					return Detection{}, &ParseError{Msg: "text before message"}
-				}
-			} else if depth == 2 && s.cur == childBody {
-				s.body.Write(t)
-			}
-		case xml.Comment:
-		case xml.ProcInst:
-			if depth != 0 || t.Target != "xml" {
-				return Detection{}, &ParseError{Msg: "processing instruction in message"}
-			}
-		case xml.Directive:
-			return Detection{}, &ParseError{Msg: "document type declaration or other directive in message"}
-		default:
-			return Detection{}, &ParseError{Msg: fmt.Sprintf("unexpected token %T", tok)}
-		}
-		if err != nil && err != io.EOF {
-			return Detection{}, &ParseError{Msg: "reading message", Err: err}
-		}
-	}
-}
-
-// tokenSize approximates the length of a token in XML.
-func tokenSize(tok xml.Token) int {
-	switch t := tok.(type) {
-	case xml.StartElement:
-		n := len(t.Name.Space) + len(t.Name.Local) + 2
-		for _, a := range t.Attr {
-			n += len(a.Name.Space) + len(a.Name.Local) + len(a.Value) + 4
-		}
-		return n
-	case xml.EndElement:
-		return len(t.Name.Space) + len(t.Name.Local) + 3
-	case xml.CharData:
-		return len(t)
-	case xml.Comment:
-		return len(t) + 7
-	case xml.ProcInst:
-		return len(t.Target) + len(t.Inst) + 4
-	case xml.Directive:
-		return len(t) + 3
-	}
-	return 1
-}
-
-func (s *detectState) startChild(t xml.StartElement) {
+func (s *detectState) startChild(t *xmltree.Element) {
 	s.cur, s.curNS, s.content = childOther, t.Name.Space, false
 	switch {
 	case t.Name.Space == NS && t.Name.Local == "encryption":
-		if e, err := decodeEncryption(t); err == nil {
+		if e, err := decodeEncryption(xml.StartElement{Name: t.Name, Attr: t.Attr}); err == nil {
 			s.d.Tags = append(s.d.Tags, e)
 		} else {
 			s.d.MalformedTags++
@@ -399,7 +359,6 @@ func (s *detectState) startChild(t xml.StartElement) {
 	case t.Name.Local == "body" && stanzaNS(t.Name.Space):
 		s.cur = childBody
 		s.d.HasBody = true
-		s.body.Reset()
 	case t.Name.Space == OX && t.Name.Local == "openpgp",
 		t.Name.Space == LegacyOpenPGP && t.Name.Local == "x":
 		s.addPayload(Payload{Namespace: t.Name.Space, Element: t.Name.Local})
@@ -413,7 +372,7 @@ func (s *detectState) startChild(t xml.StartElement) {
 func (s *detectState) endChild() {
 	switch s.cur {
 	case childBody:
-		kind, version := ClassifyOTR(s.body.String())
+		kind, version := ClassifyOTR(s.body)
 		if kind.priority() > s.d.OTR.priority() {
 			s.d.OTR, s.d.OTRVersion = kind, version
 		}

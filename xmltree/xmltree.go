@@ -21,8 +21,10 @@
 // Namespace declarations are not kept as attributes; on output each
 // element declares its namespace where it differs from its parent's.
 // Attributes in namespaces other than none and xml are dropped on output
-// (no protocol Balcony speaks uses them). Comments and processing
-// instructions are dropped while parsing; DTDs are refused.
+// (no protocol Balcony speaks uses them). Comments are dropped while
+// parsing; processing instructions (other than an XML declaration before
+// the element) and DTDs are refused, as XMPP forbids them (RFC 6120
+// §11.1).
 //
 // # Concurrency
 //
@@ -250,7 +252,7 @@ func Parse(b []byte, lim *Limits) (*Element, error) {
 					if len(bytes.TrimSpace(t)) != 0 {
 						return nil, errors.New("xmltree: trailing data")
 					}
-				case xml.Comment, xml.ProcInst:
+				case xml.Comment:
 				default:
 					return nil, errors.New("xmltree: trailing data")
 				}
@@ -261,7 +263,11 @@ func Parse(b []byte, lim *Limits) (*Element, error) {
 			}
 		case xml.Directive:
 			return nil, errors.New("xmltree: directives (DTDs) are not allowed")
-		case xml.ProcInst, xml.Comment:
+		case xml.ProcInst:
+			if t.Target != "xml" {
+				return nil, errors.New("xmltree: processing instructions are not allowed")
+			}
+		case xml.Comment:
 		default:
 			return nil, errors.New("xmltree: unexpected token")
 		}
@@ -269,8 +275,8 @@ func Parse(b []byte, lim *Limits) (*Element, error) {
 }
 
 // FromTokens reads the content of start (already consumed) from r up to and
-// including its end element and returns the tree. Comments and processing
-// instructions are dropped; directives are rejected.
+// including its end element and returns the tree. Comments are dropped;
+// processing instructions and directives are refused.
 func FromTokens(r xml.TokenReader, start xml.StartElement, lim *Limits) (*Element, error) {
 	l := DefaultLimits
 	if lim != nil {
@@ -327,6 +333,9 @@ func FromTokens(r xml.TokenReader, start xml.StartElement, lim *Limits) (*Elemen
 			top.Children = append(top.Children, CharData(string(t)))
 		case xml.Directive:
 			return nil, errors.New("xmltree: directives (DTDs) are not allowed")
+		case xml.ProcInst:
+			// RFC 6120 §11.1: no processing instructions in XMPP.
+			return nil, errors.New("xmltree: processing instructions are not allowed")
 		}
 	}
 	return root, nil
