@@ -510,6 +510,19 @@ func (c *Client) pumpEvents() {
 	}
 }
 
+// Inject handles st as if it had been read from the stream: it is queued
+// behind the stanzas received so far, processed like them (IQs excepted:
+// Inject takes messages and presence), and its events arrive on Events.
+// It is for tests, benchmarks and bridges that receive stanzas elsewhere;
+// nothing is sent for it but what a received stanza causes (receipts,
+// protocol replies).
+func (c *Client) Inject(st *xmltree.Element) {
+	if st.Name.Space == "" {
+		st.Name.Space = NSClient
+	}
+	c.inbox.push(inboxItem{st: st})
+}
+
 // inboxItem is a received stanza, or a function to run in its place in
 // the order of arrival.
 type inboxItem struct {
@@ -563,14 +576,15 @@ func NewID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// SendElement writes a stanza tree to the stream. The tree's root must be a
-// message, presence or iq in jabber:client (or with an empty namespace).
+// SendElement writes a stanza tree to the stream as it is, in order with
+// every other stanza (under the pipeline's send lock), without any
+// decoration: for raw stanzas. Mechanisms send through their Host. The
+// tree's root must be a message, presence or iq in jabber:client (or with
+// an empty namespace).
 func (c *Client) SendElement(ctx context.Context, st *xmltree.Element) error {
-	sess, err := c.session()
-	if err != nil {
-		return err
-	}
-	return sendTree(ctx, sess, st)
+	c.pipeline.sendMu.Lock()
+	defer c.pipeline.sendMu.Unlock()
+	return c.pipeline.write(ctx, st)
 }
 
 func sendTree(ctx context.Context, sess *xmpp.Session, st *xmltree.Element) error {
@@ -658,9 +672,9 @@ var stanzaConditions = map[string]bool{
 	"subscription-required": true, "undefined-condition": true, "unexpected-request": true,
 }
 
-// definedCondition returns name if it is a defined stanza error condition,
+// DefinedCondition returns name if it is a defined stanza error condition,
 // and "undefined-condition" for anything else a remote entity wrote.
-func definedCondition(name string) string {
+func DefinedCondition(name string) string {
 	if stanzaConditions[name] {
 		return name
 	}
@@ -684,7 +698,7 @@ func parseStanzaError(st *xmltree.Element) error {
 				se.Text = strings.ToValidUTF8(se.Text[:maxErrorText], "") + "…"
 			}
 		case ch.Name.Space == NSStanzas && se.Condition == "":
-			se.Condition = definedCondition(ch.Name.Local)
+			se.Condition = DefinedCondition(ch.Name.Local)
 		default:
 			se.AppConditions = append(se.AppConditions, ch.Name)
 		}

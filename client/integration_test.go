@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/prosodytest"
 	"github.com/balcony-im/balcony/xmltree"
 )
@@ -17,33 +18,7 @@ import (
 // connect logs an account in with STARTTLS and the server's private CA.
 func connect(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, resource string, mod ...func(*client.Config)) *client.Client {
 	t.Helper()
-	j := acct.JID
-	if resource != "" {
-		var err error
-		j, err = j.WithResource(resource)
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := client.Config{JID: j, Password: acct.Password, Addr: srv.Addr, CAFile: srv.CAFile}
-	for _, m := range mod {
-		m(&cfg)
-	}
-	c, err := client.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := c.Connect(ctx); err != nil {
-		c.Close()
-		t.Fatalf("connect %s: %v", j, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if resource != "" && c.JID().Resourcepart() != resource {
-		t.Fatalf("bound %s, asked for resource %s", c.JID(), resource)
-	}
-	return c
+	return clienttest.Connect(t, srv, acct, resource, mod...)
 }
 
 // twoClients starts a server with accounts alice and bob and connects a
@@ -60,23 +35,7 @@ func twoClients(t *testing.T) (srv *prosodytest.Server, alice, bob prosodytest.A
 // waitFor returns the first event matching pred, failing after a timeout.
 func waitFor[E client.Event](t *testing.T, c *client.Client, pred func(E) bool) E {
 	t.Helper()
-	timer := time.NewTimer(15 * time.Second)
-	defer timer.Stop()
-	for {
-		select {
-		case ev, ok := <-c.Events():
-			if !ok {
-				t.Fatal("event channel closed")
-			}
-			if e, ok := ev.(E); ok && (pred == nil || pred(e)) {
-				return e
-			}
-		case <-timer.C:
-			var zero E
-			t.Fatalf("timed out waiting for %T", zero)
-			return zero
-		}
-	}
+	return clienttest.WaitFor(t, c, pred)
 }
 
 func TestIntegrationMessagesBothWays(t *testing.T) {
@@ -227,10 +186,7 @@ func TestIntegrationArchiveHistoryWithPaging(t *testing.T) {
 		}
 	}
 	// History runs archived messages through the pipeline as copies.
-	evs, err := b.History(ctx, alice.JID, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs := clienttest.History(t, b, alice.JID, client.HistoryOptions{})
 	if len(evs) != n {
 		t.Fatalf("history: %d events", len(evs))
 	}
@@ -281,7 +237,7 @@ func TestIntegrationPEPNotification(t *testing.T) {
 	_, alice, _, a, b := twoClients(t)
 	ctx := context.Background()
 	// Mutual subscription so that +notify applies.
-	subscribe(t, a, b)
+	clienttest.Subscribe(t, a, b)
 	const node = "urn:example:balcony:notify"
 	got := make(chan *client.PEPEvent, 4)
 	b.HandlePEP(node, func(e *client.PEPEvent) { got <- e })
@@ -301,32 +257,10 @@ func TestIntegrationPEPNotification(t *testing.T) {
 	}
 }
 
-// subscribe makes a and b mutually subscribed.
-func subscribe(t *testing.T, a, b *client.Client) {
-	t.Helper()
-	ctx := context.Background()
-	for _, pair := range [][2]*client.Client{{a, b}, {b, a}} {
-		from, to := pair[0], pair[1]
-		if err := from.Subscribe(ctx, to.JID().Bare()); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, to, func(s *client.SubscriptionEvent) bool { return s.Type == "subscribe" })
-		if err := to.ApproveSubscription(ctx, from.JID().Bare()); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, from, func(s *client.SubscriptionEvent) bool { return s.Type == "subscribed" })
-	}
-	waitFor(t, a, func(p *client.PresenceEvent) bool { return p.Available && p.From.Equal(b.JID()) })
-	waitFor(t, b, func(p *client.PresenceEvent) bool { return p.Available && p.From.Equal(a.JID()) })
-	if !a.Subscribed(b.JID()) || !b.Subscribed(a.JID()) {
-		t.Fatal("roster does not show the subscription")
-	}
-}
-
 func TestIntegrationDiscoAndCaps(t *testing.T) {
 	_, _, _, a, b := twoClients(t)
 	ctx := context.Background()
-	subscribe(t, a, b)
+	clienttest.Subscribe(t, a, b)
 	// A new feature changes the caps hash and triggers a new presence.
 	a.AddFeature("urn:example:balcony:feature")
 	p := waitFor(t, b, func(p *client.PresenceEvent) bool { return p.From.Equal(a.JID()) && p.CapsVer == a.CapsVer() })

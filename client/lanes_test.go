@@ -29,7 +29,7 @@ func (b *blockingMech) Open(ctx context.Context, in *Incoming) (*Opened, error) 
 func TestSlowSenderDoesNotBlockOthers(t *testing.T) {
 	c := newTestClient(t)
 	m := &blockingMech{fakeMech: fakeMech{ns: eme.OX}, slowFrom: "mallory@example.org", release: make(chan struct{})}
-	c.pipeline.Register(m, true, "")
+	mustRegister(t, c, m)
 	msg := func(from, id string) {
 		st, err := xmltree.Parse([]byte(`<message xmlns="jabber:client" type="chat" from="`+from+`" id="`+id+`"><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp></message>`), nil)
 		if err != nil {

@@ -156,33 +156,6 @@ func (c *Client) QueryArchive(ctx context.Context, q ArchiveQuery) (*ArchivePage
 	return page, nil
 }
 
-// History fetches up to limit archived messages with a contact, oldest
-// first, following RSM pages, and runs each through the message pipeline
-// as an archive copy (mechanisms never feed copies into session state).
-// The returned events are *MessageEvent or *NoticeEvent.
-func (c *Client) History(ctx context.Context, with jid.JID, limit int) ([]Event, error) {
-	var out []Event
-	q := ArchiveQuery{With: with, Max: 50}
-	for {
-		page, err := c.QueryArchive(ctx, q)
-		if err != nil {
-			return out, err
-		}
-		for _, m := range page.Messages {
-			if limit > 0 && len(out) >= limit {
-				return out, nil
-			}
-			if ev := c.pipeline.archived(m); ev != nil {
-				out = append(out, ev)
-			}
-		}
-		if page.Complete || page.Last == "" || len(page.Messages) == 0 {
-			return out, nil
-		}
-		q.After = page.Last
-	}
-}
-
 func formField(v, typ string, values ...string) *xmltree.Element {
 	f := xmltree.New(NSDataForms, "field", "var", v)
 	if typ != "" {

@@ -10,7 +10,6 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/otr"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
@@ -115,7 +114,7 @@ func TestDecorateBodyless(t *testing.T) {
 
 func TestSendNotEnabledHint(t *testing.T) {
 	c := newTestClient(t)
-	c.pipeline.Register(&fakeMech{ns: eme.OX}, false, "balcony ox keygen")
+	registerDisabled(t, c, &fakeMech{ns: eme.OX})
 	_, err := c.Send(context.Background(), &Outgoing{To: jid.MustParse("alice@example.org"), Body: "x"}, eme.OX)
 	if err == nil || !strings.Contains(err.Error(), "not enabled; enable it with: balcony ox keygen") {
 		t.Fatalf("got %v", err)
@@ -124,7 +123,7 @@ func TestSendNotEnabledHint(t *testing.T) {
 
 func TestSendRefusesDowngrade(t *testing.T) {
 	c := newTestClient(t)
-	c.pipeline.Register(&fakeMech{ns: eme.OTR}, true, "")
+	mustRegister(t, c, &fakeMech{ns: eme.OTR})
 	to := jid.MustParse("alice@example.org")
 	pol, err := eme.ParsePolicy("require:ox")
 	if err != nil {
@@ -139,7 +138,7 @@ func TestSendRefusesDowngrade(t *testing.T) {
 	}
 	// Not connected: an accepted mechanism gets past the policy and fails
 	// only at the network.
-	c.pipeline.Register(&fakeMech{ns: eme.OX}, true, "")
+	mustRegister(t, c, &fakeMech{ns: eme.OX})
 	if _, err := c.Send(context.Background(), &Outgoing{To: to, Body: "x"}, eme.OX); !errors.Is(err, ErrNotConnected) {
 		t.Errorf("send with OX: %v", err)
 	}
@@ -168,7 +167,7 @@ func TestOpenRouting(t *testing.T) {
 			notice: "not-supported"},
 		{name: "registered but disabled",
 			raw:    `<message xmlns="jabber:client" ` + alice + `><body>fallback</body><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp></message>`,
-			setup:  func(c *Client, f *fakeMech) { c.pipeline.Enable(eme.OX, false) },
+			setup:  func(c *Client, f *fakeMech) { c.pipeline.setEnabled(eme.OX, false) },
 			notice: "not-enabled"},
 		{name: "opened",
 			raw: `<message xmlns="jabber:client" ` + alice + `><body>fallback text</body><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp><encryption xmlns="urn:xmpp:eme:0" namespace="urn:xmpp:openpgp:0"/></message>`,
@@ -193,7 +192,7 @@ func TestOpenRouting(t *testing.T) {
 			notice: "disagreement"},
 		{name: "OTR query with OTR off asks to enable it",
 			raw:    `<message xmlns="jabber:client" ` + alice + `><body>?OTRv3?</body></message>`,
-			setup:  func(c *Client, f *fakeMech) { c.pipeline.Register(&fakeMech{ns: eme.OTR}, false, "") },
+			setup:  func(c *Client, f *fakeMech) { registerDisabled(t, c, &fakeMech{ns: eme.OTR}) },
 			notice: "session-requested"},
 		{name: "OTR data message without OTR support",
 			raw:    `<message xmlns="jabber:client" ` + alice + `><body>?OTR:AAMDAAAAAQ==.</body></message>`,
@@ -203,7 +202,7 @@ func TestOpenRouting(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newTestClient(t)
 			f := &fakeMech{ns: eme.OX}
-			c.pipeline.Register(f, true, "")
+			mustRegister(t, c, f)
 			if tc.setup != nil {
 				tc.setup(c, f)
 			}
@@ -253,25 +252,6 @@ func TestIncomingPolicyWarning(t *testing.T) {
 	}
 }
 
-func TestStripOTRWhitespaceTag(t *testing.T) {
-	otrTagBase := string(otr.WhitespaceTag(0)) // the base tag alone
-	if otrTagBase != "\x20\x09\x20\x20\x09\x09\x09\x09\x20\x09\x20\x09\x20\x09\x20\x20" {
-		t.Fatalf("base tag %q", otrTagBase)
-	}
-	tag := otrTagBase + "  \t\t  \t\t" // v3
-	for in, want := range map[string]string{
-		"hello" + tag:              "hello",
-		tag + "hi":                 "hi",
-		"a" + otrTagBase + "b":     "ab",
-		"no tag at all":            "no tag at all",
-		"x" + tag + "y" + tag + "": "xy",
-	} {
-		if got := StripOTRWhitespaceTag(in); got != want {
-			t.Errorf("StripOTRWhitespaceTag(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestCapsHashXEP0115Example(t *testing.T) {
 	// XEP-0115 §5.2 simple generation example.
 	ids := []Identity{{Category: "client", Type: "pc", Name: "Exodus 0.9.1"}}
@@ -286,7 +266,7 @@ func TestCapsHashXEP0115Example(t *testing.T) {
 // transport) are not messages: no notice, unlike those with a payload.
 func TestControlMessagesOfUnsupportedMechanisms(t *testing.T) {
 	c := newTestClient(t)
-	c.pipeline.Register(&fakeMech{ns: eme.OTR}, false, "balcony otr start")
+	registerDisabled(t, c, &fakeMech{ns: eme.OTR})
 	for _, tc := range []struct {
 		name, raw string
 		reason    string // "" for no event
@@ -355,4 +335,19 @@ func TestStanzaErrorBounded(t *testing.T) {
 	if se.Condition != "undefined-condition" || len(se.Text) > maxErrorText+4 {
 		t.Fatalf("condition %.40q, text of %d bytes", se.Condition, len(se.Text))
 	}
+}
+
+func mustRegister(t testing.TB, c *Client, m Mechanism) {
+	t.Helper()
+	if err := c.Register(m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// registerDisabled registers m and disables it, as a mechanism without
+// what it needs (a key) does in Attach.
+func registerDisabled(t testing.TB, c *Client, m Mechanism) {
+	t.Helper()
+	mustRegister(t, c, m)
+	c.pipeline.setEnabled(m.Namespace(), false)
 }

@@ -69,6 +69,14 @@ func (c *Client) SendPresence(ctx context.Context, show, status string) error {
 }
 
 func (c *Client) sendPresenceSession(ctx context.Context, sess *xmpp.Session, typ, show, status string) error {
+	c.pipeline.sendMu.Lock()
+	defer c.pipeline.sendMu.Unlock()
+	return sendTree(ctx, sess, c.presenceStanza(typ, show, status))
+}
+
+// presenceStanza builds our presence of the given type ("" for available)
+// with entity capabilities.
+func (c *Client) presenceStanza(typ, show, status string) *xmltree.Element {
 	p := xmltree.New(NSClient, "presence")
 	if typ != "" {
 		p.SetAttr("type", typ)
@@ -85,7 +93,7 @@ func (c *Client) sendPresenceSession(ctx context.Context, sess *xmpp.Session, ty
 		}
 		p.Append(xmltree.New(NSCaps, "c", "hash", "sha-1", "node", c.cfg.CapsNode, "ver", c.CapsVer()))
 	}
-	return sendTree(ctx, sess, p)
+	return p
 }
 
 // Subscribe asks contact for a presence subscription and adds it to the

@@ -31,7 +31,7 @@ func FuzzIncomingMessage(f *testing.F) {
 			return
 		}
 		c := newTestClient(t)
-		c.pipeline.Register(&fakeMech{ns: eme.OX, result: &Opened{Body: "opened"}}, true, "")
+		mustRegister(t, c, &fakeMech{ns: eme.OX, result: &Opened{Body: "opened"}})
 		c.process(st)
 		c.inbox.close()
 		c.events.close()

@@ -12,7 +12,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
-	"github.com/balcony-im/balcony/client"
+	esclient "github.com/balcony-im/balcony/client/esession"
 	"github.com/balcony-im/balcony/esession"
 	"github.com/balcony-im/balcony/store"
 )
@@ -153,19 +153,21 @@ func (a storeSecrets) Expire(peer string, createdBefore time.Time) error {
 // setupESession registers the Encrypted Sessions mechanism, enabled, with
 // the retained secrets kept in the account's store.
 func setupESession(ctx context.Context, s *session) error {
-	policy := client.AskUser
+	policy := esclient.AskUser
 	v, err := s.store.Setting(ctx, settingESessionAccept)
 	switch {
 	case err == nil && v == "subscribed":
-		policy = client.AcceptSubscribed
+		policy = esclient.AcceptSubscribed
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return err
 	}
-	es, err := client.NewESession(s.client, client.ESessionConfig{Secrets: storeSecrets{s.store}, AcceptPolicy: policy})
+	es, err := esclient.New(esclient.Config{Secrets: storeSecrets{s.store}, AcceptPolicy: policy})
 	if err != nil {
 		return err
 	}
-	s.client.Pipeline().Register(es, true, "")
+	if err := s.client.Register(es); err != nil {
+		return err
+	}
 	s.esession = es
 	// XEP-0217 §6 asks to terminate every session before going offline:
 	// the mechanism does so in its Closing hook, which Client.Close runs
@@ -184,8 +186,8 @@ type esessionArgs struct {
 }
 
 type esessionResult struct {
-	Session  client.ESessionInfo   `json:"session"`
-	Sessions []client.ESessionInfo `json:"sessions,omitempty"`
+	Session  esclient.Info   `json:"session"`
+	Sessions []esclient.Info `json:"sessions,omitempty"`
 }
 
 func runESession(ctx context.Context, e *env, args []string) error {
@@ -328,7 +330,7 @@ func printESession(e *env, a esessionArgs, res esessionResult) {
 	}
 }
 
-func verificationNote(s client.ESessionInfo) string {
+func verificationNote(s esclient.Info) string {
 	bare := esession.Bare(s.Peer)
 	switch {
 	case s.Verified:
@@ -363,8 +365,8 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 		wctx, cancel = context.WithTimeout(ctx, a.Wait)
 		defer cancel()
 	}
-	settled := func(i client.ESessionInfo) bool { return i.State == "active" || i.State == "ended" }
-	var info client.ESessionInfo
+	settled := func(i esclient.Info) bool { return i.State == "active" || i.State == "ended" }
+	var info esclient.Info
 	switch a.Op {
 	case "start":
 		info, err = es.Start(ctx, j)
@@ -380,7 +382,7 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 	case "accept":
 		if a.Wait > 0 {
 			// The request may still be on its way.
-			es.WaitFor(wctx, j, "", func(i client.ESessionInfo) bool { return i.State == "asking" })
+			es.WaitFor(wctx, j, "", func(i esclient.Info) bool { return i.State == "asking" })
 		}
 		info, err = es.Accept(ctx, j)
 		if err != nil {
@@ -398,7 +400,7 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 		info, err = es.SAS(j)
 	case "confirm":
 		info, err = es.ConfirmSAS(j, a.SAS, a.Thread)
-		if errors.Is(err, client.ErrSASMismatch) {
+		if errors.Is(err, esclient.ErrSASMismatch) {
 			return nil, withHint(err, "compare the current SAS (balcony esession sas "+j.Bare().String()+") with the contact again; a session started since you read it has a SAS of its own")
 		}
 	case "reject":
@@ -408,7 +410,7 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 		if ferr := s.store.ForgetRetainedSecrets(ctx, j.Bare().String()); ferr != nil {
 			return nil, fmt.Errorf("forgetting the retained secrets of %s: %w", j.Bare(), ferr)
 		}
-		if err != nil && !errors.Is(err, client.ErrNoESession) {
+		if err != nil && !errors.Is(err, esclient.ErrNoSession) {
 			return nil, esessionHint(err, j)
 		}
 		err = nil
@@ -418,7 +420,7 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 	case "end":
 		info, err = es.End(ctx, j)
 		if err == nil && a.Wait > 0 && info.State != "ended" {
-			info, err = es.WaitFor(wctx, j, info.Thread, func(i client.ESessionInfo) bool { return i.State == "ended" })
+			info, err = es.WaitFor(wctx, j, info.Thread, func(i esclient.Info) bool { return i.State == "ended" })
 			if err != nil {
 				return nil, withHint(fmt.Errorf("%s did not acknowledge the end of the session within %s", j, a.Wait),
 					"the keys for sending are wiped already; the contact may be offline")
@@ -434,7 +436,7 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 }
 
 // established checks the outcome of waiting for a session.
-func established(info client.ESessionInfo, err error, wait time.Duration, j jid.JID) error {
+func established(info esclient.Info, err error, wait time.Duration, j jid.JID) error {
 	switch {
 	case err != nil:
 		return withHint(fmt.Errorf("the Encrypted Session with %s was not established within %s (state: %s)", j, wait, info.State),
@@ -453,11 +455,11 @@ func established(info client.ESessionInfo, err error, wait time.Duration, j jid.
 func esessionHint(err error, j jid.JID) error {
 	bare := j.Bare().String()
 	switch {
-	case errors.Is(err, client.ErrESessionExists):
+	case errors.Is(err, esclient.ErrExists):
 		return withHint(err, "see it with: balcony esession sas "+bare+", or end it with: balcony esession end "+bare)
-	case errors.Is(err, client.ErrAmbiguousResource):
+	case errors.Is(err, esclient.ErrAmbiguousResource):
 		return withHint(err, "name the resource: balcony esession start "+bare+"/RESOURCE")
-	case errors.Is(err, client.ErrNoESession):
+	case errors.Is(err, esclient.ErrNoSession):
 		return withHint(err, "start one with: balcony esession start "+bare+", or list them with: balcony esession status")
 	}
 	return err

@@ -12,6 +12,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
+	otrclient "github.com/balcony-im/balcony/client/otr"
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/otr"
 	"github.com/balcony-im/balcony/store"
@@ -147,11 +148,13 @@ func setupOTR(ctx context.Context, s *session) error {
 		return err
 	}
 	pol, auto, _ := otrPolicyByName(name)
-	o, err := client.NewOTR(s.client, client.OTRConfig{LoadKey: loadKey, InstanceTag: tag, Policy: pol, AutoStart: auto, Store: s.store})
+	o, err := otrclient.New(otrclient.Config{LoadKey: loadKey, InstanceTag: tag, Policy: pol, AutoStart: auto, Store: s.store})
 	if err != nil {
 		return err
 	}
-	s.client.Pipeline().Register(o, true, "balcony otr start {jid}")
+	if err := s.client.Register(o); err != nil {
+		return err
+	}
 	s.otr = o
 	return nil
 }
@@ -210,16 +213,16 @@ func otrStoreKey(ctx context.Context, st *store.Store, key *otr.PrivateKey) erro
 
 // otrPolicyByName maps a policy name to the engine's policy and the
 // mechanism's auto-start mode.
-func otrPolicyByName(name string) (otr.Policy, client.OTRAutoStart, error) {
+func otrPolicyByName(name string) (otr.Policy, otrclient.AutoStart, error) {
 	switch name {
 	case "manual":
-		return otr.PolicyManual, client.OTRAutoStartNever, nil
+		return otr.PolicyManual, otrclient.AutoStartNever, nil
 	case "opportunistic":
-		return otr.PolicyOpportunistic &^ otr.SendWhitespaceTag, client.OTRAutoStartKnown, nil
+		return otr.PolicyOpportunistic &^ otr.SendWhitespaceTag, otrclient.AutoStartKnown, nil
 	case "advertise":
-		return otr.PolicyOpportunistic, client.OTRAutoStartKnown, nil
+		return otr.PolicyOpportunistic, otrclient.AutoStartKnown, nil
 	case "always":
-		return otr.PolicyAlways, client.OTRAutoStartAlways, nil
+		return otr.PolicyAlways, otrclient.AutoStartAlways, nil
 	}
 	return 0, 0, &usageError{msg: fmt.Sprintf("unknown OTR policy %q", name), hint: "use manual, opportunistic, advertise or always"}
 }
@@ -271,7 +274,7 @@ type otrResult struct {
 	Text     string    `json:"text,omitempty"`
 }
 
-func otrInfoOf(st client.OTRStatus) otrInfo {
+func otrInfoOf(st otrclient.Status) otrInfo {
 	return otrInfo{Peer: st.Peer.String(), State: st.State.String(), Fingerprint: st.Fingerprint, Trust: st.Trust,
 		SSID: st.SSID, Version: st.Version, OurInstance: st.OurInstance, TheirInstance: st.TheirInstance, SMP: st.SMP}
 }
@@ -382,11 +385,11 @@ func runOTR(ctx context.Context, e *env, args []string) error {
 // otrStateText says in words what a state means for the user.
 func otrStateText(i otrInfo) string {
 	switch i.State {
-	case client.OTRPrivateVerified.String():
+	case otrclient.StatePrivateVerified.String():
 		return "private, verified"
-	case client.OTRPrivateUnverified.String():
+	case otrclient.StatePrivateUnverified.String():
 		return "private, unverified"
-	case client.OTRFinished.String():
+	case otrclient.StateFinished.String():
 		return "finished (the contact ended the private conversation)"
 	}
 	return "not private"
@@ -402,7 +405,7 @@ func printOTR(e *env, a otrArgs, res otrResult) {
 		}
 		fmt.Fprintf(e.stdout, "private conversation with %s: %s\n", s.Peer, otrStateText(s))
 		printOTRDetails(e, s)
-		if s.State == client.OTRPrivateUnverified.String() {
+		if s.State == otrclient.StatePrivateUnverified.String() {
 			fmt.Fprintf(e.stdout, "verify it with: balcony otr smp %s (or compare the fingerprint over a channel you trust)\n", s.Peer)
 		}
 	case "end":
@@ -593,7 +596,7 @@ func otrPolicyLabel(p otr.Policy) string {
 // otrHint adds what to do next to the mechanism's errors.
 func otrHint(s *session, err error, j jid.JID) error {
 	switch {
-	case errors.Is(err, client.ErrOTRFullJID):
+	case errors.Is(err, otrclient.ErrFullJID):
 		var rs []string
 		for _, r := range s.client.Resources(j) {
 			rs = append(rs, r.String())
@@ -602,7 +605,7 @@ func otrHint(s *session, err error, j jid.JID) error {
 			return withHint(err, "name the resource, for example: "+j.Bare().String()+"/laptop (no resource of "+j.Bare().String()+" is online as far as this listener knows)")
 		}
 		return withHint(err, "name the resource; online now: "+strings.Join(rs, ", "))
-	case errors.Is(err, client.ErrNoOTRSession):
+	case errors.Is(err, otrclient.ErrNoSession):
 		return withHint(err, "start one with: balcony otr start "+j.String())
 	case errors.Is(err, otr.ErrNoSMP):
 		return withHint(err, "wait for the contact's request (--wait DUR), or start one with: balcony otr smp "+j.String())
@@ -628,12 +631,12 @@ func runOTRFingerprint(ctx context.Context, e *env, so *secretOptions) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s %s\n", a.JID, key.Fingerprint())
-	fmt.Fprintln(e.stdout, client.OTRFingerprintURI(j, key.Fingerprint()))
+	fmt.Fprintln(e.stdout, otrclient.FingerprintURI(j, key.Fingerprint()))
 	return nil
 }
 
 func runOTRVerify(ctx context.Context, e *env, so *secretOptions, uri string) error {
-	j, f, err := client.ParseOTRFingerprintURI(uri)
+	j, f, err := otrclient.ParseFingerprintURI(uri)
 	if err != nil {
 		return &usageError{msg: err.Error(), hint: "the URI looks like xmpp:bob@example.org?otr-fingerprint=<40 hex digits>"}
 	}

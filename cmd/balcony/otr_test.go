@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/balcony-im/balcony/client"
+	otrclient "github.com/balcony-im/balcony/client/otr"
 	"github.com/balcony-im/balcony/otr"
 	"github.com/balcony-im/balcony/store"
 )
@@ -18,12 +18,12 @@ func TestOTRPolicyNames(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		pol  otr.Policy
-		auto client.OTRAutoStart
+		auto otrclient.AutoStart
 	}{
-		{"manual", otr.PolicyManual, client.OTRAutoStartNever},
-		{"opportunistic", otr.PolicyOpportunistic &^ otr.SendWhitespaceTag, client.OTRAutoStartKnown},
-		{"advertise", otr.PolicyOpportunistic, client.OTRAutoStartKnown},
-		{"always", otr.PolicyAlways, client.OTRAutoStartAlways},
+		{"manual", otr.PolicyManual, otrclient.AutoStartNever},
+		{"opportunistic", otr.PolicyOpportunistic &^ otr.SendWhitespaceTag, otrclient.AutoStartKnown},
+		{"advertise", otr.PolicyOpportunistic, otrclient.AutoStartKnown},
+		{"always", otr.PolicyAlways, otrclient.AutoStartAlways},
 	} {
 		pol, auto, err := otrPolicyByName(tc.name)
 		if err != nil || pol != tc.pol || auto != tc.auto {

@@ -14,6 +14,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
+	oxclient "github.com/balcony-im/balcony/client/ox"
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/ox"
 	"github.com/balcony-im/balcony/store"
@@ -135,8 +136,11 @@ func init() {
 // setupOX registers the OX mechanism with the account's keys: enabled when
 // the account has one, otherwise disabled with a hint to make one.
 func setupOX(ctx context.Context, s *session) error {
-	x, err := client.NewOX(s.client, client.OXConfig{Store: s.store, EnableHint: "balcony ox keygen"})
+	x, err := oxclient.New(oxclient.Config{Store: s.store})
 	if err != nil {
+		return fmt.Errorf("OpenPGP for XMPP: %w", err)
+	}
+	if err := s.client.Register(x); err != nil {
 		return fmt.Errorf("OpenPGP for XMPP: %w", err)
 	}
 	s.ox = x
@@ -241,9 +245,9 @@ func doOX(ctx context.Context, s *session, a oxArgs) (*oxResult, error) {
 	case "withdraw":
 		if err := x.Withdraw(ctx, a.Fingerprint); err != nil {
 			switch {
-			case errors.Is(err, client.ErrOXActiveKey):
+			case errors.Is(err, oxclient.ErrActiveKey):
 				return nil, withHint(err, "make a new key first with: balcony ox keygen --force")
-			case errors.Is(err, client.ErrOXNotAnnounced):
+			case errors.Is(err, oxclient.ErrNotAnnounced):
 				return nil, withHint(err, "see the announced keys with: balcony ox discover "+s.acct.JID)
 			}
 			return nil, oxHint(err)
@@ -271,9 +275,9 @@ func doOX(ctx context.Context, s *session, a oxArgs) (*oxResult, error) {
 // oxHint adds what to do to the errors a user can fix.
 func oxHint(err error) error {
 	switch {
-	case errors.Is(err, client.ErrOXNoOwnKey):
+	case errors.Is(err, oxclient.ErrNoOwnKey):
 		return withHint(err, "make one with: balcony ox keygen (or restore one with: balcony ox restore)")
-	case errors.Is(err, client.ErrOXNoBackup):
+	case errors.Is(err, oxclient.ErrNoBackup):
 		return withHint(err, "make one on a device that has the key with: balcony ox backup")
 	case errors.Is(err, ox.ErrDecrypt):
 		return withHint(errors.New("the backup could not be decrypted: wrong backup code?"), "the code has six groups of four characters, e.g. TWNK-KD5Y-MT3T-E1GS-DRDB-KVTW")
@@ -285,7 +289,7 @@ func oxHint(err error) error {
 		// XEP-0373 §8.2: servers may refuse large keys.
 		return withHint(err, "the server refused the data, probably as too large; an EdDSA key (balcony ox keygen --force) is much smaller than an RSA one")
 	}
-	var ce *client.NodeConfigError
+	var ce *oxclient.NodeConfigError
 	if errors.As(err, &ce) {
 		return withHint(err, "the server does not apply the node configuration OX needs; ask its administrator")
 	}
@@ -354,7 +358,7 @@ func generateOXKey(ctx context.Context, acct *accountConfig, st *store.Store, rs
 	if err != nil {
 		return nil, err
 	}
-	if err := client.StoreOXKey(ctx, st, k, true); err != nil {
+	if err := oxclient.StoreKey(ctx, st, k, true); err != nil {
 		return nil, err
 	}
 	return k, nil
@@ -442,7 +446,7 @@ func runOX(ctx context.Context, e *env, args []string) error {
 		defer st.Close()
 		k, err := st.ActiveOwnKey(ctx, store.OX)
 		if errors.Is(err, store.ErrNotFound) {
-			return oxHint(client.ErrOXNoOwnKey)
+			return oxHint(oxclient.ErrNoOwnKey)
 		}
 		if err != nil {
 			return err
@@ -618,7 +622,7 @@ func oxImport(ctx context.Context, e *env, so *secretOptions, file string, activ
 			return err
 		}
 		act := activate || !hasActive
-		if err := client.StoreOXKey(ctx, st, k, act); errors.Is(err, store.ErrExists) {
+		if err := oxclient.StoreKey(ctx, st, k, act); errors.Is(err, store.ErrExists) {
 			fmt.Fprintf(e.stdout, "key %s is already an own key\n", displayFingerprint(store.OX, k.Fingerprint()))
 			continue
 		} else if err != nil {
@@ -655,7 +659,7 @@ func oxExport(ctx context.Context, e *env, so *secretOptions, secret, armor bool
 	defer st.Close()
 	k, err := st.ActiveOwnKey(ctx, store.OX)
 	if errors.Is(err, store.ErrNotFound) {
-		return oxHint(client.ErrOXNoOwnKey)
+		return oxHint(oxclient.ErrNoOwnKey)
 	}
 	if err != nil {
 		return err
@@ -835,15 +839,8 @@ func runHistory(ctx context.Context, e *env, args []string) error {
 		}
 	}()
 	r := &renderer{w: e.stdout, json: *asJSON, color: e.isTerminal}
-	x := sess.ox
-	if x == nil {
-		evs, err := sess.client.History(ctx, j.Bare(), *limit)
-		for _, ev := range evs {
-			r.event(ev)
-		}
-		return err
-	}
-	return x.History(ctx, j.Bare(), *limit, *workers, func(ev client.Event) error {
+	opts := client.HistoryOptions{Limit: *limit, Workers: *workers}
+	return sess.client.History(ctx, j.Bare(), opts, func(ev client.Event) error {
 		r.event(ev)
 		return nil
 	})

@@ -15,6 +15,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
+	oxclient "github.com/balcony-im/balcony/client/ox"
 	"github.com/balcony-im/balcony/ox"
 )
 
@@ -260,7 +261,7 @@ func TestOXHints(t *testing.T) {
 		hint string
 	}{
 		{fmt.Errorf("publish: %w", &client.StanzaError{Condition: "policy-violation"}), "probably as too large"},
-		{fmt.Errorf("x: %w", client.ErrOXNoOwnKey), "balcony ox keygen"},
+		{fmt.Errorf("x: %w", oxclient.ErrNoOwnKey), "balcony ox keygen"},
 		{fmt.Errorf("x: %w", ox.ErrDecrypt), "six groups of four characters"},
 	} {
 		var he *hintError

@@ -13,6 +13,8 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
+	esclient "github.com/balcony-im/balcony/client/esession"
+	otrclient "github.com/balcony-im/balcony/client/otr"
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/store"
 )
@@ -359,11 +361,11 @@ func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
 	}
 	s.watchers.mu.Unlock()
 	switch {
-	case errors.Is(err, client.ErrNoESession):
+	case errors.Is(err, esclient.ErrNoSession):
 		return sendResult{}, withHint(err, "start one with: balcony esession start "+to.String())
-	case errors.Is(err, client.ErrOTRFullJID):
+	case errors.Is(err, otrclient.ErrFullJID):
 		return sendResult{}, withHint(err, "name the contact's resource, e.g. "+to.Bare().String()+"/phone (see balcony otr status)")
-	case errors.Is(err, client.ErrNoOTRSession):
+	case errors.Is(err, otrclient.ErrNoSession):
 		return sendResult{}, withHint(err, "start one with: balcony otr start --wait 30s "+to.String())
 	}
 	if err != nil {

@@ -13,6 +13,9 @@ import (
 	"golang.org/x/term"
 
 	"github.com/balcony-im/balcony/client"
+	esclient "github.com/balcony-im/balcony/client/esession"
+	otrclient "github.com/balcony-im/balcony/client/otr"
+	oxclient "github.com/balcony-im/balcony/client/ox"
 	"github.com/balcony-im/balcony/store"
 )
 
@@ -299,9 +302,9 @@ type session struct {
 	watchers watchers
 
 	// The mechanisms, set by their set-up functions (nil when absent).
-	ox       *client.OX
-	otr      *client.OTR
-	esession *client.ESession
+	ox       *oxclient.Mechanism
+	otr      *otrclient.Mechanism
+	esession *esclient.Mechanism
 }
 
 // Close ends the XMPP session first (stream, TCP, then mechanisms, as

@@ -95,7 +95,9 @@ func newEngineDevice(t *testing.T, srv *servertest.Server, acct servertest.Accou
 		}
 		d.m[g] = m
 		d.caps[g] = &capture{ns: g.Namespace(), got: make(chan *client.Incoming, 16)}
-		d.c.Pipeline().Register(d.caps[g], true, "")
+		if err := d.c.Register(d.caps[g]); err != nil {
+			t.Fatal(err)
+		}
 		b, err := m.Bundle()
 		if err != nil {
 			t.Fatal(err)

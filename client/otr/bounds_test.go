@@ -1,4 +1,4 @@
-package client
+package otr
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
@@ -19,12 +20,12 @@ import (
 // Balcony keeps for them is bounded, per contact and in all.
 func TestOTRStateBounded(t *testing.T) {
 	n := newMemNet(t)
-	bob := n.add("bob@example.org/desk", testKey(t, 0), OTRConfig{})
+	bob := n.add("bob@example.org/desk", testKey(t, 0), Config{})
 	piece := strings.Repeat("A", 64<<10)
 	tag := uint32(0x1000)
 	open := func(from string, body string) {
-		st := xmltree.New(NSClient, "message", "from", from, "type", "chat").Append(xmltree.New(NSClient, "body").AppendText(body))
-		in := &Incoming{Stanza: st, From: jid.MustParse(from), To: bob.jid, Time: time.Now()}
+		st := xmltree.New(client.NSClient, "message", "from", from, "type", "chat").Append(xmltree.New(client.NSClient, "body").AppendText(body))
+		in := &client.Incoming{Stanza: st, From: jid.MustParse(from), To: bob.jid, Time: time.Now()}
 		_, _ = bob.o.Open(context.Background(), in)
 	}
 	for _, domain := range []string{"evil.example", "worse.example"} {

@@ -1,4 +1,4 @@
-package client
+package ox
 
 import (
 	"bytes"
@@ -9,22 +9,24 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/ox"
+	engine "github.com/balcony-im/balcony/ox"
 	"github.com/balcony-im/balcony/store"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
-// OXStore is the part of the account's store that the OX mechanism uses:
+// Store is the part of the account's store that the OX mechanism uses:
 // own key pairs, contacts' keys with their trust decisions. *store.Store
 // implements it.
-type OXStore interface {
+type Store interface {
 	OwnKeys(ctx context.Context, m store.Mechanism) ([]store.OwnKey, error)
 	OwnKeySecret(ctx context.Context, m store.Mechanism, fingerprint string) ([]byte, error)
 	AddOwnKey(ctx context.Context, k store.OwnKey, secret []byte) error
@@ -35,25 +37,21 @@ type OXStore interface {
 }
 
 var (
-	_ OXStore      = (*store.Store)(nil)
-	_ Mechanism    = (*OX)(nil)
-	_ Availability = (*OX)(nil)
+	_ Store               = (*store.Store)(nil)
+	_ client.Mechanism    = (*Mechanism)(nil)
+	_ client.Availability = (*Mechanism)(nil)
 )
 
-// OXConfig configures the OX mechanism.
-type OXConfig struct {
+// Config configures the OX mechanism.
+type Config struct {
 	// Store holds the own keys and the contacts' keys and trust. Required.
-	Store OXStore
+	Store Store
 
 	// BlindTrust makes messages signed by a key trusted on first use
 	// (store.Blind) count as verified. By default only keys the user
 	// verified (store.Verified) and one's own keys do; messages signed by a
 	// blindly trusted key are shown as "unverified", without a warning.
 	BlindTrust bool
-
-	// EnableHint is the command shown in the notice for an OX message that
-	// arrives while the account has no OX key ("balcony ox keygen").
-	EnableHint string
 
 	// Rand is the source of randomness (padding, session keys, backup
 	// codes); nil means crypto/rand.
@@ -78,15 +76,15 @@ type OXConfig struct {
 
 // Errors of the OX mechanism that callers branch on.
 var (
-	// ErrOXNoOwnKey means the account has no OX key pair; generate or
+	// ErrNoOwnKey means the account has no OX key pair; generate or
 	// restore one first.
-	ErrOXNoOwnKey = errors.New("client: this account has no OpenPGP key")
-	// ErrOXNoContactKey means a contact announces no OpenPGP key that may
+	ErrNoOwnKey = errors.New("client: this account has no OpenPGP key")
+	// ErrNoContactKey means a contact announces no OpenPGP key that may
 	// be used: none is published, or every one is marked untrusted,
 	// expired or revoked.
-	ErrOXNoContactKey = errors.New("client: no usable OpenPGP key announced")
-	// ErrOXNoBackup means the account's server holds no secret-key backup.
-	ErrOXNoBackup = errors.New("client: no OpenPGP secret-key backup on the server")
+	ErrNoContactKey = errors.New("client: no usable OpenPGP key announced")
+	// ErrNoBackup means the account's server holds no secret-key backup.
+	ErrNoBackup = errors.New("client: no OpenPGP secret-key backup on the server")
 )
 
 // minRefetch is the shortest interval between two on-demand fetches of one
@@ -101,28 +99,28 @@ const minRefetch = time.Minute
 // OX is safe for concurrent use: Open may run on several goroutines at
 // once (bulk archive decryption), and Seal, Publish, Discover, Backup and
 // Restore may be called from any goroutine.
-type OX struct {
-	c     *Client
-	st    OXStore
-	cfg   OXConfig
-	pgp   *ox.Config
-	cache *ox.KeyCache
+type Mechanism struct {
+	h     client.Host // set by Attach
+	st    Store
+	cfg   Config
+	pgp   *engine.Config
+	cache *engine.KeyCache
 
 	mu      sync.Mutex
-	own     []*ox.Key // secret keys, the active one first
-	ownPub  []*ox.Key // their public halves, same order
-	opener  *ox.Opener
+	own     []*engine.Key // secret keys, the active one first
+	ownPub  []*engine.Key // their public halves, same order
+	opener  *engine.Opener
 	fetched map[string]time.Time // bare JID -> last fetch of its key list
 	locks   [64]sync.Mutex       // serialise fetches, by hash of the bare JID
 }
 
-// NewOX creates the OX mechanism for c, loads the account's own keys from
-// cfg.Store and registers the mechanism with c's pipeline: enabled when the
-// account has a key, disabled (with cfg.EnableHint) otherwise. It also
-// subscribes to contacts' key lists (the urn:xmpp:openpgp:0:public-keys+notify
-// feature) and, with a key, advertises urn:xmpp:openpgp:im:0. Call it before
-// Connect so that the features are in the first presence.
-func NewOX(c *Client, cfg OXConfig) (*OX, error) {
+// New returns the OX mechanism with the account's own keys loaded from
+// cfg.Store; plug it into a client with Client.Register, before Connect so
+// that its features are in the first presence. Once registered it is
+// enabled only when the account has a key, subscribes to contacts' key
+// lists (the urn:xmpp:openpgp:0:public-keys+notify feature) and, with a
+// key, advertises urn:xmpp:openpgp:im:0.
+func New(cfg Config) (*Mechanism, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("client: OX needs a store")
 	}
@@ -132,11 +130,11 @@ func NewOX(c *Client, cfg OXConfig) (*OX, error) {
 	if cfg.FetchTimeout <= 0 {
 		cfg.FetchTimeout = 20 * time.Second
 	}
-	x := &OX{
-		c: c, st: cfg.Store, cfg: cfg, cache: ox.NewKeyCache(0),
+	x := &Mechanism{
+		st: cfg.Store, cfg: cfg, cache: engine.NewKeyCache(0),
 		fetched: map[string]time.Time{},
 	}
-	x.pgp = &ox.Config{Rand: cfg.Rand, Now: x.now, MaxClockSkew: cfg.MaxClockSkew}
+	x.pgp = &engine.Config{Rand: cfg.Rand, Now: x.now, MaxClockSkew: cfg.MaxClockSkew}
 	keys, err := x.storedKeys(context.Background())
 	if err != nil {
 		return nil, err
@@ -144,58 +142,80 @@ func NewOX(c *Client, cfg OXConfig) (*OX, error) {
 	if err := x.setKeys(keys); err != nil {
 		return nil, err
 	}
-	c.Pipeline().Register(x, len(keys) > 0, cfg.EnableHint)
-	c.HandlePEP(ox.NodePublicKeys, x.onMetadata)
-	if len(keys) > 0 {
-		c.AddFeature(ox.NSIM)
-	}
 	return x, nil
 }
 
-func (x *OX) now() time.Time {
+// Attach implements client.Attacher.
+func (x *Mechanism) Attach(h client.Host) error {
+	x.mu.Lock()
+	x.h = h
+	haveKey := len(x.own) > 0
+	x.mu.Unlock()
+	h.HandlePEP(engine.NodePublicKeys, x.onMetadata)
+	h.SetEnabled(haveKey)
+	if haveKey {
+		h.AddFeature(engine.NSIM)
+	}
+	return nil
+}
+
+func (x *Mechanism) now() time.Time {
 	if x.cfg.Now != nil {
 		return x.cfg.Now()
 	}
-	return x.c.cfg.now()
+	if x.h != nil {
+		return x.h.Now()
+	}
+	return time.Now()
+}
+
+// log is the host's logger (a discarding one before Attach).
+func (x *Mechanism) log() *slog.Logger {
+	if x.h != nil {
+		return x.h.Logger()
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // Namespace implements Mechanism.
-func (x *OX) Namespace() string { return eme.OX }
+func (x *Mechanism) Namespace() string { return eme.OX }
 
 // Needs implements Mechanism: XEP-0374 §3.2 asks for a fallback body and a
 // store hint (and the EME tag, which every mechanism gets) on every OX
 // message.
-func (x *OX) Needs() Needs { return Needs{FallbackBody: true, Hints: []string{"store"}} }
+func (x *Mechanism) Needs() client.Needs {
+	return client.Needs{FallbackBody: true, Hints: []string{"store"}}
+}
 
 // storedKeys reads the account's OX key pairs from the store, the active
 // one first.
-func (x *OX) storedKeys(ctx context.Context) ([]*ox.Key, error) {
+func (x *Mechanism) storedKeys(ctx context.Context) ([]*engine.Key, error) {
 	recs, err := x.st.OwnKeys(ctx, store.OX)
 	if err != nil {
 		return nil, err
 	}
-	var keys []*ox.Key
+	var keys []*engine.Key
 	for _, r := range recs {
 		secret, err := x.st.OwnKeySecret(ctx, store.OX, r.Fingerprint)
 		if err != nil {
 			return nil, err
 		}
-		parsed, err := ox.ParseKeys(secret)
+		parsed, err := engine.ParseKeys(secret)
 		clear(secret)
 		if err != nil {
 			return nil, fmt.Errorf("client: own OpenPGP key %s: %w", r.Fingerprint, err)
 		}
-		var k *ox.Key
+		var k *engine.Key
 		for _, p := range parsed {
 			if p.Fingerprint() == r.Fingerprint {
 				k = p
 			}
 		}
 		if k == nil || !k.Secret() || k.Locked() {
-			return nil, fmt.Errorf("client: own OpenPGP key %s: %w", r.Fingerprint, ox.ErrNotSecret)
+			return nil, fmt.Errorf("client: own OpenPGP key %s: %w", r.Fingerprint, engine.ErrNotSecret)
 		}
 		if r.Active {
-			keys = append([]*ox.Key{k}, keys...)
+			keys = append([]*engine.Key{k}, keys...)
 		} else {
 			keys = append(keys, k)
 		}
@@ -203,12 +223,12 @@ func (x *OX) storedKeys(ctx context.Context) ([]*ox.Key, error) {
 	return keys, nil
 }
 
-func (x *OX) setKeys(keys []*ox.Key) error {
-	o, err := ox.NewOpener(keys, x.pgp)
+func (x *Mechanism) setKeys(keys []*engine.Key) error {
+	o, err := engine.NewOpener(keys, x.pgp)
 	if err != nil {
 		return err
 	}
-	pub := make([]*ox.Key, len(keys))
+	pub := make([]*engine.Key, len(keys))
 	for i, k := range keys {
 		pub[i] = k.Public()
 	}
@@ -221,7 +241,7 @@ func (x *OX) setKeys(keys []*ox.Key) error {
 // LoadKeys reloads the account's own keys from the store (after a key was
 // generated, imported or restored, possibly by another process) and
 // enables the mechanism if there is one.
-func (x *OX) LoadKeys(ctx context.Context) error {
+func (x *Mechanism) LoadKeys(ctx context.Context) error {
 	keys, err := x.storedKeys(ctx)
 	if err != nil {
 		return err
@@ -229,32 +249,34 @@ func (x *OX) LoadKeys(ctx context.Context) error {
 	if err := x.setKeys(keys); err != nil {
 		return err
 	}
-	x.c.Pipeline().Enable(eme.OX, len(keys) > 0)
-	if len(keys) > 0 {
-		x.c.AddFeature(ox.NSIM)
+	if x.h != nil {
+		x.h.SetEnabled(len(keys) > 0)
+		if len(keys) > 0 {
+			x.h.AddFeature(engine.NSIM)
+		}
 	}
 	return nil
 }
 
 // Keys returns the public halves of the account's own keys, the active
 // (signing and announced) one first.
-func (x *OX) Keys() []*ox.Key {
+func (x *Mechanism) Keys() []*engine.Key {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return append([]*ox.Key(nil), x.ownPub...)
+	return append([]*engine.Key(nil), x.ownPub...)
 }
 
-func (x *OX) snapshot() (own, ownPub []*ox.Key, o *ox.Opener) {
+func (x *Mechanism) snapshot() (own, ownPub []*engine.Key, o *engine.Opener) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.own, x.ownPub, x.opener
 }
 
-func (x *OX) self() jid.JID { return x.c.JID().Bare() }
+func (x *Mechanism) self() jid.JID { return x.h.Self().Bare() }
 
 // keyLock serialises fetches of one contact's keys. The locks are a fixed
 // set shared by hash, so that senders without number cost no memory.
-func (x *OX) keyLock(bare string) *sync.Mutex {
+func (x *Mechanism) keyLock(bare string) *sync.Mutex {
 	h := fnv.New32a()
 	h.Write([]byte(bare))
 	return &x.locks[h.Sum32()%uint32(len(x.locks))]
@@ -264,13 +286,13 @@ func (x *OX) keyLock(bare string) *sync.Mutex {
 // first (a forgotten one only allows an earlier fetch).
 const maxFetched = 4096
 
-func (x *OX) lastFetch(bare string) time.Time {
+func (x *Mechanism) lastFetch(bare string) time.Time {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.fetched[bare]
 }
 
-func (x *OX) markFetched(bare string) {
+func (x *Mechanism) markFetched(bare string) {
 	now := x.now()
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -296,13 +318,13 @@ type keyInfo struct {
 
 // senderKeys are the parsed keys of one bare JID with their trust.
 type senderKeys struct {
-	keys []*ox.Key
+	keys []*engine.Key
 	info map[string]keyInfo
 }
 
 // loadKeys reads the keys recorded for bare (and, for one's own JID, this
 // device's key pairs) and parses them through the key cache.
-func (x *OX) loadKeys(ctx context.Context, bare jid.JID) (*senderKeys, error) {
+func (x *Mechanism) loadKeys(ctx context.Context, bare jid.JID) (*senderKeys, error) {
 	recs, err := x.st.ListKeys(ctx, bare.String(), store.OX)
 	if err != nil {
 		return nil, err
@@ -324,7 +346,7 @@ func (x *OX) loadKeys(ctx context.Context, bare jid.JID) (*senderKeys, error) {
 		}
 		keys, err := x.cache.Parse(r.Data)
 		if err != nil {
-			x.c.cfg.logger().Warn("stored OpenPGP key does not parse", "contact", r.Contact, "fingerprint", r.Fingerprint, "err", err)
+			x.log().Warn("stored OpenPGP key does not parse", "contact", r.Contact, "fingerprint", r.Fingerprint, "err", err)
 			continue
 		}
 		for _, k := range keys {
@@ -351,7 +373,7 @@ type keySource interface {
 
 // liveKeys reads the store for every message, so that trust decisions made
 // meanwhile (by another process, too) apply at once.
-type liveKeys struct{ x *OX }
+type liveKeys struct{ x *Mechanism }
 
 func (l liveKeys) keys(ctx context.Context, from jid.JID) (*senderKeys, error) {
 	return l.x.keysFetching(ctx, from)
@@ -363,7 +385,7 @@ func (l liveKeys) refetch(ctx context.Context, from jid.JID) (*senderKeys, bool)
 
 // keysFetching returns the keys of bare, fetching the key list over PEP
 // first when nothing usable is known and it was not fetched recently.
-func (x *OX) keysFetching(ctx context.Context, bare jid.JID) (*senderKeys, error) {
+func (x *Mechanism) keysFetching(ctx context.Context, bare jid.JID) (*senderKeys, error) {
 	bare = bare.Bare()
 	sk, err := x.loadKeys(ctx, bare)
 	if err != nil {
@@ -380,7 +402,7 @@ func (x *OX) keysFetching(ctx context.Context, bare jid.JID) (*senderKeys, error
 		res, err := x.refresh(fctx, bare, nil, false)
 		cancel()
 		if err != nil {
-			x.c.cfg.logger().Info("fetching OpenPGP keys failed", "contact", bare.String(), "err", err)
+			x.log().Info("fetching OpenPGP keys failed", "contact", bare.String(), "err", err)
 		} else {
 			x.emitAll(res.events)
 		}
@@ -400,7 +422,7 @@ func (s *senderKeys) knowsAnnounced() bool {
 	return false
 }
 
-func (x *OX) refetchKeys(ctx context.Context, bare jid.JID) (*senderKeys, bool) {
+func (x *Mechanism) refetchKeys(ctx context.Context, bare jid.JID) (*senderKeys, bool) {
 	bare = bare.Bare()
 	l := x.keyLock(bare.String())
 	l.Lock()
@@ -412,7 +434,7 @@ func (x *OX) refetchKeys(ctx context.Context, bare jid.JID) (*senderKeys, bool) 
 	res, err := x.refresh(fctx, bare, nil, false)
 	cancel()
 	if err != nil {
-		x.c.cfg.logger().Info("fetching OpenPGP keys failed", "contact", bare.String(), "err", err)
+		x.log().Info("fetching OpenPGP keys failed", "contact", bare.String(), "err", err)
 		return nil, false
 	}
 	x.emitAll(res.events)
@@ -423,16 +445,16 @@ func (x *OX) refetchKeys(ctx context.Context, bare jid.JID) (*senderKeys, bool) 
 	return sk, true
 }
 
-func (x *OX) emitAll(evs []*SecurityEvent) {
+func (x *Mechanism) emitAll(evs []*client.SecurityEvent) {
 	for _, e := range evs {
-		x.c.emit(e)
+		x.h.Emit(e)
 	}
 }
 
 // Usable implements Availability: the account has a key and the contact
 // has announced a key that is not marked untrusted. It does not use the
 // network.
-func (x *OX) Usable(ctx context.Context, to jid.JID) bool {
+func (x *Mechanism) Usable(ctx context.Context, to jid.JID) bool {
 	own, _, _ := x.snapshot()
 	if len(own) == 0 {
 		return false
@@ -458,58 +480,58 @@ func (x *OX) Usable(ctx context.Context, to jid.JID) bool {
 // carbons, other devices and the archive can read it (XEP-0374 §4.1,
 // XEP-0373 §3.1). The thread stays outside; the pipeline adds the fallback
 // body, the store hint and the EME tag.
-func (x *OX) Seal(ctx context.Context, out *Outgoing) (Sealed, error) {
+func (x *Mechanism) Seal(ctx context.Context, out *client.Outgoing) (client.Sealed, error) {
 	own, ownPub, _ := x.snapshot()
 	if len(own) == 0 {
-		return Sealed{}, ErrOXNoOwnKey
+		return client.Sealed{}, ErrNoOwnKey
 	}
 	to := out.To.Bare()
 	now := x.now()
 	recips, err := x.recipientKeys(ctx, to, now)
-	if err != nil && !(to.Equal(x.self()) && errors.Is(err, ErrOXNoContactKey)) {
-		return Sealed{}, err
+	if err != nil && !(to.Equal(x.self()) && errors.Is(err, ErrNoContactKey)) {
+		return client.Sealed{}, err
 	}
-	var mine []*ox.Key
+	var mine []*engine.Key
 	if !to.Equal(x.self()) {
-		if mine, err = x.recipientKeys(ctx, x.self(), now); err != nil && !errors.Is(err, ErrOXNoContactKey) {
-			return Sealed{}, err
+		if mine, err = x.recipientKeys(ctx, x.self(), now); err != nil && !errors.Is(err, ErrNoContactKey) {
+			return client.Sealed{}, err
 		}
 	}
 	// XEP-0374 §4.1: the contact's keys and all of one's own. An own key
 	// that cannot encrypt any more (a retired, expired one) is left out.
-	all, unusable := ox.Recipients(now, recips, ownPub, mine)
+	all, unusable := engine.Recipients(now, recips, ownPub, mine)
 	for _, err := range unusable {
-		x.c.cfg.logger().Info("not encrypting to an unusable own OpenPGP key", "err", err)
+		x.log().Info("not encrypting to an unusable own OpenPGP key", "err", err)
 	}
 
 	payload := make([]byte, 0, 64+len(out.Body))
 	if out.Body != "" {
 		var b strings.Builder
 		if err := xml.EscapeText(&b, []byte(out.Body)); err != nil {
-			return Sealed{}, err
+			return client.Sealed{}, err
 		}
 		payload = append(payload, "<body>"...)
 		payload = append(payload, b.String()...)
 		payload = append(payload, "</body>"...)
 	}
 	for _, e := range out.Payload {
-		payload = append(payload, e.Marshal(NSClient)...)
+		payload = append(payload, e.Marshal(client.NSClient)...)
 	}
-	content := ox.Content{Kind: ox.Signcrypt, To: []jid.JID{to}, Payload: payload}
-	msg, err := ox.Seal(content, own[0], all, x.pgp)
+	content := engine.Content{Kind: engine.Signcrypt, To: []jid.JID{to}, Payload: payload}
+	msg, err := engine.Seal(content, own[0], all, x.pgp)
 	if err != nil {
-		return Sealed{}, fmt.Errorf("client: OX: %w", err)
+		return client.Sealed{}, fmt.Errorf("client: OX: %w", err)
 	}
-	st := xmltree.New(NSClient, "message", "to", out.To.String(), "type", out.Type, "id", out.ID)
+	st := xmltree.New(client.NSClient, "message", "to", out.To.String(), "type", out.Type, "id", out.ID)
 	if out.Thread != "" {
-		st.Append(xmltree.New(NSClient, "thread").AppendText(out.Thread))
+		st.Append(xmltree.New(client.NSClient, "thread").AppendText(out.Thread))
 	}
-	el, err := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
+	el, err := xmltree.Parse(engine.Element{Data: msg}.Marshal(), nil)
 	if err != nil {
-		return Sealed{}, err
+		return client.Sealed{}, err
 	}
 	st.Append(el)
-	return Sealed{Stanzas: []*xmltree.Element{st}}, nil
+	return client.Sealed{Stanzas: []*xmltree.Element{st}}, nil
 }
 
 // recipientKeys returns the keys to encrypt to for bare: every key it
@@ -517,14 +539,14 @@ func (x *OX) Seal(ctx context.Context, out *Outgoing) (Sealed, error) {
 // revoked key is never used). The key list is fetched over PEP when it was
 // not fetched for a while; a failed fetch falls back to the stored keys.
 // For one's own JID it returns the other devices' keys.
-func (x *OX) recipientKeys(ctx context.Context, bare jid.JID, now time.Time) ([]*ox.Key, error) {
+func (x *Mechanism) recipientKeys(ctx context.Context, bare jid.JID, now time.Time) ([]*engine.Key, error) {
 	if now.Sub(x.lastFetch(bare.String())) >= x.cfg.Refresh {
 		l := x.keyLock(bare.String())
 		l.Lock()
 		if now.Sub(x.lastFetch(bare.String())) >= x.cfg.Refresh {
 			res, err := x.refresh(ctx, bare, nil, false)
 			if err != nil {
-				x.c.cfg.logger().Info("fetching OpenPGP keys failed", "contact", bare.String(), "err", err)
+				x.log().Info("fetching OpenPGP keys failed", "contact", bare.String(), "err", err)
 			} else {
 				x.emitAll(res.events)
 			}
@@ -535,19 +557,19 @@ func (x *OX) recipientKeys(ctx context.Context, bare jid.JID, now time.Time) ([]
 	if err != nil {
 		return nil, err
 	}
-	var cands []*ox.Key
+	var cands []*engine.Key
 	for _, k := range sk.keys {
 		i := sk.info[k.Fingerprint()]
 		if !i.own && i.announced && i.trust != store.Untrusted {
 			cands = append(cands, k)
 		}
 	}
-	out, unusable := ox.Recipients(now, cands)
+	out, unusable := engine.Recipients(now, cands)
 	for _, err := range unusable {
-		x.c.cfg.logger().Info("not encrypting to an unusable OpenPGP key", "contact", bare.String(), "err", err)
+		x.log().Info("not encrypting to an unusable OpenPGP key", "contact", bare.String(), "err", err)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%w by %s", ErrOXNoContactKey, bare)
+		return nil, fmt.Errorf("%w by %s", ErrNoContactKey, bare)
 	}
 	return out, nil
 }
@@ -565,35 +587,35 @@ func (x *OX) recipientKeys(ctx context.Context, bare jid.JID, now time.Time) ([]
 // parse gives eme.ReasonMalformed. Otherwise the content is delivered, and
 // it counts as verified only if every check passed and the signing key is
 // one's own or verified by the user (or blindly trusted, with
-// OXConfig.BlindTrust); any failed check is a warning.
-func (x *OX) Open(ctx context.Context, in *Incoming) (*Opened, error) {
+// Config.BlindTrust); any failed check is a warning.
+func (x *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Opened, error) {
 	return x.open(ctx, in, liveKeys{x})
 }
 
-func (x *OX) open(ctx context.Context, in *Incoming, src keySource) (*Opened, error) {
+func (x *Mechanism) open(ctx context.Context, in *client.Incoming, src keySource) (*client.Opened, error) {
 	if in.Stanza.AttrValue("type") == "groupchat" {
 		// The sender of a group chat message is a room occupant whose real
 		// JID, and so whose keys, Balcony does not track yet.
-		return nil, &OpenError{Reason: eme.ReasonNotSupported, Detail: "OpenPGP for XMPP in group chats is not supported yet"}
+		return nil, &client.OpenError{Reason: eme.ReasonNotSupported, Detail: "OpenPGP for XMPP in group chats is not supported yet"}
 	}
-	el := in.Stanza.Child(ox.NS, "openpgp")
+	el := in.Stanza.Child(engine.NS, "openpgp")
 	if el == nil {
-		return nil, &OpenError{Reason: eme.ReasonMalformed, Detail: "no <openpgp/> element"}
+		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Detail: "no <openpgp/> element"}
 	}
 	data, err := openpgpData(el)
 	if err != nil {
-		return nil, &OpenError{Reason: eme.ReasonMalformed, Err: err}
+		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
 	}
 	_, _, opener := x.snapshot()
 	if opener == nil {
-		return nil, &OpenError{Reason: eme.ReasonNoKey, Err: ErrOXNoOwnKey}
+		return nil, &client.OpenError{Reason: eme.ReasonNoKey, Err: ErrNoOwnKey}
 	}
 	from := in.From.Bare()
 	sk, err := src.keys(ctx, from)
 	if err != nil {
 		return nil, err
 	}
-	params := ox.OpenParams{From: in.From, To: in.To, SenderKeys: sk.keys, Require: ox.Signcrypt, Time: in.Time}
+	params := engine.OpenParams{From: in.From, To: in.To, SenderKeys: sk.keys, Require: engine.Signcrypt, Time: in.Time}
 	op, err := opener.Open(data, params)
 	if err != nil {
 		return nil, openErr(err)
@@ -613,7 +635,7 @@ func (x *OX) open(ctx context.Context, in *Incoming, src keySource) (*Opened, er
 	}
 	if !in.Origin.Copy() && op.Signer != nil && !sk.info[op.Signer.Fingerprint()].own {
 		if _, err := x.st.RecordSeenKey(ctx, from.String(), store.OX, op.Signer.Fingerprint(), nil); err != nil {
-			x.c.cfg.logger().Warn("recording OpenPGP key use failed", "err", err)
+			x.log().Warn("recording OpenPGP key use failed", "err", err)
 		}
 	}
 	return res, nil
@@ -621,16 +643,16 @@ func (x *OX) open(ctx context.Context, in *Incoming, src keySource) (*Opened, er
 
 // openErr maps the engine's errors to notices.
 func openErr(err error) error {
-	var pe *ox.ParseError
+	var pe *engine.ParseError
 	switch {
-	case errors.Is(err, ox.ErrNoKey):
-		return &OpenError{Reason: eme.ReasonNoKey, Err: err}
-	case errors.Is(err, ox.ErrDecrypt):
-		return &OpenError{Reason: eme.ReasonVerificationFailed, Err: err}
-	case errors.As(err, &pe), errors.Is(err, ox.ErrMalformed), errors.Is(err, ox.ErrTooLarge):
-		return &OpenError{Reason: eme.ReasonMalformed, Err: err}
+	case errors.Is(err, engine.ErrNoKey):
+		return &client.OpenError{Reason: eme.ReasonNoKey, Err: err}
+	case errors.Is(err, engine.ErrDecrypt):
+		return &client.OpenError{Reason: eme.ReasonVerificationFailed, Err: err}
+	case errors.As(err, &pe), errors.Is(err, engine.ErrMalformed), errors.Is(err, engine.ErrTooLarge):
+		return &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
 	}
-	return &OpenError{Reason: eme.ReasonMalformed, Err: err}
+	return &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
 }
 
 // result turns an opened content element into what the pipeline delivers,
@@ -644,28 +666,28 @@ func openErr(err error) error {
 // message after a key change) is shown with a warning, but it does not
 // count as OX for the incoming policy (Security.Authenticated is false).
 // Verified means that every check passed and the user trusts the key.
-func (x *OX) result(in *Incoming, op *ox.Opened, sk *senderKeys) (*Opened, error) {
-	sec := Security{Mechanism: eme.OX}
+func (x *Mechanism) result(in *client.Incoming, op *engine.Opened, sk *senderKeys) (*client.Opened, error) {
+	sec := client.Security{Mechanism: eme.OX}
 	for _, p := range op.Problems {
-		var re *ox.RecipientError
-		var ke *ox.KindError
+		var re *engine.RecipientError
+		var ke *engine.KindError
 		switch {
 		case errors.As(p, &re):
 			// A message written for someone else and forwarded to us
 			// (surreptitious forwarding, XEP-0373 §3.1): never shown.
-			return nil, &OpenError{Reason: eme.ReasonVerificationFailed, Detail: re.Error()}
+			return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Detail: re.Error()}
 		case errors.As(p, &ke):
-			return nil, &OpenError{Reason: eme.ReasonVerificationFailed, Detail: ke.Error() + " (the IM profile requires <signcrypt/>)"}
+			return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Detail: ke.Error() + " (the IM profile requires <signcrypt/>)"}
 		case op.Signer == nil:
 			// Not signed, signed by an unknown key or a bad signature: the
 			// engine found no valid signature by a key of the sender.
-			return nil, &OpenError{Reason: eme.ReasonVerificationFailed, Detail: strings.TrimPrefix(p.Error(), "ox: ")}
+			return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Detail: strings.TrimPrefix(p.Error(), "ox: ")}
 		default:
 			sec.Warnings = append(sec.Warnings, strings.TrimPrefix(p.Error(), "ox: "))
 		}
 	}
 	if op.Signer == nil {
-		return nil, &OpenError{Reason: eme.ReasonVerificationFailed, Detail: "no valid signature by a key of the sender"}
+		return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Detail: "no valid signature by a key of the sender"}
 	}
 	from := in.From.Bare()
 	fpr := op.Signer.Fingerprint()
@@ -694,15 +716,15 @@ func (x *OX) result(in *Incoming, op *ox.Opened, sk *senderKeys) (*Opened, error
 	sec.Verified = verified && len(sec.Warnings) == 0
 
 	outer := in.Stanza.Elements()
-	oc := make([]ox.Child, len(outer))
+	oc := make([]engine.Child, len(outer))
 	for i, e := range outer {
-		oc[i] = ox.Child{Name: e.Name}
+		oc[i] = engine.Child{Name: e.Name}
 	}
-	children, err := ox.EffectiveChildren(op.Content.Payload, oc)
+	children, err := engine.EffectiveChildren(op.Content.Payload, oc)
 	if err != nil {
-		return nil, &OpenError{Reason: eme.ReasonMalformed, Err: err}
+		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
 	}
-	res := &Opened{Security: sec}
+	res := &client.Opened{Security: sec}
 	hasBody := false
 	for _, c := range children {
 		if !c.Protected {
@@ -713,7 +735,7 @@ func (x *OX) result(in *Incoming, op *ox.Opened, sk *senderKeys) (*Opened, error
 			// children).
 			continue
 		}
-		if c.Name.Space == NSClient && c.Name.Local == "body" && !hasBody {
+		if c.Name.Space == client.NSClient && c.Name.Local == "body" && !hasBody {
 			if text, ok := simpleText(c.XML); ok {
 				res.Body, hasBody = text, true
 				continue
@@ -721,9 +743,9 @@ func (x *OX) result(in *Incoming, op *ox.Opened, sk *senderKeys) (*Opened, error
 		}
 		e, err := xmltree.Parse(c.XML, nil)
 		if err != nil {
-			return nil, &OpenError{Reason: eme.ReasonMalformed, Err: err}
+			return nil, &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
 		}
-		if e.Name.Space == NSClient && e.Name.Local == "body" && !hasBody {
+		if e.Name.Space == client.NSClient && e.Name.Local == "body" && !hasBody {
 			res.Body, hasBody = e.Text(), true
 			continue
 		}
@@ -744,7 +766,7 @@ func openpgpData(el *xmltree.Element) ([]byte, error) {
 			}
 		}
 	}
-	return ox.ParseElement(el.Marshal(""))
+	return engine.ParseElement(el.Marshal(""))
 }
 
 // simpleText returns the text of an element as ox writes payload children:

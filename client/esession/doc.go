@@ -1,22 +1,22 @@
-// # Encrypted Sessions (XEP-0218 family)
+// Package esession carries Encrypted Sessions over XMPP: it is the
+// mechanism of the client's message pipeline for the XEP-0218 family,
+// XEP-0201 threads (Active), XEP-0155 stanza session negotiation (Draft),
+// and the XEP-0217 key agreement with XEP-0200 stanza encryption (both
+// Deferred since 2007, never analysed). The protocol itself is the engine
+// package github.com/balcony-im/balcony/esession, which says what is
+// implemented and what a session protects:
 //
-// Encrypted Sessions are XEP-0201 threads (Active), XEP-0155 stanza session
-// negotiation (Draft), and the XEP-0217 key agreement with XEP-0200 stanza
-// encryption (both Deferred since 2007, never analysed; see package
-// esession for what is implemented and what a session protects). The
-// protocol is package esession; ESession carries it over the pipeline:
-//
-//	es, err := client.NewESession(c, client.ESessionConfig{Secrets: secrets})
-//	c.Pipeline().Register(es, true, "balcony esession start {jid}")
+//	es, err := esession.New(esession.Config{Secrets: secrets})
+//	err = c.Register(es)
 //	err = c.Connect(ctx)
 //	_, err = es.Start(ctx, bobFullJID)              // "esession-established" event follows
 //	_, err = c.Send(ctx, &client.Outgoing{To: bob, Body: "hi"}, esession.NSStanzaEncryption)
-//	_, err = es.ConfirmSAS(bob)                     // after comparing the SAS by voice
+//	_, err = es.ConfirmSAS(bob, sas, "")            // the SAS compared by voice
 //	_, err = es.End(ctx, bob)
 //	c.Close()                                       // terminates the remaining sessions first
 //
-// Set-up. Create the mechanism before Connect: it advertises
-// esession.FeatureESession and esession.FormTypeSSN. ESessionConfig.Secrets
+// Set-up. Register the mechanism before Connect: it advertises
+// engine.FeatureESession and engine.FormTypeSSN. Config.Secrets
 // keeps the retained secrets between sessions; give it a store that
 // encrypts them at rest (balcony uses its SQLite store).
 //
@@ -27,7 +27,7 @@
 // directed presence so that it learns when they go offline even without a
 // subscription. A request raises an "esession-request" event and waits for
 // Accept or Decline: nothing at all is sent until the user decides, unless
-// ESessionConfig.AcceptPolicy is AcceptSubscribed and the contact has a
+// Config.AcceptPolicy is AcceptSubscribed and the contact has a
 // presence subscription to the user (roster "from" or "both"), and never
 // for a request the server stored while the user was offline.
 //
@@ -43,7 +43,7 @@
 // Sending. Client.Send with esession.NSStanzaEncryption seals for the
 // contact's newest established session (or the session of
 // Outgoing.Thread), addressed to the bound resource, and fails with
-// ErrNoESession (saying why) when there is none: there is no plaintext
+// ErrNoSession (saying why) when there is none: there is no plaintext
 // fallback. The pipeline adds the XEP-0380 tag with a name, the no-copy,
 // no-permanent-store and no-store hints and <private/>, and no fallback
 // body. Usable reports an established session to the "prefer encryption"
@@ -72,4 +72,4 @@
 // (an error from the contact or its server), "esession-terminated",
 // "esession-ignored" (a stanza refused without changing any session),
 // "esession-copy" and "esession-secret-not-stored".
-package client
+package esession

@@ -1,4 +1,4 @@
-package client_test
+package otr_test
 
 // A real libotr 4.1 session over a real Prosody: libotr (the C helper of
 // internal/libotrpeer) is the OTR side of a minimal XMPP client of ours
@@ -16,10 +16,12 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/client/otr"
 	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/libotrpeer"
 	"github.com/balcony-im/balcony/internal/prosodytest"
-	"github.com/balcony-im/balcony/otr"
+	engine "github.com/balcony-im/balcony/otr"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
@@ -85,15 +87,17 @@ func TestIntegrationOTRLibotrPeer(t *testing.T) {
 	libotrpeer.Build(t) // skips (or fails under BALCONY_REQUIRE_INTEROP=1) without libotr
 	srv := prosodytest.Start(t)
 	alice, libby := srv.AddUser(t, "alice", ""), srv.AddUser(t, "libby", "")
-	a := connect(t, srv, alice, "balcony")
+	a := clienttest.Connect(t, srv, alice, "balcony")
 	ao := attachOTR(t, a, newOTRAccount(t, 4))
-	lc := connect(t, srv, libby, "pidgin")
+	lc := clienttest.Connect(t, srv, libby, "pidgin")
 	raw := &rawOTR{bodies: make(chan string, 64)}
-	lc.Pipeline().Register(raw, true, "")
+	if err := lc.Register(raw); err != nil {
+		t.Fatal(err)
+	}
 	l := &libotrXMPP{t: t, c: lc, raw: raw, to: a.JID(), peer: libotrpeer.Start(t, libotrpeer.Options{
-		Account: "123abc", Protocol: "-x", KeyFile: "../otr/testdata/privkeys-libotr.txt", Buddy: "alice",
+		Account: "123abc", Protocol: "-x", KeyFile: "../../otr/testdata/privkeys-libotr.txt", Buddy: "alice",
 	})}
-	libFpr, err := otr.ParseFingerprint(l.peer.Fingerprint().Own)
+	libFpr, err := engine.ParseFingerprint(l.peer.Fingerprint().Own)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +106,7 @@ func TestIntegrationOTRLibotrPeer(t *testing.T) {
 	// Discovery: libotr's opportunistic policy tags its first plaintext
 	// message; Balcony shows it without the tag and starts the AKE.
 	l.transmit(l.peer.Send([]byte("hello, anyone speaking OTR?")))
-	m := waitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" })
+	m := clienttest.WaitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" })
 	if m.Body != "hello, anyone speaking OTR?" || m.Security.Encrypted() {
 		t.Fatalf("alice got %+v", m)
 	}
@@ -123,7 +127,7 @@ func TestIntegrationOTRLibotrPeer(t *testing.T) {
 
 	// Messages both ways; libotr's HTML is shown as text.
 	l.transmit(l.peer.Send([]byte(`<FONT COLOR="#000000">fish &amp; chips &lt;3</FONT>`)))
-	m = waitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" })
+	m = clienttest.WaitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" })
 	if m.Body != "fish & chips <3" || m.Security.Mechanism != eme.OTR || m.Security.Fingerprint != libFpr.String() {
 		t.Fatalf("alice got %+v", m)
 	}
@@ -143,7 +147,7 @@ func TestIntegrationOTRLibotrPeer(t *testing.T) {
 	}
 	l.until("SMP success", func(o libotrpeer.Output) bool { return o.HasSMP(libotrpeer.SMPSuccess) })
 	otrEvent(t, a, "otr-smp-succeeded", lc.JID())
-	if st := ao.Status(ctx, lc.JID()); st.State != client.OTRPrivateVerified {
+	if st := ao.Status(ctx, lc.JID()); st.State != otr.StatePrivateVerified {
 		t.Fatalf("state after SMP: %v", st.State)
 	}
 
@@ -170,7 +174,7 @@ func TestIntegrationOTRLibotrPeer(t *testing.T) {
 		t.Fatalf("after the refresh: ssid %s (was %s), libotr %x", st.SSID, oldSSID, l.peer.State().SSID)
 	}
 	l.transmit(l.peer.Send([]byte("after the refresh")))
-	if m := waitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" }); m.Body != "after the refresh" || !m.Security.Verified {
+	if m := clienttest.WaitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" }); m.Body != "after the refresh" || !m.Security.Verified {
 		t.Fatalf("alice got %+v", m)
 	}
 
@@ -181,7 +185,7 @@ func TestIntegrationOTRLibotrPeer(t *testing.T) {
 	oldTag := l.peer.InstanceTag()
 	l.peer.Close()
 	l.peer = libotrpeer.Start(t, libotrpeer.Options{
-		Account: "123abc", Protocol: "-x", KeyFile: "../otr/testdata/privkeys-libotr.txt", Buddy: "alice",
+		Account: "123abc", Protocol: "-x", KeyFile: "../../otr/testdata/privkeys-libotr.txt", Buddy: "alice",
 	})
 	if l.peer.InstanceTag() == oldTag {
 		t.Fatal("the restarted libotr kept its instance tag")
@@ -198,14 +202,14 @@ func TestIntegrationOTRLibotrPeer(t *testing.T) {
 	}
 	l.until("the message to the new instance", func(o libotrpeer.Output) bool { return hasMessage(o, "hello new instance") })
 	l.transmit(l.peer.Send([]byte("new instance here")))
-	if m := waitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" }); m.Body != "new instance here" {
+	if m := clienttest.WaitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" }); m.Body != "new instance here" {
 		t.Fatalf("alice got %+v", m)
 	}
 
 	// libotr ends the conversation: Balcony shows it and refuses to send.
 	l.transmit(l.peer.End())
 	otrEvent(t, a, "otr-finished", lc.JID())
-	if _, err := a.Send(ctx, &client.Outgoing{To: lc.JID(), Body: "x"}, eme.OTR); !errors.Is(err, otr.ErrFinished) {
+	if _, err := a.Send(ctx, &client.Outgoing{To: lc.JID(), Body: "x"}, eme.OTR); !errors.Is(err, engine.ErrFinished) {
 		t.Fatalf("send after the peer ended: %v", err)
 	}
 	noOTRInArchive(t, a, libby.JID)

@@ -1,4 +1,4 @@
-package client_test
+package ox_test
 
 import (
 	"context"
@@ -12,9 +12,11 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/client/ox"
 	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/prosodytest"
-	"github.com/balcony-im/balcony/ox"
+	engine "github.com/balcony-im/balcony/ox"
 	"github.com/balcony-im/balcony/store"
 	"github.com/balcony-im/balcony/xmltree"
 )
@@ -22,15 +24,15 @@ import (
 // oxDevice is one connected device of an account with its own store.
 type oxDevice struct {
 	c   *client.Client
-	x   *client.OX
+	x   *ox.Mechanism
 	st  *store.Store
-	key *ox.Key // nil for a device without a key
+	key *engine.Key // nil for a device without a key
 }
 
 // oxConnect connects a device of acct with the OX mechanism. With withKey
 // it first generates a key pair into a fresh store; st may be an existing
 // store instead (nil for a fresh one).
-func oxConnect(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, resource string, withKey bool, st *store.Store, cfg client.OXConfig) *oxDevice {
+func oxConnect(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, resource string, withKey bool, st *store.Store, cfg ox.Config) *oxDevice {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -43,11 +45,11 @@ func oxConnect(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, 
 	}
 	d := &oxDevice{st: st}
 	if withKey {
-		k, err := ox.GenerateKey(acct.JID, ox.EdDSA25519, nil)
+		k, err := engine.GenerateKey(acct.JID, engine.EdDSA25519, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := client.StoreOXKey(ctx, st, k, true); err != nil {
+		if err := ox.StoreKey(ctx, st, k, true); err != nil {
 			t.Fatal(err)
 		}
 		d.key = k
@@ -62,8 +64,10 @@ func oxConnect(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, 
 	}
 	t.Cleanup(func() { c.Close() })
 	cfg.Store = st
-	cfg.EnableHint = "balcony ox keygen"
-	if d.x, err = client.NewOX(c, cfg); err != nil {
+	if d.x, err = ox.New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Register(d.x); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Connect(ctx); err != nil {
@@ -93,20 +97,20 @@ func (d *oxDevice) send(t *testing.T, to jid.JID, body string) {
 
 func waitBody(t *testing.T, c *client.Client, body string) *client.MessageEvent {
 	t.Helper()
-	return waitFor(t, c, func(m *client.MessageEvent) bool { return m.Body == body })
+	return clienttest.WaitFor(t, c, func(m *client.MessageEvent) bool { return m.Body == body })
 }
 
 // fetchList reads owner's OX key list as another account (reader) sees it.
-func fetchList(t *testing.T, reader *client.Client, owner jid.JID) *ox.PublicKeysList {
+func fetchList(t *testing.T, reader *client.Client, owner jid.JID) *engine.PublicKeysList {
 	t.Helper()
-	items, err := reader.FetchItems(context.Background(), owner, ox.NodePublicKeys, 1)
+	items, err := reader.FetchItems(context.Background(), owner, engine.NodePublicKeys, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(items) != 1 || items[0].Payload == nil {
 		t.Fatalf("key list items %+v", items)
 	}
-	l, err := ox.ParsePublicKeysList(items[0].Payload.Marshal(""))
+	l, err := engine.ParsePublicKeysList(items[0].Payload.Marshal(""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,10 +134,10 @@ func TestIntegrationOX(t *testing.T) {
 
 	t.Run("publication is open to everyone", func(t *testing.T) {
 		u := users("alice", "bob")
-		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
-		bob := oxConnect(t, srv, u[1], "b", false, nil, client.OXConfig{})
+		alice := oxConnect(t, srv, u[0], "a", true, nil, ox.Config{})
+		bob := oxConnect(t, srv, u[1], "b", false, nil, ox.Config{})
 		alice.publish(t)
-		for _, node := range []string{ox.NodePublicKeys, ox.PublicKeyNode(alice.key.Fingerprint())} {
+		for _, node := range []string{engine.NodePublicKeys, engine.PublicKeyNode(alice.key.Fingerprint())} {
 			cfg, err := alice.c.NodeConfig(ctx, node)
 			if err != nil {
 				t.Fatal(err)
@@ -148,11 +152,11 @@ func TestIntegrationOX(t *testing.T) {
 		if len(l.Keys) != 1 || l.Keys[0].Fingerprint != alice.key.Fingerprint() || l.Keys[0].Date.IsZero() || len(l.Problems) != 0 {
 			t.Fatalf("key list %+v", l)
 		}
-		items, err := bob.c.FetchItems(ctx, u[0].JID, ox.PublicKeyNode(alice.key.Fingerprint()), 1)
+		items, err := bob.c.FetchItems(ctx, u[0].JID, engine.PublicKeyNode(alice.key.Fingerprint()), 1)
 		if err != nil || len(items) != 1 {
 			t.Fatalf("data node: %v %+v", err, items)
 		}
-		if _, err := ox.ParseTime(items[0].ID); err != nil {
+		if _, err := engine.ParseTime(items[0].ID); err != nil {
 			t.Errorf("data item id %q is not a XEP-0082 time", items[0].ID)
 		}
 		d, err := bob.x.Discover(ctx, u[0].JID)
@@ -166,8 +170,8 @@ func TestIntegrationOX(t *testing.T) {
 
 	t.Run("merge keeps other devices", func(t *testing.T) {
 		u := users("alice")
-		a1 := oxConnect(t, srv, u[0], "one", true, nil, client.OXConfig{})
-		a2 := oxConnect(t, srv, u[0], "two", true, nil, client.OXConfig{})
+		a1 := oxConnect(t, srv, u[0], "one", true, nil, ox.Config{})
+		a2 := oxConnect(t, srv, u[0], "two", true, nil, ox.Config{})
 		a1.publish(t)
 		a2.publish(t)
 		a1.publish(t) // again: must not drop a2's entry
@@ -176,11 +180,11 @@ func TestIntegrationOX(t *testing.T) {
 			t.Fatalf("key list after three publications: %+v", l.Keys)
 		}
 		// a1 replaces its key: the retired key leaves the list, a2's stays.
-		k, err := ox.GenerateKey(u[0].JID, ox.EdDSA25519, nil)
+		k, err := engine.GenerateKey(u[0].JID, engine.EdDSA25519, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := client.StoreOXKey(ctx, a1.st, k, true); err != nil {
+		if err := ox.StoreKey(ctx, a1.st, k, true); err != nil {
 			t.Fatal(err)
 		}
 		if err := a1.x.LoadKeys(ctx); err != nil {
@@ -195,9 +199,9 @@ func TestIntegrationOX(t *testing.T) {
 
 	t.Run("notification without payload is fetched", func(t *testing.T) {
 		u := users("alice", "bob")
-		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
-		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
-		subscribe(t, alice.c, bob.c)
+		alice := oxConnect(t, srv, u[0], "a", true, nil, ox.Config{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, ox.Config{})
+		clienttest.Subscribe(t, alice.c, bob.c)
 		// The server learns bob's +notify interest from his caps
 		// asynchronously: publish until a notification arrives.
 		var ev *client.PEPEvent
@@ -229,25 +233,25 @@ func TestIntegrationOX(t *testing.T) {
 
 	t.Run("own key announced again after removal", func(t *testing.T) {
 		u := users("alice")
-		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
-		other := oxConnect(t, srv, u[0], "other", false, nil, client.OXConfig{})
+		alice := oxConnect(t, srv, u[0], "a", true, nil, ox.Config{})
+		other := oxConnect(t, srv, u[0], "other", false, nil, ox.Config{})
 		alice.publish(t)
 		// Another client overwrites the list without alice's key.
-		stranger, err := ox.GenerateKey(u[0].JID, ox.EdDSA25519, nil)
+		stranger, err := engine.GenerateKey(u[0].JID, engine.EdDSA25519, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		list := ox.PublicKeysList{Keys: []ox.KeyMetadata{{Fingerprint: stranger.Fingerprint(), Date: time.Now()}}}
+		list := engine.PublicKeysList{Keys: []engine.KeyMetadata{{Fingerprint: stranger.Fingerprint(), Date: time.Now()}}}
 		el, err := xmltreeOf(list)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := other.c.Publish(ctx, ox.NodePublicKeys, "current", el, client.NodeOptions{"access_model": "open"}); err != nil {
+		if err := other.c.Publish(ctx, engine.NodePublicKeys, "current", el, client.NodeOptions{"access_model": "open"}); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			waitFor(t, alice.c, func(e *client.PEPEvent) bool { return e.Node == ox.NodePublicKeys })
+			clienttest.WaitFor(t, alice.c, func(e *client.PEPEvent) bool { return e.Node == engine.NodePublicKeys })
 			l := fetchList(t, other.c, u[0].JID)
 			if l.Contains(alice.key.Fingerprint()) {
 				if !l.Contains(stranger.Fingerprint()) {
@@ -263,8 +267,8 @@ func TestIntegrationOX(t *testing.T) {
 
 	t.Run("messages both ways with trust", func(t *testing.T) {
 		u := users("alice", "bob")
-		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
-		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		alice := oxConnect(t, srv, u[0], "a", true, nil, ox.Config{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, ox.Config{})
 		alice.publish(t)
 		bob.publish(t)
 		alice.send(t, bob.c.JID(), "hello bob")
@@ -290,9 +294,9 @@ func TestIntegrationOX(t *testing.T) {
 
 	t.Run("other own device reads carbons and the archive", func(t *testing.T) {
 		u := users("alice", "bob")
-		a1 := oxConnect(t, srv, u[0], "one", true, nil, client.OXConfig{})
-		a2 := oxConnect(t, srv, u[0], "two", true, nil, client.OXConfig{})
-		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		a1 := oxConnect(t, srv, u[0], "one", true, nil, ox.Config{})
+		a2 := oxConnect(t, srv, u[0], "two", true, nil, ox.Config{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, ox.Config{})
 		a1.publish(t)
 		a2.publish(t)
 		bob.publish(t)
@@ -317,15 +321,9 @@ func TestIntegrationOX(t *testing.T) {
 
 		// The archive copies stay readable: the pipeline's History and the
 		// bulk decryption with two workers give the same.
-		hist, err := a2.c.History(ctx, u[1].JID, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var bulk []client.Event
-		if err := a2.x.History(ctx, u[1].JID, 0, 2, func(ev client.Event) error { bulk = append(bulk, ev); return nil }); err != nil {
-			t.Fatal(err)
-		}
-		for name, evs := range map[string][]client.Event{"History": hist, "OX.History": bulk} {
+		hist := clienttest.History(t, a2.c, u[1].JID, client.HistoryOptions{Workers: 1})
+		bulk := clienttest.History(t, a2.c, u[1].JID, client.HistoryOptions{Workers: 2})
+		for name, evs := range map[string][]client.Event{"History": hist, "History with 2 workers": bulk} {
 			var bodies []string
 			for _, ev := range evs {
 				m, ok := ev.(*client.MessageEvent)
@@ -342,7 +340,7 @@ func TestIntegrationOX(t *testing.T) {
 			}
 		}
 		var last []string
-		if err := a2.x.History(ctx, u[1].JID, 1, 1, func(ev client.Event) error {
+		if err := a2.c.History(ctx, u[1].JID, client.HistoryOptions{Limit: 1, Workers: 1}, func(ev client.Event) error {
 			last = append(last, ev.(*client.MessageEvent).Body)
 			return nil
 		}); err != nil || len(last) != 1 || last[0] != "to one" {
@@ -352,14 +350,14 @@ func TestIntegrationOX(t *testing.T) {
 
 	t.Run("backup and restore on a fresh device", func(t *testing.T) {
 		u := users("alice", "bob")
-		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
-		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		alice := oxConnect(t, srv, u[0], "a", true, nil, ox.Config{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, ox.Config{})
 		// A second, older key of the account: the backup holds both.
-		old, err := ox.GenerateKey(u[0].JID, ox.EdDSA25519, &ox.Config{Now: func() time.Time { return time.Now().Add(-time.Hour) }})
+		old, err := engine.GenerateKey(u[0].JID, engine.EdDSA25519, &engine.Config{Now: func() time.Time { return time.Now().Add(-time.Hour) }})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := client.StoreOXKey(ctx, alice.st, old, false); err != nil {
+		if err := ox.StoreKey(ctx, alice.st, old, false); err != nil {
 			t.Fatal(err)
 		}
 		if err := alice.x.LoadKeys(ctx); err != nil {
@@ -371,24 +369,24 @@ func TestIntegrationOX(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !ox.ValidBackupCode(code) {
+		if !engine.ValidBackupCode(code) {
 			t.Fatalf("code %q", code)
 		}
-		cfg, err := alice.c.NodeConfig(ctx, ox.NodeSecretKey)
+		cfg, err := alice.c.NodeConfig(ctx, engine.NodeSecretKey)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if cfg["pubsub#access_model"] != "whitelist" || cfg["pubsub#persist_items"] != "1" && cfg["pubsub#persist_items"] != "true" {
 			t.Fatalf("secret-key node configuration %v", cfg)
 		}
-		if _, err := bob.c.FetchItems(ctx, u[0].JID, ox.NodeSecretKey, 1); err == nil {
+		if _, err := bob.c.FetchItems(ctx, u[0].JID, engine.NodeSecretKey, 1); err == nil {
 			t.Fatal("bob read alice's secret-key node")
 		}
 		bob.send(t, u[0].JID, "before restore")
 		waitBody(t, alice.c, "before restore")
 
-		fresh := oxConnect(t, srv, u[0], "fresh", false, nil, client.OXConfig{})
-		if _, err := fresh.x.Restore(ctx, "AAAA-AAAA-AAAA-AAAA-AAAA-AAAA"); !errors.Is(err, ox.ErrDecrypt) {
+		fresh := oxConnect(t, srv, u[0], "fresh", false, nil, ox.Config{})
+		if _, err := fresh.x.Restore(ctx, "AAAA-AAAA-AAAA-AAAA-AAAA-AAAA"); !errors.Is(err, engine.ErrDecrypt) {
 			t.Fatalf("wrong code: %v", err)
 		}
 		res, err := fresh.x.Restore(ctx, strings.ToLower(strings.ReplaceAll(code, "-", " ")))
@@ -402,7 +400,7 @@ func TestIntegrationOX(t *testing.T) {
 			t.Fatalf("keys after restore %v", keys)
 		}
 		var hist []string
-		if err := fresh.x.History(ctx, u[1].JID, 0, 2, func(ev client.Event) error {
+		if err := fresh.c.History(ctx, u[1].JID, client.HistoryOptions{Workers: 2}, func(ev client.Event) error {
 			if m, ok := ev.(*client.MessageEvent); ok {
 				hist = append(hist, m.Body)
 			}
@@ -423,8 +421,8 @@ func TestIntegrationOX(t *testing.T) {
 		// Gajim puts receipt requests, receipts, markers and chat states
 		// inside the OX payload: they count like outer ones.
 		u := users("alice", "bob")
-		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
-		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		alice := oxConnect(t, srv, u[0], "a", true, nil, ox.Config{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, ox.Config{})
 		alice.publish(t)
 		bob.publish(t)
 		const nsReceipts, nsStates = "urn:xmpp:receipts", "http://jabber.org/protocol/chatstates"
@@ -434,7 +432,7 @@ func TestIntegrationOX(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitBody(t, bob.c, "receipt inside")
-		if r := waitFor(t, alice.c, func(r *client.ReceiptEvent) bool { return true }); r.ID != sent.ID || !r.From.Bare().Equal(u[1].JID) {
+		if r := clienttest.WaitFor(t, alice.c, func(r *client.ReceiptEvent) bool { return true }); r.ID != sent.ID || !r.From.Bare().Equal(u[1].JID) {
 			t.Fatalf("receipt %+v for %s", r, sent.ID)
 		}
 		// A body-less OX message carrying a receipt is a receipt.
@@ -442,7 +440,7 @@ func TestIntegrationOX(t *testing.T) {
 			Payload: []*xmltree.Element{xmltree.New(nsReceipts, "received", "id", "m-42")}}, eme.OX); err != nil {
 			t.Fatal(err)
 		}
-		ev := waitFor(t, alice.c, func(ev client.Event) bool {
+		ev := clienttest.WaitFor(t, alice.c, func(ev client.Event) bool {
 			switch ev.(type) {
 			case *client.ReceiptEvent, *client.MessageEvent, *client.NoticeEvent:
 				return true
@@ -458,7 +456,7 @@ func TestIntegrationOX(t *testing.T) {
 			Payload: []*xmltree.Element{xmltree.New(nsStates, "composing")}}, eme.OX); err != nil {
 			t.Fatal(err)
 		}
-		m := waitFor(t, alice.c, func(m *client.MessageEvent) bool { return true })
+		m := clienttest.WaitFor(t, alice.c, func(m *client.MessageEvent) bool { return true })
 		if m.Body != "" || len(m.Payload) != 1 || m.Payload[0].Name.Local != "composing" || m.Security.Mechanism != eme.OX {
 			t.Fatalf("chat state: %+v", m)
 		}
@@ -469,8 +467,8 @@ func TestIntegrationOX(t *testing.T) {
 		// key list (XEP-0373 §4.2): its data must be fetched again, or
 		// signatures by it look expired and sending to it fails.
 		u := users("alice", "bob")
-		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
-		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		alice := oxConnect(t, srv, u[0], "a", true, nil, ox.Config{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, ox.Config{})
 		bob.publish(t)
 		fpr := alice.key.Fingerprint()
 		data, err := alice.key.Public().MarshalPublic(true)
@@ -502,21 +500,21 @@ func TestIntegrationOX(t *testing.T) {
 
 	t.Run("forged messages", func(t *testing.T) {
 		u := users("alice", "bob", "carol")
-		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
-		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		alice := oxConnect(t, srv, u[0], "a", true, nil, ox.Config{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, ox.Config{})
 		alice.publish(t)
 		bob.publish(t)
-		send := func(content ox.Content, signer *ox.Key, id string) {
+		send := func(content engine.Content, signer *engine.Key, id string) {
 			t.Helper()
 			var msg []byte
 			var err error
 			if signer == nil {
-				msg = client.SealUnsignedForTest(t, content, bob.key)
-			} else if msg, err = ox.Seal(content, signer, []*ox.Key{bob.key.Public()}, nil); err != nil {
+				msg = ox.SealUnsignedForTest(t, content, bob.key)
+			} else if msg, err = engine.Seal(content, signer, []*engine.Key{bob.key.Public()}, nil); err != nil {
 				t.Fatal(err)
 			}
 			st := xmltree.New(client.NSClient, "message", "to", bob.c.JID().String(), "type", "chat", "id", id)
-			el, err := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
+			el, err := xmltree.Parse(engine.Element{Data: msg}.Marshal(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -528,14 +526,14 @@ func TestIntegrationOX(t *testing.T) {
 		}
 		// XEP-0373 §3.2: signed by a key alice never announced (same user
 		// ID), or not signed at all: notices, never messages.
-		rogue, err := ox.GenerateKey(u[0].JID, ox.EdDSA25519, nil)
+		rogue, err := engine.GenerateKey(u[0].JID, engine.EdDSA25519, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		send(ox.Content{Kind: ox.Signcrypt, To: []jid.JID{u[1].JID}, Time: time.Now(), Payload: []byte("<body>rogue key</body>")}, rogue, "f1")
-		send(ox.Content{Kind: ox.Signcrypt, To: []jid.JID{u[1].JID}, Time: time.Now(), Payload: []byte("<body>no signature</body>")}, nil, "f0")
+		send(engine.Content{Kind: engine.Signcrypt, To: []jid.JID{u[1].JID}, Time: time.Now(), Payload: []byte("<body>rogue key</body>")}, rogue, "f1")
+		send(engine.Content{Kind: engine.Signcrypt, To: []jid.JID{u[1].JID}, Time: time.Now(), Payload: []byte("<body>no signature</body>")}, nil, "f0")
 		for _, id := range []string{"f1", "f0"} {
-			ev := waitFor(t, bob.c, func(ev client.Event) bool {
+			ev := clienttest.WaitFor(t, bob.c, func(ev client.Event) bool {
 				switch ev := ev.(type) {
 				case *client.NoticeEvent:
 					return ev.ID == id
@@ -553,8 +551,8 @@ func TestIntegrationOX(t *testing.T) {
 			}
 		}
 		// Written for carol, delivered to bob.
-		send(ox.Content{Kind: ox.Signcrypt, To: []jid.JID{u[2].JID}, Payload: []byte("<body>for carol</body>")}, alice.key, "f2")
-		n := waitFor(t, bob.c, func(n *client.NoticeEvent) bool { return n.ID == "f2" })
+		send(engine.Content{Kind: engine.Signcrypt, To: []jid.JID{u[2].JID}, Payload: []byte("<body>for carol</body>")}, alice.key, "f2")
+		n := clienttest.WaitFor(t, bob.c, func(n *client.NoticeEvent) bool { return n.ID == "f2" })
 		if n.Reason != "verification-failed" || strings.Contains(n.Text, "for carol") {
 			t.Fatalf("notice %+v", n)
 		}
@@ -562,15 +560,15 @@ func TestIntegrationOX(t *testing.T) {
 
 	t.Run("key change", func(t *testing.T) {
 		u := users("alice", "bob")
-		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
-		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		alice := oxConnect(t, srv, u[0], "a", true, nil, ox.Config{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, ox.Config{})
 		alice.publish(t)
 		bob.publish(t)
 		if _, err := bob.x.Discover(ctx, u[0].JID); err != nil {
 			t.Fatal(err)
 		}
 		// Alice's second device with a key of its own.
-		a2 := oxConnect(t, srv, u[0], "new", true, nil, client.OXConfig{})
+		a2 := oxConnect(t, srv, u[0], "new", true, nil, ox.Config{})
 		a2.publish(t)
 		d, err := bob.x.Discover(ctx, u[0].JID)
 		if err != nil {
@@ -603,8 +601,8 @@ func TestIntegrationOX(t *testing.T) {
 
 	t.Run("force OX refuses plaintext", func(t *testing.T) {
 		u := users("alice", "bob")
-		alice := oxConnect(t, srv, u[0], "a", true, nil, client.OXConfig{})
-		bob := oxConnect(t, srv, u[1], "b", true, nil, client.OXConfig{})
+		alice := oxConnect(t, srv, u[0], "a", true, nil, ox.Config{})
+		bob := oxConnect(t, srv, u[1], "b", true, nil, ox.Config{})
 		alice.publish(t)
 		bob.publish(t)
 		pol, _ := eme.ParsePolicy("require:ox")
@@ -643,7 +641,7 @@ func waitPEP(c *client.Client, owner jid.JID, d time.Duration, sec *[]*client.Se
 			case *client.SecurityEvent:
 				*sec = append(*sec, e)
 			case *client.PEPEvent:
-				if e.Node == ox.NodePublicKeys && e.From.Equal(owner) {
+				if e.Node == engine.NodePublicKeys && e.From.Equal(owner) {
 					return e
 				}
 			}
@@ -653,7 +651,7 @@ func waitPEP(c *client.Client, owner jid.JID, d time.Duration, sec *[]*client.Se
 	}
 }
 
-func xmltreeOf(l ox.PublicKeysList) (*xmltree.Element, error) {
+func xmltreeOf(l engine.PublicKeysList) (*xmltree.Element, error) {
 	b, err := xml.Marshal(l)
 	if err != nil {
 		return nil, err

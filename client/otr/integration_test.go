@@ -1,4 +1,4 @@
-package client_test
+package otr_test
 
 // OTR (XEP-0364) between Balcony clients through a real Prosody.
 
@@ -14,25 +14,27 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/client/otr"
 	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/prosodytest"
-	"github.com/balcony-im/balcony/otr"
+	engine "github.com/balcony-im/balcony/otr"
 	"github.com/balcony-im/balcony/store"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
 // otrTestKeys are DSA keys from the OTR engine's libotr test file (key
 // generation takes a while under the race detector).
-var otrTestKeys = sync.OnceValues(func() ([]*otr.PrivateKey, error) {
-	data, err := os.ReadFile("../otr/testdata/privkeys-libotr.txt")
+var otrTestKeys = sync.OnceValues(func() ([]*engine.PrivateKey, error) {
+	data, err := os.ReadFile("../../otr/testdata/privkeys-libotr.txt")
 	if err != nil {
 		return nil, err
 	}
-	accts, err := otr.ParseLibotrPrivateKeys(data)
+	accts, err := engine.ParseLibotrPrivateKeys(data)
 	if err != nil {
 		return nil, err
 	}
-	var keys []*otr.PrivateKey
+	var keys []*engine.PrivateKey
 	for _, a := range accts {
 		keys = append(keys, a.Key)
 	}
@@ -41,7 +43,7 @@ var otrTestKeys = sync.OnceValues(func() ([]*otr.PrivateKey, error) {
 
 // otrAccount is an account's persistent OTR state: key and store.
 type otrAccount struct {
-	key *otr.PrivateKey
+	key *engine.PrivateKey
 	st  *store.Store
 }
 
@@ -60,34 +62,36 @@ func newOTRAccount(t *testing.T, keyIndex int) *otrAccount {
 }
 
 // attachOTR registers an OTR mechanism for acct on c.
-func attachOTR(t *testing.T, c *client.Client, acct *otrAccount, mod ...func(*client.OTRConfig)) *client.OTR {
+func attachOTR(t *testing.T, c *client.Client, acct *otrAccount, mod ...func(*otr.Config)) *otr.Mechanism {
 	t.Helper()
 	tag, err := acct.st.OTRInstanceTag(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := client.OTRConfig{Key: acct.key, InstanceTag: tag, Store: acct.st}
+	cfg := otr.Config{Key: acct.key, InstanceTag: tag, Store: acct.st}
 	for _, m := range mod {
 		m(&cfg)
 	}
-	o, err := client.NewOTR(c, cfg)
+	o, err := otr.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Pipeline().Register(o, true, "")
+	if err := c.Register(o); err != nil {
+		t.Fatal(err)
+	}
 	return o
 }
 
 // otrEvent waits for a security event of kind about peer.
 func otrEvent(t *testing.T, c *client.Client, kind string, peer jid.JID) *client.SecurityEvent {
 	t.Helper()
-	return waitFor(t, c, func(e *client.SecurityEvent) bool {
+	return clienttest.WaitFor(t, c, func(e *client.SecurityEvent) bool {
 		return e.Mechanism == eme.OTR && e.Kind == kind && e.Peer.Equal(peer)
 	})
 }
 
 // startOTR runs a manual start from a to b and waits for both ends.
-func startOTR(t *testing.T, a *client.Client, ao *client.OTR, b *client.Client) {
+func startOTR(t *testing.T, a *client.Client, ao *otr.Mechanism, b *client.Client) {
 	t.Helper()
 	if err := ao.Start(context.Background(), b.JID()); err != nil {
 		t.Fatal(err)
@@ -113,19 +117,19 @@ func noOTRInArchive(t *testing.T, c *client.Client, with jid.JID) {
 func TestIntegrationOTRConversation(t *testing.T) {
 	srv := prosodytest.Start(t)
 	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
-	a := connect(t, srv, alice, "home")
-	b := connect(t, srv, bob, "desk")
+	a := clienttest.Connect(t, srv, alice, "home")
+	b := clienttest.Connect(t, srv, bob, "desk")
 	ao := attachOTR(t, a, newOTRAccount(t, 4))
 	bo := attachOTR(t, b, newOTRAccount(t, 3))
 	ctx := context.Background()
 
 	// No session: nothing is sent, in particular not in the clear.
-	if _, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "too early"}, eme.OTR); !errors.Is(err, client.ErrNoOTRSession) {
+	if _, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "too early"}, eme.OTR); !errors.Is(err, otr.ErrNoSession) {
 		t.Fatalf("send without a session: %v", err)
 	}
 	startOTR(t, a, ao, b)
 	st := ao.Status(ctx, b.JID())
-	if st.State != client.OTRPrivateUnverified || st.Fingerprint != bo.Fingerprint().String() || st.SSID == "" || st.SSID != bo.Status(ctx, a.JID()).SSID {
+	if st.State != otr.StatePrivateUnverified || st.Fingerprint != bo.Fingerprint().String() || st.SSID == "" || st.SSID != bo.Status(ctx, a.JID()).SSID {
 		t.Fatalf("alice's status %+v", st)
 	}
 
@@ -135,18 +139,18 @@ func TestIntegrationOTRConversation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := waitFor(t, b, func(m *client.MessageEvent) bool { return m.Body != "" })
+	m := clienttest.WaitFor(t, b, func(m *client.MessageEvent) bool { return m.Body != "" })
 	if m.Body != "hello bob & all" || m.Security.Mechanism != eme.OTR || m.Security.Verified || m.Security.Fingerprint != ao.Fingerprint().String() {
 		t.Fatalf("bob got %+v", m)
 	}
-	r := waitFor(t, a, func(r *client.ReceiptEvent) bool { return true })
+	r := clienttest.WaitFor(t, a, func(r *client.ReceiptEvent) bool { return true })
 	if r.ID != ids[len(ids)-1] {
 		t.Fatalf("receipt for %s, sent %v", r.ID, ids)
 	}
 	if _, err := b.Send(ctx, &client.Outgoing{To: a.JID(), Body: "hi alice"}, eme.OTR); err != nil {
 		t.Fatal(err)
 	}
-	if m := waitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" }); m.Body != "hi alice" || m.Security.State() != "unverified" {
+	if m := clienttest.WaitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" }); m.Body != "hi alice" || m.Security.State() != "unverified" {
 		t.Fatalf("alice got %+v", m)
 	}
 
@@ -163,13 +167,13 @@ func TestIntegrationOTRConversation(t *testing.T) {
 	}
 	otrEvent(t, b, "otr-smp-succeeded", a.JID())
 	otrEvent(t, a, "otr-smp-succeeded", b.JID())
-	if st := ao.Status(ctx, b.JID()); st.State != client.OTRPrivateVerified {
+	if st := ao.Status(ctx, b.JID()); st.State != otr.StatePrivateVerified {
 		t.Fatalf("alice's state after SMP: %v", st.State)
 	}
 	if _, err := b.Send(ctx, &client.Outgoing{To: a.JID(), Body: "verified now"}, eme.OTR); err != nil {
 		t.Fatal(err)
 	}
-	if m := waitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" }); m.Body != "verified now" || !m.Security.Verified {
+	if m := clienttest.WaitFor(t, a, func(m *client.MessageEvent) bool { return m.Body != "" }); m.Body != "verified now" || !m.Security.Verified {
 		t.Fatalf("alice got %+v", m)
 	}
 
@@ -184,10 +188,10 @@ func TestIntegrationOTRConversation(t *testing.T) {
 	}
 	b.Close()
 	otrEvent(t, a, "otr-finished", b.JID())
-	if st := ao.Status(ctx, b.JID()); st.State != client.OTRPlaintext {
+	if st := ao.Status(ctx, b.JID()); st.State != otr.StatePlaintext {
 		t.Fatalf("alice's state after bob left: %v", st.State)
 	}
-	if _, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "gone?"}, eme.OTR); !errors.Is(err, client.ErrNoOTRSession) {
+	if _, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "gone?"}, eme.OTR); !errors.Is(err, otr.ErrNoSession) {
 		t.Fatalf("send after bob left: %v", err)
 	}
 }
@@ -195,7 +199,7 @@ func TestIntegrationOTRConversation(t *testing.T) {
 // nextVisible returns the next message, notice or security event.
 func nextVisible(t *testing.T, c *client.Client) client.Event {
 	t.Helper()
-	return waitFor(t, c, func(e client.Event) bool {
+	return clienttest.WaitFor(t, c, func(e client.Event) bool {
 		switch e := e.(type) {
 		case *client.MessageEvent:
 			return e.Body != ""
@@ -209,9 +213,9 @@ func nextVisible(t *testing.T, c *client.Client) client.Event {
 func TestIntegrationOTRCarbonsAndArchive(t *testing.T) {
 	srv := prosodytest.Start(t)
 	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
-	a1 := connect(t, srv, alice, "one")
-	a2 := connect(t, srv, alice, "two")
-	b := connect(t, srv, bob, "desk")
+	a1 := clienttest.Connect(t, srv, alice, "one")
+	a2 := clienttest.Connect(t, srv, alice, "two")
+	b := clienttest.Connect(t, srv, bob, "desk")
 	aliceAcct := newOTRAccount(t, 4)
 	a1o := attachOTR(t, a1, aliceAcct)
 	a2o := attachOTR(t, a2, aliceAcct)
@@ -226,17 +230,17 @@ func TestIntegrationOTRCarbonsAndArchive(t *testing.T) {
 	if _, err := a1.Send(ctx, &client.Outgoing{To: b.JID(), Body: "from one"}, eme.OTR); err != nil {
 		t.Fatal(err)
 	}
-	if m := waitFor(t, a1, func(m *client.MessageEvent) bool { return m.Body != "" }); m.Body != "for one only" {
+	if m := clienttest.WaitFor(t, a1, func(m *client.MessageEvent) bool { return m.Body != "" }); m.Body != "for one only" {
 		t.Fatalf("a1 got %q", m.Body)
 	}
-	waitFor(t, b, func(m *client.MessageEvent) bool { return m.Body == "from one" })
+	clienttest.WaitFor(t, b, func(m *client.MessageEvent) bool { return m.Body == "from one" })
 	if _, err := b.Send(ctx, &client.Outgoing{To: a1.JID(), Body: "marker 1"}, ""); err != nil {
 		t.Fatal(err)
 	}
 	if ev, ok := nextVisible(t, a2).(*client.MessageEvent); !ok || ev.Body != "marker 1" || ev.Origin.Carbon != client.CarbonReceived {
 		t.Fatalf("a2 saw %#v before the marker", ev)
 	}
-	waitFor(t, a1, func(m *client.MessageEvent) bool { return m.Body == "marker 1" })
+	clienttest.WaitFor(t, a1, func(m *client.MessageEvent) bool { return m.Body == "marker 1" })
 
 	// A client that sets neither <private/> nor hints: the copies reach a2
 	// (carbon) and the archive, and are never read or fed to OTR there.
@@ -251,7 +255,7 @@ func TestIntegrationOTRCarbonsAndArchive(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if m := waitFor(t, a1, func(m *client.MessageEvent) bool { return m.Body != "" }); m.Body != "unhinted" {
+	if m := clienttest.WaitFor(t, a1, func(m *client.MessageEvent) bool { return m.Body != "" }); m.Body != "unhinted" {
 		t.Fatalf("a1 got %q", m.Body)
 	}
 	n, ok := nextVisible(t, a2).(*client.NoticeEvent)
@@ -285,10 +289,7 @@ func TestIntegrationOTRCarbonsAndArchive(t *testing.T) {
 	if otrBodies != 2 {
 		t.Fatalf("archive holds %d OTR messages, want the 2 sent without hints", otrBodies)
 	}
-	hist, err := a2.History(ctx, bob.JID, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hist := clienttest.History(t, a2, bob.JID, client.HistoryOptions{})
 	notices := 0
 	for _, ev := range hist {
 		switch ev := ev.(type) {
@@ -311,12 +312,12 @@ func TestIntegrationOTRCarbonsAndArchive(t *testing.T) {
 func TestIntegrationOTRReconnectAndReAKE(t *testing.T) {
 	srv := prosodytest.Start(t)
 	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
-	a := connect(t, srv, alice, "home")
+	a := clienttest.Connect(t, srv, alice, "home")
 	ao := attachOTR(t, a, newOTRAccount(t, 4))
 	bobAcct := newOTRAccount(t, 3)
-	b1 := connect(t, srv, bob, "desk")
+	b1 := clienttest.Connect(t, srv, bob, "desk")
 	attachOTR(t, b1, bobAcct)
-	subscribe(t, a, b1)
+	clienttest.Subscribe(t, a, b1)
 	ctx := context.Background()
 	startOTR(t, a, ao, b1)
 
@@ -324,14 +325,14 @@ func TestIntegrationOTRReconnectAndReAKE(t *testing.T) {
 	// one starts with the restarted client (same key and instance tag).
 	b1.Close()
 	otrEvent(t, a, "otr-finished", b1.JID())
-	b2 := connect(t, srv, bob, "desk")
+	b2 := clienttest.Connect(t, srv, bob, "desk")
 	b2o := attachOTR(t, b2, bobAcct)
-	waitFor(t, a, func(p *client.PresenceEvent) bool { return p.Available && p.From.Equal(b2.JID()) })
+	clienttest.WaitFor(t, a, func(p *client.PresenceEvent) bool { return p.Available && p.From.Equal(b2.JID()) })
 	startOTR(t, a, ao, b2)
 	if _, err := a.Send(ctx, &client.Outgoing{To: b2.JID(), Body: "welcome back"}, eme.OTR); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, b2, func(m *client.MessageEvent) bool { return m.Body == "welcome back" })
+	clienttest.WaitFor(t, b2, func(m *client.MessageEvent) bool { return m.Body == "welcome back" })
 
 	// Bob's client loses its OTR state while staying online: alice's next
 	// message is unreadable. Bob sees a notice (no text, no receipt), alice
@@ -342,14 +343,14 @@ func TestIntegrationOTRReconnectAndReAKE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := waitFor(t, b2, func(n *client.NoticeEvent) bool { return true })
+	n := clienttest.WaitFor(t, b2, func(n *client.NoticeEvent) bool { return true })
 	if n.Reason != eme.ReasonNoSession.String() || !strings.Contains(n.Text, "being started") {
 		t.Fatalf("bob's notice %+v", n)
 	}
 	otrEvent(t, a, "otr-error", b2.JID())
 	otrEvent(t, a, "otr-private", b2.JID())
 	otrEvent(t, b2, "otr-private", a.JID())
-	if sa, sb := ao.Status(ctx, b2.JID()), b2o.Status(ctx, a.JID()); sa.State != client.OTRPrivateUnverified || sa.SSID != sb.SSID {
+	if sa, sb := ao.Status(ctx, b2.JID()), b2o.Status(ctx, a.JID()); sa.State != otr.StatePrivateUnverified || sa.SSID != sb.SSID {
 		t.Fatalf("after the re-AKE: alice %+v, bob %+v", sa, sb)
 	}
 	sent, err := a.Send(ctx, &client.Outgoing{To: b2.JID(), Body: "again", Receipt: true}, eme.OTR)
@@ -357,8 +358,8 @@ func TestIntegrationOTRReconnectAndReAKE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, b2, func(m *client.MessageEvent) bool { return m.Body == "again" })
-	r := waitFor(t, a, func(r *client.ReceiptEvent) bool { return true })
+	clienttest.WaitFor(t, b2, func(m *client.MessageEvent) bool { return m.Body == "again" })
+	r := clienttest.WaitFor(t, a, func(r *client.ReceiptEvent) bool { return true })
 	if r.ID == lost[0] || r.ID != ids[0] {
 		t.Fatalf("receipt for %s: the unreadable message %s must not be acknowledged, the readable %s must", r.ID, lost[0], ids[0])
 	}
@@ -368,12 +369,12 @@ func TestIntegrationOTRReconnectAndReAKE(t *testing.T) {
 func TestIntegrationOTRStreamEnd(t *testing.T) {
 	srv := prosodytest.Start(t)
 	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
-	a := connect(t, srv, alice, "home", func(c *client.Config) {
+	a := clienttest.Connect(t, srv, alice, "home", func(c *client.Config) {
 		c.Reconnect = true
 		c.MinBackoff = 50 * time.Millisecond
 	})
 	ao := attachOTR(t, a, newOTRAccount(t, 4))
-	b := connect(t, srv, bob, "desk")
+	b := clienttest.Connect(t, srv, bob, "desk")
 	bo := attachOTR(t, b, newOTRAccount(t, 3))
 	startOTR(t, a, ao, b)
 	// Our stream ends: our sessions end (XEP-0364 §5.2), and the peer's
@@ -383,7 +384,7 @@ func TestIntegrationOTRStreamEnd(t *testing.T) {
 	}
 	otrEvent(t, a, "otr-finished", b.JID())
 	otrEvent(t, b, "otr-finished", a.JID())
-	waitFor(t, a, func(e *client.ConnectionEvent) bool { return e.State == client.Connected })
+	clienttest.WaitFor(t, a, func(e *client.ConnectionEvent) bool { return e.State == client.Connected })
 	if s := ao.Sessions(context.Background()); len(s) != 0 {
 		t.Fatalf("sessions after reconnect: %+v", s)
 	}

@@ -1,14 +1,14 @@
-package client
+package otr
 
 import (
 	"html"
 	"strings"
 )
 
-// OTRText returns the text to show for a decrypted OTR message. OTR
+// Text returns the text to show for a decrypted OTR message. OTR
 // carries text only, but libpurple-based peers (Pidgin and others) send
 // HTML: markup, and entities for every '&', '<' and '>' the user typed.
-// XEP-0364 §3.1 asks clients to treat such payloads as text, so OTRText
+// XEP-0364 §3.1 asks clients to treat such payloads as text, so Text
 // shows them as the peer's user typed them: when the text contains markup
 // of a known HTML element or a character reference, the known elements
 // are removed (a line break for <br>, <hr> and the end of blocks; a
@@ -17,8 +17,8 @@ import (
 // plain text, which the caller must still escape for its display. Text
 // without such markup is returned unchanged, apart from OTR whitespace
 // tags, which are always removed.
-func OTRText(s string) string {
-	s = StripOTRWhitespaceTag(s)
+func Text(s string) string {
+	s = stripWhitespaceTag(s)
 	if !looksLikeHTML(s) {
 		return s
 	}

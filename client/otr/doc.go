@@ -1,27 +1,26 @@
-// # OTR (XEP-0364)
+// Package otr carries Off-the-Record messaging over XMPP as XEP-0364
+// (Deferred, Informational) describes: it is the OTR mechanism of the
+// client's message pipeline. The protocol itself, OTR version 3
+// (compatible with version 2 and with libotr 4.1), is the engine package
+// github.com/balcony-im/balcony/otr:
 //
-// OTR is Off-the-Record Messaging, protocol version 3 (compatible with
-// version 2 and with libotr 4.1), used over XMPP as XEP-0364 (Deferred,
-// Informational) describes. The protocol is package otr; OTR carries it
-// over the pipeline:
-//
-//	o, err := client.NewOTR(c, client.OTRConfig{Key: key, InstanceTag: tag, Store: st})
-//	c.Pipeline().Register(o, true, "balcony otr start {jid}")
+//	o, err := otr.New(otr.Config{Key: key, InstanceTag: tag, Store: st})
+//	err = c.Register(o)
 //	err = o.Start(ctx, bobFullJID)                  // query; "otr-private" event follows
 //	_, err = c.Send(ctx, &client.Outgoing{To: bobFullJID, Body: "hi"}, eme.OTR)
 //
 // Discovery and starting. A whitespace tag in a plaintext message and any
 // OTR message mark the sending resource as known to run OTR; so does a
 // fingerprint of the contact in the store. Start (a query message) is
-// always possible. Automatic starts follow the OTR policy (OTRConfig.Policy:
+// always possible. Automatic starts follow the OTR policy (Config.Policy:
 // WhitespaceStartAKE, ErrorStartAKE, RequireEncryption) and
-// OTRConfig.AutoStart: OTRAutoStartKnown (the default) starts only with
-// known resources, OTRAutoStartNever never (a whitespace tag then only
-// yields an "otr-available" event), OTRAutoStartAlways with any resource.
+// Config.AutoStart: AutoStartKnown (the default) starts only with
+// known resources, AutoStartNever never (a whitespace tag then only
+// yields an "otr-available" event), AutoStartAlways with any resource.
 // A query from the peer is always answered.
 //
 // Addressing and sessions. OTR talks to one resource: Seal, Start, End and
-// the SMP methods need a full JID (ErrOTRFullJID otherwise) and every OTR
+// the SMP methods need a full JID (ErrFullJID otherwise) and every OTR
 // message is sent to it. Conversations are kept per full JID and per
 // instance tag of the peer's OTR software, so that a peer that restarts
 // with a new instance tag is accepted (a query without tags is answered
@@ -29,8 +28,8 @@
 // messages still reach their own conversation.
 //
 // Sending. Seal encrypts only in an encrypted conversation and never lets
-// the text out in the clear: without one it fails with ErrNoOTRSession
-// (or, with OTRAutoStartAlways and a policy requiring encryption, holds
+// the text out in the clear: without one it fails with ErrNoSession
+// (or, with AutoStartAlways and a policy requiring encryption, holds
 // the message, sends a query, and sends the message after the AKE), and
 // with a peer that ended the conversation it fails with otr.ErrFinished
 // until End or Start; Usable (Availability) reports an encrypted
@@ -51,17 +50,17 @@
 // new AKE starts at once; an unreadable message sent to our bare JID was
 // probably meant for another of our resources and only gives the notice.
 // Receipts are sent by the pipeline only for messages that were decrypted;
-// protocol messages are Silent. Decrypted text goes through OTRText: HTML
+// protocol messages are Silent. Decrypted text goes through Text: HTML
 // from libpurple-based peers is shown as text (known tags removed,
 // entities decoded, nothing interpreted).
 //
 // Trust and state. After each AKE the peer's fingerprint is recorded with
-// OTRStore.RecordSeenKey (a changed key gives an "otr-fingerprint-changed"
+// Store.RecordSeenKey (a changed key gives an "otr-fingerprint-changed"
 // event); a successful SMP marks it store.Verified. Messages carry
 // Security{Mechanism: eme.OTR, Verified, Fingerprint, Trust}; Status and
 // Sessions report plaintext, private-unverified, private-verified or
 // finished, with fingerprint, session id and instance tags.
-// OTRFingerprintURI and ParseOTRFingerprintURI read and write XEP-0364's
+// FingerprintURI and ParseFingerprintURI read and write XEP-0364's
 // xmpp:JID?otr-fingerprint=HEX URIs.
 //
 // Security events (SecurityEvent.Kind): "otr-private" and "otr-verified"
@@ -87,4 +86,4 @@
 // What OTR does not give over XMPP: messages for another device or the
 // archive are unreadable by design; both sides must be online; the fact,
 // timing and length of messages are visible to the servers.
-package client
+package otr

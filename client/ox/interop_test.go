@@ -1,4 +1,4 @@
-package client_test
+package ox_test
 
 import (
 	"bufio"
@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/client/ox"
 	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/prosodytest"
 	"github.com/balcony-im/balcony/store"
 )
@@ -78,7 +80,7 @@ func TestInteropOXGoSendxmpp(t *testing.T) {
 	ctx := context.Background()
 
 	run("", "--ox-genprivkey-x25519")
-	b := oxConnect(t, srv, bob, "b", true, nil, client.OXConfig{})
+	b := oxConnect(t, srv, bob, "b", true, nil, ox.Config{})
 	b.publish(t)
 	d, err := b.x.Discover(ctx, alice.JID)
 	if err != nil {
@@ -90,7 +92,7 @@ func TestInteropOXGoSendxmpp(t *testing.T) {
 
 	// go-sendxmpp -> Balcony.
 	run("hello from go-sendxmpp <&>\n", "--ox", bob.JID.String())
-	m := waitFor(t, b.c, func(m *client.MessageEvent) bool { return strings.HasPrefix(m.Body, "hello from go-sendxmpp") })
+	m := clienttest.WaitFor(t, b.c, func(m *client.MessageEvent) bool { return strings.HasPrefix(m.Body, "hello from go-sendxmpp") })
 	if m.Body != "hello from go-sendxmpp <&>" || m.Security.Mechanism != eme.OX || m.Security.Fingerprint != d.Keys[0].Fingerprint ||
 		m.Security.Trust != "blind" || len(m.Security.Warnings) != 0 {
 		t.Fatalf("message from go-sendxmpp: %q %+v", m.Body, m.Security)
@@ -99,7 +101,7 @@ func TestInteropOXGoSendxmpp(t *testing.T) {
 		t.Fatal(err)
 	}
 	run("verified now\n", "--ox", bob.JID.String())
-	if m := waitFor(t, b.c, func(m *client.MessageEvent) bool { return m.Body == "verified now" }); !m.Security.Verified {
+	if m := clienttest.WaitFor(t, b.c, func(m *client.MessageEvent) bool { return m.Body == "verified now" }); !m.Security.Verified {
 		t.Fatalf("after verification: %+v", m.Security)
 	}
 

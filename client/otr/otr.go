@@ -1,4 +1,4 @@
-package client
+package otr
 
 import (
 	"bytes"
@@ -16,93 +16,94 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/otr"
+	engine "github.com/balcony-im/balcony/otr"
 	"github.com/balcony-im/balcony/store"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Errors of the OTR mechanism that callers branch on.
 var (
-	// ErrNoOTRSession is returned when a message or an action needs a
+	// ErrNoSession is returned when a message or an action needs a
 	// private OTR conversation with the peer and there is none.
-	ErrNoOTRSession = errors.New("client: no private OTR conversation")
-	// ErrOTRFullJID is returned when an OTR action is given a bare JID:
+	ErrNoSession = errors.New("client: no private OTR conversation")
+	// ErrFullJID is returned when an OTR action is given a bare JID:
 	// OTR talks to one resource of a contact (XEP-0364 §3.2).
-	ErrOTRFullJID = errors.New("client: OTR needs the contact's full JID (with its resource)")
+	ErrFullJID = errors.New("client: OTR needs the contact's full JID (with its resource)")
 )
 
-// OTRAutoStart says when the OTR mechanism may start a private
+// AutoStart says when the OTR mechanism may start a private
 // conversation without an explicit Start.
-type OTRAutoStart int
+type AutoStart int
 
 const (
-	// OTRAutoStartKnown starts automatically (as the OTR policy allows)
+	// AutoStartKnown starts automatically (as the OTR policy allows)
 	// only with resources known to run OTR: the resource sent an OTR
 	// message or whitespace tag during this session, or the contact's OTR
 	// fingerprint is in the store. This is XEP-0364's recommendation and
 	// the zero value.
-	OTRAutoStartKnown OTRAutoStart = iota
-	// OTRAutoStartNever never starts automatically: no AKE on a whitespace
+	AutoStartKnown AutoStart = iota
+	// AutoStartNever never starts automatically: no AKE on a whitespace
 	// tag or an OTR error, no re-AKE after an unreadable message. Only
 	// Start (and the peer's query messages) start conversations.
-	OTRAutoStartNever
-	// OTRAutoStartAlways may start with any resource, also one never seen:
+	AutoStartNever
+	// AutoStartAlways may start with any resource, also one never seen:
 	// with a policy that requires encryption, a message sent without a
 	// private conversation is held, a query is sent instead, and the
 	// message follows once the AKE completes.
-	OTRAutoStartAlways
+	AutoStartAlways
 )
 
-func (a OTRAutoStart) String() string {
+func (a AutoStart) String() string {
 	switch a {
-	case OTRAutoStartKnown:
+	case AutoStartKnown:
 		return "known"
-	case OTRAutoStartNever:
+	case AutoStartNever:
 		return "never"
-	case OTRAutoStartAlways:
+	case AutoStartAlways:
 		return "always"
 	}
-	return "OTRAutoStart(" + strconv.Itoa(int(a)) + ")"
+	return "AutoStart(" + strconv.Itoa(int(a)) + ")"
 }
 
-// OTRStore is what the OTR mechanism needs from persistent storage: the
+// Store is what the OTR mechanism needs from persistent storage: the
 // contacts' fingerprints and trust decisions. *store.Store implements it;
 // another backend can plug in by implementing these methods.
-type OTRStore interface {
+type Store interface {
 	RecordSeenKey(ctx context.Context, contact string, m store.Mechanism, fingerprint string, data []byte) (store.Seen, error)
 	SetTrust(ctx context.Context, contact string, m store.Mechanism, fingerprint string, t store.TrustState) error
 	Trust(ctx context.Context, contact string, m store.Mechanism, fingerprint string) (store.TrustState, error)
 	ListKeys(ctx context.Context, contact string, m store.Mechanism) ([]store.ContactKey, error)
 }
 
-var _ OTRStore = (*store.Store)(nil)
+var _ Store = (*store.Store)(nil)
 
-// OTRConfig configures the OTR mechanism.
-type OTRConfig struct {
+// Config configures the OTR mechanism.
+type Config struct {
 	// Key is the account's long-term DSA key. Either Key or LoadKey is
 	// required.
-	Key *otr.PrivateKey
+	Key *engine.PrivateKey
 	// LoadKey returns the key when Key is nil. It is called once, the first
 	// time the key is needed (a conversation starts, Fingerprint), so that
 	// an account that never uses OTR never makes an OTR key. InstanceTag
 	// must then be set.
-	LoadKey func() (*otr.PrivateKey, error)
+	LoadKey func() (*engine.PrivateKey, error)
 	// InstanceTag is the account's OTR instance tag (>= 0x100), persisted
 	// per account (store.Store.OTRInstanceTag). 0 makes a fresh one, which
 	// peers will see as a new client every time.
 	InstanceTag uint32
 	// Policy is the OTR policy of new conversations; 0 means
-	// DefaultOTRPolicy.
-	Policy otr.Policy
-	// AutoStart limits automatic starts; see OTRAutoStart.
-	AutoStart OTRAutoStart
+	// DefaultPolicy.
+	Policy engine.Policy
+	// AutoStart limits automatic starts; see AutoStart.
+	AutoStart AutoStart
 	// FragmentSize is passed to the engine: OTR messages longer than this
 	// are sent as fragments. 0 never fragments (XMPP carries long bodies).
 	FragmentSize int
 	// Store keeps fingerprints and trust. Nil keeps SMP results in memory
 	// only, and every fingerprint counts as unverified.
-	Store OTRStore
+	Store Store
 	// HeartbeatEvery is how often encrypted conversations are checked for
 	// a due heartbeat (otr.HeartbeatInterval after the last received
 	// message); 0 means 10 seconds.
@@ -113,41 +114,41 @@ type OTRConfig struct {
 	Now func() time.Time
 }
 
-// OTRState is what the user is told about a conversation with one
+// State is what the user is told about a conversation with one
 // resource.
-type OTRState int
+type State int
 
 const (
-	// OTRPlaintext: no private conversation; messages are not encrypted.
-	OTRPlaintext OTRState = iota
-	// OTRPrivateUnverified: encrypted, but the peer's fingerprint has not
+	// StatePlaintext: no private conversation; messages are not encrypted.
+	StatePlaintext State = iota
+	// StatePrivateUnverified: encrypted, but the peer's fingerprint has not
 	// been verified (SMP or an out-of-band comparison).
-	OTRPrivateUnverified
-	// OTRPrivateVerified: encrypted, to a verified fingerprint.
-	OTRPrivateVerified
-	// OTRFinished: the peer ended the private conversation; nothing is sent
+	StatePrivateUnverified
+	// StatePrivateVerified: encrypted, to a verified fingerprint.
+	StatePrivateVerified
+	// StateFinished: the peer ended the private conversation; nothing is sent
 	// until End or a new Start.
-	OTRFinished
+	StateFinished
 )
 
-func (s OTRState) String() string {
+func (s State) String() string {
 	switch s {
-	case OTRPlaintext:
+	case StatePlaintext:
 		return "plaintext"
-	case OTRPrivateUnverified:
+	case StatePrivateUnverified:
 		return "private-unverified"
-	case OTRPrivateVerified:
+	case StatePrivateVerified:
 		return "private-verified"
-	case OTRFinished:
+	case StateFinished:
 		return "finished"
 	}
-	return "OTRState(" + strconv.Itoa(int(s)) + ")"
+	return "State(" + strconv.Itoa(int(s)) + ")"
 }
 
-// OTRStatus describes the conversation with one resource.
-type OTRStatus struct {
+// Status describes the conversation with one resource.
+type Status struct {
 	Peer  jid.JID
-	State OTRState
+	State State
 	// Fingerprint is the peer's key as authenticated by the current or
 	// last AKE (libotr's display form), "" before any.
 	Fingerprint string
@@ -171,20 +172,21 @@ type OTRStatus struct {
 	Instances int
 }
 
-// DefaultOTRPolicy is libotr's opportunistic policy without
+// DefaultPolicy is libotr's opportunistic policy without
 // SendWhitespaceTag: answer whitespace tags, OTR errors and queries, but
 // do not tag our own plaintext (bots and plain clients see the tag as
 // stray whitespace). Add otr.SendWhitespaceTag to advertise OTR.
-const DefaultOTRPolicy = otr.PolicyOpportunistic &^ otr.SendWhitespaceTag
+const DefaultPolicy = engine.PolicyOpportunistic &^ engine.SendWhitespaceTag
 
 // OTR is Off-the-Record Messaging (OTR v3, v2 compatible) used over XMPP
 // as XEP-0364 describes, as a message pipeline Mechanism. See the package
 // documentation, section "OTR (XEP-0364)". It is safe for concurrent use.
-type OTR struct {
-	c      *Client
-	cfg    OTRConfig
-	policy otr.Policy
-	auto   OTRAutoStart
+type Mechanism struct {
+	h      client.Host // set by Attach
+	wire   client.Wire // the send lock, while a method holds it (lockWire)
+	cfg    Config
+	policy engine.Policy
+	auto   AutoStart
 
 	// sendFn, when set (tests), replaces sending through the pipeline.
 	sendFn func(ctx context.Context, to jid.JID, stanzas []*xmltree.Element) error
@@ -199,44 +201,45 @@ type OTR struct {
 }
 
 var (
-	_ Mechanism         = (*OTR)(nil)
-	_ PresenceObserver  = (*OTR)(nil)
-	_ StreamObserver    = (*OTR)(nil)
-	_ ErrorObserver     = (*OTR)(nil)
-	_ Shutdowner        = (*OTR)(nil)
-	_ Availability      = (*OTR)(nil)
-	_ PlaintextObserver = (*OTR)(nil)
+	_ client.Mechanism         = (*Mechanism)(nil)
+	_ client.Attacher          = (*Mechanism)(nil)
+	_ client.PresenceObserver  = (*Mechanism)(nil)
+	_ client.StreamObserver    = (*Mechanism)(nil)
+	_ client.ErrorObserver     = (*Mechanism)(nil)
+	_ client.Shutdowner        = (*Mechanism)(nil)
+	_ client.Availability      = (*Mechanism)(nil)
+	_ client.PlaintextObserver = (*Mechanism)(nil)
 )
 
 // otrPeer is the state for one full JID: one conversation per instance of
 // the peer's OTR software.
 type otrPeer struct {
 	jid     jid.JID
-	current *otr.Conversation            // the one the user talks to
-	byTag   map[uint32]*otr.Conversation // by the peer's instance tag
+	current *engine.Conversation            // the one the user talks to
+	byTag   map[uint32]*engine.Conversation // by the peer's instance tag
 	// pending answers a query that carried no instance tag while current
 	// is bound to an instance: its DH-Commit has receiver 0, so that a
 	// restarted peer with a new instance tag can accept it.
-	pending   *otr.Conversation
-	used      map[*otr.Conversation]time.Time // last message per conversation
-	touched   time.Time                       // last use of the peer
+	pending   *engine.Conversation
+	used      map[*engine.Conversation]time.Time // last message per conversation
+	touched   time.Time                          // last use of the peer
 	lastReAKE time.Time
 	presence  bool     // directed presence sent
 	announced bool     // "otr-available" shown
 	sent      []string // ids of recent stanzas, to recognise bounces
 }
 
-// NewOTR returns the OTR mechanism for c. Register it with
-// c.Pipeline().Register(o, true, "...").
-func NewOTR(c *Client, cfg OTRConfig) (*OTR, error) {
+// New returns the OTR mechanism; plug it into a client with
+// Client.Register.
+func New(cfg Config) (*Mechanism, error) {
 	if cfg.Key == nil && cfg.LoadKey == nil {
-		return nil, errors.New("client: OTRConfig.Key or LoadKey is required")
+		return nil, errors.New("client: Config.Key or LoadKey is required")
 	}
 	if cfg.Key == nil && cfg.InstanceTag == 0 {
-		return nil, errors.New("client: OTRConfig.InstanceTag is required with LoadKey")
+		return nil, errors.New("client: Config.InstanceTag is required with LoadKey")
 	}
 	if cfg.Policy == 0 {
-		cfg.Policy = DefaultOTRPolicy
+		cfg.Policy = DefaultPolicy
 	}
 	if cfg.HeartbeatEvery <= 0 {
 		cfg.HeartbeatEvery = 10 * time.Second
@@ -244,7 +247,7 @@ func NewOTR(c *Client, cfg OTRConfig) (*OTR, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	o := &OTR{c: c, cfg: cfg, peers: map[string]*otrPeer{}, known: map[string]bool{}, verified: map[string]bool{}, noTag: map[string]bool{}}
+	o := &Mechanism{cfg: cfg, peers: map[string]*otrPeer{}, known: map[string]bool{}, verified: map[string]bool{}, noTag: map[string]bool{}}
 	o.policy, o.auto = cfg.Policy, cfg.AutoStart
 	if cfg.Key != nil {
 		// Validate the configuration once (instance tag, fragment size).
@@ -263,9 +266,9 @@ func NewOTR(c *Client, cfg OTRConfig) (*OTR, error) {
 // and for the live ones alike: a message sent after a switch to "always"
 // is held until the private conversation is established, never sent in
 // the clear.
-func (o *OTR) SetPolicy(p otr.Policy, a OTRAutoStart) {
+func (o *Mechanism) SetPolicy(p engine.Policy, a AutoStart) {
 	if p == 0 {
-		p = DefaultOTRPolicy
+		p = DefaultPolicy
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -279,40 +282,59 @@ func (o *OTR) SetPolicy(p otr.Policy, a OTRAutoStart) {
 }
 
 // Policy returns the policy and auto-start mode for new conversations.
-func (o *OTR) Policy() (otr.Policy, OTRAutoStart) {
+func (o *Mechanism) Policy() (engine.Policy, AutoStart) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.policy, o.auto
 }
 
+// Attach implements client.Attacher.
+func (o *Mechanism) Attach(h client.Host) error {
+	o.mu.Lock()
+	o.h = h
+	o.mu.Unlock()
+	return nil
+}
+
+// presenceTo sends directed presence to peer. The caller holds the wire:
+// presence goes out in order with the OTR messages.
+func (o *Mechanism) presenceTo(ctx context.Context, peer jid.JID) error {
+	if o.wire != nil {
+		return o.wire.Send(ctx, peer, xmltree.New(client.NSClient, "presence", "to", peer.String()))
+	}
+	return o.h.SendPresence(ctx, peer)
+}
+
 // Namespace implements Mechanism.
-func (o *OTR) Namespace() string { return eme.OTR }
+func (o *Mechanism) Namespace() string { return eme.OTR }
 
 // Needs implements Mechanism: every OTR message carries the XEP-0334
 // no-copy and no-permanent-store hints and the XEP-0280 private directive
 // (XEP-0364 §3.3); OTR has no fallback body, the body is the OTR message.
-func (o *OTR) Needs() Needs {
-	return Needs{Hints: []string{"no-copy", "no-permanent-store"}, Private: true}
+func (o *Mechanism) Needs() client.Needs {
+	return client.Needs{Hints: []string{"no-copy", "no-permanent-store"}, Private: true}
 }
 
 // Fingerprint returns our own fingerprint.
 //
-// With OTRConfig.LoadKey the key is loaded (or made) now; if that fails,
+// With Config.LoadKey the key is loaded (or made) now; if that fails,
 // the zero Fingerprint is returned and the error is logged.
-func (o *OTR) Fingerprint() otr.Fingerprint {
+func (o *Mechanism) Fingerprint() engine.Fingerprint {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	k, err := o.keyLocked()
 	if err != nil {
-		o.c.cfg.logger().Warn("loading the OTR key failed", "err", err)
-		return otr.Fingerprint{}
+		if o.h != nil {
+			o.h.Logger().Warn("loading the OTR key failed", "err", err)
+		}
+		return engine.Fingerprint{}
 	}
 	return k.Fingerprint()
 }
 
 // keyLocked returns the account's key, loading it on first use. Callers
 // hold o.mu.
-func (o *OTR) keyLocked() (*otr.PrivateKey, error) {
+func (o *Mechanism) keyLocked() (*engine.PrivateKey, error) {
 	if o.cfg.Key == nil {
 		k, err := o.cfg.LoadKey()
 		if err != nil {
@@ -324,26 +346,26 @@ func (o *OTR) keyLocked() (*otr.PrivateKey, error) {
 }
 
 // InstanceTag returns our instance tag.
-func (o *OTR) InstanceTag() uint32 { return o.cfg.InstanceTag }
+func (o *Mechanism) InstanceTag() uint32 { return o.cfg.InstanceTag }
 
 // convPolicy is the engine policy of conversations under the current
-// policy and auto-start mode. Callers hold o.mu, except NewOTR.
-func (o *OTR) convPolicy() otr.Policy {
+// policy and auto-start mode. Callers hold o.mu, except New.
+func (o *Mechanism) convPolicy() engine.Policy {
 	pol := o.policy
-	if o.auto == OTRAutoStartNever {
-		pol &^= otr.WhitespaceStartAKE | otr.ErrorStartAKE
+	if o.auto == AutoStartNever {
+		pol &^= engine.WhitespaceStartAKE | engine.ErrorStartAKE
 	}
 	return pol
 }
 
 // newConv returns a new conversation with the current policy. Callers
-// hold o.mu, except NewOTR.
-func (o *OTR) newConv() (*otr.Conversation, error) {
+// hold o.mu, except New.
+func (o *Mechanism) newConv() (*engine.Conversation, error) {
 	key, err := o.keyLocked()
 	if err != nil {
 		return nil, err
 	}
-	return otr.NewConversation(otr.Config{
+	return engine.NewConversation(engine.Config{
 		PrivateKey: key, InstanceTag: o.cfg.InstanceTag, Policy: o.convPolicy(),
 		FragmentSize: o.cfg.FragmentSize, Rand: o.cfg.Rand, Now: o.cfg.Now,
 	})
@@ -360,12 +382,12 @@ const (
 	maxOTRFragsTotal   = 8 << 20 // of everyone
 )
 
-func (o *OTR) peer(j jid.JID) *otrPeer {
+func (o *Mechanism) peer(j jid.JID) *otrPeer {
 	k := j.String()
 	p := o.peers[k]
 	if p == nil {
 		o.makeRoom(j)
-		p = &otrPeer{jid: j, byTag: map[uint32]*otr.Conversation{}, used: map[*otr.Conversation]time.Time{}}
+		p = &otrPeer{jid: j, byTag: map[uint32]*engine.Conversation{}, used: map[*engine.Conversation]time.Time{}}
 		o.peers[k] = p
 	}
 	p.touched = o.cfg.Now()
@@ -375,7 +397,7 @@ func (o *OTR) peer(j jid.JID) *otrPeer {
 // makeRoom evicts peers before j gets one: the least recently used of j's
 // contact beyond maxOTRResources, and of everyone beyond maxOTRPeers.
 // Peers without a private conversation go first. Callers hold o.mu.
-func (o *OTR) makeRoom(j jid.JID) {
+func (o *Mechanism) makeRoom(j jid.JID) {
 	bare := j.Bare()
 	for {
 		var same []*otrPeer
@@ -426,15 +448,15 @@ func evictable(peers []*otrPeer) *otrPeer {
 }
 
 // private reports whether the peer's current conversation is encrypted.
-func (p *otrPeer) private() bool { return p.current != nil && p.current.State() == otr.Encrypted }
+func (p *otrPeer) private() bool { return p.current != nil && p.current.State() == engine.Encrypted }
 
 // addInstance records conv as the conversation with the peer's instance
 // tag, forgetting the least recently used other instance beyond
 // maxOTRInstances. Callers hold o.mu.
-func (o *OTR) addInstance(p *otrPeer, tag uint32, conv *otr.Conversation) {
+func (o *Mechanism) addInstance(p *otrPeer, tag uint32, conv *engine.Conversation) {
 	for len(p.byTag) >= maxOTRInstances {
 		var oldTag uint32
-		var oldest *otr.Conversation
+		var oldest *engine.Conversation
 		for t, c := range p.byTag {
 			if c == p.current || c == p.pending {
 				continue
@@ -456,7 +478,7 @@ func (o *OTR) addInstance(p *otrPeer, tag uint32, conv *otr.Conversation) {
 // boundFragments drops the incomplete fragmented message conv holds when
 // the contact's, or everyone's, incomplete messages exceed their budget.
 // Callers hold o.mu.
-func (o *OTR) boundFragments(p *otrPeer, conv *otr.Conversation) {
+func (o *Mechanism) boundFragments(p *otrPeer, conv *engine.Conversation) {
 	if conv.PendingFragments() == 0 {
 		return
 	}
@@ -476,7 +498,7 @@ func (o *OTR) boundFragments(p *otrPeer, conv *otr.Conversation) {
 }
 
 // currentConv returns the peer's current conversation, creating it.
-func (o *OTR) currentConv(p *otrPeer) (*otr.Conversation, error) {
+func (o *Mechanism) currentConv(p *otrPeer) (*engine.Conversation, error) {
 	if p.current == nil {
 		c, err := o.newConv()
 		if err != nil {
@@ -489,8 +511,8 @@ func (o *OTR) currentConv(p *otrPeer) (*otr.Conversation, error) {
 
 // route picks the conversation for an incoming OTR message (see "Instance
 // tags and several peer instances" in package otr).
-func (o *OTR) route(p *otrPeer, body string, kind eme.OTRKind) (*otr.Conversation, error) {
-	sender, _, tagged := otr.InstanceTags([]byte(body))
+func (o *Mechanism) route(p *otrPeer, body string, kind eme.OTRKind) (*engine.Conversation, error) {
+	sender, _, tagged := engine.InstanceTags([]byte(body))
 	if !tagged {
 		if kind == eme.OTRQuery && p.current != nil && p.current.TheirInstanceTag() != 0 {
 			if p.pending == nil {
@@ -528,11 +550,11 @@ func (o *OTR) route(p *otrPeer, body string, kind eme.OTRKind) (*otr.Conversatio
 
 // mayAutoStart reports whether the auto-start mode allows starting with
 // the resource j on our own initiative. Callers hold o.mu.
-func (o *OTR) mayAutoStart(ctx context.Context, j jid.JID) bool {
+func (o *Mechanism) mayAutoStart(ctx context.Context, j jid.JID) bool {
 	switch o.auto {
-	case OTRAutoStartAlways:
+	case AutoStartAlways:
 		return true
-	case OTRAutoStartKnown:
+	case AutoStartKnown:
 		return o.isKnown(ctx, j)
 	}
 	return false
@@ -540,7 +562,7 @@ func (o *OTR) mayAutoStart(ctx context.Context, j jid.JID) bool {
 
 // isKnown reports whether j showed OTR support or its contact has an OTR
 // fingerprint in the store. Callers hold o.mu.
-func (o *OTR) isKnown(ctx context.Context, j jid.JID) bool {
+func (o *Mechanism) isKnown(ctx context.Context, j jid.JID) bool {
 	if o.known[j.String()] {
 		return true
 	}
@@ -552,62 +574,62 @@ func (o *OTR) isKnown(ctx context.Context, j jid.JID) bool {
 }
 
 // Seal implements Mechanism. The recipient must be a full JID with a
-// private conversation; otherwise Seal fails with ErrOTRFullJID or
-// ErrNoOTRSession, and never sends the message in the clear. With
-// OTRAutoStartAlways and a policy that requires encryption, a message
+// private conversation; otherwise Seal fails with ErrFullJID or
+// ErrNoSession, and never sends the message in the clear. With
+// AutoStartAlways and a policy that requires encryption, a message
 // without a conversation is held and a query is sent instead.
-func (o *OTR) Seal(ctx context.Context, out *Outgoing) (Sealed, error) {
+func (o *Mechanism) Seal(ctx context.Context, out *client.Outgoing) (client.Sealed, error) {
 	if out.To.Resourcepart() == "" {
-		return Sealed{}, fmt.Errorf("%w: %s", ErrOTRFullJID, out.To)
+		return client.Sealed{}, fmt.Errorf("%w: %s", ErrFullJID, out.To)
 	}
 	if out.Body == "" {
-		return Sealed{}, errors.New("client: OTR carries only text: the message has no body")
+		return client.Sealed{}, errors.New("client: OTR carries only text: the message has no body")
 	}
 	if out.Type == "groupchat" {
-		return Sealed{}, errors.New("client: OTR works between two parties only, not in group chats")
+		return client.Sealed{}, errors.New("client: OTR works between two parties only, not in group chats")
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p := o.peer(out.To)
 	conv := p.current
-	state := otr.Plaintext
+	state := engine.Plaintext
 	if conv != nil {
 		state = conv.State()
 	}
 	switch state {
-	case otr.Finished:
-		return Sealed{}, fmt.Errorf("client: %s ended the private OTR conversation; end it too or start a new one: %w", out.To, otr.ErrFinished)
-	case otr.Plaintext:
-		if o.policy&otr.RequireEncryption == 0 || !o.mayAutoStart(ctx, out.To) {
-			return Sealed{}, fmt.Errorf("%w with %s: start one first", ErrNoOTRSession, out.To)
+	case engine.Finished:
+		return client.Sealed{}, fmt.Errorf("client: %s ended the private OTR conversation; end it too or start a new one: %w", out.To, engine.ErrFinished)
+	case engine.Plaintext:
+		if o.policy&engine.RequireEncryption == 0 || !o.mayAutoStart(ctx, out.To) {
+			return client.Sealed{}, fmt.Errorf("%w with %s: start one first", ErrNoSession, out.To)
 		}
 	}
 	conv, err := o.currentConv(p)
 	if err != nil {
-		return Sealed{}, err
+		return client.Sealed{}, err
 	}
-	if conv.State() != otr.Encrypted && conv.Policy()&otr.RequireEncryption == 0 {
+	if conv.State() != engine.Encrypted && conv.Policy()&engine.RequireEncryption == 0 {
 		// Started under another policy: "always" applies now.
 		conv.SetPolicy(o.convPolicy())
 	}
 	msgs, err := conv.Send([]byte(out.Body))
 	if err != nil {
-		return Sealed{}, fmt.Errorf("client: OTR: %w", err)
+		return client.Sealed{}, fmt.Errorf("client: OTR: %w", err)
 	}
-	var res Sealed
+	var res client.Sealed
 	for i, m := range msgs {
 		k, _ := eme.ClassifyOTR(string(m))
 		if k == eme.OTRNone || k == eme.OTRWhitespaceTag {
 			// Never let text typed for a private conversation out in the
 			// clear.
-			return Sealed{}, errors.New("client: OTR engine returned plaintext for a private message; not sent")
+			return client.Sealed{}, errors.New("client: OTR engine returned plaintext for a private message; not sent")
 		}
 		if k == eme.OTRQuery {
 			// The engine holds the message and asks for a private
 			// conversation; the message leaves once it is established.
 			res.Held = true
 		}
-		id := NewID()
+		id := client.NewID()
 		if i == 0 && out.ID != "" {
 			id = out.ID
 		}
@@ -641,8 +663,8 @@ func bareQuery(m []byte) []byte {
 }
 
 func otrStanza(to jid.JID, id string, body []byte) *xmltree.Element {
-	st := xmltree.New(NSClient, "message", "to", to.String(), "type", "chat", "id", id)
-	st.Append(xmltree.New(NSClient, "body").AppendText(string(body)))
+	st := xmltree.New(client.NSClient, "message", "to", to.String(), "type", "chat", "id", id)
+	st.Append(xmltree.New(client.NSClient, "body").AppendText(string(body)))
 	return st
 }
 
@@ -659,46 +681,50 @@ func (p *otrPeer) remember(id string) {
 // messages takes it before o.mu (the pipeline's order: send lock, then
 // Seal, then o.mu), so that data messages, whose counters must arrive in
 // order, leave in the order they were made, sealed or not.
-func (o *OTR) lockWire() (unlock func()) {
-	if o.c == nil {
+func (o *Mechanism) lockWire() (unlock func()) {
+	if o.h == nil {
 		return func() {}
 	}
-	o.c.pipeline.sendMu.Lock()
-	return o.c.pipeline.sendMu.Unlock
+	w := o.h.Hold()
+	o.wire = w
+	return func() {
+		o.wire = nil
+		w.Release()
+	}
 }
 
 // send transmits protocol messages to the peer. Callers hold the wire lock
 // and o.mu, so that data messages leave in the order they were made.
-func (o *OTR) send(ctx context.Context, p *otrPeer, bodies [][]byte) error {
+func (o *Mechanism) send(ctx context.Context, p *otrPeer, bodies [][]byte) error {
 	if len(bodies) == 0 {
 		return nil
 	}
 	var sts []*xmltree.Element
 	for _, b := range bodies {
-		id := NewID()
+		id := client.NewID()
 		p.remember(id)
 		sts = append(sts, otrStanza(p.jid, id, bareQuery(b)))
 	}
 	if o.sendFn != nil {
 		return o.sendFn(ctx, p.jid, sts)
 	}
-	if o.c == nil {
-		return ErrNotConnected
+	if o.wire == nil {
+		return client.ErrNotConnected
 	}
-	return o.c.Pipeline().SendProtocol(ctx, p.jid, eme.OTR, sts)
+	return o.wire.Send(ctx, p.jid, sts...)
 }
 
 // sendPresence sends directed presence to the peer once per conversation
 // (RFC 6121 §4.6), so that its server tells it when we go offline even
 // without a presence subscription, and it can end the session (XEP-0364
 // §5.1). Callers hold o.mu.
-func (o *OTR) sendPresence(ctx context.Context, p *otrPeer) {
-	if p.presence || o.c == nil {
+func (o *Mechanism) sendPresence(ctx context.Context, p *otrPeer) {
+	if p.presence || o.h == nil {
 		return
 	}
 	p.presence = true
-	if err := o.c.SendElement(ctx, xmltree.New(NSClient, "presence", "to", p.jid.String())); err != nil {
-		o.c.cfg.logger().Warn("sending directed presence failed", "err", err)
+	if err := o.presenceTo(ctx, p.jid); err != nil {
+		o.h.Logger().Warn("sending directed presence failed", "err", err)
 	}
 }
 
@@ -712,19 +738,19 @@ const (
 // the sender's full JID and instance; copies (carbons, archive) never touch
 // any state: encrypted ones give a notice (once per fragmented message),
 // session set-up inside them is silently ignored (XEP-0364 §3.2).
-func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
-	body := in.Stanza.ChildText(NSClient, "body")
+func (o *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Opened, error) {
+	body := in.Stanza.ChildText(client.NSClient, "body")
 	kind := in.Detection.OTR
 	if kind == eme.OTRNone {
 		kind, _ = eme.ClassifyOTR(body)
 	}
 	switch {
 	case kind == eme.OTRNone:
-		return nil, &OpenError{Reason: eme.ReasonMalformed, Detail: "tagged as OTR, but the body is not an OTR message"}
+		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Detail: "tagged as OTR, but the body is not an OTR message"}
 	case kind == eme.OTRWhitespaceTag && (in.Detection.Encrypted || in.Detection.Control):
 		// Plaintext with an EME tag: whatever we returned, the pipeline
 		// would show it as encrypted. Only untagged plaintext is shown.
-		return nil, &OpenError{Reason: eme.ReasonMalformed, Detail: "tagged as OTR, but the body is plaintext"}
+		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Detail: "tagged as OTR, but the body is plaintext"}
 	case in.Origin.Copy():
 		return openCopy(in, body, kind)
 	}
@@ -736,7 +762,7 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 	conv, err := o.route(p, body, kind)
 	if err != nil {
 		o.mu.Unlock()
-		return nil, &OpenError{Reason: eme.ReasonUnspecified, Err: err}
+		return nil, &client.OpenError{Reason: eme.ReasonUnspecified, Err: err}
 	}
 	res, rerr := conv.Receive([]byte(body))
 	p.used[conv] = o.cfg.Now()
@@ -753,22 +779,22 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 		o.addInstance(p, t, conv)
 	}
 	o.boundFragments(p, conv)
-	var events []*SecurityEvent
+	var events []*client.SecurityEvent
 	var unreadable, otherInstance, malformed, secure, unencrypted bool
 	toSend := res.ToSend
 	for _, e := range res.Events {
 		switch e.Kind {
-		case otr.EventUnencrypted:
+		case engine.EventUnencrypted:
 			unencrypted = true
-		case otr.EventUnreadable:
+		case engine.EventUnreadable:
 			unreadable = true
-		case otr.EventOtherInstance:
+		case engine.EventOtherInstance:
 			otherInstance = true
-		case otr.EventMalformed:
+		case engine.EventMalformed:
 			malformed = true
-		case otr.EventGoneSecure, otr.EventRefreshed:
+		case engine.EventGoneSecure, engine.EventRefreshed:
 			secure = true
-			events = append(events, o.goneSecure(ctx, p, conv, e.Kind == otr.EventRefreshed)...)
+			events = append(events, o.goneSecure(ctx, p, conv, e.Kind == engine.EventRefreshed)...)
 		default:
 			if ev := o.securityEvent(ctx, p, conv, e); ev != nil {
 				events = append(events, ev)
@@ -793,8 +819,8 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 	if toBare && rerr != nil {
 		toSend = nil
 	}
-	if err := o.send(ctx, p, toSend); err != nil && o.c != nil {
-		o.c.cfg.logger().Warn("sending OTR reply failed", "err", err)
+	if err := o.send(ctx, p, toSend); err != nil && o.h != nil {
+		o.h.Logger().Warn("sending OTR reply failed", "err", err)
 	}
 	if secure {
 		o.sendPresence(ctx, p)
@@ -812,7 +838,7 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 	switch {
 	case unreadable:
 		detail := "there is no private conversation with " + in.From.String()
-		if state == otr.Encrypted {
+		if state == engine.Encrypted {
 			detail = "the private conversation with " + in.From.String() + " is out of date (their client may have restarted)"
 		}
 		switch {
@@ -823,53 +849,53 @@ func (o *OTR) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 		default:
 			detail += "; they were told it could not be read"
 		}
-		return nil, &OpenError{Reason: eme.ReasonNoSession, Detail: detail, Err: rerr}
+		return nil, &client.OpenError{Reason: eme.ReasonNoSession, Detail: detail, Err: rerr}
 	case malformed:
-		return nil, &OpenError{Reason: eme.ReasonMalformed, Err: rerr}
+		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Err: rerr}
 	case otherInstance && kind.Encrypted():
-		return nil, &OpenError{Reason: eme.ReasonNoKey, Detail: "it was meant for another OTR instance of this account"}
+		return nil, &client.OpenError{Reason: eme.ReasonNoKey, Detail: "it was meant for another OTR instance of this account"}
 	case rerr != nil && kind.Encrypted():
-		return nil, &OpenError{Reason: eme.ReasonVerificationFailed, Err: rerr}
+		return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Err: rerr}
 	case rerr != nil:
 		// A rejected key exchange message changes nothing; tell the user.
-		events = append(events, &SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: "otr-error",
+		events = append(events, &client.SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: "otr-error",
 			Text: "an invalid OTR key exchange message from " + in.From.String() + " was ignored"})
-		return &Opened{Silent: true, Events: events}, nil
+		return &client.Opened{Silent: true, Events: events}, nil
 	}
 	if kind == eme.OTRWhitespaceTag {
 		// Plaintext offering OTR: the pipeline shows it as plaintext.
-		if state == otr.Plaintext && !secure && auto == OTRAutoStartNever && !announced {
-			events = append(events, &SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: "otr-available",
+		if state == engine.Plaintext && !secure && auto == AutoStartNever && !announced {
+			events = append(events, &client.SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: "otr-available",
 				Text: in.From.String() + " can talk privately with OTR (start with: balcony otr start " + in.From.String() + ")"})
 		}
-		op := &Opened{Body: string(res.Plaintext), Events: events}
-		if unencrypted || state == otr.Encrypted {
+		op := &client.Opened{Body: string(res.Plaintext), Events: events}
+		if unencrypted || state == engine.Encrypted {
 			op.Security.Warnings = append(op.Security.Warnings, "this message was sent in the clear, outside the private OTR conversation with "+in.From.String())
 		}
 		return op, nil
 	}
 	if res.Plaintext == nil {
-		return &Opened{Silent: true, Events: events}, nil
+		return &client.Opened{Silent: true, Events: events}, nil
 	}
 	if !res.Encrypted {
 		// Text that came through OTR unencrypted (a query for a version
 		// we do not speak): show it as what it is.
-		events = append(events, &SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: "otr-unsupported",
+		events = append(events, &client.SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: "otr-unsupported",
 			Text: in.From.String() + " asked for a private conversation with an OTR version Balcony does not support"})
-		return &Opened{Silent: true, Events: events}, nil
+		return &client.Opened{Silent: true, Events: events}, nil
 	}
 	// A data message is authenticated by the session's MAC keys, which the
 	// AKE bound to the contact's DSA key.
-	sec := Security{Mechanism: eme.OTR, Name: eme.DisplayName(eme.OTR, ""), Verified: verified, Authenticated: true, Fingerprint: fpr, Trust: trust}
+	sec := client.Security{Mechanism: eme.OTR, Name: eme.DisplayName(eme.OTR, ""), Verified: verified, Authenticated: true, Fingerprint: fpr, Trust: trust}
 	if trust == store.Untrusted.String() {
 		sec.Warnings = append(sec.Warnings, "the contact's OTR key "+fpr+" is marked untrusted")
 		sec.Verified = false
 	}
-	return &Opened{Body: OTRText(string(res.Plaintext)), Security: sec, Events: events}, nil
+	return &client.Opened{Body: Text(string(res.Plaintext)), Security: sec, Events: events}, nil
 }
 
 // openCopy handles a carbon or archived copy of an OTR message.
-func openCopy(in *Incoming, body string, kind eme.OTRKind) (*Opened, error) {
+func openCopy(in *client.Incoming, body string, kind eme.OTRKind) (*client.Opened, error) {
 	detail := copyDetailCarbon
 	if in.Origin.Archived {
 		detail = copyDetailArchive
@@ -877,15 +903,15 @@ func openCopy(in *Incoming, body string, kind eme.OTRKind) (*Opened, error) {
 	switch kind {
 	case eme.OTRFragment:
 		if k, ok := otrFragmentIndex(body); ok && k > 1 {
-			return &Opened{Silent: true}, nil // one notice per message
+			return &client.Opened{Silent: true}, nil // one notice per message
 		}
-		return nil, &OpenError{Reason: eme.ReasonNoKey, Detail: detail}
+		return nil, &client.OpenError{Reason: eme.ReasonNoKey, Detail: detail}
 	case eme.OTRData, eme.OTREncoded:
-		return nil, &OpenError{Reason: eme.ReasonNoKey, Detail: detail}
+		return nil, &client.OpenError{Reason: eme.ReasonNoKey, Detail: detail}
 	}
 	// Query, error, key exchange: never start or change anything from a
 	// copy (XEP-0364 §3.2: silently ignored).
-	return &Opened{Silent: true}, nil
+	return &client.Opened{Silent: true}, nil
 }
 
 // otrFragmentIndex returns k of a fragment "?OTR|s|r,k,n,..." or
@@ -916,7 +942,7 @@ func otrFragmentIndex(body string) (int, bool) {
 
 // goneSecure updates routing after an AKE and records the peer's key.
 // Callers hold o.mu.
-func (o *OTR) goneSecure(ctx context.Context, p *otrPeer, conv *otr.Conversation, refreshed bool) []*SecurityEvent {
+func (o *Mechanism) goneSecure(ctx context.Context, p *otrPeer, conv *engine.Conversation, refreshed bool) []*client.SecurityEvent {
 	if tag := conv.TheirInstanceTag(); tag != 0 {
 		if old := p.byTag[tag]; old != nil && old != conv {
 			_, _ = old.End() // forget its keys; the peer replaced it
@@ -930,7 +956,7 @@ func (o *OTR) goneSecure(ctx context.Context, p *otrPeer, conv *otr.Conversation
 	key := conv.TheirKey()
 	fp := key.Fingerprint()
 	bare := p.jid.Bare().String()
-	var events []*SecurityEvent
+	var events []*client.SecurityEvent
 	verified := false
 	if o.cfg.Store != nil {
 		data, _ := key.MarshalBinary()
@@ -938,11 +964,11 @@ func (o *OTR) goneSecure(ctx context.Context, p *otrPeer, conv *otr.Conversation
 		if err == nil {
 			verified = seen.Key.Trust == store.Verified
 			if seen.Change != nil {
-				events = append(events, &SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-fingerprint-changed", Fingerprint: fp.String(),
+				events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-fingerprint-changed", Fingerprint: fp.String(),
 					Text: bare + " uses a new OTR key; verify it (balcony otr smp " + p.jid.String() + ") before trusting this conversation"})
 			}
-		} else if o.c != nil {
-			o.c.cfg.logger().Warn("recording OTR fingerprint failed", "err", err)
+		} else if o.h != nil {
+			o.h.Logger().Warn("recording OTR fingerprint failed", "err", err)
 		}
 	} else {
 		verified = o.verified[bare+" "+fp.Hex()]
@@ -952,10 +978,10 @@ func (o *OTR) goneSecure(ctx context.Context, p *otrPeer, conv *otr.Conversation
 		what = "private conversation with " + p.jid.String() + " refreshed"
 	}
 	if verified {
-		events = append(events, &SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-verified", Fingerprint: fp.String(),
+		events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-verified", Fingerprint: fp.String(),
 			Text: what + "; their fingerprint is verified"})
 	} else {
-		events = append(events, &SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-private", Fingerprint: fp.String(),
+		events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-private", Fingerprint: fp.String(),
 			Text: what + "; their fingerprint is unverified (verify with balcony otr smp " + p.jid.String() + ")"})
 	}
 	return events
@@ -963,24 +989,24 @@ func (o *OTR) goneSecure(ctx context.Context, p *otrPeer, conv *otr.Conversation
 
 // securityEvent turns an engine event into a security event, handling
 // SMP results. Callers hold o.mu.
-func (o *OTR) securityEvent(ctx context.Context, p *otrPeer, conv *otr.Conversation, e otr.Event) *SecurityEvent {
+func (o *Mechanism) securityEvent(ctx context.Context, p *otrPeer, conv *engine.Conversation, e engine.Event) *client.SecurityEvent {
 	who := p.jid.String()
-	ev := &SecurityEvent{Peer: p.jid, Mechanism: eme.OTR}
+	ev := &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR}
 	answer := "answer with: balcony otr smp-answer " + who + " --secret-file FILE"
 	switch e.Kind {
-	case otr.EventPeerEnded:
+	case engine.EventPeerEnded:
 		ev.Kind = "otr-finished"
 		ev.Text = who + " ended the private conversation; nothing more is sent to them with OTR until you end it too (balcony otr end " + who + ") or start a new one"
-	case otr.EventError:
+	case engine.EventError:
 		ev.Kind = "otr-error"
 		ev.Text = who + "'s OTR software reported an error: " + eme.QuoteRemote(e.Text)
-	case otr.EventSMPSecretRequested:
+	case engine.EventSMPSecretRequested:
 		ev.Kind = "otr-smp-request"
 		ev.Text = who + " wants to verify this conversation with a secret you share; " + answer
-	case otr.EventSMPQuestion:
+	case engine.EventSMPQuestion:
 		ev.Kind = "otr-smp-question"
 		ev.Text = who + " wants to verify this conversation and asks: " + eme.QuoteRemote(e.Text) + "; " + answer
-	case otr.EventSMPSucceeded:
+	case engine.EventSMPSucceeded:
 		ev.Kind = "otr-smp-succeeded"
 		fp := conv.TheirKey().Fingerprint()
 		ev.Fingerprint = fp.String()
@@ -993,13 +1019,13 @@ func (o *OTR) securityEvent(ctx context.Context, p *otrPeer, conv *otr.Conversat
 		} else {
 			o.verified[bare+" "+fp.Hex()] = true
 		}
-	case otr.EventSMPFailed:
+	case engine.EventSMPFailed:
 		ev.Kind = "otr-smp-failed"
 		ev.Text = "verification with " + who + " failed: the secrets differ (or someone is in the middle)"
-	case otr.EventSMPCheated:
+	case engine.EventSMPCheated:
 		ev.Kind = "otr-smp-failed"
 		ev.Text = "verification with " + who + " failed: an invalid SMP message was received and the exchange aborted"
-	case otr.EventSMPAborted:
+	case engine.EventSMPAborted:
 		ev.Kind = "otr-smp-aborted"
 		ev.Text = who + " aborted the verification"
 	default:
@@ -1010,7 +1036,7 @@ func (o *OTR) securityEvent(ctx context.Context, p *otrPeer, conv *otr.Conversat
 
 // peerKey returns the fingerprint (display form) of conv's peer key and
 // its trust. Callers hold o.mu.
-func (o *OTR) peerKey(ctx context.Context, p *otrPeer, conv *otr.Conversation) (fpr string, verified bool, trust string) {
+func (o *Mechanism) peerKey(ctx context.Context, p *otrPeer, conv *engine.Conversation) (fpr string, verified bool, trust string) {
 	key := conv.TheirKey()
 	if key == nil {
 		return "", false, ""
@@ -1035,9 +1061,9 @@ func (o *OTR) peerKey(ctx context.Context, p *otrPeer, conv *otr.Conversation) (
 // manual start is always allowed, whatever the policy (XEP-0364 §4). The
 // result arrives as a SecurityEvent of kind "otr-private" or
 // "otr-verified".
-func (o *OTR) Start(ctx context.Context, peer jid.JID) error {
+func (o *Mechanism) Start(ctx context.Context, peer jid.JID) error {
 	if peer.Resourcepart() == "" {
-		return fmt.Errorf("%w: %s", ErrOTRFullJID, peer)
+		return fmt.Errorf("%w: %s", ErrFullJID, peer)
 	}
 	defer o.lockWire()()
 	o.mu.Lock()
@@ -1047,7 +1073,7 @@ func (o *OTR) Start(ctx context.Context, peer jid.JID) error {
 	if err != nil {
 		return err
 	}
-	if conv.State() == otr.Finished {
+	if conv.State() == engine.Finished {
 		_, _ = conv.End()
 	}
 	msgs, err := conv.StartAKE()
@@ -1061,16 +1087,16 @@ func (o *OTR) Start(ctx context.Context, peer jid.JID) error {
 // End ends the private conversations with peer (every instance of it):
 // the peer is told when a conversation was encrypted, and we return to
 // plaintext.
-func (o *OTR) End(ctx context.Context, peer jid.JID) error {
+func (o *Mechanism) End(ctx context.Context, peer jid.JID) error {
 	if peer.Resourcepart() == "" {
-		return fmt.Errorf("%w: %s", ErrOTRFullJID, peer)
+		return fmt.Errorf("%w: %s", ErrFullJID, peer)
 	}
 	defer o.lockWire()()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p := o.peers[peer.String()]
 	if p == nil {
-		return fmt.Errorf("%w with %s", ErrNoOTRSession, peer)
+		return fmt.Errorf("%w with %s", ErrNoSession, peer)
 	}
 	var msgs [][]byte
 	for _, c := range p.convs() {
@@ -1084,10 +1110,10 @@ func (o *OTR) End(ctx context.Context, peer jid.JID) error {
 }
 
 // convs returns the peer's distinct conversations.
-func (p *otrPeer) convs() []*otr.Conversation {
-	seen := map[*otr.Conversation]bool{}
-	var out []*otr.Conversation
-	add := func(c *otr.Conversation) {
+func (p *otrPeer) convs() []*engine.Conversation {
+	seen := map[*engine.Conversation]bool{}
+	var out []*engine.Conversation
+	add := func(c *engine.Conversation) {
 		if c != nil && !seen[c] {
 			seen[c] = true
 			out = append(out, c)
@@ -1110,45 +1136,74 @@ func (p *otrPeer) convs() []*otr.Conversation {
 // SendWhitespaceTag policy, a plaintext message carries the OTR whitespace
 // tag (Protocol-v3 "Tagged plaintext messages") until the contact answers
 // in plaintext without one.
-func (o *OTR) OutgoingPlaintext(to jid.JID, body string) string {
+func (o *Mechanism) OutgoingPlaintext(to jid.JID, body string) string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if body == "" || o.policy&otr.SendWhitespaceTag == 0 || o.noTag[to.Bare().String()] {
+	if body == "" || o.policy&engine.SendWhitespaceTag == 0 || o.noTag[to.Bare().String()] {
 		return body
 	}
-	return body + string(otr.WhitespaceTag(o.policy))
+	return body + string(engine.WhitespaceTag(o.policy))
 }
 
-// IncomingPlaintext implements PlaintextObserver: an untagged plaintext
-// answer stops our whitespace tags to that contact, and plaintext from a
-// resource we have a private conversation with is flagged.
-func (o *OTR) IncomingPlaintext(in *Incoming) []string {
+// IncomingPlaintext implements PlaintextObserver. A whitespace tag
+// (a plaintext message offering OTR) is removed; in a live message it may
+// also start a private conversation, as the policy and AutoStart say. An
+// untagged plaintext answer stops our whitespace tags to that contact, and
+// plaintext from a resource we have a private conversation with is
+// flagged. Copies change nothing.
+func (o *Mechanism) IncomingPlaintext(ctx context.Context, in *client.Incoming, body string) client.Plaintext {
+	tagged := in.Detection.OTR == eme.OTRWhitespaceTag
+	if in.Origin.Copy() {
+		if tagged {
+			body = stripWhitespaceTag(body)
+		}
+		return client.Plaintext{Body: body}
+	}
+	if tagged {
+		opened, err := o.Open(ctx, in)
+		if err != nil {
+			return client.Plaintext{Body: stripWhitespaceTag(body)}
+		}
+		if o.h != nil {
+			for _, e := range opened.Events {
+				o.h.Emit(e)
+			}
+		}
+		return client.Plaintext{Body: opened.Body, Warnings: opened.Security.Warnings}
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.noTag[in.From.Bare().String()] = true
-	if p := o.peers[in.From.String()]; p != nil && p.current != nil && p.current.State() == otr.Encrypted {
-		return []string{"this message was sent in the clear, outside the private OTR conversation with " + in.From.String()}
+	if p := o.peers[in.From.String()]; p != nil && p.current != nil && p.current.State() == engine.Encrypted {
+		return client.Plaintext{Body: body, Warnings: []string{"this message was sent in the clear, outside the private OTR conversation with " + in.From.String()}}
 	}
-	return nil
+	return client.Plaintext{Body: body}
+}
+
+// stripWhitespaceTag removes OTR whitespace tags (the base tag and the
+// version tags that follow it) from a plaintext body.
+func stripWhitespaceTag(body string) string {
+	out, _ := engine.StripWhitespaceTag([]byte(body))
+	return string(out)
 }
 
 // Usable implements Availability: a message to "to" can be sealed now,
 // because to is a full JID with an encrypted conversation.
-func (o *OTR) Usable(_ context.Context, to jid.JID) bool {
+func (o *Mechanism) Usable(_ context.Context, to jid.JID) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p := o.peers[to.String()]
-	return to.Resourcepart() != "" && p != nil && p.current != nil && p.current.State() == otr.Encrypted
+	return to.Resourcepart() != "" && p != nil && p.current != nil && p.current.State() == engine.Encrypted
 }
 
 // encrypted returns the peer's current conversation if it is encrypted.
-func (o *OTR) encrypted(peer jid.JID) (*otrPeer, *otr.Conversation, error) {
+func (o *Mechanism) encrypted(peer jid.JID) (*otrPeer, *engine.Conversation, error) {
 	if peer.Resourcepart() == "" {
-		return nil, nil, fmt.Errorf("%w: %s", ErrOTRFullJID, peer)
+		return nil, nil, fmt.Errorf("%w: %s", ErrFullJID, peer)
 	}
 	p := o.peers[peer.String()]
-	if p == nil || p.current == nil || p.current.State() != otr.Encrypted {
-		return nil, nil, fmt.Errorf("%w with %s", ErrNoOTRSession, peer)
+	if p == nil || p.current == nil || p.current.State() != engine.Encrypted {
+		return nil, nil, fmt.Errorf("%w with %s", ErrNoSession, peer)
 	}
 	return p, p.current, nil
 }
@@ -1158,7 +1213,7 @@ func (o *OTR) encrypted(peer jid.JID) (*otrPeer, *otr.Conversation, error) {
 // secret. question, if not empty, is shown to the peer. The outcome
 // arrives as a SecurityEvent: "otr-smp-succeeded" (the fingerprint is then
 // recorded as verified), "otr-smp-failed" or "otr-smp-aborted".
-func (o *OTR) StartSMP(ctx context.Context, peer jid.JID, question string, secret []byte) error {
+func (o *Mechanism) StartSMP(ctx context.Context, peer jid.JID, question string, secret []byte) error {
 	defer o.lockWire()()
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -1175,7 +1230,7 @@ func (o *OTR) StartSMP(ctx context.Context, peer jid.JID, question string, secre
 
 // AnswerSMP answers the peer's SMP request with the user's secret. It
 // fails with an error wrapping otr.ErrNoSMP if the peer has not asked.
-func (o *OTR) AnswerSMP(ctx context.Context, peer jid.JID, secret []byte) error {
+func (o *Mechanism) AnswerSMP(ctx context.Context, peer jid.JID, secret []byte) error {
 	defer o.lockWire()()
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -1191,7 +1246,7 @@ func (o *OTR) AnswerSMP(ctx context.Context, peer jid.JID, secret []byte) error 
 }
 
 // AbortSMP aborts an SMP exchange with peer.
-func (o *OTR) AbortSMP(ctx context.Context, peer jid.JID) error {
+func (o *Mechanism) AbortSMP(ctx context.Context, peer jid.JID) error {
 	defer o.lockWire()()
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -1207,11 +1262,11 @@ func (o *OTR) AbortSMP(ctx context.Context, peer jid.JID) error {
 }
 
 // Status returns the state of the conversation with peer (a full JID);
-// a peer without one is in OTRPlaintext.
-func (o *OTR) Status(ctx context.Context, peer jid.JID) OTRStatus {
+// a peer without one is in StatePlaintext.
+func (o *Mechanism) Status(ctx context.Context, peer jid.JID) Status {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	st := OTRStatus{Peer: peer, OurInstance: o.cfg.InstanceTag, Known: o.isKnown(ctx, peer)}
+	st := Status{Peer: peer, OurInstance: o.cfg.InstanceTag, Known: o.isKnown(ctx, peer)}
 	p := o.peers[peer.String()]
 	if p == nil || p.current == nil {
 		return st
@@ -1219,7 +1274,7 @@ func (o *OTR) Status(ctx context.Context, peer jid.JID) OTRStatus {
 	return o.status(ctx, p, st)
 }
 
-func (o *OTR) status(ctx context.Context, p *otrPeer, st OTRStatus) OTRStatus {
+func (o *Mechanism) status(ctx context.Context, p *otrPeer, st Status) Status {
 	conv := p.current
 	st.Instances = len(p.byTag)
 	st.Version = conv.ProtocolVersion()
@@ -1232,27 +1287,27 @@ func (o *OTR) status(ctx context.Context, p *otrPeer, st OTRStatus) OTRStatus {
 		st.SSID = hex.EncodeToString(ssid[:])
 	}
 	switch conv.State() {
-	case otr.Encrypted:
-		st.State = OTRPrivateUnverified
+	case engine.Encrypted:
+		st.State = StatePrivateUnverified
 		if verified {
-			st.State = OTRPrivateVerified
+			st.State = StatePrivateVerified
 		}
-	case otr.Finished:
-		st.State = OTRFinished
+	case engine.Finished:
+		st.State = StateFinished
 	}
 	return st
 }
 
 // Sessions returns the state of every conversation, ordered by JID.
-func (o *OTR) Sessions(ctx context.Context) []OTRStatus {
+func (o *Mechanism) Sessions(ctx context.Context) []Status {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var out []OTRStatus
+	var out []Status
 	for k, p := range o.peers {
 		if p.current == nil {
 			continue
 		}
-		out = append(out, o.status(ctx, p, OTRStatus{Peer: p.jid, OurInstance: o.cfg.InstanceTag, Known: o.known[k]}))
+		out = append(out, o.status(ctx, p, Status{Peer: p.jid, OurInstance: o.cfg.InstanceTag, Known: o.known[k]}))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer.String() < out[j].Peer.String() })
 	return out
@@ -1261,10 +1316,10 @@ func (o *OTR) Sessions(ctx context.Context) []OTRStatus {
 // endPeer forgets a peer's conversations without sending anything (the
 // peer or we are gone) and reports whether one was not in plaintext.
 // Callers hold o.mu.
-func (o *OTR) endPeer(p *otrPeer) bool {
+func (o *Mechanism) endPeer(p *otrPeer) bool {
 	active := false
 	for _, c := range p.convs() {
-		if c.State() != otr.Plaintext {
+		if c.State() != engine.Plaintext {
 			active = true
 		}
 		_, _ = c.End()
@@ -1275,16 +1330,16 @@ func (o *OTR) endPeer(p *otrPeer) bool {
 
 // Presence implements PresenceObserver: when a resource goes offline its
 // OTR sessions end (XEP-0364 §5.1).
-func (o *OTR) Presence(_ context.Context, ev *PresenceEvent) []*SecurityEvent {
+func (o *Mechanism) Presence(_ context.Context, ev *client.PresenceEvent) []*client.SecurityEvent {
 	if ev.Available {
 		return nil
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var events []*SecurityEvent
+	var events []*client.SecurityEvent
 	for _, p := range o.peersOf(ev.From) {
 		if o.endPeer(p) {
-			events = append(events, &SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-finished",
+			events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-finished",
 				Text: p.jid.String() + " went offline; the private conversation ended"})
 		}
 	}
@@ -1293,7 +1348,7 @@ func (o *OTR) Presence(_ context.Context, ev *PresenceEvent) []*SecurityEvent {
 
 // peersOf returns the peers j stands for: itself, or every resource of a
 // bare JID. Callers hold o.mu.
-func (o *OTR) peersOf(j jid.JID) []*otrPeer {
+func (o *Mechanism) peersOf(j jid.JID) []*otrPeer {
 	var out []*otrPeer
 	for _, p := range o.peers {
 		if p.jid.Equal(j) || j.Resourcepart() == "" && p.jid.Bare().Equal(j) {
@@ -1306,7 +1361,7 @@ func (o *OTR) peersOf(j jid.JID) []*otrPeer {
 
 // MessageError implements ErrorObserver: a bounce of one of our OTR
 // messages saying the resource is gone ends its sessions.
-func (o *OTR) MessageError(ev *ErrorEvent) []*SecurityEvent {
+func (o *Mechanism) MessageError(ev *client.ErrorEvent) []*client.SecurityEvent {
 	switch ev.Condition {
 	case "service-unavailable", "recipient-unavailable", "item-not-found", "gone", "remote-server-not-found":
 	default:
@@ -1321,7 +1376,7 @@ func (o *OTR) MessageError(ev *ErrorEvent) []*SecurityEvent {
 	if !o.endPeer(p) {
 		return nil
 	}
-	return []*SecurityEvent{{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-finished",
+	return []*client.SecurityEvent{{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-finished",
 		Text: p.jid.String() + " is not available (" + ev.Condition + "); the private conversation ended"}}
 }
 
@@ -1336,10 +1391,10 @@ func contains(list []string, s string) bool {
 
 // StreamEnded implements StreamObserver: every OTR session ends with the
 // XMPP session that carried it (XEP-0364 §5.2).
-func (o *OTR) StreamEnded() []*SecurityEvent {
+func (o *Mechanism) StreamEnded() []*client.SecurityEvent {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var events []*SecurityEvent
+	var events []*client.SecurityEvent
 	ps := make([]*otrPeer, 0, len(o.peers))
 	for _, p := range o.peers {
 		ps = append(ps, p)
@@ -1347,7 +1402,7 @@ func (o *OTR) StreamEnded() []*SecurityEvent {
 	sort.Slice(ps, func(i, k int) bool { return ps[i].jid.String() < ps[k].jid.String() })
 	for _, p := range ps {
 		if o.endPeer(p) {
-			events = append(events, &SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-finished",
+			events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-finished",
 				Text: "our connection ended; the private conversation with " + p.jid.String() + " ended"})
 		}
 	}
@@ -1358,7 +1413,7 @@ func (o *OTR) StreamEnded() []*SecurityEvent {
 // Shutdown implements Shutdowner. The client calls it after closing the
 // stream and the TCP connection (XEP-0364 §5.2): every conversation is
 // forgotten, nothing is sent. The mechanism stays usable and starts over.
-func (o *OTR) Shutdown() {
+func (o *Mechanism) Shutdown() {
 	o.mu.Lock()
 	for _, p := range o.peers {
 		o.endPeer(p)
@@ -1369,8 +1424,8 @@ func (o *OTR) Shutdown() {
 
 // startHeartbeat starts the heartbeat goroutine if it is not running.
 // Callers hold o.mu.
-func (o *OTR) startHeartbeat() {
-	if o.hbStop != nil || (o.c == nil && o.sendFn == nil) {
+func (o *Mechanism) startHeartbeat() {
+	if o.hbStop != nil || (o.h == nil && o.sendFn == nil) {
 		return
 	}
 	stop, done := make(chan struct{}), make(chan struct{})
@@ -1392,7 +1447,7 @@ func (o *OTR) startHeartbeat() {
 
 // stopHeartbeatLocked stops the heartbeat goroutine. Callers hold o.mu;
 // the goroutine may be waiting for it, so it is not waited for.
-func (o *OTR) stopHeartbeatLocked() {
+func (o *Mechanism) stopHeartbeatLocked() {
 	if o.hbStop != nil {
 		close(o.hbStop)
 		o.hbStop, o.hbDone = nil, nil
@@ -1401,7 +1456,7 @@ func (o *OTR) stopHeartbeatLocked() {
 
 // heartbeat sends the heartbeats that are due, so that peers can rotate
 // keys after a silence.
-func (o *OTR) heartbeat() {
+func (o *Mechanism) heartbeat() {
 	defer o.lockWire()()
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -1417,30 +1472,30 @@ func (o *OTR) heartbeat() {
 	}
 }
 
-// OTRFingerprintURI returns the xmpp: URI that shares an account's OTR
+// FingerprintURI returns the xmpp: URI that shares an account's OTR
 // fingerprint out of band (XEP-0364 §6), e.g.
 // "xmpp:alice@example.org?otr-fingerprint=AEA4D5...".
-func OTRFingerprintURI(account jid.JID, f otr.Fingerprint) string {
+func FingerprintURI(account jid.JID, f engine.Fingerprint) string {
 	return "xmpp:" + uriEscape(account.Bare().String()) + "?otr-fingerprint=" + strings.ToUpper(f.Hex())
 }
 
-// ParseOTRFingerprintURI parses an xmpp: URI with an otr-fingerprint
+// ParseFingerprintURI parses an xmpp: URI with an otr-fingerprint
 // query component and returns the bare JID and the fingerprint.
-func ParseOTRFingerprintURI(uri string) (jid.JID, otr.Fingerprint, error) {
+func ParseFingerprintURI(uri string) (jid.JID, engine.Fingerprint, error) {
 	rest, ok := strings.CutPrefix(uri, "xmpp:")
 	if !ok {
-		return jid.JID{}, otr.Fingerprint{}, errors.New("client: not an xmpp: URI")
+		return jid.JID{}, engine.Fingerprint{}, errors.New("client: not an xmpp: URI")
 	}
 	rest = strings.TrimPrefix(rest, "//")
 	path, query, _ := strings.Cut(rest, "?")
 	path, _, _ = strings.Cut(path, "#")
 	js, err := uriUnescape(path)
 	if err != nil {
-		return jid.JID{}, otr.Fingerprint{}, fmt.Errorf("client: xmpp: URI: %w", err)
+		return jid.JID{}, engine.Fingerprint{}, fmt.Errorf("client: xmpp: URI: %w", err)
 	}
 	j, err := jid.Parse(js)
 	if err != nil {
-		return jid.JID{}, otr.Fingerprint{}, fmt.Errorf("client: xmpp: URI: %w", err)
+		return jid.JID{}, engine.Fingerprint{}, fmt.Errorf("client: xmpp: URI: %w", err)
 	}
 	query, _, _ = strings.Cut(query, "#")
 	for _, kv := range strings.FieldsFunc(query, func(r rune) bool { return r == ';' || r == '&' }) {
@@ -1448,13 +1503,13 @@ func ParseOTRFingerprintURI(uri string) (jid.JID, otr.Fingerprint, error) {
 		if k != "otr-fingerprint" {
 			continue
 		}
-		f, err := otr.ParseFingerprint(v)
+		f, err := engine.ParseFingerprint(v)
 		if err != nil {
-			return jid.JID{}, otr.Fingerprint{}, fmt.Errorf("client: xmpp: URI: %w", err)
+			return jid.JID{}, engine.Fingerprint{}, fmt.Errorf("client: xmpp: URI: %w", err)
 		}
 		return j.Bare(), f, nil
 	}
-	return jid.JID{}, otr.Fingerprint{}, errors.New("client: the xmpp: URI has no otr-fingerprint")
+	return jid.JID{}, engine.Fingerprint{}, errors.New("client: the xmpp: URI has no otr-fingerprint")
 }
 
 // uriEscape percent-encodes what may not appear in the path of an xmpp:

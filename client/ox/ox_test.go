@@ -1,11 +1,10 @@
-package client
+package ox
 
 import (
 	"bytes"
 	"context"
 	"encoding/xml"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +12,9 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/ox"
+	engine "github.com/balcony-im/balcony/ox"
 	"github.com/balcony-im/balcony/store"
 	"github.com/balcony-im/balcony/xmltree"
 )
@@ -22,16 +22,16 @@ import (
 // oxPeer is one account with an OX key, offline: sealed stanzas are handed
 // to the other peer's pipeline directly.
 type oxPeer struct {
-	c   *Client
-	x   *OX
+	c   *client.Client
+	x   *Mechanism
 	st  *store.Store
-	key *ox.Key
+	key *engine.Key
 	j   jid.JID
 }
 
-func newOXPeer(t testing.TB, addr string, cfg OXConfig, withKey bool) *oxPeer {
+func newOXPeer(t testing.TB, addr string, cfg Config, withKey bool) *oxPeer {
 	t.Helper()
-	var k *ox.Key
+	var k *engine.Key
 	if withKey {
 		k = mustKey(t, jid.MustParse(addr))
 	}
@@ -39,10 +39,10 @@ func newOXPeer(t testing.TB, addr string, cfg OXConfig, withKey bool) *oxPeer {
 }
 
 // newOXPeerKey makes a peer whose key pair is k (none if nil).
-func newOXPeerKey(t testing.TB, addr string, cfg OXConfig, k *ox.Key) *oxPeer {
+func newOXPeerKey(t testing.TB, addr string, cfg Config, k *engine.Key) *oxPeer {
 	t.Helper()
 	j := jid.MustParse(addr)
-	c, err := New(Config{JID: j, Password: "unused"})
+	c, err := client.New(client.Config{JID: j, Password: "unused"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,21 +58,23 @@ func newOXPeerKey(t testing.TB, addr string, cfg OXConfig, k *ox.Key) *oxPeer {
 	t.Cleanup(func() { st.Close() })
 	p := &oxPeer{c: c, st: st, j: j}
 	if k != nil {
-		if err := StoreOXKey(context.Background(), st, k, true); err != nil {
+		if err := StoreKey(context.Background(), st, k, true); err != nil {
 			t.Fatal(err)
 		}
 		p.key = k
 	}
 	cfg.Store = st
-	cfg.EnableHint = "balcony ox keygen"
-	if p.x, err = NewOX(c, cfg); err != nil {
+	if p.x, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Register(p.x); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
 // learn records other's key as announced by owner (as a PEP fetch would).
-func (p *oxPeer) learn(t testing.TB, owner jid.JID, k *ox.Key) store.Seen {
+func (p *oxPeer) learn(t testing.TB, owner jid.JID, k *engine.Key) store.Seen {
 	t.Helper()
 	ctx := context.Background()
 	data, err := k.Public().MarshalPublic(true)
@@ -98,7 +100,7 @@ func (p *oxPeer) learn(t testing.TB, owner jid.JID, k *ox.Key) store.Seen {
 // seal seals body to "to" and decorates it as the pipeline does.
 func (p *oxPeer) seal(t testing.TB, to jid.JID, body string) *xmltree.Element {
 	t.Helper()
-	out := &Outgoing{To: to, Type: "chat", ID: NewID(), Body: body}
+	out := &client.Outgoing{To: to, Type: "chat", ID: client.NewID(), Body: body}
 	sealed, err := p.x.Seal(context.Background(), out)
 	if err != nil {
 		t.Fatal(err)
@@ -107,33 +109,34 @@ func (p *oxPeer) seal(t testing.TB, to jid.JID, body string) *xmltree.Element {
 	if len(sts) != 1 {
 		t.Fatalf("%d stanzas", len(sts))
 	}
-	p.c.pipeline.decorate(sts[0], out, eme.OX, p.x.Needs())
+	if err := p.c.Pipeline().Decorate(sts[0], out, eme.OX); err != nil {
+		t.Fatal(err)
+	}
 	return sts[0]
 }
 
 // receive runs st through p's pipeline as a live message from "from".
-func (p *oxPeer) receive(st *xmltree.Element, from, to jid.JID, origin Origin) Event {
-	in := &inbound{st: st, from: from, to: to, origin: origin, time: time.Now()}
-	return p.c.pipeline.open(context.Background(), in)
+func (p *oxPeer) receive(st *xmltree.Element, from, to jid.JID, origin client.Origin) client.Event {
+	return p.c.Pipeline().Receive(context.Background(), &client.Incoming{Stanza: st, From: from, To: to, Origin: origin, Time: time.Now()})
 }
 
 func TestOXSealOpenRoundTrip(t *testing.T) {
-	alice := newOXPeer(t, "alice@example.org/laptop", OXConfig{}, true)
-	bob := newOXPeer(t, "bob@example.org/phone", OXConfig{}, true)
+	alice := newOXPeer(t, "alice@example.org/laptop", Config{}, true)
+	bob := newOXPeer(t, "bob@example.org/phone", Config{}, true)
 	alice.learn(t, bob.j, bob.key)
 	bob.learn(t, alice.j, alice.key)
 
 	st := alice.seal(t, bob.j.Bare(), "hello <bob> & co")
 	// What goes on the wire (XEP-0374 §3.2): fallback body, store hint, EME.
-	if st.Child(ox.NS, "openpgp") == nil || st.Child(NSHints, "store") == nil ||
-		st.Child(eme.NS, "encryption") == nil || !strings.Contains(st.ChildText(NSClient, "body"), "encrypted") {
+	if st.Child(engine.NS, "openpgp") == nil || st.Child(client.NSHints, "store") == nil ||
+		st.Child(eme.NS, "encryption") == nil || !strings.Contains(st.ChildText(client.NSClient, "body"), "encrypted") {
 		t.Fatalf("sealed stanza lacks decorations: %s", st)
 	}
 	if strings.Contains(st.String(), "hello") {
 		t.Fatal("plaintext on the wire")
 	}
-	ev := bob.receive(st, alice.j, bob.j, Origin{})
-	m, ok := ev.(*MessageEvent)
+	ev := bob.receive(st, alice.j, bob.j, client.Origin{})
+	m, ok := ev.(*client.MessageEvent)
 	if !ok {
 		t.Fatalf("got %#v", ev)
 	}
@@ -147,32 +150,32 @@ func TestOXSealOpenRoundTrip(t *testing.T) {
 	if err := bob.st.SetTrust(context.Background(), "alice@example.org", store.OX, alice.key.Fingerprint(), store.Verified); err != nil {
 		t.Fatal(err)
 	}
-	m = bob.receive(alice.seal(t, bob.j.Bare(), "again"), alice.j, bob.j, Origin{}).(*MessageEvent)
+	m = bob.receive(alice.seal(t, bob.j.Bare(), "again"), alice.j, bob.j, client.Origin{}).(*client.MessageEvent)
 	if !m.Security.Verified || m.Security.State() != "verified" {
 		t.Fatalf("verified key: %+v", m.Security)
 	}
 	// Alice can read her own message (encrypted to self), as a sent carbon.
-	own := alice.receive(alice.seal(t, bob.j.Bare(), "mine"), alice.j, bob.j, Origin{Carbon: CarbonSent}).(*MessageEvent)
+	own := alice.receive(alice.seal(t, bob.j.Bare(), "mine"), alice.j, bob.j, client.Origin{Carbon: client.CarbonSent}).(*client.MessageEvent)
 	if own.Body != "mine" || !own.Security.Verified {
 		t.Fatalf("own copy %+v", own)
 	}
 }
 
 func TestOXBlindTrustOption(t *testing.T) {
-	alice := newOXPeer(t, "alice@example.org", OXConfig{}, true)
-	bob := newOXPeer(t, "bob@example.org", OXConfig{BlindTrust: true}, true)
+	alice := newOXPeer(t, "alice@example.org", Config{}, true)
+	bob := newOXPeer(t, "bob@example.org", Config{BlindTrust: true}, true)
 	alice.learn(t, bob.j, bob.key)
 	bob.learn(t, alice.j, alice.key)
-	m := bob.receive(alice.seal(t, bob.j, "hi"), alice.j, bob.j, Origin{}).(*MessageEvent)
+	m := bob.receive(alice.seal(t, bob.j, "hi"), alice.j, bob.j, client.Origin{}).(*client.MessageEvent)
 	if !m.Security.Verified {
 		t.Fatalf("BlindTrust: %+v", m.Security)
 	}
 }
 
 func TestOXReceiverChecks(t *testing.T) {
-	alice := newOXPeer(t, "alice@example.org/a", OXConfig{}, true)
-	bob := newOXPeer(t, "bob@example.org/b", OXConfig{}, true)
-	carol := newOXPeer(t, "carol@example.org/c", OXConfig{}, true)
+	alice := newOXPeer(t, "alice@example.org/a", Config{}, true)
+	bob := newOXPeer(t, "bob@example.org/b", Config{}, true)
+	carol := newOXPeer(t, "carol@example.org/c", Config{}, true)
 	for _, p := range []*oxPeer{alice, bob, carol} {
 		for _, q := range []*oxPeer{alice, bob, carol} {
 			if p != q {
@@ -180,9 +183,9 @@ func TestOXReceiverChecks(t *testing.T) {
 			}
 		}
 	}
-	notice := func(ev Event) *NoticeEvent {
+	notice := func(ev client.Event) *client.NoticeEvent {
 		t.Helper()
-		n, ok := ev.(*NoticeEvent)
+		n, ok := ev.(*client.NoticeEvent)
 		if !ok {
 			t.Fatalf("got %#v, want a notice", ev)
 		}
@@ -194,13 +197,13 @@ func TestOXReceiverChecks(t *testing.T) {
 		// <to/> names carol, the outer 'to' is bob. Bob cannot decrypt it
 		// at all (not encrypted to him).
 		st := alice.seal(t, carol.j.Bare(), "for carol")
-		n := notice(bob.receive(st, alice.j, bob.j, Origin{}))
+		n := notice(bob.receive(st, alice.j, bob.j, client.Origin{}))
 		if n.Reason != "no-key" {
 			t.Fatalf("notice %+v", n)
 		}
 		// Carol herself receives a copy addressed (outer) to bob: she can
 		// decrypt it, but <to/> does not match the outer 'to'.
-		n = notice(carol.receive(st, alice.j, bob.j, Origin{}))
+		n = notice(carol.receive(st, alice.j, bob.j, client.Origin{}))
 		if n.Reason != "verification-failed" {
 			t.Fatalf("notice %+v", n)
 		}
@@ -211,41 +214,41 @@ func TestOXReceiverChecks(t *testing.T) {
 		if err := bob.st.SetTrust(ctx, "alice@example.org", store.OX, alice.key.Fingerprint(), store.Untrusted); err != nil {
 			t.Fatal(err)
 		}
-		m := bob.receive(alice.seal(t, bob.j, "x"), alice.j, bob.j, Origin{}).(*MessageEvent)
+		m := bob.receive(alice.seal(t, bob.j, "x"), alice.j, bob.j, client.Origin{}).(*client.MessageEvent)
 		if m.Security.Verified || m.Security.Trust != "untrusted" || len(m.Security.Warnings) == 0 {
 			t.Fatalf("untrusted: %+v", m.Security)
 		}
 		// Bob does not encrypt to a key he marked untrusted.
-		if _, err := bob.x.Seal(ctx, &Outgoing{To: alice.j, Body: "x"}); !errors.Is(err, ErrOXNoContactKey) {
+		if _, err := bob.x.Seal(ctx, &client.Outgoing{To: alice.j, Body: "x"}); !errors.Is(err, ErrNoContactKey) {
 			t.Fatalf("sealing to an untrusted key: %v", err)
 		}
 		if err := bob.st.SetTrust(ctx, "alice@example.org", store.OX, alice.key.Fingerprint(), store.Undecided); err != nil {
 			t.Fatal(err)
 		}
-		m = bob.receive(alice.seal(t, bob.j, "x"), alice.j, bob.j, Origin{}).(*MessageEvent)
+		m = bob.receive(alice.seal(t, bob.j, "x"), alice.j, bob.j, client.Origin{}).(*client.MessageEvent)
 		if m.Security.Verified || m.Security.Trust != "undecided" || len(m.Security.Warnings) == 0 {
 			t.Fatalf("undecided: %+v", m.Security)
 		}
 	})
 
 	t.Run("crypt is refused", func(t *testing.T) {
-		content := ox.Content{Kind: ox.Crypt, Payload: []byte("<body>unsigned</body>")}
-		msg, err := ox.Seal(content, nil, []*ox.Key{bob.key.Public()}, nil)
+		content := engine.Content{Kind: engine.Crypt, Payload: []byte("<body>unsigned</body>")}
+		msg, err := engine.Seal(content, nil, []*engine.Key{bob.key.Public()}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		st := xmltree.New(NSClient, "message", "type", "chat")
-		el, _ := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
+		st := xmltree.New(client.NSClient, "message", "type", "chat")
+		el, _ := xmltree.Parse(engine.Element{Data: msg}.Marshal(), nil)
 		st.Append(el)
-		if n := notice(bob.receive(st, alice.j, bob.j, Origin{})); n.Reason != "verification-failed" {
+		if n := notice(bob.receive(st, alice.j, bob.j, client.Origin{})); n.Reason != "verification-failed" {
 			t.Fatalf("notice %+v", n)
 		}
 	})
 
 	t.Run("malformed", func(t *testing.T) {
-		st := xmltree.New(NSClient, "message", "type", "chat")
-		st.Append(xmltree.New(ox.NS, "openpgp").AppendText("bm90IGEgbWVzc2FnZQ=="))
-		if n := notice(bob.receive(st, alice.j, bob.j, Origin{})); n.Reason != "malformed" {
+		st := xmltree.New(client.NSClient, "message", "type", "chat")
+		st.Append(xmltree.New(engine.NS, "openpgp").AppendText("bm90IGEgbWVzc2FnZQ=="))
+		if n := notice(bob.receive(st, alice.j, bob.j, client.Origin{})); n.Reason != "malformed" {
 			t.Fatalf("notice %+v", n)
 		}
 	})
@@ -254,11 +257,11 @@ func TestOXReceiverChecks(t *testing.T) {
 // Payload children win over unencrypted siblings (XEP-0374 §2.2, pitfall:
 // an attacker adds a cleartext element of the same name).
 func TestOXPayloadPrecedence(t *testing.T) {
-	alice := newOXPeer(t, "alice@example.org", OXConfig{}, true)
-	bob := newOXPeer(t, "bob@example.org", OXConfig{}, true)
+	alice := newOXPeer(t, "alice@example.org", Config{}, true)
+	bob := newOXPeer(t, "bob@example.org", Config{}, true)
 	alice.learn(t, bob.j, bob.key)
 	bob.learn(t, alice.j, alice.key)
-	out := &Outgoing{To: bob.j, Type: "chat", ID: "p1", Body: "real",
+	out := &client.Outgoing{To: bob.j, Type: "chat", ID: "p1", Body: "real",
 		Payload: []*xmltree.Element{xmltree.New("urn:xmpp:message-correct:0", "replace", "id", "good")}}
 	sealed, err := alice.x.Seal(context.Background(), out)
 	if err != nil {
@@ -266,10 +269,12 @@ func TestOXPayloadPrecedence(t *testing.T) {
 	}
 	sts := sealed.Stanzas
 	st := sts[0]
-	alice.c.pipeline.decorate(st, out, eme.OX, alice.x.Needs())
+	if err := alice.c.Pipeline().Decorate(st, out, eme.OX); err != nil {
+		t.Fatal(err)
+	}
 	st.Append(xmltree.New("urn:xmpp:message-correct:0", "replace", "id", "evil"))
 	st.Append(xmltree.New("http://jabber.org/protocol/chatstates", "active"))
-	m := bob.receive(st, alice.j, bob.j, Origin{}).(*MessageEvent)
+	m := bob.receive(st, alice.j, bob.j, client.Origin{}).(*client.MessageEvent)
 	if m.Body != "real" {
 		t.Fatalf("body %q", m.Body)
 	}
@@ -295,39 +300,41 @@ func TestOXPayloadPrecedence(t *testing.T) {
 // An unencrypted element with no protected counterpart (a correction or
 // reply reference added on the path) never reaches the user.
 func TestOXUnprotectedSiblingDropped(t *testing.T) {
-	alice := newOXPeer(t, "alice@example.org", OXConfig{}, true)
-	bob := newOXPeer(t, "bob@example.org", OXConfig{}, true)
+	alice := newOXPeer(t, "alice@example.org", Config{}, true)
+	bob := newOXPeer(t, "bob@example.org", Config{}, true)
 	alice.learn(t, bob.j, bob.key)
 	bob.learn(t, alice.j, alice.key)
-	out := &Outgoing{To: bob.j, Type: "chat", ID: "p2", Body: "hello"}
+	out := &client.Outgoing{To: bob.j, Type: "chat", ID: "p2", Body: "hello"}
 	sealed, err := alice.x.Seal(context.Background(), out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sts := sealed.Stanzas
 	st := sts[0]
-	alice.c.pipeline.decorate(st, out, eme.OX, alice.x.Needs())
+	if err := alice.c.Pipeline().Decorate(st, out, eme.OX); err != nil {
+		t.Fatal(err)
+	}
 	st.Append(xmltree.New("urn:xmpp:message-correct:0", "replace", "id", "evil"))
 	st.Append(xmltree.New("urn:xmpp:reply:0", "reply", "id", "evil2"))
-	m := bob.receive(st, alice.j, bob.j, Origin{}).(*MessageEvent)
+	m := bob.receive(st, alice.j, bob.j, client.Origin{}).(*client.MessageEvent)
 	if m.Body != "hello" || len(m.Payload) != 0 {
 		t.Fatalf("body %q, payload %v", m.Body, m.Payload)
 	}
 }
 
 func TestOXDisabledWithoutKey(t *testing.T) {
-	alice := newOXPeer(t, "alice@example.org", OXConfig{}, true)
-	bob := newOXPeer(t, "bob@example.org", OXConfig{}, false)
+	alice := newOXPeer(t, "alice@example.org", Config{}, true)
+	bob := newOXPeer(t, "bob@example.org", Config{}, false)
 	alice.learn(t, bob.j, mustKey(t, bob.j))
-	n, ok := bob.receive(alice.seal(t, bob.j, "x"), alice.j, bob.j, Origin{}).(*NoticeEvent)
+	n, ok := bob.receive(alice.seal(t, bob.j, "x"), alice.j, bob.j, client.Origin{}).(*client.NoticeEvent)
 	if !ok || n.Reason != "not-enabled" || !strings.Contains(n.Text, "balcony ox keygen") {
 		t.Fatalf("got %#v", n)
 	}
-	if _, err := bob.x.Seal(context.Background(), &Outgoing{To: alice.j, Body: "x"}); !errors.Is(err, ErrOXNoOwnKey) {
+	if _, err := bob.x.Seal(context.Background(), &client.Outgoing{To: alice.j, Body: "x"}); !errors.Is(err, ErrNoOwnKey) {
 		t.Fatal(err)
 	}
 	for _, f := range bob.c.Features() {
-		if f == ox.NSIM {
+		if f == engine.NSIM {
 			t.Fatal("advertises the IM profile without a key")
 		}
 	}
@@ -335,14 +342,14 @@ func TestOXDisabledWithoutKey(t *testing.T) {
 	for _, f := range alice.c.Features() {
 		has[f] = true
 	}
-	if !has[ox.NSIM] || !has[ox.FeatureNotify] {
+	if !has[engine.NSIM] || !has[engine.FeatureNotify] {
 		t.Fatalf("features %v", alice.c.Features())
 	}
 }
 
-func mustKey(t testing.TB, j jid.JID) *ox.Key {
+func mustKey(t testing.TB, j jid.JID) *engine.Key {
 	t.Helper()
-	k, err := ox.GenerateKey(j, ox.EdDSA25519, nil)
+	k, err := engine.GenerateKey(j, engine.EdDSA25519, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +366,7 @@ func FuzzOXSimpleText(f *testing.F) {
 		if err := xml.EscapeText(&b, []byte(s)); err != nil {
 			return
 		}
-		children, err := ox.ParseChildren([]byte("<body>"+b.String()+"</body>"), NSClient)
+		children, err := engine.ParseChildren([]byte("<body>"+b.String()+"</body>"), client.NSClient)
 		if err != nil || len(children) != 1 {
 			return
 		}
@@ -377,58 +384,20 @@ func FuzzOXSimpleText(f *testing.F) {
 	})
 }
 
-// oxDetect must agree with eme.Detect, which the pipeline uses, wherever it
-// answers.
-func FuzzOXDetect(f *testing.F) {
-	for _, s := range []string{
-		`<message xmlns="jabber:client"><body>fallback</body><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp><encryption xmlns="urn:xmpp:eme:0" namespace="urn:xmpp:openpgp:0"/><store xmlns="urn:xmpp:hints"/></message>`,
-		`<message xmlns="jabber:client"><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp><openpgp xmlns="urn:xmpp:openpgp:0">BBBB</openpgp><thread>t</thread><active xmlns="http://jabber.org/protocol/chatstates"/></message>`,
-		`<message xmlns="jabber:client"><body>?OTR:AAMD</body><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp></message>`,
-		`<message xmlns="jabber:client"><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp><encryption xmlns="urn:xmpp:eme:0" namespace="urn:xmpp:otr:0"/></message>`,
-		`<message xmlns="jabber:client"><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp><encryption xmlns="urn:xmpp:eme:0" name="OX"/></message>`,
-		`<message xmlns="jabber:client"><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp><encrypted xmlns="urn:xmpp:omemo:2"><payload>x</payload></encrypted></message>`,
-		`<message xmlns="jabber:client"><body>hi</body><openpgp xmlns="urn:xmpp:openpgp:0"><x/></openpgp><x xmlns="jabber:x:encrypted">AAAA</x></message>`,
-		`<message xmlns="jabber:server"><body> 	  		 	 	 	  </body><openpgp xmlns="urn:xmpp:openpgp:0">AAAA</openpgp></message>`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		st, err := xmltree.Parse(b, nil)
-		if err != nil {
-			return
-		}
-		got, ok := oxDetect(st)
-		if !ok {
-			return
-		}
-		enc := st.Marshal("")
-		want, err := eme.Detect(enc)
-		if err != nil {
-			t.Fatalf("oxDetect answered, eme.Detect failed: %v for %s", err, enc)
-		}
-		if want.Encrypted != got.Encrypted || want.Control != got.Control || want.Mechanism != got.Mechanism ||
-			want.Disagreement != nil || want.HasBody != got.HasBody || want.OTR != got.OTR ||
-			want.MalformedTags != 0 || fmt.Sprint(want.Tags) != fmt.Sprint(got.Tags) || fmt.Sprint(want.Payloads) != fmt.Sprint(got.Payloads) {
-			t.Fatalf("detection differs for %s:\n%+v\n%+v", enc, want, got)
-		}
-	})
-}
-
 // A <time/> stamp far from the reference time is reported, not hidden: the
 // message stays readable (and verified as far as the signature goes) but
 // carries a warning.
 func TestOXTimeSkewWarning(t *testing.T) {
-	alice := newOXPeer(t, "alice@example.org", OXConfig{}, true)
+	alice := newOXPeer(t, "alice@example.org", Config{}, true)
 	ahead := func() time.Time { return time.Now().Add(2 * time.Hour) }
-	bob := newOXPeer(t, "bob@example.org", OXConfig{Now: ahead}, true)
+	bob := newOXPeer(t, "bob@example.org", Config{Now: ahead}, true)
 	alice.learn(t, bob.j, bob.key)
 	bob.learn(t, alice.j, alice.key)
 	if err := bob.st.SetTrust(context.Background(), "alice@example.org", store.OX, alice.key.Fingerprint(), store.Verified); err != nil {
 		t.Fatal(err)
 	}
 	st := alice.seal(t, bob.j, "from the past")
-	in := &inbound{st: st, from: alice.j, to: bob.j, time: ahead()}
-	m := bob.c.pipeline.open(context.Background(), in).(*MessageEvent)
+	m := bob.c.Pipeline().Receive(context.Background(), &client.Incoming{Stanza: st, From: alice.j, To: bob.j, Time: ahead()}).(*client.MessageEvent)
 	if m.Body != "from the past" || len(m.Security.Warnings) == 0 || !strings.Contains(m.Security.Warnings[0], "behind") || m.Security.State() != "warning" || m.Security.Verified {
 		t.Fatalf("skewed message: %+v", m.Security)
 	}
@@ -437,23 +406,23 @@ func TestOXTimeSkewWarning(t *testing.T) {
 // XEP-0374 §2.2: a <body/> in jabber:server (or without a namespace of its
 // own) inside the payload is the message text too.
 func TestOXBodyNamespaces(t *testing.T) {
-	alice := newOXPeer(t, "alice@example.org", OXConfig{}, true)
-	bob := newOXPeer(t, "bob@example.org", OXConfig{}, true)
+	alice := newOXPeer(t, "alice@example.org", Config{}, true)
+	bob := newOXPeer(t, "bob@example.org", Config{}, true)
 	bob.learn(t, alice.j, alice.key)
 	for _, payload := range []string{
 		`<body xmlns="jabber:server">server body &amp; more</body>`,
 		`<body xmlns="jabber:client">client body &amp; more</body>`,
 		`<body>plain body &amp; more</body>`,
 	} {
-		content := ox.Content{Kind: ox.Signcrypt, To: []jid.JID{bob.j}, Payload: []byte(payload)}
-		msg, err := ox.Seal(content, alice.key, []*ox.Key{bob.key.Public(), alice.key.Public()}, nil)
+		content := engine.Content{Kind: engine.Signcrypt, To: []jid.JID{bob.j}, Payload: []byte(payload)}
+		msg, err := engine.Seal(content, alice.key, []*engine.Key{bob.key.Public(), alice.key.Public()}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		st := xmltree.New(NSClient, "message", "type", "chat")
-		el, _ := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
-		st.Append(el, xmltree.New(NSClient, "body").AppendText("fallback"))
-		m, ok := bob.receive(st, alice.j, bob.j, Origin{}).(*MessageEvent)
+		st := xmltree.New(client.NSClient, "message", "type", "chat")
+		el, _ := xmltree.Parse(engine.Element{Data: msg}.Marshal(), nil)
+		st.Append(el, xmltree.New(client.NSClient, "body").AppendText("fallback"))
+		m, ok := bob.receive(st, alice.j, bob.j, client.Origin{}).(*client.MessageEvent)
 		if !ok || !strings.HasSuffix(m.Body, "body & more") || len(m.Payload) != 0 {
 			t.Errorf("payload %s: %#v", payload, m)
 		}
@@ -461,11 +430,11 @@ func TestOXBodyNamespaces(t *testing.T) {
 }
 
 func TestOXGroupChatNotSupported(t *testing.T) {
-	bob := newOXPeer(t, "bob@example.org", OXConfig{}, true)
-	st := xmltree.New(NSClient, "message", "type", "groupchat", "id", "g1")
-	st.Append(xmltree.New(ox.NS, "openpgp").AppendText("AAAA"))
-	_, err := bob.x.Open(context.Background(), &Incoming{Stanza: st, From: jid.MustParse("room@muc.example.org/alice"), To: bob.j})
-	var oe *OpenError
+	bob := newOXPeer(t, "bob@example.org", Config{}, true)
+	st := xmltree.New(client.NSClient, "message", "type", "groupchat", "id", "g1")
+	st.Append(xmltree.New(engine.NS, "openpgp").AppendText("AAAA"))
+	_, err := bob.x.Open(context.Background(), &client.Incoming{Stanza: st, From: jid.MustParse("room@muc.example.org/alice"), To: bob.j})
+	var oe *client.OpenError
 	if !errors.As(err, &oe) || oe.Reason != eme.ReasonNotSupported || !strings.Contains(oe.Detail, "group chats") {
 		t.Fatalf("got %v", err)
 	}
@@ -473,7 +442,7 @@ func TestOXGroupChatNotSupported(t *testing.T) {
 
 // sealUnsigned encrypts content to recipient without any signature, as an
 // attacker who knows only the recipient's public key can.
-func sealUnsigned(t testing.TB, content ox.Content, recipient *ox.Key) []byte {
+func sealUnsigned(t testing.TB, content engine.Content, recipient *engine.Key) []byte {
 	t.Helper()
 	pub, err := recipient.Public().MarshalPublic(true)
 	if err != nil {
@@ -506,24 +475,24 @@ func sealUnsigned(t testing.TB, content ox.Content, recipient *ox.Key) []byte {
 // it is a forgery: a notice, never a message, and it never satisfies a
 // policy that requires OX.
 func TestOXForgeriesAreNotices(t *testing.T) {
-	alice := newOXPeer(t, "alice@example.org/a", OXConfig{}, true)
-	bob := newOXPeer(t, "bob@example.org/b", OXConfig{}, true)
+	alice := newOXPeer(t, "alice@example.org/a", Config{}, true)
+	bob := newOXPeer(t, "bob@example.org/b", Config{}, true)
 	bob.learn(t, alice.j, alice.key)
 	alice.learn(t, bob.j, bob.key)
 	bob.c.Pipeline().SetPolicy(alice.j, eme.Policy{Mode: eme.RequireEncryption, Mechanism: eme.OX})
 	wrap := func(msg []byte) *xmltree.Element {
-		st := xmltree.New(NSClient, "message", "type", "chat", "id", NewID())
-		el, err := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
+		st := xmltree.New(client.NSClient, "message", "type", "chat", "id", client.NewID())
+		el, err := xmltree.Parse(engine.Element{Data: msg}.Marshal(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return st.Append(el)
 	}
-	content := ox.Content{Kind: ox.Signcrypt, To: []jid.JID{bob.j.Bare()}, Time: time.Now(), Payload: []byte("<body>send the money</body>")}
+	content := engine.Content{Kind: engine.Signcrypt, To: []jid.JID{bob.j.Bare()}, Time: time.Now(), Payload: []byte("<body>send the money</body>")}
 
 	t.Run("unsigned signcrypt", func(t *testing.T) {
-		ev := bob.receive(wrap(sealUnsigned(t, content, bob.key)), alice.j, bob.j, Origin{})
-		n, ok := ev.(*NoticeEvent)
+		ev := bob.receive(wrap(sealUnsigned(t, content, bob.key)), alice.j, bob.j, client.Origin{})
+		n, ok := ev.(*client.NoticeEvent)
 		if !ok {
 			t.Fatalf("an unsigned <signcrypt/> was delivered: %#v", ev)
 		}
@@ -532,16 +501,16 @@ func TestOXForgeriesAreNotices(t *testing.T) {
 		}
 	})
 	t.Run("signed by a key never announced", func(t *testing.T) {
-		mallory, err := ox.GenerateKey(alice.j, ox.EdDSA25519, nil)
+		mallory, err := engine.GenerateKey(alice.j, engine.EdDSA25519, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		msg, err := ox.Seal(content, mallory, []*ox.Key{bob.key.Public()}, nil)
+		msg, err := engine.Seal(content, mallory, []*engine.Key{bob.key.Public()}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev := bob.receive(wrap(msg), alice.j, bob.j, Origin{})
-		n, ok := ev.(*NoticeEvent)
+		ev := bob.receive(wrap(msg), alice.j, bob.j, client.Origin{})
+		n, ok := ev.(*client.NoticeEvent)
 		if !ok {
 			t.Fatalf("a message signed by an unannounced key was delivered: %#v", ev)
 		}
@@ -550,7 +519,7 @@ func TestOXForgeriesAreNotices(t *testing.T) {
 		}
 	})
 	t.Run("genuine message satisfies the policy", func(t *testing.T) {
-		m, ok := bob.receive(alice.seal(t, bob.j, "genuine"), alice.j, bob.j, Origin{}).(*MessageEvent)
+		m, ok := bob.receive(alice.seal(t, bob.j, "genuine"), alice.j, bob.j, client.Origin{}).(*client.MessageEvent)
 		if !ok || m.Body != "genuine" || len(m.Security.Warnings) != 0 || !m.Security.Authenticated {
 			t.Fatalf("genuine message: %#v", m)
 		}
@@ -561,7 +530,7 @@ func TestOXForgeriesAreNotices(t *testing.T) {
 		if err := bob.st.SetAnnouncedKeys(context.Background(), "alice@example.org", store.OX, nil); err != nil {
 			t.Fatal(err)
 		}
-		m, ok := bob.receive(alice.seal(t, bob.j, "old key"), alice.j, bob.j, Origin{}).(*MessageEvent)
+		m, ok := bob.receive(alice.seal(t, bob.j, "old key"), alice.j, bob.j, client.Origin{}).(*client.MessageEvent)
 		if !ok || m.Body != "old key" {
 			t.Fatalf("got %#v", m)
 		}

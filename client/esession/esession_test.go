@@ -1,4 +1,4 @@
-package client
+package esession
 
 import (
 	"context"
@@ -9,50 +9,53 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/esession"
+	engine "github.com/balcony-im/balcony/esession"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
 // newOfflineESession returns a client that never connects, with the
 // Encrypted Sessions mechanism registered.
-func newOfflineESession(t *testing.T) (*Client, *ESession) {
+func newOfflineESession(t *testing.T) (*client.Client, *Mechanism) {
 	t.Helper()
-	c, err := New(Config{JID: jid.MustParse("alice@example.org/laptop"), Password: "x"})
+	c, err := client.New(client.Config{JID: jid.MustParse("alice@example.org/laptop"), Password: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	es, err := NewESession(c, ESessionConfig{})
+	es, err := New(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Pipeline().Register(es, true, "")
+	if err := c.Register(es); err != nil {
+		t.Fatal(err)
+	}
 	return c, es
 }
 
 // fromPeer parses an engine stanza as received from the peer.
-func fromPeer(t *testing.T, o esession.Outbound, from string) *inbound {
+func fromPeer(t *testing.T, o engine.Outbound, from string) *client.Incoming {
 	t.Helper()
 	st, err := xmltree.Parse(o.Stanza().Marshal(""), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.SetAttr("from", from)
-	return &inbound{st: st, from: jid.MustParse(from), to: jid.MustParse("alice@example.org/laptop"), time: time.Now()}
+	return &client.Incoming{Stanza: st, From: jid.MustParse(from), To: jid.MustParse("alice@example.org/laptop"), Time: time.Now()}
 }
 
 func TestESessionFeaturesAndNoSession(t *testing.T) {
 	c, es := newOfflineESession(t)
 	f := c.Features()
-	if !slices.Contains(f, esession.FeatureESession) || !slices.Contains(f, esession.FormTypeSSN) {
+	if !slices.Contains(f, engine.FeatureESession) || !slices.Contains(f, engine.FormTypeSSN) {
 		t.Fatalf("features %q", f)
 	}
 	if es.Usable(context.Background(), jid.MustParse("bob@example.org")) {
 		t.Fatal("usable without a session")
 	}
-	_, err := es.Seal(context.Background(), &Outgoing{To: jid.MustParse("bob@example.org"), Body: "hi"})
-	if !errors.Is(err, ErrNoESession) {
+	_, err := es.Seal(context.Background(), &client.Outgoing{To: jid.MustParse("bob@example.org"), Body: "hi"})
+	if !errors.Is(err, ErrNoSession) {
 		t.Fatalf("Seal without a session: %v", err)
 	}
 	for name, f := range map[string]func() error{
@@ -61,22 +64,22 @@ func TestESessionFeaturesAndNoSession(t *testing.T) {
 		"End":     func() error { _, err := es.End(context.Background(), jid.MustParse("bob@example.org")); return err },
 		"Accept":  func() error { _, err := es.Accept(context.Background(), jid.MustParse("bob@example.org")); return err },
 	} {
-		if err := f(); !errors.Is(err, ErrNoESession) {
+		if err := f(); !errors.Is(err, ErrNoSession) {
 			t.Errorf("%s without a session: %v", name, err)
 		}
 	}
-	if n := es.MessageError(&ErrorEvent{From: jid.MustParse("bob@example.org/x"), ID: "nope", Condition: "not-acceptable"}); n != nil {
+	if n := es.MessageError(&client.ErrorEvent{From: jid.MustParse("bob@example.org/x"), ID: "nope", Condition: "not-acceptable"}); n != nil {
 		t.Fatalf("an unrelated error stanza produced events: %+v", n)
 	}
 }
 
 // TestESessionCopies: carbons and archived copies never reach the engine.
-// A copy of a request is an ESessionCopy event (or nothing, from the
+// A copy of a request is an KindCopy event (or nothing, from the
 // archive); a copy of a <c/> a notice; the live request is the one that
 // counts.
 func TestESessionCopies(t *testing.T) {
 	c, es := newOfflineESession(t)
-	bob, err := esession.NewManager(nil)
+	bob, err := engine.NewManager(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,48 +89,48 @@ func TestESessionCopies(t *testing.T) {
 	}
 	const from = "bob@example.org/phone"
 
-	for _, o := range []Origin{{Carbon: CarbonReceived}, {Carbon: CarbonSent}, {Archived: true, Delayed: true}} {
+	for _, o := range []client.Origin{{Carbon: client.CarbonReceived}, {Carbon: client.CarbonSent}, {Archived: true, Delayed: true}} {
 		in := fromPeer(t, req, from)
-		in.origin = o
-		if ev := c.pipeline.open(context.Background(), in); ev != nil {
+		in.Origin = o
+		if ev := c.Pipeline().Receive(context.Background(), in); ev != nil {
 			t.Fatalf("copy %+v delivered %#v", o, ev)
 		}
 	}
 	if st := es.Status(); len(st) != 0 {
 		t.Fatalf("a copy fed the engine: %+v", st)
 	}
-	// The carbons produced ESessionCopy events, the archive copy nothing.
+	// The carbons produced KindCopy events, the archive copy nothing.
 	for range 2 {
 		ev := nextEvent(t, c)
-		se, ok := ev.(*SecurityEvent)
-		if !ok || se.Kind != ESessionCopy || se.Mechanism != esession.NSStanzaEncryption {
+		se, ok := ev.(*client.SecurityEvent)
+		if !ok || se.Kind != KindCopy || se.Mechanism != engine.NSStanzaEncryption {
 			t.Fatalf("event %#v", ev)
 		}
 	}
 
 	// A carbon copy of an encrypted stanza: a notice, never content.
 	cEl := `<c xmlns='http://www.xmpp.org/extensions/xep-0200.html#ns'><data>AAAAAAAAAAAAAAAAAAAAAA==</data><mac>AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=</mac></c>`
-	enc := esession.Outbound{To: "alice@example.org/laptop", Type: "chat", Thread: "t1", Payload: contentOf(t, cEl), Encrypted: true}
-	for _, o := range []Origin{{Carbon: CarbonReceived}, {Archived: true}} {
+	enc := engine.Outbound{To: "alice@example.org/laptop", Type: "chat", Thread: "t1", Payload: contentOf(t, cEl), Encrypted: true}
+	for _, o := range []client.Origin{{Carbon: client.CarbonReceived}, {Archived: true}} {
 		in := fromPeer(t, enc, from)
-		in.origin = o
-		n, ok := c.pipeline.open(context.Background(), in).(*NoticeEvent)
-		if !ok || n.Reason != eme.ReasonNoSession.String() || n.Namespace != esession.NSStanzaEncryption {
+		in.Origin = o
+		n, ok := c.Pipeline().Receive(context.Background(), in).(*client.NoticeEvent)
+		if !ok || n.Reason != eme.ReasonNoSession.String() || n.Namespace != engine.NSStanzaEncryption {
 			t.Fatalf("copy of a <c/>: %#v", n)
 		}
 	}
 	// The same stanza live: no session has that thread.
-	n, ok := c.pipeline.open(context.Background(), fromPeer(t, enc, from)).(*NoticeEvent)
+	n, ok := c.Pipeline().Receive(context.Background(), fromPeer(t, enc, from)).(*client.NoticeEvent)
 	if !ok || n.Reason != eme.ReasonNoSession.String() {
 		t.Fatalf("<c/> without a session: %#v", n)
 	}
 
 	// The live request waits for the user (no subscription, policy ask).
-	if ev := c.pipeline.open(context.Background(), fromPeer(t, req, from)); ev != nil {
+	if ev := c.Pipeline().Receive(context.Background(), fromPeer(t, req, from)); ev != nil {
 		t.Fatalf("request delivered %#v", ev)
 	}
 	ev := nextEvent(t, c)
-	if se, ok := ev.(*SecurityEvent); !ok || se.Kind != ESessionRequest || se.Peer.String() != from {
+	if se, ok := ev.(*client.SecurityEvent); !ok || se.Kind != KindRequest || se.Peer.String() != from {
 		t.Fatalf("event %#v", ev)
 	}
 	st := es.Status()
@@ -135,14 +138,14 @@ func TestESessionCopies(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	// The contact goes offline: the request is dropped.
-	evs := es.Presence(context.Background(), &PresenceEvent{From: jid.MustParse(from)})
-	if len(evs) != 1 || evs[0].Kind != ESessionTerminated || es.Status()[0].State != "ended" {
+	evs := es.Presence(context.Background(), &client.PresenceEvent{From: jid.MustParse(from)})
+	if len(evs) != 1 || evs[0].Kind != KindTerminated || es.Status()[0].State != "ended" {
 		t.Fatalf("after the contact left: %+v %+v", evs, es.Status())
 	}
 }
 
 // nextEvent returns the next event the client emits.
-func nextEvent(t *testing.T, c *Client) Event {
+func nextEvent(t *testing.T, c *client.Client) client.Event {
 	t.Helper()
 	select {
 	case ev := <-c.Events():

@@ -1,44 +1,34 @@
-package client_test
+package esession_test
 
 import (
 	"context"
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/balcony-im/balcony/client"
-	"github.com/balcony-im/balcony/esession"
+	"github.com/balcony-im/balcony/client/esession"
+	engine "github.com/balcony-im/balcony/esession"
+	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/prosodytest"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
-const nsES = esession.NSStanzaEncryption
+const nsES = engine.NSStanzaEncryption
 
 // connectES logs an account in with the Encrypted Sessions mechanism
 // registered and enabled.
-func connectES(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, resource string, cfg client.ESessionConfig) (*client.Client, *client.ESession) {
+func connectES(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, resource string, cfg esession.Config) (*client.Client, *esession.Mechanism) {
 	t.Helper()
-	j, err := acct.JID.WithResource(resource)
+	es, err := esession.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(client.Config{JID: j, Password: acct.Password, Addr: srv.Addr, CAFile: srv.CAFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	es, err := client.NewESession(c, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Pipeline().Register(es, true, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := c.Connect(ctx); err != nil {
-		c.Close()
-		t.Fatalf("connect %s: %v", j, err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := clienttest.ConnectWith(t, srv, acct, resource, func(c *client.Client) {
+		if err := c.Register(es); err != nil {
+			t.Fatal(err)
+		}
+	})
 	return c, es
 }
 
@@ -48,7 +38,7 @@ func securityEvent(kind string) func(*client.SecurityEvent) bool {
 
 // establish starts a session from a to b, waits until both sides have
 // it, and returns both established events.
-func establish(t *testing.T, a *client.Client, ae *client.ESession, b *client.Client) (*client.SecurityEvent, *client.SecurityEvent, client.ESessionInfo) {
+func establish(t *testing.T, a *client.Client, ae *esession.Mechanism, b *client.Client) (*client.SecurityEvent, *client.SecurityEvent, esession.Info) {
 	t.Helper()
 	ctx := context.Background()
 	info, err := ae.Start(ctx, b.JID().Bare())
@@ -58,8 +48,8 @@ func establish(t *testing.T, a *client.Client, ae *client.ESession, b *client.Cl
 	if info.State != "requested" || info.Peer != b.JID().String() || !info.Initiator || len(info.Thread) != 22 {
 		t.Fatalf("after Start: %+v (the only resource online should be chosen)", info)
 	}
-	eb := waitFor(t, b, securityEvent(client.ESessionEstablished))
-	ea := waitFor(t, a, securityEvent(client.ESessionEstablished))
+	eb := clienttest.WaitFor(t, b, securityEvent(esession.KindEstablished))
+	ea := clienttest.WaitFor(t, a, securityEvent(esession.KindEstablished))
 	if !ea.Peer.Equal(b.JID()) || !eb.Peer.Equal(a.JID()) {
 		t.Fatalf("established with %s and %s", ea.Peer, eb.Peer)
 	}
@@ -83,7 +73,7 @@ func exchange(t *testing.T, a, b *client.Client, text string, sas, thread string
 		if _, err := from.Send(ctx, &client.Outgoing{To: to.JID().Bare(), Body: body}, nsES); err != nil {
 			t.Fatal(err)
 		}
-		m := waitFor(t, to, func(m *client.MessageEvent) bool { return m.Body != "" })
+		m := clienttest.WaitFor(t, to, func(m *client.MessageEvent) bool { return m.Body != "" })
 		sec := m.Security
 		if m.Body != body || !m.From.Equal(from.JID()) || m.Thread != thread {
 			t.Fatalf("%s got %q from %s on thread %q", to.JID(), m.Body, m.From, m.Thread)
@@ -100,17 +90,17 @@ func exchange(t *testing.T, a, b *client.Client, text string, sas, thread string
 func TestIntegrationESession(t *testing.T) {
 	srv := prosodytest.Start(t)
 	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
-	aSecrets, bSecrets := &esession.MemorySecrets{}, &esession.MemorySecrets{}
-	a, ae := connectES(t, srv, alice, "laptop", client.ESessionConfig{Secrets: aSecrets})
-	b, be := connectES(t, srv, bob, "phone", client.ESessionConfig{Secrets: bSecrets, AcceptPolicy: client.AcceptSubscribed})
+	aSecrets, bSecrets := &engine.MemorySecrets{}, &engine.MemorySecrets{}
+	a, ae := connectES(t, srv, alice, "laptop", esession.Config{Secrets: aSecrets})
+	b, be := connectES(t, srv, bob, "phone", esession.Config{Secrets: bSecrets, AcceptPolicy: esession.AcceptSubscribed})
 	ctx := context.Background()
 	for _, c := range []*client.Client{a, b} {
 		f := strings.Join(c.Features(), " ")
-		if !strings.Contains(f, esession.FeatureESession) || !strings.Contains(f, esession.FormTypeSSN) {
+		if !strings.Contains(f, engine.FeatureESession) || !strings.Contains(f, engine.FormTypeSSN) {
 			t.Fatalf("features %s", f)
 		}
 	}
-	subscribe(t, a, b)
+	clienttest.Subscribe(t, a, b)
 
 	// Session 1: bob accepts automatically (alice is subscribed), nobody
 	// has retained secrets, the session is not verified.
@@ -127,14 +117,14 @@ func TestIntegrationESession(t *testing.T) {
 	// Both compare the SAS and confirm it.
 	for _, x := range []struct {
 		c  *client.Client
-		es *client.ESession
+		es *esession.Mechanism
 		p  *client.Client
 	}{{a, ae, b}, {b, be, a}} {
 		info, err := x.es.ConfirmSAS(x.p.JID().Bare(), s1.SAS, "")
 		if err != nil || !info.Verified {
 			t.Fatalf("ConfirmSAS: %+v %v", info, err)
 		}
-		v := waitFor(t, x.c, securityEvent(client.ESessionVerified))
+		v := clienttest.WaitFor(t, x.c, securityEvent(esession.KindVerified))
 		if v.Fingerprint != s1.SAS {
 			t.Fatalf("verified event %+v", v)
 		}
@@ -146,21 +136,21 @@ func TestIntegrationESession(t *testing.T) {
 	if err != nil || info.State != "ending" {
 		t.Fatalf("End: %+v %v", info, err)
 	}
-	if tb := waitFor(t, b, securityEvent(client.ESessionTerminated)); !strings.Contains(tb.Text, "ended the Encrypted Session") {
+	if tb := clienttest.WaitFor(t, b, securityEvent(esession.KindTerminated)); !strings.Contains(tb.Text, "ended the Encrypted Session") {
 		t.Fatalf("bob: %s", tb.Text)
 	}
-	waitFor(t, a, securityEvent(client.ESessionTerminated))
+	clienttest.WaitFor(t, a, securityEvent(esession.KindTerminated))
 	for _, x := range []struct {
-		es   *client.ESession
+		es   *esession.Mechanism
 		peer *client.Client
 	}{{ae, b}, {be, a}} {
-		got, err := x.es.WaitFor(ctx, x.peer.JID(), s1.Thread, func(i client.ESessionInfo) bool { return true })
+		got, err := x.es.WaitFor(ctx, x.peer.JID(), s1.Thread, func(i esession.Info) bool { return true })
 		if err != nil || got.State != "ended" || got.EndReason == "" {
 			t.Fatalf("after the end: %+v %v", got, err)
 		}
 	}
 	_, err = a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "too late"}, nsES)
-	if !errors.Is(err, client.ErrNoESession) || !strings.Contains(err.Error(), "the last one has ended (terminated)") {
+	if !errors.Is(err, esession.ErrNoSession) || !strings.Contains(err.Error(), "the last one has ended (terminated)") {
 		t.Fatalf("send after the end: %v", err)
 	}
 
@@ -174,7 +164,7 @@ func TestIntegrationESession(t *testing.T) {
 		t.Fatalf("established texts: %q, %q", ea.Text, eb.Text)
 	}
 	for _, c := range []*client.Client{a, b} {
-		waitFor(t, c, securityEvent(client.ESessionVerified))
+		clienttest.WaitFor(t, c, securityEvent(esession.KindVerified))
 	}
 	if bi, err := be.SAS(a.JID()); err != nil || !bi.Verified || bi.SAS != s2.SAS {
 		t.Fatalf("bob's view: %+v %v", bi, err)
@@ -198,22 +188,22 @@ func TestIntegrationESession(t *testing.T) {
 	if err := a.SendElement(ctx, st[0]); err != nil {
 		t.Fatal(err)
 	}
-	tb := waitFor(t, b, securityEvent(client.ESessionTerminated))
+	tb := clienttest.WaitFor(t, b, securityEvent(esession.KindTerminated))
 	if !strings.Contains(tb.Text, "failed authentication") {
 		t.Fatalf("bob: %s", tb.Text)
 	}
-	n := waitFor(t, b, func(n *client.NoticeEvent) bool { return true })
+	n := clienttest.WaitFor(t, b, func(n *client.NoticeEvent) bool { return true })
 	if n.Reason != "verification-failed" || n.Namespace != nsES || strings.Contains(n.Text, "altered on the way") {
 		t.Fatalf("notice %+v", n)
 	}
-	fa := waitFor(t, a, securityEvent(client.ESessionFailed))
+	fa := clienttest.WaitFor(t, a, securityEvent(esession.KindFailed))
 	if !strings.Contains(fa.Text, "not-acceptable") {
 		t.Fatalf("alice: %s", fa.Text)
 	}
-	if _, err := b.Send(ctx, &client.Outgoing{To: a.JID(), Body: "after tampering"}, nsES); !errors.Is(err, client.ErrNoESession) {
+	if _, err := b.Send(ctx, &client.Outgoing{To: a.JID(), Body: "after tampering"}, nsES); !errors.Is(err, esession.ErrNoSession) {
 		t.Fatalf("bob sent after the session failed: %v", err)
 	}
-	if _, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "after tampering"}, nsES); !errors.Is(err, client.ErrNoESession) {
+	if _, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "after tampering"}, nsES); !errors.Is(err, esession.ErrNoSession) {
 		t.Fatalf("alice sent after the session failed: %v", err)
 	}
 
@@ -227,7 +217,7 @@ func TestIntegrationESession(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if tb := waitFor(t, b, securityEvent(client.ESessionTerminated)); !strings.Contains(tb.Text, "ended the Encrypted Session") {
+	if tb := clienttest.WaitFor(t, b, securityEvent(esession.KindTerminated)); !strings.Contains(tb.Text, "ended the Encrypted Session") {
 		t.Fatalf("bob: %s", tb.Text)
 	}
 	if st := ae.Status(); st[len(st)-1].State != "ended" {
@@ -241,8 +231,8 @@ func TestIntegrationESession(t *testing.T) {
 func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	srv := prosodytest.Start(t)
 	carol, bob := srv.AddUser(t, "carol", ""), srv.AddUser(t, "bob", "")
-	c, ce := connectES(t, srv, carol, "tablet", client.ESessionConfig{})
-	b, be := connectES(t, srv, bob, "phone", client.ESessionConfig{AcceptPolicy: client.AcceptSubscribed})
+	c, ce := connectES(t, srv, carol, "tablet", esession.Config{})
+	b, be := connectES(t, srv, bob, "phone", esession.Config{AcceptPolicy: esession.AcceptSubscribed})
 	ctx := context.Background()
 
 	// Carol sees no presence of bob's: she names his resource.
@@ -250,7 +240,7 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := waitFor(t, b, securityEvent(client.ESessionRequest))
+	req := clienttest.WaitFor(t, b, securityEvent(esession.KindRequest))
 	if !req.Peer.Equal(c.JID()) || !strings.Contains(req.Text, "no presence subscription") {
 		t.Fatalf("request event %+v", req)
 	}
@@ -261,19 +251,19 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	if _, err := b.Send(ctx, &client.Outgoing{To: c.JID(), Body: "plain marker"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, c, func(m *client.MessageEvent) bool { return m.Body == "plain marker" })
-	if got, _ := ce.WaitFor(ctx, b.JID(), info.Thread, func(client.ESessionInfo) bool { return true }); got.State != "requested" {
+	clienttest.WaitFor(t, c, func(m *client.MessageEvent) bool { return m.Body == "plain marker" })
+	if got, _ := ce.WaitFor(ctx, b.JID(), info.Thread, func(esession.Info) bool { return true }); got.State != "requested" {
 		t.Fatalf("carol's request was answered automatically: %+v", got)
 	}
 
 	if _, err := be.Decline(ctx, c.JID().Bare(), "not now"); err != nil {
 		t.Fatal(err)
 	}
-	d := waitFor(t, c, securityEvent(client.ESessionDeclined))
+	d := clienttest.WaitFor(t, c, securityEvent(esession.KindDeclined))
 	if !strings.Contains(d.Text, "not now") {
 		t.Fatalf("declined: %s", d.Text)
 	}
-	if _, err := be.Accept(ctx, c.JID()); !errors.Is(err, client.ErrNoESession) {
+	if _, err := be.Accept(ctx, c.JID()); !errors.Is(err, esession.ErrNoSession) {
 		t.Fatalf("accepting a declined request: %v", err)
 	}
 
@@ -281,16 +271,16 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	if _, err := ce.Start(ctx, b.JID()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, b, securityEvent(client.ESessionRequest))
+	clienttest.WaitFor(t, b, securityEvent(esession.KindRequest))
 	if _, err := be.Accept(ctx, c.JID().Bare()); err != nil {
 		t.Fatal(err)
 	}
-	eb := waitFor(t, b, securityEvent(client.ESessionEstablished))
-	ec := waitFor(t, c, securityEvent(client.ESessionEstablished))
+	eb := clienttest.WaitFor(t, b, securityEvent(esession.KindEstablished))
+	ec := clienttest.WaitFor(t, c, securityEvent(esession.KindEstablished))
 	if eb.Fingerprint != ec.Fingerprint {
 		t.Fatalf("SAS %q and %q", eb.Fingerprint, ec.Fingerprint)
 	}
-	if _, err := ce.Start(ctx, b.JID()); !errors.Is(err, client.ErrESessionExists) {
+	if _, err := ce.Start(ctx, b.JID()); !errors.Is(err, esession.ErrExists) {
 		t.Fatalf("second Start while active: %v", err)
 	}
 
@@ -303,7 +293,7 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	if err := c.SendElement(ctx, plain); err != nil {
 		t.Fatal(err)
 	}
-	m := waitFor(t, b, func(m *client.MessageEvent) bool { return m.Body == "in the clear" })
+	m := clienttest.WaitFor(t, b, func(m *client.MessageEvent) bool { return m.Body == "in the clear" })
 	if m.Security.Encrypted() || len(m.Security.Warnings) != 1 || !strings.Contains(m.Security.Warnings[0], "not protected") {
 		t.Fatalf("plaintext on the session thread: %+v", m.Security)
 	}
@@ -315,7 +305,7 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	if err := c.SendElement(ctx, forged); err != nil {
 		t.Fatal(err)
 	}
-	if n := waitFor(t, b, func(n *client.NoticeEvent) bool { return true }); n.Reason != "no-session" {
+	if n := clienttest.WaitFor(t, b, func(n *client.NoticeEvent) bool { return true }); n.Reason != "no-session" {
 		t.Fatalf("notice %+v", n)
 	}
 	exchange(t, c, b, "still fine", ci.SAS, ci.Thread, false)
@@ -328,11 +318,11 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	if err := b.Disconnect(); err != nil {
 		t.Fatal(err)
 	}
-	lost := waitFor(t, b, securityEvent(client.ESessionTerminated))
+	lost := clienttest.WaitFor(t, b, securityEvent(esession.KindTerminated))
 	if !strings.Contains(lost.Text, "connection was lost") || !lost.Peer.Equal(c.JID()) {
 		t.Fatalf("bob: %+v", lost)
 	}
-	gone := waitFor(t, c, securityEvent(client.ESessionPeerOffline))
+	gone := clienttest.WaitFor(t, c, securityEvent(esession.KindPeerOffline))
 	if !strings.Contains(gone.Text, "went offline") || !strings.Contains(gone.Text, "is kept") || !gone.Peer.Equal(b.JID()) {
 		t.Fatalf("carol: %+v", gone)
 	}
@@ -351,22 +341,22 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 func TestIntegrationESessionConfirmBySAS(t *testing.T) {
 	srv := prosodytest.Start(t)
 	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
-	a, ae := connectES(t, srv, alice, "laptop", client.ESessionConfig{Secrets: &esession.MemorySecrets{}, AcceptPolicy: client.AcceptSubscribed})
-	b, _ := connectES(t, srv, bob, "phone", client.ESessionConfig{Secrets: &esession.MemorySecrets{}, AcceptPolicy: client.AcceptSubscribed})
-	subscribe(t, a, b)
+	a, ae := connectES(t, srv, alice, "laptop", esession.Config{Secrets: &engine.MemorySecrets{}, AcceptPolicy: esession.AcceptSubscribed})
+	b, _ := connectES(t, srv, bob, "phone", esession.Config{Secrets: &engine.MemorySecrets{}, AcceptPolicy: esession.AcceptSubscribed})
+	clienttest.Subscribe(t, a, b)
 	_, _, s1 := establish(t, a, ae, b) // alice reads this SAS...
 	// ...and meanwhile a request from another resource of bob's account
 	// is accepted automatically (bob is subscribed): a second session.
-	b2, be2 := connectES(t, srv, bob, "tablet", client.ESessionConfig{Secrets: &esession.MemorySecrets{}})
-	waitFor(t, b2, func(p *client.PresenceEvent) bool { return p.Available && p.From.Equal(a.JID()) })
+	b2, be2 := connectES(t, srv, bob, "tablet", esession.Config{Secrets: &engine.MemorySecrets{}})
+	clienttest.WaitFor(t, b2, func(p *client.PresenceEvent) bool { return p.Available && p.From.Equal(a.JID()) })
 	_, _, s2 := establish(t, b2, be2, a)
 	if s1.SAS == s2.SAS {
 		t.Skip("two sessions drew the same SAS (one chance in 28^5)")
 	}
-	if _, err := ae.ConfirmSAS(b.JID().Bare(), "zzzzz", ""); !errors.Is(err, client.ErrSASMismatch) {
+	if _, err := ae.ConfirmSAS(b.JID().Bare(), "zzzzz", ""); !errors.Is(err, esession.ErrSASMismatch) {
 		t.Fatalf("confirming a SAS no session has: %v", err)
 	}
-	if _, err := ae.ConfirmSAS(b.JID().Bare(), s1.SAS, s2.Thread); !errors.Is(err, client.ErrSASMismatch) {
+	if _, err := ae.ConfirmSAS(b.JID().Bare(), s1.SAS, s2.Thread); !errors.Is(err, esession.ErrSASMismatch) {
 		t.Fatalf("confirming a SAS on another session's thread: %v", err)
 	}
 	info, err := ae.ConfirmSAS(b.JID().Bare(), strings.ToUpper(s1.SAS), "")

@@ -1,4 +1,4 @@
-package client
+package ox
 
 import (
 	"context"
@@ -18,15 +18,16 @@ import (
 	"github.com/cloudflare/circl/sign/ed25519"
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/ox"
+	engine "github.com/balcony-im/balcony/ox"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
 // BenchmarkOXArchive measures bulk decryption of a 10,000-message OX archive
 // from 50 contacts, as "balcony history" runs it: archived stanzas (fallback
 // body, EME tag, hints, origin-id, the <openpgp/> element) through
-// OX.decryptBatch in pages of HistoryPage with one shared opener, key cache
+// a client.ArchiveReader in pages of client.HistoryPage with one shared opener, key cache
 // and memo of sender keys, once with one worker and once with two.
 //
 // The primitive limit of one message is what decryption cannot avoid, with
@@ -71,14 +72,14 @@ func BenchmarkOXArchive(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		for _, w := range []int{1, 2} {
-			bob.x.cache = ox.NewKeyCache(0)
-			memo := bob.x.newMemo()
-			for start := 0; start < len(a.msgs); start += HistoryPage {
+			bob.x.cache = engine.NewKeyCache(0)
+			reader := bob.c.NewArchiveReader(w)
+			for start := 0; start < len(a.msgs); start += client.HistoryPage {
 				b.StopTimer()
 				page := a.page(b, start)
 				b.StartTimer()
 				w0, c0 := time.Now(), processCPU()
-				evs := bob.x.decryptBatch(ctx, page, w, memo)
+				evs := reader.Open(ctx, page)
 				wall[w] += time.Since(w0)
 				cpu[w] += processCPU() - c0
 				b.StopTimer()
@@ -98,7 +99,7 @@ func BenchmarkOXArchive(b *testing.B) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	if bad := a.decrypt(ctx, b, bob.x, 2); bad != "" {
+	if bad := a.decrypt(ctx, b, bob.c, 2); bad != "" {
 		b.Fatal(bad)
 	}
 	runtime.GC()
@@ -123,11 +124,11 @@ func BenchmarkOXArchive(b *testing.B) {
 // messages are made once; Bob's client and store are made for each
 // benchmark run (they belong to its *testing.B).
 type oxArchive struct {
-	bobKey   *ox.Key
-	senders  []*ox.Key
+	bobKey   *engine.Key
+	senders  []*engine.Key
 	addrs    []jid.JID
-	msgs     []ArchivedMessage // without the stanzas; see page
-	raw      [][]byte          // the stanzas, encoded
+	msgs     []client.ArchivedMessage // without the stanzas; see page
+	raw      [][]byte                 // the stanzas, encoded
 	plainLen int
 }
 
@@ -153,37 +154,38 @@ func buildOXArchive(b *testing.B) *oxArchive {
 			a.senders = append(a.senders, mustKey(b, j))
 		}
 		// Decorated as Balcony's pipeline decorates OX messages.
-		decorator := newPipeline(nil)
+		decorator := newOXPeerKey(b, "decorator@example.org", Config{}, mustKey(b, jid.MustParse("decorator@example.org"))).c.Pipeline()
 		stamp := time.Now()
 		for i := range oxArchiveSize {
 			s := i % oxArchiveSenders
-			content := ox.Content{Kind: ox.Signcrypt, To: []jid.JID{bobJID.Bare()}, Time: stamp,
+			content := engine.Content{Kind: engine.Signcrypt, To: []jid.JID{bobJID.Bare()}, Time: stamp,
 				Payload: []byte("<body>" + text + "</body>")}
-			msg, err := ox.Seal(content, a.senders[s], []*ox.Key{a.bobKey.Public(), a.senders[s].Public()}, nil)
+			msg, err := engine.Seal(content, a.senders[s], []*engine.Key{a.bobKey.Public(), a.senders[s].Public()}, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
-			out := &Outgoing{To: bobJID, Type: "chat", ID: NewID()}
-			st := xmltree.New(NSClient, "message", "from", a.addrs[s].String())
-			el, err := xmltree.Parse(ox.Element{Data: msg}.Marshal(), nil)
+			st := xmltree.New(client.NSClient, "message", "from", a.addrs[s].String(), "to", bobJID.String(), "type", "chat", "id", client.NewID())
+			el, err := xmltree.Parse(engine.Element{Data: msg}.Marshal(), nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			st.Append(el)
-			decorator.decorate(st, out, eme.OX, Needs{FallbackBody: true, Hints: []string{"store"}})
-			a.msgs = append(a.msgs, ArchivedMessage{ID: NewID(), Stamp: stamp, Message: st})
+			if err := decorator.Decorate(st, &client.Outgoing{Body: text}, eme.OX); err != nil {
+				b.Fatal(err)
+			}
+			a.msgs = append(a.msgs, client.ArchivedMessage{ID: client.NewID(), Stamp: stamp, Message: st})
 			a.raw = append(a.raw, st.Marshal(""))
 		}
 		// The mean size of the decrypted content element.
-		opener, err := ox.NewOpener([]*ox.Key{a.bobKey}, nil)
+		opener, err := engine.NewOpener([]*engine.Key{a.bobKey}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		total := 0
 		for i := range 20 {
 			s := i % oxArchiveSenders
-			data, _ := ox.ParseElement(a.msgs[i].Message.Child(ox.NS, "openpgp").Marshal(""))
-			op, err := opener.Open(data, ox.OpenParams{From: a.addrs[s], To: bobJID, SenderKeys: []*ox.Key{a.senders[s]}, Time: stamp})
+			data, _ := engine.ParseElement(a.msgs[i].Message.Child(engine.NS, "openpgp").Marshal(""))
+			op, err := opener.Open(data, engine.OpenParams{From: a.addrs[s], To: bobJID, SenderKeys: []*engine.Key{a.senders[s]}, Time: stamp})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -204,9 +206,9 @@ func buildOXArchive(b *testing.B) *oxArchive {
 
 // page returns the archived messages from start on, one page, with their
 // stanzas parsed (the client parses them as they arrive).
-func (a *oxArchive) page(b *testing.B, start int) []ArchivedMessage {
-	end := min(start+HistoryPage, len(a.msgs))
-	page := make([]ArchivedMessage, end-start)
+func (a *oxArchive) page(b *testing.B, start int) []client.ArchivedMessage {
+	end := min(start+client.HistoryPage, len(a.msgs))
+	page := make([]client.ArchivedMessage, end-start)
 	for i := range page {
 		page[i] = a.msgs[start+i]
 		st, err := xmltree.Parse(a.raw[start+i], nil)
@@ -221,7 +223,7 @@ func (a *oxArchive) page(b *testing.B, start int) []ArchivedMessage {
 // bob returns Bob's device with the senders' keys recorded (blindly
 // trusted, which the benchmark counts as verified).
 func (a *oxArchive) bob(b *testing.B) *oxPeer {
-	bob := newOXPeerKey(b, oxArchiveBob, OXConfig{BlindTrust: true}, a.bobKey)
+	bob := newOXPeerKey(b, oxArchiveBob, Config{BlindTrust: true}, a.bobKey)
 	for i, k := range a.senders {
 		bob.learn(b, a.addrs[i], k)
 	}
@@ -231,11 +233,11 @@ func (a *oxArchive) bob(b *testing.B) *oxPeer {
 // decrypt runs the archive through OX page by page, as History does, and
 // returns a description of the first message that was not a verified OX
 // message, or "".
-func (a *oxArchive) decrypt(ctx context.Context, b *testing.B, x *OX, workers int) string {
-	memo := x.newMemo()
-	for start := 0; start < len(a.msgs); start += HistoryPage {
+func (a *oxArchive) decrypt(ctx context.Context, b *testing.B, c *client.Client, workers int) string {
+	reader := c.NewArchiveReader(workers)
+	for start := 0; start < len(a.msgs); start += client.HistoryPage {
 		page := a.page(b, start)
-		if bad := checkArchived(x.decryptBatch(ctx, page, workers, memo)); bad != "" {
+		if bad := checkArchived(reader.Open(ctx, page)); bad != "" {
 			return fmt.Sprintf("page at %d: %s", start, bad)
 		}
 	}
@@ -244,11 +246,11 @@ func (a *oxArchive) decrypt(ctx context.Context, b *testing.B, x *OX, workers in
 
 // checkArchived describes the first event that is not a verified OX
 // message of the archive, or returns "".
-func checkArchived(evs []Event) string {
+func checkArchived(evs []client.Event) string {
 	for i, ev := range evs {
-		m, ok := ev.(*MessageEvent)
+		m, ok := ev.(*client.MessageEvent)
 		if !ok || !m.Security.Verified || len(m.Security.Warnings) > 0 || !strings.HasPrefix(m.Body, "Wherefore") {
-			if n, ok := ev.(*NoticeEvent); ok {
+			if n, ok := ev.(*client.NoticeEvent); ok {
 				return fmt.Sprintf("%d: notice %s: %s", i, n.Reason, n.Text)
 			}
 			return fmt.Sprintf("%d: %#v", i, ev)

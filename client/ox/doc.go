@@ -1,21 +1,20 @@
-// # OpenPGP for XMPP (XEP-0373, XEP-0374)
+// Package ox carries OpenPGP for XMPP, XEP-0373 version 0.7
+// (Experimental), with its Instant Messaging profile XEP-0374 (Deferred):
+// it is the OX mechanism of the client's message pipeline, with key
+// announcement and discovery over PEP and the secret-key backup. The
+// OpenPGP work itself is the engine package github.com/balcony-im/balcony/ox:
 //
-// OX is OpenPGP for XMPP, XEP-0373 version 0.7 (Experimental), with its
-// Instant Messaging profile XEP-0374 (Deferred). The protocol engine is
-// package ox; OX carries it over the pipeline, PEP, carbons and the
-// archive:
-//
-//	x, err := client.NewOX(c, client.OXConfig{Store: st, EnableHint: "balcony ox keygen"})
+//	x, err := ox.New(ox.Config{Store: st})
+//	err = c.Register(x)
 //	err = c.Connect(ctx)
 //	err = x.Publish(ctx)                            // announce the active key
 //	_, err = c.Send(ctx, &client.Outgoing{To: bob, Body: "hi"}, eme.OX)
 //
-// NewOX loads the account's key pairs from the store (OXStore; the active
-// key signs and is announced, older ones still decrypt) and registers the
-// mechanism with the pipeline, enabled only when there is a key. It
-// advertises urn:xmpp:openpgp:im:0 (with a key) and
+// New loads the account's key pairs from the store (Store; the active
+// key signs and is announced, older ones still decrypt); once registered,
+// the mechanism is enabled only when there is a key. It advertises urn:xmpp:openpgp:im:0 (with a key) and
 // urn:xmpp:openpgp:0:public-keys+notify (XEP-0373 §4.5, XEP-0374 §2.1).
-// LoadKeys picks up keys added later; StoreOXKey stores one.
+// LoadKeys picks up keys added later; StoreKey stores one.
 //
 // Announcement (XEP-0373 §4). Publish puts the active public key, minimal,
 // on the data node urn:xmpp:openpgp:0:public-keys:<FPR> (item id: the
@@ -39,7 +38,7 @@
 // (store.Blind), later keys are store.Undecided and give a "key-changed"
 // SecurityEvent (the first key gives "new-key"). The same happens on
 // demand: before sending when the list was not fetched for
-// OXConfig.Refresh, and when a message arrives from a sender without a
+// Config.Refresh, and when a message arrives from a sender without a
 // known key or signed by an unknown one (at most once a minute per
 // contact). Parsed keys are cached (ox.KeyCache).
 //
@@ -67,9 +66,9 @@
 // eme.ReasonMalformed. Everything else is delivered with
 // Security{Mechanism: eme.OX, Fingerprint, Trust}: Verified only when every
 // check passed and the signer is one's own key or a key the user verified
-// (or, with OXConfig.BlindTrust, trusted blindly); an unknown signer, a bad
+// (or, with Config.BlindTrust, trusted blindly); an unknown signer, a bad
 // signature, an undecided, untrusted or no longer announced key, or a
-// <time/> stamp further than OXConfig.MaxClockSkew from the reference time
+// <time/> stamp further than Config.MaxClockSkew from the reference time
 // (the delay or archive stamp for stored messages) are warnings, and a
 // message with a warning is never shown as verified.
 //
@@ -95,4 +94,4 @@
 // Not done: OX in group chats, the <sign/> and <crypt/> elements for other
 // profiles, and sending without a body (the pipeline adds the EME tag and
 // the fallback body to every OX message).
-package client
+package ox

@@ -1,4 +1,4 @@
-package client
+package esession
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -13,20 +14,21 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/esession"
+	engine "github.com/balcony-im/balcony/esession"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
-// ESessionAcceptPolicy says how session requests from contacts are
+// AcceptPolicy says how session requests from contacts are
 // answered.
-type ESessionAcceptPolicy int
+type AcceptPolicy int
 
 const (
 	// AskUser leaves every request waiting for ESession.Accept or
 	// ESession.Decline. Nothing is sent until the user decides, so an
 	// unanswered request reveals nothing (XEP-0155 §4.3).
-	AskUser ESessionAcceptPolicy = iota
+	AskUser AcceptPolicy = iota
 	// AcceptSubscribed accepts requests from contacts that have a presence
 	// subscription to the user (roster subscription "from" or "both")
 	// without asking, unless the request was stored for later delivery.
@@ -35,24 +37,24 @@ const (
 	AcceptSubscribed
 )
 
-// ESessionConfig configures the Encrypted Sessions mechanism. The zero
+// Config configures the Encrypted Sessions mechanism. The zero
 // value keeps no retained secrets, asks the user about every request and
 // offers MODP group 14.
-type ESessionConfig struct {
+type Config struct {
 	// Secrets keeps the retained secrets of XEP-0217 §5.3.3 between
 	// sessions; it should encrypt them at rest. Nil keeps none: every
 	// session then needs its SAS compared to be verified, and later
 	// sessions cannot detect a changed peer.
-	Secrets esession.RetainedSecrets
+	Secrets engine.RetainedSecrets
 	// SecretLifetime is how long a retained secret stays usable; zero
 	// means esession.DefaultSecretLifetime, a negative value no expiry.
 	SecretLifetime time.Duration
 	// AcceptPolicy says which requests are accepted without asking.
-	AcceptPolicy ESessionAcceptPolicy
+	AcceptPolicy AcceptPolicy
 	// OnUnavailable says what happens to a session when the peer's
 	// resource goes offline (XEP-0155 §9.4); the default keeps it, as the
 	// XEP recommends, and tells the user.
-	OnUnavailable esession.UnavailablePolicy
+	OnUnavailable engine.UnavailablePolicy
 	// Groups are the MODP groups offered and accepted (14 to 18; default
 	// {14}).
 	Groups []int
@@ -64,16 +66,16 @@ type ESessionConfig struct {
 
 // Errors of the Encrypted Sessions mechanism that callers branch on.
 var (
-	// ErrNoESession reports that there is no Encrypted Session with the
+	// ErrNoSession reports that there is no Encrypted Session with the
 	// contact in the state the operation needs.
-	ErrNoESession = errors.New("client: no Encrypted Session")
+	ErrNoSession = errors.New("client: no Encrypted Session")
 	// ErrSASMismatch reports that no established session has the short
 	// authentication string the user confirmed: it was mistyped, or the
 	// session it belonged to was replaced by a newer one.
 	ErrSASMismatch = errors.New("client: SAS does not match")
-	// ErrESessionExists reports a Start while an established session with
+	// ErrExists reports a Start while an established session with
 	// the contact is active.
-	ErrESessionExists = errors.New("client: an Encrypted Session with this contact is already active")
+	ErrExists = errors.New("client: an Encrypted Session with this contact is already active")
 	// ErrAmbiguousResource reports a Start to a bare JID with several
 	// resources online that support Encrypted Sessions: a session binds
 	// to one resource, so the caller must choose.
@@ -82,21 +84,21 @@ var (
 
 // SecurityEvent kinds of the Encrypted Sessions mechanism.
 const (
-	ESessionRequest          = "esession-request"           // a contact asks for a session: Accept or Decline
-	ESessionEstablished      = "esession-established"       // negotiated; Fingerprint holds the SAS
-	ESessionVerified         = "esession-verified"          // the session is authenticated (SAS confirmed, or a verified chain continues)
-	ESessionContinuityBroken = "esession-continuity-broken" // retained secrets existed but none matched
-	ESessionDeclined         = "esession-declined"          // the contact declined
-	ESessionFailed           = "esession-failed"            // the contact or its server answered with an error
-	ESessionTerminated       = "esession-terminated"        // the session is over, for whatever reason
-	ESessionPeerOffline      = "esession-peer-offline"      // the peer's resource went offline; the session is kept
-	ESessionIgnored          = "esession-ignored"           // a session stanza was refused without changing any session
-	ESessionCopy             = "esession-copy"              // a copy of a session stanza made for another device
-	ESessionSecretNotStored  = "esession-secret-not-stored" // the new retained secret could not be stored
+	KindRequest          = "esession-request"           // a contact asks for a session: Accept or Decline
+	KindEstablished      = "esession-established"       // negotiated; Fingerprint holds the SAS
+	KindVerified         = "esession-verified"          // the session is authenticated (SAS confirmed, or a verified chain continues)
+	KindContinuityBroken = "esession-continuity-broken" // retained secrets existed but none matched
+	KindDeclined         = "esession-declined"          // the contact declined
+	KindFailed           = "esession-failed"            // the contact or its server answered with an error
+	KindTerminated       = "esession-terminated"        // the session is over, for whatever reason
+	KindPeerOffline      = "esession-peer-offline"      // the peer's resource went offline; the session is kept
+	KindIgnored          = "esession-ignored"           // a session stanza was refused without changing any session
+	KindCopy             = "esession-copy"              // a copy of a session stanza made for another device
+	KindSecretNotStored  = "esession-secret-not-stored" // the new retained secret could not be stored
 )
 
-// ESessionInfo describes one session for status displays.
-type ESessionInfo struct {
+// Info describes one session for status displays.
+type Info struct {
 	// Peer is the contact's full JID once the session is bound to the
 	// resource that answered, else the address the request went to.
 	Peer   string
@@ -138,12 +140,14 @@ type ESessionInfo struct {
 // server in the order their counters were used.
 //
 // ESession is safe for concurrent use.
-type ESession struct {
-	c *Client
-	m *esession.Manager
+type Mechanism struct {
+	h    client.Host // set by Attach
+	wire client.Wire // the send lock, while held (lockSend)
+	m    *engine.Manager
+	now  func() time.Time
 
 	mu      sync.Mutex
-	extra   map[*esession.Session]*sessionExtra
+	extra   map[*engine.Session]*sessionExtra
 	sent    map[string]sessionRef // stanza id -> session, for error stanzas
 	sentIDs []string              // FIFO of the keys of sent
 	changed chan struct{}         // closed and replaced on every change
@@ -164,27 +168,25 @@ type sessionExtra struct {
 const maxSentIDs = 4096
 
 var (
-	_ Mechanism        = (*ESession)(nil)
-	_ Interceptor      = (*ESession)(nil)
-	_ PresenceObserver = (*ESession)(nil)
-	_ StreamObserver   = (*ESession)(nil)
-	_ ErrorObserver    = (*ESession)(nil)
-	_ Shutdowner       = (*ESession)(nil)
-	_ Availability     = (*ESession)(nil)
+	_ client.Mechanism        = (*Mechanism)(nil)
+	_ client.Attacher         = (*Mechanism)(nil)
+	_ client.Interceptor      = (*Mechanism)(nil)
+	_ client.PresenceObserver = (*Mechanism)(nil)
+	_ client.StreamObserver   = (*Mechanism)(nil)
+	_ client.ErrorObserver    = (*Mechanism)(nil)
+	_ client.Shutdowner       = (*Mechanism)(nil)
+	_ client.Availability     = (*Mechanism)(nil)
 )
 
-// NewESession returns the Encrypted Sessions mechanism for c and
-// advertises esession.FeatureESession and esession.FormTypeSSN in service
-// discovery. Create it before Connect so that the first presence carries
-// the features, then register it with c.Pipeline().Register.
-func NewESession(c *Client, cfg ESessionConfig) (*ESession, error) {
-	now := cfg.Now
-	if now == nil {
-		now = c.cfg.now
-	}
-	m, err := esession.NewManager(&esession.Config{
+// New returns the Encrypted Sessions mechanism; plug it into a client
+// with Client.Register, before Connect so that the first presence carries
+// its features (engine.FeatureESession and engine.FormTypeSSN).
+func New(cfg Config) (*Mechanism, error) {
+	e := &Mechanism{extra: map[*engine.Session]*sessionExtra{},
+		sent: map[string]sessionRef{}, changed: make(chan struct{}), now: cfg.Now}
+	m, err := engine.NewManager(&engine.Config{
 		Rand:           cfg.Rand,
-		Now:            now,
+		Now:            e.clock,
 		Secrets:        cfg.Secrets,
 		SecretLifetime: cfg.SecretLifetime,
 		Groups:         cfg.Groups,
@@ -194,21 +196,47 @@ func NewESession(c *Client, cfg ESessionConfig) (*ESession, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	e := &ESession{c: c, m: m, extra: map[*esession.Session]*sessionExtra{},
-		sent: map[string]sessionRef{}, changed: make(chan struct{})}
-	c.AddFeature(esession.FeatureESession, esession.FormTypeSSN)
+	e.m = m
 	return e, nil
 }
 
-// Namespace returns esession.NSStanzaEncryption.
-func (e *ESession) Namespace() string { return esession.NSStanzaEncryption }
+// Attach implements client.Attacher.
+func (e *Mechanism) Attach(h client.Host) error {
+	e.mu.Lock()
+	e.h = h
+	e.mu.Unlock()
+	h.AddFeature(engine.FeatureESession, engine.FormTypeSSN)
+	return nil
+}
+
+// clock is Config.Now, or the host's clock.
+func (e *Mechanism) clock() time.Time {
+	if e.now != nil {
+		return e.now()
+	}
+	if e.h != nil {
+		return e.h.Now()
+	}
+	return time.Now()
+}
+
+// log is the host's logger (a discarding one before Attach).
+func (e *Mechanism) log() *slog.Logger {
+	if e.h != nil {
+		return e.h.Logger()
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Namespace returns engine.NSStanzaEncryption.
+func (e *Mechanism) Namespace() string { return engine.NSStanzaEncryption }
 
 // Needs asks for no fallback body (anything outside <c/> is
 // unauthenticated and discarded by the receiver), for no carbon copies or
 // archiving (copies can never be decrypted) and for no storage for later
 // delivery (a stored stanza would arrive after its session is gone).
-func (e *ESession) Needs() Needs {
-	return Needs{Hints: esessionHints, Private: true}
+func (e *Mechanism) Needs() client.Needs {
+	return client.Needs{Hints: esessionHints, Private: true}
 }
 
 // esessionHints are the XEP-0334 hints of every session stanza.
@@ -217,57 +245,57 @@ var esessionHints = []string{"no-copy", "no-permanent-store", "no-store"}
 // Seal encrypts out for the contact's current established session (or the
 // session of out.Thread) and returns the stanza, addressed to the resource
 // the session is bound to.
-func (e *ESession) Seal(ctx context.Context, out *Outgoing) (Sealed, error) {
+func (e *Mechanism) Seal(ctx context.Context, out *client.Outgoing) (client.Sealed, error) {
 	s, err := e.sessionFor(out.To, out.Thread)
 	if err != nil {
-		return Sealed{}, err
+		return client.Sealed{}, err
 	}
 	var content []*xmltree.Element
 	if out.Body != "" {
-		content = append(content, xmltree.New(NSClient, "body").AppendText(out.Body))
+		content = append(content, xmltree.New(client.NSClient, "body").AppendText(out.Body))
 	}
 	content = append(content, out.Payload...)
 	o, err := s.Seal(content...)
 	if err != nil {
-		if errors.Is(err, esession.ErrKeyExhausted) {
+		if errors.Is(err, engine.ErrKeyExhausted) {
 			e.terminateLocked(ctx, s) // the pipeline holds its send lock
 		}
-		return Sealed{}, fmt.Errorf("client: Encrypted Session with %s: %w", s.Peer(), err)
+		return client.Sealed{}, fmt.Errorf("client: Encrypted Session with %s: %w", s.Peer(), err)
 	}
 	st, err := e.stanza(o)
 	if err != nil {
-		return Sealed{}, err
+		return client.Sealed{}, err
 	}
 	id := out.ID
 	if id == "" {
-		id = NewID()
+		id = client.NewID()
 	}
 	st.SetAttr("id", id)
 	e.remember(id, s)
-	return Sealed{Stanzas: []*xmltree.Element{st}}, nil
+	return client.Sealed{Stanzas: []*xmltree.Element{st}}, nil
 }
 
 // Usable reports whether an established Encrypted Session with the contact
 // (with its resource, if to has one) can protect a message now.
-func (e *ESession) Usable(ctx context.Context, to jid.JID) bool {
+func (e *Mechanism) Usable(ctx context.Context, to jid.JID) bool {
 	_, err := e.sessionFor(to, "")
 	return err == nil
 }
 
 // sessionFor finds the established session to send to: the one on thread,
 // or the newest with the contact (with its resource, if to has one).
-func (e *ESession) sessionFor(to jid.JID, thread string) (*esession.Session, error) {
+func (e *Mechanism) sessionFor(to jid.JID, thread string) (*engine.Session, error) {
 	if thread != "" {
 		s := e.m.Session(to.Bare().String(), thread)
-		if s == nil || s.State() != esession.StateActive || !s.Encrypted() || e.isEnding(s) {
-			return nil, fmt.Errorf("%w with %s on thread %s", ErrNoESession, to, thread)
+		if s == nil || s.State() != engine.StateActive || !s.Encrypted() || e.isEnding(s) {
+			return nil, fmt.Errorf("%w with %s on thread %s", ErrNoSession, to, thread)
 		}
 		if to.Resourcepart() != "" && s.Peer() != to.String() {
 			return nil, fmt.Errorf("client: the Encrypted Session on thread %s is with %s, not %s", thread, s.Peer(), to)
 		}
 		return s, nil
 	}
-	var pending, ended *esession.Session
+	var pending, ended *engine.Session
 	for _, s := range e.newestFirst(to) {
 		if !s.Encrypted() {
 			continue
@@ -277,9 +305,9 @@ func (e *ESession) sessionFor(to jid.JID, thread string) (*esession.Session, err
 			if ended == nil {
 				ended = s
 			}
-		case s.State() == esession.StateActive:
+		case s.State() == engine.StateActive:
 			return s, nil
-		case s.State() == esession.StatePending:
+		case s.State() == engine.StatePending:
 			if pending == nil {
 				pending = s
 			}
@@ -289,27 +317,27 @@ func (e *ESession) sessionFor(to jid.JID, thread string) (*esession.Session, err
 	}
 	switch {
 	case pending != nil:
-		return nil, fmt.Errorf("%w with %s yet: the session is still being negotiated", ErrNoESession, to)
+		return nil, fmt.Errorf("%w with %s yet: the session is still being negotiated", ErrNoSession, to)
 	case ended != nil:
 		reason, _ := ended.EndReason()
 		if reason == "" {
 			reason = "you ended it"
 		}
-		return nil, fmt.Errorf("%w with %s: the last one has ended (%s)", ErrNoESession, to, reason)
+		return nil, fmt.Errorf("%w with %s: the last one has ended (%s)", ErrNoSession, to, reason)
 	}
-	return nil, fmt.Errorf("%w with %s", ErrNoESession, to)
+	return nil, fmt.Errorf("%w with %s", ErrNoSession, to)
 }
 
 // newestFirst returns the sessions with the contact (and its resource, if
 // the JID has one), newest first.
-func (e *ESession) newestFirst(peer jid.JID) []*esession.Session {
+func (e *Mechanism) newestFirst(peer jid.JID) []*engine.Session {
 	all := e.m.Sessions()
 	bare := peer.Bare().String()
 	full := ""
 	if peer.Resourcepart() != "" {
 		full = peer.String()
 	}
-	var out []*esession.Session
+	var out []*engine.Session
 	for i := len(all) - 1; i >= 0; i-- {
 		s := all[i]
 		if s.PeerBare() != bare || full != "" && s.Peer() != full {
@@ -321,36 +349,36 @@ func (e *ESession) newestFirst(peer jid.JID) []*esession.Session {
 }
 
 // Open decrypts a received XEP-0200 <c/>.
-func (e *ESession) Open(ctx context.Context, in *Incoming) (*Opened, error) {
+func (e *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Opened, error) {
 	if in.Origin.Copy() {
-		return nil, &OpenError{Reason: eme.ReasonNoSession, Detail: copyDetail(in.Origin)}
+		return nil, &client.OpenError{Reason: eme.ReasonNoSession, Detail: copyDetail(in.Origin)}
 	}
 	res, err := e.receive(ctx, in)
 	if err != nil {
-		return nil, &OpenError{Reason: eme.ReasonMalformed, Err: err}
+		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
 	}
 	op := e.convert(in, res)
 	for _, ev := range res.Events {
 		switch ev := ev.(type) {
-		case esession.Terminated:
+		case engine.Terminated:
 			if ev.Err != nil && !op.hasMessage {
 				// The events say what happened to the session; the
 				// message itself becomes the notice.
 				e.emitAll(in.From, op.Events)
-				return nil, &OpenError{Reason: eme.ReasonVerificationFailed,
+				return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed,
 					Detail: "the Encrypted Session with " + ev.Session.Peer() + " has been ended; start a new one"}
 			}
-		case esession.Rejected:
+		case engine.Rejected:
 			if !op.hasMessage {
-				// The notice says it; no ESessionIgnored event besides.
-				var rest []*SecurityEvent
+				// The notice says it; no KindIgnored event besides.
+				var rest []*client.SecurityEvent
 				for _, x := range op.Events {
-					if x.Kind != ESessionIgnored {
+					if x.Kind != KindIgnored {
 						rest = append(rest, x)
 					}
 				}
 				e.emitAll(in.From, rest)
-				return nil, &OpenError{Reason: eme.ReasonNoSession, Detail: ev.Reason}
+				return nil, &client.OpenError{Reason: eme.ReasonNoSession, Detail: ev.Reason}
 			}
 		}
 	}
@@ -362,32 +390,32 @@ func (e *ESession) Open(ctx context.Context, in *Incoming) (*Opened, error) {
 
 // Intercept reads XEP-0155 negotiation stanzas and plaintext sent on the
 // thread of an encrypted session.
-func (e *ESession) Intercept(ctx context.Context, in *Incoming) (*Opened, bool) {
+func (e *Mechanism) Intercept(ctx context.Context, in *client.Incoming) (*client.Opened, bool) {
 	st := in.Stanza
 	switch st.AttrValue("type") {
 	case "groupchat", "headline", "error":
 		return nil, false
 	}
-	neg := st.Child(esession.NSFeatureNeg, "feature") != nil || st.Child(esession.NSInit, "init") != nil
+	neg := st.Child(engine.NSFeatureNeg, "feature") != nil || st.Child(engine.NSInit, "init") != nil
 	if !neg {
-		thread := st.ChildText(NSClient, "thread")
+		thread := st.ChildText(client.NSClient, "thread")
 		if thread == "" || in.Origin.Copy() || e.m.Session(in.From.String(), thread) == nil {
 			return nil, false
 		}
 	}
 	if in.Origin.Copy() {
 		if in.Origin.Archived {
-			return &Opened{Silent: true}, true
+			return &client.Opened{Silent: true}, true
 		}
-		return &Opened{Silent: true, Events: []*SecurityEvent{{
-			Peer: in.From, Mechanism: e.Namespace(), Kind: ESessionCopy,
+		return &client.Opened{Silent: true, Events: []*client.SecurityEvent{{
+			Peer: in.From, Mechanism: e.Namespace(), Kind: KindCopy,
 			Text: "A copy of an Encrypted Session negotiation message made for another of your devices was ignored: a session belongs to one device.",
 		}}}, true
 	}
 	res, err := e.receive(ctx, in)
 	if err != nil {
-		return &Opened{Silent: true, Events: []*SecurityEvent{{
-			Peer: in.From, Mechanism: e.Namespace(), Kind: ESessionIgnored,
+		return &client.Opened{Silent: true, Events: []*client.SecurityEvent{{
+			Peer: in.From, Mechanism: e.Namespace(), Kind: KindIgnored,
 			Text: "A malformed Encrypted Session negotiation message from " + in.From.String() + " was ignored: " + err.Error(),
 		}}}, true
 	}
@@ -396,17 +424,16 @@ func (e *ESession) Intercept(ctx context.Context, in *Incoming) (*Opened, bool) 
 	}
 	op := e.convert(in, res)
 	if op.unencrypted != nil {
-		body, _ := plainBody(st)
-		op.Body, op.Payload = body, otherChildren(st)
-		op.Security = Security{Warnings: []string{"sent in the clear on the thread of the Encrypted Session with " +
+		op.Body, _, op.Payload = client.SplitContent(st.Elements())
+		op.Security = client.Security{Warnings: []string{"sent in the clear on the thread of the Encrypted Session with " +
 			op.unencrypted.Session.Peer() + ": this message is not protected"}}
 		return &op.Opened, true
 	}
 	if !op.hasMessage {
-		if body, ok := plainBody(st); ok && body != "" {
+		if body, ok, _ := client.SplitContent(st.Elements()); ok && body != "" {
 			// Never lose a body, even one riding on a negotiation stanza.
 			op.Body, op.Payload = body, nil
-			op.Security = Security{Warnings: []string{"sent in the clear with an Encrypted Session negotiation: this message is not protected"}}
+			op.Security = client.Security{Warnings: []string{"sent in the clear with an Encrypted Session negotiation: this message is not protected"}}
 		} else {
 			op.Silent = true
 		}
@@ -415,13 +442,13 @@ func (e *ESession) Intercept(ctx context.Context, in *Incoming) (*Opened, bool) 
 }
 
 // receive hands a live stanza to the engine and sends what it answers.
-func (e *ESession) receive(ctx context.Context, in *Incoming) (esession.Result, error) {
-	inb, err := esession.ParseMessage(in.Stanza)
+func (e *Mechanism) receive(ctx context.Context, in *client.Incoming) (engine.Result, error) {
+	inb, err := engine.ParseMessage(in.Stanza)
 	if err != nil {
-		return esession.Result{}, err
+		return engine.Result{}, err
 	}
 	inb.From = in.From.String()
-	inb.Subscribed = e.c.Subscribed(in.From)
+	inb.Subscribed = e.h.Subscribed(in.From)
 	inb.Delayed = inb.Delayed || in.Origin.Delayed
 	unlock := e.lockSend()
 	res, _ := e.m.Receive(inb) // errors come with events
@@ -429,7 +456,7 @@ func (e *ESession) receive(ctx context.Context, in *Incoming) (esession.Result, 
 	unlock()
 	e.track(res.Events)
 	for _, ev := range res.Events {
-		if est, ok := ev.(esession.Established); ok {
+		if est, ok := ev.(engine.Established); ok {
 			e.directedPresence(ctx, est.Session.Peer())
 		}
 	}
@@ -442,34 +469,41 @@ func (e *ESession) receive(ctx context.Context, in *Incoming) (esession.Result, 
 // tells that resource when we go offline (RFC 6121 §4.6.3), even without
 // a presence subscription, so that its session ends even if our terminate
 // never left. The contact learns nothing new: it is in a session with us.
-func (e *ESession) directedPresence(ctx context.Context, peer string) {
-	if e.c.cfg.DisablePresence || !strings.Contains(peer, "/") {
+func (e *Mechanism) directedPresence(ctx context.Context, peer string) {
+	if e.h == nil || !strings.Contains(peer, "/") {
 		return
 	}
-	p := xmltree.New(NSClient, "presence", "to", peer)
-	p.Append(xmltree.New(NSCaps, "c", "hash", "sha-1", "node", e.c.cfg.CapsNode, "ver", e.c.CapsVer()))
-	if err := e.c.SendElement(ctx, p); err != nil {
-		e.c.cfg.logger().Warn("sending directed presence failed", "to", peer, "err", err)
+	to, err := jid.Parse(peer)
+	if err != nil {
+		return
+	}
+	if e.wire != nil {
+		err = e.wire.Send(ctx, to, xmltree.New(client.NSClient, "presence", "to", to.String()))
+	} else {
+		err = e.h.SendPresence(ctx, to)
+	}
+	if err != nil {
+		e.log().Warn("sending directed presence failed", "to", peer, "err", err)
 	}
 }
 
 // converted is an Opened being built from engine events.
 type converted struct {
-	Opened
+	client.Opened
 	hasMessage  bool
-	unencrypted *esession.Unencrypted
+	unencrypted *engine.Unencrypted
 }
 
 // convert turns engine events into the message and security events.
-func (e *ESession) convert(in *Incoming, res esession.Result) converted {
+func (e *Mechanism) convert(in *client.Incoming, res engine.Result) converted {
 	var op converted
 	for _, ev := range res.Events {
-		if m, ok := ev.(esession.Message); ok && !op.hasMessage {
+		if m, ok := ev.(engine.Message); ok && !op.hasMessage {
 			op.hasMessage = true
 			op.Body, op.Payload = messageContent(m.Content)
 			op.Security = e.security(m.Session)
 			for _, n := range m.Stripped {
-				if n == "request" && in.Stanza.Child(NSReceipts, "request") != nil {
+				if n == "request" && in.Stanza.Child(client.NSReceipts, "request") != nil {
 					continue // the pipeline's receipt request rides outside <c/>
 				}
 				op.Security.Warnings = append(op.Security.Warnings,
@@ -477,7 +511,7 @@ func (e *ESession) convert(in *Incoming, res esession.Result) converted {
 			}
 			continue
 		}
-		if u, ok := ev.(esession.Unencrypted); ok {
+		if u, ok := ev.(engine.Unencrypted); ok {
 			op.unencrypted = &u
 			continue
 		}
@@ -487,38 +521,34 @@ func (e *ESession) convert(in *Incoming, res esession.Result) converted {
 }
 
 // security is the Security of a message received in s.
-func (e *ESession) security(s *esession.Session) Security {
+func (e *Mechanism) security(s *engine.Session) client.Security {
 	// Stanzas of an established session are authenticated by its MAC keys.
-	return Security{Mechanism: e.Namespace(), Name: eme.DisplayName(e.Namespace(), ""),
+	return client.Security{Mechanism: e.Namespace(), Name: eme.DisplayName(e.Namespace(), ""),
 		Verified: s.Verified(), Authenticated: true, Fingerprint: s.SAS()}
 }
 
 // messageContent splits decrypted stanza content into the body and the
 // other children.
 func messageContent(content []*xmltree.Element) (string, []*xmltree.Element) {
-	st := xmltree.New(NSClient, "message")
-	for _, c := range content {
-		st.Append(c)
-	}
-	body, _ := plainBody(st)
-	return body, otherChildren(st)
+	body, _, payload := client.SplitContent(content)
+	return body, payload
 }
 
 // securityEvents turns one engine event into the user's security events.
-func (e *ESession) securityEvents(ev esession.Event) []*SecurityEvent {
+func (e *Mechanism) securityEvents(ev engine.Event) []*client.SecurityEvent {
 	ns := e.Namespace()
-	mk := func(s *esession.Session, kind, text string) *SecurityEvent {
+	mk := func(s *engine.Session, kind, text string) *client.SecurityEvent {
 		p, _ := jid.Parse(s.Peer())
-		return &SecurityEvent{Peer: p, Mechanism: ns, Kind: kind, Text: text}
+		return &client.SecurityEvent{Peer: p, Mechanism: ns, Kind: kind, Text: text}
 	}
 	switch ev := ev.(type) {
-	case esession.PeerWentOffline:
+	case engine.PeerWentOffline:
 		if ev.Terminated {
 			return nil // the Terminated event that follows tells
 		}
-		return []*SecurityEvent{mk(ev.Session, ESessionPeerOffline, ev.Session.Peer()+
+		return []*client.SecurityEvent{mk(ev.Session, KindPeerOffline, ev.Session.Peer()+
 			" went offline. The Encrypted Session is kept, as the contact may come back; a message sent meanwhile may be lost, which ends the session when the contact reads the next one.")}
-	case esession.RequestReceived:
+	case engine.RequestReceived:
 		s := ev.Session
 		var b strings.Builder
 		if ev.Offer.Encrypted {
@@ -535,13 +565,13 @@ func (e *ESession) securityEvents(ev esession.Event) []*SecurityEvent {
 		if ev.Offer.Problem != nil {
 			fmt.Fprintf(&b, " It cannot be accepted as offered (%s): accepting sends an error.", ev.Offer.Problem.Error())
 		}
-		return []*SecurityEvent{mk(s, ESessionRequest, b.String())}
-	case esession.Established:
+		return []*client.SecurityEvent{mk(s, KindRequest, b.String())}
+	case engine.Established:
 		s := ev.Session
 		if !ev.Encrypted {
-			return []*SecurityEvent{mk(s, ESessionEstablished, "A stanza session WITHOUT end-to-end encryption was established with "+s.Peer()+".")}
+			return []*client.SecurityEvent{mk(s, KindEstablished, "A stanza session WITHOUT end-to-end encryption was established with "+s.Peer()+".")}
 		}
-		var out []*SecurityEvent
+		var out []*client.SecurityEvent
 		var b strings.Builder
 		fmt.Fprintf(&b, "Encrypted Session established with %s (XEP-0200, Deferred).", s.Peer())
 		switch {
@@ -553,52 +583,52 @@ func (e *ESession) securityEvents(ev esession.Event) []*SecurityEvent {
 			b.WriteString(" It is NOT authenticated: compare the short authentication string with the contact over a channel you trust (voice, in person) and confirm it if it matches.")
 		}
 		b.WriteString(" Messages must arrive exactly once and in order: a lost, repeated or reordered message ends the session.")
-		est := mk(s, ESessionEstablished, b.String())
+		est := mk(s, KindEstablished, b.String())
 		est.Fingerprint = ev.SAS
 		out = append(out, est)
 		if ev.ContinuityBroken {
-			out = append(out, mk(s, ESessionContinuityBroken, "None of the secrets retained from earlier Encrypted Sessions with "+
+			out = append(out, mk(s, KindContinuityBroken, "None of the secrets retained from earlier Encrypted Sessions with "+
 				s.PeerBare()+" matched: the contact uses another client or lost its data, or someone is in the middle. Compare the short authentication string before trusting this session."))
 		}
 		if ev.Verified {
-			v := mk(s, ESessionVerified, "The Encrypted Session with "+s.Peer()+" is verified through the secret retained from a confirmed session.")
+			v := mk(s, KindVerified, "The Encrypted Session with "+s.Peer()+" is verified through the secret retained from a confirmed session.")
 			v.Fingerprint = ev.SAS
 			out = append(out, v)
 		}
 		if ev.SecretsErr != nil {
-			out = append(out, mk(s, ESessionSecretNotStored, "The secret retained from this session could not be stored ("+
+			out = append(out, mk(s, KindSecretNotStored, "The secret retained from this session could not be stored ("+
 				ev.SecretsErr.Error()+"): the next session will not recognise this one."))
 		}
 		return out
-	case esession.Declined:
+	case engine.Declined:
 		t := ev.Session.Peer() + " declined the Encrypted Session."
 		if ev.Reason != "" {
 			t += " Reason given: " + eme.QuoteRemote(ev.Reason)
 		}
-		return []*SecurityEvent{mk(ev.Session, ESessionDeclined, t)}
-	case esession.PeerError:
-		return []*SecurityEvent{mk(ev.Session, ESessionFailed, peerErrorText(ev.Session.Peer(), ev.Err))}
-	case esession.Terminated:
-		return []*SecurityEvent{mk(ev.Session, ESessionTerminated, terminatedText(ev))}
-	case esession.Rejected:
+		return []*client.SecurityEvent{mk(ev.Session, KindDeclined, t)}
+	case engine.PeerError:
+		return []*client.SecurityEvent{mk(ev.Session, KindFailed, peerErrorText(ev.Session.Peer(), ev.Err))}
+	case engine.Terminated:
+		return []*client.SecurityEvent{mk(ev.Session, KindTerminated, terminatedText(ev))}
+	case engine.Rejected:
 		p, _ := jid.Parse(ev.From)
-		return []*SecurityEvent{{Peer: p, Mechanism: ns, Kind: ESessionIgnored,
+		return []*client.SecurityEvent{{Peer: p, Mechanism: ns, Kind: KindIgnored,
 			Text: "An Encrypted Session stanza from " + ev.From + " was ignored: " + ev.Reason + "."}}
-	case esession.Moved:
-		return []*SecurityEvent{mk(ev.Session, ESessionEstablished, "The stanza session continues with "+ev.To+".")}
-	case esession.Renegotiated:
+	case engine.Moved:
+		return []*client.SecurityEvent{mk(ev.Session, KindEstablished, "The stanza session continues with "+ev.To+".")}
+	case engine.Renegotiated:
 		if !ev.Accepted {
-			return []*SecurityEvent{mk(ev.Session, ESessionIgnored, "A renegotiation of the session with "+ev.Session.Peer()+" was refused.")}
+			return []*client.SecurityEvent{mk(ev.Session, KindIgnored, "A renegotiation of the session with "+ev.Session.Peer()+" was refused.")}
 		}
 	}
 	return nil
 }
 
-func peerErrorText(peer string, ne *esession.NegotiationError) string {
+func peerErrorText(peer string, ne *engine.NegotiationError) string {
 	switch ne.Condition {
-	case esession.CondServiceUnavailable:
+	case engine.CondServiceUnavailable:
 		return "The Encrypted Session with " + peer + " failed: the contact is offline or does not support Encrypted Sessions (service-unavailable)."
-	case esession.CondNotAcceptable, esession.CondFeatureNotImplemented:
+	case engine.CondNotAcceptable, engine.CondFeatureNotImplemented:
 		t := "The Encrypted Session with " + peer + " failed: the contact refused the negotiation or a message of the session (" + ne.Condition + ")."
 		if len(ne.Fields) > 0 {
 			quoted := make([]string, 0, len(ne.Fields))
@@ -609,17 +639,17 @@ func peerErrorText(peer string, ne *esession.NegotiationError) string {
 		}
 		return t
 	}
-	t := "The Encrypted Session with " + peer + " failed: " + definedCondition(ne.Condition)
+	t := "The Encrypted Session with " + peer + " failed: " + client.DefinedCondition(ne.Condition)
 	if ne.Text != "" {
 		t += " (" + eme.QuoteRemote(ne.Text) + ")"
 	}
 	return t + "."
 }
 
-func terminatedText(ev esession.Terminated) string {
+func terminatedText(ev engine.Terminated) string {
 	p := ev.Session.Peer()
 	switch {
-	case errors.Is(ev.Err, esession.ErrAuthentication):
+	case errors.Is(ev.Err, engine.ErrAuthentication):
 		return "The Encrypted Session with " + p + " was ended because a stanza failed authentication (" + ev.Reason +
 			"): it was altered, lost, repeated or reordered on the way. Its keys are wiped; start a new session."
 	case ev.Err != nil:
@@ -632,14 +662,14 @@ func terminatedText(ev esession.Terminated) string {
 
 // track records requests waiting for the user and how sessions were
 // established.
-func (e *ESession) track(events []esession.Event) {
+func (e *Mechanism) track(events []engine.Event) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, ev := range events {
 		switch ev := ev.(type) {
-		case esession.RequestReceived:
+		case engine.RequestReceived:
 			e.extraLocked(ev.Session).asking = true
-		case esession.Established:
+		case engine.Established:
 			x := e.extraLocked(ev.Session)
 			x.asking, x.secretMatched, x.continuityBroken = false, ev.SecretMatched, ev.ContinuityBroken
 		}
@@ -648,7 +678,7 @@ func (e *ESession) track(events []esession.Event) {
 
 // extraLocked returns the extra state of s, creating it (and forgetting
 // that of sessions the engine no longer keeps). e.mu is held.
-func (e *ESession) extraLocked(s *esession.Session) *sessionExtra {
+func (e *Mechanism) extraLocked(s *engine.Session) *sessionExtra {
 	x := e.extra[s]
 	if x == nil {
 		if len(e.extra) >= 256 {
@@ -664,7 +694,7 @@ func (e *ESession) extraLocked(s *esession.Session) *sessionExtra {
 	return x
 }
 
-func (e *ESession) isEnding(s *esession.Session) bool {
+func (e *Mechanism) isEnding(s *engine.Session) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	x := e.extra[s]
@@ -672,7 +702,7 @@ func (e *ESession) isEnding(s *esession.Session) bool {
 }
 
 // stanza returns an engine stanza for sending.
-func (e *ESession) stanza(o esession.Outbound) (*xmltree.Element, error) {
+func (e *Mechanism) stanza(o engine.Outbound) (*xmltree.Element, error) {
 	return o.Stanza(), nil
 }
 
@@ -680,16 +710,22 @@ func (e *ESession) stanza(o esession.Outbound) (*xmltree.Element, error) {
 // counters (encrypted terminates and acknowledgements) must be produced and
 // written without a sealed user message in between, or they arrive out of
 // order and end the session (XEP-0200 §7).
-func (e *ESession) lockSend() func() {
-	mu := &e.c.pipeline.sendMu
-	mu.Lock()
-	return mu.Unlock
+func (e *Mechanism) lockSend() func() {
+	if e.h == nil {
+		return func() {}
+	}
+	w := e.h.Hold()
+	e.wire = w
+	return func() {
+		e.wire = nil
+		w.Release()
+	}
 }
 
 // send sends engine stanzas in order, each with a new id remembered for
 // routing errors. The caller holds the pipeline's send lock (lockSend)
 // from the moment the engine produced them.
-func (e *ESession) send(ctx context.Context, out []esession.Outbound) error {
+func (e *Mechanism) send(ctx context.Context, out []engine.Outbound) error {
 	if len(out) == 0 {
 		return nil
 	}
@@ -697,21 +733,27 @@ func (e *ESession) send(ctx context.Context, out []esession.Outbound) error {
 	for _, o := range out {
 		st, err := e.stanza(o)
 		if err == nil {
-			id := NewID()
+			id := client.NewID()
 			st.SetAttr("id", id)
-			e.rememberRef(id, sessionRef{esession.Bare(o.To), o.Thread})
+			e.rememberRef(id, sessionRef{engine.Bare(o.To), o.Thread})
 			for _, h := range esessionHints {
-				if st.Child(NSHints, h) == nil {
-					st.Append(xmltree.New(NSHints, h))
+				if st.Child(client.NSHints, h) == nil {
+					st.Append(xmltree.New(client.NSHints, h))
 				}
 			}
-			if st.Child(NSSID, "origin-id") == nil {
-				st.Append(xmltree.New(NSSID, "origin-id", "id", id))
+			if st.Child(client.NSSID, "origin-id") == nil {
+				st.Append(xmltree.New(client.NSSID, "origin-id", "id", id))
 			}
-			err = e.c.SendElement(ctx, st)
+			if e.wire == nil {
+				err = client.ErrNotConnected
+			} else if to, perr := jid.Parse(o.To); perr != nil {
+				err = perr
+			} else {
+				err = e.wire.Send(ctx, to, st)
+			}
 		}
 		if err != nil {
-			e.c.cfg.logger().Warn("sending an Encrypted Session stanza failed", "to", o.To, "err", err)
+			e.log().Warn("sending an Encrypted Session stanza failed", "to", o.To, "err", err)
 			if first == nil {
 				first = err
 			}
@@ -720,11 +762,11 @@ func (e *ESession) send(ctx context.Context, out []esession.Outbound) error {
 	return first
 }
 
-func (e *ESession) remember(id string, s *esession.Session) {
+func (e *Mechanism) remember(id string, s *engine.Session) {
 	e.rememberRef(id, sessionRef{s.PeerBare(), s.Thread()})
 }
 
-func (e *ESession) rememberRef(id string, r sessionRef) {
+func (e *Mechanism) rememberRef(id string, r sessionRef) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.sent[id]; !ok {
@@ -738,7 +780,7 @@ func (e *ESession) rememberRef(id string, r sessionRef) {
 }
 
 // notify wakes every WaitFor.
-func (e *ESession) notify() {
+func (e *Mechanism) notify() {
 	e.mu.Lock()
 	close(e.changed)
 	e.changed = make(chan struct{})
@@ -746,7 +788,7 @@ func (e *ESession) notify() {
 }
 
 // emitAll emits events directly, filling in the mechanism and peer.
-func (e *ESession) emitAll(peer jid.JID, evs []*SecurityEvent) {
+func (e *Mechanism) emitAll(peer jid.JID, evs []*client.SecurityEvent) {
 	for _, ev := range evs {
 		if ev.Mechanism == "" {
 			ev.Mechanism = e.Namespace()
@@ -754,11 +796,11 @@ func (e *ESession) emitAll(peer jid.JID, evs []*SecurityEvent) {
 		if ev.Peer.Domainpart() == "" {
 			ev.Peer = peer
 		}
-		e.c.emit(ev)
+		e.h.Emit(ev)
 	}
 }
 
-func copyDetail(o Origin) string {
+func copyDetail(o client.Origin) string {
 	if o.Archived {
 		return "an archived copy of an Encrypted Session message can never be decrypted"
 	}
@@ -769,7 +811,7 @@ func copyDetail(o Origin) string {
 // id of the stanza it answers, or else the one live session bound to the
 // sender's resource (the error stanzas of XEP-0155 and XEP-0200 need not
 // carry the original id).
-func (e *ESession) MessageError(ev *ErrorEvent) []*SecurityEvent {
+func (e *Mechanism) MessageError(ev *client.ErrorEvent) []*client.SecurityEvent {
 	e.mu.Lock()
 	ref, ok := e.sent[ev.ID]
 	e.mu.Unlock()
@@ -781,9 +823,9 @@ func (e *ESession) MessageError(ev *ErrorEvent) []*SecurityEvent {
 		}
 	}
 	if !ok {
-		var live []*esession.Session
+		var live []*engine.Session
 		for _, s := range e.m.Sessions() {
-			if s.Peer() == ev.From.String() && s.State() != esession.StateEnded {
+			if s.Peer() == ev.From.String() && s.State() != engine.StateEnded {
 				live = append(live, s)
 			}
 		}
@@ -793,26 +835,26 @@ func (e *ESession) MessageError(ev *ErrorEvent) []*SecurityEvent {
 		ref = sessionRef{live[0].PeerBare(), live[0].Thread()}
 	}
 	s := e.m.Session(ref.peer, ref.thread)
-	if s == nil || s.State() == esession.StateEnded {
+	if s == nil || s.State() == engine.StateEnded {
 		return nil
 	}
 	cond := ev.Condition
 	if cond == "" {
 		cond = "undefined-condition"
 	}
-	errEl := xmltree.New(NSClient, "error", "type", "cancel").Append(xmltree.New(NSStanzas, cond))
+	errEl := xmltree.New(client.NSClient, "error", "type", "cancel").Append(xmltree.New(client.NSStanzas, cond))
 	if ev.Text != "" {
-		errEl.Append(xmltree.New(NSStanzas, "text").AppendText(ev.Text))
+		errEl.Append(xmltree.New(client.NSStanzas, "text").AppendText(ev.Text))
 	}
 	unlock := e.lockSend()
-	res, _ := e.m.Receive(&esession.Inbound{From: ev.From.String(), Type: "error", Thread: ref.thread, Error: errEl})
+	res, _ := e.m.Receive(&engine.Inbound{From: ev.From.String(), Type: "error", Thread: ref.thread, Error: errEl})
 	e.send(context.Background(), res.Out)
 	unlock()
 	e.track(res.Events)
 	e.notify()
-	var out []*SecurityEvent
+	var out []*client.SecurityEvent
 	for _, x := range res.Events {
-		if _, ok := x.(esession.Rejected); ok {
+		if _, ok := x.(engine.Rejected); ok {
 			continue // an error from another resource: not for the session
 		}
 		out = append(out, e.securityEvents(x)...)
@@ -823,7 +865,7 @@ func (e *ESession) MessageError(ev *ErrorEvent) []*SecurityEvent {
 // Presence ends the sessions bound to a resource that went offline: its
 // keys are gone with it, and stanzas sent to it would be redirected to
 // other resources or stored.
-func (e *ESession) Presence(ctx context.Context, ev *PresenceEvent) []*SecurityEvent {
+func (e *Mechanism) Presence(ctx context.Context, ev *client.PresenceEvent) []*client.SecurityEvent {
 	if ev.Available || ev.From.Resourcepart() == "" {
 		return nil
 	}
@@ -834,7 +876,7 @@ func (e *ESession) Presence(ctx context.Context, ev *PresenceEvent) []*SecurityE
 	err := e.send(ctx, res.Out)
 	unlock()
 	if err != nil {
-		e.c.cfg.logger().Info("terminating an Encrypted Session after unavailable presence failed", "peer", ev.From.String(), "err", err)
+		e.log().Info("terminating an Encrypted Session after unavailable presence failed", "peer", ev.From.String(), "err", err)
 	}
 	out := e.eventsOf(res.Events)
 	if out != nil {
@@ -845,15 +887,15 @@ func (e *ESession) Presence(ctx context.Context, ev *PresenceEvent) []*SecurityE
 
 // StreamEnded ends every session: the server dropped our resource, and
 // with it the binding every session depends on.
-func (e *ESession) StreamEnded() []*SecurityEvent {
-	var out []*SecurityEvent
+func (e *Mechanism) StreamEnded() []*client.SecurityEvent {
+	var out []*client.SecurityEvent
 	for _, s := range e.m.Sessions() {
-		if s.State() == esession.StateEnded {
+		if s.State() == engine.StateEnded {
 			continue
 		}
 		s.Close()
 		p, _ := jid.Parse(s.Peer())
-		out = append(out, &SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: ESessionTerminated,
+		out = append(out, &client.SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: KindTerminated,
 			Text: "The connection was lost: the Encrypted Session with " + s.Peer() + " ended and its keys are wiped. Start a new one once connected."})
 	}
 	if out != nil {
@@ -864,7 +906,7 @@ func (e *ESession) StreamEnded() []*SecurityEvent {
 
 // Shutdown wipes every session. It runs after the stream is closed, when
 // nothing can be sent any more; Closing has sent the terminates before.
-func (e *ESession) Shutdown() {
+func (e *Mechanism) Shutdown() {
 	for _, s := range e.m.Sessions() {
 		s.Close()
 	}
@@ -873,12 +915,12 @@ func (e *ESession) Shutdown() {
 
 // Closing implements PreCloser: Client.Close terminates every session
 // while the stream still works.
-func (e *ESession) Closing(ctx context.Context) error { return e.TerminateAll(ctx) }
+func (e *Mechanism) Closing(ctx context.Context) error { return e.TerminateAll(ctx) }
 
 // TerminateAll terminates every live session, as XEP-0217 §6 requires
 // before going offline, sending the encrypted terminate forms, and wipes
 // every session. Client.Close calls it (through Closing).
-func (e *ESession) TerminateAll(ctx context.Context) error {
+func (e *Mechanism) TerminateAll(ctx context.Context) error {
 	unlock := e.lockSend()
 	err := e.send(ctx, e.m.TerminateAll())
 	unlock()
@@ -887,16 +929,16 @@ func (e *ESession) TerminateAll(ctx context.Context) error {
 }
 
 // Start asks peer for an Encrypted Session on a new ThreadID (XEP-0201)
-// and returns at once; an ESessionEstablished event (or ESessionDeclined,
-// ESessionFailed) follows. peer should be a full JID: for a bare JID the
+// and returns at once; an KindEstablished event (or KindDeclined,
+// KindFailed) follows. peer should be a full JID: for a bare JID the
 // one resource online that supports Encrypted Sessions is chosen, or the
 // request goes to the bare JID when no resource is known.
-func (e *ESession) Start(ctx context.Context, peer jid.JID) (ESessionInfo, error) {
+func (e *Mechanism) Start(ctx context.Context, peer jid.JID) (Info, error) {
 	to := peer
 	if peer.Resourcepart() == "" {
 		var err error
 		if to, err = e.chooseResource(ctx, peer); err != nil {
-			return ESessionInfo{}, err
+			return Info{}, err
 		}
 	}
 	for _, s := range e.newestFirst(to) {
@@ -904,31 +946,31 @@ func (e *ESession) Start(ctx context.Context, peer jid.JID) (ESessionInfo, error
 			continue
 		}
 		switch {
-		case s.State() == esession.StateActive:
-			return e.info(s), fmt.Errorf("%w (%s, thread %s)", ErrESessionExists, s.Peer(), s.Thread())
-		case s.State() == esession.StatePending && s.Role() == esession.Initiator:
+		case s.State() == engine.StateActive:
+			return e.info(s), fmt.Errorf("%w (%s, thread %s)", ErrExists, s.Peer(), s.Thread())
+		case s.State() == engine.StatePending && s.Role() == engine.Initiator:
 			// An unanswered earlier request: replace it.
 			e.m.Forget(s.PeerBare(), s.Thread())
 		}
 	}
 	s, o, err := e.m.Start(to.String(), nil)
 	if err != nil {
-		return ESessionInfo{}, fmt.Errorf("client: %w", err)
+		return Info{}, fmt.Errorf("client: %w", err)
 	}
 	unlock := e.lockSend()
-	err = e.send(ctx, []esession.Outbound{o})
+	err = e.send(ctx, []engine.Outbound{o})
 	unlock()
 	if err != nil {
 		e.m.Forget(s.PeerBare(), s.Thread())
-		return ESessionInfo{}, err
+		return Info{}, err
 	}
 	e.notify()
 	return e.info(s), nil
 }
 
 // chooseResource picks the resource of a bare JID to negotiate with.
-func (e *ESession) chooseResource(ctx context.Context, peer jid.JID) (jid.JID, error) {
-	res := e.c.Resources(peer)
+func (e *Mechanism) chooseResource(ctx context.Context, peer jid.JID) (jid.JID, error) {
+	res := e.h.Resources(peer)
 	sort.Slice(res, func(i, j int) bool { return res[i].String() < res[j].String() })
 	switch len(res) {
 	case 0:
@@ -938,8 +980,8 @@ func (e *ESession) chooseResource(ctx context.Context, peer jid.JID) (jid.JID, e
 	}
 	var able []jid.JID
 	for _, r := range res {
-		info, err := e.c.QueryInfo(ctx, r, "")
-		if err == nil && info.Has(esession.FeatureESession) {
+		info, err := e.h.QueryInfo(ctx, r, "")
+		if err == nil && info.Has(engine.FeatureESession) {
 			able = append(able, r)
 		}
 	}
@@ -957,26 +999,26 @@ func (e *ESession) chooseResource(ctx context.Context, peer jid.JID) (jid.JID, e
 }
 
 // awaiting returns the newest request from peer that waits for the user.
-func (e *ESession) awaiting(peer jid.JID) (*esession.Session, error) {
+func (e *Mechanism) awaiting(peer jid.JID) (*engine.Session, error) {
 	for _, s := range e.newestFirst(peer) {
 		e.mu.Lock()
 		x := e.extra[s]
 		asking := x != nil && x.asking
 		e.mu.Unlock()
-		if asking && s.State() == esession.StatePending {
+		if asking && s.State() == engine.StatePending {
 			return s, nil
 		}
 	}
-	return nil, fmt.Errorf("%w request from %s waits for an answer", ErrNoESession, peer)
+	return nil, fmt.Errorf("%w request from %s waits for an answer", ErrNoSession, peer)
 }
 
 // Accept accepts the newest request from peer that waits for the user.
 // For an Encrypted Session the negotiation continues; an
-// ESessionEstablished event follows.
-func (e *ESession) Accept(ctx context.Context, peer jid.JID) (ESessionInfo, error) {
+// KindEstablished event follows.
+func (e *Mechanism) Accept(ctx context.Context, peer jid.JID) (Info, error) {
 	s, err := e.awaiting(peer)
 	if err != nil {
-		return ESessionInfo{}, err
+		return Info{}, err
 	}
 	unlock := e.lockSend()
 	res, aerr := s.Accept()
@@ -995,10 +1037,10 @@ func (e *ESession) Accept(ctx context.Context, peer jid.JID) (ESessionInfo, erro
 
 // Decline declines the newest request from peer that waits for the user,
 // with an optional reason.
-func (e *ESession) Decline(ctx context.Context, peer jid.JID, reason string) (ESessionInfo, error) {
+func (e *Mechanism) Decline(ctx context.Context, peer jid.JID, reason string) (Info, error) {
 	s, err := e.awaiting(peer)
 	if err != nil {
-		return ESessionInfo{}, err
+		return Info{}, err
 	}
 	o, err := s.Decline(reason)
 	e.mu.Lock()
@@ -1008,14 +1050,14 @@ func (e *ESession) Decline(ctx context.Context, peer jid.JID, reason string) (ES
 		return e.info(s), fmt.Errorf("client: %w", err)
 	}
 	unlock := e.lockSend()
-	err = e.send(ctx, []esession.Outbound{o})
+	err = e.send(ctx, []engine.Outbound{o})
 	unlock()
 	e.notify()
 	return e.info(s), err
 }
 
-func (e *ESession) eventsOf(evs []esession.Event) []*SecurityEvent {
-	var out []*SecurityEvent
+func (e *Mechanism) eventsOf(evs []engine.Event) []*client.SecurityEvent {
+	var out []*client.SecurityEvent
 	for _, ev := range evs {
 		out = append(out, e.securityEvents(ev)...)
 	}
@@ -1023,21 +1065,21 @@ func (e *ESession) eventsOf(evs []esession.Event) []*SecurityEvent {
 }
 
 // current returns the newest established encrypted session with peer.
-func (e *ESession) current(peer jid.JID) (*esession.Session, error) {
+func (e *Mechanism) current(peer jid.JID) (*engine.Session, error) {
 	for _, s := range e.newestFirst(peer) {
-		if s.Encrypted() && s.State() == esession.StateActive {
+		if s.Encrypted() && s.State() == engine.StateActive {
 			return s, nil
 		}
 	}
-	return nil, fmt.Errorf("%w with %s", ErrNoESession, peer)
+	return nil, fmt.Errorf("%w with %s", ErrNoSession, peer)
 }
 
 // SAS returns the newest established session with peer, whose SAS the
 // user compares with the contact.
-func (e *ESession) SAS(peer jid.JID) (ESessionInfo, error) {
+func (e *Mechanism) SAS(peer jid.JID) (Info, error) {
 	s, err := e.current(peer)
 	if err != nil {
-		return ESessionInfo{}, err
+		return Info{}, err
 	}
 	return e.info(s), nil
 }
@@ -1050,15 +1092,15 @@ func (e *ESession) SAS(peer jid.JID) (ESessionInfo, error) {
 // stays unverified. The session is verified, and so is its retained
 // secret: later sessions that continue the chain are verified without a
 // comparison. With no such session the error wraps ErrSASMismatch (or
-// ErrNoESession when there is no established session at all).
-func (e *ESession) ConfirmSAS(peer jid.JID, sas, thread string) (ESessionInfo, error) {
+// ErrNoSession when there is no established session at all).
+func (e *Mechanism) ConfirmSAS(peer jid.JID, sas, thread string) (Info, error) {
 	if _, err := e.current(peer); err != nil {
-		return ESessionInfo{}, err
+		return Info{}, err
 	}
 	want := normalizeSAS(sas)
-	var s *esession.Session
+	var s *engine.Session
 	for _, c := range e.newestFirst(peer) {
-		if !c.Encrypted() || c.State() != esession.StateActive || thread != "" && c.Thread() != thread {
+		if !c.Encrypted() || c.State() != engine.StateActive || thread != "" && c.Thread() != thread {
 			continue
 		}
 		if got := normalizeSAS(c.SAS()); got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 {
@@ -1067,13 +1109,13 @@ func (e *ESession) ConfirmSAS(peer jid.JID, sas, thread string) (ESessionInfo, e
 		}
 	}
 	if s == nil {
-		return ESessionInfo{}, fmt.Errorf("%w: no established Encrypted Session with %s has the SAS %q", ErrSASMismatch, peer, sas)
+		return Info{}, fmt.Errorf("%w: no established Encrypted Session with %s has the SAS %q", ErrSASMismatch, peer, sas)
 	}
 	if err := s.ConfirmSAS(); err != nil {
 		return e.info(s), fmt.Errorf("client: %w", err)
 	}
 	p, _ := jid.Parse(s.Peer())
-	e.c.emit(&SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: ESessionVerified, Fingerprint: s.SAS(),
+	e.h.Emit(&client.SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: KindVerified, Fingerprint: s.SAS(),
 		Text: "You confirmed the short authentication string of the Encrypted Session with " + s.Peer() +
 			": this session is verified, and so are later sessions that continue it."})
 	e.notify()
@@ -1096,32 +1138,32 @@ func normalizeSAS(s string) string {
 
 // End terminates the newest live session with peer: an established
 // encrypted session sends the encrypted terminate form and ends when the
-// contact acknowledges it (an ESessionTerminated event); a request or
+// contact acknowledges it (an KindTerminated event); a request or
 // negotiation is abandoned at once.
-func (e *ESession) End(ctx context.Context, peer jid.JID) (ESessionInfo, error) {
+func (e *Mechanism) End(ctx context.Context, peer jid.JID) (Info, error) {
 	for _, s := range e.newestFirst(peer) {
-		if s.State() == esession.StateEnded || e.isEnding(s) {
+		if s.State() == engine.StateEnded || e.isEnding(s) {
 			continue
 		}
 		err := e.terminate(ctx, s)
 		return e.info(s), err
 	}
-	return ESessionInfo{}, fmt.Errorf("%w with %s", ErrNoESession, peer)
+	return Info{}, fmt.Errorf("%w with %s", ErrNoSession, peer)
 }
 
-func (e *ESession) terminate(ctx context.Context, s *esession.Session) error {
+func (e *Mechanism) terminate(ctx context.Context, s *engine.Session) error {
 	unlock := e.lockSend()
 	defer unlock()
 	return e.terminateLocked(ctx, s)
 }
 
 // terminateLocked is terminate for a caller that holds the send lock.
-func (e *ESession) terminateLocked(ctx context.Context, s *esession.Session) error {
+func (e *Mechanism) terminateLocked(ctx context.Context, s *engine.Session) error {
 	res, err := s.Terminate()
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	if s.State() != esession.StateEnded {
+	if s.State() != engine.StateEnded {
 		e.mu.Lock()
 		e.extraLocked(s).ending = true
 		e.mu.Unlock()
@@ -1133,9 +1175,9 @@ func (e *ESession) terminateLocked(ctx context.Context, s *esession.Session) err
 }
 
 // Status describes every session the mechanism keeps, oldest first.
-func (e *ESession) Status() []ESessionInfo {
+func (e *Mechanism) Status() []Info {
 	all := e.m.Sessions()
-	out := make([]ESessionInfo, len(all))
+	out := make([]Info, len(all))
 	for i, s := range all {
 		out[i] = e.info(s)
 	}
@@ -1145,18 +1187,18 @@ func (e *ESession) Status() []ESessionInfo {
 // WaitFor waits until cond holds for the session with peer on thread (or,
 // with an empty thread, for the newest session with peer) and returns its
 // state, or ctx's error with the last state seen.
-func (e *ESession) WaitFor(ctx context.Context, peer jid.JID, thread string, cond func(ESessionInfo) bool) (ESessionInfo, error) {
+func (e *Mechanism) WaitFor(ctx context.Context, peer jid.JID, thread string, cond func(Info) bool) (Info, error) {
 	for {
 		e.mu.Lock()
 		ch := e.changed
 		e.mu.Unlock()
-		var s *esession.Session
+		var s *engine.Session
 		if thread != "" {
 			s = e.m.Session(peer.Bare().String(), thread)
 		} else if list := e.newestFirst(peer); len(list) > 0 {
 			s = list[0]
 		}
-		var info ESessionInfo
+		var info Info
 		if s != nil {
 			info = e.info(s)
 			if cond(info) {
@@ -1171,8 +1213,8 @@ func (e *ESession) WaitFor(ctx context.Context, peer jid.JID, thread string, con
 	}
 }
 
-func (e *ESession) info(s *esession.Session) ESessionInfo {
-	i := ESessionInfo{Peer: s.Peer(), Thread: s.Thread(), Initiator: s.Role() == esession.Initiator,
+func (e *Mechanism) info(s *engine.Session) Info {
+	i := Info{Peer: s.Peer(), Thread: s.Thread(), Initiator: s.Role() == engine.Initiator,
 		Encrypted: s.Encrypted(), SAS: s.SAS(), Verified: s.Verified()}
 	e.mu.Lock()
 	x := e.extra[s]
@@ -1183,7 +1225,7 @@ func (e *ESession) info(s *esession.Session) ESessionInfo {
 	e.mu.Unlock()
 	i.SecretMatched, i.ContinuityBroken = xs.secretMatched, xs.continuityBroken
 	switch s.State() {
-	case esession.StatePending:
+	case engine.StatePending:
 		switch {
 		case i.Initiator && i.SAS == "":
 			i.State = "requested"
@@ -1192,7 +1234,7 @@ func (e *ESession) info(s *esession.Session) ESessionInfo {
 		default:
 			i.State = "negotiating"
 		}
-	case esession.StateActive:
+	case engine.StateActive:
 		i.State = "active"
 		if xs.ending {
 			i.State = "ending"

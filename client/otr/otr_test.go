@@ -1,4 +1,4 @@
-package client
+package otr
 
 // Tests of the OTR mechanism without a server: two or more mechanisms
 // whose protocol messages are carried by an in-memory network that plays
@@ -16,30 +16,31 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/otr"
+	engine "github.com/balcony-im/balcony/otr"
 	"github.com/balcony-im/balcony/store"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
 // testKeys are DSA keys from the OTR engine's libotr test file, parsed once.
-var testKeys = sync.OnceValues(func() ([]*otr.PrivateKey, error) {
-	data, err := os.ReadFile("../otr/testdata/privkeys-libotr.txt")
+var testKeys = sync.OnceValues(func() ([]*engine.PrivateKey, error) {
+	data, err := os.ReadFile("../../otr/testdata/privkeys-libotr.txt")
 	if err != nil {
 		return nil, err
 	}
-	accts, err := otr.ParseLibotrPrivateKeys(data)
+	accts, err := engine.ParseLibotrPrivateKeys(data)
 	if err != nil {
 		return nil, err
 	}
-	var keys []*otr.PrivateKey
+	var keys []*engine.PrivateKey
 	for _, a := range accts {
 		keys = append(keys, a.Key)
 	}
 	return keys, nil
 })
 
-func testKey(t testing.TB, i int) *otr.PrivateKey {
+func testKey(t testing.TB, i int) *engine.PrivateKey {
 	t.Helper()
 	keys, err := testKeys()
 	if err != nil {
@@ -63,18 +64,18 @@ type memNet struct {
 type memStanza struct {
 	from, to jid.JID
 	st       *xmltree.Element
-	origin   Origin
+	origin   client.Origin
 }
 
 // memSide is one resource with its OTR mechanism and what its user saw.
 type memSide struct {
 	net      *memNet
 	jid      jid.JID
-	o        *OTR
+	o        *Mechanism
 	st       *store.Store
-	messages []*MessageEvent
-	notices  []*OpenError
-	events   []*SecurityEvent
+	messages []*client.MessageEvent
+	notices  []*client.OpenError
+	events   []*client.SecurityEvent
 	sent     []*xmltree.Element // every protocol stanza it sent
 }
 
@@ -82,7 +83,7 @@ func newMemNet(t *testing.T) *memNet {
 	return &memNet{t: t, sides: map[string]*memSide{}, sent: make(chan struct{}, 1)}
 }
 
-func (n *memNet) add(full string, key *otr.PrivateKey, cfg OTRConfig) *memSide {
+func (n *memNet) add(full string, key *engine.PrivateKey, cfg Config) *memSide {
 	n.t.Helper()
 	j := jid.MustParse(full)
 	if cfg.Store == nil {
@@ -104,7 +105,7 @@ func (n *memNet) add(full string, key *otr.PrivateKey, cfg OTRConfig) *memSide {
 	if cfg.HeartbeatEvery == 0 {
 		cfg.HeartbeatEvery = time.Hour
 	}
-	o, err := NewOTR(nil, cfg)
+	o, err := New(cfg)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -141,10 +142,10 @@ func (n *memNet) deliver(m memStanza) {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	in := &Incoming{Stanza: st, From: m.from, To: m.to, Origin: m.origin, Detection: det, Time: time.Now()}
+	in := &client.Incoming{Stanza: st, From: m.from, To: m.to, Origin: m.origin, Detection: det, Time: time.Now()}
 	if !det.Encrypted && !det.Control {
-		body := st.ChildText(NSClient, "body")
-		var sec Security
+		body := st.ChildText(client.NSClient, "body")
+		var sec client.Security
 		if det.OTR == eme.OTRWhitespaceTag && !m.origin.Copy() {
 			opened, err := to.o.Open(context.Background(), in)
 			if err != nil {
@@ -154,12 +155,12 @@ func (n *memNet) deliver(m memStanza) {
 			body = opened.Body
 			sec.Warnings = opened.Security.Warnings
 		}
-		to.messages = append(to.messages, &MessageEvent{From: m.from, Body: body, Security: sec, Origin: m.origin})
+		to.messages = append(to.messages, &client.MessageEvent{From: m.from, Body: body, Security: sec, Origin: m.origin})
 		return
 	}
 	opened, err := to.o.Open(context.Background(), in)
 	if err != nil {
-		var oe *OpenError
+		var oe *client.OpenError
 		if !errors.As(err, &oe) {
 			n.t.Fatalf("Open returned %T %v, want *OpenError", err, err)
 		}
@@ -171,7 +172,7 @@ func (n *memNet) deliver(m memStanza) {
 		n.t.Fatal("the OTR mechanism returned replies for the pipeline; it sends them itself")
 	}
 	if !opened.Silent {
-		to.messages = append(to.messages, &MessageEvent{From: m.from, Body: opened.Body, Security: opened.Security, Origin: m.origin})
+		to.messages = append(to.messages, &client.MessageEvent{From: m.from, Body: opened.Body, Security: opened.Security, Origin: m.origin})
 	}
 }
 
@@ -203,7 +204,7 @@ func (n *memNet) drop() {
 
 // send seals a message from s to "to" and queues it.
 func (s *memSide) send(to *memSide, body string) error {
-	sealed, err := s.o.Seal(context.Background(), &Outgoing{To: to.jid, Body: body, ID: NewID()})
+	sealed, err := s.o.Seal(context.Background(), &client.Outgoing{To: to.jid, Body: body, ID: client.NewID()})
 	if err != nil {
 		return err
 	}
@@ -218,14 +219,14 @@ func (s *memSide) send(to *memSide, body string) error {
 
 // sendPlain queues a plaintext message.
 func (s *memSide) sendPlain(to *memSide, body string) {
-	st := xmltree.New(NSClient, "message", "to", to.jid.String(), "type", "chat", "id", NewID())
-	st.Append(xmltree.New(NSClient, "body").AppendText(body))
+	st := xmltree.New(client.NSClient, "message", "to", to.jid.String(), "type", "chat", "id", client.NewID())
+	st.Append(xmltree.New(client.NSClient, "body").AppendText(body))
 	s.net.mu.Lock()
 	s.net.queue = append(s.net.queue, memStanza{from: s.jid, to: to.jid, st: st})
 	s.net.mu.Unlock()
 }
 
-func (s *memSide) lastMessage(t *testing.T) *MessageEvent {
+func (s *memSide) lastMessage(t *testing.T) *client.MessageEvent {
 	t.Helper()
 	if len(s.messages) == 0 {
 		t.Fatalf("%s got no message", s.jid)
@@ -233,7 +234,7 @@ func (s *memSide) lastMessage(t *testing.T) *MessageEvent {
 	return s.messages[len(s.messages)-1]
 }
 
-func (s *memSide) hasEvent(kind string) *SecurityEvent {
+func (s *memSide) hasEvent(kind string) *client.SecurityEvent {
 	for _, e := range s.events {
 		if e.Kind == kind {
 			return e
@@ -242,7 +243,7 @@ func (s *memSide) hasEvent(kind string) *SecurityEvent {
 	return nil
 }
 
-func (s *memSide) status(peer *memSide) OTRStatus { return s.o.Status(context.Background(), peer.jid) }
+func (s *memSide) status(peer *memSide) Status { return s.o.Status(context.Background(), peer.jid) }
 
 // private runs an AKE started by a with b and checks both ends.
 func private(t *testing.T, n *memNet, a, b *memSide) {
@@ -253,7 +254,7 @@ func private(t *testing.T, n *memNet, a, b *memSide) {
 	n.pump()
 	for _, x := range [][2]*memSide{{a, b}, {b, a}} {
 		st := x[0].status(x[1])
-		if st.State != OTRPrivateUnverified && st.State != OTRPrivateVerified {
+		if st.State != StatePrivateUnverified && st.State != StatePrivateVerified {
 			t.Fatalf("%s: state %v after the AKE, events %v", x[0].jid, st.State, kinds(x[0].events))
 		}
 		if want := x[1].o.Fingerprint().String(); st.Fingerprint != want {
@@ -262,7 +263,7 @@ func private(t *testing.T, n *memNet, a, b *memSide) {
 	}
 }
 
-func kinds(evs []*SecurityEvent) []string {
+func kinds(evs []*client.SecurityEvent) []string {
 	var s []string
 	for _, e := range evs {
 		s = append(s, e.Kind)
@@ -272,8 +273,8 @@ func kinds(evs []*SecurityEvent) []string {
 
 func TestOTRMemoryConversation(t *testing.T) {
 	n := newMemNet(t)
-	alice := n.add("alice@example.org/home", testKey(t, 4), OTRConfig{})
-	bob := n.add("bob@example.net/desk", testKey(t, 3), OTRConfig{})
+	alice := n.add("alice@example.org/home", testKey(t, 4), Config{})
+	bob := n.add("bob@example.net/desk", testKey(t, 3), Config{})
 	if alice.o.Usable(context.Background(), bob.jid) {
 		t.Fatal("usable before the AKE")
 	}
@@ -302,13 +303,13 @@ func TestOTRMemoryConversation(t *testing.T) {
 	// queries are the query string alone (XEP-0364 §2).
 	for _, st := range append(alice.sent, bob.sent...) {
 		to := jid.MustParse(st.AttrValue("to"))
-		body := st.ChildText(NSClient, "body")
+		body := st.ChildText(client.NSClient, "body")
 		k, _ := eme.ClassifyOTR(body)
 		if k == eme.OTRNone || to.Resourcepart() == "" || k == eme.OTRQuery && body != "?OTRv23?" {
 			t.Fatalf("sent %s", st)
 		}
 	}
-	if _, err := alice.o.Seal(context.Background(), &Outgoing{To: bob.jid, Type: "groupchat", Body: "x"}); err == nil {
+	if _, err := alice.o.Seal(context.Background(), &client.Outgoing{To: bob.jid, Type: "groupchat", Body: "x"}); err == nil {
 		t.Fatal("OTR in a group chat")
 	}
 
@@ -330,7 +331,7 @@ func TestOTRMemoryConversation(t *testing.T) {
 			t.Fatalf("%s: events %v", s.jid, kinds(s.events))
 		}
 	}
-	if st := alice.status(bob); st.State != OTRPrivateVerified || st.Trust != "verified" {
+	if st := alice.status(bob); st.State != StatePrivateVerified || st.Trust != "verified" {
 		t.Fatalf("alice's status after SMP %+v", st)
 	}
 	tr, err := alice.st.Trust(context.Background(), "bob@example.net", store.OTR, strings.ToUpper(bob.o.Fingerprint().Hex()))
@@ -346,7 +347,7 @@ func TestOTRMemoryConversation(t *testing.T) {
 	}
 
 	// SMP with different secrets fails on both sides and verifies nothing.
-	carol := n.add("carol@example.com/x", testKey(t, 5), OTRConfig{})
+	carol := n.add("carol@example.com/x", testKey(t, 5), Config{})
 	private(t, n, carol, bob)
 	if err := carol.o.StartSMP(context.Background(), bob.jid, "", []byte("one")); err != nil {
 		t.Fatal(err)
@@ -359,10 +360,10 @@ func TestOTRMemoryConversation(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.pump()
-	if carol.hasEvent("otr-smp-failed") == nil || carol.status(bob).State != OTRPrivateUnverified || bob.status(carol).State != OTRPrivateUnverified {
+	if carol.hasEvent("otr-smp-failed") == nil || carol.status(bob).State != StatePrivateUnverified || bob.status(carol).State != StatePrivateUnverified {
 		t.Fatalf("carol %v, states %v %v", kinds(carol.events), carol.status(bob).State, bob.status(carol).State)
 	}
-	if err := bob.o.AnswerSMP(context.Background(), carol.jid, []byte("x")); !errors.Is(err, otr.ErrNoSMP) {
+	if err := bob.o.AnswerSMP(context.Background(), carol.jid, []byte("x")); !errors.Is(err, engine.ErrNoSMP) {
 		t.Fatalf("answering without a request: %v", err)
 	}
 
@@ -371,32 +372,32 @@ func TestOTRMemoryConversation(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.pump()
-	if alice.hasEvent("otr-finished") == nil || alice.status(bob).State != OTRFinished {
+	if alice.hasEvent("otr-finished") == nil || alice.status(bob).State != StateFinished {
 		t.Fatalf("alice: %v %v", kinds(alice.events), alice.status(bob).State)
 	}
-	if err := alice.send(bob, "still there?"); !errors.Is(err, otr.ErrFinished) {
+	if err := alice.send(bob, "still there?"); !errors.Is(err, engine.ErrFinished) {
 		t.Fatalf("sending in the finished state: %v", err)
 	}
 	if err := alice.o.End(context.Background(), bob.jid); err != nil {
 		t.Fatal(err)
 	}
-	if err := alice.send(bob, "still there?"); !errors.Is(err, ErrNoOTRSession) {
+	if err := alice.send(bob, "still there?"); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("sending after End: %v", err)
 	}
 }
 
 func TestOTRMemorySealNeverPlaintext(t *testing.T) {
 	n := newMemNet(t)
-	alice := n.add("alice@example.org/home", testKey(t, 4), OTRConfig{})
-	bob := n.add("bob@example.net/desk", testKey(t, 3), OTRConfig{})
-	if err := alice.send(bob, "secret"); !errors.Is(err, ErrNoOTRSession) {
+	alice := n.add("alice@example.org/home", testKey(t, 4), Config{})
+	bob := n.add("bob@example.net/desk", testKey(t, 3), Config{})
+	if err := alice.send(bob, "secret"); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("no session: %v", err)
 	}
-	_, err := alice.o.Seal(context.Background(), &Outgoing{To: bob.jid.Bare(), Body: "x"})
-	if !errors.Is(err, ErrOTRFullJID) {
+	_, err := alice.o.Seal(context.Background(), &client.Outgoing{To: bob.jid.Bare(), Body: "x"})
+	if !errors.Is(err, ErrFullJID) {
 		t.Fatalf("bare JID: %v", err)
 	}
-	if err := alice.o.Start(context.Background(), bob.jid.Bare()); !errors.Is(err, ErrOTRFullJID) {
+	if err := alice.o.Start(context.Background(), bob.jid.Bare()); !errors.Is(err, ErrFullJID) {
 		t.Fatalf("Start with a bare JID: %v", err)
 	}
 	n.pump()
@@ -406,12 +407,12 @@ func TestOTRMemorySealNeverPlaintext(t *testing.T) {
 
 	// "always": the message is held, a query goes out, the message follows
 	// the AKE, even to a resource never seen.
-	carol := n.add("carol@example.com/x", testKey(t, 5), OTRConfig{Policy: otr.PolicyAlways, AutoStart: OTRAutoStartAlways})
+	carol := n.add("carol@example.com/x", testKey(t, 5), Config{Policy: engine.PolicyAlways, AutoStart: AutoStartAlways})
 	if err := carol.send(bob, "held until private"); err != nil {
 		t.Fatal(err)
 	}
 	n.mu.Lock()
-	first := n.queue[0].st.ChildText(NSClient, "body")
+	first := n.queue[0].st.ChildText(client.NSClient, "body")
 	n.mu.Unlock()
 	if k, _ := eme.ClassifyOTR(first); k != eme.OTRQuery {
 		t.Fatalf("carol sent %q, want a query", first)
@@ -423,8 +424,8 @@ func TestOTRMemorySealNeverPlaintext(t *testing.T) {
 
 	// "known" with a policy requiring encryption: no query to an unseen
 	// resource, the message is refused.
-	dave := n.add("dave@example.com/y", testKey(t, 6), OTRConfig{Policy: otr.PolicyAlways})
-	if err := dave.send(bob, "x"); !errors.Is(err, ErrNoOTRSession) {
+	dave := n.add("dave@example.com/y", testKey(t, 6), Config{Policy: engine.PolicyAlways})
+	if err := dave.send(bob, "x"); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("unseen resource with AutoStartKnown: %v", err)
 	}
 }
@@ -432,9 +433,9 @@ func TestOTRMemorySealNeverPlaintext(t *testing.T) {
 func TestOTRMemoryWhitespaceTag(t *testing.T) {
 	const tag = "\x20\x09\x20\x20\x09\x09\x09\x09\x20\x09\x20\x09\x20\x09\x20\x20" + "\x20\x20\x09\x09\x20\x20\x09\x09"
 	n := newMemNet(t)
-	alice := n.add("alice@example.org/home", testKey(t, 4), OTRConfig{})
-	bob := n.add("bob@example.net/desk", testKey(t, 3), OTRConfig{})
-	manual := n.add("carol@example.com/x", testKey(t, 5), OTRConfig{Policy: otr.PolicyManual, AutoStart: OTRAutoStartNever})
+	alice := n.add("alice@example.org/home", testKey(t, 4), Config{})
+	bob := n.add("bob@example.net/desk", testKey(t, 3), Config{})
+	manual := n.add("carol@example.com/x", testKey(t, 5), Config{Policy: engine.PolicyManual, AutoStart: AutoStartNever})
 
 	// Opportunistic: the tag is discovery; bob starts the AKE.
 	alice.sendPlain(bob, "hello"+tag)
@@ -442,7 +443,7 @@ func TestOTRMemoryWhitespaceTag(t *testing.T) {
 	if m := bob.messages[0]; m.Body != "hello" || m.Security.Encrypted() {
 		t.Fatalf("bob got %+v", m)
 	}
-	if bob.status(alice).State != OTRPrivateUnverified || !bob.status(alice).Known {
+	if bob.status(alice).State != StatePrivateUnverified || !bob.status(alice).Known {
 		t.Fatalf("bob did not start OTR on the whitespace tag: %+v", bob.status(alice))
 	}
 
@@ -462,12 +463,12 @@ func TestOTRMemoryWhitespaceTag(t *testing.T) {
 
 func TestOTRMemoryCopiesNeverFed(t *testing.T) {
 	n := newMemNet(t)
-	alice := n.add("alice@example.org/home", testKey(t, 4), OTRConfig{})
-	bob := n.add("bob@example.net/desk", testKey(t, 3), OTRConfig{})
-	bob2 := n.add("bob@example.net/phone", testKey(t, 3), OTRConfig{})
+	alice := n.add("alice@example.org/home", testKey(t, 4), Config{})
+	bob := n.add("bob@example.net/desk", testKey(t, 3), Config{})
+	bob2 := n.add("bob@example.net/phone", testKey(t, 3), Config{})
 	private(t, n, alice, bob)
 
-	sealed, err := alice.o.Seal(context.Background(), &Outgoing{To: bob.jid, Body: "for the desk only"})
+	sealed, err := alice.o.Seal(context.Background(), &client.Outgoing{To: bob.jid, Body: "for the desk only"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,7 +476,7 @@ func TestOTRMemoryCopiesNeverFed(t *testing.T) {
 	query, _ := alice.o.newConv()
 	q, _ := query.StartAKE()
 	queryStanza := otrStanza(bob2.jid, "q1", q[0])
-	for _, origin := range []Origin{{Carbon: CarbonReceived}, {Carbon: CarbonSent}, {Archived: true, Delayed: true}} {
+	for _, origin := range []client.Origin{{Carbon: client.CarbonReceived}, {Carbon: client.CarbonSent}, {Archived: true, Delayed: true}} {
 		before := len(bob2.notices)
 		n.deliver(memStanza{from: alice.jid, to: bob2.jid, st: sts[0], origin: origin})
 		if len(bob2.notices) != before+1 || bob2.notices[before].Reason != eme.ReasonNoKey {
@@ -497,9 +498,9 @@ func TestOTRMemoryCopiesNeverFed(t *testing.T) {
 	}
 	// Fragmented copies give one notice per message.
 	for i, body := range []string{"?OTR|0000abcd|00001234,00001,00002,AAAA,", "?OTR|0000abcd|00001234,00002,00002,BBBB.,"} {
-		st := otrStanza(bob2.jid, NewID(), []byte(body))
+		st := otrStanza(bob2.jid, client.NewID(), []byte(body))
 		before := len(bob2.notices)
-		n.deliver(memStanza{from: alice.jid, to: bob2.jid, st: st, origin: Origin{Archived: true}})
+		n.deliver(memStanza{from: alice.jid, to: bob2.jid, st: st, origin: client.Origin{Archived: true}})
 		if got := len(bob2.notices) - before; got != 1-i {
 			t.Fatalf("fragment %d of an archived message: %d notices", i+1, got)
 		}
@@ -509,13 +510,13 @@ func TestOTRMemoryCopiesNeverFed(t *testing.T) {
 func TestOTRMemoryStaleSessionReAKE(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		auto  OTRAutoStart
+		auto  AutoStart
 		reAKE bool
-	}{{"known", OTRAutoStartKnown, true}, {"never", OTRAutoStartNever, false}} {
+	}{{"known", AutoStartKnown, true}, {"never", AutoStartNever, false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newMemNet(t)
-			alice := n.add("alice@example.org/home", testKey(t, 4), OTRConfig{})
-			bob := n.add("bob@example.net/desk", testKey(t, 3), OTRConfig{AutoStart: tc.auto})
+			alice := n.add("alice@example.org/home", testKey(t, 4), Config{})
+			bob := n.add("bob@example.net/desk", testKey(t, 3), Config{AutoStart: tc.auto})
 			private(t, n, alice, bob)
 			// Bob's client loses its OTR state (a restart the server did
 			// not notice); alice still has the session.
@@ -534,7 +535,7 @@ func TestOTRMemoryStaleSessionReAKE(t *testing.T) {
 			}
 			var sawError, sawQuery bool
 			for _, st := range bob.sent {
-				switch k, _ := eme.ClassifyOTR(st.ChildText(NSClient, "body")); k {
+				switch k, _ := eme.ClassifyOTR(st.ChildText(client.NSClient, "body")); k {
 				case eme.OTRError:
 					sawError = true
 				case eme.OTRQuery:
@@ -550,7 +551,7 @@ func TestOTRMemoryStaleSessionReAKE(t *testing.T) {
 			}
 			// Either side's policy restarted the session (alice's
 			// opportunistic policy answers the error with a query).
-			if st := bob.status(alice); st.State != OTRPrivateUnverified {
+			if st := bob.status(alice); st.State != StatePrivateUnverified {
 				t.Fatalf("bob's state after the re-AKE: %v", st.State)
 			}
 			if err := alice.send(bob, "again"); err != nil {
@@ -566,11 +567,11 @@ func TestOTRMemoryStaleSessionReAKE(t *testing.T) {
 
 func TestOTRMemoryPeerRestartsWithNewInstanceTag(t *testing.T) {
 	n := newMemNet(t)
-	alice := n.add("alice@example.org/home", testKey(t, 4), OTRConfig{})
-	bob := n.add("bob@example.net/desk", testKey(t, 3), OTRConfig{InstanceTag: 0x1111})
+	alice := n.add("alice@example.org/home", testKey(t, 4), Config{})
+	bob := n.add("bob@example.net/desk", testKey(t, 3), Config{InstanceTag: 0x1111})
 	private(t, n, alice, bob)
 	// Bob comes back as a new OTR instance (same key, new tag) and starts.
-	bob2 := n.add("bob@example.net/desk", testKey(t, 3), OTRConfig{InstanceTag: 0x2222})
+	bob2 := n.add("bob@example.net/desk", testKey(t, 3), Config{InstanceTag: 0x2222})
 	private(t, n, bob2, alice)
 	if st := alice.status(bob2); st.TheirInstance != 0x2222 || st.Instances != 2 {
 		t.Fatalf("alice's status %+v", st)
@@ -596,24 +597,24 @@ func TestOTRMemoryPeerRestartsWithNewInstanceTag(t *testing.T) {
 
 func TestOTRMemoryLifetime(t *testing.T) {
 	n := newMemNet(t)
-	alice := n.add("alice@example.org/home", testKey(t, 4), OTRConfig{})
-	bob := n.add("bob@example.net/desk", testKey(t, 3), OTRConfig{})
-	carol := n.add("carol@example.com/x", testKey(t, 5), OTRConfig{})
+	alice := n.add("alice@example.org/home", testKey(t, 4), Config{})
+	bob := n.add("bob@example.net/desk", testKey(t, 3), Config{})
+	carol := n.add("carol@example.com/x", testKey(t, 5), Config{})
 	private(t, n, alice, bob)
 	private(t, n, alice, carol)
 
 	// Another resource of bob going offline changes nothing.
-	if evs := alice.o.Presence(context.Background(), &PresenceEvent{From: jid.MustParse("bob@example.net/phone")}); len(evs) != 0 {
+	if evs := alice.o.Presence(context.Background(), &client.PresenceEvent{From: jid.MustParse("bob@example.net/phone")}); len(evs) != 0 {
 		t.Fatalf("events %v", kinds(evs))
 	}
-	evs := alice.o.Presence(context.Background(), &PresenceEvent{From: bob.jid})
+	evs := alice.o.Presence(context.Background(), &client.PresenceEvent{From: bob.jid})
 	if len(evs) != 1 || evs[0].Kind != "otr-finished" || !evs[0].Peer.Equal(bob.jid) {
 		t.Fatalf("events %v", evs)
 	}
-	if alice.status(bob).State != OTRPlaintext || alice.status(carol).State != OTRPrivateUnverified {
+	if alice.status(bob).State != StatePlaintext || alice.status(carol).State != StatePrivateUnverified {
 		t.Fatal("presence ended the wrong sessions")
 	}
-	if err := alice.send(bob, "x"); !errors.Is(err, ErrNoOTRSession) {
+	if err := alice.send(bob, "x"); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("after bob went offline: %v", err)
 	}
 
@@ -625,48 +626,48 @@ func TestOTRMemoryLifetime(t *testing.T) {
 	id := n.queue[len(n.queue)-1].st.AttrValue("id")
 	n.mu.Unlock()
 	n.drop()
-	if evs := alice.o.MessageError(&ErrorEvent{From: carol.jid, ID: "unrelated", Condition: "service-unavailable"}); len(evs) != 0 {
+	if evs := alice.o.MessageError(&client.ErrorEvent{From: carol.jid, ID: "unrelated", Condition: "service-unavailable"}); len(evs) != 0 {
 		t.Fatal("a bounce of another message ended the session")
 	}
-	if evs := alice.o.MessageError(&ErrorEvent{From: carol.jid, ID: id, Condition: "service-unavailable"}); len(evs) != 1 {
+	if evs := alice.o.MessageError(&client.ErrorEvent{From: carol.jid, ID: id, Condition: "service-unavailable"}); len(evs) != 1 {
 		t.Fatalf("bounce: %v", evs)
 	}
 
 	// Our stream ending ends everything.
 	private(t, n, alice, carol)
 	evs = alice.o.StreamEnded()
-	if len(evs) != 1 || alice.status(carol).State != OTRPlaintext {
+	if len(evs) != 1 || alice.status(carol).State != StatePlaintext {
 		t.Fatalf("stream end: %v, %v", kinds(evs), alice.status(carol).State)
 	}
 }
 
 func TestOTRMemoryMalformed(t *testing.T) {
 	n := newMemNet(t)
-	bob := n.add("bob@example.net/desk", testKey(t, 3), OTRConfig{})
+	bob := n.add("bob@example.net/desk", testKey(t, 3), Config{})
 	from := jid.MustParse("alice@example.org/home")
-	st := xmltree.New(NSClient, "message", "from", from.String(), "type", "chat")
-	st.Append(xmltree.New(NSClient, "body").AppendText("not OTR at all"))
+	st := xmltree.New(client.NSClient, "message", "from", from.String(), "type", "chat")
+	st.Append(xmltree.New(client.NSClient, "body").AppendText("not OTR at all"))
 	st.Append(xmltree.New(eme.NS, "encryption", "namespace", eme.OTR))
 	det, err := eme.Detect(st.Marshal(""))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = bob.o.Open(context.Background(), &Incoming{Stanza: st, From: from, Detection: det})
-	var oe *OpenError
+	_, err = bob.o.Open(context.Background(), &client.Incoming{Stanza: st, From: from, Detection: det})
+	var oe *client.OpenError
 	if !errors.As(err, &oe) || oe.Reason != eme.ReasonMalformed {
 		t.Fatalf("tagged plaintext: %v", err)
 	}
 	// Plaintext with a whitespace tag and an EME tag would be shown as
 	// encrypted by the pipeline: it is refused, live or copied.
-	st = xmltree.New(NSClient, "message", "from", from.String(), "type", "chat")
-	st.Append(xmltree.New(NSClient, "body").AppendText("trust me, this is private \x20\x09\x20\x20\x09\x09\x09\x09\x20\x09\x20\x09\x20\x09\x20\x20\x20\x20\x09\x09\x20\x20\x09\x09"))
+	st = xmltree.New(client.NSClient, "message", "from", from.String(), "type", "chat")
+	st.Append(xmltree.New(client.NSClient, "body").AppendText("trust me, this is private \x20\x09\x20\x20\x09\x09\x09\x09\x20\x09\x20\x09\x20\x09\x20\x20\x20\x20\x09\x09\x20\x20\x09\x09"))
 	st.Append(xmltree.New(eme.NS, "encryption", "namespace", eme.OTR))
 	det, _ = eme.Detect(st.Marshal(""))
 	if !det.Encrypted || det.OTR != eme.OTRWhitespaceTag {
 		t.Fatalf("detection %+v", det)
 	}
-	for _, origin := range []Origin{{}, {Carbon: CarbonReceived}, {Archived: true}} {
-		opened, err := bob.o.Open(context.Background(), &Incoming{Stanza: st, From: from, Detection: det, Origin: origin})
+	for _, origin := range []client.Origin{{}, {Carbon: client.CarbonReceived}, {Archived: true}} {
+		opened, err := bob.o.Open(context.Background(), &client.Incoming{Stanza: st, From: from, Detection: det, Origin: origin})
 		if !errors.As(err, &oe) || oe.Reason != eme.ReasonMalformed {
 			t.Fatalf("%+v: tagged whitespace plaintext: %+v %v", origin, opened, err)
 		}
@@ -674,7 +675,7 @@ func TestOTRMemoryMalformed(t *testing.T) {
 	// A corrupted data message from an unknown peer: a notice, no panic.
 	st = otrStanza(bob.jid, "x", []byte("?OTR:AAMDAAAAAAAAAAA="+strings.Repeat("A", 40)+"."))
 	det, _ = eme.Detect(st.Marshal(""))
-	_, err = bob.o.Open(context.Background(), &Incoming{Stanza: st, From: from, Detection: det})
+	_, err = bob.o.Open(context.Background(), &client.Incoming{Stanza: st, From: from, Detection: det})
 	if !errors.As(err, &oe) {
 		t.Fatalf("garbage data message: %v", err)
 	}
@@ -702,31 +703,31 @@ func TestOTRText(t *testing.T) {
 		"<b":                                                      "<b",
 		"tagged\x20\x09\x20\x20\x09\x09\x09\x09\x20\x09\x20\x09\x20\x09\x20\x20\x20\x20\x09\x09\x20\x20\x09\x09": "tagged",
 	} {
-		if got := OTRText(in); got != want {
-			t.Errorf("OTRText(%q) = %q, want %q", in, got, want)
+		if got := Text(in); got != want {
+			t.Errorf("Text(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
 
 func TestOTRFingerprintURI(t *testing.T) {
-	f, err := otr.ParseFingerprint("AEA4D503298797D4A4FC823BC1D24524B4C54338")
+	f, err := engine.ParseFingerprint("AEA4D503298797D4A4FC823BC1D24524B4C54338")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := OTRFingerprintURI(jid.MustParse("feste@allfools.lit/res"), f)
+	u := FingerprintURI(jid.MustParse("feste@allfools.lit/res"), f)
 	if u != "xmpp:feste@allfools.lit?otr-fingerprint=AEA4D503298797D4A4FC823BC1D24524B4C54338" {
 		t.Fatalf("URI %s", u)
 	}
 	for _, in := range []string{u, "xmpp:feste@allfools.lit?otr-fingerprint=aea4d503298797d4a4fc823bc1d24524b4c54338",
 		"xmpp:fe%73te@allfools.lit?message;otr-fingerprint=AEA4D503298797D4A4FC823BC1D24524B4C54338#x"} {
-		j, g, err := ParseOTRFingerprintURI(in)
+		j, g, err := ParseFingerprintURI(in)
 		if err != nil || j.String() != "feste@allfools.lit" || g != f {
-			t.Errorf("ParseOTRFingerprintURI(%q) = %v, %v, %v", in, j, g, err)
+			t.Errorf("ParseFingerprintURI(%q) = %v, %v, %v", in, j, g, err)
 		}
 	}
 	for _, bad := range []string{"https://x", "xmpp:feste@allfools.lit", "xmpp:feste@allfools.lit?otr-fingerprint=XYZ", "xmpp:%zz@x?otr-fingerprint=AEA4D503298797D4A4FC823BC1D24524B4C54338"} {
-		if _, _, err := ParseOTRFingerprintURI(bad); err == nil {
-			t.Errorf("ParseOTRFingerprintURI(%q) succeeded", bad)
+		if _, _, err := ParseFingerprintURI(bad); err == nil {
+			t.Errorf("ParseFingerprintURI(%q) succeeded", bad)
 		}
 	}
 	if got := uriEscape("a b?c#d@e/f"); got != "a%20b%3Fc%23d@e/f" {
@@ -765,20 +766,20 @@ func TestOTRFragmentIndex(t *testing.T) {
 }
 
 func TestOTRNeedsAndConfig(t *testing.T) {
-	if _, err := NewOTR(nil, OTRConfig{}); err == nil {
-		t.Fatal("NewOTR without a key succeeded")
+	if _, err := New(Config{}); err == nil {
+		t.Fatal("New without a key succeeded")
 	}
-	if _, err := NewOTR(nil, OTRConfig{Key: testKey(t, 3), InstanceTag: 5}); err == nil {
+	if _, err := New(Config{Key: testKey(t, 3), InstanceTag: 5}); err == nil {
 		t.Fatal("instance tag below 0x100 accepted")
 	}
-	o, err := NewOTR(nil, OTRConfig{Key: testKey(t, 3)})
+	o, err := New(Config{Key: testKey(t, 3)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.InstanceTag() < 0x100 || o.Namespace() != eme.OTR {
 		t.Fatalf("tag %#x ns %s", o.InstanceTag(), o.Namespace())
 	}
-	if p, a := o.Policy(); p != DefaultOTRPolicy || p&otr.SendWhitespaceTag != 0 || a != OTRAutoStartKnown {
+	if p, a := o.Policy(); p != DefaultPolicy || p&engine.SendWhitespaceTag != 0 || a != AutoStartKnown {
 		t.Fatalf("default policy %v %v", p, a)
 	}
 	nd := o.Needs()
@@ -786,14 +787,19 @@ func TestOTRNeedsAndConfig(t *testing.T) {
 		t.Fatalf("needs %+v", nd)
 	}
 	// The pipeline puts all of XEP-0364 §3.3 on an OTR stanza.
-	c, err := New(Config{JID: jid.MustParse("alice@example.org"), Password: "x"})
+	c, err := client.New(client.Config{JID: jid.MustParse("alice@example.org"), Password: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if err := c.Register(o); err != nil {
+		t.Fatal(err)
+	}
 	st := otrStanza(jid.MustParse("bob@example.net/desk"), "id1", []byte("?OTR:AAMD."))
-	c.Pipeline().decorate(st, nil, eme.OTR, nd)
-	for _, want := range [][2]string{{NSHints, "no-copy"}, {NSHints, "no-permanent-store"}, {NSCarbons, "private"}, {eme.NS, "encryption"}} {
+	if err := c.Pipeline().Decorate(st, nil, eme.OTR); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range [][2]string{{client.NSHints, "no-copy"}, {client.NSHints, "no-permanent-store"}, {client.NSCarbons, "private"}, {eme.NS, "encryption"}} {
 		if st.Child(want[0], want[1]) == nil {
 			t.Errorf("decorated OTR stanza lacks %s %s: %s", want[0], want[1], st)
 		}
@@ -801,7 +807,7 @@ func TestOTRNeedsAndConfig(t *testing.T) {
 	if e := st.Child(eme.NS, "encryption"); e != nil && e.AttrValue("namespace") != eme.OTR {
 		t.Errorf("EME namespace %q", e.AttrValue("namespace"))
 	}
-	if len(st.ChildrenNamed(NSClient, "body")) != 1 {
+	if len(st.ChildrenNamed(client.NSClient, "body")) != 1 {
 		t.Errorf("OTR stanza with a fallback body: %s", st)
 	}
 }
@@ -827,8 +833,8 @@ func (c *fakeClock) advance(d time.Duration) {
 func TestOTRMemoryHeartbeat(t *testing.T) {
 	n := newMemNet(t)
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
-	alice := n.add("alice@example.org/home", testKey(t, 4), OTRConfig{})
-	bob := n.add("bob@example.net/desk", testKey(t, 3), OTRConfig{Now: clock.Now, HeartbeatEvery: 5 * time.Millisecond})
+	alice := n.add("alice@example.org/home", testKey(t, 4), Config{})
+	bob := n.add("bob@example.net/desk", testKey(t, 3), Config{Now: clock.Now, HeartbeatEvery: 5 * time.Millisecond})
 	private(t, n, alice, bob)
 	if err := alice.send(bob, "are you there?"); err != nil {
 		t.Fatal(err)
@@ -840,7 +846,7 @@ func TestOTRMemoryHeartbeat(t *testing.T) {
 	default:
 	}
 	before := len(bob.sent)
-	clock.advance(otr.HeartbeatInterval + time.Second)
+	clock.advance(engine.HeartbeatInterval + time.Second)
 	select {
 	case <-n.sent:
 	case <-time.After(10 * time.Second):
@@ -852,7 +858,7 @@ func TestOTRMemoryHeartbeat(t *testing.T) {
 	if len(hb) != 1 {
 		t.Fatalf("%d heartbeats", len(hb))
 	}
-	if k, _ := eme.ClassifyOTR(hb[0].ChildText(NSClient, "body")); k != eme.OTRData {
+	if k, _ := eme.ClassifyOTR(hb[0].ChildText(client.NSClient, "body")); k != eme.OTRData {
 		t.Fatalf("heartbeat is %v", k)
 	}
 	msgs, notices := len(alice.messages), len(alice.notices)
@@ -861,7 +867,7 @@ func TestOTRMemoryHeartbeat(t *testing.T) {
 		t.Fatal("the heartbeat was shown")
 	}
 	// No second heartbeat without a new message from alice.
-	clock.advance(2 * otr.HeartbeatInterval)
+	clock.advance(2 * engine.HeartbeatInterval)
 	bob.o.heartbeat()
 	n.mu.Lock()
 	again := len(bob.sent) - before

@@ -1,4 +1,4 @@
-package client
+package ox
 
 // Unexported test helpers that the external tests (package client_test)
 // use too.

@@ -1,4 +1,4 @@
-package client
+package ox
 
 import (
 	"context"
@@ -11,8 +11,9 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
-	"github.com/balcony-im/balcony/ox"
+	engine "github.com/balcony-im/balcony/ox"
 	"github.com/balcony-im/balcony/store"
 	"github.com/balcony-im/balcony/xmltree"
 )
@@ -22,13 +23,13 @@ import (
 var (
 	// Public keys: readable by anyone, including entities without a
 	// presence subscription (§4.1, §4.2).
-	oxPublicRequired = NodeOptions{"access_model": "open"}
+	oxPublicRequired = client.NodeOptions{"access_model": "open"}
 	// Notification-only nodes (§4.5) that do not push the last item on
 	// every presence (§6.2).
-	oxPublicOptional = NodeOptions{"deliver_payloads": "false", "send_last_published_item": "on_sub"}
+	oxPublicOptional = client.NodeOptions{"deliver_payloads": "false", "send_last_published_item": "on_sub"}
 	// The secret-key backup: only the owner, kept (§5.3, XEP-0223).
-	oxSecretRequired = NodeOptions{"access_model": "whitelist", "persist_items": "true"}
-	oxSecretOptional = NodeOptions{"send_last_published_item": "never"}
+	oxSecretRequired = client.NodeOptions{"access_model": "whitelist", "persist_items": "true"}
+	oxSecretOptional = client.NodeOptions{"send_last_published_item": "never"}
 )
 
 // oxTree turns an ox payload type into a tree.
@@ -43,7 +44,7 @@ func oxTree(v xml.Marshaler) (*xmltree.Element, error) {
 // stanzaCondition reports whether err is a stanza error with the given
 // defined condition.
 func stanzaCondition(err error, cond string) bool {
-	var se *StanzaError
+	var se *client.StanzaError
 	return errors.As(err, &se) && se.Condition == cond
 }
 
@@ -53,28 +54,28 @@ func stanzaCondition(err error, cond string) bool {
 // the node's configuration is read back: a required field that does not
 // hold is an error, so keys are never left with another access model
 // silently.
-func (x *OX) publishNode(ctx context.Context, node, id string, payload *xmltree.Element, required, optional NodeOptions) error {
-	all := NodeOptions{}
+func (x *Mechanism) publishNode(ctx context.Context, node, id string, payload *xmltree.Element, required, optional client.NodeOptions) error {
+	all := client.NodeOptions{}
 	for k, v := range required {
 		all[k] = v
 	}
 	for k, v := range optional {
 		all[k] = v
 	}
-	err := x.c.PublishEnsure(ctx, node, id, payload, all)
+	err := x.h.Publish(ctx, node, id, payload, all)
 	if err != nil && (stanzaCondition(err, "bad-request") || stanzaCondition(err, "not-acceptable") ||
-		stanzaCondition(err, "feature-not-implemented") || errors.Is(err, ErrPreconditionNotMet)) {
-		x.c.cfg.logger().Info("publish-options refused, publishing with the required ones only", "node", node, "err", err)
-		if err = x.c.PublishEnsure(ctx, node, id, payload, required); err == nil {
-			if cerr := x.c.ConfigureNode(ctx, node, optional); cerr != nil {
-				x.c.cfg.logger().Info("optional node configuration refused", "node", node, "err", cerr)
+		stanzaCondition(err, "feature-not-implemented") || errors.Is(err, client.ErrPreconditionNotMet)) {
+		x.log().Info("publish-options refused, publishing with the required ones only", "node", node, "err", err)
+		if err = x.h.Publish(ctx, node, id, payload, required); err == nil {
+			if cerr := x.h.ConfigureNode(ctx, node, optional); cerr != nil {
+				x.log().Info("optional node configuration refused", "node", node, "err", cerr)
 			}
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("client: publishing to %s: %w", node, err)
 	}
-	cfg, err := x.c.NodeConfig(ctx, node)
+	cfg, err := x.h.NodeConfig(ctx, node)
 	if err != nil {
 		return fmt.Errorf("client: reading the configuration of %s: %w", node, err)
 	}
@@ -120,10 +121,10 @@ func sameOption(got, want string) bool {
 // another configuration is reconfigured (precondition-not-met), and the
 // configuration is read back, so Publish fails rather than leave the keys
 // readable by fewer entities than intended.
-func (x *OX) Publish(ctx context.Context) error {
+func (x *Mechanism) Publish(ctx context.Context) error {
 	own, _, _ := x.snapshot()
 	if len(own) == 0 {
-		return ErrOXNoOwnKey
+		return ErrNoOwnKey
 	}
 	k := own[0]
 	data, err := k.Public().MarshalPublic(true)
@@ -131,11 +132,11 @@ func (x *OX) Publish(ctx context.Context) error {
 		return err
 	}
 	now := x.now().UTC().Truncate(time.Second)
-	el, err := oxTree(ox.PubKey{Data: data})
+	el, err := oxTree(engine.PubKey{Data: data})
 	if err != nil {
 		return err
 	}
-	if err := x.publishNode(ctx, ox.PublicKeyNode(k.Fingerprint()), ox.FormatTime(now), el, oxPublicRequired, oxPublicOptional); err != nil {
+	if err := x.publishNode(ctx, engine.PublicKeyNode(k.Fingerprint()), engine.FormatTime(now), el, oxPublicRequired, oxPublicOptional); err != nil {
 		return err
 	}
 	return x.announce(ctx, k.Fingerprint(), now)
@@ -146,7 +147,7 @@ func (x *OX) Publish(ctx context.Context) error {
 // active, such as one replaced by a new key) are taken out; every other
 // entry is kept. A device that still uses a retired key announces it again
 // when it sees the list change.
-func (x *OX) announce(ctx context.Context, fpr string, date time.Time) error {
+func (x *Mechanism) announce(ctx context.Context, fpr string, date time.Time) error {
 	cur, err := x.fetchList(ctx, x.self())
 	if err != nil {
 		return err
@@ -164,21 +165,21 @@ func (x *OX) announce(ctx context.Context, fpr string, date time.Time) error {
 			keep = append(keep, m)
 		}
 	}
-	merged := ox.Merge(keep, ox.KeyMetadata{Fingerprint: fpr, Date: date})
-	el, err := oxTree(ox.PublicKeysList{Keys: merged})
+	merged := engine.Merge(keep, engine.KeyMetadata{Fingerprint: fpr, Date: date})
+	el, err := oxTree(engine.PublicKeysList{Keys: merged})
 	if err != nil {
 		return err
 	}
-	return x.publishNode(ctx, ox.NodePublicKeys, "current", el, oxPublicRequired, oxPublicOptional)
+	return x.publishNode(ctx, engine.NodePublicKeys, "current", el, oxPublicRequired, oxPublicOptional)
 }
 
-// ErrOXActiveKey is returned by Withdraw for the account's active key,
+// ErrActiveKey is returned by Withdraw for the account's active key,
 // which the account's own devices would announce again at once.
-var ErrOXActiveKey = errors.New("client: this is the active OpenPGP key of this device")
+var ErrActiveKey = errors.New("client: this is the active OpenPGP key of this device")
 
-// ErrOXNotAnnounced is returned by Withdraw for a key the account's key
+// ErrNotAnnounced is returned by Withdraw for a key the account's key
 // list does not hold.
-var ErrOXNotAnnounced = errors.New("client: the OpenPGP key is not announced")
+var ErrNotAnnounced = errors.New("client: the OpenPGP key is not announced")
 
 // Withdraw removes an own key from the account's announced key list
 // (XEP-0373 §4.4, the metadata node) and deletes its data node, so that
@@ -186,13 +187,13 @@ var ErrOXNotAnnounced = errors.New("client: the OpenPGP key is not announced")
 // was lost with a device or a store. The key may be unknown to this
 // device. The active key of this device cannot be withdrawn (its devices
 // would announce it again); replace it first (balcony ox keygen --force).
-func (x *OX) Withdraw(ctx context.Context, fingerprint string) error {
+func (x *Mechanism) Withdraw(ctx context.Context, fingerprint string) error {
 	fpr, err := store.NormalizeFingerprint(store.OX, fingerprint)
 	if err != nil {
 		return err
 	}
 	if own, _, _ := x.snapshot(); len(own) > 0 && own[0].Fingerprint() == fpr {
-		return fmt.Errorf("%w: %s", ErrOXActiveKey, fpr)
+		return fmt.Errorf("%w: %s", ErrActiveKey, fpr)
 	}
 	cur, err := x.fetchList(ctx, x.self())
 	if err != nil {
@@ -205,39 +206,39 @@ func (x *OX) Withdraw(ctx context.Context, fingerprint string) error {
 		}
 	}
 	if len(keep) == len(cur.Keys) {
-		return fmt.Errorf("%w: %s", ErrOXNotAnnounced, fpr)
+		return fmt.Errorf("%w: %s", ErrNotAnnounced, fpr)
 	}
-	el, err := oxTree(ox.PublicKeysList{Keys: keep})
+	el, err := oxTree(engine.PublicKeysList{Keys: keep})
 	if err != nil {
 		return err
 	}
-	if err := x.publishNode(ctx, ox.NodePublicKeys, "current", el, oxPublicRequired, oxPublicOptional); err != nil {
+	if err := x.publishNode(ctx, engine.NodePublicKeys, "current", el, oxPublicRequired, oxPublicOptional); err != nil {
 		return err
 	}
 	// The list no longer names the key; its data node is only clutter now,
 	// and a server that refuses to delete it changes nothing for contacts.
-	if err := x.c.DeleteNode(ctx, ox.PublicKeyNode(fpr)); err != nil && !stanzaCondition(err, "item-not-found") {
-		x.c.cfg.logger().Info("deleting the data node of a withdrawn OpenPGP key failed", "fingerprint", fpr, "err", err)
+	if err := x.h.DeleteNode(ctx, engine.PublicKeyNode(fpr)); err != nil && !stanzaCondition(err, "item-not-found") {
+		x.log().Info("deleting the data node of a withdrawn OpenPGP key failed", "fingerprint", fpr, "err", err)
 	}
 	return nil
 }
 
 // fetchList fetches owner's metadata list; a missing node is an empty list.
-func (x *OX) fetchList(ctx context.Context, owner jid.JID) (*ox.PublicKeysList, error) {
-	items, err := x.c.FetchItems(ctx, owner, ox.NodePublicKeys, 1)
+func (x *Mechanism) fetchList(ctx context.Context, owner jid.JID) (*engine.PublicKeysList, error) {
+	items, err := x.h.FetchItems(ctx, owner, engine.NodePublicKeys, 1)
 	switch {
 	case stanzaCondition(err, "item-not-found"):
-		return &ox.PublicKeysList{}, nil
+		return &engine.PublicKeysList{}, nil
 	case stanzaCondition(err, "forbidden"):
 		// Prosody answers so for a node that does not exist, too.
-		return nil, fmt.Errorf("%w: the key list of %s is not readable (not published, or only for contacts): %w", ErrOXNoContactKey, owner, err)
+		return nil, fmt.Errorf("%w: the key list of %s is not readable (not published, or only for contacts): %w", ErrNoContactKey, owner, err)
 	case err != nil:
 		return nil, fmt.Errorf("client: fetching the OpenPGP key list of %s: %w", owner, err)
 	}
 	if len(items) == 0 || items[len(items)-1].Payload == nil {
-		return &ox.PublicKeysList{}, nil
+		return &engine.PublicKeysList{}, nil
 	}
-	l, err := ox.ParsePublicKeysList(items[len(items)-1].Payload.Marshal(""))
+	l, err := engine.ParsePublicKeysList(items[len(items)-1].Payload.Marshal(""))
 	if err != nil {
 		return nil, fmt.Errorf("client: the OpenPGP key list of %s: %w", owner, err)
 	}
@@ -247,19 +248,19 @@ func (x *OX) fetchList(ctx context.Context, owner jid.JID) (*ox.PublicKeysList, 
 // fetchKey fetches an announced key from its data node and checks that it
 // is the announced key and belongs to owner. It returns the key data as
 // published.
-func (x *OX) fetchKey(ctx context.Context, owner jid.JID, m ox.KeyMetadata) ([]byte, *ox.Key, error) {
+func (x *Mechanism) fetchKey(ctx context.Context, owner jid.JID, m engine.KeyMetadata) ([]byte, *engine.Key, error) {
 	node := m.Node
 	if node == "" {
-		node = ox.PublicKeyNode(m.Fingerprint)
+		node = engine.PublicKeyNode(m.Fingerprint)
 	}
-	items, err := x.c.FetchItems(ctx, owner, node, 1)
+	items, err := x.h.FetchItems(ctx, owner, node, 1)
 	if err != nil {
 		return nil, nil, err
 	}
 	if len(items) == 0 || items[len(items)-1].Payload == nil {
 		return nil, nil, errors.New("empty data node")
 	}
-	pub, err := ox.ParsePubKey(items[len(items)-1].Payload.Marshal(""))
+	pub, err := engine.ParsePubKey(items[len(items)-1].Payload.Marshal(""))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -267,22 +268,22 @@ func (x *OX) fetchKey(ctx context.Context, owner jid.JID, m ox.KeyMetadata) ([]b
 	if err != nil {
 		return nil, nil, err
 	}
-	k, err := ox.SelectAnnounced(keys, m.Fingerprint, owner, x.now())
+	k, err := engine.SelectAnnounced(keys, m.Fingerprint, owner, x.now())
 	if err != nil {
 		return nil, nil, err
 	}
 	return pub.Data, k, nil
 }
 
-// MaxOXKeys is the largest number of keys of one contact that OX fetches and
+// MaxKeys is the largest number of keys of one contact that OX fetches and
 // uses; further entries of a key list are ignored (and reported).
-const MaxOXKeys = 32
+const MaxKeys = 32
 
 // oxRefresh is the outcome of reading a key list.
 type oxRefresh struct {
-	list     *ox.PublicKeysList
+	list     *engine.PublicKeysList
 	listed   []string // announced fingerprints now recorded, own keys excluded
-	events   []*SecurityEvent
+	events   []*client.SecurityEvent
 	problems []error
 }
 
@@ -290,7 +291,7 @@ type oxRefresh struct {
 // keys not known yet (all keys with all set), records them with their
 // trust and which ones are announced, and returns security events for new
 // keys.
-func (x *OX) refresh(ctx context.Context, owner jid.JID, list *ox.PublicKeysList, all bool) (*oxRefresh, error) {
+func (x *Mechanism) refresh(ctx context.Context, owner jid.JID, list *engine.PublicKeysList, all bool) (*oxRefresh, error) {
 	owner = owner.Bare()
 	x.markFetched(owner.String())
 	if list == nil {
@@ -319,9 +320,9 @@ func (x *OX) refresh(ctx context.Context, owner jid.JID, list *ox.PublicKeysList
 		if own[m.Fingerprint] {
 			continue
 		}
-		if i >= MaxOXKeys {
-			res.problems = append(res.problems, &ox.KeyError{Fingerprint: m.Fingerprint,
-				Err: fmt.Errorf("more than %d keys announced; ignored", MaxOXKeys)})
+		if i >= MaxKeys {
+			res.problems = append(res.problems, &engine.KeyError{Fingerprint: m.Fingerprint,
+				Err: fmt.Errorf("more than %d keys announced; ignored", MaxKeys)})
 			continue
 		}
 		// A key whose data is stored is fetched again only when it is
@@ -333,7 +334,7 @@ func (x *OX) refresh(ctx context.Context, owner jid.JID, list *ox.PublicKeysList
 		}
 		data, _, err := x.fetchKey(ctx, owner, m)
 		if err != nil {
-			res.problems = append(res.problems, &ox.KeyError{Fingerprint: m.Fingerprint, Err: err})
+			res.problems = append(res.problems, &engine.KeyError{Fingerprint: m.Fingerprint, Err: err})
 			if r, ok := known[m.Fingerprint]; ok && len(r.Data) > 0 {
 				res.listed = append(res.listed, m.Fingerprint)
 			}
@@ -351,13 +352,13 @@ func (x *OX) refresh(ctx context.Context, owner jid.JID, list *ox.PublicKeysList
 		res.listed = append(res.listed, m.Fingerprint)
 		switch {
 		case seen.Change != nil:
-			res.events = append(res.events, &SecurityEvent{
+			res.events = append(res.events, &client.SecurityEvent{
 				Peer: owner, Mechanism: eme.OX, Kind: "key-changed", Fingerprint: m.Fingerprint,
 				Text: fmt.Sprintf("%s announced a new OpenPGP key (trust: %s); keys seen before: %s",
 					owner, seen.Key.Trust, joinFingerprints(seen.Change.Previous)),
 			})
 		case seen.New:
-			res.events = append(res.events, &SecurityEvent{
+			res.events = append(res.events, &client.SecurityEvent{
 				Peer: owner, Mechanism: eme.OX, Kind: "new-key", Fingerprint: m.Fingerprint,
 				Text: fmt.Sprintf("%s announced an OpenPGP key (trust: %s)", owner, seen.Key.Trust),
 			})
@@ -367,7 +368,7 @@ func (x *OX) refresh(ctx context.Context, owner jid.JID, list *ox.PublicKeysList
 		return nil, err
 	}
 	for _, p := range res.problems {
-		x.c.cfg.logger().Info("problem in an OpenPGP key announcement", "contact", owner.String(), "err", p)
+		x.log().Info("problem in an OpenPGP key announcement", "contact", owner.String(), "err", p)
 	}
 	return res, nil
 }
@@ -383,18 +384,18 @@ func joinFingerprints(f []string) string {
 // XEP-0373 §4.5 notifications may carry only an item id, and then the list
 // is fetched. When our own list lacks our active key, it is announced
 // again (§6.3).
-func (x *OX) onMetadata(ev *PEPEvent) {
+func (x *Mechanism) onMetadata(ev *client.PEPEvent) {
 	ctx, cancel := context.WithTimeout(context.Background(), x.cfg.FetchTimeout)
 	defer cancel()
-	var list *ox.PublicKeysList
+	var list *engine.PublicKeysList
 	if n := len(ev.Items); n > 0 && ev.Items[n-1].Payload != nil {
-		if l, err := ox.ParsePublicKeysList(ev.Items[n-1].Payload.Marshal("")); err == nil {
+		if l, err := engine.ParsePublicKeysList(ev.Items[n-1].Payload.Marshal("")); err == nil {
 			list = l
 		}
 	}
 	res, err := x.refresh(ctx, ev.From, list, false)
 	if err != nil {
-		x.c.cfg.logger().Info("reading a notified OpenPGP key list failed", "contact", ev.From.String(), "err", err)
+		x.log().Info("reading a notified OpenPGP key list failed", "contact", ev.From.String(), "err", err)
 		return
 	}
 	x.emitAll(res.events)
@@ -405,14 +406,14 @@ func (x *OX) onMetadata(ev *PEPEvent) {
 	if len(own) == 0 || res.list.Contains(own[0].Fingerprint()) {
 		return
 	}
-	x.c.cfg.logger().Info("own OpenPGP key missing from the key list: announcing it again")
+	x.log().Info("own OpenPGP key missing from the key list: announcing it again")
 	if err := x.Publish(ctx); err != nil {
-		x.c.cfg.logger().Warn("announcing the OpenPGP key again failed", "err", err)
+		x.log().Warn("announcing the OpenPGP key again failed", "err", err)
 	}
 }
 
-// OXKey describes one of a contact's OpenPGP keys as Discover found it.
-type OXKey struct {
+// KeyInfo describes one of a contact's OpenPGP keys as Discover found it.
+type KeyInfo struct {
 	Fingerprint string
 	Trust       store.TrustState
 	Announced   bool
@@ -420,13 +421,13 @@ type OXKey struct {
 	Algorithm   string
 }
 
-// OXDiscovery is the result of Discover.
-type OXDiscovery struct {
+// Discovery is the result of Discover.
+type Discovery struct {
 	Contact jid.JID
-	Keys    []OXKey
+	Keys    []KeyInfo
 	// Events are the key changes found (new keys, changed keys); they are
 	// also emitted on the client's event channel.
-	Events []*SecurityEvent
+	Events []*client.SecurityEvent
 	// Problems are announced keys that could not be used (not published,
 	// not parseable, without the right user ID, expired) and entries of
 	// the list that had to be repaired.
@@ -437,7 +438,7 @@ type OXDiscovery struct {
 // §4.3), records them with their trust, and returns what is known about
 // the contact's keys. A contact without a key list has no keys; a server
 // without PEP gives an error.
-func (x *OX) Discover(ctx context.Context, contact jid.JID) (*OXDiscovery, error) {
+func (x *Mechanism) Discover(ctx context.Context, contact jid.JID) (*Discovery, error) {
 	contact = contact.Bare()
 	l := x.keyLock(contact.String())
 	l.Lock()
@@ -447,7 +448,7 @@ func (x *OX) Discover(ctx context.Context, contact jid.JID) (*OXDiscovery, error
 		return nil, err
 	}
 	x.emitAll(res.events)
-	d := &OXDiscovery{Contact: contact, Events: res.events, Problems: res.problems}
+	d := &Discovery{Contact: contact, Events: res.events, Problems: res.problems}
 	sk, err := x.loadKeys(ctx, contact)
 	if err != nil {
 		return nil, err
@@ -457,7 +458,7 @@ func (x *OX) Discover(ctx context.Context, contact jid.JID) (*OXDiscovery, error
 		if i.own {
 			continue
 		}
-		d.Keys = append(d.Keys, OXKey{Fingerprint: k.Fingerprint(), Trust: i.trust, Announced: i.announced,
+		d.Keys = append(d.Keys, KeyInfo{Fingerprint: k.Fingerprint(), Trust: i.trust, Announced: i.announced,
 			Created: k.Created(), Algorithm: k.Algorithm()})
 	}
 	return d, nil
@@ -469,29 +470,29 @@ func (x *OX) Discover(ctx context.Context, contact jid.JID) (*OXDiscovery, error
 // persist_items=true (the node is created or reconfigured as needed, and
 // the configuration is checked afterwards). It returns the code, which
 // Balcony does not keep: the user must write it down.
-func (x *OX) Backup(ctx context.Context) (string, error) {
+func (x *Mechanism) Backup(ctx context.Context) (string, error) {
 	own, _, _ := x.snapshot()
 	if len(own) == 0 {
-		return "", ErrOXNoOwnKey
+		return "", ErrNoOwnKey
 	}
-	code, err := ox.NewBackupCode(x.cfg.Rand)
+	code, err := engine.NewBackupCode(x.cfg.Rand)
 	if err != nil {
 		return "", err
 	}
-	data, err := ox.SealBackup(own, code, x.pgp)
+	data, err := engine.SealBackup(own, code, x.pgp)
 	if err != nil {
 		return "", err
 	}
-	el, err := oxTree(ox.SecretKey{Data: data})
+	el, err := oxTree(engine.SecretKey{Data: data})
 	if err != nil {
 		return "", err
 	}
-	if err := x.publishNode(ctx, ox.NodeSecretKey, "current", el, oxSecretRequired, oxSecretOptional); err != nil {
+	if err := x.publishNode(ctx, engine.NodeSecretKey, "current", el, oxSecretRequired, oxSecretOptional); err != nil {
 		var ce *NodeConfigError
 		if errors.As(err, &ce) {
 			// The backup went out, but not to a whitelist node: never
 			// leave it readable by others.
-			if derr := x.c.DeleteNode(ctx, ox.NodeSecretKey); derr != nil {
+			if derr := x.h.DeleteNode(ctx, engine.NodeSecretKey); derr != nil {
 				return "", errors.Join(err, fmt.Errorf("client: deleting the misconfigured secret-key node: %w", derr))
 			}
 		}
@@ -520,29 +521,29 @@ type RestoreResult struct {
 // and stores every key in it as an own key. If the account has no active
 // key, the newest key that is valid for the account becomes active. The
 // mechanism is reloaded and enabled.
-func (x *OX) Restore(ctx context.Context, code string) (*RestoreResult, error) {
-	if !ox.ValidBackupCode(code) {
-		norm, err := ox.NormalizeBackupCode(code)
+func (x *Mechanism) Restore(ctx context.Context, code string) (*RestoreResult, error) {
+	if !engine.ValidBackupCode(code) {
+		norm, err := engine.NormalizeBackupCode(code)
 		if err != nil {
 			return nil, err
 		}
 		code = norm
 	}
-	items, err := x.c.FetchItems(ctx, x.self(), ox.NodeSecretKey, 1)
+	items, err := x.h.FetchItems(ctx, x.self(), engine.NodeSecretKey, 1)
 	if stanzaCondition(err, "item-not-found") {
-		return nil, ErrOXNoBackup
+		return nil, ErrNoBackup
 	}
 	if err != nil {
 		return nil, fmt.Errorf("client: fetching the secret-key backup: %w", err)
 	}
 	if len(items) == 0 || items[len(items)-1].Payload == nil {
-		return nil, ErrOXNoBackup
+		return nil, ErrNoBackup
 	}
-	data, err := ox.ParseSecretKey(items[len(items)-1].Payload.Marshal(""))
+	data, err := engine.ParseSecretKey(items[len(items)-1].Payload.Marshal(""))
 	if err != nil {
 		return nil, err
 	}
-	keys, err := ox.OpenBackup(data, code)
+	keys, err := engine.OpenBackup(data, code)
 	if err != nil {
 		return nil, err
 	}
@@ -560,10 +561,10 @@ func (x *OX) Restore(ctx context.Context, code string) (*RestoreResult, error) {
 	}
 	now := x.now()
 	// The newest usable key becomes active when there is none.
-	var best *ox.Key
+	var best *engine.Key
 	for _, k := range keys {
 		if k.Locked() {
-			res.Problems = append(res.Problems, &ox.KeyError{Fingerprint: k.Fingerprint(), Err: errors.New("protected by a passphrase")})
+			res.Problems = append(res.Problems, &engine.KeyError{Fingerprint: k.Fingerprint(), Err: errors.New("protected by a passphrase")})
 			continue
 		}
 		err := k.ValidFor(x.self(), now)
@@ -584,7 +585,7 @@ func (x *OX) Restore(ctx context.Context, code string) (*RestoreResult, error) {
 			res.Existing = append(res.Existing, k.Fingerprint())
 			continue
 		}
-		if err := StoreOXKey(ctx, x.st, k, res.Active == "" && k == best); err != nil {
+		if err := StoreKey(ctx, x.st, k, res.Active == "" && k == best); err != nil {
 			return res, err
 		}
 		res.Added = append(res.Added, k.Fingerprint())
@@ -598,11 +599,11 @@ func (x *OX) Restore(ctx context.Context, code string) (*RestoreResult, error) {
 	return res, nil
 }
 
-// StoreOXKey stores a secret OX key as one of the account's own keys,
+// StoreKey stores a secret OX key as one of the account's own keys,
 // active (the signing and announced key) or not.
-func StoreOXKey(ctx context.Context, st OXStore, k *ox.Key, active bool) error {
+func StoreKey(ctx context.Context, st Store, k *engine.Key, active bool) error {
 	if !k.Secret() || k.Locked() {
-		return &ox.KeyError{Fingerprint: k.Fingerprint(), Err: ox.ErrNotSecret}
+		return &engine.KeyError{Fingerprint: k.Fingerprint(), Err: engine.ErrNotSecret}
 	}
 	pub, err := k.Public().MarshalPublic(true)
 	if err != nil {

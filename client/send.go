@@ -1,0 +1,196 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/xmltree"
+)
+
+// Send sends a message, protected by the mechanism with EME namespace
+// mechanism, or in the clear when mechanism is "". The contact's policy is
+// checked first: a downgrade is refused with an error wrapping
+// eme.ErrDowngrade and nothing is sent.
+//
+// Send does not change *out: the defaults (type "chat", a new id) are
+// applied to a copy.
+func (c *Client) Send(ctx context.Context, out *Outgoing, mechanism string) (Sent, error) {
+	return c.pipeline.send(ctx, out, mechanism)
+}
+
+func (p *Pipeline) send(ctx context.Context, msg *Outgoing, mechanism string) (Sent, error) {
+	if msg.To.Domainpart() == "" {
+		return Sent{}, errors.New("client: message without recipient")
+	}
+	if err := p.Policy(msg.To).CheckOutgoing(mechanism); err != nil {
+		return Sent{}, err
+	}
+	o := *msg
+	out := &o
+	if out.Type == "" {
+		out.Type = "chat"
+	}
+	if out.ID == "" {
+		out.ID = NewID()
+	}
+	if mechanism == "" {
+		st := xmltree.New(NSClient, "message", "to", out.To.String(), "type", out.Type, "id", out.ID)
+		if out.Body != "" {
+			body := out.Body
+			obs, _ := mechanismsWith[PlaintextObserver](p, true)
+			for _, po := range obs {
+				body = po.OutgoingPlaintext(out.To, body)
+			}
+			st.Append(xmltree.New(NSClient, "body").AppendText(body))
+		}
+		if out.Thread != "" {
+			st.Append(xmltree.New(NSClient, "thread").AppendText(out.Thread))
+		}
+		for _, e := range out.Payload {
+			st.Append(e)
+		}
+		p.decorate(st, out, "", Needs{Hints: nil})
+		p.sendMu.Lock()
+		defer p.sendMu.Unlock()
+		return Sent{ID: out.ID, IDs: []string{out.ID}}, p.write(ctx, st)
+	}
+	m, ok, enabled := p.mechanism(mechanism)
+	if !ok {
+		return Sent{}, fmt.Errorf("client: mechanism %s is not available", eme.DisplayName(mechanism, ""))
+	}
+	if !enabled {
+		err := fmt.Errorf("client: %s is not enabled", eme.DisplayName(mechanism, ""))
+		p.mu.Lock()
+		hint := p.hints.For(mechanism, out.To.String())
+		p.mu.Unlock()
+		if hint != "" {
+			err = fmt.Errorf("%w; enable it with: %s", err, hint)
+		}
+		return Sent{}, err
+	}
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
+	sealed, err := m.Seal(ctx, out)
+	if err != nil {
+		return Sent{}, err
+	}
+	sent := Sent{ID: out.ID, Held: sealed.Held}
+	for i, st := range sealed.Stanzas {
+		if i > 0 && st.AttrValue("id") == out.ID {
+			st.SetAttr("id", NewID())
+		}
+		p.decorate(st, out, mechanism, m.Needs())
+		sent.IDs = append(sent.IDs, st.AttrValue("id"))
+		if err := p.write(ctx, st); err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
+}
+
+// Decorate adds to st what the pipeline adds to every <message/> of the
+// registered mechanism (EME tag and fallback body on messages with text,
+// hints, <private/>, origin-id, a type and an id), or of plaintext when
+// mechanism is "". out is the message st was sealed from, if any: its
+// addressing fills what st lacks, and its Body marks st as carrying text
+// although the text is inside the ciphertext. Send does this itself;
+// Decorate is for stanzas built outside it (tests, tools).
+func (p *Pipeline) Decorate(st *xmltree.Element, out *Outgoing, mechanism string) error {
+	var needs Needs
+	if mechanism != "" {
+		m, ok, _ := p.mechanism(mechanism)
+		if !ok {
+			return fmt.Errorf("client: mechanism %s is not available", mechanism)
+		}
+		needs = m.Needs()
+	}
+	p.decorate(st, out, mechanism, needs)
+	return nil
+}
+
+// decorate adds what every message of a mechanism carries.
+func (p *Pipeline) decorate(st *xmltree.Element, out *Outgoing, mechanism string, needs Needs) {
+	if out != nil {
+		if st.AttrValue("to") == "" {
+			st.SetAttr("to", out.To.String())
+		}
+		if st.AttrValue("type") == "" {
+			st.SetAttr("type", out.Type)
+		}
+		if st.AttrValue("id") == "" {
+			st.SetAttr("id", out.ID)
+		}
+		if out.Receipt && st.Child(NSReceipts, "request") == nil {
+			st.Append(xmltree.New(NSReceipts, "request"))
+		}
+	} else if st.AttrValue("id") == "" {
+		st.SetAttr("id", NewID())
+	}
+	if st.AttrValue("type") == "" {
+		st.SetAttr("type", "chat")
+	}
+	// XEP-0380 tags and fallback bodies go only on messages that carry
+	// something to read: a body-less message (a chat state, a receipt) with
+	// a tag would show every other client an "unreadable message" notice
+	// for nothing.
+	carriesText := st.Child(NSClient, "body") != nil || (out != nil && out.Body != "")
+	if mechanism != "" && carriesText {
+		if st.Child(eme.NS, "encryption") == nil {
+			tag := eme.NewTag(mechanism)
+			e := xmltree.New(eme.NS, "encryption", "namespace", tag.Namespace)
+			if tag.Name != "" {
+				e.SetAttr("name", tag.Name)
+			}
+			st.Append(e)
+		}
+		if needs.FallbackBody && st.Child(NSClient, "body") == nil {
+			st.Append(xmltree.New(NSClient, "body").AppendText(eme.FallbackBody(mechanism)))
+		}
+	}
+	for _, h := range needs.Hints {
+		if st.Child(NSHints, h) == nil {
+			st.Append(xmltree.New(NSHints, h))
+		}
+	}
+	if needs.Private && st.Child(NSCarbons, "private") == nil {
+		st.Append(xmltree.New(NSCarbons, "private"))
+	}
+	if st.Child(NSSID, "origin-id") == nil {
+		st.Append(xmltree.New(NSSID, "origin-id", "id", st.AttrValue("id")))
+	}
+}
+
+// writeProtocol sends protocol messages of a mechanism (replies, session
+// management) to peer, each <message/> decorated like sealed messages. The
+// caller holds sendMu.
+func (p *Pipeline) writeProtocol(ctx context.Context, peer jid.JID, mechanism string, stanzas []*xmltree.Element) error {
+	m, ok, _ := p.mechanism(mechanism)
+	if !ok {
+		return fmt.Errorf("client: mechanism %s is not available", mechanism)
+	}
+	for _, st := range stanzas {
+		if st.AttrValue("to") == "" {
+			st.SetAttr("to", peer.String())
+		}
+		if st.Name.Local == "message" {
+			p.decorate(st, nil, mechanism, m.Needs())
+		}
+		if err := p.write(ctx, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write writes a stanza to the stream. The caller holds sendMu.
+func (p *Pipeline) write(ctx context.Context, st *xmltree.Element) error {
+	sess, err := p.c.session()
+	if err != nil {
+		return err
+	}
+	return sendTree(ctx, sess, st)
+}
