@@ -469,7 +469,11 @@ func (c *Client) session() (*xmpp.Session, error) {
 	return c.sess, nil
 }
 
-func (c *Client) emit(e Event) { c.events.push(e) }
+// emit queues an event for Events, its texts in the user's language.
+func (c *Client) emit(e Event) {
+	c.pipeline.localize(e)
+	c.events.push(e)
+}
 
 // drainGrace is how long events left when the client closes wait for a
 // reader before they are dropped.

@@ -5,6 +5,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
@@ -80,7 +81,22 @@ type Security struct {
 	Trust string
 	// Warnings are problems that did not prevent reading the message
 	// (for example an implausible timestamp or an unverified signature).
-	Warnings []string
+	Warnings []Warning
+}
+
+// A Warning is a problem with a message that did not prevent reading it.
+type Warning struct {
+	// Message is the warning as data (an ID for programs and its values).
+	Message eme.Message
+	// Text is Message in the client's language (Config.Language), filled
+	// by the client.
+	Text string
+}
+
+// Warn returns a warning of the catalogue message id with args, for
+// mechanisms to put in Security.Warnings; the client fills its Text.
+func Warn(id eme.MessageID, args ...string) Warning {
+	return Warning{Message: eme.Msg(id, args...)}
 }
 
 // Encrypted reports whether a mechanism protected the message.
@@ -127,11 +143,13 @@ type NoticeEvent struct {
 	Namespace string
 	// Mechanism is our display name, or the sanitised, quoted remote name.
 	Mechanism string
-	// Reason is a short machine-readable reason ("not-supported",
-	// "not-enabled", "no-session", "no-key", "verification-failed",
-	// "malformed", "disagreement", ...).
-	Reason string
-	// Text is the localised notice.
+	// Reason is why the message could not be shown.
+	Reason eme.Reason
+	// Hint is what the user can do about it (enable the mechanism, start
+	// a session), as data for the application to turn into its own
+	// command; the zero Hint when there is nothing to do.
+	Hint eme.Hint
+	// Text is the localised notice (without the hint).
 	Text string
 }
 
@@ -188,12 +206,25 @@ type ErrorEvent struct {
 // step needs the user, and so on.
 type SecurityEvent struct {
 	Peer      jid.JID
-	Mechanism string // EME namespace
-	Kind      string // mechanism-specific short kind, e.g. "gone-secure"
-	Text      string // human-readable description
+	Mechanism string       // EME namespace
+	Kind      SecurityKind // what happened; each mechanism package lists its kinds
 	// Fingerprint or SAS value when relevant.
 	Fingerprint string
+	// Message says what happened, for the user, as data; Notes add to it
+	// (why a session is not authenticated, what a request implies).
+	Message eme.Message
+	Notes   []eme.Message
+	// Hint is what the user can do next (verify, answer, accept...).
+	Hint eme.Hint
+	// Text is Message and Notes in the client's language, filled by the
+	// client.
+	Text string
 }
+
+// SecurityKind is the kind of a SecurityEvent. Each mechanism package
+// declares its own, prefixed with its name ("otr-private",
+// "esession-established"), so kinds of different mechanisms never clash.
+type SecurityKind string
 
 // ConnectionState is the state reported by ConnectionEvent.
 type ConnectionState int

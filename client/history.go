@@ -193,5 +193,10 @@ func (h *ArchiveReader) Open(ctx context.Context, msgs []ArchivedMessage) []Even
 			out[i] = p.finish(ctx, ins[i], dets[i], ns, r.Opened, r.Err)
 		}
 	}
+	for _, ev := range out {
+		if ev != nil {
+			p.localize(ev)
+		}
+	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/prosodytest"
 	"github.com/balcony-im/balcony/xmltree"
@@ -138,7 +139,7 @@ func TestIntegrationForgedCarbonIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := waitFor(t, a, func(n *client.NoticeEvent) bool { return true })
-	if n.Reason != "forged-carbon" || !n.From.Bare().Equal(mallory.JID) {
+	if n.Reason != eme.ReasonForgedCopy || !n.From.Bare().Equal(mallory.JID) {
 		t.Fatalf("notice %+v", n)
 	}
 }
@@ -419,7 +420,7 @@ func TestIntegrationUnparsableMessageNotice(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := waitFor(t, b, func(n *client.NoticeEvent) bool { return n.ID == "too-deep" })
-	if !n.From.Equal(a.JID()) || n.Reason != "unreadable" || strings.Contains(n.Text, "hidden") {
+	if !n.From.Equal(a.JID()) || n.Reason != eme.ReasonUnreadable || strings.Contains(n.Text, "hidden") {
 		t.Fatalf("notice %+v", n)
 	}
 }

@@ -117,12 +117,19 @@ type Opened struct {
 // eme.ReasonNoKey, eme.ReasonVerificationFailed, eme.ReasonMalformed, ...).
 type OpenError struct {
 	Reason eme.Reason
+	// Notes explain the reason to the user (catalogue messages, shown in
+	// the user's language after the notice).
+	Notes []eme.Message
+	// Detail is technical text shown untranslated (an engine's error).
 	Detail string
 	Err    error
 }
 
 func (e *OpenError) Error() string {
 	s := "client: cannot open message: " + e.Reason.String()
+	for _, n := range e.Notes {
+		s += ": " + n.String()
+	}
 	if e.Detail != "" {
 		s += ": " + e.Detail
 	}
@@ -200,8 +207,8 @@ type Plaintext struct {
 	// Body is the text to show (the body it was given, or that body with
 	// the mechanism's markers removed).
 	Body string
-	// Warnings are shown with the message.
-	Warnings []string
+	// Warnings are shown with the message (see Warn).
+	Warnings []Warning
 }
 
 // Attacher is implemented by mechanisms that need the client: Register

@@ -26,12 +26,11 @@ type Pipeline struct {
 	policies map[string]eme.Policy // bare JID -> policy
 	def      eme.Policy
 	lang     language.Tag
-	hints    eme.Hints
 }
 
 func newPipeline(c *Client) *Pipeline {
 	return &Pipeline{c: c, mechs: map[string]Mechanism{}, enabled: map[string]bool{},
-		policies: map[string]eme.Policy{}, lang: language.English, hints: eme.DefaultHints()}
+		policies: map[string]eme.Policy{}, lang: language.English}
 }
 
 // Pipeline returns the client's message pipeline.

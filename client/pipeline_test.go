@@ -116,7 +116,8 @@ func TestSendNotEnabledHint(t *testing.T) {
 	c := newTestClient(t)
 	registerDisabled(t, c, &fakeMech{ns: eme.OX})
 	_, err := c.Send(context.Background(), &Outgoing{To: jid.MustParse("alice@example.org"), Body: "x"}, eme.OX)
-	if err == nil || !strings.Contains(err.Error(), "not enabled; enable it with: balcony ox keygen") {
+	ne, ok := errors.AsType[*NotEnabledError](err)
+	if !ok || !errors.Is(err, ErrNotEnabled) || ne.Hint != (eme.Hint{Action: eme.ActionEnable, Mechanism: eme.OX, Peer: "alice@example.org"}) {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -215,7 +216,7 @@ func TestOpenRouting(t *testing.T) {
 				if tc.notice == "" {
 					t.Fatalf("got notice %q, want message", ev.Text)
 				}
-				if ev.Reason != tc.notice {
+				if ev.Reason.String() != tc.notice {
 					t.Errorf("reason %q, want %q (%s)", ev.Reason, tc.notice, ev.Text)
 				}
 				if strings.Contains(ev.Text, "fallback") || strings.Contains(ev.Text, "please upgrade") {
@@ -287,7 +288,7 @@ func TestControlMessagesOfUnsupportedMechanisms(t *testing.T) {
 				return
 			}
 			n, ok := ev.(*NoticeEvent)
-			if !ok || n.Reason != tc.reason {
+			if !ok || n.Reason.String() != tc.reason {
 				t.Fatalf("got %#v, want a %s notice", ev, tc.reason)
 			}
 		})
@@ -317,7 +318,7 @@ func TestClientNoticesTranslated(t *testing.T) {
 		c.process(st)
 		ev := <-c.Events()
 		n, ok := ev.(*NoticeEvent)
-		if !ok || n.Reason != tc.reason || !strings.HasPrefix(n.Text, tc.want) {
+		if !ok || n.Reason.String() != tc.reason || !strings.HasPrefix(n.Text, tc.want) {
 			t.Errorf("got %#v, want a %s notice starting %q", ev, tc.reason, tc.want)
 		}
 	}

@@ -4,27 +4,57 @@ import (
 	"context"
 	"errors"
 
+	"golang.org/x/text/language"
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
-func (p *Pipeline) notice(in *inbound, det eme.Detection, reason eme.Reason, detail string) *NoticeEvent {
-	p.mu.Lock()
-	lang := p.lang
-	hints := p.hints
-	p.mu.Unlock()
+func (p *Pipeline) notice(in *inbound, det eme.Detection, reason eme.Reason, detail string, notes ...eme.Message) *NoticeEvent {
 	n := det.Notice(reason)
 	n.Detail = detail
-	switch n.Reason {
-	case eme.ReasonNotEnabled, eme.ReasonNoSession, eme.ReasonSessionRequested:
-		n.HowToEnable = hints.For(n.Namespace, in.from.String())
+	n.Notes = notes
+	if n.Hint.Action != eme.ActionNone {
+		n.Hint.Peer = in.from.String()
 	}
 	return &NoticeEvent{
 		From: in.from, To: in.to, ID: in.st.AttrValue("id"), Time: in.time, Origin: in.origin,
-		Namespace: n.Namespace, Mechanism: n.MechanismName, Reason: n.Reason.String(), Text: n.Text(lang),
+		Namespace: n.Namespace, Mechanism: n.MechanismName, Reason: n.Reason, Hint: n.Hint, Text: n.Text(p.language()),
 	}
+}
+
+// language returns the language of the user-facing texts.
+func (p *Pipeline) language() language.Tag {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lang
+}
+
+// localize fills the texts of an event from its catalogue messages, in
+// the user's language. Texts already set are kept.
+func (p *Pipeline) localize(ev Event) {
+	switch e := ev.(type) {
+	case *SecurityEvent:
+		if e.Text == "" {
+			e.Text = eme.Texts(p.language(), append([]eme.Message{e.Message}, e.Notes...)...)
+		}
+	case *MessageEvent:
+		ws := e.Security.Warnings
+		for i := range ws {
+			if ws[i].Text == "" {
+				ws[i].Text = ws[i].Message.Text(p.language())
+			}
+		}
+	}
+}
+
+// policyWarning is the warning for a message the incoming policy flags.
+func policyWarning(err error) Warning {
+	if de, ok := errors.AsType[*eme.DowngradeError](err); ok {
+		return Warning{Message: de.Message()}
+	}
+	return Warning{Message: eme.Msg(eme.MsgPolicyCheckFailed, err.Error())}
 }
 
 // clientNotice is a notice about a stanza the client itself refused
@@ -33,7 +63,7 @@ func (p *Pipeline) clientNotice(n eme.Notice, from jid.JID, id string) *NoticeEv
 	p.mu.Lock()
 	lang := p.lang
 	p.mu.Unlock()
-	return &NoticeEvent{From: from, ID: id, Time: p.c.cfg.now(), Reason: n.Reason.String(), Text: n.Text(lang)}
+	return &NoticeEvent{From: from, ID: id, Time: p.c.cfg.now(), Reason: n.Reason, Text: n.Text(lang)}
 }
 
 // incoming handles one live or carbon message.
@@ -107,7 +137,11 @@ func (p *Pipeline) Receive(ctx context.Context, in *Incoming) Event {
 	if t.IsZero() {
 		t = p.c.cfg.now()
 	}
-	return p.open(ctx, &inbound{st: in.Stanza, from: in.From, to: in.To, origin: in.Origin, time: t})
+	ev := p.open(ctx, &inbound{st: in.Stanza, from: in.From, to: in.To, origin: in.Origin, time: t})
+	if ev != nil {
+		p.localize(ev)
+	}
+	return ev
 }
 
 // open turns a message into exactly one event (or nil for a protocol
@@ -152,7 +186,7 @@ func (p *Pipeline) finish(ctx context.Context, in *inbound, det eme.Detection, n
 	if err != nil {
 		var oe *OpenError
 		if errors.As(err, &oe) {
-			return p.notice(in, det, oe.Reason, oe.Detail)
+			return p.notice(in, det, oe.Reason, oe.Detail, oe.Notes...)
 		}
 		return p.notice(in, det, eme.ReasonMalformed, err.Error())
 	}
@@ -182,7 +216,7 @@ func (p *Pipeline) opened(in *inbound, ns string, opened *Opened) Event {
 		counted = ""
 	}
 	if err := p.Policy(in.from).CheckIncoming(counted); err != nil && !bareEqual(in.from, p.c.JID()) {
-		ev.Security.Warnings = append(ev.Security.Warnings, err.Error())
+		ev.Security.Warnings = append(ev.Security.Warnings, policyWarning(err))
 		ev.Security.Verified = false
 	}
 	if ev.Security.Mechanism == "" {
@@ -249,7 +283,7 @@ func (p *Pipeline) plaintext(ctx context.Context, in *inbound, det eme.Detection
 			base.Security.Warnings = append(base.Security.Warnings, r.Warnings...)
 		}
 		if err := p.Policy(in.from).CheckIncoming(""); err != nil && !bareEqual(in.from, p.c.JID()) {
-			base.Security.Warnings = append(base.Security.Warnings, err.Error())
+			base.Security.Warnings = append(base.Security.Warnings, policyWarning(err))
 		}
 	}
 	return base

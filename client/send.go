@@ -63,14 +63,8 @@ func (p *Pipeline) send(ctx context.Context, msg *Outgoing, mechanism string) (S
 		return Sent{}, fmt.Errorf("client: mechanism %s is not available", eme.DisplayName(mechanism, ""))
 	}
 	if !enabled {
-		err := fmt.Errorf("client: %s is not enabled", eme.DisplayName(mechanism, ""))
-		p.mu.Lock()
-		hint := p.hints.For(mechanism, out.To.String())
-		p.mu.Unlock()
-		if hint != "" {
-			err = fmt.Errorf("%w; enable it with: %s", err, hint)
-		}
-		return Sent{}, err
+		return Sent{}, &NotEnabledError{Mechanism: mechanism,
+			Hint: eme.Hint{Action: eme.ActionEnable, Mechanism: mechanism, Peer: out.To.String()}}
 	}
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
@@ -194,3 +188,21 @@ func (p *Pipeline) write(ctx context.Context, st *xmltree.Element) error {
 	}
 	return sendTree(ctx, sess, st)
 }
+
+// ErrNotEnabled is matched (errors.Is) by a NotEnabledError.
+var ErrNotEnabled = errors.New("client: mechanism not enabled")
+
+// NotEnabledError reports a Send with a mechanism that is registered but
+// not enabled (OpenPGP for XMPP without a key, for example). Hint says
+// what would enable it, for the application to turn into its own command.
+type NotEnabledError struct {
+	Mechanism string // EME namespace
+	Hint      eme.Hint
+}
+
+func (e *NotEnabledError) Error() string {
+	return fmt.Sprintf("client: %s is not enabled", eme.DisplayName(e.Mechanism, ""))
+}
+
+// Is makes errors.Is(err, ErrNotEnabled) true.
+func (e *NotEnabledError) Is(target error) bool { return target == ErrNotEnabled }

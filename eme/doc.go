@@ -46,6 +46,14 @@
 // notices, so the client must render notices with a marker that no message
 // body can produce.
 //
+// The same catalogues hold every other text the library shows a user (a
+// session started, a key changed, a warning on a message): a Message is
+// that text as data, an ID for programs and the values it names, and
+// Message.Text renders it in the closest supported language. What the
+// user can do about an event is a Hint (an Action on a mechanism and a
+// peer), never a command line: the application turns it into its own
+// command or button and Hint.Text into a sentence.
+//
 // # Client pipeline
 //
 // For each incoming message (carbons and archived messages unwrapped,
@@ -59,7 +67,8 @@
 //     deliver the plaintext, marked if Policy.CheckIncoming(mechanism)
 //     fails; on failure deliver d.Notice with the engine's reason.
 //  3. If d.Encrypted and the mechanism is not enabled, deliver
-//     d.Notice(ReasonNotEnabled) with HowToEnable from Hints.For, or
+//     d.Notice(ReasonNotEnabled), whose Hint says to enable it (the
+//     application renders the hint with its own command), or
 //     d.Notice(ReasonNotSupported) for mechanisms Balcony lacks.
 //  4. If d.Control and the mechanism is not enabled, an OTR query or key
 //     exchange becomes d.Notice(ReasonSessionRequested); an empty OMEMO

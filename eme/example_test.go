@@ -28,9 +28,9 @@ func Example() {
 
 	// OX is not enabled for this account: deliver a notice, never the body.
 	n := d.Notice(eme.ReasonNotEnabled)
-	n.HowToEnable = eme.DefaultHints().For(n.Namespace, "romeo@montague.lit")
-	fmt.Println(n.Text(language.English))
-	fmt.Println(n.Text(language.German))
+	// The hint is data: the application supplies its own command.
+	fmt.Println(n.Text(language.English), n.Hint.Text(language.English, "balcony ox keygen"))
+	fmt.Println(n.Text(language.German), n.Hint.Text(language.German, "balcony ox keygen"))
 	// Output:
 	// encrypted: true mechanism: urn:xmpp:openpgp:0
 	// This message was encrypted with OpenPGP for XMPP (urn:xmpp:openpgp:0) and could not be decrypted: this mechanism is not enabled. To enable it, run: balcony ox keygen

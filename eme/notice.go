@@ -18,7 +18,7 @@ const (
 	// ReasonNotSupported: Balcony does not implement the mechanism.
 	ReasonNotSupported
 	// ReasonNotEnabled: Balcony implements the mechanism but it is off;
-	// the notice shows Notice.HowToEnable.
+	// the notice's Hint is ActionEnable.
 	ReasonNotEnabled
 	// ReasonNoSession: a session mechanism (OTR, Encrypted Sessions) has
 	// no session with the sender, for example after a restart.
@@ -37,7 +37,7 @@ const (
 	ReasonDisagreement
 	// ReasonSessionRequested: the contact wants to start a session with a
 	// mechanism that is not enabled (an OTR query or key exchange, for
-	// example); the notice shows Notice.HowToEnable.
+	// example); the notice's Hint is ActionStartSession.
 	ReasonSessionRequested
 	// ReasonUnreadable: the stanza itself could not be parsed (Detect
 	// failed), so not even its mechanism is known. Put the error in
@@ -62,6 +62,19 @@ func (r Reason) String() string {
 		return "Reason(?)"
 	}
 	return reasonNames[r]
+}
+
+// MarshalText encodes the reason by name ("no-session"), for JSON.
+func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// ParseReason returns the reason named s (as String gives it).
+func ParseReason(s string) (Reason, bool) {
+	for i, n := range reasonNames {
+		if n == s {
+			return Reason(i), true
+		}
+	}
+	return 0, false
 }
 
 var reasonKeys = [...]string{
@@ -98,13 +111,18 @@ type Notice struct {
 	// Conflicting lists the namespaces involved when Reason is
 	// ReasonDisagreement.
 	Conflicting []string
-	// Detail is optional extra text from Balcony itself, such as an
-	// engine's error message. It is shown untranslated, after the notice.
+	// Notes explain the reason further (why a copy can never be read,
+	// that a new session is being started); they are shown after the
+	// notice, in its language.
+	Notes []Message
+	// Detail is optional technical text from Balcony itself, such as an
+	// engine's error message. It is shown untranslated, after the notes.
 	Detail string
-	// HowToEnable is a command that enables the mechanism or starts a
-	// session, shown for ReasonNotEnabled, ReasonNoSession and
-	// ReasonSessionRequested; see Hints.
-	HowToEnable string
+	// Hint is what the user can do about it: enable the mechanism
+	// (ReasonNotEnabled) or start a session (ReasonNoSession,
+	// ReasonSessionRequested). Text does not include it: the application
+	// renders it with Hint.Text and its own command.
+	Hint Hint
 	// Sender is the address a forged copy came from (ReasonForgedCopy);
 	// it is remote input and shown sanitised.
 	Sender string
@@ -114,11 +132,20 @@ type Notice struct {
 // namespace, whose tag carried remoteName (or ""). The remote name is kept
 // only for mechanisms Balcony does not know, and only sanitised.
 func NewNotice(namespace, remoteName string, reason Reason) Notice {
-	return Notice{
+	n := Notice{
 		Namespace:     namespace,
 		MechanismName: DisplayName(namespace, remoteName),
 		Reason:        reason,
 	}
+	if _, known := Lookup(namespace); known {
+		switch reason {
+		case ReasonNotEnabled:
+			n.Hint = Hint{Action: ActionEnable, Mechanism: namespace}
+		case ReasonNoSession, ReasonSessionRequested:
+			n.Hint = Hint{Action: ActionStartSession, Mechanism: namespace}
+		}
+	}
+	return n
 }
 
 // Notice returns the notice for a message that could not be opened; reason
@@ -139,34 +166,6 @@ func (d Detection) Notice(reason Reason) Notice {
 		remote = t.Name
 	}
 	return NewNotice(d.Mechanism, remote, reason)
-}
-
-// Hints maps mechanism namespaces to the command that enables the mechanism
-// or starts a session with it; "{jid}" in a command stands for the contact.
-type Hints map[string]string
-
-// DefaultHints returns a fresh copy of Balcony's default hints, for the
-// mechanisms it implements: OTR, OpenPGP for XMPP and Encrypted Sessions.
-func DefaultHints() Hints {
-	return Hints{
-		OTR:      "balcony otr start {jid}",
-		OX:       "balcony ox keygen",
-		ESession: "balcony esession start {jid}",
-	}
-}
-
-// For returns the hint for namespace with "{jid}" replaced by jid (by
-// "<jid>" if jid is empty), or "" if there is none. A nil Hints uses
-// DefaultHints.
-func (h Hints) For(namespace, jid string) string {
-	if h == nil {
-		h = DefaultHints()
-	}
-	cmd := h[namespace]
-	if jid == "" {
-		jid = "<jid>"
-	}
-	return strings.ReplaceAll(cmd, "{jid}", jid)
 }
 
 // Text returns the notice in the supported language closest to lang,
@@ -206,13 +205,8 @@ func (n Notice) Text(lang language.Tag) string {
 		}
 		b.WriteString(p.Sprintf(key, n.mechanism(p)))
 	}
-	if hint := clean(n.HowToEnable, maxDetailRunes, false); hint != "" {
-		switch n.Reason {
-		case ReasonNotEnabled, ReasonSessionRequested:
-			b.WriteString(" " + p.Sprintf(keyHintEnable, hint))
-		case ReasonNoSession:
-			b.WriteString(" " + p.Sprintf(keyHintSession, hint))
-		}
+	if notes := Texts(lang, n.Notes...); notes != "" {
+		b.WriteString(" " + notes)
 	}
 	if detail := clean(n.Detail, maxDetailRunes, false); detail != "" {
 		b.WriteString(" " + p.Sprintf(keyDetail, detail))

@@ -97,7 +97,6 @@ func TestNoticeEveryLanguage(t *testing.T) {
 		seen := map[string]Reason{}
 		for _, r := range allReasons {
 			n := NewNotice(OTR, "", r)
-			n.HowToEnable = DefaultHints().For(OTR, "juliet@capulet.lit")
 			if r == ReasonDisagreement {
 				n.Conflicting = []string{OTR, OX}
 			}
@@ -125,10 +124,13 @@ func TestNoticeEveryLanguage(t *testing.T) {
 					t.Errorf("%v %v: not translated: %q", lang, r, text)
 				}
 			}
-			hasHint := strings.Contains(text, "balcony otr start juliet@capulet.lit")
+			hasHint := n.Hint.Action != ActionNone
 			wantHint := r == ReasonNotEnabled || r == ReasonNoSession || r == ReasonSessionRequested
 			if hasHint != wantHint {
-				t.Errorf("%v %v: hint shown = %v, want %v: %q", lang, r, hasHint, wantHint, text)
+				t.Errorf("%v %v: hint %+v, want one: %v", lang, r, n.Hint, wantHint)
+			}
+			if h := n.Hint.Text(lang, "balcony otr start juliet@capulet.lit"); wantHint && !strings.HasSuffix(h, " balcony otr start juliet@capulet.lit") {
+				t.Errorf("%v %v: hint text %q", lang, r, h)
 			}
 			if r == ReasonDisagreement && !strings.Contains(text, "OpenPGP for XMPP (urn:xmpp:openpgp:0)") {
 				t.Errorf("%v: disagreement does not list both mechanisms: %q", lang, text)
@@ -198,13 +200,13 @@ func TestNoticeMechanisms(t *testing.T) {
 			"Diese Nachricht wurde mit einem unbekannten Verfahren (urn:example:crypt:0) verschlüsselt und konnte nicht entschlüsselt werden: Balcony unterstützt dieses Verfahren nicht."},
 		{NewNotice("", "", ReasonMalformed), language.Russian,
 			"Это сообщение зашифровано с помощью неизвестного механизма, и его не удалось расшифровать: оно имеет неверный формат."},
-		{Notice{Namespace: ESession, Reason: ReasonNoSession, HowToEnable: "balcony esession start romeo@montague.lit"}, language.French,
-			"Ce message a été chiffré avec Encrypted Sessions (http://www.xmpp.org/extensions/xep-0200.html#ns) et n’a pas pu être déchiffré : aucune session chiffrée n’est établie avec ce contact. Pour établir une session, exécutez : balcony esession start romeo@montague.lit"},
+		{NewNotice(ESession, "", ReasonNoSession), language.French,
+			"Ce message a été chiffré avec Encrypted Sessions (http://www.xmpp.org/extensions/xep-0200.html#ns) et n’a pas pu être déchiffré : aucune session chiffrée n’est établie avec ce contact."},
 		{Notice{Namespace: OX, Reason: ReasonVerificationFailed, Detail: "ox: signature by unknown key\x1b[2J"}, language.Spanish,
 			"Este mensaje se cifró con OpenPGP for XMPP (urn:xmpp:openpgp:0) y no se pudo descifrar: falló la verificación de su firma o de su integridad. Detalles: ox: signature by unknown key[2J"},
 		{Notice{Reason: ReasonDisagreement, Conflicting: []string{OTR, "urn:example:x"}}, language.English,
 			"This message carries contradictory encryption markers (OTR (urn:xmpp:otr:0), urn:example:x) and was not displayed."},
-		{Notice{Namespace: OMEMO2, Reason: ReasonNotSupported, HowToEnable: "never shown"}, language.English,
+		{Notice{Namespace: OMEMO2, Reason: ReasonNotSupported, Hint: Hint{Action: ActionEnable, Mechanism: OMEMO2}}, language.English,
 			"This message was encrypted with OMEMO 2 (urn:xmpp:omemo:2) and could not be decrypted: Balcony does not support this mechanism."},
 		{Notice{Reason: ReasonUnreadable, Detail: "eme: message larger than 1048576 bytes: eme: input too large"}, language.English,
 			"This message could not be read: it is malformed or too large. Details: eme: message larger than 1048576 bytes: eme: input too large"},
@@ -249,30 +251,42 @@ func TestDetectionNotice(t *testing.T) {
 	}
 }
 
-func TestHints(t *testing.T) {
-	h := DefaultHints()
-	for _, ns := range []string{OTR, OX, ESession} {
-		if !strings.HasPrefix(h[ns], "balcony ") {
-			t.Errorf("no default hint for %s", ns)
+// TestNoticeHints: a notice names what the user can do as data, for the
+// mechanisms Balcony has; the text never carries a command.
+func TestNoticeHints(t *testing.T) {
+	for _, tc := range []struct {
+		ns     string
+		reason Reason
+		want   Action
+	}{
+		{OX, ReasonNotEnabled, ActionEnable},
+		{OTR, ReasonSessionRequested, ActionStartSession},
+		{ESession, ReasonNoSession, ActionStartSession},
+		{OTR, ReasonNoKey, ActionNone},
+		{"urn:example:crypt:0", ReasonNotEnabled, ActionNone},
+	} {
+		n := NewNotice(tc.ns, "", tc.reason)
+		if n.Hint.Action != tc.want || (tc.want != ActionNone && n.Hint.Mechanism != tc.ns) {
+			t.Errorf("%s %v: hint %+v, want %v", tc.ns, tc.reason, n.Hint, tc.want)
+		}
+		if strings.Contains(n.Text(language.English), "run:") {
+			t.Errorf("%s %v: a command in the text: %q", tc.ns, tc.reason, n.Text(language.English))
 		}
 	}
-	if got := Hints(nil).For(OTR, "juliet@capulet.lit"); got != "balcony otr start juliet@capulet.lit" {
-		t.Errorf("For(OTR) = %q", got)
+}
+
+func TestReasonText(t *testing.T) {
+	for _, r := range allReasons {
+		b, err := r.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back, ok := ParseReason(string(b)); !ok || back != r {
+			t.Errorf("%v: %q parses as %v %v", r, b, back, ok)
+		}
 	}
-	if got := h.For(OTR, ""); got != "balcony otr start <jid>" {
-		t.Errorf("For(OTR, \"\") = %q", got)
-	}
-	if got := h.For(OMEMO2, "x@y"); got != "" {
-		t.Errorf("For(OMEMO2) = %q, want none", got)
-	}
-	custom := Hints{OTR: "/otr {jid}"}
-	if got := custom.For(OTR, "a@b"); got != "/otr a@b" {
-		t.Errorf("custom For = %q", got)
-	}
-	// DefaultHints returns a copy.
-	h[OTR] = "changed"
-	if DefaultHints()[OTR] == "changed" {
-		t.Error("DefaultHints shares its map")
+	if _, ok := ParseReason("nonsense"); ok {
+		t.Error("ParseReason accepted nonsense")
 	}
 }
 

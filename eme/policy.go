@@ -204,3 +204,34 @@ func (e *DowngradeError) Error() string {
 func describe(m Mechanism) string {
 	return m.Name + " (" + m.Namespace + ")"
 }
+
+// Message is the warning a user sees for an incoming message flagged by
+// the policy, as a catalogue message.
+func (e *DowngradeError) Message() Message {
+	policy := e.Policy.String()
+	var used string
+	switch m, ok := Lookup(e.Mechanism); {
+	case e.Mechanism == "":
+	case ok:
+		used = describe(m)
+	default:
+		used = QuoteRemote(sanitizeNamespace(e.Mechanism))
+	}
+	var required string
+	switch m, ok := Lookup(e.Policy.Mechanism); {
+	case e.Policy.Mechanism == "":
+	case ok:
+		required = describe(m)
+	default:
+		required = QuoteRemote(sanitizeNamespace(e.Policy.Mechanism))
+	}
+	switch {
+	case used == "" && required == "":
+		return Msg(MsgPolicyClearNeedsEncryption, policy)
+	case used == "":
+		return Msg(MsgPolicyClearNeedsMechanism, policy, required)
+	case required == "":
+		return Msg(MsgPolicyWeakNeedsEncryption, used, policy)
+	}
+	return Msg(MsgPolicyWeakNeedsMechanism, used, policy, required)
+}

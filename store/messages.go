@@ -29,7 +29,7 @@ func (s *core) Enqueue(ctx context.Context, to, body string, m Mechanism) (int64
 	if err != nil {
 		return 0, wrap(op, fmt.Errorf("invalid JID %q: %w", to, err))
 	}
-	if m != "" && !m.valid() {
+	if m != "" && !m.Valid() {
 		return 0, wrap(op, fmt.Errorf("unknown mechanism %q", string(m)))
 	}
 	var id int64
@@ -166,7 +166,7 @@ func (s *core) logMessages(ctx context.Context, op string, entries []LogEntry) (
 		if e.Direction != Incoming && e.Direction != Outgoing {
 			return nil, wrap(op, fmt.Errorf("invalid direction %q", string(e.Direction)))
 		}
-		if e.Mechanism != "" && !e.Mechanism.valid() {
+		if e.Mechanism != "" && !e.Mechanism.Valid() {
 			return nil, wrap(op, fmt.Errorf("unknown mechanism %q", string(e.Mechanism)))
 		}
 		e.Peer = p

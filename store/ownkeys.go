@@ -5,23 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
+
+	"github.com/balcony-im/balcony/trust"
 )
 
-// OwnKey is one of the account's own key pairs for a mechanism: an OX
-// OpenPGP key, the OTR DSA key, an ESession (XEP-0116) signing key. The
-// secret part is kept sealed and returned only by OwnKeySecret.
-type OwnKey struct {
-	Mechanism   Mechanism
-	Fingerprint string
-	// Public is the public key in the mechanism's own encoding (OX: the
-	// binary OpenPGP public key; OTR: the PUBKEY encoding).
-	Public  []byte
-	Created time.Time
-	// Active marks the key used for signing and announced to contacts. A
-	// mechanism has at most one active key.
-	Active bool
-}
+// OwnKey is one of the account's own key pairs (see trust.OwnKey).
+type OwnKey = trust.OwnKey
 
 // AddOwnKey stores a new key pair. secret is the secret key in the
 // mechanism's own encoding; it is sealed, bound to (mechanism,
@@ -30,7 +19,7 @@ type OwnKey struct {
 // fails with ErrExists. A zero k.Created means now.
 func (s *core) AddOwnKey(ctx context.Context, k OwnKey, secret []byte) error {
 	const op = "add own key"
-	if !k.Mechanism.valid() {
+	if !k.Mechanism.Valid() {
 		return wrap(op, fmt.Errorf("unknown mechanism %q", string(k.Mechanism)))
 	}
 	fpr, err := NormalizeFingerprint(k.Mechanism, k.Fingerprint)

@@ -7,58 +7,20 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/balcony-im/balcony/trust"
 )
 
 // ContactKey is a contact's key for one mechanism and the trust decision
-// about it.
-type ContactKey struct {
-	Contact     string // bare JID
-	Mechanism   Mechanism
-	Fingerprint string // normalised, see NormalizeFingerprint
-	// Data is the public key in the mechanism's own encoding, as last
-	// seen (OX: the binary OpenPGP key; OTR: the PUBKEY encoding). It is
-	// nil for a key known only from a trust decision.
-	Data  []byte
-	Trust TrustState
-	// FirstSeen is zero for a key the user decided about before it was
-	// ever seen (for example from a scanned fingerprint).
-	FirstSeen time.Time
-	LastSeen  time.Time
-	// Announced is true while the key is listed in the contact's
-	// published key list (OX: the PEP public-keys metadata node).
-	Announced bool
-	// Published is the date the contact announced with the key whose
-	// data is stored (OX: the date of its key list entry); zero when
-	// unknown. A newer date means the data should be fetched again.
-	// ListKeys fills it in.
-	Published time.Time
-}
+// about it (see trust.ContactKey).
+type ContactKey = trust.ContactKey
 
-// Seen is what RecordSeenKey found.
-type Seen struct {
-	// Key is the key as recorded, with its trust state.
-	Key ContactKey
-	// New is true the first time this fingerprint is seen for this
-	// contact and mechanism.
-	New bool
-	// Change is non-nil when the key is new and the contact already had
-	// another key for the mechanism. It must be shown to the user; it also
-	// stays in PendingKeyChanges until acknowledged.
-	Change *KeyChange
-}
+// Seen is what RecordSeenKey found (see trust.Seen).
+type Seen = trust.Seen
 
 // KeyChange reports a new key for a contact who already had another one
-// for the same mechanism: a new device, a reinstall, or an attack.
-type KeyChange struct {
-	// ID identifies the change for AcknowledgeKeyChange.
-	ID          int64
-	Contact     string
-	Mechanism   Mechanism
-	Fingerprint string   // the new key
-	Previous    []string // the keys seen before, oldest first
-	Trust       TrustState
-	Time        time.Time
-}
+// (see trust.KeyChange).
+type KeyChange = trust.KeyChange
 
 // EventKind says what a KeyEvent records.
 type EventKind int
@@ -211,7 +173,7 @@ func (s *core) RecordSeenKey(ctx context.Context, contact string, m Mechanism, f
 // shows up. Setting the state a key already has changes nothing.
 func (s *core) SetTrust(ctx context.Context, contact string, m Mechanism, fingerprint string, t TrustState) error {
 	const op = "set trust"
-	if !t.valid() {
+	if !t.Valid() {
 		return wrap(op, fmt.Errorf("invalid trust state %d", int(t)))
 	}
 	c, fpr, err := keyID(contact, m, fingerprint)
@@ -279,7 +241,7 @@ func (s *core) ListKeys(ctx context.Context, contact string, m Mechanism) ([]Con
 			return nil, wrap(op, err)
 		}
 	}
-	if m != "" && !m.valid() {
+	if m != "" && !m.Valid() {
 		return nil, wrap(op, fmt.Errorf("unknown mechanism %q", string(m)))
 	}
 	query, args := listKeysQuery(contact, m)
@@ -416,7 +378,7 @@ func (s *core) KeyEvents(ctx context.Context, contact string, m Mechanism) ([]Ke
 			return nil, wrap(op, err)
 		}
 	}
-	if m != "" && !m.valid() {
+	if m != "" && !m.Valid() {
 		return nil, wrap(op, fmt.Errorf("unknown mechanism %q", string(m)))
 	}
 	where, args := keyFilter(contact, m)
@@ -474,7 +436,7 @@ func keyID(contact string, m Mechanism, fingerprint string) (string, string, err
 	if err != nil {
 		return "", "", err
 	}
-	if !m.valid() {
+	if !m.Valid() {
 		return "", "", fmt.Errorf("unknown mechanism %q", string(m))
 	}
 	fpr, err := NormalizeFingerprint(m, fingerprint)

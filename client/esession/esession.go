@@ -84,17 +84,17 @@ var (
 
 // SecurityEvent kinds of the Encrypted Sessions mechanism.
 const (
-	KindRequest          = "esession-request"           // a contact asks for a session: Accept or Decline
-	KindEstablished      = "esession-established"       // negotiated; Fingerprint holds the SAS
-	KindVerified         = "esession-verified"          // the session is authenticated (SAS confirmed, or a verified chain continues)
-	KindContinuityBroken = "esession-continuity-broken" // retained secrets existed but none matched
-	KindDeclined         = "esession-declined"          // the contact declined
-	KindFailed           = "esession-failed"            // the contact or its server answered with an error
-	KindTerminated       = "esession-terminated"        // the session is over, for whatever reason
-	KindPeerOffline      = "esession-peer-offline"      // the peer's resource went offline; the session is kept
-	KindIgnored          = "esession-ignored"           // a session stanza was refused without changing any session
-	KindCopy             = "esession-copy"              // a copy of a session stanza made for another device
-	KindSecretNotStored  = "esession-secret-not-stored" // the new retained secret could not be stored
+	KindRequest          client.SecurityKind = "esession-request"           // a contact asks for a session: Accept or Decline
+	KindEstablished      client.SecurityKind = "esession-established"       // negotiated; Fingerprint holds the SAS
+	KindVerified         client.SecurityKind = "esession-verified"          // the session is authenticated (SAS confirmed, or a verified chain continues)
+	KindContinuityBroken client.SecurityKind = "esession-continuity-broken" // retained secrets existed but none matched
+	KindDeclined         client.SecurityKind = "esession-declined"          // the contact declined
+	KindFailed           client.SecurityKind = "esession-failed"            // the contact or its server answered with an error
+	KindTerminated       client.SecurityKind = "esession-terminated"        // the session is over, for whatever reason
+	KindPeerOffline      client.SecurityKind = "esession-peer-offline"      // the peer's resource went offline; the session is kept
+	KindIgnored          client.SecurityKind = "esession-ignored"           // a session stanza was refused without changing any session
+	KindCopy             client.SecurityKind = "esession-copy"              // a copy of a session stanza made for another device
+	KindSecretNotStored  client.SecurityKind = "esession-secret-not-stored" // the new retained secret could not be stored
 )
 
 // Info describes one session for status displays.
@@ -351,7 +351,7 @@ func (e *Mechanism) newestFirst(peer jid.JID) []*engine.Session {
 // Open decrypts a received XEP-0200 <c/>.
 func (e *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Opened, error) {
 	if in.Origin.Copy() {
-		return nil, &client.OpenError{Reason: eme.ReasonNoSession, Detail: copyDetail(in.Origin)}
+		return nil, &client.OpenError{Reason: eme.ReasonNoSession, Notes: []eme.Message{copyNote(in.Origin)}}
 	}
 	res, err := e.receive(ctx, in)
 	if err != nil {
@@ -366,7 +366,7 @@ func (e *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Open
 				// message itself becomes the notice.
 				e.emitAll(in.From, op.Events)
 				return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed,
-					Detail: "the Encrypted Session with " + ev.Session.Peer() + " has been ended; start a new one"}
+					Notes: []eme.Message{eme.Msg(eme.MsgESEnded, ev.Session.Peer())}}
 			}
 		case engine.Rejected:
 			if !op.hasMessage {
@@ -409,14 +409,14 @@ func (e *Mechanism) Intercept(ctx context.Context, in *client.Incoming) (*client
 		}
 		return &client.Opened{Silent: true, Events: []*client.SecurityEvent{{
 			Peer: in.From, Mechanism: e.Namespace(), Kind: KindCopy,
-			Text: "A copy of an Encrypted Session negotiation message made for another of your devices was ignored: a session belongs to one device.",
+			Message: eme.Msg(eme.MsgESCopyIgnored),
 		}}}, true
 	}
 	res, err := e.receive(ctx, in)
 	if err != nil {
 		return &client.Opened{Silent: true, Events: []*client.SecurityEvent{{
 			Peer: in.From, Mechanism: e.Namespace(), Kind: KindIgnored,
-			Text: "A malformed Encrypted Session negotiation message from " + in.From.String() + " was ignored: " + err.Error(),
+			Message: eme.Msg(eme.MsgESMalformed, in.From.String(), err.Error()),
 		}}}, true
 	}
 	if res.Unhandled {
@@ -425,15 +425,14 @@ func (e *Mechanism) Intercept(ctx context.Context, in *client.Incoming) (*client
 	op := e.convert(in, res)
 	if op.unencrypted != nil {
 		op.Body, _, op.Payload = client.SplitContent(st.Elements())
-		op.Security = client.Security{Warnings: []string{"sent in the clear on the thread of the Encrypted Session with " +
-			op.unencrypted.Session.Peer() + ": this message is not protected"}}
+		op.Security = client.Security{Warnings: []client.Warning{client.Warn(eme.MsgESClearOnThread, op.unencrypted.Session.Peer())}}
 		return &op.Opened, true
 	}
 	if !op.hasMessage {
 		if body, ok, _ := client.SplitContent(st.Elements()); ok && body != "" {
 			// Never lose a body, even one riding on a negotiation stanza.
 			op.Body, op.Payload = body, nil
-			op.Security = client.Security{Warnings: []string{"sent in the clear with an Encrypted Session negotiation: this message is not protected"}}
+			op.Security = client.Security{Warnings: []client.Warning{client.Warn(eme.MsgESClearWithNegotiation)}}
 		} else {
 			op.Silent = true
 		}
@@ -506,8 +505,7 @@ func (e *Mechanism) convert(in *client.Incoming, res engine.Result) converted {
 				if n == "request" && in.Stanza.Child(client.NSReceipts, "request") != nil {
 					continue // the pipeline's receipt request rides outside <c/>
 				}
-				op.Security.Warnings = append(op.Security.Warnings,
-					"an unencrypted <"+n+"/> sent with this message was discarded (anything outside the encryption can be forged)")
+				op.Security.Warnings = append(op.Security.Warnings, client.Warn(eme.MsgESStripped, n))
 			}
 			continue
 		}
@@ -537,127 +535,128 @@ func messageContent(content []*xmltree.Element) (string, []*xmltree.Element) {
 // securityEvents turns one engine event into the user's security events.
 func (e *Mechanism) securityEvents(ev engine.Event) []*client.SecurityEvent {
 	ns := e.Namespace()
-	mk := func(s *engine.Session, kind, text string) *client.SecurityEvent {
+	mk := func(s *engine.Session, kind client.SecurityKind, msg eme.Message, notes ...eme.Message) *client.SecurityEvent {
 		p, _ := jid.Parse(s.Peer())
-		return &client.SecurityEvent{Peer: p, Mechanism: ns, Kind: kind, Text: text}
+		return &client.SecurityEvent{Peer: p, Mechanism: ns, Kind: kind, Message: msg, Notes: notes}
 	}
 	switch ev := ev.(type) {
 	case engine.PeerWentOffline:
 		if ev.Terminated {
 			return nil // the Terminated event that follows tells
 		}
-		return []*client.SecurityEvent{mk(ev.Session, KindPeerOffline, ev.Session.Peer()+
-			" went offline. The Encrypted Session is kept, as the contact may come back; a message sent meanwhile may be lost, which ends the session when the contact reads the next one.")}
+		return []*client.SecurityEvent{mk(ev.Session, KindPeerOffline, eme.Msg(eme.MsgESPeerOffline, ev.Session.Peer()))}
 	case engine.RequestReceived:
 		s := ev.Session
-		var b strings.Builder
-		if ev.Offer.Encrypted {
-			fmt.Fprintf(&b, "%s asks for an Encrypted Session. Accept or decline it; nothing is answered until you do.", s.Peer())
-		} else {
-			fmt.Fprintf(&b, "%s asks for a stanza session WITHOUT end-to-end encryption. Accept or decline it; nothing is answered until you do.", s.Peer())
+		id := eme.MsgESRequest
+		if !ev.Offer.Encrypted {
+			id = eme.MsgESRequestClear
 		}
+		var notes []eme.Message
 		if !ev.Subscribed {
-			b.WriteString(" The sender has no presence subscription to you: answering at all reveals that you are online.")
+			notes = append(notes, eme.Msg(eme.MsgESRequestUnsubscribed))
 		}
 		if ev.Delayed {
-			b.WriteString(" The request was stored while you were offline and may be stale: consider starting a new session instead.")
+			notes = append(notes, eme.Msg(eme.MsgESRequestDelayed))
 		}
 		if ev.Offer.Problem != nil {
-			fmt.Fprintf(&b, " It cannot be accepted as offered (%s): accepting sends an error.", ev.Offer.Problem.Error())
+			notes = append(notes, eme.Msg(eme.MsgESRequestProblem, ev.Offer.Problem.Error()))
 		}
-		return []*client.SecurityEvent{mk(s, KindRequest, b.String())}
+		req := mk(s, KindRequest, eme.Msg(id, s.Peer()), notes...)
+		req.Hint = eme.Hint{Action: eme.ActionAccept, Mechanism: ns, Peer: s.Peer()}
+		return []*client.SecurityEvent{req}
 	case engine.Established:
 		s := ev.Session
 		if !ev.Encrypted {
-			return []*client.SecurityEvent{mk(s, KindEstablished, "A stanza session WITHOUT end-to-end encryption was established with "+s.Peer()+".")}
+			return []*client.SecurityEvent{mk(s, KindEstablished, eme.Msg(eme.MsgESEstablishedClear, s.Peer()))}
 		}
 		var out []*client.SecurityEvent
-		var b strings.Builder
-		fmt.Fprintf(&b, "Encrypted Session established with %s (XEP-0200, Deferred).", s.Peer())
+		var note eme.Message
 		switch {
 		case ev.Verified:
-			b.WriteString(" It continues a chain of sessions whose short authentication string you confirmed.")
+			note = eme.Msg(eme.MsgESChainVerified)
 		case ev.SecretMatched:
-			b.WriteString(" It continues an earlier session, but no short authentication string of that chain was ever confirmed: compare it with the contact over a channel you trust (voice, in person) and confirm it if it matches.")
+			note = eme.Msg(eme.MsgESChainUnconfirmed)
 		default:
-			b.WriteString(" It is NOT authenticated: compare the short authentication string with the contact over a channel you trust (voice, in person) and confirm it if it matches.")
+			note = eme.Msg(eme.MsgESUnauthenticated)
 		}
-		b.WriteString(" Messages must arrive exactly once and in order: a lost, repeated or reordered message ends the session.")
-		est := mk(s, KindEstablished, b.String())
+		est := mk(s, KindEstablished, eme.Msg(eme.MsgESEstablished, s.Peer()), note, eme.Msg(eme.MsgESInOrder))
 		est.Fingerprint = ev.SAS
+		if !ev.Verified {
+			est.Hint = eme.Hint{Action: eme.ActionVerify, Mechanism: ns, Peer: s.Peer()}
+		}
 		out = append(out, est)
 		if ev.ContinuityBroken {
-			out = append(out, mk(s, KindContinuityBroken, "None of the secrets retained from earlier Encrypted Sessions with "+
-				s.PeerBare()+" matched: the contact uses another client or lost its data, or someone is in the middle. Compare the short authentication string before trusting this session."))
+			out = append(out, mk(s, KindContinuityBroken, eme.Msg(eme.MsgESContinuityBroken, s.PeerBare())))
 		}
 		if ev.Verified {
-			v := mk(s, KindVerified, "The Encrypted Session with "+s.Peer()+" is verified through the secret retained from a confirmed session.")
+			v := mk(s, KindVerified, eme.Msg(eme.MsgESVerifiedByChain, s.Peer()))
 			v.Fingerprint = ev.SAS
 			out = append(out, v)
 		}
 		if ev.SecretsErr != nil {
-			out = append(out, mk(s, KindSecretNotStored, "The secret retained from this session could not be stored ("+
-				ev.SecretsErr.Error()+"): the next session will not recognise this one."))
+			out = append(out, mk(s, KindSecretNotStored, eme.Msg(eme.MsgESSecretNotStored, ev.SecretsErr.Error())))
 		}
 		return out
 	case engine.Declined:
-		t := ev.Session.Peer() + " declined the Encrypted Session."
+		var notes []eme.Message
 		if ev.Reason != "" {
-			t += " Reason given: " + eme.QuoteRemote(ev.Reason)
+			notes = append(notes, eme.Msg(eme.MsgESReasonGiven, eme.QuoteRemote(ev.Reason)))
 		}
-		return []*client.SecurityEvent{mk(ev.Session, KindDeclined, t)}
+		return []*client.SecurityEvent{mk(ev.Session, KindDeclined, eme.Msg(eme.MsgESDeclined, ev.Session.Peer()), notes...)}
 	case engine.PeerError:
-		return []*client.SecurityEvent{mk(ev.Session, KindFailed, peerErrorText(ev.Session.Peer(), ev.Err))}
+		msg, notes := peerErrorMessage(ev.Session.Peer(), ev.Err)
+		return []*client.SecurityEvent{mk(ev.Session, KindFailed, msg, notes...)}
 	case engine.Terminated:
-		return []*client.SecurityEvent{mk(ev.Session, KindTerminated, terminatedText(ev))}
+		return []*client.SecurityEvent{mk(ev.Session, KindTerminated, terminatedMessage(ev))}
 	case engine.Rejected:
 		p, _ := jid.Parse(ev.From)
 		return []*client.SecurityEvent{{Peer: p, Mechanism: ns, Kind: KindIgnored,
-			Text: "An Encrypted Session stanza from " + ev.From + " was ignored: " + ev.Reason + "."}}
+			Message: eme.Msg(eme.MsgESRejected, ev.From, ev.Reason)}}
 	case engine.Moved:
-		return []*client.SecurityEvent{mk(ev.Session, KindEstablished, "The stanza session continues with "+ev.To+".")}
+		return []*client.SecurityEvent{mk(ev.Session, KindEstablished, eme.Msg(eme.MsgESMoved, ev.To))}
 	case engine.Renegotiated:
 		if !ev.Accepted {
-			return []*client.SecurityEvent{mk(ev.Session, KindIgnored, "A renegotiation of the session with "+ev.Session.Peer()+" was refused.")}
+			return []*client.SecurityEvent{mk(ev.Session, KindIgnored, eme.Msg(eme.MsgESRenegotiationRefused, ev.Session.Peer()))}
 		}
 	}
 	return nil
 }
 
-func peerErrorText(peer string, ne *engine.NegotiationError) string {
+// peerErrorMessage says why a session failed on the contact's error.
+func peerErrorMessage(peer string, ne *engine.NegotiationError) (eme.Message, []eme.Message) {
 	switch ne.Condition {
 	case engine.CondServiceUnavailable:
-		return "The Encrypted Session with " + peer + " failed: the contact is offline or does not support Encrypted Sessions (service-unavailable)."
+		return eme.Msg(eme.MsgESFailedUnavailable, peer), nil
 	case engine.CondNotAcceptable, engine.CondFeatureNotImplemented:
-		t := "The Encrypted Session with " + peer + " failed: the contact refused the negotiation or a message of the session (" + ne.Condition + ")."
+		var notes []eme.Message
 		if len(ne.Fields) > 0 {
 			quoted := make([]string, 0, len(ne.Fields))
 			for _, f := range ne.Fields {
 				quoted = append(quoted, eme.QuoteRemote(f))
 			}
-			t += " Fields: " + strings.Join(quoted, ", ") + "."
+			notes = append(notes, eme.Msg(eme.MsgESFailedFields, strings.Join(quoted, ", ")))
 		}
-		return t
+		return eme.Msg(eme.MsgESFailedRefused, peer, ne.Condition), notes
 	}
-	t := "The Encrypted Session with " + peer + " failed: " + client.DefinedCondition(ne.Condition)
+	var notes []eme.Message
 	if ne.Text != "" {
-		t += " (" + eme.QuoteRemote(ne.Text) + ")"
+		notes = append(notes, eme.Msg(eme.MsgESErrorText, eme.QuoteRemote(ne.Text)))
 	}
-	return t + "."
+	return eme.Msg(eme.MsgESFailed, peer, client.DefinedCondition(ne.Condition)), notes
 }
 
-func terminatedText(ev engine.Terminated) string {
+// terminatedMessage says why a session ended.
+func terminatedMessage(ev engine.Terminated) eme.Message {
 	p := ev.Session.Peer()
 	switch {
 	case errors.Is(ev.Err, engine.ErrAuthentication):
-		return "The Encrypted Session with " + p + " was ended because a stanza failed authentication (" + ev.Reason +
-			"): it was altered, lost, repeated or reordered on the way. Its keys are wiped; start a new session."
+		return eme.Msg(eme.MsgESTerminatedAuth, p, ev.Reason)
 	case ev.Err != nil:
-		return "The Encrypted Session with " + p + " ended: " + ev.Reason + " (" + ev.Err.Error() + ")."
+		return eme.Msg(eme.MsgESTerminatedError, p, ev.Reason, ev.Err.Error())
 	case ev.ByPeer:
-		return p + " ended the Encrypted Session (" + ev.Reason + "). Its keys are wiped."
+		return eme.Msg(eme.MsgESTerminatedByPeer, p, ev.Reason)
 	}
-	return "The Encrypted Session with " + p + " ended (" + ev.Reason + "). Its keys are wiped."
+	return eme.Msg(eme.MsgESTerminated, p, ev.Reason)
 }
 
 // track records requests waiting for the user and how sessions were
@@ -800,11 +799,11 @@ func (e *Mechanism) emitAll(peer jid.JID, evs []*client.SecurityEvent) {
 	}
 }
 
-func copyDetail(o client.Origin) string {
+func copyNote(o client.Origin) eme.Message {
 	if o.Archived {
-		return "an archived copy of an Encrypted Session message can never be decrypted"
+		return eme.Msg(eme.MsgESCopyArchived)
 	}
-	return "a copy of an Encrypted Session message made for another of your devices can never be decrypted: a session belongs to one device"
+	return eme.Msg(eme.MsgESCopyCarbon)
 }
 
 // MessageError routes an error stanza to the session it concerns: by the
@@ -896,7 +895,7 @@ func (e *Mechanism) StreamEnded() []*client.SecurityEvent {
 		s.Close()
 		p, _ := jid.Parse(s.Peer())
 		out = append(out, &client.SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: KindTerminated,
-			Text: "The connection was lost: the Encrypted Session with " + s.Peer() + " ended and its keys are wiped. Start a new one once connected."})
+			Message: eme.Msg(eme.MsgESConnectionLost, s.Peer())})
 	}
 	if out != nil {
 		e.notify()
@@ -1116,8 +1115,7 @@ func (e *Mechanism) ConfirmSAS(peer jid.JID, sas, thread string) (Info, error) {
 	}
 	p, _ := jid.Parse(s.Peer())
 	e.h.Emit(&client.SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: KindVerified, Fingerprint: s.SAS(),
-		Text: "You confirmed the short authentication string of the Encrypted Session with " + s.Peer() +
-			": this session is verified, and so are later sessions that continue it."})
+		Message: eme.Msg(eme.MsgESConfirmed, s.Peer())})
 	e.notify()
 	return e.info(s), nil
 }

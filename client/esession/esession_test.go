@@ -115,13 +115,13 @@ func TestESessionCopies(t *testing.T) {
 		in := fromPeer(t, enc, from)
 		in.Origin = o
 		n, ok := c.Pipeline().Receive(context.Background(), in).(*client.NoticeEvent)
-		if !ok || n.Reason != eme.ReasonNoSession.String() || n.Namespace != engine.NSStanzaEncryption {
+		if !ok || n.Reason != eme.ReasonNoSession || n.Namespace != engine.NSStanzaEncryption {
 			t.Fatalf("copy of a <c/>: %#v", n)
 		}
 	}
 	// The same stanza live: no session has that thread.
 	n, ok := c.Pipeline().Receive(context.Background(), fromPeer(t, enc, from)).(*client.NoticeEvent)
-	if !ok || n.Reason != eme.ReasonNoSession.String() {
+	if !ok || n.Reason != eme.ReasonNoSession {
 		t.Fatalf("<c/> without a session: %#v", n)
 	}
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/client/esession"
+	"github.com/balcony-im/balcony/eme"
 	engine "github.com/balcony-im/balcony/esession"
 	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/prosodytest"
@@ -32,7 +33,7 @@ func connectES(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, 
 	return c, es
 }
 
-func securityEvent(kind string) func(*client.SecurityEvent) bool {
+func securityEvent(kind client.SecurityKind) func(*client.SecurityEvent) bool {
 	return func(e *client.SecurityEvent) bool { return e.Kind == kind && e.Mechanism == nsES }
 }
 
@@ -193,7 +194,7 @@ func TestIntegrationESession(t *testing.T) {
 		t.Fatalf("bob: %s", tb.Text)
 	}
 	n := clienttest.WaitFor(t, b, func(n *client.NoticeEvent) bool { return true })
-	if n.Reason != "verification-failed" || n.Namespace != nsES || strings.Contains(n.Text, "altered on the way") {
+	if n.Reason != eme.ReasonVerificationFailed || n.Namespace != nsES || strings.Contains(n.Text, "altered on the way") {
 		t.Fatalf("notice %+v", n)
 	}
 	fa := clienttest.WaitFor(t, a, securityEvent(esession.KindFailed))
@@ -294,7 +295,7 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := clienttest.WaitFor(t, b, func(m *client.MessageEvent) bool { return m.Body == "in the clear" })
-	if m.Security.Encrypted() || len(m.Security.Warnings) != 1 || !strings.Contains(m.Security.Warnings[0], "not protected") {
+	if m.Security.Encrypted() || len(m.Security.Warnings) != 1 || m.Security.Warnings[0].Message.ID != eme.MsgESClearOnThread || !strings.Contains(m.Security.Warnings[0].Text, "not protected") {
 		t.Fatalf("plaintext on the session thread: %+v", m.Security)
 	}
 	// A <c/> on an unknown thread is a notice, and the session goes on.
@@ -305,7 +306,7 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	if err := c.SendElement(ctx, forged); err != nil {
 		t.Fatal(err)
 	}
-	if n := clienttest.WaitFor(t, b, func(n *client.NoticeEvent) bool { return true }); n.Reason != "no-session" {
+	if n := clienttest.WaitFor(t, b, func(n *client.NoticeEvent) bool { return true }); n.Reason != eme.ReasonNoSession {
 		t.Fatalf("notice %+v", n)
 	}
 	exchange(t, c, b, "still fine", ci.SAS, ci.Thread, false)

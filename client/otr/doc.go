@@ -56,22 +56,21 @@
 //
 // Trust and state. After each AKE the peer's fingerprint is recorded with
 // Store.RecordSeenKey (a changed key gives an "otr-fingerprint-changed"
-// event); a successful SMP marks it store.Verified. Messages carry
+// event); a successful SMP marks it trust.Verified. Messages carry
 // Security{Mechanism: eme.OTR, Verified, Fingerprint, Trust}; Status and
 // Sessions report plaintext, private-unverified, private-verified or
 // finished, with fingerprint, session id and instance tags.
 // FingerprintURI and ParseFingerprintURI read and write XEP-0364's
 // xmpp:JID?otr-fingerprint=HEX URIs.
 //
-// Security events (SecurityEvent.Kind): "otr-private" and "otr-verified"
-// (an AKE completed; the fingerprint is unverified or verified),
-// "otr-fingerprint-changed", "otr-finished" (the peer ended, went offline,
-// bounced, or our stream ended), "otr-smp-question" and "otr-smp-request"
-// (answer with AnswerSMP), "otr-smp-succeeded", "otr-smp-failed",
-// "otr-smp-aborted", "otr-error" (the peer's OTR error message, or an
-// invalid key exchange message), "otr-available" and "otr-unsupported".
-// Their Text is for the user; the peer's words in it (question, error
-// text) are quoted or clipped but must still be escaped for display.
+// Security events: their Kind is one of the Kind constants (KindPrivate
+// and KindVerified when an AKE completed, KindFinished when the peer
+// ended, went offline, bounced or our stream ended, the SMP kinds, ...);
+// their Message comes from the eme catalogue (the client renders it in
+// the user's language as Text), and their Hint names what the user can do
+// next (verify with SMP, answer an SMP request, end a finished
+// conversation). The peer's words in a message (an SMP question, an error
+// text) are quoted and clipped but must still be escaped for display.
 //
 // Lifetime (XEP-0364 §5). When a peer's resource goes unavailable, or a
 // bounce of one of our OTR messages says it is gone, its conversations

@@ -68,7 +68,7 @@ func attachOTR(t *testing.T, c *client.Client, acct *otrAccount, mod ...func(*ot
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := otr.Config{Key: acct.key, InstanceTag: tag, Store: acct.st}
+	cfg := otr.Config{Key: acct.key, InstanceTag: tag, Store: acct.st, Policy: otr.DefaultPolicy}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -83,7 +83,7 @@ func attachOTR(t *testing.T, c *client.Client, acct *otrAccount, mod ...func(*ot
 }
 
 // otrEvent waits for a security event of kind about peer.
-func otrEvent(t *testing.T, c *client.Client, kind string, peer jid.JID) *client.SecurityEvent {
+func otrEvent(t *testing.T, c *client.Client, kind client.SecurityKind, peer jid.JID) *client.SecurityEvent {
 	t.Helper()
 	return clienttest.WaitFor(t, c, func(e *client.SecurityEvent) bool {
 		return e.Mechanism == eme.OTR && e.Kind == kind && e.Peer.Equal(peer)
@@ -259,7 +259,7 @@ func TestIntegrationOTRCarbonsAndArchive(t *testing.T) {
 		t.Fatalf("a1 got %q", m.Body)
 	}
 	n, ok := nextVisible(t, a2).(*client.NoticeEvent)
-	if !ok || n.Origin.Carbon != client.CarbonReceived || n.Reason != eme.ReasonNoKey.String() || n.Namespace != eme.OTR {
+	if !ok || n.Origin.Carbon != client.CarbonReceived || n.Reason != eme.ReasonNoKey || n.Namespace != eme.OTR {
 		t.Fatalf("a2 got %#v for the carbon of an OTR message", n)
 	}
 	// The query inside the carbon was silently ignored: the next thing a2
@@ -344,7 +344,7 @@ func TestIntegrationOTRReconnectAndReAKE(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := clienttest.WaitFor(t, b2, func(n *client.NoticeEvent) bool { return true })
-	if n.Reason != eme.ReasonNoSession.String() || !strings.Contains(n.Text, "being started") {
+	if n.Reason != eme.ReasonNoSession || !strings.Contains(n.Text, "being started") {
 		t.Fatalf("bob's notice %+v", n)
 	}
 	otrEvent(t, a, "otr-error", b2.JID())

@@ -19,7 +19,7 @@ import (
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
 	engine "github.com/balcony-im/balcony/otr"
-	"github.com/balcony-im/balcony/store"
+	"github.com/balcony-im/balcony/trust"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
@@ -71,13 +71,11 @@ func (a AutoStart) String() string {
 // contacts' fingerprints and trust decisions. *store.Store implements it;
 // another backend can plug in by implementing these methods.
 type Store interface {
-	RecordSeenKey(ctx context.Context, contact string, m store.Mechanism, fingerprint string, data []byte) (store.Seen, error)
-	SetTrust(ctx context.Context, contact string, m store.Mechanism, fingerprint string, t store.TrustState) error
-	Trust(ctx context.Context, contact string, m store.Mechanism, fingerprint string) (store.TrustState, error)
-	ListKeys(ctx context.Context, contact string, m store.Mechanism) ([]store.ContactKey, error)
+	RecordSeenKey(ctx context.Context, contact string, m trust.Mechanism, fingerprint string, data []byte) (trust.Seen, error)
+	SetTrust(ctx context.Context, contact string, m trust.Mechanism, fingerprint string, t trust.State) error
+	Trust(ctx context.Context, contact string, m trust.Mechanism, fingerprint string) (trust.State, error)
+	ListKeys(ctx context.Context, contact string, m trust.Mechanism) ([]trust.ContactKey, error)
 }
-
-var _ Store = (*store.Store)(nil)
 
 // Config configures the OTR mechanism.
 type Config struct {
@@ -93,8 +91,10 @@ type Config struct {
 	// per account (store.Store.OTRInstanceTag). 0 makes a fresh one, which
 	// peers will see as a new client every time.
 	InstanceTag uint32
-	// Policy is the OTR policy of new conversations; 0 means
-	// DefaultPolicy.
+	// Policy is the OTR policy of conversations. As in the engine, the
+	// zero Policy is engine.PolicyNever: the mechanism stays registered
+	// but disabled, so incoming OTR messages give "not enabled" notices.
+	// DefaultPolicy is Balcony's default.
 	Policy engine.Policy
 	// AutoStart limits automatic starts; see AutoStart.
 	AutoStart AutoStart
@@ -238,9 +238,6 @@ func New(cfg Config) (*Mechanism, error) {
 	if cfg.Key == nil && cfg.InstanceTag == 0 {
 		return nil, errors.New("client: Config.InstanceTag is required with LoadKey")
 	}
-	if cfg.Policy == 0 {
-		cfg.Policy = DefaultPolicy
-	}
 	if cfg.HeartbeatEvery <= 0 {
 		cfg.HeartbeatEvery = 10 * time.Second
 	}
@@ -265,13 +262,14 @@ func New(cfg Config) (*Mechanism, error) {
 // SetPolicy changes the policy and auto-start mode, for new conversations
 // and for the live ones alike: a message sent after a switch to "always"
 // is held until the private conversation is established, never sent in
-// the clear.
+// the clear. engine.PolicyNever (the zero Policy) disables the mechanism,
+// any other policy enables it.
 func (o *Mechanism) SetPolicy(p engine.Policy, a AutoStart) {
-	if p == 0 {
-		p = DefaultPolicy
-	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.h != nil {
+		o.h.SetEnabled(enabledBy(p))
+	}
 	o.policy, o.auto = p, a
 	pol := o.convPolicy()
 	for _, peer := range o.peers {
@@ -292,8 +290,16 @@ func (o *Mechanism) Policy() (engine.Policy, AutoStart) {
 func (o *Mechanism) Attach(h client.Host) error {
 	o.mu.Lock()
 	o.h = h
+	enabled := enabledBy(o.policy)
 	o.mu.Unlock()
+	h.SetEnabled(enabled)
 	return nil
+}
+
+// enabledBy reports whether policy p allows any OTR version: the engine's
+// PolicyNever does not.
+func enabledBy(p engine.Policy) bool {
+	return p&(engine.AllowV2|engine.AllowV3) != 0
 }
 
 // presenceTo sends directed presence to peer. The caller holds the wire:
@@ -569,7 +575,7 @@ func (o *Mechanism) isKnown(ctx context.Context, j jid.JID) bool {
 	if o.cfg.Store == nil {
 		return false
 	}
-	keys, err := o.cfg.Store.ListKeys(ctx, j.Bare().String(), store.OTR)
+	keys, err := o.cfg.Store.ListKeys(ctx, j.Bare().String(), trust.OTR)
 	return err == nil && len(keys) > 0
 }
 
@@ -728,12 +734,6 @@ func (o *Mechanism) sendPresence(ctx context.Context, p *otrPeer) {
 	}
 }
 
-// copyDetail explains why copies are never read.
-const (
-	copyDetailCarbon  = "it is a copy for another of your devices; OTR messages can be read only by the device they were sent to"
-	copyDetailArchive = "it is an archived copy; OTR messages can be read only once, live, by the device they were sent to"
-)
-
 // Open implements Mechanism. Live OTR messages go to the conversation of
 // the sender's full JID and instance; copies (carbons, archive) never touch
 // any state: encrypted ones give a notice (once per fragmented message),
@@ -746,11 +746,11 @@ func (o *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Open
 	}
 	switch {
 	case kind == eme.OTRNone:
-		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Detail: "tagged as OTR, but the body is not an OTR message"}
+		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Notes: []eme.Message{eme.Msg(eme.MsgOTRTaggedNotOTR)}}
 	case kind == eme.OTRWhitespaceTag && (in.Detection.Encrypted || in.Detection.Control):
 		// Plaintext with an EME tag: whatever we returned, the pipeline
 		// would show it as encrypted. Only untagged plaintext is shown.
-		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Detail: "tagged as OTR, but the body is plaintext"}
+		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Notes: []eme.Message{eme.Msg(eme.MsgOTRTaggedPlaintext)}}
 	case in.Origin.Copy():
 		return openCopy(in, body, kind)
 	}
@@ -826,7 +826,7 @@ func (o *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Open
 		o.sendPresence(ctx, p)
 		o.startHeartbeat()
 	}
-	fpr, verified, trust := o.peerKey(ctx, p, conv)
+	fpr, verified, trustName := o.peerKey(ctx, p, conv)
 	state := conv.State()
 	auto := o.auto
 	announced := p.announced
@@ -837,40 +837,41 @@ func (o *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Open
 
 	switch {
 	case unreadable:
-		detail := "there is no private conversation with " + in.From.String()
+		notes := []eme.Message{eme.Msg(eme.MsgOTRNoConversation, in.From.String())}
 		if state == engine.Encrypted {
-			detail = "the private conversation with " + in.From.String() + " is out of date (their client may have restarted)"
+			notes[0] = eme.Msg(eme.MsgOTRStaleConversation, in.From.String())
 		}
 		switch {
 		case toBare:
-			detail += "; it was sent to your bare JID and was probably meant for another of your devices"
+			notes = append(notes, eme.Msg(eme.MsgOTRSentToBare))
 		case reAKE:
-			detail += "; a new one is being started"
+			notes = append(notes, eme.Msg(eme.MsgOTRRestarting))
 		default:
-			detail += "; they were told it could not be read"
+			notes = append(notes, eme.Msg(eme.MsgOTRPeerTold))
 		}
-		return nil, &client.OpenError{Reason: eme.ReasonNoSession, Detail: detail, Err: rerr}
+		return nil, &client.OpenError{Reason: eme.ReasonNoSession, Notes: notes, Err: rerr}
 	case malformed:
 		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Err: rerr}
 	case otherInstance && kind.Encrypted():
-		return nil, &client.OpenError{Reason: eme.ReasonNoKey, Detail: "it was meant for another OTR instance of this account"}
+		return nil, &client.OpenError{Reason: eme.ReasonNoKey, Notes: []eme.Message{eme.Msg(eme.MsgOTROtherInstance)}}
 	case rerr != nil && kind.Encrypted():
 		return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Err: rerr}
 	case rerr != nil:
 		// A rejected key exchange message changes nothing; tell the user.
-		events = append(events, &client.SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: "otr-error",
-			Text: "an invalid OTR key exchange message from " + in.From.String() + " was ignored"})
+		events = append(events, &client.SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: KindError,
+			Message: eme.Msg(eme.MsgOTRInvalidKeyExchange, in.From.String())})
 		return &client.Opened{Silent: true, Events: events}, nil
 	}
 	if kind == eme.OTRWhitespaceTag {
 		// Plaintext offering OTR: the pipeline shows it as plaintext.
 		if state == engine.Plaintext && !secure && auto == AutoStartNever && !announced {
-			events = append(events, &client.SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: "otr-available",
-				Text: in.From.String() + " can talk privately with OTR (start with: balcony otr start " + in.From.String() + ")"})
+			events = append(events, &client.SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: KindAvailable,
+				Message: eme.Msg(eme.MsgOTRAvailable, in.From.String()),
+				Hint:    eme.Hint{Action: eme.ActionStartSession, Mechanism: eme.OTR, Peer: in.From.String()}})
 		}
 		op := &client.Opened{Body: string(res.Plaintext), Events: events}
 		if unencrypted || state == engine.Encrypted {
-			op.Security.Warnings = append(op.Security.Warnings, "this message was sent in the clear, outside the private OTR conversation with "+in.From.String())
+			op.Security.Warnings = append(op.Security.Warnings, client.Warn(eme.MsgOTRSentInClear, in.From.String()))
 		}
 		return op, nil
 	}
@@ -880,15 +881,15 @@ func (o *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Open
 	if !res.Encrypted {
 		// Text that came through OTR unencrypted (a query for a version
 		// we do not speak): show it as what it is.
-		events = append(events, &client.SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: "otr-unsupported",
-			Text: in.From.String() + " asked for a private conversation with an OTR version Balcony does not support"})
+		events = append(events, &client.SecurityEvent{Peer: in.From, Mechanism: eme.OTR, Kind: KindUnsupported,
+			Message: eme.Msg(eme.MsgOTRUnsupportedVersion, in.From.String())})
 		return &client.Opened{Silent: true, Events: events}, nil
 	}
 	// A data message is authenticated by the session's MAC keys, which the
 	// AKE bound to the contact's DSA key.
-	sec := client.Security{Mechanism: eme.OTR, Name: eme.DisplayName(eme.OTR, ""), Verified: verified, Authenticated: true, Fingerprint: fpr, Trust: trust}
-	if trust == store.Untrusted.String() {
-		sec.Warnings = append(sec.Warnings, "the contact's OTR key "+fpr+" is marked untrusted")
+	sec := client.Security{Mechanism: eme.OTR, Name: eme.DisplayName(eme.OTR, ""), Verified: verified, Authenticated: true, Fingerprint: fpr, Trust: trustName}
+	if trustName == trust.Untrusted.String() {
+		sec.Warnings = append(sec.Warnings, client.Warn(eme.MsgOTRKeyUntrusted, fpr))
 		sec.Verified = false
 	}
 	return &client.Opened{Body: Text(string(res.Plaintext)), Security: sec, Events: events}, nil
@@ -896,18 +897,18 @@ func (o *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Open
 
 // openCopy handles a carbon or archived copy of an OTR message.
 func openCopy(in *client.Incoming, body string, kind eme.OTRKind) (*client.Opened, error) {
-	detail := copyDetailCarbon
+	detail := []eme.Message{eme.Msg(eme.MsgOTRCopyCarbon)}
 	if in.Origin.Archived {
-		detail = copyDetailArchive
+		detail = []eme.Message{eme.Msg(eme.MsgOTRCopyArchive)}
 	}
 	switch kind {
 	case eme.OTRFragment:
 		if k, ok := otrFragmentIndex(body); ok && k > 1 {
 			return &client.Opened{Silent: true}, nil // one notice per message
 		}
-		return nil, &client.OpenError{Reason: eme.ReasonNoKey, Detail: detail}
+		return nil, &client.OpenError{Reason: eme.ReasonNoKey, Notes: detail}
 	case eme.OTRData, eme.OTREncoded:
-		return nil, &client.OpenError{Reason: eme.ReasonNoKey, Detail: detail}
+		return nil, &client.OpenError{Reason: eme.ReasonNoKey, Notes: detail}
 	}
 	// Query, error, key exchange: never start or change anything from a
 	// copy (XEP-0364 §3.2: silently ignored).
@@ -960,12 +961,13 @@ func (o *Mechanism) goneSecure(ctx context.Context, p *otrPeer, conv *engine.Con
 	verified := false
 	if o.cfg.Store != nil {
 		data, _ := key.MarshalBinary()
-		seen, err := o.cfg.Store.RecordSeenKey(ctx, bare, store.OTR, strings.ToUpper(fp.Hex()), data)
+		seen, err := o.cfg.Store.RecordSeenKey(ctx, bare, trust.OTR, strings.ToUpper(fp.Hex()), data)
 		if err == nil {
-			verified = seen.Key.Trust == store.Verified
+			verified = seen.Key.Trust == trust.Verified
 			if seen.Change != nil {
-				events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-fingerprint-changed", Fingerprint: fp.String(),
-					Text: bare + " uses a new OTR key; verify it (balcony otr smp " + p.jid.String() + ") before trusting this conversation"})
+				events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: KindFingerprintChanged, Fingerprint: fp.String(),
+					Message: eme.Msg(eme.MsgOTRNewKey, bare),
+					Hint:    eme.Hint{Action: eme.ActionVerify, Mechanism: eme.OTR, Peer: p.jid.String()}})
 			}
 		} else if o.h != nil {
 			o.h.Logger().Warn("recording OTR fingerprint failed", "err", err)
@@ -973,16 +975,23 @@ func (o *Mechanism) goneSecure(ctx context.Context, p *otrPeer, conv *engine.Con
 	} else {
 		verified = o.verified[bare+" "+fp.Hex()]
 	}
-	what := "private conversation with " + p.jid.String() + " started"
-	if refreshed {
-		what = "private conversation with " + p.jid.String() + " refreshed"
-	}
-	if verified {
-		events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-verified", Fingerprint: fp.String(),
-			Text: what + "; their fingerprint is verified"})
-	} else {
-		events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-private", Fingerprint: fp.String(),
-			Text: what + "; their fingerprint is unverified (verify with balcony otr smp " + p.jid.String() + ")"})
+	who := p.jid.String()
+	switch {
+	case verified:
+		id := eme.MsgOTRStartedVerified
+		if refreshed {
+			id = eme.MsgOTRRefreshedVerified
+		}
+		events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: KindVerified, Fingerprint: fp.String(),
+			Message: eme.Msg(id, who)})
+	default:
+		id := eme.MsgOTRStartedUnverified
+		if refreshed {
+			id = eme.MsgOTRRefreshedUnverified
+		}
+		events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: KindPrivate, Fingerprint: fp.String(),
+			Message: eme.Msg(id, who),
+			Hint:    eme.Hint{Action: eme.ActionVerify, Mechanism: eme.OTR, Peer: who}})
 	}
 	return events
 }
@@ -992,42 +1001,45 @@ func (o *Mechanism) goneSecure(ctx context.Context, p *otrPeer, conv *engine.Con
 func (o *Mechanism) securityEvent(ctx context.Context, p *otrPeer, conv *engine.Conversation, e engine.Event) *client.SecurityEvent {
 	who := p.jid.String()
 	ev := &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR}
-	answer := "answer with: balcony otr smp-answer " + who + " --secret-file FILE"
+	answer := eme.Hint{Action: eme.ActionAnswer, Mechanism: eme.OTR, Peer: who}
 	switch e.Kind {
 	case engine.EventPeerEnded:
-		ev.Kind = "otr-finished"
-		ev.Text = who + " ended the private conversation; nothing more is sent to them with OTR until you end it too (balcony otr end " + who + ") or start a new one"
+		ev.Kind = KindFinished
+		ev.Message = eme.Msg(eme.MsgOTRPeerEnded, who)
+		ev.Hint = eme.Hint{Action: eme.ActionEnd, Mechanism: eme.OTR, Peer: who}
 	case engine.EventError:
-		ev.Kind = "otr-error"
-		ev.Text = who + "'s OTR software reported an error: " + eme.QuoteRemote(e.Text)
+		ev.Kind = KindError
+		ev.Message = eme.Msg(eme.MsgOTRPeerError, who, eme.QuoteRemote(e.Text))
 	case engine.EventSMPSecretRequested:
-		ev.Kind = "otr-smp-request"
-		ev.Text = who + " wants to verify this conversation with a secret you share; " + answer
+		ev.Kind = KindSMPRequest
+		ev.Message = eme.Msg(eme.MsgOTRSMPRequest, who)
+		ev.Hint = answer
 	case engine.EventSMPQuestion:
-		ev.Kind = "otr-smp-question"
-		ev.Text = who + " wants to verify this conversation and asks: " + eme.QuoteRemote(e.Text) + "; " + answer
+		ev.Kind = KindSMPQuestion
+		ev.Message = eme.Msg(eme.MsgOTRSMPQuestion, who, eme.QuoteRemote(e.Text))
+		ev.Hint = answer
 	case engine.EventSMPSucceeded:
-		ev.Kind = "otr-smp-succeeded"
+		ev.Kind = KindSMPSucceeded
 		fp := conv.TheirKey().Fingerprint()
 		ev.Fingerprint = fp.String()
-		ev.Text = "verification succeeded: " + who + " knows the shared secret; their fingerprint is now verified"
+		ev.Message = eme.Msg(eme.MsgOTRSMPSucceeded, who)
 		bare := p.jid.Bare().String()
 		if o.cfg.Store != nil {
-			if err := o.cfg.Store.SetTrust(ctx, bare, store.OTR, strings.ToUpper(fp.Hex()), store.Verified); err != nil {
-				ev.Text = "verification succeeded, but recording it failed: " + err.Error()
+			if err := o.cfg.Store.SetTrust(ctx, bare, trust.OTR, strings.ToUpper(fp.Hex()), trust.Verified); err != nil {
+				ev.Message = eme.Msg(eme.MsgOTRSMPRecordFailed, err.Error())
 			}
 		} else {
 			o.verified[bare+" "+fp.Hex()] = true
 		}
 	case engine.EventSMPFailed:
-		ev.Kind = "otr-smp-failed"
-		ev.Text = "verification with " + who + " failed: the secrets differ (or someone is in the middle)"
+		ev.Kind = KindSMPFailed
+		ev.Message = eme.Msg(eme.MsgOTRSMPFailed, who)
 	case engine.EventSMPCheated:
-		ev.Kind = "otr-smp-failed"
-		ev.Text = "verification with " + who + " failed: an invalid SMP message was received and the exchange aborted"
+		ev.Kind = KindSMPFailed
+		ev.Message = eme.Msg(eme.MsgOTRSMPCheated, who)
 	case engine.EventSMPAborted:
-		ev.Kind = "otr-smp-aborted"
-		ev.Text = who + " aborted the verification"
+		ev.Kind = KindSMPAborted
+		ev.Message = eme.Msg(eme.MsgOTRSMPAborted, who)
 	default:
 		return nil
 	}
@@ -1036,7 +1048,7 @@ func (o *Mechanism) securityEvent(ctx context.Context, p *otrPeer, conv *engine.
 
 // peerKey returns the fingerprint (display form) of conv's peer key and
 // its trust. Callers hold o.mu.
-func (o *Mechanism) peerKey(ctx context.Context, p *otrPeer, conv *engine.Conversation) (fpr string, verified bool, trust string) {
+func (o *Mechanism) peerKey(ctx context.Context, p *otrPeer, conv *engine.Conversation) (fpr string, verified bool, trustName string) {
 	key := conv.TheirKey()
 	if key == nil {
 		return "", false, ""
@@ -1045,15 +1057,15 @@ func (o *Mechanism) peerKey(ctx context.Context, p *otrPeer, conv *engine.Conver
 	bare := p.jid.Bare().String()
 	if o.cfg.Store == nil {
 		if o.verified[bare+" "+fp.Hex()] {
-			return fp.String(), true, store.Verified.String()
+			return fp.String(), true, trust.Verified.String()
 		}
-		return fp.String(), false, store.Undecided.String()
+		return fp.String(), false, trust.Undecided.String()
 	}
-	t, err := o.cfg.Store.Trust(ctx, bare, store.OTR, strings.ToUpper(fp.Hex()))
+	t, err := o.cfg.Store.Trust(ctx, bare, trust.OTR, strings.ToUpper(fp.Hex()))
 	if err != nil {
 		return fp.String(), false, ""
 	}
-	return fp.String(), t == store.Verified, t.String()
+	return fp.String(), t == trust.Verified, t.String()
 }
 
 // Start asks peer (a full JID) for a private conversation by sending an OTR
@@ -1175,7 +1187,7 @@ func (o *Mechanism) IncomingPlaintext(ctx context.Context, in *client.Incoming, 
 	defer o.mu.Unlock()
 	o.noTag[in.From.Bare().String()] = true
 	if p := o.peers[in.From.String()]; p != nil && p.current != nil && p.current.State() == engine.Encrypted {
-		return client.Plaintext{Body: body, Warnings: []string{"this message was sent in the clear, outside the private OTR conversation with " + in.From.String()}}
+		return client.Plaintext{Body: body, Warnings: []client.Warning{client.Warn(eme.MsgOTRSentInClear, in.From.String())}}
 	}
 	return client.Plaintext{Body: body}
 }
@@ -1280,8 +1292,8 @@ func (o *Mechanism) status(ctx context.Context, p *otrPeer, st Status) Status {
 	st.Version = conv.ProtocolVersion()
 	st.TheirInstance = conv.TheirInstanceTag()
 	st.SMP = conv.SMPInProgress()
-	fpr, verified, trust := o.peerKey(ctx, p, conv)
-	st.Fingerprint, st.Trust = fpr, trust
+	fpr, verified, trustName := o.peerKey(ctx, p, conv)
+	st.Fingerprint, st.Trust = fpr, trustName
 	if conv.TheirKey() != nil {
 		ssid := conv.SSID()
 		st.SSID = hex.EncodeToString(ssid[:])
@@ -1339,8 +1351,8 @@ func (o *Mechanism) Presence(_ context.Context, ev *client.PresenceEvent) []*cli
 	var events []*client.SecurityEvent
 	for _, p := range o.peersOf(ev.From) {
 		if o.endPeer(p) {
-			events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-finished",
-				Text: p.jid.String() + " went offline; the private conversation ended"})
+			events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: KindFinished,
+				Message: eme.Msg(eme.MsgOTRPeerOffline, p.jid.String())})
 		}
 	}
 	return events
@@ -1376,8 +1388,8 @@ func (o *Mechanism) MessageError(ev *client.ErrorEvent) []*client.SecurityEvent 
 	if !o.endPeer(p) {
 		return nil
 	}
-	return []*client.SecurityEvent{{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-finished",
-		Text: p.jid.String() + " is not available (" + ev.Condition + "); the private conversation ended"}}
+	return []*client.SecurityEvent{{Peer: p.jid, Mechanism: eme.OTR, Kind: KindFinished,
+		Message: eme.Msg(eme.MsgOTRPeerUnavailable, p.jid.String(), client.DefinedCondition(ev.Condition))}}
 }
 
 func contains(list []string, s string) bool {
@@ -1402,8 +1414,8 @@ func (o *Mechanism) StreamEnded() []*client.SecurityEvent {
 	sort.Slice(ps, func(i, k int) bool { return ps[i].jid.String() < ps[k].jid.String() })
 	for _, p := range ps {
 		if o.endPeer(p) {
-			events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: "otr-finished",
-				Text: "our connection ended; the private conversation with " + p.jid.String() + " ended"})
+			events = append(events, &client.SecurityEvent{Peer: p.jid, Mechanism: eme.OTR, Kind: KindFinished,
+				Message: eme.Msg(eme.MsgOTRConnectionLost, p.jid.String())})
 		}
 	}
 	o.stopHeartbeatLocked()
@@ -1548,3 +1560,35 @@ func uriUnescape(s string) (string, error) {
 	}
 	return b.String(), nil
 }
+
+// Kinds of the OTR mechanism's security events.
+const (
+	// KindPrivate: an AKE completed; the peer's fingerprint is not
+	// verified (Hint: verify).
+	KindPrivate client.SecurityKind = "otr-private"
+	// KindVerified: an AKE completed with a verified fingerprint.
+	KindVerified client.SecurityKind = "otr-verified"
+	// KindFingerprintChanged: the contact uses a key not seen before.
+	KindFingerprintChanged client.SecurityKind = "otr-fingerprint-changed"
+	// KindFinished: the conversation ended (the peer ended it, went
+	// offline or bounced, or our stream ended).
+	KindFinished client.SecurityKind = "otr-finished"
+	// KindSMPRequest and KindSMPQuestion: the peer started a verification
+	// (Hint: answer with AnswerSMP).
+	KindSMPRequest  client.SecurityKind = "otr-smp-request"
+	KindSMPQuestion client.SecurityKind = "otr-smp-question"
+	// KindSMPSucceeded, KindSMPFailed, KindSMPAborted: the verification's
+	// outcome.
+	KindSMPSucceeded client.SecurityKind = "otr-smp-succeeded"
+	KindSMPFailed    client.SecurityKind = "otr-smp-failed"
+	KindSMPAborted   client.SecurityKind = "otr-smp-aborted"
+	// KindError: the peer's OTR error message, or an invalid key exchange
+	// message from it.
+	KindError client.SecurityKind = "otr-error"
+	// KindAvailable: the contact's client offers OTR (a whitespace tag);
+	// Hint: start a session.
+	KindAvailable client.SecurityKind = "otr-available"
+	// KindUnsupported: the contact asked for an OTR version Balcony does
+	// not speak.
+	KindUnsupported client.SecurityKind = "otr-unsupported"
+)

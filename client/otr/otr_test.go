@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/text/language"
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
@@ -102,6 +103,11 @@ func (n *memNet) add(full string, key *engine.PrivateKey, cfg Config) *memSide {
 		cfg.InstanceTag = tag
 	}
 	cfg.Key = key
+	if cfg.Policy == engine.PolicyNever {
+		// The tests are about conversations: the zero policy (OTR
+		// disabled) is tested on its own.
+		cfg.Policy = DefaultPolicy
+	}
 	if cfg.HeartbeatEvery == 0 {
 		cfg.HeartbeatEvery = time.Hour
 	}
@@ -129,6 +135,22 @@ func (n *memNet) add(full string, key *engine.PrivateKey, cfg Config) *memSide {
 	return s
 }
 
+// english fills the texts of events as a client in English would.
+func english(evs []*client.SecurityEvent) []*client.SecurityEvent {
+	for _, e := range evs {
+		e.Text = eme.Texts(language.English, append([]eme.Message{e.Message}, e.Notes...)...)
+	}
+	return evs
+}
+
+// englishWarnings fills the texts of warnings as a client in English would.
+func englishWarnings(s client.Security) client.Security {
+	for i := range s.Warnings {
+		s.Warnings[i].Text = s.Warnings[i].Message.String()
+	}
+	return s
+}
+
 // deliver hands one stanza to its recipient as the pipeline would.
 func (n *memNet) deliver(m memStanza) {
 	n.t.Helper()
@@ -151,11 +173,11 @@ func (n *memNet) deliver(m memStanza) {
 			if err != nil {
 				n.t.Fatalf("whitespace-tagged message: %v", err)
 			}
-			to.events = append(to.events, opened.Events...)
+			to.events = append(to.events, english(opened.Events)...)
 			body = opened.Body
 			sec.Warnings = opened.Security.Warnings
 		}
-		to.messages = append(to.messages, &client.MessageEvent{From: m.from, Body: body, Security: sec, Origin: m.origin})
+		to.messages = append(to.messages, &client.MessageEvent{From: m.from, Body: body, Security: englishWarnings(sec), Origin: m.origin})
 		return
 	}
 	opened, err := to.o.Open(context.Background(), in)
@@ -167,12 +189,12 @@ func (n *memNet) deliver(m memStanza) {
 		to.notices = append(to.notices, oe)
 		return
 	}
-	to.events = append(to.events, opened.Events...)
+	to.events = append(to.events, english(opened.Events)...)
 	if len(opened.Replies) > 0 {
 		n.t.Fatal("the OTR mechanism returned replies for the pipeline; it sends them itself")
 	}
 	if !opened.Silent {
-		to.messages = append(to.messages, &client.MessageEvent{From: m.from, Body: opened.Body, Security: opened.Security, Origin: m.origin})
+		to.messages = append(to.messages, &client.MessageEvent{From: m.from, Body: opened.Body, Security: englishWarnings(opened.Security), Origin: m.origin})
 	}
 }
 
@@ -234,7 +256,7 @@ func (s *memSide) lastMessage(t *testing.T) *client.MessageEvent {
 	return s.messages[len(s.messages)-1]
 }
 
-func (s *memSide) hasEvent(kind string) *client.SecurityEvent {
+func (s *memSide) hasEvent(kind client.SecurityKind) *client.SecurityEvent {
 	for _, e := range s.events {
 		if e.Kind == kind {
 			return e
@@ -266,7 +288,7 @@ func private(t *testing.T, n *memNet, a, b *memSide) {
 func kinds(evs []*client.SecurityEvent) []string {
 	var s []string
 	for _, e := range evs {
-		s = append(s, e.Kind)
+		s = append(s, string(e.Kind))
 	}
 	return s
 }
@@ -454,7 +476,7 @@ func TestOTRMemoryWhitespaceTag(t *testing.T) {
 	if m := manual.lastMessage(t); m.Body != "still there?" {
 		t.Fatalf("carol got %q", m.Body)
 	}
-	if len(manual.events) != 1 || manual.events[0].Kind != "otr-available" || len(manual.sent) != 0 {
+	if len(manual.events) != 1 || manual.events[0].Kind != KindAvailable || len(manual.sent) != 0 {
 		t.Fatalf("carol: events %v, sent %d", kinds(manual.events), len(manual.sent))
 	}
 	// A manual start is still possible, and answered.
@@ -608,7 +630,7 @@ func TestOTRMemoryLifetime(t *testing.T) {
 		t.Fatalf("events %v", kinds(evs))
 	}
 	evs := alice.o.Presence(context.Background(), &client.PresenceEvent{From: bob.jid})
-	if len(evs) != 1 || evs[0].Kind != "otr-finished" || !evs[0].Peer.Equal(bob.jid) {
+	if len(evs) != 1 || evs[0].Kind != KindFinished || !evs[0].Peer.Equal(bob.jid) {
 		t.Fatalf("events %v", evs)
 	}
 	if alice.status(bob).State != StatePlaintext || alice.status(carol).State != StatePrivateUnverified {
@@ -772,7 +794,7 @@ func TestOTRNeedsAndConfig(t *testing.T) {
 	if _, err := New(Config{Key: testKey(t, 3), InstanceTag: 5}); err == nil {
 		t.Fatal("instance tag below 0x100 accepted")
 	}
-	o, err := New(Config{Key: testKey(t, 3)})
+	o, err := New(Config{Key: testKey(t, 3), Policy: DefaultPolicy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -874,5 +896,42 @@ func TestOTRMemoryHeartbeat(t *testing.T) {
 	n.mu.Unlock()
 	if again != 1 {
 		t.Fatalf("%d heartbeats in total, want 1", again)
+	}
+}
+
+// The zero Policy means what it means in the engine, PolicyNever: the
+// mechanism is registered but disabled, and enabled by a real policy.
+func TestOTRZeroPolicyDisabled(t *testing.T) {
+	o, err := New(Config{Key: testKey(t, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := o.Policy(); p != engine.PolicyNever {
+		t.Fatalf("zero policy became %v", p)
+	}
+	c, err := client.New(client.Config{JID: jid.MustParse("alice@example.org/home"), Password: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Register(o); err != nil {
+		t.Fatal(err)
+	}
+	if c.Pipeline().Enabled(eme.OTR) {
+		t.Fatal("OTR enabled under PolicyNever")
+	}
+	st := otrStanza(jid.MustParse("alice@example.org/home"), "q1", []byte("?OTRv3?"))
+	st.SetAttr("from", "bob@example.net/desk")
+	ev := c.Pipeline().Receive(context.Background(), &client.Incoming{Stanza: st, From: jid.MustParse("bob@example.net/desk"), To: jid.MustParse("alice@example.org/home")})
+	if n, ok := ev.(*client.NoticeEvent); !ok || n.Reason != eme.ReasonSessionRequested {
+		t.Fatalf("query under PolicyNever: %#v", ev)
+	}
+	o.SetPolicy(DefaultPolicy, AutoStartKnown)
+	if !c.Pipeline().Enabled(eme.OTR) {
+		t.Fatal("SetPolicy(DefaultPolicy) did not enable OTR")
+	}
+	o.SetPolicy(engine.PolicyNever, AutoStartKnown)
+	if c.Pipeline().Enabled(eme.OTR) {
+		t.Fatal("SetPolicy(PolicyNever) did not disable OTR")
 	}
 }

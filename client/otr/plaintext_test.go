@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/eme"
 	engine "github.com/balcony-im/balcony/otr"
 )
 
@@ -38,7 +39,7 @@ func TestOTRPlaintextObserver(t *testing.T) {
 	// Plaintext from a resource with a private conversation is flagged.
 	private(t, n, alice, bob)
 	w := alice.o.IncomingPlaintext(context.Background(), &client.Incoming{From: bob.jid}, "hi").Warnings
-	if len(w) != 1 || !strings.Contains(w[0], "outside the private OTR conversation") {
+	if len(w) != 1 || w[0].Message.ID != eme.MsgOTRSentInClear || w[0].Message.Args[0] != bob.jid.String() {
 		t.Fatalf("warnings %v", w)
 	}
 }
@@ -55,7 +56,7 @@ func TestOTRTaggedPlaintextDuringPrivateConversation(t *testing.T) {
 	n.pump()
 	m := alice.lastMessage(t)
 	if m.Body != "in the clear" || m.Security.Encrypted() || len(m.Security.Warnings) == 0 ||
-		!strings.Contains(m.Security.Warnings[0], "outside the private OTR conversation") {
+		m.Security.Warnings[0].Message.ID != eme.MsgOTRSentInClear || !strings.Contains(m.Security.Warnings[0].Text, "outside the private OTR conversation") {
 		t.Fatalf("message %+v", m)
 	}
 }

@@ -35,8 +35,8 @@
 // key from its data node (max_items=1), checks that each key is the one
 // announced and has the user ID xmpp:<bare JID>, and records it with the
 // store's trust rules: the first key of a contact is trusted blindly
-// (store.Blind), later keys are store.Undecided and give a "key-changed"
-// SecurityEvent (the first key gives "new-key"). The same happens on
+// (trust.Blind), later keys are trust.Undecided and give a KindKeyChanged
+// SecurityEvent (the first key gives KindNewKey). The same happens on
 // demand: before sending when the list was not fetched for
 // Config.Refresh, and when a message arrives from a sender without a
 // known key or signed by an unknown one (at most once a minute per

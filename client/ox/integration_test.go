@@ -226,7 +226,7 @@ func TestIntegrationOX(t *testing.T) {
 			t.Fatalf("bob's record of alice's keys: %+v", keys)
 		}
 		// The handler emitted its security event before the notification.
-		if len(secEvents) != 1 || secEvents[0].Kind != "new-key" || secEvents[0].Fingerprint != alice.key.Fingerprint() || secEvents[0].Mechanism != eme.OX {
+		if len(secEvents) != 1 || secEvents[0].Kind != ox.KindNewKey || secEvents[0].Fingerprint != alice.key.Fingerprint() || secEvents[0].Mechanism != eme.OX {
 			t.Fatalf("security events %+v", secEvents)
 		}
 	})
@@ -546,14 +546,14 @@ func TestIntegrationOX(t *testing.T) {
 			if !ok {
 				t.Fatalf("forgery %s delivered as %#v", id, ev)
 			}
-			if n.Reason != "verification-failed" || strings.Contains(n.Text, "rogue key") || strings.Contains(n.Text, "no signature") {
+			if n.Reason != eme.ReasonVerificationFailed || strings.Contains(n.Text, "rogue key") || strings.Contains(n.Text, "no signature") {
 				t.Fatalf("notice %+v", n)
 			}
 		}
 		// Written for carol, delivered to bob.
 		send(engine.Content{Kind: engine.Signcrypt, To: []jid.JID{u[2].JID}, Payload: []byte("<body>for carol</body>")}, alice.key, "f2")
 		n := clienttest.WaitFor(t, bob.c, func(n *client.NoticeEvent) bool { return n.ID == "f2" })
-		if n.Reason != "verification-failed" || strings.Contains(n.Text, "for carol") {
+		if n.Reason != eme.ReasonVerificationFailed || strings.Contains(n.Text, "for carol") {
 			t.Fatalf("notice %+v", n)
 		}
 	})
@@ -574,7 +574,7 @@ func TestIntegrationOX(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(d.Events) != 1 || d.Events[0].Kind != "key-changed" || d.Events[0].Fingerprint != a2.key.Fingerprint() {
+		if len(d.Events) != 1 || d.Events[0].Kind != ox.KindKeyChanged || d.Events[0].Fingerprint != a2.key.Fingerprint() {
 			t.Fatalf("events %+v", d.Events)
 		}
 		trust := map[string]store.TrustState{}

@@ -19,7 +19,7 @@ import (
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
 	engine "github.com/balcony-im/balcony/ox"
-	"github.com/balcony-im/balcony/store"
+	"github.com/balcony-im/balcony/trust"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
@@ -27,17 +27,16 @@ import (
 // own key pairs, contacts' keys with their trust decisions. *store.Store
 // implements it.
 type Store interface {
-	OwnKeys(ctx context.Context, m store.Mechanism) ([]store.OwnKey, error)
-	OwnKeySecret(ctx context.Context, m store.Mechanism, fingerprint string) ([]byte, error)
-	AddOwnKey(ctx context.Context, k store.OwnKey, secret []byte) error
-	ListKeys(ctx context.Context, contact string, m store.Mechanism) ([]store.ContactKey, error)
-	RecordSeenKey(ctx context.Context, contact string, m store.Mechanism, fingerprint string, data []byte) (store.Seen, error)
-	SetAnnouncedKeys(ctx context.Context, contact string, m store.Mechanism, fingerprints []string) error
-	SetKeyPublished(ctx context.Context, contact string, m store.Mechanism, fingerprint string, published time.Time) error
+	OwnKeys(ctx context.Context, m trust.Mechanism) ([]trust.OwnKey, error)
+	OwnKeySecret(ctx context.Context, m trust.Mechanism, fingerprint string) ([]byte, error)
+	AddOwnKey(ctx context.Context, k trust.OwnKey, secret []byte) error
+	ListKeys(ctx context.Context, contact string, m trust.Mechanism) ([]trust.ContactKey, error)
+	RecordSeenKey(ctx context.Context, contact string, m trust.Mechanism, fingerprint string, data []byte) (trust.Seen, error)
+	SetAnnouncedKeys(ctx context.Context, contact string, m trust.Mechanism, fingerprints []string) error
+	SetKeyPublished(ctx context.Context, contact string, m trust.Mechanism, fingerprint string, published time.Time) error
 }
 
 var (
-	_ Store               = (*store.Store)(nil)
 	_ client.Mechanism    = (*Mechanism)(nil)
 	_ client.Availability = (*Mechanism)(nil)
 )
@@ -48,8 +47,8 @@ type Config struct {
 	Store Store
 
 	// BlindTrust makes messages signed by a key trusted on first use
-	// (store.Blind) count as verified. By default only keys the user
-	// verified (store.Verified) and one's own keys do; messages signed by a
+	// (trust.Blind) count as verified. By default only keys the user
+	// verified (trust.Verified) and one's own keys do; messages signed by a
 	// blindly trusted key are shown as "unverified", without a warning.
 	BlindTrust bool
 
@@ -190,13 +189,13 @@ func (x *Mechanism) Needs() client.Needs {
 // storedKeys reads the account's OX key pairs from the store, the active
 // one first.
 func (x *Mechanism) storedKeys(ctx context.Context) ([]*engine.Key, error) {
-	recs, err := x.st.OwnKeys(ctx, store.OX)
+	recs, err := x.st.OwnKeys(ctx, trust.OX)
 	if err != nil {
 		return nil, err
 	}
 	var keys []*engine.Key
 	for _, r := range recs {
-		secret, err := x.st.OwnKeySecret(ctx, store.OX, r.Fingerprint)
+		secret, err := x.st.OwnKeySecret(ctx, trust.OX, r.Fingerprint)
 		if err != nil {
 			return nil, err
 		}
@@ -311,7 +310,7 @@ func (x *Mechanism) markFetched(bare string) {
 
 // keyInfo is what the store says about one of a sender's keys.
 type keyInfo struct {
-	trust     store.TrustState
+	trust     trust.State
 	announced bool
 	own       bool // one of this device's own key pairs
 }
@@ -325,7 +324,7 @@ type senderKeys struct {
 // loadKeys reads the keys recorded for bare (and, for one's own JID, this
 // device's key pairs) and parses them through the key cache.
 func (x *Mechanism) loadKeys(ctx context.Context, bare jid.JID) (*senderKeys, error) {
-	recs, err := x.st.ListKeys(ctx, bare.String(), store.OX)
+	recs, err := x.st.ListKeys(ctx, bare.String(), trust.OX)
 	if err != nil {
 		return nil, err
 	}
@@ -334,7 +333,7 @@ func (x *Mechanism) loadKeys(ctx context.Context, bare jid.JID) (*senderKeys, er
 		_, pub, _ := x.snapshot()
 		for _, k := range pub {
 			sk.keys = append(sk.keys, k)
-			sk.info[k.Fingerprint()] = keyInfo{trust: store.Verified, announced: true, own: true}
+			sk.info[k.Fingerprint()] = keyInfo{trust: trust.Verified, announced: true, own: true}
 		}
 	}
 	for _, r := range recs {
@@ -465,7 +464,7 @@ func (x *Mechanism) Usable(ctx context.Context, to jid.JID) bool {
 	}
 	for _, k := range sk.keys {
 		i := sk.info[k.Fingerprint()]
-		if !i.own && i.announced && i.trust != store.Untrusted && k.CanEncrypt(x.now()) == nil {
+		if !i.own && i.announced && i.trust != trust.Untrusted && k.CanEncrypt(x.now()) == nil {
 			return true
 		}
 	}
@@ -560,7 +559,7 @@ func (x *Mechanism) recipientKeys(ctx context.Context, bare jid.JID, now time.Ti
 	var cands []*engine.Key
 	for _, k := range sk.keys {
 		i := sk.info[k.Fingerprint()]
-		if !i.own && i.announced && i.trust != store.Untrusted {
+		if !i.own && i.announced && i.trust != trust.Untrusted {
 			cands = append(cands, k)
 		}
 	}
@@ -596,7 +595,7 @@ func (x *Mechanism) open(ctx context.Context, in *client.Incoming, src keySource
 	if in.Stanza.AttrValue("type") == "groupchat" {
 		// The sender of a group chat message is a room occupant whose real
 		// JID, and so whose keys, Balcony does not track yet.
-		return nil, &client.OpenError{Reason: eme.ReasonNotSupported, Detail: "OpenPGP for XMPP in group chats is not supported yet"}
+		return nil, &client.OpenError{Reason: eme.ReasonNotSupported, Notes: []eme.Message{eme.Msg(eme.MsgOXGroupChat)}}
 	}
 	el := in.Stanza.Child(engine.NS, "openpgp")
 	if el == nil {
@@ -634,7 +633,7 @@ func (x *Mechanism) open(ctx context.Context, in *client.Incoming, src keySource
 		return nil, err
 	}
 	if !in.Origin.Copy() && op.Signer != nil && !sk.info[op.Signer.Fingerprint()].own {
-		if _, err := x.st.RecordSeenKey(ctx, from.String(), store.OX, op.Signer.Fingerprint(), nil); err != nil {
+		if _, err := x.st.RecordSeenKey(ctx, from.String(), trust.OX, op.Signer.Fingerprint(), nil); err != nil {
 			x.log().Warn("recording OpenPGP key use failed", "err", err)
 		}
 	}
@@ -683,11 +682,11 @@ func (x *Mechanism) result(in *client.Incoming, op *engine.Opened, sk *senderKey
 			// engine found no valid signature by a key of the sender.
 			return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Detail: strings.TrimPrefix(p.Error(), "ox: ")}
 		default:
-			sec.Warnings = append(sec.Warnings, strings.TrimPrefix(p.Error(), "ox: "))
+			sec.Warnings = append(sec.Warnings, problemWarning(p))
 		}
 	}
 	if op.Signer == nil {
-		return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Detail: "no valid signature by a key of the sender"}
+		return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Notes: []eme.Message{eme.Msg(eme.MsgOXNoValidSignature)}}
 	}
 	from := in.From.Bare()
 	fpr := op.Signer.Fingerprint()
@@ -700,16 +699,16 @@ func (x *Mechanism) result(in *client.Incoming, op *engine.Opened, sk *senderKey
 	case info.own:
 	case !info.announced:
 		verified = false
-		sec.Warnings = append(sec.Warnings, fmt.Sprintf("signed by key %s, which %s no longer announces", fpr, from))
-	case info.trust == store.Verified:
-	case info.trust == store.Blind:
+		sec.Warnings = append(sec.Warnings, client.Warn(eme.MsgOXKeyNotAnnounced, fpr, from.String()))
+	case info.trust == trust.Verified:
+	case info.trust == trust.Blind:
 		verified = verified && x.cfg.BlindTrust
-	case info.trust == store.Untrusted:
+	case info.trust == trust.Untrusted:
 		verified = false
-		sec.Warnings = append(sec.Warnings, fmt.Sprintf("signed by key %s, which you marked untrusted", fpr))
+		sec.Warnings = append(sec.Warnings, client.Warn(eme.MsgOXKeyUntrusted, fpr))
 	default:
 		verified = false
-		sec.Warnings = append(sec.Warnings, fmt.Sprintf("signed by key %s, which you have not decided to trust yet", fpr))
+		sec.Warnings = append(sec.Warnings, client.Warn(eme.MsgOXKeyUndecided, fpr))
 	}
 	// Verified means every check passed: a warning of any kind (a replayed
 	// or post-dated <time/> stamp too) leaves the message unverified.
@@ -841,3 +840,30 @@ func startTagEnd(b []byte) int {
 	}
 	return -1
 }
+
+// problemWarning is the warning for a problem the engine found in a
+// message that could still be read.
+func problemWarning(p error) client.Warning {
+	if te, ok := errors.AsType[*engine.TimeError](p); ok {
+		off := te.Stamp.Sub(te.Reference)
+		if off < 0 {
+			off = -off
+		}
+		id := eme.MsgOXStampSkewed
+		if te.Signature {
+			id = eme.MsgOXSignatureSkewed
+		}
+		return client.Warn(id, engine.FormatTime(te.Stamp), off.Round(time.Second).String())
+	}
+	return client.Warn(eme.MsgOXCheckFailed, strings.TrimPrefix(p.Error(), "ox: "))
+}
+
+// Kinds of the OX mechanism's security events.
+const (
+	// KindNewKey: a contact announced its first OpenPGP key, trusted
+	// blindly (or as the store decides).
+	KindNewKey client.SecurityKind = "ox-new-key"
+	// KindKeyChanged: a contact announced another key; it is undecided
+	// until the user decides (Hint: verify).
+	KindKeyChanged client.SecurityKind = "ox-key-changed"
+)

@@ -198,13 +198,13 @@ func TestOXReceiverChecks(t *testing.T) {
 		// at all (not encrypted to him).
 		st := alice.seal(t, carol.j.Bare(), "for carol")
 		n := notice(bob.receive(st, alice.j, bob.j, client.Origin{}))
-		if n.Reason != "no-key" {
+		if n.Reason != eme.ReasonNoKey {
 			t.Fatalf("notice %+v", n)
 		}
 		// Carol herself receives a copy addressed (outer) to bob: she can
 		// decrypt it, but <to/> does not match the outer 'to'.
 		n = notice(carol.receive(st, alice.j, bob.j, client.Origin{}))
-		if n.Reason != "verification-failed" {
+		if n.Reason != eme.ReasonVerificationFailed {
 			t.Fatalf("notice %+v", n)
 		}
 	})
@@ -240,7 +240,7 @@ func TestOXReceiverChecks(t *testing.T) {
 		st := xmltree.New(client.NSClient, "message", "type", "chat")
 		el, _ := xmltree.Parse(engine.Element{Data: msg}.Marshal(), nil)
 		st.Append(el)
-		if n := notice(bob.receive(st, alice.j, bob.j, client.Origin{})); n.Reason != "verification-failed" {
+		if n := notice(bob.receive(st, alice.j, bob.j, client.Origin{})); n.Reason != eme.ReasonVerificationFailed {
 			t.Fatalf("notice %+v", n)
 		}
 	})
@@ -248,7 +248,7 @@ func TestOXReceiverChecks(t *testing.T) {
 	t.Run("malformed", func(t *testing.T) {
 		st := xmltree.New(client.NSClient, "message", "type", "chat")
 		st.Append(xmltree.New(engine.NS, "openpgp").AppendText("bm90IGEgbWVzc2FnZQ=="))
-		if n := notice(bob.receive(st, alice.j, bob.j, client.Origin{})); n.Reason != "malformed" {
+		if n := notice(bob.receive(st, alice.j, bob.j, client.Origin{})); n.Reason != eme.ReasonMalformed {
 			t.Fatalf("notice %+v", n)
 		}
 	})
@@ -327,7 +327,7 @@ func TestOXDisabledWithoutKey(t *testing.T) {
 	bob := newOXPeer(t, "bob@example.org", Config{}, false)
 	alice.learn(t, bob.j, mustKey(t, bob.j))
 	n, ok := bob.receive(alice.seal(t, bob.j, "x"), alice.j, bob.j, client.Origin{}).(*client.NoticeEvent)
-	if !ok || n.Reason != "not-enabled" || !strings.Contains(n.Text, "balcony ox keygen") {
+	if !ok || n.Reason != eme.ReasonNotEnabled || n.Hint != (eme.Hint{Action: eme.ActionEnable, Mechanism: eme.OX, Peer: n.From.String()}) {
 		t.Fatalf("got %#v", n)
 	}
 	if _, err := bob.x.Seal(context.Background(), &client.Outgoing{To: alice.j, Body: "x"}); !errors.Is(err, ErrNoOwnKey) {
@@ -398,7 +398,7 @@ func TestOXTimeSkewWarning(t *testing.T) {
 	}
 	st := alice.seal(t, bob.j, "from the past")
 	m := bob.c.Pipeline().Receive(context.Background(), &client.Incoming{Stanza: st, From: alice.j, To: bob.j, Time: ahead()}).(*client.MessageEvent)
-	if m.Body != "from the past" || len(m.Security.Warnings) == 0 || !strings.Contains(m.Security.Warnings[0], "behind") || m.Security.State() != "warning" || m.Security.Verified {
+	if m.Body != "from the past" || len(m.Security.Warnings) == 0 || m.Security.Warnings[0].Message.ID != eme.MsgOXStampSkewed || m.Security.State() != "warning" || m.Security.Verified {
 		t.Fatalf("skewed message: %+v", m.Security)
 	}
 }
@@ -435,7 +435,7 @@ func TestOXGroupChatNotSupported(t *testing.T) {
 	st.Append(xmltree.New(engine.NS, "openpgp").AppendText("AAAA"))
 	_, err := bob.x.Open(context.Background(), &client.Incoming{Stanza: st, From: jid.MustParse("room@muc.example.org/alice"), To: bob.j})
 	var oe *client.OpenError
-	if !errors.As(err, &oe) || oe.Reason != eme.ReasonNotSupported || !strings.Contains(oe.Detail, "group chats") {
+	if !errors.As(err, &oe) || oe.Reason != eme.ReasonNotSupported || len(oe.Notes) != 1 || oe.Notes[0].ID != eme.MsgOXGroupChat {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -496,7 +496,7 @@ func TestOXForgeriesAreNotices(t *testing.T) {
 		if !ok {
 			t.Fatalf("an unsigned <signcrypt/> was delivered: %#v", ev)
 		}
-		if n.Reason != eme.ReasonVerificationFailed.String() {
+		if n.Reason != eme.ReasonVerificationFailed {
 			t.Fatalf("notice reason %q", n.Reason)
 		}
 	})
@@ -514,7 +514,7 @@ func TestOXForgeriesAreNotices(t *testing.T) {
 		if !ok {
 			t.Fatalf("a message signed by an unannounced key was delivered: %#v", ev)
 		}
-		if n.Reason != eme.ReasonVerificationFailed.String() {
+		if n.Reason != eme.ReasonVerificationFailed {
 			t.Fatalf("notice reason %q", n.Reason)
 		}
 	})
@@ -536,7 +536,7 @@ func TestOXForgeriesAreNotices(t *testing.T) {
 		}
 		var policy bool
 		for _, w := range m.Security.Warnings {
-			policy = policy || strings.Contains(w, "requires")
+			policy = policy || strings.HasPrefix(string(w.Message.ID), "policy-") && strings.Contains(w.Text, "requires")
 		}
 		if m.Security.Authenticated || m.Security.Verified || !policy {
 			t.Fatalf("retracted key counted as OX: %+v", m.Security)

@@ -14,7 +14,7 @@ import (
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
 	engine "github.com/balcony-im/balcony/ox"
-	"github.com/balcony-im/balcony/store"
+	"github.com/balcony-im/balcony/trust"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
@@ -188,7 +188,7 @@ var ErrNotAnnounced = errors.New("client: the OpenPGP key is not announced")
 // device. The active key of this device cannot be withdrawn (its devices
 // would announce it again); replace it first (balcony ox keygen --force).
 func (x *Mechanism) Withdraw(ctx context.Context, fingerprint string) error {
-	fpr, err := store.NormalizeFingerprint(store.OX, fingerprint)
+	fpr, err := trust.NormalizeFingerprint(trust.OX, fingerprint)
 	if err != nil {
 		return err
 	}
@@ -301,11 +301,11 @@ func (x *Mechanism) refresh(ctx context.Context, owner jid.JID, list *engine.Pub
 		}
 	}
 	res := &oxRefresh{list: list, problems: slices.Clone(list.Problems)}
-	recs, err := x.st.ListKeys(ctx, owner.String(), store.OX)
+	recs, err := x.st.ListKeys(ctx, owner.String(), trust.OX)
 	if err != nil {
 		return nil, err
 	}
-	known := map[string]store.ContactKey{}
+	known := map[string]trust.ContactKey{}
 	for _, r := range recs {
 		known[r.Fingerprint] = r
 	}
@@ -340,12 +340,12 @@ func (x *Mechanism) refresh(ctx context.Context, owner jid.JID, list *engine.Pub
 			}
 			continue
 		}
-		seen, err := x.st.RecordSeenKey(ctx, owner.String(), store.OX, m.Fingerprint, data)
+		seen, err := x.st.RecordSeenKey(ctx, owner.String(), trust.OX, m.Fingerprint, data)
 		if err != nil {
 			return nil, err
 		}
 		if !m.Date.IsZero() {
-			if err := x.st.SetKeyPublished(ctx, owner.String(), store.OX, m.Fingerprint, m.Date); err != nil {
+			if err := x.st.SetKeyPublished(ctx, owner.String(), trust.OX, m.Fingerprint, m.Date); err != nil {
 				return nil, err
 			}
 		}
@@ -353,18 +353,18 @@ func (x *Mechanism) refresh(ctx context.Context, owner jid.JID, list *engine.Pub
 		switch {
 		case seen.Change != nil:
 			res.events = append(res.events, &client.SecurityEvent{
-				Peer: owner, Mechanism: eme.OX, Kind: "key-changed", Fingerprint: m.Fingerprint,
-				Text: fmt.Sprintf("%s announced a new OpenPGP key (trust: %s); keys seen before: %s",
-					owner, seen.Key.Trust, joinFingerprints(seen.Change.Previous)),
+				Peer: owner, Mechanism: eme.OX, Kind: KindKeyChanged, Fingerprint: m.Fingerprint,
+				Message: eme.Msg(eme.MsgOXNewKey, owner.String(), seen.Key.Trust.String(), joinFingerprints(seen.Change.Previous)),
+				Hint:    eme.Hint{Action: eme.ActionVerify, Mechanism: eme.OX, Peer: owner.String()},
 			})
 		case seen.New:
 			res.events = append(res.events, &client.SecurityEvent{
-				Peer: owner, Mechanism: eme.OX, Kind: "new-key", Fingerprint: m.Fingerprint,
-				Text: fmt.Sprintf("%s announced an OpenPGP key (trust: %s)", owner, seen.Key.Trust),
+				Peer: owner, Mechanism: eme.OX, Kind: KindNewKey, Fingerprint: m.Fingerprint,
+				Message: eme.Msg(eme.MsgOXKeyAnnounced, owner.String(), seen.Key.Trust.String()),
 			})
 		}
 	}
-	if err := x.st.SetAnnouncedKeys(ctx, owner.String(), store.OX, res.listed); err != nil {
+	if err := x.st.SetAnnouncedKeys(ctx, owner.String(), trust.OX, res.listed); err != nil {
 		return nil, err
 	}
 	for _, p := range res.problems {
@@ -415,7 +415,7 @@ func (x *Mechanism) onMetadata(ev *client.PEPEvent) {
 // KeyInfo describes one of a contact's OpenPGP keys as Discover found it.
 type KeyInfo struct {
 	Fingerprint string
-	Trust       store.TrustState
+	Trust       trust.State
 	Announced   bool
 	Created     time.Time
 	Algorithm   string
@@ -547,7 +547,7 @@ func (x *Mechanism) Restore(ctx context.Context, code string) (*RestoreResult, e
 	if err != nil {
 		return nil, err
 	}
-	recs, err := x.st.OwnKeys(ctx, store.OX)
+	recs, err := x.st.OwnKeys(ctx, trust.OX)
 	if err != nil {
 		return nil, err
 	}
@@ -614,6 +614,6 @@ func StoreKey(ctx context.Context, st Store, k *engine.Key, active bool) error {
 		return err
 	}
 	defer clear(secret)
-	return st.AddOwnKey(ctx, store.OwnKey{Mechanism: store.OX, Fingerprint: k.Fingerprint(), Public: pub,
+	return st.AddOwnKey(ctx, trust.OwnKey{Mechanism: trust.OX, Fingerprint: k.Fingerprint(), Public: pub,
 		Created: k.Created(), Active: active}, secret)
 }

@@ -15,11 +15,10 @@ import (
 	"github.com/balcony-im/balcony/store"
 )
 
-func init() {
-	register(&command{
-		name:    "account",
-		summary: "add, list, remove accounts or choose the default one",
-		usage: `Usage:
+var accountCommand = &command{
+	name:    "account",
+	summary: "add, list, remove accounts or choose the default one",
+	usage: `Usage:
   balcony account add JID [--server HOST:PORT] [--direct-tls] [--ca-file FILE] [--tls12] [--default] [--unencrypted-store]
   balcony account list
   balcony account default JID
@@ -54,8 +53,7 @@ Saving the password (in the account's encrypted store):
   balcony account password --forget  delete it
   balcony account passphrase         change the store passphrase
 `,
-		run: runAccount,
-	})
+	run: runAccount,
 }
 
 func runAccount(ctx context.Context, e *env, args []string) error {

@@ -19,11 +19,10 @@ import (
 	"github.com/balcony-im/balcony/eme"
 )
 
-func init() {
-	register(&command{
-		name:    "chat",
-		summary: "an interactive conversation with one contact",
-		usage: `Usage: balcony chat [--ox|--otr|--esession|--plain] [--resource RES] JID
+var chatCommand = &command{
+	name:    "chat",
+	summary: "an interactive conversation with one contact",
+	usage: `Usage: balcony chat [--ox|--otr|--esession|--plain] [--resource RES] JID
 
 Every line you type is sent to JID; everything that arrives is printed as
 "balcony listen" prints it (TIME FROM [SECURITY] TEXT, notices as !!).
@@ -46,8 +45,7 @@ Secrets asked for are read without echo on a terminal, or as the next input
 line otherwise. Quitting ends the sessions properly (Encrypted Sessions are
 terminated; OTR ends with the stream).
 ` + secretFlagsUsage,
-		run: runChat,
-	})
+	run: runChat,
 }
 
 // lockedWriter serialises writes of the event printer and the command loop.
@@ -117,7 +115,7 @@ func runChat(ctx context.Context, e *env, args []string) error {
 	}
 	defer stopControl()
 
-	r := &renderer{w: out, color: e.isTerminal}
+	r := &renderer{w: out, color: e.isTerminal, lang: e.lang, slash: true}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

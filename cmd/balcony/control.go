@@ -49,16 +49,6 @@ type controlResponse struct {
 // controlHandler runs a request inside the listener.
 type controlHandler func(ctx context.Context, s *session, args json.RawMessage) (any, error)
 
-var controlHandlers = map[string]controlHandler{}
-
-// registerControl adds a request handler; mechanism files call it in init.
-func registerControl(name string, h controlHandler) {
-	if _, dup := controlHandlers[name]; dup {
-		panic("duplicate control handler " + name)
-	}
-	controlHandlers[name] = h
-}
-
 // controlPath returns the socket a command dials to reach the account's
 // listener: control.sock in the account's data directory, or, when that
 // path is too long for a Unix socket, the path the listener recorded in

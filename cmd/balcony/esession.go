@@ -21,12 +21,10 @@ import (
 // for Encrypted Session requests: "ask" (default) or "subscribed".
 const settingESessionAccept = "esession.accept"
 
-func init() {
-	mechanismSetups = append(mechanismSetups, setupESession)
-	register(&command{
-		name:    "esession",
-		summary: "start, verify and end Encrypted Sessions (XEP-0217/0200, Deferred)",
-		usage: `Usage: balcony esession start [--wait DUR] JID
+var esessionCommand = &command{
+	name:    "esession",
+	summary: "start, verify and end Encrypted Sessions (XEP-0217/0200, Deferred)",
+	usage: `Usage: balcony esession start [--wait DUR] JID
        balcony esession accept [--wait DUR] JID
        balcony esession decline [--reason TEXT] JID
        balcony esession sas JID
@@ -79,9 +77,7 @@ Flags:
   --reason TEXT    the reason given when declining
   --thread T       confirm only the session on thread T
 ` + secretFlagsUsage,
-		run: runESession,
-	})
-	registerControl("esession", handleESession)
+	run: runESession,
 }
 
 // retainedSecretStore is what the Encrypted Sessions mechanism needs of

@@ -13,11 +13,10 @@ import (
 	"github.com/balcony-im/balcony/store"
 )
 
-func init() {
-	register(&command{
-		name:    "keys",
-		summary: "list own and contacts' keys, fingerprints and trust",
-		usage: `Usage: balcony keys [--mechanism ox|otr|esession] [--history] [CONTACT]
+var keysCommand = &command{
+	name:    "keys",
+	summary: "list own and contacts' keys, fingerprints and trust",
+	usage: `Usage: balcony keys [--mechanism ox|otr|esession] [--history] [CONTACT]
 
 Lists the account's own keys and its contacts' keys for every mechanism,
 with fingerprints, trust decisions and when each key was first and last
@@ -33,12 +32,13 @@ Flags:
   --mechanism M   only this mechanism
   --history       also print every key event (first key, change, decision)
 ` + secretFlagsUsage,
-		run: runKeys,
-	})
-	register(&command{
-		name:    "trust",
-		summary: "mark a contact's key verified, blind, undecided or untrusted",
-		usage: `Usage: balcony trust [--mechanism ox|otr|esession] CONTACT FINGERPRINT STATE
+	run: runKeys,
+}
+
+var trustCommand = &command{
+	name:    "trust",
+	summary: "mark a contact's key verified, blind, undecided or untrusted",
+	usage: `Usage: balcony trust [--mechanism ox|otr|esession] CONTACT FINGERPRINT STATE
 
 STATE is verified, blind, undecided or untrusted. FINGERPRINT may be any
 unique prefix (spaces and case do not matter). Deciding about a key also
@@ -47,8 +47,7 @@ acknowledges a pending key change for it.
 Mark a key verified only after comparing the whole fingerprint with the
 contact over a channel you trust (in person, a call you recognise).
 ` + secretFlagsUsage,
-		run: runTrust,
-	})
+	run: runTrust,
 }
 
 var mechanismNames = map[string]store.Mechanism{"ox": store.OX, "otr": store.OTR, "esession": store.ESession}

@@ -62,10 +62,6 @@ type command struct {
 	run     func(ctx context.Context, env *env, args []string) error
 }
 
-var commands = map[string]*command{}
-
-func register(c *command) { commands[c.name] = c }
-
 // env is what every command gets: streams and global options.
 type env struct {
 	stdin          io.Reader

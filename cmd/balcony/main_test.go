@@ -12,6 +12,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/eme"
 
 	"github.com/balcony-im/balcony/internal/prosodytest"
 )
@@ -113,7 +114,7 @@ func TestRenderBodylessWarnings(t *testing.T) {
 	var b strings.Builder
 	r := &renderer{w: &b}
 	r.event(&client.MessageEvent{From: jid.MustParse("m@example.org/r"), Time: time.Unix(0, 0),
-		Security: client.Security{Warnings: []string{"sent in the clear"}}})
+		Security: client.Security{Warnings: []client.Warning{{Message: eme.Msg(eme.MsgESClearWithNegotiation), Text: "sent in the clear"}}}})
 	if !strings.Contains(b.String(), " !! warning: sent in the clear") {
 		t.Fatalf("got %q", b.String())
 	}
@@ -145,10 +146,49 @@ func TestRenderJSONBodyless(t *testing.T) {
 		t.Fatalf("empty message printed: %q", b.String())
 	}
 	r.event(&client.MessageEvent{From: jid.MustParse("m@example.org/r"), Time: time.Unix(0, 0),
-		Security: client.Security{Warnings: []string{"sent in the clear"}}})
+		Security: client.Security{Warnings: []client.Warning{{Message: eme.Msg(eme.MsgESClearWithNegotiation), Text: "sent in the clear"}}}})
 	var v map[string]any
-	if err := json.Unmarshal([]byte(b.String()), &v); err != nil || v["type"] != "notice" || v["text"] != "warning: sent in the clear" {
+	if err := json.Unmarshal([]byte(b.String()), &v); err != nil || v["type"] != "notice" || v["text"] != "warning: sent in the clear" || v["message_id"] != string(eme.MsgESClearWithNegotiation) {
 		t.Fatalf("warning of a body-less message: %q %v", b.String(), err)
+	}
+}
+
+// Hints are data from the library; the renderer turns them into balcony's
+// commands, or the chat window's.
+func TestRenderHints(t *testing.T) {
+	bob := jid.MustParse("bob@example.org/phone")
+	ev := &client.SecurityEvent{Peer: bob, Mechanism: eme.OTR, Kind: "otr-private", Text: "Private conversation started.",
+		Hint: eme.Hint{Action: eme.ActionVerify, Mechanism: eme.OTR, Peer: bob.String()}}
+	var b strings.Builder
+	(&renderer{w: &b}).event(ev)
+	if !strings.Contains(b.String(), "Private conversation started. To verify, run: balcony otr smp bob@example.org/phone") {
+		t.Fatalf("text: %q", b.String())
+	}
+	b.Reset()
+	(&renderer{w: &b, slash: true, lang: "de"}).event(ev)
+	if !strings.Contains(b.String(), "Zum Überprüfen ausführen: /otr smp") {
+		t.Fatalf("chat, German: %q", b.String())
+	}
+	b.Reset()
+	(&renderer{w: &b, json: true}).event(&client.NoticeEvent{From: bob, Reason: eme.ReasonNotEnabled, Namespace: eme.OX,
+		Hint: eme.Hint{Action: eme.ActionEnable, Mechanism: eme.OX, Peer: bob.String()}})
+	var v struct {
+		Reason  string
+		Command string
+		Hint    struct{ Action, Mechanism, Peer string }
+	}
+	if err := json.Unmarshal([]byte(b.String()), &v); err != nil || v.Reason != "not-enabled" || v.Command != "balcony ox keygen" ||
+		v.Hint.Action != "enable" || v.Hint.Mechanism != eme.OX {
+		t.Fatalf("json %q: %+v %v", b.String(), v, err)
+	}
+	// Every action balcony suggests for its mechanisms has a command.
+	for a := eme.ActionEnable; a <= eme.ActionEnd; a++ {
+		for _, ns := range []string{eme.OTR, eme.OX, eme.ESession} {
+			h := eme.Hint{Action: a, Mechanism: ns, Peer: "x@y"}
+			if c := hintCommand(h, "ABCD", false); c != "" && !strings.HasPrefix(c, "balcony ") {
+				t.Errorf("%+v: %q", h, c)
+			}
+		}
 	}
 }
 

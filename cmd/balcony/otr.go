@@ -27,12 +27,10 @@ const settingOTRPolicy = "otr-policy"
 // OTR, and never hold messages back.
 const defaultOTRPolicy = "opportunistic"
 
-func init() {
-	mechanismSetups = append(mechanismSetups, setupOTR)
-	register(&command{
-		name:    "otr",
-		summary: "start, verify and end OTR conversations; OTR keys and policy (XEP-0364)",
-		usage: `Usage: balcony otr start [--wait DUR] JID/RESOURCE
+var otrCommand = &command{
+	name:    "otr",
+	summary: "start, verify and end OTR conversations; OTR keys and policy (XEP-0364)",
+	usage: `Usage: balcony otr start [--wait DUR] JID/RESOURCE
        balcony otr end JID/RESOURCE
        balcony otr smp [--question Q] [--secret-file F | --secret-env V] [--wait DUR] JID/RESOURCE
        balcony otr smp-answer [--secret-file F | --secret-env V] [--wait DUR] JID/RESOURCE
@@ -121,9 +119,7 @@ Flags:
                      it is asked for on the terminal
   --name ACCOUNT     the libotr account to import (import-libotr)
 ` + secretFlagsUsage,
-		run: runOTR,
-	})
-	registerControl("otr", handleOTR)
+	run: runOTR,
 }
 
 // setupOTR registers the OTR mechanism with the account's instance tag and
@@ -502,7 +498,7 @@ func handleOTR(ctx context.Context, s *session, raw json.RawMessage) (any, error
 		wctx, cancel = context.WithTimeout(ctx, a.Wait)
 		defer cancel()
 	}
-	kinds := func(ks ...string) func(ev any) bool {
+	kinds := func(ks ...client.SecurityKind) func(ev any) bool {
 		return func(ev any) bool {
 			se, ok := ev.(*client.SecurityEvent)
 			if !ok || se.Mechanism != eme.OTR || !se.Peer.Equal(j) {
@@ -521,7 +517,7 @@ func handleOTR(ctx context.Context, s *session, raw json.RawMessage) (any, error
 		var w *watcher
 		if a.Wait > 0 {
 			// Registered before starting, so the result cannot be missed.
-			w = s.watch(kinds("otr-private", "otr-verified"))
+			w = s.watch(kinds(otrclient.KindPrivate, otrclient.KindVerified))
 		}
 		if err := o.Start(ctx, j); err != nil {
 			if w != nil {
@@ -542,14 +538,14 @@ func handleOTR(ctx context.Context, s *session, raw json.RawMessage) (any, error
 	case "smp", "smp-answer":
 		var outcome, request *watcher
 		if a.Wait > 0 {
-			outcome = s.watch(kinds("otr-smp-succeeded", "otr-smp-failed", "otr-smp-aborted"))
+			outcome = s.watch(kinds(otrclient.KindSMPSucceeded, otrclient.KindSMPFailed, otrclient.KindSMPAborted))
 			defer s.unwatch(outcome)
 		}
 		if a.Op == "smp" {
 			err = o.StartSMP(ctx, j, a.Question, a.Secret)
 		} else {
 			if a.Wait > 0 {
-				request = s.watch(kinds("otr-smp-question", "otr-smp-request"))
+				request = s.watch(kinds(otrclient.KindSMPQuestion, otrclient.KindSMPRequest))
 				defer s.unwatch(request)
 			}
 			err = o.AnswerSMP(ctx, j, a.Secret)
@@ -570,7 +566,7 @@ func handleOTR(ctx context.Context, s *session, raw json.RawMessage) (any, error
 					"the contact must answer with the same secret: balcony otr smp-answer")
 			}
 			se := ev.(*client.SecurityEvent)
-			if se.Kind != "otr-smp-succeeded" {
+			if se.Kind != otrclient.KindSMPSucceeded {
 				return nil, withHint(errors.New(se.Text), "agree on the secret again over a channel you trust and retry")
 			}
 		}

@@ -92,45 +92,20 @@ Flags:
   --code-env VAR         restore: read the code from VAR (default BALCONY_BACKUP_CODE)
 ` + secretFlagsUsage
 
-const historyUsage = `Usage: balcony history [--limit N] [--workers N] [--json] JID
+var oxCommand = &command{
+	name:    "ox",
+	summary: "OpenPGP for XMPP: keys, announcement, backup, force OX",
+	usage:   oxUsage,
+	run:     runOX,
+}
 
-Reads the conversation with JID from the server's archive (XEP-0313) and
-prints it like "balcony listen", oldest first. OpenPGP for XMPP messages are
-decrypted and verified on all cores (--workers, default one per CPU), your
-own sent messages included; messages of session mechanisms (OTR, Encrypted
-Sessions) cannot be read from the archive and are shown as notices.
-
-Flags:
-  --limit N      only the last N messages (default: all)
-  --workers N    decryption workers (default: the number of CPUs)
-  --json         one JSON object per event
-` + secretFlagsUsage
-
-func init() {
-	mechanismSetups = append(mechanismSetups, setupOX)
-	register(&command{
-		name:    "ox",
-		summary: "OpenPGP for XMPP: keys, announcement, backup, force OX",
-		usage:   oxUsage,
-		run:     runOX,
-	})
-	registerControl("ox", func(ctx context.Context, s *session, raw json.RawMessage) (any, error) {
-		var a oxArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		return doOX(ctx, s, a)
-	})
-	// Another file may provide a general history command; this one reads
-	// the archive through the pipeline with bulk OX decryption.
-	if _, ok := commands["history"]; !ok {
-		register(&command{
-			name:    "history",
-			summary: "print the archived conversation with a contact",
-			usage:   historyUsage,
-			run:     runHistory,
-		})
+// controlOX serves "ox" on the control socket.
+func controlOX(ctx context.Context, s *session, raw json.RawMessage) (any, error) {
+	var a oxArgs
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return nil, err
 	}
+	return doOX(ctx, s, a)
 }
 
 // setupOX registers the OX mechanism with the account's keys: enabled when
@@ -806,42 +781,4 @@ func policyOrDefault(p string) string {
 		return "default"
 	}
 	return p
-}
-
-func runHistory(ctx context.Context, e *env, args []string) error {
-	fs := newFlags("history")
-	var so secretOptions
-	so.add(fs)
-	limit := fs.Int("limit", 0, "")
-	workers := fs.Int("workers", 0, "")
-	asJSON := fs.Bool("json", false, "")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return &usageError{msg: "history needs a JID", hint: "run: balcony help history"}
-	}
-	j, err := jid.Parse(fs.Arg(0))
-	if err != nil {
-		return &usageError{msg: fmt.Sprintf("invalid JID %q: %v", fs.Arg(0), err)}
-	}
-	if *limit < 0 || *workers < 0 {
-		return &usageError{msg: "--limit and --workers must not be negative"}
-	}
-	sess, err := connect(ctx, e, &so, func(c *client.Config) { c.DisablePresence = true })
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
-	go func() {
-		for ev := range sess.client.Events() {
-			sess.offer(ev)
-		}
-	}()
-	r := &renderer{w: e.stdout, json: *asJSON, color: e.isTerminal}
-	opts := client.HistoryOptions{Limit: *limit, Workers: *workers}
-	return sess.client.History(ctx, j.Bare(), opts, func(ev client.Event) error {
-		r.event(ev)
-		return nil
-	})
 }

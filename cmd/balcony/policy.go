@@ -13,11 +13,10 @@ import (
 	"github.com/balcony-im/balcony/store"
 )
 
-func init() {
-	register(&command{
-		name:    "policy",
-		summary: "show or set the encryption policy for contacts",
-		usage: `Usage: balcony policy [JID [POLICY]]
+var policyCommand = &command{
+	name:    "policy",
+	summary: "show or set the encryption policy for contacts",
+	usage: `Usage: balcony policy [JID [POLICY]]
 
 Without arguments, lists the per-contact policies. With a JID, shows the
 policy for that contact; with a POLICY, sets it:
@@ -33,8 +32,7 @@ A "require" policy is downgrade protection: "balcony send" refuses (exit
 status 3) rather than send in the clear or with a weaker mechanism, and
 messages that arrive less protected are shown with a warning.
 ` + secretFlagsUsage,
-		run: runPolicy,
-	})
+	run: runPolicy,
 }
 
 const policyPrefix = "policy:"

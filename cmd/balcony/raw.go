@@ -12,11 +12,10 @@ import (
 	"github.com/balcony-im/balcony/xmltree"
 )
 
-func init() {
-	register(&command{
-		name:    "raw",
-		summary: "send one raw XML stanza (for testing other clients)",
-		usage: `Usage: balcony raw [flags] STANZA
+var rawCommand = &command{
+	name:    "raw",
+	summary: "send one raw XML stanza (for testing other clients)",
+	usage: `Usage: balcony raw [flags] STANZA
        balcony raw [flags] -          (read the stanza from standard input)
 
 Sends one <message/>, <presence/> or <iq/> exactly as given, in the
@@ -31,19 +30,20 @@ tagged with an unknown encryption mechanism:
 Flags:
   --timeout DUR   how long to wait for the connection (default 30s)
 ` + secretFlagsUsage,
-		run: runRaw,
-	})
-	registerControl("raw", func(ctx context.Context, s *session, args json.RawMessage) (any, error) {
-		var stanza string
-		if err := json.Unmarshal(args, &stanza); err != nil {
-			return nil, err
-		}
-		st, err := parseRawStanza(stanza)
-		if err != nil {
-			return nil, err
-		}
-		return nil, s.client.SendElement(ctx, st)
-	})
+	run: runRaw,
+}
+
+// controlRaw serves "raw" on the control socket.
+func controlRaw(ctx context.Context, s *session, args json.RawMessage) (any, error) {
+	var stanza string
+	if err := json.Unmarshal(args, &stanza); err != nil {
+		return nil, err
+	}
+	st, err := parseRawStanza(stanza)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.client.SendElement(ctx, st)
 }
 
 func parseRawStanza(s string) (*xmltree.Element, error) {

@@ -28,6 +28,24 @@ type renderer struct {
 	w     io.Writer
 	json  bool
 	color bool
+	// lang is the language of hints (BCP 47); the library already wrote
+	// event texts in the client's language.
+	lang string
+	// slash renders hints as the chat window's slash commands.
+	slash bool
+}
+
+// hint is the sentence for what the user can do about an event, or "".
+func (r *renderer) hint(h eme.Hint, fpr string) string {
+	return hintText(h, fpr, r.slash, r.lang)
+}
+
+// withHint appends the hint sentence to text.
+func (r *renderer) withHint(text string, h eme.Hint, fpr string) string {
+	if t := r.hint(h, fpr); t != "" {
+		return text + " " + t
+	}
+	return text
 }
 
 func (r *renderer) event(ev client.Event) {
@@ -41,7 +59,7 @@ func (r *renderer) event(ev client.Event) {
 			// Chat states and other body-less messages: nothing to show,
 			// but their warnings still are.
 			for _, w := range ev.Security.Warnings {
-				r.notice(ev.Time, ev.From.String(), "warning: "+w)
+				r.notice(ev.Time, ev.From.String(), "warning: "+w.Text)
 			}
 			return
 		}
@@ -62,16 +80,16 @@ func (r *renderer) event(ev client.Event) {
 		}
 		fmt.Fprintf(r.w, "%s %s [%s]%s %s\n", r.ts(ev.Time), escapeAddr(who), state, extra, escape(ev.Body))
 		for _, w := range ev.Security.Warnings {
-			r.notice(ev.Time, ev.From.String(), "warning: "+w)
+			r.notice(ev.Time, ev.From.String(), "warning: "+w.Text)
 		}
 	case *client.NoticeEvent:
-		r.notice(ev.Time, ev.From.String(), ev.Text)
+		r.notice(ev.Time, ev.From.String(), r.withHint(ev.Text, ev.Hint, ""))
 	case *client.SecurityEvent:
 		txt := ev.Text
 		if ev.Fingerprint != "" {
 			txt += " (" + ev.Fingerprint + ")"
 		}
-		r.notice(time.Now(), ev.Peer.String(), txt)
+		r.notice(time.Now(), ev.Peer.String(), r.withHint(txt, ev.Hint, ev.Fingerprint))
 	case *client.ReceiptEvent:
 		fmt.Fprintf(r.w, "%s %s [receipt] %s\n", r.ts(time.Now()), escapeAddr(ev.From.String()), escape(ev.ID))
 	case *client.ErrorEvent:
@@ -184,9 +202,16 @@ type jsonEvent struct {
 	Finger    string    `json:"fingerprint,omitempty"`
 	Trust     string    `json:"trust,omitempty"`
 	Warnings  []string  `json:"warnings,omitempty"`
-	Carbon    string    `json:"carbon,omitempty"`
-	Archived  bool      `json:"archived,omitempty"`
-	Kind      string    `json:"kind,omitempty"`
+	// WarningIDs are the catalogue IDs of Warnings, in the same order.
+	WarningIDs []eme.MessageID `json:"warning_ids,omitempty"`
+	Carbon     string          `json:"carbon,omitempty"`
+	Archived   bool            `json:"archived,omitempty"`
+	Kind       string          `json:"kind,omitempty"`
+	// MessageID is the catalogue ID of a security event's text.
+	MessageID eme.MessageID `json:"message_id,omitempty"`
+	// Hint is what the user can do, and Command the balcony command for it.
+	Hint    *eme.Hint `json:"hint,omitempty"`
+	Command string    `json:"command,omitempty"`
 	// Claimed is a delay stamp the message carried that is not believed.
 	Claimed *time.Time `json:"claimed_time,omitempty"`
 }
@@ -200,21 +225,28 @@ func (r *renderer) jsonEvent(ev client.Event) {
 			// left-overs) is not a message; its warnings are notices.
 			for _, w := range ev.Security.Warnings {
 				r.jsonLine(jsonEvent{Type: "notice", Time: ev.Time, From: ev.From.String(), To: ev.To.String(), ID: ev.ID,
-					Reason: "warning", Text: "warning: " + w, Mechanism: ev.Security.Mechanism})
+					Reason: "warning", Text: "warning: " + w.Text, Mechanism: ev.Security.Mechanism, MessageID: w.Message.ID})
 			}
 			return
 		}
 		j = jsonEvent{Type: "message", Time: ev.Time, From: ev.From.String(), To: ev.To.String(), ID: ev.ID, Body: ev.Body,
 			Mechanism: ev.Security.Mechanism, Security: ev.Security.State(), Verified: ev.Security.Verified,
-			Finger: ev.Security.Fingerprint, Trust: ev.Security.Trust, Warnings: ev.Security.Warnings, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
+			Finger: ev.Security.Fingerprint, Trust: ev.Security.Trust, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
+		for _, w := range ev.Security.Warnings {
+			j.Warnings = append(j.Warnings, w.Text)
+			j.WarningIDs = append(j.WarningIDs, w.Message.ID)
+		}
 		if !ev.Origin.ClaimedTime.IsZero() {
 			j.Claimed = &ev.Origin.ClaimedTime
 		}
 	case *client.NoticeEvent:
 		j = jsonEvent{Type: "notice", Time: ev.Time, From: ev.From.String(), To: ev.To.String(), ID: ev.ID, Text: ev.Text,
-			Reason: ev.Reason, Mechanism: ev.Namespace, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
+			Reason: ev.Reason.String(), Mechanism: ev.Namespace, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
+		j.setHint(ev.Hint, "", r)
 	case *client.SecurityEvent:
-		j = jsonEvent{Type: "security", Time: time.Now(), From: ev.Peer.String(), Mechanism: ev.Mechanism, Kind: ev.Kind, Text: ev.Text, Finger: ev.Fingerprint}
+		j = jsonEvent{Type: "security", Time: time.Now(), From: ev.Peer.String(), Mechanism: ev.Mechanism, Kind: string(ev.Kind), Text: ev.Text,
+			Finger: ev.Fingerprint, MessageID: ev.Message.ID}
+		j.setHint(ev.Hint, ev.Fingerprint, r)
 	case *client.ReceiptEvent:
 		j = jsonEvent{Type: "receipt", Time: time.Now(), From: ev.From.String(), ID: ev.ID}
 	case *client.ErrorEvent:
@@ -251,4 +283,13 @@ func jsonSafe(b []byte) []byte {
 		return b
 	}
 	return out
+}
+
+// setHint records a hint and balcony's command for it.
+func (j *jsonEvent) setHint(h eme.Hint, fpr string, r *renderer) {
+	if h.Action == eme.ActionNone {
+		return
+	}
+	j.Hint = &h
+	j.Command = hintCommand(h, fpr, r.slash)
 }

@@ -19,11 +19,10 @@ import (
 	"github.com/balcony-im/balcony/store"
 )
 
-func init() {
-	register(&command{
-		name:    "send",
-		summary: "send a message",
-		usage: `Usage: balcony send [flags] JID TEXT
+var sendCommand = &command{
+	name:    "send",
+	summary: "send a message",
+	usage: `Usage: balcony send [flags] JID TEXT
        balcony send [flags] JID -        (read the message from standard input)
 
 Flags:
@@ -42,12 +41,13 @@ contact (an announced OX key, an OTR or Encrypted Session), and
 "plaintext" (the default) sends in the clear.
 Exit status 3 means the policy refused to send (downgrade protection).
 `,
-		run: runSend,
-	})
-	register(&command{
-		name:    "listen",
-		summary: "print incoming messages and notices, one per line",
-		usage: `Usage: balcony listen [flags]
+	run: runSend,
+}
+
+var listenCommand = &command{
+	name:    "listen",
+	summary: "print incoming messages and notices, one per line",
+	usage: `Usage: balcony listen [flags]
 
 Prints every incoming message as
     TIME FROM [SECURITY] TEXT
@@ -65,8 +65,7 @@ While it runs, other balcony commands for the same account (send, otr,
 esession) act through it over a control socket in the account's data
 directory, so that session mechanisms keep their state.
 `,
-		run: runListen,
-	})
+	run: runListen,
 }
 
 // connect opens the account's store, sets up its client (with the options
@@ -279,14 +278,13 @@ type sendResult struct {
 	Left bool `json:"left,omitempty"`
 }
 
-func init() {
-	registerControl("send", func(ctx context.Context, s *session, raw json.RawMessage) (any, error) {
-		var a sendArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		return doSend(ctx, s, a)
-	})
+// controlSend serves "send" on the control socket.
+func controlSend(ctx context.Context, s *session, raw json.RawMessage) (any, error) {
+	var a sendArgs
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return nil, err
+	}
+	return doSend(ctx, s, a)
 }
 
 // answers reports whether ev is the receipt or error of a message with one
@@ -348,7 +346,7 @@ func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
 	if mech == eme.OTR && a.Wait > 0 {
 		secure = s.watch(func(ev any) bool {
 			se, ok := ev.(*client.SecurityEvent)
-			return ok && se.Mechanism == eme.OTR && se.Peer.Equal(to) && (se.Kind == "otr-private" || se.Kind == "otr-verified")
+			return ok && se.Mechanism == eme.OTR && se.Peer.Equal(to) && (se.Kind == otrclient.KindPrivate || se.Kind == otrclient.KindVerified)
 		})
 		defer s.unwatch(secure)
 	}
@@ -369,7 +367,7 @@ func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
 		return sendResult{}, withHint(err, "start one with: balcony otr start --wait 30s "+to.String())
 	}
 	if err != nil {
-		return sendResult{}, err
+		return sendResult{}, withLibraryHint(err, s.e.lang)
 	}
 	res := sendResult{IDs: sent.IDs, Held: sent.Held}
 	if sent.Held {
@@ -441,7 +439,7 @@ func runListen(ctx context.Context, e *env, args []string) error {
 	}
 	defer stopControl()
 	fmt.Fprintf(e.stderr, "balcony: listening as %s\n", c.JID())
-	r := &renderer{w: e.stdout, json: *asJSON, color: e.isTerminal}
+	r := &renderer{w: e.stdout, json: *asJSON, color: e.isTerminal, lang: e.lang}
 	// Key changes not yet acknowledged are shown again at every start.
 	if changes, err := sess.store.PendingKeyChanges(ctx); err == nil {
 		for _, ch := range changes {

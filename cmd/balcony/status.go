@@ -8,22 +8,22 @@ import (
 	"time"
 )
 
-func init() {
-	register(&command{
-		name:    "status",
-		summary: "show the running listener of an account, or wait for it",
-		usage: `Usage: balcony status [--wait DUR]
+var statusCommand = &command{
+	name:    "status",
+	summary: "show the running listener of an account, or wait for it",
+	usage: `Usage: balcony status [--wait DUR]
 
 Shows whether a "balcony listen" runs for the account, the JID it is
 connected as, and its mechanisms. With --wait, waits up to DUR for a
 listener to be ready (for scripts that start one in the background).
 Exit status 1 when none is running.
 `,
-		run: runStatus,
-	})
-	registerControl("status", func(ctx context.Context, s *session, _ json.RawMessage) (any, error) {
-		return statusResult{JID: s.client.JID().String(), Connected: s.client.Connected(), Features: s.client.Features()}, nil
-	})
+	run: runStatus,
+}
+
+// controlStatus serves "status" on the control socket.
+func controlStatus(ctx context.Context, s *session, _ json.RawMessage) (any, error) {
+	return statusResult{JID: s.client.JID().String(), Connected: s.client.Connected(), Features: s.client.Features()}, nil
 }
 
 type statusResult struct {

@@ -294,6 +294,12 @@ func accountPassword(ctx context.Context, e *env, a *accountConfig, o *secretOpt
 }
 
 // session is a connected account: its client and store.
+// The store implements the storage each mechanism's glue declares.
+var (
+	_ otrclient.Store = (*store.Store)(nil)
+	_ oxclient.Store  = (*store.Store)(nil)
+)
+
 type session struct {
 	e        *env
 	acct     *accountConfig
@@ -317,10 +323,6 @@ func (s *session) Close() {
 		s.store.Close()
 	}
 }
-
-// mechanismSetups are run for every connected session, in order; each
-// mechanism's file appends its own in init.
-var mechanismSetups []func(ctx context.Context, s *session) error
 
 // openAccount resolves the account and opens its store, without
 // connecting (for commands that only read or change local state).
