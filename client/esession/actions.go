@@ -1,0 +1,324 @@
+package esession
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"sort"
+	"strings"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/eme"
+	engine "github.com/balcony-im/balcony/esession"
+)
+
+// Start asks peer for an Encrypted Session on a new ThreadID (XEP-0201)
+// and returns at once; an KindEstablished event (or KindDeclined,
+// KindFailed) follows. peer should be a full JID: for a bare JID the
+// one resource online that supports Encrypted Sessions is chosen, or the
+// request goes to the bare JID when no resource is known.
+func (e *Mechanism) Start(ctx context.Context, peer jid.JID) (Info, error) {
+	to := peer
+	if peer.Resourcepart() == "" {
+		var err error
+		if to, err = e.chooseResource(ctx, peer); err != nil {
+			return Info{}, err
+		}
+	}
+	for _, s := range e.newestFirst(to) {
+		if !s.Encrypted() || e.isEnding(s) {
+			continue
+		}
+		switch {
+		case s.State() == engine.StateActive:
+			return e.info(s), fmt.Errorf("%w (%s, thread %s)", ErrExists, s.Peer(), s.Thread())
+		case s.State() == engine.StatePending && s.Role() == engine.Initiator:
+			// An unanswered earlier request: replace it.
+			e.m.Forget(s.PeerBare(), s.Thread())
+		}
+	}
+	s, o, err := e.m.Start(to.String(), nil)
+	if err != nil {
+		return Info{}, fmt.Errorf("client: %w", err)
+	}
+	unlock := e.lockSend()
+	err = e.send(ctx, []engine.Outbound{o})
+	unlock()
+	if err != nil {
+		e.m.Forget(s.PeerBare(), s.Thread())
+		return Info{}, err
+	}
+	e.notify()
+	return e.info(s), nil
+}
+
+// chooseResource picks the resource of a bare JID to negotiate with.
+func (e *Mechanism) chooseResource(ctx context.Context, peer jid.JID) (jid.JID, error) {
+	res := e.h.Resources(peer)
+	sort.Slice(res, func(i, j int) bool { return res[i].String() < res[j].String() })
+	switch len(res) {
+	case 0:
+		return peer, nil
+	case 1:
+		return res[0], nil
+	}
+	var able []jid.JID
+	for _, r := range res {
+		info, err := e.h.QueryInfo(ctx, r, "")
+		if err == nil && info.Has(engine.FeatureESession) {
+			able = append(able, r)
+		}
+	}
+	if len(able) == 1 {
+		return able[0], nil
+	}
+	if len(able) > 1 {
+		res = able
+	}
+	names := make([]string, len(res))
+	for i, r := range res {
+		names[i] = r.String()
+	}
+	return jid.JID{}, fmt.Errorf("%w: %s", ErrAmbiguousResource, strings.Join(names, ", "))
+}
+
+// awaiting returns the newest request from peer that waits for the user.
+func (e *Mechanism) awaiting(peer jid.JID) (*engine.Session, error) {
+	for _, s := range e.newestFirst(peer) {
+		e.mu.Lock()
+		x := e.extra[s]
+		asking := x != nil && x.asking
+		e.mu.Unlock()
+		if asking && s.State() == engine.StatePending {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("%w request from %s waits for an answer", ErrNoSession, peer)
+}
+
+// Accept accepts the newest request from peer that waits for the user.
+// For an Encrypted Session the negotiation continues; an
+// KindEstablished event follows.
+func (e *Mechanism) Accept(ctx context.Context, peer jid.JID) (Info, error) {
+	s, err := e.awaiting(peer)
+	if err != nil {
+		return Info{}, err
+	}
+	unlock := e.lockSend()
+	res, aerr := s.Accept()
+	serr := e.send(ctx, res.Out)
+	unlock()
+	e.mu.Lock()
+	e.extraLocked(s).asking = false
+	e.mu.Unlock()
+	e.emitAll(jid.JID{}, e.eventsOf(res.Events))
+	e.notify()
+	if aerr != nil {
+		return e.info(s), fmt.Errorf("client: accepting the Encrypted Session with %s: %w", s.Peer(), aerr)
+	}
+	return e.info(s), serr
+}
+
+// Decline declines the newest request from peer that waits for the user,
+// with an optional reason.
+func (e *Mechanism) Decline(ctx context.Context, peer jid.JID, reason string) (Info, error) {
+	s, err := e.awaiting(peer)
+	if err != nil {
+		return Info{}, err
+	}
+	o, err := s.Decline(reason)
+	e.mu.Lock()
+	e.extraLocked(s).asking = false
+	e.mu.Unlock()
+	if err != nil {
+		return e.info(s), fmt.Errorf("client: %w", err)
+	}
+	unlock := e.lockSend()
+	err = e.send(ctx, []engine.Outbound{o})
+	unlock()
+	e.notify()
+	return e.info(s), err
+}
+
+// current returns the newest established encrypted session with peer.
+func (e *Mechanism) current(peer jid.JID) (*engine.Session, error) {
+	for _, s := range e.newestFirst(peer) {
+		if s.Encrypted() && s.State() == engine.StateActive {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("%w with %s", ErrNoSession, peer)
+}
+
+// SAS returns the newest established session with peer, whose SAS the
+// user compares with the contact.
+func (e *Mechanism) SAS(peer jid.JID) (Info, error) {
+	s, err := e.current(peer)
+	if err != nil {
+		return Info{}, err
+	}
+	return e.info(s), nil
+}
+
+// ConfirmSAS records that the user compared the short authentication
+// string sas with the contact over a channel they trust and found it
+// equal. Only the established session with peer whose SAS is sas (and,
+// when thread is not empty, whose thread is thread) is confirmed: a
+// session that started after the user read the SAS has another one and
+// stays unverified. The session is verified, and so is its retained
+// secret: later sessions that continue the chain are verified without a
+// comparison. With no such session the error wraps ErrSASMismatch (or
+// ErrNoSession when there is no established session at all).
+func (e *Mechanism) ConfirmSAS(peer jid.JID, sas, thread string) (Info, error) {
+	if _, err := e.current(peer); err != nil {
+		return Info{}, err
+	}
+	want := normalizeSAS(sas)
+	var s *engine.Session
+	for _, c := range e.newestFirst(peer) {
+		if !c.Encrypted() || c.State() != engine.StateActive || thread != "" && c.Thread() != thread {
+			continue
+		}
+		if got := normalizeSAS(c.SAS()); got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 {
+			s = c
+			break
+		}
+	}
+	if s == nil {
+		return Info{}, fmt.Errorf("%w: no established Encrypted Session with %s has the SAS %q", ErrSASMismatch, peer, sas)
+	}
+	if err := s.ConfirmSAS(); err != nil {
+		return e.info(s), fmt.Errorf("client: %w", err)
+	}
+	p, _ := jid.Parse(s.Peer())
+	e.h.Emit(&client.SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: KindVerified, Fingerprint: s.SAS(),
+		Message: eme.Msg(eme.MsgESConfirmed, s.Peer())})
+	e.notify()
+	return e.info(s), nil
+}
+
+// normalizeSAS folds what a user may type differently (case, spaces,
+// dashes) so that a SAS read aloud and typed back compares equal.
+func normalizeSAS(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == ' ' || r == '-' || r == '\t':
+			return -1
+		case 'A' <= r && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
+}
+
+// End terminates the newest live session with peer: an established
+// encrypted session sends the encrypted terminate form and ends when the
+// contact acknowledges it (an KindTerminated event); a request or
+// negotiation is abandoned at once.
+func (e *Mechanism) End(ctx context.Context, peer jid.JID) (Info, error) {
+	for _, s := range e.newestFirst(peer) {
+		if s.State() == engine.StateEnded || e.isEnding(s) {
+			continue
+		}
+		err := e.terminate(ctx, s)
+		return e.info(s), err
+	}
+	return Info{}, fmt.Errorf("%w with %s", ErrNoSession, peer)
+}
+
+func (e *Mechanism) terminate(ctx context.Context, s *engine.Session) error {
+	unlock := e.lockSend()
+	defer unlock()
+	return e.terminateLocked(ctx, s)
+}
+
+// terminateLocked is terminate for a caller that holds the send lock.
+func (e *Mechanism) terminateLocked(ctx context.Context, s *engine.Session) error {
+	res, err := s.Terminate()
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	if s.State() != engine.StateEnded {
+		e.mu.Lock()
+		e.extraLocked(s).ending = true
+		e.mu.Unlock()
+	}
+	serr := e.send(ctx, res.Out)
+	e.emitAll(jid.JID{}, e.eventsOf(res.Events))
+	e.notify()
+	return serr
+}
+
+// Status describes every session the mechanism keeps, oldest first.
+func (e *Mechanism) Status() []Info {
+	all := e.m.Sessions()
+	out := make([]Info, len(all))
+	for i, s := range all {
+		out[i] = e.info(s)
+	}
+	return out
+}
+
+// WaitFor waits until cond holds for the session with peer on thread (or,
+// with an empty thread, for the newest session with peer) and returns its
+// state, or ctx's error with the last state seen.
+func (e *Mechanism) WaitFor(ctx context.Context, peer jid.JID, thread string, cond func(Info) bool) (Info, error) {
+	for {
+		e.mu.Lock()
+		ch := e.changed
+		e.mu.Unlock()
+		var s *engine.Session
+		if thread != "" {
+			s = e.m.Session(peer.Bare().String(), thread)
+		} else if list := e.newestFirst(peer); len(list) > 0 {
+			s = list[0]
+		}
+		var info Info
+		if s != nil {
+			info = e.info(s)
+			if cond(info) {
+				return info, nil
+			}
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return info, ctx.Err()
+		}
+	}
+}
+
+func (e *Mechanism) info(s *engine.Session) Info {
+	i := Info{Peer: s.Peer(), Thread: s.Thread(), Initiator: s.Role() == engine.Initiator,
+		Encrypted: s.Encrypted(), SAS: s.SAS(), Verified: s.Verified()}
+	e.mu.Lock()
+	x := e.extra[s]
+	var xs sessionExtra
+	if x != nil {
+		xs = *x
+	}
+	e.mu.Unlock()
+	i.SecretMatched, i.ContinuityBroken = xs.secretMatched, xs.continuityBroken
+	switch s.State() {
+	case engine.StatePending:
+		switch {
+		case i.Initiator && i.SAS == "":
+			i.State = "requested"
+		case xs.asking:
+			i.State = "asking"
+		default:
+			i.State = "negotiating"
+		}
+	case engine.StateActive:
+		i.State = "active"
+		if xs.ending {
+			i.State = "ending"
+		}
+	default:
+		i.State = "ended"
+		i.EndReason, _ = s.EndReason()
+	}
+	return i
+}

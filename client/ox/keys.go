@@ -1,0 +1,270 @@
+package ox
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	engine "github.com/balcony-im/balcony/ox"
+	"github.com/balcony-im/balcony/trust"
+)
+
+// storedKeys reads the account's OX key pairs from the store, the active
+// one first.
+func (x *Mechanism) storedKeys(ctx context.Context) ([]*engine.Key, error) {
+	recs, err := x.st.OwnKeys(ctx, trust.OX)
+	if err != nil {
+		return nil, err
+	}
+	var keys []*engine.Key
+	for _, r := range recs {
+		secret, err := x.st.OwnKeySecret(ctx, trust.OX, r.Fingerprint)
+		if err != nil {
+			return nil, err
+		}
+		parsed, err := engine.ParseKeys(secret)
+		clear(secret)
+		if err != nil {
+			return nil, fmt.Errorf("client: own OpenPGP key %s: %w", r.Fingerprint, err)
+		}
+		var k *engine.Key
+		for _, p := range parsed {
+			if p.Fingerprint() == r.Fingerprint {
+				k = p
+			}
+		}
+		if k == nil || !k.Secret() || k.Locked() {
+			return nil, fmt.Errorf("client: own OpenPGP key %s: %w", r.Fingerprint, engine.ErrNotSecret)
+		}
+		if r.Active {
+			keys = append([]*engine.Key{k}, keys...)
+		} else {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+func (x *Mechanism) setKeys(keys []*engine.Key) error {
+	o, err := engine.NewOpener(keys, x.pgp)
+	if err != nil {
+		return err
+	}
+	pub := make([]*engine.Key, len(keys))
+	for i, k := range keys {
+		pub[i] = k.Public()
+	}
+	x.mu.Lock()
+	x.own, x.ownPub, x.opener = keys, pub, o
+	x.mu.Unlock()
+	return nil
+}
+
+// LoadKeys reloads the account's own keys from the store (after a key was
+// generated, imported or restored, possibly by another process) and
+// enables the mechanism if there is one.
+func (x *Mechanism) LoadKeys(ctx context.Context) error {
+	keys, err := x.storedKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if err := x.setKeys(keys); err != nil {
+		return err
+	}
+	if x.h != nil {
+		x.h.SetEnabled(len(keys) > 0)
+		if len(keys) > 0 {
+			x.h.AddFeature(engine.NSIM)
+		}
+	}
+	return nil
+}
+
+// Keys returns the public halves of the account's own keys, the active
+// (signing and announced) one first.
+func (x *Mechanism) Keys() []*engine.Key {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return append([]*engine.Key(nil), x.ownPub...)
+}
+
+func (x *Mechanism) snapshot() (own, ownPub []*engine.Key, o *engine.Opener) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.own, x.ownPub, x.opener
+}
+
+// keyLock serialises fetches of one contact's keys. The locks are a fixed
+// set shared by hash, so that senders without number cost no memory.
+func (x *Mechanism) keyLock(bare string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(bare))
+	return &x.locks[h.Sum32()%uint32(len(x.locks))]
+}
+
+// maxFetched bounds the remembered fetch times; older ones are forgotten
+// first (a forgotten one only allows an earlier fetch).
+const maxFetched = 4096
+
+func (x *Mechanism) lastFetch(bare string) time.Time {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.fetched[bare]
+}
+
+func (x *Mechanism) markFetched(bare string) {
+	now := x.now()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if len(x.fetched) >= maxFetched {
+		for k, t := range x.fetched {
+			if now.Sub(t) >= minRefetch {
+				delete(x.fetched, k)
+			}
+		}
+		if len(x.fetched) >= maxFetched {
+			clear(x.fetched)
+		}
+	}
+	x.fetched[bare] = now
+}
+
+// keyInfo is what the store says about one of a sender's keys.
+type keyInfo struct {
+	trust     trust.State
+	announced bool
+	own       bool // one of this device's own key pairs
+}
+
+// senderKeys are the parsed keys of one bare JID with their trust.
+type senderKeys struct {
+	keys []*engine.Key
+	info map[string]keyInfo
+}
+
+// loadKeys reads the keys recorded for bare (and, for one's own JID, this
+// device's key pairs) and parses them through the key cache.
+func (x *Mechanism) loadKeys(ctx context.Context, bare jid.JID) (*senderKeys, error) {
+	recs, err := x.st.ListKeys(ctx, bare.String(), trust.OX)
+	if err != nil {
+		return nil, err
+	}
+	sk := &senderKeys{info: make(map[string]keyInfo, len(recs)+1)}
+	if bare.Equal(x.self()) {
+		_, pub, _ := x.snapshot()
+		for _, k := range pub {
+			sk.keys = append(sk.keys, k)
+			sk.info[k.Fingerprint()] = keyInfo{trust: trust.Verified, announced: true, own: true}
+		}
+	}
+	for _, r := range recs {
+		if len(r.Data) == 0 {
+			continue
+		}
+		if _, dup := sk.info[r.Fingerprint]; dup {
+			continue
+		}
+		keys, err := x.cache.Parse(r.Data)
+		if err != nil {
+			x.log().Warn("stored OpenPGP key does not parse", "contact", r.Contact, "fingerprint", r.Fingerprint, "err", err)
+			continue
+		}
+		for _, k := range keys {
+			if k.Fingerprint() == r.Fingerprint {
+				sk.keys = append(sk.keys, k.Public())
+				sk.info[r.Fingerprint] = keyInfo{trust: r.Trust, announced: r.Announced}
+				break
+			}
+		}
+	}
+	return sk, nil
+}
+
+// keySource supplies sender keys to Open: from the store for live messages,
+// from a memo for bulk archive decryption.
+type keySource interface {
+	// keys returns the sender's keys, fetching them over PEP if none is
+	// known yet.
+	keys(ctx context.Context, from jid.JID) (*senderKeys, error)
+	// refetch fetches the sender's key list again (a message was signed by
+	// a key not known yet) and reports whether anything was fetched.
+	refetch(ctx context.Context, from jid.JID) (*senderKeys, bool)
+}
+
+// liveKeys reads the store for every message, so that trust decisions made
+// meanwhile (by another process, too) apply at once.
+type liveKeys struct{ x *Mechanism }
+
+func (l liveKeys) keys(ctx context.Context, from jid.JID) (*senderKeys, error) {
+	return l.x.keysFetching(ctx, from)
+}
+
+func (l liveKeys) refetch(ctx context.Context, from jid.JID) (*senderKeys, bool) {
+	return l.x.refetchKeys(ctx, from)
+}
+
+// keysFetching returns the keys of bare, fetching the key list over PEP
+// first when nothing usable is known and it was not fetched recently.
+func (x *Mechanism) keysFetching(ctx context.Context, bare jid.JID) (*senderKeys, error) {
+	bare = bare.Bare()
+	sk, err := x.loadKeys(ctx, bare)
+	if err != nil {
+		return nil, err
+	}
+	if sk.knowsAnnounced() || x.now().Sub(x.lastFetch(bare.String())) < minRefetch {
+		return sk, nil
+	}
+	l := x.keyLock(bare.String())
+	l.Lock()
+	defer l.Unlock()
+	if x.now().Sub(x.lastFetch(bare.String())) >= minRefetch {
+		fctx, cancel := context.WithTimeout(ctx, x.cfg.FetchTimeout)
+		res, err := x.refresh(fctx, bare, nil, false)
+		cancel()
+		if err != nil {
+			x.log().Info("fetching OpenPGP keys failed", "contact", bare.String(), "err", err)
+		} else {
+			x.emitAll(res.events)
+		}
+	}
+	return x.loadKeys(ctx, bare)
+}
+
+// knowsAnnounced reports whether an announced key of the sender is known
+// (for one's own JID, a key of another device).
+func (s *senderKeys) knowsAnnounced() bool {
+	for _, k := range s.keys {
+		i := s.info[k.Fingerprint()]
+		if !i.own && i.announced {
+			return true
+		}
+	}
+	return false
+}
+
+func (x *Mechanism) refetchKeys(ctx context.Context, bare jid.JID) (*senderKeys, bool) {
+	bare = bare.Bare()
+	l := x.keyLock(bare.String())
+	l.Lock()
+	defer l.Unlock()
+	if x.now().Sub(x.lastFetch(bare.String())) < minRefetch {
+		return nil, false
+	}
+	fctx, cancel := context.WithTimeout(ctx, x.cfg.FetchTimeout)
+	res, err := x.refresh(fctx, bare, nil, false)
+	cancel()
+	if err != nil {
+		x.log().Info("fetching OpenPGP keys failed", "contact", bare.String(), "err", err)
+		return nil, false
+	}
+	x.emitAll(res.events)
+	sk, err := x.loadKeys(ctx, bare)
+	if err != nil {
+		return nil, false
+	}
+	return sk, true
+}

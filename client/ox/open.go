@@ -1,0 +1,301 @@
+package ox
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/eme"
+	engine "github.com/balcony-im/balcony/ox"
+	"github.com/balcony-im/balcony/trust"
+	"github.com/balcony-im/balcony/xmltree"
+)
+
+// Open implements Mechanism. It decrypts with the account's keys and
+// verifies the signature with the keys the sender announces (fetched over
+// PEP on demand, and fetched again once when the signer is unknown). The
+// recipient check uses in.To, the outer 'to' of the message (for sent
+// carbons and archived own messages, the 'to' of the forwarded message).
+//
+// A message that is not addressed to in.To, or is not a <signcrypt/> as the
+// IM profile requires, is refused with eme.ReasonVerificationFailed; one
+// not encrypted to this account's keys gives eme.ReasonNoKey; one that
+// cannot be decrypted gives eme.ReasonVerificationFailed; one that does not
+// parse gives eme.ReasonMalformed. Otherwise the content is delivered, and
+// it counts as verified only if every check passed and the signing key is
+// one's own or verified by the user (or blindly trusted, with
+// Config.BlindTrust); any failed check is a warning.
+func (x *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Opened, error) {
+	return x.open(ctx, in, liveKeys{x})
+}
+
+func (x *Mechanism) open(ctx context.Context, in *client.Incoming, src keySource) (*client.Opened, error) {
+	if in.Stanza.AttrValue("type") == "groupchat" {
+		// The sender of a group chat message is a room occupant whose real
+		// JID, and so whose keys, Balcony does not track yet.
+		return nil, &client.OpenError{Reason: eme.ReasonNotSupported, Notes: []eme.Message{eme.Msg(eme.MsgOXGroupChat)}}
+	}
+	el := in.Stanza.Child(engine.NS, "openpgp")
+	if el == nil {
+		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Detail: "no <openpgp/> element"}
+	}
+	data, err := openpgpData(el)
+	if err != nil {
+		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
+	}
+	_, _, opener := x.snapshot()
+	if opener == nil {
+		return nil, &client.OpenError{Reason: eme.ReasonNoKey, Err: ErrNoOwnKey}
+	}
+	from := in.From.Bare()
+	sk, err := src.keys(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	params := engine.OpenParams{From: in.From, To: in.To, SenderKeys: sk.keys, Require: engine.Signcrypt, Time: in.Time}
+	op, err := opener.Open(data, params)
+	if err != nil {
+		return nil, openErr(err)
+	}
+	if op.Signer == nil && op.SignerKeyID != 0 {
+		// Signed by a key we do not know: perhaps a new one.
+		if sk2, ok := src.refetch(ctx, from); ok {
+			params.SenderKeys = sk2.keys
+			if op2, err := opener.Open(data, params); err == nil {
+				op, sk = op2, sk2
+			}
+		}
+	}
+	res, err := x.result(in, op, sk)
+	if err != nil {
+		return nil, err
+	}
+	if !in.Origin.Copy() && op.Signer != nil && !sk.info[op.Signer.Fingerprint()].own {
+		if _, err := x.st.RecordSeenKey(ctx, from.String(), trust.OX, op.Signer.Fingerprint(), nil); err != nil {
+			x.log().Warn("recording OpenPGP key use failed", "err", err)
+		}
+	}
+	return res, nil
+}
+
+// openErr maps the engine's errors to notices.
+func openErr(err error) error {
+	var pe *engine.ParseError
+	switch {
+	case errors.Is(err, engine.ErrNoKey):
+		return &client.OpenError{Reason: eme.ReasonNoKey, Err: err}
+	case errors.Is(err, engine.ErrDecrypt):
+		return &client.OpenError{Reason: eme.ReasonVerificationFailed, Err: err}
+	case errors.As(err, &pe), errors.Is(err, engine.ErrMalformed), errors.Is(err, engine.ErrTooLarge):
+		return &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
+	}
+	return &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
+}
+
+// result turns an opened content element into what the pipeline delivers,
+// or refuses it.
+//
+// XEP-0373 §3.2: the content must carry a valid signature by a key of the
+// sender's JID. A <signcrypt/> without a signature, with a bad one, or
+// signed by a key the sender never announced is a forgery as far as the
+// receiver can tell: it is refused (a notice, never a message). A message
+// signed by a key of the sender that is no longer announced (an archived
+// message after a key change) is shown with a warning, but it does not
+// count as OX for the incoming policy (Security.Authenticated is false).
+// Verified means that every check passed and the user trusts the key.
+func (x *Mechanism) result(in *client.Incoming, op *engine.Opened, sk *senderKeys) (*client.Opened, error) {
+	sec := client.Security{Mechanism: eme.OX}
+	for _, p := range op.Problems {
+		var re *engine.RecipientError
+		var ke *engine.KindError
+		switch {
+		case errors.As(p, &re):
+			// A message written for someone else and forwarded to us
+			// (surreptitious forwarding, XEP-0373 §3.1): never shown.
+			return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Detail: re.Error()}
+		case errors.As(p, &ke):
+			return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Detail: ke.Error() + " (the IM profile requires <signcrypt/>)"}
+		case op.Signer == nil:
+			// Not signed, signed by an unknown key or a bad signature: the
+			// engine found no valid signature by a key of the sender.
+			return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Detail: strings.TrimPrefix(p.Error(), "ox: ")}
+		default:
+			sec.Warnings = append(sec.Warnings, problemWarning(p))
+		}
+	}
+	if op.Signer == nil {
+		return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Notes: []eme.Message{eme.Msg(eme.MsgOXNoValidSignature)}}
+	}
+	from := in.From.Bare()
+	fpr := op.Signer.Fingerprint()
+	info := sk.info[fpr]
+	sec.Fingerprint = fpr
+	sec.Trust = info.trust.String()
+	sec.Authenticated = info.own || info.announced
+	verified := op.Verified
+	switch {
+	case info.own:
+	case !info.announced:
+		verified = false
+		sec.Warnings = append(sec.Warnings, client.Warn(eme.MsgOXKeyNotAnnounced, fpr, from.String()))
+	case info.trust == trust.Verified:
+	case info.trust == trust.Blind:
+		verified = verified && x.cfg.BlindTrust
+	case info.trust == trust.Untrusted:
+		verified = false
+		sec.Warnings = append(sec.Warnings, client.Warn(eme.MsgOXKeyUntrusted, fpr))
+	default:
+		verified = false
+		sec.Warnings = append(sec.Warnings, client.Warn(eme.MsgOXKeyUndecided, fpr))
+	}
+	// Verified means every check passed: a warning of any kind (a replayed
+	// or post-dated <time/> stamp too) leaves the message unverified.
+	sec.Verified = verified && len(sec.Warnings) == 0
+
+	outer := in.Stanza.Elements()
+	oc := make([]engine.Child, len(outer))
+	for i, e := range outer {
+		oc[i] = engine.Child{Name: e.Name}
+	}
+	children, err := engine.EffectiveChildren(op.Content.Payload, oc)
+	if err != nil {
+		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
+	}
+	res := &client.Opened{Security: sec}
+	hasBody := false
+	for _, c := range children {
+		if !c.Protected {
+			// Unencrypted siblings are not authenticated: anyone on the path
+			// could add a correction or a reply reference to a verified
+			// message. Only the protected children are delivered
+			// (XEP-0374 §5: the payload takes the place of the stanza's
+			// children).
+			continue
+		}
+		if c.Name.Space == client.NSClient && c.Name.Local == "body" && !hasBody {
+			if text, ok := simpleText(c.XML); ok {
+				res.Body, hasBody = text, true
+				continue
+			}
+		}
+		e, err := xmltree.Parse(c.XML, nil)
+		if err != nil {
+			return nil, &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
+		}
+		if e.Name.Space == client.NSClient && e.Name.Local == "body" && !hasBody {
+			res.Body, hasBody = e.Text(), true
+			continue
+		}
+		res.Payload = append(res.Payload, e)
+	}
+	return res, nil
+}
+
+// openpgpData returns the binary OpenPGP message of an <openpgp/> element.
+// What Balcony and the other clients send, plain Base64 text, is decoded
+// directly; anything else goes through ox.ParseElement, which also
+// tolerates white space and explains what is wrong.
+func openpgpData(el *xmltree.Element) ([]byte, error) {
+	if len(el.Children) == 1 && len(el.Attr) == 0 {
+		if text, ok := el.Children[0].(xmltree.CharData); ok {
+			if data, err := base64.StdEncoding.Strict().DecodeString(string(text)); err == nil && len(data) > 0 {
+				return data, nil
+			}
+		}
+	}
+	return engine.ParseElement(el.Marshal(""))
+}
+
+// simpleText returns the text of an element as ox writes payload children:
+// a start tag, text escaped with &amp; &lt; &gt; and &#xD; only, the end
+// tag. Anything else (child elements, other references) is left to a full
+// parser.
+func simpleText(b []byte) (string, bool) {
+	start := startTagEnd(b)
+	if start < 0 {
+		return "", false
+	}
+	if b[start-1] == '/' {
+		return "", true // an empty element
+	}
+	rest := b[start+1:]
+	end := bytes.LastIndex(rest, []byte("</"))
+	if end < 0 {
+		return "", false
+	}
+	raw := rest[:end]
+	if bytes.IndexByte(raw, '<') >= 0 {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '&') < 0 {
+		return string(raw), true
+	}
+	var sb strings.Builder
+	sb.Grow(len(raw))
+	for len(raw) > 0 {
+		j := bytes.IndexByte(raw, '&')
+		if j < 0 {
+			sb.Write(raw)
+			break
+		}
+		sb.Write(raw[:j])
+		raw = raw[j:]
+		switch {
+		case bytes.HasPrefix(raw, []byte("&amp;")):
+			sb.WriteByte('&')
+			raw = raw[5:]
+		case bytes.HasPrefix(raw, []byte("&lt;")):
+			sb.WriteByte('<')
+			raw = raw[4:]
+		case bytes.HasPrefix(raw, []byte("&gt;")):
+			sb.WriteByte('>')
+			raw = raw[4:]
+		case bytes.HasPrefix(raw, []byte("&#xD;")):
+			sb.WriteByte('\r')
+			raw = raw[5:]
+		default:
+			return "", false
+		}
+	}
+	return sb.String(), true
+}
+
+// startTagEnd returns the index of the '>' that ends the first start tag
+// of b, outside attribute values, or -1.
+func startTagEnd(b []byte) int {
+	quote := byte(0)
+	for i, c := range b {
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '>':
+			return i
+		}
+	}
+	return -1
+}
+
+// problemWarning is the warning for a problem the engine found in a
+// message that could still be read.
+func problemWarning(p error) client.Warning {
+	if te, ok := errors.AsType[*engine.TimeError](p); ok {
+		off := te.Stamp.Sub(te.Reference)
+		if off < 0 {
+			off = -off
+		}
+		id := eme.MsgOXStampSkewed
+		if te.Signature {
+			id = eme.MsgOXSignatureSkewed
+		}
+		return client.Warn(id, engine.FormatTime(te.Stamp), off.Round(time.Second).String())
+	}
+	return client.Warn(eme.MsgOXCheckFailed, strings.TrimPrefix(p.Error(), "ox: "))
+}
