@@ -29,13 +29,34 @@
 // Outgoing messages are sealed by the chosen mechanism; the pipeline then
 // adds the EME tag (with a name only for mechanisms XEP-0380 does not
 // list), the fallback body and the hints and carbons directive the
-// mechanism asks for (Needs), and an origin-id. Per-contact policies
-// (eme.Policy) refuse downgrades before anything is sent. Optional
-// abilities of mechanisms are discovered by type assertion: Interceptor,
-// PlaintextObserver, PresenceObserver, StreamObserver, ErrorObserver,
-// Availability, PreCloser and Shutdowner.
+// mechanism asks for (Needs), and an origin-id, and writes them under one
+// lock, in the order they were sealed. Per-contact policies (eme.Policy)
+// refuse downgrades before anything is sent.
 //
-// Storage is the caller's: mechanisms take small interfaces (OTRStore,
-// OXStore, esession.RetainedSecrets) that *store.Store satisfies, so that
-// another backend can be plugged in.
+// # Mechanisms
+//
+// The pipeline is the only seam. A mechanism implements Mechanism and is
+// plugged in with Client.Register; Balcony's own are in client/otr
+// (XEP-0364), client/ox (XEP-0373/0374) and client/esession (the XEP-0218
+// family), and a mechanism written in another module plugs in the same
+// way (see examples/psk in the repository). A mechanism never holds the
+// *Client: through the Host it gets in Attach it sends (always through the
+// pipeline), holds the wire for ordered protocol messages, sends IQs and
+// presence, uses PEP and service discovery, reads the clock and logs.
+// Optional abilities are discovered by type assertion: Attacher,
+// Interceptor, PlaintextObserver, BatchOpener, PresenceObserver,
+// StreamObserver, ErrorObserver, Availability, PreCloser and Shutdowner.
+//
+// # Events
+//
+// Events carry data: NoticeEvent.Reason is an eme.Reason, SecurityEvent.Kind
+// a SecurityKind declared by the mechanism's package, warnings and security
+// texts are eme.Message values that the client renders in the language set
+// with Pipeline.SetLanguage (Text fields), and what the user can do next is
+// an eme.Hint for the application to turn into its own command or button.
+//
+// Storage is the caller's: this package never imports the store, and each
+// mechanism package declares the small storage interface it needs
+// (otr.Store, ox.Store, esession.Config.Secrets), which *store.Store
+// satisfies, so that another backend can be plugged in.
 package client

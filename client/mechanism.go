@@ -50,6 +50,11 @@ type Needs struct {
 	// Private adds the XEP-0280 <private/> directive so the server sends no
 	// carbon copies.
 	Private bool
+	// Name is the mechanism's human-readable name. For a mechanism outside
+	// XEP-0380's table (one Balcony does not know) it goes into the EME
+	// tag's 'name' attribute, as XEP-0380 §3.2 asks, and into the fallback
+	// body; for mechanisms Balcony knows, Balcony's own name is used.
+	Name string
 }
 
 // Sealed is what a mechanism's Seal returns.

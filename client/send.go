@@ -135,6 +135,10 @@ func (p *Pipeline) decorate(st *xmltree.Element, out *Outgoing, mechanism string
 	if mechanism != "" && carriesText {
 		if st.Child(eme.NS, "encryption") == nil {
 			tag := eme.NewTag(mechanism)
+			_, known := eme.Lookup(mechanism)
+			if !known && needs.Name != "" {
+				tag.Name = needs.Name
+			}
 			e := xmltree.New(eme.NS, "encryption", "namespace", tag.Namespace)
 			if tag.Name != "" {
 				e.SetAttr("name", tag.Name)
@@ -142,7 +146,11 @@ func (p *Pipeline) decorate(st *xmltree.Element, out *Outgoing, mechanism string
 			st.Append(e)
 		}
 		if needs.FallbackBody && st.Child(NSClient, "body") == nil {
-			st.Append(xmltree.New(NSClient, "body").AppendText(eme.FallbackBody(mechanism)))
+			body := eme.FallbackBody(mechanism)
+			if _, known := eme.Lookup(mechanism); !known && needs.Name != "" {
+				body = "This message is encrypted with " + needs.Name + " (" + mechanism + ")."
+			}
+			st.Append(xmltree.New(NSClient, "body").AppendText(body))
 		}
 	}
 	for _, h := range needs.Hints {

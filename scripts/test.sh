@@ -33,9 +33,10 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 if [ -n "$unformatted" ]; then echo "not gofmt-formatted:"; echo "$unformatted"; exit 1; fi
 echo "   all files formatted"
 
-heading "go mod tidy (go.mod and internal/tools/go.mod)"
+heading "go mod tidy (go.mod, internal/tools/go.mod, examples/*/go.mod)"
 go mod tidy -diff
 (cd internal/tools && go mod tidy -diff)
+for ex in examples/*/; do (cd "$ex" && go mod tidy -diff); done
 echo "   tidy"
 
 heading "go vet (compiles every package: slow on a cold cache)"
@@ -49,9 +50,14 @@ with_heartbeat staticcheck go tool -modfile=internal/tools/go.mod staticcheck ./
 heading "internal/tools"
 (cd internal/tools && go vet ./... && go tool staticcheck ./... && go test -count=1 ./... && go build -o "$work/testprogress" ./testprogress)
 
+heading "examples (separate modules using only the public API)"
+export BALCONY_REQUIRE_INTEGRATION=1 BALCONY_REQUIRE_INTEROP=1
+for ex in examples/*/; do
+	(cd "$ex" && go vet ./... && go tool -modfile=../../internal/tools/go.mod staticcheck ./... && go test -race -count=1 ./...)
+done
+
 heading "go test -race (integration and interop tests required)"
 echo "   compiling with the race detector takes a few minutes before the first result"
-export BALCONY_REQUIRE_INTEGRATION=1 BALCONY_REQUIRE_INTEROP=1
 set +e
 go test -race -json -count=1 -timeout 25m ./... "$@" 2>&1 | "$work/testprogress" -trim "$(go list -m)/"
 status=("${PIPESTATUS[@]}")
