@@ -87,6 +87,10 @@ type Client struct {
 	// offline is true while messages from offline storage may arrive (see
 	// endOfflineWindow).
 	offline atomic.Bool
+	// tls12 caps TLS at 1.2 for this server: it binds logins only with
+	// tls-unique (auth.go).
+	tls12 atomic.Bool
+	auth  AuthInfo // how the current connection logged in
 }
 
 // New returns a client for cfg without connecting.
@@ -172,6 +176,17 @@ func (c *Client) connect(ctx context.Context) error {
 		return err
 	}
 	sess, err := c.negotiate(ctx, conn)
+	if errors.Is(err, errRetryTLS12) && !c.tls12.Load() {
+		// The server binds logins only with tls-unique (auth.go): try
+		// again over TLS 1.2, and stay there for this server.
+		conn.Close()
+		log.Info("reconnecting with TLS 1.2 for channel binding")
+		c.tls12.Store(true)
+		if conn, err = c.dial(ctx); err != nil {
+			return err
+		}
+		sess, err = c.negotiate(ctx, conn)
+	}
 	if err != nil {
 		conn.Close()
 		return err
@@ -217,7 +232,7 @@ func tlsVersion(v uint16) string {
 }
 
 func (c *Client) dial(ctx context.Context) (net.Conn, error) {
-	tlsCfg, err := c.cfg.tlsConfig()
+	tlsCfg, err := c.tlsConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -256,17 +271,24 @@ func (c *Client) negotiate(ctx context.Context, conn net.Conn) (*xmpp.Session, e
 	}
 	var features []xmpp.StreamFeature
 	if !c.cfg.DirectTLS {
-		tlsCfg, err := c.cfg.tlsConfig()
+		tlsCfg, err := c.tlsConfig()
 		if err != nil {
 			return nil, err
 		}
 		features = append(features, xmpp.StartTLS(tlsCfg))
 	}
-	features = append(features, xmpp.SASL("", pass, mechs...), bindResource(c.cfg.JID.Resourcepart()))
+	var auth authState
+	features = append(features, channelBindingFeature(&auth), saslFeature(pass, mechs, &auth), bindResource(c.cfg.JID.Resourcepart()))
 	sess, err := xmpp.NewClientSession(ctx, c.cfg.JID, conn, features...)
 	if err != nil {
+		if errors.Is(err, errRetryTLS12) {
+			return nil, errRetryTLS12
+		}
 		return nil, fmt.Errorf("client: establishing the XMPP session: %w", err)
 	}
+	c.mu.Lock()
+	c.auth = auth.info
+	c.mu.Unlock()
 	if sess.State()&xmpp.Secure == 0 {
 		sess.Close()
 		return nil, errors.New("client: stream is not encrypted")

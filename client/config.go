@@ -41,9 +41,9 @@ type Config struct {
 	CAFile string
 
 	// TLSMinVersion and TLSMaxVersion bound the TLS versions (defaults:
-	// TLS 1.2 to TLS 1.3; a minimum below TLS 1.2 is raised to it). Forcing TLS 1.2 makes SCRAM-*-PLUS with
-	// tls-unique channel binding available on servers that lack
-	// tls-exporter.
+	// TLS 1.2 to TLS 1.3; a minimum below TLS 1.2 is raised to it). The
+	// client itself moves to TLS 1.2 when the server can bind the login to
+	// the connection only with tls-unique (see Client.Auth).
 	TLSMinVersion, TLSMaxVersion uint16
 
 	// Mechanisms lists SASL mechanisms in order of preference. The default

@@ -41,8 +41,9 @@ Flags for add:
   --direct-tls        use TLS from the first byte (XEP-0368) instead of STARTTLS
   --ca-file FILE      also trust this CA certificate (PEM) for the server; the
                       certificate is always verified
-  --tls12             cap TLS at version 1.2 (enables SCRAM-*-PLUS on servers
-                      that only offer tls-unique channel binding)
+  --tls12             cap TLS at version 1.2 (rarely needed: Balcony moves to
+                      TLS 1.2 by itself when a server can bind the login to
+                      the connection only there, as ejabberd 23.01)
   --default           make it the default account
   --unencrypted-store do not protect the account's secret keys with a passphrase
                       (for unattended bots; anyone who can read the data

@@ -3,11 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -144,14 +148,28 @@ func prepare(ctx context.Context, e *env, o *secretOptions, mod func(*client.Con
 }
 
 func connectHint(err error, a *accountConfig) string {
-	s := err.Error()
+	var (
+		ae      *client.AuthError
+		dnsErr  *net.DNSError
+		certErr *tls.CertificateVerificationError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+	)
 	switch {
-	case strings.Contains(s, "certificate"):
-		return "if the server uses a private CA, add it with: balcony account add " + a.JID + " --ca-file CA.pem"
-	case strings.Contains(s, "not-authorized") || strings.Contains(s, "SASL") || strings.Contains(s, "sasl"):
-		return "check the password for " + a.JID
-	case strings.Contains(s, "connection refused") || strings.Contains(s, "no such host"):
-		return "check the server address (--server HOST:PORT) and that the server is running"
+	case errors.As(err, &ae) && ae.BindingSuspect():
+		return "the server refused to bind the login to this TLS connection (" + ae.ChannelBinding + "): someone may be intercepting the connection; do not retry on this network, and tell the server's admin"
+	case errors.As(err, &ae) && ae.Condition == "not-authorized":
+		return "the password for " + a.JID + " is wrong (or the account does not exist on this server)"
+	case errors.As(err, &ae):
+		return "the server refused the login (" + ae.Condition + "); ask the server's admin about the account " + a.JID
+	case errors.As(err, &host):
+		return "the server's certificate is not for the domain of " + a.JID + ": check --server, or someone may be intercepting the connection"
+	case errors.As(err, &unknown), errors.As(err, &certErr):
+		return "the server's certificate is not trusted; if the server uses a private CA, add it with: balcony account add " + a.JID + " --ca-file CA.pem"
+	case errors.As(err, &dnsErr):
+		return "the server's name does not resolve; check the domain of " + a.JID + " or set the address with --server HOST:PORT"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "nothing listens at the server's address; check --server HOST:PORT and that the server is running"
 	}
 	return "run with a working network connection and check the account with: balcony account list"
 }
