@@ -89,8 +89,9 @@ type Client struct {
 	offline atomic.Bool
 	// tls12 caps TLS at 1.2 for this server: it binds logins only with
 	// tls-unique (auth.go).
-	tls12 atomic.Bool
-	auth  AuthInfo // how the current connection logged in
+	tls12  atomic.Bool
+	auth   AuthInfo   // how the current connection logged in
+	server ServerInfo // what the server offers, discovered after login
 }
 
 // New returns a client for cfg without connecting.
@@ -297,9 +298,15 @@ func (c *Client) negotiate(ctx context.Context, conn net.Conn) (*xmpp.Session, e
 }
 
 func (c *Client) afterConnect(ctx context.Context) error {
-	if !c.cfg.DisableCarbons {
+	server := c.discoverServer(ctx)
+	c.mu.Lock()
+	c.server = server
+	c.mu.Unlock()
+	if !c.cfg.DisableCarbons && server.Carbons {
+		// Without carbons the account's other devices do not see this
+		// conversation; nothing else depends on them.
 		if err := c.EnableCarbons(ctx); err != nil {
-			return fmt.Errorf("client: enabling carbons: %w", err)
+			c.cfg.logger().Warn("enabling carbons failed; continuing without", "err", err)
 		}
 	}
 	if _, err := c.FetchRoster(ctx); err != nil {

@@ -63,10 +63,10 @@ type Host interface {
 	// QueryInfo asks an entity for its XEP-0030 identities and features.
 	QueryInfo(ctx context.Context, to jid.JID, node string) (DiscoInfo, error)
 
-	// Publish publishes payload as item id to our own PEP node with the
-	// given publish-options, creating or reconfiguring the node as needed
-	// (Client.PublishEnsure).
-	Publish(ctx context.Context, node, id string, payload *xmltree.Element, opts NodeOptions) error
+	// Publish publishes payload as item id to our own PEP node, which
+	// ends up with the required options (checked) and the optional ones
+	// where the server takes them (Client.PublishNode).
+	Publish(ctx context.Context, node, id string, payload *xmltree.Element, required, optional NodeOptions) error
 	// ConfigureNode sets options of one of our PEP nodes.
 	ConfigureNode(ctx context.Context, node string, opts NodeOptions) error
 	// NodeConfig reads the configuration of one of our PEP nodes.
@@ -170,8 +170,8 @@ func (h *host) QueryInfo(ctx context.Context, to jid.JID, node string) (DiscoInf
 	return h.c.QueryInfo(ctx, to, node)
 }
 
-func (h *host) Publish(ctx context.Context, node, id string, payload *xmltree.Element, opts NodeOptions) error {
-	return h.c.PublishEnsure(ctx, node, id, payload, opts)
+func (h *host) Publish(ctx context.Context, node, id string, payload *xmltree.Element, required, optional NodeOptions) error {
+	return h.c.PublishNode(ctx, node, id, payload, required, optional)
 }
 
 func (h *host) ConfigureNode(ctx context.Context, node string, opts NodeOptions) error {

@@ -93,6 +93,9 @@ func (m *mamState) collect(c *Client, st *xmltree.Element) bool {
 // QueryArchive runs one XEP-0313 query against our own archive and returns
 // one page. Use ArchivePage.Last with ArchiveQuery.After to fetch the next.
 func (c *Client) QueryArchive(ctx context.Context, q ArchiveQuery) (*ArchivePage, error) {
+	if err := c.needs(func(s ServerInfo) bool { return s.Archive }, "message archive (XEP-0313)"); err != nil {
+		return nil, err
+	}
 	qid := NewID()
 	col := &mamCollector{}
 	c.mam.mu.Lock()

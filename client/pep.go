@@ -3,8 +3,12 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"mellium.im/xmpp/jid"
@@ -125,7 +129,8 @@ func wrapPubSubError(err error) error {
 // PublishEnsure publishes with publish-options; when the node exists with
 // a different configuration it reconfigures the node to opts and publishes
 // again, so that keys are never left readable by fewer (or more) entities
-// than asked for.
+// than asked for. PublishNode does the same on every server, whatever it
+// supports, and checks the result.
 func (c *Client) PublishEnsure(ctx context.Context, node, id string, payload *xmltree.Element, opts NodeOptions) error {
 	err := c.Publish(ctx, node, id, payload, opts)
 	if !errors.Is(err, ErrPreconditionNotMet) {
@@ -135,6 +140,154 @@ func (c *Client) PublishEnsure(ctx context.Context, node, id string, payload *xm
 		return err
 	}
 	return c.Publish(ctx, node, id, payload, opts)
+}
+
+// NodeConfigError reports that one of our PEP nodes does not have a
+// required configuration after publishing: the server ignored or refused
+// the options and the configuration request.
+type NodeConfigError struct {
+	Node, Field, Got, Want string
+}
+
+func (e *NodeConfigError) Error() string {
+	return fmt.Sprintf("client: node %s has %s %q, not %q", e.Node, e.Field, e.Got, e.Want)
+}
+
+// PublishNode publishes payload as item id to our own PEP node so that
+// the node ends up with the required options, and with the optional ones
+// where the server accepts them; it reads the configuration back and
+// returns a *NodeConfigError if a required option does not hold. The item
+// is never published to a node whose required options are not in place:
+//
+//  1. With publish-options advertised, one publish carries all options.
+//  2. When the server refuses an option (XEP-0060 §7.1.5: bad-request,
+//     precondition-not-met, resource-constraint as ejabberd answers for
+//     fields it does not take as publish-options, ...), or offers no
+//     publish-options: the node is configured first (created with its
+//     configuration if it does not exist, XEP-0060 §8.1.3), with all
+//     options, else the required ones only, and the item published
+//     without options.
+//  3. The configuration is read back and the required options checked;
+//     a server that ignored them gets one more configuration request.
+func (c *Client) PublishNode(ctx context.Context, node, id string, payload *xmltree.Element, required, optional NodeOptions) error {
+	if err := c.needs(func(s ServerInfo) bool { return s.PEP }, "personal eventing (XEP-0163)"); err != nil {
+		return err
+	}
+	// Access models are not checked against discovery: Prosody 0.12 and
+	// ejabberd 23.01 implement the whitelist model on PEP nodes without
+	// advertising pubsub#access-whitelist. The configuration read back
+	// below is the check, and nothing is published to a node before its
+	// required options are in place.
+	all := NodeOptions{}
+	maps.Copy(all, required)
+	maps.Copy(all, optional)
+	log := c.cfg.logger()
+	var err error = &UnsupportedError{Feature: "pubsub publish-options (XEP-0060)"}
+	if c.needs(func(s ServerInfo) bool { return s.PublishOptions }, "") == nil {
+		err = c.Publish(ctx, node, id, payload, all)
+	}
+	if err != nil {
+		if !optionRefused(err) {
+			return fmt.Errorf("client: publishing to %s: %w", node, err)
+		}
+		log.Info("publish-options not applied, configuring the node first", "node", node, "err", err)
+		if err := c.prepareNode(ctx, node, required, all); err != nil {
+			return fmt.Errorf("client: configuring %s: %w", node, err)
+		}
+		if err := c.Publish(ctx, node, id, payload, nil); err != nil {
+			return fmt.Errorf("client: publishing to %s: %w", node, err)
+		}
+	}
+	err = c.checkNode(ctx, node, required)
+	if _, bad := errors.AsType[*NodeConfigError](err); bad {
+		// The server took the item but not the options: insist once.
+		if cerr := c.ConfigureNode(ctx, node, required); cerr == nil {
+			err = c.checkNode(ctx, node, required)
+		}
+	}
+	return err
+}
+
+// optionRefused reports whether a publish error may come from its options
+// (or their absence) rather than from the publish itself.
+func optionRefused(err error) bool {
+	if errors.Is(err, ErrNotOffered) || errors.Is(err, ErrPreconditionNotMet) {
+		return true
+	}
+	se, ok := errors.AsType[*StanzaError](err)
+	if !ok {
+		return false
+	}
+	switch se.Condition {
+	case "forbidden", "not-authorized", "not-allowed", "registration-required", "remote-server-not-found", "remote-server-timeout", "service-unavailable":
+		return false
+	}
+	return true
+}
+
+// prepareNode gives our node the options all (else the required ones)
+// before anything is published to it, creating it if needed.
+func (c *Client) prepareNode(ctx context.Context, node string, required, all NodeOptions) error {
+	err := c.ConfigureNode(ctx, node, all)
+	if err != nil && len(all) > len(required) && !isCondition(err, "item-not-found") {
+		err = c.ConfigureNode(ctx, node, required)
+	}
+	if isCondition(err, "item-not-found") {
+		err = c.createNode(ctx, node, all)
+		if err != nil && len(all) > len(required) {
+			err = c.createNode(ctx, node, required)
+		}
+	}
+	return err
+}
+
+// createNode creates our PEP node with a configuration (XEP-0060 §8.1.3).
+func (c *Client) createNode(ctx context.Context, node string, opts NodeOptions) error {
+	ps := xmltree.New(NSPubSub, "pubsub")
+	ps.Append(xmltree.New(NSPubSub, "create", "node", node))
+	ps.Append(xmltree.New(NSPubSub, "configure").Append(opts.form(NSPubSub + "#node_config")))
+	iq := xmltree.New(NSClient, "iq", "type", "set")
+	iq.Append(ps)
+	_, err := c.IQ(ctx, iq)
+	return err
+}
+
+// checkNode reads our node's configuration and compares the required
+// options.
+func (c *Client) checkNode(ctx context.Context, node string, required NodeOptions) error {
+	cfg, err := c.NodeConfig(ctx, node)
+	if err != nil {
+		return fmt.Errorf("client: reading the configuration of %s: %w", node, err)
+	}
+	for _, k := range slices.Sorted(maps.Keys(required)) {
+		name := k
+		if !strings.HasPrefix(name, "pubsub#") {
+			name = "pubsub#" + name
+		}
+		if got, want := cfg[name], required[k]; !sameOption(got, want) {
+			return &NodeConfigError{Node: node, Field: name, Got: got, Want: want}
+		}
+	}
+	return nil
+}
+
+// sameOption compares form values, booleans by meaning.
+func sameOption(got, want string) bool {
+	norm := func(s string) string {
+		switch s {
+		case "1", "true":
+			return "true"
+		case "0", "false":
+			return "false"
+		}
+		return s
+	}
+	return norm(got) == norm(want)
+}
+
+func isCondition(err error, cond string) bool {
+	se, ok := errors.AsType[*StanzaError](err)
+	return ok && se.Condition == cond
 }
 
 // ConfigureNode submits a node configuration form for our own PEP node.

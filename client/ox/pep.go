@@ -48,68 +48,11 @@ func stanzaCondition(err error, cond string) bool {
 	return errors.As(err, &se) && se.Condition == cond
 }
 
-// publishNode publishes one item with publish-options required+optional.
-// A server that refuses the optional fields gets the required ones only,
-// then the optional ones as a best-effort node configuration. Afterwards
-// the node's configuration is read back: a required field that does not
-// hold is an error, so keys are never left with another access model
-// silently.
+// publishNode publishes one item so that the node has the required
+// options (checked: keys are never left with another access model
+// silently) and the optional ones where the server takes them.
 func (x *Mechanism) publishNode(ctx context.Context, node, id string, payload *xmltree.Element, required, optional client.NodeOptions) error {
-	all := client.NodeOptions{}
-	for k, v := range required {
-		all[k] = v
-	}
-	for k, v := range optional {
-		all[k] = v
-	}
-	err := x.h.Publish(ctx, node, id, payload, all)
-	if err != nil && (stanzaCondition(err, "bad-request") || stanzaCondition(err, "not-acceptable") ||
-		stanzaCondition(err, "feature-not-implemented") || errors.Is(err, client.ErrPreconditionNotMet)) {
-		x.log().Info("publish-options refused, publishing with the required ones only", "node", node, "err", err)
-		if err = x.h.Publish(ctx, node, id, payload, required); err == nil {
-			if cerr := x.h.ConfigureNode(ctx, node, optional); cerr != nil {
-				x.log().Info("optional node configuration refused", "node", node, "err", cerr)
-			}
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("client: publishing to %s: %w", node, err)
-	}
-	cfg, err := x.h.NodeConfig(ctx, node)
-	if err != nil {
-		return fmt.Errorf("client: reading the configuration of %s: %w", node, err)
-	}
-	for k, want := range required {
-		if got := cfg["pubsub#"+k]; !sameOption(got, want) {
-			return &NodeConfigError{Node: node, Field: "pubsub#" + k, Got: got, Want: want}
-		}
-	}
-	return nil
-}
-
-// NodeConfigError reports that a node holding OX keys does not have the
-// configuration it needs after publishing (the server ignored the
-// publish-options and the configuration request).
-type NodeConfigError struct {
-	Node, Field, Got, Want string
-}
-
-func (e *NodeConfigError) Error() string {
-	return fmt.Sprintf("client: node %s has %s %q, not %q", e.Node, e.Field, e.Got, e.Want)
-}
-
-// sameOption compares form values, booleans by meaning.
-func sameOption(got, want string) bool {
-	norm := func(s string) string {
-		switch s {
-		case "1", "true":
-			return "true"
-		case "0", "false":
-			return "false"
-		}
-		return s
-	}
-	return norm(got) == norm(want)
+	return x.h.Publish(ctx, node, id, payload, required, optional)
 }
 
 // Publish announces the account's active key (XEP-0373 §4): first the
@@ -488,7 +431,7 @@ func (x *Mechanism) Backup(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if err := x.publishNode(ctx, engine.NodeSecretKey, "current", el, oxSecretRequired, oxSecretOptional); err != nil {
-		var ce *NodeConfigError
+		var ce *client.NodeConfigError
 		if errors.As(err, &ce) {
 			// The backup went out, but not to a whitelist node: never
 			// leave it readable by others.

@@ -264,7 +264,7 @@ func oxHint(err error) error {
 		// XEP-0373 §8.2: servers may refuse large keys.
 		return withHint(err, "the server refused the data, probably as too large; an EdDSA key (balcony ox keygen --force) is much smaller than an RSA one")
 	}
-	var ce *oxclient.NodeConfigError
+	var ce *client.NodeConfigError
 	if errors.As(err, &ce) {
 		return withHint(err, "the server does not apply the node configuration OX needs; ask its administrator")
 	}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -14,22 +16,45 @@ var statusCommand = &command{
 	usage: `Usage: balcony status [--wait DUR]
 
 Shows whether a "balcony listen" runs for the account, the JID it is
-connected as, and its mechanisms. With --wait, waits up to DUR for a
-listener to be ready (for scripts that start one in the background).
-Exit status 1 when none is running.
+connected as, how it logged in (TLS version, SASL mechanism, channel
+binding), and which server features Balcony uses are missing on the
+server (message carbons, the message archive, personal eventing,
+publish-options): Balcony works without each, with less. With --wait,
+waits up to DUR for a listener to be ready (for scripts that start one in
+the background). Exit status 1 when none is running.
 `,
 	run: runStatus,
 }
 
 // controlStatus serves "status" on the control socket.
 func controlStatus(ctx context.Context, s *session, _ json.RawMessage) (any, error) {
-	return statusResult{JID: s.client.JID().String(), Connected: s.client.Connected(), Features: s.client.Features()}, nil
+	srv := s.client.Server()
+	return statusResult{JID: s.client.JID().String(), Connected: s.client.Connected(), Features: s.client.Features(),
+		TLS: tlsName(srv.Auth.TLSVersion), Mechanism: srv.Auth.Mechanism, Binding: srv.Auth.ChannelBinding, Missing: srv.Missing()}, nil
 }
 
 type statusResult struct {
 	JID       string   `json:"jid"`
 	Connected bool     `json:"connected"`
 	Features  []string `json:"features"`
+	TLS       string   `json:"tls,omitempty"`
+	Mechanism string   `json:"sasl,omitempty"`
+	Binding   string   `json:"channel_binding,omitempty"`
+	// Missing lists server features Balcony uses that the server lacks.
+	Missing []string `json:"missing,omitempty"`
+}
+
+// tlsName names a TLS version.
+func tlsName(v uint16) string {
+	switch v {
+	case tls.VersionTLS12:
+		return "TLS 1.2"
+	case tls.VersionTLS13:
+		return "TLS 1.3"
+	case 0:
+		return ""
+	}
+	return fmt.Sprintf("TLS %#04x", v)
 }
 
 func runStatus(ctx context.Context, e *env, args []string) error {
@@ -49,6 +74,16 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		err := callControl(ctx, e, a, "status", nil, &st)
 		if err == nil && st.Connected {
 			fmt.Fprintf(e.stdout, "listening as %s\n", st.JID)
+			binding := "without channel binding"
+			if st.Binding != "" {
+				binding = "bound with " + st.Binding
+			}
+			if st.TLS != "" {
+				fmt.Fprintf(e.stdout, "logged in over %s with %s, %s\n", st.TLS, st.Mechanism, binding)
+			}
+			if len(st.Missing) > 0 {
+				fmt.Fprintf(e.stdout, "the server lacks: %s\n", strings.Join(st.Missing, ", "))
+			}
 			return nil
 		}
 		if err != nil && !errors.Is(err, errNoListener) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/internal/prosodytest"
+	"github.com/balcony-im/balcony/internal/servertest"
 	"mellium.im/xmpp/jid"
 )
 
@@ -25,6 +26,13 @@ func Connect(t testing.TB, srv *prosodytest.Server, acct prosodytest.Account, re
 // new client) before the client connects, so that their features are in
 // the first presence.
 func ConnectWith(t testing.TB, srv *prosodytest.Server, acct prosodytest.Account, resource string, register func(*client.Client), mod ...func(*client.Config)) *client.Client {
+	t.Helper()
+	return ConnectTo(t, srv.Server(), acct, resource, register, mod...)
+}
+
+// ConnectTo is ConnectWith for any test server (Prosody or ejabberd, see
+// servertest.Each).
+func ConnectTo(t testing.TB, srv *servertest.Server, acct servertest.Account, resource string, register func(*client.Client), mod ...func(*client.Config)) *client.Client {
 	t.Helper()
 	j := acct.JID
 	if resource != "" {
