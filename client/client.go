@@ -205,7 +205,7 @@ func (c *Client) connect(ctx context.Context) error {
 	c.connected = true
 	c.serveDone = done
 	c.mu.Unlock()
-	log.Info("connected", "jid", sess.LocalAddr().String(), "tls", tlsVersion(sess.ConnectionState().Version))
+	log.Info("connected", "jid", sess.LocalAddr().String(), "tls", tls.VersionName(sess.ConnectionState().Version))
 	go c.serve(sess, done)
 
 	if err := c.afterConnect(ctx); err != nil {
@@ -220,16 +220,6 @@ func (c *Client) connect(ctx context.Context) error {
 	}
 	c.emit(&ConnectionEvent{State: Connected, JID: sess.LocalAddr()})
 	return nil
-}
-
-func tlsVersion(v uint16) string {
-	switch v {
-	case tls.VersionTLS12:
-		return "1.2"
-	case tls.VersionTLS13:
-		return "1.3"
-	}
-	return fmt.Sprintf("0x%04x", v)
 }
 
 func (c *Client) dial(ctx context.Context) (net.Conn, error) {

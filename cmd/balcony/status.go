@@ -44,19 +44,6 @@ type statusResult struct {
 	Missing []string `json:"missing,omitempty"`
 }
 
-// tlsName names a TLS version.
-func tlsName(v uint16) string {
-	switch v {
-	case tls.VersionTLS12:
-		return "TLS 1.2"
-	case tls.VersionTLS13:
-		return "TLS 1.3"
-	case 0:
-		return ""
-	}
-	return fmt.Sprintf("TLS %#04x", v)
-}
-
 func runStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("status")
 	wait := fs.Duration("wait", 0, "")
@@ -107,4 +94,12 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 			delay *= 2
 		}
 	}
+}
+
+// tlsName names a TLS version ("TLS 1.3"), "" when there is none.
+func tlsName(v uint16) string {
+	if v == 0 {
+		return ""
+	}
+	return tls.VersionName(v)
 }
