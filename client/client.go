@@ -275,6 +275,9 @@ func (c *Client) negotiate(ctx context.Context, conn net.Conn) (*xmpp.Session, e
 		if errors.Is(err, errRetryTLS12) {
 			return nil, errRetryTLS12
 		}
+		if ae, ok := errors.AsType[*AuthError](err); ok {
+			return nil, ae
+		}
 		return nil, fmt.Errorf("client: establishing the XMPP session: %w", err)
 	}
 	c.mu.Lock()

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 	"mellium.im/xmpp/jid"
@@ -19,7 +21,8 @@ var accountCommand = &command{
 	name:    "account",
 	summary: "add, list, remove accounts or choose the default one",
 	usage: `Usage:
-  balcony account add JID [--server HOST:PORT] [--direct-tls] [--ca-file FILE] [--tls12] [--default] [--unencrypted-store]
+  balcony account add JID [--server HOST:PORT] [--direct-tls] [--ca-file FILE] [--tls12] [--resource RES] [--default] [--unencrypted-store] [--offline]
+  balcony account set JID [--server HOST:PORT] [--direct-tls=BOOL] [--ca-file FILE] [--tls12=BOOL] [--resource RES] [--offline]
   balcony account list
   balcony account default JID
   balcony account remove JID
@@ -29,7 +32,9 @@ that connects reads it from --password-file FILE, from the environment
 variable named by --password-env (default BALCONY_PASSWORD), or from a prompt
 on the terminal.
 
-"account add" creates the account's key store, which every other command
+"account add" first logs in once with the password, to check the password,
+the server's address and its certificate (--offline skips this), then
+creates the account's key store, which every other command
 needs: it asks for a new passphrase to protect it (twice, on a terminal), or
 reads it from --passphrase-file FILE or the variable named by --passphrase-env
 (default BALCONY_PASSPHRASE). A store already in the data directory (kept by
@@ -44,10 +49,19 @@ Flags for add:
   --tls12             cap TLS at version 1.2 (rarely needed: Balcony moves to
                       TLS 1.2 by itself when a server can bind the login to
                       the connection only there, as ejabberd 23.01)
+  --resource RES      the resource to ask the server for (default: the server's choice)
   --default           make it the default account
   --unencrypted-store do not protect the account's secret keys with a passphrase
                       (for unattended bots; anyone who can read the data
                       directory can then read the keys; see SECURITY.md)
+  --offline           do not log in to check the password and the server
+  --password-file F, --password-env V
+                      where the password for the check comes from (default
+                      $BALCONY_PASSWORD, else a prompt on the terminal)
+
+"account set" changes the connection options of an existing account: only
+the flags given change (--ca-file "" removes the CA file); the login is
+checked with the new options unless --offline.
 
 Saving the password (in the account's encrypted store):
   balcony account password --save    prompt for it (or read --password-file / $BALCONY_PASSWORD) and save it
@@ -74,9 +88,10 @@ func runAccount(ctx context.Context, e *env, args []string) error {
 		tls12 := fs.Bool("tls12", false, "")
 		def := fs.Bool("default", false, "")
 		unencrypted := fs.Bool("unencrypted-store", false, "")
+		offline := fs.Bool("offline", false, "")
+		resource := fs.String("resource", "", "")
 		var so secretOptions
-		fs.StringVar(&so.passphraseFile, "passphrase-file", "", "")
-		fs.StringVar(&so.passphraseEnv, "passphrase-env", "BALCONY_PASSPHRASE", "")
+		so.add(fs)
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
@@ -99,8 +114,18 @@ func runAccount(ctx context.Context, e *env, args []string) error {
 		}
 		bare := j.Bare().String()
 		a := accountConfig{JID: bare, Server: *server, DirectTLS: *directTLS, CAFile: *caFile, TLS12: *tls12,
-			Default: *def || len(cfg.Accounts) == 0, Unencrypted: *unencrypted}
+			Default: *def || len(cfg.Accounts) == 0, Unencrypted: *unencrypted, Resource: *resource}
+		if !*offline {
+			if err := addable(cfg, &a); err != nil {
+				return err
+			}
+			if err := checkLogin(ctx, e, &a, &so); err != nil {
+				return err
+			}
+		}
 		return addAccount(e, cfg, a, &so)
+	case "set":
+		return setAccount(ctx, e, cfg, args[1:])
 	case "list":
 		if len(cfg.Accounts) == 0 {
 			fmt.Fprintln(e.stdout, "no accounts; add one with: balcony account add you@example.org")
@@ -204,6 +229,126 @@ func runAccount(ctx context.Context, e *env, args []string) error {
 	return &usageError{msg: fmt.Sprintf("unknown account subcommand %q", args[0]), hint: "run: balcony help account"}
 }
 
+// checkLogin logs the account in once, to check the password, the
+// server address and its certificate before anything is saved.
+func checkLogin(ctx context.Context, e *env, a *accountConfig, so *secretOptions) error {
+	pass, err := readSecret(e, so.passwordFile, so.passwordEnv, "Password for "+a.JID+": ", false)
+	if errors.Is(err, errNoTerminal) {
+		return withHint(errors.New("no password to check the login with"),
+			"give it with --password-env VAR or --password-file FILE, or add the account without checking: --offline")
+	}
+	if err != nil {
+		return fmt.Errorf("reading the password: %w", err)
+	}
+	defer clear(pass)
+	cfg, err := clientConfig(a, string(pass))
+	if err != nil {
+		return err
+	}
+	cfg.DisablePresence, cfg.DisableCarbons = true, true
+	c, err := client.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		return withHint(fmt.Errorf("checking the login: %w", err), connectHint(err, a))
+	}
+	auth := c.Auth()
+	binding := "without channel binding"
+	if auth.ChannelBinding != "" {
+		binding = "bound with " + auth.ChannelBinding
+	}
+	fmt.Fprintf(e.stdout, "logged in as %s over %s with %s, %s\n", c.JID(), tls.VersionName(auth.TLSVersion), auth.Mechanism, binding)
+	return nil
+}
+
+// setAccount changes the connection options of an existing account
+// ("balcony account set JID --server ... --ca-file ... --tls12 ...").
+// Only the flags given change; the login is checked unless --offline.
+func setAccount(ctx context.Context, e *env, cfg *config, args []string) error {
+	fs := newFlags("account")
+	server := fs.String("server", "", "")
+	directTLS := fs.Bool("direct-tls", false, "")
+	caFile := fs.String("ca-file", "", "")
+	tls12 := fs.Bool("tls12", false, "")
+	resource := fs.String("resource", "", "")
+	offline := fs.Bool("offline", false, "")
+	var so secretOptions
+	so.add(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return &usageError{msg: "account set needs one JID and the options to change", hint: "balcony account set you@example.org --server xmpp.example.org:5222"}
+	}
+	a, err := cfg.account(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	changed := *a
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if given["server"] {
+		changed.Server = *server
+	}
+	if given["direct-tls"] {
+		changed.DirectTLS = *directTLS
+	}
+	if given["ca-file"] {
+		changed.CAFile = ""
+		if *caFile != "" {
+			abs, err := absPath(*caFile)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(abs); err != nil {
+				return fmt.Errorf("CA file: %w", err)
+			}
+			changed.CAFile = abs
+		}
+	}
+	if given["tls12"] {
+		changed.TLS12 = *tls12
+	}
+	if given["resource"] {
+		changed.Resource = *resource
+	}
+	if changed == *a {
+		return &usageError{msg: "account set changes nothing", hint: "give the options to change: --server, --direct-tls, --ca-file, --tls12, --resource"}
+	}
+	if !*offline {
+		if err := checkLogin(ctx, e, &changed, &so); err != nil {
+			return err
+		}
+	}
+	*a = changed
+	if err := cfg.save(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "updated %s\n", a.JID)
+	return nil
+}
+
+// addable reports whether a can be added: not an account that is
+// configured and has its store (addAccount checks it again).
+func addable(cfg *config, a *accountConfig) error {
+	dir, err := storeDir(a)
+	if err != nil {
+		return err
+	}
+	exists, err := storeExists(dir)
+	if err != nil {
+		return err
+	}
+	if _, cerr := cfg.account(a.JID); cerr == nil && exists {
+		return withHint(fmt.Errorf("account %s already exists", a.JID), "remove it first with: balcony account remove "+a.JID)
+	}
+	return nil
+}
+
 // addAccount creates the account's store (or opens the one left in the
 // data directory), then adds the account to the configuration. An account
 // that is configured but has no store (its data directory was lost or
@@ -280,6 +425,11 @@ func clientConfig(a *accountConfig, password string) (client.Config, error) {
 	j, err := jid.Parse(a.JID)
 	if err != nil {
 		return client.Config{}, err
+	}
+	if a.Resource != "" {
+		if j, err = j.WithResource(a.Resource); err != nil {
+			return client.Config{}, fmt.Errorf("the account's resource %q: %w", a.Resource, err)
+		}
 	}
 	cfg := client.Config{
 		JID: j, Password: password, Addr: a.Server, DirectTLS: a.DirectTLS, CAFile: a.CAFile,

@@ -19,8 +19,11 @@ type accountConfig struct {
 	Server    string `json:"server,omitempty"` // host:port; empty = SRV lookup
 	DirectTLS bool   `json:"direct_tls,omitempty"`
 	CAFile    string `json:"ca_file,omitempty"`
-	TLS12     bool   `json:"tls12,omitempty"` // cap TLS at 1.2 (tls-unique channel binding)
-	Default   bool   `json:"default,omitempty"`
+	TLS12     bool   `json:"tls12,omitempty"` // cap TLS at 1.2
+	// Resource is the resource to ask the server for; a command's
+	// --resource overrides it.
+	Resource string `json:"resource,omitempty"`
+	Default  bool   `json:"default,omitempty"`
 	// Unencrypted records the explicit opt-out from encrypting secrets at
 	// rest (for unattended bots); see SECURITY.md.
 	Unencrypted bool `json:"unencrypted_store,omitempty"`

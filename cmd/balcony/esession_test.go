@@ -118,7 +118,7 @@ func TestESessionUsage(t *testing.T) {
 	t.Setenv("BALCONY_DATA_DIR", filepath.Join(dir, "data"))
 	t.Setenv("BALCONY_PASSPHRASE", "pass")
 	t.Setenv("BALCONY_STORE_KDF", "time=1,memory=1024,threads=1")
-	if _, e, code := runCmd(t, "account", "add", "alice@example.org", "--server", "127.0.0.1:1"); code != 0 {
+	if _, e, code := runCmd(t, "account", "add", "alice@example.org", "--server", "127.0.0.1:1", "--offline"); code != 0 {
 		t.Fatalf("account add: %s", e)
 	}
 	for _, tc := range []struct {

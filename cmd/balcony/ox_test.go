@@ -30,7 +30,7 @@ func oxTestEnv(t *testing.T, accounts ...string) string {
 	t.Setenv("BALCONY_PASSPHRASE", "pass")
 	t.Setenv("BALCONY_STORE_KDF", "time=1,memory=1024,threads=1")
 	for _, a := range accounts {
-		if _, e, code := runCmd(t, "account", "add", a, "--server", "127.0.0.1:1"); code != 0 {
+		if _, e, code := runCmd(t, "account", "add", a, "--server", "127.0.0.1:1", "--offline"); code != 0 {
 			t.Fatalf("account add %s: %s", a, e)
 		}
 	}
@@ -118,7 +118,7 @@ func TestOXKeysOffline(t *testing.T) {
 	if _, e, code := runCmd(t, "-a", "alice@example.org", "ox", "fingerprint"); code != 1 || !strings.Contains(e, "hint: create it with: balcony account add alice@example.org") {
 		t.Fatalf("without a store: %d %q", code, e)
 	}
-	mustRun(t, "account", "add", "alice@example.org", "--server", "127.0.0.1:1")
+	mustRun(t, "account", "add", "alice@example.org", "--server", "127.0.0.1:1", "--offline")
 	out = mustRun(t, "-a", "alice@example.org", "ox", "import", secretFile)
 	if !strings.Contains(out, "(active)") {
 		t.Fatalf("import on a new device: %q", out)
