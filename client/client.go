@@ -90,6 +90,7 @@ type Client struct {
 	// tls12 caps TLS at 1.2 for this server: it binds logins only with
 	// tls-unique (auth.go).
 	tls12  atomic.Bool
+	jids   jidCache   // parsed addresses of received stanzas
 	auth   AuthInfo   // how the current connection logged in
 	server ServerInfo // what the server offers, discovered after login
 }
@@ -493,7 +494,7 @@ func (c *Client) session() (*xmpp.Session, error) {
 // emit queues an event for Events, its texts in the user's language.
 func (c *Client) emit(e Event) {
 	c.pipeline.localize(e)
-	c.events.push(e)
+	c.events.offer(e, c.out)
 }
 
 // drainGrace is how long events left when the client closes wait for a
@@ -510,12 +511,13 @@ func (c *Client) pumpEvents() {
 	defer close(c.out)
 	var grace *time.Timer
 	for {
-		e, ok := c.events.pop()
+		e, ok := c.events.popInFlight()
 		if !ok {
 			return
 		}
 		select {
 		case c.out <- e:
+			c.events.landed()
 			continue
 		case <-c.closed:
 		}
@@ -525,6 +527,7 @@ func (c *Client) pumpEvents() {
 		}
 		select {
 		case c.out <- e:
+			c.events.landed()
 		case <-grace.C:
 			for {
 				if _, ok := c.events.pop(); !ok {
@@ -576,7 +579,8 @@ func (c *Client) afterReceived(max time.Duration) {
 func (c *Client) processInbox() {
 	defer c.workers.Done()
 	defer c.events.close()
-	l := newLanes(c.process)
+	l := newLanes(c.process, c.jids.parse)
+	defer l.close()
 	defer l.wait()
 	for {
 		it, ok := c.inbox.pop()

@@ -18,74 +18,102 @@ const maxLanes = 16
 // concurrently across senders: one contact whose message needs slow work
 // (fetching and checking keys, a slow server) never holds up the others,
 // while a mechanism still sees each peer's stanzas in the order they
-// arrived. A worker runs only while its lane has stanzas.
+// arrived. Up to maxLanes workers take lanes that have stanzas; they stay
+// until close, so that a steady stream of messages does not pay for a new
+// goroutine (and its stack growth) per message.
 type lanes struct {
 	process func(*xmltree.Element)
+	parse   func(string) (jid.JID, error)
 
-	mu     sync.Mutex
-	idle   *sync.Cond // signalled when no lane is busy
-	queues map[string][]*xmltree.Element
-	busy   int
-	sem    chan struct{}
+	mu      sync.Mutex
+	idle    *sync.Cond // signalled when no lane is busy
+	work    *sync.Cond // signalled when a lane is ready or on close
+	queues  map[string][]*xmltree.Element
+	ready   []string // lanes with stanzas and no worker, oldest first
+	busy    int      // lanes in queues
+	workers int      // workers started
+	waiting int      // workers waiting for a lane
+	closed  bool
 }
 
-func newLanes(process func(*xmltree.Element)) *lanes {
-	l := &lanes{process: process, queues: map[string][]*xmltree.Element{}, sem: make(chan struct{}, maxLanes)}
+func newLanes(process func(*xmltree.Element), parse func(string) (jid.JID, error)) *lanes {
+	l := &lanes{process: process, parse: parse, queues: map[string][]*xmltree.Element{}}
 	l.idle = sync.NewCond(&l.mu)
+	l.work = sync.NewCond(&l.mu)
 	return l
 }
 
 // laneKey is the sender a stanza belongs to: its bare 'from', or the
 // account for a stanza without one.
-func laneKey(st *xmltree.Element) string {
+func (l *lanes) laneKey(st *xmltree.Element) string {
 	from := st.AttrValue("from")
 	if from == "" {
 		return ""
 	}
-	if j, err := jid.Parse(from); err == nil {
+	if j, err := l.parse(from); err == nil {
 		return j.Bare().String()
 	}
 	// An invalid address still gets a lane of its own (and a notice).
 	return "invalid:" + from
 }
 
-// add queues st on its sender's lane and starts the lane's worker if it
-// has none.
+// add queues st on its sender's lane; a lane that was empty is handed to
+// a waiting worker, or to a new one while there are fewer than maxLanes.
 func (l *lanes) add(st *xmltree.Element) {
-	key := laneKey(st)
+	key := l.laneKey(st)
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	q, running := l.queues[key]
 	l.queues[key] = append(q, st)
-	if !running {
-		l.busy++
+	if running {
+		return
 	}
-	l.mu.Unlock()
-	if !running {
-		go l.run(key)
+	l.busy++
+	l.ready = append(l.ready, key)
+	switch {
+	case l.waiting > 0:
+		l.work.Signal()
+	case l.workers < maxLanes:
+		l.workers++
+		go l.worker()
 	}
 }
 
-// run processes one lane until it is empty.
-func (l *lanes) run(key string) {
-	l.sem <- struct{}{}
-	defer func() { <-l.sem }()
+// worker processes ready lanes, one at a time and each until it is
+// empty, until close.
+func (l *lanes) worker() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	for {
-		l.mu.Lock()
-		q := l.queues[key]
-		if len(q) == 0 {
-			delete(l.queues, key)
-			l.busy--
-			if l.busy == 0 {
-				l.idle.Broadcast()
-			}
-			l.mu.Unlock()
+		for len(l.ready) == 0 && !l.closed {
+			l.waiting++
+			l.work.Wait()
+			l.waiting--
+		}
+		if len(l.ready) == 0 {
+			l.workers--
 			return
 		}
-		st := q[0]
-		q[0] = nil
-		l.queues[key] = q[1:]
-		l.mu.Unlock()
-		l.process(st)
+		key := l.ready[0]
+		l.ready[0] = ""
+		l.ready = l.ready[1:]
+		for {
+			q := l.queues[key]
+			if len(q) == 0 {
+				delete(l.queues, key)
+				l.busy--
+				if l.busy == 0 {
+					l.idle.Broadcast()
+				}
+				break
+			}
+			st := q[0]
+			q[0] = nil
+			l.queues[key] = q[1:]
+			l.mu.Unlock()
+			l.process(st)
+			l.mu.Lock()
+		}
 	}
 }
 
@@ -95,5 +123,13 @@ func (l *lanes) wait() {
 	for l.busy > 0 {
 		l.idle.Wait()
 	}
+	l.mu.Unlock()
+}
+
+// close stops the workers once the lanes are empty.
+func (l *lanes) close() {
+	l.mu.Lock()
+	l.closed = true
+	l.work.Broadcast()
 	l.mu.Unlock()
 }

@@ -47,7 +47,7 @@ func (c *Client) processMessage(st *xmltree.Element) {
 		return
 	}
 	in := &inbound{st: st, from: from, time: c.cfg.now()}
-	if t, err := jid.Parse(st.AttrValue("to")); err == nil {
+	if t, err := c.jids.parse(st.AttrValue("to")); err == nil {
 		in.to = t
 	} else {
 		in.to = c.JID()
@@ -82,7 +82,7 @@ func (c *Client) processMessage(st *xmltree.Element) {
 		if err != nil {
 			return
 		}
-		if t, err := jid.Parse(inner.AttrValue("to")); err == nil {
+		if t, err := c.jids.parse(inner.AttrValue("to")); err == nil {
 			in.to = t
 		}
 		break

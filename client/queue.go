@@ -12,6 +12,10 @@ type queue[T any] struct {
 	cond   *sync.Cond
 	items  []T
 	closed bool
+	// inflight is set while the consumer holds an item it popped with
+	// popInFlight and has not yet delivered (landed): offer must not pass
+	// it.
+	inflight bool
 }
 
 func newQueue[T any]() *queue[T] {
@@ -32,7 +36,13 @@ func (q *queue[T]) push(v T) bool {
 }
 
 // pop blocks until an item is available or the queue is closed and drained.
-func (q *queue[T]) pop() (T, bool) {
+func (q *queue[T]) pop() (T, bool) { return q.take(false) }
+
+// popInFlight is pop for a consumer that then delivers the item and calls
+// landed; until then offer queues behind it.
+func (q *queue[T]) popInFlight() (T, bool) { return q.take(true) }
+
+func (q *queue[T]) take(flight bool) (T, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for len(q.items) == 0 && !q.closed {
@@ -45,6 +55,7 @@ func (q *queue[T]) pop() (T, bool) {
 	v := q.items[0]
 	q.items[0] = zero
 	q.items = q.items[1:]
+	q.inflight = flight
 	return v, true
 }
 
@@ -52,5 +63,34 @@ func (q *queue[T]) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+// offer delivers v straight to a receiver waiting on ch when nothing is
+// queued or on its way, saving the consumer goroutine a round; otherwise
+// it queues v like push. Order is kept: v never passes an item queued or
+// in flight.
+func (q *queue[T]) offer(v T, ch chan<- T) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false
+	}
+	if len(q.items) == 0 && !q.inflight {
+		select {
+		case ch <- v:
+			return true
+		default:
+		}
+	}
+	q.items = append(q.items, v)
+	q.cond.Signal()
+	return true
+}
+
+// landed says the item popped with popInFlight was delivered.
+func (q *queue[T]) landed() {
+	q.mu.Lock()
+	q.inflight = false
 	q.mu.Unlock()
 }

@@ -222,7 +222,7 @@ func (c *Client) fromOrAccount(st *xmltree.Element) (jid.JID, error) {
 	if f == "" {
 		return c.JID().Bare(), nil
 	}
-	return jid.Parse(f)
+	return c.jids.parse(f)
 }
 
 func (c *Client) handleIQ(st *xmltree.Element) *xmltree.Element {
