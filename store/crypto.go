@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
+	"sync/atomic"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -62,13 +64,38 @@ const (
 	encKey      = "key-xchacha20poly1305"
 )
 
+// kdfSlots bounds the Argon2id derivations running at once. Each holds
+// KDFParams.MemoryKiB (64 MiB by default) while it runs, so a process
+// that unlocks many stores together (a service with many accounts) peaks
+// at the memory of two derivations, not of all of them.
+var kdfSlots = make(chan struct{}, 2)
+
+// kdfRunning counts derivations in progress, for kdfDone.
+var kdfRunning atomic.Int32
+
 // deriveKEK derives the key-encryption key from a passphrase.
 func deriveKEK(passphrase, salt []byte, p KDFParams) *[keySize]byte {
+	kdfSlots <- struct{}{}
+	kdfRunning.Add(1)
 	k := argon2.IDKey(passphrase, salt, p.Time, p.MemoryKiB, p.Threads, keySize)
 	var kek [keySize]byte
 	copy(kek[:], k)
 	clear(k)
+	<-kdfSlots
+	kdfDone(p)
 	return &kek
+}
+
+// kdfDone gives the derivation's work memory back to the operating
+// system when it was the last one running. Otherwise the 64 MiB block
+// stays in the process (the runtime returns free memory only slowly) and
+// the garbage collector's next target is set by it: an idle client would
+// hold several times the memory it uses. This costs one collection per
+// unlock, a few milliseconds.
+func kdfDone(p KDFParams) {
+	if kdfRunning.Add(-1) == 0 && p.MemoryKiB >= 8<<10 {
+		debug.FreeOSMemory()
+	}
 }
 
 // wrapAD is the associated data of the wrapped data key: it binds the

@@ -7,6 +7,8 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -427,3 +429,40 @@ func TestConcurrentCreate(t *testing.T) {
 		t.Errorf("temporary files left behind: %v", slices.Sorted(maps.Keys(files)))
 	}
 }
+
+// heldFromOS is the heap memory the process holds from the system.
+func heldFromOS() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapSys - m.HeapReleased
+}
+
+// Unlocking a store runs Argon2id over 64 MiB; afterwards that memory is
+// given back, so that an idle client does not hold it (nor let the
+// garbage collector's target follow it).
+func TestUnlockReleasesKDFMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the full-cost KDF")
+	}
+	dir := t.TempDir()
+	st, err := Create(dir, Options{Passphrase: []byte("a passphrase"), KDF: ptr(DefaultKDFParams())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	runtime.GC()
+	debug.FreeOSMemory()
+	before := heldFromOS()
+	st, err = Open(dir, Options{Passphrase: []byte("a passphrase")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	after := heldFromOS()
+	if mem := DefaultKDFParams().MemoryKiB << 10; after > before+uint64(mem)/4 {
+		t.Fatalf("unlocking keeps %d KiB of heap from the system (before %d KiB, KDF %d KiB)", (after-before)>>10, before>>10, mem>>10)
+	}
+	t.Logf("heap held from the system: %d KiB before unlocking, %d KiB after", before>>10, after>>10)
+}
+
+func ptr[T any](v T) *T { return &v }
