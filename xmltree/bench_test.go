@@ -39,9 +39,16 @@ func nestedStanza() string {
 	return b.String()
 }
 
+// payloadStanza is an encrypted payload: 4 KB of base64 in one element.
+func payloadStanza() string {
+	return `<openpgp xmlns="urn:xmpp:openpgp:0">` + strings.Repeat("hQIMA3TX1Cl4PmxOAQ/+Kk2bC7vWRUy9dLYkJ3fN0qXr+8aZmT5oHgQeP1sWcVjE6nIuD4tA", 56) + `</openpgp>`
+}
+
+var benchNames = []string{"message", "nested4k", "payload4k"}
+
 func benchInputs(tb testing.TB) [][]byte {
 	tb.Helper()
-	return [][]byte{[]byte(messageStanza), []byte(nestedStanza())}
+	return [][]byte{[]byte(messageStanza), []byte(nestedStanza()), []byte(payloadStanza())}
 }
 
 // The benchmarks run the byte-level Parse and AppendXML against the
@@ -49,7 +56,7 @@ func benchInputs(tb testing.TB) [][]byte {
 // the same run.
 func BenchmarkParse(b *testing.B) {
 	for i, in := range benchInputs(b) {
-		name := []string{"message", "nested4k"}[i]
+		name := benchNames[i]
 		b.Run(name+"/fast", func(b *testing.B) {
 			b.SetBytes(int64(len(in)))
 			b.ReportAllocs()
@@ -68,24 +75,29 @@ func BenchmarkParse(b *testing.B) {
 				}
 			}
 		})
-		b.Run(name+"/fromtokens", func(b *testing.B) {
-			// The live stream's path: encoding/xml's tokens into FromTokens.
-			b.SetBytes(int64(len(in)))
-			b.ReportAllocs()
-			for b.Loop() {
-				d := xml.NewDecoder(bytes.NewReader(in))
-				tok, _ := d.Token()
-				if _, err := FromTokens(d, tok.(xml.StartElement), nil); err != nil {
-					b.Fatal(err)
+		// The live stream's path: encoding/xml's tokens into FromTokens.
+		for _, ft := range []struct {
+			name string
+			f    func(xml.TokenReader, xml.StartElement, *Limits) (*Element, error)
+		}{{"fromtokens", FromTokens}, {"fromtokens-ref", refFromTokens}} {
+			b.Run(name+"/"+ft.name, func(b *testing.B) {
+				b.SetBytes(int64(len(in)))
+				b.ReportAllocs()
+				for b.Loop() {
+					d := xml.NewDecoder(bytes.NewReader(in))
+					tok, _ := d.Token()
+					if _, err := ft.f(d, tok.(xml.StartElement), nil); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
 func BenchmarkMarshal(b *testing.B) {
 	for i, in := range benchInputs(b) {
-		name := []string{"message", "nested4k"}[i]
+		name := benchNames[i]
 		e, err := Parse(in, nil)
 		if err != nil {
 			b.Fatal(err)
@@ -153,7 +165,7 @@ func speedup(b *testing.B, fast, ref func()) {
 // than the encoding/xml implementation, measured side by side.
 func BenchmarkSpeedup(b *testing.B) {
 	for i, in := range benchInputs(b) {
-		name := []string{"message", "nested4k"}[i]
+		name := benchNames[i]
 		b.Run("parse/"+name, func(b *testing.B) {
 			b.SetBytes(int64(len(in)))
 			speedup(b, func() { Parse(in, nil) }, func() { refParse(in, nil) })

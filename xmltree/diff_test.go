@@ -8,6 +8,7 @@ import (
 	"io"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 )
@@ -409,6 +410,59 @@ func TestNameTables(t *testing.T) {
 	for _, name := range []string{"\xff", "a\xff", "a\xed\xa0\x80", "a\xc3"} {
 		if isName(name) || accepts(name) {
 			t.Fatalf("%q accepted", name)
+		}
+	}
+}
+
+// TestParseConcurrent parses and writes from several goroutines at once,
+// which share the parser pool, and checks every result; run it with
+// -race.
+func TestParseConcurrent(t *testing.T) {
+	ins := append(benchInputs(t), []byte(`<a xmlns:p="u">x&amp;<p:b c="&lt;"/>y</a>`), []byte(`<a>&bad;</a>`))
+	want := make([]string, len(ins))
+	for i, in := range ins {
+		if e, err := refParse(in, nil); err == nil {
+			want[i] = string(refMarshal(e, ""))
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Go(func() {
+			for n := range 200 {
+				i := (g + n) % len(ins)
+				e, err := Parse(ins[i], nil)
+				got := ""
+				if err == nil {
+					got = e.String()
+				}
+				if got != want[i] {
+					errs <- fmt.Errorf("input %d: got %q, want %q (%v)", i, got, want[i], err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestWordBoundaries puts every byte value at every position of a run of
+// text and of an attribute value longer than the 8-byte words that
+// Parse and AppendXML test at once.
+func TestWordBoundaries(t *testing.T) {
+	for c := range 256 {
+		for pos := range 17 {
+			b := []byte(strings.Repeat("abcdefgh", 3))
+			b[pos] = byte(c)
+			s := string(b)
+			for _, in := range []string{"<a>" + s + "</a>", `<a b="` + s + `"/>`, "<a b='" + s + "'/>", "<a><![CDATA[" + s + "]]></a>"} {
+				checkParse(t, []byte(in), nil)
+			}
+			checkMarshal(t, New("u", "a", "b", s).AppendText(s), "")
 		}
 	}
 }

@@ -156,6 +156,37 @@ func init() {
 	}
 }
 
+// skipPlain returns the index of the first word of 8 bytes at or after
+// i, in steps of 8, that holds a byte that is not plain (or a tab or a
+// line feed, which are plain but left to the caller).
+func skipPlain(s string, i int) int {
+	for ; i+8 <= len(s); i += 8 {
+		x := word(s[i : i+8])
+		if (x|below(x, 0x20)|hasByte(x, '<')|hasByte(x, '&')|hasByte(x, ']')|hasByte(x, '"')|hasByte(x, '\''))&highs != 0 {
+			break
+		}
+	}
+	return i
+}
+
+// Words of 8 bytes are tested together with the tricks of "Bit Twiddling
+// Hacks": for a word of bytes below 0x80, below(x, n)&highs is not zero
+// iff some byte is below n, and hasByte(x, c)&highs is not zero iff some
+// byte is c.
+const ones, highs = 0x0101010101010101, 0x8080808080808080
+
+func word(w string) uint64 {
+	return uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+}
+
+func below(x uint64, n byte) uint64 { return (x - ones*uint64(n)) &^ x }
+
+func hasByte(x uint64, c byte) uint64 {
+	v := x ^ ones*uint64(c)
+	return (v - ones) &^ v
+}
+
 // badRune reports whether the rune decoded from input of at least two
 // bytes is malformed UTF-8 or not a Char (XML 1.0 §2.2).
 func badRune(r rune, size int) bool {
@@ -182,6 +213,10 @@ func (p *parser) chars(quote byte) (text sref, dec bool, err error) {
 	i := start
 	run := start // start of the bytes not yet copied to p.buf
 	for i < len(s) {
+		i = skipPlain(s, i)
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if plain[c] {
 			i++

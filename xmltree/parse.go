@@ -132,6 +132,9 @@ type event struct {
 }
 
 func (p *parser) reset() {
+	// The scratch may hold decrypted text: clear what was used.
+	clear(p.buf)
+	clear(p.textBuf)
 	clear(p.strs[:cap(p.strs)])
 	p.open, p.ns, p.tag, p.evs, p.attrs, p.strs = p.open[:0], p.ns[:0], p.tag[:0], p.evs[:0], p.attrs[:0], p.strs[:0]
 	const keep = 1 << 16

@@ -1,11 +1,14 @@
 // Package xmltree is Balcony's one XML element type: a small,
 // namespace-aware tree that holds one stanza (or any XML payload) at a
-// time. The XMPP layer builds each incoming stanza into a tree once, from
-// the stream's tokens (FromTokens), with size and depth limits; detection
-// (package eme), every mechanism and every engine that takes XML work on
-// that tree, and outgoing stanzas are built as trees and written back as
-// tokens (TokenReader) or bytes (Marshal) with minimal namespace
-// declarations.
+// time, read and written by its own parser and writer for the subset of
+// XML 1.0 and Namespaces in XML 1.0 (W3C Recommendations) that XMPP uses
+// (RFC 6120 §11). The XMPP layer builds each incoming stanza into a tree
+// once, from the stream's tokens (FromTokens), with size and depth limits;
+// detection (package eme), every mechanism and every engine that takes XML
+// work on that tree, and outgoing stanzas are built as trees and written
+// back as tokens (TokenReader) or bytes (Marshal, AppendXML) with minimal
+// namespace declarations. Payloads that travel as bytes, such as the
+// decrypted content of an encrypted stanza, are read with Parse.
 //
 // It exists because stanza processing needs random access to a whole
 // stanza (detection, unwrapping carbons and archive results, replacing an
@@ -24,11 +27,64 @@
 // (no protocol Balcony speaks uses them). Comments and processing
 // instructions are dropped while parsing; DTDs are refused.
 //
+// # What Parse accepts
+//
+// Parse accepts exactly what encoding/xml's Decoder accepts in strict mode
+// with no entity map, with the checks FromTokens adds, for one element;
+// it is a byte-level parser of its own that the tests compare with that
+// implementation. In detail:
+//
+//   - UTF-8 only: malformed UTF-8 and characters outside XML's Char
+//     production are errors in text and attribute values, also when a
+//     character reference produces them (a reference to a surrogate code
+//     point gives U+FFFD, as in encoding/xml). Comments and processing
+//     instructions are skipped without checking their characters.
+//   - The five predefined entities and decimal or hexadecimal (lowercase
+//     x) character references; any other reference is an error. CDATA
+//     sections are text. CR LF and lone CR in text and attribute values
+//     become LF; other white space in attribute values is kept as is.
+//   - An XML declaration, wherever a processing instruction may stand,
+//     may only give version 1.0 and encoding UTF-8 (in any case). A
+//     document type declaration or any other <!...> is an error.
+//   - Before and after the element only white space (Unicode White_Space,
+//     after references are expanded, CDATA included), comments and
+//     processing instructions.
+//   - Names follow XML 1.0's Name production; element and attribute
+//     names have at most one colon and their local part must be an
+//     NCName. Attributes need not be separated by white space, and a
+//     repeated attribute is kept twice, as encoding/xml has it.
+//   - Namespaces: the xml prefix is always its namespace; a prefix that is
+//     not declared is an error nowhere: it stands for itself in
+//     Name.Space, as encoding/xml leaves it. xmlns attributes declare;
+//     an element named xmlns keeps no namespace.
+//
+// # Limits
+//
+// Limits bound what one tree may take from an untrusted peer, checked as
+// the input is read: MaxDepth the nesting of elements (the root is depth
+// 1), MaxNodes the elements below the root plus the text pieces (each run
+// of character data and each CDATA section counts, merged or not),
+// MaxBytes the bytes of element and attribute names, their namespace
+// URIs, attribute values (namespace declarations included) and text,
+// after references are expanded. Input beyond a limit gives ErrLimit; a
+// zero field of a non-nil *Limits is a limit of zero. The input's own
+// length is the caller's to bound. Parse and FromTokens count alike.
+//
+// # Memory
+//
+// A parsed tree keeps one copy of the input: names, attribute values and
+// text that needed no change are substrings of it, and all elements,
+// attributes and child lists are carved from a few allocations, so any
+// part of a tree that is kept keeps the rest alive. Copy, or rebuilding
+// with New, detaches a part.
+//
 // # Concurrency
 //
 // An Element is a plain value: it is not safe for concurrent mutation,
 // and readers must not run while it is changed. Copy gives an independent
-// deep copy.
+// deep copy. Parse, FromTokens and the writers may run concurrently on
+// different inputs and trees, and the writers concurrently on one tree
+// that nobody changes.
 package xmltree
 
 import (
