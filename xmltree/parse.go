@@ -1,6 +1,7 @@
 package xmltree
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 	"unicode"
@@ -17,21 +18,7 @@ type SyntaxError struct {
 }
 
 func (e *SyntaxError) Error() string {
-	return "xmltree: " + e.Msg + " at byte " + itoa(e.Offset)
-}
-
-func itoa(n int) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return string(b[i:])
+	return "xmltree: " + e.Msg + " at byte " + strconv.Itoa(e.Offset)
 }
 
 const xmlURL = "http://www.w3.org/XML/1998/namespace"

@@ -105,7 +105,7 @@ func (e *Element) Marshal(inherited string) []byte {
 }
 
 // String returns Marshal("") as a string.
-func (e *Element) String() string { return string(e.AppendXML(nil, "")) }
+func (e *Element) String() string { return string(e.Marshal("")) }
 
 // AppendXML appends the element to dst as XML and returns the extended
 // buffer: the bytes that encoding/xml's Encoder writes for
