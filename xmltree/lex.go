@@ -169,6 +169,24 @@ func skipPlain(s string, i int) int {
 	return i
 }
 
+// simple reports whether s is all printable ASCII other than '<', '&'
+// and ']': text or an attribute value that needs no further look.
+func simple(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := word(s[i : i+8])
+		if (x|below(x, 0x20)|hasByte(x, '<')|hasByte(x, '&')|hasByte(x, ']'))&highs != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '<' || c == '&' || c == ']' {
+			return false
+		}
+	}
+	return true
+}
+
 // Words of 8 bytes are tested together with the tricks of "Bit Twiddling
 // Hacks": for a word of bytes below 0x80, below(x, n)&highs is not zero
 // iff some byte is below n, and hasByte(x, c)&highs is not zero iff some
@@ -210,6 +228,19 @@ func inRange(r rune) bool {
 func (p *parser) chars(quote byte) (text sref, dec bool, err error) {
 	s := p.s
 	start := p.i
+	// Most text and most attribute values are printable ASCII without
+	// references: find the end, check the bytes before it, done.
+	end := byte('<')
+	if quote != 0 {
+		end = quote
+	}
+	if n := strings.IndexByte(s[start:], end); n >= 0 && simple(s[start:start+n]) {
+		p.i = start + n
+		if quote != 0 {
+			p.i++
+		}
+		return sref{start, start + n}, false, nil
+	}
 	i := start
 	run := start // start of the bytes not yet copied to p.buf
 	for i < len(s) {
