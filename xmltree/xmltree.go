@@ -1,11 +1,14 @@
 // Package xmltree is Balcony's one XML element type: a small,
 // namespace-aware tree that holds one stanza (or any XML payload) at a
-// time. The XMPP layer builds each incoming stanza into a tree once, from
-// the stream's tokens (FromTokens), with size and depth limits; detection
-// (package eme), every mechanism and every engine that takes XML work on
-// that tree, and outgoing stanzas are built as trees and written back as
-// tokens (TokenReader) or bytes (Marshal) with minimal namespace
-// declarations.
+// time, read and written by its own parser and writer for the subset of
+// XML 1.0 and Namespaces in XML 1.0 (W3C Recommendations) that XMPP uses
+// (RFC 6120 §11). The XMPP layer builds each incoming stanza into a tree
+// once, from the stream's tokens (FromTokens), with size and depth limits;
+// detection (package eme), every mechanism and every engine that takes XML
+// work on that tree, and outgoing stanzas are built as trees and written
+// back as tokens (TokenReader) or bytes (Marshal, AppendXML) with minimal
+// namespace declarations. Payloads that travel as bytes, such as the
+// decrypted content of an encrypted stanza, are read with Parse.
 //
 // It exists because stanza processing needs random access to a whole
 // stanza (detection, unwrapping carbons and archive results, replacing an
@@ -26,21 +29,71 @@
 // the element) and DTDs are refused, as XMPP forbids them (RFC 6120
 // §11.1).
 //
+// # What Parse accepts
+//
+// Parse accepts exactly what encoding/xml's Decoder accepts in strict mode
+// with no entity map, with the checks FromTokens adds, for one element;
+// it is a byte-level parser of its own that the tests compare with that
+// implementation. In detail:
+//
+//   - UTF-8 only: malformed UTF-8 and characters outside XML's Char
+//     production are errors in text and attribute values, also when a
+//     character reference produces them (a reference to a surrogate code
+//     point gives U+FFFD, as in encoding/xml). Comments and the XML
+//     declaration are skipped without checking their characters.
+//   - The five predefined entities and decimal or hexadecimal (lowercase
+//     x) character references; any other reference is an error. CDATA
+//     sections are text. CR LF and lone CR in text and attribute values
+//     become LF; other white space in attribute values is kept as is.
+//   - An XML declaration, allowed only before the element, may only give
+//     version 1.0 and encoding UTF-8 (in any case). Any other processing
+//     instruction, a document type declaration or any other <!...> is an
+//     error.
+//   - Before the element only white space (Unicode White_Space, after
+//     references are expanded, CDATA included), comments and XML
+//     declarations; after it white space and comments.
+//   - Names follow XML 1.0's Name production; element and attribute
+//     names have at most one colon and their local part must be an
+//     NCName. Attributes need not be separated by white space, and a
+//     repeated attribute is kept twice, as encoding/xml has it.
+//   - Namespaces: the xml prefix is always its namespace; a prefix that is
+//     not declared is an error nowhere: it stands for itself in
+//     Name.Space, as encoding/xml leaves it. xmlns attributes declare;
+//     an element named xmlns keeps no namespace.
+//
+// # Limits
+//
+// Limits bound what one tree may take from an untrusted peer, checked as
+// the input is read: MaxDepth the nesting of elements (the root is depth
+// 1), MaxNodes the elements below the root plus the text pieces (each run
+// of character data and each CDATA section counts, merged or not),
+// MaxBytes the bytes of element and attribute names, their namespace
+// URIs, attribute values (namespace declarations included) and text,
+// after references are expanded. Input beyond a limit gives ErrLimit; a
+// zero field of a non-nil *Limits is a limit of zero. The input's own
+// length is the caller's to bound. Parse and FromTokens count alike.
+//
+// # Memory
+//
+// A parsed tree keeps one copy of the input: names, attribute values and
+// text that needed no change are substrings of it, and all elements,
+// attributes and child lists are carved from a few allocations, so any
+// part of a tree that is kept keeps the rest alive. Copy, or rebuilding
+// with New, detaches a part.
+//
 // # Concurrency
 //
 // An Element is a plain value: it is not safe for concurrent mutation,
 // and readers must not run while it is changed. Copy gives an independent
-// deep copy.
+// deep copy. Parse, FromTokens and the writers may run concurrently on
+// different inputs and trees, and the writers concurrently on one tree
+// that nobody changes.
 package xmltree
 
 import (
-	"bytes"
 	"encoding/xml"
 	"errors"
-	"fmt"
-	"io"
 	"strings"
-	"unicode"
 )
 
 // Limits bound what a parser accepts from an untrusted peer.
@@ -218,251 +271,3 @@ func (e *Element) Copy() *Element {
 	}
 	return n
 }
-
-// Parse parses exactly one element from b. Leading and trailing whitespace
-// is allowed; anything else is an error.
-func Parse(b []byte, lim *Limits) (*Element, error) {
-	d := xml.NewDecoder(bytes.NewReader(b))
-	d.Strict = true
-	d.Entity = nil
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			if err == io.EOF {
-				return nil, errors.New("xmltree: no element")
-			}
-			return nil, fmt.Errorf("xmltree: %w", err)
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			el, err := FromTokens(d, t, lim)
-			if err != nil {
-				return nil, err
-			}
-			for {
-				tok, err := d.Token()
-				if err == io.EOF {
-					return el, nil
-				}
-				if err != nil {
-					return nil, fmt.Errorf("xmltree: %w", err)
-				}
-				switch t := tok.(type) {
-				case xml.CharData:
-					if len(bytes.TrimSpace(t)) != 0 {
-						return nil, errors.New("xmltree: trailing data")
-					}
-				case xml.Comment:
-				default:
-					return nil, errors.New("xmltree: trailing data")
-				}
-			}
-		case xml.CharData:
-			if len(bytes.TrimSpace(t)) != 0 {
-				return nil, errors.New("xmltree: text before element")
-			}
-		case xml.Directive:
-			return nil, errors.New("xmltree: directives (DTDs) are not allowed")
-		case xml.ProcInst:
-			if t.Target != "xml" {
-				return nil, errors.New("xmltree: processing instructions are not allowed")
-			}
-		case xml.Comment:
-		default:
-			return nil, errors.New("xmltree: unexpected token")
-		}
-	}
-}
-
-// FromTokens reads the content of start (already consumed) from r up to and
-// including its end element and returns the tree. Comments are dropped;
-// processing instructions and directives are refused.
-func FromTokens(r xml.TokenReader, start xml.StartElement, lim *Limits) (*Element, error) {
-	l := DefaultLimits
-	if lim != nil {
-		l = *lim
-	}
-	budget := l.MaxBytes
-	nodes := 0
-	if !validName(start) {
-		return nil, errors.New("xmltree: invalid element or attribute name")
-	}
-	root := newFromStart(start)
-	budget -= sizeOf(start)
-	stack := []*Element{root}
-	for len(stack) > 0 {
-		if budget < 0 || nodes > l.MaxNodes {
-			return nil, ErrLimit
-		}
-		tok, err := r.Token()
-		if tok == nil || (err != nil && err != io.EOF) {
-			// A TokenReader may return the last token together with io.EOF.
-			if err == nil || err == io.EOF {
-				return nil, errors.New("xmltree: unexpected end of input")
-			}
-			return nil, fmt.Errorf("xmltree: %w", err)
-		}
-		if _, isEnd := tok.(xml.EndElement); err == io.EOF && (!isEnd || len(stack) != 1) {
-			return nil, errors.New("xmltree: unexpected end of input")
-		}
-		top := stack[len(stack)-1]
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if len(stack) >= l.MaxDepth {
-				return nil, ErrLimit
-			}
-			if !validName(t) {
-				return nil, errors.New("xmltree: invalid element or attribute name")
-			}
-			el := newFromStart(t)
-			budget -= sizeOf(t)
-			nodes++
-			top.Children = append(top.Children, el)
-			stack = append(stack, el)
-		case xml.EndElement:
-			stack = stack[:len(stack)-1]
-		case xml.CharData:
-			budget -= len(t)
-			nodes++
-			if n := len(top.Children); n > 0 {
-				if prev, ok := top.Children[n-1].(CharData); ok {
-					top.Children[n-1] = prev + CharData(t)
-					continue
-				}
-			}
-			top.Children = append(top.Children, CharData(string(t)))
-		case xml.Directive:
-			return nil, errors.New("xmltree: directives (DTDs) are not allowed")
-		case xml.ProcInst:
-			// RFC 6120 §11.1: no processing instructions in XMPP.
-			return nil, errors.New("xmltree: processing instructions are not allowed")
-		}
-	}
-	return root, nil
-}
-
-// validName reports whether the local names of an element and its
-// attributes are XML NCNames (encoding/xml accepts some that are not, such
-// as a local part starting with a digit after a prefix).
-func validName(s xml.StartElement) bool {
-	if !ncName(s.Name.Local) {
-		return false
-	}
-	for _, a := range s.Attr {
-		if !ncName(a.Name.Local) {
-			return false
-		}
-	}
-	return true
-}
-
-func ncName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, r := range s {
-		switch {
-		case r == '_' || unicode.IsLetter(r):
-		case i > 0 && (r == '-' || r == '.' || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r) || unicode.Is(unicode.Mc, r)):
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-func sizeOf(s xml.StartElement) int {
-	n := len(s.Name.Local) + len(s.Name.Space)
-	for _, a := range s.Attr {
-		n += len(a.Name.Local) + len(a.Name.Space) + len(a.Value)
-	}
-	return n
-}
-
-func newFromStart(s xml.StartElement) *Element {
-	e := &Element{Name: s.Name}
-	for _, a := range s.Attr {
-		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
-			continue
-		}
-		e.Attr = append(e.Attr, a)
-	}
-	return e
-}
-
-// TokenReader returns the tree as a token stream. Every element carries its
-// namespace in Name.Space only where it differs from its parent's, so that
-// an encoder writes each xmlns declaration once. inherited is the namespace
-// in scope where the element is written (e.g. "jabber:client" for stanzas
-// written into a client stream); pass "" when unknown.
-func (e *Element) TokenReader(inherited string) xml.TokenReader {
-	var toks []xml.Token
-	e.appendTokens(&toks, inherited)
-	return &sliceReader{toks: toks}
-}
-
-func (e *Element) appendTokens(toks *[]xml.Token, inherited string) {
-	start := xml.StartElement{Name: xml.Name{Local: e.Name.Local}}
-	if e.Name.Space != inherited {
-		start.Attr = append(start.Attr, xml.Attr{Name: xml.Name{Local: "xmlns"}, Value: e.Name.Space})
-	}
-	for _, a := range e.Attr {
-		if a.Name.Space == "" || a.Name.Space == "xml" || a.Name.Space == "http://www.w3.org/XML/1998/namespace" {
-			name := a.Name
-			if name.Space != "" {
-				name = xml.Name{Local: "xml:" + name.Local}
-			}
-			start.Attr = append(start.Attr, xml.Attr{Name: name, Value: a.Value})
-		}
-		// Attributes in other namespaces are not used by any protocol Balcony
-		// speaks; they are dropped rather than written with a wrong prefix.
-	}
-	*toks = append(*toks, start)
-	for _, c := range e.Children {
-		switch c := c.(type) {
-		case *Element:
-			c.appendTokens(toks, e.Name.Space)
-		case CharData:
-			*toks = append(*toks, xml.CharData(c))
-		}
-	}
-	*toks = append(*toks, xml.EndElement{Name: xml.Name{Local: e.Name.Local}})
-}
-
-type sliceReader struct {
-	toks []xml.Token
-	i    int
-}
-
-func (r *sliceReader) Token() (xml.Token, error) {
-	if r.i >= len(r.toks) {
-		return nil, io.EOF
-	}
-	t := r.toks[r.i]
-	r.i++
-	return t, nil
-}
-
-// Marshal returns the element as bytes with its namespace declared on the
-// root (unless it is inherited).
-func (e *Element) Marshal(inherited string) []byte {
-	var buf bytes.Buffer
-	enc := xml.NewEncoder(&buf)
-	r := e.TokenReader(inherited)
-	for {
-		t, err := r.Token()
-		if err != nil {
-			break
-		}
-		if err := enc.EncodeToken(t); err != nil {
-			panic("xmltree: encoding a valid tree failed: " + err.Error())
-		}
-	}
-	if err := enc.Flush(); err != nil {
-		panic("xmltree: " + err.Error())
-	}
-	return buf.Bytes()
-}
-
-// String returns Marshal("") as a string.
-func (e *Element) String() string { return string(e.Marshal("")) }

@@ -146,3 +146,57 @@ func TestFromTokensLastTokenWithEOF(t *testing.T) {
 		t.Fatal("truncated input accepted")
 	}
 }
+
+// TestParseDetails pins down behaviour that Parse keeps from encoding/xml
+// and that a reader of the package doc might not expect.
+func TestParseDetails(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`<p:a/>`, `<{"p"}"a" attr=[]xml.Attr(nil) nil></>`},
+		{`<a>&#xD800;</a>`, "<{\"\"}\"a\" attr=[]xml.Attr(nil)>\"\uFFFD\"</>"},
+		{"\u00a0<a/>\u3000", `<{""}"a" attr=[]xml.Attr(nil) nil></>`},
+		{`<a b="1"c="2" b="3"/>`, `<{""}"a" attr=[]xml.Attr{xml.Attr{Name:xml.Name{Space:"", Local:"b"}, Value:"1"}, xml.Attr{Name:xml.Name{Space:"", Local:"c"}, Value:"2"}, xml.Attr{Name:xml.Name{Space:"", Local:"b"}, Value:"3"}} nil></>`},
+		{`<a xmlns="u"><xmlns/></a>`, `<{"u"}"a" attr=[]xml.Attr(nil)><{""}"xmlns" attr=[]xml.Attr(nil) nil></></>`},
+		{"<a b=\"\r\n\t\">x\r\ny\rz</a>", `<{""}"a" attr=[]xml.Attr{xml.Attr{Name:xml.Name{Space:"", Local:"b"}, Value:"\n\t"}}>"x\ny\nz"</>`},
+		{`<a><![CDATA[]]></a>`, `<{""}"a" attr=[]xml.Attr(nil)>""</>`},
+		{`<a>x<!--c-->y<![CDATA[<z>]]><?p?>&amp;</a>`, `<{""}"a" attr=[]xml.Attr(nil)>"xy<z>&"</>`},
+		{`<a xmlns:p="urn:p" xml:lang="en" p:q="1"/>`, `<{""}"a" attr=[]xml.Attr{xml.Attr{Name:xml.Name{Space:"http://www.w3.org/XML/1998/namespace", Local:"lang"}, Value:"en"}, xml.Attr{Name:xml.Name{Space:"urn:p", Local:"q"}, Value:"1"}} nil></>`},
+	} {
+		e, err := Parse([]byte(tc.in), nil)
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tc.in, err)
+			continue
+		}
+		if got := dump(e); got != tc.want {
+			t.Errorf("Parse(%q):\n got %s\nwant %s", tc.in, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		in  string
+		off int
+	}{
+		{`<a>&x;</a>`, 3}, {`<a>]]></a>`, 3}, {"<a>\x01</a>", 3}, {`<a/>x`, 4}, {`<a></b>`, 5}, {`<!DOCTYPE a><a/>`, 0},
+		{`<?xml version="1.0" encoding="ISO-8859-1"?><a/>`, 2 + len(`xml `)}, {`<a:b:c/>`, 6},
+	} {
+		_, err := Parse([]byte(tc.in), nil)
+		var se *SyntaxError
+		if !errors.As(err, &se) || se.Offset < tc.off {
+			t.Errorf("Parse(%q): %v, want a *SyntaxError at byte %d or later", tc.in, err, tc.off)
+		}
+	}
+}
+
+func TestAppendXMLEscapes(t *testing.T) {
+	e := New("urn:\"x\"", "m", "k", "\"'&<>\t\n\r\x00\xff\uFFFE")
+	e.Attr = append(e.Attr, xml.Attr{Name: xml.Name{Space: xmlURL, Local: "lang"}, Value: "en"}, xml.Attr{Name: xml.Name{Space: "urn:y", Local: "z"}, Value: "dropped"})
+	e.AppendText("\"'&<>\t\n\r\x00\xed\xa0\x80é]]>")
+	e.Append(New("urn:\"x\"", "c"), New("", "d"))
+	want := `<m xmlns="urn:&#34;x&#34;" k="&#34;&#39;&amp;&lt;&gt;&#x9;&#xA;&#xD;\uFFFD\uFFFD\uFFFD" xml:lang="en">` +
+		"&#34;&#39;&amp;&lt;&gt;&#x9;\n&#xD;\uFFFD\uFFFD\uFFFD\uFFFDé]]&gt;" + `<c></c><d xmlns=""></d></m>`
+	want = strings.ReplaceAll(want, `\uFFFD`, "\uFFFD")
+	if got := string(e.AppendXML([]byte("x"), "")); got != "x"+want {
+		t.Fatalf("got  %q\nwant %q", got, "x"+want)
+	}
+	if got := string(e.Marshal("urn:\"x\"")); !strings.HasPrefix(got, `<m k=`) {
+		t.Fatalf("inherited namespace declared again: %s", got)
+	}
+}
