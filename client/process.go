@@ -123,7 +123,7 @@ func carriesContent(st *xmltree.Element) bool {
 	if st.Child(NSClient, "body") != nil {
 		return true
 	}
-	det, err := eme.Detect(st.Marshal(""))
+	det, err := eme.DetectElement(st)
 	return err != nil || det.Encrypted || det.Control
 }
 

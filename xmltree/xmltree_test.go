@@ -158,7 +158,8 @@ func TestParseDetails(t *testing.T) {
 		{`<a xmlns="u"><xmlns/></a>`, `<{"u"}"a" attr=[]xml.Attr(nil)><{""}"xmlns" attr=[]xml.Attr(nil) nil></></>`},
 		{"<a b=\"\r\n\t\">x\r\ny\rz</a>", `<{""}"a" attr=[]xml.Attr{xml.Attr{Name:xml.Name{Space:"", Local:"b"}, Value:"\n\t"}}>"x\ny\nz"</>`},
 		{`<a><![CDATA[]]></a>`, `<{""}"a" attr=[]xml.Attr(nil)>""</>`},
-		{`<a>x<!--c-->y<![CDATA[<z>]]><?p?>&amp;</a>`, `<{""}"a" attr=[]xml.Attr(nil)>"xy<z>&"</>`},
+		{`<a>x<!--c-->y<![CDATA[<z>]]>&amp;</a>`, `<{""}"a" attr=[]xml.Attr(nil)>"xy<z>&"</>`},
+		{`<?xml version="1.0"?><!--c--><a/><!--d-->`, `<{""}"a" attr=[]xml.Attr(nil) nil></>`},
 		{`<a xmlns:p="urn:p" xml:lang="en" p:q="1"/>`, `<{""}"a" attr=[]xml.Attr{xml.Attr{Name:xml.Name{Space:"http://www.w3.org/XML/1998/namespace", Local:"lang"}, Value:"en"}, xml.Attr{Name:xml.Name{Space:"urn:p", Local:"q"}, Value:"1"}} nil></>`},
 	} {
 		e, err := Parse([]byte(tc.in), nil)
@@ -198,5 +199,28 @@ func TestAppendXMLEscapes(t *testing.T) {
 	}
 	if got := string(e.Marshal("urn:\"x\"")); !strings.HasPrefix(got, `<m k=`) {
 		t.Fatalf("inherited namespace declared again: %s", got)
+	}
+}
+
+// RFC 6120 §11.1: XMPP forbids processing instructions; only an XML
+// declaration before the element is accepted.
+func TestProcessingInstructionsRefused(t *testing.T) {
+	for _, in := range []string{`<?p?><a/>`, `<a><?p x?></a>`, `<a/><?p?>`, `<a/><?xml version="1.0"?>`, `<a><b><?xml version="1.0"?></b></a>`} {
+		if _, err := Parse([]byte(in), nil); err == nil {
+			t.Errorf("Parse(%q) accepted a processing instruction", in)
+		}
+		d := xml.NewDecoder(strings.NewReader(in))
+		for {
+			tok, err := d.Token()
+			if err != nil {
+				break
+			}
+			if s, ok := tok.(xml.StartElement); ok {
+				if _, err := FromTokens(d, s, nil); err == nil && strings.Contains(in[strings.Index(in, "<a"):], "<?") && !strings.HasSuffix(in, "?>") {
+					t.Errorf("FromTokens(%q) accepted a processing instruction", in)
+				}
+				break
+			}
+		}
 	}
 }
