@@ -257,6 +257,13 @@ func (m *Model) encryption(c *conversation, args []string) tea.Cmd {
 	usage := errors.New("usage: /encryption auto|off|require ox|otr|esession")
 	if len(args) == 0 {
 		m.info(c, m.encryptionStatus())
+		for _, x := range c.cands {
+			usable := "not usable"
+			if x.Usable {
+				usable = "usable"
+			}
+			m.info(c, shortName(x.Mechanism)+": "+usable+", "+x.Why)
+		}
 		return nil
 	}
 	switch {
@@ -354,11 +361,11 @@ func (m *Model) chosen(msg candidatesMsg) tea.Cmd {
 	case b.Mechanism != "" && rank(b.Mechanism) >= c.floor:
 		return m.send(c, body, b)
 	case b.Mechanism != "":
-		q := "The strongest mechanism this conversation used is not usable now (" + reasons(msg.cands) + "). Send with the weaker " + shortName(b.Mechanism) + "? [y/N]"
-		return m.confirm(c, q, body, b)
+		m.notice(c, m.opts.Now(), c.peer, "the strongest mechanism this conversation had is not usable now: "+reasons(msg.cands), eme.Hint{}, "")
+		return m.confirm(c, "Send with the weaker "+shortName(b.Mechanism)+"? [y/N]", body, b)
 	}
-	q := "Nothing can protect this message to " + c.peer.String() + " now (" + reasons(msg.cands) + "). Send it in the clear? [y/N]"
-	return m.confirm(c, q, body, Candidate{To: c.peer})
+	m.notice(c, m.opts.Now(), c.peer, "nothing can protect this message now: "+reasons(msg.cands), eme.Hint{}, "")
+	return m.confirm(c, "Send it in the clear? [y/N]", body, Candidate{To: c.peer})
 }
 
 // confirm asks before sending with less protection than auto allows.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
@@ -295,7 +296,7 @@ func (e *entry) render(w int, st *styles, details bool) []string {
 	case kindInfo:
 		b.WriteString(st.info.Render(termtext.Line(e.text)))
 	}
-	body := strings.Split(lipgloss.Wrap(b.String(), textW, " "), "\n")
+	body := strings.Split(wrap(b.String(), textW), "\n")
 	marker := markers[e.kind]
 	mk := st.marker(e.kind).Render(marker)
 	blankMk := "  "
@@ -314,6 +315,18 @@ func (e *entry) render(w int, st *styles, details bool) []string {
 		out[i] = ts + " " + m + st.rule.Render("│") + " " + l
 	}
 	return out
+}
+
+// wrap breaks styled text into lines of at most w columns: at spaces
+// where it can, anywhere else (ansi.Wrap alone may leave a line one
+// column too long at a hyphen), with the styles closed at each break.
+func wrap(s string, w int) string {
+	s = ansi.Hardwrap(ansi.Wrap(s, w, ""), w, true)
+	var b strings.Builder
+	ww := lipgloss.NewWrapWriter(&b)
+	ww.Write([]byte(s))
+	ww.Close()
+	return b.String()
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

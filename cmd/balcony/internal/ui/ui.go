@@ -450,7 +450,10 @@ func (m *Model) errorNotice(c *conversation, what string, err error) {
 	if hint != "" {
 		msg += " (" + hint + ")"
 	}
-	c.add(&entry{at: m.opts.Now(), kind: kindNotice, from: what, text: msg})
+	if what != "" {
+		msg = what + ": " + msg
+	}
+	c.add(&entry{at: m.opts.Now(), kind: kindNotice, text: msg})
 	m.unread(c)
 }
 

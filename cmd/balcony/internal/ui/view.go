@@ -99,6 +99,10 @@ func (m *Model) View() tea.View {
 	}
 	rows = append(rows, body...)
 	rows = append(rows, m.statusLine(st), m.in.view())
+	if len(rows) > m.height && m.height > 0 {
+		// A tiny terminal: the input line and what fits above it.
+		rows = rows[len(rows)-m.height:]
+	}
 	content := strings.Join(rows, "\n")
 	if m.help {
 		content = m.overlayHelp(content, st)
@@ -293,11 +297,7 @@ func (m *Model) encryptionStatus() string {
 		return "to " + to + ": " + shortName(c.require) + " required; nothing is sent without it"
 	}
 	if c.choice.Mechanism == "" {
-		why := "no mechanism is usable now"
-		if c.choice.Why != "" {
-			why = c.choice.Why
-		}
-		return "to " + to + ": auto, " + termtext.Line(why) + "; a message in the clear needs your yes"
+		return "to " + to + ": auto, nothing usable now: in the clear only after your yes (/encryption says why)"
 	}
 	return "to " + to + ": auto → " + shortName(c.choice.Mechanism) + " (" + termtext.Line(c.choice.Why) + ")"
 }
