@@ -296,7 +296,9 @@ func (e *entry) render(w int, st *styles, details bool) []string {
 	case kindInfo:
 		b.WriteString(st.info.Render(termtext.Line(e.text)))
 	}
-	body := strings.Split(wrap(b.String(), textW), "\n")
+	// The rule's glyph is Balcony's alone: in the text column it can only
+	// come from someone else, and is shown escaped.
+	body := strings.Split(wrap(strings.ReplaceAll(b.String(), "│", `\u2502`), textW), "\n")
 	marker := markers[e.kind]
 	mk := st.marker(e.kind).Render(marker)
 	blankMk := "  "

@@ -66,6 +66,9 @@ func TestSpoofedBodyStaysRightOfRule(t *testing.T) {
 			if g != "  " {
 				t.Errorf("width %d: a message line has the marker %q: %q", w, g, l)
 			}
+			if strings.Contains(string([]rune(l)[gutterWidth:]), "│") {
+				t.Errorf("width %d: the rule's glyph in the text column: %q", w, l)
+			}
 			if strings.HasPrefix(l, "15:04:05") {
 				msgs++
 				if !strings.HasPrefix(l, "15:04:05   │ bob [plaintext] ") {

@@ -103,6 +103,13 @@ func (m *Model) View() tea.View {
 		// A tiny terminal: the input line and what fits above it.
 		rows = rows[len(rows)-m.height:]
 	}
+	if m.help {
+		// The help covers the conversation: nothing of it shows beside
+		// the box.
+		for i := 1; i < len(rows)-2; i++ {
+			rows[i] = strings.Repeat(" ", m.width)
+		}
+	}
 	content := strings.Join(rows, "\n")
 	if m.help {
 		content = m.overlayHelp(content, st)
@@ -323,7 +330,8 @@ Lines in the scrollback
 Commands
 `
 
-func (m *Model) helpBox() string {
+// helpBox is the help's text for a box of at most w columns inside.
+func (m *Model) helpBox(w int) string {
 	var b strings.Builder
 	b.WriteString(helpText)
 	for _, c := range commandTable {
@@ -331,15 +339,15 @@ func (m *Model) helpBox() string {
 		if c.args != "" {
 			b.WriteString(" " + c.args)
 		}
-		b.WriteString("\n      " + c.summary + "\n")
+		b.WriteString("\n" + wrapText(c.summary, max(w-6, 20), "      ") + "\n")
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
 
 // overlayHelp draws the help box over content, centred, scrolled to fit.
 func (m *Model) overlayHelp(content string, st *styles) string {
-	lines := strings.Split(m.helpBox(), "\n")
-	maxH := max(m.height-4, 3)
+	lines := strings.Split(m.helpBox(min(m.width-4, 76)), "\n")
+	maxH := max(m.height-6, 3)
 	if len(lines) > maxH {
 		lines = append(lines[:maxH-1], "  … (a taller terminal shows the rest; the commands are in: balcony help ui)")
 	}
