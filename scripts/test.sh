@@ -4,7 +4,8 @@
 # It installs the Debian packages the integration and interop tests need
 # when they are missing (root and apt-get required for that; no service is
 # started by the install): prosody, ejabberd, openssl, gnupg, gcc,
-# libc6-dev, pkg-config, libotr5-dev, libotr5-bin, go-sendxmpp and git.
+# libc6-dev, pkg-config, libotr5-dev, libotr5-bin, go-sendxmpp, git and
+# tmux (the full-screen client is tested in it).
 # Then it runs gofmt, checks that go.mod (and internal/tools/go.mod, which
 # pins staticcheck) is tidy, runs go vet and staticcheck, and runs every
 # test with the race detector, with the integration tests (real Prosody and
@@ -24,7 +25,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/balcony-test.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 heading "system packages and Go"
-need_packages prosody ejabberd postgresql openssl gnupg gcc libc6-dev pkg-config libotr5-dev libotr5-bin go-sendxmpp git python3 python3-omemo python3-oldmemo python3-twomemo python3-xmlschema python3-slixmpp
+need_packages prosody ejabberd tmux postgresql openssl gnupg gcc libc6-dev pkg-config libotr5-dev libotr5-bin go-sendxmpp git python3 python3-omemo python3-oldmemo python3-twomemo python3-xmlschema python3-slixmpp
 ensure_go
 go version
 

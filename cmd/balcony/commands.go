@@ -33,6 +33,7 @@ func init() {
 		sendCommand,
 		statusCommand,
 		trustCommand,
+		uiCommand,
 	} {
 		if commands[c.name] != nil {
 			panic("duplicate command " + c.name)

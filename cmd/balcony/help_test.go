@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -128,5 +130,53 @@ func TestVersion(t *testing.T) {
 		if got := versionOf(info); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.version, got, tc.want)
 		}
+	}
+}
+
+// docs/balcony.1 is what "balcony help --man" prints: regenerate it with
+// go run ./cmd/balcony help --man > docs/balcony.1
+func TestManPageUpToDate(t *testing.T) {
+	out, errOut, code := runCmd(t, "help", "--man")
+	if code != 0 || errOut != "" {
+		t.Fatalf("help --man: exit %d, %q", code, errOut)
+	}
+	want, err := os.ReadFile(filepath.Join("..", "..", "docs", "balcony.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != string(want) {
+		t.Fatal("docs/balcony.1 is out of date: run go run ./cmd/balcony help --man > docs/balcony.1")
+	}
+	// Every command has its section, and nothing breaks the roff.
+	for name := range commands {
+		if !strings.Contains(out, "\n.SS "+roffEscape(name)+"\n") {
+			t.Errorf("no section for %s", name)
+		}
+	}
+	for i, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, ".") && !regexp.MustCompile(`^\.(\\"|TH|SH|SS|PP|nf|fi|TP|B|BI|BR|RB|I|RI|IR|br)( |$)`).MatchString(l) {
+			t.Errorf("line %d: unknown request %q", i+1, l)
+		}
+	}
+}
+
+// "balcony help ui" documents every slash command of the client.
+func TestHelpUI(t *testing.T) {
+	out, _, code := runCmd(t, "help", "ui")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, c := range []string{"/open", "/encryption auto|off|require MECH", "/ox keys", "/otr start", "/esession start", "/trust", "/history", "/help", "!!│"} {
+		if !strings.Contains(out, c) {
+			t.Errorf("help ui lacks %q", c)
+		}
+	}
+	// Without a terminal, balcony alone prints its usage (exit 2) and
+	// ui refuses.
+	if _, errOut, code := runCmd(t); code != 2 || !strings.Contains(errOut, "Usage: balcony") {
+		t.Errorf("balcony alone: exit %d %q", code, errOut)
+	}
+	if _, errOut, code := runCmd(t, "ui"); code != 1 || !strings.Contains(errOut, "needs a terminal") {
+		t.Errorf("ui without a terminal: exit %d %q", code, errOut)
 	}
 }

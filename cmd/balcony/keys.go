@@ -227,11 +227,24 @@ func runTrust(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	keys, err := st.ListKeys(ctx, j.Bare().String(), m)
+	k, err := decideTrust(ctx, st, j, m, fs.Arg(1), state)
 	if err != nil {
 		return err
 	}
-	prefix := strings.ToUpper(strings.NewReplacer(" ", "", ":", "").Replace(fs.Arg(1)))
+	fmt.Fprintf(e.stdout, "%s key %s of %s is now %s\n", strings.ToUpper(string(k.Mechanism)), displayFingerprint(k.Mechanism, k.Fingerprint), k.Contact, state)
+	return nil
+}
+
+// decideTrust records a trust decision about the contact's key whose
+// fingerprint starts with prefix (of mechanism m, "" for any), and
+// acknowledges a pending key change for it. The full-screen client's
+// /trust uses it too.
+func decideTrust(ctx context.Context, st *store.Store, j jid.JID, m store.Mechanism, fpr string, state store.TrustState) (store.ContactKey, error) {
+	keys, err := st.ListKeys(ctx, j.Bare().String(), m)
+	if err != nil {
+		return store.ContactKey{}, err
+	}
+	prefix := strings.ToUpper(strings.NewReplacer(" ", "", ":", "").Replace(fpr))
 	var match []store.ContactKey
 	for _, k := range keys {
 		if strings.HasPrefix(strings.ToUpper(k.Fingerprint), prefix) {
@@ -240,25 +253,24 @@ func runTrust(ctx context.Context, e *env, args []string) error {
 	}
 	switch {
 	case prefix == "" || len(match) == 0:
-		return withHint(fmt.Errorf("no key of %s starts with %q", j.Bare(), fs.Arg(1)), "list the keys with: balcony keys "+j.Bare().String())
+		return store.ContactKey{}, withHint(fmt.Errorf("no key of %s starts with %q", j.Bare(), fpr), "list the keys with: balcony keys "+j.Bare().String())
 	case len(match) > 1:
-		return withHint(fmt.Errorf("%d keys of %s start with %q", len(match), j.Bare(), fs.Arg(1)), "give more of the fingerprint, or --mechanism")
+		return store.ContactKey{}, withHint(fmt.Errorf("%d keys of %s start with %q", len(match), j.Bare(), fpr), "give more of the fingerprint, or --mechanism")
 	}
 	k := match[0]
 	if err := st.SetTrust(ctx, k.Contact, k.Mechanism, k.Fingerprint, state); err != nil {
-		return err
+		return k, err
 	}
 	changes, err := st.PendingKeyChanges(ctx)
 	if err != nil {
-		return err
+		return k, err
 	}
 	for _, c := range changes {
 		if c.Contact == k.Contact && c.Mechanism == k.Mechanism && c.Fingerprint == k.Fingerprint {
 			if err := st.AcknowledgeKeyChange(ctx, c.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
+				return k, err
 			}
 		}
 	}
-	fmt.Fprintf(e.stdout, "%s key %s of %s is now %s\n", strings.ToUpper(string(k.Mechanism)), displayFingerprint(k.Mechanism, k.Fingerprint), k.Contact, state)
-	return nil
+	return k, nil
 }

@@ -93,11 +93,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		fmt.Fprint(stderr, mainUsage())
-		return exitUsage
+		if !e.isTerminal || !isTerminal(stdin) {
+			fmt.Fprint(stderr, mainUsage())
+			return exitUsage
+		}
+		// On a terminal, balcony alone is the full-screen client.
+		rest = []string{"ui"}
 	}
 	name := rest[0]
 	if name == "help" || name == "-h" || name == "--help" {
+		if len(rest) > 1 && rest[1] == "--man" {
+			fmt.Fprint(stdout, manPage())
+			return exitOK
+		}
 		if len(rest) > 1 {
 			c, ok := commands[rest[1]]
 			if !ok {
@@ -188,6 +196,7 @@ func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 func mainUsage() string {
 	var b strings.Builder
 	b.WriteString(`Usage: balcony [--account JID] [--lang LANG] <command> [flags] [arguments]
+       balcony                      (on a terminal: the full-screen client)
 
 Balcony is an end-to-end encrypted XMPP client: OpenPGP for XMPP, OTR and
 Encrypted Sessions, every encrypted message marked and detected (XEP-0380).
@@ -208,7 +217,8 @@ Global flags:
       --lang LANG     language of notices (default: from $LANG)
       --version       print the version
 
-Run "balcony help <command>" for a command's flags.
+Run "balcony help <command>" for a command's flags, "balcony help --man"
+for the manual page.
 `)
 	return b.String()
 }

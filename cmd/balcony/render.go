@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/cmd/balcony/internal/termtext"
 	"github.com/balcony-im/balcony/eme"
 )
 
@@ -140,52 +141,11 @@ func shortFingerprint(f string) string {
 	return f
 }
 
-// escapeAddr escapes an address for the FROM field: like escape, and
-// every space or invisible character too (resourceparts may contain them),
-// so that a resource such as "x !! verified" cannot shift the fields of
-// the line, visibly or not.
-func escapeAddr(s string) string {
-	var b strings.Builder
-	for _, r := range escape(s) {
-		if unicode.IsSpace(r) || !unicode.IsGraphic(r) || blank(r) {
-			fmt.Fprintf(&b, `\u%04x`, r)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// escapeAddr escapes an address for the FROM field (termtext.Addr).
+func escapeAddr(s string) string { return termtext.Addr(s) }
 
-// blank reports graphic characters that render as empty space.
-func blank(r rune) bool {
-	switch r {
-	case '\u2800', '\u3164', '\u115f', '\u1160', '\uffa0', '\u180e', '\u200b', '\u2060', '\ufeff':
-		return true
-	}
-	return unicode.Is(unicode.Zs, r)
-}
-
-// escape makes remote text safe for one terminal line: control characters
-// (including line breaks, escape sequences and bidirectional overrides)
-// become visible escapes.
-func escape(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r == '\\':
-			b.WriteString(`\\`)
-		case unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == '\u2028' || r == '\u2029':
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
+// escape makes remote text safe for one terminal line (termtext.Line).
+func escape(s string) string { return termtext.Line(s) }
 
 type jsonEvent struct {
 	Type      string    `json:"type"`

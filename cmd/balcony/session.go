@@ -459,13 +459,8 @@ func runListen(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stderr, "balcony: listening as %s\n", c.JID())
 	r := &renderer{w: e.stdout, json: *asJSON, color: e.isTerminal, lang: e.lang}
 	// Key changes not yet acknowledged are shown again at every start.
-	if changes, err := sess.store.PendingKeyChanges(ctx); err == nil {
-		for _, ch := range changes {
-			j, _ := jid.Parse(ch.Contact)
-			r.event(&client.SecurityEvent{Peer: j, Mechanism: string(ch.Mechanism), Kind: "key-changed",
-				Text:        fmt.Sprintf("%s has a new %s key (%s), not yet acknowledged; check it and decide with: balcony trust", ch.Contact, strings.ToUpper(string(ch.Mechanism)), ch.Trust),
-				Fingerprint: ch.Fingerprint})
-		}
+	for _, ev := range pendingKeyChanges(ctx, sess.store) {
+		r.event(ev)
 	}
 	seen := 0
 	for {
@@ -503,6 +498,23 @@ func runListen(ctx context.Context, e *env, args []string) error {
 			}
 		}
 	}
+}
+
+// pendingKeyChanges are the key changes not yet acknowledged, as events:
+// shown again at every start of a listener or the full-screen client.
+func pendingKeyChanges(ctx context.Context, st *store.Store) []*client.SecurityEvent {
+	changes, err := st.PendingKeyChanges(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []*client.SecurityEvent
+	for _, ch := range changes {
+		j, _ := jid.Parse(ch.Contact)
+		out = append(out, &client.SecurityEvent{Peer: j, Mechanism: string(ch.Mechanism), Kind: "key-changed",
+			Text:        fmt.Sprintf("%s has a new %s key (%s), not yet acknowledged; check it and decide with: balcony trust", ch.Contact, strings.ToUpper(string(ch.Mechanism)), ch.Trust),
+			Fingerprint: ch.Fingerprint})
+	}
+	return out
 }
 
 func shortMechanism(ns string) string {
