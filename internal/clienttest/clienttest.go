@@ -5,6 +5,7 @@ package clienttest
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -66,6 +67,13 @@ func ConnectTo(t testing.TB, srv *servertest.Server, acct servertest.Account, re
 	return c
 }
 
+// EachServer runs f as a subtest against every test server, a fresh one
+// per subtest (see servertest.Each for the names and variants).
+func EachServer(t *testing.T, f func(t *testing.T, srv *prosodytest.Server), variants ...servertest.Variant) {
+	t.Helper()
+	servertest.Each(t, func(t *testing.T, s *servertest.Server) { f(t, prosodytest.From(s)) }, variants...)
+}
+
 // WaitFor returns the first event of type E matching pred (nil: any),
 // failing the test after 15 s.
 func WaitFor[E client.Event](t testing.TB, c *client.Client, pred func(E) bool) E {
@@ -90,7 +98,9 @@ func WaitFor[E client.Event](t testing.TB, c *client.Client, pred func(E) bool) 
 }
 
 // Subscribe makes a and b mutually subscribed to each other's presence and
-// waits until each sees the other online.
+// waits until each sees the other online. Servers differ in the order in
+// which they deliver a "subscribed" and the contact's presence (ejabberd
+// often sends the presence first), so both are awaited in any order.
 func Subscribe(t testing.TB, a, b *client.Client) {
 	t.Helper()
 	ctx := context.Background()
@@ -99,16 +109,48 @@ func Subscribe(t testing.TB, a, b *client.Client) {
 		if err := from.Subscribe(ctx, to.JID().Bare()); err != nil {
 			t.Fatal(err)
 		}
-		WaitFor(t, to, func(s *client.SubscriptionEvent) bool { return s.Type == "subscribe" })
+		WaitFor(t, to, func(s *client.SubscriptionEvent) bool {
+			return s.Type == "subscribe" && s.From.Bare().Equal(from.JID().Bare())
+		})
 		if err := to.ApproveSubscription(ctx, from.JID().Bare()); err != nil {
 			t.Fatal(err)
 		}
-		WaitFor(t, from, func(s *client.SubscriptionEvent) bool { return s.Type == "subscribed" })
+		waitAll(t, from,
+			func(ev client.Event) bool {
+				s, ok := ev.(*client.SubscriptionEvent)
+				return ok && s.Type == "subscribed"
+			},
+			func(ev client.Event) bool {
+				p, ok := ev.(*client.PresenceEvent)
+				return ok && p.Available && p.From.Equal(to.JID())
+			})
 	}
-	WaitFor(t, a, func(p *client.PresenceEvent) bool { return p.Available && p.From.Equal(b.JID()) })
-	WaitFor(t, b, func(p *client.PresenceEvent) bool { return p.Available && p.From.Equal(a.JID()) })
-	if !a.Subscribed(b.JID()) || !b.Subscribed(a.JID()) {
-		t.Fatal("roster does not show the subscription")
+	// The roster push may come after the presence.
+	for _, pair := range [][2]*client.Client{{a, b}, {b, a}} {
+		c, contact := pair[0], pair[1].JID()
+		if !c.Subscribed(contact) {
+			WaitFor(t, c, func(*client.RosterEvent) bool { return c.Subscribed(contact) })
+		}
+	}
+}
+
+// waitAll reads c's events until each of preds matched one, in any order,
+// failing the test after 15 s.
+func waitAll(t testing.TB, c *client.Client, preds ...func(client.Event) bool) {
+	t.Helper()
+	timer := time.NewTimer(15 * time.Second)
+	defer timer.Stop()
+	left := slices.Clone(preds)
+	for len(left) > 0 {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok {
+				t.Fatal("event channel closed")
+			}
+			left = slices.DeleteFunc(left, func(p func(client.Event) bool) bool { return p(ev) })
+		case <-timer.C:
+			t.Fatalf("timed out: %d of %d awaited events did not arrive", len(left), len(preds))
+		}
 	}
 }
 

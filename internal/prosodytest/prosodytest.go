@@ -40,7 +40,13 @@ func Required() bool { return servertest.Required() }
 // Start starts a server for the test and registers nothing.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := servertest.StartProsody(t)
+	return From(servertest.StartProsody(t))
+}
+
+// From gives any running test server, ejabberd included, this package's
+// shape, so that a test written for Prosody runs on every server (see
+// clienttest.EachServer).
+func From(s *servertest.Server) *Server {
 	return &Server{
 		Dir:     s.Dir,
 		Domain:  s.Domain,
