@@ -78,6 +78,7 @@ type Client struct {
 
 	disco     discoState
 	roster    rosterState
+	ownPres   ownPresence
 	presence  presenceState
 	mam       mamState
 	pep       pepState

@@ -65,8 +65,8 @@ func (c *Client) AddFeature(features ...string) {
 	}
 	c.disco.ver = ""
 	c.disco.mu.Unlock()
-	if changed && c.Connected() && !c.cfg.DisablePresence {
-		_ = c.SendPresence(context.Background(), "", c.cfg.Status)
+	if changed {
+		_ = c.rebroadcast(context.Background())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"time"
 
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
@@ -65,7 +66,42 @@ func (c *Client) SendPresence(ctx context.Context, show, status string) error {
 	if err != nil {
 		return err
 	}
+	c.ownPres.set(show, status)
 	return c.sendPresenceSession(ctx, sess, "", show, status)
+}
+
+// ownPresence is the show and status we last broadcast, for the
+// presences the client sends again on its own (a caps change, a new
+// subscriber).
+type ownPresence struct {
+	mu           sync.Mutex
+	show, status string
+	sent         bool
+}
+
+func (p *ownPresence) set(show, status string) {
+	p.mu.Lock()
+	p.show, p.status, p.sent = show, status, true
+	p.mu.Unlock()
+}
+
+// current returns what we last broadcast, or the configured status.
+func (p *ownPresence) current(cfgStatus string) (show, status string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.sent {
+		return "", cfgStatus
+	}
+	return p.show, p.status
+}
+
+// rebroadcast sends our current presence again.
+func (c *Client) rebroadcast(ctx context.Context) error {
+	if !c.Connected() || c.cfg.DisablePresence {
+		return nil
+	}
+	show, status := c.ownPres.current(c.cfg.Status)
+	return c.SendPresence(ctx, show, status)
 }
 
 func (c *Client) sendPresenceSession(ctx context.Context, sess *xmpp.Session, typ, show, status string) error {
@@ -117,6 +153,15 @@ func (c *Client) processPresence(st *xmltree.Element) {
 	case "", "unavailable":
 	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
 		c.emit(&SubscriptionEvent{From: from.Bare(), Type: typ})
+		if typ == "subscribed" {
+			// Our presence again, now that the contact's server counts
+			// us as a subscriber: ejabberd 23.01 sends us PEP
+			// notifications of the contact's nodes (keys, device lists)
+			// only after it has had a presence from us since then.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = c.rebroadcast(ctx)
+			cancel()
+		}
 		return
 	default:
 		return

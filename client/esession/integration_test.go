@@ -12,6 +12,7 @@ import (
 	engine "github.com/balcony-im/balcony/esession"
 	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/prosodytest"
+	"github.com/balcony-im/balcony/internal/servertest"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
@@ -89,7 +90,10 @@ func exchange(t *testing.T, a, b *client.Client, text string, sas, thread string
 // equal SAS, messages both ways, SAS confirmation, termination, a second
 // session recognised through the retained secret, and a tampered stanza.
 func TestIntegrationESession(t *testing.T) {
-	srv := prosodytest.Start(t)
+	clienttest.EachServer(t, integrationESession, servertest.WithoutCarbons)
+}
+
+func integrationESession(t *testing.T, srv *prosodytest.Server) {
 	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
 	aSecrets, bSecrets := &engine.MemorySecrets{}, &engine.MemorySecrets{}
 	a, ae := connectES(t, srv, alice, "laptop", esession.Config{Secrets: aSecrets})
@@ -340,7 +344,10 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 // second one with the same contact) has another SAS and stays unverified;
 // a SAS that no session has confirms nothing.
 func TestIntegrationESessionConfirmBySAS(t *testing.T) {
-	srv := prosodytest.Start(t)
+	clienttest.EachServer(t, integrationESessionConfirmBySAS)
+}
+
+func integrationESessionConfirmBySAS(t *testing.T, srv *prosodytest.Server) {
 	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
 	a, ae := connectES(t, srv, alice, "laptop", esession.Config{Secrets: &engine.MemorySecrets{}, AcceptPolicy: esession.AcceptSubscribed})
 	b, _ := connectES(t, srv, bob, "phone", esession.Config{Secrets: &engine.MemorySecrets{}, AcceptPolicy: esession.AcceptSubscribed})

@@ -18,6 +18,7 @@ import (
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/prosodytest"
+	"github.com/balcony-im/balcony/internal/servertest"
 	engine "github.com/balcony-im/balcony/otr"
 	"github.com/balcony-im/balcony/store"
 	"github.com/balcony-im/balcony/xmltree"
@@ -115,7 +116,10 @@ func noOTRInArchive(t *testing.T, c *client.Client, with jid.JID) {
 }
 
 func TestIntegrationOTRConversation(t *testing.T) {
-	srv := prosodytest.Start(t)
+	clienttest.EachServer(t, integrationOTRConversation, servertest.WithoutCarbons)
+}
+
+func integrationOTRConversation(t *testing.T, srv *prosodytest.Server) {
 	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
 	a := clienttest.Connect(t, srv, alice, "home")
 	b := clienttest.Connect(t, srv, bob, "desk")
@@ -211,7 +215,10 @@ func nextVisible(t *testing.T, c *client.Client) client.Event {
 }
 
 func TestIntegrationOTRCarbonsAndArchive(t *testing.T) {
-	srv := prosodytest.Start(t)
+	clienttest.EachServer(t, integrationOTRCarbonsAndArchive)
+}
+
+func integrationOTRCarbonsAndArchive(t *testing.T, srv *prosodytest.Server) {
 	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
 	a1 := clienttest.Connect(t, srv, alice, "one")
 	a2 := clienttest.Connect(t, srv, alice, "two")
@@ -310,7 +317,10 @@ func TestIntegrationOTRCarbonsAndArchive(t *testing.T) {
 }
 
 func TestIntegrationOTRReconnectAndReAKE(t *testing.T) {
-	srv := prosodytest.Start(t)
+	clienttest.EachServer(t, integrationOTRReconnectAndReAKE, servertest.WithoutCarbons)
+}
+
+func integrationOTRReconnectAndReAKE(t *testing.T, srv *prosodytest.Server) {
 	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
 	a := clienttest.Connect(t, srv, alice, "home")
 	ao := attachOTR(t, a, newOTRAccount(t, 4))
