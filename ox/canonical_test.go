@@ -13,13 +13,6 @@ import (
 // pinned here, for contents built by a sender and for contents parsed from
 // another client and marshalled again.
 
-// payloadOf returns the payload children written as a fragment whose
-// unqualified elements are in jabber:client.
-func payloadOf(t testing.TB, fragment string) []byte {
-	t.Helper()
-	return []byte(fragment)
-}
-
 var canonicalCases = []struct {
 	name    string
 	content func(t testing.TB) Content
