@@ -1,7 +1,6 @@
 package ox
 
 import (
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Kind is the kind of an OpenPGP content element (XEP-0373 §3.1).
@@ -74,19 +75,31 @@ type Content struct {
 	// when it is empty. Marshal omits the element when it is empty.
 	Rpad string
 
-	// Payload is the content of <payload/>: a sequence of XML elements, the
-	// protected stanza extensions. When marshalling, elements without a
-	// namespace declaration are in 'jabber:client'. After parsing, every
-	// top-level element carries its own xmlns declaration, so the bytes can be
-	// used on their own (see [ParseChildren] and [EffectiveChildren]).
-	Payload []byte
+	// Payload holds the children of <payload/>, in order: the protected
+	// stanza extensions (a <body/> in jabber:client, chat states, ...).
+	// Each element carries its namespace in Name.Space and is written
+	// declaring it. After parsing, the elements are parts of the parsed
+	// content element (see [EffectiveChildren] for how a client processes
+	// them).
+	Payload []*xmltree.Element
 }
 
-// Marshal returns the XML encoding of the content element. The payload is
-// checked to be well-formed XML and re-encoded, so nothing in it can escape
-// the <payload/> element.
+// Marshal returns the XML encoding of the content element. Names, text and
+// attributes of the payload are checked: an element name or attribute name
+// that is not an NCName, a character XML cannot carry, a repeated attribute
+// or nesting deeper than 128 levels is an error, so nothing in the payload
+// can leave the <payload/> element.
 func (c *Content) Marshal() ([]byte, error) {
-	return c.appendXML(make([]byte, 0, 256+len(c.Payload)+len(c.Rpad)))
+	return c.appendXML(make([]byte, 0, c.sizeHint()))
+}
+
+// sizeHint is about the length of the content element.
+func (c *Content) sizeHint() int {
+	n := 160 + 48*len(c.To) + len(c.Rpad)
+	for _, e := range c.Payload {
+		n += sizeHint(e, 0)
+	}
+	return n
 }
 
 func (c *Content) appendXML(dst []byte) ([]byte, error) {
@@ -113,57 +126,21 @@ func (c *Content) appendXML(dst []byte) ([]byte, error) {
 	dst = append(dst, `"/>`...)
 	if c.Rpad != "" {
 		dst = append(dst, "<rpad>"...)
-		if dst, err = appendText(dst, []byte(c.Rpad)); err != nil {
+		if dst, err = appendText(dst, c.Rpad); err != nil {
 			return nil, err
 		}
 		dst = append(dst, "</rpad>"...)
 	}
 	dst = append(dst, "<payload>"...)
-	if dst, err = appendPayload(dst, c.Payload); err != nil {
-		return nil, err
+	for _, e := range c.Payload {
+		if dst, err = appendElement(dst, e, NS, true, 0); err != nil {
+			return nil, fmt.Errorf("ox: payload: %w", err)
+		}
 	}
 	dst = append(dst, "</payload></"...)
 	dst = append(dst, name...)
 	dst = append(dst, '>')
 	return dst, nil
-}
-
-// appendPayload re-encodes a sequence of elements, whose unqualified names are
-// in jabber:client, as self-contained elements inside <payload/>.
-func appendPayload(dst, payload []byte) ([]byte, error) {
-	if len(payload) == 0 {
-		return dst, nil
-	}
-	n := len(dst)
-	return parseXML(payload, NSClient, func(r tokens) ([]byte, error) {
-		out := dst[:n]
-		var t *token
-		for {
-			var err error
-			t, err = r.next()
-			if err == io.EOF {
-				return out, nil
-			}
-			if err != nil {
-				return nil, fmt.Errorf("ox: payload is not well-formed XML: %w", err)
-			}
-			switch t.kind {
-			case tokStart:
-				if out, err = appendElement(out, r, t, NS, true); err != nil {
-					return nil, fmt.Errorf("ox: payload: %w", err)
-				}
-			case tokEnd:
-				return nil, errors.New("ox: payload is not well-formed XML: unexpected end element")
-			case tokText:
-				if !isSpace(t.text) {
-					return nil, errors.New("ox: payload has text outside elements")
-				}
-			case tokComment, tokProcInst:
-			default:
-				return nil, errors.New("ox: payload: unexpected XML directive")
-			}
-		}
-	})
 }
 
 // NSClient and NSServer are the stanza namespaces; a <body/> in either is
@@ -190,214 +167,125 @@ func (e *ParseError) Unwrap() error { return e.Err }
 
 func parseErr(reason string, err error) error { return &ParseError{Reason: reason, Err: err} }
 
+// contentLimits bound the tree ParseContent builds from a decrypted content
+// element, which Open takes up to MaxPlaintext bytes long. The payload's
+// children are processed as children of the stanza, so below <payload/>
+// they get the room a stanza gets (xmltree.DefaultLimits: 64 levels and
+// 20,000 nodes), with two levels more for the content element and
+// <payload/> and a few hundred nodes for <to/>, <time/>, <rpad/> and white
+// space. Every element counts its namespace URI towards MaxBytes, so a
+// content element may count more bytes than it has; twice MaxPlaintext
+// leaves room for any genuine one.
+var contentLimits = xmltree.Limits{
+	MaxDepth: xmltree.DefaultLimits.MaxDepth + 2,
+	MaxNodes: xmltree.DefaultLimits.MaxNodes + 256,
+	MaxBytes: 2 * MaxPlaintext,
+}
+
 // ParseContent parses the plaintext of an OX message: exactly one <signcrypt/>,
 // <sign/> or <crypt/> element in the urn:xmpp:openpgp:0 namespace, encoded as
 // UTF-8 (XEP-0373 §3.1). It requires exactly one <time/> with a parseable
 // stamp, exactly one <payload/>, at most one <rpad/>, and a valid 'jid' on
 // every <to/>. It does not check the number of <to/> elements: that is a
 // receiver check reported by [Opener.Open]. Unknown child elements are
-// ignored.
+// ignored, and so is text directly inside <payload/>.
+//
+// The XML is read by xmltree.Parse within limits fit for a stanza's
+// payload (nesting 66 levels deep counting the content element and
+// <payload/>, about 20,000 elements and text pieces): input beyond them
+// gives a *ParseError that wraps xmltree.ErrLimit. Every error is a
+// *ParseError.
 func ParseContent(b []byte) (*Content, error) {
 	if !utf8.Valid(b) {
 		return nil, parseErr("not UTF-8", nil)
 	}
-	return parseXML(b, "", parseContent)
+	el, err := xmltree.Parse(b, &contentLimits)
+	if err != nil {
+		if errors.Is(err, xmltree.ErrLimit) {
+			return nil, parseErr("too large or nested too deeply", err)
+		}
+		return nil, parseErr("malformed XML", err)
+	}
+	return contentFromTree(el)
 }
 
-func parseContent(d tokens) (*Content, error) {
-	var c *Content
-	var t *token
-	for {
-		var err error
-		t, err = d.next()
-		if err == io.EOF {
-			break
+func contentFromTree(el *xmltree.Element) (*Content, error) {
+	kind := kindOf(el.Name.Local)
+	if el.Name.Space != NS || kind == 0 {
+		return nil, parseErr(fmt.Sprintf("unexpected element {%s}%s", el.Name.Space, el.Name.Local), nil)
+	}
+	c := &Content{Kind: kind}
+	var haveTime, havePayload, haveRpad bool
+	for _, n := range el.Children {
+		ch, ok := n.(*xmltree.Element)
+		if !ok || ch.Name.Space != NS {
+			continue
 		}
-		if err != nil {
-			return nil, parseErr("malformed XML", err)
-		}
-		switch t.kind {
-		case tokStart:
-			if c != nil {
-				return nil, parseErr("more than one element", nil)
+		switch ch.Name.Local {
+		case "to":
+			v, ok := ch.LookupAttr("jid")
+			if !ok {
+				return nil, parseErr("<to/> without 'jid'", nil)
 			}
-			if t.name.Space != NS || kindOf(t.name.Local) == 0 {
-				return nil, parseErr(fmt.Sprintf("unexpected element {%s}%s", t.name.Space, t.name.Local), nil)
+			j, err := jid.Parse(strings.TrimSpace(v))
+			if err != nil {
+				return nil, parseErr("invalid <to/> 'jid'", err)
 			}
-			if c, err = parseContentBody(d, kindOf(t.name.Local)); err != nil {
-				return nil, err
+			c.To = append(c.To, j)
+		case "time":
+			if haveTime {
+				return nil, parseErr("more than one <time/>", nil)
 			}
-		case tokText:
-			if !isSpace(t.text) {
-				return nil, parseErr("text outside the content element", nil)
+			haveTime = true
+			v, ok := ch.LookupAttr("stamp")
+			if !ok {
+				return nil, parseErr("<time/> without 'stamp'", nil)
 			}
-		case tokProcInst:
-			if c != nil || t.target != "xml" {
-				return nil, parseErr("unexpected processing instruction", nil)
+			var err error
+			if c.Time, err = ParseTime(v); err != nil {
+				return nil, parseErr("invalid <time/> 'stamp'", err)
 			}
-		case tokComment:
-		case tokEnd:
-			return nil, parseErr("unexpected end element", nil)
-		default:
-			return nil, parseErr("unexpected directive", nil)
+		case "rpad":
+			if haveRpad {
+				return nil, parseErr("more than one <rpad/>", nil)
+			}
+			haveRpad = true
+			s, err := leafText(ch)
+			if err != nil {
+				return nil, parseErr("<rpad/>", err)
+			}
+			c.Rpad = s
+		case "payload":
+			if havePayload {
+				return nil, parseErr("more than one <payload/>", nil)
+			}
+			havePayload = true
+			c.Payload = ch.Elements()
+			for _, e := range c.Payload {
+				if err := checkTree(e); err != nil {
+					return nil, parseErr("payload", err)
+				}
+			}
 		}
 	}
-	if c == nil {
-		return nil, parseErr("no content element", nil)
+	if !haveTime {
+		return nil, parseErr("no <time/>", nil)
+	}
+	if !havePayload {
+		return nil, parseErr("no <payload/>", nil)
 	}
 	return c, nil
 }
 
-func parseContentBody(d tokens, kind Kind) (*Content, error) {
-	c := &Content{Kind: kind}
-	var haveTime, havePayload, haveRpad bool
-	var t *token
-	for {
-		var err error
-		t, err = d.next()
-		if err != nil {
-			return nil, parseErr("malformed XML", err)
-		}
-		switch t.kind {
-		case tokEnd:
-			if !haveTime {
-				return nil, parseErr("no <time/>", nil)
-			}
-			if !havePayload {
-				return nil, parseErr("no <payload/>", nil)
-			}
-			return c, nil
-		case tokDirective:
-			return nil, parseErr("unexpected directive", nil)
-		case tokStart:
-			if t.name.Space != NS {
-				if err := skip(d); err != nil {
-					return nil, parseErr("malformed XML", err)
-				}
-				continue
-			}
-			switch t.name.Local {
-			case "to":
-				v, ok := attr(t.attr, "jid")
-				if !ok {
-					return nil, parseErr("<to/> without 'jid'", nil)
-				}
-				j, err := jid.Parse(strings.TrimSpace(v))
-				if err != nil {
-					return nil, parseErr("invalid <to/> 'jid'", err)
-				}
-				c.To = append(c.To, j)
-				if err = skip(d); err != nil {
-					return nil, parseErr("malformed XML", err)
-				}
-			case "time":
-				if haveTime {
-					return nil, parseErr("more than one <time/>", nil)
-				}
-				haveTime = true
-				v, ok := attr(t.attr, "stamp")
-				if !ok {
-					return nil, parseErr("<time/> without 'stamp'", nil)
-				}
-				if c.Time, err = ParseTime(v); err != nil {
-					return nil, parseErr("invalid <time/> 'stamp'", err)
-				}
-				if err = skip(d); err != nil {
-					return nil, parseErr("malformed XML", err)
-				}
-			case "rpad":
-				if haveRpad {
-					return nil, parseErr("more than one <rpad/>", nil)
-				}
-				haveRpad = true
-				s, err := readText(d)
-				if err != nil {
-					return nil, err
-				}
-				c.Rpad = s
-			case "payload":
-				if havePayload {
-					return nil, parseErr("more than one <payload/>", nil)
-				}
-				havePayload = true
-				if c.Payload, err = readPayload(d); err != nil {
-					return nil, err
-				}
-			default:
-				if err := skip(d); err != nil {
-					return nil, parseErr("malformed XML", err)
-				}
-			}
+// leafText returns the text of an element that must not have child
+// elements.
+func leafText(el *xmltree.Element) (string, error) {
+	for _, n := range el.Children {
+		if c, ok := n.(*xmltree.Element); ok {
+			return "", fmt.Errorf("ox: unexpected element <%s/>", c.Name.Local)
 		}
 	}
-}
-
-// readPayload re-encodes the children of <payload/> as self-contained
-// elements. Text directly inside <payload/> carries no meaning and is dropped.
-func readPayload(d tokens) ([]byte, error) {
-	out := []byte{}
-	var t *token
-	for {
-		var err error
-		t, err = d.next()
-		if err != nil {
-			return nil, parseErr("malformed XML", err)
-		}
-		switch t.kind {
-		case tokEnd:
-			return out, nil
-		case tokStart:
-			if out, err = appendElement(out, d, t, "", true); err != nil {
-				return nil, parseErr("payload", err)
-			}
-		case tokDirective:
-			return nil, parseErr("unexpected directive", nil)
-		}
-	}
-}
-
-// readText returns the text content of the current element, which must not
-// have child elements.
-func readText(d tokens) (string, error) {
-	var text []byte
-	var s string
-	n := 0
-	for {
-		t, err := d.next()
-		if err != nil {
-			return "", parseErr("malformed XML", err)
-		}
-		switch t.kind {
-		case tokText:
-			// The usual single text token becomes the string directly.
-			if n++; n == 1 {
-				s = string(t.text)
-			} else {
-				if n == 2 {
-					text = append(text, s...)
-				}
-				text = append(text, t.text...)
-			}
-		case tokEnd:
-			if n > 1 {
-				s = string(text)
-			}
-			return s, nil
-		case tokStart:
-			return "", parseErr("unexpected element <"+t.name.Local+"/> in text", nil)
-		case tokDirective:
-			return "", parseErr("unexpected directive", nil)
-		}
-	}
-}
-
-func attr(attrs []xml.Attr, local string) (string, bool) {
-	for _, a := range attrs {
-		if a.Name.Space == "" && a.Name.Local == local {
-			return a.Value, true
-		}
-	}
-	return "", false
+	return el.Text(), nil
 }
 
 // FormatTime returns t as an XEP-0082 DateTime in UTC with second precision,

@@ -11,27 +11,30 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/xmltree"
 )
 
-// findElement returns the self-contained encoding of the first element named
-// name in the document b, whose unqualified elements are in defaultNS.
-func findElement(t testing.TB, b []byte, defaultNS string, name xml.Name) []byte {
+// findElement returns the first element named name in the document b.
+func findElement(t testing.TB, b []byte, name xml.Name) *xmltree.Element {
 	t.Helper()
-	d := xml.NewDecoder(bytes.NewReader(b))
-	d.DefaultSpace = defaultNS
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			t.Fatalf("element {%s}%s not found: %v", name.Space, name.Local, err)
+	var find func(e *xmltree.Element) *xmltree.Element
+	find = func(e *xmltree.Element) *xmltree.Element {
+		if e.Name == name {
+			return e
 		}
-		if s, ok := tok.(xml.StartElement); ok && s.Name == name {
-			out, err := appendElement(nil, &stdTokens{r: d}, startToken(s), "", true)
-			if err != nil {
-				t.Fatal(err)
+		for _, c := range e.Elements() {
+			if f := find(c); f != nil {
+				return f
 			}
-			return out
 		}
+		return nil
 	}
+	if e := find(mustParse(t, b)); e != nil {
+		return e
+	}
+	t.Fatalf("element {%s}%s not found", name.Space, name.Local)
+	return nil
 }
 
 func TestXEP0373Example2Signcrypt(t *testing.T) {
@@ -52,15 +55,12 @@ func TestXEP0373Example2Signcrypt(t *testing.T) {
 	if strings.TrimSpace(c.Rpad) != "f0rm1l4n4-mT8y33j!Y%fRSrcd^ZE4Q7VDt1L%WEgR!kv" {
 		t.Errorf("rpad %q", c.Rpad)
 	}
-	children, err := ParseChildren(c.Payload, NSClient)
-	if err != nil {
-		t.Fatal(err)
-	}
+	children := c.Payload
 	if len(children) != 1 || children[0].Name != (xml.Name{Space: NSClient, Local: "body"}) {
 		t.Fatalf("payload children %+v", children)
 	}
-	if !bytes.Contains(children[0].XML, []byte("This is a secret message.")) {
-		t.Errorf("body %s", children[0].XML)
+	if !strings.Contains(childXML(t, children[0]), "This is a secret message.") {
+		t.Errorf("body %s", childXML(t, children[0]))
 	}
 }
 
@@ -75,7 +75,7 @@ func TestContentRoundTrip(t *testing.T) {
 				To:      []jid.JID{jid.MustParse("juliet@example.org"), jid.MustParse("romeo@example.net")},
 				Time:    time.Date(2020, 1, 21, 10, 46, 21, 0, time.UTC),
 				Rpad:    "pad-_0",
-				Payload: []byte(payload),
+				Payload: payloadOf(t, payload),
 			}
 			b, err := c.Marshal()
 			if err != nil {
@@ -96,10 +96,7 @@ func TestContentRoundTrip(t *testing.T) {
 			if !bytes.Equal(b, b2) {
 				t.Errorf("not stable:\n%s\n%s", b, b2)
 			}
-			children, err := ParseChildren(got.Payload, "")
-			if err != nil {
-				t.Fatal(err)
-			}
+			children := got.Payload
 			names := []xml.Name{
 				{Space: NSClient, Local: "body"},
 				{Space: "http://jabber.org/protocol/chatstates", Local: "active"},
@@ -114,8 +111,9 @@ func TestContentRoundTrip(t *testing.T) {
 				}
 			}
 			// The nested element in no namespace keeps it, the prefixed
-			// attribute keeps its namespace, and the text survives.
-			d := xml.NewDecoder(bytes.NewReader(children[2].XML))
+			// attribute keeps its namespace, and the text survives, also
+			// when the child is encoded on its own.
+			d := xml.NewDecoder(strings.NewReader(childXML(t, children[2])))
 			var zSpace, attr string
 			for {
 				tok, err := d.Token()
@@ -137,31 +135,57 @@ func TestContentRoundTrip(t *testing.T) {
 				}
 			}
 			if zSpace != "" || attr != "urn:example:p v\nw" {
-				t.Errorf("z namespace %q, attr %q in %s", zSpace, attr, children[2].XML)
+				t.Errorf("z namespace %q, attr %q in %s", zSpace, attr, childXML(t, children[2]))
 			}
-			if !bytes.Contains(children[0].XML, []byte(`xml:lang="en"`)) || !bytes.Contains(children[0].XML, []byte(`☃`)) {
-				t.Errorf("body %s", children[0].XML)
+			if x := childXML(t, children[0]); !strings.Contains(x, `xml:lang="en"`) || !strings.Contains(x, `☃`) {
+				t.Errorf("body %s", x)
 			}
 		})
 	}
 }
 
 func TestContentMarshalRejectsInjection(t *testing.T) {
-	for _, p := range []string{
-		`</payload><to jid="mallory@evil.example"/><payload>`,
-		`<body>unclosed`,
-		`text`,
-		`<body/>trailing text`,
-		`<!DOCTYPE x [<!ENTITY e "boom">]><body>&e;</body>`,
-		`<body>&unknown;</body>`,
-		"<body>\x01</body>",
+	deep := xmltree.New(NSClient, "x")
+	for e, i := deep, 0; i < maxDepth; i++ {
+		c := xmltree.New(NSClient, "x")
+		e.Append(c)
+		e = c
+	}
+	cyclic := xmltree.New(NSClient, "loop")
+	cyclic.Append(cyclic)
+	repeated := xmltree.New(NSClient, "body", "a", "1")
+	repeated.Attr = append(repeated.Attr, repeated.Attr[0])
+	for name, p := range map[string]*xmltree.Element{
+		"markup in a name":           xmltree.New(NSClient, `payload><to jid="mallory@evil.example"/><payload`),
+		"markup in an attribute":     xmltree.New(NSClient, "body", `jid="x"/><to`, "y"),
+		"prefixed name":              xmltree.New(NSClient, "p:body"),
+		"empty name":                 xmltree.New(NSClient, ""),
+		"invalid character in text":  body("\x01"),
+		"invalid UTF-8 in text":      body("\xff"),
+		"invalid character in value": xmltree.New(NSClient, "body", "a", "\x00"),
+		"invalid character in xmlns": xmltree.New("urn:\x01", "body"),
+		"repeated attribute":         repeated,
+		"nested too deeply":          deep,
+		"cycle":                      cyclic,
+		"nil":                        nil,
 	} {
-		c := Content{Kind: Signcrypt, To: []jid.JID{bobJID}, Time: t0, Payload: []byte(p)}
+		c := Content{Kind: Signcrypt, To: []jid.JID{bobJID}, Time: t0, Payload: []*xmltree.Element{body("ok"), p}}
 		if b, err := c.Marshal(); err == nil {
-			t.Errorf("payload %q accepted: %s", p, b)
+			t.Errorf("%s: accepted: %s", name, b)
 		}
 	}
-	c := Content{Kind: Signcrypt, Time: t0, Rpad: "\x00"}
+	// Text that looks like markup stays text.
+	c := Content{Kind: Signcrypt, To: []jid.JID{bobJID}, Time: t0,
+		Payload: []*xmltree.Element{body(`</body></payload><to jid="mallory@evil.example"/><payload><body>`)}}
+	b, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseContent(b)
+	if err != nil || len(got.To) != 1 || len(got.Payload) != 1 || got.Payload[0].Text() != c.Payload[0].Text() {
+		t.Errorf("%v %+v\n%s", err, got, b)
+	}
+	c = Content{Kind: Signcrypt, Time: t0, Rpad: "\x00"}
 	if _, err := c.Marshal(); err == nil {
 		t.Error("invalid rpad character accepted")
 	}
@@ -201,6 +225,10 @@ func TestParseContentErrors(t *testing.T) {
 		"not utf-8":        head + tm + "<rpad>\xff</rpad>" + pl + `</signcrypt>`,
 		"entity":           head + tm + `<rpad>&foo;</rpad>` + pl + `</signcrypt>`,
 		"bad payload text": head + tm + "<payload><body>\x01</body></payload></signcrypt>",
+		"payload repeats":  head + tm + `<payload><a x="1" x='2'/></payload></signcrypt>`,
+		"payload unclosed": head + tm + `<payload><a></payload></signcrypt>`,
+		"payload stray":    head + tm + `<payload><a/></b></payload></signcrypt>`,
+		"payload pi":       head + tm + `<payload><?pi x?></payload></signcrypt>`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseContent([]byte(in))

@@ -6,8 +6,6 @@ import (
 	"encoding/xml"
 	"strings"
 	"testing"
-
-	"mellium.im/xmlstream"
 )
 
 func TestElement(t *testing.T) {
@@ -15,22 +13,12 @@ func TestElement(t *testing.T) {
 	msg := sealFor(t, imContent(bobJID), k.alice, k.bob)
 	b64 := base64.StdEncoding.EncodeToString(msg)
 
-	el := Element{Data: msg}.Marshal()
-	if string(el) != `<openpgp xmlns="urn:xmpp:openpgp:0">`+b64+`</openpgp>` {
-		t.Errorf("Marshal: %s", el)
+	el := Element{Data: msg}.Element()
+	if el.String() != `<openpgp xmlns="urn:xmpp:openpgp:0">`+b64+`</openpgp>` {
+		t.Errorf("Element: %s", el)
 	}
-	viaXML, err := xml.Marshal(Element{Data: msg})
-	if err != nil || !bytes.Equal(viaXML, el) {
-		t.Errorf("xml.Marshal: %v\n%s", err, viaXML)
-	}
-	var buf bytes.Buffer
-	enc := xml.NewEncoder(&buf)
-	if _, err := xmlstream.Copy(enc, Element{Data: msg}.TokenReader()); err != nil {
-		t.Fatal(err)
-	}
-	enc.Flush()
-	if !bytes.Equal(buf.Bytes(), el) {
-		t.Errorf("TokenReader: %s", buf.Bytes())
+	if got, err := ParseElement(el); err != nil || !bytes.Equal(got, msg) {
+		t.Errorf("ParseElement: %v", err)
 	}
 
 	// XEP-0373 example 1 and XEP-0374 example 3, with a real message in
@@ -40,11 +28,11 @@ func TestElement(t *testing.T) {
 		"xep0374-ex03.xml": "BASE64_OPENPGP_MESSAGE_CONTAINING_CONTENT_ELEMENT",
 	} {
 		ex := readTestdata(t, "xep/"+file)
-		if _, err := ParseElement(findElement(t, ex, NSClient, xml.Name{Space: NS, Local: "openpgp"})); err == nil {
+		if _, err := ParseElement(findElement(t, ex, xml.Name{Space: NS, Local: "openpgp"})); err == nil {
 			t.Errorf("%s: placeholder accepted as Base64", file)
 		}
 		ex = bytes.Replace(ex, []byte(placeholder), []byte(wrap(b64, 64, "\n    ")), 1)
-		got, err := ParseElement(findElement(t, ex, NSClient, xml.Name{Space: NS, Local: "openpgp"}))
+		got, err := ParseElement(findElement(t, ex, xml.Name{Space: NS, Local: "openpgp"}))
 		if err != nil || !bytes.Equal(got, msg) {
 			t.Fatalf("%s: %v", file, err)
 		}
@@ -60,7 +48,7 @@ func TestElement(t *testing.T) {
 		"entity":      `<openpgp xmlns='urn:xmpp:openpgp:0'>` + b64[:4] + `&#x20;` + b64[4:] + `</openpgp>`,
 		"cdata":       `<openpgp xmlns='urn:xmpp:openpgp:0'><![CDATA[` + b64 + `]]></openpgp>`,
 	} {
-		got, err := ParseElement([]byte(in))
+		got, err := parseXML([]byte(in), ParseElement)
 		if err != nil || !bytes.Equal(got, msg) {
 			t.Errorf("%s: %v", name, err)
 		}
@@ -77,7 +65,7 @@ func TestElement(t *testing.T) {
 		"not xml":      b64,
 		"unclosed":     `<openpgp xmlns='urn:xmpp:openpgp:0'>` + b64,
 	} {
-		if _, err := ParseElement([]byte(in)); err == nil {
+		if _, err := parseXML([]byte(in), ParseElement); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}

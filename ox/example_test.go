@@ -1,14 +1,15 @@
 package ox_test
 
 import (
-	"encoding/xml"
 	"fmt"
 	"log"
 	"strings"
 	"time"
 
-	"github.com/balcony-im/balcony/ox"
 	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/ox"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // The main flow of the IM profile: Juliet signs and encrypts a message to
@@ -30,13 +31,13 @@ func Example() {
 	c := ox.Content{
 		Kind:    ox.Signcrypt,
 		To:      []jid.JID{romeoJID},
-		Payload: []byte("<body>Wherefore art thou?</body>"),
+		Payload: []*xmltree.Element{xmltree.New(ox.NSClient, "body").AppendText("Wherefore art thou?")},
 	}
 	msg, err := ox.Seal(c, juliet, []*ox.Key{romeo.Public(), juliet.Public()}, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
-	stanzaChild := ox.Element{Data: msg}.Marshal()
+	stanzaChild := ox.Element{Data: msg}.Element()
 
 	// Receiving: parse the element, open with the own keys and the keys
 	// announced for the sender, then process the payload as stanza children.
@@ -57,13 +58,10 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	children, err := ox.EffectiveChildren(opened.Content.Payload, nil)
-	if err != nil {
-		log.Fatal(err)
-	}
+	children := ox.EffectiveChildren(opened.Content.Payload, nil)
 	fmt.Println("verified:", opened.Verified)
 	fmt.Println("signed by Juliet:", opened.Signer.Fingerprint() == juliet.Fingerprint())
-	fmt.Printf("%s\n", children[0].XML)
+	fmt.Println(children[0])
 	// Output:
 	// verified: true
 	// signed by Juliet: true
@@ -76,7 +74,7 @@ func ExampleOpener_Open_problems() {
 	alice, _ := ox.GenerateKey(jid.MustParse("alice@example.org"), ox.EdDSA25519, nil)
 	bob, _ := ox.GenerateKey(jid.MustParse("bob@example.net"), ox.EdDSA25519, nil)
 	// Alice wrote to Carol but the message reaches Bob.
-	c := ox.Content{Kind: ox.Signcrypt, To: []jid.JID{jid.MustParse("carol@example.com")}, Payload: []byte("<body>hi</body>")}
+	c := ox.Content{Kind: ox.Signcrypt, To: []jid.JID{jid.MustParse("carol@example.com")}, Payload: []*xmltree.Element{xmltree.New(ox.NSClient, "body").AppendText("hi")}}
 	msg, _ := ox.Seal(c, alice, []*ox.Key{bob}, nil)
 	o, _ := ox.NewOpener([]*ox.Key{bob}, nil)
 	opened, err := o.Open(msg, ox.OpenParams{
@@ -99,9 +97,13 @@ func ExampleOpener_Open_problems() {
 
 // Announcing a key without removing the keys other devices announced.
 func ExampleMerge() {
-	current, err := ox.ParsePublicKeysList([]byte(`<public-keys-list xmlns='urn:xmpp:openpgp:0'>
+	item, err := xmltree.Parse([]byte(`<public-keys-list xmlns='urn:xmpp:openpgp:0'>
   <pubkey-metadata v4-fingerprint='1357B01865B2503C18453D208CAC2A9678548E35' date='2018-03-01T15:26:12Z'/>
-</public-keys-list>`))
+</public-keys-list>`), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	current, err := ox.ParsePublicKeysList(item)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -109,8 +111,8 @@ func ExampleMerge() {
 	if !current.Contains(mine) {
 		now := time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
 		list := ox.PublicKeysList{Keys: ox.Merge(current.Keys, ox.KeyMetadata{Fingerprint: mine, Date: now})}
-		out, _ := xml.Marshal(list)
-		fmt.Println(strings.ReplaceAll(string(out), "><pubkey-metadata", ">\n<pubkey-metadata"))
+		out := list.Element().String() // publish to ox.NodePublicKeys
+		fmt.Println(strings.ReplaceAll(out, "><pubkey-metadata", ">\n<pubkey-metadata"))
 	}
 	fmt.Println(ox.PublicKeyNode(mine))
 	// Output:
@@ -132,7 +134,7 @@ func ExampleSealBackup() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	item, _ := xml.Marshal(ox.SecretKey{Data: backup}) // publish to ox.NodeSecretKey
+	item := ox.SecretKey{Data: backup}.Element() // publish to ox.NodeSecretKey
 
 	// On the other device, with the code the user typed.
 	typed := strings.ToLower(strings.ReplaceAll(code, "-", " "))

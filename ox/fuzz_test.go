@@ -3,25 +3,21 @@ package ox
 import (
 	"bytes"
 	"encoding/xml"
+	"errors"
 	"os"
 	"path/filepath"
-	"reflect"
 	"testing"
 	"time"
 
 	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Every parser of untrusted input has a fuzz target here. Run as normal
 // tests they check the seed corpus; run with -fuzz they search for inputs
-// that crash, disagree between the fast and the full XML path, or do not
-// survive a round trip.
-
-func slowReader(b []byte, defaultNS string) tokens {
-	d := newDecoder(bytes.NewReader(b))
-	d.DefaultSpace = defaultNS
-	return &stdTokens{r: d}
-}
+// that crash, take more than the limits allow, disagree between a fast
+// path and the full one, or do not survive a round trip.
 
 func xmlSeeds(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "xep", "*.xml"))
@@ -47,8 +43,8 @@ func xmlSeeds(f *testing.F) {
 	}
 }
 
-func sameContent(a, b *Content) bool {
-	if a.Kind != b.Kind || !a.Time.Equal(b.Time) || a.Rpad != b.Rpad || !bytes.Equal(a.Payload, b.Payload) || len(a.To) != len(b.To) {
+func sameContent(t testing.TB, a, b *Content) bool {
+	if a.Kind != b.Kind || !a.Time.Equal(b.Time) || a.Rpad != b.Rpad || payloadXML(t, a.Payload) != payloadXML(t, b.Payload) || len(a.To) != len(b.To) {
 		return false
 	}
 	for i := range a.To {
@@ -59,25 +55,57 @@ func sameContent(a, b *Content) bool {
 	return true
 }
 
+// checkLimits fails unless the tree of a parsed content element keeps
+// within contentLimits: depth and nodes.
+func checkLimits(t *testing.T, c *Content) {
+	t.Helper()
+	nodes := 0
+	var walk func(e *xmltree.Element, depth int)
+	walk = func(e *xmltree.Element, depth int) {
+		if depth > contentLimits.MaxDepth {
+			t.Fatalf("payload element at depth %d", depth)
+		}
+		for _, n := range e.Children {
+			nodes++
+			if c, ok := n.(*xmltree.Element); ok {
+				walk(c, depth+1)
+			}
+		}
+	}
+	for _, e := range c.Payload {
+		nodes++
+		walk(e, 3) // below the content element and <payload/>
+	}
+	if nodes > contentLimits.MaxNodes {
+		t.Fatalf("%d payload nodes", nodes)
+	}
+}
+
+// selfContained fails unless a payload child's encoding, parsed on its
+// own, is the same element: it declares every namespace it uses.
+func selfContained(t *testing.T, e *xmltree.Element) {
+	t.Helper()
+	x := childXML(t, e)
+	again, err := xmltree.Parse([]byte(x), nil)
+	if err != nil || childXML(t, again) != x || again.Name != e.Name {
+		t.Fatalf("child not self-contained: %q -> %v", x, err)
+	}
+}
+
 func FuzzParseContent(f *testing.F) {
 	xmlSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fast, fastErr := parseContent(newFastReader(b, ""))
-		slow, slowErr := parseContent(slowReader(b, ""))
-		if fastErr == nil {
-			if slowErr != nil {
-				t.Fatalf("fast path accepts what encoding/xml rejects (%v):\n%q", slowErr, b)
-			}
-			if !sameContent(fast, slow) {
-				t.Fatalf("fast and full parsers disagree on %q:\n%+v\n%+v", b, fast, slow)
-			}
-		}
 		c, err := ParseContent(b)
 		if err != nil {
+			if _, ok := errors.AsType[*ParseError](err); !ok {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
 			return
 		}
+		checkLimits(t, c)
 		// Whatever parses must marshal and parse back to the same content
-		// (the time with the second precision Balcony sends).
+		// (the time with the second precision Balcony sends), and marshal
+		// again to the same bytes.
 		m, err := c.Marshal()
 		if err != nil {
 			t.Fatalf("parsed content does not marshal: %v\n%q", err, b)
@@ -87,58 +115,92 @@ func FuzzParseContent(f *testing.F) {
 			t.Fatalf("marshalled content does not parse: %v\n%q", err, m)
 		}
 		c.Time = c.Time.Truncate(time.Second)
-		if !sameContent(c, c2) {
+		if !sameContent(t, c, c2) {
 			t.Fatalf("round trip changed content:\n%+v\n%+v", c, c2)
 		}
-		// The payload children are self-contained.
-		if _, err := ParseChildren(c.Payload, ""); err != nil {
-			t.Fatalf("payload children do not parse: %v\n%q", err, c.Payload)
+		if m2, err := c2.Marshal(); err != nil || !bytes.Equal(m, m2) {
+			t.Fatalf("marshalled again differently: %v\n%q\n%q", err, m, m2)
 		}
+		// The payload children are self-contained.
+		for _, e := range c.Payload {
+			selfContained(t, e)
+		}
+		checkEffective(t, c.Payload, c.Payload)
 	})
 }
 
-func FuzzParseChildren(f *testing.F) {
+// checkEffective runs EffectiveChildren and checks what it returns: the
+// payload first, protected, then the outer children that survive the
+// XEP-0374 §2.2 rules; the inputs are left as they were.
+func checkEffective(t *testing.T, payload, outer []*xmltree.Element) {
+	t.Helper()
+	before := payloadXML(t, payload) + payloadXML(t, outer)
+	got := EffectiveChildren(payload, outer)
+	if len(got) < len(payload) {
+		t.Fatalf("%d children for %d payload elements", len(got), len(payload))
+	}
+	for i, e := range payload {
+		c := got[i]
+		if !c.Protected {
+			t.Fatalf("payload child %d not protected", i)
+		}
+		if c.Element != e && !(c.Name == xml.Name{Space: NSClient, Local: "body"} && e.Name.Local == "body" && len(c.Children) == len(e.Children)) {
+			t.Fatalf("payload child %d changed: %+v", i, c.Element)
+		}
+		selfContained(t, c.Element)
+	}
+	for _, c := range got[len(payload):] {
+		fallback := c.Name.Local == "body" && (c.Name.Space == NSClient || c.Name.Space == NSServer || c.Name.Space == "")
+		if c.Protected || fallback || c.Name == (xml.Name{Space: NS, Local: "openpgp"}) || c.Name == (xml.Name{Space: NSXHTMLIM, Local: "html"}) {
+			t.Fatalf("outer child %v kept (protected %v)", c.Name, c.Protected)
+		}
+		for _, p := range got[:len(payload)] {
+			if p.Name == c.Name {
+				t.Fatalf("outer child %v kept beside a protected one", c.Name)
+			}
+		}
+	}
+	if after := payloadXML(t, payload) + payloadXML(t, outer); after != before {
+		t.Fatalf("inputs changed:\n%s\n%s", before, after)
+	}
+}
+
+// FuzzEffectiveChildren takes the children of any element as both the
+// payload and the unencrypted children of a stanza.
+func FuzzEffectiveChildren(f *testing.F) {
 	xmlSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fast, fastErr := readChildren(newFastReader(b, NSClient))
-		slow, slowErr := readChildren(slowReader(b, NSClient))
-		if fastErr == nil && slowErr == nil && !reflect.DeepEqual(fast, slow) {
-			t.Fatalf("fast and full parsers disagree on %q:\n%+v\n%+v", b, fast, slow)
-		}
-		if fastErr == nil && slowErr != nil {
-			t.Fatalf("fast path accepts what encoding/xml rejects (%v): %q", slowErr, b)
-		}
-		children, err := ParseChildren(b, NSClient)
+		el, err := xmltree.Parse(b, nil)
 		if err != nil {
 			return
 		}
-		var joined []byte
-		for _, c := range children {
-			again, err := ParseChildren(c.XML, "urn:example:elsewhere")
-			if err != nil || len(again) != 1 || again[0].Name != c.Name || !bytes.Equal(again[0].XML, c.XML) {
-				t.Fatalf("child not self-contained: %q -> %v %+v", c.XML, err, again)
+		children := el.Elements()
+		for _, e := range children {
+			if checkTree(e) != nil {
+				return // not a payload ParseContent would accept
 			}
-			joined = append(joined, c.XML...)
 		}
-		if _, err := EffectiveChildren(joined, children); err != nil {
-			t.Fatalf("EffectiveChildren: %v", err)
-		}
+		checkEffective(t, children, children)
+		checkEffective(t, nil, children)
 	})
 }
 
 func FuzzParseElement(f *testing.F) {
 	xmlSeeds(f)
-	f.Add(Element{Data: []byte{0x85, 0x01, 0x02}}.Marshal())
+	f.Add([]byte(Element{Data: []byte{0x85, 0x01, 0x02}}.Element().String()))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		data, err := ParseElement(b)
+		el, err := xmltree.Parse(b, nil)
 		if err != nil {
 			return
 		}
-		var e Element
-		if err := decodeOneTokens(slowReader(b, ""), e.decode); err != nil || !bytes.Equal(e.Data, data) {
-			t.Fatalf("fast and full parsers disagree on %q: %v", b, err)
+		data, err := ParseElement(el)
+		if err != nil {
+			return
 		}
-		again, err := ParseElement(Element{Data: data}.Marshal())
+		if full, err := elementData(el); err != nil || !bytes.Equal(full, data) {
+			t.Fatalf("fast and full paths disagree on %q: %v", b, err)
+		}
+		again, err := parseXML(Element{Data: data}.Element().Marshal(""), ParseElement)
 		if err != nil || !bytes.Equal(again, data) {
 			t.Fatalf("round trip failed: %v", err)
 		}
@@ -148,12 +210,13 @@ func FuzzParseElement(f *testing.F) {
 func FuzzParsePEP(f *testing.F) {
 	xmlSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if l, err := ParsePublicKeysList(b); err == nil {
-			out, err := xml.Marshal(PublicKeysList{Keys: Merge(l.Keys, l.Keys...)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			l2, err := ParsePublicKeysList(out)
+		el, err := xmltree.Parse(b, nil)
+		if err != nil {
+			return
+		}
+		if l, err := ParsePublicKeysList(el); err == nil {
+			out := PublicKeysList{Keys: Merge(l.Keys, l.Keys...)}.Element().Marshal("")
+			l2, err := parseXML(out, ParsePublicKeysList)
 			if err != nil || len(l2.Keys) != len(l.Keys) {
 				t.Fatalf("metadata list round trip: %v\n%s", err, out)
 			}
@@ -163,22 +226,16 @@ func FuzzParsePEP(f *testing.F) {
 				}
 			}
 		}
-		if p, err := ParsePubKey(b); err == nil {
-			out, err := xml.Marshal(PubKey{Data: p.Data})
-			if err != nil {
-				t.Fatal(err)
-			}
-			p2, err := ParsePubKey(out)
+		if p, err := ParsePubKey(el); err == nil {
+			out := PubKey{Data: p.Data}.Element().Marshal("")
+			p2, err := parseXML(out, ParsePubKey)
 			if err != nil || !bytes.Equal(p2.Data, p.Data) {
 				t.Fatalf("pubkey round trip: %v", err)
 			}
 		}
-		if d, err := ParseSecretKey(b); err == nil {
-			out, err := xml.Marshal(SecretKey{Data: d})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d2, err := ParseSecretKey(out); err != nil || !bytes.Equal(d2, d) {
+		if d, err := ParseSecretKey(el); err == nil {
+			out := SecretKey{Data: d}.Element().Marshal("")
+			if d2, err := parseXML(out, ParseSecretKey); err != nil || !bytes.Equal(d2, d) {
 				t.Fatalf("secretkey round trip: %v", err)
 			}
 		}
@@ -189,7 +246,7 @@ func FuzzParsePEP(f *testing.F) {
 // panic, and whatever it returns content for must be consistent.
 func FuzzOpen(f *testing.F) {
 	k := keys(f)
-	c := Content{Kind: Signcrypt, To: []jid.JID{bobJID}, Payload: []byte("<body>hi</body>")}
+	c := Content{Kind: Signcrypt, To: []jid.JID{bobJID}, Payload: []*xmltree.Element{body("hi")}}
 	f.Add(sealFor(f, c, k.alice, k.bob, k.alice))
 	c.Kind = Sign
 	f.Add(sealFor(f, c, k.alice))

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Interoperability with GnuPG 2.2, the OpenPGP implementation behind
@@ -150,7 +152,7 @@ func TestGPGDecryptsOurMessage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if got.Kind != Signcrypt || !got.Time.Equal(c.Time) || string(got.Payload) != `<body xmlns="jabber:client">Wherefore art thou?</body>` {
+	if got.Kind != Signcrypt || !got.Time.Equal(c.Time) || payloadXML(t, got.Payload) != `<body xmlns="jabber:client">Wherefore art thou?</body>` {
 		t.Errorf("gpg decrypted %s", out)
 	}
 }
@@ -184,7 +186,7 @@ func TestWeOpenGPGMessages(t *testing.T) {
 	}
 	params := OpenParams{From: romeoJID, To: bobJID, SenderKeys: romeo, Require: 0}
 	content := func(kind Kind) []byte {
-		c := Content{Kind: kind, To: []jid.JID{bobJID}, Time: now, Rpad: "abc", Payload: []byte("<body>from gpg</body>")}
+		c := Content{Kind: kind, To: []jid.JID{bobJID}, Time: now, Rpad: "abc", Payload: []*xmltree.Element{body("from gpg")}}
 		b, err := c.Marshal()
 		if err != nil {
 			t.Fatal(err)
@@ -215,9 +217,9 @@ func TestWeOpenGPGMessages(t *testing.T) {
 			if tc.verified && op.Signer.Fingerprint() != romeoFpr {
 				t.Errorf("signer %s", op.Signer)
 			}
-			children, err := EffectiveChildren(op.Content.Payload, nil)
-			if err != nil || len(children) != 1 || !bytes.Contains(children[0].XML, []byte("from gpg")) {
-				t.Errorf("%v %+v", err, children)
+			children := EffectiveChildren(op.Content.Payload, nil)
+			if len(children) != 1 || !strings.Contains(childXML(t, children[0].Element), "from gpg") {
+				t.Errorf("%+v", children)
 			}
 		})
 	}
@@ -351,8 +353,8 @@ func TestGPGFixture(t *testing.T) {
 	if !op.Verified || len(op.Problems) != 0 || op.Signer.Fingerprint() != romeo[0].Fingerprint() {
 		t.Fatalf("%+v", op)
 	}
-	if !bytes.Contains(op.Content.Payload, []byte("made by GnuPG")) {
-		t.Errorf("payload %s", op.Content.Payload)
+	if p := payloadXML(t, op.Content.Payload); !strings.Contains(p, "made by GnuPG") {
+		t.Errorf("payload %s", p)
 	}
 	// The same message, opened as if forwarded to someone else, fails the
 	// recipient check.
@@ -378,7 +380,7 @@ func TestRegenerateGPGFixture(t *testing.T) {
 	romeoFpr := g.generate("xmpp:romeo@example.net", "future-default")
 	romeoPub, _ := g.run(nil, "--armor", "--export", "--export-options", "export-minimal", romeoFpr)
 	c := Content{Kind: Signcrypt, To: []jid.JID{bobJID}, Time: now, Rpad: "gpg-fixture",
-		Payload: []byte("<body>Signed and encrypted, made by GnuPG.</body>")}
+		Payload: []*xmltree.Element{body("Signed and encrypted, made by GnuPG.")}}
 	plain, err := c.Marshal()
 	if err != nil {
 		t.Fatal(err)

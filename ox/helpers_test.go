@@ -5,6 +5,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // t0 is the fixed "now" of the tests.
@@ -108,4 +111,63 @@ func opener(t testing.TB, own ...*Key) *Opener {
 		t.Fatal(err)
 	}
 	return o
+}
+
+// payloadOf parses a fragment of payload children whose unqualified
+// elements are in jabber:client.
+func payloadOf(t testing.TB, fragment string) []*xmltree.Element {
+	t.Helper()
+	el, err := xmltree.Parse([]byte(`<payload xmlns="jabber:client">`+fragment+`</payload>`), nil)
+	if err != nil {
+		t.Fatalf("payload %q: %v", fragment, err)
+	}
+	return el.Elements()
+}
+
+// body returns a <body/> in jabber:client with the given text.
+func body(text string) *xmltree.Element {
+	return xmltree.New(NSClient, "body").AppendText(text)
+}
+
+// childXML returns the self-contained encoding of a payload child, as the
+// content element carries it.
+func childXML(t testing.TB, e *xmltree.Element) string {
+	t.Helper()
+	b, err := appendElement(nil, e, "", true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// payloadXML returns the encoding of payload children, as the content
+// element carries them.
+func payloadXML(t testing.TB, payload []*xmltree.Element) string {
+	t.Helper()
+	var b strings.Builder
+	for _, e := range payload {
+		b.WriteString(childXML(t, e))
+	}
+	return b.String()
+}
+
+// parseXML parses one element of b and hands it to parse, as a client does
+// with a stanza child.
+func parseXML[T any](b []byte, parse func(*xmltree.Element) (T, error)) (T, error) {
+	el, err := xmltree.Parse(b, nil)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return parse(el)
+}
+
+// mustParse parses one element.
+func mustParse(t testing.TB, b []byte) *xmltree.Element {
+	t.Helper()
+	el, err := xmltree.Parse(b, nil)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	return el
 }

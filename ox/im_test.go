@@ -1,32 +1,24 @@
 package ox
 
 import (
-	"bytes"
 	"encoding/xml"
 	"strings"
 	"testing"
+
+	"github.com/balcony-im/balcony/xmltree"
 )
 
-// stanzaChildren reads the children of a message stanza the way a client
-// positioned inside the stanza would.
-func stanzaChildren(t testing.TB, stanza string) []Child {
+// stanzaChildren returns the children of a message stanza, as the client
+// reads it from its stream.
+func stanzaChildren(t testing.TB, stanza string) []*xmltree.Element {
 	t.Helper()
-	d := xml.NewDecoder(strings.NewReader(stanza))
-	d.DefaultSpace = NSClient
-	if _, err := d.Token(); err != nil { // <message>
-		t.Fatal(err)
-	}
-	children, err := ReadChildren(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return children
+	return mustParse(t, []byte(stanza)).Elements()
 }
 
 func TestEffectiveChildren(t *testing.T) {
 	// XEP-0374 example 3, plus unencrypted children a server or an attacker
 	// may add.
-	outer := stanzaChildren(t, `<message to='juliet@example.org' from='romeo@example.net/orchard' type='chat'>
+	outer := stanzaChildren(t, `<message xmlns='jabber:client' to='juliet@example.org' from='romeo@example.net/orchard' type='chat'>
   <body>This message is encrypted using OpenPGP.</body>
   <body xml:lang='de'>Diese Nachricht ist verschlüsselt.</body>
   <store xmlns='urn:xmpp:hints'/>
@@ -40,13 +32,10 @@ func TestEffectiveChildren(t *testing.T) {
 	if len(outer) != 9 {
 		t.Fatalf("%d outer children", len(outer))
 	}
-	payload := []byte(`<body xmlns="jabber:server">Wherefore art thou?</body>` +
-		`<replace xmlns="urn:xmpp:message-correct:0" id="real"/>` +
+	payload := payloadOf(t, `<body xmlns="jabber:server">Wherefore art thou?</body>`+
+		`<replace xmlns="urn:xmpp:message-correct:0" id="real"/>`+
 		`<active xmlns="http://jabber.org/protocol/chatstates"/>`)
-	got, err := EffectiveChildren(payload, outer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := EffectiveChildren(payload, outer)
 	want := []struct {
 		name      xml.Name
 		protected bool
@@ -62,21 +51,18 @@ func TestEffectiveChildren(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		for _, c := range got {
-			t.Logf("%v %v %s", c.Name, c.Protected, c.XML)
+			t.Logf("%v %v %s", c.Name, c.Protected, childXML(t, c.Element))
 		}
 		t.Fatalf("%d children, want %d", len(got), len(want))
 	}
 	for i, w := range want {
-		if got[i].Name != w.name || got[i].Protected != w.protected || !bytes.Contains(got[i].XML, []byte(w.contains)) {
-			t.Errorf("%d: %v protected=%v %s", i, got[i].Name, got[i].Protected, got[i].XML)
+		if x := childXML(t, got[i].Element); got[i].Name != w.name || got[i].Protected != w.protected || !strings.Contains(x, w.contains) {
+			t.Errorf("%d: %v protected=%v %s", i, got[i].Name, got[i].Protected, x)
 		}
 	}
 
 	// A payload without a body (a chat state) still drops the fallback body.
-	got, err = EffectiveChildren([]byte(`<composing xmlns="http://jabber.org/protocol/chatstates"/>`), outer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got = EffectiveChildren(payloadOf(t, `<composing xmlns="http://jabber.org/protocol/chatstates"/>`), outer)
 	for _, c := range got {
 		if c.Name.Local == "body" || c.Name.Local == "openpgp" || c.Name.Local == "html" {
 			t.Errorf("unencrypted %v kept", c.Name)
@@ -92,35 +78,36 @@ func TestEffectiveChildren(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err = EffectiveChildren(c.Payload, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got = EffectiveChildren(c.Payload, nil)
 	if len(got) != 1 || got[0].Name != (xml.Name{Space: NSClient, Local: "body"}) ||
-		string(got[0].XML) != `<body xmlns="jabber:client">hi <b xmlns="urn:xmpp:openpgp:0">x</b></body>` {
-		t.Errorf("%+v %s", got, got[0].XML)
+		childXML(t, got[0].Element) != `<body xmlns="jabber:client">hi <b xmlns="urn:xmpp:openpgp:0">x</b></body>` {
+		t.Errorf("%+v %s", got, childXML(t, got[0].Element))
 	}
-
-	if _, err := EffectiveChildren([]byte("<unclosed>"), nil); err == nil {
-		t.Error("bad payload accepted")
+	// The content element is left as it was.
+	if c.Payload[0].Name.Space != NS || got[0].Element == c.Payload[0] {
+		t.Errorf("payload changed: %v", c.Payload[0].Name)
 	}
 }
 
-func TestParseChildren(t *testing.T) {
-	got, err := ParseChildren([]byte(` <a/> text <b xmlns='urn:b'><c/></b> `), "urn:default")
+// The children of <payload/> as ParseContent reads them.
+func TestContentPayloadChildren(t *testing.T) {
+	content := func(payload string) string {
+		return `<crypt xmlns='urn:xmpp:openpgp:0'><time stamp='2020-01-21T10:46:21Z'/><payload xmlns:d='urn:default'>` + payload + `</payload></crypt>`
+	}
+	c, err := ParseContent([]byte(content(` <d:a/> text <b xmlns='urn:b'><c/></b> `)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].Name.Space != "urn:default" || string(got[1].XML) != `<b xmlns="urn:b"><c/></b>` {
+	if got := c.Payload; len(got) != 2 || got[0].Name.Space != "urn:default" || childXML(t, got[1]) != `<b xmlns="urn:b"><c/></b>` {
 		t.Errorf("%+v", got)
 	}
 	for _, in := range []string{`<a>`, `<a/></b>`, `<a/></b><c/>`, `<a x="1" x="2"/>`} {
-		if _, err := ParseChildren([]byte(in), ""); err == nil {
+		if _, err := ParseContent([]byte(content(in))); err == nil {
 			t.Errorf("%q accepted", in)
 		}
 	}
-	if got, err := ParseChildren(nil, ""); err != nil || len(got) != 0 {
-		t.Errorf("empty: %v %v", got, err)
+	if c, err := ParseContent([]byte(content(""))); err != nil || len(c.Payload) != 0 {
+		t.Errorf("empty: %v %v", c, err)
 	}
 }
 

@@ -11,10 +11,12 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 func imContent(to ...jid.JID) Content {
-	return Content{Kind: Signcrypt, To: to, Payload: []byte("<body>Wherefore art thou?</body>")}
+	return Content{Kind: Signcrypt, To: to, Payload: []*xmltree.Element{body("Wherefore art thou?")}}
 }
 
 // bobParams are the parameters for Bob receiving a message from Alice.
@@ -53,8 +55,8 @@ func TestSealOpenSigncrypt(t *testing.T) {
 		if !op.Content.Time.Equal(t0) || op.Skew != 0 || op.Content.Kind != Signcrypt {
 			t.Errorf("content %+v skew %v", op.Content, op.Skew)
 		}
-		if !bytes.Equal(op.Content.Payload, []byte(`<body xmlns="jabber:client">Wherefore art thou?</body>`)) {
-			t.Errorf("payload %s", op.Content.Payload)
+		if p := payloadXML(t, op.Content.Payload); p != `<body xmlns="jabber:client">Wherefore art thou?</body>` {
+			t.Errorf("payload %s", p)
 		}
 		if op.Content.Rpad == "" {
 			t.Error("no padding")
@@ -381,7 +383,7 @@ func TestOpenTampered(t *testing.T) {
 		bad[i] ^= 0x10
 		op, err := o.Open(bad, bobParams(k))
 		if err == nil {
-			if op.Verified && !bytes.Equal(op.Content.Payload, []byte(`<body xmlns="jabber:client">Wherefore art thou?</body>`)) {
+			if op.Verified && payloadXML(t, op.Content.Payload) != `<body xmlns="jabber:client">Wherefore art thou?</body>` {
 				t.Fatalf("byte %d: tampered content verified", i)
 			}
 			continue
@@ -564,7 +566,7 @@ func TestSealErrors(t *testing.T) {
 		t.Error("invalid kind")
 	}
 	bad = c
-	bad.Payload = []byte("<unclosed>")
+	bad.Payload = []*xmltree.Element{xmltree.New(NSClient, "not a name")}
 	if _, err := Seal(bad, k.alice, []*Key{k.bob}, cfg); err == nil {
 		t.Error("bad payload")
 	}

@@ -2,10 +2,11 @@
 // and its Instant Messaging profile, XEP-0374 (Deferred).
 //
 // The package is a protocol engine: it does no network I/O and starts no
-// goroutines. Bytes and XML go in, bytes and XML come out; randomness and the
-// clock are injectable through [Config]. Publishing and fetching keys over PEP,
-// carbons, MAM and the message pipeline belong to the client layer, which uses
-// the payload types defined here.
+// goroutines. Bytes and XML trees (package xmltree) go in, bytes and XML
+// trees come out; randomness and the clock are injectable through [Config].
+// Publishing and fetching keys over PEP, carbons, MAM and the message
+// pipeline belong to the client layer, which uses the payload types defined
+// here.
 //
 // # What it provides
 //

@@ -10,8 +10,9 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
-	"mellium.im/xmlstream"
 	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // PubKey is the item payload of a public key data node (XEP-0373 §4.1):
@@ -32,109 +33,62 @@ type PubKey struct {
 	Armored bool
 }
 
-var pubkeyName = xml.Name{Space: NS, Local: "pubkey"}
-
-// TokenReader implements xmlstream.Marshaler.
-func (p PubKey) TokenReader() xml.TokenReader {
-	start := xml.StartElement{Name: pubkeyName}
+// Element returns the <pubkey/> element, the item to publish.
+func (p PubKey) Element() *xmltree.Element {
+	el := xmltree.New(NS, "pubkey")
 	if !p.Date.IsZero() {
-		start.Attr = []xml.Attr{{Name: xml.Name{Local: "date"}, Value: FormatTime(p.Date)}}
+		el.SetAttr("date", FormatTime(p.Date))
 	}
-	return xmlstream.Wrap(
-		xmlstream.Wrap(
-			xmlstream.Token(xml.CharData(base64.StdEncoding.EncodeToString(p.Data))),
-			xml.StartElement{Name: xml.Name{Local: "data"}},
-		),
-		start,
-	)
+	return el.Append(xmltree.New(NS, "data").AppendText(base64.StdEncoding.EncodeToString(p.Data)))
 }
 
-// WriteXML implements xmlstream.WriterTo.
-func (p PubKey) WriteXML(w xmlstream.TokenWriter) (int, error) {
-	return xmlstream.Copy(w, p.TokenReader())
-}
-
-// MarshalXML implements xml.Marshaler.
-func (p PubKey) MarshalXML(enc *xml.Encoder, _ xml.StartElement) error {
-	if _, err := p.WriteXML(enc); err != nil {
-		return err
-	}
-	return enc.Flush()
-}
-
-// UnmarshalXML implements xml.Unmarshaler. It is strict about structure but
+// ParsePubKey parses a <pubkey/> element. It is strict about structure but
 // tolerant of what real publishers do: white space in the Base64, missing
-// padding, and ASCII armor (raw, or Base64 of armor text). A 'date' that does
-// not parse is ignored.
-func (p *PubKey) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
-	return p.decode(&stdTokens{r: d}, startToken(start))
-}
-
-func (p *PubKey) decode(d tokens, start *token) error {
-	if start.name != pubkeyName {
-		return fmt.Errorf("ox: expected <pubkey xmlns='%s'/>, got {%s}%s", NS, start.name.Space, start.name.Local)
+// padding, and ASCII armor (raw, or Base64 of armor text). A 'date' that
+// does not parse is ignored, and so are unknown child elements.
+func ParsePubKey(el *xmltree.Element) (*PubKey, error) {
+	if el.Name.Space != NS || el.Name.Local != "pubkey" {
+		return nil, fmt.Errorf("ox: expected <pubkey xmlns='%s'/>, got {%s}%s", NS, el.Name.Space, el.Name.Local)
 	}
-	*p = PubKey{}
-	if v, ok := attr(start.attr, "date"); ok {
+	p := new(PubKey)
+	if v, ok := el.LookupAttr("date"); ok {
 		p.Date, _ = ParseTime(v)
 	}
 	found := false
-	var t *token
-	for {
-		var err error
-		if t, err = d.next(); err != nil {
-			return fmt.Errorf("ox: invalid <pubkey/>: %w", err)
+	for _, n := range el.Children {
+		d, ok := n.(*xmltree.Element)
+		if !ok || !inNS(d.Name, "data") {
+			continue
 		}
-		switch t.kind {
-		case tokDirective:
-			return errors.New("ox: invalid <pubkey/>: unexpected directive")
-		case tokEnd:
-			if !found {
-				return errors.New("ox: <pubkey/> without <data/>")
-			}
-			return nil
-		case tokStart:
-			if !inNS(t.name, "data") {
-				if err := skip(d); err != nil {
-					return err
-				}
-				continue
-			}
-			if found {
-				return errors.New("ox: <pubkey/> with more than one <data/>")
-			}
-			found = true
-			text, err := elementText(d)
-			if err != nil {
-				return err
-			}
-			if p.Data, p.Armored, err = decodeKeyData(text); err != nil {
-				return fmt.Errorf("ox: <pubkey/> <data/>: %w", err)
-			}
+		if found {
+			return nil, errors.New("ox: <pubkey/> with more than one <data/>")
+		}
+		found = true
+		text, err := leafText(d)
+		if err != nil {
+			return nil, err
+		}
+		if p.Data, p.Armored, err = decodeKeyData(text); err != nil {
+			return nil, fmt.Errorf("ox: <pubkey/> <data/>: %w", err)
 		}
 	}
-}
-
-// inNS reports whether a child element has the given local name in the OX
-// namespace; an empty namespace (tokens from a reader that does not resolve
-// namespaces) counts as inherited.
-func inNS(n xml.Name, local string) bool {
-	return n.Local == local && (n.Space == NS || n.Space == "")
-}
-
-// ParsePubKey parses a <pubkey/> element.
-func ParsePubKey(b []byte) (*PubKey, error) {
-	p := new(PubKey)
-	if err := decodeOne(b, p.decode); err != nil {
-		return nil, err
+	if !found {
+		return nil, errors.New("ox: <pubkey/> without <data/>")
 	}
 	return p, nil
 }
 
+// inNS reports whether a child element has the given local name in the OX
+// namespace; an empty namespace (an element built without one) counts as
+// inherited.
+func inNS(n xml.Name, local string) bool {
+	return n.Local == local && (n.Space == NS || n.Space == "")
+}
+
 // decodeKeyData decodes Base64 key data, accepting ASCII armor in its place.
-func decodeKeyData(text []byte) (data []byte, armored bool, err error) {
-	if t := bytes.TrimSpace(text); bytes.HasPrefix(t, []byte("-----BEGIN PGP")) {
-		data, err := dearmor(t)
+func decodeKeyData(text string) (data []byte, armored bool, err error) {
+	if t := strings.TrimSpace(text); strings.HasPrefix(t, "-----BEGIN PGP") {
+		data, err := dearmor([]byte(t))
 		return data, true, err
 	}
 	data, err = decodeBase64(text)
@@ -213,110 +167,65 @@ func (e *MetadataError) Error() string {
 
 func (e *MetadataError) Unwrap() error { return e.Err }
 
-var listName = xml.Name{Space: NS, Local: "public-keys-list"}
-
-// TokenReader implements xmlstream.Marshaler. Entries with a zero Date are
-// written without a date; use [Merge] to give them one before publishing.
-func (l PublicKeysList) TokenReader() xml.TokenReader {
-	var inner []xml.TokenReader
+// Element returns the <public-keys-list/> element, the item to publish.
+// Entries with a zero Date are written without a date; use [Merge] to give
+// them one before publishing.
+func (l PublicKeysList) Element() *xmltree.Element {
+	el := xmltree.New(NS, "public-keys-list")
+	el.Children = make([]xmltree.Node, 0, len(l.Keys))
 	for _, k := range l.Keys {
-		start := xml.StartElement{
-			Name: xml.Name{Local: "pubkey-metadata"},
-			Attr: []xml.Attr{{Name: xml.Name{Local: "v4-fingerprint"}, Value: k.Fingerprint}},
-		}
+		m := xmltree.New(NS, "pubkey-metadata", "v4-fingerprint", k.Fingerprint)
 		if !k.Date.IsZero() {
-			start.Attr = append(start.Attr, xml.Attr{Name: xml.Name{Local: "date"}, Value: FormatTime(k.Date)})
+			m.SetAttr("date", FormatTime(k.Date))
 		}
-		inner = append(inner, xmlstream.Wrap(nil, start))
+		el.Append(m)
 	}
-	return xmlstream.Wrap(xmlstream.MultiReader(inner...), xml.StartElement{Name: listName})
+	return el
 }
 
-// WriteXML implements xmlstream.WriterTo.
-func (l PublicKeysList) WriteXML(w xmlstream.TokenWriter) (int, error) {
-	return xmlstream.Copy(w, l.TokenReader())
-}
-
-// MarshalXML implements xml.Marshaler.
-func (l PublicKeysList) MarshalXML(enc *xml.Encoder, _ xml.StartElement) error {
-	if _, err := l.WriteXML(enc); err != nil {
-		return err
+// ParsePublicKeysList parses a <public-keys-list/> element; see
+// PublicKeysList.Problems for how non-conforming entries are handled. An
+// empty list is valid.
+func ParsePublicKeysList(el *xmltree.Element) (*PublicKeysList, error) {
+	if el.Name.Space != NS || el.Name.Local != "public-keys-list" {
+		return nil, fmt.Errorf("ox: expected <public-keys-list xmlns='%s'/>, got {%s}%s", NS, el.Name.Space, el.Name.Local)
 	}
-	return enc.Flush()
-}
-
-// UnmarshalXML implements xml.Unmarshaler; see PublicKeysList.Problems for
-// how non-conforming entries are handled. An empty list is valid.
-func (l *PublicKeysList) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
-	return l.decode(&stdTokens{r: d}, startToken(start))
-}
-
-func (l *PublicKeysList) decode(d tokens, start *token) error {
-	if start.name != listName {
-		return fmt.Errorf("ox: expected <public-keys-list xmlns='%s'/>, got {%s}%s", NS, start.name.Space, start.name.Local)
-	}
-	*l = PublicKeysList{}
+	l := new(PublicKeysList)
 	seen := map[string]bool{}
 	index := 0
-	var t *token
-	for {
-		var err error
-		t, err = d.next()
-		if err != nil {
-			return fmt.Errorf("ox: invalid <public-keys-list/>: %w", err)
+	for _, n := range el.Children {
+		e, ok := n.(*xmltree.Element)
+		if !ok || !inNS(e.Name, "pubkey-metadata") {
+			continue
 		}
-		switch t.kind {
-		case tokDirective:
-			return errors.New("ox: invalid <public-keys-list/>: unexpected directive")
-		case tokEnd:
-			return nil
-		case tokStart:
-			// Read the attributes before skipping: they belong to the
-			// reader's buffer.
-			isEntry := inNS(t.name, "pubkey-metadata")
-			raw, _ := attr(t.attr, "v4-fingerprint")
-			date, hasDate := attr(t.attr, "date")
-			if err := skip(d); err != nil {
-				return fmt.Errorf("ox: invalid <public-keys-list/>: %w", err)
-			}
-			if !isEntry {
-				continue
-			}
-			i := index
-			index++
-			problem := func(err error) {
-				l.Problems = append(l.Problems, &MetadataError{Index: i, Fingerprint: raw, Err: err})
-			}
-			fpr, ok := CanonicalFingerprint(raw)
-			if !ok || strings.ContainsAny(raw, " \t\r\n") {
-				problem(ErrBadFingerprint)
-				continue
-			}
-			if seen[fpr] {
-				problem(ErrDuplicateFingerprint)
-				continue
-			}
-			seen[fpr] = true
-			if fpr != raw {
-				problem(ErrLowercaseFingerprint)
-			}
-			m := KeyMetadata{Fingerprint: fpr, Node: PublicKeyNode(raw)}
-			if hasDate {
-				m.Date, _ = ParseTime(date)
-			}
-			if m.Date.IsZero() {
-				problem(ErrMissingDate)
-			}
-			l.Keys = append(l.Keys, m)
+		raw := e.AttrValue("v4-fingerprint")
+		date, hasDate := e.LookupAttr("date")
+		i := index
+		index++
+		problem := func(err error) {
+			l.Problems = append(l.Problems, &MetadataError{Index: i, Fingerprint: raw, Err: err})
 		}
-	}
-}
-
-// ParsePublicKeysList parses a <public-keys-list/> element.
-func ParsePublicKeysList(b []byte) (*PublicKeysList, error) {
-	l := new(PublicKeysList)
-	if err := decodeOne(b, l.decode); err != nil {
-		return nil, err
+		fpr, ok := CanonicalFingerprint(raw)
+		if !ok || strings.ContainsAny(raw, " \t\r\n") {
+			problem(ErrBadFingerprint)
+			continue
+		}
+		if seen[fpr] {
+			problem(ErrDuplicateFingerprint)
+			continue
+		}
+		seen[fpr] = true
+		if fpr != raw {
+			problem(ErrLowercaseFingerprint)
+		}
+		m := KeyMetadata{Fingerprint: fpr, Node: PublicKeyNode(raw)}
+		if hasDate {
+			m.Date, _ = ParseTime(date)
+		}
+		if m.Date.IsZero() {
+			problem(ErrMissingDate)
+		}
+		l.Keys = append(l.Keys, m)
 	}
 	return l, nil
 }
@@ -416,58 +325,27 @@ type SecretKey struct {
 	Data []byte
 }
 
-var secretkeyName = xml.Name{Space: NS, Local: "secretkey"}
-
-// TokenReader implements xmlstream.Marshaler.
-func (s SecretKey) TokenReader() xml.TokenReader {
-	return xmlstream.Wrap(
-		xmlstream.Token(xml.CharData(base64.StdEncoding.EncodeToString(s.Data))),
-		xml.StartElement{Name: secretkeyName},
-	)
+// Element returns the <secretkey/> element, the item to publish.
+func (s SecretKey) Element() *xmltree.Element {
+	return xmltree.New(NS, "secretkey").AppendText(base64.StdEncoding.EncodeToString(s.Data))
 }
 
-// WriteXML implements xmlstream.WriterTo.
-func (s SecretKey) WriteXML(w xmlstream.TokenWriter) (int, error) {
-	return xmlstream.Copy(w, s.TokenReader())
-}
-
-// MarshalXML implements xml.Marshaler.
-func (s SecretKey) MarshalXML(enc *xml.Encoder, _ xml.StartElement) error {
-	if _, err := s.WriteXML(enc); err != nil {
-		return err
+// ParseSecretKey parses a <secretkey/> element and returns the backup it
+// holds, ignoring white space in the Base64.
+func ParseSecretKey(el *xmltree.Element) ([]byte, error) {
+	if el.Name.Space != NS || el.Name.Local != "secretkey" {
+		return nil, fmt.Errorf("ox: expected <secretkey xmlns='%s'/>, got {%s}%s", NS, el.Name.Space, el.Name.Local)
 	}
-	return enc.Flush()
-}
-
-// UnmarshalXML implements xml.Unmarshaler, ignoring white space in the Base64.
-func (s *SecretKey) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
-	return s.decode(&stdTokens{r: d}, startToken(start))
-}
-
-func (s *SecretKey) decode(d tokens, start *token) error {
-	if start.name != secretkeyName {
-		return fmt.Errorf("ox: expected <secretkey xmlns='%s'/>, got {%s}%s", NS, start.name.Space, start.name.Local)
-	}
-	text, err := elementText(d)
+	text, err := leafText(el)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	data, err := decodeBase64(text)
 	if err != nil {
-		return fmt.Errorf("ox: <secretkey/>: %w", err)
+		return nil, fmt.Errorf("ox: <secretkey/>: %w", err)
 	}
 	if len(data) == 0 {
-		return errors.New("ox: empty <secretkey/>")
+		return nil, errors.New("ox: empty <secretkey/>")
 	}
-	s.Data = data
-	return nil
-}
-
-// ParseSecretKey parses a <secretkey/> element and returns the backup it holds.
-func ParseSecretKey(b []byte) ([]byte, error) {
-	var s SecretKey
-	if err := decodeOne(b, s.decode); err != nil {
-		return nil, err
-	}
-	return s.Data, nil
+	return data, nil
 }

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"mellium.im/xmlstream"
 )
 
 const (
@@ -50,7 +48,7 @@ func TestNodeNames(t *testing.T) {
 func TestPublicKeysListExamples(t *testing.T) {
 	for _, file := range []string{"xep0373-ex04.xml", "xep0373-ex06.xml"} {
 		t.Run(file, func(t *testing.T) {
-			el := findElement(t, readTestdata(t, "xep/"+file), "", xml.Name{Space: NS, Local: "public-keys-list"})
+			el := findElement(t, readTestdata(t, "xep/"+file), xml.Name{Space: NS, Local: "public-keys-list"})
 			l, err := ParsePublicKeysList(el)
 			if err != nil {
 				t.Fatal(err)
@@ -69,11 +67,8 @@ func TestPublicKeysListExamples(t *testing.T) {
 				t.Error("Contains")
 			}
 			// Re-encoding gives back the same list.
-			out, err := xml.Marshal(l)
-			if err != nil {
-				t.Fatal(err)
-			}
-			l2, err := ParsePublicKeysList(out)
+			out := l.Element().Marshal("")
+			l2, err := parseXML(out, ParsePublicKeysList)
 			if err != nil || len(l2.Keys) != 2 || l2.Keys[1] != l.Keys[1] {
 				t.Fatalf("%v %+v\n%s", err, l2, out)
 			}
@@ -91,7 +86,7 @@ func TestPublicKeysListTolerance(t *testing.T) {
 	  <pubkey-metadata v4-fingerprint='` + strings.Repeat("C", 40) + `' date='not a date'/>
 	  <other xmlns='urn:example'/>
 	</public-keys-list>`
-	l, err := ParsePublicKeysList([]byte(in))
+	l, err := parseXML([]byte(in), ParsePublicKeysList)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,10 +123,10 @@ func TestPublicKeysListTolerance(t *testing.T) {
 		}
 	}
 	// An empty list is valid; a wrong root is not.
-	if l, err := ParsePublicKeysList([]byte(`<public-keys-list xmlns='urn:xmpp:openpgp:0'/>`)); err != nil || len(l.Keys) != 0 {
+	if l, err := parseXML([]byte(`<public-keys-list xmlns='urn:xmpp:openpgp:0'/>`), ParsePublicKeysList); err != nil || len(l.Keys) != 0 {
 		t.Errorf("empty list: %v", err)
 	}
-	if _, err := ParsePublicKeysList([]byte(`<public-keys-list xmlns='urn:xmpp:openpgp:1'/>`)); err == nil {
+	if _, err := parseXML([]byte(`<public-keys-list xmlns='urn:xmpp:openpgp:1'/>`), ParsePublicKeysList); err == nil {
 		t.Error("wrong namespace accepted")
 	}
 }
@@ -169,10 +164,7 @@ func TestMerge(t *testing.T) {
 		t.Error("Contains")
 	}
 	// The merged list marshals with every date present.
-	out, err := xml.Marshal(PublicKeysList{Keys: got})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := PublicKeysList{Keys: got}.Element().Marshal("")
 	if bytes.Count(out, []byte("date=")) != 3 {
 		t.Errorf("%s", out)
 	}
@@ -190,11 +182,11 @@ func TestPubKey(t *testing.T) {
 	// and the example's indentation inside <data/>.
 	for _, file := range []string{"xep0373-ex03.xml", "xep0373-ex08.xml"} {
 		ex := readTestdata(t, "xep/"+file)
-		if _, err := ParsePubKey(findElement(t, ex, "", xml.Name{Space: NS, Local: "pubkey"})); err == nil {
+		if _, err := ParsePubKey(findElement(t, ex, xml.Name{Space: NS, Local: "pubkey"})); err == nil {
 			t.Errorf("%s: placeholder parsed as Base64", file)
 		}
 		ex = bytes.Replace(ex, []byte("BASE64_OPENPGP_PUBLIC_KEY"), []byte(wrap(b64, 60, "\n             ")), 1)
-		p, err := ParsePubKey(findElement(t, ex, "", xml.Name{Space: NS, Local: "pubkey"}))
+		p, err := ParsePubKey(findElement(t, ex, xml.Name{Space: NS, Local: "pubkey"}))
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
@@ -214,7 +206,7 @@ func TestPubKey(t *testing.T) {
 		"prefixed elements": {`<o:pubkey xmlns:o='urn:xmpp:openpgp:0'><o:data>` + b64 + `</o:data></o:pubkey>`, false},
 	} {
 		t.Run(name, func(t *testing.T) {
-			p, err := ParsePubKey([]byte(tc.in))
+			p, err := parseXML([]byte(tc.in), ParsePubKey)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -235,32 +227,21 @@ func TestPubKey(t *testing.T) {
 		"broken armor":  `<pubkey xmlns='urn:xmpp:openpgp:0'><data>-----BEGIN PGP PUBLIC KEY BLOCK-----</data></pubkey>`,
 		"wrong element": `<pubkey xmlns='urn:xmpp:openpgp:1'><data>` + b64 + `</data></pubkey>`,
 	} {
-		if _, err := ParsePubKey([]byte(in)); err == nil {
+		if _, err := parseXML([]byte(in), ParsePubKey); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
 
-	// Marshalling, through encoding/xml and through xmlstream.
-	out, err := xml.Marshal(PubKey{Data: data, Date: time.Date(2020, 1, 21, 10, 46, 21, 0, time.UTC)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Building the element, and parsing what it is written as.
+	out := PubKey{Data: data, Date: time.Date(2020, 1, 21, 10, 46, 21, 0, time.UTC)}.Element().String()
 	want := `<pubkey xmlns="urn:xmpp:openpgp:0" date="2020-01-21T10:46:21Z"><data>` + b64 + `</data></pubkey>`
-	if string(out) != want {
+	if out != want {
 		t.Errorf("got  %s\nwant %s", out, want)
 	}
-	var buf bytes.Buffer
-	enc := xml.NewEncoder(&buf)
-	if _, err := (PubKey{Data: data}).WriteXML(enc); err != nil {
-		t.Fatal(err)
+	p, err := parseXML(PubKey{Data: data}.Element().Marshal(""), ParsePubKey)
+	if err != nil || !bytes.Equal(p.Data, data) || !p.Date.IsZero() {
+		t.Errorf("parsed back: %v", err)
 	}
-	enc.Flush()
-	var p PubKey
-	if err := xml.Unmarshal(buf.Bytes(), &p); err != nil || !bytes.Equal(p.Data, data) {
-		t.Errorf("xml.Unmarshal: %v", err)
-	}
-	var _ xmlstream.Marshaler = PubKey{}
-	var _ xmlstream.WriterTo = PubKey{}
 }
 
 func TestSelectAnnounced(t *testing.T) {
@@ -289,17 +270,20 @@ func TestSecretKeyElement(t *testing.T) {
 	backup := []byte{0xc3, 0x2e, 0x04, 0x09, 0x03, 0x08}
 	b64 := base64.StdEncoding.EncodeToString(backup)
 	ex := readTestdata(t, "xep/xep0373-ex12.xml")
-	if _, err := ParseSecretKey(findElement(t, ex, "", xml.Name{Space: NS, Local: "secretkey"})); err == nil {
+	if _, err := ParseSecretKey(findElement(t, ex, xml.Name{Space: NS, Local: "secretkey"})); err == nil {
 		t.Error("placeholder parsed as Base64")
 	}
 	ex = bytes.Replace(ex, []byte("BASE64_OPENPGP_ENCRYPTED_SECRET_KEY"), []byte(b64), 1)
-	got, err := ParseSecretKey(findElement(t, ex, "", xml.Name{Space: NS, Local: "secretkey"}))
+	got, err := ParseSecretKey(findElement(t, ex, xml.Name{Space: NS, Local: "secretkey"}))
 	if err != nil || !bytes.Equal(got, backup) {
 		t.Fatalf("%v %x", err, got)
 	}
-	out, err := xml.Marshal(SecretKey{Data: backup})
-	if err != nil || string(out) != `<secretkey xmlns="urn:xmpp:openpgp:0">`+b64+`</secretkey>` {
-		t.Errorf("%v %s", err, out)
+	out := SecretKey{Data: backup}.Element().String()
+	if out != `<secretkey xmlns="urn:xmpp:openpgp:0">`+b64+`</secretkey>` {
+		t.Errorf("%s", out)
+	}
+	if got, err := parseXML([]byte(out), ParseSecretKey); err != nil || !bytes.Equal(got, backup) {
+		t.Errorf("parsed back: %v %x", err, got)
 	}
 	for _, in := range []string{
 		`<secretkey xmlns='urn:xmpp:openpgp:0'/>`,
@@ -307,7 +291,7 @@ func TestSecretKeyElement(t *testing.T) {
 		`<secretkey xmlns='urn:xmpp:openpgp:0'>@@@@</secretkey>`,
 		`<secretkey>` + b64 + `</secretkey>`,
 	} {
-		if _, err := ParseSecretKey([]byte(in)); err == nil {
+		if _, err := parseXML([]byte(in), ParseSecretKey); err == nil {
 			t.Errorf("%s: no error", in)
 		}
 	}

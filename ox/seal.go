@@ -88,7 +88,7 @@ func Seal(c Content, signer *Key, recipients []*Key, cfg *Config) ([]byte, error
 			return nil, err
 		}
 	}
-	plain, err := c.appendXML(make([]byte, 0, 384+len(c.Payload)))
+	plain, err := c.appendXML(make([]byte, 0, c.sizeHint()))
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package ox_test
 
 import (
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"strings"
@@ -111,7 +110,7 @@ func fetchList(t *testing.T, reader *client.Client, owner jid.JID) *engine.Publi
 	if len(items) != 1 || items[0].Payload == nil {
 		t.Fatalf("key list items %+v", items)
 	}
-	l, err := engine.ParsePublicKeysList(items[0].Payload.Marshal(""))
+	l, err := engine.ParsePublicKeysList(items[0].Payload)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,11 +245,7 @@ func integrationOX(t *testing.T, srv *prosodytest.Server) {
 			t.Fatal(err)
 		}
 		list := engine.PublicKeysList{Keys: []engine.KeyMetadata{{Fingerprint: stranger.Fingerprint(), Date: time.Now()}}}
-		el, err := xmltreeOf(list)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := other.c.Publish(ctx, engine.NodePublicKeys, "current", el, client.NodeOptions{"access_model": "open"}); err != nil {
+		if err := other.c.Publish(ctx, engine.NodePublicKeys, "current", list.Element(), client.NodeOptions{"access_model": "open"}); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(15 * time.Second)
@@ -520,11 +515,7 @@ func integrationOX(t *testing.T, srv *prosodytest.Server) {
 				t.Fatal(err)
 			}
 			st := xmltree.New(client.NSClient, "message", "to", bob.c.JID().String(), "type", "chat", "id", id)
-			el, err := xmltree.Parse(engine.Element{Data: msg}.Marshal(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st.Append(el)
+			st.Append(engine.Element{Data: msg}.Element())
 			st.Append(xmltree.New(eme.NS, "encryption", "namespace", eme.OX))
 			if err := alice.c.SendElement(ctx, st); err != nil {
 				t.Fatal(err)
@@ -536,8 +527,8 @@ func integrationOX(t *testing.T, srv *prosodytest.Server) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		send(engine.Content{Kind: engine.Signcrypt, To: []jid.JID{u[1].JID}, Time: time.Now(), Payload: []byte("<body>rogue key</body>")}, rogue, "f1")
-		send(engine.Content{Kind: engine.Signcrypt, To: []jid.JID{u[1].JID}, Time: time.Now(), Payload: []byte("<body>no signature</body>")}, nil, "f0")
+		send(engine.Content{Kind: engine.Signcrypt, To: []jid.JID{u[1].JID}, Time: time.Now(), Payload: []*xmltree.Element{xmltree.New(client.NSClient, "body").AppendText("rogue key")}}, rogue, "f1")
+		send(engine.Content{Kind: engine.Signcrypt, To: []jid.JID{u[1].JID}, Time: time.Now(), Payload: []*xmltree.Element{xmltree.New(client.NSClient, "body").AppendText("no signature")}}, nil, "f0")
 		for _, id := range []string{"f1", "f0"} {
 			ev := clienttest.WaitFor(t, bob.c, func(ev client.Event) bool {
 				switch ev := ev.(type) {
@@ -557,7 +548,7 @@ func integrationOX(t *testing.T, srv *prosodytest.Server) {
 			}
 		}
 		// Written for carol, delivered to bob.
-		send(engine.Content{Kind: engine.Signcrypt, To: []jid.JID{u[2].JID}, Payload: []byte("<body>for carol</body>")}, alice.key, "f2")
+		send(engine.Content{Kind: engine.Signcrypt, To: []jid.JID{u[2].JID}, Payload: []*xmltree.Element{xmltree.New(client.NSClient, "body").AppendText("for carol")}}, alice.key, "f2")
 		n := clienttest.WaitFor(t, bob.c, func(n *client.NoticeEvent) bool { return n.ID == "f2" })
 		if n.Reason != eme.ReasonVerificationFailed || strings.Contains(n.Text, "for carol") {
 			t.Fatalf("notice %+v", n)
@@ -655,12 +646,4 @@ func waitPEP(c *client.Client, owner jid.JID, d time.Duration, sec *[]*client.Se
 			return nil
 		}
 	}
-}
-
-func xmltreeOf(l engine.PublicKeysList) (*xmltree.Element, error) {
-	b, err := xml.Marshal(l)
-	if err != nil {
-		return nil, err
-	}
-	return xmltree.Parse(b, nil)
 }

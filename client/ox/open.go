@@ -1,9 +1,7 @@
 package ox
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"strings"
 	"time"
@@ -12,7 +10,6 @@ import (
 	"github.com/balcony-im/balcony/eme"
 	engine "github.com/balcony-im/balcony/ox"
 	"github.com/balcony-im/balcony/trust"
-	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Open implements Mechanism. It decrypts with the account's keys and
@@ -43,7 +40,7 @@ func (x *Mechanism) open(ctx context.Context, in *client.Incoming, src keySource
 	if el == nil {
 		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Detail: "no <openpgp/> element"}
 	}
-	data, err := openpgpData(el)
+	data, err := engine.ParseElement(el)
 	if err != nil {
 		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
 	}
@@ -156,131 +153,21 @@ func (x *Mechanism) result(in *client.Incoming, op *engine.Opened, sk *senderKey
 	// or post-dated <time/> stamp too) leaves the message unverified.
 	sec.Verified = verified && len(sec.Warnings) == 0
 
-	outer := in.Stanza.Elements()
-	oc := make([]engine.Child, len(outer))
-	for i, e := range outer {
-		oc[i] = engine.Child{Name: e.Name}
-	}
-	children, err := engine.EffectiveChildren(op.Content.Payload, oc)
-	if err != nil {
-		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
-	}
+	// Only the protected children are delivered (XEP-0374 §5: the payload
+	// takes the place of the stanza's children). Unencrypted siblings are
+	// not authenticated: anyone on the path could add a correction or a
+	// reply reference to a verified message. So the stanza's own children
+	// are not even passed.
 	res := &client.Opened{Security: sec}
 	hasBody := false
-	for _, c := range children {
-		if !c.Protected {
-			// Unencrypted siblings are not authenticated: anyone on the path
-			// could add a correction or a reply reference to a verified
-			// message. Only the protected children are delivered
-			// (XEP-0374 §5: the payload takes the place of the stanza's
-			// children).
-			continue
-		}
+	for _, c := range engine.EffectiveChildren(op.Content.Payload, nil) {
 		if c.Name.Space == client.NSClient && c.Name.Local == "body" && !hasBody {
-			if text, ok := simpleText(c.XML); ok {
-				res.Body, hasBody = text, true
-				continue
-			}
-		}
-		e, err := xmltree.Parse(c.XML, nil)
-		if err != nil {
-			return nil, &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
-		}
-		if e.Name.Space == client.NSClient && e.Name.Local == "body" && !hasBody {
-			res.Body, hasBody = e.Text(), true
+			res.Body, hasBody = c.Text(), true
 			continue
 		}
-		res.Payload = append(res.Payload, e)
+		res.Payload = append(res.Payload, c.Element)
 	}
 	return res, nil
-}
-
-// openpgpData returns the binary OpenPGP message of an <openpgp/> element.
-// What Balcony and the other clients send, plain Base64 text, is decoded
-// directly; anything else goes through ox.ParseElement, which also
-// tolerates white space and explains what is wrong.
-func openpgpData(el *xmltree.Element) ([]byte, error) {
-	if len(el.Children) == 1 && len(el.Attr) == 0 {
-		if text, ok := el.Children[0].(xmltree.CharData); ok {
-			if data, err := base64.StdEncoding.Strict().DecodeString(string(text)); err == nil && len(data) > 0 {
-				return data, nil
-			}
-		}
-	}
-	return engine.ParseElement(el.Marshal(""))
-}
-
-// simpleText returns the text of an element as ox writes payload children:
-// a start tag, text escaped with &amp; &lt; &gt; and &#xD; only, the end
-// tag. Anything else (child elements, other references) is left to a full
-// parser.
-func simpleText(b []byte) (string, bool) {
-	start := startTagEnd(b)
-	if start < 0 {
-		return "", false
-	}
-	if b[start-1] == '/' {
-		return "", true // an empty element
-	}
-	rest := b[start+1:]
-	end := bytes.LastIndex(rest, []byte("</"))
-	if end < 0 {
-		return "", false
-	}
-	raw := rest[:end]
-	if bytes.IndexByte(raw, '<') >= 0 {
-		return "", false
-	}
-	if bytes.IndexByte(raw, '&') < 0 {
-		return string(raw), true
-	}
-	var sb strings.Builder
-	sb.Grow(len(raw))
-	for len(raw) > 0 {
-		j := bytes.IndexByte(raw, '&')
-		if j < 0 {
-			sb.Write(raw)
-			break
-		}
-		sb.Write(raw[:j])
-		raw = raw[j:]
-		switch {
-		case bytes.HasPrefix(raw, []byte("&amp;")):
-			sb.WriteByte('&')
-			raw = raw[5:]
-		case bytes.HasPrefix(raw, []byte("&lt;")):
-			sb.WriteByte('<')
-			raw = raw[4:]
-		case bytes.HasPrefix(raw, []byte("&gt;")):
-			sb.WriteByte('>')
-			raw = raw[4:]
-		case bytes.HasPrefix(raw, []byte("&#xD;")):
-			sb.WriteByte('\r')
-			raw = raw[5:]
-		default:
-			return "", false
-		}
-	}
-	return sb.String(), true
-}
-
-// startTagEnd returns the index of the '>' that ends the first start tag
-// of b, outside attribute values, or -1.
-func startTagEnd(b []byte) int {
-	quote := byte(0)
-	for i, c := range b {
-		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '>':
-			return i
-		}
-	}
-	return -1
 }
 
 // problemWarning is the warning for a problem the engine found in a

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"mellium.im/xmpp/jid"
 
@@ -244,18 +246,12 @@ func (x *Mechanism) Seal(ctx context.Context, out *client.Outgoing) (client.Seal
 		x.log().Info("not encrypting to an unusable own OpenPGP key", "err", err)
 	}
 
-	payload := make([]byte, 0, 64+len(out.Body))
+	payload := make([]*xmltree.Element, 0, 1+len(out.Payload))
 	if out.Body != "" {
-		var b strings.Builder
-		if err := xml.EscapeText(&b, []byte(out.Body)); err != nil {
-			return client.Sealed{}, err
-		}
-		payload = append(payload, "<body>"...)
-		payload = append(payload, b.String()...)
-		payload = append(payload, "</body>"...)
+		payload = append(payload, xmltree.New(client.NSClient, "body").AppendText(xmlText(out.Body)))
 	}
 	for _, e := range out.Payload {
-		payload = append(payload, e.Marshal(client.NSClient)...)
+		payload = append(payload, sendable(e))
 	}
 	content := engine.Content{Kind: engine.Signcrypt, To: []jid.JID{to}, Payload: payload}
 	msg, err := engine.Seal(content, own[0], all, x.pgp)
@@ -266,12 +262,88 @@ func (x *Mechanism) Seal(ctx context.Context, out *client.Outgoing) (client.Seal
 	if out.Thread != "" {
 		st.Append(xmltree.New(client.NSClient, "thread").AppendText(out.Thread))
 	}
-	el, err := xmltree.Parse(engine.Element{Data: msg}.Marshal(), nil)
-	if err != nil {
-		return client.Sealed{}, err
-	}
-	st.Append(el)
+	st.Append(engine.Element{Data: msg}.Element())
 	return client.Sealed{Stanzas: []*xmltree.Element{st}}, nil
+}
+
+// sendable returns e as the pipeline would send it unencrypted (xmltree's
+// writer), which is what the content element carries: characters XML
+// cannot carry become U+FFFD, and attributes in namespaces other than none
+// and xml are left out, as are namespace declarations among the
+// attributes. e is returned itself when nothing changes, otherwise a copy.
+func sendable(e *xmltree.Element) *xmltree.Element {
+	if e == nil {
+		return nil
+	}
+	var c *xmltree.Element // the copy, once something changed
+	change := func() {
+		if c == nil {
+			c = &xmltree.Element{Name: e.Name, Attr: slices.Clone(e.Attr), Children: slices.Clone(e.Children)}
+		}
+	}
+	if s := xmlText(e.Name.Space); s != e.Name.Space {
+		change()
+		c.Name.Space = s
+	}
+	kept := 0
+	for _, a := range e.Attr {
+		v := xmlText(a.Value)
+		switch a.Name.Space {
+		case "":
+			if a.Name.Local != "" && a.Name.Local != "xmlns" {
+				break
+			}
+			fallthrough
+		default:
+			change()
+			continue
+		case "xml", nsXML:
+		}
+		if v != a.Value {
+			change()
+		}
+		if c != nil {
+			c.Attr[kept] = xml.Attr{Name: a.Name, Value: v}
+		}
+		kept++
+	}
+	if c != nil {
+		c.Attr = c.Attr[:kept]
+	}
+	for i, n := range e.Children {
+		var m xmltree.Node
+		switch n := n.(type) {
+		case *xmltree.Element:
+			if s := sendable(n); s != n {
+				m = s
+			}
+		case xmltree.CharData:
+			if s := xmlText(string(n)); s != string(n) {
+				m = xmltree.CharData(s)
+			}
+		}
+		if m != nil {
+			change()
+			c.Children[i] = m
+		}
+	}
+	if c == nil {
+		return e
+	}
+	return c
+}
+
+const nsXML = "http://www.w3.org/XML/1998/namespace"
+
+// xmlText returns s with every character XML cannot carry (XML 1.0 §2.2),
+// and every byte that is not UTF-8, replaced by U+FFFD.
+func xmlText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' || r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 {
+			return r
+		}
+		return utf8.RuneError
+	}, s)
 }
 
 // recipientKeys returns the keys to encrypt to for bare: every key it

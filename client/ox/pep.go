@@ -2,7 +2,6 @@ package ox
 
 import (
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"slices"
@@ -31,15 +30,6 @@ var (
 	oxSecretRequired = client.NodeOptions{"access_model": "whitelist", "persist_items": "true"}
 	oxSecretOptional = client.NodeOptions{"send_last_published_item": "never"}
 )
-
-// oxTree turns an ox payload type into a tree.
-func oxTree(v xml.Marshaler) (*xmltree.Element, error) {
-	b, err := xml.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return xmltree.Parse(b, nil)
-}
 
 // stanzaCondition reports whether err is a stanza error with the given
 // defined condition.
@@ -75,10 +65,7 @@ func (x *Mechanism) Publish(ctx context.Context) error {
 		return err
 	}
 	now := x.now().UTC().Truncate(time.Second)
-	el, err := oxTree(engine.PubKey{Data: data})
-	if err != nil {
-		return err
-	}
+	el := engine.PubKey{Data: data}.Element()
 	if err := x.publishNode(ctx, engine.PublicKeyNode(k.Fingerprint()), engine.FormatTime(now), el, oxPublicRequired, oxPublicOptional); err != nil {
 		return err
 	}
@@ -109,10 +96,7 @@ func (x *Mechanism) announce(ctx context.Context, fpr string, date time.Time) er
 		}
 	}
 	merged := engine.Merge(keep, engine.KeyMetadata{Fingerprint: fpr, Date: date})
-	el, err := oxTree(engine.PublicKeysList{Keys: merged})
-	if err != nil {
-		return err
-	}
+	el := engine.PublicKeysList{Keys: merged}.Element()
 	return x.publishNode(ctx, engine.NodePublicKeys, "current", el, oxPublicRequired, oxPublicOptional)
 }
 
@@ -151,10 +135,7 @@ func (x *Mechanism) Withdraw(ctx context.Context, fingerprint string) error {
 	if len(keep) == len(cur.Keys) {
 		return fmt.Errorf("%w: %s", ErrNotAnnounced, fpr)
 	}
-	el, err := oxTree(engine.PublicKeysList{Keys: keep})
-	if err != nil {
-		return err
-	}
+	el := engine.PublicKeysList{Keys: keep}.Element()
 	if err := x.publishNode(ctx, engine.NodePublicKeys, "current", el, oxPublicRequired, oxPublicOptional); err != nil {
 		return err
 	}
@@ -181,7 +162,7 @@ func (x *Mechanism) fetchList(ctx context.Context, owner jid.JID) (*engine.Publi
 	if len(items) == 0 || items[len(items)-1].Payload == nil {
 		return &engine.PublicKeysList{}, nil
 	}
-	l, err := engine.ParsePublicKeysList(items[len(items)-1].Payload.Marshal(""))
+	l, err := engine.ParsePublicKeysList(items[len(items)-1].Payload)
 	if err != nil {
 		return nil, fmt.Errorf("client: the OpenPGP key list of %s: %w", owner, err)
 	}
@@ -203,7 +184,7 @@ func (x *Mechanism) fetchKey(ctx context.Context, owner jid.JID, m engine.KeyMet
 	if len(items) == 0 || items[len(items)-1].Payload == nil {
 		return nil, nil, errors.New("empty data node")
 	}
-	pub, err := engine.ParsePubKey(items[len(items)-1].Payload.Marshal(""))
+	pub, err := engine.ParsePubKey(items[len(items)-1].Payload)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -332,7 +313,7 @@ func (x *Mechanism) onMetadata(ev *client.PEPEvent) {
 	defer cancel()
 	var list *engine.PublicKeysList
 	if n := len(ev.Items); n > 0 && ev.Items[n-1].Payload != nil {
-		if l, err := engine.ParsePublicKeysList(ev.Items[n-1].Payload.Marshal("")); err == nil {
+		if l, err := engine.ParsePublicKeysList(ev.Items[n-1].Payload); err == nil {
 			list = l
 		}
 	}
@@ -426,10 +407,7 @@ func (x *Mechanism) Backup(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	el, err := oxTree(engine.SecretKey{Data: data})
-	if err != nil {
-		return "", err
-	}
+	el := engine.SecretKey{Data: data}.Element()
 	if err := x.publishNode(ctx, engine.NodeSecretKey, "current", el, oxSecretRequired, oxSecretOptional); err != nil {
 		var ce *client.NodeConfigError
 		if errors.As(err, &ce) {
@@ -482,7 +460,7 @@ func (x *Mechanism) Restore(ctx context.Context, code string) (*RestoreResult, e
 	if len(items) == 0 || items[len(items)-1].Payload == nil {
 		return nil, ErrNoBackup
 	}
-	data, err := engine.ParseSecretKey(items[len(items)-1].Payload.Marshal(""))
+	data, err := engine.ParseSecretKey(items[len(items)-1].Payload)
 	if err != nil {
 		return nil, err
 	}
