@@ -5,7 +5,9 @@ package layers
 import (
 	"bufio"
 	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -176,5 +178,38 @@ func TestPublicAPIHasNoInternalTypes(t *testing.T) {
 	}
 	if checked == 0 {
 		t.Fatal("no public package imports an internal one: the test checks nothing")
+	}
+}
+
+// TestNoLongFiles keeps every non-test Go file of the module under 800
+// lines, so that a reader finds a rule's room without paging through a
+// file that holds several.
+func TestNoLongFiles(t *testing.T) {
+	const limit = 800
+	out, err := exec.Command("go", "list", "-f", `{{.Dir}}{{range .GoFiles}} {{.}}{{end}}`, module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	checked := 0
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		for _, name := range fields[1:] {
+			path := filepath.Join(fields[0], name)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checked++
+			if n := bytes.Count(data, []byte("\n")); n > limit {
+				t.Errorf("%s has %d lines (at most %d outside tests): split it by concern", path, n, limit)
+			}
+		}
+	}
+	if checked < 50 {
+		t.Fatalf("only %d files checked: go list output %q", checked, out)
 	}
 }
