@@ -46,6 +46,7 @@ func TestScaleOTRConversations(t *testing.T) {
 	warm := net.add("warm@example.org/desk", keys[1], Config{Store: peerStore, InstanceTag: tag})
 	private(t, net, alice, warm)
 	g0, h0 := runtime.NumGoroutine(), e2ebench.HeapAfterGC()
+	rss0, _ := e2ebench.ProcStatus(0, "VmRSS")
 	for i := range n {
 		full := fmt.Sprintf("bob%d@example.org/desk", i)
 		bob := net.add(full, keys[1+i%(len(keys)-1)], Config{Store: peerStore, InstanceTag: tag})
@@ -68,8 +69,10 @@ func TestScaleOTRConversations(t *testing.T) {
 		t.Fatalf("%d live conversations, want at least %d", got, n)
 	}
 	g1, h1 := runtime.NumGoroutine(), e2ebench.HeapAfterGC()
+	rss1, _ := e2ebench.ProcStatus(0, "VmRSS")
 	per := (int64(h1) - int64(h0)) / int64(n)
-	t.Logf("%d OTR conversations: %d bytes of heap each (budget %d), goroutines %d -> %d", n, per, scaleBudgetOTR, g0, g1)
+	t.Logf("%d OTR conversations: %d bytes of heap each (budget %d), RSS +%d KiB in all (peers included), goroutines %d -> %d",
+		n, per, scaleBudgetOTR, (int64(rss1)-int64(rss0))>>10, g0, g1)
 	if per > scaleBudgetOTR {
 		t.Errorf("%d bytes per conversation, budget %d", per, scaleBudgetOTR)
 	}

@@ -64,6 +64,7 @@ func newStore(tb testing.TB) *store.Store {
 // endpoint is one connected client with its mechanism's handle.
 type endpoint struct {
 	c   *client.Client
+	st  *store.Store // nil for a mechanism without a store
 	ox  *ox.Mechanism
 	otr *otr.Mechanism
 	es  *esession.Mechanism
@@ -105,6 +106,7 @@ var mechanisms = []mechanism{
 
 func registerOX(tb testing.TB, e *endpoint, _ int) func(*client.Client) {
 	st := newStore(tb)
+	e.st = st
 	return func(c *client.Client) {
 		k, err := oxengine.GenerateKey(c.JID(), oxengine.EdDSA25519, nil)
 		if err != nil {
@@ -134,6 +136,7 @@ func readyOX(tb testing.TB, a, b *endpoint) {
 
 func registerOTR(tb testing.TB, e *endpoint, i int) func(*client.Client) {
 	st := newStore(tb)
+	e.st = st
 	return func(c *client.Client) {
 		tag, err := st.OTRInstanceTag(context.Background())
 		if err != nil {
@@ -203,14 +206,24 @@ type pair struct {
 // for m. n distinguishes the accounts of one server.
 func connectPair(tb testing.TB, srv *servertest.Server, m mechanism, n int) *pair {
 	tb.Helper()
+	var accts [2]servertest.Account
+	for i := range accts {
+		accts[i] = srv.AddUser(tb, fmt.Sprintf("%s%d%c", m.name, n, 'a'+i), "")
+	}
+	return connectAccounts(tb, srv, m, n, accts)
+}
+
+// connectAccounts connects two registered accounts, equipped for m, and
+// makes them ready.
+func connectAccounts(tb testing.TB, srv *servertest.Server, m mechanism, n int, accts [2]servertest.Account) *pair {
+	tb.Helper()
 	p := &pair{m: m, a: &endpoint{}, b: &endpoint{}}
 	for i, e := range []*endpoint{p.a, p.b} {
-		acct := srv.AddUser(tb, fmt.Sprintf("%s%d%c", m.name, n, 'a'+i), "")
 		var reg func(*client.Client)
 		if m.register != nil {
 			reg = m.register(tb, e, 2*n+i)
 		}
-		e.c = clienttest.ConnectTo(tb, srv, acct, "bench", reg)
+		e.c = clienttest.ConnectTo(tb, srv, accts[i], "bench", reg)
 	}
 	if m.ready != nil {
 		m.ready(tb, p.a, p.b)
