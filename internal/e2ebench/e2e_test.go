@@ -228,6 +228,9 @@ func (r *e2eRun) report(b *testing.B) {
 				continue
 			}
 			b.ReportMetric(t.rate()/rt.rate(), m.name+"-x-"+ref)
+			if ref == m.ref {
+				b.ReportMetric(t.rate()/rt.rate(), m.name+"-x-ref")
+			}
 			b.ReportMetric(float64(t.lat.Percentile(50))/float64(rt.lat.Percentile(50)), m.name+"-p50-x-"+ref)
 		}
 	}
