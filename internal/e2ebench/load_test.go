@@ -81,6 +81,7 @@ func addUser(srv *servertest.Server, local string) (servertest.Account, error) {
 // loadStats are counted by every pair.
 type loadStats struct {
 	sent, received, errors atomic.Int64
+	cpu, srvCPU            time.Duration // this process's and the server's, during the load
 	mu                     sync.Mutex
 	lat                    Latencies
 	firstErr               []string
@@ -241,11 +242,14 @@ func runLoad(t *testing.T, srv *servertest.Server, accts []servertest.Account, s
 		go func() { defer readers.Done(); readEvents(p.b, ab, st, done) }()
 		go func() { defer readers.Done(); readEvents(p.a, ba, st, done) }()
 	}
+	srvPID := serverPID(srv)
+	cpu0, srv0 := cpuTime(), serverCPU(srvPID)
 	load := time.Now()
 	time.Sleep(time.Duration(seconds) * time.Second) // the load's duration, not a wait for an event
 	close(stop)
 	senders.Wait()
 	elapsed := time.Since(load)
+	st.cpu, st.srvCPU = cpuTime()-cpu0, serverCPU(srvPID)-srv0
 	// Whatever is in flight arrives (bounded).
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -309,12 +313,16 @@ func TestLoadManyAccounts(t *testing.T) {
 	t.Logf("%d accounts, %v: %d sent, %d received (%.0f msg/s), %d errors; latency p50 %v p99 %v",
 		len(accts), elapsed.Round(time.Millisecond), st.sent.Load(), st.received.Load(), rate, st.errors.Load(),
 		st.lat.Percentile(50).Round(time.Microsecond), st.lat.Percentile(99).Round(time.Microsecond))
+	t.Logf("CPU during the load: clients %.2f cores (%.0f µs per message), server %.2f cores (%.0f µs per message)",
+		st.cpu.Seconds()/elapsed.Seconds(), float64(st.cpu.Microseconds())/float64(max(1, st.received.Load())),
+		st.srvCPU.Seconds()/elapsed.Seconds(), float64(st.srvCPU.Microseconds())/float64(max(1, st.received.Load())))
 	t.Logf("before: %d goroutines, %d fds, heap %.1f MiB; loaded: %d goroutines, %d fds, heap %.1f MiB; after: %d goroutines, %d fds, heap %.1f MiB",
 		before.goroutines, before.fds, float64(before.heap)/(1<<20), during.goroutines, during.fds, float64(during.heap)/(1<<20),
 		after.goroutines, after.fds, float64(after.heap)/(1<<20))
-	fmt.Printf("load accounts %d seconds %.1f sent %d received %d msg/s %.0f errors %d p50-ms %.2f p99-ms %.2f goroutines %d/%d/%d fds %d/%d/%d heap-mib %.1f/%.1f/%.1f\n",
+	fmt.Printf("load accounts %d seconds %.1f sent %d received %d msg/s %.0f errors %d p50-ms %.2f p99-ms %.2f client-cores %.2f server-cores %.2f goroutines %d/%d/%d fds %d/%d/%d heap-mib %.1f/%.1f/%.1f\n",
 		len(accts), elapsed.Seconds(), st.sent.Load(), st.received.Load(), rate, st.errors.Load(),
 		float64(st.lat.Percentile(50).Microseconds())/1000, float64(st.lat.Percentile(99).Microseconds())/1000,
+		st.cpu.Seconds()/elapsed.Seconds(), st.srvCPU.Seconds()/elapsed.Seconds(),
 		before.goroutines, during.goroutines, after.goroutines, before.fds, during.fds, after.fds,
 		float64(before.heap)/(1<<20), float64(during.heap)/(1<<20), float64(after.heap)/(1<<20))
 	for _, e := range st.firstErr {
