@@ -107,6 +107,8 @@ func render(w io.Writer, bars []bar, title string) error {
 		}
 		width += n*(barW+gap) + groupGap
 	}
+	// room for the title and the caption (about 7 px a character)
+	width = max(width, left+7*len(title), 620)
 	height := top + plotH + bottom
 	var sb strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
