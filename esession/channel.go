@@ -213,7 +213,14 @@ func (ch *channel) seal(content []byte) (*xmltree.Element, error) {
 	// a_mac = HMAC(KM, m_content | C) with C before encryption (§5 step
 	// 5): m_content is written to the MAC child by child as it is made.
 	d.mac.Reset()
-	c := &xmltree.Element{Name: nameC, Children: make([]xmltree.Node, 0, 4)}
+	// <c/> and room for its children (data, new, key, mac) in one
+	// allocation.
+	cb := &struct {
+		el   xmltree.Element
+		kids [4]xmltree.Node
+	}{}
+	c := &cb.el
+	c.Name, c.Children = nameC, cb.kids[:0]
 	if n > 0 {
 		pt := ch.scratch(n)
 		copy(pt, content)
@@ -236,7 +243,9 @@ func (ch *channel) seal(content []byte) (*xmltree.Element, error) {
 	}
 	d.mac.Write(d.ctr0[:])
 	d.mac.Sum(d.sum[:0])
-	c.Children = append(c.Children, textElement(nameMAC, base64.StdEncoding.EncodeToString(d.sum[:])))
+	var macText [44]byte // base64 of the 32-byte MAC
+	base64.StdEncoding.Encode(macText[:], d.sum[:])
+	c.Children = append(c.Children, textElement(nameMAC, string(macText[:])))
 	ch.rk.exchanged++
 	if next != nil {
 		// §9.2: the stanza went under the old keys; later ones use the new.
@@ -409,10 +418,15 @@ func (ch *channel) open(c *xmltree.Element) (*xmltree.Element, error) {
 	if len(p.mac) != base64.StdEncoding.EncodedLen(len(d.got)) {
 		return nil, errAuth
 	}
+	// 44 characters decode to 33 bytes when the last has no padding: the
+	// decoder writes up to DecodedLen, so it gets room for that, and
+	// anything but exactly 32 bytes is refused.
 	var macText [44]byte // base64 of 32 bytes
-	if n, err := strictBase64.Decode(d.got[:], macText[:copy(macText[:], p.mac)]); err != nil || n != len(d.got) {
+	var macRaw [33]byte
+	if n, err := strictBase64.Decode(macRaw[:], macText[:copy(macText[:], p.mac)]); err != nil || n != len(d.got) {
 		return nil, errAuth
 	}
+	copy(d.got[:], macRaw[:len(d.got)])
 	// §7 step 1: <new/> selects the key set the peer used.
 	if p.newKeys > 0 && p.newKeys >= len(ch.rk.sets) {
 		return nil, errAuth
