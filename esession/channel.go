@@ -10,6 +10,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"hash"
+	"slices"
 	"strconv"
 
 	"github.com/balcony-im/balcony/xmltree"
@@ -120,10 +121,42 @@ var (
 	nameKey  = xml.Name{Space: NSStanzaEncryption, Local: "key"}
 )
 
-// leaf returns a <c/> child with text, and appends its MAC input.
+// leaf returns a <c/> child with text, and writes its MAC input to the
+// sending MAC.
 func (ch *channel) leaf(name xml.Name, text string) *xmltree.Element {
-	ch.macIn = appendMACInput(ch.macIn, name.Local, text)
-	return &xmltree.Element{Name: name, Children: []xmltree.Node{xmltree.CharData(text)}}
+	ch.macIn = appendMACInput(ch.macIn[:0], name.Local, text)
+	ch.send.mac.Write(ch.macIn)
+	return textElement(name, text)
+}
+
+// leafBase64 is leaf with the base64 encoding of raw as text, encoded once
+// into the channel's buffer, which is MACed in place.
+func (ch *channel) leafBase64(name xml.Name, raw []byte) *xmltree.Element {
+	n := base64.StdEncoding.EncodedLen(len(raw))
+	ch.macIn = append(ch.macIn[:0], '<')
+	ch.macIn = append(ch.macIn, name.Local...)
+	ch.macIn = append(ch.macIn, '>')
+	start := len(ch.macIn)
+	ch.macIn = slices.Grow(ch.macIn, n+len(name.Local)+3)[:start+n]
+	base64.StdEncoding.Encode(ch.macIn[start:], raw)
+	text := string(ch.macIn[start:])
+	ch.macIn = append(ch.macIn, "</"...)
+	ch.macIn = append(ch.macIn, name.Local...)
+	ch.macIn = append(ch.macIn, '>')
+	ch.send.mac.Write(ch.macIn)
+	return textElement(name, text)
+}
+
+// textElement is an element holding text only; element and child list are
+// allocated together.
+func textElement(name xml.Name, text string) *xmltree.Element {
+	e := &struct {
+		el   xmltree.Element
+		kids [1]xmltree.Node
+	}{}
+	e.kids[0] = xmltree.CharData(text)
+	e.el = xmltree.Element{Name: name, Children: e.kids[:]}
+	return &e.el
 }
 
 // appendMACInput appends the MAC input of one child of <c/> as XEP-0200
@@ -177,8 +210,17 @@ func (ch *channel) seal(content []byte) (*xmltree.Element, error) {
 		}
 	}
 	d.ctr0 = d.ctr // C before encryption, MACed last (§5 step 5)
-	c := &xmltree.Element{Name: nameC, Children: make([]xmltree.Node, 0, 4)}
-	ch.macIn = ch.macIn[:0]
+	// a_mac = HMAC(KM, m_content | C) with C before encryption (§5 step
+	// 5): m_content is written to the MAC child by child as it is made.
+	d.mac.Reset()
+	// <c/> and room for its children (data, new, key, mac) in one
+	// allocation.
+	cb := &struct {
+		el   xmltree.Element
+		kids [4]xmltree.Node
+	}{}
+	c := &cb.el
+	c.Name, c.Children = nameC, cb.kids[:0]
 	if n > 0 {
 		pt := ch.scratch(n)
 		copy(pt, content)
@@ -186,9 +228,8 @@ func (ch *channel) seal(content []byte) (*xmltree.Element, error) {
 			pt[i] = ' '
 		}
 		d.xor(pt)
-		data := base64.StdEncoding.EncodeToString(pt)
+		c.Children = append(c.Children, ch.leafBase64(nameData, pt))
 		clear(pt)
-		c.Children = append(c.Children, ch.leaf(nameData, data))
 	} else {
 		d.xor(nil)
 	}
@@ -198,14 +239,13 @@ func (ch *channel) seal(content []byte) (*xmltree.Element, error) {
 		ch.rk.newKeys = 0
 	}
 	if next != nil {
-		c.Children = append(c.Children, ch.leaf(nameKey, base64.StdEncoding.EncodeToString(mpi(next.pub))))
+		c.Children = append(c.Children, ch.leafBase64(nameKey, mpi(next.pub)))
 	}
-	// a_mac = HMAC(KM, m_content | C) with C before encryption (§5 step 5)
-	d.mac.Reset()
-	d.mac.Write(ch.macIn)
 	d.mac.Write(d.ctr0[:])
 	d.mac.Sum(d.sum[:0])
-	c.Children = append(c.Children, ch.leaf(nameMAC, base64.StdEncoding.EncodeToString(d.sum[:])))
+	var macText [44]byte // base64 of the 32-byte MAC
+	base64.StdEncoding.Encode(macText[:], d.sum[:])
+	c.Children = append(c.Children, textElement(nameMAC, string(macText[:])))
 	ch.rk.exchanged++
 	if next != nil {
 		// §9.2: the stanza went under the old keys; later ones use the new.
@@ -289,7 +329,9 @@ func (ch *channel) parseC(c *xmltree.Element) (cParts, error) {
 		default: // anything outside the schema
 			return p, errAuth
 		}
-		if name != "new" && !isBase64(text) {
+		// <data/> is decoded by the strict decoder after the MAC check,
+		// which rejects anything but canonical base64: no check here.
+		if name != "new" && name != "data" && !isBase64(text) {
 			return p, errAuth
 		}
 		ch.macIn = appendMACInput(ch.macIn, name, text)
@@ -376,9 +418,15 @@ func (ch *channel) open(c *xmltree.Element) (*xmltree.Element, error) {
 	if len(p.mac) != base64.StdEncoding.EncodedLen(len(d.got)) {
 		return nil, errAuth
 	}
-	if n, err := strictBase64.Decode(d.got[:], []byte(p.mac)); err != nil || n != len(d.got) {
+	// 44 characters decode to 33 bytes when the last has no padding: the
+	// decoder writes up to DecodedLen, so it gets room for that, and
+	// anything but exactly 32 bytes is refused.
+	var macText [44]byte // base64 of 32 bytes
+	var macRaw [33]byte
+	if n, err := strictBase64.Decode(macRaw[:], macText[:copy(macText[:], p.mac)]); err != nil || n != len(d.got) {
 		return nil, errAuth
 	}
+	copy(d.got[:], macRaw[:len(d.got)])
 	// §7 step 1: <new/> selects the key set the peer used.
 	if p.newKeys > 0 && p.newKeys >= len(ch.rk.sets) {
 		return nil, errAuth
@@ -415,7 +463,10 @@ func (ch *channel) open(c *xmltree.Element) (*xmltree.Element, error) {
 	copy(buf, open)
 	n := 0
 	if p.hasData {
-		n, err = strictBase64.Decode(buf[len(open):], []byte(p.data))
+		// The text is copied into the MAC input buffer, no longer needed,
+		// rather than converted (an allocation per stanza).
+		ch.macIn = append(ch.macIn[:0], p.data...)
+		n, err = strictBase64.Decode(buf[len(open):], ch.macIn)
 		if err != nil {
 			return nil, errAuth
 		}

@@ -137,7 +137,8 @@ func (x *Mechanism) markFetched(bare string) {
 type keyInfo struct {
 	trust     trust.State
 	announced bool
-	own       bool // one of this device's own key pairs
+	own       bool      // one of this device's own key pairs
+	lastSeen  time.Time // as recorded in the store (zero: never)
 }
 
 // senderKeys are the parsed keys of one bare JID with their trust.
@@ -176,7 +177,7 @@ func (x *Mechanism) loadKeys(ctx context.Context, bare jid.JID) (*senderKeys, er
 		for _, k := range keys {
 			if k.Fingerprint() == r.Fingerprint {
 				sk.keys = append(sk.keys, k.Public())
-				sk.info[r.Fingerprint] = keyInfo{trust: r.Trust, announced: r.Announced}
+				sk.info[r.Fingerprint] = keyInfo{trust: r.Trust, announced: r.Announced, lastSeen: r.LastSeen}
 				break
 			}
 		}

@@ -71,13 +71,19 @@ func (x *Mechanism) open(ctx context.Context, in *client.Incoming, src keySource
 	if err != nil {
 		return nil, err
 	}
-	if !in.Origin.Copy() && op.Signer != nil && !sk.info[op.Signer.Fingerprint()].own {
+	if info := sk.info[op.Signer.Fingerprint()]; !in.Origin.Copy() && !info.own && x.now().Sub(info.lastSeen) >= seenEvery {
 		if _, err := x.st.RecordSeenKey(ctx, from.String(), trust.OX, op.Signer.Fingerprint(), nil); err != nil {
 			x.log().Warn("recording OpenPGP key use failed", "err", err)
 		}
 	}
 	return res, nil
 }
+
+// seenEvery is how often a contact key's last use is written to the
+// store: a write is a transaction with an fsync, far dearer than opening
+// the message, and the store keeps the time of last use for the user
+// (shown as a date), not for every message.
+const seenEvery = 10 * time.Minute
 
 // openErr maps the engine's errors to notices.
 func openErr(err error) error {
