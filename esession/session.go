@@ -45,6 +45,10 @@ type Params struct {
 	Security   string // "e2e", "c2s" or "none"
 	Logging    string // LoggingMay or LoggingMustNot (XEP-0136: off the record)
 	Disclosure string // "never", or "" if not negotiated
+	// SharePresence is true when both agreed to share presence for the
+	// session (the XEP-0155 "presence" field set to may): each sends the
+	// other directed presence (§9.3).
+	SharePresence bool
 	// The rest concerns encrypted sessions.
 	Group     int      // MODP group
 	Version   string   // ESession protocol version
