@@ -191,6 +191,16 @@ func (s *Session) Verified() bool {
 	return s.sasConfirmed || s.chainVerified || s.peerKeyVerified
 }
 
+// Offline reports an XEP-0187 offline session: one this client started
+// with a peer's published options (its stanzas must wait in the peer's
+// offline storage), or one a peer started while this client was offline
+// (this client only reads).
+func (s *Session) Offline() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.offline
+}
+
 // PeerKey returns the public key the peer identified with, or nil.
 func (s *Session) PeerKey() *PublicKey {
 	s.mu.Lock()
