@@ -115,4 +115,5 @@ var messagesGerman = map[MessageID]string{
 	MsgESArchiveOff:           "Das Archiv Ihres Servers speichert keine Nachrichten mit %s.",
 	MsgESArchiveExcluded:      "Ihr Server hat Nachrichten mit %s archiviert: Der Kontakt wurde für die Dauer der Sitzung auf die Liste „nie archivieren“ gesetzt.",
 	MsgESArchiveUnknown:       "Die Archivierungseinstellungen Ihres Servers konnten für %s nicht geprüft werden (%s); die Nachrichten der Sitzung bitten dennoch darum, nicht gespeichert zu werden.",
+	MsgESArchiveRestored:      "Die Ausnahme im Archiv für %s wurde zurückgenommen: Nachrichten mit diesem Kontakt werden wieder gemäß Ihren Einstellungen archiviert.",
 }

@@ -85,9 +85,10 @@ func (k keyAssociations) KeysFor(peer string) ([]engine.KnownKey, error) {
 	}
 	var out []engine.KnownKey
 	for _, ck := range list {
-		if ck.Data == nil || ck.Trust == trust.Untrusted {
-			// A rejected key is not the contact's: presenting it is a
-			// change, and the session ends (checkKeys).
+		// A key the user rejected is known too (it is no change when
+		// presented again), never verified; a session that presents it
+		// ends (checkKeys).
+		if ck.Data == nil {
 			continue
 		}
 		key, err := parseKeyData(ck.Data)
@@ -338,15 +339,16 @@ func joinJIDs(list []string) string {
 	return out
 }
 
-// checkKeys handles the engine's KeyAlert events of a result: the key is
-// recorded in the trust store and each alert becomes a security event in
-// its place, before the Established event; a session whose contact
-// presents a key the user rejected (trust.Untrusted) is terminated before
-// anything of it is shown, its messages withheld. The caller holds the
-// send lock and has sent res.Out.
+// checkKeys handles what the engine found out about the contacts' keys
+// in a result: each KeyAlert's key is recorded in the trust store and the
+// alert becomes a security event in its place, before the Established
+// event; a session in which the contact identified with a key the user
+// rejected (trust.Untrusted) is terminated before anything of it is
+// shown, its messages withheld. The caller holds the send lock and has
+// sent res.Out.
 func (e *Mechanism) checkKeys(ctx context.Context, res *engine.Result) []*client.SecurityEvent {
 	var out []*client.SecurityEvent
-	var rejected []*engine.Session
+	states := map[*engine.Session]trust.State{}
 	for _, ev := range res.Events {
 		ka, ok := ev.(engine.KeyAlert)
 		if !ok {
@@ -367,7 +369,9 @@ func (e *Mechanism) checkKeys(ctx context.Context, res *engine.Result) []*client
 		cancel()
 		if err != nil {
 			e.log().Warn("recording an Encrypted Sessions key failed", "peer", s.PeerBare(), "err", err)
+			continue
 		}
+		states[s] = state
 		fp := Fingerprint(ka.Key)
 		switch ka.Kind {
 		case engine.KeyNew:
@@ -380,27 +384,67 @@ func (e *Mechanism) checkKeys(ctx context.Context, res *engine.Result) []*client
 				Message: eme.Msg(eme.MsgESKeyOtherJID, s.PeerBare(), fp, joinJIDs(ka.OtherJIDs))})
 		}
 		out = appendNew(out, evs)
-		if state == trust.Untrusted && !slices.Contains(rejected, s) {
+	}
+	var rejected []*engine.Session
+	for _, ev := range res.Events {
+		est, ok := ev.(engine.Established)
+		if !ok || est.PeerKey == nil || e.cfg.Store == nil {
+			continue
+		}
+		s := est.Session
+		state, known := states[s]
+		if !known {
+			state = e.keyTrust(ctx, s.PeerBare(), Fingerprint(est.PeerKey))
+		}
+		if state == trust.Untrusted {
 			rejected = append(rejected, s)
-			out = append(out, &client.SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: KindKeyUntrusted, Fingerprint: fp,
-				Message: eme.Msg(eme.MsgESKeyUntrusted, s.PeerBare(), fp)})
+			p, _ := jid.Parse(s.Peer())
+			out = append(out, &client.SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: KindKeyUntrusted,
+				Fingerprint: Fingerprint(est.PeerKey), Message: eme.Msg(eme.MsgESKeyUntrusted, s.PeerBare(), Fingerprint(est.PeerKey))})
 		}
 	}
 	for _, s := range rejected {
+		// The encrypted terminate; the contact's acknowledgement ends
+		// the session here (KindTerminated).
 		tr, err := s.Terminate()
 		if err == nil {
 			e.send(ctx, tr.Out)
 		}
-		s.Close()
+		if s.State() != engine.StateEnded {
+			e.mu.Lock()
+			e.extraLocked(s).ending = true
+			e.mu.Unlock()
+		}
 		res.Events = append(res.Events, tr.Events...)
-		// Nothing of the session is shown: its content (an offline
-		// session carries some at once) is withheld.
+		// Nothing of the session is shown: not that it was established,
+		// nor its content (an offline session carries some at once).
 		res.Events = slices.DeleteFunc(res.Events, func(ev engine.Event) bool {
-			m, ok := ev.(engine.Message)
-			return ok && m.Session == s
+			switch ev := ev.(type) {
+			case engine.Message:
+				return ev.Session == s
+			case engine.Established:
+				return ev.Session == s
+			}
+			return false
 		})
 	}
 	return out
+}
+
+// keyTrust returns the user's decision about the contact's key.
+func (e *Mechanism) keyTrust(ctx context.Context, peer, fp string) trust.State {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	keys, err := e.cfg.Store.ListKeys(ctx, peer, trust.ESession)
+	if err != nil {
+		return trust.Undecided
+	}
+	for _, k := range keys {
+		if k.Fingerprint == fp {
+			return k.Trust
+		}
+	}
+	return trust.Undecided
 }
 
 // appendNew appends the events of evs whose kind is not in out yet for

@@ -223,6 +223,11 @@ func (e *Mechanism) restoreArchive(ctx context.Context, peer string) {
 	p.never = slices.DeleteFunc(p.never, func(j string) bool { return slices.Contains(peers, j) })
 	if err := e.setPrefs(ctx, p); err != nil {
 		e.log().Warn("taking back the archiving exceptions failed", "peers", peers, "err", err)
+		return
+	}
+	for _, peer := range peers {
+		pj, _ := jid.Parse(peer)
+		e.emitAll(pj, []*client.SecurityEvent{{Kind: KindLogging, Message: eme.Msg(eme.MsgESArchiveRestored, peer)}})
 	}
 }
 
