@@ -209,6 +209,7 @@ const (
 	MsgESArchiveExcluded MessageID = "esession-archive-excluded"
 	MsgESArchiveUnknown  MessageID = "esession-archive-unknown"
 	MsgESArchiveRestored MessageID = "esession-archive-restored"
+	MsgESOfflineEnded    MessageID = "esession-offline-ended"
 	// Notes on notices: why an Encrypted Session message could not be read.
 	MsgESCopyArchived MessageID = "esession-copy-archived"
 	MsgESCopyCarbon   MessageID = "esession-copy-carbon"
@@ -331,6 +332,7 @@ var messagesEnglish = map[MessageID]string{
 	MsgESArchiveOff:           "Your server's archive does not store messages with %s.",
 	MsgESArchiveExcluded:      "Your server archived messages with %s: the contact was put on the archive's \"never\" list while the session lasts.",
 	MsgESArchiveUnknown:       "The archiving preferences of your server could not be checked for %s (%s); the session's messages still ask not to be stored.",
+	MsgESOfflineEnded:         "%s came online: the offline Encrypted Session with the contact was ended; start an online one to go on.",
 	MsgESArchiveRestored:      "The archive's exception for %s was taken back: its messages are archived again as your preferences say.",
 }
 

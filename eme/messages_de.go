@@ -115,5 +115,6 @@ var messagesGerman = map[MessageID]string{
 	MsgESArchiveOff:           "Das Archiv Ihres Servers speichert keine Nachrichten mit %s.",
 	MsgESArchiveExcluded:      "Ihr Server hat Nachrichten mit %s archiviert: Der Kontakt wurde für die Dauer der Sitzung auf die Liste „nie archivieren“ gesetzt.",
 	MsgESArchiveUnknown:       "Die Archivierungseinstellungen Ihres Servers konnten für %s nicht geprüft werden (%s); die Nachrichten der Sitzung bitten dennoch darum, nicht gespeichert zu werden.",
+	MsgESOfflineEnded:         "%s ist online gekommen: Die Offline-Encrypted-Session mit dem Kontakt wurde beendet; beginnen Sie eine Online-Sitzung, um fortzufahren.",
 	MsgESArchiveRestored:      "Die Ausnahme im Archiv für %s wurde zurückgenommen: Nachrichten mit diesem Kontakt werden wieder gemäß Ihren Einstellungen archiviert.",
 }

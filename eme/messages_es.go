@@ -115,5 +115,6 @@ var messagesSpanish = map[MessageID]string{
 	MsgESArchiveOff:           "El archivo de tu servidor no guarda los mensajes con %s.",
 	MsgESArchiveExcluded:      "Tu servidor archivaba los mensajes con %s: el contacto se puso en la lista «nunca» del archivo mientras dure la sesión.",
 	MsgESArchiveUnknown:       "No se pudieron comprobar las preferencias de archivo de tu servidor para %s (%s); los mensajes de la sesión siguen pidiendo que no se guarden.",
+	MsgESOfflineEnded:         "%s se conectó: la Encrypted Session sin conexión con el contacto se terminó; inicia una en línea para continuar.",
 	MsgESArchiveRestored:      "Se retiró la excepción del archivo para %s: sus mensajes vuelven a archivarse según tus preferencias.",
 }

@@ -115,5 +115,6 @@ var messagesFrench = map[MessageID]string{
 	MsgESArchiveOff:           "L’archive de votre serveur ne stocke pas les messages échangés avec %s.",
 	MsgESArchiveExcluded:      "Votre serveur archivait les messages échangés avec %s : le contact a été placé sur la liste « jamais » de l’archive tant que dure la session.",
 	MsgESArchiveUnknown:       "Les préférences d’archivage de votre serveur n’ont pas pu être vérifiées pour %s (%s) ; les messages de la session demandent tout de même à ne pas être stockés.",
+	MsgESOfflineEnded:         "%s est de retour en ligne : l’Encrypted Session hors ligne avec ce contact a été close ; ouvrez-en une en ligne pour continuer.",
 	MsgESArchiveRestored:      "L’exception d’archivage pour %s a été levée : ses messages sont de nouveau archivés selon vos préférences.",
 }

@@ -69,7 +69,10 @@ func (e *Mechanism) MessageError(ev *client.ErrorEvent) []*client.SecurityEvent 
 // keys are gone with it, and stanzas sent to it would be redirected to
 // other resources or stored.
 func (e *Mechanism) Presence(ctx context.Context, ev *client.PresenceEvent) []*client.SecurityEvent {
-	if ev.Available || ev.From.Resourcepart() == "" {
+	if ev.Available {
+		return e.peerBack(ctx, ev.From)
+	}
+	if ev.From.Resourcepart() == "" {
 		return nil
 	}
 	// XEP-0155 §9.4: the session is kept (the peer may come back) or
@@ -84,6 +87,32 @@ func (e *Mechanism) Presence(ctx context.Context, ev *client.PresenceEvent) []*c
 	out := e.eventsOf(res.Events)
 	if out != nil {
 		e.afterHandled(ctx, res)
+	}
+	return out
+}
+
+// peerBack ends the offline sessions this client started with a contact
+// that came online (XEP-0187 §3: the contact reads them now, and an
+// online session takes their place).
+func (e *Mechanism) peerBack(ctx context.Context, from jid.JID) []*client.SecurityEvent {
+	var out []*client.SecurityEvent
+	for _, s := range e.newestFirst(from.Bare()) {
+		if !s.Offline() || s.Role() != engine.Responder || s.State() != engine.StateActive || e.isEnding(s) {
+			continue
+		}
+		unlock := e.lockSend()
+		res, err := s.Terminate()
+		if err == nil {
+			e.send(ctx, res.Out)
+		}
+		unlock()
+		s.Close()
+		p, _ := jid.Parse(s.Peer())
+		out = append(out, &client.SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: KindTerminated,
+			Message: eme.Msg(eme.MsgESOfflineEnded, s.PeerBare())})
+	}
+	if out != nil {
+		e.notify()
 	}
 	return out
 }
