@@ -713,7 +713,9 @@ func (s *Session) openC(res *Result, in *Inbound) (Result, error) {
 		}
 		ctl = append(ctl, pf)
 	}
-	if len(content) > 0 {
+	// An iq is answered even when it carries nothing (an empty result, an
+	// error whose condition is in the clear): its Message is reported.
+	if len(content) > 0 || in.kind() == StanzaIQ {
 		res.Events = append(res.Events, Message{Session: s, Content: content, Stripped: stripped(in.Other),
 			Kind: in.kind(), Type: in.Type, ID: in.ID})
 	}

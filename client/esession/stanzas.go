@@ -74,8 +74,9 @@ func (e *Mechanism) SendPresence(ctx context.Context, peer jid.JID, show, status
 
 // IQ sends an iq request (typ "get" or "set") with payload, encrypted, to
 // the contact's resource of the session that negotiated iq, and returns
-// the decrypted answer's type ("result" or "error") and children. It
-// waits until the answer comes or ctx ends.
+// the decrypted answer's type ("result" or "error") and children; an
+// error answer comes with its *client.StanzaError. It waits until the
+// answer comes or ctx ends.
 func (e *Mechanism) IQ(ctx context.Context, peer jid.JID, typ string, payload ...*xmltree.Element) (string, []*xmltree.Element, error) {
 	if typ != "get" && typ != "set" {
 		return "", nil, fmt.Errorf("client: an iq request is get or set, not %q", typ)
@@ -151,8 +152,11 @@ func (e *Mechanism) OpenStanza(ctx context.Context, in *client.Incoming) ([]*xml
 			e.deliverIQ(inb.ID, iqAnswer{err: fmt.Errorf("client: the answer could not be read: %v", errText(rerr, "no session"))})
 		}
 		return nil, events
-	case msg.Kind == engine.StanzaIQ && (msg.Type == "result" || msg.Type == "error"):
+	case msg.Kind == engine.StanzaIQ && msg.Type == "result":
 		e.deliverIQ(msg.ID, iqAnswer{typ: msg.Type, content: msg.Content})
+		return nil, events
+	case msg.Kind == engine.StanzaIQ && msg.Type == "error":
+		e.deliverIQ(msg.ID, iqAnswer{typ: msg.Type, content: msg.Content, err: stanzaError(inb.Error)})
 		return nil, events
 	}
 	return msg.Content, events
@@ -168,20 +172,44 @@ func (e *Mechanism) answerIQ(ctx context.Context, from jid.JID, msg *engine.Mess
 		req.Append(c)
 	}
 	ans := e.h.AnswerIQ(req)
+	typ, content := "result", ans.Elements()
+	var clearErr *xmltree.Element
 	if ans.AttrValue("type") == "error" {
-		ans.SetAttr("to", from.String())
-		if err := e.wire.Send(ctx, from, ans); err != nil {
-			e.log().Warn("answering an encrypted iq failed", "to", from.String(), "err", err)
-		}
-		return
+		// XEP-0200 §4 ("Encrypted IQ Error Stanza"): the <error/> with its
+		// defined condition stays in the clear beside the <c/>, which
+		// carries no content here but keeps the counters in step.
+		typ, content, clearErr = "error", nil, ans.Child(client.NSClient, "error")
 	}
-	o, err := msg.Session.SealStanza(engine.StanzaIQ, "result", ans.Elements()...)
+	o, err := msg.Session.SealStanza(engine.StanzaIQ, typ, content...)
 	if err != nil {
 		e.log().Warn("answering an encrypted iq failed", "to", from.String(), "err", err)
 		return
 	}
+	if clearErr != nil {
+		o.Payload = append(o.Payload, clearErr)
+	}
 	o.ID = msg.ID
 	e.send(ctx, []engine.Outbound{o})
+}
+
+// stanzaError reads the clear <error/> of an encrypted iq error answer.
+func stanzaError(el *xmltree.Element) *client.StanzaError {
+	se := &client.StanzaError{Condition: "undefined-condition"}
+	if el == nil {
+		return se
+	}
+	se.Type = el.AttrValue("type")
+	for _, c := range el.Elements() {
+		switch {
+		case c.Name.Space != client.NSStanzas:
+			se.AppConditions = append(se.AppConditions, c.Name)
+		case c.Name.Local == "text":
+			se.Text = c.Text()
+		default:
+			se.Condition = c.Name.Local
+		}
+	}
+	return se
 }
 
 // deliverIQ hands an answer to the IQ waiting for id, if any.

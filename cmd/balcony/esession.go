@@ -365,7 +365,7 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 	var info esclient.Info
 	switch a.Op {
 	case "start":
-		info, err = es.Start(ctx, j)
+		info, err = es.Start(ctx, j, nil)
 		if err != nil {
 			return nil, esessionHint(err, j)
 		}
@@ -380,7 +380,7 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 			// The request may still be on its way.
 			es.WaitFor(wctx, j, "", func(i esclient.Info) bool { return i.State == "asking" })
 		}
-		info, err = es.Accept(ctx, j)
+		info, err = es.Accept(ctx, j, nil)
 		if err != nil {
 			return nil, esessionHint(err, j)
 		}
