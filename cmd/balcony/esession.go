@@ -42,6 +42,7 @@ var esessionCommand = &command{
        balcony esession policy [ask|subscribed]
        balcony esession policy logging [may|mustnot]
        balcony esession policy rekey [N|never]
+       balcony esession policy offline [DUR|off]
 
 Encrypted Sessions (XEP-0155 negotiation, XEP-0217 key agreement, XEP-0200
 stanza encryption; every one but XEP-0155 is Deferred and was never analysed)
@@ -104,8 +105,11 @@ commands act through it. Send in a session with: balcony send --esession JID TEX
             what you offer (XEP-0136): may (the default; a contact's
             mustnot is accepted) or mustnot (offered alone and required).
             "policy rekey" is the most stanzas between key exchanges
-            (default 1000) or never. Policies apply to listeners started
-            afterwards.
+            (default 1000) or never. "policy offline DUR" makes a listener
+            publish offline session options valid for DUR when it stops
+            (default off). Policies apply to listeners started afterwards.
+            A listener withdraws published offline options when it starts:
+            they are for contacts who find you offline.
 
 Without a SAS comparison, a verified key or a shared password, a session is
 not authenticated: a man in the middle present from the first session on is
@@ -611,7 +615,7 @@ func esessionHint(err error, j jid.JID) error {
 func runESessionPolicy(ctx context.Context, e *env, so *secretOptions, args []string) error {
 	name, label, value := settingESessionAccept, "esession policy", ""
 	switch {
-	case len(args) > 0 && (args[0] == "logging" || args[0] == "rekey"):
+	case len(args) > 0 && (args[0] == "logging" || args[0] == "rekey" || args[0] == "offline"):
 		if len(args) > 2 {
 			return &usageError{msg: "esession policy " + args[0] + " takes at most one argument"}
 		}
@@ -621,7 +625,7 @@ func runESessionPolicy(ctx context.Context, e *env, so *secretOptions, args []st
 		}
 		label += " " + args[0]
 	case len(args) > 1:
-		return &usageError{msg: "esession policy takes at most one argument: ask or subscribed", hint: "or: policy logging may|mustnot, policy rekey N|never"}
+		return &usageError{msg: "esession policy takes at most one argument: ask or subscribed", hint: "or: policy logging may|mustnot, policy rekey N|never, policy offline DUR|off"}
 	case len(args) == 1 && args[0] != "ask" && args[0] != "subscribed":
 		return &usageError{msg: fmt.Sprintf("unknown policy %q", args[0]), hint: "use ask or subscribed"}
 	case len(args) == 1:

@@ -31,6 +31,9 @@ const (
 	// settingESessionRekey is the rekey_freq asked for: a number of
 	// stanzas, or "never".
 	settingESessionRekey = "esession.rekey"
+	// settingESessionOffline is how long the offline session options a
+	// listener publishes when it stops stay usable, or "off" (default).
+	settingESessionOffline = "esession.offline"
 )
 
 // defaultRekeyFreq is the rekey_freq the command asks for unless the
@@ -74,7 +77,28 @@ func esessionConfig(ctx context.Context, st *store.Store) (esclient.Config, erro
 	case perr == nil && n > 0:
 		cfg.RekeyFreq = uint32(n)
 	}
+	if v, err = get(settingESessionOffline); err != nil {
+		return cfg, err
+	}
+	if d, perr := time.ParseDuration(v); perr == nil && d > 0 {
+		cfg.OfflineLifetime = d
+	}
 	return cfg, nil
+}
+
+// esessionOnline withdraws the offline session options published while
+// the account was away, now that it is online (XEP-0187 §3.4 step 1):
+// their secrets stay until they expire, so that sessions the server holds
+// can still be read.
+func esessionOnline(ctx context.Context, s *session) error {
+	es := s.esession
+	if es == nil || es.Key() == "" {
+		return nil
+	}
+	if err := es.WithdrawOffline(ctx); err != nil {
+		return fmt.Errorf("withdrawing the offline session options: %w", err)
+	}
+	return nil
 }
 
 // sharedSecretFlags read a password shared with the contact.
@@ -344,8 +368,8 @@ func printESessionOp(e *env, a esessionArgs, args []string, res esessionResult) 
 	}
 }
 
-// esessionPolicySetting checks "policy logging [may|mustnot]" and
-// "policy rekey [N|never]" and returns the setting and the new value
+// esessionPolicySetting checks "policy logging [may|mustnot]", "policy
+// rekey [N|never]" and "policy offline [DUR|off]" and returns the setting and the new value
 // ("" to show it).
 func esessionPolicySetting(args []string) (name, value string, err error) {
 	switch args[0] {
@@ -354,6 +378,13 @@ func esessionPolicySetting(args []string) (name, value string, err error) {
 			return "", "", &usageError{msg: fmt.Sprintf("unknown logging policy %q", args[1]), hint: "use may or mustnot"}
 		}
 		name = settingESessionLogging
+	case "offline":
+		if len(args) == 2 && args[1] != "off" {
+			if d, err := time.ParseDuration(args[1]); err != nil || d < time.Minute {
+				return "", "", &usageError{msg: fmt.Sprintf("invalid offline policy %q", args[1]), hint: "use a duration of a minute or more (for example 168h) or off"}
+			}
+		}
+		name = settingESessionOffline
 	case "rekey":
 		if len(args) == 2 && args[1] != "never" {
 			if n, err := strconv.ParseUint(args[1], 10, 32); err != nil || n == 0 || n >= uint64(esession.MaxRekeyFreq) {
@@ -375,6 +406,8 @@ func esessionPolicyDefault(name string) string {
 		return esession.LoggingMay
 	case settingESessionRekey:
 		return strconv.Itoa(defaultRekeyFreq)
+	case settingESessionOffline:
+		return "off"
 	}
 	return "ask"
 }

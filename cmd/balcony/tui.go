@@ -174,6 +174,9 @@ func (u *uiSession) serve(ctx context.Context, send func(tea.Msg)) {
 		return
 	}
 	send(ui.ConnectedMsg{Account: acct, Bound: c.JID(), Missing: c.Server().Missing(), Roster: c.Roster()})
+	if err := esessionOnline(ctx, u.sess); err != nil {
+		send(ui.EventMsg{Account: acct, Event: &client.SecurityEvent{Peer: c.JID().Bare(), Mechanism: eme.ESession, Kind: "esession-offline", Text: err.Error()}})
+	}
 	for _, ev := range pendingKeyChanges(ctx, u.sess.store) {
 		send(ui.EventMsg{Account: acct, Event: ev})
 	}
