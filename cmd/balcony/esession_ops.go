@@ -411,3 +411,56 @@ func esessionPolicyDefault(name string) string {
 	}
 	return "ask"
 }
+
+// esessionSlashHint lists the /esession commands of balcony chat and the
+// full-screen client.
+const esessionSlashHint = "/esession start [keys|secret]|accept [secret]|decline|sas|confirm SAS|reject|rekey|renegotiate may|mustnot|end|status"
+
+// slashESession reads "/esession OP REST" typed in a conversation with
+// peer; password is the one read without echo for "start secret" and
+// "accept secret".
+func slashESession(op, rest, peer string, password []byte) (esessionArgs, error) {
+	a := esessionArgs{Op: op, JID: peer}
+	switch op {
+	case "start", "accept":
+		a.Wait = 30 * time.Second
+		switch {
+		case rest == "secret" && len(password) > 0:
+			a.Password = password
+		case rest == "keys" && op == "start":
+			a.ThreeMessage = true
+		case rest != "":
+			return a, &usageError{msg: "usage: /esession start [keys|secret] or /esession accept [secret]",
+				hint: "keys: both identify with their public keys; secret: a password shared with the contact, asked for without echo"}
+		}
+	case "end":
+		a.Wait = 30 * time.Second
+	case "rekey":
+	case "renegotiate":
+		if rest != esession.LoggingMay && rest != esession.LoggingMustNot {
+			return a, &usageError{msg: "usage: /esession renegotiate may|mustnot"}
+		}
+		a.Logging = rest
+	case "decline":
+		a.Reason = rest
+	case "confirm":
+		if a.SAS = strings.TrimSpace(rest); a.SAS == "" {
+			return a, &usageError{msg: "/esession confirm needs the SAS you compared", hint: "/esession sas shows it; compare it with the contact, then: /esession confirm SAS"}
+		}
+	case "sas", "reject":
+	case "status":
+		a.JID = ""
+	default:
+		return a, &usageError{msg: "unknown /esession command " + op, hint: esessionSlashHint}
+	}
+	return a, nil
+}
+
+// printESessionResult prints the result of any esession request.
+func printESessionResult(e *env, a esessionArgs, res esessionResult) {
+	if a.Op == "rekey" || a.Op == "renegotiate" {
+		printESessionOp(e, a, nil, res)
+		return
+	}
+	printESession(e, a, res)
+}

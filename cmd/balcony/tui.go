@@ -397,52 +397,17 @@ func (u *uiSession) esession(ctx context.Context, e *env, r ui.Request) error {
 	if len(r.Args) == 0 {
 		return &usageError{msg: "/esession needs a subcommand", hint: esessionSlashHint}
 	}
-	a := esessionArgs{Op: r.Args[0], JID: u.full(r.Peer).String()}
-	rest := strings.Join(r.Args[1:], " ")
-	switch a.Op {
-	case "start", "accept":
-		a.Wait = 30 * time.Second
-		switch {
-		case rest == "secret" && len(r.Secret) > 0:
-			a.Password = r.Secret
-		case rest == "keys" && a.Op == "start":
-			a.ThreeMessage = true
-		case rest != "":
-			return &usageError{msg: "usage: /esession " + a.Op + " [secret]", hint: "/esession start keys identifies both by public keys; secret asks for a password shared with the contact"}
-		}
-	case "end":
-		a.Wait = 30 * time.Second
-	case "rekey":
-	case "renegotiate":
-		if rest != esengine.LoggingMay && rest != esengine.LoggingMustNot {
-			return &usageError{msg: "usage: /esession renegotiate may|mustnot"}
-		}
-		a.Logging = rest
-	case "decline":
-		a.Reason = rest
-	case "confirm":
-		if a.SAS = strings.TrimSpace(rest); a.SAS == "" {
-			return &usageError{msg: "/esession confirm needs the SAS you compared", hint: "/esession sas shows it; compare it with the contact, then: /esession confirm SAS"}
-		}
-	case "sas", "reject":
-	case "status":
-		a.JID = ""
-	default:
-		return &usageError{msg: "unknown /esession subcommand " + a.Op, hint: esessionSlashHint}
+	a, err := slashESession(r.Args[0], strings.Join(r.Args[1:], " "), u.full(r.Peer).String(), r.Secret)
+	if err != nil {
+		return err
 	}
 	var res esessionResult
 	if err := u.call(ctx, handleESession, a, &res); err != nil {
 		return err
 	}
-	if a.Op == "rekey" || a.Op == "renegotiate" {
-		printESessionOp(e, a, nil, res)
-		return nil
-	}
-	printESession(e, a, res)
+	printESessionResult(e, a, res)
 	return nil
 }
-
-const esessionSlashHint = "/esession start [keys|secret]|accept [secret]|decline|sas|confirm|reject|rekey|renegotiate may|mustnot|end|status"
 
 func (u *uiSession) ox(ctx context.Context, e *env, r ui.Request) error {
 	usage := &usageError{msg: "usage: /ox keys|trust FINGERPRINT STATE|publish|keygen"}
