@@ -61,7 +61,8 @@
 // ErrNoSession (saying why) when there is none: there is no plaintext
 // fallback. The pipeline adds the XEP-0380 tag with a name, the no-copy,
 // no-permanent-store and no-store hints and <private/>, and no fallback
-// body. Usable reports an established session to the "prefer encryption"
+// body; offline sessions go without no-permanent-store and no-store, so
+// that servers keep them for the contact. Usable reports an established session to the "prefer encryption"
 // policy. The receiver ends the session on any reordering, so send one
 // message at a time per contact.
 //

@@ -14,6 +14,7 @@ import (
 
 	"github.com/balcony-im/balcony/client"
 	engine "github.com/balcony-im/balcony/esession"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // AcceptPolicy says how session requests from contacts are
@@ -349,19 +350,45 @@ func (e *Mechanism) Namespace() string { return engine.NSStanzaEncryption }
 
 // Needs asks for no fallback body (anything outside <c/> is
 // unauthenticated and discarded by the receiver) and for no carbon copies
-// or archiving (copies can never be decrypted). The no-store hint (no
-// storage for later delivery: a stored stanza would arrive after its
-// session is gone) is added to the stanzas of every session but XEP-0187
-// offline sessions, whose stanzas must wait for the contact.
+// (copies can never be decrypted). The no-permanent-store and no-store
+// hints (no archive, no storage for later delivery: a stored stanza would
+// arrive after its session is gone) are added to the stanzas of every
+// session but XEP-0187 offline sessions, whose stanzas must wait for the
+// contact in offline storage, which some servers (ejabberd) refuse to
+// stanzas with either hint.
 func (e *Mechanism) Needs() client.Needs {
-	return client.Needs{Hints: esessionHints, Private: true}
+	return client.Needs{Hints: []string{hintNoCopy}, Private: true}
 }
 
-// esessionHints are the XEP-0334 hints of every session stanza.
-var esessionHints = []string{"no-copy", "no-permanent-store"}
+// XEP-0334 hints of session stanzas.
+const (
+	hintNoCopy           = "no-copy"
+	hintNoPermanentStore = "no-permanent-store"
+	hintNoStore          = "no-store"
+)
 
-// hintNoStore is the hint added to the stanzas of online sessions.
-const hintNoStore = "no-store"
+// sessionHints sets the storage hints of a message of a session: none for
+// an offline session (the engine's no-permanent-store is taken out), else
+// no-permanent-store and no-store.
+func sessionHints(st *xmltree.Element, offline bool) {
+	if st.Name.Local != "message" {
+		return
+	}
+	if st.Child(client.NSHints, hintNoCopy) == nil {
+		st.Append(xmltree.New(client.NSHints, hintNoCopy))
+	}
+	if offline {
+		st.RemoveChildren(func(c *xmltree.Element) bool {
+			return c.Name.Space == client.NSHints && (c.Name.Local == hintNoPermanentStore || c.Name.Local == hintNoStore)
+		})
+		return
+	}
+	for _, h := range []string{hintNoPermanentStore, hintNoStore} {
+		if st.Child(client.NSHints, h) == nil {
+			st.Append(xmltree.New(client.NSHints, h))
+		}
+	}
+}
 
 // Usable reports whether an established Encrypted Session with the contact
 // (with its resource, if to has one) can protect a message now.

@@ -36,9 +36,7 @@ func (e *Mechanism) Seal(ctx context.Context, out *client.Outgoing) (client.Seal
 	if err != nil {
 		return client.Sealed{}, err
 	}
-	if !s.Offline() {
-		st.Append(xmltree.New(client.NSHints, hintNoStore))
-	}
+	sessionHints(st, s.Offline())
 	id := out.ID
 	if id == "" {
 		id = client.NewID()
@@ -152,15 +150,8 @@ func (e *Mechanism) send(ctx context.Context, out []engine.Outbound) error {
 			}
 			st.SetAttr("id", id)
 			e.rememberRef(id, sessionRef{engine.Bare(o.To), o.Thread})
-			hints := esessionHints
-			if s := e.m().Session(o.To, o.Thread); o.Thread == "" || s == nil || !s.Offline() {
-				hints = append(hints[:len(hints):len(hints)], hintNoStore)
-			}
-			for _, h := range hints {
-				if st.Name.Local == "message" && st.Child(client.NSHints, h) == nil {
-					st.Append(xmltree.New(client.NSHints, h))
-				}
-			}
+			s := e.m().Session(o.To, o.Thread)
+			sessionHints(st, o.Thread != "" && s != nil && s.Offline())
 			if st.Name.Local == "message" && st.Child(client.NSSID, "origin-id") == nil {
 				st.Append(xmltree.New(client.NSSID, "origin-id", "id", id))
 			}
