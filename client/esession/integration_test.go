@@ -22,11 +22,17 @@ const nsES = engine.NSStanzaEncryption
 // registered and enabled.
 func connectES(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, resource string, cfg esession.Config) (*client.Client, *esession.Mechanism) {
 	t.Helper()
+	return connectESTo(t, srv.Server(), acct, resource, cfg)
+}
+
+// connectESTo is connectES for any test server (servertest.Each).
+func connectESTo(t *testing.T, srv *servertest.Server, acct servertest.Account, resource string, cfg esession.Config) (*client.Client, *esession.Mechanism) {
+	t.Helper()
 	es, err := esession.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := clienttest.ConnectWith(t, srv, acct, resource, func(c *client.Client) {
+	c := clienttest.ConnectTo(t, srv, acct, resource, func(c *client.Client) {
 		if err := c.Register(es); err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/balcony-im/balcony/client/esession"
 	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/prosodytest"
+	"github.com/balcony-im/balcony/internal/servertest"
 	"github.com/balcony-im/balcony/store"
 	"github.com/balcony-im/balcony/trust"
 )
@@ -108,8 +109,14 @@ type keyed struct {
 // making a key when it has none.
 func connectKeyed(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, resource string, st *store.Store, cfg esession.Config) keyed {
 	t.Helper()
+	return connectKeyedTo(t, srv.Server(), acct, resource, st, cfg)
+}
+
+// connectKeyedTo is connectKeyed for any test server (servertest.Each).
+func connectKeyedTo(t *testing.T, srv *servertest.Server, acct servertest.Account, resource string, st *store.Store, cfg esession.Config) keyed {
+	t.Helper()
 	cfg.Store = st
-	c, es := connectES(t, srv, acct, resource, cfg)
+	c, es := connectESTo(t, srv, acct, resource, cfg)
 	if es.Key() == "" {
 		if _, err := es.GenerateKey(context.Background(), 2048); err != nil {
 			t.Fatal(err)

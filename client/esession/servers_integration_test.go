@@ -10,29 +10,7 @@ import (
 	engine "github.com/balcony-im/balcony/esession"
 	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/servertest"
-	"github.com/balcony-im/balcony/store"
 )
-
-// connectKeyedTo is connectKeyed for any test server.
-func connectKeyedTo(t *testing.T, srv *servertest.Server, acct servertest.Account, resource string, st *store.Store, cfg esession.Config) keyed {
-	t.Helper()
-	cfg.Store = st
-	es, err := esession.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := clienttest.ConnectTo(t, srv, acct, resource, func(c *client.Client) {
-		if err := c.Register(es); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if es.Key() == "" {
-		if _, err := es.GenerateKey(context.Background(), 2048); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return keyed{c, es, st, es.Key()}
-}
 
 // subscribeAny makes a and b mutually subscribed and waits until each
 // sees the other online, whatever order the server sends the
@@ -141,8 +119,19 @@ func TestIntegrationServers(t *testing.T) {
 		if !off.Offline || off.PeerKey != a.fp {
 			t.Fatalf("bob's offline session %+v", off)
 		}
+		// Bob goes offline too before she comes back: with bob online,
+		// his terminate of the offline session (XEP-0187 §3) can reach
+		// her before her stored messages, and on ejabberd those were then
+		// not seen at all (an open issue; Prosody delivers them).
+		if err := b.c.Close(); err != nil {
+			t.Fatal(err)
+		}
 		a2 := connectKeyedTo(t, srv, alice, "laptop", ast, acfg)
-		m := clienttest.WaitFor(t, a2.c, func(m *client.MessageEvent) bool { return m.Body != "" })
+		seen := until(t, a2.c, func(ev client.Event) bool {
+			m, ok := ev.(*client.MessageEvent)
+			return ok && m.Body != ""
+		})
+		m := seen[len(seen)-1].(*client.MessageEvent)
 		if m.Body != "while you were away" || !m.Security.Authenticated || m.Security.Fingerprint != b.fp || !m.Origin.Delayed {
 			t.Fatalf("alice read %q: %+v %+v", m.Body, m.Security, m.Origin)
 		}
