@@ -168,6 +168,9 @@ type PresenceEvent struct {
 	Priority  int
 	// Caps is the XEP-0115 entity capabilities node and ver, if present.
 	CapsNode, CapsVer, CapsHash string
+	// Mechanism is the EME namespace of the mechanism that protected the
+	// presence (StanzaOpener), or "" for a presence in the clear.
+	Mechanism string
 }
 
 // SubscriptionEvent is a subscription request or answer.

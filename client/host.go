@@ -60,6 +60,10 @@ type Host interface {
 	// IQ sends an IQ (type get or set) and returns the answer; an error
 	// answer is a *StanzaError.
 	IQ(ctx context.Context, iq *xmltree.Element) (*xmltree.Element, error)
+	// AnswerIQ returns the client's own answer (result or error) to an iq
+	// request: for a mechanism that received the request protected
+	// (StanzaOpener) and sends the answer protected in turn.
+	AnswerIQ(iq *xmltree.Element) *xmltree.Element
 	// QueryInfo asks an entity for its XEP-0030 identities and features.
 	QueryInfo(ctx context.Context, to jid.JID, node string) (DiscoInfo, error)
 
@@ -165,6 +169,8 @@ func (h *host) SendPresence(ctx context.Context, to jid.JID) error {
 func (h *host) IQ(ctx context.Context, iq *xmltree.Element) (*xmltree.Element, error) {
 	return h.c.IQ(ctx, iq)
 }
+
+func (h *host) AnswerIQ(iq *xmltree.Element) *xmltree.Element { return h.c.handleIQ(iq) }
 
 func (h *host) QueryInfo(ctx context.Context, to jid.JID, node string) (DiscoInfo, error) {
 	return h.c.QueryInfo(ctx, to, node)

@@ -20,8 +20,8 @@ import (
 //
 // Optional abilities are discovered by type assertion: Attacher,
 // Interceptor, PlaintextObserver, BatchOpener, Availability,
-// PresenceObserver, StreamObserver, ErrorObserver, PreCloser and
-// Shutdowner. A mechanism may live in any module: everything in these
+// PresenceObserver, StanzaOpener, StreamObserver, ErrorObserver,
+// PreCloser and Shutdowner. A mechanism may live in any module: everything in these
 // interfaces is public (package xmltree for XML).
 type Mechanism interface {
 	// Namespace is the mechanism's EME namespace (XEP-0380).
@@ -150,6 +150,22 @@ func (e *OpenError) Unwrap() error { return e.Err }
 // (OTR ends a session when the peer's resource goes offline).
 type PresenceObserver interface {
 	Presence(ctx context.Context, ev *PresenceEvent) []*SecurityEvent
+}
+
+// StanzaOpener is implemented by mechanisms that protect presence and iq
+// stanzas as well as messages (Encrypted Sessions, where negotiated:
+// XEP-0200 §4). The client hands it every received presence, and every
+// iq, that has a child element in the mechanism's namespace, in order
+// with the sender's messages, instead of processing the stanza itself: an
+// iq request so protected is not answered on the read loop.
+type StanzaOpener interface {
+	// OpenStanza reads such a stanza. For a presence it returns the
+	// decrypted children that the presence is processed with (the
+	// PresenceEvent then names the mechanism), or nil to drop it (the
+	// events say why). An iq is the mechanism's to answer or consume:
+	// Host.AnswerIQ gives the client's own answer to a decrypted request,
+	// and the children returned are ignored. Events are emitted first.
+	OpenStanza(ctx context.Context, in *Incoming) ([]*xmltree.Element, []*SecurityEvent)
 }
 
 // StreamObserver is implemented by mechanisms that react to our stream

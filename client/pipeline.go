@@ -11,6 +11,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Pipeline routes messages through mechanisms. Get it with Client.Pipeline.
@@ -170,6 +171,26 @@ func mechanismsWith[T any](p *Pipeline, enabledOnly bool) (list []T, namespaces 
 		}
 	}
 	return list, namespaces
+}
+
+// namedOpener is a StanzaOpener with its namespace.
+type namedOpener struct {
+	m  StanzaOpener
+	ns string
+}
+
+// stanzaOpener returns the enabled StanzaOpener whose namespace a child
+// of st is in.
+func (p *Pipeline) stanzaOpener(st *xmltree.Element) (namedOpener, bool) {
+	sos, nss := mechanismsWith[StanzaOpener](p, true)
+	for i, ns := range nss {
+		for _, ch := range st.Elements() {
+			if ch.Name.Space == ns {
+				return namedOpener{sos[i], ns}, true
+			}
+		}
+	}
+	return namedOpener{}, false
 }
 
 func (p *Pipeline) presence(ev *PresenceEvent) {

@@ -143,7 +143,9 @@ func (c *Client) ApproveSubscription(ctx context.Context, contact jid.JID) error
 	return c.SendElement(ctx, xmltree.New(NSClient, "presence", "type", "subscribed", "to", contact.Bare().String()))
 }
 
-func (c *Client) processPresence(st *xmltree.Element) {
+// processPresence handles a received presence; mechanism names the
+// mechanism that protected it, if any.
+func (c *Client) processPresence(st *xmltree.Element, mechanism string) {
 	from, err := c.fromOrAccount(st)
 	if err != nil {
 		return
@@ -168,6 +170,7 @@ func (c *Client) processPresence(st *xmltree.Element) {
 	}
 	ev := &PresenceEvent{
 		From:      from,
+		Mechanism: mechanism,
 		Available: typ == "",
 		Show:      st.ChildText(NSClient, "show"),
 		Status:    st.ChildText(NSClient, "status"),

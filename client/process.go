@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -12,10 +13,53 @@ import (
 func (c *Client) process(st *xmltree.Element) {
 	switch st.Name.Local {
 	case "presence":
-		c.processPresence(st)
+		if opened, ns, ok := c.openStanza(st); ok {
+			if opened != nil {
+				c.processPresence(opened, ns)
+			}
+			return
+		}
+		c.processPresence(st, "")
 	case "message":
 		c.processMessage(st)
+	case "iq":
+		c.openStanza(st)
 	}
+}
+
+// openStanza hands a presence or iq stanza with a child in a mechanism's
+// namespace to that mechanism (StanzaOpener). It returns the presence
+// rebuilt with the decrypted children (nil to drop it), and whether a
+// mechanism took the stanza.
+func (c *Client) openStanza(st *xmltree.Element) (*xmltree.Element, string, bool) {
+	so, ok := c.pipeline.stanzaOpener(st)
+	if !ok {
+		return nil, "", false
+	}
+	from, err := c.fromOrAccount(st)
+	if err != nil {
+		return nil, "", true
+	}
+	in := &Incoming{Stanza: st, From: from, To: c.JID(), Time: c.cfg.now()}
+	content, events := so.m.OpenStanza(context.Background(), in)
+	for _, e := range events {
+		if e.Mechanism == "" {
+			e.Mechanism = so.ns
+		}
+		if e.Peer.Domainpart() == "" {
+			e.Peer = from
+		}
+		c.emit(e)
+	}
+	if st.Name.Local != "presence" || content == nil {
+		return nil, "", true
+	}
+	out := xmltree.New(st.Name.Space, st.Name.Local)
+	out.Attr = st.Attr
+	for _, e := range content {
+		out.Append(e)
+	}
+	return out, so.ns, true
 }
 
 // inbound is one message as the pipeline sees it: unwrapped from carbons or

@@ -199,6 +199,12 @@ func (c *Client) handleStanza(sess *xmpp.Session, t xmlstream.TokenReadEncoder, 
 	}
 	switch st.Name.Local {
 	case "iq":
+		if _, ok := c.pipeline.stanzaOpener(st); ok {
+			// Protected by a mechanism: in order with the sender's
+			// messages, through the lanes.
+			c.inbox.push(inboxItem{st: st})
+			return nil
+		}
 		typ := st.AttrValue("type")
 		if typ != "get" && typ != "set" {
 			return nil

@@ -183,6 +183,33 @@ const (
 	MsgESRenegotiationRefused MessageID = "esession-renegotiation-refused"
 	MsgESConnectionLost       MessageID = "esession-connection-lost"
 	MsgESConfirmed            MessageID = "esession-confirmed"
+	// Public keys, session life, logging and offline sessions.
+	MsgESAdopted         MessageID = "esession-adopted"
+	MsgESMovedHandover   MessageID = "esession-moved-handover"
+	MsgESRenegotiated    MessageID = "esession-renegotiated"
+	MsgESRekeyed         MessageID = "esession-rekeyed"
+	MsgESRekeyedIdle     MessageID = "esession-rekeyed-idle"
+	MsgESLoggingMay      MessageID = "esession-logging-may"
+	MsgESLoggingMustNot  MessageID = "esession-logging-mustnot"
+	MsgESPeerKey         MessageID = "esession-peer-key"
+	MsgESKeyVerified     MessageID = "esession-key-verified"
+	MsgESKeyUnverified   MessageID = "esession-key-unverified"
+	MsgESVerifiedByKey   MessageID = "esession-verified-by-key"
+	MsgESPasswordUsed    MessageID = "esession-password-used"
+	MsgESOfflineRead     MessageID = "esession-offline-read"
+	MsgESOfflineStarted  MessageID = "esession-offline-started"
+	MsgESKeyPublished    MessageID = "esession-key-published"
+	MsgESKeyNew          MessageID = "esession-key-new"
+	MsgESKeyChanged      MessageID = "esession-key-changed"
+	MsgESKeyOtherJID     MessageID = "esession-key-other-jid"
+	MsgESKeyMissing      MessageID = "esession-key-missing"
+	MsgESKeyUntrusted    MessageID = "esession-key-untrusted"
+	MsgESArchiveNone     MessageID = "esession-archive-none"
+	MsgESArchiveOff      MessageID = "esession-archive-off"
+	MsgESArchiveExcluded MessageID = "esession-archive-excluded"
+	MsgESArchiveUnknown  MessageID = "esession-archive-unknown"
+	MsgESArchiveRestored MessageID = "esession-archive-restored"
+	MsgESOfflineEnded    MessageID = "esession-offline-ended"
 	// Notes on notices: why an Encrypted Session message could not be read.
 	MsgESCopyArchived MessageID = "esession-copy-archived"
 	MsgESCopyCarbon   MessageID = "esession-copy-carbon"
@@ -281,6 +308,32 @@ var messagesEnglish = map[MessageID]string{
 	MsgESCopyArchived:         "An archived copy of an Encrypted Session message can never be decrypted.",
 	MsgESCopyCarbon:           "A copy of an Encrypted Session message made for another of your devices can never be decrypted: a session belongs to one device.",
 	MsgESEnded:                "The Encrypted Session with %s has been ended; start a new one.",
+	MsgESAdopted:              "The Encrypted Session with %s was handed over from another of your resources and continues here, with its keys.",
+	MsgESMovedHandover:        "%s agreed that the Encrypted Session continues with %s: hand the session over to that resource before the contact writes again.",
+	MsgESRenegotiated:         "The session with %s was renegotiated.",
+	MsgESRekeyed:              "New keys were exchanged in the Encrypted Session with %s.",
+	MsgESRekeyedIdle:          "The Encrypted Session with %s had been idle: new keys were exchanged.",
+	MsgESLoggingMay:           "Logging: may (either side may keep a history of this session).",
+	MsgESLoggingMustNot:       "Logging: mustnot (neither side may store anything of this session; Balcony keeps it out of its own history and asks the server not to store it).",
+	MsgESPeerKey:              "The contact identified with the public key %s.",
+	MsgESKeyVerified:          "You verified that key: the session is authenticated.",
+	MsgESKeyUnverified:        "That key is NOT verified: compare its fingerprint with the contact over a channel you trust and mark it verified if it matches.",
+	MsgESVerifiedByKey:        "The Encrypted Session with %s is verified: the contact signed with a key you verified.",
+	MsgESPasswordUsed:         "The password you share with the contact went into the session key: only someone who knows it could complete the negotiation.",
+	MsgESOfflineRead:          "It was started while you were offline (XEP-0187): you can only read it.",
+	MsgESOfflineStarted:       "Offline Encrypted Session started with %s (XEP-0187): your messages wait on the server until the contact comes back.",
+	MsgESKeyPublished:         "%s published an Encrypted Sessions key %s; verify it before trusting sessions with it.",
+	MsgESKeyNew:               "%s identified with a key seen for the first time (%s); verify it before trusting this session.",
+	MsgESKeyChanged:           "%s uses another Encrypted Sessions key than before: %s (trust: %s). It may be a new device or a reinstall, or someone in the middle: verify it before trusting the session.",
+	MsgESKeyOtherJID:          "%s presents the key %s, which is also associated with %s: whoever holds it could pose as another contact.",
+	MsgESKeyMissing:           "%s identified without a public key, although keys are known for this contact: the session is not authenticated by a key.",
+	MsgESKeyUntrusted:         "%s presented the key %s, which you marked untrusted: the session was ended and nothing of it is shown.",
+	MsgESArchiveNone:          "Your server offers no message archive (XEP-0313): nothing of the session with %s is archived there.",
+	MsgESArchiveOff:           "Your server's archive does not store messages with %s.",
+	MsgESArchiveExcluded:      "Your server archived messages with %s: the contact was put on the archive's \"never\" list while the session lasts.",
+	MsgESArchiveUnknown:       "The archiving preferences of your server could not be checked for %s (%s); the session's messages still ask not to be stored.",
+	MsgESOfflineEnded:         "%s came online: the offline Encrypted Session with the contact was ended; start an online one to go on.",
+	MsgESArchiveRestored:      "The archive's exception for %s was taken back: its messages are archived again as your preferences say.",
 }
 
 // An Action is something the user can do about an event: enable a

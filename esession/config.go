@@ -105,6 +105,13 @@ type Config struct {
 	// sessions bound to a resource that sent unavailable presence. The
 	// default, AssumeContinues, is what XEP-0155 §9.4 recommends.
 	OnUnavailable UnavailablePolicy
+	// SharePresence offers temporary presence sharing in requests (the
+	// optional "presence" field of XEP-0155 §4.1, may before mustnot) and
+	// accepts it when a requester offers it. Params.SharePresence reports
+	// the outcome: only then should the two clients send each other
+	// directed presence (XEP-0155 §9.3). Without it the field is neither
+	// offered nor agreed.
+	SharePresence bool
 }
 
 // Profile is a set of conventions for what the specifications leave open
@@ -165,6 +172,7 @@ type config struct {
 	pad            bool
 	maxSessions    int
 	unavailable    UnavailablePolicy
+	sharePresence  bool
 	cv             conv
 }
 
@@ -198,6 +206,7 @@ func (c *Config) resolve() (*config, error) {
 		otr: c.OTR, autoAccept: c.AutoAccept, pad: !c.NoPadding, maxSessions: c.MaxSessions,
 		unavailable: c.OnUnavailable, rekeyFreq: c.RekeyFreq, key: c.Key, keys: c.Keys,
 		requirePeerKey: c.RequirePeerKey, oss: c.OtherSecrets, offline: c.Offline,
+		sharePresence: c.SharePresence,
 	}
 	if c.MustNotLog && r.otr == OTRForbid {
 		r.otr = OTRPrefer

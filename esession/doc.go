@@ -37,6 +37,8 @@
 //   - XEP-0155: request, accept, decline with a reason, the 503, 501 and
 //     406 errors listing the fields concerned, complete and cancel,
 //     renegotiation of "logging" (inside <c/> in encrypted sessions),
+//     temporary presence sharing (the optional "presence" field,
+//     Config.SharePresence, agreed in Params.SharePresence),
 //     moving to another resource both ways (an encrypted session moves
 //     with Session.Handover and Manager.Adopt), terminate and its
 //     acknowledgement, and unavailable presence (Manager.PeerUnavailable,

@@ -17,7 +17,7 @@ import (
 // the keys and counters go on where they were.
 
 // handoverVersion is the first byte of a handover state.
-const handoverVersion = 1
+const handoverVersion = 2
 
 // ErrHandover reports a handover state that cannot be adopted.
 var ErrHandover = errors.New("esession: unusable session handover")
@@ -74,6 +74,7 @@ func (s *Session) Handover() ([]byte, error) {
 	str(p.ResponderKey)
 	str(p.SignAlg)
 	flag(p.ThreeMessage)
+	flag(p.SharePresence)
 	str(s.sas)
 	flag(s.sasConfirmed)
 	flag(s.chainVerified)
@@ -190,6 +191,7 @@ func (m *Manager) decodeHandover(state []byte) (*Session, error) {
 	get(&p.ResponderKey)
 	get(&p.SignAlg)
 	getFlag(&p.ThreeMessage)
+	getFlag(&p.SharePresence)
 	get(&s.sas)
 	getFlag(&s.sasConfirmed)
 	getFlag(&s.chainVerified)

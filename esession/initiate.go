@@ -55,6 +55,14 @@ func (s *Session) checkCommon(f *form.Form) []string {
 		bad = append(bad, "security")
 	}
 	s.params.Logging, s.params.Disclosure, s.params.Security = l, "never", sec
+	switch pv := f.Value("presence"); {
+	case pv == "" || !s.cfg.sharePresence:
+		// Not offered, or left out: presence is not shared.
+	case pv != PresenceMay && pv != PresenceMustNot:
+		bad = append(bad, "presence")
+	default:
+		s.params.SharePresence = pv == PresenceMay
+	}
 	return bad
 }
 

@@ -15,6 +15,12 @@ const (
 	LoggingMustNot = "mustnot" // neither party may store anything of it
 )
 
+// Values of the XEP-0155 "presence" field (temporary presence sharing).
+const (
+	PresenceMay     = "may"
+	PresenceMustNot = "mustnot"
+)
+
 // OTRMode is a user's XEP-0136 OTR preference (§3.2.1.3): how much the
 // user wants sessions to be off the record, that is not logged.
 type OTRMode int

@@ -49,6 +49,9 @@ func TestOfflineSession(t *testing.T) {
 	if o.To != aliceBar+"/pda" || len(o.Payload) != 2 || o.Payload[0].Name.Local != "init" || !o.Encrypted {
 		t.Fatalf("offline stanza to %s: %s", o.To, payloadXML(o))
 	}
+	if !sb.Offline() {
+		t.Error("Bob's session does not say it is an offline session")
+	}
 	o2 := exchangeLater(t, sb)
 	// Alice comes back and reads.
 	now = now.Add(3 * hour)
@@ -58,7 +61,7 @@ func TestOfflineSession(t *testing.T) {
 	}
 	beforeEstablished(t, r)
 	est := eventOf[Established](t, r)
-	if !est.Offline || !est.PeerKey.Equal(testKey(t, "rsa_bob").Public()) || slices.Index(alertsOf(r), KeyNew) < 0 {
+	if !est.Offline || !est.Session.Offline() || !est.PeerKey.Equal(testKey(t, "rsa_bob").Public()) || slices.Index(alertsOf(r), KeyNew) < 0 {
 		t.Fatalf("established %+v, alerts %v", est, alertsOf(r))
 	}
 	if body, _ := eventOf[Message](t, r).Body(); body != "Hello, Alice!" {

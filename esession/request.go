@@ -75,6 +75,11 @@ func (s *Session) start(sigmaI bool) (Outbound, error) {
 		&form.Field{Var: "disclosure", Type: form.ListSingle, Required: true, Options: options("never")},
 		&form.Field{Var: "security", Type: form.ListSingle, Required: true, Options: options(security...)},
 	)
+	if s.cfg.sharePresence {
+		// Optional (XEP-0155 §4.1 example): a responder that does not know
+		// the field leaves it out, and presence is not shared.
+		f.Add(&form.Field{Var: "presence", Type: form.ListSingle, Options: options(PresenceMay, PresenceMustNot)})
+	}
 	if s.wantE2E {
 		n.offer = s.makeOffer(sigmaI)
 		var err error
@@ -116,6 +121,7 @@ type plan struct {
 	logging    string
 	loggingVar string
 	disclosure bool
+	presence   string // the answer to the "presence" field, "" to leave it out
 	st         suite
 	he         []byte   // 4 messages: the commitment for the chosen group
 	e          *big.Int // 3 messages: the initiator's value for it
@@ -173,6 +179,15 @@ func (s *Session) evaluate(f *form.Form) *plan {
 	} else {
 		p.logging = LoggingMay
 	}
+	if pfl := f.Field("presence"); pfl != nil {
+		opts := optionsOf(pfl)
+		switch {
+		case s.cfg.sharePresence && slices.Contains(opts, PresenceMay):
+			p.presence = PresenceMay
+		case slices.Contains(opts, PresenceMustNot):
+			p.presence = PresenceMustNot
+		}
+	}
 	if dfl := f.Field("disclosure"); dfl != nil {
 		if !slices.Contains(optionsOf(dfl), "never") {
 			bad = append(bad, "disclosure")
@@ -219,7 +234,7 @@ func (s *Session) evaluate(f *form.Form) *plan {
 // §4.3), since the answer must give a value for every required field.
 func knownField(v string) bool {
 	switch v {
-	case "FORM_TYPE", "accept", "logging", "otr", "disclosure", "security", "modp",
+	case "FORM_TYPE", "accept", "logging", "otr", "disclosure", "presence", "security", "modp",
 		"crypt_algs", "hash_algs", "compress", "stanzas", "init_pubkey", "resp_pubkey",
 		"ver", "rekey_freq", "my_nonce", "sas_algs", "dhhashes", "dhkeys", "sign_algs":
 		return true

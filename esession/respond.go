@@ -27,7 +27,7 @@ func (s *Session) accept(res *Result) error {
 		return p.problem
 	}
 	req := n.echo.form
-	s.params = Params{Security: p.security, Logging: p.logging, Version: p.st.version}
+	s.params = Params{Security: p.security, Logging: p.logging, Version: p.st.version, SharePresence: p.presence == PresenceMay}
 	if p.disclosure {
 		s.params.Disclosure = "never"
 	}
@@ -39,6 +39,9 @@ func (s *Session) accept(res *Result) error {
 		}
 		if p.disclosure {
 			ans.Add(field("disclosure", "never"))
+		}
+		if p.presence != "" {
+			ans.Add(field("presence", p.presence))
 		}
 		if req.Field("security") != nil {
 			ans.Add(field("security", p.security))
@@ -81,6 +84,10 @@ func (s *Session) accept(res *Result) error {
 			ans.Add(field(v, loggingValue(v, p.logging)))
 		case "disclosure":
 			ans.Add(field(v, "never"))
+		case "presence":
+			if p.presence != "" {
+				ans.Add(field(v, p.presence))
+			}
 		case "security":
 			ans.Add(field(v, "e2e"))
 		case "modp":

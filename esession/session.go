@@ -45,6 +45,10 @@ type Params struct {
 	Security   string // "e2e", "c2s" or "none"
 	Logging    string // LoggingMay or LoggingMustNot (XEP-0136: off the record)
 	Disclosure string // "never", or "" if not negotiated
+	// SharePresence is true when both agreed to share presence for the
+	// session (the XEP-0155 "presence" field set to may): each sends the
+	// other directed presence (§9.3).
+	SharePresence bool
 	// The rest concerns encrypted sessions.
 	Group     int      // MODP group
 	Version   string   // ESession protocol version
@@ -185,6 +189,16 @@ func (s *Session) Verified() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sasConfirmed || s.chainVerified || s.peerKeyVerified
+}
+
+// Offline reports an XEP-0187 offline session: one this client started
+// with a peer's published options (its stanzas must wait in the peer's
+// offline storage), or one a peer started while this client was offline
+// (this client only reads).
+func (s *Session) Offline() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.offline
 }
 
 // PeerKey returns the public key the peer identified with, or nil.
@@ -699,7 +713,9 @@ func (s *Session) openC(res *Result, in *Inbound) (Result, error) {
 		}
 		ctl = append(ctl, pf)
 	}
-	if len(content) > 0 {
+	// An iq is answered even when it carries nothing (an empty result, an
+	// error whose condition is in the clear): its Message is reported.
+	if len(content) > 0 || in.kind() == StanzaIQ {
 		res.Events = append(res.Events, Message{Session: s, Content: content, Stripped: stripped(in.Other),
 			Kind: in.kind(), Type: in.Type, ID: in.ID})
 	}

@@ -211,6 +211,7 @@ func (c *core) checkSealed(ctx context.Context, q Querier) error {
 		{"account.password", `SELECT password FROM account WHERE /*account*/ password IS NOT NULL`, 0},
 		{"own_keys", `SELECT secret, mechanism, fingerprint FROM own_keys WHERE /*account*/ TRUE`, 2},
 		{"retained_secrets", `SELECT secret, peer, CAST(id AS TEXT) FROM retained_secrets WHERE /*account*/ TRUE`, 2},
+		{"esession_offline", `SELECT secrets, nonce FROM esession_offline WHERE /*account*/ TRUE`, 1},
 		{"outbox", `SELECT body, CAST(id AS TEXT) FROM outbox WHERE /*account*/ TRUE`, 1},
 		{"messages", `SELECT body, CAST(id AS TEXT) FROM messages WHERE /*account*/ TRUE`, 1},
 	}

@@ -1,7 +1,7 @@
 // Package store is Balcony's persistent state for an XMPP account: own
 // keys, contacts' keys and the user's trust decisions, OTR instance tag and
-// fingerprints, ESession (XEP-0217) retained secrets, an outbox and a
-// message log, with secrets encrypted at rest. Callers use the
+// fingerprints, ESession (XEP-0217) retained secrets and XEP-0187 offline
+// session secrets, an outbox and a message log, with secrets encrypted at rest. Callers use the
 // AccountStore interface; this package implements it with an embedded
 // SQLite database per account through modernc.org/sqlite (pure Go, no
 // cgo), and store/pgstore with PostgreSQL for many accounts. Both apply
@@ -48,8 +48,9 @@
 // # Secrets at rest
 //
 // Each store has a random 256-bit data key. Secrets (own secret keys such
-// as OX secret keys and the OTR DSA key, ESession retained secrets, a
-// saved account password) and message text (outbox and log bodies) are
+// as OX secret keys and the OTR DSA key, ESession retained secrets and
+// the Diffie-Hellman exponents of XEP-0187 offline options, a saved
+// account password) and message text (outbox and log bodies) are
 // sealed with XChaCha20-Poly1305 under the data key, with associated data
 // naming the table and the row, so a sealed value copied into another row
 // does not open. The data key is wrapped with a key derived from the

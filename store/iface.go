@@ -23,6 +23,7 @@ type AccountStore interface {
 	TrustStore
 	OTRTagStore
 	RetainedSecretStore
+	OfflineSecretStore
 	OutboxStore
 	MessageLog
 
@@ -84,6 +85,7 @@ type TrustStore interface {
 	KeyEvents(ctx context.Context, contact string, m Mechanism) ([]KeyEvent, error)
 	PendingKeyChanges(ctx context.Context) ([]KeyChange, error)
 	AcknowledgeKeyChange(ctx context.Context, id int64) error
+	ContactsWithKey(ctx context.Context, m Mechanism, fingerprint string) ([]string, error)
 }
 
 // OTRTagStore keeps the account's OTR instance tag. (OTR fingerprints
@@ -99,6 +101,17 @@ type RetainedSecretStore interface {
 	VerifyRetainedSecret(ctx context.Context, peer string, value []byte) (bool, error)
 	ExpireRetainedSecrets(ctx context.Context, peer string, createdBefore time.Time) (int, error)
 	ForgetRetainedSecrets(ctx context.Context, peer string) error
+}
+
+// OfflineSecretStore keeps the secrets of the XEP-0187 offline Encrypted
+// Session options the account published, and the key exchanges received
+// for them.
+type OfflineSecretStore interface {
+	SaveOfflineSecrets(ctx context.Context, nonce, secrets []byte, expires time.Time) error
+	OfflineSecrets(ctx context.Context, nonce []byte) ([]byte, error)
+	MarkOfflineExchange(ctx context.Context, nonce, exchange []byte) (replayed bool, err error)
+	DeleteOfflineSecrets(ctx context.Context, nonce []byte) error
+	ExpireOfflineSecrets(ctx context.Context, before time.Time) (int, error)
 }
 
 // OutboxStore is the queue of messages accepted but not sent yet.

@@ -181,6 +181,21 @@ var fixtures = []struct {
 		}
 		must(t, s.SetKeyPublished(ctx, "paris@verona.lit", OX, strings.Repeat("C", 40), time.Unix(1700000000, 0)))
 	}},
+	{6, func(t *testing.T, s *Store) {
+		_, err := s.RecordSeenKey(ctx, "tybalt@capulet.lit", ESession, "dHliYWx0", nil)
+		must(t, err)
+	}, func(t *testing.T, s *Store) {
+		// Keys recorded before the migration are found by fingerprint, and
+		// offline secrets can be kept.
+		jids, err := s.ContactsWithKey(ctx, ESession, "dHliYWx0")
+		if err != nil || !slices.Equal(jids, []string{"tybalt@capulet.lit"}) {
+			t.Errorf("contacts with the key: %q, %v", jids, err)
+		}
+		must(t, s.SaveOfflineSecrets(ctx, []byte("nonce-6"), []byte("secret"), time.Unix(1700000000, 0)))
+		if got, err := s.OfflineSecrets(ctx, []byte("nonce-6")); err != nil || string(got) != "secret" {
+			t.Errorf("offline secrets %q, %v", got, err)
+		}
+	}},
 }
 
 func must(t *testing.T, err error) {

@@ -3,6 +3,7 @@ package esession
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -14,12 +15,31 @@ import (
 	engine "github.com/balcony-im/balcony/esession"
 )
 
+// StartOptions select what Start asks for.
+type StartOptions struct {
+	// ThreeMessage asks for the 3-message SIGMA-I exchange (XEP-0116
+	// §4.2): both sides identify with their public keys, and there is no
+	// SAS to compare. It needs this account's key (GenerateKey) and a
+	// Store; the contact's key is fetched over PEP first.
+	ThreeMessage bool
+	// Password is a secret the user shares with the contact, who enters it
+	// too when accepting: it goes into the session key (XEP-0116 "other
+	// shared secret"), so that only someone who knows it can complete the
+	// negotiation. It is kept until the session is established or fails.
+	Password []byte
+}
+
 // Start asks peer for an Encrypted Session on a new ThreadID (XEP-0201)
 // and returns at once; an KindEstablished event (or KindDeclined,
 // KindFailed) follows. peer should be a full JID: for a bare JID the
 // one resource online that supports Encrypted Sessions is chosen, or the
-// request goes to the bare JID when no resource is known.
-func (e *Mechanism) Start(ctx context.Context, peer jid.JID) (Info, error) {
+// request goes to the bare JID when no resource is known. With a Store,
+// the contact's published key is fetched first (FetchKey), so that a
+// changed key is reported before the session.
+func (e *Mechanism) Start(ctx context.Context, peer jid.JID, opts *StartOptions) (Info, error) {
+	if opts == nil {
+		opts = &StartOptions{}
+	}
 	to := peer
 	if peer.Resourcepart() == "" {
 		var err error
@@ -36,23 +56,47 @@ func (e *Mechanism) Start(ctx context.Context, peer jid.JID) (Info, error) {
 			return e.info(s), fmt.Errorf("%w (%s, thread %s)", ErrExists, s.Peer(), s.Thread())
 		case s.State() == engine.StatePending && s.Role() == engine.Initiator:
 			// An unanswered earlier request: replace it.
-			e.m.Forget(s.PeerBare(), s.Thread())
+			e.m().Forget(s.PeerBare(), s.Thread())
 		}
 	}
-	s, o, err := e.m.Start(to.String(), nil)
+	if opts.ThreeMessage && e.Key() == "" {
+		return Info{}, ErrNoKey
+	}
+	if e.cfg.Store != nil && e.h != nil {
+		if _, err := e.FetchKey(ctx, to.Bare()); err != nil {
+			if opts.ThreeMessage {
+				return Info{}, err
+			}
+			e.log().Info("no Encrypted Sessions key of the contact", "peer", to.Bare().String(), "err", err)
+		}
+	}
+	e.passwords.set(to.Bare().String(), opts.Password)
+	s, o, err := e.m().Start(to.String(), &engine.StartOptions{ThreeMessage: opts.ThreeMessage})
 	if err != nil {
+		e.passwords.forget(to.Bare().String())
 		return Info{}, fmt.Errorf("client: %w", err)
+	}
+	if len(opts.Password) > 0 {
+		e.mu.Lock()
+		e.extraLocked(s).password = true
+		e.mu.Unlock()
 	}
 	unlock := e.lockSend()
 	err = e.send(ctx, []engine.Outbound{o})
 	unlock()
 	if err != nil {
-		e.m.Forget(s.PeerBare(), s.Thread())
+		e.m().Forget(s.PeerBare(), s.Thread())
+		e.passwords.forget(s.PeerBare())
 		return Info{}, err
 	}
 	e.notify()
 	return e.info(s), nil
 }
+
+// ErrNoKey reports an operation that needs this account's signing key
+// (XEP-0116 public-key identity) when there is none: make one with
+// GenerateKey.
+var ErrNoKey = errors.New("client: this account has no Encrypted Sessions key")
 
 // chooseResource picks the resource of a bare JID to negotiate with.
 func (e *Mechanism) chooseResource(ctx context.Context, peer jid.JID) (jid.JID, error) {
@@ -98,23 +142,39 @@ func (e *Mechanism) awaiting(peer jid.JID) (*engine.Session, error) {
 	return nil, fmt.Errorf("%w request from %s waits for an answer", ErrNoSession, peer)
 }
 
+// AcceptOptions say how to accept a request.
+type AcceptOptions struct {
+	// Password is the secret shared with the contact, if the contact
+	// asked for the session with one (StartOptions.Password): the session
+	// is established only if both entered the same.
+	Password []byte
+}
+
 // Accept accepts the newest request from peer that waits for the user.
 // For an Encrypted Session the negotiation continues; an
 // KindEstablished event follows.
-func (e *Mechanism) Accept(ctx context.Context, peer jid.JID) (Info, error) {
+func (e *Mechanism) Accept(ctx context.Context, peer jid.JID, opts *AcceptOptions) (Info, error) {
+	if opts == nil {
+		opts = &AcceptOptions{}
+	}
 	s, err := e.awaiting(peer)
 	if err != nil {
 		return Info{}, err
 	}
+	e.passwords.set(s.PeerBare(), opts.Password)
 	unlock := e.lockSend()
 	res, aerr := s.Accept()
-	serr := e.send(ctx, res.Out)
+	keyEvents, serr := e.handled(ctx, &res)
 	unlock()
 	e.mu.Lock()
-	e.extraLocked(s).asking = false
+	x := e.extraLocked(s)
+	x.asking, x.password = false, len(opts.Password) > 0
 	e.mu.Unlock()
-	e.emitAll(jid.JID{}, e.eventsOf(res.Events))
-	e.notify()
+	if aerr != nil {
+		e.passwords.forget(s.PeerBare())
+	}
+	e.emitAll(jid.JID{}, append(keyEvents, e.eventsOf(res.Events)...))
+	e.afterHandled(ctx, res)
 	if aerr != nil {
 		return e.info(s), fmt.Errorf("client: accepting the Encrypted Session with %s: %w", s.Peer(), aerr)
 	}
@@ -192,6 +252,9 @@ func (e *Mechanism) ConfirmSAS(peer jid.JID, sas, thread string) (Info, error) {
 	if err := s.ConfirmSAS(); err != nil {
 		return e.info(s), fmt.Errorf("client: %w", err)
 	}
+	if err := e.verifyPeerKey(context.Background(), s); err != nil {
+		e.log().Warn("recording the contact's key as verified failed", "peer", s.PeerBare(), "err", err)
+	}
 	p, _ := jid.Parse(s.Peer())
 	e.h.Emit(&client.SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: KindVerified, Fingerprint: s.SAS(),
 		Message: eme.Msg(eme.MsgESConfirmed, s.Peer())})
@@ -247,13 +310,19 @@ func (e *Mechanism) terminateLocked(ctx context.Context, s *engine.Session) erro
 	}
 	serr := e.send(ctx, res.Out)
 	e.emitAll(jid.JID{}, e.eventsOf(res.Events))
+	e.track(res.Events)
+	for _, ev := range res.Events {
+		if t, ok := ev.(engine.Terminated); ok {
+			e.sessionEnded(t.Session)
+		}
+	}
 	e.notify()
 	return serr
 }
 
 // Status describes every session the mechanism keeps, oldest first.
 func (e *Mechanism) Status() []Info {
-	all := e.m.Sessions()
+	all := e.m().Sessions()
 	out := make([]Info, len(all))
 	for i, s := range all {
 		out[i] = e.info(s)
@@ -271,7 +340,7 @@ func (e *Mechanism) WaitFor(ctx context.Context, peer jid.JID, thread string, co
 		e.mu.Unlock()
 		var s *engine.Session
 		if thread != "" {
-			s = e.m.Session(peer.Bare().String(), thread)
+			s = e.m().Session(peer.Bare().String(), thread)
 		} else if list := e.newestFirst(peer); len(list) > 0 {
 			s = list[0]
 		}
@@ -300,7 +369,10 @@ func (e *Mechanism) info(s *engine.Session) Info {
 		xs = *x
 	}
 	e.mu.Unlock()
-	i.SecretMatched, i.ContinuityBroken = xs.secretMatched, xs.continuityBroken
+	i.SecretMatched, i.ContinuityBroken, i.Password = xs.secretMatched, xs.continuityBroken, xs.password
+	if k := s.PeerKey(); k != nil {
+		i.PeerKey = Fingerprint(k)
+	}
 	switch s.State() {
 	case engine.StatePending:
 		switch {
@@ -313,12 +385,20 @@ func (e *Mechanism) info(s *engine.Session) Info {
 		}
 	case engine.StateActive:
 		i.State = "active"
-		if xs.ending {
+		switch {
+		case xs.ending:
 			i.State = "ending"
+		case xs.moved:
+			i.State = "moved"
 		}
 	default:
 		i.State = "ended"
 		i.EndReason, _ = s.EndReason()
+	}
+	if i.State == "active" || i.State == "ending" || i.State == "moved" {
+		p := s.Params()
+		i.ThreeMessage, i.Logging, i.SharePresence, i.RekeyFreq = p.ThreeMessage, p.Logging, p.SharePresence, p.RekeyFreq
+		i.Stanzas, i.Offline = p.Stanzas, s.Offline()
 	}
 	return i
 }

@@ -62,7 +62,10 @@ func TestESessionFeaturesAndNoSession(t *testing.T) {
 		"SAS":     func() error { _, err := es.SAS(jid.MustParse("bob@example.org")); return err },
 		"Confirm": func() error { _, err := es.ConfirmSAS(jid.MustParse("bob@example.org"), "abcde", ""); return err },
 		"End":     func() error { _, err := es.End(context.Background(), jid.MustParse("bob@example.org")); return err },
-		"Accept":  func() error { _, err := es.Accept(context.Background(), jid.MustParse("bob@example.org")); return err },
+		"Accept": func() error {
+			_, err := es.Accept(context.Background(), jid.MustParse("bob@example.org"), nil)
+			return err
+		},
 	} {
 		if err := f(); !errors.Is(err, ErrNoSession) {
 			t.Errorf("%s without a session: %v", name, err)

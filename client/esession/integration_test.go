@@ -22,11 +22,17 @@ const nsES = engine.NSStanzaEncryption
 // registered and enabled.
 func connectES(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, resource string, cfg esession.Config) (*client.Client, *esession.Mechanism) {
 	t.Helper()
+	return connectESTo(t, srv.Server(), acct, resource, cfg)
+}
+
+// connectESTo is connectES for any test server (servertest.Each).
+func connectESTo(t *testing.T, srv *servertest.Server, acct servertest.Account, resource string, cfg esession.Config) (*client.Client, *esession.Mechanism) {
+	t.Helper()
 	es, err := esession.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := clienttest.ConnectWith(t, srv, acct, resource, func(c *client.Client) {
+	c := clienttest.ConnectTo(t, srv, acct, resource, func(c *client.Client) {
 		if err := c.Register(es); err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +49,7 @@ func securityEvent(kind client.SecurityKind) func(*client.SecurityEvent) bool {
 func establish(t *testing.T, a *client.Client, ae *esession.Mechanism, b *client.Client) (*client.SecurityEvent, *client.SecurityEvent, esession.Info) {
 	t.Helper()
 	ctx := context.Background()
-	info, err := ae.Start(ctx, b.JID().Bare())
+	info, err := ae.Start(ctx, b.JID().Bare(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +247,7 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	ctx := context.Background()
 
 	// Carol sees no presence of bob's: she names his resource.
-	info, err := ce.Start(ctx, b.JID())
+	info, err := ce.Start(ctx, b.JID(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,16 +274,16 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	if !strings.Contains(d.Text, "not now") {
 		t.Fatalf("declined: %s", d.Text)
 	}
-	if _, err := be.Accept(ctx, c.JID()); !errors.Is(err, esession.ErrNoSession) {
+	if _, err := be.Accept(ctx, c.JID(), nil); !errors.Is(err, esession.ErrNoSession) {
 		t.Fatalf("accepting a declined request: %v", err)
 	}
 
 	// Second request: bob accepts by hand.
-	if _, err := ce.Start(ctx, b.JID()); err != nil {
+	if _, err := ce.Start(ctx, b.JID(), nil); err != nil {
 		t.Fatal(err)
 	}
 	clienttest.WaitFor(t, b, securityEvent(esession.KindRequest))
-	if _, err := be.Accept(ctx, c.JID().Bare()); err != nil {
+	if _, err := be.Accept(ctx, c.JID().Bare(), nil); err != nil {
 		t.Fatal(err)
 	}
 	eb := clienttest.WaitFor(t, b, securityEvent(esession.KindEstablished))
@@ -285,7 +291,7 @@ func TestIntegrationESessionUnsubscribed(t *testing.T) {
 	if eb.Fingerprint != ec.Fingerprint {
 		t.Fatalf("SAS %q and %q", eb.Fingerprint, ec.Fingerprint)
 	}
-	if _, err := ce.Start(ctx, b.JID()); !errors.Is(err, esession.ErrExists) {
+	if _, err := ce.Start(ctx, b.JID(), nil); !errors.Is(err, esession.ErrExists) {
 		t.Fatalf("second Start while active: %v", err)
 	}
 

@@ -28,7 +28,7 @@ func (e *Mechanism) MessageError(ev *client.ErrorEvent) []*client.SecurityEvent 
 	}
 	if !ok {
 		var live []*engine.Session
-		for _, s := range e.m.Sessions() {
+		for _, s := range e.m().Sessions() {
 			if s.Peer() == ev.From.String() && s.State() != engine.StateEnded {
 				live = append(live, s)
 			}
@@ -38,7 +38,7 @@ func (e *Mechanism) MessageError(ev *client.ErrorEvent) []*client.SecurityEvent 
 		}
 		ref = sessionRef{live[0].PeerBare(), live[0].Thread()}
 	}
-	s := e.m.Session(ref.peer, ref.thread)
+	s := e.m().Session(ref.peer, ref.thread)
 	if s == nil || s.State() == engine.StateEnded {
 		return nil
 	}
@@ -51,11 +51,10 @@ func (e *Mechanism) MessageError(ev *client.ErrorEvent) []*client.SecurityEvent 
 		errEl.Append(xmltree.New(client.NSStanzas, "text").AppendText(ev.Text))
 	}
 	unlock := e.lockSend()
-	res, _ := e.m.Receive(&engine.Inbound{From: ev.From.String(), Type: "error", Thread: ref.thread, Error: errEl})
+	res, _ := e.m().Receive(&engine.Inbound{From: ev.From.String(), Type: "error", Thread: ref.thread, Error: errEl})
 	e.send(context.Background(), res.Out)
 	unlock()
-	e.track(res.Events)
-	e.notify()
+	e.afterHandled(context.Background(), res)
 	var out []*client.SecurityEvent
 	for _, x := range res.Events {
 		if _, ok := x.(engine.Rejected); ok {
@@ -70,19 +69,48 @@ func (e *Mechanism) MessageError(ev *client.ErrorEvent) []*client.SecurityEvent 
 // keys are gone with it, and stanzas sent to it would be redirected to
 // other resources or stored.
 func (e *Mechanism) Presence(ctx context.Context, ev *client.PresenceEvent) []*client.SecurityEvent {
-	if ev.Available || ev.From.Resourcepart() == "" {
+	if ev.Available {
+		return e.peerBack(ctx, ev.From)
+	}
+	if ev.From.Resourcepart() == "" {
 		return nil
 	}
 	// XEP-0155 §9.4: the session is kept (the peer may come back) or
 	// terminated explicitly, as configured; never closed silently.
 	unlock := e.lockSend()
-	res := e.m.PeerUnavailable(ev.From.String())
+	res := e.m().PeerUnavailable(ev.From.String())
 	err := e.send(ctx, res.Out)
 	unlock()
 	if err != nil {
 		e.log().Info("terminating an Encrypted Session after unavailable presence failed", "peer", ev.From.String(), "err", err)
 	}
 	out := e.eventsOf(res.Events)
+	if out != nil {
+		e.afterHandled(ctx, res)
+	}
+	return out
+}
+
+// peerBack ends the offline sessions this client started with a contact
+// that came online (XEP-0187 §3: the contact reads them now, and an
+// online session takes their place).
+func (e *Mechanism) peerBack(ctx context.Context, from jid.JID) []*client.SecurityEvent {
+	var out []*client.SecurityEvent
+	for _, s := range e.newestFirst(from.Bare()) {
+		if !s.Offline() || s.Role() != engine.Responder || s.State() != engine.StateActive || e.isEnding(s) {
+			continue
+		}
+		unlock := e.lockSend()
+		res, err := s.Terminate()
+		if err == nil {
+			e.send(ctx, res.Out)
+		}
+		unlock()
+		s.Close()
+		p, _ := jid.Parse(s.Peer())
+		out = append(out, &client.SecurityEvent{Peer: p, Mechanism: e.Namespace(), Kind: KindTerminated,
+			Message: eme.Msg(eme.MsgESOfflineEnded, s.PeerBare())})
+	}
 	if out != nil {
 		e.notify()
 	}
@@ -93,7 +121,7 @@ func (e *Mechanism) Presence(ctx context.Context, ev *client.PresenceEvent) []*c
 // with it the binding every session depends on.
 func (e *Mechanism) StreamEnded() []*client.SecurityEvent {
 	var out []*client.SecurityEvent
-	for _, s := range e.m.Sessions() {
+	for _, s := range e.m().Sessions() {
 		if s.State() == engine.StateEnded {
 			continue
 		}
@@ -111,22 +139,40 @@ func (e *Mechanism) StreamEnded() []*client.SecurityEvent {
 // Shutdown wipes every session. It runs after the stream is closed, when
 // nothing can be sent any more; Closing has sent the terminates before.
 func (e *Mechanism) Shutdown() {
-	for _, s := range e.m.Sessions() {
+	e.mu.Lock()
+	if !e.stopped {
+		e.stopped = true
+		close(e.stop)
+	}
+	e.mu.Unlock()
+	for _, s := range e.m().Sessions() {
 		s.Close()
 	}
 	e.notify()
 }
 
-// Closing implements PreCloser: Client.Close terminates every session
-// while the stream still works.
-func (e *Mechanism) Closing(ctx context.Context) error { return e.TerminateAll(ctx) }
+// Closing implements PreCloser: while the stream still works,
+// Client.Close publishes fresh offline session options (with
+// Config.OfflineLifetime), terminates every session (XEP-0217 §6) and
+// takes back the archiving exceptions made for sessions that must not be
+// stored.
+func (e *Mechanism) Closing(ctx context.Context) error {
+	if e.cfg.OfflineLifetime > 0 && e.cfg.Offline != nil && e.Key() != "" {
+		if _, err := e.PublishOffline(ctx, e.clock().Add(e.cfg.OfflineLifetime)); err != nil {
+			e.log().Warn("publishing offline session options failed", "err", err)
+		}
+	}
+	err := e.TerminateAll(ctx)
+	e.restoreArchive(ctx, "")
+	return err
+}
 
 // TerminateAll terminates every live session, as XEP-0217 §6 requires
 // before going offline, sending the encrypted terminate forms, and wipes
 // every session. Client.Close calls it (through Closing).
 func (e *Mechanism) TerminateAll(ctx context.Context) error {
 	unlock := e.lockSend()
-	err := e.send(ctx, e.m.TerminateAll())
+	err := e.send(ctx, e.m().TerminateAll())
 	unlock()
 	e.notify()
 	return err

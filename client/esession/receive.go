@@ -17,11 +17,11 @@ func (e *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Open
 	if in.Origin.Copy() {
 		return nil, &client.OpenError{Reason: eme.ReasonNoSession, Notes: []eme.Message{copyNote(in.Origin)}}
 	}
-	res, err := e.receive(ctx, in)
+	res, keyEvents, err := e.receive(ctx, in)
 	if err != nil {
 		return nil, &client.OpenError{Reason: eme.ReasonMalformed, Err: err}
 	}
-	op := e.convert(in, res)
+	op := e.convert(in, res, keyEvents)
 	for _, ev := range res.Events {
 		switch ev := ev.(type) {
 		case engine.Terminated:
@@ -63,7 +63,7 @@ func (e *Mechanism) Intercept(ctx context.Context, in *client.Incoming) (*client
 	neg := st.Child(engine.NSFeatureNeg, "feature") != nil || st.Child(engine.NSInit, "init") != nil
 	if !neg {
 		thread := st.ChildText(client.NSClient, "thread")
-		if thread == "" || in.Origin.Copy() || e.m.Session(in.From.String(), thread) == nil {
+		if thread == "" || in.Origin.Copy() || e.m().Session(in.From.String(), thread) == nil {
 			return nil, false
 		}
 	}
@@ -76,7 +76,7 @@ func (e *Mechanism) Intercept(ctx context.Context, in *client.Incoming) (*client
 			Message: eme.Msg(eme.MsgESCopyIgnored),
 		}}}, true
 	}
-	res, err := e.receive(ctx, in)
+	res, keyEvents, err := e.receive(ctx, in)
 	if err != nil {
 		return &client.Opened{Silent: true, Events: []*client.SecurityEvent{{
 			Peer: in.From, Mechanism: e.Namespace(), Kind: KindIgnored,
@@ -86,7 +86,7 @@ func (e *Mechanism) Intercept(ctx context.Context, in *client.Incoming) (*client
 	if res.Unhandled {
 		return nil, false
 	}
-	op := e.convert(in, res)
+	op := e.convert(in, res, keyEvents)
 	if op.unencrypted != nil {
 		op.Body, _, op.Payload = client.SplitContent(st.Elements())
 		op.Security = client.Security{Warnings: []client.Warning{client.Warn(eme.MsgESClearOnThread, op.unencrypted.Session.Peer())}}
@@ -105,26 +105,54 @@ func (e *Mechanism) Intercept(ctx context.Context, in *client.Incoming) (*client
 }
 
 // receive hands a live stanza to the engine and sends what it answers.
-func (e *Mechanism) receive(ctx context.Context, in *client.Incoming) (engine.Result, error) {
+// The key events (a new, changed or rejected key of the contact) come
+// first: they precede everything of the session they concern.
+func (e *Mechanism) receive(ctx context.Context, in *client.Incoming) (engine.Result, []*client.SecurityEvent, error) {
 	inb, err := engine.ParseMessage(in.Stanza)
 	if err != nil {
-		return engine.Result{}, err
+		return engine.Result{}, nil, err
 	}
 	inb.From = in.From.String()
 	inb.Subscribed = e.h.Subscribed(in.From)
 	inb.Delayed = inb.Delayed || in.Origin.Delayed
 	unlock := e.lockSend()
-	res, _ := e.m.Receive(inb) // errors come with events
-	e.send(ctx, res.Out)
+	res, _ := e.m().Receive(inb) // errors come with events
+	keyEvents, _ := e.handled(ctx, &res)
 	unlock()
+	e.afterHandled(ctx, res)
+	return res, keyEvents, nil
+}
+
+// handled sends what the engine produced and checks the contact's keys.
+// The caller holds the send lock.
+func (e *Mechanism) handled(ctx context.Context, res *engine.Result) ([]*client.SecurityEvent, error) {
+	err := e.send(ctx, res.Out)
+	return e.checkKeys(ctx, res), err
+}
+
+// afterHandled does what established and ended sessions call for once
+// the send lock is released: directed presence where it was agreed, the
+// archive check of sessions that must not be stored, and waking WaitFor.
+func (e *Mechanism) afterHandled(ctx context.Context, res engine.Result) {
 	e.track(res.Events)
 	for _, ev := range res.Events {
-		if est, ok := ev.(engine.Established); ok {
-			e.directedPresence(ctx, est.Session.Peer())
+		switch ev := ev.(type) {
+		case engine.Established:
+			if p := ev.Session.Params(); ev.Encrypted && p.SharePresence && !ev.Offline {
+				e.directedPresence(ctx, ev.Session.Peer())
+			}
+			if ev.Session.Params().Logging == engine.LoggingMustNot {
+				e.keepOutOfArchive(ev.Session)
+			}
+		case engine.Renegotiated:
+			if ev.Accepted && ev.Params.Logging == engine.LoggingMustNot {
+				e.keepOutOfArchive(ev.Session)
+			}
+		case engine.Terminated:
+			e.sessionEnded(ev.Session)
 		}
 	}
 	e.notify()
-	return res, nil
 }
 
 // directedPresence sends available presence to the resource a session is
@@ -158,8 +186,9 @@ type converted struct {
 }
 
 // convert turns engine events into the message and security events.
-func (e *Mechanism) convert(in *client.Incoming, res engine.Result) converted {
+func (e *Mechanism) convert(in *client.Incoming, res engine.Result, keyEvents []*client.SecurityEvent) converted {
 	var op converted
+	op.Events = append(op.Events, keyEvents...)
 	for _, ev := range res.Events {
 		if m, ok := ev.(engine.Message); ok && !op.hasMessage {
 			op.hasMessage = true
@@ -186,7 +215,19 @@ func (e *Mechanism) convert(in *client.Incoming, res engine.Result) converted {
 func (e *Mechanism) security(s *engine.Session) client.Security {
 	// Stanzas of an established session are authenticated by its MAC keys.
 	return client.Security{Mechanism: e.Namespace(), Name: eme.DisplayName(e.Namespace(), ""),
-		Verified: s.Verified(), Authenticated: true, Fingerprint: s.SAS()}
+		Verified: s.Verified(), Authenticated: true, Fingerprint: sessionFingerprint(s)}
+}
+
+// sessionFingerprint is what identifies a session to the user: its SAS,
+// or (in the SIGMA-I exchange, which has none) the contact's key.
+func sessionFingerprint(s *engine.Session) string {
+	if sas := s.SAS(); sas != "" {
+		return sas
+	}
+	if k := s.PeerKey(); k != nil {
+		return Fingerprint(k)
+	}
+	return ""
 }
 
 // messageContent splits decrypted stanza content into the body and the

@@ -36,6 +36,7 @@ func (e *Mechanism) Seal(ctx context.Context, out *client.Outgoing) (client.Seal
 	if err != nil {
 		return client.Sealed{}, err
 	}
+	sessionHints(st, s.Offline())
 	id := out.ID
 	if id == "" {
 		id = client.NewID()
@@ -49,7 +50,7 @@ func (e *Mechanism) Seal(ctx context.Context, out *client.Outgoing) (client.Seal
 // or the newest with the contact (with its resource, if to has one).
 func (e *Mechanism) sessionFor(to jid.JID, thread string) (*engine.Session, error) {
 	if thread != "" {
-		s := e.m.Session(to.Bare().String(), thread)
+		s := e.m().Session(to.Bare().String(), thread)
 		if s == nil || s.State() != engine.StateActive || !s.Encrypted() || e.isEnding(s) {
 			return nil, fmt.Errorf("%w with %s on thread %s", ErrNoSession, to, thread)
 		}
@@ -94,7 +95,7 @@ func (e *Mechanism) sessionFor(to jid.JID, thread string) (*engine.Session, erro
 // newestFirst returns the sessions with the contact (and its resource, if
 // the JID has one), newest first.
 func (e *Mechanism) newestFirst(peer jid.JID) []*engine.Session {
-	all := e.m.Sessions()
+	all := e.m().Sessions()
 	bare := peer.Bare().String()
 	full := ""
 	if peer.Resourcepart() != "" {
@@ -143,15 +144,15 @@ func (e *Mechanism) send(ctx context.Context, out []engine.Outbound) error {
 	for _, o := range out {
 		st, err := e.stanza(o)
 		if err == nil {
-			id := client.NewID()
+			id := o.ID
+			if id == "" {
+				id = client.NewID()
+			}
 			st.SetAttr("id", id)
 			e.rememberRef(id, sessionRef{engine.Bare(o.To), o.Thread})
-			for _, h := range esessionHints {
-				if st.Child(client.NSHints, h) == nil {
-					st.Append(xmltree.New(client.NSHints, h))
-				}
-			}
-			if st.Child(client.NSSID, "origin-id") == nil {
+			s := e.m().Session(o.To, o.Thread)
+			sessionHints(st, o.Thread != "" && s != nil && s.Offline())
+			if st.Name.Local == "message" && st.Child(client.NSSID, "origin-id") == nil {
 				st.Append(xmltree.New(client.NSSID, "origin-id", "id", id))
 			}
 			if e.wire == nil {

@@ -36,8 +36,12 @@ policy decides (see balcony policy). Lines starting with / are commands:
   /otr start|end|status       OTR with JID (a full JID: name the resource)
   /otr smp [QUESTION]         verify the OTR conversation; asks for the secret
   /otr answer                 answer the contact's verification; asks for the secret
-  /esession start|accept|decline|sas|reject|end|status
+  /esession start|accept|decline|sas|reject|rekey|end|status
+  /esession start keys        identify both by public keys (XEP-0116 SIGMA-I)
+  /esession start secret, /esession accept secret
+                              with a password shared with the contact; asks for it
   /esession confirm SAS       the SAS you compared with the contact matched
+  /esession renegotiate may|mustnot   whether the session may be stored
   /status                     the state of every mechanism with JID
   /help, /quit                (end of input also quits)
 
@@ -321,22 +325,19 @@ func (c *chat) otr(ctx context.Context, f []string) {
 }
 
 func (c *chat) esession(ctx context.Context, op, arg string) {
-	a := esessionArgs{Op: op, JID: c.peer.String()}
-	switch op {
-	case "start", "accept", "end":
-		a.Wait = 30 * time.Second
-	case "decline":
-		a.Reason = arg
-	case "confirm":
-		if a.SAS = strings.TrimSpace(arg); a.SAS == "" {
-			c.report(&usageError{msg: "/esession confirm needs the SAS you compared", hint: "/esession sas shows it; compare it with the contact, then: /esession confirm SAS"})
+	var pw []byte
+	if arg == "secret" && (op == "start" || op == "accept") {
+		var err error
+		pw, err = c.secret(ctx, "Password shared with "+c.peer.String()+" (not shown): ")
+		defer clear(pw)
+		if err != nil || len(pw) == 0 {
+			c.report(errors.New("no session " + op + "ed: no password"))
 			return
 		}
-	case "sas", "reject":
-	case "status":
-		a.JID = ""
-	default:
-		c.report(&usageError{msg: "unknown /esession command " + op, hint: "/esession start|accept|decline|sas|confirm|reject|end|status"})
+	}
+	a, err := slashESession(op, arg, c.peer.String(), pw)
+	if err != nil {
+		c.report(err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.Wait+5*time.Second)
@@ -346,5 +347,5 @@ func (c *chat) esession(ctx context.Context, op, arg string) {
 		c.report(err)
 		return
 	}
-	printESession(c.e, a, res)
+	printESessionResult(c.e, a, res)
 }

@@ -23,16 +23,26 @@ const settingESessionAccept = "esession.accept"
 
 var esessionCommand = &command{
 	name:    "esession",
-	summary: "start, verify and end Encrypted Sessions (XEP-0217/0200, Deferred)",
-	usage: `Usage: balcony esession start [--wait DUR] JID
-       balcony esession accept [--wait DUR] JID
+	summary: "start, verify and end Encrypted Sessions (XEP-0217/0116/0200/0187, Deferred)",
+	usage: `Usage: balcony esession start [--wait DUR] [--keys] [--secret | --secret-file F | --secret-env V] JID
+       balcony esession accept [--wait DUR] [--secret | --secret-file F | --secret-env V] JID
        balcony esession decline [--reason TEXT] JID
        balcony esession sas JID
        balcony esession confirm [--thread T] JID SAS
        balcony esession reject JID
        balcony esession end [--wait DUR] JID
        balcony esession status
+       balcony esession rekey JID
+       balcony esession renegotiate JID may|mustnot
+       balcony esession continue [--wait DUR] JID RESOURCE
+       balcony esession handover JID FILE
+       balcony esession adopt FILE
+       balcony esession keygen | publish | fetch JID
+       balcony esession offline publish [--valid DUR] | withdraw | start JID [TEXT]
        balcony esession policy [ask|subscribed]
+       balcony esession policy logging [may|mustnot]
+       balcony esession policy rekey [N|never]
+       balcony esession policy offline [DUR|off]
 
 Encrypted Sessions (XEP-0155 negotiation, XEP-0217 key agreement, XEP-0200
 stanza encryption; every one but XEP-0155 is Deferred and was never analysed)
@@ -41,9 +51,17 @@ commands act through it. Send in a session with: balcony send --esession JID TEX
 
   start     ask JID for a session: a full JID, or a bare JID with one
             resource online. With --wait, wait until it is established and
-            print the short authentication string (SAS).
+            print the short authentication string (SAS). The contact's
+            published key (XEP-0189) is fetched first: a changed key is
+            reported before the session. With --keys, both identify with
+            their public keys (XEP-0116 SIGMA-I: keygen on both sides, and
+            the contact's key verified with balcony trust) and there is no
+            SAS. With --secret, a password agreed with the contact (asked
+            without echo) goes into the keys: the contact must accept with
+            the same one, and no one else can complete the session.
   accept    accept the newest request from JID. With --wait, wait up to DUR
             for a request to arrive and for the session to be established.
+            With --secret, the password the contact started with.
   decline   decline the newest request from JID, with an optional reason.
   sas       print the SAS of the session with JID on standard output.
   confirm   record that you compared SAS with the contact over a channel you
@@ -60,14 +78,42 @@ commands act through it. Send in a session with: balcony send --esession JID TEX
   end       end the session with JID (an encrypted terminate). With --wait,
             wait for the contact's acknowledgement.
   status    list the sessions of the running listener.
+  rekey     exchange new keys in the session now (XEP-0200 §9); stanzas
+            in flight under the old keys are still read. Sessions also
+            re-key by themselves (policy rekey) and after a silence.
+  renegotiate  ask the contact to agree on logging anew (XEP-0155 §6):
+            mustnot keeps everything of the session out of both archives.
+  continue  move the session to another of your resources (XEP-0155 §5);
+            once the contact agreed (state "moved"), handover writes it to
+            FILE (mode 0600; it holds the session keys: carry it over a
+            channel you trust) and the other resource's listener takes it
+            over with adopt, which destroys the file. With --wait, continue
+            waits until the contact agreed.
+  keygen    make this account's Encrypted Sessions key (RSA 3072) and
+            publish it (XEP-0189); publish publishes it again. fetch reads
+            a contact's published key and prints its fingerprint; list
+            keys with balcony keys --mechanism esession and decide about
+            them with balcony trust --mechanism esession.
+  offline   XEP-0187: publish signed session options for your contacts
+            while you are away (--valid, default 168h), withdraw them, or
+            start a session with an offline contact from its options and
+            send TEXT (- reads it from standard input) in it at once.
   policy    show or set who may start a session without asking you: "ask"
             (the default: every request waits for accept or decline) or
             "subscribed" (contacts with a presence subscription to you).
-            Requests from anyone else always wait. Applies to listeners
-            started afterwards.
+            Requests from anyone else always wait. "policy logging" is
+            what you offer (XEP-0136): may (the default; a contact's
+            mustnot is accepted) or mustnot (offered alone and required).
+            "policy rekey" is the most stanzas between key exchanges
+            (default 1000) or never. "policy offline DUR" makes a listener
+            publish offline session options valid for DUR when it stops
+            (default off). Policies apply to listeners started afterwards.
+            A listener withdraws published offline options when it starts:
+            they are for contacts who find you offline.
 
-Without a SAS comparison a session is not authenticated: a man in the middle
-present from the first session on is never detected. The negotiation, the
+Without a SAS comparison, a verified key or a shared password, a session is
+not authenticated: a man in the middle present from the first session on is
+never detected. The negotiation, the
 thread and the addresses travel in the clear. Messages of a session must
 arrive exactly once and in order: anything lost, repeated or reordered ends
 the session, and copies for other devices or the archive cannot be read.
@@ -76,6 +122,11 @@ Flags:
   --wait DUR       how long to wait (default: do not wait)
   --reason TEXT    the reason given when declining
   --thread T       confirm only the session on thread T
+  --keys           SIGMA-I with public keys (start)
+  --secret         ask for a password shared with the contact (start, accept)
+  --secret-file F  read it from file F
+  --secret-env V   read it from environment variable V
+  --valid DUR      how long offline session options stay usable
 ` + secretFlagsUsage,
 	run: runESession,
 }
@@ -149,15 +200,11 @@ func (a storeSecrets) Expire(peer string, createdBefore time.Time) error {
 // setupESession registers the Encrypted Sessions mechanism, enabled, with
 // the retained secrets kept in the account's store.
 func setupESession(ctx context.Context, s *session) error {
-	policy := esclient.AskUser
-	v, err := s.store.Setting(ctx, settingESessionAccept)
-	switch {
-	case err == nil && v == "subscribed":
-		policy = esclient.AcceptSubscribed
-	case err != nil && !errors.Is(err, store.ErrNotFound):
+	cfg, err := esessionConfig(ctx, s.store)
+	if err != nil {
 		return err
 	}
-	es, err := esclient.New(esclient.Config{Secrets: storeSecrets{s.store}, AcceptPolicy: policy})
+	es, err := esclient.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -179,11 +226,26 @@ type esessionArgs struct {
 	Reason string        `json:"reason,omitempty"`
 	SAS    string        `json:"sas,omitempty"`
 	Thread string        `json:"thread,omitempty"`
+	// ThreeMessage asks for SIGMA-I; Password is a password shared with
+	// the contact (cleared after use).
+	ThreeMessage bool   `json:"three_message,omitempty"`
+	Password     []byte `json:"password,omitempty"`
+	Logging      string `json:"logging,omitempty"`
+	Resource     string `json:"resource,omitempty"`
+	// State is a handed-over session (adopt).
+	State []byte        `json:"state,omitempty"`
+	Body  string        `json:"body,omitempty"`
+	Valid time.Duration `json:"valid,omitempty"`
 }
 
 type esessionResult struct {
 	Session  esclient.Info   `json:"session"`
 	Sessions []esclient.Info `json:"sessions,omitempty"`
+	// Key is a key fingerprint (keygen, publish, fetch).
+	Key     string    `json:"key,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
+	// State is the handed-over session (handover).
+	State []byte `json:"state,omitempty"`
 }
 
 func runESession(ctx context.Context, e *env, args []string) error {
@@ -197,12 +259,20 @@ func runESession(ctx context.Context, e *env, args []string) error {
 	wait := fs.Duration("wait", 0, "")
 	reason := fs.String("reason", "", "")
 	thread := fs.String("thread", "", "")
+	keys := fs.Bool("keys", false, "")
+	valid := fs.Duration("valid", 0, "")
+	shared := addSharedSecretFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	a := esessionArgs{Op: op, Wait: *wait, Reason: *reason, Thread: *thread}
-	switch op {
-	case "confirm":
+	a := esessionArgs{Op: op, Wait: *wait, Reason: *reason, Thread: *thread, ThreeMessage: *keys, Valid: *valid}
+	known, err := parseESessionOp(e, op, fs.Args(), &a)
+	if err != nil {
+		return err
+	}
+	switch {
+	case known:
+	case op == "confirm":
 		if fs.NArg() != 2 {
 			return &usageError{msg: "esession confirm needs a JID and the SAS you compared", hint: "run: balcony esession sas JID, compare it with the contact, then: balcony esession confirm JID SAS"}
 		}
@@ -222,7 +292,7 @@ func runESession(ctx context.Context, e *env, args []string) error {
 		if a.SAS == "" {
 			return &usageError{msg: "esession confirm needs the SAS you compared"}
 		}
-	case "start", "accept", "decline", "sas", "reject", "end":
+	case op == "start" || op == "accept" || op == "decline" || op == "sas" || op == "reject" || op == "end":
 		if fs.NArg() != 1 {
 			return &usageError{msg: "esession " + op + " needs a JID", hint: "run: balcony help esession"}
 		}
@@ -231,11 +301,11 @@ func runESession(ctx context.Context, e *env, args []string) error {
 			return &usageError{msg: fmt.Sprintf("invalid JID %q: %v", fs.Arg(0), err)}
 		}
 		a.JID = j.String()
-	case "status":
+	case op == "status":
 		if fs.NArg() != 0 {
 			return &usageError{msg: "esession status takes no arguments"}
 		}
-	case "policy":
+	case op == "policy":
 		return runESessionPolicy(ctx, e, &so, fs.Args())
 	default:
 		return &usageError{msg: fmt.Sprintf("unknown esession subcommand %q", op), hint: "run: balcony help esession"}
@@ -246,11 +316,28 @@ func runESession(ctx context.Context, e *env, args []string) error {
 	if *reason != "" && op != "decline" {
 		return &usageError{msg: "--reason is for esession decline"}
 	}
-	if *wait != 0 && op != "start" && op != "accept" && op != "end" {
-		return &usageError{msg: "--wait is for esession start, accept and end"}
+	if *wait != 0 && op != "start" && op != "accept" && op != "end" && op != "continue" {
+		return &usageError{msg: "--wait is for esession start, accept, end and continue"}
 	}
 	if *wait < 0 {
 		return &usageError{msg: "--wait must not be negative"}
+	}
+	if *keys && op != "start" {
+		return &usageError{msg: "--keys is for esession start"}
+	}
+	if *valid != 0 && a.Op != "offline-publish" {
+		return &usageError{msg: "--valid is for esession offline publish"}
+	}
+	if shared.given() {
+		if op != "start" && op != "accept" {
+			return &usageError{msg: "--secret, --secret-file and --secret-env are for esession start and accept"}
+		}
+		pw, err := shared.read(e, a.JID)
+		if err != nil {
+			return err
+		}
+		a.Password = pw
+		defer clear(pw)
 	}
 	acct, err := currentAccount(e)
 	if err != nil {
@@ -261,6 +348,13 @@ func runESession(ctx context.Context, e *env, args []string) error {
 	var res esessionResult
 	if err := callControl(ctx, e, acct, "esession", a, &res); err != nil {
 		return needListener(err, acct)
+	}
+	if known {
+		if err := runESessionOpLocal(e, a, fs.Args(), res); err != nil {
+			return err
+		}
+		printESessionOp(e, a, fs.Args(), res)
+		return nil
 	}
 	printESession(e, a, res)
 	return nil
@@ -280,7 +374,16 @@ func printESession(e *env, a esessionArgs, res esessionResult) {
 			return
 		}
 		fmt.Fprintf(e.stdout, "established an Encrypted Session with %s\n", s.Peer)
-		fmt.Fprintf(e.stdout, "SAS: %s\n", s.SAS)
+		if s.SAS != "" {
+			fmt.Fprintf(e.stdout, "SAS: %s\n", s.SAS)
+		}
+		if s.PeerKey != "" {
+			fmt.Fprintf(e.stdout, "contact's key: %s\n", s.PeerKey)
+		}
+		if s.Password {
+			fmt.Fprintln(e.stdout, "the shared password went into the keys")
+		}
+		fmt.Fprintf(e.stdout, "logging: %s\n", loggingText(s.Logging))
 		fmt.Fprintln(e.stdout, verificationNote(s))
 	case "decline":
 		fmt.Fprintf(e.stdout, "declined the Encrypted Session requested by %s\n", s.Peer)
@@ -303,7 +406,7 @@ func printESession(e *env, a esessionArgs, res esessionResult) {
 			return
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PEER\tSTATE\tSAS\tVERIFIED\tTHREAD")
+		fmt.Fprintln(tw, "PEER\tSTATE\tSAS\tVERIFIED\tTHREAD\tLOGGING\tWITH")
 		for _, x := range res.Sessions {
 			state := x.State
 			if x.State == "ended" && x.EndReason != "" {
@@ -320,15 +423,54 @@ func printESession(e *env, a esessionArgs, res esessionResult) {
 			if sas == "" {
 				sas = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.Peer, state, sas, verified, x.Thread)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Peer, state, sas, verified, x.Thread, orDash(x.Logging), sessionWith(x))
 		}
 		tw.Flush()
 	}
 }
 
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// sessionWith lists what authenticates a session besides the SAS.
+func sessionWith(x esclient.Info) string {
+	var w []string
+	if x.ThreeMessage {
+		w = append(w, "keys")
+	} else if x.PeerKey != "" {
+		w = append(w, "key")
+	}
+	if x.Password {
+		w = append(w, "password")
+	}
+	if x.Offline {
+		w = append(w, "offline")
+	}
+	if x.RekeyFreq != 0 && x.RekeyFreq != esession.MaxRekeyFreq {
+		w = append(w, fmt.Sprintf("rekey/%d", x.RekeyFreq))
+	}
+	return orDash(strings.Join(w, ","))
+}
+
+// loggingText says what the agreed logging value means.
+func loggingText(l string) string {
+	if l == esession.LoggingMustNot {
+		return "mustnot (nothing of the session is stored, locally or in the server's archive)"
+	}
+	return "may (messages may be stored in the archives)"
+}
+
 func verificationNote(s esclient.Info) string {
 	bare := esession.Bare(s.Peer)
 	switch {
+	case s.Verified && s.SAS == "":
+		return "verified: " + bare + " signed with a key you verified"
+	case s.SAS == "" && s.PeerKey != "":
+		return "not verified: compare the fingerprint of " + bare + "'s key with the contact over a channel you trust, then run: balcony trust --mechanism esession " + bare + " " + s.PeerKey + " verified"
 	case s.Verified:
 		return "verified: the SAS was confirmed in this session or in the chain of sessions it continues"
 	case s.ContinuityBroken:
@@ -348,8 +490,17 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 	if es == nil {
 		return nil, errors.New("this listener has no Encrypted Sessions mechanism")
 	}
-	if a.Op == "status" {
+	defer clear(a.Password)
+	switch a.Op {
+	case "status":
 		return esessionResult{Sessions: es.Status()}, nil
+	case "adopt":
+		info, err := es.Adopt(ctx, a.State)
+		clear(a.State)
+		return esessionResult{Session: info}, err
+	case "start", "accept", "decline", "sas", "confirm", "reject", "end":
+	default:
+		return handleESessionOp(ctx, es, a)
 	}
 	j, err := jid.Parse(a.JID)
 	if err != nil {
@@ -365,7 +516,7 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 	var info esclient.Info
 	switch a.Op {
 	case "start":
-		info, err = es.Start(ctx, j)
+		info, err = es.Start(ctx, j, &esclient.StartOptions{ThreeMessage: a.ThreeMessage, Password: a.Password})
 		if err != nil {
 			return nil, esessionHint(err, j)
 		}
@@ -380,7 +531,7 @@ func handleESession(ctx context.Context, s *session, raw json.RawMessage) (any, 
 			// The request may still be on its way.
 			es.WaitFor(wctx, j, "", func(i esclient.Info) bool { return i.State == "asking" })
 		}
-		info, err = es.Accept(ctx, j)
+		info, err = es.Accept(ctx, j, &esclient.AcceptOptions{Password: a.Password})
 		if err != nil {
 			return nil, esessionHint(err, j)
 		}
@@ -462,31 +613,43 @@ func esessionHint(err error, j jid.JID) error {
 }
 
 func runESessionPolicy(ctx context.Context, e *env, so *secretOptions, args []string) error {
-	if len(args) > 1 {
-		return &usageError{msg: "esession policy takes at most one argument: ask or subscribed"}
-	}
-	if len(args) == 1 && args[0] != "ask" && args[0] != "subscribed" {
+	name, label, value := settingESessionAccept, "esession policy", ""
+	switch {
+	case len(args) > 0 && (args[0] == "logging" || args[0] == "rekey" || args[0] == "offline"):
+		if len(args) > 2 {
+			return &usageError{msg: "esession policy " + args[0] + " takes at most one argument"}
+		}
+		var err error
+		if name, value, err = esessionPolicySetting(args); err != nil {
+			return err
+		}
+		label += " " + args[0]
+	case len(args) > 1:
+		return &usageError{msg: "esession policy takes at most one argument: ask or subscribed", hint: "or: policy logging may|mustnot, policy rekey N|never, policy offline DUR|off"}
+	case len(args) == 1 && args[0] != "ask" && args[0] != "subscribed":
 		return &usageError{msg: fmt.Sprintf("unknown policy %q", args[0]), hint: "use ask or subscribed"}
+	case len(args) == 1:
+		value = args[0]
 	}
 	_, st, err := openAccount(e, so)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if len(args) == 1 {
-		if err := st.SetSetting(ctx, settingESessionAccept, args[0]); err != nil {
+	if value != "" {
+		if err := st.SetSetting(ctx, name, value); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "esession policy: %s (applies to listeners started from now on)\n", args[0])
+		fmt.Fprintf(e.stdout, "%s: %s (applies to listeners started from now on)\n", label, value)
 		return nil
 	}
-	v, err := st.Setting(ctx, settingESessionAccept)
+	v, err := st.Setting(ctx, name)
 	if errors.Is(err, store.ErrNotFound) || err == nil && strings.TrimSpace(v) == "" {
-		v, err = "ask", nil
+		v, err = esessionPolicyDefault(name), nil
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "esession policy: %s\n", v)
+	fmt.Fprintf(e.stdout, "%s: %s\n", label, v)
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/esession"
 	"github.com/balcony-im/balcony/store"
 )
@@ -118,6 +119,9 @@ func TestESessionUsage(t *testing.T) {
 	t.Setenv("BALCONY_DATA_DIR", filepath.Join(dir, "data"))
 	t.Setenv("BALCONY_PASSPHRASE", "pass")
 	t.Setenv("BALCONY_STORE_KDF", "time=1,memory=1024,threads=1")
+	if err := os.WriteFile(filepath.Join(dir, "empty"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, e, code := runCmd(t, "account", "add", "alice@example.org", "--server", "127.0.0.1:1", "--offline"); code != 0 {
 		t.Fatalf("account add: %s", e)
 	}
@@ -140,6 +144,34 @@ func TestESessionUsage(t *testing.T) {
 		{[]string{"esession", "policy", "sometimes"}, 2, `unknown policy "sometimes"`},
 		{[]string{"esession", "policy", "subscribed"}, 0, "esession policy: subscribed"},
 		{[]string{"esession", "policy"}, 0, "esession policy: subscribed"},
+		{[]string{"esession", "policy", "logging"}, 0, "esession policy logging: may"},
+		{[]string{"esession", "policy", "logging", "mustnot"}, 0, "esession policy logging: mustnot (applies"},
+		{[]string{"esession", "policy", "logging"}, 0, "esession policy logging: mustnot"},
+		{[]string{"esession", "policy", "logging", "never"}, 2, `unknown logging policy "never"`},
+		{[]string{"esession", "policy", "rekey"}, 0, "esession policy rekey: 1000"},
+		{[]string{"esession", "policy", "rekey", "never"}, 0, "esession policy rekey: never (applies"},
+		{[]string{"esession", "policy", "rekey", "4294967295"}, 2, `invalid rekey policy "4294967295"`},
+		{[]string{"esession", "policy", "rekey", "1", "2"}, 2, "takes at most one argument"},
+		{[]string{"esession", "policy", "offline"}, 0, "esession policy offline: off"},
+		{[]string{"esession", "policy", "offline", "30s"}, 2, `invalid offline policy "30s"`},
+		{[]string{"esession", "policy", "offline", "168h"}, 0, "esession policy offline: 168h (applies"},
+		{[]string{"esession", "rekey"}, 2, "esession rekey needs a JID"},
+		{[]string{"esession", "renegotiate", "bob@example.org"}, 2, "needs a JID and may or mustnot"},
+		{[]string{"esession", "renegotiate", "bob@example.org", "sometimes"}, 2, "needs a JID and may or mustnot"},
+		{[]string{"esession", "continue", "bob@example.org"}, 2, "needs a JID and the resource"},
+		{[]string{"esession", "continue", "bob@example.org", "a/b"}, 2, "needs a JID and the resource"},
+		{[]string{"esession", "handover", "bob@example.org"}, 2, "needs a JID and the file"},
+		{[]string{"esession", "adopt", filepath.Join(dir, "missing")}, 1, "no such file"},
+		{[]string{"esession", "keygen", "x"}, 2, "takes no arguments"},
+		{[]string{"esession", "offline"}, 2, "needs publish, withdraw or start"},
+		{[]string{"esession", "offline", "start"}, 2, "usage: balcony esession offline"},
+		{[]string{"esession", "offline", "publish", "--valid", "1h", "x"}, 2, "usage: balcony esession offline"},
+		{[]string{"esession", "sas", "--valid", "1h", "bob@example.org"}, 2, "--valid is for esession offline publish"},
+		{[]string{"esession", "accept", "--keys", "bob@example.org"}, 2, "--keys is for esession start"},
+		{[]string{"esession", "end", "--secret", "bob@example.org"}, 2, "--secret, --secret-file and --secret-env are for esession start and accept"},
+		{[]string{"esession", "start", "--secret", "bob@example.org"}, 2, "no terminal to ask for the shared password on"},
+		{[]string{"esession", "start", "--secret-env", "BALCONY_EMPTY_FOR_TEST", "--secret-file", filepath.Join(dir, "empty"), "bob@example.org"}, 2, "must not be empty"},
+		{[]string{"esession", "rekey", "bob@example.org"}, 1, "no balcony listen is running"},
 	} {
 		out, e, code := runCmd(t, tc.args...)
 		where := out
@@ -148,6 +180,29 @@ func TestESessionUsage(t *testing.T) {
 		}
 		if code != tc.code || !strings.Contains(where, tc.out) {
 			t.Errorf("balcony %s: exit %d, stdout %q, stderr %q; want exit %d and %q", strings.Join(tc.args, " "), code, out, e, tc.code, tc.out)
+		}
+	}
+}
+
+// TestESessionKeyHint: an event about an Encrypted Sessions public key
+// suggests balcony trust with the whole fingerprint; one with a SAS still
+// suggests esession sas.
+func TestESessionKeyHint(t *testing.T) {
+	h := eme.Hint{Action: eme.ActionVerify, Mechanism: eme.ESession, Peer: "bob@example.org/desk"}
+	const fpr = "pBvRd9bvWmm5PGAdrPSxxCj/0U7dSGvG0JumG9bbBLg="
+	for _, tc := range []struct {
+		fpr   string
+		slash bool
+		want  string
+	}{
+		{fpr, false, "balcony trust --mechanism esession bob@example.org " + fpr + " verified"},
+		{fpr, true, "/trust " + fpr + " verified"},
+		{"mf6dw", false, "balcony esession sas bob@example.org/desk"},
+		{"mf6dw", true, "/esession sas"},
+		{"pBvRd9bvWmm5PGAdrPSxxCj/0U7dSGvG0JumG9bbBL!=", false, "balcony esession sas bob@example.org/desk"},
+	} {
+		if got := hintCommand(h, tc.fpr, tc.slash); got != tc.want {
+			t.Errorf("hintCommand(%q, slash %v) = %q, want %q", tc.fpr, tc.slash, got, tc.want)
 		}
 	}
 }

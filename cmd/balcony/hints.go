@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/base64"
 	"errors"
 
 	"golang.org/x/text/language"
 
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/esession"
 )
 
 // hintCommand turns what the library suggests (an eme.Hint: an action on a
@@ -38,6 +40,12 @@ func hintCommand(h eme.Hint, fpr string, slash bool) string {
 	if fpr != "" {
 		cli[key{eme.ActionVerify, eme.OX}] = "balcony trust --mechanism ox " + peer + " " + shortFingerprint(fpr) + " verified"
 	}
+	// An Encrypted Sessions event names either a SAS or a public key
+	// (XEP-0116): a key is verified with balcony trust.
+	esKey := isESessionKey(fpr)
+	if esKey {
+		cli[key{eme.ActionVerify, eme.ESession}] = "balcony trust --mechanism esession " + esession.Bare(peer) + " " + fpr + " verified"
+	}
 	if slash {
 		chat := map[key]string{
 			{eme.ActionEnable, eme.OTR}:            "/otr start",
@@ -50,11 +58,24 @@ func hintCommand(h eme.Hint, fpr string, slash bool) string {
 			{eme.ActionAccept, eme.ESession}:       "/esession accept",
 			{eme.ActionEnd, eme.OTR}:               "/otr end",
 		}
+		if esKey {
+			chat[key{eme.ActionVerify, eme.ESession}] = "/trust " + fpr + " verified"
+		}
 		if c, ok := chat[key{h.Action, h.Mechanism}]; ok {
 			return c
 		}
 	}
 	return cli[key{h.Action, h.Mechanism}]
+}
+
+// isESessionKey reports whether fpr is the fingerprint of an Encrypted
+// Sessions public key (base64 SHA-256) rather than a SAS.
+func isESessionKey(fpr string) bool {
+	if len(fpr) != 44 || fpr[43] != '=' {
+		return false
+	}
+	_, err := base64.StdEncoding.DecodeString(fpr)
+	return err == nil
 }
 
 // hintText is the sentence that tells the user what to do about h, in

@@ -456,6 +456,9 @@ func runListen(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer stopControl()
+	if err := esessionOnline(ctx, sess); err != nil {
+		fmt.Fprintf(e.stderr, "balcony: warning: %s\n", oneLine(err.Error()))
+	}
 	fmt.Fprintf(e.stderr, "balcony: listening as %s\n", c.JID())
 	r := &renderer{w: e.stdout, json: *asJSON, color: e.isTerminal, lang: e.lang}
 	// Key changes not yet acknowledged are shown again at every start.

@@ -174,6 +174,9 @@ func (u *uiSession) serve(ctx context.Context, send func(tea.Msg)) {
 		return
 	}
 	send(ui.ConnectedMsg{Account: acct, Bound: c.JID(), Missing: c.Server().Missing(), Roster: c.Roster()})
+	if err := esessionOnline(ctx, u.sess); err != nil {
+		send(ui.EventMsg{Account: acct, Event: &client.SecurityEvent{Peer: c.JID().Bare(), Mechanism: eme.ESession, Kind: "esession-offline", Text: err.Error()}})
+	}
 	for _, ev := range pendingKeyChanges(ctx, u.sess.store) {
 		send(ui.EventMsg{Account: acct, Event: ev})
 	}
@@ -392,30 +395,17 @@ func (u *uiSession) otr(ctx context.Context, e *env, r ui.Request) error {
 
 func (u *uiSession) esession(ctx context.Context, e *env, r ui.Request) error {
 	if len(r.Args) == 0 {
-		return &usageError{msg: "/esession needs a subcommand", hint: "/esession start|accept|decline|sas|confirm|reject|end|status"}
+		return &usageError{msg: "/esession needs a subcommand", hint: esessionSlashHint}
 	}
-	a := esessionArgs{Op: r.Args[0], JID: u.full(r.Peer).String()}
-	rest := strings.Join(r.Args[1:], " ")
-	switch a.Op {
-	case "start", "accept", "end":
-		a.Wait = 30 * time.Second
-	case "decline":
-		a.Reason = rest
-	case "confirm":
-		if a.SAS = strings.TrimSpace(rest); a.SAS == "" {
-			return &usageError{msg: "/esession confirm needs the SAS you compared", hint: "/esession sas shows it; compare it with the contact, then: /esession confirm SAS"}
-		}
-	case "sas", "reject":
-	case "status":
-		a.JID = ""
-	default:
-		return &usageError{msg: "unknown /esession subcommand " + a.Op, hint: "/esession start|accept|decline|sas|confirm|reject|end|status"}
+	a, err := slashESession(r.Args[0], strings.Join(r.Args[1:], " "), u.full(r.Peer).String(), r.Secret)
+	if err != nil {
+		return err
 	}
 	var res esessionResult
 	if err := u.call(ctx, handleESession, a, &res); err != nil {
 		return err
 	}
-	printESession(e, a, res)
+	printESessionResult(e, a, res)
 	return nil
 }
 

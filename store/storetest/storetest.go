@@ -72,6 +72,8 @@ func Run(t *testing.T, b Backend) {
 		{"Settings", s.testSettings},
 		{"OwnKeys", s.testOwnKeys},
 		{"RetainedSecrets", s.testRetainedSecrets},
+		{"OfflineSecrets", s.testOfflineSecrets},
+		{"ContactsWithKey", s.testContactsWithKey},
 		{"OTRInstanceTag", s.testOTRInstanceTag},
 		{"Outbox", s.testOutbox},
 		{"MessagesPaging", s.testMessagesPaging},

@@ -38,8 +38,8 @@ var commandTable = []uiCommand{
 		summary: "OpenPGP for XMPP: fetch and list the contact's announced keys, decide about one, announce your key, make one"},
 	{name: "otr", args: "start|end|smp [QUESTION]|answer|abort|status", subs: []string{"start", "end", "smp", "answer", "abort", "status"}, conv: true,
 		summary: "OTR: start or end a private conversation; verify it with a shared secret (asked for without echo) or answer the contact's verification"},
-	{name: "esession", args: "start|accept|decline|sas|confirm SAS|reject|rekey|end|status", subs: []string{"start", "accept", "decline", "sas", "confirm", "reject", "rekey", "end", "status"}, conv: true,
-		summary: "Encrypted Sessions: start, accept or end one; show the short authentication string (SAS) and confirm it after comparing it with the contact"},
+	{name: "esession", args: "start [keys|secret]|accept [secret]|decline|sas|confirm SAS|reject|rekey|renegotiate may|mustnot|end|status", subs: []string{"start", "accept", "decline", "sas", "confirm", "reject", "rekey", "renegotiate", "end", "status"}, conv: true,
+		summary: "Encrypted Sessions: start, accept or end one (start keys: identified by public keys; secret: with a password shared with the contact, asked for without echo); show the short authentication string (SAS) and confirm it after comparing it with the contact; exchange new keys; renegotiate whether the session may be stored"},
 	{name: "trust", args: "[FPR verified|blind|undecided|untrusted]", conv: true,
 		summary: "list the contact's keys and sessions with fingerprints and SAS, or decide about a key"},
 	{name: "history", args: "[N]", conv: true, summary: "read the conversation from the server's archive (the last N messages)"},
@@ -193,10 +193,15 @@ func (m *Model) submit(line string) tea.Cmd {
 		return m.history(c, args)
 	case "otr":
 		if len(args) > 0 && args[0] == "smp" || len(args) > 0 && args[0] == "answer" {
-			return m.askSecret(c, args)
+			return m.askSecret(c, cmd.name, args, "Shared secret for ", "verification not started: no secret")
 		}
 		return m.run(c, cmd.name, args, nil)
-	default: // ox, esession, trust
+	case "esession":
+		if len(args) == 2 && (args[0] == "start" || args[0] == "accept") && args[1] == "secret" {
+			return m.askSecret(c, cmd.name, args, "Password shared with ", "no session "+args[0]+"ed: no password")
+		}
+		return m.run(c, cmd.name, args, nil)
+	default: // ox, trust
 		return m.run(c, cmd.name, args, nil)
 	}
 	return nil
@@ -417,27 +422,24 @@ func (m *Model) sent(msg sentMsg) {
 	e.ids, e.held = msg.sent.IDs, msg.sent.Held
 }
 
-// askSecret reads the OTR shared secret without echo, then runs the
-// verification.
-func (m *Model) askSecret(c *conversation, args []string) tea.Cmd {
-	q := "Shared secret for " + c.to().String() + " (not shown; Esc cancels):"
+// askSecret reads a secret shared with the contact without echo (the
+// OTR verification's, an Encrypted Session's password), then runs the
+// command with it.
+func (m *Model) askSecret(c *conversation, name string, args []string, question, none string) tea.Cmd {
+	q := question + c.to().String() + " (not shown; Esc cancels):"
 	m.in.ask(&prompt{kind: promptSecret, text: termtext.Line(q), done: func(secret []byte) tea.Cmd {
 		if len(secret) == 0 {
-			m.info(c, "verification not started: no secret")
+			m.info(c, none)
 			return nil
 		}
 		// The caller clears its copy when done returns.
-		return m.run(c, "otr", args, append([]byte(nil), secret...))
+		return m.run(c, name, args, append([]byte(nil), secret...))
 	}})
 	return nil
 }
 
 // run runs a mechanism command in a goroutine.
 func (m *Model) run(c *conversation, name string, args []string, secret []byte) tea.Cmd {
-	if name == "esession" && len(args) > 0 && args[0] == "rekey" {
-		m.info(c, "Balcony does not re-key Encrypted Sessions: end this one with /esession end and start a new one with /esession start (it has a new SAS to compare)")
-		return nil
-	}
 	m.busy = "/" + name + " " + strings.Join(args, " ") + " …"
 	ctx, a := m.ctx, c.acct
 	req := Request{Command: name, Args: args, Peer: c.to(), Secret: secret}

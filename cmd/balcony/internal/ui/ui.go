@@ -84,8 +84,9 @@ type Request struct {
 	// Peer is the conversation's contact: a full JID when a resource is
 	// known, else the bare JID.
 	Peer jid.JID
-	// Secret is the shared secret of an OTR verification, read without
-	// echo; the client clears it after Run returns.
+	// Secret is the shared secret of an OTR verification or the password
+	// of an Encrypted Session, read without echo; the client clears it
+	// after Run returns.
 	Secret []byte
 }
 

@@ -280,6 +280,27 @@ func TestSecretWithoutEcho(t *testing.T) {
 	if len(f.runs) != 1 {
 		t.Errorf("ran after Esc: %+v", f.runs)
 	}
+	// An Encrypted Session's password is read the same way.
+	h.typeText("/esession start secret", "enter")
+	if s := h.screen(); !strings.Contains(s, "Password shared with bob@example.org/phone (not shown; Esc cancels):") {
+		t.Fatalf("no password prompt:\n%s", s)
+	}
+	h.typeText("correct horse")
+	if s := h.screen(); strings.Contains(s, "horse") {
+		t.Fatalf("the password shows:\n%s", s)
+	}
+	h.typeText("", "enter")
+	if len(f.runs) != 2 || f.seen[1] != "correct horse" || !slices.Equal(f.runs[1].Args, []string{"start", "secret"}) || f.runs[1].Command != "esession" {
+		t.Fatalf("runs %+v seen %q", f.runs, f.seen)
+	}
+	if string(f.secrets[1]) != strings.Repeat("\x00", len("correct horse")) {
+		t.Errorf("the password was not cleared: %q", f.secrets[1])
+	}
+	h.typeText("/esession accept secret", "enter")
+	h.typeText("", "enter")
+	if len(f.runs) != 2 || !strings.Contains(h.screen(), "no session accepted: no password") {
+		t.Errorf("an empty password ran: %+v\n%s", f.runs, h.screen())
+	}
 }
 
 func TestCommandsAndErrors(t *testing.T) {
@@ -297,7 +318,7 @@ func TestCommandsAndErrors(t *testing.T) {
 	h.typeText("/esession rekey", "enter")
 	h.typeText("/trust", "enter")
 	s := h.screen()
-	for _, want := range []string{"!!│ /esession: it failed", "does not re-key Encrypted Sessions", "--│ ran trust"} {
+	for _, want := range []string{"!!│ /esession: it failed", "--│ ran esession rekey", "--│ ran trust"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("missing %q:\n%s", want, s)
 		}
