@@ -181,11 +181,11 @@ func readyES(tb testing.TB, a, b *endpoint) {
 	// No presence subscription: the request goes to b's full JID and b
 	// accepts it as a user would.
 	ctx := context.Background()
-	if _, err := a.es.Start(ctx, b.c.JID()); err != nil {
+	if _, err := a.es.Start(ctx, b.c.JID(), nil); err != nil {
 		tb.Fatal(err)
 	}
 	clienttest.WaitFor(tb, b.c, func(ev *client.SecurityEvent) bool { return ev.Kind == esession.KindRequest })
-	if _, err := b.es.Accept(ctx, a.c.JID()); err != nil {
+	if _, err := b.es.Accept(ctx, a.c.JID(), nil); err != nil {
 		tb.Fatal(err)
 	}
 	for _, e := range []*endpoint{a, b} {
