@@ -142,12 +142,15 @@ _lib_restore_policy() {
 # port_free reports whether nothing accepts connections on 127.0.0.1:PORT.
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# pick_port prints a free port in 20000-59999 that is not among its
-# arguments (ports already chosen for the same server).
+# pick_port prints a free port in 20000-32767 that is not among its
+# arguments (ports already chosen for the same server). The range stays
+# below Linux's ephemeral ports (32768-60999), so that no outgoing
+# connection of another test takes the port between this check and the
+# server's bind.
 pick_port() {
 	local p i q taken
 	for i in $(seq 1 200); do
-		p=$(( 20000 + (RANDOM * 7 + i) % 40000 ))
+		p=$(( 20000 + (RANDOM * 7 + i) % 12768 ))
 		taken=''
 		for q in "$@"; do [ "$p" = "$q" ] && taken=1; done
 		if [ -z "$taken" ] && port_free "$p"; then echo "$p"; return 0; fi

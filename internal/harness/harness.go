@@ -41,19 +41,33 @@ func Start(t testing.TB, script, what string, logs []string, args ...string) (st
 	if testing.Short() && !Required() {
 		t.Skipf("%s integration test skipped in -short mode", what)
 	}
-	dir := t.TempDir()
-	cmd := exec.Command(script, append([]string{"start", dir}, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
+	// A free port can be taken by another test's server between the
+	// script's check and the server's bind: a failed start is tried
+	// again, with new ports, a few times.
+	var (
+		dir string
+		out []byte
+	)
+	for attempt := 1; ; attempt++ {
+		dir = t.TempDir()
+		cmd := exec.Command(script, append([]string{"start", dir}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		var err error
+		out, err = cmd.Output()
+		if err == nil {
+			break
+		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.ExitCode() == 3 && !Required() {
 			t.Skipf("%s unavailable, integration test skipped (set BALCONY_REQUIRE_INTEGRATION=1 to make this a failure): %s", what, strings.TrimSpace(stderr.String()))
 		}
 		// A half-started server is stopped too.
 		exec.Command(script, "stop", dir).Run()
-		t.Fatalf("starting %s: %v\n%s", what, err, stderr.String())
+		if attempt == startAttempts || (errors.As(err, &ee) && ee.ExitCode() == 3) {
+			t.Fatalf("starting %s (attempt %d): %v\n%s", what, attempt, err, stderr.String())
+		}
+		t.Logf("starting %s failed (attempt %d of %d), trying again: %v\n%s", what, attempt, startAttempts, err, Tail(stderr.Bytes(), 10))
 	}
 	t.Cleanup(func() {
 		if err := exec.Command(script, "stop", dir).Run(); err != nil {
@@ -76,6 +90,9 @@ func Start(t testing.TB, script, what string, logs []string, args ...string) (st
 	}
 	return dir, vars
 }
+
+// startAttempts is how many times Start tries to start a server.
+const startAttempts = 3
 
 // Tail returns the last lines of b.
 func Tail(b []byte, lines int) []byte {
