@@ -3,6 +3,7 @@ package otr
 import (
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -181,6 +182,55 @@ func buildMarkup(data []byte) (in, want string) {
 	return b.String(), strings.TrimRight(w.String(), "\n")
 }
 
+// TestTextCost checks that Text takes time linear in the size of what a
+// peer sends: a decrypted OTR message is up to a reassembled megabyte
+// (otr's maxReassembled), and a peer that starts OTR needs no verified key
+// to send one. The hostile shapes each made Text quadratic: a run of '&'
+// without ';', unterminated tags whose bare attribute values ran over the
+// next '<', and nested links around long whitespace. The time for 16
+// times the input must stay far from 256 times (quadratic); linear is 16.
+func TestTextCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures Text on half a megabyte")
+	}
+	const small, factor = 32 << 10, 16
+	for _, tc := range []struct {
+		name string
+		make func(n int) string
+	}{
+		{"ampersands", func(n int) string { return strings.Repeat("&", n) }},
+		{"references without semicolon", func(n int) string { return strings.Repeat("&amp", n/4) }},
+		{"bare values over tags", func(n int) string { return "<b>" + strings.Repeat("<b x=y", n/6) }},
+		{"quoted values over tags", func(n int) string { return "<b>" + strings.Repeat(`<b x="`, n/6) }},
+		{"nested links", func(n int) string {
+			return strings.Repeat("<a href=x>", n/40) + strings.Repeat(" ", n/2) + strings.Repeat("</a>", n/40)
+		}},
+		{"comments", func(n int) string { return "<b>" + strings.Repeat("<!--", n/4) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			short, long := tc.make(small), tc.make(small*factor)
+			ts, tl := minTime(func() { Text(short) }), minTime(func() { Text(long) })
+			if ratio := float64(tl) / float64(ts); ratio > 3*factor {
+				t.Errorf("%d bytes took %v, %d bytes %v: %.0f times as long, not linear", len(short), ts, len(long), tl, ratio)
+			} else {
+				t.Logf("%d bytes %v, %d bytes %v (%.1f times)", len(short), ts, len(long), tl, ratio)
+			}
+		})
+	}
+}
+
+// minTime is the shortest of a few runs of fn, which discounts the time
+// other processes on the machine take.
+func minTime(fn func()) time.Duration {
+	best := time.Duration(1<<63 - 1)
+	for range 5 {
+		start := time.Now()
+		fn()
+		best = min(best, max(time.Since(start), time.Microsecond))
+	}
+	return best
+}
+
 // The oracle of FuzzTextMarkup agrees with the hand-written cases.
 func TestBuildMarkup(t *testing.T) {
 	in, want := buildMarkup([]byte("a\x80b\x81\xa1c\xbc\xe0"))
@@ -189,5 +239,14 @@ func TestBuildMarkup(t *testing.T) {
 	}
 	if got := Text(in); got != want {
 		t.Fatalf("Text(%q) = %q", in, got)
+	}
+}
+
+// Links do not nest: a link that starts closes the one still open, so
+// that every target is shown once, after its own text.
+func TestTextNestedLinks(t *testing.T) {
+	in := `<a href="https://x.example/">one<a href="https://y.example/">two</a></a> three`
+	if got, want := Text(in), "one (https://x.example/)two (https://y.example/) three"; got != want {
+		t.Fatalf("Text(%q) = %q, want %q", in, got, want)
 	}
 }
