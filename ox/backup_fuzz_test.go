@@ -212,3 +212,82 @@ func TestBackupSeeds(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupCost bounds what OpenBackup spends on the worst backups a
+// server can serve. Memory is counted exactly (Argon2 allocates the
+// memory it is asked for, so allocation counts its work); time is CPU time
+// compared with the dearest backup a real client writes (GnuPG's, one
+// SKESK at the largest iteration count), measured in the same run.
+func TestBackupCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("derives keys at the largest iteration count")
+	}
+	gnupg := readTestdata(t, "gpg/backup.pgp")
+	runtime.GC()
+	_, _, base, err := backupCost(gnupg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("GnuPG's backup (one SKESK, count 65011712): %v CPU", base)
+
+	many := func(n int, spec []byte) []byte {
+		var b []byte
+		for range n {
+			b = append(b, hostileSKESK(spec)...)
+		}
+		return append(b, junkSEIPD(64)...)
+	}
+	sec, err := keys(t).alice.MarshalSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nested := literal(t, sec)
+	for range 31 {
+		nested = compressed(t, nested)
+	}
+	huge := make([]byte, 8<<20)
+	mrandReader(2).Read(huge)
+	for _, tc := range []struct {
+		name     string
+		data     []byte
+		refused  bool          // before any key derivation
+		maxAlloc uint64        // bytes
+		maxCPU   time.Duration // 0: not checked
+	}{
+		// Argon2 asking for 256 MiB, or for 2 TiB (2^31 KiB), which no
+		// allocator survives.
+		{"Argon2 256 MiB", many(1, argon2S2K(1, 1, 18)), true, 1 << 20, 0},
+		{"Argon2 2 TiB", many(1, argon2S2K(1, 1, 31)), true, 1 << 20, 0},
+		{"Argon2 5 passes", many(1, argon2S2K(5, 1, 10)), true, 1 << 20, 0},
+		// 64 passphrase packets, each tried in turn with 1 MiB of Argon2.
+		{"64 Argon2 SKESKs", many(64, argon2S2K(1, 1, 10)), true, 1 << 20, 0},
+		// 64 passphrase packets at the largest iteration count: a
+		// quarter of a megabyte holds 15000 of them.
+		{"64 iterated SKESKs", many(64, iteratedS2K(0xff)), true, 1 << 20, 0},
+		// The most a backup may ask for: two derivations at the largest
+		// iteration count, or two Argon2 ones at 64 MiB and four passes.
+		{"2 iterated SKESKs", many(2, iteratedS2K(0xff)), false, 1 << 20, 3*base + 100*time.Millisecond},
+		{"2 Argon2 SKESKs", many(2, argon2S2K(4, 4, 16)), false, 2*64<<20 + 4<<20, 0},
+		// 8 MiB of keys behind the right code; 31 nested compressed
+		// packets; a compressed 64 MiB of zeros.
+		{"8 MiB literal", sealRawBackup(t, literal(t, huge), 65536), false, 8 << 20, 0},
+		{"nested compression", sealRawBackup(t, nested, 65536), false, 8 << 20, 0},
+		{"compression bomb", sealRawBackup(t, compressed(t, literal(t, make([]byte, 64<<20))), 65536), false, 8 << 20, 0},
+	} {
+		runtime.GC()
+		_, alloc, cpu, err := backupCost(tc.data)
+		t.Logf("%s (%d bytes): %v; allocated %.1f MiB, %v CPU", tc.name, len(tc.data), err, float64(alloc)/(1<<20), cpu)
+		if err == nil {
+			t.Errorf("%s: opened", tc.name)
+		}
+		if tc.refused != errors.Is(err, errBackupS2K) {
+			t.Errorf("%s: refused for its cost: %v, want %v", tc.name, !tc.refused, tc.refused)
+		}
+		if alloc > tc.maxAlloc {
+			t.Errorf("%s: allocated %d MiB, more than %d MiB", tc.name, alloc>>20, tc.maxAlloc>>20)
+		}
+		if tc.maxCPU > 0 && cpu > tc.maxCPU {
+			t.Errorf("%s: %v CPU, more than %v (three times GnuPG's backup)", tc.name, cpu, tc.maxCPU)
+		}
+	}
+}
