@@ -2,11 +2,14 @@ package client
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"io"
 	"net"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -143,6 +146,14 @@ func reply(req, resp *xmltree.Element) *xmltree.Element {
 	return resp
 }
 
+// payloadOf returns the payload of a request (its only child).
+func payloadOf(req *xmltree.Element) *xmltree.Element {
+	if els := req.Elements(); len(els) == 1 {
+		return els[0]
+	}
+	return xmltree.New("", "")
+}
+
 // juliet is the contact whose answers, and whose archive with us, the
 // targets fuzz.
 var juliet = jid.MustParse("juliet@example.com/balcony")
@@ -163,6 +174,215 @@ func checkIQError(t *testing.T, resp *xmltree.Element, err error) {
 	var se *StanzaError
 	if !errors.As(err, &se) || !stanzaConditions[se.Condition] {
 		t.Fatalf("error answer gave %v", err)
+	}
+}
+
+// capsOracle is XEP-0115 written out again from the specification, as
+// a reference: §5.4's checks (duplicate identities, features and forms
+// make the response ill-formed; a form without a hidden FORM_TYPE is
+// ignored) and §5.1's verification string, extended forms included.
+func capsOracle(q *xmltree.Element) (ver string, wellFormed bool) {
+	type id struct{ c, t, l, n string }
+	var ids []id
+	for _, e := range q.ChildrenNamed(NSDiscoInfo, "identity") {
+		ids = append(ids, id{e.AttrValue("category"), e.AttrValue("type"), langOf(e), e.AttrValue("name")})
+	}
+	var features []string
+	for _, e := range q.ChildrenNamed(NSDiscoInfo, "feature") {
+		features = append(features, e.AttrValue("var"))
+	}
+	type form struct {
+		typ    string
+		fields [][]string
+	}
+	var forms []form
+	var formTypes []string
+	wellFormed = true
+	for _, x := range q.ChildrenNamed(NSDataForms, "x") {
+		var f form
+		hidden, typeFields := false, 0
+		for _, fl := range x.ChildrenNamed(NSDataForms, "field") {
+			var vals []string
+			for _, v := range fl.ChildrenNamed(NSDataForms, "value") {
+				vals = append(vals, v.Text())
+			}
+			if fl.AttrValue("var") != "FORM_TYPE" {
+				f.fields = append(f.fields, append([]string{fl.AttrValue("var")}, vals...))
+				continue
+			}
+			if typeFields++; typeFields > 1 {
+				wellFormed = false
+			}
+			for _, v := range vals {
+				if v != vals[0] {
+					wellFormed = false
+				}
+			}
+			if len(vals) > 0 {
+				f.typ, hidden = vals[0], fl.AttrValue("type") == "hidden"
+			}
+		}
+		if f.typ != "" {
+			formTypes = append(formTypes, f.typ)
+		}
+		if hidden && f.typ != "" {
+			forms = append(forms, f)
+		}
+	}
+	for i := range ids {
+		for j := range i {
+			wellFormed = wellFormed && ids[i] != ids[j]
+		}
+	}
+	for i := range features {
+		wellFormed = wellFormed && !slices.Contains(features[:i], features[i])
+	}
+	for i := range formTypes {
+		wellFormed = wellFormed && !slices.Contains(formTypes[:i], formTypes[i])
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		a, b := ids[i], ids[j]
+		return a.c < b.c || a.c == b.c && (a.t < b.t || a.t == b.t && (a.l < b.l || a.l == b.l && a.n < b.n))
+	})
+	sort.Strings(features)
+	sort.SliceStable(forms, func(i, j int) bool { return forms[i].typ < forms[j].typ })
+	var s strings.Builder
+	for _, i := range ids {
+		s.WriteString(i.c + "/" + i.t + "/" + i.l + "/" + i.n + "<")
+	}
+	for _, f := range features {
+		s.WriteString(f + "<")
+	}
+	for _, f := range forms {
+		s.WriteString(f.typ + "<")
+		sort.SliceStable(f.fields, func(i, j int) bool { return f.fields[i][0] < f.fields[j][0] })
+		for _, fl := range f.fields {
+			s.WriteString(fl[0] + "<")
+			vals := slices.Sorted(slices.Values(fl[1:]))
+			for _, v := range vals {
+				s.WriteString(v + "<")
+			}
+		}
+	}
+	sum := sha1.Sum([]byte(s.String()))
+	return base64.StdEncoding.EncodeToString(sum[:]), wellFormed
+}
+
+// FuzzDiscoInfo answers the client's disco#info queries with arbitrary
+// <query/> elements. QueryInfo reads exactly the identities and features
+// there are; VerifyCaps accepts a verification string exactly when it is
+// the XEP-0115 hash of a well-formed answer (capsOracle): never a ver the
+// answer does not hash to, never an ill-formed answer, and, with honest
+// set, the right ver of every well-formed one.
+func FuzzDiscoInfo(f *testing.F) {
+	for _, s := range []string{
+		// XEP-0115 §5.2 and §5.3 (with an extended form, XEP-0128), the
+		// XEP-0030 §3.1 example, and Conversations' answer.
+		`<query xmlns='http://jabber.org/protocol/disco#info' node='http://code.google.com/p/exodus#QgayPKawpkPSDYmwT/WM94uAlu0='><identity category='client' name='Exodus 0.9.1' type='pc'/><feature var='http://jabber.org/protocol/caps'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/><feature var='http://jabber.org/protocol/muc'/></query>`,
+		`<query xmlns='http://jabber.org/protocol/disco#info' node='http://psi-im.org#q07IKJEyjvHSyhy//CH0CxmKi8w='><identity xml:lang='en' category='client' name='Psi 0.11' type='pc'/><identity xml:lang='el' category='client' name='Ψ 0.11' type='pc'/><feature var='http://jabber.org/protocol/caps'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/><feature var='http://jabber.org/protocol/muc'/><x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'><value>urn:xmpp:dataforms:softwareinfo</value></field><field var='ip_version' type='text-multi'><value>ipv4</value><value>ipv6</value></field><field var='os'><value>Mac</value></field><field var='os_version'><value>10.5.1</value></field><field var='software'><value>Psi</value></field><field var='software_version'><value>0.11</value></field></x></query>`,
+		`<query xmlns='http://jabber.org/protocol/disco#info'><identity category='conference' type='text' name='Play-Specific Chatrooms'/><identity category='directory' type='chatroom' name='Play-Specific Chatrooms'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/><feature var='http://jabber.org/protocol/muc'/><feature var='jabber:iq:register'/><feature var='jabber:iq:search'/><feature var='jabber:iq:time'/><feature var='jabber:iq:version'/></query>`,
+		`<query xmlns="http://jabber.org/protocol/disco#info" node="http://conversations.im#sGj2nS0iwT/Yq+KbUJOPvsEGwMQ="><identity category="client" type="phone" name="Conversations"/><feature var="eu.siacs.conversations.axolotl.devicelist+notify"/><feature var="urn:xmpp:jingle:1"/><feature var="urn:xmpp:eme:0"/><feature var="urn:xmpp:receipts"/><feature var="http://jabber.org/protocol/chatstates"/></query>`,
+		// Ill-formed (§5.4): a duplicate feature, a duplicate identity, two
+		// forms of one FORM_TYPE, a FORM_TYPE of two values; a form
+		// without a hidden FORM_TYPE (ignored); '<' inside a value.
+		`<query xmlns='http://jabber.org/protocol/disco#info'><identity category='client' type='pc'/><feature var='a'/><feature var='a'/></query>`,
+		`<query xmlns='http://jabber.org/protocol/disco#info'><identity category='client' type='pc'/><identity category='client' type='pc'/><feature var='a'/></query>`,
+		`<query xmlns='http://jabber.org/protocol/disco#info'><feature var='a'/><x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'><value>urn:x</value></field></x><x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'><value>urn:x</value></field></x></query>`,
+		`<query xmlns='http://jabber.org/protocol/disco#info'><feature var='a'/><x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'><value>urn:x</value><value>urn:y</value></field></x></query>`,
+		`<query xmlns='http://jabber.org/protocol/disco#info'><feature var='a'/><x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE'><value>urn:x</value></field><field var='f'><value>v</value></field></x></query>`,
+		`<query xmlns='http://jabber.org/protocol/disco#info'><identity category='client' type='pc' name='a&lt;b'/><feature var='x&lt;y'/></query>`,
+		`<query xmlns='http://jabber.org/protocol/disco#items'/>`,
+	} {
+		f.Add([]byte(s), "", true)
+		f.Add([]byte(s), "QgayPKawpkPSDYmwT/WM94uAlu0=", false)
+	}
+	w := newFarEnd(f)
+	f.Fuzz(func(t *testing.T, raw []byte, ver string, honest bool) {
+		q, err := xmltree.Parse(raw, fuzzLimits)
+		if err != nil {
+			return
+		}
+		oracle, wellFormed := capsOracle(q)
+		if honest {
+			ver = oracle
+		}
+		w.setAnswer(t, func(req *xmltree.Element) []*xmltree.Element {
+			if p := payloadOf(req); p.Name.Space != NSDiscoInfo {
+				return []*xmltree.Element{errorReply(req, "cancel", "service-unavailable")}
+			}
+			return []*xmltree.Element{reply(req, xmltree.New(NSClient, "iq").Append(q))}
+		})
+		ctx := fuzzCtx(t)
+		info, err := w.c.QueryInfo(ctx, juliet, "")
+		isQuery := q.Name.Space == NSDiscoInfo && q.Name.Local == "query"
+		if (err == nil) != isQuery {
+			t.Fatalf("QueryInfo: %v for %s", err, raw)
+		}
+		if isQuery {
+			if len(info.Identities) != len(q.ChildrenNamed(NSDiscoInfo, "identity")) || len(info.Features) != len(q.ChildrenNamed(NSDiscoInfo, "feature")) {
+				t.Fatalf("%+v for %s", info, raw)
+			}
+			for i, e := range q.ChildrenNamed(NSDiscoInfo, "feature") {
+				if info.Features[i] != e.AttrValue("var") || !info.Has(e.AttrValue("var")) {
+					t.Fatalf("feature %d: %q for %s", i, info.Features[i], raw)
+				}
+			}
+		}
+		_, err = w.c.VerifyCaps(ctx, juliet, "https://example.org/client", ver)
+		if want := isQuery && wellFormed && ver == oracle; (err == nil) != want {
+			t.Fatalf("VerifyCaps(ver %q; the answer hashes to %s, well-formed %v): %v for %s", ver, oracle, wellFormed, err, raw)
+		}
+	})
+}
+
+// The XEP-0115 §5.3 example: an entity with an extended form (XEP-0128),
+// whose verification string covers the form.
+func TestVerifyCapsExtendedForm(t *testing.T) {
+	const answer = `<query xmlns='http://jabber.org/protocol/disco#info' node='http://psi-im.org#q07IKJEyjvHSyhy//CH0CxmKi8w='><identity xml:lang='en' category='client' name='Psi 0.11' type='pc'/><identity xml:lang='el' category='client' name='Ψ 0.11' type='pc'/><feature var='http://jabber.org/protocol/caps'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/><feature var='http://jabber.org/protocol/muc'/><x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'><value>urn:xmpp:dataforms:softwareinfo</value></field><field var='ip_version' type='text-multi'><value>ipv4</value><value>ipv6</value></field><field var='os'><value>Mac</value></field><field var='os_version'><value>10.5.1</value></field><field var='software'><value>Psi</value></field><field var='software_version'><value>0.11</value></field></x></query>`
+	q, err := xmltree.Parse([]byte(answer), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ver, ok := capsOracle(q); ver != "q07IKJEyjvHSyhy//CH0CxmKi8w=" || !ok {
+		t.Fatalf("oracle: %s %v", ver, ok)
+	}
+	w := newFarEnd(t)
+	w.setAnswer(t, func(req *xmltree.Element) []*xmltree.Element {
+		return []*xmltree.Element{reply(req, xmltree.New(NSClient, "iq").Append(q))}
+	})
+	ctx := fuzzCtx(t)
+	if _, err := w.c.VerifyCaps(ctx, juliet, "http://psi-im.org", "q07IKJEyjvHSyhy//CH0CxmKi8w="); err != nil {
+		t.Errorf("the XEP's own example: %v", err)
+	}
+	// The hash of the identities and features alone does not cover the
+	// form the answer has.
+	ids := []Identity{{Category: "client", Type: "pc", Lang: "en", Name: "Psi 0.11"}, {Category: "client", Type: "pc", Lang: "el", Name: "Ψ 0.11"}}
+	features := []string{"http://jabber.org/protocol/caps", "http://jabber.org/protocol/disco#info", "http://jabber.org/protocol/disco#items", "http://jabber.org/protocol/muc"}
+	if _, err := w.c.VerifyCaps(ctx, juliet, "http://psi-im.org", CapsHash(ids, features)); err == nil {
+		t.Error("a ver that leaves out the form accepted")
+	}
+}
+
+// XEP-0115 §5.4: an answer with a feature or an identity given twice is
+// ill-formed, even when the verification string is its hash.
+func TestVerifyCapsIllFormed(t *testing.T) {
+	w := newFarEnd(t)
+	for _, answer := range []string{
+		`<query xmlns='http://jabber.org/protocol/disco#info'><identity category='client' type='pc'/><feature var='urn:xmpp:eme:0'/><feature var='urn:xmpp:eme:0'/></query>`,
+		`<query xmlns='http://jabber.org/protocol/disco#info'><identity category='client' type='pc'/><identity category='client' type='pc'/></query>`,
+		`<query xmlns='http://jabber.org/protocol/disco#info'><x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'><value>urn:x</value></field></x><x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'><value>urn:x</value></field></x></query>`,
+	} {
+		q, err := xmltree.Parse([]byte(answer), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.setAnswer(t, func(req *xmltree.Element) []*xmltree.Element {
+			return []*xmltree.Element{reply(req, xmltree.New(NSClient, "iq").Append(q))}
+		})
+		ver, _ := capsOracle(q)
+		if _, err := w.c.VerifyCaps(fuzzCtx(t), juliet, "https://example.org/client", ver); err == nil || !strings.Contains(err.Error(), "ill-formed") {
+			t.Errorf("%s: %v", answer, err)
+		}
 	}
 }
 
