@@ -10,8 +10,10 @@ import (
 	"net"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stream"
 
+	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
@@ -382,6 +385,251 @@ func TestVerifyCapsIllFormed(t *testing.T) {
 		ver, _ := capsOracle(q)
 		if _, err := w.c.VerifyCaps(fuzzCtx(t), juliet, "https://example.org/client", ver); err == nil || !strings.Contains(err.Error(), "ill-formed") {
 			t.Errorf("%s: %v", answer, err)
+		}
+	}
+}
+
+// fuzzQID stands for the query id of the client's archive query in
+// FuzzArchive's inputs.
+const fuzzQID = "Q"
+
+// archiveAnswer is what FuzzArchive's server sends for one query: the
+// stanzas of the input up to the first IQ answer, with fuzzQID replaced
+// by the query's id, and the answer (an empty complete <fin/> if the
+// input has none).
+func archiveAnswer(req *xmltree.Element, stanzas []*xmltree.Element) []*xmltree.Element {
+	qid := payloadOf(req).AttrValue("queryid")
+	var out []*xmltree.Element
+	for _, st := range stanzas {
+		if st.Name.Local == "iq" && (st.AttrValue("type") == "result" || st.AttrValue("type") == "error") {
+			return append(out, reply(req, st))
+		}
+		st = st.Copy()
+		for _, r := range st.ChildrenNamed(NSMAM, "result") {
+			if r.AttrValue("queryid") == fuzzQID {
+				r.SetAttr("queryid", qid)
+			}
+		}
+		out = append(out, st)
+	}
+	return append(out, reply(req, xmltree.New(NSClient, "iq").Append(xmltree.New(NSMAM, "fin", "complete", "true"))))
+}
+
+// archived returns what the client must collect from the stanzas of one
+// answer: the messages from the account's own archive (from the bare JID,
+// or no from) whose first <result/> is for the query and forwards a
+// message.
+func archived(stanzas []*xmltree.Element) []ArchivedMessage {
+	var out []ArchivedMessage
+	for _, st := range stanzas {
+		if st.Name.Local == "iq" && (st.AttrValue("type") == "result" || st.AttrValue("type") == "error") {
+			break
+		}
+		r := st.Child(NSMAM, "result")
+		if from, ok := fromOf(st); st.Name.Local != "message" || !ok || !from.Equal(account.Bare()) || r == nil || r.AttrValue("queryid") != fuzzQID {
+			continue
+		}
+		if fwd := r.Child(NSForward, "forwarded"); fwd != nil && fwd.Child(NSClient, "message") != nil {
+			out = append(out, ArchivedMessage{ID: r.AttrValue("id"), Message: fwd.Child(NSClient, "message")})
+		}
+	}
+	return out
+}
+
+// FuzzArchive answers the client's XEP-0313 queries with arbitrary
+// results and <fin/> (XEP-0059 paging in it). QueryArchive collects
+// exactly the results of the account's own archive for the query, in
+// order, and reads the <fin/> as it is; an error answer is a StanzaError.
+// History, against a server that answers every query alike, ends after
+// the page repeats, delivers every archived message as a message or a
+// notice marked as archived, and never delivers an encrypted one as
+// plaintext.
+func FuzzArchive(f *testing.F) {
+	for _, s := range []string{
+		// XEP-0313 §4.2 and §4.3, with XEP-0059 §2.2 paging, as Prosody
+		// and ejabberd send them.
+		`<message xmlns='jabber:client' id='aeb213' to='bob@example.org/desk'><result xmlns='urn:xmpp:mam:2' queryid='Q' id='28482-98726-73623'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='2010-07-10T23:08:25Z'/><message xmlns='jabber:client' from="witch@shakespeare.lit" to="macbeth@shakespeare.lit"><body>Hail to thee</body></message></forwarded></result></message>` +
+			`<message xmlns='jabber:client' from='bob@example.org' id='f27' to='bob@example.org/desk'><result xmlns='urn:xmpp:mam:2' queryid='Q' id='5d398-28273-f7382'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='2010-07-10T23:09:32Z'/><message xmlns='jabber:client' to="witch@shakespeare.lit" from="macbeth@shakespeare.lit/desk"><body>Art thou a cat?</body><openpgp xmlns='urn:xmpp:openpgp:0'>AAAA</openpgp></message></forwarded></result></message>` +
+			`<iq xmlns='jabber:client' type='result' id='juliet1'><fin xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><first index='0'>28482-98726-73623</first><last>5d398-28273-f7382</last><count>23</count></set></fin></iq>`,
+		`<iq xmlns='jabber:client' type='result' id='q29303'><fin xmlns='urn:xmpp:mam:2' complete='true'><set xmlns='http://jabber.org/protocol/rsm'><count>16</count></set></fin></iq>`,
+		`<iq xmlns='jabber:client' type='error' id='q29303'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`,
+		`<iq xmlns='jabber:client' type='result'/>`,
+		// A page that never ends; results from others and for other
+		// queries; a result without a message.
+		`<message xmlns='jabber:client'><result xmlns='urn:xmpp:mam:2' queryid='Q' id='1'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='a@b/c'><body>again</body></message></forwarded></result></message><iq xmlns='jabber:client' type='result'><fin xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><first>1</first><last>1</last><count>x</count></set></fin></iq>`,
+		`<message xmlns='jabber:client' from='mallory@evil.example'><result xmlns='urn:xmpp:mam:2' queryid='Q' id='forged'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='bob@example.org'><body>forged</body></message></forwarded></result></message><message xmlns='jabber:client'><result xmlns='urn:xmpp:mam:2' queryid='other' id='2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client'/></forwarded></result></message><message xmlns='jabber:client'><result xmlns='urn:xmpp:mam:2' queryid='Q' id='3'/></message>`,
+	} {
+		f.Add([]byte(s))
+	}
+	w := newFarEnd(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		wrap, err := xmltree.Parse([]byte("<s xmlns='jabber:client'>"+string(raw)+"</s>"), fuzzLimits)
+		if err != nil {
+			return
+		}
+		stanzas := wrap.Elements()
+		if len(stanzas) > 64 {
+			return
+		}
+		for _, st := range stanzas {
+			if st.Name.Space != NSClient || st.Name.Local != "message" && st.Name.Local != "iq" && st.Name.Local != "presence" {
+				return
+			}
+		}
+		var queries atomic.Int32
+		w.setAnswer(t, func(req *xmltree.Element) []*xmltree.Element {
+			if p := payloadOf(req); p.Name.Space != NSMAM || p.Name.Local != "query" {
+				return []*xmltree.Element{errorReply(req, "cancel", "service-unavailable")}
+			}
+			if queries.Add(1) > 8 {
+				return []*xmltree.Element{errorReply(req, "wait", "resource-constraint")}
+			}
+			return archiveAnswer(req, stanzas)
+		})
+		ctx := fuzzCtx(t)
+		var page *ArchivePage
+		eventsOf(t, w.c, func() { page, err = w.c.QueryArchive(ctx, ArchiveQuery{With: juliet.Bare(), Max: 10}) })
+		resp := archiveAnswer(xmltree.New(NSClient, "iq", "id", "x").Append(xmltree.New(NSMAM, "query")), stanzas)
+		last := resp[len(resp)-1]
+		fin := last.Child(NSMAM, "fin")
+		if last.AttrValue("type") == "error" || fin == nil {
+			if err == nil {
+				t.Fatalf("QueryArchive accepted %s", last)
+			}
+			checkIQError(t, last, err)
+		} else {
+			if err != nil {
+				t.Fatalf("QueryArchive: %v", err)
+			}
+			checkPage(t, page, fin, archived(stanzas))
+			checkOpened(t, w.c, page.Messages)
+		}
+
+		queries.Store(0)
+		n := 0
+		eventsOf(t, w.c, func() {
+			err = w.c.History(ctx, juliet.Bare(), HistoryOptions{Workers: 1}, func(ev Event) error {
+				n++
+				switch e := ev.(type) {
+				case *MessageEvent:
+					if !e.Origin.Archived {
+						t.Fatalf("History delivered a message not marked archived: %+v", e)
+					}
+				case *NoticeEvent:
+					if !e.Origin.Archived {
+						t.Fatalf("History delivered a notice not marked archived: %+v", e)
+					}
+				default:
+					t.Fatalf("History delivered %T", ev)
+				}
+				return nil
+			})
+		})
+		if q := queries.Load(); q > 2 {
+			t.Fatalf("History made %d queries to a server that repeats one page", q)
+		}
+		if want := len(archived(stanzas)); n > want {
+			t.Fatalf("History delivered %d events for a page of %d messages", n, want)
+		}
+		queries.Store(0)
+		eventsOf(t, w.c, func() {
+			err = w.c.History(ctx, juliet.Bare(), HistoryOptions{Limit: 3, Workers: 1}, func(Event) error { return nil })
+		})
+		if q := queries.Load(); q > 2 {
+			t.Fatalf("History with a limit made %d queries to a server that repeats one page", q)
+		}
+	})
+}
+
+// An archive that answers every query with the same page (a server that
+// ignores XEP-0059 <after/> and <before/>) is read once: History reports
+// it, and delivers nothing twice.
+func TestHistoryPageAgain(t *testing.T) {
+	page := func(req *xmltree.Element) []*xmltree.Element {
+		qid := payloadOf(req).AttrValue("queryid")
+		m := xmltree.New(NSClient, "message").Append(xmltree.New(NSMAM, "result", "queryid", qid, "id", "m1").Append(
+			xmltree.New(NSForward, "forwarded").Append(xmltree.New(NSClient, "message", "from", "juliet@example.com/balcony").Append(
+				xmltree.New(NSClient, "body").AppendText("hello")))))
+		set := xmltree.New(NSRSM, "set").Append(xmltree.New(NSRSM, "first").AppendText("m1"), xmltree.New(NSRSM, "last").AppendText("m1"))
+		return []*xmltree.Element{m, reply(req, xmltree.New(NSClient, "iq").Append(xmltree.New(NSMAM, "fin").Append(set)))}
+	}
+	w := newFarEnd(t)
+	for _, limit := range []int{0, 5} {
+		var queries atomic.Int32
+		w.setAnswer(t, func(req *xmltree.Element) []*xmltree.Element {
+			if queries.Add(1) > 8 {
+				return []*xmltree.Element{errorReply(req, "wait", "resource-constraint")}
+			}
+			return page(req)
+		})
+		var bodies []string
+		err := w.c.History(fuzzCtx(t), juliet.Bare(), HistoryOptions{Limit: limit}, func(ev Event) error {
+			if m, ok := ev.(*MessageEvent); ok {
+				bodies = append(bodies, m.Body)
+			}
+			return nil
+		})
+		if err == nil || !strings.Contains(err.Error(), "again") || queries.Load() != 2 {
+			t.Errorf("limit %d: %d queries, %v", limit, queries.Load(), err)
+		}
+		if limit == 0 && !slices.Equal(bodies, []string{"hello"}) || limit > 0 && len(bodies) != 0 {
+			t.Errorf("limit %d: delivered %q", limit, bodies)
+		}
+	}
+}
+
+// checkOpened turns archived messages into events as History does: one
+// event or none for each, marked as archived with the archive's id, and
+// never an encrypted message as plaintext.
+func checkOpened(t *testing.T, c *Client, msgs []ArchivedMessage) {
+	t.Helper()
+	evs := c.NewArchiveReader(1).Open(context.Background(), msgs)
+	if len(evs) != len(msgs) {
+		t.Fatalf("%d events for %d messages", len(evs), len(msgs))
+	}
+	for i, ev := range evs {
+		switch e := ev.(type) {
+		case nil:
+		case *MessageEvent:
+			if !e.Origin.Archived || e.Origin.StanzaID != msgs[i].ID {
+				t.Fatalf("origin %+v for %s", e.Origin, msgs[i].ID)
+			}
+			if det, err := eme.DetectElement(msgs[i].Message); e.Security.Mechanism == "" && (err != nil || det.Encrypted) {
+				t.Fatalf("an encrypted archived message delivered as plaintext: %s", msgs[i].Message)
+			}
+		case *NoticeEvent:
+			if !e.Origin.Archived || e.Origin.StanzaID != msgs[i].ID {
+				t.Fatalf("origin %+v for %s", e.Origin, msgs[i].ID)
+			}
+		default:
+			t.Fatalf("%T for an archived message", ev)
+		}
+	}
+}
+
+// checkPage compares a page with the <fin/> and the results sent.
+func checkPage(t *testing.T, page *ArchivePage, fin *xmltree.Element, want []ArchivedMessage) {
+	t.Helper()
+	if page.Complete != (fin.AttrValue("complete") == "true") {
+		t.Fatalf("complete %v for %s", page.Complete, fin)
+	}
+	set := fin.Child(NSRSM, "set")
+	if set == nil {
+		set = xmltree.New(NSRSM, "set")
+	}
+	count, err := strconv.Atoi(set.ChildText(NSRSM, "count"))
+	if err != nil {
+		count = -1
+	}
+	if page.First != set.ChildText(NSRSM, "first") || page.Last != set.ChildText(NSRSM, "last") || page.Count != count {
+		t.Fatalf("paging %q %q %d for %s", page.First, page.Last, page.Count, fin)
+	}
+	if len(page.Messages) != len(want) {
+		t.Fatalf("%d messages collected, want %d", len(page.Messages), len(want))
+	}
+	for i, m := range page.Messages {
+		if m.ID != want[i].ID || string(m.Message.Marshal("")) != string(want[i].Message.Marshal("")) {
+			t.Fatalf("message %d: %s %s, want %s %s", i, m.ID, m.Message, want[i].ID, want[i].Message)
 		}
 	}
 }
