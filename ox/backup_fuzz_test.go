@@ -42,10 +42,10 @@ func opPacket(tag byte, body []byte) []byte {
 	return append(out, body...)
 }
 
-// iteratedS2K is an iterated and salted S2K specifier with SHA-256 and the
-// encoded count c (RFC 4880 §3.7.1.3).
+// iteratedS2K is an iterated and salted S2K specifier with SHA-1, as
+// GnuPG writes them, and the encoded count c (RFC 4880 §3.7.1.3).
 func iteratedS2K(c byte) []byte {
-	return []byte{3, 8, 1, 2, 3, 4, 5, 6, 7, 8, c}
+	return []byte{3, 2, 1, 2, 3, 4, 5, 6, 7, 8, c}
 }
 
 // argon2S2K is an Argon2 S2K specifier (RFC 9580 §3.7.1.4): memory is
