@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -99,6 +100,23 @@ func (c *Client) CapsVer() string {
 // CapsHash computes the XEP-0115 §5.1 verification string with SHA-1 for
 // identities and features (no extended forms).
 func CapsHash(ids []Identity, features []string) string {
+	return capsHash(ids, features, nil)
+}
+
+// capsForm is an extended disco#info form (XEP-0128) as XEP-0115 §5.1
+// hashes it: its FORM_TYPE and its other fields.
+type capsForm struct {
+	formType string
+	fields   []capsField
+}
+
+type capsField struct {
+	name   string
+	values []string
+}
+
+// capsHash computes the XEP-0115 §5.1 verification string with SHA-1.
+func capsHash(ids []Identity, features []string, forms []capsForm) string {
 	ids = append([]Identity(nil), ids...)
 	sort.Slice(ids, func(i, j int) bool {
 		a, b := ids[i], ids[j]
@@ -122,6 +140,19 @@ func CapsHash(ids []Identity, features []string) string {
 	for _, f := range fs {
 		s.WriteString(f)
 		s.WriteByte('<')
+	}
+	forms = slices.Clone(forms)
+	slices.SortStableFunc(forms, func(a, b capsForm) int { return strings.Compare(a.formType, b.formType) })
+	for _, f := range forms {
+		s.WriteString(f.formType + "<")
+		fields := slices.Clone(f.fields)
+		slices.SortStableFunc(fields, func(a, b capsField) int { return strings.Compare(a.name, b.name) })
+		for _, fl := range fields {
+			s.WriteString(fl.name + "<")
+			for _, v := range slices.Sorted(slices.Values(fl.values)) {
+				s.WriteString(v + "<")
+			}
+		}
 	}
 	sum := sha1.Sum([]byte(s.String()))
 	return base64.StdEncoding.EncodeToString(sum[:])
@@ -173,6 +204,12 @@ func (d DiscoInfo) Has(feature string) bool {
 
 // QueryInfo sends a disco#info query to "to" for node (may be empty).
 func (c *Client) QueryInfo(ctx context.Context, to jid.JID, node string) (DiscoInfo, error) {
+	info, _, err := c.queryInfo(ctx, to, node)
+	return info, err
+}
+
+// queryInfo is QueryInfo, which also returns the <query/> of the answer.
+func (c *Client) queryInfo(ctx context.Context, to jid.JID, node string) (DiscoInfo, *xmltree.Element, error) {
 	iq := xmltree.New(NSClient, "iq", "type", "get", "to", to.String())
 	q := xmltree.New(NSDiscoInfo, "query")
 	if node != "" {
@@ -181,11 +218,11 @@ func (c *Client) QueryInfo(ctx context.Context, to jid.JID, node string) (DiscoI
 	iq.Append(q)
 	resp, err := c.IQ(ctx, iq)
 	if err != nil {
-		return DiscoInfo{}, err
+		return DiscoInfo{}, nil, err
 	}
 	rq := resp.Child(NSDiscoInfo, "query")
 	if rq == nil {
-		return DiscoInfo{}, errors.New("client: disco#info response without query")
+		return DiscoInfo{}, nil, errors.New("client: disco#info response without query")
 	}
 	var info DiscoInfo
 	for _, e := range rq.ChildrenNamed(NSDiscoInfo, "identity") {
@@ -197,18 +234,95 @@ func (c *Client) QueryInfo(ctx context.Context, to jid.JID, node string) (DiscoI
 	for _, e := range rq.ChildrenNamed(NSDiscoInfo, "feature") {
 		info.Features = append(info.Features, e.AttrValue("var"))
 	}
-	return info, nil
+	return info, rq, nil
 }
 
 // VerifyCaps fetches disco#info for node#ver from the entity and checks
-// that it hashes to ver (XEP-0115 §5.4).
+// that it hashes to ver with SHA-1 (XEP-0115 §5.4): an answer with two
+// identical identities, features or extended forms (XEP-0128) is
+// ill-formed, and the hash covers the extended forms whose FORM_TYPE is
+// hidden.
 func (c *Client) VerifyCaps(ctx context.Context, from jid.JID, node, ver string) (DiscoInfo, error) {
-	info, err := c.QueryInfo(ctx, from, node+"#"+ver)
+	info, rq, err := c.queryInfo(ctx, from, node+"#"+ver)
 	if err != nil {
 		return info, err
 	}
-	if got := CapsHash(info.Identities, info.Features); got != ver {
+	forms, err := capsForms(rq)
+	if err == nil {
+		err = capsDistinct(info)
+	}
+	if err != nil {
+		return info, fmt.Errorf("client: ill-formed disco#info from %s (XEP-0115 §5.4): %w", from, err)
+	}
+	if got := capsHash(info.Identities, info.Features, forms); got != ver {
 		return info, fmt.Errorf("client: caps hash mismatch for %s: advertised %s, computed %s", from, ver, got)
 	}
 	return info, nil
+}
+
+// capsDistinct checks XEP-0115 §5.4 steps 3.3 and 3.4: no two identities
+// alike in category, type, language and name, no two features alike.
+func capsDistinct(info DiscoInfo) error {
+	ids := map[Identity]bool{}
+	for _, id := range info.Identities {
+		if ids[id] {
+			return fmt.Errorf("identity %s/%s/%s/%s given twice", id.Category, id.Type, id.Lang, id.Name)
+		}
+		ids[id] = true
+	}
+	features := map[string]bool{}
+	for _, f := range info.Features {
+		if features[f] {
+			return fmt.Errorf("feature %q given twice", f)
+		}
+		features[f] = true
+	}
+	return nil
+}
+
+// capsForms returns the extended forms of a disco#info answer that the
+// verification string covers (XEP-0115 §5.4 steps 3.5 and 3.6): those
+// whose FORM_TYPE field is hidden; a form without one is ignored. Two
+// forms of one FORM_TYPE, or a form with two FORM_TYPE fields or with
+// differing values in one, make the answer ill-formed.
+func capsForms(q *xmltree.Element) ([]capsForm, error) {
+	var forms []capsForm
+	seen := map[string]bool{}
+	for _, x := range q.ChildrenNamed(NSDataForms, "x") {
+		var f capsForm
+		typed, hidden := false, false
+		for _, fl := range x.ChildrenNamed(NSDataForms, "field") {
+			var values []string
+			for _, v := range fl.ChildrenNamed(NSDataForms, "value") {
+				values = append(values, v.Text())
+			}
+			if fl.AttrValue("var") != "FORM_TYPE" {
+				f.fields = append(f.fields, capsField{name: fl.AttrValue("var"), values: values})
+				continue
+			}
+			if typed {
+				return nil, errors.New("a form with two FORM_TYPE fields")
+			}
+			typed = true
+			for _, v := range values {
+				if v != values[0] {
+					return nil, fmt.Errorf("FORM_TYPE %q and %q in one form", values[0], v)
+				}
+			}
+			if len(values) > 0 {
+				f.formType, hidden = values[0], fl.AttrValue("type") == "hidden"
+			}
+		}
+		if f.formType == "" {
+			continue
+		}
+		if seen[f.formType] {
+			return nil, fmt.Errorf("two forms of FORM_TYPE %q", f.formType)
+		}
+		seen[f.formType] = true
+		if hidden {
+			forms = append(forms, f)
+		}
+	}
+	return forms, nil
 }

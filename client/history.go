@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"mellium.im/xmpp/jid"
@@ -27,7 +28,8 @@ type HistoryOptions struct {
 // never feed copies into session state). Messages of a mechanism that
 // implements BatchOpener are opened in batches, page by page, while the
 // next page is fetched, so memory stays bounded by a few pages. An error
-// from fn stops History and is returned.
+// from fn stops History and is returned; so does an archive that answers
+// with a page already read.
 func (c *Client) History(ctx context.Context, with jid.JID, opts HistoryOptions, fn func(Event) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -62,8 +64,12 @@ func (c *Client) History(ctx context.Context, with jid.JID, opts HistoryOptions,
 	go func() {
 		defer close(pages)
 		q := ArchiveQuery{With: with, Max: HistoryPage}
+		seen := map[string]bool{}
 		for {
 			pg, err := c.QueryArchive(ctx, q)
+			if err == nil && seen[pg.Last] {
+				err = errPageAgain(pg.Last)
+			}
 			var p page
 			if err != nil {
 				p.err = err
@@ -78,6 +84,7 @@ func (c *Client) History(ctx context.Context, with jid.JID, opts HistoryOptions,
 			if err != nil || pg.Complete || pg.Last == "" || len(pg.Messages) == 0 {
 				return
 			}
+			seen[pg.Last] = true
 			q.After = pg.Last
 		}
 	}()
@@ -92,14 +99,26 @@ func (c *Client) History(ctx context.Context, with jid.JID, opts HistoryOptions,
 	return ctx.Err()
 }
 
+// errPageAgain reports an archive that answered a query for the next page
+// with a page already read, the one ending (or, paging backwards,
+// starting) at id: a server that ignores XEP-0059 <after/> and <before/>,
+// or pages in a circle, would be read forever.
+func errPageAgain(id string) error {
+	return fmt.Errorf("client: the archive sent the page at %q again; the history read is incomplete", id)
+}
+
 // lastArchived pages backwards from the end of the archive until limit
 // messages are collected, and returns them oldest first.
 func (c *Client) lastArchived(ctx context.Context, with jid.JID, limit int) ([]ArchivedMessage, error) {
 	var pages [][]ArchivedMessage
 	n := 0
 	q := ArchiveQuery{With: with, Max: min(limit, HistoryPage), BeforeLast: true}
+	seen := map[string]bool{}
 	for n < limit {
 		pg, err := c.QueryArchive(ctx, q)
+		if err == nil && seen[pg.First] {
+			err = errPageAgain(pg.First)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -111,6 +130,7 @@ func (c *Client) lastArchived(ctx context.Context, with jid.JID, limit int) ([]A
 		if pg.Complete || pg.First == "" {
 			break
 		}
+		seen[pg.First] = true
 		q = ArchiveQuery{With: with, Max: min(limit-n, HistoryPage), Before: pg.First}
 		if q.Max <= 0 {
 			break

@@ -3,23 +3,37 @@ package esession
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"math/big"
+	mrand "math/rand/v2"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/balcony-im/balcony/internal/fuzzmin"
 	"github.com/balcony-im/balcony/internal/modp"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
 // The fuzz targets that negotiate use cheapGroup, so that an input costs
-// a parse and a state change, not a 2048-bit exponentiation. Their seeds
-// are whole negotiation messages of a few kilobytes, which the fuzzer
-// minimises for up to a minute each time it finds a new interesting input
-// (its exec counter stands still meanwhile); to explore rather than
-// minimise, run for example
-//
-//	go test ./esession -run XXX -fuzz '^FuzzNegotiation$' -fuzzminimizetime 2s
+// a parse and a state change, not a 2048-bit exponentiation, and
+// FuzzNegotiation replays only the receiving party. Their seeds are whole
+// negotiation messages of a kilobyte or more, which the fuzzer would
+// minimise for a minute each time it finds a new interesting input (its
+// exec counter standing still meanwhile); TestMain lowers that default.
+
+// TestMain lets the fuzzer explore: see internal/fuzzmin.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	fuzzmin.Default(fuzzMinimizeExecs)
+	os.Exit(m.Run())
+}
+
+// fuzzMinimizeExecs is the default -fuzzminimizetime of the package's
+// targets, whose inputs are kilobyte messages or keys: a thousand
+// executions, a second or less.
+const fuzzMinimizeExecs = 1000
 
 // cheapGroup is a Diffie-Hellman group over a 64-bit safe prime that calls
 // itself group 14, so that fuzz inputs reach the parsers and the state
@@ -195,19 +209,95 @@ func checkResult(t *testing.T, res Result, err error) {
 	}
 }
 
+// negotiationScript is a negotiation between two parties whose randomness
+// and clock are fixed, so that it runs the same every time: each message
+// is known in advance, and one party can be brought to the point where it
+// awaits message k+1 by replaying only what it received before, without
+// the other party.
+type negotiationScript struct {
+	msgs [4]Outbound // messages 1 to 4
+}
+
+// scriptParty is a party of negotiationScript: the cheap group, a seeded
+// random stream and a fixed clock.
+func scriptParty(t testing.TB, jid string, seed uint64, c Config) *party {
+	t.Helper()
+	c.Rand = mrand.NewChaCha8([32]byte{byte(seed)})
+	c.Now = func() time.Time { return timeAt(0) }
+	return cheapParty(t, jid, c)
+}
+
+// scriptTargets, scriptFroms: who receives message k+1, and from whom.
+var (
+	scriptTargets = [4]string{bobJID, aliceJID, bobJID, aliceJID}
+	scriptFroms   = [4]string{aliceJID, bobJID, aliceJID, bobJID}
+)
+
+func newNegotiationScript(t testing.TB) *negotiationScript {
+	t.Helper()
+	var sc negotiationScript
+	a := scriptParty(t, aliceJID, 1, Config{})
+	b := scriptParty(t, bobJID, 2, Config{AutoAccept: true})
+	_, sc.msgs[0], _ = a.m.Start(bobJID, &StartOptions{Thread: "t"})
+	parties := map[string]*party{aliceJID: a, bobJID: b}
+	for k := 0; k < 3; k++ {
+		r := deliver(t, sc.msgs[k], scriptFroms[k], parties[scriptTargets[k]].m, true)
+		if len(r.Out) != 1 {
+			t.Fatalf("message %d: %#v", k+2, r)
+		}
+		sc.msgs[k+1] = r.Out[0]
+	}
+	// The replay must give the same messages, or the fuzz target would
+	// feed a party messages from another negotiation.
+	for k := 0; k < 4; k++ {
+		p, _, sent := sc.replay(t, k)
+		if (sent == nil) != (k == 0) || sent != nil && !bytes.Equal(sent.Stanza().Marshal(""), sc.msgs[k-1].Stanza().Marshal("")) {
+			t.Fatalf("the replay of %s is not deterministic: message %d differs", p.jid, k)
+		}
+	}
+	return &sc
+}
+
+// replay returns the party that receives message k+1, brought to the
+// point where it awaits it, with the session it started (if it is the
+// initiator) and the last message it sent (nil if none).
+func (sc *negotiationScript) replay(t testing.TB, k int) (*party, *Session, *Outbound) {
+	t.Helper()
+	var p *party
+	var s *Session
+	var sent *Outbound
+	if scriptTargets[k] == aliceJID {
+		p = scriptParty(t, aliceJID, 1, Config{})
+		var m1 Outbound
+		s, m1, _ = p.m.Start(bobJID, &StartOptions{Thread: "t"})
+		sent = &m1
+	} else {
+		p = scriptParty(t, bobJID, 2, Config{AutoAccept: true})
+	}
+	for i := 0; i < k; i++ {
+		if scriptTargets[i] != p.jid {
+			continue
+		}
+		r := deliver(t, sc.msgs[i], scriptFroms[i], p.m, true)
+		if len(r.Out) != 1 {
+			t.Fatalf("replay of message %d: %#v", i+1, r)
+		}
+		sent = &r.Out[0]
+	}
+	return p, s, sent
+}
+
 // FuzzNegotiation replaces the payload of one negotiation message (step
 // 0 to 3 for messages 1 to 4) with arbitrary XML. Every outcome must be
 // clean: no panic, an error of the package's types, well-formed replies,
-// and ended sessions wiped.
+// and ended sessions wiped. Only the receiving party runs for an input,
+// replaying what it received before from a scripted negotiation.
 func FuzzNegotiation(f *testing.F) {
-	a := cheapParty(f, aliceJID, Config{})
-	b := cheapParty(f, bobJID, Config{AutoAccept: true})
-	_, m1, _ := a.m.Start(bobJID, &StartOptions{Thread: "t"})
-	r2 := deliver(f, m1, aliceJID, b.m, true)
-	r3 := deliver(f, r2.Out[0], bobJID, a.m, true)
-	r4 := deliver(f, r3.Out[0], aliceJID, b.m, true)
-	for i, o := range []Outbound{m1, r2.Out[0], r3.Out[0], r4.Out[0]} {
-		f.Add(payloadXML(o), uint8(i))
+	sc := newNegotiationScript(f)
+	var seeds [4][]byte
+	for i, o := range sc.msgs {
+		seeds[i] = payloadXML(o)
+		f.Add(seeds[i], uint8(i))
 	}
 	f.Fuzz(func(t *testing.T, payload []byte, step uint8) {
 		step %= 4
@@ -215,29 +305,27 @@ func FuzzNegotiation(f *testing.F) {
 		if err != nil {
 			return
 		}
-		a := cheapParty(t, aliceJID, Config{})
-		b := cheapParty(t, bobJID, Config{AutoAccept: true})
-		sa, m1, _ := a.m.Start(bobJID, &StartOptions{Thread: "t"})
-		msgs := []Outbound{m1}
-		targets := []*party{b, a, b, a}
-		froms := []string{aliceJID, bobJID, aliceJID, bobJID}
-		for i := uint8(0); i < step; i++ {
-			r := deliver(t, msgs[i], froms[i], targets[i].m, true)
-			if len(r.Out) != 1 {
-				t.Fatalf("step %d: %#v", i, r)
-			}
-			msgs = append(msgs, r.Out[0])
-		}
-		o := msgs[step]
+		o := sc.msgs[step]
 		o.Payload = st.Elements()
 		in, err := ParseMessage(o.Stanza())
 		if err != nil {
 			return
 		}
-		in.From, in.Subscribed = froms[step], true
-		res, err := targets[step].m.Receive(in)
+		in.From, in.Subscribed = scriptFroms[step], true
+		p, s, _ := sc.replay(t, int(step))
+		res, err := p.m.Receive(in)
 		checkResult(t, res, err)
-		for _, s := range append(b.m.Sessions(), sa) {
+		if bytes.Equal(payload, seeds[step]) {
+			// The scripted message itself: the negotiation goes on.
+			if err != nil || step < 3 && len(res.Out) != 1 || step == 3 && s.State() != StateActive {
+				t.Fatalf("message %d of the script refused: %v %#v", step+1, err, res)
+			}
+		}
+		sessions := p.m.Sessions()
+		if s != nil {
+			sessions = append(sessions, s)
+		}
+		for _, s := range sessions {
 			if s.State() == StateEnded {
 				probe(s).check(t)
 			}

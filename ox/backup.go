@@ -176,7 +176,15 @@ func SealBackup(keys []*Key, code string, cfg *Config) ([]byte, error) {
 // damaged backup both return [ErrDecrypt]. Every key must be a secret key;
 // keys whose material is still passphrase protected, against the XEP, are
 // returned locked (see [Key.Locked]).
+//
+// The backup comes from the server, and a key is derived from the code for
+// each of its passphrase packets until one fits, so a backup that asks for
+// more than two such derivations, or for Argon2 with more than 64 MiB or
+// four passes, returns [ErrDecrypt] before any is made.
 func OpenBackup(data []byte, code string) ([]*Key, error) {
+	if err := checkBackupS2K(data); err != nil {
+		return nil, err
+	}
 	pass := []byte(code)
 	defer clear(pass)
 	tried := false
@@ -212,3 +220,86 @@ func OpenBackup(data []byte, code string) ([]*Key, error) {
 }
 
 var maxBackup = int64(MaxKeySize)
+
+// Limits on the key derivations a backup may ask for. go-crypto derives a
+// key from the code for every passphrase packet (SKESK, RFC 4880 §5.3,
+// RFC 9580 §5.3) until one fits, as its string-to-key specifier (RFC 9580
+// §3.7.1) asks: a quarter of a megabyte holds 15000 packets, and Argon2
+// may ask for 2^31 KiB of memory, which no allocator survives.
+const (
+	// maxBackupSKESKs is how many passphrase packets a backup may hold:
+	// XEP-0373 §5.4 backups have one; a second allows for a v6 packet
+	// beside a v4 one. Iteration counts are not bounded: GnuPG calibrates
+	// its count, and GnuPG 2.2 on a current machine writes the largest
+	// one (65011712 bytes hashed).
+	maxBackupSKESKs = 2
+	// maxBackupArgon2Exp bounds the memory of an Argon2 derivation to
+	// 2^16 KiB (64 MiB): the default of go-crypto and OpenPGP.js, and the
+	// second recommended option of RFC 9106 §4.
+	maxBackupArgon2Exp = 16
+	// maxBackupArgon2Passes bounds its passes (three in those defaults).
+	maxBackupArgon2Passes = 4
+)
+
+// errBackupS2K reports a backup beyond those limits.
+var errBackupS2K = fmt.Errorf("%w: the backup asks for more key derivation than allowed", ErrDecrypt)
+
+// OpenPGP packet tags (RFC 4880 §4.3) that end the key packets of an
+// encrypted message.
+const (
+	tagOnePassSig = 4
+	tagCompressed = 8
+	tagSED        = 9
+	tagLiteral    = 11
+	tagSEIPD      = 18
+	tagAEAD       = 20
+)
+
+// checkBackupS2K checks the passphrase packets of a backup against the
+// limits above, reading the packets before the encrypted data as
+// go-crypto does (RFC 4880 §4.2; only data packets may have partial
+// lengths).
+func checkBackupS2K(b []byte) error {
+	skesks := 0
+	for len(b) > 0 {
+		if b[0]&0x80 == 0 {
+			return ErrDecrypt
+		}
+		tag := b[0] >> 2 & 0x0f
+		if b[0]&0x40 != 0 {
+			tag = b[0] & 0x3f
+		}
+		switch tag {
+		case tagOnePassSig, tagCompressed, tagSED, tagLiteral, tagSEIPD, tagAEAD:
+			return nil
+		}
+		tag, body, rest, err := nextPacket(b)
+		if err != nil {
+			return ErrDecrypt
+		}
+		b = rest
+		if tag != 3 {
+			continue
+		}
+		if skesks++; skesks > maxBackupSKESKs {
+			return errBackupS2K
+		}
+		// The version, then for version 4 the cipher; 5: cipher and AEAD
+		// mode; 6: a count, cipher, AEAD mode and a count. Then the S2K
+		// specifier; for Argon2, mode 4, 16 octets of salt, passes,
+		// parallelism and the memory exponent.
+		var spec []byte
+		switch {
+		case len(body) > 2 && body[0] == 4:
+			spec = body[2:]
+		case len(body) > 3 && body[0] == 5:
+			spec = body[3:]
+		case len(body) > 5 && body[0] == 6:
+			spec = body[5:]
+		}
+		if len(spec) >= 20 && spec[0] == 4 && (spec[17] > maxBackupArgon2Passes || spec[19] > maxBackupArgon2Exp) {
+			return errBackupS2K
+		}
+	}
+	return nil
+}

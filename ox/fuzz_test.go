@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/balcony-im/balcony/internal/fuzzmin"
 	"github.com/balcony-im/balcony/xmltree"
 )
 
@@ -18,6 +20,18 @@ import (
 // tests they check the seed corpus; run with -fuzz they search for inputs
 // that crash, take more than the limits allow, disagree between a fast
 // path and the full one, or do not survive a round trip.
+
+// TestMain lets the fuzzer explore: see internal/fuzzmin.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	fuzzmin.Default(fuzzMinimizeExecs)
+	os.Exit(m.Run())
+}
+
+// fuzzMinimizeExecs is the default -fuzzminimizetime of the package's
+// targets, whose inputs are kilobyte messages or keys: a thousand
+// executions, a second or less.
+const fuzzMinimizeExecs = 1000
 
 func xmlSeeds(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "xep", "*.xml"))

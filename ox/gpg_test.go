@@ -386,6 +386,8 @@ func TestRegenerateGPGFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg, _ := g.run(plain, "--sign", "--encrypt", "-r", bob.Fingerprint(), "-u", romeoFpr)
+	romeoSecret, _ := g.run(nil, "--export-secret-keys", romeoFpr)
+	backup, _ := g.run(romeoSecret, "--symmetric", "--cipher-algo", "AES256", "--passphrase", backupFixtureCode)
 	sec, _ := bob.MarshalSecret()
 	bobArmored, _ := Armor(sec)
 	dir := filepath.Join("testdata", "gpg")
@@ -394,6 +396,7 @@ func TestRegenerateGPGFixture(t *testing.T) {
 		"bob-secret.asc":   bobArmored,
 		"romeo-public.asc": romeoPub,
 		"romeo-to-bob.pgp": msg,
+		"backup.pgp":       backup,
 		"time.txt":         []byte(FormatTime(now) + "\n"),
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {

@@ -17,18 +17,28 @@ import (
 // plain text, which the caller must still escape for its display. Text
 // without such markup is returned unchanged, apart from OTR whitespace
 // tags, which are always removed.
+//
+// A decrypted message is up to a reassembled megabyte from any peer that
+// starts OTR, so Text takes time linear in its length: a tag does not
+// run over a '<' (not even in a quoted attribute value), and links do not
+// nest (a link that starts closes the one still open, as in HTML).
 func Text(s string) string {
 	s = stripWhitespaceTag(s)
 	if !looksLikeHTML(s) {
 		return s
 	}
 	var b strings.Builder
-	type link struct {
-		href  string
-		start int
+	// The open link: its target and where its text starts in b.
+	linkOpen, href, start := false, "", 0
+	closeLink := func() {
+		if shown := strings.TrimSpace(b.String()[start:]); href != "" && shown != href &&
+			strings.TrimPrefix(href, "mailto:") != shown {
+			b.WriteString(" (" + href + ")")
+		}
+		linkOpen = false
 	}
-	var links []link
 	text := func(t string) { b.WriteString(html.UnescapeString(t)) }
+	commentEnds := true // whether a "-->" may follow
 	for len(s) > 0 {
 		i := strings.IndexByte(s, '<')
 		if i < 0 {
@@ -37,11 +47,12 @@ func Text(s string) string {
 		}
 		text(s[:i])
 		s = s[i:]
-		if strings.HasPrefix(s, "<!--") {
+		if commentEnds && strings.HasPrefix(s, "<!--") {
 			if j := strings.Index(s, "-->"); j >= 0 {
 				s = s[j+3:]
 				continue
 			}
+			commentEnds = false
 		}
 		t, n, ok := parseTag(s)
 		if !ok || !htmlElements[t.name] {
@@ -54,14 +65,12 @@ func Text(s string) string {
 		case t.name == "br" || t.name == "hr":
 			b.WriteByte('\n')
 		case t.name == "a" && !t.end:
-			links = append(links, link{href: html.UnescapeString(t.href), start: b.Len()})
-		case t.name == "a" && t.end && len(links) > 0:
-			l := links[len(links)-1]
-			links = links[:len(links)-1]
-			if shown := strings.TrimSpace(b.String()[l.start:]); l.href != "" && shown != l.href &&
-				strings.TrimPrefix(l.href, "mailto:") != shown {
-				b.WriteString(" (" + l.href + ")")
+			if linkOpen {
+				closeLink()
 			}
+			linkOpen, href, start = true, html.UnescapeString(t.href), b.Len()
+		case t.name == "a" && t.end && linkOpen:
+			closeLink()
 		case t.end && blockElements[t.name]:
 			b.WriteByte('\n')
 		case t.name == "img" && t.alt != "":
@@ -81,7 +90,7 @@ func looksLikeHTML(s string) bool {
 				return true
 			}
 		case '&':
-			j := strings.IndexByte(s[i:], ';')
+			j := strings.IndexByte(s[i:min(i+12, len(s))], ';')
 			if j > 1 && j < 12 && html.UnescapeString(s[i:i+j+1]) != s[i:i+j+1] {
 				return true
 			}
@@ -154,15 +163,15 @@ func parseTag(s string) (htmlTag, int, bool) {
 				return t, 0, false
 			}
 			if q := s[i]; q == '"' || q == '\'' {
-				j := strings.IndexByte(s[i+1:], q)
-				if j < 0 {
+				j := strings.IndexAny(s[i+1:], string(q)+"<")
+				if j < 0 || s[i+1+j] == '<' {
 					return t, 0, false
 				}
 				val = s[i+1 : i+1+j]
 				i += j + 2
 			} else {
 				vs := i
-				for i < len(s) && !isHTMLSpace(s[i]) && s[i] != '>' {
+				for i < len(s) && !isHTMLSpace(s[i]) && s[i] != '>' && s[i] != '<' {
 					i++
 				}
 				val = s[vs:i]
