@@ -87,13 +87,14 @@ func (o *Mechanism) Shutdown() {
 		o.endPeer(p)
 	}
 	o.stopHeartbeatLocked()
+	o.shut = true
 	o.mu.Unlock()
 }
 
 // startHeartbeat starts the heartbeat goroutine if it is not running.
 // Callers hold o.mu.
 func (o *Mechanism) startHeartbeat() {
-	if o.hbStop != nil || (o.h == nil && o.sendFn == nil) {
+	if o.hbStop != nil || o.shut || (o.h == nil && o.sendFn == nil) {
 		return
 	}
 	stop, done := make(chan struct{}), make(chan struct{})

@@ -193,6 +193,7 @@ type Mechanism struct {
 	noTag    map[string]bool     // bare JIDs that answered in plaintext: no more whitespace tags
 	hbStop   chan struct{}
 	hbDone   chan struct{}
+	shut     bool // Shutdown ran: no heartbeat starts again
 }
 
 var (
