@@ -33,13 +33,13 @@ func buildEnvelope(rand io.Reader, body string, payload []*xmltree.Element, from
 	for _, e := range payload {
 		content.Append(e)
 	}
-	// The padding hides the length of short messages: 0 to maxPad-1
-	// random bytes, written as Base64.
+	// The padding hides the length of short messages: 1 to maxPad random
+	// bytes, written as Base64.
 	var n [1]byte
 	if _, err := io.ReadFull(rand, n[:]); err != nil {
 		return nil, err
 	}
-	pad := make([]byte, int(n[0])%maxPad)
+	pad := make([]byte, int(n[0])%maxPad+1)
 	if _, err := io.ReadFull(rand, pad); err != nil {
 		return nil, err
 	}
