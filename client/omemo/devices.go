@@ -235,6 +235,7 @@ func (d *Device) deviceList(ctx context.Context, bare jid.JID, g engine.Generati
 		return s, nil
 	}
 	s.fetched[g] = d.now()
+	d.log().Debug("read an OMEMO device list", "contact", b, "generation", g.String(), "devices", len(listed))
 	changed := s.setList(g, listed)
 	if changed {
 		if err := d.saveSet(ctx, s); err != nil {

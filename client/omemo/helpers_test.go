@@ -3,6 +3,8 @@ package omemo_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -73,6 +75,10 @@ func connect(t testing.TB, srv *servertest.Server, acct servertest.Account, o de
 			if err := c.Register(m); err != nil {
 				t.Fatal(err)
 			}
+		}
+	}, func(cfg *client.Config) {
+		if os.Getenv("OMEMO_TEST_LOG") != "" {
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}
 	})
 	v := &dev{t: t, c: c, d: d, st: st, bare: acct.JID.Bare(), arrived: make(chan struct{}), done: make(chan struct{})}

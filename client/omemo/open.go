@@ -49,6 +49,11 @@ func (x *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Open
 	from := in.From.Bare()
 	sender := engine.Address{JID: from.String(), DeviceID: r.sid}
 	if from.Equal(self) && r.sid == own {
+		if r.payload == nil {
+			// Our own empty message to another device of the account,
+			// delivered to every resource of the bare JID.
+			return &client.Opened{Silent: true}, nil
+		}
 		return nil, &client.OpenError{Reason: eme.ReasonNoKey, Notes: []eme.Message{eme.Msg(eme.MsgOMEMOOwnMessage)}}
 	}
 	if !r.found {
