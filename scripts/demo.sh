@@ -153,6 +153,22 @@ A esession end --wait 30s bob@localhost
 show_listener alice 'Encrypted Session with bob@localhost/desk ended'
 show_listener bob 'ended the Encrypted Session'
 
+heading "6. OMEMO: each listener announced its device; both generations, then a verification"
+A omemo devices bob@localhost
+A send --omemo bob@localhost "Hello Bob, over OMEMO 2."
+show_listener bob 'over OMEMO 2'
+A send --omemo=0.3 bob@localhost "And over OMEMO 0.3, what most clients run."
+show_listener bob 'what most clients run'
+B send --omemo alice@localhost "Hi Alice, OMEMO back."
+show_listener alice 'OMEMO back'
+# Bob reads Alice's URI (other clients show it as a QR code) over a channel
+# he trusts and verifies her device with it: her messages show as verified.
+alice_uri=$(A omemo fingerprint 2>/dev/null | tail -n 1)
+echo "Alice's device: $alice_uri"
+B omemo trust "$alice_uri"
+A send --omemo bob@localhost "Hello Bob, from a device you verified."
+show_listener bob 'OMEMO2 verified .*from a device you verified'
+
 heading "stopping the listeners"
 for pid in "${listeners[@]}"; do stop_pid "$pid"; done
 listeners=()

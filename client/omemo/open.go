@@ -38,7 +38,9 @@ import (
 func (x *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Opened, error) {
 	d, g := x.d, x.g
 	if in.Stanza.AttrValue("type") == "groupchat" {
-		return nil, &client.OpenError{Reason: eme.ReasonNotSupported, Notes: []eme.Message{eme.Msg(eme.MsgOMEMOGroupChat)}}
+		// Not ReasonNotSupported, which says Balcony lacks the mechanism:
+		// the note says what is missing.
+		return nil, &client.OpenError{Reason: eme.ReasonUnspecified, Notes: []eme.Message{eme.Msg(eme.MsgOMEMOGroupChat)}}
 	}
 	self := d.self()
 	own := d.DeviceID()

@@ -55,6 +55,15 @@ func (d *Device) Publish(ctx context.Context) error {
 	return nil
 }
 
+// Published reports whether this device has announced itself once
+// (Publish succeeded): a device that never did is unknown to contacts,
+// who warn about its messages (XEP-0384 §7), so a program that only sends
+// publishes first.
+func (d *Device) Published(ctx context.Context) (bool, error) {
+	b, err := d.st.MechanismState(ctx, trust.OMEMO, namePublished)
+	return b != nil, err
+}
+
 // checkID draws a new device id when the account's device lists already
 // name this one and no session exists.
 func (d *Device) checkID(ctx context.Context) error {
