@@ -33,7 +33,7 @@ declare -A shown=()
 
 # show_listener WHO PATTERN [SECONDS]: prints the lines WHO's listener
 # printed since the last ones shown, up to and including the first line
-# matching the extended regular expression PATTERN, waiting for it (tail -F
+# matching the extended regular expression PATTERN (in any case), waiting for it (tail -F
 # follows the log as it grows) for at most SECONDS (default 60).
 show_listener() {
 	local who=$1 pattern=$2 limit=${3:-60} log="$work/$1.log" fd tailpid line found=''
@@ -44,7 +44,10 @@ show_listener() {
 		IFS= read -r -t "$((deadline - SECONDS))" -u "$fd" line || break
 		shown[$who]=$((${shown[$who]:-0} + 1))
 		printf '   %-5s| %s\n' "$who" "$line"
+		# Case aside: a catalogue text may start a sentence.
+		shopt -s nocasematch
 		[[ $line =~ $pattern ]] && found=1
+		shopt -u nocasematch
 	done
 	stop_pid "$tailpid"
 	exec {fd}<&-
@@ -79,8 +82,8 @@ heading "configuring alice@localhost and bob@localhost"
 # Each account keeps its keys in an encrypted store; the demo's passphrase
 # comes from the environment (a real user is prompted).
 export BALCONY_PASSPHRASE=demo-passphrase
-balcony account add alice@localhost --server "$PROSODY_ADDR" --ca-file "$PROSODY_CA"
-balcony account add bob@localhost --server "$PROSODY_ADDR" --ca-file "$PROSODY_CA"
+balcony account add alice@localhost --server "$PROSODY_ADDR" --ca-file "$PROSODY_CA" --password-env ALICE_PASS
+balcony account add bob@localhost --server "$PROSODY_ADDR" --ca-file "$PROSODY_CA" --password-env BOB_PASS
 A() { balcony -a alice@localhost "$@" --password-env ALICE_PASS; }
 B() { balcony -a bob@localhost "$@" --password-env BOB_PASS; }
 

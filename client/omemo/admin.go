@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -29,6 +30,10 @@ type DeviceInfo struct {
 	Trust       trust.State
 	// This marks this device itself.
 	This bool
+	// LastMessage is when a message from the device was last read live or
+	// as a carbon (zero: never): a device of one's own account silent for
+	// long is likely stale, a candidate for RemoveDevice.
+	LastMessage time.Time
 }
 
 // Devices reads the device lists of an account (a contact's, or one's
@@ -100,6 +105,9 @@ func (d *Device) KnownDevices(ctx context.Context, account jid.JID) ([]DeviceInf
 			Trust: trusts[r.Fingerprint], This: self && r.ID == own}
 		if info.This {
 			info.Fingerprint, info.Trust = d.Fingerprint(), trust.Verified
+		}
+		if r.LastMessage != 0 {
+			info.LastMessage = time.UnixMilli(r.LastMessage)
 		}
 		for _, g := range d.gens {
 			if r.Lists&bit(g) != 0 {

@@ -46,7 +46,9 @@ are never encrypted to.
 
   devices        read JID's device lists (default: your own account's) and
                  the keys of devices not seen yet; list each device's id,
-                 generations, fingerprint and trust.
+                 generations, fingerprint, trust and the day a message from
+                 it was last read here (a device of yours silent for long is
+                 likely stale: see remove-device).
   fingerprint    this device's id, fingerprint and the URI to verify it
                  (xmpp:JID?omemo-sid-ID=FINGERPRINT, what other clients
                  show as a QR code).
@@ -189,6 +191,9 @@ type omemoDevice struct {
 	Fingerprint string   `json:"fingerprint,omitempty"`
 	Trust       string   `json:"trust,omitempty"`
 	This        bool     `json:"this,omitempty"`
+	// LastMessage is the day a message from the device was last read
+	// (YYYY-MM-DD), "" for never.
+	LastMessage string `json:"last_message,omitempty"`
 }
 
 type omemoResult struct {
@@ -218,6 +223,9 @@ func omemoDevices(infos []omemoclient.DeviceInfo) []omemoDevice {
 	var out []omemoDevice
 	for _, i := range infos {
 		d := omemoDevice{JID: i.JID, ID: i.ID, Listed: i.Listed, Fingerprint: i.Fingerprint, This: i.This}
+		if !i.LastMessage.IsZero() {
+			d.LastMessage = i.LastMessage.UTC().Format(time.DateOnly)
+		}
 		if i.Fingerprint != "" {
 			d.Trust = i.Trust.String()
 		}
@@ -507,13 +515,21 @@ func printOMEMO(e *env, a omemoArgs, res *omemoResult) error {
 				fpr = omemoclient.DisplayFingerprint(d.Fingerprint)
 			}
 			gens := "OMEMO " + strings.Join(d.Generations, ", ")
+			last := "no message yet"
+			if d.LastMessage != "" {
+				last = "last message " + d.LastMessage
+			}
 			switch {
 			case d.This:
-				st = "this device"
+				st, last = "this device", ""
 			case !d.Listed:
 				gens = "no longer listed"
 			}
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", d.ID, gens, fpr, st)
+			row := fmt.Sprintf("  %d\t%s\t%s\t%s", d.ID, gens, fpr, st)
+			if last != "" {
+				row += "\t" + last
+			}
+			fmt.Fprintln(tw, row)
 		}
 		return tw.Flush()
 	case "fingerprint":
