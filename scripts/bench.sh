@@ -74,7 +74,7 @@ while [ $# -gt 0 ]; do
 	-load-accounts) load_accounts=$2; shift 2 ;;
 	-load-seconds) load_seconds=$2; shift 2 ;;
 	-out) out=$2; shift 2 ;;
-	-h|-help|--help) sed -n '2,48p' "$0"; exit 0 ;;
+	-h|-help|--help) sed -n '2,45p' "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
