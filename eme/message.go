@@ -216,6 +216,45 @@ const (
 	MsgESEnded        MessageID = "esession-ended"
 )
 
+// Messages of the OMEMO mechanism (XEP-0384). Warnings on messages:
+const (
+	// Args: the device id, its fingerprint.
+	MsgOMEMODeviceUntrusted MessageID = "omemo-device-untrusted"
+	MsgOMEMODeviceUndecided MessageID = "omemo-device-undecided"
+	// Args: the device id, the sender's bare JID.
+	MsgOMEMODeviceNotListed MessageID = "omemo-device-not-listed"
+	// Args: the stamp, the difference.
+	MsgOMEMOStampSkewed MessageID = "omemo-stamp-skewed"
+)
+
+// Security events of the OMEMO mechanism.
+const (
+	// Args: the owner's bare JID, the device id, its fingerprint, its
+	// trust state.
+	MsgOMEMODeviceSeen MessageID = "omemo-device-seen"
+	MsgOMEMONewDevice  MessageID = "omemo-new-device"
+	// Args: the device id, the owner's bare JID, the new fingerprint,
+	// its trust state, the previous fingerprint.
+	MsgOMEMOKeyChanged MessageID = "omemo-key-changed"
+	// Args: the device id, the owner's bare JID, its fingerprint.
+	MsgOMEMONotEncryptedTo MessageID = "omemo-not-encrypted-to"
+)
+
+// Notes on notices: why an OMEMO message could not be read.
+const (
+	MsgOMEMOGroupChat MessageID = "omemo-group-chat"
+	// Args: this device's id.
+	MsgOMEMONotForDevice MessageID = "omemo-not-for-device"
+	MsgOMEMOOwnMessage   MessageID = "omemo-own-message"
+	MsgOMEMOAlreadyRead  MessageID = "omemo-already-read"
+	// Args: the sender's device id, the sender's bare JID.
+	MsgOMEMOSessionRebuilt MessageID = "omemo-session-rebuilt"
+	MsgOMEMOSessionBroken  MessageID = "omemo-session-broken"
+	// Args: the address in the envelope, the address expected.
+	MsgOMEMOEnvelopeFrom MessageID = "omemo-envelope-from"
+	MsgOMEMOEnvelopeTo   MessageID = "omemo-envelope-to"
+)
+
 // messagesEnglish is the reference catalogue; every other language has
 // exactly these IDs with the same arguments.
 var messagesEnglish = map[MessageID]string{
@@ -334,6 +373,23 @@ var messagesEnglish = map[MessageID]string{
 	MsgESArchiveUnknown:       "The archiving preferences of your server could not be checked for %s (%s); the session's messages still ask not to be stored.",
 	MsgESOfflineEnded:         "%s came online: the offline Encrypted Session with the contact was ended; start an online one to go on.",
 	MsgESArchiveRestored:      "The archive's exception for %s was taken back: its messages are archived again as your preferences say.",
+
+	MsgOMEMODeviceUntrusted: "Sent by the device %s (fingerprint %s), which you marked untrusted.",
+	MsgOMEMODeviceUndecided: "Sent by the device %s (fingerprint %s), which you have not decided to trust yet.",
+	MsgOMEMODeviceNotListed: "Sent by the device %s, which %s does not list among its OMEMO devices.",
+	MsgOMEMOStampSkewed:     "The time stamp inside the message (%s) is %s away from when it arrived.",
+	MsgOMEMODeviceSeen:      "%s uses the OMEMO device %s with the fingerprint %s (trust: %s).",
+	MsgOMEMONewDevice:       "%s has a new OMEMO device %s with the fingerprint %s (trust: %s); compare the fingerprint with the contact before you rely on it.",
+	MsgOMEMOKeyChanged:      "The OMEMO device %s of %s has a new identity key with the fingerprint %s (trust: %s) instead of %s: the device was set up again, or someone is trying to read your messages.",
+	MsgOMEMONotEncryptedTo:  "Not encrypted for the OMEMO device %s of %s (fingerprint %s), which you have not decided to trust: it cannot read this message.",
+	MsgOMEMOGroupChat:       "OMEMO in group chats is not supported yet.",
+	MsgOMEMONotForDevice:    "It was not encrypted for this device (%s).",
+	MsgOMEMOOwnMessage:      "It was sent by this device: OMEMO never encrypts a message for the device that sends it.",
+	MsgOMEMOAlreadyRead:     "It was decrypted on this device before, and OMEMO deletes the key of a message once it is used (forward secrecy).",
+	MsgOMEMOSessionRebuilt:  "There was no usable session with the device %s of %s; a new one was started, so ask the contact to send the message again.",
+	MsgOMEMOSessionBroken:   "The session with the device %s of %s may be broken; if this happens again, replace it.",
+	MsgOMEMOEnvelopeFrom:    "Its encrypted envelope names %s as the sender, not %s.",
+	MsgOMEMOEnvelopeTo:      "Its encrypted envelope names %s as the recipient, not %s.",
 }
 
 // An Action is something the user can do about an event: enable a

@@ -13,6 +13,8 @@
 #             (10,000 messages, 1 and 2 workers), GPG* (gpg as a process)
 #   otr       AKE, DataMessage (one way), RatchetRoundTrip
 #   esession  Negotiation (4 messages, group 14), Stanza300 (XEP-0200)
+#   omemo     SessionSetup (X3DH + first message), SessionAccept, Encrypt3
+#             (one message to 3 devices), Decrypt; OMEMO 0.3 and OMEMO 2
 #   store     open/unlock, trust and message-log operations
 #   client    OX archive decryption through the client, when present
 # Each benchmark reports "ns/op" and, where it has one, a ratio metric
@@ -72,7 +74,7 @@ while [ $# -gt 0 ]; do
 	-load-accounts) load_accounts=$2; shift 2 ;;
 	-load-seconds) load_seconds=$2; shift 2 ;;
 	-out) out=$2; shift 2 ;;
-	-h|-help|--help) sed -n '2,46p' "$0"; exit 0 ;;
+	-h|-help|--help) sed -n '2,45p' "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -94,7 +96,7 @@ echo "results in $out"
 filter='.'
 [ $gpg = 1 ] || filter='^Benchmark[^G]'
 if [ $engines = 1 ]; then
-	for pkg in ./ox/ ./otr/ ./esession/ ./store/ ./client/; do
+	for pkg in ./ox/ ./otr/ ./esession/ ./omemo/ ./store/ ./client/; do
 		echo "== $pkg"
 		go test -run '^$' -bench "$filter" -benchmem -count "$count" -benchtime "$benchtime" "$pkg" | grep -E '^(Benchmark|ok|FAIL|---)' || true
 	done | tee "$out/engines.txt"

@@ -214,6 +214,7 @@ func (c *core) checkSealed(ctx context.Context, q Querier) error {
 		{"esession_offline", `SELECT secrets, nonce FROM esession_offline WHERE /*account*/ TRUE`, 1},
 		{"outbox", `SELECT body, CAST(id AS TEXT) FROM outbox WHERE /*account*/ TRUE`, 1},
 		{"messages", `SELECT body, CAST(id AS TEXT) FROM messages WHERE /*account*/ TRUE`, 1},
+		{"mechanism_state", `SELECT value, mechanism, key FROM mechanism_state WHERE /*account*/ TRUE`, 2},
 	}
 	for _, src := range sources {
 		rows, err := q.Query(ctx, src.query)

@@ -1,7 +1,9 @@
 // Package store is Balcony's persistent state for an XMPP account: own
 // keys, contacts' keys and the user's trust decisions, OTR instance tag and
-// fingerprints, ESession (XEP-0217) retained secrets and XEP-0187 offline
-// session secrets, an outbox and a message log, with secrets encrypted at rest. Callers use the
+// fingerprints, ESession (XEP-0217) retained secrets, XEP-0187 offline
+// session secrets, the state a mechanism keeps for itself (OMEMO's
+// identity, pre-keys and sessions), an outbox and a message log, with
+// secrets encrypted at rest. Callers use the
 // AccountStore interface; this package implements it with an embedded
 // SQLite database per account through modernc.org/sqlite (pure Go, no
 // cgo), and store/pgstore with PostgreSQL for many accounts. Both apply
@@ -50,10 +52,10 @@
 // Each store has a random 256-bit data key. Secrets (own secret keys such
 // as OX secret keys and the OTR DSA key, ESession retained secrets and
 // the Diffie-Hellman exponents of XEP-0187 offline options, a saved
-// account password) and message text (outbox and log bodies) are
-// sealed with XChaCha20-Poly1305 under the data key, with associated data
-// naming the table and the row, so a sealed value copied into another row
-// does not open. The data key is wrapped with a key derived from the
+// account password, mechanism state) and message text (outbox and log
+// bodies) are sealed with XChaCha20-Poly1305 under the data key, with
+// associated data naming the table and the row, so a sealed value copied
+// into another row does not open. The data key is wrapped with a key derived from the
 // user's passphrase by Argon2id (DefaultKDFParams: 3 passes, 64 MiB, 4
 // lanes, recorded per store) and a random 16-byte salt. Open derives that
 // key once, unwraps the data key (a wrong passphrase fails authentication:
@@ -96,11 +98,21 @@
 //     Verified after SAS confirmation; the XEP-0217 retained-secret chain
 //     carries its own verified flag, set by ReplaceRetainedSecret after
 //     SAS confirmation and carried along the chain.
+//   - OMEMO: blind trust before verification: a contact's device keys are
+//     Blind until the user verified one of them, and Undecided after.
 //
 // A new key for a contact who already had one for the same mechanism is
 // always reported: RecordSeenKey returns a KeyChange and the change stays
 // in PendingKeyChanges until AcknowledgeKeyChange, so it is shown even if
 // the process ends first.
+//
+// # Mechanism state
+//
+// A mechanism keeps what it needs between runs under names of its choosing
+// (MechanismStateStore): OMEMO stores its device id and identity key, its
+// pre-keys and each session as one sealed value. UpdateMechanismState
+// writes and deletes several names in one transaction, so the state after
+// a message is either all written or not at all.
 //
 // # Message log
 //

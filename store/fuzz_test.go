@@ -23,8 +23,15 @@ func FuzzNormalizeFingerprint(f *testing.F) {
 			if out == "" || strings.ContainsAny(out, " \t\r\n") {
 				t.Fatalf("%s: %q -> %q", m, in, out)
 			}
-			if m != ESession && strings.Trim(out, "0123456789ABCDEF") != "" {
-				t.Fatalf("%s: %q -> %q is not upper-case hex", m, in, out)
+			switch m {
+			case OX, OTR:
+				if strings.Trim(out, "0123456789ABCDEF") != "" {
+					t.Fatalf("%s: %q -> %q is not upper-case hex", m, in, out)
+				}
+			case OMEMO:
+				if strings.Trim(out, "0123456789abcdef") != "" || len(out) != 64 {
+					t.Fatalf("%s: %q -> %q is not 64 lower-case hex digits", m, in, out)
+				}
 			}
 		}
 	})

@@ -26,6 +26,7 @@ type AccountStore interface {
 	OfflineSecretStore
 	OutboxStore
 	MessageLog
+	MechanismStateStore
 
 	// Encrypted reports whether the secrets are protected by a
 	// passphrase or a key (false for Options.Unencrypted).
@@ -119,6 +120,15 @@ type OutboxStore interface {
 	Enqueue(ctx context.Context, to, body string, m Mechanism) (int64, error)
 	Outbox(ctx context.Context) ([]OutboxMessage, error)
 	Dequeue(ctx context.Context, id int64) error
+}
+
+// MechanismStateStore keeps what a mechanism needs for itself between
+// runs, sealed, under names of its choosing (OMEMO: its identity,
+// pre-keys and sessions), and changes several names in one transaction.
+type MechanismStateStore interface {
+	MechanismState(ctx context.Context, m Mechanism, name string) ([]byte, error)
+	MechanismStates(ctx context.Context, m Mechanism, prefix string) (map[string][]byte, error)
+	UpdateMechanismState(ctx context.Context, m Mechanism, set map[string][]byte, remove []string) error
 }
 
 // MessageLog is the history.

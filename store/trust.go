@@ -77,14 +77,30 @@ type KeyEvent struct {
 //   - ESession: public keys (XEP-0116) are recorded Undecided; a confirmed
 //     SAS marks them Verified with SetTrust. The retained-secret chain of
 //     XEP-0217 has its own verified flag (RetainedSecret.Verified).
+//   - OMEMO: blind trust before verification. Every device key (first or
+//     not) is Blind unless Options.NoBlindTrust, until the user verified
+//     one key of the contact: from then on RecordSeenKey records new keys
+//     of that contact Undecided, and OMEMO encrypts to none of them until
+//     the user decides. Keys trusted blindly before keep their state.
 //
 // In every mechanism a further key for a contact is reported as a
 // KeyChange.
 func (s *core) DefaultTrust(m Mechanism, first bool) TrustState {
-	if m == OX && first && !s.noBlind {
+	switch {
+	case s.noBlind:
+	case m == OX && first, m == OMEMO:
 		return Blind
 	}
 	return Undecided
+}
+
+// anyVerified reports whether the contact has a key of mechanism m that
+// the user verified.
+func anyVerified(ctx context.Context, q Querier, c string, m Mechanism) (bool, error) {
+	var n int
+	err := q.QueryRow(ctx,
+		`SELECT count(*) FROM contact_keys WHERE /*account*/ contact = ? AND mechanism = ? AND trust = 'verified'`, c, m).Scan(&n)
+	return n > 0, err
 }
 
 // RecordSeenKey records that contact used or announced the key with the
@@ -124,6 +140,15 @@ func (s *core) RecordSeenKey(ctx context.Context, contact string, m Mechanism, f
 			return err
 		}
 		trust := s.DefaultTrust(m, len(others) == 0)
+		if m == OMEMO && trust == Blind {
+			verified, err := anyVerified(ctx, q, c, m)
+			if err != nil {
+				return err
+			}
+			if verified {
+				trust = Undecided
+			}
+		}
 		if exists {
 			trust = old.Trust // decided before it was seen
 			_, err = q.Exec(ctx,

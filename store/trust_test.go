@@ -23,8 +23,8 @@ func TestParseNames(t *testing.T) {
 			t.Errorf("ParseMechanism(%q) = %v, %v", m, got, err)
 		}
 	}
-	if _, err := ParseMechanism("omemo"); err == nil {
-		t.Error("ParseMechanism accepted omemo")
+	if _, err := ParseMechanism("omemo2"); err == nil {
+		t.Error("ParseMechanism accepted omemo2")
 	}
 	if !Verified.Usable() || !Blind.Usable() || Undecided.Usable() || Untrusted.Usable() {
 		t.Error("Usable is wrong")

@@ -17,6 +17,7 @@ const (
 	OX       = trust.OX
 	OTR      = trust.OTR
 	ESession = trust.ESession
+	OMEMO    = trust.OMEMO
 )
 
 // Mechanisms lists the known mechanisms in a stable order.

@@ -29,16 +29,21 @@ const (
 	// are whatever identifies a public key in XEP-0116 (the Base64 hash of
 	// its KeyValue), compared exactly.
 	ESession Mechanism = "esession"
+	// OMEMO is OMEMO Encryption (XEP-0384), both generations: each key is
+	// the identity key of one device. Fingerprints are the 64 hexadecimal
+	// digits of the identity key's Curve25519 form (XEP-0384 §8), the
+	// same in OMEMO 0.3 and OMEMO 2, kept in lower case.
+	OMEMO Mechanism = "omemo"
 )
 
 // Mechanisms lists the known mechanisms in a stable order.
-func Mechanisms() []Mechanism { return []Mechanism{OX, OTR, ESession} }
+func Mechanisms() []Mechanism { return []Mechanism{OX, OTR, ESession, OMEMO} }
 
 // ParseMechanism returns the mechanism named s (case-insensitive).
 func ParseMechanism(s string) (Mechanism, error) {
 	m := Mechanism(strings.ToLower(strings.TrimSpace(s)))
 	if !m.Valid() {
-		return "", fmt.Errorf("trust: unknown mechanism %q (want ox, otr or esession)", s)
+		return "", fmt.Errorf("trust: unknown mechanism %q (want ox, otr, esession or omemo)", s)
 	}
 	return m, nil
 }
@@ -46,7 +51,7 @@ func ParseMechanism(s string) (Mechanism, error) {
 // Valid reports whether m is one of the known mechanisms.
 func (m Mechanism) Valid() bool {
 	switch m {
-	case OX, OTR, ESession:
+	case OX, OTR, ESession, OMEMO:
 		return true
 	}
 	return false
@@ -71,7 +76,9 @@ const (
 	// protocol proof (OTR SMP, a confirmed ESession SAS) succeeded.
 	Verified
 	// Blind: trusted on first use without verification (the OX default
-	// for a contact's first key).
+	// for a contact's first key; for OMEMO, every device of a contact
+	// until the user verified one of them: blind trust before
+	// verification).
 	Blind
 	// Untrusted: the user rejected the key. It is never used, and messages
 	// signed by it are shown as untrusted.
@@ -121,23 +128,17 @@ func (t State) Valid() bool { return t >= Undecided && t <= Untrusted }
 func NormalizeFingerprint(m Mechanism, fpr string) (string, error) {
 	switch m {
 	case OX, OTR:
-		var b strings.Builder
-		for _, r := range fpr {
-			switch {
-			case r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == ':':
-			case r >= '0' && r <= '9', r >= 'A' && r <= 'F':
-				b.WriteRune(r)
-			case r >= 'a' && r <= 'f':
-				b.WriteRune(r - 'a' + 'A')
-			default:
-				return "", fmt.Errorf("trust: %s fingerprint %q: not hexadecimal", m, fpr)
-			}
+		s, err := hexDigits(m, fpr, strings.ToUpper)
+		if err == nil && len(s) != 40 && !(m == OX && len(s) == 64) {
+			err = fmt.Errorf("trust: %s fingerprint %q: %d hex digits", m, fpr, len(s))
 		}
-		s := b.String()
-		if len(s) != 40 && !(m == OX && len(s) == 64) {
-			return "", fmt.Errorf("trust: %s fingerprint %q: %d hex digits", m, fpr, len(s))
+		return s, err
+	case OMEMO:
+		s, err := hexDigits(m, fpr, strings.ToLower)
+		if err == nil && len(s) != 64 {
+			err = fmt.Errorf("trust: omemo fingerprint %q: %d hex digits, want 64", fpr, len(s))
 		}
-		return s, nil
+		return s, err
 	case ESession:
 		s := strings.TrimSpace(fpr)
 		if s == "" || len(s) > 512 || strings.ContainsAny(s, " \t\r\n") {
@@ -146,6 +147,22 @@ func NormalizeFingerprint(m Mechanism, fpr string) (string, error) {
 		return s, nil
 	}
 	return "", fmt.Errorf("trust: unknown mechanism %q", string(m))
+}
+
+// hexDigits returns the hexadecimal digits of fpr in the case fold gives
+// them, without white space and colons.
+func hexDigits(m Mechanism, fpr string, fold func(string) string) (string, error) {
+	var b strings.Builder
+	for _, r := range fpr {
+		switch {
+		case r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == ':':
+		case r >= '0' && r <= '9', r >= 'a' && r <= 'f', r >= 'A' && r <= 'F':
+			b.WriteRune(r)
+		default:
+			return "", fmt.Errorf("trust: %s fingerprint %q: not hexadecimal", m, fpr)
+		}
+	}
+	return fold(b.String()), nil
 }
 
 // ContactKey is a contact's key for one mechanism and the trust decision

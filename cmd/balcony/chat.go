@@ -22,7 +22,7 @@ import (
 var chatCommand = &command{
 	name:    "chat",
 	summary: "an interactive conversation with one contact",
-	usage: `Usage: balcony chat [--ox|--otr|--esession|--plain] [--resource RES] JID
+	usage: `Usage: balcony chat [--omemo|--ox|--otr|--esession|--plain] [--resource RES] JID
 
 Every line you type is sent to JID; everything that arrives is printed as
 "balcony listen" prints it (TIME FROM [SECURITY] TEXT, notices as !!).
@@ -32,7 +32,11 @@ The chat also serves the account's control socket, so the other commands
 The mechanism flag chooses how lines are sent; without one the contact's
 policy decides (see balcony policy). Lines starting with / are commands:
 
-  /plain /ox /otr /esession   send the next lines this way; /auto: the policy decides
+  /plain /omemo /ox /otr /esession
+                              send the next lines this way; /auto: the policy decides
+  /omemo devices|fingerprint  JID's OMEMO devices (read from the server), or yours
+  /omemo trust|untrust FPR    decide about a device key of JID (or: /omemo trust URI)
+  /omemo reset [ID]           new OMEMO sessions with JID's devices (or one)
   /otr start|end|status       OTR with JID (a full JID: name the resource)
   /otr smp [QUESTION]         verify the OTR conversation; asks for the secret
   /otr answer                 answer the contact's verification; asks for the secret
@@ -68,6 +72,8 @@ func runChat(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("chat")
 	var so secretOptions
 	so.add(fs)
+	var useOMEMO omemoFlag
+	fs.Var(&useOMEMO, "omemo", "")
 	useOX := fs.Bool("ox", false, "")
 	useOTR := fs.Bool("otr", false, "")
 	useES := fs.Bool("esession", false, "")
@@ -87,10 +93,10 @@ func runChat(ctx context.Context, e *env, args []string) error {
 	for _, f := range []struct {
 		on bool
 		ns string
-	}{{*useOX, eme.OX}, {*useOTR, eme.OTR}, {*useES, eme.ESession}, {*plain, ""}} {
+	}{{useOMEMO.ns != "", useOMEMO.ns}, {*useOX, eme.OX}, {*useOTR, eme.OTR}, {*useES, eme.ESession}, {*plain, ""}} {
 		if f.on {
 			if explicit {
-				return &usageError{msg: "choose one of --ox, --otr, --esession, --plain"}
+				return &usageError{msg: "choose one of --omemo, --ox, --otr, --esession, --plain"}
 			}
 			mech, explicit = f.ns, true
 		}
@@ -113,6 +119,7 @@ func runChat(ctx context.Context, e *env, args []string) error {
 	}
 	defer sess.Close()
 	sess.e = &ce
+	sess.keepAnnounced(ctx)
 	stopControl, err := serveControl(ctx, sess)
 	if err != nil {
 		return err
@@ -222,7 +229,11 @@ func (c *chat) handle(ctx context.Context, line string) bool {
 		return true
 	case "help":
 		fmt.Fprint(c.e.stdout, commands["chat"].usage)
-	case "plain", "ox", "otr", "esession", "auto":
+	case "plain", "omemo", "ox", "otr", "esession", "auto":
+		if f[0] == "omemo" && len(f) > 1 {
+			c.omemo(ctx, f[1:])
+			return false
+		}
 		if f[0] == "otr" && len(f) > 1 {
 			c.otr(ctx, f[1:])
 			return false
@@ -231,7 +242,7 @@ func (c *chat) handle(ctx context.Context, line string) bool {
 			c.esession(ctx, f[1], strings.Join(f[2:], " "))
 			return false
 		}
-		c.mech, c.explicit = map[string]string{"plain": "", "ox": eme.OX, "otr": eme.OTR, "esession": eme.ESession, "auto": ""}[f[0]], f[0] != "auto"
+		c.mech, c.explicit = map[string]string{"plain": "", "omemo": omemoAuto, "ox": eme.OX, "otr": eme.OTR, "esession": eme.ESession, "auto": ""}[f[0]], f[0] != "auto"
 		fmt.Fprintf(c.e.stdout, "sending with: %s\n", f[0])
 	case "status":
 		c.otr(ctx, []string{"status"})
@@ -288,6 +299,20 @@ func (c *chat) call(ctx context.Context, name string, args, result any) error {
 		return err
 	}
 	return json.Unmarshal(b, result)
+}
+
+func (c *chat) omemo(ctx context.Context, f []string) {
+	a, err := omemoSlashArgs(c.peer, f)
+	if err != nil {
+		c.report(err)
+		return
+	}
+	var res omemoResult
+	if err := c.call(ctx, "omemo", a, &res); err != nil {
+		c.report(err)
+		return
+	}
+	c.report(printOMEMO(c.e, a, &res))
 }
 
 func (c *chat) otr(ctx context.Context, f []string) {

@@ -27,6 +27,7 @@ func init() {
 		keysCommand,
 		listenCommand,
 		otrCommand,
+		omemoCommand,
 		oxCommand,
 		policyCommand,
 		rawCommand,
@@ -43,6 +44,7 @@ func init() {
 	controlHandlers = map[string]controlHandler{
 		"esession": handleESession,
 		"otr":      handleOTR,
+		"omemo":    controlOMEMO,
 		"ox":       controlOX,
 		"raw":      controlRaw,
 		"send":     controlSend,
@@ -52,5 +54,6 @@ func init() {
 		setupESession,
 		setupOTR,
 		setupOX,
+		setupOMEMO,
 	}
 }

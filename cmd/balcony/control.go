@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/balcony-im/balcony/client"
 )
 
 // The control socket lets one-shot commands act through a running
@@ -389,6 +391,9 @@ func (s *session) unwatch(w *watcher) {
 // offer hands an event to the first matching watchers (each gets at most
 // one event).
 func (s *session) offer(ev any) {
+	if ce, ok := ev.(*client.ConnectionEvent); ok && ce.State == client.Connected {
+		s.reconnected()
+	}
 	s.watchers.mu.Lock()
 	defer s.watchers.mu.Unlock()
 	out := s.watchers.list[:0]

@@ -50,7 +50,11 @@ func TestStoreSecrets(t *testing.T) {
 	}
 	// The next session replaces it by a new secret that inherits the flag.
 	two := esession.Secret{Verified: true, Created: created.Add(time.Hour)}
-	two.Value[0] = 0xee
+	// No run of zeros: the check below looks for these bytes in the file,
+	// whose pages hold 0xee followed by zeros by chance.
+	for i := range two.Value {
+		two.Value[i] = 0xee - byte(3*i)
+	}
 	if err := a.Replace(peer+"/phone", &one.Value, two); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/base64"
 	"errors"
+	"strings"
 
 	"golang.org/x/text/language"
 
@@ -36,9 +37,15 @@ func hintCommand(h eme.Hint, fpr string, slash bool) string {
 		{eme.ActionAnswer, eme.OTR}:            "balcony otr smp-answer --secret-file FILE " + peer,
 		{eme.ActionAccept, eme.ESession}:       "balcony esession accept " + peer,
 		{eme.ActionEnd, eme.OTR}:               "balcony otr end " + peer,
+		{eme.ActionVerify, eme.OMEMO2}:         "balcony omemo devices " + peer,
+		{eme.ActionVerify, eme.OMEMO0}:         "balcony omemo devices " + peer,
 	}
 	if fpr != "" {
 		cli[key{eme.ActionVerify, eme.OX}] = "balcony trust --mechanism ox " + peer + " " + shortFingerprint(fpr) + " verified"
+		// The whole fingerprint: the one to compare with the contact.
+		for _, ns := range []string{eme.OMEMO2, eme.OMEMO0} {
+			cli[key{eme.ActionVerify, ns}] = "balcony omemo trust " + peer + " " + strings.ReplaceAll(fpr, " ", "")
+		}
 	}
 	// An Encrypted Sessions event names either a SAS or a public key
 	// (XEP-0116): a key is verified with balcony trust.
@@ -57,6 +64,13 @@ func hintCommand(h eme.Hint, fpr string, slash bool) string {
 			{eme.ActionAnswer, eme.OTR}:            "/otr answer",
 			{eme.ActionAccept, eme.ESession}:       "/esession accept",
 			{eme.ActionEnd, eme.OTR}:               "/otr end",
+			{eme.ActionVerify, eme.OMEMO2}:         "/omemo devices",
+			{eme.ActionVerify, eme.OMEMO0}:         "/omemo devices",
+		}
+		if fpr != "" {
+			for _, ns := range []string{eme.OMEMO2, eme.OMEMO0} {
+				chat[key{eme.ActionVerify, ns}] = "/omemo trust " + strings.ReplaceAll(fpr, " ", "")
+			}
 		}
 		if esKey {
 			chat[key{eme.ActionVerify, eme.ESession}] = "/trust " + fpr + " verified"

@@ -16,17 +16,20 @@ import (
 var keysCommand = &command{
 	name:    "keys",
 	summary: "list own and contacts' keys, fingerprints and trust",
-	usage: `Usage: balcony keys [--mechanism ox|otr|esession] [--history] [CONTACT]
+	usage: `Usage: balcony keys [--mechanism ox|otr|esession|omemo] [--history] [CONTACT]
 
 Lists the account's own keys and its contacts' keys for every mechanism,
 with fingerprints, trust decisions and when each key was first and last
 seen, and the xmpp: URIs to compare fingerprints out of band (for example
 as a QR code). Key changes not yet acknowledged are listed first; decide
-about the new key with "balcony trust".
+about the new key with "balcony trust". OMEMO keys are listed per device
+key; "balcony omemo devices" shows the device ids, "balcony omemo
+fingerprint" this device's key and URI.
 
 Trust states: verified (compared out of band, or OTR SMP / ESession SAS
 succeeded), blind (trusted on first use, the OX default for a contact's
-first key), undecided (not used to encrypt until you decide), untrusted.
+first key, and of every OMEMO device of a contact until you verify one),
+undecided (not used to encrypt until you decide), untrusted.
 
 Flags:
   --mechanism M   only this mechanism
@@ -38,7 +41,7 @@ Flags:
 var trustCommand = &command{
 	name:    "trust",
 	summary: "mark a contact's key verified, blind, undecided or untrusted",
-	usage: `Usage: balcony trust [--mechanism ox|otr|esession] CONTACT FINGERPRINT STATE
+	usage: `Usage: balcony trust [--mechanism ox|otr|esession|omemo] CONTACT FINGERPRINT STATE
 
 STATE is verified, blind, undecided or untrusted. FINGERPRINT may be any
 unique prefix (spaces and case do not matter). Deciding about a key also
@@ -50,7 +53,7 @@ contact over a channel you trust (in person, a call you recognise).
 	run: runTrust,
 }
 
-var mechanismNames = map[string]store.Mechanism{"ox": store.OX, "otr": store.OTR, "esession": store.ESession}
+var mechanismNames = map[string]store.Mechanism{"ox": store.OX, "otr": store.OTR, "esession": store.ESession, "omemo": store.OMEMO}
 
 func parseMechanism(s string) (store.Mechanism, error) {
 	if s == "" {
@@ -58,7 +61,7 @@ func parseMechanism(s string) (store.Mechanism, error) {
 	}
 	m, ok := mechanismNames[strings.ToLower(s)]
 	if !ok {
-		return "", &usageError{msg: fmt.Sprintf("unknown mechanism %q", s), hint: "use ox, otr or esession"}
+		return "", &usageError{msg: fmt.Sprintf("unknown mechanism %q", s), hint: "use ox, otr, esession or omemo"}
 	}
 	return m, nil
 }
@@ -76,13 +79,13 @@ func fingerprintURI(j string, m store.Mechanism, fpr string) string {
 }
 
 // displayFingerprint groups hex fingerprints in blocks of four (OX) or
-// eight (OTR, as libotr shows them).
+// eight (OTR, as libotr shows them; OMEMO, as XEP-0384 §8 recommends).
 func displayFingerprint(m store.Mechanism, fpr string) string {
 	n := 0
 	switch m {
 	case store.OX:
 		n = 4
-	case store.OTR:
+	case store.OTR, store.OMEMO:
 		n = 8
 	default:
 		return fpr

@@ -1,7 +1,8 @@
 // Command balcony is an end-to-end encrypted XMPP client for the command
-// line: OpenPGP for XMPP (XEP-0373/0374), Off-the-Record messaging (OTR v3,
-// XEP-0364) and Encrypted Sessions (XEP-0218 family), all marked and
-// detected with Explicit Message Encryption (XEP-0380).
+// line: OMEMO (XEP-0384, OMEMO 2 and 0.3), OpenPGP for XMPP
+// (XEP-0373/0374), Off-the-Record messaging (OTR v3, XEP-0364) and
+// Encrypted Sessions (XEP-0218 family), all marked and detected with
+// Explicit Message Encryption (XEP-0380).
 //
 // Usage:
 //

@@ -283,16 +283,11 @@ func runOXRequest(ctx context.Context, e *env, so *secretOptions, a oxArgs) (*ox
 	if !errors.Is(err, errNoListener) {
 		return &res, err
 	}
-	sess, err := connect(ctx, e, so, func(c *client.Config) { c.DisablePresence = true })
+	sess, err := connectOnce(ctx, e, so)
 	if err != nil {
 		return nil, err
 	}
 	defer sess.Close()
-	go func() {
-		for ev := range sess.client.Events() {
-			sess.offer(ev)
-		}
-	}()
 	return doOX(ctx, sess, a)
 }
 

@@ -86,10 +86,7 @@ func (r *renderer) event(ev client.Event) {
 	case *client.NoticeEvent:
 		r.notice(ev.Time, ev.From.String(), r.withHint(ev.Text, ev.Hint, ""))
 	case *client.SecurityEvent:
-		txt := ev.Text
-		if ev.Fingerprint != "" {
-			txt += " (" + ev.Fingerprint + ")"
-		}
+		txt := termtext.WithFingerprint(ev.Text, ev.Fingerprint)
 		r.notice(time.Now(), ev.Peer.String(), r.withHint(txt, ev.Hint, ev.Fingerprint))
 	case *client.ReceiptEvent:
 		fmt.Fprintf(r.w, "%s %s [receipt] %s\n", r.ts(time.Now()), escapeAddr(ev.From.String()), escape(ev.ID))

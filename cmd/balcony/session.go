@@ -30,6 +30,9 @@ var sendCommand = &command{
        balcony send [flags] JID -        (read the message from standard input)
 
 Flags:
+  --omemo            encrypt with OMEMO (XEP-0384): OMEMO 2 when the contact
+                     announces it, else OMEMO 0.3; --omemo=2 or --omemo=0.3
+                     to choose the generation
   --ox               encrypt with OpenPGP for XMPP (XEP-0373/0374)
   --otr              encrypt with OTR (the recipient must be a full JID with a session)
   --esession         encrypt with an established Encrypted Session
@@ -41,7 +44,8 @@ Flags:
 ` + secretFlagsUsage + `
 Without a mechanism flag the contact's policy decides (see balcony policy):
 "require:X" uses X, "prefer" uses the strongest mechanism ready for the
-contact (an announced OX key, an OTR or Encrypted Session), and
+contact (OMEMO devices it announces, an announced OX key, an OTR or
+Encrypted Session), and
 "plaintext" (the default) sends in the clear.
 Exit status 3 means the policy refused to send (downgrade protection).
 `,
@@ -84,6 +88,22 @@ func connect(ctx context.Context, e *env, o *secretOptions, mod func(*client.Con
 		s.Close()
 		return nil, err
 	}
+	return s, nil
+}
+
+// connectOnce connects a session of its own for one request, without
+// presence, its events handed to the session's watchers. The caller
+// closes it.
+func connectOnce(ctx context.Context, e *env, o *secretOptions) (*session, error) {
+	s, err := connect(ctx, e, o, func(c *client.Config) { c.DisablePresence = true })
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for ev := range s.client.Events() {
+			s.offer(ev)
+		}
+	}()
 	return s, nil
 }
 
@@ -178,6 +198,8 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("send")
 	var so secretOptions
 	so.add(fs)
+	var useOMEMO omemoFlag
+	fs.Var(&useOMEMO, "omemo", "")
 	useOX := fs.Bool("ox", false, "")
 	useOTR := fs.Bool("otr", false, "")
 	useES := fs.Bool("esession", false, "")
@@ -211,14 +233,14 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	for _, f := range []struct {
 		on bool
 		ns string
-	}{{*useOX, eme.OX}, {*useOTR, eme.OTR}, {*useES, eme.ESession}, {*plain, ""}} {
+	}{{useOMEMO.ns != "", useOMEMO.ns}, {*useOX, eme.OX}, {*useOTR, eme.OTR}, {*useES, eme.ESession}, {*plain, ""}} {
 		if f.on {
 			n++
 			mech = f.ns
 		}
 	}
 	if n > 1 {
-		return &usageError{msg: "choose one of --ox, --otr, --esession, --plain"}
+		return &usageError{msg: "choose one of --omemo, --ox, --otr, --esession, --plain"}
 	}
 	if *wait < 0 {
 		return &usageError{msg: "--wait must not be negative"}
@@ -325,11 +347,14 @@ func answers(ev any, ids map[string]bool, to, self jid.JID) bool {
 func chooseMechanism(ctx context.Context, s *session, to jid.JID, a sendArgs) (string, error) {
 	c := s.client
 	mech := a.Mechanism
+	if mech == omemoAuto {
+		mech = omemoGeneration(ctx, s, to)
+	}
 	if !a.Explicit {
 		mech = c.Pipeline().Best(ctx, to)
 		if pol := c.Pipeline().Policy(to); mech == "" && pol.Mode == eme.RequireEncryption {
 			return "", withHint(fmt.Errorf("%w; no mechanism is ready for %s", &eme.DowngradeError{Policy: pol}, to.Bare()),
-				"choose one: --ox, --otr (after balcony otr start) or --esession (after balcony esession start)")
+				"choose one: --omemo, --ox, --otr (after balcony otr start) or --esession (after balcony esession start)")
 		}
 	}
 	if err := c.Pipeline().Policy(to).CheckOutgoing(mech); err != nil {
@@ -368,6 +393,13 @@ func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
 		})
 		defer s.unwatch(secure)
 	}
+	if isOMEMO(mech) && s.omemo != nil && !s.announce {
+		// A device that never announced itself is unknown to the contact,
+		// whose client would warn about its message.
+		if ok, err := s.omemo.Published(ctx); err == nil && !ok {
+			s.announceOMEMO(ctx)
+		}
+	}
 	// ids is filled before any receipt can arrive: the watcher predicate
 	// runs in the event loop, after Send has returned the ids.
 	s.watchers.mu.Lock()
@@ -383,6 +415,8 @@ func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
 		return sendResult{}, withHint(err, "name the contact's resource, e.g. "+to.Bare().String()+"/phone (see balcony otr status)")
 	case errors.Is(err, otrclient.ErrNoSession):
 		return sendResult{}, withHint(err, "start one with: balcony otr start --wait 30s "+to.String())
+	case err != nil && isOMEMO(mech):
+		return sendResult{}, omemoSendHint(err, to)
 	}
 	if err != nil {
 		return sendResult{}, withLibraryHint(err, s.e.lang)
@@ -451,6 +485,9 @@ func runListen(ctx context.Context, e *env, args []string) error {
 	}
 	defer sess.Close()
 	c := sess.client
+	// Announced before other commands can act through this listener, so
+	// that a contact told to write finds the device.
+	sess.keepAnnounced(ctx)
 	stopControl, err := serveControl(ctx, sess)
 	if err != nil {
 		return err

@@ -9,11 +9,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/term"
 
 	"github.com/balcony-im/balcony/client"
 	esclient "github.com/balcony-im/balcony/client/esession"
+	omemoclient "github.com/balcony-im/balcony/client/omemo"
 	otrclient "github.com/balcony-im/balcony/client/otr"
 	oxclient "github.com/balcony-im/balcony/client/ox"
 	"github.com/balcony-im/balcony/store"
@@ -311,6 +313,14 @@ type session struct {
 	ox       *oxclient.Mechanism
 	otr      *otrclient.Mechanism
 	esession *esclient.Mechanism
+	omemo    *omemoclient.Device
+
+	// announce: this session keeps the OMEMO device announced, again after
+	// every reconnection (connections counts the Connected events offered,
+	// the first one being the connection announced by the session's start).
+	announce    bool
+	connections int
+	background  sync.WaitGroup
 }
 
 // Close ends the XMPP session first (stream, TCP, then mechanisms, as
@@ -319,6 +329,7 @@ func (s *session) Close() {
 	if s.client != nil {
 		s.client.Close()
 	}
+	s.background.Wait()
 	if s.store != nil {
 		s.store.Close()
 	}

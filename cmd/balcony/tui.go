@@ -49,8 +49,9 @@ escaped and wrapped right of it, so no message can pass for a notice or
 carry another label. F2 shows fingerprints and full addresses.
 
 Encryption is chosen per conversation (/encryption): "auto", the default,
-takes the strongest mechanism usable now (an OX key the contact announced,
-a private OTR conversation, an Encrypted Session), says which and why in
+takes the strongest mechanism usable now (OMEMO devices of the contact
+that may be encrypted to, an OX key the contact announced, a private OTR
+conversation, an Encrypted Session), says which and why in
 the status line, and never sends with a weaker mechanism than the
 conversation had, or in the clear, without asking you first.
 
@@ -173,6 +174,7 @@ func (u *uiSession) serve(ctx context.Context, send func(tea.Msg)) {
 		send(ui.FailedMsg{Account: acct, Err: err})
 		return
 	}
+	u.sess.keepAnnounced(ctx)
 	send(ui.ConnectedMsg{Account: acct, Bound: c.JID(), Missing: c.Server().Missing(), Roster: c.Roster()})
 	if err := esessionOnline(ctx, u.sess); err != nil {
 		send(ui.EventMsg{Account: acct, Event: &client.SecurityEvent{Peer: c.JID().Bare(), Mechanism: eme.ESession, Kind: "esession-offline", Text: err.Error()}})
@@ -219,7 +221,7 @@ func (u *uiSession) Candidates(ctx context.Context, to jid.JID, refresh bool) []
 		u.discover(ctx, bare)
 	}
 	feats := u.featuresOf(bare)
-	var out []ui.Candidate
+	out := u.omemoCandidates(ctx, bare, refresh)
 	if s.ox != nil {
 		c := ui.Candidate{Mechanism: eme.OX, To: bare}
 		switch {
@@ -318,6 +320,8 @@ func (u *uiSession) Run(ctx context.Context, r ui.Request) ([]string, error) {
 		err = u.esession(ctx, &e, r)
 	case "ox":
 		err = u.ox(ctx, &e, r)
+	case "omemo":
+		err = u.omemo(ctx, &e, r)
 	case "trust":
 		err = u.trust(ctx, &e, r)
 	default:

@@ -61,6 +61,8 @@ func Run(t *testing.T, b Backend) {
 		{"OXNoBlindTrust", s.testOXNoBlindTrust},
 		{"OTRRules", s.testOTRRules},
 		{"ESessionRules", s.testESessionRules},
+		{"OMEMORules", s.testOMEMORules},
+		{"MechanismState", s.testMechanismState},
 		{"MechanismsAndContactsIndependent", s.testIndependent},
 		{"TrustDecidedBeforeSeen", s.testDecidedBeforeSeen},
 		{"SetAnnouncedKeys", s.testSetAnnouncedKeys},

@@ -62,3 +62,17 @@ func Blank(r rune) bool {
 	}
 	return unicode.Is(unicode.Zs, r)
 }
+
+// WithFingerprint appends the fingerprint a security event is about to
+// its text, in parentheses, unless the text shows it already (in groups,
+// as OMEMO's texts do, or in one piece): once is enough, and a long hex
+// run would only wrap.
+func WithFingerprint(text, fpr string) string {
+	if fpr == "" {
+		return text
+	}
+	if strings.Contains(strings.ToLower(strings.ReplaceAll(text, " ", "")), strings.ToLower(strings.ReplaceAll(fpr, " ", ""))) {
+		return text
+	}
+	return text + " (" + fpr + ")"
+}

@@ -33,7 +33,9 @@ var commandTable = []uiCommand{
 	{name: "open", args: "JID [ACCOUNT]", summary: "open a conversation with JID (as ACCOUNT when there are several)"},
 	{name: "close", summary: "close this conversation's tab", conv: true},
 	{name: "encryption", args: "auto|off|require MECH", subs: []string{"auto", "off", "require"}, conv: true,
-		summary: "how this conversation's messages are protected: auto picks the strongest mechanism usable now and never a weaker one or plaintext without your yes; off sends in the clear; require MECH (ox, otr, esession) sends only with MECH"},
+		summary: "how this conversation's messages are protected: auto picks the strongest mechanism usable now and never a weaker one or plaintext without your yes; off sends in the clear; require MECH (omemo2, omemo, ox, otr, esession) sends only with MECH"},
+	{name: "omemo", args: "devices|fingerprint|trust FPR|untrust FPR|reset [ID]", subs: []string{"devices", "fingerprint", "trust", "untrust", "reset"}, conv: true,
+		summary: "OMEMO: read and list the contact's devices with their fingerprints, show yours, verify a device key (or distrust it: nothing is encrypted to it again), start new sessions with the contact's devices"},
 	{name: "ox", args: "keys|trust FPR STATE|publish|keygen", subs: []string{"keys", "trust", "publish", "keygen"}, conv: true,
 		summary: "OpenPGP for XMPP: fetch and list the contact's announced keys, decide about one, announce your key, make one"},
 	{name: "otr", args: "start|end|smp [QUESTION]|answer|abort|status", subs: []string{"start", "end", "smp", "answer", "abort", "status"}, conv: true,
@@ -114,7 +116,7 @@ func (m *Model) completions(line string) []string {
 	case 3:
 		switch {
 		case words[0] == "encryption" && words[1] == "require":
-			pool = []string{"ox", "otr", "esession"}
+			pool = []string{"omemo2", "omemo", "ox", "otr", "esession"}
 		case words[0] == "open":
 			for _, a := range m.accounts {
 				pool = append(pool, a.jid.String())
@@ -201,7 +203,7 @@ func (m *Model) submit(line string) tea.Cmd {
 			return m.askSecret(c, cmd.name, args, "Password shared with ", "no session "+args[0]+"ed: no password")
 		}
 		return m.run(c, cmd.name, args, nil)
-	default: // ox, trust
+	default: // omemo, ox, trust
 		return m.run(c, cmd.name, args, nil)
 	}
 	return nil
@@ -259,7 +261,7 @@ func (m *Model) closeConversation() tea.Cmd {
 
 // encryption sets how the conversation's messages are protected.
 func (m *Model) encryption(c *conversation, args []string) tea.Cmd {
-	usage := errors.New("usage: /encryption auto|off|require ox|otr|esession")
+	usage := errors.New("usage: /encryption auto|off|require omemo2|omemo|ox|otr|esession")
 	if len(args) == 0 {
 		m.info(c, m.encryptionStatus())
 		for _, x := range c.cands {

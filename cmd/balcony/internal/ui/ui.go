@@ -27,6 +27,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/cmd/balcony/internal/termtext"
 	"github.com/balcony-im/balcony/eme"
 )
 
@@ -46,7 +47,7 @@ type Account interface {
 	// refresh it may ask the network first (the contact's announced keys
 	// and client features).
 	Candidates(ctx context.Context, to jid.JID, refresh bool) []Candidate
-	// Run runs a mechanism's command ("otr", "esession", "ox", "trust")
+	// Run runs a mechanism's command ("omemo", "otr", "esession", "ox", "trust")
 	// and returns what Balcony has to say about it, one line each.
 	Run(ctx context.Context, r Request) ([]string, error)
 	// History reads the archived conversation with a contact, oldest
@@ -77,7 +78,7 @@ type Candidate struct {
 
 // Request is a mechanism command typed in a conversation.
 type Request struct {
-	// Command is "otr", "esession", "ox" or "trust".
+	// Command is "omemo", "otr", "esession", "ox" or "trust".
 	Command string
 	// Args are the words after the command ("smp", "our street?").
 	Args []string
@@ -333,10 +334,7 @@ func (m *Model) event(acct jid.JID, ev client.Event) tea.Cmd {
 		if ev.Peer.Resourcepart() != "" {
 			c.resource = ev.Peer.Resourcepart()
 		}
-		txt := ev.Text
-		if ev.Fingerprint != "" {
-			txt += " (" + ev.Fingerprint + ")"
-		}
+		txt := termtext.WithFingerprint(ev.Text, ev.Fingerprint)
 		m.notice(c, m.opts.Now(), ev.Peer, txt, ev.Hint, ev.Fingerprint)
 		return m.refresh(c, false)
 	case *client.ReceiptEvent:

@@ -213,12 +213,12 @@ func TestCompletionAndHistory(t *testing.T) {
 	if got := h.m.in.value(); got != "/encryption require o" {
 		t.Fatalf("completed %q", got)
 	}
-	if !strings.Contains(h.screen(), "complete: otr  ox") {
+	if !strings.Contains(h.screen(), "complete: omemo  omemo2  otr  ox") {
 		t.Errorf("candidates not shown:\n%s", h.screen())
 	}
 	h.m.in.set("")
 	h.typeText("/o", "tab")
-	if got := h.m.in.value(); got != "/o" || !strings.Contains(h.screen(), "/open  /otr  /ox") {
+	if got := h.m.in.value(); got != "/o" || !strings.Contains(h.screen(), "/omemo  /open  /otr  /ox") {
 		t.Errorf("ambiguous: %q\n%s", got, h.screen())
 	}
 	h.m.in.set("")
