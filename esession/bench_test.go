@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balcony-im/balcony/internal/cputime"
 	"github.com/balcony-im/balcony/internal/modp"
 	"github.com/balcony-im/balcony/xmltree"
 )
@@ -27,11 +28,13 @@ import (
 // conditions) and the fastest round's time per operation of each. With
 // more, the further parts of the primitives (each timed alone in the same
 // rounds) are added in turn: the median ratios to prim+more[0] and to
-// prim+more[0]+more[1] are reported as x-wire and x-spec.
+// prim+more[0]+more[1] are reported as x-wire and x-spec. Each ratio is
+// reported twice: by wall time, and by the process's CPU time (suffix
+// -cpu), which other processes competing for the cores do not inflate.
 func compare(b *testing.B, full, prim func(), more ...func()) {
 	b.Helper()
 	rounds := min(b.N, 21)
-	ratios := make([][]float64, 1+len(more))
+	ratios := make([][]float64, 2*(1+len(more)))
 	bestF, bestP := math.Inf(1), math.Inf(1)
 	b.ResetTimer()
 	done := 0
@@ -41,32 +44,40 @@ func compare(b *testing.B, full, prim func(), more ...func()) {
 			n = b.N - done
 		}
 		done += n
-		t0 := time.Now()
+		t0, c0 := time.Now(), cputime.Process()
 		for range n {
 			full()
 		}
-		t1 := time.Now()
+		t1, c1 := time.Now(), cputime.Process()
 		for range n {
 			prim()
 		}
-		f, p := float64(t1.Sub(t0))/float64(n), float64(time.Since(t1))/float64(n)
+		t2, c2 := time.Now(), cputime.Process()
+		f, p := float64(t1.Sub(t0))/float64(n), float64(t2.Sub(t1))/float64(n)
+		fc, pc := float64(c1-c0), float64(c2-c1)
 		bestF, bestP = min(bestF, f), min(bestP, p)
 		ratios[0] = append(ratios[0], f/p)
+		ratios[1] = append(ratios[1], fc/pc)
 		for i, m := range more {
-			t := time.Now()
+			t, c := time.Now(), cputime.Process()
 			for range n {
 				m()
 			}
 			p += float64(time.Since(t)) / float64(n)
-			ratios[i+1] = append(ratios[i+1], f/p)
+			pc += float64(cputime.Process() - c)
+			ratios[2*i+2] = append(ratios[2*i+2], f/p)
+			ratios[2*i+3] = append(ratios[2*i+3], fc/pc)
 		}
 	}
 	b.StopTimer()
 	b.ReportMetric(bestF, "ns/op-full")
 	b.ReportMetric(bestP, "ns/op-primitives")
-	for i, unit := range []string{"x-primitives", "x-wire", "x-spec"}[:len(ratios)] {
-		slices.Sort(ratios[i])
-		b.ReportMetric(ratios[i][len(ratios[i])/2], unit)
+	for i, unit := range []string{"x-primitives", "x-wire", "x-spec"}[:1+len(more)] {
+		for j, suffix := range []string{"", "-cpu"} {
+			r := ratios[2*i+j]
+			slices.Sort(r)
+			b.ReportMetric(r[len(r)/2], unit+suffix)
+		}
 	}
 }
 

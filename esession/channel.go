@@ -101,7 +101,8 @@ type channel struct {
 	pad        bool // pad plaintext with spaces to whole blocks
 	cv         conv
 	rk         rekeying
-	buf        []byte
+	buf        []byte // plaintext: to encrypt, or decrypted
+	txt        []byte // base64 text of a sealed <c/>
 	macIn      []byte
 }
 
@@ -110,7 +111,7 @@ func (ch *channel) wipe() {
 	ch.send.wipe()
 	ch.recv.wipe()
 	clear(ch.buf)
-	ch.buf = nil
+	ch.buf, ch.txt = nil, nil
 }
 
 var (
@@ -178,23 +179,87 @@ func appendMACInput(dst []byte, name, text string) []byte {
 // marshalContent serialises stanza children for encryption (XEP-0200 §5
 // step 1): each element as it is written into a jabber:client stanza.
 func marshalContent(els []*xmltree.Element) []byte {
-	var b []byte
-	for _, el := range els {
-		b = append(b, el.Marshal(nsClient)...)
-	}
-	return b
+	return appendContent(nil, els)
 }
+
+// appendContent is marshalContent appending to dst. When dst has to grow,
+// the old buffer, which may hold plaintext, is cleared.
+func appendContent(dst []byte, els []*xmltree.Element) []byte {
+	for _, el := range els {
+		old := dst
+		dst = el.AppendXML(dst, nsClient)
+		if cap(dst) != cap(old) {
+			clear(old[:cap(old)])
+		}
+	}
+	return dst
+}
+
+// sealedC is what seal returns: the <c/> element, its child list, its
+// <data/> and <mac/> children with theirs, and the payload list of an
+// Outbound, in one allocation.
+type sealedC struct {
+	c               xmltree.Element
+	kids            [4]xmltree.Node
+	data, mac       xmltree.Element
+	dataKid, macKid [1]xmltree.Node
+	payload         [1]*xmltree.Element
+}
+
+// The MAC input around the base64 text of <data/> (§5 step 4, as
+// appendMACInput writes it).
+var (
+	macDataOpen  = []byte("<data>")
+	macDataClose = []byte("</data>")
+)
+
+// macB64Len is the length of the base64 text of a 32-byte MAC.
+const macB64Len = 44
 
 // seal encrypts stanza content (the serialised children of a stanza other
 // than <thread/>, <amp/> and <error/>) and returns the <c/> element that
 // replaces it (XEP-0200 §5-6). When a key exchange is due (rekey.go) the
 // stanza carries a <key/>, and the keys change after it.
 func (ch *channel) seal(content []byte) (*xmltree.Element, error) {
+	ch.buf = ch.grow(ch.buf[:0], len(content))
+	ch.buf = append(ch.buf, content...)
+	p, err := ch.sealBuf()
+	if err != nil {
+		return nil, err
+	}
+	return p[0], nil
+}
+
+// sealContent is seal of stanza children, serialised straight into the
+// channel's buffer (§5 step 1). It returns the payload of the Outbound:
+// the <c/> alone.
+func (ch *channel) sealContent(els []*xmltree.Element) ([]*xmltree.Element, error) {
+	ch.buf = appendContent(ch.buf[:0], els)
+	return ch.sealBuf()
+}
+
+// grow returns b with room for n more bytes; when it has to move, the old
+// buffer is cleared.
+func (ch *channel) grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	nb := make([]byte, len(b), 2*cap(b)+n)
+	copy(nb, b)
+	clear(b[:cap(b)])
+	return nb
+}
+
+// sealBuf encrypts the plaintext in ch.buf, which it clears, as seal
+// describes. The encryption and the base64 text happen in the channel's
+// buffers; the one string made holds the text of <data/> and of <mac/>.
+func (ch *channel) sealBuf() ([]*xmltree.Element, error) {
 	d := &ch.send
+	defer func() { clear(ch.buf) }()
 	if d.block == nil {
 		return nil, ErrEnded
 	}
-	n := len(content)
+	n := len(ch.buf)
 	if ch.pad && n%blockSize != 0 {
 		n += blockSize - n%blockSize
 	}
@@ -209,29 +274,29 @@ func (ch *channel) seal(content []byte) (*xmltree.Element, error) {
 			return nil, err
 		}
 	}
+	pt := ch.grow(ch.buf, n-len(ch.buf))
+	for len(pt) < n {
+		pt = append(pt, ' ')
+	}
+	ch.buf = pt
 	d.ctr0 = d.ctr // C before encryption, MACed last (§5 step 5)
 	// a_mac = HMAC(KM, m_content | C) with C before encryption (§5 step
 	// 5): m_content is written to the MAC child by child as it is made.
 	d.mac.Reset()
-	// <c/> and room for its children (data, new, key, mac) in one
-	// allocation.
-	cb := &struct {
-		el   xmltree.Element
-		kids [4]xmltree.Node
-	}{}
-	c := &cb.el
-	c.Name, c.Children = nameC, cb.kids[:0]
+	out := &sealedC{}
+	c := &out.c
+	c.Name, c.Children = nameC, out.kids[:0]
+	// The base64 text of <data/>, then that of <mac/>, in ch.txt.
+	k := base64.StdEncoding.EncodedLen(n)
+	ch.txt = slices.Grow(ch.txt[:0], k+macB64Len)[:k+macB64Len]
+	d.xor(pt)
 	if n > 0 {
-		pt := ch.scratch(n)
-		copy(pt, content)
-		for i := len(content); i < n; i++ {
-			pt[i] = ' '
-		}
-		d.xor(pt)
-		c.Children = append(c.Children, ch.leafBase64(nameData, pt))
-		clear(pt)
-	} else {
-		d.xor(nil)
+		base64.StdEncoding.Encode(ch.txt[:k], pt)
+		d.mac.Write(macDataOpen)
+		d.mac.Write(ch.txt[:k])
+		d.mac.Write(macDataClose)
+		out.data = xmltree.Element{Name: nameData, Children: out.dataKid[:]}
+		c.Children = append(c.Children, &out.data) // its text is set below
 	}
 	// §5 step 4: <new/> counts the peer's keys received since we last sent.
 	if ch.rk.newKeys > 0 {
@@ -243,15 +308,19 @@ func (ch *channel) seal(content []byte) (*xmltree.Element, error) {
 	}
 	d.mac.Write(d.ctr0[:])
 	d.mac.Sum(d.sum[:0])
-	var macText [44]byte // base64 of the 32-byte MAC
-	base64.StdEncoding.Encode(macText[:], d.sum[:])
-	c.Children = append(c.Children, textElement(nameMAC, string(macText[:])))
+	base64.StdEncoding.Encode(ch.txt[k:], d.sum[:])
+	text := string(ch.txt)
+	out.dataKid[0] = xmltree.CharData(text[:k])
+	out.macKid[0] = xmltree.CharData(text[k:])
+	out.mac = xmltree.Element{Name: nameMAC, Children: out.macKid[:]}
+	c.Children = append(c.Children, &out.mac)
 	ch.rk.exchanged++
 	if next != nil {
 		// §9.2: the stanza went under the old keys; later ones use the new.
 		ch.rk.sent(next, &ch.send, ch.cv)
 	}
-	return c, nil
+	out.payload[0] = c
+	return out.payload[:], nil
 }
 
 func (ch *channel) scratch(n int) []byte {
@@ -266,6 +335,7 @@ func (ch *channel) scratch(n int) []byte {
 type cParts struct {
 	data, mac string // base64 text
 	hasData   bool
+	dataAt    int    // where data starts in the MAC input
 	key       string // a <key/>: the peer's new public value, base64
 	newKeys   int    // the value of a <new/>: our keys the peer has seen
 }
@@ -307,6 +377,7 @@ func (ch *channel) parseC(c *xmltree.Element) (cParts, error) {
 		switch name {
 		case "data":
 			p.data, p.hasData = text, true
+			p.dataAt = len(ch.macIn) + len("<data>")
 		case "mac":
 			if !isBase64(text) {
 				return p, errAuth
@@ -463,10 +534,9 @@ func (ch *channel) open(c *xmltree.Element) (*xmltree.Element, error) {
 	copy(buf, open)
 	n := 0
 	if p.hasData {
-		// The text is copied into the MAC input buffer, no longer needed,
-		// rather than converted (an allocation per stanza).
-		ch.macIn = append(ch.macIn[:0], p.data...)
-		n, err = strictBase64.Decode(buf[len(open):], ch.macIn)
+		// The text is decoded from its copy in the MAC input rather than
+		// converted (an allocation per stanza).
+		n, err = strictBase64.Decode(buf[len(open):], ch.macIn[p.dataAt:p.dataAt+len(p.data)])
 		if err != nil {
 			return nil, errAuth
 		}

@@ -253,13 +253,11 @@ func (s *Session) sealed(content ...*xmltree.Element) (Outbound, error) {
 		// XEP-0187 §3.5: the publisher never sends in an offline session.
 		return Outbound{}, ErrNotSupported
 	}
-	pt := marshalContent(content)
-	c, err := s.ch.seal(pt)
-	clear(pt)
+	p, err := s.ch.sealContent(content)
 	if err != nil {
 		return Outbound{}, err
 	}
-	o := s.out(c)
+	o := s.out(p...)
 	o.Encrypted = true
 	return o, nil
 }
@@ -688,6 +686,12 @@ func (s *Session) onActive(res *Result, in *Inbound, pf *parsedFeature, k kind) 
 	return s.openC(res, in)
 }
 
+// isFeature reports a feature negotiation form: decrypted, a session
+// control form (XEP-0217 §6).
+func isFeature(el *xmltree.Element) bool {
+	return el.Name.Space == NSFeatureNeg && el.Name.Local == "feature"
+}
+
 // openC decrypts a <c/> and processes its content.
 func (s *Session) openC(res *Result, in *Inbound) (Result, error) {
 	msg, err := s.ch.open(in.C)
@@ -700,10 +704,14 @@ func (s *Session) openC(res *Result, in *Inbound) (Result, error) {
 	// Session control forms travel encrypted (XEP-0217 §6); the other
 	// elements are the message.
 	var ctl []*parsedFeature
-	var content []*xmltree.Element
-	for _, el := range msg.Elements() {
-		if el.Name.Space != NSFeatureNeg || el.Name.Local != "feature" {
-			content = append(content, el)
+	n := 0 // content elements
+	for _, c := range msg.Children {
+		el, ok := c.(*xmltree.Element)
+		if !ok {
+			continue
+		}
+		if !isFeature(el) {
+			n++
 			continue
 		}
 		pf, err := parseFeature(el, NSFeatureNeg, "feature")
@@ -712,6 +720,15 @@ func (s *Session) openC(res *Result, in *Inbound) (Result, error) {
 			return *res, ErrAuthentication
 		}
 		ctl = append(ctl, pf)
+	}
+	var content []*xmltree.Element
+	if n > 0 {
+		content = make([]*xmltree.Element, 0, n)
+		for _, c := range msg.Children {
+			if el, ok := c.(*xmltree.Element); ok && !isFeature(el) {
+				content = append(content, el)
+			}
+		}
 	}
 	// An iq is answered even when it carries nothing (an empty result, an
 	// error whose condition is in the clear): its Message is reported.
