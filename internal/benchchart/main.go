@@ -120,7 +120,7 @@ func render(w io.Writer, bars []bar, title string) error {
 		p(`<text x="%d" y="%.1f" text-anchor="end">%.1fx</text>`+"\n", left-6, y(v)+4, v)
 	}
 	x := left + groupGap/2
-	colors := map[string]string{"ox": "#4e79a7", "otr": "#f28e2b", "esession": "#59a14f", "omemo": "#b07aa1"}
+	colors := map[string]string{"ox": "#4e79a7", "otr": "#f28e2b", "esession": "#59a14f", "omemo": "#b07aa1", "omemo03": "#d7b5cf"}
 	for _, s := range servers {
 		x0 := x
 		for _, b := range bars {
