@@ -31,6 +31,7 @@ type Proxy struct {
 	cutLeft int64   // bytes to forward before cutting everything; -1: none armed
 	cutDone chan struct{}
 	closed  bool
+	refuse  bool
 	wg      sync.WaitGroup
 }
 
@@ -68,6 +69,13 @@ func (p *Proxy) accept() {
 		cc, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		p.mu.Lock()
+		refuse := p.refuse
+		p.mu.Unlock()
+		if refuse {
+			cc.Close()
+			continue
 		}
 		sc, err := net.DialTimeout("tcp", p.target, 10*time.Second)
 		if err != nil {
@@ -171,6 +179,14 @@ func (p *Proxy) fire() {
 	if done != nil {
 		close(done)
 	}
+}
+
+// Refuse makes the proxy close new connections at once (on), as an
+// unreachable server would, or forward them again (off).
+func (p *Proxy) Refuse(on bool) {
+	p.mu.Lock()
+	p.refuse = on
+	p.mu.Unlock()
 }
 
 // Stall stops forwarding on every open connection without closing

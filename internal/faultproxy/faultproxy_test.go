@@ -153,3 +153,19 @@ func TestClientClosedAfterServerClose(t *testing.T) {
 		t.Fatal("no time recorded")
 	}
 }
+
+func TestRefuse(t *testing.T) {
+	p := start(t, echoServer(t, 0))
+	p.Refuse(true)
+	c := dial(t, p)
+	if n, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("read %d bytes from a refused connection", n)
+	}
+	p.Refuse(false)
+	c2 := dial(t, p)
+	c2.Write([]byte("ok"))
+	b := make([]byte, 2)
+	if _, err := io.ReadFull(c2, b); err != nil || string(b) != "ok" {
+		t.Fatalf("after refusing: %q %v", b, err)
+	}
+}
