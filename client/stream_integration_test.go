@@ -13,6 +13,7 @@ import (
 	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/faultproxy"
 	"github.com/balcony-im/balcony/internal/servertest"
+	"mellium.im/xmpp/jid"
 )
 
 // proxied starts a fault proxy in front of the server and returns a
@@ -127,6 +128,22 @@ func has[E client.Event](pred func(E) bool) func([]client.Event) bool {
 		}
 		return false
 	}
+}
+
+// reconnected reports a connection after a disconnection.
+func reconnected(evs []client.Event) bool {
+	down := false
+	for _, ev := range evs {
+		if e, ok := ev.(*client.ConnectionEvent); ok {
+			switch {
+			case e.State == client.Disconnected:
+				down = true
+			case e.State == client.Connected && down:
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func bodies(evs []client.Event, from string) map[string]int {
@@ -320,7 +337,7 @@ func TestIntegrationStreamLost(t *testing.T) {
 		ac.wait(t, "the first messages", func(evs []client.Event) bool { return len(messagesFrom(evs, bob.JID.String(), nil)) == 3 })
 		s.Restart(t)
 		for _, col := range []*collector{ac, bc} {
-			col.wait(t, "a new stream", has(func(e *client.ConnectionEvent) bool { return e.State == client.Connected && !e.Resumed }))
+			col.wait(t, "a new stream", reconnected)
 		}
 		for i := 0; i < 3; i++ {
 			if _, err := b.Send(ctx, &client.Outgoing{To: alice.JID, Body: fmt.Sprintf("after %d", i)}, ""); err != nil {
@@ -337,6 +354,42 @@ func TestIntegrationStreamLost(t *testing.T) {
 		}
 		if st := a.ConnectionStatus(); !st.Connected || st.Resumed || !st.StreamManagement {
 			t.Errorf("status %+v", st)
+		}
+	})
+}
+
+// TestIntegrationLivenessPing: without stream management a silent stall
+// is detected with a XEP-0199 ping, within KeepAlive + ProbeTimeout; the
+// connection is closed at once and the client connects again.
+func TestIntegrationLivenessPing(t *testing.T) {
+	servertest.Each(t, func(t *testing.T, s *servertest.Server) {
+		alice := s.AddUser(t, "alice", "")
+		p, via := proxied(t, s)
+		a := clienttest.ConnectTo(t, s, alice, "desk", nil, via, fast, func(cfg *client.Config) { cfg.DisableStreamManagement = true })
+		if st := a.ConnectionStatus(); st.StreamManagement {
+			t.Fatalf("status %+v", st)
+		}
+		ac := collect(t, a)
+		stalled := p.Stall()
+		start := time.Now()
+		if err := stalled[0].WaitClientClosed(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		cfg := a.Config()
+		if d, bound := time.Since(start), cfg.KeepAlive+cfg.ProbeTimeout+time.Second; d > bound {
+			t.Errorf("stall detected after %v (bound %v)", d, bound)
+		}
+		ac.wait(t, "the reconnection", reconnected)
+		if count(ac, func(e *client.ConnectionEvent) bool {
+			return e.State == client.Disconnected && errors.Is(e.Err, client.ErrStalled)
+		}) != 1 {
+			t.Error("the stall was not reported as ErrStalled")
+		}
+		// The connection works.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := a.QueryInfo(ctx, jid.MustParse(s.Domain), ""); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
