@@ -408,13 +408,39 @@ type ConnectionStatus struct {
 	Resumable bool
 	// Unacked is how many stanzas the server has not acknowledged yet.
 	Unacked int
+	// Stalled: connected, but a liveness probe (an ack request or a
+	// ping) has gone unanswered for a while (stalledAfter): the
+	// connection is dropped and re-established if no answer comes within
+	// Config.ProbeTimeout of the probe.
+	Stalled bool
+	// Silent is how long nothing was heard from the server.
+	Silent time.Duration
+	// Reconnecting: not connected, and the client is trying again
+	// (Config.Reconnect).
+	Reconnecting bool
 }
+
+// stalledAfter is how long a probe must go unanswered before
+// ConnectionStatus calls the connection stalled: longer than a round trip
+// on any working network.
+func (c *Client) stalledAfter() time.Duration { return min(time.Second, c.cfg.ProbeTimeout/4) }
 
 // ConnectionStatus returns the state of the connection.
 func (c *Client) ConnectionStatus() ConnectionStatus {
 	c.mu.Lock()
-	st := ConnectionStatus{Connected: c.connected, Since: c.since, Resumed: c.resumed}
+	st := ConnectionStatus{Connected: c.connected, Since: c.since, Resumed: c.resumed,
+		Reconnecting: !c.connected && !c.closing && c.cfg.Reconnect && !c.since.IsZero()}
+	l := c.link
 	c.mu.Unlock()
+	if st.Connected && l != nil {
+		now := time.Since(l.start)
+		last := time.Duration(l.lastRead.Load())
+		l.mu.Lock()
+		probe := l.probeAt
+		l.mu.Unlock()
+		st.Silent = max(now-last, 0)
+		st.Stalled = probe != 0 && last < probe && now-probe >= c.stalledAfter()
+	}
 	c.sm.mu.Lock()
 	st.StreamManagement = c.sm.enabled
 	st.Resumable = c.sm.id != ""
@@ -494,6 +520,9 @@ func (c *Client) Close() error {
 	c.inbox.close()
 	c.workers.Wait()
 	c.ob.removals.close()
+	if c.cfg.Outbox != nil {
+		<-c.ob.removed
+	}
 	return err
 }
 

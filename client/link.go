@@ -244,6 +244,26 @@ func (c *Client) requestAck(l *link) {
 	c.noteProbe(l)
 }
 
+// RequestAck asks the server now to acknowledge the stanzas it has not
+// (XEP-0198 §4 <r/>), so that their FateAcked comes without waiting for
+// Config.AckAfter: for a caller that waits on a message's fate. It does
+// nothing without stream management and returns ErrNotConnected while
+// the stream is down (the request is made on the next one anyway).
+func (c *Client) RequestAck() error {
+	l, err := c.currentLink()
+	if err != nil {
+		return err
+	}
+	if !c.Connected() {
+		return ErrNotConnected
+	}
+	if n, _ := c.sm.pending(); n == 0 || !c.sm.on() {
+		return nil
+	}
+	c.requestAck(l)
+	return nil
+}
+
 // noteProbe records that the server owes an answer on l: if nothing
 // arrives within the probe timeout, the link is dead.
 func (c *Client) noteProbe(l *link) {

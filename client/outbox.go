@@ -73,12 +73,17 @@ type obState struct {
 	inflight map[int64]bool // written, awaiting the server's acknowledgement
 	flushing bool
 	removals *queue[int64]
+	// removed is closed when runRemovals has deleted the last removal,
+	// after Close: a message acknowledged before the process exits must
+	// not leave a second time at the next start.
+	removed chan struct{}
 }
 
 func (o *obState) init() {
 	o.inflight = map[int64]bool{}
 	o.hold = true
 	o.removals = newQueue[int64]()
+	o.removed = make(chan struct{})
 }
 
 // holdOn makes new messages wait in the outbox.
@@ -98,6 +103,7 @@ func (o *obState) remove(c *Client, key int64) {
 
 // runRemovals deletes messages from the outbox, off the read loop.
 func (c *Client) runRemovals() {
+	defer close(c.ob.removed)
 	for {
 		key, ok := c.ob.removals.pop()
 		if !ok {

@@ -25,6 +25,9 @@ type OutboxMessage struct {
 	MessageID string
 	// Receipt asks the recipient for a delivery receipt (XEP-0184).
 	Receipt bool
+	// Type is the message's type attribute ("" stands for "chat") and
+	// Thread its <thread/>, "" for none.
+	Type, Thread string
 }
 
 // maxMessageID bounds the length of an outbox message id.
@@ -36,8 +39,8 @@ func (s *core) Enqueue(ctx context.Context, to, body string, m Mechanism) (int64
 	return s.EnqueueMessage(ctx, OutboxMessage{To: to, Body: body, Mechanism: m})
 }
 
-// EnqueueMessage is Enqueue with the message's id and receipt request
-// (ID and Created of m are ignored).
+// EnqueueMessage is Enqueue with the message's id, receipt request,
+// type and thread (ID and Created of m are ignored).
 func (s *core) EnqueueMessage(ctx context.Context, m OutboxMessage) (int64, error) {
 	const op = "enqueue"
 	j, err := jid.Parse(m.To)
@@ -47,16 +50,21 @@ func (s *core) EnqueueMessage(ctx context.Context, m OutboxMessage) (int64, erro
 	if m.Mechanism != "" && !m.Mechanism.Valid() {
 		return 0, wrap(op, fmt.Errorf("unknown mechanism %q", string(m.Mechanism)))
 	}
-	if len(m.MessageID) > maxMessageID {
-		return 0, wrap(op, fmt.Errorf("message id longer than %d bytes", maxMessageID))
+	if len(m.MessageID) > maxMessageID || len(m.Thread) > maxMessageID {
+		return 0, wrap(op, fmt.Errorf("message id or thread longer than %d bytes", maxMessageID))
+	}
+	switch m.Type {
+	case "", "chat", "normal", "headline", "groupchat":
+	default:
+		return 0, wrap(op, fmt.Errorf("invalid message type %q", m.Type))
 	}
 	// Without an id or a receipt request the columns keep their defaults
 	// (and the statement is the one of schemas before version 6).
 	insert, args := `INSERT INTO outbox (/*account_id,*/ recipient, body, mechanism, created) VALUES (/*$account,*/ ?, ?, ?, ?) RETURNING id`,
 		[]any{j.String(), []byte{}, m.Mechanism, s.nowMillis()}
-	if m.MessageID != "" || m.Receipt {
-		insert = `INSERT INTO outbox (/*account_id,*/ recipient, body, mechanism, created, message_id, receipt) VALUES (/*$account,*/ ?, ?, ?, ?, ?, ?) RETURNING id`
-		args = append(args, m.MessageID, m.Receipt)
+	if m.MessageID != "" || m.Receipt || m.Type != "" || m.Thread != "" {
+		insert = `INSERT INTO outbox (/*account_id,*/ recipient, body, mechanism, created, message_id, receipt, msg_type, thread) VALUES (/*$account,*/ ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+		args = append(args, m.MessageID, m.Receipt, m.Type, m.Thread)
 	}
 	var id int64
 	err = s.update(ctx, op, func(q Querier) error {
@@ -78,7 +86,7 @@ func (s *core) EnqueueMessage(ctx context.Context, m OutboxMessage) (int64, erro
 func (s *core) Outbox(ctx context.Context) ([]OutboxMessage, error) {
 	var out []OutboxMessage
 	err := s.read(ctx, "outbox", func(q Querier) error {
-		rows, err := q.Query(ctx, `SELECT id, recipient, body, mechanism, created, message_id, receipt FROM outbox WHERE /*account*/ TRUE ORDER BY id`)
+		rows, err := q.Query(ctx, `SELECT id, recipient, body, mechanism, created, message_id, receipt, msg_type, thread FROM outbox WHERE /*account*/ TRUE ORDER BY id`)
 		if err != nil {
 			return err
 		}
@@ -88,7 +96,7 @@ func (s *core) Outbox(ctx context.Context) ([]OutboxMessage, error) {
 			var blob []byte
 			var m string
 			var created int64
-			if err := rows.Scan(&o.ID, &o.To, &blob, &m, &created, &o.MessageID, &o.Receipt); err != nil {
+			if err := rows.Scan(&o.ID, &o.To, &blob, &m, &created, &o.MessageID, &o.Receipt, &o.Type, &o.Thread); err != nil {
 				return err
 			}
 			body, err := s.open(blob, "outbox", strconv.FormatInt(o.ID, 10))
