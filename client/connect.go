@@ -177,6 +177,14 @@ func (c *Client) resend(l *link, resend, left []*unacked, resumed bool) {
 		if !resumed && u.st.Name.Local != "message" {
 			continue
 		}
+		if !resumed && c.pipeline.sessionBound(u.st) {
+			// Sealed in a session that ended with the old stream: the
+			// recipient could not read it; its sender is told.
+			if u.msg != nil && c.fates.finish(u.msg) {
+				c.failBound(u.msg, "before the server acknowledged the message")
+			}
+			continue
+		}
 		c.sm.record(u.st, time.Now(), u.msg)
 		if err := l.sess.Send(ctx, u.st.TokenReader(NSClient)); err != nil {
 			l.kill(fmt.Errorf("client: resending: %w", err))
@@ -337,6 +345,9 @@ func (c *Client) sessionLost() {
 	c.mu.Unlock()
 	c.presence.reset()
 	c.iqs.failAll()
+	for _, t := range c.fates.sessionGone() {
+		c.failBound(t, "before the recipient confirmed the message, which may not have been read")
+	}
 	c.catch.lost(since)
 	ended := c.pipeline.streamEnded
 	if !c.inbox.push(inboxItem{fn: ended}) {

@@ -2,10 +2,13 @@ package client
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/eme"
 )
 
 // Fate is what became of a message the client sent, as far as it knows.
@@ -82,6 +85,11 @@ type tracked struct {
 	to     jid.JID
 	outbox int64 // key in the outbox, 0 if the message is not there
 	done   bool  // delivered or failed
+	// bound: sealed with the state of a live session (OTR, Encrypted
+	// Sessions; mechanisms that are not Needs.Deferrable), which ends when
+	// the stream is lost; receipt: a receipt was asked for.
+	bound, receipt bool
+	mech           string // EME namespace, "" for the clear
 }
 
 // fateState follows the messages the client sent, so that
@@ -154,6 +162,44 @@ func (f *fateState) finish(t *tracked) bool {
 	}
 	t.done = true
 	return true
+}
+
+// bindTo records how t was sent: with the session-bound mechanism mech
+// ("" when it does not depend on a session) and whether a receipt was
+// asked for.
+func (f *fateState) bindTo(t *tracked, mech string, bound, receipt bool) {
+	f.mu.Lock()
+	t.mech, t.bound, t.receipt = mech, bound, receipt
+	f.mu.Unlock()
+}
+
+// sessionGone marks final, and returns, the messages sealed with a
+// session that ended with the stream and whose delivery the recipient
+// has not confirmed although asked to: the session that could read them
+// is gone on both sides, so nothing more will be learnt of them.
+func (f *fateState) sessionGone() []*tracked {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*tracked
+	seen := map[*tracked]bool{}
+	for _, id := range f.order {
+		t := f.byID[id]
+		if t == nil || seen[t] || t.done || !t.bound || !t.receipt {
+			continue
+		}
+		seen[t] = true
+		t.done = true
+		out = append(out, t)
+	}
+	return out
+}
+
+// failBound reports t failed because its session ended with the stream.
+func (c *Client) failBound(t *tracked, why string) {
+	name := eme.DisplayName(t.mech, "")
+	c.fate(t, FateFailed, func(e *FateEvent) {
+		e.Err = fmt.Errorf("%w: the %s session ended with the connection %s", ErrGivenUp, name, why)
+	})
 }
 
 // fate emits a FateEvent for t.

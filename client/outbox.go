@@ -58,7 +58,7 @@ type OfflineError struct {
 }
 
 func (e *OfflineError) Error() string {
-	return fmt.Sprintf("client: not connected, and a %s message is not queued: %s", eme.DisplayName(e.Mechanism, ""), e.Reason)
+	return fmt.Sprintf("client: not connected, and messages with %s are not queued: %s", eme.DisplayName(e.Mechanism, ""), e.Reason)
 }
 
 // Is makes errors.Is(err, ErrNotConnected) true.
@@ -139,6 +139,11 @@ func (c *Client) queue(ctx context.Context, out *Outgoing, mechanism string) (Se
 		return Sent{}, false, nil
 	}
 	if !c.pipeline.deferrable(mechanism) {
+		if c.Connected() {
+			// Held only behind queued messages, which are of other
+			// mechanisms: it leaves now, in its session.
+			return Sent{}, false, nil
+		}
 		return Sent{}, true, &OfflineError{Mechanism: mechanism,
 			Reason: "its mechanism seals with a live session, which may not survive the outage"}
 	}

@@ -103,6 +103,7 @@ func (p *Pipeline) sendNow(ctx context.Context, out *Outgoing, mechanism string,
 		// A held message leaves later under ids of its own: only what is
 		// sent now is followed.
 		t = p.c.fates.follow(out.ID, out.To, outbox, sent.IDs)
+		p.c.fates.bindTo(t, mechanism, !m.Needs().Deferrable, out.Receipt)
 	}
 	for i, st := range sealed.Stanzas {
 		var msg *tracked
@@ -216,6 +217,24 @@ func (p *Pipeline) writeProtocol(ctx context.Context, peer jid.JID, mechanism st
 		}
 	}
 	return nil
+}
+
+// sessionBound reports whether st belongs to a session of a mechanism
+// that does not survive the stream (not Needs.Deferrable): its EME tag
+// names such a mechanism, or, untagged, it carries the XEP-0280
+// <private/> directive that only such mechanisms add (Needs.Private; their
+// protocol messages have no text to tag). Such a stanza is not sent again
+// on a stream that replaced a lost one: the session that sealed it is
+// gone on both sides.
+func (p *Pipeline) sessionBound(st *xmltree.Element) bool {
+	if st.Name.Local != "message" {
+		return false
+	}
+	if tag := st.Child(eme.NS, "encryption"); tag != nil {
+		m, ok, _ := p.mechanism(tag.AttrValue("namespace"))
+		return ok && !m.Needs().Deferrable
+	}
+	return st.Child(NSCarbons, "private") != nil
 }
 
 // write writes a stanza to the stream. The caller holds sendMu.
