@@ -69,7 +69,10 @@ type obState struct {
 	mu sync.Mutex
 	// hold makes new messages queue behind the stored ones: set when the
 	// stream ends, cleared when a flush found the outbox empty.
-	hold     bool
+	hold bool
+	// released is closed when hold is cleared, and made anew when it is
+	// set again.
+	released chan struct{}
 	inflight map[int64]bool // written, awaiting the server's acknowledgement
 	flushing bool
 	removals *queue[int64]
@@ -82,6 +85,7 @@ type obState struct {
 func (o *obState) init() {
 	o.inflight = map[int64]bool{}
 	o.hold = true
+	o.released = make(chan struct{})
 	o.removals = newQueue[int64]()
 	o.removed = make(chan struct{})
 }
@@ -89,8 +93,19 @@ func (o *obState) init() {
 // holdOn makes new messages wait in the outbox.
 func (o *obState) holdOn() {
 	o.mu.Lock()
-	o.hold = true
+	if !o.hold {
+		o.hold = true
+		o.released = make(chan struct{})
+	}
 	o.mu.Unlock()
+}
+
+// release lets new messages leave directly. The caller holds o.mu.
+func (o *obState) release() {
+	if o.hold {
+		o.hold = false
+		close(o.released)
+	}
 }
 
 // remove deletes a message from the outbox in the background.
@@ -133,17 +148,32 @@ func (c *Client) queue(ctx context.Context, out *Outgoing, mechanism string) (Se
 	if c.cfg.Outbox == nil {
 		return Sent{}, false, nil
 	}
+	deferrable := c.pipeline.deferrable(mechanism)
 	c.ob.mu.Lock()
+	for c.ob.hold && c.Connected() && deferrable {
+		// Connected, and the queued messages are leaving: this one follows
+		// them, sent directly (so that an error sealing it is its
+		// sender's at once).
+		released := c.ob.released
+		c.ob.mu.Unlock()
+		t := time.NewTimer(time.Second)
+		select {
+		case <-released:
+		case <-t.C: // the connection may have dropped meanwhile
+		case <-ctx.Done():
+			t.Stop()
+			return Sent{}, true, fmt.Errorf("client: waiting for queued messages to leave first: %w", ctx.Err())
+		}
+		t.Stop()
+		c.ob.mu.Lock()
+	}
 	defer c.ob.mu.Unlock()
-	if !c.ob.hold && c.Connected() {
+	if c.Connected() && (!c.ob.hold || !deferrable) {
+		// Messages of a mechanism that cannot wait never queue behind
+		// those of others.
 		return Sent{}, false, nil
 	}
-	if !c.pipeline.deferrable(mechanism) {
-		if c.Connected() {
-			// Held only behind queued messages, which are of other
-			// mechanisms: it leaves now, in its session.
-			return Sent{}, false, nil
-		}
+	if !deferrable {
 		return Sent{}, true, &OfflineError{Mechanism: mechanism,
 			Reason: "its mechanism seals with a live session, which may not survive the outage"}
 	}
@@ -201,7 +231,7 @@ func (c *Client) flushOutbox() {
 			if err != nil {
 				log.Warn("reading the outbox failed; sending new messages directly", "err", err)
 			}
-			c.ob.hold = false
+			c.ob.release()
 			c.ob.mu.Unlock()
 			cancel()
 			return

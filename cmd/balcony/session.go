@@ -302,8 +302,8 @@ func runSend(ctx context.Context, e *env, args []string) error {
 		defer sess.Close()
 		// The policy is checked before any connection: a downgrade is
 		// refused (exit 3) even when the server cannot be reached.
-		chosen, err := chooseMechanism(ctx, sess, to, sa)
-		if err != nil {
+		var chosen string
+		if chosen, err = chooseMechanism(ctx, sess, to, sa); err != nil {
 			return err
 		}
 		if chosen == eme.OTR || chosen == eme.ESession {
