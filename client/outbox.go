@@ -173,6 +173,12 @@ func (c *Client) queue(ctx context.Context, out *Outgoing, mechanism string) (Se
 		// those of others.
 		return Sent{}, false, nil
 	}
+	if !deferrable && c.sm.canHold() {
+		// The stream is down but may be resumed, and the session with it:
+		// the message is sealed now and held for the resumed stream, or
+		// reported failed if the stream is not resumed after all.
+		return Sent{}, false, nil
+	}
 	if !deferrable {
 		return Sent{}, true, &OfflineError{Mechanism: mechanism,
 			Reason: "its mechanism seals with a live session, which may not survive the outage"}

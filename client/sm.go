@@ -146,6 +146,14 @@ func (s *smState) record(st *xmltree.Element, now time.Time, msg *tracked) (*una
 
 // hold keeps a stanza written while the stream of a resumable session is
 // down; it reports false when there is no such session.
+// canHold reports whether a stanza written now would be held for a
+// resumption (see hold).
+func (s *smState) canHold() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.id != "" && !s.lost.IsZero()
+}
+
 func (s *smState) hold(st *xmltree.Element, now time.Time, msg *tracked) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -54,6 +54,9 @@ type peer struct {
 type options struct {
 	ox, otr bool
 	otrKey  int // index into otrTestKeys
+	// otrManual: Balcony's default OTR policy (conversations start when
+	// asked), instead of "always" with automatic starts.
+	otrManual bool
 }
 
 // quick makes a client notice trouble soon and reconnect at once.
@@ -116,8 +119,11 @@ func newPeer(t *testing.T, srv *servertest.Server, acct servertest.Account, o op
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.otr, err = otr.New(otr.Config{Key: keys[o.otrKey], InstanceTag: tag, Store: p.st,
-			Policy: engineotr.PolicyAlways, AutoStart: otr.AutoStartAlways}); err != nil {
+		cfg := otr.Config{Key: keys[o.otrKey], InstanceTag: tag, Store: p.st, Policy: engineotr.PolicyAlways, AutoStart: otr.AutoStartAlways}
+		if o.otrManual {
+			cfg.Policy, cfg.AutoStart = otr.DefaultPolicy, otr.AutoStartKnown
+		}
+		if p.otr, err = otr.New(cfg); err != nil {
 			t.Fatal(err)
 		}
 		if err := p.c.Register(p.otr); err != nil {
@@ -171,6 +177,16 @@ type collector struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	events []client.Event
+	// changed, when set (notify), gets a token at every event.
+	changed chan struct{}
+}
+
+// notify makes the collector signal every event on ch (capacity 1, shared
+// by several collectors to wait for any of them).
+func (col *collector) notify(ch chan struct{}) {
+	col.mu.Lock()
+	col.changed = ch
+	col.mu.Unlock()
 }
 
 func collect(c *client.Client) *collector {
@@ -181,6 +197,12 @@ func collect(c *client.Client) *collector {
 			col.mu.Lock()
 			col.events = append(col.events, ev)
 			col.cond.Broadcast()
+			if col.changed != nil {
+				select {
+				case col.changed <- struct{}{}:
+				default:
+				}
+			}
 			col.mu.Unlock()
 		}
 	}()
