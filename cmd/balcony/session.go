@@ -17,8 +17,8 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
-	"github.com/balcony-im/balcony/client/outbox"
 	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/internal/storeoutbox"
 	"github.com/balcony-im/balcony/store"
 )
 
@@ -149,7 +149,7 @@ func prepare(ctx context.Context, e *env, o *secretOptions, mod func(*client.Con
 	}
 	// Messages written while offline wait in the store's outbox and leave
 	// with whichever command connects next.
-	ccfg.Outbox = outbox.Store{S: st}
+	ccfg.Outbox = storeoutbox.Store{S: st}
 	if mod != nil {
 		mod(&ccfg)
 	}

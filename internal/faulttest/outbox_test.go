@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/balcony-im/balcony/client"
-	"github.com/balcony-im/balcony/client/outbox"
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/internal/servertest"
+	"github.com/balcony-im/balcony/internal/storeoutbox"
 )
 
 // TestOutboxAcrossRestart: messages written while the server cannot be
@@ -46,7 +46,7 @@ func TestOutboxAcrossRestart(t *testing.T) {
 		if err := alice.c.Close(); err != nil {
 			t.Logf("closing offline: %v", err)
 		}
-		queued, err := outbox.Store{S: alice.st}.Queued(ctx)
+		queued, err := storeoutbox.Store{S: alice.st}.Queued(ctx)
 		if err != nil || len(queued) != 3 || queued[1].Mechanism != eme.OX || queued[1].ID != ids[1] || !queued[2].Receipt {
 			t.Fatalf("outbox after the process ended: %+v, %v", queued, err)
 		}
@@ -54,7 +54,7 @@ func TestOutboxAcrossRestart(t *testing.T) {
 		// A new process on the same store, the server reachable again.
 		alice.proxy.Refuse(false)
 		cfg := client.Config{JID: alice.c.JID(), Password: aliceAcct.Password, Addr: alice.proxy.Addr(), CAFile: srv.CAFile,
-			Outbox: outbox.Store{S: alice.st}}
+			Outbox: storeoutbox.Store{S: alice.st}}
 		quick(&cfg)
 		again, err := client.New(cfg)
 		if err != nil {
@@ -87,7 +87,7 @@ func TestOutboxAcrossRestart(t *testing.T) {
 		if err := again.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if q, err := (outbox.Store{S: alice.st}).Queued(ctx); err != nil || len(q) != 0 {
+		if q, err := (storeoutbox.Store{S: alice.st}).Queued(ctx); err != nil || len(q) != 0 {
 			t.Fatalf("outbox not emptied: %+v, %v", q, err)
 		}
 	})

@@ -11,11 +11,11 @@ import (
 
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/client/otr"
-	"github.com/balcony-im/balcony/client/outbox"
 	"github.com/balcony-im/balcony/client/ox"
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/internal/faultproxy"
 	"github.com/balcony-im/balcony/internal/servertest"
+	"github.com/balcony-im/balcony/internal/storeoutbox"
 	engineotr "github.com/balcony-im/balcony/otr"
 	engineox "github.com/balcony-im/balcony/ox"
 	"github.com/balcony-im/balcony/store"
@@ -90,7 +90,7 @@ func newPeer(t *testing.T, srv *servertest.Server, acct servertest.Account, o op
 		t.Fatal(err)
 	}
 	cfg := client.Config{JID: j, Password: acct.Password, Addr: p.proxy.Addr(), CAFile: srv.CAFile,
-		Outbox: outbox.Store{S: p.st}}
+		Outbox: storeoutbox.Store{S: p.st}}
 	quick(&cfg)
 	if p.c, err = client.New(cfg); err != nil {
 		t.Fatal(err)

@@ -1,13 +1,17 @@
-// Package outbox keeps the messages a client (package client) sends while
-// offline in Balcony's store, so that they leave when the connection is
-// back and survive a restart of the process: it adapts store.OutboxStore
-// to client.Outbox. XEP-0198 (Stream Management, Draft) decides when a
-// queued message has left: the client removes it once the server
-// acknowledged it.
+// Package storeoutbox keeps the messages a client (package client) sends
+// while offline in Balcony's store, so that they leave when the
+// connection is back and survive a restart of the process: it adapts
+// store.OutboxStore to client.Outbox. XEP-0198 (Stream Management, Draft)
+// decides when a queued message has left: the client removes it once the
+// server acknowledged it.
 //
 // A queued message keeps its id (XEP-0359 origin-id), its receipt request
 // (XEP-0184), type and thread; its body is sealed at rest by the store.
-package outbox
+//
+// It joins the client and the store, which know nothing of each other,
+// so it belongs with the command (layer 5 of docs/ARCHITECTURE.md), not
+// with the client's mechanism glue, which never imports the store.
+package storeoutbox
 
 import (
 	"context"
@@ -61,7 +65,7 @@ func (o Store) Queued(ctx context.Context) ([]client.QueuedMessage, error) {
 	for _, m := range list {
 		to, err := jid.Parse(m.To)
 		if err != nil {
-			return nil, fmt.Errorf("outbox: message %d has an invalid recipient: %w", m.ID, err)
+			return nil, fmt.Errorf("storeoutbox: message %d has an invalid recipient: %w", m.ID, err)
 		}
 		id := m.MessageID
 		if id == "" {
@@ -97,7 +101,7 @@ func storeMechanism(ns string) (store.Mechanism, error) {
 	case eme.OX:
 		return store.OX, nil
 	}
-	return "", fmt.Errorf("outbox: messages of %s are not kept", eme.DisplayName(ns, ""))
+	return "", fmt.Errorf("storeoutbox: messages of %s are not kept", eme.DisplayName(ns, ""))
 }
 
 func namespace(m store.Mechanism) string {
