@@ -40,8 +40,10 @@ func TestSeenSet(t *testing.T) {
 		t.Fatal("another sender's message with the same origin-id refused")
 	}
 	// Without ids nothing can be recognised: every copy is delivered.
-	if !s.admit(withOrigin(""), alice, "", false, self) || !s.admit(withOrigin(""), alice, "", false, self) {
-		t.Fatal("a message without ids refused")
+	for i := range 2 {
+		if !s.admit(withOrigin(""), alice, "", false, self) {
+			t.Fatalf("copy %d of a message without ids refused", i+1)
+		}
 	}
 	// A message to ourselves comes back live and is shown; its archived
 	// copy, like that of any message we sent, is not news.
