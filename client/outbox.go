@@ -75,6 +75,7 @@ type obState struct {
 	released chan struct{}
 	inflight map[int64]bool // written, awaiting the server's acknowledgement
 	flushing bool
+	again    bool // a flush was asked for while one ran
 	removals *queue[int64]
 	// removed is closed when runRemovals has deleted the last removal,
 	// after Close: a message acknowledged before the process exits must
@@ -207,6 +208,9 @@ func (c *Client) flushOutbox() {
 	}
 	c.ob.mu.Lock()
 	if c.ob.flushing {
+		// The running flush may be about to give up on a stream that went
+		// away: it starts over when it ends.
+		c.ob.again = true
 		c.ob.mu.Unlock()
 		return
 	}
@@ -215,7 +219,12 @@ func (c *Client) flushOutbox() {
 	defer func() {
 		c.ob.mu.Lock()
 		c.ob.flushing = false
+		again := c.ob.again
+		c.ob.again = false
 		c.ob.mu.Unlock()
+		if again && c.Connected() {
+			go c.flushOutbox()
+		}
 	}()
 	log := c.cfg.logger()
 	for {

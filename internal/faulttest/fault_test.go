@@ -40,6 +40,9 @@ type tally struct {
 	wrong int
 	// notices: messages of the sender the recipient could not read.
 	notices int
+	// lostAt counts the lost messages by the last fate their sender
+	// learnt ("none", "queued", "sent", "acked"): where they were lost.
+	lostAt map[string]int
 }
 
 // TestFault sends -fault.n messages each way between two clients, in the
@@ -187,7 +190,10 @@ wait:
 	}
 	// Late copies (a resend, the archive) would show as duplicates: wait
 	// until neither side has received anything for 2 s.
-	for quiet := false; !quiet; {
+	// (At most 30 s: some events, presence or protocol ones, may keep
+	// coming; their types are logged.)
+	noisy := time.Now().Add(30 * time.Second)
+	for quiet := false; !quiet && time.Now().Before(noisy); {
 		t := time.NewTimer(2 * time.Second)
 		select {
 		case <-changed:
@@ -195,6 +201,14 @@ wait:
 			quiet = true
 		}
 		t.Stop()
+	}
+	if time.Now().After(noisy) {
+		evs := alice.col.snapshot()
+		var last []string
+		for _, ev := range evs[max(0, len(evs)-5):] {
+			last = append(last, fmt.Sprintf("%T", ev))
+		}
+		t.Logf("events kept coming; alice's last: %v", last)
 	}
 
 	for di, dir := range dirs {
@@ -211,7 +225,8 @@ wait:
 			}
 		}
 		if tl.duplicated != 0 || tl.lost != 0 || tl.wrong != 0 {
-			t.Errorf("%s: %d duplicated, %d lost (neither delivered nor reported failed), %d with the wrong security", key, tl.duplicated, tl.lost, tl.wrong)
+			t.Errorf("%s: %d duplicated, %d lost (neither delivered nor reported failed; by the last fate their sender learnt: %v), %d with the wrong security",
+				key, tl.duplicated, tl.lost, tl.lostAt, tl.wrong)
 		}
 		if tl.delivered == 0 {
 			t.Errorf("%s: nothing delivered", key)
@@ -255,11 +270,18 @@ func count(msgs []*sentMsg, from, to *peer, ns string) tally {
 		}
 	}
 	failed := map[string]bool{}
+	last := map[string]string{}
 	for _, ev := range from.col.snapshot() {
-		if f, ok := ev.(*client.FateEvent); ok && f.Fate == client.FateFailed && f.To.Bare().Equal(to.c.JID().Bare()) {
+		f, ok := ev.(*client.FateEvent)
+		if !ok || !f.To.Bare().Equal(to.c.JID().Bare()) {
+			continue
+		}
+		last[f.ID] = f.Fate.String()
+		if f.Fate == client.FateFailed {
 			failed[f.ID] = true
 		}
 	}
+	tl.lostAt = map[string]int{}
 	for _, m := range msgs {
 		reported := m.failed || (m.id != "" && !m.held && failed[m.id])
 		switch k := seen[m.body]; {
@@ -273,6 +295,11 @@ func count(msgs []*sentMsg, from, to *peer, ns string) tally {
 			tl.failed++
 		default:
 			tl.lost++
+			at := last[m.id]
+			if at == "" {
+				at = "none"
+			}
+			tl.lostAt[at]++
 		}
 	}
 	return tl

@@ -10,9 +10,11 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/client/esession"
 	"github.com/balcony-im/balcony/client/otr"
 	"github.com/balcony-im/balcony/client/ox"
 	"github.com/balcony-im/balcony/eme"
+	engineES "github.com/balcony-im/balcony/esession"
 	"github.com/balcony-im/balcony/internal/faultproxy"
 	"github.com/balcony-im/balcony/internal/servertest"
 	"github.com/balcony-im/balcony/internal/storeoutbox"
@@ -47,13 +49,14 @@ type peer struct {
 	st    *store.Store
 	ox    *ox.Mechanism
 	otr   *otr.Mechanism
+	es    *esession.Mechanism
 	col   *collector
 }
 
 // options of a peer.
 type options struct {
-	ox, otr bool
-	otrKey  int // index into otrTestKeys
+	ox, otr, es bool
+	otrKey      int // index into otrTestKeys
 	// otrManual: Balcony's default OTR policy (conversations start when
 	// asked), instead of "always" with automatic starts.
 	otrManual bool
@@ -127,6 +130,14 @@ func newPeer(t *testing.T, srv *servertest.Server, acct servertest.Account, o op
 			t.Fatal(err)
 		}
 		if err := p.c.Register(p.otr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.es {
+		if p.es, err = esession.New(esession.Config{Secrets: &engineES.MemorySecrets{}, AcceptPolicy: esession.AcceptSubscribed}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.c.Register(p.es); err != nil {
 			t.Fatal(err)
 		}
 	}
