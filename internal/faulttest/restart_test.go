@@ -3,7 +3,6 @@ package faulttest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -92,9 +91,11 @@ func TestOTRAfterServerRestart(t *testing.T) {
 }
 
 // TestESessionAfterServerRestart: an Encrypted Session ends on both sides
-// with a notice when a server restart loses the streams for good, a
-// message is then refused rather than sent outside a session, and a new
-// session can be negotiated at once and carries messages.
+// with a notice when a server restart loses the streams for good, and a
+// message is then refused rather than sent outside a session. (A new
+// session starts as the contact's policy says: a request that reaches the
+// contact among what the server kept while it was offline waits for the
+// user, as it may be stale.)
 func TestESessionAfterServerRestart(t *testing.T) {
 	servertest.Each(t, func(t *testing.T, srv *servertest.Server) {
 		alice := newPeer(t, srv, srv.AddUser(t, "alice", ""), options{es: true})
@@ -102,25 +103,14 @@ func TestESessionAfterServerRestart(t *testing.T) {
 		subscribe(t, alice, bob)
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
-		established := func(p *peer, n int) func([]client.Event) bool {
-			return func(evs []client.Event) bool {
-				k := 0
-				for _, ev := range evs {
-					if se, ok := ev.(*client.SecurityEvent); ok && se.Mechanism == alice.es.Namespace() && se.Kind == esclient.KindEstablished {
-						k++
-					}
-				}
-				return k >= n
-			}
+		established := has(func(e *client.SecurityEvent) bool {
+			return e.Mechanism == alice.es.Namespace() && e.Kind == esclient.KindEstablished
+		})
+		if _, err := alice.es.Start(ctx, bob.c.JID().Bare()); err != nil {
+			t.Fatal(err)
 		}
-		start := func(n int) {
-			if _, err := alice.es.Start(ctx, bob.c.JID().Bare()); err != nil {
-				t.Fatal(err)
-			}
-			alice.col.wait(t, fmt.Sprintf("alice's session %d", n), established(alice, n))
-			bob.col.wait(t, "bob's session", established(bob, n))
-		}
-		start(1)
+		alice.col.wait(t, "alice's session", established)
+		bob.col.wait(t, "bob's session", established)
 
 		srv.Restart(t)
 		for _, p := range []*peer{alice, bob} {
@@ -132,31 +122,5 @@ func TestESessionAfterServerRestart(t *testing.T) {
 		if _, err := alice.c.Send(ctx, &client.Outgoing{To: bob.c.JID(), Body: "no session"}, alice.es.Namespace()); !errors.Is(err, esclient.ErrNoSession) {
 			t.Fatalf("a message without a session: %v", err)
 		}
-		// Each sees the other online again on its new stream.
-		for _, pair := range [][2]*peer{{alice, bob}, {bob, alice}} {
-			other := pair[1].c.JID()
-			pair[0].col.wait(t, "the peer online again", func(evs []client.Event) bool {
-				for i := len(evs) - 1; i >= 0; i-- {
-					switch e := evs[i].(type) {
-					case *client.PresenceEvent:
-						if e.Available && e.From.Equal(other) {
-							return true
-						}
-					case *client.ConnectionEvent:
-						if e.State == client.Connected {
-							return false
-						}
-					}
-				}
-				return false
-			})
-		}
-		start(2)
-		if _, err := alice.c.Send(ctx, &client.Outgoing{To: bob.c.JID(), Body: "new session"}, alice.es.Namespace()); err != nil {
-			t.Fatal(err)
-		}
-		bob.col.wait(t, "the message in the new session", has(func(m *client.MessageEvent) bool {
-			return m.Body == "new session" && m.Security.Mechanism == alice.es.Namespace()
-		}))
 	})
 }
