@@ -106,7 +106,7 @@ func TestESessionAfterServerRestart(t *testing.T) {
 		established := has(func(e *client.SecurityEvent) bool {
 			return e.Mechanism == alice.es.Namespace() && e.Kind == esclient.KindEstablished
 		})
-		if _, err := alice.es.Start(ctx, bob.c.JID().Bare()); err != nil {
+		if _, err := alice.es.Start(ctx, bob.c.JID().Bare(), nil); err != nil {
 			t.Fatal(err)
 		}
 		alice.col.wait(t, "alice's session", established)
