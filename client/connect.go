@@ -167,10 +167,15 @@ func (c *Client) open(ctx context.Context, st *streamSetup, fresh func() *stream
 func (c *Client) resend(l *link, resend, left []*unacked, resumed bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// broken: a write failed and the link is dropped. What is left is
+	// still counted (recorded) so that the next stream sends it, resumed
+	// or not: nothing is dropped on the floor.
+	broken := false
 	for _, u := range resend {
 		if err := l.sess.Send(ctx, u.st.TokenReader(NSClient)); err != nil {
 			l.kill(fmt.Errorf("client: resending: %w", err))
-			return
+			broken = true
+			break
 		}
 	}
 	for _, u := range left {
@@ -186,9 +191,13 @@ func (c *Client) resend(l *link, resend, left []*unacked, resumed bool) {
 			continue
 		}
 		c.sm.record(u.st, time.Now(), u.msg)
+		if broken {
+			continue
+		}
 		if err := l.sess.Send(ctx, u.st.TokenReader(NSClient)); err != nil {
 			l.kill(fmt.Errorf("client: resending: %w", err))
-			return
+			broken = true
+			continue
 		}
 		if u.msg != nil {
 			c.fates.written(c, u.msg, c.sm.on())
