@@ -1,24 +1,14 @@
 package client
 
 import (
-	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/base64"
-	"encoding/xml"
 	"errors"
-	"fmt"
-	"io"
-	"math/big"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"mellium.im/xmlstream"
-	"mellium.im/xmpp"
-	"mellium.im/xmpp/dial"
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/xmltree"
@@ -64,12 +54,30 @@ type Client struct {
 	cfg Config
 
 	mu        sync.Mutex
-	sess      *xmpp.Session
+	link      *link // the current connection, nil before the first
 	bound     jid.JID
 	closing   bool
 	connected bool
 	serveDone chan struct{}
 	closed    chan struct{}
+	// since is when the connection state last changed; resumed tells
+	// whether the current stream resumed the one before.
+	since   time.Time
+	resumed bool
+	// unresolved: a stream ended and it is not known yet whether its
+	// session will be resumed (sessionLost has not run for it).
+	unresolved bool
+
+	// wmu orders every write to the stream with its stream management
+	// count (link.go: writeStanza). Lock order: pipeline.sendMu, then
+	// wmu, then mu.
+	wmu   sync.Mutex
+	sm    smState
+	iqs   iqState
+	fates fateState
+	ob    obState
+	seen  seenSet
+	catch catchState
 
 	events  *queue[Event]
 	out     chan Event
@@ -116,6 +124,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.ClientName == "" {
 		cfg.ClientName = "Balcony"
 	}
+	cfg.defaults()
 	c := &Client{
 		cfg:    cfg,
 		closed: make(chan struct{}),
@@ -127,10 +136,24 @@ func New(cfg Config) (*Client, error) {
 	c.presence.init()
 	c.mam.init()
 	c.pep.init()
+	c.sm.init(&c.cfg)
+	c.iqs.init()
+	c.fates.init()
+	c.ob.init()
+	c.seen.init(cfg.DedupeWindow)
+	if cfg.LastArchiveID != "" {
+		// Catch up from the archive at the first connection: what arrived
+		// since the last run.
+		c.catch.cursor = cfg.LastArchiveID
+		c.catch.lost(time.Time{})
+	}
 	c.pipeline = newPipeline(c)
 	c.workers.Add(1)
 	go c.pumpEvents()
 	go c.processInbox()
+	if cfg.Outbox != nil {
+		go c.runRemovals()
+	}
 	return c, nil
 }
 
@@ -158,256 +181,6 @@ func (c *Client) Connected() bool {
 	return c.connected
 }
 
-// Connect establishes the stream (TLS, SASL, resource binding), enables
-// carbons, fetches the roster and sends the initial presence. With
-// Config.Reconnect, a stream that ends unexpectedly afterwards is
-// re-established in the background.
-func (c *Client) Connect(ctx context.Context) error {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	c.mu.Unlock()
-	return c.connect(ctx)
-}
-
-func (c *Client) connect(ctx context.Context) error {
-	log := c.cfg.logger()
-	conn, err := c.dial(ctx)
-	if err != nil {
-		return err
-	}
-	sess, err := c.negotiate(ctx, conn)
-	if errors.Is(err, errRetryTLS12) && !c.tls12.Load() {
-		// The server binds logins only with tls-unique (auth.go): try
-		// again over TLS 1.2, and stay there for this server.
-		conn.Close()
-		log.Info("reconnecting with TLS 1.2 for channel binding")
-		c.tls12.Store(true)
-		if conn, err = c.dial(ctx); err != nil {
-			return err
-		}
-		sess, err = c.negotiate(ctx, conn)
-	}
-	if err != nil {
-		conn.Close()
-		return err
-	}
-	done := make(chan struct{})
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		sess.Close()
-		conn.Close()
-		return ErrClosed
-	}
-	c.sess = sess
-	c.bound = sess.LocalAddr()
-	c.connected = true
-	c.serveDone = done
-	c.mu.Unlock()
-	log.Info("connected", "jid", sess.LocalAddr().String(), "tls", tls.VersionName(sess.ConnectionState().Version))
-	go c.serve(sess, done)
-
-	if err := c.afterConnect(ctx); err != nil {
-		log.Warn("post-connect setup failed", "err", err)
-		c.mu.Lock()
-		c.connected = false
-		c.mu.Unlock()
-		sess.Close()
-		conn.Close()
-		<-done
-		return err
-	}
-	c.emit(&ConnectionEvent{State: Connected, JID: sess.LocalAddr()})
-	return nil
-}
-
-func (c *Client) dial(ctx context.Context) (net.Conn, error) {
-	tlsCfg, err := c.tlsConfig()
-	if err != nil {
-		return nil, err
-	}
-	if c.cfg.Addr == "" {
-		d := dial.Dialer{NoTLS: !c.cfg.DirectTLS, TLSConfig: tlsCfg}
-		conn, err := d.Dial(ctx, "tcp", c.cfg.JID)
-		if err != nil {
-			return nil, fmt.Errorf("client: connecting to %s: %w", c.cfg.JID.Domainpart(), err)
-		}
-		return conn, nil
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", c.cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("client: connecting to %s: %w", c.cfg.Addr, err)
-	}
-	if !c.cfg.DirectTLS {
-		return conn, nil
-	}
-	tc := tls.Client(conn, tlsCfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("client: TLS with %s: %w", c.cfg.Addr, err)
-	}
-	return tc, nil
-}
-
-func (c *Client) negotiate(ctx context.Context, conn net.Conn) (*xmpp.Session, error) {
-	mechs, err := c.cfg.mechanisms()
-	if err != nil {
-		return nil, err
-	}
-	pass, err := c.cfg.password()
-	if err != nil {
-		return nil, err
-	}
-	var features []xmpp.StreamFeature
-	if !c.cfg.DirectTLS {
-		tlsCfg, err := c.tlsConfig()
-		if err != nil {
-			return nil, err
-		}
-		features = append(features, xmpp.StartTLS(tlsCfg))
-	}
-	var auth authState
-	features = append(features, channelBindingFeature(&auth), saslFeature(pass, mechs, &auth), bindResource(c.cfg.JID.Resourcepart()))
-	sess, err := xmpp.NewClientSession(ctx, c.cfg.JID, conn, features...)
-	if err != nil {
-		if errors.Is(err, errRetryTLS12) {
-			return nil, errRetryTLS12
-		}
-		if ae, ok := errors.AsType[*AuthError](err); ok {
-			return nil, ae
-		}
-		return nil, fmt.Errorf("client: establishing the XMPP session: %w", err)
-	}
-	c.mu.Lock()
-	c.auth = auth.info
-	c.mu.Unlock()
-	if sess.State()&xmpp.Secure == 0 {
-		sess.Close()
-		return nil, errors.New("client: stream is not encrypted")
-	}
-	return sess, nil
-}
-
-func (c *Client) afterConnect(ctx context.Context) error {
-	server := c.discoverServer(ctx)
-	c.mu.Lock()
-	c.server = server
-	c.mu.Unlock()
-	if !c.cfg.DisableCarbons && server.Carbons {
-		// Without carbons the account's other devices do not see this
-		// conversation; nothing else depends on them.
-		if err := c.EnableCarbons(ctx); err != nil {
-			c.cfg.logger().Warn("enabling carbons failed; continuing without", "err", err)
-		}
-	}
-	if _, err := c.FetchRoster(ctx); err != nil {
-		return fmt.Errorf("client: fetching the roster: %w", err)
-	}
-	if !c.cfg.DisablePresence {
-		c.inbox.push(inboxItem{fn: func() { c.offline.Store(true) }})
-		if err := c.SendPresence(ctx, "", c.cfg.Status); err != nil {
-			return fmt.Errorf("client: sending presence: %w", err)
-		}
-		c.endOfflineWindow(ctx)
-	}
-	return nil
-}
-
-// endOfflineWindow closes the offline window opened by the initial
-// presence. The server sends the messages it stored while we were offline
-// when it handles that presence (XEP-0160), and it handles our stanzas in
-// order: every stored message is on the stream before the answer to a
-// ping sent after the presence. Stanzas are queued in the order they are
-// read, so the marker pushed after the answer follows them.
-func (c *Client) endOfflineWindow(ctx context.Context) {
-	ping := xmltree.New(NSClient, "iq", "type", "get", "to", c.JID().Domainpart()).Append(xmltree.New(NSPing, "ping"))
-	if _, err := c.IQ(ctx, ping); err != nil {
-		c.cfg.logger().Info("no answer to the ping after the initial presence", "err", err)
-	}
-	c.inbox.push(inboxItem{fn: func() { c.offline.Store(false) }})
-}
-
-// serve runs the read loop for one stream.
-func (c *Client) serve(sess *xmpp.Session, done chan struct{}) {
-	err := sess.Serve(xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-		return c.handleStanza(sess, t, start)
-	}))
-	close(done)
-	c.mu.Lock()
-	if c.sess == sess {
-		c.connected = false
-	}
-	closing := c.closing
-	c.mu.Unlock()
-	c.presence.reset()
-	if closing {
-		return
-	}
-	if err == nil {
-		err = io.EOF
-	}
-	c.cfg.logger().Warn("stream ended", "err", err)
-	c.emit(&ConnectionEvent{State: Disconnected, Err: err})
-	c.pipeline.streamEnded()
-	if c.cfg.Reconnect {
-		go c.reconnectLoop()
-	}
-}
-
-func (c *Client) reconnectLoop() {
-	delay := c.cfg.MinBackoff
-	for {
-		d := jitter(delay)
-		c.emit(&ConnectionEvent{State: Reconnecting, Retry: d})
-		t := time.NewTimer(d)
-		select {
-		case <-c.closed:
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := c.connect(ctx)
-		cancel()
-		if err == nil || errors.Is(err, ErrClosed) {
-			return
-		}
-		c.cfg.logger().Warn("reconnect failed", "err", err)
-		delay *= 2
-		if delay > c.cfg.MaxBackoff {
-			delay = c.cfg.MaxBackoff
-		}
-	}
-}
-
-// jitter returns a duration uniformly in [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	n, err := rand.Int(rand.Reader, big.NewInt(int64(d/2)+1))
-	if err != nil {
-		return d
-	}
-	return d/2 + time.Duration(n.Int64())
-}
-
-// Disconnect drops the current stream without closing the client, as a
-// network failure would (for tests and for the "reconnect now" command).
-func (c *Client) Disconnect() error {
-	c.mu.Lock()
-	sess := c.sess
-	c.mu.Unlock()
-	if sess == nil {
-		return ErrNotConnected
-	}
-	return sess.Conn().Close()
-}
-
 // OnShutdown registers fn to run during Close after the stream and the TCP
 // connection are closed (XEP-0364 §5.2: end the stream, then TCP, then the
 // end-to-end sessions).
@@ -417,85 +190,11 @@ func (c *Client) OnShutdown(fn func()) {
 	c.mu.Unlock()
 }
 
-// Close lets mechanisms end their sessions (PreCloser), sends unavailable
-// presence, ends the stream, closes the connection, runs the shutdown hooks
-// (Shutdowner, OnShutdown), stops processing and closes the Events
-// channel.
-func (c *Client) Close() error {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return nil
-	}
-	connected := c.connected
-	c.mu.Unlock()
-	if connected {
-		// Mechanisms end their sessions while the stream still works, but
-		// only after every stanza received so far was processed: a message
-		// that arrived before Close is read in its session, not refused
-		// because the session ended meanwhile.
-		c.afterReceived(3 * time.Second)
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		c.pipeline.closing(ctx)
-		cancel()
-	}
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return nil
-	}
-	c.closing = true
-	sess, done := c.sess, c.serveDone
-	c.connected = false
-	hooks := c.shutdowns
-	c.mu.Unlock()
-	close(c.closed)
-	var err error
-	if sess != nil {
-		// Send unavailable presence, then </stream:stream>, and wait for the
-		// server to close its side (bounded), then close TCP.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = c.sendPresenceSession(ctx, sess, "unavailable", "", "")
-		cancel()
-		// Closing our output stream; Serve returns when the server closes
-		// its stream in answer (bounded by the timer below).
-		err = sess.Close()
-		if done != nil {
-			select {
-			case <-done:
-			case <-time.After(3 * time.Second):
-			}
-		}
-		if cerr := sess.Conn().Close(); err == nil && cerr != nil && !errors.Is(cerr, net.ErrClosed) {
-			err = cerr
-		}
-	}
-	for _, h := range hooks {
-		h()
-	}
-	// Stanzas already received are still processed, and their events
-	// stay readable on Events (see pumpEvents) until it is closed.
-	c.inbox.close()
-	c.workers.Wait()
-	return err
-}
-
-func (c *Client) session() (*xmpp.Session, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return nil, ErrClosed
-	}
-	if c.sess == nil || !c.connected && c.serveDone == nil {
-		return nil, ErrNotConnected
-	}
-	return c.sess, nil
-}
-
 // emit queues an event for Events, its texts in the user's language.
 func (c *Client) emit(e Event) {
 	c.pipeline.localize(e)
 	c.events.offer(e, c.out)
+	c.observeFate(e)
 }
 
 // drainGrace is how long events left when the client closes wait for a

@@ -57,6 +57,45 @@ type Config struct {
 	// Backoff bounds the reconnection delay (defaults 500ms to 1m).
 	MinBackoff, MaxBackoff time.Duration
 
+	// DisableStreamManagement turns XEP-0198 Stream Management off. It is
+	// on by default when the server offers it: the server acknowledges
+	// the stanzas it handled, and a stream cut by the network is resumed
+	// with nothing lost or repeated.
+	DisableStreamManagement bool
+	// AckEvery requests an acknowledgement after this many stanzas
+	// (default DefaultAckEvery); AckAfter requests one when a stanza
+	// waited this long unacknowledged (default DefaultAckAfter).
+	AckEvery int
+	AckAfter time.Duration
+	// MaxUnacked and MaxUnackedBytes bound the stanzas kept until the
+	// server acknowledges them (defaults DefaultMaxUnacked and
+	// DefaultMaxUnackedBytes). A send that would go beyond waits, having
+	// asked the server for an acknowledgement, until there is room or
+	// its context ends (ErrUnackedFull); replies written by the read loop
+	// never wait.
+	MaxUnacked, MaxUnackedBytes int
+
+	// KeepAlive is how long the connection may stay silent before the
+	// client probes it: a XEP-0198 <r/> under stream management, a
+	// XEP-0199 ping otherwise (default DefaultKeepAlive). A probe
+	// unanswered for ProbeTimeout (default DefaultProbeTimeout) drops the
+	// connection (ErrStalled), which with Reconnect is then resumed or
+	// re-established: a silent stall is detected within KeepAlive +
+	// ProbeTimeout.
+	KeepAlive, ProbeTimeout time.Duration
+
+	// Outbox, if set, keeps messages sent while offline until the stream
+	// is back (see Outbox). Without one, Send fails with ErrNotConnected
+	// while offline.
+	Outbox Outbox
+	// LastArchiveID is the archive id (Client.ArchiveCursor) saved by a
+	// previous run: the first connection catches up from the archive
+	// after it.
+	LastArchiveID string
+	// DedupeWindow is how many message ids are remembered to deliver
+	// each message once (default DefaultDedupeWindow).
+	DedupeWindow int
+
 	// Carbons enables XEP-0280 Message Carbons after connecting (default
 	// on; set DisableCarbons to turn it off).
 	DisableCarbons bool
@@ -78,6 +117,32 @@ type Config struct {
 
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// defaults fills the stream management, liveness and duplicate settings
+// left zero.
+func (c *Config) defaults() {
+	if c.AckEvery <= 0 {
+		c.AckEvery = DefaultAckEvery
+	}
+	if c.AckAfter <= 0 {
+		c.AckAfter = DefaultAckAfter
+	}
+	if c.MaxUnacked <= 0 {
+		c.MaxUnacked = DefaultMaxUnacked
+	}
+	if c.MaxUnackedBytes <= 0 {
+		c.MaxUnackedBytes = DefaultMaxUnackedBytes
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = DefaultProbeTimeout
+	}
+	if c.DedupeWindow <= 0 {
+		c.DedupeWindow = DefaultDedupeWindow
+	}
 }
 
 // DefaultMechanisms is the SASL preference order used when

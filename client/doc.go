@@ -47,6 +47,30 @@
 // Interceptor, PlaintextObserver, BatchOpener, PresenceObserver,
 // StreamObserver, ErrorObserver, Availability, PreCloser and Shutdowner.
 //
+// # Unreliable networks (XEP-0198)
+//
+// With stream management (XEP-0198, Draft), used when the server offers
+// it, the client counts every stanza it writes and reads, asks the server
+// for acknowledgements and keeps what is not acknowledged (bounded:
+// Config.MaxUnacked, MaxUnackedBytes). With Config.Reconnect a dropped
+// connection is resumed and the unacknowledged stanzas are sent again;
+// when resumption fails the client logs in anew, ends the sessions of
+// mechanisms that lived in the lost stream (StreamObserver), reports
+// messages sealed in them failed, and catches up from the archive since
+// the last message seen, recognising duplicates by stanza-id and
+// origin-id. A watchdog probes a silent connection (an <r/>, or an
+// XEP-0199 ping without stream management) and drops it when no answer
+// comes within Config.ProbeTimeout. ConnectionEvents report each change
+// and ConnectionStatus the current state (connected, stalled,
+// reconnecting).
+//
+// Each message sent has a fate, reported as FateEvents by its id: queued,
+// sent, acked by the server, delivered (XEP-0184) or failed with a
+// reason. Messages sent without a stream wait in Config.Outbox (the
+// command keeps them in Balcony's store) when their mechanism allows
+// (Needs.Deferrable: the clear and OX) and leave in order when the stream
+// is back, also after a restart of the process.
+//
 // # Events
 //
 // Events carry data: NoticeEvent.Reason is an eme.Reason, SecurityEvent.Kind

@@ -11,8 +11,8 @@ import (
 
 // Event is delivered on Client.Events. It is one of *MessageEvent,
 // *NoticeEvent, *ReceiptEvent, *PresenceEvent, *SubscriptionEvent,
-// *RosterEvent, *PEPEvent, *ErrorEvent, *SecurityEvent or
-// *ConnectionEvent.
+// *RosterEvent, *PEPEvent, *ErrorEvent, *SecurityEvent, *ConnectionEvent
+// or *FateEvent.
 type Event interface{ event() }
 
 // CarbonKind tells whether a message is a XEP-0280 carbon copy.
@@ -45,6 +45,11 @@ type Origin struct {
 	// archive.
 	Delayed  bool
 	StanzaID string // XEP-0359 stanza-id assigned by our own server, if any
+	// CatchUp: the message was fetched from the archive after a
+	// reconnection that could not resume the stream, because it arrived
+	// while the client was away and had not been delivered (Archived is
+	// set too). It is news to the user, not history.
+	CatchUp bool
 	// ClaimedTime is a delay stamp the message carried that Balcony does
 	// not believe (the sender, or anyone on the way, may have written it):
 	// shown at most as a claim. The event's time is then when the message
@@ -254,8 +259,14 @@ func (s ConnectionState) String() string {
 type ConnectionEvent struct {
 	State ConnectionState
 	JID   jid.JID // bound JID when connected
-	Err   error   // why the stream ended, when it did
-	Retry time.Duration
+	// Resumed: the new stream resumed the one that was cut (XEP-0198):
+	// nothing was lost, sessions of mechanisms continue.
+	Resumed bool
+	Err     error // why the stream ended, when it did
+	// Resumable: the stream that ended may still be resumed.
+	Resumable bool
+	Retry     time.Duration // when Reconnecting: the wait before the attempt
+	Time      time.Time
 }
 
 func (*MessageEvent) event()      {}

@@ -155,15 +155,11 @@ func (h *host) SendPresence(ctx context.Context, to jid.JID) error {
 	if h.c.cfg.DisablePresence {
 		return nil
 	}
-	sess, err := h.c.session()
-	if err != nil {
-		return err
-	}
 	p := h.c.presenceStanza("", "", h.c.cfg.Status)
 	p.SetAttr("to", to.String())
 	h.c.pipeline.sendMu.Lock()
 	defer h.c.pipeline.sendMu.Unlock()
-	return sendTree(ctx, sess, p)
+	return h.c.writeStanza(ctx, p, nil)
 }
 
 func (h *host) IQ(ctx context.Context, iq *xmltree.Element) (*xmltree.Element, error) {

@@ -50,6 +50,12 @@ type Needs struct {
 	// Private adds the XEP-0280 <private/> directive so the server sends no
 	// carbon copies.
 	Private bool
+	// Deferrable means a message may wait in the outbox while the client
+	// is offline (Config.Outbox) and be sealed when it leaves: true for
+	// mechanisms whose messages do not depend on a live session (OX).
+	// Messages of the others (OTR, Encrypted Sessions) are refused while
+	// offline (OfflineError), as their sessions may not survive.
+	Deferrable bool
 	// Name is the mechanism's human-readable name. For a mechanism outside
 	// XEP-0380's table (one Balcony does not know) it goes into the EME
 	// tag's 'name' attribute, as XEP-0380 §3.2 asks, and into the fallback
@@ -76,6 +82,10 @@ type Sent struct {
 	// Held means the mechanism holds the message until its session is
 	// established; it leaves then, without another call to Send.
 	Held bool
+	// Queued means the client was offline: the message waits in the
+	// outbox (Config.Outbox) and is sealed and sent when the stream is
+	// back (FateEvents follow it).
+	Queued bool
 }
 
 // Outgoing is a message the user sends.

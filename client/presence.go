@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/xmltree"
@@ -62,12 +61,8 @@ func (c *Client) Resources(contact jid.JID) []jid.JID {
 // SendPresence broadcasts available presence with our entity capabilities.
 // show is "", "away", "chat", "dnd" or "xa".
 func (c *Client) SendPresence(ctx context.Context, show, status string) error {
-	sess, err := c.session()
-	if err != nil {
-		return err
-	}
 	c.ownPres.set(show, status)
-	return c.sendPresenceSession(ctx, sess, "", show, status)
+	return c.sendPresenceTyped(ctx, "", show, status)
 }
 
 // ownPresence is the show and status we last broadcast, for the
@@ -104,10 +99,11 @@ func (c *Client) rebroadcast(ctx context.Context) error {
 	return c.SendPresence(ctx, show, status)
 }
 
-func (c *Client) sendPresenceSession(ctx context.Context, sess *xmpp.Session, typ, show, status string) error {
+// sendPresenceTyped writes our presence of type typ ("" for available).
+func (c *Client) sendPresenceTyped(ctx context.Context, typ, show, status string) error {
 	c.pipeline.sendMu.Lock()
 	defer c.pipeline.sendMu.Unlock()
-	return sendTree(ctx, sess, c.presenceStanza(typ, show, status))
+	return c.writeStanza(ctx, c.presenceStanza(typ, show, status), nil)
 }
 
 // presenceStanza builds our presence of the given type ("" for available)

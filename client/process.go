@@ -158,6 +158,9 @@ func (c *Client) processMessage(st *xmltree.Element) {
 		c.emit(&ReceiptEvent{From: in.from, ID: r.AttrValue("id")})
 		return
 	}
+	if !c.admit(in) {
+		return
+	}
 	c.pipeline.incoming(in)
 }
 

@@ -37,6 +37,23 @@ func (p *Pipeline) send(ctx context.Context, msg *Outgoing, mechanism string) (S
 	if out.ID == "" {
 		out.ID = NewID()
 	}
+	if mechanism != "" {
+		if _, ok, enabled := p.mechanism(mechanism); !ok {
+			return Sent{}, fmt.Errorf("client: mechanism %s is not available", eme.DisplayName(mechanism, ""))
+		} else if !enabled {
+			return Sent{}, &NotEnabledError{Mechanism: mechanism,
+				Hint: eme.Hint{Action: eme.ActionEnable, Mechanism: mechanism, Peer: out.To.String()}}
+		}
+	}
+	if sent, queued, err := p.c.queue(ctx, out, mechanism); queued {
+		return sent, err
+	}
+	return p.sendNow(ctx, out, mechanism, 0)
+}
+
+// sendNow seals and writes a message (out has its defaults), following
+// its fate; outbox is its key in the outbox, 0 if it is not there.
+func (p *Pipeline) sendNow(ctx context.Context, out *Outgoing, mechanism string, outbox int64) (Sent, error) {
 	if mechanism == "" {
 		st := xmltree.New(NSClient, "message", "to", out.To.String(), "type", out.Type, "id", out.ID)
 		if out.Body != "" {
@@ -56,7 +73,8 @@ func (p *Pipeline) send(ctx context.Context, msg *Outgoing, mechanism string) (S
 		p.decorate(st, out, "", Needs{Hints: nil})
 		p.sendMu.Lock()
 		defer p.sendMu.Unlock()
-		return Sent{ID: out.ID, IDs: []string{out.ID}}, p.write(ctx, st)
+		t := p.c.fates.follow(out.ID, out.To, outbox, []string{out.ID})
+		return Sent{ID: out.ID, IDs: []string{out.ID}}, p.c.writeStanza(ctx, st, t)
 	}
 	m, ok, enabled := p.mechanism(mechanism)
 	if !ok {
@@ -79,7 +97,20 @@ func (p *Pipeline) send(ctx context.Context, msg *Outgoing, mechanism string) (S
 		}
 		p.decorate(st, out, mechanism, m.Needs())
 		sent.IDs = append(sent.IDs, st.AttrValue("id"))
-		if err := p.write(ctx, st); err != nil {
+	}
+	var t *tracked
+	if !sealed.Held && len(sealed.Stanzas) > 0 {
+		// A held message leaves later under ids of its own: only what is
+		// sent now is followed.
+		t = p.c.fates.follow(out.ID, out.To, outbox, sent.IDs)
+		p.c.fates.bindTo(t, mechanism, !m.Needs().Deferrable, out.Receipt)
+	}
+	for i, st := range sealed.Stanzas {
+		var msg *tracked
+		if i == len(sealed.Stanzas)-1 {
+			msg = t
+		}
+		if err := p.c.writeStanza(ctx, st, msg); err != nil {
 			return sent, err
 		}
 	}
@@ -188,13 +219,27 @@ func (p *Pipeline) writeProtocol(ctx context.Context, peer jid.JID, mechanism st
 	return nil
 }
 
+// sessionBound reports whether st belongs to a session of a mechanism
+// that does not survive the stream (not Needs.Deferrable): its EME tag
+// names such a mechanism, or, untagged, it carries the XEP-0280
+// <private/> directive that only such mechanisms add (Needs.Private; their
+// protocol messages have no text to tag). Such a stanza is not sent again
+// on a stream that replaced a lost one: the session that sealed it is
+// gone on both sides.
+func (p *Pipeline) sessionBound(st *xmltree.Element) bool {
+	if st.Name.Local != "message" {
+		return false
+	}
+	if tag := st.Child(eme.NS, "encryption"); tag != nil {
+		m, ok, _ := p.mechanism(tag.AttrValue("namespace"))
+		return ok && !m.Needs().Deferrable
+	}
+	return st.Child(NSCarbons, "private") != nil
+}
+
 // write writes a stanza to the stream. The caller holds sendMu.
 func (p *Pipeline) write(ctx context.Context, st *xmltree.Element) error {
-	sess, err := p.c.session()
-	if err != nil {
-		return err
-	}
-	return sendTree(ctx, sess, st)
+	return p.c.writeStanza(ctx, st, nil)
 }
 
 // ErrNotEnabled is matched (errors.Is) by a NotEnabledError.

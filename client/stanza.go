@@ -4,12 +4,13 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
-	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"mellium.im/xmlstream"
-	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stream"
 
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/xmltree"
@@ -24,52 +25,6 @@ func (c *Client) SendElement(ctx context.Context, st *xmltree.Element) error {
 	c.pipeline.sendMu.Lock()
 	defer c.pipeline.sendMu.Unlock()
 	return c.pipeline.write(ctx, st)
-}
-
-func sendTree(ctx context.Context, sess *xmpp.Session, st *xmltree.Element) error {
-	if st.Name.Space == "" {
-		st.Name.Space = NSClient
-	}
-	if st.Name.Space != NSClient {
-		return fmt.Errorf("client: refusing to send a %s element in namespace %q", st.Name.Local, st.Name.Space)
-	}
-	return sess.Send(ctx, st.TokenReader(NSClient))
-}
-
-// IQ sends an IQ (type get or set) and returns the response's tree. An
-// error response is returned as a *StanzaError.
-func (c *Client) IQ(ctx context.Context, iq *xmltree.Element) (*xmltree.Element, error) {
-	sess, err := c.session()
-	if err != nil {
-		return nil, err
-	}
-	if iq.Name.Space == "" {
-		iq.Name.Space = NSClient
-	}
-	if iq.AttrValue("id") == "" {
-		iq.SetAttr("id", NewID())
-	}
-	rc, err := sess.SendIQ(ctx, iq.TokenReader(NSClient))
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	tok, err := rc.Token()
-	if err != nil {
-		return nil, fmt.Errorf("client: reading IQ response: %w", err)
-	}
-	start, ok := tok.(xml.StartElement)
-	if !ok {
-		return nil, errors.New("client: malformed IQ response")
-	}
-	resp, err := xmltree.FromTokens(rc, start, nil)
-	if err != nil {
-		return nil, err
-	}
-	if resp.AttrValue("type") == "error" {
-		return resp, parseStanzaError(resp)
-	}
-	return resp, nil
 }
 
 // StanzaError is an XMPP stanza error (RFC 6120 §8.3).
@@ -170,10 +125,21 @@ func resultReply(req *xmltree.Element, payload ...*xmltree.Element) *xmltree.Ele
 	return resp
 }
 
-// handleStanza runs on the read loop: it answers IQ requests inline (they
-// need no network round trip), collects MAM results for pending queries
-// and hands every other stanza to the processing goroutine.
-func (c *Client) handleStanza(sess *xmpp.Session, t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+// handleStanza runs on the read loop: it counts stanzas for stream
+// management and answers its requests, hands IQ answers to the requests
+// waiting for them, answers IQ requests inline (they need no network
+// round trip), collects MAM results for pending queries and hands every
+// other stanza to the processing goroutine.
+func (c *Client) handleStanza(l *link, t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	l.touch()
+	if start.Name.Space == NSStreamManagement {
+		return c.handleSM(l, t, start)
+	}
+	if start.Name.Space == NSClient && (start.Name.Local == "message" || start.Name.Local == "presence" || start.Name.Local == "iq") {
+		// Handled once read: a stanza queued for processing is processed
+		// by this process even if the stream ends meanwhile.
+		c.sm.received()
+	}
 	st, err := xmltree.FromTokens(t, *start, nil)
 	if err != nil {
 		c.cfg.logger().Warn("unparsable stanza", "err", err)
@@ -197,6 +163,12 @@ func (c *Client) handleStanza(sess *xmpp.Session, t xmlstream.TokenReadEncoder, 
 	if st.Name.Space != NSClient {
 		return nil
 	}
+	return c.dispatch(t, st)
+}
+
+// dispatch handles one stanza read from the stream; replies are written to w, or
+// through the write path when w is nil.
+func (c *Client) dispatch(w xmlstream.TokenWriter, st *xmltree.Element) error {
 	switch st.Name.Local {
 	case "iq":
 		if _, ok := c.pipeline.stanzaOpener(st); ok {
@@ -206,18 +178,72 @@ func (c *Client) handleStanza(sess *xmpp.Session, t xmlstream.TokenReadEncoder, 
 			return nil
 		}
 		typ := st.AttrValue("type")
+		if typ == "result" || typ == "error" {
+			c.iqs.answer(c, st)
+			return nil
+		}
 		if typ != "get" && typ != "set" {
 			return nil
 		}
-		resp := c.handleIQ(st)
-		_, err := xmlstream.Copy(t, resp.TokenReader(NSClient))
-		return err
+		return c.reply(w, c.handleIQ(st))
 	case "message":
 		if c.mam.collect(c, st) {
 			return nil
 		}
 	}
 	c.inbox.push(inboxItem{st: st})
+	return nil
+}
+
+// reply writes an answer from the read loop: to w, the handler's writer
+// (mellium sends its own error answer to an IQ whose handler wrote none),
+// counted for stream management under the write lock; through the write
+// path when w is nil.
+func (c *Client) reply(w xmlstream.TokenWriter, resp *xmltree.Element) error {
+	if w == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ProbeTimeout)
+		defer cancel()
+		return c.writeStanza(ctx, resp, nil)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.sm.record(resp, time.Now(), nil)
+	_, err := xmlstream.Copy(w, resp.TokenReader(NSClient))
+	return err
+}
+
+// handleSM handles a XEP-0198 element on an established stream.
+func (c *Client) handleSM(l *link, t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	el, err := xmltree.FromTokens(t, *start, &xmltree.Limits{MaxBytes: 4096, MaxDepth: 4, MaxNodes: 16})
+	if err != nil {
+		return err
+	}
+	switch el.Name.Local {
+	case "r":
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		_, err := xmlstream.Copy(t, ackElement(c.sm.handled()).TokenReader(NSClient))
+		return err
+	case "a":
+		h, ok := parseH(el)
+		if !ok {
+			return nil
+		}
+		acked, err := c.sm.ack(h)
+		if hc, ok := errors.AsType[*HandledCountError](err); ok {
+			// §6: the server claims stanzas it was never sent. What it
+			// acknowledges cannot be trusted: the session is not resumed,
+			// and what it did not acknowledge is sent again on a new one.
+			c.cfg.logger().Warn("the server acknowledged more stanzas than were sent", "h", hc.H, "sent", hc.Sent)
+			c.sm.poison()
+			l.fail(hc)
+			return stream.UndefinedCondition.ApplicationError(smElement("handled-count-too-high",
+				"h", strconv.FormatUint(uint64(hc.H), 10), "send-count", strconv.FormatUint(uint64(hc.Sent), 10)).TokenReader(NSClient))
+		}
+		c.acked(acked)
+	default:
+		c.cfg.logger().Debug("unexpected stream management element", "name", el.Name.Local)
+	}
 	return nil
 }
 

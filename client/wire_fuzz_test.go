@@ -62,13 +62,14 @@ func (w *farEnd) connect(tb testing.TB) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	done := make(chan struct{})
+	l := newLink(cc, nil)
+	l.sess = sess
 	c := w.c
 	c.mu.Lock()
-	c.sess, c.bound, c.connected, c.serveDone = sess, account, true, done
+	c.link, c.bound, c.connected, c.serveDone = l, account, true, l.done
 	c.mu.Unlock()
-	w.done = done
-	go c.serve(sess, done)
+	w.done = l.done
+	go c.serve(l)
 	go w.serve(sc)
 }
 

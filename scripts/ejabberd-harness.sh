@@ -20,6 +20,11 @@
 #   scripts/ejabberd-harness.sh adduser DIR USER PASSWORD [DOMAIN]
 #       Registers an account with `ejabberdctl register` (works while the
 #       server runs).
+#   scripts/ejabberd-harness.sh restart DIR
+#       Stops the server started in DIR and starts it again with the same
+#       configuration, ports and spool (accounts, archives, offline
+#       messages survive; sessions and stream management state do not),
+#       for fault tests. Prints the same assignments as start.
 #   scripts/ejabberd-harness.sh stop DIR
 #       Stops the server started in DIR, by PID, and waits for it to exit.
 #
@@ -231,12 +236,19 @@ cmd_start() {
 	chmod 600 "$dir/certs/server.pem"
 	write_ctl "$dir"
 	write_config "$dir" "$c2s" "$tls" "$dist" "$epmd" "$node" "$carbons"
+	echo "$c2s $tls $node $carbons" > "$dir/ports"
+	launch "$dir" "$c2s" "$tls" "$node" "$carbons"
+}
 
+# launch DIR C2S TLS NODE CARBONS runs the configured server and waits
+# until both listeners answer.
+launch() {
+	local dir=$1 c2s=$2 tls=$3 node=$4 carbons=$5
 	rm -f "$dir/ejabberd.pid"
 	# setsid: a Ctrl-C meant for the caller's terminal does not reach the
 	# server half-way through start-up; `stop` ends it.
 	setsid "$BASH" -c 'cd "$1" && exec "$2" --config-dir "$1/etc" --logs "$1/log" --spool "$1/spool" foreground' \
-		_ "$dir" "$dir/ejabberdctl" </dev/null >"$dir/stdout.log" 2>&1 &
+		_ "$dir" "$dir/ejabberdctl" </dev/null >>"$dir/stdout.log" 2>&1 &
 	local wrapper=$!
 	echo "$wrapper" > "$dir/ejabberdctl.pid"
 	# Wait until both listeners answer (bounded); fail early if ejabberd
@@ -308,6 +320,18 @@ failed_start() {
 	die "$*"
 }
 
+cmd_restart() {
+	local dir=${1:?usage: restart DIR} c2s tls node carbons
+	dir=$(cd "$dir" && pwd)
+	[ -f "$dir/ports" ] || die "no server was started in $dir"
+	read -r c2s tls node carbons < "$dir/ports"
+	stop_server "$dir"
+	# The "stopped" line of the previous run must not end the next stop
+	# early.
+	[ -f "$dir/log/ejabberd.log" ] && mv "$dir/log/ejabberd.log" "$dir/log/ejabberd.log.$(date +%s%N)"
+	launch "$dir" "$c2s" "$tls" "$node" "$carbons"
+}
+
 cmd_adduser() {
 	local dir=${1:?usage: adduser DIR USER PASSWORD [DOMAIN]} user=${2:?} pass=${3:?} domain=${4:-localhost}
 	dir=$(cd "$dir" && pwd)
@@ -346,6 +370,16 @@ stop_vm() {
 cmd_stop() {
 	local dir=${1:?usage: stop DIR} pid
 	[ -d "$dir" ] || return 0
+	stop_server "$dir"
+	if [ -f "$dir/epmd.port" ]; then
+		for pid in $(epmd_pid "$(cat "$dir/epmd.port")"); do stop_pid "$pid"; done
+		rm -f "$dir/epmd.port"
+	fi
+}
+
+# stop_server DIR stops the VM and its wrapper (not epmd).
+stop_server() {
+	local dir=$1 pid
 	if [ -f "$dir/ejabberd.pid" ]; then
 		stop_vm "$dir" "$(cat "$dir/ejabberd.pid")"
 		rm -f "$dir/ejabberd.pid"
@@ -357,15 +391,12 @@ cmd_stop() {
 		stop_pid "$pid" "$dir/ejabberdctl"
 		rm -f "$dir/ejabberdctl.pid"
 	fi
-	if [ -f "$dir/epmd.port" ]; then
-		for pid in $(epmd_pid "$(cat "$dir/epmd.port")"); do stop_pid "$pid"; done
-		rm -f "$dir/epmd.port"
-	fi
 }
 
 case "${1:-}" in
 start) shift; cmd_start "$@" ;;
 adduser) shift; cmd_adduser "$@" ;;
+restart) shift; cmd_restart "$@" ;;
 stop) shift; cmd_stop "$@" ;;
-*) echo "usage: $0 start DIR [--no-carbons] [C2S_PORT [TLS_PORT]] | adduser DIR USER PASSWORD [DOMAIN] | stop DIR" >&2; exit 2 ;;
+*) echo "usage: $0 start DIR [--no-carbons] [C2S_PORT [TLS_PORT]] | adduser DIR USER PASSWORD [DOMAIN] | restart DIR | stop DIR" >&2; exit 2 ;;
 esac

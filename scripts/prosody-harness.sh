@@ -12,6 +12,11 @@
 #       PROSODY_TLS_ADDR, PROSODY_CA, PROSODY_PID, PROSODY_DIR) on stdout.
 #   scripts/prosody-harness.sh adduser DIR USER PASSWORD [DOMAIN]
 #       Registers an account with prosodyctl (works while the server runs).
+#   scripts/prosody-harness.sh restart DIR
+#       Stops the server started in DIR and starts it again with the same
+#       configuration, ports and data (accounts, archives, offline
+#       messages survive; sessions and stream management state do not),
+#       for fault tests. Prints the same assignments as start.
 #   scripts/prosody-harness.sh stop DIR
 #       Stops the server started in DIR and waits for it to exit.
 #
@@ -100,7 +105,14 @@ cmd_start() {
 	[ -n "$tls" ] || tls=$(pick_port "$c2s")
 	make_certs "$dir"
 	write_config "$dir" "$c2s" "$tls"
-	"$PROSODY" --config "$dir/prosody.cfg.lua" >"$dir/stdout.log" 2>&1 &
+	echo "$c2s $tls" > "$dir/ports"
+	launch "$dir" "$c2s" "$tls"
+}
+
+# launch DIR C2S TLS runs the configured server and waits until it listens.
+launch() {
+	local dir=$1 c2s=$2 tls=$3
+	"$PROSODY" --config "$dir/prosody.cfg.lua" >>"$dir/stdout.log" 2>&1 &
 	local pid=$!
 	echo "$pid" > "$dir/prosody.pid"
 	# Wait for both listeners (bounded: a loaded machine can take many
@@ -137,6 +149,15 @@ cmd_adduser() {
 		{ cat "$dir/prosodyctl.err" >&2; die "could not register $user@$domain"; }
 }
 
+cmd_restart() {
+	local dir=${1:?usage: restart DIR} c2s tls
+	dir=$(cd "$dir" && pwd)
+	[ -f "$dir/ports" ] || die "no server was started in $dir"
+	read -r c2s tls < "$dir/ports"
+	cmd_stop "$dir"
+	launch "$dir" "$c2s" "$tls"
+}
+
 cmd_stop() {
 	local dir=${1:?usage: stop DIR}
 	[ -f "$dir/prosody.pid" ] || return 0
@@ -147,6 +168,7 @@ cmd_stop() {
 case "${1:-}" in
 start) shift; cmd_start "$@" ;;
 adduser) shift; cmd_adduser "$@" ;;
+restart) shift; cmd_restart "$@" ;;
 stop) shift; cmd_stop "$@" ;;
-*) echo "usage: $0 start DIR [C2S_PORT [TLS_PORT]] | adduser DIR USER PASSWORD [DOMAIN] | stop DIR" >&2; exit 2 ;;
+*) echo "usage: $0 start DIR [C2S_PORT [TLS_PORT]] | adduser DIR USER PASSWORD [DOMAIN] | restart DIR | stop DIR" >&2; exit 2 ;;
 esac

@@ -118,6 +118,7 @@ type OfflineSecretStore interface {
 // OutboxStore is the queue of messages accepted but not sent yet.
 type OutboxStore interface {
 	Enqueue(ctx context.Context, to, body string, m Mechanism) (int64, error)
+	EnqueueMessage(ctx context.Context, m OutboxMessage) (int64, error)
 	Outbox(ctx context.Context) ([]OutboxMessage, error)
 	Dequeue(ctx context.Context, id int64) error
 }

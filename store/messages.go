@@ -19,27 +19,59 @@ type OutboxMessage struct {
 	Body      string    // the plaintext, sealed at rest
 	Mechanism Mechanism // the mechanism to send it with; empty for none
 	Created   time.Time
+	// MessageID is the id the message keeps when it leaves (XEP-0359
+	// origin-id), so that recipients recognise it if it is sent twice;
+	// "" when none was given.
+	MessageID string
+	// Receipt asks the recipient for a delivery receipt (XEP-0184).
+	Receipt bool
+	// Type is the message's type attribute ("" stands for "chat") and
+	// Thread its <thread/>, "" for none.
+	Type, Thread string
 }
+
+// maxMessageID bounds the length of an outbox message id.
+const maxMessageID = 256
 
 // Enqueue adds a message to the outbox and returns its id. The body is
 // sealed at rest. Remove it with Dequeue once it has been sent.
 func (s *core) Enqueue(ctx context.Context, to, body string, m Mechanism) (int64, error) {
+	return s.EnqueueMessage(ctx, OutboxMessage{To: to, Body: body, Mechanism: m})
+}
+
+// EnqueueMessage is Enqueue with the message's id, receipt request,
+// type and thread (ID and Created of m are ignored).
+func (s *core) EnqueueMessage(ctx context.Context, m OutboxMessage) (int64, error) {
 	const op = "enqueue"
-	j, err := jid.Parse(to)
+	j, err := jid.Parse(m.To)
 	if err != nil {
-		return 0, wrap(op, fmt.Errorf("invalid JID %q: %w", to, err))
+		return 0, wrap(op, fmt.Errorf("invalid JID %q: %w", m.To, err))
 	}
-	if m != "" && !m.Valid() {
-		return 0, wrap(op, fmt.Errorf("unknown mechanism %q", string(m)))
+	if m.Mechanism != "" && !m.Mechanism.Valid() {
+		return 0, wrap(op, fmt.Errorf("unknown mechanism %q", string(m.Mechanism)))
+	}
+	if len(m.MessageID) > maxMessageID || len(m.Thread) > maxMessageID {
+		return 0, wrap(op, fmt.Errorf("message id or thread longer than %d bytes", maxMessageID))
+	}
+	switch m.Type {
+	case "", "chat", "normal", "headline", "groupchat":
+	default:
+		return 0, wrap(op, fmt.Errorf("invalid message type %q", m.Type))
+	}
+	// Without an id or a receipt request the columns keep their defaults
+	// (and the statement is the one of schemas before version 6).
+	insert, args := `INSERT INTO outbox (/*account_id,*/ recipient, body, mechanism, created) VALUES (/*$account,*/ ?, ?, ?, ?) RETURNING id`,
+		[]any{j.String(), []byte{}, m.Mechanism, s.nowMillis()}
+	if m.MessageID != "" || m.Receipt || m.Type != "" || m.Thread != "" {
+		insert = `INSERT INTO outbox (/*account_id,*/ recipient, body, mechanism, created, message_id, receipt, msg_type, thread) VALUES (/*$account,*/ ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+		args = append(args, m.MessageID, m.Receipt, m.Type, m.Thread)
 	}
 	var id int64
 	err = s.update(ctx, op, func(q Querier) error {
-		if err := q.QueryRow(ctx,
-			`INSERT INTO outbox (/*account_id,*/ recipient, body, mechanism, created) VALUES (/*$account,*/ ?, ?, ?, ?) RETURNING id`,
-			j.String(), []byte{}, m, s.nowMillis()).Scan(&id); err != nil {
+		if err := q.QueryRow(ctx, insert, args...).Scan(&id); err != nil {
 			return err
 		}
-		blob, err := s.seal([]byte(body), "outbox", strconv.FormatInt(id, 10))
+		blob, err := s.seal([]byte(m.Body), "outbox", strconv.FormatInt(id, 10))
 		if err != nil {
 			return err
 		}
@@ -54,7 +86,7 @@ func (s *core) Enqueue(ctx context.Context, to, body string, m Mechanism) (int64
 func (s *core) Outbox(ctx context.Context) ([]OutboxMessage, error) {
 	var out []OutboxMessage
 	err := s.read(ctx, "outbox", func(q Querier) error {
-		rows, err := q.Query(ctx, `SELECT id, recipient, body, mechanism, created FROM outbox WHERE /*account*/ TRUE ORDER BY id`)
+		rows, err := q.Query(ctx, `SELECT id, recipient, body, mechanism, created, message_id, receipt, msg_type, thread FROM outbox WHERE /*account*/ TRUE ORDER BY id`)
 		if err != nil {
 			return err
 		}
@@ -64,7 +96,7 @@ func (s *core) Outbox(ctx context.Context) ([]OutboxMessage, error) {
 			var blob []byte
 			var m string
 			var created int64
-			if err := rows.Scan(&o.ID, &o.To, &blob, &m, &created); err != nil {
+			if err := rows.Scan(&o.ID, &o.To, &blob, &m, &created, &o.MessageID, &o.Receipt, &o.Type, &o.Thread); err != nil {
 				return err
 			}
 			body, err := s.open(blob, "outbox", strconv.FormatInt(o.ID, 10))

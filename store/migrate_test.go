@@ -133,7 +133,7 @@ var fixtures = []struct {
 			t.Errorf("own keys %+v", own)
 		}
 		ob, err := s.Outbox(ctx)
-		if err != nil || len(ob) != 1 || ob[0].Body != "wherefore art thou" {
+		if err != nil || len(ob) < 1 || ob[0].Body != "wherefore art thou" {
 			t.Errorf("outbox %+v, %v", ob, err)
 		}
 	}},
@@ -218,6 +218,27 @@ var fixtures = []struct {
 		msgs, err := s.Messages(ctx, "paris@verona.lit", 0, 10)
 		if err != nil || len(msgs) != 1 || msgs[0].Mechanism != OMEMO || msgs[0].Body != "omemo" {
 			t.Errorf("messages %+v, %v", msgs, err)
+		}
+	}},
+	{8, func(t *testing.T, s *Store) {
+		_, err := s.EnqueueMessage(ctx, OutboxMessage{To: "friar@verona.lit", Body: "the letter", MessageID: "letter-1", Receipt: true})
+		must(t, err)
+	}, func(t *testing.T, s *Store) {
+		// Messages queued before the migration have no id and ask for no
+		// receipt; the rest keep theirs.
+		out, err := s.Outbox(ctx)
+		must(t, err)
+		var old, letter *OutboxMessage
+		for i := range out {
+			switch out[i].Body {
+			case "wherefore art thou":
+				old = &out[i]
+			case "the letter":
+				letter = &out[i]
+			}
+		}
+		if old == nil || old.MessageID != "" || old.Receipt || letter == nil || letter.MessageID != "letter-1" || !letter.Receipt {
+			t.Errorf("outbox after the migration: %+v", out)
 		}
 	}},
 }

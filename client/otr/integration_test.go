@@ -376,12 +376,15 @@ func integrationOTRReconnectAndReAKE(t *testing.T, srv *prosodytest.Server) {
 	noOTRInArchive(t, a, bob.JID)
 }
 
+// TestIntegrationOTRStreamEnd: a stream that ends and cannot be resumed
+// (here: without stream management) ends the OTR sessions it carried.
 func TestIntegrationOTRStreamEnd(t *testing.T) {
 	srv := prosodytest.Start(t)
 	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
 	a := clienttest.Connect(t, srv, alice, "home", func(c *client.Config) {
 		c.Reconnect = true
 		c.MinBackoff = 50 * time.Millisecond
+		c.DisableStreamManagement = true
 	})
 	ao := attachOTR(t, a, newOTRAccount(t, 4))
 	b := clienttest.Connect(t, srv, bob, "desk")
@@ -400,5 +403,58 @@ func TestIntegrationOTRStreamEnd(t *testing.T) {
 	}
 	if s := bo.Sessions(context.Background()); len(s) != 0 {
 		t.Fatalf("bob's sessions: %+v", s)
+	}
+}
+
+// TestIntegrationOTRResumed: a connection cut under stream management is
+// resumed, and the OTR session it carried goes on untouched on both
+// sides: no session ends, no new key exchange, messages flow both ways.
+func TestIntegrationOTRResumed(t *testing.T) {
+	srv := prosodytest.Start(t)
+	alice, bob := srv.AddUser(t, "alice", ""), srv.AddUser(t, "bob", "")
+	a := clienttest.Connect(t, srv, alice, "home", func(c *client.Config) {
+		c.Reconnect = true
+		c.MinBackoff = 10 * time.Millisecond
+	})
+	ao := attachOTR(t, a, newOTRAccount(t, 4))
+	b := clienttest.Connect(t, srv, bob, "desk")
+	attachOTR(t, b, newOTRAccount(t, 3))
+	startOTR(t, a, ao, b)
+	before := ao.Sessions(context.Background())
+	if len(before) != 1 || before[0].SSID == "" {
+		t.Fatalf("sessions %+v", before)
+	}
+	if err := a.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing ends on alice's side until the stream is back, resumed.
+	for {
+		ev := clienttest.WaitFor[client.Event](t, a, nil)
+		if se, ok := ev.(*client.SecurityEvent); ok && se.Mechanism == eme.OTR {
+			t.Fatalf("OTR event across a resumed stream: %+v", se)
+		}
+		if ce, ok := ev.(*client.ConnectionEvent); ok && ce.State == client.Connected {
+			if !ce.Resumed {
+				t.Fatalf("not resumed: %+v", ce)
+			}
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := a.Send(ctx, &client.Outgoing{To: b.JID(), Body: "after the cut"}, eme.OTR); err != nil {
+		t.Fatal(err)
+	}
+	if m := clienttest.WaitFor(t, b, func(m *client.MessageEvent) bool { return m.Body == "after the cut" }); m.Security.Mechanism != eme.OTR {
+		t.Fatalf("bob got %+v", m.Security)
+	}
+	if _, err := b.Send(ctx, &client.Outgoing{To: a.JID(), Body: "still private"}, eme.OTR); err != nil {
+		t.Fatal(err)
+	}
+	if m := clienttest.WaitFor(t, a, func(m *client.MessageEvent) bool { return m.Body == "still private" }); m.Security.Mechanism != eme.OTR {
+		t.Fatalf("alice got %+v", m.Security)
+	}
+	if after := ao.Sessions(context.Background()); len(after) != 1 || after[0].SSID != before[0].SSID || after[0].State != before[0].State {
+		t.Fatalf("session before %+v, after %+v", before, after)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -103,8 +104,26 @@ func (o *Mechanism) Seal(ctx context.Context, out *client.Outgoing) (client.Seal
 		res.Stanzas = append(res.Stanzas, otrStanza(out.To, id, bareQuery(m)))
 		p.remember(id)
 	}
-	o.sendPresence(ctx, p)
+	o.presenceAfterSeal(p)
 	return res, nil
+}
+
+// presenceAfterSeal is sendPresence for Seal, whose caller (the client's
+// pipeline) holds the send lock without a wire: the presence is written
+// once the lock is free, after the sealed message. Callers hold o.mu.
+func (o *Mechanism) presenceAfterSeal(p *otrPeer) {
+	if p.presence || o.h == nil {
+		return
+	}
+	p.presence = true
+	to, h := p.jid, o.h
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := h.SendPresence(ctx, to); err != nil {
+			h.Logger().Warn("sending directed presence failed", "err", err)
+		}
+	}()
 }
 
 // bareQuery returns a query message without the explanation the engine

@@ -180,9 +180,10 @@ func (x *Mechanism) Namespace() string { return eme.OX }
 
 // Needs implements Mechanism: XEP-0374 §3.2 asks for a fallback body and a
 // store hint (and the EME tag, which every mechanism gets) on every OX
-// message.
+// message. An OX message is sealed with the keys known when it leaves,
+// not with the state of a live session, so it may wait in the outbox.
 func (x *Mechanism) Needs() client.Needs {
-	return client.Needs{FallbackBody: true, Hints: []string{"store"}}
+	return client.Needs{FallbackBody: true, Hints: []string{"store"}, Deferrable: true}
 }
 
 func (x *Mechanism) self() jid.JID { return x.h.Self().Bare() }

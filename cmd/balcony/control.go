@@ -359,6 +359,9 @@ func needListener(err error, a *accountConfig) error {
 type watcher struct {
 	pred func(ev any) bool
 	ch   chan any
+	// keep: the watcher stays registered after a match and receives
+	// every matching event (up to its buffer; see watchAll).
+	keep bool
 }
 
 type watchers struct {
@@ -369,6 +372,16 @@ type watchers struct {
 // watch registers a watcher on the session's event stream (listen only).
 func (s *session) watch(pred func(ev any) bool) *watcher {
 	w := &watcher{pred: pred, ch: make(chan any, 1)}
+	s.watchers.mu.Lock()
+	s.watchers.list = append(s.watchers.list, w)
+	s.watchers.mu.Unlock()
+	return w
+}
+
+// watchAll registers a watcher that receives every matching event, not
+// only the first, up to n events not yet read (more are dropped).
+func (s *session) watchAll(n int, pred func(ev any) bool) *watcher {
+	w := &watcher{pred: pred, ch: make(chan any, n), keep: true}
 	s.watchers.mu.Lock()
 	s.watchers.list = append(s.watchers.list, w)
 	s.watchers.mu.Unlock()
@@ -398,7 +411,12 @@ func (s *session) offer(ev any) {
 	defer s.watchers.mu.Unlock()
 	out := s.watchers.list[:0]
 	for _, w := range s.watchers.list {
-		if w.pred(ev) {
+		if w.pred(ev) && w.keep {
+			select {
+			case w.ch <- ev:
+			default:
+			}
+		} else if w.pred(ev) {
 			w.ch <- ev
 			continue
 		}

@@ -204,26 +204,3 @@ func TestRenderErrorQuoted(t *testing.T) {
 		t.Fatalf("error line %d bytes: %.200q", len(out), out)
 	}
 }
-
-// Receipts and errors are matched by id and by who may answer.
-func TestAnswersMatchSender(t *testing.T) {
-	ids := map[string]bool{"m1": true}
-	to, self := jid.MustParse("bob@example.org"), jid.MustParse("alice@example.net/home")
-	for _, tc := range []struct {
-		ev   any
-		want bool
-	}{
-		{&client.ReceiptEvent{From: jid.MustParse("bob@example.org/phone"), ID: "m1"}, true},
-		{&client.ReceiptEvent{From: jid.MustParse("mallory@example.org/x"), ID: "m1"}, false},
-		{&client.ReceiptEvent{From: jid.MustParse("bob@example.org/phone"), ID: "m2"}, false},
-		{&client.ErrorEvent{From: jid.MustParse("example.org"), ID: "m1"}, true},
-		{&client.ErrorEvent{From: jid.MustParse("example.net"), ID: "m1"}, true},
-		{&client.ErrorEvent{From: jid.MustParse("bob@example.org"), ID: "m1"}, true},
-		{&client.ErrorEvent{From: jid.MustParse("mallory@example.net/x"), ID: "m1"}, false},
-		{&client.ErrorEvent{From: jid.MustParse("evil.example"), ID: "m1"}, false},
-	} {
-		if got := answers(tc.ev, ids, to, self); got != tc.want {
-			t.Errorf("%+v: %v, want %v", tc.ev, got, tc.want)
-		}
-	}
-}

@@ -50,6 +50,9 @@ func (r *renderer) withHint(text string, h eme.Hint, fpr string) string {
 }
 
 func (r *renderer) event(ev client.Event) {
+	if r.linkEvent(ev) {
+		return
+	}
 	if r.json {
 		r.jsonEvent(ev)
 		return
@@ -171,6 +174,11 @@ type jsonEvent struct {
 	Command string    `json:"command,omitempty"`
 	// Claimed is a delay stamp the message carried that is not believed.
 	Claimed *time.Time `json:"claimed_time,omitempty"`
+	// Resumed and Resumable describe a connection event (XEP-0198), and
+	// Retry is the wait in seconds before a reconnection attempt.
+	Resumed   bool    `json:"resumed,omitempty"`
+	Resumable bool    `json:"resumable,omitempty"`
+	Retry     float64 `json:"retry_seconds,omitempty"`
 }
 
 func (r *renderer) jsonEvent(ev client.Event) {

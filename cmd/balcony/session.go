@@ -17,9 +17,8 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/client"
-	esclient "github.com/balcony-im/balcony/client/esession"
-	otrclient "github.com/balcony-im/balcony/client/otr"
 	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/internal/storeoutbox"
 	"github.com/balcony-im/balcony/store"
 )
 
@@ -38,9 +37,13 @@ Flags:
   --esession         encrypt with an established Encrypted Session
   --plain            send in the clear (refused when the contact's policy requires encryption)
   --receipt          ask for a delivery receipt and wait for it (up to --timeout)
-  --timeout DUR      how long to wait for the connection and receipt (default 30s)
-  --wait DUR         when OTR holds the message until the private conversation
-                     starts (policy "always"), wait up to DUR until it has left
+  --timeout DUR      how long to wait for the connection, the server's
+                     acknowledgement and the receipt (default 30s)
+  --wait DUR         wait up to DUR more for what becomes of the message and
+                     print each step: a queued message until it left and the
+                     server acknowledged it, a message OTR holds until the
+                     private conversation started (policy "always")
+  --json             print the steps as JSON lines (type "fate")
 ` + secretFlagsUsage + `
 Without a mechanism flag the contact's policy decides (see balcony policy):
 "require:X" uses X, "prefer" uses the strongest mechanism ready for the
@@ -48,6 +51,16 @@ contact (OMEMO devices it announces, an announced OX key, an OTR or
 Encrypted Session), and
 "plaintext" (the default) sends in the clear.
 Exit status 3 means the policy refused to send (downgrade protection).
+
+send succeeds once the server acknowledged the message (XEP-0198 stream
+management), or wrote it when the server does not acknowledge messages,
+or once the message waits durably in the account's outbox: a message in
+the clear or with OX written while the connection is down (no network, the
+server unreachable, a running listener reconnecting) is queued and leaves,
+in order, when the connection is back, with the next balcony listen or
+send, even after a restart. OTR and Encrypted Sessions messages are not
+queued: they need the live session. A failure (an error from the server
+or the recipient, a message given up) exits 1 with its reason.
 `,
 	run: runSend,
 }
@@ -134,6 +147,9 @@ func prepare(ctx context.Context, e *env, o *secretOptions, mod func(*client.Con
 		s.Close()
 		return nil, err
 	}
+	// Messages written while offline wait in the store's outbox and leave
+	// with whichever command connects next.
+	ccfg.Outbox = storeoutbox.Store{S: st}
 	if mod != nil {
 		mod(&ccfg)
 	}
@@ -165,6 +181,26 @@ func prepare(ctx context.Context, e *env, o *secretOptions, mod func(*client.Con
 		}
 	}
 	return s, nil
+}
+
+// unreachable reports whether a connection failed for want of a network
+// or server (a message may then wait in the outbox), rather than being
+// refused (a wrong password, an untrusted certificate).
+func unreachable(err error) bool {
+	var (
+		ae      *client.AuthError
+		certErr *tls.CertificateVerificationError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		netErr  net.Error
+		dnsErr  *net.DNSError
+	)
+	switch {
+	case errors.As(err, &ae), errors.As(err, &certErr), errors.As(err, &unknown), errors.As(err, &host):
+		return false
+	}
+	return errors.As(err, &netErr) || errors.As(err, &dnsErr) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func connectHint(err error, a *accountConfig) string {
@@ -207,6 +243,7 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	receipt := fs.Bool("receipt", false, "")
 	timeout := fs.Duration("timeout", 30*time.Second, "")
 	wait := fs.Duration("wait", 0, "")
+	asJSON := fs.Bool("json", false, "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -257,42 +294,48 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	}
 	err = callControl(ctx, e, a, "send", sa, &res)
 	if errors.Is(err, errNoListener) {
-		sess, err := prepare(ctx, e, &so, func(cfg *client.Config) { cfg.DisablePresence = true })
+		var sess *session
+		sess, err = prepare(ctx, e, &so, func(cfg *client.Config) { cfg.DisablePresence = true })
 		if err != nil {
 			return err
 		}
 		defer sess.Close()
 		// The policy is checked before any connection: a downgrade is
 		// refused (exit 3) even when the server cannot be reached.
-		chosen, err := chooseMechanism(ctx, sess, to, sa)
-		if err != nil {
+		var chosen string
+		if chosen, err = chooseMechanism(ctx, sess, to, sa); err != nil {
 			return err
 		}
 		if chosen == eme.OTR || chosen == eme.ESession {
 			return needListener(errNoListener, a)
-		}
-		if err := sess.dial(ctx); err != nil {
-			return err
 		}
 		go func() {
 			for ev := range sess.client.Events() {
 				sess.offer(ev)
 			}
 		}()
-		res, err = doSend(ctx, sess, sa)
-		if err != nil {
-			return err
+		if err := sess.dial(ctx); err != nil {
+			// Offline: a message that may wait goes into the outbox.
+			if !unreachable(err) || (chosen != "" && chosen != eme.OX) {
+				return err
+			}
+			sa.Mechanism, sa.Explicit = chosen, true
 		}
-	} else if err != nil {
+		res, err = doSend(ctx, sess, sa)
+	}
+	printFates(e, res, *wait > 0, *asJSON, to)
+	if err != nil {
 		return err
 	}
 	switch {
+	case res.Queued && !res.Acked && !*asJSON:
+		fmt.Fprintf(e.stdout, "queued: the message to %s leaves when the connection is back\n", to)
 	case res.Held && !res.Left:
 		fmt.Fprintf(e.stdout, "held: the message leaves when the private conversation with %s starts (see balcony otr status)\n", to)
 	case res.Held:
 		fmt.Fprintf(e.stdout, "sent: the private conversation with %s started and the held message left\n", to)
 	}
-	if res.Delivered != "" {
+	if res.Delivered != "" && !*asJSON && *wait == 0 {
 		fmt.Fprintf(e.stdout, "delivered %s\n", res.Delivered)
 	}
 	return nil
@@ -316,6 +359,11 @@ type sendResult struct {
 	// Left: it has left since (with a wait).
 	Held bool `json:"held,omitempty"`
 	Left bool `json:"left,omitempty"`
+	// Queued: the message waits in the outbox (durably); Acked: the
+	// server acknowledged it; Fates: what became of it, step by step.
+	Queued bool         `json:"queued,omitempty"`
+	Acked  bool         `json:"acked,omitempty"`
+	Fates  []fateRecord `json:"fates,omitempty"`
 }
 
 // controlSend serves "send" on the control socket.
@@ -325,21 +373,6 @@ func controlSend(ctx context.Context, s *session, raw json.RawMessage) (any, err
 		return nil, err
 	}
 	return doSend(ctx, s, a)
-}
-
-// answers reports whether ev is the receipt or error of a message with one
-// of ids sent to "to" by self. It counts only from whom the message went
-// to (an error also from the recipient's server or our own): anyone else
-// who learnt an id can neither confirm nor fail the message.
-func answers(ev any, ids map[string]bool, to, self jid.JID) bool {
-	switch ev := ev.(type) {
-	case *client.ReceiptEvent:
-		return ids[ev.ID] && ev.From.Bare().Equal(to.Bare())
-	case *client.ErrorEvent:
-		from := ev.From.String()
-		return ids[ev.ID] && (ev.From.Bare().Equal(to.Bare()) || from == to.Domainpart() || from == self.Domainpart())
-	}
-	return false
 }
 
 // chooseMechanism returns the mechanism a send uses: the user's choice, or
@@ -361,96 +394,6 @@ func chooseMechanism(ctx context.Context, s *session, to jid.JID, a sendArgs) (s
 		return "", err
 	}
 	return mech, nil
-}
-
-// doSend sends one message in a connected session, waiting for its
-// receipt when asked to.
-func doSend(ctx context.Context, s *session, a sendArgs) (sendResult, error) {
-	to, err := jid.Parse(a.To)
-	if err != nil {
-		return sendResult{}, err
-	}
-	c := s.client
-	mech, err := chooseMechanism(ctx, s, to, a)
-	if err != nil {
-		return sendResult{}, err
-	}
-	var w *watcher
-	ids := map[string]bool{}
-	if a.Receipt {
-		// A receipt or error counts only from whom the message went to (an
-		// error also from the recipient's server or our own): anyone who
-		// learnt the id cannot confirm or fail the message.
-		w = s.watch(func(ev any) bool { return answers(ev, ids, to, c.JID()) })
-		defer s.unwatch(w)
-	}
-	// A message OTR holds leaves when the private conversation starts.
-	var secure *watcher
-	if mech == eme.OTR && a.Wait > 0 {
-		secure = s.watch(func(ev any) bool {
-			se, ok := ev.(*client.SecurityEvent)
-			return ok && se.Mechanism == eme.OTR && se.Peer.Equal(to) && (se.Kind == otrclient.KindPrivate || se.Kind == otrclient.KindVerified)
-		})
-		defer s.unwatch(secure)
-	}
-	if isOMEMO(mech) && s.omemo != nil && !s.announce {
-		// A device that never announced itself is unknown to the contact,
-		// whose client would warn about its message.
-		if ok, err := s.omemo.Published(ctx); err == nil && !ok {
-			s.announceOMEMO(ctx)
-		}
-	}
-	// ids is filled before any receipt can arrive: the watcher predicate
-	// runs in the event loop, after Send has returned the ids.
-	s.watchers.mu.Lock()
-	sent, err := c.Send(ctx, &client.Outgoing{To: to, Body: a.Body, Receipt: a.Receipt}, mech)
-	for _, id := range sent.IDs {
-		ids[id] = true
-	}
-	s.watchers.mu.Unlock()
-	switch {
-	case errors.Is(err, esclient.ErrNoSession):
-		return sendResult{}, withHint(err, "start one with: balcony esession start "+to.String())
-	case errors.Is(err, otrclient.ErrFullJID):
-		return sendResult{}, withHint(err, "name the contact's resource, e.g. "+to.Bare().String()+"/phone (see balcony otr status)")
-	case errors.Is(err, otrclient.ErrNoSession):
-		return sendResult{}, withHint(err, "start one with: balcony otr start --wait 30s "+to.String())
-	case err != nil && isOMEMO(mech):
-		return sendResult{}, omemoSendHint(err, to)
-	}
-	if err != nil {
-		return sendResult{}, withLibraryHint(err, s.e.lang)
-	}
-	res := sendResult{IDs: sent.IDs, Held: sent.Held}
-	if sent.Held {
-		// The ids are those of the query; the message gets its own when it
-		// leaves, so no receipt can be matched to it here.
-		if secure == nil {
-			return res, nil
-		}
-		wctx, cancel := context.WithTimeout(ctx, a.Wait)
-		defer cancel()
-		if _, err := s.wait(wctx, secure); err != nil {
-			return res, withHint(fmt.Errorf("the private conversation with %s did not start within %s; the message is still held", to, a.Wait),
-				"the contact may be offline or may not speak OTR; see balcony otr status "+to.String())
-		}
-		res.Left = true
-		return res, nil
-	}
-	if w == nil {
-		return res, nil
-	}
-	ev, err := s.wait(ctx, w)
-	if err != nil {
-		return res, withHint(errors.New("no delivery receipt before the timeout"), "the recipient may be offline or may not send receipts")
-	}
-	switch ev := ev.(type) {
-	case *client.ReceiptEvent:
-		res.Delivered = ev.ID
-	case *client.ErrorEvent:
-		return res, fmt.Errorf("not delivered: %s %s", ev.Condition, ev.Text)
-	}
-	return res, nil
 }
 
 func runListen(ctx context.Context, e *env, args []string) error {

@@ -26,6 +26,10 @@ func layer(pkg string) int {
 		// Test helpers for the XMPP layer: they connect clients.
 		return 4
 	}
+	if rel == "internal/storeoutbox" {
+		// Glue between the client and the store, as the command is.
+		return 5
+	}
 	switch top {
 	case "internal", "xmltree", "trust":
 		return 1

@@ -141,6 +141,17 @@ func start(t testing.TB, s *Server, args []string) *Server {
 	return s
 }
 
+// Restart stops the server and starts it again with the same
+// configuration, addresses and data: accounts, archives and offline
+// messages survive, sessions (and stream management state) do not.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	out, err := exec.Command(s.script, "restart", s.Dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("restarting %s: %v\n%s", s.Kind, err, out)
+	}
+}
+
 // AddUser registers local@domain with a random password; domain "" means
 // s.Domain.
 func (s *Server) AddUser(t testing.TB, local, domain string) Account {

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +33,22 @@ func (su suite) testOutbox(t *testing.T) {
 	must(t, err)
 	if len(out) != 1 || out[0].ID != id2 {
 		t.Errorf("outbox after dequeue %+v", out)
+	}
+	// A message keeps its id and its receipt request.
+	id3, err := s.EnqueueMessage(ctx, store.OutboxMessage{To: "romeo@montague.lit", Body: "third", Mechanism: store.OX,
+		MessageID: "m-3", Receipt: true, Type: "normal", Thread: "t-1"})
+	must(t, err)
+	if _, err := s.EnqueueMessage(ctx, store.OutboxMessage{To: "a@b.c", Body: "x", MessageID: strings.Repeat("i", 257)}); err == nil {
+		t.Error("an overlong message id accepted")
+	}
+	if _, err := s.EnqueueMessage(ctx, store.OutboxMessage{To: "a@b.c", Body: "x", Type: "error"}); err == nil {
+		t.Error("a message of type error accepted")
+	}
+	out, err = s.Outbox(ctx)
+	must(t, err)
+	if len(out) != 2 || out[0].MessageID != "" || out[0].Receipt || out[1].ID != id3 || out[1].MessageID != "m-3" ||
+		!out[1].Receipt || out[1].Body != "third" || out[1].Mechanism != store.OX || out[1].Type != "normal" || out[1].Thread != "t-1" {
+		t.Errorf("outbox with a message id %+v", out)
 	}
 }
 

@@ -1,0 +1,261 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/eme"
+)
+
+// Fate is what became of a message the client sent, as far as it knows.
+// A message goes through some of these in order; FateDelivered and
+// FateFailed are final.
+type Fate int
+
+// Fates of a message.
+const (
+	// FateQueued: the message waits in the outbox (Config.Outbox), held
+	// durably until the stream is back.
+	FateQueued Fate = iota + 1
+	// FateSent: the message was written to the stream. Under stream
+	// management (FateEvent.Tracked) the server's acknowledgement
+	// follows; without it this is all the client learns from the server.
+	FateSent
+	// FateAcked: the server acknowledged the message (XEP-0198): it is
+	// now the server's responsibility to deliver it, store it or bounce
+	// it with an error.
+	FateAcked
+	// FateDelivered: the recipient's client confirmed it (XEP-0184).
+	FateDelivered
+	// FateFailed: the message will not arrive: an error came back for
+	// it (FateEvent.Condition), or the client gave it up (FateEvent.Err).
+	FateFailed
+)
+
+func (f Fate) String() string {
+	switch f {
+	case FateQueued:
+		return "queued"
+	case FateSent:
+		return "sent"
+	case FateAcked:
+		return "acked"
+	case FateDelivered:
+		return "delivered"
+	case FateFailed:
+		return "failed"
+	}
+	return "unknown"
+}
+
+// FateEvent reports a step of the fate of a message sent with
+// Client.Send, by its id (Sent.ID).
+type FateEvent struct {
+	ID   string
+	To   jid.JID
+	Fate Fate
+	// Tracked is set on FateSent when stream management is on: a
+	// FateAcked follows once the server has the message (after a
+	// resumption or a reconnection if need be).
+	Tracked bool
+	// Condition is the error condition (RFC 6120 §8.3.3) of an error
+	// stanza that failed the message, and Text its text (the remote
+	// entity's words: sanitise before showing).
+	Condition, Text string
+	// Err is why the client gave the message up (ErrGivenUp wrapping the
+	// cause), when no error stanza did.
+	Err  error
+	Time time.Time
+}
+
+func (*FateEvent) event() {}
+
+// ErrGivenUp is matched by FateEvent.Err when the client gave a message
+// up: it closed before the server acknowledged the message and no
+// outbox keeps it, or a queued message could not be sealed when it left.
+var ErrGivenUp = errors.New("client: message given up")
+
+// tracked is a message the client sent and follows.
+type tracked struct {
+	id     string
+	to     jid.JID
+	outbox int64 // key in the outbox, 0 if the message is not there
+	done   bool  // delivered or failed
+	// bound: sealed with the state of a live session (OTR, Encrypted
+	// Sessions; mechanisms that are not Needs.Deferrable), which ends when
+	// the stream is lost; receipt: a receipt was asked for.
+	bound, receipt bool
+	mech           string // EME namespace, "" for the clear
+}
+
+// fateState follows the messages the client sent, so that
+// acknowledgements, receipts and errors become FateEvents. It remembers
+// the last maxTracked messages (receipts and errors for older ones are
+// still delivered as ReceiptEvent and ErrorEvent).
+type fateState struct {
+	mu    sync.Mutex
+	byID  map[string]*tracked // stanza id -> message
+	order []string
+}
+
+const maxTracked = 4096
+
+func (f *fateState) init() { f.byID = map[string]*tracked{} }
+
+// track starts following message id to "to", sent as the stanzas ids.
+func (f *fateState) track(id string, to jid.JID, outbox int64, ids []string) *tracked {
+	t := &tracked{id: id, to: to, outbox: outbox}
+	f.attach(t, append([]string{id}, ids...))
+	return t
+}
+
+// follow returns the tracked message id (queued earlier in this process)
+// or starts following it, with its stanza ids.
+func (f *fateState) follow(id string, to jid.JID, outbox int64, ids []string) *tracked {
+	f.mu.Lock()
+	t := f.byID[id]
+	f.mu.Unlock()
+	if t == nil || t.outbox != outbox || !t.to.Equal(to) {
+		return f.track(id, to, outbox, ids)
+	}
+	f.attach(t, ids)
+	return t
+}
+
+// attach maps stanza ids to t.
+func (f *fateState) attach(t *tracked, ids []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, sid := range ids {
+		if f.byID[sid] == t {
+			continue
+		}
+		if _, ok := f.byID[sid]; !ok {
+			f.order = append(f.order, sid)
+		}
+		f.byID[sid] = t
+	}
+	for len(f.order) > maxTracked {
+		delete(f.byID, f.order[0])
+		f.order[0] = ""
+		f.order = f.order[1:]
+	}
+}
+
+// lookup returns the message a stanza id belongs to.
+func (f *fateState) lookup(id string) *tracked {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.byID[id]
+}
+
+// finish marks t final; it reports false when it was already.
+func (f *fateState) finish(t *tracked) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t.done {
+		return false
+	}
+	t.done = true
+	return true
+}
+
+// bindTo records how t was sent: with the session-bound mechanism mech
+// ("" when it does not depend on a session) and whether a receipt was
+// asked for.
+func (f *fateState) bindTo(t *tracked, mech string, bound, receipt bool) {
+	f.mu.Lock()
+	t.mech, t.bound, t.receipt = mech, bound, receipt
+	f.mu.Unlock()
+}
+
+// sessionGone marks final, and returns, the messages sealed with a
+// session that ended with the stream and whose delivery the recipient
+// has not confirmed although asked to: the session that could read them
+// is gone on both sides, so nothing more will be learnt of them.
+func (f *fateState) sessionGone() []*tracked {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*tracked
+	seen := map[*tracked]bool{}
+	for _, id := range f.order {
+		t := f.byID[id]
+		if t == nil || seen[t] || t.done || !t.bound || !t.receipt {
+			continue
+		}
+		seen[t] = true
+		t.done = true
+		out = append(out, t)
+	}
+	return out
+}
+
+// failBound reports t failed because its session ended with the stream.
+func (c *Client) failBound(t *tracked, why string) {
+	name := eme.DisplayName(t.mech, "")
+	c.fate(t, FateFailed, func(e *FateEvent) {
+		e.Err = fmt.Errorf("%w: the %s session ended with the connection %s", ErrGivenUp, name, why)
+	})
+}
+
+// fate emits a FateEvent for t.
+func (c *Client) fate(t *tracked, fate Fate, mod func(*FateEvent)) {
+	ev := &FateEvent{ID: t.id, To: t.to, Fate: fate, Time: c.cfg.now()}
+	if mod != nil {
+		mod(ev)
+	}
+	c.events.push(ev)
+}
+
+// written reports that the last stanza of message t left.
+func (f *fateState) written(c *Client, t *tracked, underSM bool) {
+	c.fate(t, FateSent, func(e *FateEvent) { e.Tracked = underSM })
+	if !underSM && t.outbox != 0 {
+		// Nothing more will be learnt from the server: the outbox has
+		// done its part.
+		c.ob.remove(c, t.outbox)
+	}
+}
+
+// acked reports stanzas the server acknowledged.
+func (c *Client) acked(us []*unacked) {
+	for _, u := range us {
+		if u.msg == nil {
+			continue
+		}
+		c.fate(u.msg, FateAcked, nil)
+		if u.msg.outbox != 0 {
+			c.ob.remove(c, u.msg.outbox)
+		}
+	}
+}
+
+// observeFate turns a receipt or an error for a message we sent into its
+// FateEvent. A receipt counts only from the recipient, an error from the
+// recipient, the recipient's server or our own: anyone else who learnt
+// an id can neither confirm nor fail the message.
+func (c *Client) observeFate(ev Event) {
+	switch ev := ev.(type) {
+	case *ReceiptEvent:
+		t := c.fates.lookup(ev.ID)
+		if t != nil && ev.From.Bare().Equal(t.to.Bare()) && c.fates.finish(t) {
+			c.fate(t, FateDelivered, nil)
+		}
+	case *ErrorEvent:
+		t := c.fates.lookup(ev.ID)
+		if t == nil {
+			return
+		}
+		from := ev.From.String()
+		if !ev.From.Bare().Equal(t.to.Bare()) && from != t.to.Domainpart() && from != c.cfg.JID.Domainpart() {
+			return
+		}
+		if c.fates.finish(t) {
+			c.fate(t, FateFailed, func(e *FateEvent) { e.Condition, e.Text = ev.Condition, ev.Text })
+		}
+	}
+}

@@ -1,0 +1,126 @@
+package faulttest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/balcony-im/balcony/client"
+	esclient "github.com/balcony-im/balcony/client/esession"
+	otrclient "github.com/balcony-im/balcony/client/otr"
+	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/internal/servertest"
+)
+
+// TestOTRAfterServerRestart: a server restart loses every stream for
+// good (no resumption). The OTR conversation ends on both sides with a
+// notice, a message sealed in it whose delivery was not confirmed is
+// reported failed to its sender (or, if the server kept it, shown to the
+// recipient as a notice that it could not be read: never dropped without
+// a word), and, the policy being "always", the next message starts a new
+// conversation by itself and arrives privately.
+func TestOTRAfterServerRestart(t *testing.T) {
+	servertest.Each(t, func(t *testing.T, srv *servertest.Server) {
+		alice := newPeer(t, srv, srv.AddUser(t, "alice", ""), options{otr: true, otrKey: 4})
+		bob := newPeer(t, srv, srv.AddUser(t, "bob", ""), options{otr: true, otrKey: 3})
+		subscribe(t, alice, bob)
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		if err := alice.otr.Start(ctx, bob.c.JID()); err != nil {
+			t.Fatal(err)
+		}
+		alice.col.wait(t, "alice private", otrEvent(otrclient.KindPrivate, bob.c.JID()))
+		bob.col.wait(t, "bob private", otrEvent(otrclient.KindPrivate, alice.c.JID()))
+
+		// Alice's connection goes down and stays down; her server keeps
+		// her session for resumption, so bob's conversation goes on and
+		// his message waits on the server for her.
+		alice.proxy.Refuse(true)
+		alice.proxy.Cut()
+		alice.col.wait(t, "alice disconnected", has(func(e *client.ConnectionEvent) bool { return e.State == client.Disconnected }))
+		sent, err := bob.c.Send(ctx, &client.Outgoing{To: alice.c.JID(), Body: "in flight", Receipt: true}, eme.OTR)
+		if err != nil || sent.Held {
+			t.Fatalf("bob's message: %+v, %v", sent, err)
+		}
+		bob.col.wait(t, "bob's message acknowledged", has(func(f *client.FateEvent) bool { return f.ID == sent.ID && f.Fate == client.FateAcked }))
+
+		// The server restarts: no stream can be resumed.
+		srv.Restart(t)
+		alice.proxy.Refuse(false)
+		for _, p := range []*peer{alice, bob} {
+			p.col.wait(t, "a new stream", has(func(e *client.ConnectionEvent) bool { return e.State == client.Connected && !e.Resumed }))
+		}
+		alice.col.wait(t, "alice's conversation ends", otrEvent(otrclient.KindFinished, bob.c.JID()))
+		bob.col.wait(t, "bob's conversation ends", otrEvent(otrclient.KindFinished, alice.c.JID()))
+		if alice.otrPrivate(bob.c.JID()) || bob.otrPrivate(alice.c.JID()) {
+			t.Fatal("a conversation survived the lost streams")
+		}
+		// Bob learns that his message may not have been read.
+		bob.col.wait(t, "the fate of bob's message", has(func(f *client.FateEvent) bool {
+			return f.ID == sent.ID && f.Fate == client.FateFailed && errors.Is(f.Err, client.ErrGivenUp)
+		}))
+		for _, ev := range alice.col.snapshot() {
+			if m, ok := ev.(*client.MessageEvent); ok && m.Body != "" {
+				t.Fatalf("alice shows a message: %+v", m)
+			}
+		}
+
+		// Policy "always": the next message is held, a new conversation
+		// starts by itself, and the message leaves in it.
+		again, err := alice.c.Send(ctx, &client.Outgoing{To: bob.c.JID(), Body: "after the restart"}, eme.OTR)
+		if err != nil || !again.Held {
+			t.Fatalf("alice's message after the restart: %+v, %v", again, err)
+		}
+		bob.col.wait(t, "the message after the restart", has(func(m *client.MessageEvent) bool {
+			return m.Body == "after the restart" && m.Security.Mechanism == eme.OTR
+		}))
+		if !alice.otrPrivate(bob.c.JID()) {
+			t.Fatal("no private conversation after the restart")
+		}
+		// Whatever alice's client got of bob's lost message was a notice.
+		for _, ev := range alice.col.snapshot() {
+			if m, ok := ev.(*client.MessageEvent); ok && m.Body == "in flight" {
+				t.Fatalf("a message of the lost conversation was read: %+v", m)
+			}
+			if n, ok := ev.(*client.NoticeEvent); ok {
+				t.Logf("alice's notice: %s (%s)", n.Text, n.Reason)
+			}
+		}
+	})
+}
+
+// TestESessionAfterServerRestart: an Encrypted Session ends on both sides
+// with a notice when a server restart loses the streams for good, and a
+// message is then refused rather than sent outside a session. (A new
+// session starts as the contact's policy says: a request that reaches the
+// contact among what the server kept while it was offline waits for the
+// user, as it may be stale.)
+func TestESessionAfterServerRestart(t *testing.T) {
+	servertest.Each(t, func(t *testing.T, srv *servertest.Server) {
+		alice := newPeer(t, srv, srv.AddUser(t, "alice", ""), options{es: true})
+		bob := newPeer(t, srv, srv.AddUser(t, "bob", ""), options{es: true})
+		subscribe(t, alice, bob)
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		established := has(func(e *client.SecurityEvent) bool {
+			return e.Mechanism == alice.es.Namespace() && e.Kind == esclient.KindEstablished
+		})
+		if _, err := alice.es.Start(ctx, bob.c.JID().Bare(), nil); err != nil {
+			t.Fatal(err)
+		}
+		alice.col.wait(t, "alice's session", established)
+		bob.col.wait(t, "bob's session", established)
+
+		srv.Restart(t)
+		for _, p := range []*peer{alice, bob} {
+			p.col.wait(t, "the session's end", has(func(e *client.SecurityEvent) bool {
+				return e.Mechanism == alice.es.Namespace() && e.Kind == esclient.KindTerminated && e.Text != ""
+			}))
+			p.col.wait(t, "a new stream", has(func(e *client.ConnectionEvent) bool { return e.State == client.Connected && !e.Resumed }))
+		}
+		if _, err := alice.c.Send(ctx, &client.Outgoing{To: bob.c.JID(), Body: "no session"}, alice.es.Namespace()); !errors.Is(err, esclient.ErrNoSession) {
+			t.Fatalf("a message without a session: %v", err)
+		}
+	})
+}
