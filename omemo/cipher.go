@@ -178,11 +178,18 @@ func (m *Manager) Decrypt(in *Incoming) (*Decrypted, error) {
 	if err != nil {
 		return nil, err
 	}
-	inner := in.Key
+	stored := false
+	defer func() {
+		if !stored && s != nil {
+			s.wipe()
+		}
+	}()
+	var material []byte
 	var keys *Keys
 	consumed := -1
 	if in.PreKey {
 		var kx keyExchange
+		var inner []byte
 		var ok bool
 		if g == V2 {
 			kx, inner, ok = parseKeyExchange2(in.Key)
@@ -192,30 +199,39 @@ func (m *Manager) Decrypt(in *Incoming) (*Decrypted, error) {
 		if !ok {
 			return nil, ErrInvalidMessage
 		}
-		if s == nil || s.origin == nil || !sameExchange(s.origin, &kx) {
-			if s != nil {
-				s.wipe()
-			}
+		switch i := s.builtFrom(&kx); {
+		case i > 0:
+			// A copy, or a later message, of the exchange an archived
+			// state was built from.
+			s = s.promote(i - 1)
+		case i < 0:
+			// A new exchange (the peer started a session, perhaps while
+			// we started one with it): build a session from it and keep
+			// the current one archived, not wiped, so that messages on it
+			// still decrypt.
 			if keys, err = m.loadKeys(); err != nil {
 				return nil, err
 			}
-			if s, consumed, err = m.buildPassive(&kx, keys); err != nil {
+			n, c, err := m.buildPassive(&kx, keys)
+			if err != nil {
 				return nil, err
 			}
+			if s != nil {
+				s.archiveInto(n)
+			}
+			s, consumed = n, c
 			out.NewSession = true
 		}
-	} else if s == nil {
-		return nil, ErrNoSession
-	}
-	stored := false
-	defer func() {
-		if !stored {
-			s.wipe()
+		if material, err = s.decrypt(m.cfg.Rand, inner, m.cfg.MaxSkip, m.cfg.MaxSkippedKeys); err != nil {
+			return nil, err
 		}
-	}()
-	material, err := s.decrypt(m.cfg.Rand, inner, m.cfg.MaxSkip, m.cfg.MaxSkippedKeys)
-	if err != nil {
-		return nil, err
+	} else {
+		if s == nil {
+			return nil, ErrNoSession
+		}
+		if s, material, err = s.decryptAny(m.cfg.Rand, in.Key, m.cfg.MaxSkip, m.cfg.MaxSkippedKeys); err != nil {
+			return nil, err
+		}
 	}
 	defer clear(material)
 	if in.Payload == nil {

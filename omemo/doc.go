@@ -71,4 +71,9 @@
 //   - A second copy of a key exchange reuses the session it built (same
 //     base key, pre-key and signed pre-key ids and identity), so reading
 //     an archive never consumes a pre-key twice.
+//   - Session states: a new key exchange from a device archives the
+//     current session with it rather than replacing it; up to 2 earlier
+//     states are kept and tried when the current one fails, and the one
+//     that decrypts becomes current, so two devices that start sessions
+//     with each other at the same moment converge. Older states are wiped.
 package omemo

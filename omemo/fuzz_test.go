@@ -75,6 +75,12 @@ func FuzzSessionRecord(f *testing.F) {
 	for _, g := range generations {
 		_, _, state := seedMessages(f, g)
 		f.Add(state)
+		// A record with an archived state (version 2).
+		a := newDevice(f, g, "a@example.org", "fra")
+		b := newDevice(f, g, "b@example.org", "frb")
+		simultaneous(f, a, b)
+		state, _ = b.store.LoadSession(g, a.addr)
+		f.Add(state)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := unmarshalSession(data)

@@ -1,6 +1,7 @@
 package omemo
 
 import (
+	"errors"
 	"io"
 )
 
@@ -17,6 +18,9 @@ const (
 	// prevChains is how many earlier receiving ratchet keys a session
 	// remembers, to recognise late copies of used messages as duplicates.
 	prevChains = 5
+	// maxArchived is how many earlier states of a session with one device
+	// are kept besides the current one (see session.archive).
+	maxArchived = 2
 )
 
 // skippedKey is a message key derived for a message not yet received.
@@ -64,6 +68,16 @@ type session struct {
 	// heartbeat is set once a heartbeat was requested for the current
 	// receiving chain (XEP-0384 §7: counter 53 or higher).
 	heartbeat bool
+
+	// archive holds earlier states of the session with the same device,
+	// newest first, at most maxArchived; only the current state has one.
+	// A new key exchange from the peer archives the current state instead
+	// of discarding it, and a message that only an archived state decrypts
+	// makes that state current again. So when both devices start a session
+	// at the same moment, each keeps its own and the peer's, and both
+	// settle on whichever the other keeps using (libsignal does the same
+	// with its previous session states).
+	archive []*session
 }
 
 func (s *session) wipe() {
@@ -74,6 +88,32 @@ func (s *session) wipe() {
 	for i := range s.skipped {
 		clear(s.skipped[i].mk[:])
 	}
+	for _, a := range s.archive {
+		a.wipe()
+	}
+}
+
+// archiveInto makes s, the current state until now, the newest archived
+// state of next, which becomes current; the oldest states beyond
+// maxArchived are wiped.
+func (s *session) archiveInto(next *session) {
+	older := s.archive
+	s.archive = nil
+	next.archive = append([]*session{s}, older...)
+	for _, a := range next.archive[min(len(next.archive), maxArchived):] {
+		a.wipe()
+	}
+	next.archive = next.archive[:min(len(next.archive), maxArchived)]
+}
+
+// promote makes the archived state i current, archiving s (the current
+// state) in its place as the newest, and returns the new current state.
+func (s *session) promote(i int) *session {
+	next := s.archive[i]
+	rest := append(s.archive[:i:i], s.archive[i+1:]...)
+	s.archive = nil
+	next.archive = append([]*session{s}, rest...)
+	return next
 }
 
 // ad writes the associated data for a message in the given direction
@@ -324,4 +364,55 @@ func (s *session) dhRatchet(rand io.Reader, remote *[32]byte) error {
 	s.heartbeat = false
 	clear(d[:])
 	return nil
+}
+
+// builtFrom reports which state of s was built from the key exchange kx:
+// 0 the current one, i+1 archived state i, -1 none (also when s is nil).
+func (s *session) builtFrom(kx *keyExchange) int {
+	if s == nil {
+		return -1
+	}
+	if s.origin != nil && sameExchange(s.origin, kx) {
+		return 0
+	}
+	for i, a := range s.archive {
+		if a.origin != nil && sameExchange(a.origin, kx) {
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// decryptAny decrypts a message that is not a key exchange with the
+// current state of s or, failing that, an archived one, newest first. It
+// returns the session with the state that decrypted the message made
+// current. Each attempt works on a copy, so on failure s is returned
+// unchanged, with ErrDuplicate if some state recognised the message as
+// already decrypted and otherwise the current state's error.
+func (s *session) decryptAny(rand io.Reader, wire []byte, maxSkip, maxKeys int) (*session, []byte, error) {
+	var firstErr error
+	for i := -1; i < len(s.archive); i++ {
+		old := s
+		if i >= 0 {
+			old = s.archive[i]
+		}
+		try := old.cloneState()
+		plaintext, err := try.decrypt(rand, wire, maxSkip, maxKeys)
+		if err != nil {
+			try.wipe()
+			if firstErr == nil || (errors.Is(err, ErrDuplicate) && !errors.Is(firstErr, ErrDuplicate)) {
+				firstErr = err
+			}
+			continue
+		}
+		if i < 0 {
+			try.archive, s.archive = s.archive, nil
+			s.wipe()
+			return try, plaintext, nil
+		}
+		s.archive[i] = try
+		old.wipe()
+		return s.promote(i), plaintext, nil
+	}
+	return s, nil, firstErr
 }

@@ -18,11 +18,21 @@ import (
 //	u8 count, count × dh(32)                        earlier ratchet keys
 //	[pending kx]  [origin kx]   each: preKeyID(4) spkID(4) ik(32) base(32) regID(4)
 //	[lostDH(32) lostN(4)]
+//	version 2 only: u8 count (1..maxArchived), count × (u24 length, record)
 //
 // flags: 1 initiator, 2 hasDHr, 4 hasCKs, 8 hasCKr, 16 pending, 32 origin,
 // 64 heartbeat, 128 lost.
+//
+// Version 1 is a session with no archived states; version 2 adds the
+// archived states (see session.archive), each a version 1 record of its
+// own, newest first. A record is written as version 1 whenever the
+// archive is empty, so each session has exactly one encoding and records
+// from before the archive existed load unchanged.
 
-const stateVersion = 1
+const (
+	stateVersion1 = 1
+	stateVersion2 = 2
+)
 
 const (
 	flagInitiator = 1 << iota
@@ -55,8 +65,12 @@ func (s *session) appendTo(buf []byte) []byte {
 	set(s.hasLost, flagLost)
 	need := 6 + 8*32 + 12 + 3 + len(s.skipped)*68 + 1 + len(s.prev)*32 + 2*76 + 36
 	out := slices.Grow(buf, need)
+	version := uint8(stateVersion1)
+	if len(s.archive) > 0 {
+		version = stateVersion2
+	}
 	out = append(out, "OMS"...)
-	out = append(out, stateVersion, uint8(s.gen), flags)
+	out = append(out, version, uint8(s.gen), flags)
 	for _, k := range []*[32]byte{&s.local, &s.remote, &s.rk, &s.dhs.Private, &s.dhs.Public, &s.dhr, &s.cks, &s.ckr} {
 		out = append(out, k[:]...)
 	}
@@ -87,12 +101,33 @@ func (s *session) appendTo(buf []byte) []byte {
 		out = append(out, s.lostDH[:]...)
 		out = binary.BigEndian.AppendUint32(out, s.lostN)
 	}
+	if len(s.archive) > 0 {
+		out = append(out, uint8(len(s.archive)))
+		for _, a := range s.archive {
+			at := len(out)
+			out = append(out, 0, 0, 0)
+			out = a.appendTo(out)
+			// At most 65535 skipped keys: a record is far below 2^24 bytes.
+			n := len(out) - at - 3
+			out[at], out[at+1], out[at+2] = byte(n>>16), byte(n>>8), byte(n)
+		}
+	}
 	return out
 }
 
-// clone returns a deep copy of s.
+// clone returns a deep copy of s, archived states included.
 func (s *session) clone() *session {
+	c := s.cloneState()
+	for _, a := range s.archive {
+		c.archive = append(c.archive, a.clone())
+	}
+	return c
+}
+
+// cloneState returns a deep copy of s without its archived states.
+func (s *session) cloneState() *session {
 	c := *s
+	c.archive = nil
 	c.skipped = append([]skippedKey(nil), s.skipped...)
 	c.prev = append([][32]byte(nil), s.prev...)
 	if s.pending != nil {
@@ -108,6 +143,12 @@ func (s *session) clone() *session {
 
 // unmarshalSession parses what marshal wrote.
 func unmarshalSession(data []byte) (*session, error) {
+	return parseSession(data, true)
+}
+
+// parseSession parses one record; an archived state (withArchive false)
+// must be a version 1 record of the same generation as its session.
+func parseSession(data []byte, withArchive bool) (*session, error) {
 	bad := fmt.Errorf("%w: session record", ErrCorruptState)
 	in := cryptobyte.String(data)
 	var magic []byte
@@ -115,7 +156,7 @@ func unmarshalSession(data []byte) (*session, error) {
 	if !in.ReadBytes(&magic, 3) || string(magic) != "OMS" || !in.ReadUint8(&version) {
 		return nil, bad
 	}
-	if version != stateVersion {
+	if version != stateVersion1 && (version != stateVersion2 || !withArchive) {
 		return nil, fmt.Errorf("%w: session record version %d", ErrCorruptState, version)
 	}
 	s := new(session)
@@ -175,6 +216,25 @@ func unmarshalSession(data []byte) (*session, error) {
 	}
 	if s.hasLost && (!in.CopyBytes(s.lostDH[:]) || !in.ReadUint32(&s.lostN)) {
 		return nil, bad
+	}
+	if version == stateVersion2 {
+		var n uint8
+		if !in.ReadUint8(&n) || n == 0 || n > maxArchived {
+			return nil, bad
+		}
+		for range n {
+			var rec cryptobyte.String
+			if !in.ReadUint24LengthPrefixed(&rec) {
+				s.wipe()
+				return nil, bad
+			}
+			a, err := parseSession(rec, false)
+			if err != nil || a.gen != s.gen {
+				s.wipe()
+				return nil, bad
+			}
+			s.archive = append(s.archive, a)
+		}
 	}
 	if !in.Empty() {
 		return nil, bad
