@@ -175,6 +175,15 @@ func (c *Client) dispatch(w xmlstream.TokenWriter, st *xmltree.Element) error {
 			// Protected by a mechanism: in order with the sender's
 			// messages, through the lanes.
 			c.inbox.push(inboxItem{st: st})
+			if typ := st.AttrValue("type"); typ == "get" || typ == "set" {
+				// mellium answers a request its handler left unanswered
+				// with service-unavailable, written past the stream
+				// management counter (the server then acknowledged one
+				// stanza more than we counted, and the stream was
+				// dropped). The same answer is written here, counted;
+				// the mechanism's own answer follows in the session.
+				return c.reply(w, errorReply(st, "cancel", "service-unavailable"))
+			}
 			return nil
 		}
 		typ := st.AttrValue("type")
