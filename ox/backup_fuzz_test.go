@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balcony-im/balcony/internal/cputime"
+
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/ProtonMail/go-crypto/openpgp/s2k"
 	"mellium.im/xmpp/jid"
@@ -122,9 +124,9 @@ func compressed(t testing.TB, inner []byte) []byte {
 func backupCost(data []byte) (keys []*Key, alloc uint64, cpu time.Duration, err error) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	start := processCPU()
+	start := cputime.Process()
 	keys, err = OpenBackup(data, backupFixtureCode)
-	cpu = processCPU() - start
+	cpu = cputime.Process() - start
 	runtime.ReadMemStats(&after)
 	return keys, after.TotalAlloc - before.TotalAlloc, cpu, err
 }

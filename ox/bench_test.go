@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balcony-im/balcony/internal/cputime"
+
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/cloudflare/circl/dh/x25519"
 	"github.com/cloudflare/circl/sign/ed25519"
@@ -109,26 +111,26 @@ type meter struct {
 
 const interleave = 16
 
-func (m *meter) start() { m.blockStart = processCPU() }
+func (m *meter) start() { m.blockStart = cputime.Process() }
 
 func (m *meter) after(b *testing.B, i int) {
 	if i%interleave != interleave-1 {
 		return
 	}
-	m.opCPU += processCPU() - m.blockStart
+	m.opCPU += cputime.Process() - m.blockStart
 	m.ops += interleave
 	b.StopTimer()
 	m.runRef(interleave)
 	b.StartTimer()
-	m.blockStart = processCPU()
+	m.blockStart = cputime.Process()
 }
 
 func (m *meter) runRef(n int) {
-	w, c := time.Now(), processCPU()
+	w, c := time.Now(), cputime.Process()
 	for range n {
 		m.ref()
 	}
-	m.refCPU += processCPU() - c
+	m.refCPU += cputime.Process() - c
 	m.refWall += time.Since(w)
 	m.refs += n
 }
@@ -376,12 +378,12 @@ func BenchmarkArchive(b *testing.B) {
 	for range b.N {
 		for _, w := range []int{1, 2} {
 			cache := NewKeyCache(0)
-			w0, c0 := time.Now(), processCPU()
+			w0, c0 := time.Now(), cputime.Process()
 			if bad := a.decrypt(o, cache, w); bad != 0 {
 				b.Fatalf("%d messages did not verify", bad)
 			}
 			wall[w] += time.Since(w0)
-			cpu[w] += processCPU() - c0
+			cpu[w] += cputime.Process() - c0
 			parsed = cache.Len()
 			b.StopTimer()
 			m.runRef(1000)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balcony-im/balcony/internal/cputime"
+
 	"github.com/cloudflare/circl/dh/x25519"
 	"github.com/cloudflare/circl/sign/ed25519"
 	"mellium.im/xmpp/jid"
@@ -78,18 +80,18 @@ func BenchmarkOXArchive(b *testing.B) {
 				b.StopTimer()
 				page := a.page(b, start)
 				b.StartTimer()
-				w0, c0 := time.Now(), processCPU()
+				w0, c0 := time.Now(), cputime.Process()
 				evs := reader.Open(ctx, page)
 				wall[w] += time.Since(w0)
-				cpu[w] += processCPU() - c0
+				cpu[w] += cputime.Process() - c0
 				b.StopTimer()
 				if bad := checkArchived(evs); bad != "" {
 					b.Fatalf("message %d: %s", start, bad)
 				}
-				w0, c0 = time.Now(), processCPU()
+				w0, c0 = time.Now(), cputime.Process()
 				limit(len(page), w)
 				limWall[w] += time.Since(w0)
-				limCPU[w] += processCPU() - c0
+				limCPU[w] += cputime.Process() - c0
 				b.StartTimer()
 			}
 			parsed = bob.x.cache.Len()
