@@ -5,11 +5,11 @@ package otr_test
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/balcony-im/balcony/otr/otrtest"
 
 	"mellium.im/xmpp/jid"
 
@@ -24,23 +24,8 @@ import (
 	"github.com/balcony-im/balcony/xmltree"
 )
 
-// otrTestKeys are DSA keys from the OTR engine's libotr test file (key
-// generation takes a while under the race detector).
-var otrTestKeys = sync.OnceValues(func() ([]*engine.PrivateKey, error) {
-	data, err := os.ReadFile("../../otr/testdata/privkeys-libotr.txt")
-	if err != nil {
-		return nil, err
-	}
-	accts, err := engine.ParseLibotrPrivateKeys(data)
-	if err != nil {
-		return nil, err
-	}
-	var keys []*engine.PrivateKey
-	for _, a := range accts {
-		keys = append(keys, a.Key)
-	}
-	return keys, nil
-})
+// otrTestKeys are the DSA keys of the OTR engine's libotr test file.
+var otrTestKeys = otrtest.Keys
 
 // otrAccount is an account's persistent OTR state: key and store.
 type otrAccount struct {

@@ -8,11 +8,12 @@ package otr
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/balcony-im/balcony/otr/otrtest"
 
 	"golang.org/x/text/language"
 	"mellium.im/xmpp/jid"
@@ -24,22 +25,8 @@ import (
 	"github.com/balcony-im/balcony/xmltree"
 )
 
-// testKeys are DSA keys from the OTR engine's libotr test file, parsed once.
-var testKeys = sync.OnceValues(func() ([]*engine.PrivateKey, error) {
-	data, err := os.ReadFile("../../otr/testdata/privkeys-libotr.txt")
-	if err != nil {
-		return nil, err
-	}
-	accts, err := engine.ParseLibotrPrivateKeys(data)
-	if err != nil {
-		return nil, err
-	}
-	var keys []*engine.PrivateKey
-	for _, a := range accts {
-		keys = append(keys, a.Key)
-	}
-	return keys, nil
-})
+// testKeys are the DSA keys of the OTR engine's libotr test file.
+var testKeys = otrtest.Keys
 
 func testKey(t testing.TB, i int) *engine.PrivateKey {
 	t.Helper()

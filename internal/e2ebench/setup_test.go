@@ -3,10 +3,10 @@ package e2ebench
 import (
 	"context"
 	"fmt"
-	"os"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/balcony-im/balcony/otr/otrtest"
 
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/client/esession"
@@ -23,23 +23,8 @@ import (
 	"github.com/balcony-im/balcony/store"
 )
 
-// otrKeys are DSA keys from the OTR engine's libotr test file (generating
-// DSA keys takes seconds each).
-var otrKeys = sync.OnceValues(func() ([]*otrengine.PrivateKey, error) {
-	data, err := os.ReadFile("../../otr/testdata/privkeys-libotr.txt")
-	if err != nil {
-		return nil, err
-	}
-	accts, err := otrengine.ParseLibotrPrivateKeys(data)
-	if err != nil {
-		return nil, err
-	}
-	var keys []*otrengine.PrivateKey
-	for _, a := range accts {
-		keys = append(keys, a.Key)
-	}
-	return keys, nil
-})
+// otrKeys are the DSA keys of the OTR engine's libotr test file.
+var otrKeys = otrtest.Keys
 
 // otrKey returns test key i (modulo the number of keys in the file).
 func otrKey(tb testing.TB, i int) *otrengine.PrivateKey {

@@ -2,10 +2,11 @@ package faulttest
 
 import (
 	"context"
-	"os"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/balcony-im/balcony/otr/otrtest"
 
 	"mellium.im/xmpp/jid"
 
@@ -23,23 +24,8 @@ import (
 	"github.com/balcony-im/balcony/store"
 )
 
-// otrTestKeys are DSA keys from the OTR engine's libotr test file (key
-// generation takes a while under the race detector).
-var otrTestKeys = sync.OnceValues(func() ([]*engineotr.PrivateKey, error) {
-	data, err := os.ReadFile("../../otr/testdata/privkeys-libotr.txt")
-	if err != nil {
-		return nil, err
-	}
-	accts, err := engineotr.ParseLibotrPrivateKeys(data)
-	if err != nil {
-		return nil, err
-	}
-	var keys []*engineotr.PrivateKey
-	for _, a := range accts {
-		keys = append(keys, a.Key)
-	}
-	return keys, nil
-})
+// otrTestKeys are the DSA keys of the OTR engine's libotr test file.
+var otrTestKeys = otrtest.Keys
 
 // peer is one client with its store (outbox, keys), its proxy and the
 // events it received.
