@@ -4,7 +4,8 @@
 // not the order go test prints them in), the full output of every failed
 // test and of every failed package, a heartbeat line with the elapsed time
 // and the packages still running when nothing was printed for a while, and a
-// closing count "tests: N passed, N failed, N skipped".
+// closing count "tests: N passed, N failed, N skipped", preceded by a recap
+// of every failed test with its own messages.
 //
 // Usage: go test -json ./... 2>&1 | testprogress [-heartbeat 30s] [-trim MODULE/]
 //
@@ -19,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -49,7 +51,22 @@ type progress struct {
 	output  map[string][]string // buffered output by package and test
 	pkgs    struct{ ok, failed, noTests int }
 	tests   struct{ passed, failed, skipped int }
+	// recap holds, per failed test, its own messages (t.Error and t.Log
+	// lines), printed again before the closing lines: the end of a long
+	// log is often all a reader sees.
+	recap []string
 }
+
+// recapLines is how many of a failed test's messages the recap keeps (the
+// last ones), and recapWidth how much of each.
+const (
+	recapLines = 8
+	recapWidth = 300
+)
+
+// testMessage matches the first line of a message of the testing package:
+// indented, then file:line.
+var testMessage = regexp.MustCompile(`^\s+[\w.-]+\.go:\d+: `)
 
 func newProgress(w io.Writer, now time.Time) *progress {
 	return &progress{w: w, start: now, printed: now, running: map[string]bool{}, output: map[string][]string{}}
@@ -98,6 +115,7 @@ func (p *progress) testDone(k string, e event) {
 		p.tests.skipped++
 	case "fail":
 		p.tests.failed++
+		p.keepRecap(e)
 		p.flush(k)
 		p.printed = time.Now()
 	}
@@ -136,6 +154,29 @@ func (p *progress) packageDone(pkg string, e event) {
 			delete(p.output, k)
 		}
 	}
+}
+
+// keepRecap remembers the messages of the failed test e, except those of
+// its subtests (which have their own entry) and of helpers printing server
+// logs.
+func (p *progress) keepRecap(e event) {
+	var msgs []string
+	for _, s := range p.output[key(e.Package, e.Test)] {
+		s = strings.TrimRight(s, "\n")
+		if !testMessage.MatchString(s) || strings.Contains(s, "harness.go:") {
+			continue
+		}
+		s = strings.TrimSpace(s)
+		if len(s) > recapWidth {
+			s = s[:recapWidth] + "..."
+		}
+		msgs = append(msgs, "    "+s)
+	}
+	if len(msgs) > recapLines {
+		msgs = append([]string{fmt.Sprintf("    (%d earlier messages)", len(msgs)-recapLines)}, msgs[len(msgs)-recapLines:]...)
+	}
+	p.recap = append(p.recap, fmt.Sprintf("--- FAIL: %s %s", strings.TrimPrefix(e.Package, p.trim), e.Test))
+	p.recap = append(p.recap, msgs...)
 }
 
 // flush prints and forgets the buffered output of k.
@@ -177,6 +218,12 @@ func (p *progress) heartbeat(now time.Time, interval time.Duration) {
 func (p *progress) summary(now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(p.recap) > 0 {
+		fmt.Fprintln(p.w, "failed tests and their messages:")
+		for _, s := range p.recap {
+			fmt.Fprintln(p.w, s)
+		}
+	}
 	fmt.Fprintf(p.w, "packages: %d ok, %d failed, %d without tests, in %s\n",
 		p.pkgs.ok, p.pkgs.failed, p.pkgs.noTests, now.Sub(p.start).Round(time.Second))
 	fmt.Fprintf(p.w, "tests: %d passed, %d failed, %d skipped\n", p.tests.passed, p.tests.failed, p.tests.skipped)

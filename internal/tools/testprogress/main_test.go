@@ -42,6 +42,8 @@ func TestRun(t *testing.T) {
 		"FAIL  m/a (1.2s)\n",
 		"packages: 1 ok, 1 failed, 1 without tests",
 		"\ntests: 1 passed, 1 failed, 1 skipped\n",
+		// The recap before the closing lines repeats why TestBad failed.
+		"failed tests and their messages:\n--- FAIL: m/a TestBad\n    a_test.go:9: want 1, got 2\npackages:",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
