@@ -54,7 +54,7 @@ func (m *memoKeys) keys(ctx context.Context, from jid.JID) (*senderKeys, error) 
 	return e.sk, e.err
 }
 
-func (m *memoKeys) refetch(ctx context.Context, from jid.JID) (*senderKeys, bool) {
+func (m *memoKeys) refetch(ctx context.Context, from jid.JID, prev *senderKeys) (*senderKeys, bool) {
 	e := m.entry(from.Bare().String())
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -63,11 +63,17 @@ func (m *memoKeys) refetch(ctx context.Context, from jid.JID) (*senderKeys, bool
 		return e.sk, e.sk != nil
 	}
 	e.refetched = true
-	sk, ok := m.x.refetchKeys(ctx, from)
+	sk, ok := m.x.refetchKeys(ctx, from, prev)
 	if ok {
 		e.sk, e.err, e.loaded = sk, nil, true
 	}
 	return sk, ok
+}
+
+// settled returns what the memo holds: archived messages are opened
+// against the keys known when the batch began.
+func (m *memoKeys) settled(ctx context.Context, from jid.JID) (*senderKeys, error) {
+	return m.keys(ctx, from)
 }
 
 var _ client.BatchOpener = (*Mechanism)(nil)

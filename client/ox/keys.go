@@ -192,8 +192,11 @@ type keySource interface {
 	// known yet.
 	keys(ctx context.Context, from jid.JID) (*senderKeys, error)
 	// refetch fetches the sender's key list again (a message was signed by
-	// a key not known yet) and reports whether anything was fetched.
-	refetch(ctx context.Context, from jid.JID) (*senderKeys, bool)
+	// a key not among prev) and reports whether the keys changed.
+	refetch(ctx context.Context, from jid.JID, prev *senderKeys) (*senderKeys, bool)
+	// settled returns the sender's keys once no fetch of them is in
+	// progress.
+	settled(ctx context.Context, from jid.JID) (*senderKeys, error)
 }
 
 // liveKeys reads the store for every message, so that trust decisions made
@@ -204,19 +207,34 @@ func (l liveKeys) keys(ctx context.Context, from jid.JID) (*senderKeys, error) {
 	return l.x.keysFetching(ctx, from)
 }
 
-func (l liveKeys) refetch(ctx context.Context, from jid.JID) (*senderKeys, bool) {
-	return l.x.refetchKeys(ctx, from)
+func (l liveKeys) refetch(ctx context.Context, from jid.JID, prev *senderKeys) (*senderKeys, bool) {
+	return l.x.refetchKeys(ctx, from, prev)
+}
+
+func (l liveKeys) settled(ctx context.Context, from jid.JID) (*senderKeys, error) {
+	l.x.waitFetch(from.Bare())
+	return l.x.loadKeys(ctx, from.Bare())
+}
+
+// waitFetch returns once no fetch of bare's keys is in progress.
+func (x *Mechanism) waitFetch(bare jid.JID) {
+	l := x.keyLock(bare.String())
+	l.Lock()
+	//lint:ignore SA2001 waiting for the holder is the point
+	l.Unlock()
 }
 
 // keysFetching returns the keys of bare, fetching the key list over PEP
-// first when nothing usable is known and it was not fetched recently.
+// first when nothing usable is known and it was not fetched recently. A
+// fetch in progress (a notified key list being read, another message's
+// fetch) is waited for: its result is what the message needs.
 func (x *Mechanism) keysFetching(ctx context.Context, bare jid.JID) (*senderKeys, error) {
 	bare = bare.Bare()
 	sk, err := x.loadKeys(ctx, bare)
 	if err != nil {
 		return nil, err
 	}
-	if sk.knowsAnnounced() || x.now().Sub(x.lastFetch(bare.String())) < minRefetch {
+	if sk.knowsAnnounced() {
 		return sk, nil
 	}
 	l := x.keyLock(bare.String())
@@ -247,13 +265,22 @@ func (s *senderKeys) knowsAnnounced() bool {
 	return false
 }
 
-func (x *Mechanism) refetchKeys(ctx context.Context, bare jid.JID) (*senderKeys, bool) {
+// refetchKeys fetches bare's key list again for a message signed by a key
+// not among prev, the keys it was opened with. When a fetch ran meanwhile
+// (a notified key list read while the message was being opened), its
+// result is used instead; otherwise a fetch is made unless one was made
+// less than minRefetch ago. It reports whether the keys changed.
+func (x *Mechanism) refetchKeys(ctx context.Context, bare jid.JID, prev *senderKeys) (*senderKeys, bool) {
 	bare = bare.Bare()
 	l := x.keyLock(bare.String())
 	l.Lock()
 	defer l.Unlock()
 	if x.now().Sub(x.lastFetch(bare.String())) < minRefetch {
-		return nil, false
+		sk, err := x.loadKeys(ctx, bare)
+		if err != nil || sameKeys(sk, prev) {
+			return nil, false
+		}
+		return sk, true
 	}
 	fctx, cancel := context.WithTimeout(ctx, x.cfg.FetchTimeout)
 	res, err := x.refresh(fctx, bare, nil, false)
@@ -268,4 +295,24 @@ func (x *Mechanism) refetchKeys(ctx context.Context, bare jid.JID) (*senderKeys,
 		return nil, false
 	}
 	return sk, true
+}
+
+// sameKeys reports whether a and b hold the same keys with the same
+// announcement.
+func sameKeys(a, b *senderKeys) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if len(a.keys) != len(b.keys) {
+		return false
+	}
+	for _, k := range a.keys {
+		fp := k.Fingerprint()
+		ia, ok := a.info[fp]
+		ib, ok2 := b.info[fp]
+		if !ok || !ok2 || ia.announced != ib.announced {
+			return false
+		}
+	}
+	return true
 }

@@ -60,10 +60,19 @@ func (x *Mechanism) open(ctx context.Context, in *client.Incoming, src keySource
 	}
 	if op.Signer == nil && op.SignerKeyID != 0 {
 		// Signed by a key we do not know: perhaps a new one.
-		if sk2, ok := src.refetch(ctx, from); ok {
+		if sk2, ok := src.refetch(ctx, from, sk); ok {
 			params.SenderKeys = sk2.keys
 			if op2, err := opener.Open(data, params); err == nil {
 				op, sk = op2, sk2
+			}
+		}
+	}
+	if op.Signer != nil {
+		if info := sk.info[op.Signer.Fingerprint()]; !info.own && !info.announced {
+			// Perhaps announced by a key list being recorded right now
+			// (keys first, then which ones are announced): wait for it.
+			if sk2, err := src.settled(ctx, from); err == nil {
+				sk = sk2
 			}
 		}
 	}

@@ -540,3 +540,61 @@ func TestOXForgeriesAreNotices(t *testing.T) {
 		}
 	})
 }
+
+// A message that arrives while the sender's key list is being read (a
+// notification of the list, another message's fetch) waits for that list:
+// judged against the list before it, a message signed by the key just
+// announced would be refused as a forgery (seen under load: a contact's
+// first message after it announced its key was a "signed by a key not
+// announced" notice).
+func TestOXMessageWaitsForKeyListInProgress(t *testing.T) {
+	// The fetch in progress is played by the test: it holds the contact's
+	// fetch lock and marks the list fetched, as refresh does, and records
+	// the key before it lets go.
+	inProgress := func(t *testing.T, bob *oxPeer, owner jid.JID, record func()) func() {
+		l := bob.x.keyLock(owner.Bare().String())
+		l.Lock()
+		bob.x.markFetched(owner.Bare().String())
+		return func() {
+			record()
+			l.Unlock()
+		}
+	}
+	t.Run("no key known yet", func(t *testing.T) {
+		alice := newOXPeer(t, "alice@example.org/a", Config{}, true)
+		bob := newOXPeer(t, "bob@example.org/b", Config{}, true)
+		alice.learn(t, bob.j, bob.key)
+		st := alice.seal(t, bob.j, "first")
+		done := inProgress(t, bob, alice.j, func() { bob.learn(t, alice.j, alice.key) })
+		got := make(chan client.Event, 1)
+		go func() { got <- bob.receive(st, alice.j, bob.j, client.Origin{}) }()
+		select {
+		case ev := <-got:
+			done()
+			t.Fatalf("the message was judged while the key list was being read: %#v", ev)
+		case <-time.After(300 * time.Millisecond): // bounded wait for the wrong outcome; the right one blocks
+		}
+		done()
+		if m, ok := (<-got).(*client.MessageEvent); !ok || m.Body != "first" || !m.Security.Authenticated {
+			t.Fatalf("got %#v", m)
+		}
+	})
+	t.Run("signed by a key announced meanwhile", func(t *testing.T) {
+		alice := newOXPeer(t, "alice@example.org/a", Config{}, true)
+		bob := newOXPeer(t, "bob@example.org/b", Config{}, true)
+		alice.learn(t, bob.j, bob.key)
+		old, err := engine.GenerateKey(alice.j, engine.EdDSA25519, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bob.learn(t, alice.j, old) // an older key of alice's, announced
+		st := alice.seal(t, bob.j, "new key")
+		done := inProgress(t, bob, alice.j, func() { bob.learn(t, alice.j, alice.key) })
+		got := make(chan client.Event, 1)
+		go func() { got <- bob.receive(st, alice.j, bob.j, client.Origin{}) }()
+		done()
+		if m, ok := (<-got).(*client.MessageEvent); !ok || m.Body != "new key" || !m.Security.Authenticated {
+			t.Fatalf("got %#v", m)
+		}
+	})
+}

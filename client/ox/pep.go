@@ -317,7 +317,13 @@ func (x *Mechanism) onMetadata(ev *client.PEPEvent) {
 			list = l
 		}
 	}
+	// Messages from the contact wait for the list (keysFetching and
+	// refetchKeys take the same lock): one signed by a key announced in it
+	// must not be judged against the list before it.
+	l := x.keyLock(ev.From.Bare().String())
+	l.Lock()
 	res, err := x.refresh(ctx, ev.From, list, false)
+	l.Unlock()
 	if err != nil {
 		x.log().Info("reading a notified OpenPGP key list failed", "contact", ev.From.String(), "err", err)
 		return

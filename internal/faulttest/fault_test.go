@@ -19,6 +19,7 @@ import (
 var (
 	faultN      = flag.Int("fault.n", 100, "messages each way per mechanism and server")
 	faultReport = flag.String("fault.report", "", "append the figures to this file")
+	faultLog    = flag.String("fault.log", "", "write each client's debug log to ACCOUNT.log in this directory")
 )
 
 // sentMsg is one message of the fault test as its sender saw it.
@@ -39,7 +40,8 @@ type tally struct {
 	// wrong: delivered with another security than the one sent with.
 	wrong int
 	// notices: messages of the sender the recipient could not read.
-	notices int
+	notices     int
+	noticeTexts []string // the first few, for the log
 	// lostAt counts the lost messages by the last fate their sender
 	// learnt ("none", "queued", "sent", "acked"): where they were lost.
 	lostAt map[string]int
@@ -217,6 +219,9 @@ wait:
 		line := fmt.Sprintf("server=%s mechanism=%s direction=%s sent=%d delivered=%d duplicated=%d lost=%d reported-failed=%d delivered-but-reported-failed=%d unreadable-notices=%d cuts=%d restarts=1",
 			srv.Name(), name, key, tl.sent, tl.delivered, tl.duplicated, tl.lost, tl.failed, tl.falseFail, tl.notices, cuts.Load())
 		t.Log(line)
+		for _, n := range tl.noticeTexts {
+			t.Logf("%s: notice %s", key, n)
+		}
 		if *faultReport != "" {
 			f, err := os.OpenFile(*faultReport, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 			if err == nil {
@@ -266,6 +271,9 @@ func count(msgs []*sentMsg, from, to *peer, ns string) tally {
 		case *client.NoticeEvent:
 			if ev.From.Bare().Equal(fromBare) {
 				tl.notices++
+				if len(tl.noticeTexts) < 5 {
+					tl.noticeTexts = append(tl.noticeTexts, fmt.Sprintf("%s (%s): %s", ev.Reason, ev.ID, ev.Text))
+				}
 			}
 		}
 	}

@@ -2,6 +2,9 @@ package faulttest
 
 import (
 	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -81,6 +84,16 @@ func newPeer(t *testing.T, srv *servertest.Server, acct servertest.Account, o op
 	cfg := client.Config{JID: j, Password: acct.Password, Addr: p.proxy.Addr(), CAFile: srv.CAFile,
 		Outbox: storeoutbox.Store{S: p.st}}
 	quick(&cfg)
+	if *faultLog != "" {
+		// Diagnostics of each client (never message content) for a run
+		// that lost something.
+		f, err := os.OpenFile(filepath.Join(*faultLog, acct.JID.Localpart()+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		cfg.Logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	if p.c, err = client.New(cfg); err != nil {
 		t.Fatal(err)
 	}
