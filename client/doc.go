@@ -68,7 +68,7 @@
 // sent, acked by the server, delivered (XEP-0184) or failed with a
 // reason. Messages sent without a stream wait in Config.Outbox (the
 // command keeps them in Balcony's store) when their mechanism allows
-// (Needs.Deferrable: the clear and OX) and leave in order when the stream
+// (Needs.Deferrable: the clear, OX and OMEMO) and leave in order when the stream
 // is back, also after a restart of the process.
 //
 // # Events

@@ -52,7 +52,8 @@ type Needs struct {
 	Private bool
 	// Deferrable means a message may wait in the outbox while the client
 	// is offline (Config.Outbox) and be sealed when it leaves: true for
-	// mechanisms whose messages do not depend on a live session (OX).
+	// mechanisms whose messages do not depend on a live session (OX, and
+	// OMEMO, whose sessions live in the store).
 	// Messages of the others (OTR, Encrypted Sessions) are refused while
 	// offline (OfflineError), as their sessions may not survive.
 	Deferrable bool

@@ -28,6 +28,9 @@ type OutboxMessage struct {
 	// Type is the message's type attribute ("" stands for "chat") and
 	// Thread its <thread/>, "" for none.
 	Type, Thread string
+	// Namespace is the XEP-0380 namespace to send it with when Mechanism
+	// alone does not say which (OMEMO 0.3 or OMEMO 2); "" otherwise.
+	Namespace string
 }
 
 // maxMessageID bounds the length of an outbox message id.
@@ -62,7 +65,12 @@ func (s *core) EnqueueMessage(ctx context.Context, m OutboxMessage) (int64, erro
 	// (and the statement is the one of schemas before version 6).
 	insert, args := `INSERT INTO outbox (/*account_id,*/ recipient, body, mechanism, created) VALUES (/*$account,*/ ?, ?, ?, ?) RETURNING id`,
 		[]any{j.String(), []byte{}, m.Mechanism, s.nowMillis()}
-	if m.MessageID != "" || m.Receipt || m.Type != "" || m.Thread != "" {
+	switch {
+	case m.Namespace != "":
+		insert = `INSERT INTO outbox (/*account_id,*/ recipient, body, mechanism, created, message_id, receipt, msg_type, thread, namespace) VALUES (/*$account,*/ ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+		args = append(args, m.MessageID, m.Receipt, m.Type, m.Thread, m.Namespace)
+	case m.MessageID != "" || m.Receipt || m.Type != "" || m.Thread != "":
+		// (The statement of schema 8.)
 		insert = `INSERT INTO outbox (/*account_id,*/ recipient, body, mechanism, created, message_id, receipt, msg_type, thread) VALUES (/*$account,*/ ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 		args = append(args, m.MessageID, m.Receipt, m.Type, m.Thread)
 	}
@@ -86,7 +94,7 @@ func (s *core) EnqueueMessage(ctx context.Context, m OutboxMessage) (int64, erro
 func (s *core) Outbox(ctx context.Context) ([]OutboxMessage, error) {
 	var out []OutboxMessage
 	err := s.read(ctx, "outbox", func(q Querier) error {
-		rows, err := q.Query(ctx, `SELECT id, recipient, body, mechanism, created, message_id, receipt, msg_type, thread FROM outbox WHERE /*account*/ TRUE ORDER BY id`)
+		rows, err := q.Query(ctx, `SELECT id, recipient, body, mechanism, created, message_id, receipt, msg_type, thread, namespace FROM outbox WHERE /*account*/ TRUE ORDER BY id`)
 		if err != nil {
 			return err
 		}
@@ -96,7 +104,7 @@ func (s *core) Outbox(ctx context.Context) ([]OutboxMessage, error) {
 			var blob []byte
 			var m string
 			var created int64
-			if err := rows.Scan(&o.ID, &o.To, &blob, &m, &created, &o.MessageID, &o.Receipt, &o.Type, &o.Thread); err != nil {
+			if err := rows.Scan(&o.ID, &o.To, &blob, &m, &created, &o.MessageID, &o.Receipt, &o.Type, &o.Thread, &o.Namespace); err != nil {
 				return err
 			}
 			body, err := s.open(blob, "outbox", strconv.FormatInt(o.ID, 10))

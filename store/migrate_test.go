@@ -241,6 +241,23 @@ var fixtures = []struct {
 			t.Errorf("outbox after the migration: %+v", out)
 		}
 	}},
+	{9, func(t *testing.T, s *Store) {
+		_, err := s.EnqueueMessage(ctx, OutboxMessage{To: "friar@verona.lit", Body: "the second letter", Mechanism: OMEMO, Namespace: "urn:xmpp:omemo:2"})
+		must(t, err)
+	}, func(t *testing.T, s *Store) {
+		// Messages queued before the migration have no namespace.
+		out, err := s.Outbox(ctx)
+		must(t, err)
+		for _, m := range out {
+			want := ""
+			if m.Body == "the second letter" {
+				want = "urn:xmpp:omemo:2"
+			}
+			if m.Namespace != want {
+				t.Errorf("outbox after the migration: %+v", out)
+			}
+		}
+	}},
 }
 
 func must(t *testing.T, err error) {

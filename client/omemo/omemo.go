@@ -377,9 +377,13 @@ func (x *Mechanism) Generation() engine.Generation { return x.g }
 // Needs implements client.Mechanism: a fallback body for clients without
 // OMEMO (XEP-0380) and a store hint, so that the server archives the
 // message for the account's other devices (XEP-0384's multi-device
-// model relies on carbons and the archive); no <private/>.
+// model relies on carbons and the archive); no <private/>. Messages are
+// deferrable: the ratchet states live in the store, not in the stream, so
+// a message may wait in the outbox and be sealed when it leaves, and a
+// sealed one may be sent again on a new stream (its recipient drops a
+// second copy as a duplicate).
 func (x *Mechanism) Needs() client.Needs {
-	return client.Needs{FallbackBody: true, Hints: []string{"store"}}
+	return client.Needs{FallbackBody: true, Hints: []string{"store"}, Deferrable: true}
 }
 
 // Usable implements client.Availability: the contact announces a device

@@ -15,6 +15,7 @@ import (
 
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/client/esession"
+	"github.com/balcony-im/balcony/client/omemo"
 	"github.com/balcony-im/balcony/client/otr"
 	"github.com/balcony-im/balcony/client/ox"
 	"github.com/balcony-im/balcony/eme"
@@ -22,6 +23,7 @@ import (
 	"github.com/balcony-im/balcony/internal/faultproxy"
 	"github.com/balcony-im/balcony/internal/servertest"
 	"github.com/balcony-im/balcony/internal/storeoutbox"
+	engineomemo "github.com/balcony-im/balcony/omemo"
 	engineotr "github.com/balcony-im/balcony/otr"
 	engineox "github.com/balcony-im/balcony/ox"
 	"github.com/balcony-im/balcony/store"
@@ -39,13 +41,14 @@ type peer struct {
 	ox    *ox.Mechanism
 	otr   *otr.Mechanism
 	es    *esession.Mechanism
+	omemo *omemo.Device
 	col   *collector
 }
 
 // options of a peer.
 type options struct {
-	ox, otr, es bool
-	otrKey      int // index into otrTestKeys
+	ox, otr, es, omemo bool
+	otrKey             int // index into otrTestKeys
 	// otrManual: Balcony's default OTR policy (conversations start when
 	// asked), instead of "always" with automatic starts.
 	otrManual bool
@@ -140,6 +143,16 @@ func newPeer(t *testing.T, srv *servertest.Server, acct servertest.Account, o op
 			t.Fatal(err)
 		}
 	}
+	if o.omemo {
+		if p.omemo, err = omemo.New(omemo.Config{Store: p.st, Generations: []engineomemo.Generation{engineomemo.V2}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range p.omemo.Mechanisms() {
+			if err := p.c.Register(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	p.col = collect(p.c)
 	if err := p.c.Connect(ctx); err != nil {
 		p.c.Close()
@@ -148,6 +161,11 @@ func newPeer(t *testing.T, srv *servertest.Server, acct servertest.Account, o op
 	t.Cleanup(func() { p.c.Close() })
 	if o.ox {
 		if err := p.ox.Publish(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.omemo {
+		if err := p.omemo.Publish(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -35,7 +35,7 @@ var _ client.Outbox = Store{}
 // Put stores m durably (the store commits before it returns) and sets
 // m.Key.
 func (o Store) Put(ctx context.Context, m *client.QueuedMessage) error {
-	mech, err := storeMechanism(m.Mechanism)
+	mech, ns, err := storeMechanism(m.Mechanism)
 	if err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func (o Store) Put(ctx context.Context, m *client.QueuedMessage) error {
 		typ = ""
 	}
 	key, err := o.S.EnqueueMessage(ctx, store.OutboxMessage{To: m.To.String(), Body: m.Body, Mechanism: mech,
-		MessageID: m.ID, Receipt: m.Receipt, Type: typ, Thread: m.Thread})
+		MessageID: m.ID, Receipt: m.Receipt, Type: typ, Thread: m.Thread, Namespace: ns})
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func (o Store) Queued(ctx context.Context) ([]client.QueuedMessage, error) {
 			typ = "chat"
 		}
 		out = append(out, client.QueuedMessage{Key: m.ID, To: to, ID: id, Type: typ, Thread: m.Thread, Body: m.Body,
-			Receipt: m.Receipt, Mechanism: namespace(m.Mechanism), Queued: m.Created})
+			Receipt: m.Receipt, Mechanism: namespace(m.Mechanism, m.Namespace), Queued: m.Created})
 	}
 	return out, nil
 }
@@ -91,21 +91,29 @@ func (o Store) Remove(ctx context.Context, key int64) error {
 	return err
 }
 
-// storeMechanism maps an EME namespace to the store's name; only
-// mechanisms whose messages may wait (client.Needs.Deferrable) reach the
-// outbox.
-func storeMechanism(ns string) (store.Mechanism, error) {
+// storeMechanism maps an EME namespace to the store's name, and the
+// namespace to keep beside it when the name does not say it (OMEMO's
+// generations); only mechanisms whose messages may wait
+// (client.Needs.Deferrable) reach the outbox.
+func storeMechanism(ns string) (store.Mechanism, string, error) {
 	switch ns {
 	case "":
-		return "", nil
+		return "", "", nil
 	case eme.OX:
-		return store.OX, nil
+		return store.OX, "", nil
+	case eme.OMEMO0, eme.OMEMO2:
+		return store.OMEMO, ns, nil
 	}
-	return "", fmt.Errorf("storeoutbox: messages of %s are not kept", eme.DisplayName(ns, ""))
+	return "", "", fmt.Errorf("storeoutbox: messages of %s are not kept", eme.DisplayName(ns, ""))
 }
 
-func namespace(m store.Mechanism) string {
-	if m == store.OX {
+// namespace is the EME namespace of a stored message: the one kept with
+// it, or the mechanism's.
+func namespace(m store.Mechanism, ns string) string {
+	switch {
+	case ns != "":
+		return ns
+	case m == store.OX:
 		return eme.OX
 	}
 	return ""

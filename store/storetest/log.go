@@ -50,6 +50,15 @@ func (su suite) testOutbox(t *testing.T) {
 		!out[1].Receipt || out[1].Body != "third" || out[1].Mechanism != store.OX || out[1].Type != "normal" || out[1].Thread != "t-1" {
 		t.Errorf("outbox with a message id %+v", out)
 	}
+	// The generation of a mechanism with several is kept beside it.
+	id4, err := s.EnqueueMessage(ctx, store.OutboxMessage{To: "romeo@montague.lit", Body: "fourth", Mechanism: store.OMEMO,
+		Namespace: "urn:xmpp:omemo:2"})
+	must(t, err)
+	out, err = s.Outbox(ctx)
+	must(t, err)
+	if len(out) != 3 || out[2].ID != id4 || out[2].Mechanism != store.OMEMO || out[2].Namespace != "urn:xmpp:omemo:2" || out[1].Namespace != "" {
+		t.Errorf("outbox with a namespace %+v", out)
+	}
 }
 
 func (su suite) testMessagesPaging(t *testing.T) {
