@@ -143,6 +143,11 @@ func (p *Pipeline) deferrable(mechanism string) bool {
 	return ok && m.Needs().Deferrable
 }
 
+// canQueue reports whether out may wait in the outbox.
+func (c *Client) canQueue(out *Outgoing, mechanism string) bool {
+	return c.cfg.Outbox != nil && len(out.Payload) == 0 && c.pipeline.deferrable(mechanism)
+}
+
 // queue puts out into the outbox when it must wait: the client is offline
 // or older messages wait there. It reports whether it did.
 func (c *Client) queue(ctx context.Context, out *Outgoing, mechanism string) (Sent, bool, error) {

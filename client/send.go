@@ -45,10 +45,18 @@ func (p *Pipeline) send(ctx context.Context, msg *Outgoing, mechanism string) (S
 				Hint: eme.Hint{Action: eme.ActionEnable, Mechanism: mechanism, Peer: out.To.String()}}
 		}
 	}
-	if sent, queued, err := p.c.queue(ctx, out, mechanism); queued {
-		return sent, err
+	for attempt := 0; ; attempt++ {
+		if sent, queued, err := p.c.queue(ctx, out, mechanism); queued {
+			return sent, err
+		}
+		sent, err := p.sendNow(ctx, out, mechanism, 0)
+		if !errors.Is(err, ErrNotConnected) || attempt == 2 || !p.c.canQueue(out, mechanism) {
+			return sent, err
+		}
+		// The stream went down between the check and the write (nothing
+		// was written): the message waits in the outbox like one sent
+		// offline, unless the stream is already back.
 	}
-	return p.sendNow(ctx, out, mechanism, 0)
 }
 
 // sendNow seals and writes a message (out has its defaults), following
