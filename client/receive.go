@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"time"
 
 	"golang.org/x/text/language"
 	"mellium.im/xmpp/jid"
@@ -186,6 +187,9 @@ func (p *Pipeline) finish(ctx context.Context, in *inbound, det eme.Detection, n
 	if err != nil {
 		var oe *OpenError
 		if errors.As(err, &oe) {
+			if oe.Reason == eme.ReasonNoSession {
+				p.tellSender(in, ns)
+			}
 			return p.notice(in, det, oe.Reason, oe.Detail, oe.Notes...)
 		}
 		return p.notice(in, det, eme.ReasonMalformed, err.Error())
@@ -193,6 +197,35 @@ func (p *Pipeline) finish(ctx context.Context, in *inbound, det eme.Detection, n
 	p.afterOpen(ctx, in, ns, opened)
 	return p.opened(in, ns, opened)
 }
+
+// tellSender answers a live message that its session-bound mechanism ns
+// could not read because the session that sealed it is gone with a
+// message error carrying its id (RFC 6120 §8.3): the sender's client
+// learns that this very message was not read (its fate: failed), not
+// merely that "some message" was unreadable. Copies (carbons, the archive)
+// and errors are never answered; the answer is written off the read loop.
+func (p *Pipeline) tellSender(in *inbound, ns string) {
+	id := in.st.AttrValue("id")
+	if id == "" || in.origin.Copy() || in.origin.CatchUp || in.st.AttrValue("type") == "error" || p.deferrable(ns) {
+		return
+	}
+	reply := xmltree.New(NSClient, "message", "type", "error", "to", in.from.String(), "id", id)
+	e := xmltree.New(NSClient, "error", "type", "cancel")
+	e.Append(xmltree.New(NSStanzas, "not-acceptable"))
+	e.Append(xmltree.New(NSStanzas, "text").AppendText(UnreadableText))
+	reply.Append(e)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := p.c.writeStanza(ctx, reply, nil); err != nil {
+			p.c.cfg.logger().Debug("telling the sender a message could not be read failed", "err", err)
+		}
+	}()
+}
+
+// UnreadableText is the text of the message error Balcony answers a
+// message with when the session that sealed it is gone.
+const UnreadableText = "The encrypted session this message was sealed in has ended: it could not be read."
 
 // opened turns what mechanism ns read from in into the event delivered
 // (nil for a protocol message with nothing to show). The incoming policy

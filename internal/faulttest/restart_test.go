@@ -124,3 +124,63 @@ func TestESessionAfterServerRestart(t *testing.T) {
 		}
 	})
 }
+
+// TestOTRUnreadableMessageFailsAtItsSender: a message sealed in an OTR
+// conversation that its recipient no longer has (the recipient's client
+// died and a new one logged in under the same address before the message
+// reached it) is shown to the recipient as a notice, and its sender learns
+// that this very message was not read: the recipient answers it with a
+// message error carrying its id, and its fate is failed.
+func TestOTRUnreadableMessageFailsAtItsSender(t *testing.T) {
+	servertest.Each(t, func(t *testing.T, srv *servertest.Server) {
+		bobAcct := srv.AddUser(t, "bob", "")
+		alice := newPeer(t, srv, srv.AddUser(t, "alice", ""), options{otr: true, otrKey: 4, otrManual: true})
+		bob := newPeer(t, srv, bobAcct, options{otr: true, otrKey: 3, otrManual: true})
+		subscribe(t, alice, bob)
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		if err := alice.otr.Start(ctx, bob.c.JID()); err != nil {
+			t.Fatal(err)
+		}
+		alice.col.wait(t, "alice private", otrEvent(otrclient.KindPrivate, bob.c.JID()))
+		bob.col.wait(t, "bob private", otrEvent(otrclient.KindPrivate, alice.c.JID()))
+
+		// Bob's connection dies; the server keeps his session for a
+		// resumption, so alice's conversation goes on and her message
+		// waits there for him.
+		bob.proxy.Refuse(true)
+		bob.proxy.Cut()
+		bob.col.wait(t, "bob disconnected", has(func(e *client.ConnectionEvent) bool { return e.State == client.Disconnected }))
+		sent, err := alice.c.Send(ctx, &client.Outgoing{To: bob.c.JID(), Body: "are you there", Receipt: true}, eme.OTR)
+		if err != nil || sent.Held {
+			t.Fatalf("alice's message: %+v, %v", sent, err)
+		}
+		alice.col.wait(t, "alice's message acknowledged", has(func(f *client.FateEvent) bool { return f.ID == sent.ID && f.Fate == client.FateAcked }))
+
+		// Bob's process ends (the conversation with it) and a new one logs
+		// in under the same address: the server hands it what waited.
+		if err := bob.c.Close(); err != nil {
+			t.Logf("closing bob offline: %v", err)
+		}
+		bob2 := newPeer(t, srv, bobAcct, options{otr: true, otrKey: 3, otrManual: true, st: bob.st})
+		if !bob2.col.waitFor(30*time.Second, has(func(n *client.NoticeEvent) bool {
+			return n.ID == sent.ID && n.Reason == eme.ReasonNoSession
+		})) {
+			for _, ev := range bob2.col.snapshot() {
+				t.Logf("bob2: %T %+v", ev, ev)
+			}
+			for _, ev := range alice.col.snapshot() {
+				t.Logf("alice: %T %+v", ev, ev)
+			}
+			t.Fatal("no notice")
+		}
+		alice.col.wait(t, "the fate of alice's message: failed, not read", has(func(f *client.FateEvent) bool {
+			return f.ID == sent.ID && f.Fate == client.FateFailed && f.Condition == "not-acceptable"
+		}))
+		for _, ev := range bob2.col.snapshot() {
+			if m, ok := ev.(*client.MessageEvent); ok && m.Body == "are you there" {
+				t.Fatalf("the message was read: %+v", m)
+			}
+		}
+	})
+}

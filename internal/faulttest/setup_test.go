@@ -52,6 +52,9 @@ type options struct {
 	// otrManual: Balcony's default OTR policy (conversations start when
 	// asked), instead of "always" with automatic starts.
 	otrManual bool
+	// st: the store to use (a process that starts again on the store of
+	// one that ended); a new one when nil.
+	st *store.Store
 }
 
 // quick makes a client notice trouble soon and reconnect at once.
@@ -76,10 +79,12 @@ func newPeer(t *testing.T, srv *servertest.Server, acct servertest.Account, o op
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.proxy.Close() })
-	if p.st, err = store.Create(t.TempDir(), store.Options{Unencrypted: true}); err != nil {
-		t.Fatal(err)
+	if p.st = o.st; p.st == nil {
+		if p.st, err = store.Create(t.TempDir(), store.Options{Unencrypted: true}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.st.Close() })
 	}
-	t.Cleanup(func() { p.st.Close() })
 	j, err := acct.JID.WithResource("r")
 	if err != nil {
 		t.Fatal(err)
