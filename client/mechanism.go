@@ -57,6 +57,13 @@ type Needs struct {
 	// Messages of the others (OTR, Encrypted Sessions) are refused while
 	// offline (OfflineError), as their sessions may not survive.
 	Deferrable bool
+	// AnswerUnreadable: a live message of the mechanism that cannot be
+	// read because the session that sealed it is gone (an OpenError with
+	// eme.ReasonNoSession) is answered with a message error carrying its
+	// id (not-acceptable), so that its sender's client reports that very
+	// message failed. For mechanisms whose protocol defines no error
+	// answer of its own (OTR); Encrypted Sessions answer as XEP-0200 says.
+	AnswerUnreadable bool
 	// Name is the mechanism's human-readable name. For a mechanism outside
 	// XEP-0380's table (one Balcony does not know) it goes into the EME
 	// tag's 'name' attribute, as XEP-0380 §3.2 asks, and into the fallback

@@ -187,8 +187,8 @@ func (p *Pipeline) finish(ctx context.Context, in *inbound, det eme.Detection, n
 	if err != nil {
 		var oe *OpenError
 		if errors.As(err, &oe) {
-			if oe.Reason == eme.ReasonNoSession {
-				p.tellSender(in, ns)
+			if m, ok, _ := p.mechanism(ns); ok && oe.Reason == eme.ReasonNoSession && m.Needs().AnswerUnreadable {
+				p.tellSender(in)
 			}
 			return p.notice(in, det, oe.Reason, oe.Detail, oe.Notes...)
 		}
@@ -198,15 +198,16 @@ func (p *Pipeline) finish(ctx context.Context, in *inbound, det eme.Detection, n
 	return p.opened(in, ns, opened)
 }
 
-// tellSender answers a live message that its session-bound mechanism ns
-// could not read because the session that sealed it is gone with a
-// message error carrying its id (RFC 6120 §8.3): the sender's client
-// learns that this very message was not read (its fate: failed), not
-// merely that "some message" was unreadable. Copies (carbons, the archive)
-// and errors are never answered; the answer is written off the read loop.
-func (p *Pipeline) tellSender(in *inbound, ns string) {
+// tellSender answers a live message that its mechanism could not read
+// because the session that sealed it is gone (Needs.AnswerUnreadable)
+// with a message error carrying its id (RFC 6120 §8.3): the sender's
+// client learns that this very message was not read (its fate: failed),
+// not merely that "some message" was unreadable. Copies (carbons, the
+// archive) and errors are never answered; the answer is written off the
+// read loop.
+func (p *Pipeline) tellSender(in *inbound) {
 	id := in.st.AttrValue("id")
-	if id == "" || in.origin.Copy() || in.origin.CatchUp || in.st.AttrValue("type") == "error" || p.deferrable(ns) {
+	if id == "" || in.origin.Copy() || in.origin.CatchUp || in.st.AttrValue("type") == "error" {
 		return
 	}
 	reply := xmltree.New(NSClient, "message", "type", "error", "to", in.from.String(), "id", id)

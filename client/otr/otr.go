@@ -314,7 +314,7 @@ func (o *Mechanism) Namespace() string { return eme.OTR }
 // no-copy and no-permanent-store hints and the XEP-0280 private directive
 // (XEP-0364 §3.3); OTR has no fallback body, the body is the OTR message.
 func (o *Mechanism) Needs() client.Needs {
-	return client.Needs{Hints: []string{"no-copy", "no-permanent-store"}, Private: true}
+	return client.Needs{Hints: []string{"no-copy", "no-permanent-store"}, Private: true, AnswerUnreadable: true}
 }
 
 // Fingerprint returns our own fingerprint.
