@@ -14,6 +14,7 @@ import (
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/eme"
 	"github.com/balcony-im/balcony/internal/servertest"
+	"github.com/balcony-im/balcony/internal/storeoutbox"
 )
 
 var (
@@ -228,6 +229,11 @@ wait:
 				fmt.Fprintln(f, line)
 				f.Close()
 			}
+		}
+		if tl.lost != 0 {
+			q, qerr := storeoutbox.Store{S: dir.from.st}.Queued(context.Background())
+			t.Logf("%s lost messages; the sender's outbox holds %d (%v), connected %v; the sender's log ends:\n%s\nthe recipient's:\n%s",
+				key, len(q), qerr, dir.from.c.Connected(), dir.from.logTail(40), dir.to.logTail(40))
 		}
 		if tl.duplicated != 0 || tl.lost != 0 || tl.wrong != 0 {
 			t.Errorf("%s: %d duplicated, %d lost (neither delivered nor reported failed; by the last fate their sender learnt: %v), %d with the wrong security",

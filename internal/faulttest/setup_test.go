@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,6 +44,18 @@ type peer struct {
 	es    *esession.Mechanism
 	omemo *omemo.Device
 	col   *collector
+	// logPath is the client's debug log.
+	logPath string
+}
+
+// logTail returns the last n lines of the client's debug log.
+func (p *peer) logTail(n int) string {
+	data, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // options of a peer.
@@ -92,16 +105,20 @@ func newPeer(t *testing.T, srv *servertest.Server, acct servertest.Account, o op
 	cfg := client.Config{JID: j, Password: acct.Password, Addr: p.proxy.Addr(), CAFile: srv.CAFile,
 		Outbox: storeoutbox.Store{S: p.st}}
 	quick(&cfg)
-	if *faultLog != "" {
-		// Diagnostics of each client (never message content) for a run
-		// that lost something.
-		f, err := os.OpenFile(filepath.Join(*faultLog, acct.JID.Localpart()+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.Close() })
-		cfg.Logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// Diagnostics of each client (never message content), for a run that
+	// lost something: in -fault.log's directory, or the test's own (the
+	// tail is printed when a message is lost).
+	dir := *faultLog
+	if dir == "" {
+		dir = t.TempDir()
 	}
+	p.logPath = filepath.Join(dir, acct.JID.Localpart()+".log")
+	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	cfg.Logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if p.c, err = client.New(cfg); err != nil {
 		t.Fatal(err)
 	}
