@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/balcony-im/balcony/client"
+	"github.com/balcony-im/balcony/store"
+)
+
+// settingCheckpoint is the setting in which balcony serve keeps an
+// account's checkpoint, in the account's store (shared by every host
+// with PostgreSQL).
+const settingCheckpoint = "serve:checkpoint"
+
+// maxRecent bounds the ids a checkpoint lists after its archive id.
+const maxRecent = 500
+
+// checkpoint records what balcony serve has written of an account's
+// messages, so that the next run (on this host or, after a handover, on
+// another) catches up from the archive (XEP-0313) where this one stopped
+// and writes none of them again.
+//
+// Messages reach a serving process in the order the server archived them
+// for each sender, but not across senders (the client processes senders
+// in parallel lanes), and a catch-up runs beside live delivery; so the
+// position of the last message written is not a safe place to resume
+// from. After is: every message the archive holds up to it has been
+// written, or was overtaken by more than the settle time. Recent lists,
+// oldest first, the stanza-ids (XEP-0359, our server's, the same as the
+// archive's) of the messages written after it; an id leaves Recent for
+// After once it was written more than the settle time ago. The next run
+// catches up after After and drops what Recent lists.
+type checkpoint struct {
+	After  string      `json:"after,omitempty"`
+	Recent []delivered `json:"recent,omitempty"`
+	seen   map[string]bool
+}
+
+type delivered struct {
+	ID string `json:"id"`
+	At int64  `json:"at"` // when it was written, Unix milliseconds
+}
+
+func loadCheckpoint(ctx context.Context, st store.SettingStore) (*checkpoint, error) {
+	ck := &checkpoint{}
+	v, err := st.Setting(ctx, settingCheckpoint)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		if err := json.Unmarshal([]byte(v), ck); err != nil {
+			return nil, fmt.Errorf("the checkpoint of balcony serve is damaged: %w", err)
+		}
+	}
+	ck.seen = make(map[string]bool, len(ck.Recent))
+	now := time.Now().UnixMilli()
+	for i, d := range ck.Recent {
+		ck.seen[d.ID] = true
+		// The previous run may have stopped in the middle of the settle
+		// time: its ids are kept for a whole settle time from now, so
+		// that copies the server delivers again after a handover (stanzas
+		// the old session had not acknowledged) are still recognised.
+		ck.Recent[i].At = max(d.At, now)
+	}
+	return ck, nil
+}
+
+// resumeFrom is the archive id the next catch-up starts after ("" for
+// none: nothing was ever written).
+func (ck *checkpoint) resumeFrom() string {
+	if ck.After == "" && len(ck.Recent) > 0 {
+		// Nothing settled yet: the first message written is the earliest
+		// known place.
+		return ck.Recent[0].ID
+	}
+	return ck.After
+}
+
+// written reports whether a message with this stanza-id was written.
+func (ck *checkpoint) written(id string) bool { return ck.seen[id] }
+
+// add records a written message and settles what is old enough.
+func (ck *checkpoint) add(id string, now time.Time, settle time.Duration) {
+	ck.Recent = append(ck.Recent, delivered{ID: id, At: now.UnixMilli()})
+	ck.seen[id] = true
+	limit := now.Add(-settle).UnixMilli()
+	n := 0
+	for n < len(ck.Recent) && (ck.Recent[n].At <= limit || len(ck.Recent)-n > maxRecent) {
+		ck.After = ck.Recent[n].ID
+		delete(ck.seen, ck.Recent[n].ID)
+		n++
+	}
+	ck.Recent = append(ck.Recent[:0:0], ck.Recent[n:]...)
+}
+
+func (ck *checkpoint) save(ctx context.Context, st store.SettingStore) error {
+	b, err := json.Marshal(ck)
+	if err != nil {
+		return err
+	}
+	return st.SetSetting(ctx, settingCheckpoint, string(b))
+}
+
+// served is one account a serve process runs.
+type served struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// stop ends the account's session and waits until its last events are
+// written.
+func (a *served) stop() {
+	a.cancel()
+	<-a.done
+}
+
+// startAccount runs the account in a goroutine of its own (see
+// runAccount); ended receives its JID when it stops by itself.
+func (sv *server) startAccount(ctx context.Context, j string, fence *atomic.Bool, delay time.Duration, ended chan<- string) *served {
+	ctx, cancel := context.WithCancel(ctx)
+	a := &served{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		err := sv.runAccount(ctx, j, fence, delay)
+		if err != nil && ctx.Err() == nil {
+			sv.sink.status(j, "failed", oneLine(err.Error()))
+			sv.logf("%s: %v", j, err)
+		}
+		if ctx.Err() == nil && ended != nil {
+			select {
+			case ended <- j:
+			case <-ctx.Done():
+			}
+		}
+	}()
+	return a
+}
+
+// runAccount serves one account until ctx ends: after delay (the fence
+// delay of a lock just taken), it opens the account's store, sets up its
+// client and mechanisms as balcony listen does, serves its control
+// socket, connects (retrying), catches up from the checkpoint, and
+// writes every event as a JSON line, recording each written message in
+// the checkpoint before the next event. The goroutines it needs are the
+// client's own, this one, and the control socket's.
+func (sv *server) runAccount(ctx context.Context, j string, fence *atomic.Bool, delay time.Duration) error {
+	if delay > 0 {
+		sv.sink.status(j, "waiting", fmt.Sprintf("serving in %s (fence delay)", delay))
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+	a, st, err := sv.src.open(ctx, j)
+	if err != nil {
+		return err
+	}
+	ck, err := loadCheckpoint(ctx, st)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	pw, err := st.Password(ctx)
+	if err != nil {
+		st.Close()
+		return withHint(fmt.Errorf("no saved password for %s: %w", j, err), "save it in the account's store (balcony serve add, or balcony account password --save)")
+	}
+	pass := string(pw)
+	clear(pw)
+	sess, err := newSession(ctx, sv.e, a, st, pass, func(cfg *client.Config) {
+		cfg.Reconnect = true
+		cfg.LastArchiveID = ck.resumeFrom()
+		cfg.Logger = sv.clientLog
+	})
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	stopControl, err := serveControl(ctx, sess)
+	if err != nil {
+		return err
+	}
+	defer stopControl()
+	c := sess.client
+	for backoff := time.Second; ; backoff = min(2*backoff, time.Minute) {
+		if err = sess.dial(ctx); err == nil {
+			break
+		}
+		sv.sink.status(j, "failed", oneLine(err.Error()))
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+	sv.sink.status(j, "connected", c.JID().String())
+	out := &accountOut{sink: sv.sink, fence: fence}
+	r := &renderer{w: out, json: true, lang: sv.e.lang, account: j}
+	handle := func(ev client.Event) {
+		if out.fenced() {
+			return
+		}
+		var sid string
+		switch ev := ev.(type) {
+		case *client.MessageEvent:
+			sid = ev.Origin.StanzaID
+		case *client.NoticeEvent:
+			sid = ev.Origin.StanzaID
+		}
+		if sid != "" && ck.written(sid) {
+			// Written before the handover (or the restart): the catch-up
+			// fetched it again.
+			return
+		}
+		out.refused = false
+		r.event(ev)
+		sess.offer(ev)
+		if sid == "" || out.refused {
+			return
+		}
+		ck.add(sid, time.Now(), sv.opts.settle)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sv.opts.saveTimeout)
+		defer cancel()
+		if out.fenced() {
+			return
+		}
+		if err := ck.save(sctx, st); err != nil {
+			// The message stays in memory and is saved with the next;
+			// a handover before then writes it once more.
+			sv.logf("%s: saving the checkpoint: %v", j, err)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			// What the client still delivers while it closes is written.
+			closed := make(chan struct{})
+			go func() { c.Close(); close(closed) }()
+			for ev := range c.Events() {
+				handle(ev)
+			}
+			<-closed
+			if out.fenced() {
+				sv.sink.status(j, "fenced", "stopped at once: the database connection was lost")
+			} else {
+				sv.sink.status(j, "stopped", "")
+			}
+			return nil
+		case ev, ok := <-c.Events():
+			if !ok {
+				return nil
+			}
+			handle(ev)
+		}
+	}
+}
