@@ -57,10 +57,10 @@ Flags:
   --settle DUR        how far live messages may overtake each other
                       (default 5s; see the README)
 ` + secretFlagsUsage + `
-An account is taken over within --poll + 3 x --lock-check + the time to
+An account is taken over within --poll + 4 x --lock-check + the time to
 connect after the database released the lock of its former process: at
 once when that process died, within about 3 x --lock-check rounded up to
-seconds when it was cut off. Each message is written at least once;
+whole seconds when it was cut off. Each message is written at least once;
 only the message being written when a process was killed can be written
 twice, with the same "stanza_id".
 `,

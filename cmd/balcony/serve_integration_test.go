@@ -25,11 +25,11 @@ import (
 
 // serveLine is a line of balcony serve's output, as the test reads it.
 type serveLine struct {
-	host string
-	at   time.Time
-	Account,
-	Type, Kind, Text, Body, StanzaID string
-	CatchUp bool `json:"catch_up"`
+	host                            string
+	at                              time.Time
+	Account, Type, Kind, Text, Body string
+	StanzaID                        string `json:"stanza_id"`
+	CatchUp                         bool   `json:"catch_up"`
 }
 
 // serveHost is a running balcony serve process.
@@ -106,6 +106,7 @@ type serveState struct {
 	taken    map[string]time.Time // account -> when the survivor connected it after the kill
 	lastOf   map[string]map[string]string
 	overlap  []string
+	fenced   int // accounts stopped because their process lost the database
 }
 
 func (s *serveState) apply(l serveLine) {
@@ -122,6 +123,9 @@ func (s *serveState) apply(l serveLine) {
 			s.taken[l.Account] = l.at
 		}
 	case l.Type == "status" && (l.Kind == "stopped" || l.Kind == "fenced"):
+		if l.Kind == "fenced" {
+			s.fenced++
+		}
 		if s.holder[l.Account] == l.host {
 			delete(s.holder, l.Account)
 		}
@@ -173,7 +177,7 @@ func TestServeHandover(t *testing.T) {
 	}
 	lines := make(chan serveLine, 4096)
 	args := []string{"--store", pgURL, "--key-file", keyFile, "--ca-file", srv.CAFile,
-		"--lock-check", "200ms", "--poll", "200ms", "--settle", "5s"}
+		"--lock-check", "250ms", "--poll", "250ms", "--settle", "5s", "--verbose"}
 	hosts := map[string]*serveHost{}
 	for _, name := range []string{"A", "B"} {
 		hosts[name] = startServe(t, bin, name, nil, args, lines)
@@ -322,7 +326,11 @@ wait:
 					explained++
 					continue
 				}
-				t.Errorf("written %d times: %s (%v)", len(copies), body, copies)
+				var desc []string
+				for _, c := range copies {
+					desc = append(desc, fmt.Sprintf("%s at %s stanza-id %q catch-up %v", c.host, c.at.Format("15:04:05.000"), c.StanzaID, c.CatchUp))
+				}
+				t.Errorf("written %d times: %s (%s; A's last line: %q)", len(copies), body, strings.Join(desc, ", "), st.lastOf[a.String()]["A"])
 			}
 		}
 	}
@@ -336,8 +344,11 @@ wait:
 	}
 	slices.Sort(takeover)
 	if len(takeover) > 0 {
-		t.Logf("takeover of %d accounts after SIGKILL: min %v, median %v, max %v (--lock-check 200ms, --poll 200ms: fence delay 600ms)",
+		t.Logf("takeover of %d accounts after SIGKILL: min %v, median %v, max %v (--lock-check 250ms, --poll 250ms: fence delay 1s)",
 			len(takeover), takeover[0].Round(time.Millisecond), takeover[len(takeover)/2].Round(time.Millisecond), takeover[len(takeover)-1].Round(time.Millisecond))
+	}
+	if st.fenced > 0 {
+		t.Logf("%d accounts were fenced (their process lost its database connection, or found it too slow)", st.fenced)
 	}
 	t.Logf("messages: sent %d (%d rounds x %d accounts), written %d, lost %d, duplicated %d (of which %d in flight at the kill)",
 		total*n, total, n, received, lost, dup, explained)

@@ -32,7 +32,7 @@ var ErrHostLost = errors.New("pgstore: the host's lock connection was lost")
 // cannot record anything for any of them.
 //
 // The connection is checked every check interval, a check failing when
-// it is not answered within half the interval. The host learns of a
+// it is not answered within an interval. The host learns of a
 // broken connection through Lost at most FenceDelay after the break, and
 // must then stop serving every account at once. A host that takes an
 // account waits FenceDelay before it serves it, so that a holder whose
@@ -73,7 +73,7 @@ func (s *Store) NewHost(ctx context.Context, checkEvery time.Duration) (*Host, e
 	cc.RuntimeParams["tcp_keepalives_idle"] = secs
 	cc.RuntimeParams["tcp_keepalives_interval"] = secs
 	cc.RuntimeParams["tcp_keepalives_count"] = "2"
-	cc.RuntimeParams["tcp_user_timeout"] = strconv.Itoa(int(3 * checkEvery / time.Millisecond))
+	cc.RuntimeParams["tcp_user_timeout"] = strconv.Itoa(int(4 * checkEvery / time.Millisecond))
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: host: %w", classify(err))
@@ -90,10 +90,11 @@ func (s *Store) NewHost(ctx context.Context, checkEvery time.Duration) (*Host, e
 
 // FenceDelay bounds how long after the connection of a host breaks that
 // host may still believe it serves its accounts: the next check is due
-// within one interval, may wait up to half an interval for an operation
-// in progress, and fails after half an interval unanswered, so the host
-// knows within two intervals; FenceDelay adds one more for scheduling.
-func (h *Host) FenceDelay() time.Duration { return 3 * h.every }
+// within one interval, may wait up to an interval for an operation in
+// progress (each gives up after one), and fails after an interval
+// unanswered, so the host knows within three intervals; FenceDelay adds
+// one more for scheduling.
+func (h *Host) FenceDelay() time.Duration { return 4 * h.every }
 
 // Lost returns a channel closed when the host's connection is found
 // broken, by a check or by any operation. It is not closed by Close.
@@ -199,15 +200,15 @@ func (h *Host) Close() {
 	})
 }
 
-// do runs op on the connection (h.mu held) with a deadline of half a
-// check interval; a failure means the connection is gone.
+// do runs op on the connection (h.mu held) with a deadline of one check
+// interval; a failure means the connection is gone.
 func (h *Host) do(ctx context.Context, op func(ctx context.Context) error) error {
 	select {
 	case <-h.lost:
 		return ErrHostLost
 	default:
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.every/2)
+	ctx, cancel := context.WithTimeout(ctx, h.every)
 	defer cancel()
 	if err := op(ctx); err != nil {
 		// pgx closes a connection whose operation was cancelled, so any
