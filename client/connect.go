@@ -475,7 +475,19 @@ func (c *Client) ConnectionStatus() ConnectionStatus {
 // (Shutdowner, OnShutdown), stops processing and closes the Events
 // channel. A message the server never acknowledged stays in the outbox,
 // if it came from there, and is given up otherwise (FateFailed).
-func (c *Client) Close() error {
+func (c *Client) Close() error { return c.close(false) }
+
+// Abort closes the client at once: the connection is dropped without
+// Close's closing handshake (mechanisms do not end their sessions, no
+// unavailable presence, no last acknowledgement, so the server keeps
+// what it sent unacknowledged and archived for whoever takes over), then
+// the shutdown hooks run, and stanzas already received are processed and
+// their events delivered before Events is closed. It is for a process
+// that must stop acting for the account now, having lost the right to
+// (balcony serve when its database connection is lost).
+func (c *Client) Abort() error { return c.close(true) }
+
+func (c *Client) close(abort bool) error {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -483,7 +495,7 @@ func (c *Client) Close() error {
 	}
 	connected := c.connected
 	c.mu.Unlock()
-	if connected {
+	if connected && !abort {
 		// Mechanisms end their sessions while the stream still works, but
 		// only after every stanza received so far was processed: a message
 		// that arrived before Close is read in its session, not refused
@@ -506,7 +518,7 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	close(c.closed)
 	var err error
-	if l != nil && connected {
+	if l != nil && connected && !abort {
 		// Unavailable presence, the last <a h/> (XEP-0198 §4: so that the
 		// server does not send again what was handled), then
 		// </stream:stream>; wait for the server to close its side

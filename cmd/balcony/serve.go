@@ -237,6 +237,14 @@ func (sv *server) hold(ctx context.Context, h *pgstore.Host) error {
 	fence := new(atomic.Bool)
 	running := map[string]*served{}
 	ended := make(chan string)
+	// fenceAll stops writing anything of the accounts at once, since
+	// another host may take them after its fence delay, then stops them.
+	fenceAll := func() {
+		sv.sink.fence(fence)
+		for j := range running {
+			sv.sink.status(j, "fenced", "the database connection was lost: nothing more is written for the account")
+		}
+	}
 	stopAll := func() {
 		for _, a := range running {
 			a.cancel()
@@ -250,7 +258,7 @@ func (sv *server) hold(ctx context.Context, h *pgstore.Host) error {
 	for {
 		if err := sv.balance(ctx, h, running, fence, ended); err != nil {
 			if errors.Is(err, pgstore.ErrHostLost) {
-				sv.sink.fence(fence)
+				fenceAll()
 				stopAll()
 				return err
 			}
@@ -261,9 +269,7 @@ func (sv *server) hold(ctx context.Context, h *pgstore.Host) error {
 			stopAll()
 			return nil
 		case <-h.Lost():
-			// Fencing: not one more line or checkpoint of these accounts,
-			// since another host may take them after its fence delay.
-			sv.sink.fence(fence)
+			fenceAll()
 			stopAll()
 			return pgstore.ErrHostLost
 		case j := <-ended:

@@ -230,32 +230,46 @@ func (sv *server) runAccount(ctx context.Context, j string, fence *atomic.Bool, 
 			return
 		}
 		ck.add(sid, time.Now(), sv.opts.settle)
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sv.opts.saveTimeout)
-		defer cancel()
-		if out.fenced() {
-			return
-		}
-		if err := ck.save(sctx, st); err != nil {
-			// The message stays in memory and is saved with the next;
-			// a handover before then writes it once more.
-			sv.logf("%s: saving the checkpoint: %v", j, err)
+		// The next event waits until this message is recorded, so that a
+		// handover writes at most this one again. A fenced host records
+		// nothing more: the account may be served elsewhere already.
+		for failed := false; !out.fenced(); failed = true {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sv.opts.saveTimeout)
+			err := ck.save(sctx, st)
+			cancel()
+			if err == nil {
+				if failed {
+					sv.logf("%s: checkpoint saved again", j)
+				}
+				return
+			}
+			if !failed {
+				sv.logf("%s: saving the checkpoint: %v; trying again", j, err)
+			}
+			time.Sleep(sv.opts.saveTimeout / 4)
 		}
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			// What the client still delivers while it closes is written.
+			// What the client still delivers while it closes is written;
+			// a fenced account's connection is dropped at once instead
+			// (nothing more goes out for it, not even an acknowledgement:
+			// the server keeps the rest for whoever takes over).
 			closed := make(chan struct{})
-			go func() { c.Close(); close(closed) }()
+			go func() {
+				if out.fenced() {
+					c.Abort()
+				} else {
+					c.Close()
+				}
+				close(closed)
+			}()
 			for ev := range c.Events() {
 				handle(ev)
 			}
 			<-closed
-			if out.fenced() {
-				sv.sink.status(j, "fenced", "stopped at once: the database connection was lost")
-			} else {
-				sv.sink.status(j, "stopped", "")
-			}
+			sv.sink.status(j, "stopped", "")
 			return nil
 		case ev, ok := <-c.Events():
 			if !ok {

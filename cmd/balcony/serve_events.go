@@ -52,7 +52,8 @@ func (o *accountOut) Write(p []byte) (int, error) {
 
 // status writes a line about serving an account: state is "waiting"
 // (the lock is held, the fence delay runs), "connected", "failed",
-// "stopped" or "fenced", and text says more.
+// "fenced" (the host lost the database: no line of the account follows)
+// or "stopped" (its XMPP session ended), and text says more.
 func (s *eventSink) status(account, state, text string) {
 	b, _ := json.Marshal(jsonEvent{Account: account, Type: "status", Time: time.Now().UTC(), Kind: state, Text: text})
 	s.mu.Lock()
