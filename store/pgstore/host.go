@@ -111,6 +111,12 @@ func (h *Host) TryLock(ctx context.Context, account string) (bool, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	select {
+	case <-h.lost:
+		// Whatever it held may be another's now.
+		return false, fmt.Errorf("pgstore: lock %s: %w", j, ErrHostLost)
+	default:
+	}
 	if _, ok := h.held[j]; ok {
 		return true, nil
 	}
