@@ -174,10 +174,11 @@
 // serialisation failure or deadlock (SQLSTATE 40001, 40P01); waiting for
 // the lock longer than Options.BusyTimeout is ErrLocked. A session-level
 // advisory lock per account (pgstore.Store.LockAccount, TryLockAccount),
-// held on a connection of its own and released by PostgreSQL when that
-// connection ends, lets exactly one host serve an account (hold its XMPP
-// session and send from its outbox), with fail-over when the holder's
-// connection drops. Each account's data key is wrapped by its passphrase
+// held on a connection of its own (one per account, or one per host for
+// all the accounts it serves: pgstore.Host) and released by PostgreSQL
+// when that connection ends, lets exactly one host serve an account (hold
+// its XMPP session and send from its outbox), with fail-over when the
+// holder's connection drops. Each account's data key is wrapped by its passphrase
 // or by a key (Options.Key), never stored in the clear, and secrets are
 // sealed as here, with the same associated data; the account is bound by
 // its own data key.

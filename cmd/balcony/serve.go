@@ -56,6 +56,7 @@ Flags:
                       (default 1s)
   --settle DUR        how far live messages may overtake each other
                       (default 5s; see the README)
+  --verbose           log each account's connections on standard error
 ` + secretFlagsUsage + `
 An account is taken over within --poll + 4 x --lock-check + the time to
 connect after the database released the lock of its former process: at
