@@ -12,7 +12,7 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/balcony-im/balcony/store"
@@ -235,22 +235,30 @@ func (sv *server) serveShared(ctx context.Context, pg *pgstore.Store) error {
 // up to its share (the number of accounts divided by the hosts, rounded
 // up), or hands one over when it holds more than its share.
 func (sv *server) hold(ctx context.Context, h *pgstore.Host) error {
-	fence := new(atomic.Bool)
-	running := map[string]*served{}
+	fence := newFence()
+	running := &holding{m: map[string]*served{}}
 	ended := make(chan string)
-	// fenceAll stops writing anything of the accounts at once, since
-	// another host may take them after its fence delay, then stops them.
-	fenceAll := func() {
-		sv.sink.fence(fence)
-		for j := range running {
-			sv.sink.status(j, "fenced", "the database connection was lost: nothing more is written for the account")
+	// Fencing does not wait for the loop below (which may be stopping an
+	// account it hands over): the moment the connection is found lost,
+	// nothing more of these accounts is written, since another host may
+	// take them after its fence delay.
+	quit := make(chan struct{})
+	defer close(quit)
+	go func() {
+		select {
+		case <-h.Lost():
+			sv.sink.fence(fence)
+			for _, j := range running.names() {
+				sv.sink.status(j, "fenced", "the database connection was lost: nothing more is written for the account")
+			}
+		case <-quit:
 		}
-	}
+	}()
 	stopAll := func() {
-		for _, a := range running {
+		for _, a := range running.m {
 			a.cancel()
 		}
-		for _, a := range running {
+		for _, a := range running.m {
 			<-a.done
 		}
 	}
@@ -259,7 +267,7 @@ func (sv *server) hold(ctx context.Context, h *pgstore.Host) error {
 	for {
 		if err := sv.balance(ctx, h, running, fence, ended); err != nil {
 			if errors.Is(err, pgstore.ErrHostLost) {
-				fenceAll()
+				<-fence.done()
 				stopAll()
 				return err
 			}
@@ -270,12 +278,12 @@ func (sv *server) hold(ctx context.Context, h *pgstore.Host) error {
 			stopAll()
 			return nil
 		case <-h.Lost():
-			fenceAll()
+			<-fence.done()
 			stopAll()
 			return pgstore.ErrHostLost
 		case j := <-ended:
-			<-running[j].done
-			delete(running, j)
+			<-running.m[j].done
+			running.del(j)
 			if err := h.Unlock(ctx, j); err != nil {
 				sv.logf("%v", err)
 			}
@@ -284,9 +292,38 @@ func (sv *server) hold(ctx context.Context, h *pgstore.Host) error {
 	}
 }
 
+// holding is the accounts a host serves: changed by hold's loop only,
+// read by its fencing watcher too.
+type holding struct {
+	mu sync.Mutex
+	m  map[string]*served
+}
+
+func (r *holding) add(j string, a *served) {
+	r.mu.Lock()
+	r.m[j] = a
+	r.mu.Unlock()
+}
+
+func (r *holding) del(j string) {
+	r.mu.Lock()
+	delete(r.m, j)
+	r.mu.Unlock()
+}
+
+func (r *holding) names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var jids []string
+	for j := range r.m {
+		jids = append(jids, j)
+	}
+	return jids
+}
+
 // balance takes free accounts up to this host's share, or gives one up
 // when it holds more.
-func (sv *server) balance(ctx context.Context, h *pgstore.Host, running map[string]*served, fence *atomic.Bool, ended chan<- string) error {
+func (sv *server) balance(ctx context.Context, h *pgstore.Host, running *holding, fence *hostFence, ended chan<- string) error {
 	jids, err := sv.src.accounts(ctx)
 	if err != nil {
 		return err
@@ -296,20 +333,17 @@ func (sv *server) balance(ctx context.Context, h *pgstore.Host, running map[stri
 		return err
 	}
 	share := int(math.Ceil(float64(len(jids)) / float64(hosts)))
-	if len(running) > share {
+	if len(running.m) > share {
 		// Hand over one account per round (the last in byte order), so
 		// that hosts which just started get theirs without a stampede.
-		var mine []string
-		for j := range running {
-			mine = append(mine, j)
-		}
+		mine := running.names()
 		sort.Strings(mine)
 		j := mine[len(mine)-1]
-		running[j].stop()
-		delete(running, j)
+		running.m[j].stop()
+		running.del(j)
 		return h.Unlock(ctx, j)
 	}
-	if len(running) >= share {
+	if len(running.m) >= share {
 		return nil
 	}
 	busy, err := h.Served(ctx)
@@ -320,10 +354,10 @@ func (sv *server) balance(ctx context.Context, h *pgstore.Host, running map[stri
 	// not all try the same ones first.
 	mrand.Shuffle(len(jids), func(i, k int) { jids[i], jids[k] = jids[k], jids[i] })
 	for _, j := range jids {
-		if len(running) >= share {
+		if len(running.m) >= share {
 			break
 		}
-		if busy[j] || running[j] != nil {
+		if busy[j] || running.m[j] != nil {
 			continue
 		}
 		got, err := h.TryLock(ctx, j)
@@ -331,7 +365,7 @@ func (sv *server) balance(ctx context.Context, h *pgstore.Host, running map[stri
 			return err
 		}
 		if got {
-			running[j] = sv.startAccount(ctx, j, fence, h.FenceDelay(), ended)
+			running.add(j, sv.startAccount(ctx, j, fence, h.FenceDelay(), ended))
 		}
 	}
 	return nil

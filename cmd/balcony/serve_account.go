@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/balcony-im/balcony/client"
@@ -122,7 +121,7 @@ func (a *served) stop() {
 
 // startAccount runs the account in a goroutine of its own (see
 // runAccount); ended receives its JID when it stops by itself.
-func (sv *server) startAccount(ctx context.Context, j string, fence *atomic.Bool, delay time.Duration, ended chan<- string) *served {
+func (sv *server) startAccount(ctx context.Context, j string, fence *hostFence, delay time.Duration, ended chan<- string) *served {
 	ctx, cancel := context.WithCancel(ctx)
 	a := &served{cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -149,7 +148,7 @@ func (sv *server) startAccount(ctx context.Context, j string, fence *atomic.Bool
 // writes every event as a JSON line, recording each written message in
 // the checkpoint before the next event. The goroutines it needs are the
 // client's own, this one, and the control socket's.
-func (sv *server) runAccount(ctx context.Context, j string, fence *atomic.Bool, delay time.Duration) error {
+func (sv *server) runAccount(ctx context.Context, j string, fence *hostFence, delay time.Duration) error {
 	if delay > 0 {
 		sv.sink.status(j, "waiting", fmt.Sprintf("serving in %s (fence delay)", delay))
 		t := time.NewTimer(delay)
@@ -206,6 +205,7 @@ func (sv *server) runAccount(ctx context.Context, j string, fence *atomic.Bool, 
 	}
 	sv.sink.status(j, "connected", c.JID().String())
 	out := &accountOut{sink: sv.sink, fence: fence}
+	stop := false
 	r := &renderer{w: out, json: true, lang: sv.e.lang, account: j}
 	handle := func(ev client.Event) {
 		if out.fenced() {
@@ -252,6 +252,17 @@ func (sv *server) runAccount(ctx context.Context, j string, fence *atomic.Bool, 
 	for {
 		select {
 		case <-ctx.Done():
+			stop = true
+		case <-fence.done():
+			// At once, whatever the host's loop is busy with.
+			stop = true
+		case ev, ok := <-c.Events():
+			if !ok {
+				return nil
+			}
+			handle(ev)
+		}
+		if stop {
 			// What the client still delivers while it closes is written;
 			// a fenced account's connection is dropped at once instead
 			// (nothing more goes out for it, not even an acknowledgement:
@@ -265,17 +276,20 @@ func (sv *server) runAccount(ctx context.Context, j string, fence *atomic.Bool, 
 				}
 				close(closed)
 			}()
+			go func() {
+				// A fence during a graceful close cuts it short.
+				select {
+				case <-fence.done():
+					c.Abort()
+				case <-closed:
+				}
+			}()
 			for ev := range c.Events() {
 				handle(ev)
 			}
 			<-closed
 			sv.sink.status(j, "stopped", "")
 			return nil
-		case ev, ok := <-c.Events():
-			if !ok {
-				return nil
-			}
-			handle(ev)
 		}
 	}
 }

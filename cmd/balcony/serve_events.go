@@ -25,18 +25,39 @@ type eventSink struct {
 // another host may be serving it already.
 var errFenced = errors.New("the host lost its database connection: the account may be served elsewhere")
 
+// hostFence is set when a host loses its database connection. It is shared
+// by the accounts the host holds under that connection; nil (never set)
+// for SQLite stores, which have no other host.
+type hostFence struct {
+	on   atomic.Bool
+	ch   chan struct{}
+	once sync.Once
+}
+
+func newFence() *hostFence { return &hostFence{ch: make(chan struct{})} }
+
+func (f *hostFence) isSet() bool { return f != nil && f.on.Load() }
+
+// done is closed when the fence is set (nil, never closed, for a nil
+// fence).
+func (f *hostFence) done() <-chan struct{} {
+	if f == nil {
+		return nil
+	}
+	return f.ch
+}
+
 // accountOut is an account's view of the sink. It refuses every line once
-// fence is set (fence is shared by the accounts a host holds under one
-// database connection; nil for SQLite stores, which have no other host).
+// the fence is set.
 type accountOut struct {
 	sink  *eventSink
-	fence *atomic.Bool
+	fence *hostFence
 	// refused is set when a line was refused (read by the account's own
 	// goroutine only, which is the one writing).
 	refused bool
 }
 
-func (o *accountOut) fenced() bool { return o.fence != nil && o.fence.Load() }
+func (o *accountOut) fenced() bool { return o.fence.isSet() }
 
 func (o *accountOut) Write(p []byte) (int, error) {
 	o.sink.mu.Lock()
@@ -63,10 +84,11 @@ func (s *eventSink) status(account, state, text string) {
 
 // fence sets the fence of a host's accounts under the sink's lock, so
 // that no line of theirs is written after it returns.
-func (s *eventSink) fence(f *atomic.Bool) {
+func (s *eventSink) fence(f *hostFence) {
 	s.mu.Lock()
-	f.Store(true)
+	f.on.Store(true)
 	s.mu.Unlock()
+	f.once.Do(func() { close(f.ch) })
 }
 
 // socketWriter sends every line to each process connected to a Unix

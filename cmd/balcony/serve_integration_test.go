@@ -40,12 +40,17 @@ type serveHost struct {
 	done chan struct{} // its output ended
 }
 
-// buildBalcony builds the command into a temporary directory: the test
-// runs real processes, killed with SIGKILL.
+// buildBalcony builds the command into a temporary directory (with the
+// race detector when the test has it): the test runs real processes,
+// killed with SIGKILL.
 func buildBalcony(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "balcony")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	args := []string{"build", "-o", bin}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -118,10 +123,15 @@ type serveState struct {
 	// are counted in spurious (a process found its database too slow).
 	expectFence bool
 	spurious    int
+	// history is every status line of an account, for failures.
+	history map[string][]string
 }
 
 func (s *serveState) apply(l serveLine) {
 	t := s.t
+	if l.Type == "status" {
+		s.history[l.Account] = append(s.history[l.Account], fmt.Sprintf("%s %s %s", l.at.Format("15:04:05.000"), l.host, l.Kind))
+	}
 	switch {
 	case l.Type == "garbage":
 		t.Errorf("%s wrote a line that is not JSON: %q", l.host, l.Text)
@@ -229,14 +239,20 @@ func TestServeHandover(t *testing.T) {
 	defer db.Close(context.Background())
 
 	lines := make(chan serveLine, 4096)
+	// Processes built with the race detector are several times slower:
+	// they check their database connection less often.
+	check := 250 * time.Millisecond
+	if raceBuild {
+		check = time.Second
+	}
 	args := []string{"--store", pgURL, "--key-file", keyFile, "--ca-file", srv.CAFile,
-		"--lock-check", "250ms", "--poll", "250ms", "--settle", "5s", "--verbose"}
+		"--lock-check", check.String(), "--poll", "250ms", "--settle", "5s", "--verbose"}
 	hosts := map[string]*serveHost{}
 	for _, name := range []string{"A", "B"} {
 		hosts[name] = startServe(t, bin, name, nil, args, lines)
 	}
 	st := &serveState{t: t, holder: map[string]string{}, killed: map[string]bool{}, got: map[string]map[string][]serveLine{},
-		lastOf: map[string]map[string]string{}, inflight: map[string]map[string]bool{}}
+		lastOf: map[string]map[string]string{}, inflight: map[string]map[string]bool{}, history: map[string][]string{}}
 	st.fault(time.Now())
 	// until reads output until cond holds, failing after d.
 	until := func(what string, d time.Duration, cond func() bool) {
@@ -411,6 +427,7 @@ wait:
 		t.Error(o)
 	}
 	var lost, dup, explained, received int
+	told := map[string]bool{}
 	for _, a := range accounts {
 		got := st.got[a.String()]
 		for r := 1; r <= total; r++ {
@@ -435,12 +452,16 @@ wait:
 					desc = append(desc, fmt.Sprintf("%s at %s stanza-id %q catch-up %v", c.host, c.at.Format("15:04:05.000"), c.StanzaID, c.CatchUp))
 				}
 				t.Errorf("written %d times: %s (%s)", len(copies), body, strings.Join(desc, ", "))
+				if !told[a.String()] {
+					told[a.String()] = true
+					t.Logf("%s: %s", a, strings.Join(st.history[a.String()], "; "))
+				}
 			}
 		}
 	}
 	t.Logf("database connection of A cut: %d accounts fenced after %s, their sessions closed after %s; served again after %s",
 		len(fencing), spread(fencing), spread(stopping), spread(cutTakeover))
-	t.Logf("A killed (SIGKILL): %d accounts taken over by B after %s (--lock-check 250ms, --poll 250ms: fence delay 1s)", len(killTakeover), spread(killTakeover))
+	t.Logf("A killed (SIGKILL): %d accounts taken over by B after %s (--lock-check %v, --poll 250ms: fence delay %v)", len(killTakeover), spread(killTakeover), check, 4*check)
 	if st.spurious > 0 {
 		t.Logf("%d accounts were fenced outside the faults made (their process found the database too slow)", st.spurious)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,7 +84,7 @@ func TestCheckpointDamaged(t *testing.T) {
 func TestSinkFence(t *testing.T) {
 	var b strings.Builder
 	sink := &eventSink{w: &b}
-	fence := new(atomic.Bool)
+	fence := newFence()
 	out := &accountOut{sink: sink, fence: fence}
 	r := &renderer{w: out, json: true, account: "a@example.org"}
 	r.jsonLine(jsonEvent{Type: "message", Body: "before"})
