@@ -247,10 +247,7 @@ func (sv *server) hold(ctx context.Context, h *pgstore.Host) error {
 	go func() {
 		select {
 		case <-h.Lost():
-			sv.sink.fence(fence)
-			for _, j := range running.names() {
-				sv.sink.status(j, "fenced", "the database connection was lost: nothing more is written for the account")
-			}
+			sv.sink.fence(fence, running.names())
 		case <-quit:
 		}
 	}()

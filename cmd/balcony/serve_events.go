@@ -83,11 +83,16 @@ func (s *eventSink) status(account, state, text string) {
 }
 
 // fence sets the fence of a host's accounts under the sink's lock, so
-// that no line of theirs is written after it returns.
-func (s *eventSink) fence(f *hostFence) {
+// that no line of theirs is written after it returns, writes a "fenced"
+// status line for each of accounts, and then wakes what waits on the
+// fence.
+func (s *eventSink) fence(f *hostFence, accounts []string) {
 	s.mu.Lock()
 	f.on.Store(true)
 	s.mu.Unlock()
+	for _, j := range accounts {
+		s.status(j, "fenced", "the database connection was lost: nothing more is written for the account")
+	}
 	f.once.Do(func() { close(f.ch) })
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -216,7 +215,10 @@ func TestServeHandover(t *testing.T) {
 	srv := prosodytest.Start(t)
 	bin := buildBalcony(t)
 	keyFile := filepath.Join(t.TempDir(), "key")
-	if err := store.GenerateKeyFile(keyFile, rand.Reader); err != nil {
+	if out, err := exec.Command(bin, "serve", "keygen", keyFile).CombinedOutput(); err != nil {
+		t.Fatalf("serve keygen: %v\n%s", err, out)
+	}
+	if _, err := store.ReadKeyFile(keyFile); err != nil {
 		t.Fatal(err)
 	}
 	const n = 20
@@ -392,6 +394,10 @@ func TestServeHandover(t *testing.T) {
 		st.inflightOf(a, "A")
 	}
 	moreRounds("messages after the takeover", 20)
+	out, err := exec.Command(bin, "serve", "list", "--store", pgURL).CombinedOutput()
+	if err != nil || strings.Count(string(out), " served\n") != n {
+		t.Errorf("serve list: %v\n%s", err, out)
+	}
 	close(stop)
 	<-sent
 	total := sentRounds()

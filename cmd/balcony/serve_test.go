@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -88,14 +92,72 @@ func TestSinkFence(t *testing.T) {
 	out := &accountOut{sink: sink, fence: fence}
 	r := &renderer{w: out, json: true, account: "a@example.org"}
 	r.jsonLine(jsonEvent{Type: "message", Body: "before"})
-	sink.fence(fence)
+	sink.fence(fence, []string{"a@example.org"})
 	r.jsonLine(jsonEvent{Type: "message", Body: "after"})
-	sink.status("a@example.org", "fenced", "")
+	select {
+	case <-fence.done():
+	default:
+		t.Fatal("fence not done")
+	}
 	got := b.String()
 	if !strings.Contains(got, `"before"`) || strings.Contains(got, `"after"`) || !out.refused || !strings.Contains(got, `"kind":"fenced"`) {
 		t.Fatalf("output %q, refused %v", got, out.refused)
 	}
 	if !strings.Contains(got, `"account":"a@example.org"`) {
 		t.Fatalf("lines not tagged: %q", got)
+	}
+}
+
+// The events socket gives every line to each connected consumer and
+// removes itself when closed.
+func TestEventsSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.sock")
+	sw, err := listenEvents(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode: %v %v", fi, err)
+	}
+	var conns []net.Conn
+	for range 2 {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	sink := &eventSink{w: sw}
+	// Accepting is asynchronous: write until both consumers have a line.
+	got := make(chan string, 2)
+	for _, c := range conns {
+		go func() {
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			got <- line
+		}()
+	}
+	deadline := time.After(10 * time.Second)
+	var lines []string
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for len(lines) < 2 {
+		select {
+		case l := <-got:
+			lines = append(lines, l)
+		case <-tick.C:
+			sink.status("a@example.org", "connected", "")
+		case <-deadline:
+			t.Fatalf("consumers got %d lines", len(lines))
+		}
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, `"account":"a@example.org"`) {
+			t.Fatalf("line %q", l)
+		}
+	}
+	sw.Close()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("socket left behind: %v", err)
 	}
 }
