@@ -35,6 +35,7 @@ type serveLine struct {
 // serveHost is a running balcony serve process.
 type serveHost struct {
 	name string
+	env  []string // its data and configuration directories
 	cmd  *exec.Cmd
 	done chan struct{} // its output ended
 }
@@ -60,7 +61,8 @@ func startServe(t *testing.T, bin, name string, env []string, args []string, lin
 	t.Helper()
 	dir := t.TempDir()
 	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
-	cmd.Env = append(os.Environ(), append(env, "BALCONY_DATA_DIR="+filepath.Join(dir, "data"), "BALCONY_CONFIG_DIR="+filepath.Join(dir, "config"))...)
+	env = append(env, "BALCONY_DATA_DIR="+filepath.Join(dir, "data"), "BALCONY_CONFIG_DIR="+filepath.Join(dir, "config"))
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +75,7 @@ func startServe(t *testing.T, bin, name string, env []string, args []string, lin
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h := &serveHost{name: name, cmd: cmd, done: make(chan struct{})}
+	h := &serveHost{name: name, env: env, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
 		sc := bufio.NewScanner(stdout)
@@ -397,6 +399,13 @@ func TestServeHandover(t *testing.T) {
 	out, err := exec.Command(bin, "serve", "list", "--store", pgURL).CombinedOutput()
 	if err != nil || strings.Count(string(out), " served\n") != n {
 		t.Errorf("serve list: %v\n%s", err, out)
+	}
+	// The control socket of an account B took over answers on B's host,
+	// though no configuration names the account there.
+	status := exec.Command(bin, "-a", fromA[0], "status")
+	status.Env = append(os.Environ(), hosts["B"].env...)
+	if out, err := status.CombinedOutput(); err != nil || !strings.Contains(string(out), "listening as "+fromA[0]+"/balcony-serve") {
+		t.Errorf("status through B's control socket: %v\n%s", err, out)
 	}
 	close(stop)
 	<-sent
