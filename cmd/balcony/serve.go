@@ -49,7 +49,9 @@ Flags:
   --events DEST       where events go: "stdout" (default) or unix:PATH, a socket
                       every connected process of this user reads all lines from
   --ca-file F         certificate authorities for the accounts' servers
-  --resource RES      resource of accounts with none set (default balcony-serve)
+  --resource RES      resource of PostgreSQL accounts with none set (default
+                      balcony-serve; a fixed one lets the next process replace
+                      the session of a dead one at once)
   --lock-check DUR    how often a process checks its database connection
                       (default 1s; the same on every process)
   --poll DUR          how often a process looks for accounts nobody serves
