@@ -149,6 +149,11 @@ func (sv *server) startAccount(ctx context.Context, j string, fence *hostFence, 
 // the checkpoint before the next event. The goroutines it needs are the
 // client's own, this one, and the control socket's.
 func (sv *server) runAccount(ctx context.Context, j string, fence *hostFence, delay time.Duration) error {
+	// The fence ends everything at once: the delay, the store, a
+	// connection being made, the event loop.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer fence.afterFunc(cancel)()
 	if delay > 0 {
 		sv.sink.status(j, "waiting", fmt.Sprintf("serving in %s (fence delay)", delay))
 		t := time.NewTimer(delay)
@@ -252,9 +257,8 @@ func (sv *server) runAccount(ctx context.Context, j string, fence *hostFence, de
 	for {
 		select {
 		case <-ctx.Done():
-			stop = true
-		case <-fence.done():
-			// At once, whatever the host's loop is busy with.
+			// Stopped, or fenced: at once, whatever the host's loop is
+			// busy with.
 			stop = true
 		case ev, ok := <-c.Events():
 			if !ok {
@@ -276,18 +280,13 @@ func (sv *server) runAccount(ctx context.Context, j string, fence *hostFence, de
 				}
 				close(closed)
 			}()
-			go func() {
-				// A fence during a graceful close cuts it short.
-				select {
-				case <-fence.done():
-					c.Abort()
-				case <-closed:
-				}
-			}()
+			// A fence during a graceful close cuts it short.
+			stopAbort := fence.afterFunc(func() { c.Abort() })
 			for ev := range c.Events() {
 				handle(ev)
 			}
 			<-closed
+			stopAbort()
 			sv.sink.status(j, "stopped", "")
 			return nil
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,14 +28,19 @@ var errFenced = errors.New("the host lost its database connection: the account m
 
 // hostFence is set when a host loses its database connection. It is shared
 // by the accounts the host holds under that connection; nil (never set)
-// for SQLite stores, which have no other host.
+// for SQLite stores, which have no other host. Its context ends when it
+// is set, so that waiting on it costs no goroutine (context.AfterFunc).
 type hostFence struct {
-	on   atomic.Bool
-	ch   chan struct{}
-	once sync.Once
+	on     atomic.Bool
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
-func newFence() *hostFence { return &hostFence{ch: make(chan struct{})} }
+func newFence() *hostFence {
+	f := &hostFence{}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	return f
+}
 
 func (f *hostFence) isSet() bool { return f != nil && f.on.Load() }
 
@@ -44,7 +50,16 @@ func (f *hostFence) done() <-chan struct{} {
 	if f == nil {
 		return nil
 	}
-	return f.ch
+	return f.ctx.Done()
+}
+
+// afterFunc runs fn (in a goroutine of its own) when the fence is set,
+// unless stop is called first; a nil fence never runs it.
+func (f *hostFence) afterFunc(fn func()) (stop func() bool) {
+	if f == nil {
+		return func() bool { return true }
+	}
+	return context.AfterFunc(f.ctx, fn)
 }
 
 // accountOut is an account's view of the sink. It refuses every line once
@@ -93,7 +108,7 @@ func (s *eventSink) fence(f *hostFence, accounts []string) {
 	for _, j := range accounts {
 		s.status(j, "fenced", "the database connection was lost: nothing more is written for the account")
 	}
-	f.once.Do(func() { close(f.ch) })
+	f.cancel()
 }
 
 // socketWriter sends every line to each process connected to a Unix
