@@ -40,10 +40,10 @@ type serveHost struct {
 	done chan struct{} // its output ended
 }
 
-// buildBalcony builds the command into a temporary directory (with the
+// buildServeBinary builds the command into a temporary directory (with the
 // race detector when the test has it): the test runs real processes,
 // killed with SIGKILL.
-func buildBalcony(t *testing.T) string {
+func buildServeBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "balcony")
 	args := []string{"build", "-o", bin}
@@ -215,7 +215,7 @@ func spread(ds []time.Duration) string {
 func TestServeHandover(t *testing.T) {
 	pgURL := pgtest.Start(t)
 	srv := prosodytest.Start(t)
-	bin := buildBalcony(t)
+	bin := buildServeBinary(t)
 	keyFile := filepath.Join(t.TempDir(), "key")
 	if out, err := exec.Command(bin, "serve", "keygen", keyFile).CombinedOutput(); err != nil {
 		t.Fatalf("serve keygen: %v\n%s", err, out)

@@ -494,7 +494,7 @@ func runListen(ctx context.Context, e *env, args []string) error {
 
 // pendingKeyChanges are the key changes not yet acknowledged, as events:
 // shown again at every start of a listener or the full-screen client.
-func pendingKeyChanges(ctx context.Context, st *store.Store) []*client.SecurityEvent {
+func pendingKeyChanges(ctx context.Context, st store.AccountStore) []*client.SecurityEvent {
 	changes, err := st.PendingKeyChanges(ctx)
 	if err != nil {
 		return nil
