@@ -14,6 +14,7 @@ import (
 
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
+	"mellium.im/xmpp/stream"
 
 	"github.com/balcony-im/balcony/xmltree"
 )
@@ -33,7 +34,23 @@ func (c *Client) Connect(ctx context.Context) error {
 	return c.connect(ctx)
 }
 
+// ErrConnectRefused means Config.BeforeConnect refused a connection
+// attempt; the error matches the hook's error as well.
+var ErrConnectRefused = errors.New("client: connection refused by BeforeConnect")
+
+// ErrReplaced means the server ended the stream with a conflict stream
+// error (RFC 6120 §4.9.3.3): another session bound the same full JID,
+// and the server replaced this one. The client does not reconnect
+// after it, even with Config.Reconnect: two clients with the same
+// resource would otherwise replace each other in turn.
+var ErrReplaced = errors.New("client: replaced by another session of the same resource")
+
 func (c *Client) connect(ctx context.Context) error {
+	if c.cfg.BeforeConnect != nil {
+		if err := c.cfg.BeforeConnect(ctx); err != nil {
+			return fmt.Errorf("%w: %w", ErrConnectRefused, err)
+		}
+	}
 	log := c.cfg.logger()
 	c.ob.holdOn()
 	previd, h, bound, _ := c.sm.token()
@@ -87,6 +104,7 @@ func (c *Client) connect(ctx context.Context) error {
 	c.since = c.cfg.now()
 	c.resumed = st.resumed
 	c.unresolved = false
+	c.stopped = false
 	c.mu.Unlock()
 	// Stanzas the server sent before <enabled/> come first.
 	var earlyIQs []*xmltree.Element
@@ -307,6 +325,10 @@ func (c *Client) serve(l *link) {
 		c.unresolved = true
 	}
 	closing := c.closing
+	replaced := errors.Is(err, stream.Conflict)
+	if current && replaced {
+		c.stopped = true
+	}
 	c.mu.Unlock()
 	if closing || !current {
 		c.wmu.Unlock()
@@ -318,7 +340,10 @@ func (c *Client) serve(l *link) {
 	if err == nil {
 		err = io.EOF
 	}
-	resumable = resumable && c.cfg.Reconnect
+	if replaced {
+		err = fmt.Errorf("%w: %w", ErrReplaced, err)
+	}
+	resumable = resumable && c.cfg.Reconnect && !replaced
 	c.cfg.logger().Warn("stream ended", "err", err, "resumable", resumable)
 	c.emit(&ConnectionEvent{State: Disconnected, Err: err, Resumable: resumable, Time: now})
 	if resumable {
@@ -333,7 +358,7 @@ func (c *Client) serve(l *link) {
 		c.sm.expire()
 		c.sessionLost()
 	}
-	if c.cfg.Reconnect {
+	if c.cfg.Reconnect && !replaced {
 		go c.reconnectLoop()
 	}
 }
@@ -380,6 +405,14 @@ func (c *Client) reconnectLoop() {
 		err := c.connect(ctx)
 		cancel()
 		if err == nil || errors.Is(err, ErrClosed) {
+			return
+		}
+		if errors.Is(err, ErrConnectRefused) {
+			c.mu.Lock()
+			c.stopped = true
+			c.mu.Unlock()
+			c.cfg.logger().Warn("reconnecting given up", "err", err)
+			c.emit(&ConnectionEvent{State: Disconnected, Err: err, Time: c.cfg.now()})
 			return
 		}
 		c.cfg.logger().Warn("reconnect failed", "err", err)
@@ -449,7 +482,7 @@ func (c *Client) stalledAfter() time.Duration { return min(time.Second, c.cfg.Pr
 func (c *Client) ConnectionStatus() ConnectionStatus {
 	c.mu.Lock()
 	st := ConnectionStatus{Connected: c.connected, Since: c.since, Resumed: c.resumed,
-		Reconnecting: !c.connected && !c.closing && c.cfg.Reconnect && !c.since.IsZero()}
+		Reconnecting: !c.connected && !c.closing && !c.stopped && c.cfg.Reconnect && !c.since.IsZero()}
 	l := c.link
 	c.mu.Unlock()
 	if st.Connected && l != nil {
