@@ -132,6 +132,45 @@ func (h *Host) TryLock(ctx context.Context, account string) (bool, error) {
 	return got, nil
 }
 
+// ErrNotHeld means the host does not hold the account's serving lock.
+var ErrNotHeld = errors.New("pgstore: the host does not hold the account's lock")
+
+// Holds confirms, on the host's own lock connection, that the connection
+// still holds the account's serving lock: it asks PostgreSQL (pg_locks,
+// for this backend) rather than trusting what the host remembers, so
+// that the answer is the server's at the moment of the call. It returns
+// nil when the lock is held, an error matching ErrNotHeld when it is
+// not, and one matching ErrHostLost (closing Lost) when the connection
+// does not answer within one check interval. A serving host calls it
+// before every connection to the account's XMPP server, so that a host
+// that lost its lock never connects.
+func (h *Host) Holds(ctx context.Context, account string) error {
+	j, err := bareJID(account)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	id, ok := h.held[j]
+	if !ok {
+		return fmt.Errorf("pgstore: %s: %w", j, ErrNotHeld)
+	}
+	var held bool
+	if err := h.do(ctx, func(ctx context.Context) error {
+		return h.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+			WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid() AND objsubid = 2
+			  AND classid::bigint = $1 AND objid::bigint = $2
+			  AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`,
+			lockServe, int64(uint32(lockKey(id)))).Scan(&held)
+	}); err != nil {
+		return fmt.Errorf("pgstore: lock %s: %w", j, err)
+	}
+	if !held {
+		return fmt.Errorf("pgstore: %s: %w", j, ErrNotHeld)
+	}
+	return nil
+}
+
 // Unlock releases the serving lock of an account this host holds. The
 // host must have stopped serving it first.
 func (h *Host) Unlock(ctx context.Context, account string) error {

@@ -47,15 +47,33 @@ func testHosts(t *testing.T, s *Store) {
 	// Taken once above, released once: free now.
 	lock(h2, true)
 	lock(h1, false)
+	// Holds asks the server, not the host's memory.
+	must(t, h2.Holds(ctx, j))
+	if err := h1.Holds(ctx, j); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("Holds on the other host: %v", err)
+	}
+	id := h2.held[j]
+	must(t, h2.conn.QueryRow(ctx, `SELECT pg_advisory_unlock($1, $2)`, lockServe, lockKey(id)).Scan(new(bool)))
+	if err := h2.Holds(ctx, j); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("Holds after the lock was released behind the host's back: %v", err)
+	}
+	must(t, h2.conn.QueryRow(ctx, `SELECT pg_advisory_lock($1, $2)`, lockServe, lockKey(id)).Scan(new(any)))
+	must(t, h2.Holds(ctx, j))
 	if _, err := h1.TryLock(ctx, "nobody@example.org"); !errors.Is(err, store.ErrNoStore) {
 		t.Fatalf("unknown account: %v", err)
 	}
 
-	// The server ends h2's connection: the account is free at once, and
-	// h2 knows within its fence delay.
+	// The server ends h2's connection (and waits until the backend is
+	// gone): the account is free at once, and h2 knows within its fence
+	// delay.
 	var ended bool
-	must(t, s.pool.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, h2.conn.PgConn().PID()).Scan(&ended))
+	must(t, s.pool.QueryRow(ctx, `SELECT pg_terminate_backend($1, 10000)`, h2.conn.PgConn().PID()).Scan(&ended))
 	cut := time.Now()
+	// Before the host's watchdog notices: the query on the connection
+	// itself fails, and the host is lost from then on.
+	if err := h2.Holds(ctx, j); !errors.Is(err, ErrHostLost) {
+		t.Fatalf("Holds on a terminated connection: %v", err)
+	}
 	select {
 	case <-h2.Lost():
 		if d := time.Since(cut); d > h2.FenceDelay() {
