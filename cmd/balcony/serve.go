@@ -161,6 +161,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		sv.opts.saveTimeout = 10 * time.Second
 		return sv.serveLocal(ctx)
 	}
+	if opts.resource == "" {
+		// The XMPP server ends the session of a former host when the next
+		// binds the same full JID: that needs a fixed resource.
+		return &usageError{msg: "--resource must not be empty with --store"}
+	}
 	if key == nil {
 		return withHint(errors.New("a PostgreSQL store needs the key file that protects its accounts"), "pass --key-file FILE or set BALCONY_KEY_FILE (make one with: balcony serve keygen FILE)")
 	}
@@ -190,7 +195,7 @@ func (sv *server) serveLocal(ctx context.Context) error {
 	ended := make(chan string, len(jids))
 	running := map[string]*served{}
 	for _, j := range jids {
-		running[j] = sv.startAccount(ctx, j, nil, 0, ended)
+		running[j] = sv.startAccount(ctx, j, nil, nil, 0, ended)
 	}
 	sv.logf("serving %d accounts", len(jids))
 	for len(running) > 0 {
@@ -364,7 +369,8 @@ func (sv *server) balance(ctx context.Context, h *pgstore.Host, running *holding
 			return err
 		}
 		if got {
-			running.add(j, sv.startAccount(ctx, j, fence, h.FenceDelay(), ended))
+			holds := func(ctx context.Context) error { return h.Holds(ctx, j) }
+			running.add(j, sv.startAccount(ctx, j, fence, holds, h.FenceDelay(), ended))
 		}
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"mellium.im/xmpp/jid"
+
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/store"
 )
@@ -121,12 +123,12 @@ func (a *served) stop() {
 
 // startAccount runs the account in a goroutine of its own (see
 // runAccount); ended receives its JID when it stops by itself.
-func (sv *server) startAccount(ctx context.Context, j string, fence *hostFence, delay time.Duration, ended chan<- string) *served {
+func (sv *server) startAccount(ctx context.Context, j string, fence *hostFence, holds func(context.Context) error, delay time.Duration, ended chan<- string) *served {
 	ctx, cancel := context.WithCancel(ctx)
 	a := &served{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
-		err := sv.runAccount(ctx, j, fence, delay)
+		err := sv.runAccount(ctx, j, fence, holds, delay)
 		if err != nil && ctx.Err() == nil {
 			sv.sink.status(j, "failed", oneLine(err.Error()))
 			sv.logf("%s: %v", j, err)
@@ -148,7 +150,18 @@ func (sv *server) startAccount(ctx context.Context, j string, fence *hostFence, 
 // writes every event as a JSON line, recording each written message in
 // the checkpoint before the next event. The goroutines it needs are the
 // client's own, this one, and the control socket's.
-func (sv *server) runAccount(ctx context.Context, j string, fence *hostFence, delay time.Duration) error {
+//
+// With a shared store, holds confirms on the host's lock connection that
+// the host still holds the account's lock; the client asks it before
+// every connection (the first, each reconnection, each resumption), so
+// a host that lost the lock never connects the account, whatever the
+// timing. Every host binds the account under the same full JID, so the
+// XMPP server itself ends the session of a former host when the next
+// binds (RFC 6120 §7.7.2.2): at no moment are two sessions of the
+// account bound. A session the server replaced, or a reconnection
+// refused for want of the lock, ends the account here; the host unlocks
+// it, and takes it again later if it is free.
+func (sv *server) runAccount(ctx context.Context, j string, fence *hostFence, holds func(context.Context) error, delay time.Duration) error {
 	// The fence ends everything at once: the delay, the store, a
 	// connection being made, the event loop.
 	ctx, cancel := context.WithCancel(ctx)
@@ -184,6 +197,15 @@ func (sv *server) runAccount(ctx context.Context, j string, fence *hostFence, de
 		cfg.Reconnect = true
 		cfg.LastArchiveID = ck.resumeFrom()
 		cfg.Logger = sv.clientLog
+		cfg.BeforeConnect = func(ctx context.Context) error {
+			if fence.isSet() {
+				return errFenced
+			}
+			if holds == nil {
+				return nil
+			}
+			return holds(ctx)
+		}
 	})
 	if err != nil {
 		return err
@@ -199,6 +221,12 @@ func (sv *server) runAccount(ctx context.Context, j string, fence *hostFence, de
 		if err = sess.dial(ctx); err == nil {
 			break
 		}
+		if errors.Is(err, client.ErrConnectRefused) {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
 		sv.sink.status(j, "failed", oneLine(err.Error()))
 		t := time.NewTimer(backoff)
 		select {
@@ -207,6 +235,10 @@ func (sv *server) runAccount(ctx context.Context, j string, fence *hostFence, de
 			return nil
 		case <-t.C:
 		}
+	}
+	if err := sameResource(c.JID(), a.Resource, holds != nil); err != nil {
+		c.Abort()
+		return err
 	}
 	sv.sink.status(j, "connected", c.JID().String())
 	out := &accountOut{sink: sv.sink, fence: fence}
@@ -265,6 +297,13 @@ func (sv *server) runAccount(ctx context.Context, j string, fence *hostFence, de
 				return nil
 			}
 			handle(ev)
+			if why := sessionOver(ev, a.Resource, holds != nil); why != "" {
+				// The client will not reconnect by itself.
+				if !out.fenced() {
+					sv.sink.status(j, "replaced", why)
+				}
+				stop = true
+			}
 		}
 		if stop {
 			// What the client still delivers while it closes is written;
@@ -291,4 +330,38 @@ func (sv *server) runAccount(ctx context.Context, j string, fence *hostFence, de
 			return nil
 		}
 	}
+}
+
+// sameResource checks that the server bound the resource asked for:
+// with a shared store the exclusion of hosts rests on every host using
+// the same full JID (a server that picked another resource would let
+// two sessions of the account live side by side).
+func sameResource(bound jid.JID, want string, shared bool) error {
+	if !shared || bound.Resourcepart() == want {
+		return nil
+	}
+	return withHint(fmt.Errorf("the server bound %s, not the resource %q asked for: hosts could not replace each other's sessions", bound, want),
+		"use a server that keeps the requested resource (Prosody and ejabberd do)")
+}
+
+// sessionOver tells, for an event of the account's client, why its
+// session is over for good ("" when it is not): the server replaced it
+// by a session of the same full JID (another host took the account), a
+// reconnection was refused (the host no longer holds the account's
+// lock), or a reconnection bound another resource.
+func sessionOver(ev client.Event, resource string, shared bool) string {
+	ce, ok := ev.(*client.ConnectionEvent)
+	switch {
+	case !ok:
+		return ""
+	case ce.State == client.Disconnected && errors.Is(ce.Err, client.ErrReplaced):
+		return "another session bound the account's resource"
+	case ce.State == client.Disconnected && errors.Is(ce.Err, client.ErrConnectRefused):
+		return oneLine(ce.Err.Error())
+	case ce.State == client.Connected:
+		if err := sameResource(ce.JID, resource, shared); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
 }
