@@ -37,7 +37,12 @@ string) they are the accounts of that database, and several serve
 processes, on any hosts, share them: each account is served by exactly
 one process at a time, holding the account's lock in the database; when a
 process dies or loses the database, another takes its accounts over and
-catches up from the server's archive where the first stopped.
+catches up from the server's archive where the first stopped. Every
+process connects an account as the same full JID (--resource), so the
+XMPP server ends the session of a former holder when the next binds, and
+a process connects (or reconnects) an account only after the database
+confirmed it still holds the lock: never are two sessions of an account
+bound at once, whatever the timing.
 
 Flags:
   --store URL         PostgreSQL connection string (default $BALCONY_STORE),
@@ -50,8 +55,9 @@ Flags:
                       every connected process of this user reads all lines from
   --ca-file F         certificate authorities for the accounts' servers
   --resource RES      resource of PostgreSQL accounts with none set (default
-                      balcony-serve; a fixed one lets the next process replace
-                      the session of a dead one at once)
+                      balcony-serve; the same on every process: the server
+                      then replaces a former holder's session when the next
+                      binds)
   --lock-check DUR    how often a process checks its database connection
                       (default 1s; the same on every process)
   --poll DUR          how often a process looks for accounts nobody serves
@@ -64,8 +70,9 @@ An account is taken over within --poll + 4 x --lock-check + the time to
 connect after the database released the lock of its former process: at
 once when that process died, within about 3 x --lock-check rounded up to
 whole seconds when it was cut off. Each message is written at least once;
-only the message being written when a process was killed can be written
-twice, with the same "stanza_id".
+only the message being written when a process was killed or fenced (or, if
+it noticed its loss late, what its replaced session had received) can be
+written twice, with the same "stanza_id".
 `,
 	run: runServe,
 }

@@ -37,7 +37,11 @@ var ErrHostLost = errors.New("pgstore: the host's lock connection was lost")
 // must then stop serving every account at once. A host that takes an
 // account waits FenceDelay before it serves it, so that a holder whose
 // connection PostgreSQL dropped first (an administrator terminating the
-// backend, a database restart) has stopped by then. The connection also
+// backend, a database restart) has normally stopped by then. That is an
+// optimisation, resting on timing (a paused process notices nothing):
+// the exclusion itself needs Holds before every connection to the
+// account's XMPP server, and the server replacing the session of the
+// same full JID (see balcony serve). The connection also
 // asks the server to probe it with TCP keepalives (tcp_keepalives_idle,
 // _interval, _count and tcp_user_timeout), so that PostgreSQL releases
 // the locks of a host cut off by the network within a few seconds rather
