@@ -100,6 +100,24 @@ func (ck *checkpoint) add(id string, now time.Time, settle time.Duration) {
 	ck.Recent = append(ck.Recent[:0:0], ck.Recent[n:]...)
 }
 
+// merge adds what a former holder recorded after ck was read (o, read
+// again later): the ids it lists and its archive id, each a message
+// written. The place to resume from does not move: the catch-up drops
+// what either lists.
+func (ck *checkpoint) merge(o *checkpoint) {
+	add := func(id string, at int64) {
+		if id == "" || id == ck.After || ck.seen[id] {
+			return
+		}
+		ck.Recent = append(ck.Recent, delivered{ID: id, At: at})
+		ck.seen[id] = true
+	}
+	add(o.After, time.Now().UnixMilli())
+	for _, d := range o.Recent {
+		add(d.ID, d.At)
+	}
+}
+
 func (ck *checkpoint) save(ctx context.Context, st store.SettingStore) error {
 	b, err := json.Marshal(ck)
 	if err != nil {
@@ -239,6 +257,13 @@ func (sv *server) runAccount(ctx context.Context, j string, fence *hostFence, ho
 	if err := sameResource(c.JID(), a.Resource, holds != nil); err != nil {
 		c.Abort()
 		return err
+	}
+	// The server replaced the session of a former holder (if any) when
+	// this one bound, so that holder receives nothing more: what it
+	// recorded since the checkpoint was read joins it, and the catch-up
+	// does not write it again.
+	if again, err := loadCheckpoint(ctx, st); err == nil {
+		ck.merge(again)
 	}
 	sv.sink.status(j, "connected", c.JID().String())
 	out := &accountOut{sink: sv.sink, fence: fence}

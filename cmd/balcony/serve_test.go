@@ -61,6 +61,25 @@ func TestCheckpointSettles(t *testing.T) {
 	}
 }
 
+// What a former holder recorded after the checkpoint was read joins it:
+// its archive id and its recent ids count as written; where to resume
+// does not move.
+func TestCheckpointMerge(t *testing.T) {
+	now := time.Now()
+	ck := &checkpoint{seen: map[string]bool{}}
+	ck.add("x", now.Add(-time.Hour), time.Minute)
+	ck.add("a", now, time.Minute)
+	ck.add("b", now, time.Minute)
+	later := &checkpoint{seen: map[string]bool{}}
+	later.add("a", now.Add(-time.Hour), time.Minute)
+	later.add("b", now, time.Minute)
+	later.add("c", now, time.Minute)
+	ck.merge(later)
+	if ck.resumeFrom() != "x" || !ck.written("a") || !ck.written("b") || !ck.written("c") || ck.written("x") || len(ck.Recent) != 3 {
+		t.Fatalf("merged: %+v", ck)
+	}
+}
+
 func TestCheckpointBounded(t *testing.T) {
 	ck := &checkpoint{seen: map[string]bool{}}
 	now := time.Now()
