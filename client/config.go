@@ -53,7 +53,8 @@ type Config struct {
 	Mechanisms []string
 
 	// Reconnect enables automatic reconnection with exponential backoff
-	// after the stream ends unexpectedly.
+	// after the stream ends unexpectedly; not after the server replaced
+	// the session by another of the same full JID (ErrReplaced).
 	Reconnect bool
 	// Backoff bounds the reconnection delay (defaults 500ms to 1m).
 	MinBackoff, MaxBackoff time.Duration
