@@ -18,8 +18,12 @@ import (
 // with PostgreSQL).
 const settingCheckpoint = "serve:checkpoint"
 
-// maxRecent bounds the ids a checkpoint lists after its archive id.
-const maxRecent = 500
+// maxRecent bounds the ids a checkpoint lists after its archive id, and
+// maxSettled the settled ids it keeps.
+const (
+	maxRecent  = 500
+	maxSettled = 200
+)
 
 // checkpoint records what balcony serve has written of an account's
 // messages, so that the next run (on this host or, after a handover, on
@@ -36,10 +40,20 @@ const maxRecent = 500
 // archive's) of the messages written after it; an id leaves Recent for
 // After once it was written more than the settle time ago. The next run
 // catches up after After and drops what Recent lists.
+//
+// Around a handover the order in which messages are written is not the
+// archive's (what the server stored while nobody was bound, delivered
+// on the initial presence, live messages, and the catch-up, interleave):
+// ids settle in the order written, so the id that becomes After may be
+// older in the archive than ids that settled before it, and a catch-up
+// after it fetches those again. Settled therefore keeps, oldest first,
+// the last maxSettled ids that left Recent, and the next run drops them
+// too.
 type checkpoint struct {
-	After  string      `json:"after,omitempty"`
-	Recent []delivered `json:"recent,omitempty"`
-	seen   map[string]bool
+	After   string      `json:"after,omitempty"`
+	Recent  []delivered `json:"recent,omitempty"`
+	Settled []string    `json:"settled,omitempty"`
+	seen    map[string]bool
 }
 
 type delivered struct {
@@ -59,7 +73,10 @@ func loadCheckpoint(ctx context.Context, st store.SettingStore) (*checkpoint, er
 			return nil, fmt.Errorf("the checkpoint of balcony serve is damaged: %w", err)
 		}
 	}
-	ck.seen = make(map[string]bool, len(ck.Recent))
+	ck.seen = make(map[string]bool, len(ck.Recent)+len(ck.Settled))
+	for _, id := range ck.Settled {
+		ck.seen[id] = true
+	}
 	now := time.Now().UnixMilli()
 	for i, d := range ck.Recent {
 		ck.seen[d.ID] = true
@@ -94,10 +111,16 @@ func (ck *checkpoint) add(id string, now time.Time, settle time.Duration) {
 	n := 0
 	for n < len(ck.Recent) && (ck.Recent[n].At <= limit || len(ck.Recent)-n > maxRecent) {
 		ck.After = ck.Recent[n].ID
-		delete(ck.seen, ck.Recent[n].ID)
+		ck.Settled = append(ck.Settled, ck.Recent[n].ID)
 		n++
 	}
 	ck.Recent = append(ck.Recent[:0:0], ck.Recent[n:]...)
+	if k := len(ck.Settled) - maxSettled; k > 0 {
+		for _, id := range ck.Settled[:k] {
+			delete(ck.seen, id)
+		}
+		ck.Settled = append(ck.Settled[:0:0], ck.Settled[k:]...)
+	}
 }
 
 // merge adds what a former holder recorded after ck was read (o, read
@@ -105,6 +128,12 @@ func (ck *checkpoint) add(id string, now time.Time, settle time.Duration) {
 // written. The place to resume from does not move: the catch-up drops
 // what either lists.
 func (ck *checkpoint) merge(o *checkpoint) {
+	for _, id := range o.Settled {
+		if !ck.seen[id] && id != ck.After {
+			ck.Settled = append(ck.Settled, id)
+			ck.seen[id] = true
+		}
+	}
 	add := func(id string, at int64) {
 		if id == "" || id == ck.After || ck.seen[id] {
 			return

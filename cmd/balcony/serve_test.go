@@ -41,7 +41,8 @@ func TestCheckpointSettles(t *testing.T) {
 		t.Fatalf("before settling: %+v", ck)
 	}
 	ck.add("c", t0.Add(settle+time.Second), settle)
-	if ck.After != "b" || len(ck.Recent) != 1 || ck.written("a") || ck.written("b") || !ck.written("c") {
+	// Settled, and still known as written.
+	if ck.After != "b" || len(ck.Recent) != 1 || len(ck.Settled) != 2 || !ck.written("a") || !ck.written("b") || !ck.written("c") {
 		t.Fatalf("after settling: %+v", ck)
 	}
 	if err := ck.save(ctx, st); err != nil {
@@ -52,7 +53,7 @@ func TestCheckpointSettles(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A new run keeps the ids of the last one for a whole settle time.
-	if loaded.resumeFrom() != "b" || !loaded.written("c") || loaded.Recent[0].At < time.Now().Add(-time.Second).UnixMilli() {
+	if loaded.resumeFrom() != "b" || !loaded.written("c") || !loaded.written("a") || loaded.Recent[0].At < time.Now().Add(-time.Second).UnixMilli() {
 		t.Fatalf("loaded: %+v", loaded)
 	}
 	loaded.add("d", time.Now().Add(settle/2), settle)
@@ -74,8 +75,12 @@ func TestCheckpointMerge(t *testing.T) {
 	later.add("a", now.Add(-time.Hour), time.Minute)
 	later.add("b", now, time.Minute)
 	later.add("c", now, time.Minute)
+	later.Settled = append(later.Settled, "w")
 	ck.merge(later)
-	if ck.resumeFrom() != "x" || !ck.written("a") || !ck.written("b") || !ck.written("c") || ck.written("x") || len(ck.Recent) != 3 {
+	if !ck.written("w") {
+		t.Fatal("an id the former holder had settled is not known as written")
+	}
+	if ck.resumeFrom() != "x" || !ck.written("a") || !ck.written("b") || !ck.written("c") || len(ck.Recent) != 3 {
 		t.Fatalf("merged: %+v", ck)
 	}
 }
@@ -83,11 +88,40 @@ func TestCheckpointMerge(t *testing.T) {
 func TestCheckpointBounded(t *testing.T) {
 	ck := &checkpoint{seen: map[string]bool{}}
 	now := time.Now()
-	for i := range maxRecent + 100 {
+	for i := range maxRecent + maxSettled + 100 {
 		ck.add(fmt.Sprint(i), now, time.Hour)
 	}
-	if len(ck.Recent) != maxRecent || len(ck.seen) != maxRecent || ck.After != "99" || ck.written("99") || !ck.written("100") {
-		t.Fatalf("%d recent, %d seen, after %q", len(ck.Recent), len(ck.seen), ck.After)
+	if len(ck.Recent) != maxRecent || len(ck.Settled) != maxSettled || len(ck.seen) != maxRecent+maxSettled ||
+		ck.After != fmt.Sprint(maxSettled+99) || ck.written("99") || !ck.written("100") {
+		t.Fatalf("%d recent, %d settled, %d seen, after %q", len(ck.Recent), len(ck.Settled), len(ck.seen), ck.After)
+	}
+}
+
+// Written out of the archive's order (a live message, then an older one
+// from the catch-up), both settle together and the older becomes After:
+// the newer is still known as written, after a reload too, so the
+// catch-up after After does not write it again.
+func TestCheckpointSettledOutOfOrder(t *testing.T) {
+	ctx := context.Background()
+	st := tempStore(t)
+	ck, err := loadCheckpoint(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	const settle = 5 * time.Second
+	ck.add("live-66", t0, settle)
+	ck.add("archived-64", t0.Add(50*time.Millisecond), settle)
+	ck.add("next", t0.Add(settle+time.Second), settle)
+	if ck.After != "archived-64" || !ck.written("live-66") {
+		t.Fatalf("after %q, live-66 written %v", ck.After, ck.written("live-66"))
+	}
+	if err := ck.save(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := loadCheckpoint(ctx, st)
+	if err != nil || loaded.resumeFrom() != "archived-64" || !loaded.written("live-66") {
+		t.Fatalf("loaded %+v: %v", loaded, err)
 	}
 }
 
