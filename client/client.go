@@ -67,6 +67,9 @@ type Client struct {
 	// unresolved: a stream ended and it is not known yet whether its
 	// session will be resumed (sessionLost has not run for it).
 	unresolved bool
+	// stopped: the client no longer reconnects by itself (replaced, or
+	// refused by Config.BeforeConnect).
+	stopped bool
 
 	// wmu orders every write to the stream with its stream management
 	// count (link.go: writeStanza). Lock order: pipeline.sendMu, then

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -52,10 +53,20 @@ type Config struct {
 	Mechanisms []string
 
 	// Reconnect enables automatic reconnection with exponential backoff
-	// after the stream ends unexpectedly.
+	// after the stream ends unexpectedly; not after the server replaced
+	// the session by another of the same full JID (ErrReplaced).
 	Reconnect bool
 	// Backoff bounds the reconnection delay (defaults 500ms to 1m).
 	MinBackoff, MaxBackoff time.Duration
+	// BeforeConnect, if set, is called before every connection attempt:
+	// Connect, each automatic reconnection and each stream resumption.
+	// An error stops the attempt before anything is dialled: Connect
+	// returns it, and the reconnection ends, reported by a
+	// ConnectionEvent (Disconnected) whose Err matches ErrConnectRefused
+	// and the hook's error. It is for a process that may act for the
+	// account only while it holds a right to (balcony serve: the
+	// account's lock in the database). The context bounds the attempt.
+	BeforeConnect func(ctx context.Context) error
 
 	// DisableStreamManagement turns XEP-0198 Stream Management off. It is
 	// on by default when the server offers it: the server acknowledges

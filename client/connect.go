@@ -14,6 +14,7 @@ import (
 
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
+	"mellium.im/xmpp/stream"
 
 	"github.com/balcony-im/balcony/xmltree"
 )
@@ -33,7 +34,23 @@ func (c *Client) Connect(ctx context.Context) error {
 	return c.connect(ctx)
 }
 
+// ErrConnectRefused means Config.BeforeConnect refused a connection
+// attempt; the error matches the hook's error as well.
+var ErrConnectRefused = errors.New("client: connection refused by BeforeConnect")
+
+// ErrReplaced means the server ended the stream with a conflict stream
+// error (RFC 6120 §4.9.3.3): another session bound the same full JID,
+// and the server replaced this one. The client does not reconnect
+// after it, even with Config.Reconnect: two clients with the same
+// resource would otherwise replace each other in turn.
+var ErrReplaced = errors.New("client: replaced by another session of the same resource")
+
 func (c *Client) connect(ctx context.Context) error {
+	if c.cfg.BeforeConnect != nil {
+		if err := c.cfg.BeforeConnect(ctx); err != nil {
+			return fmt.Errorf("%w: %w", ErrConnectRefused, err)
+		}
+	}
 	log := c.cfg.logger()
 	c.ob.holdOn()
 	previd, h, bound, _ := c.sm.token()
@@ -87,6 +104,7 @@ func (c *Client) connect(ctx context.Context) error {
 	c.since = c.cfg.now()
 	c.resumed = st.resumed
 	c.unresolved = false
+	c.stopped = false
 	c.mu.Unlock()
 	// Stanzas the server sent before <enabled/> come first.
 	var earlyIQs []*xmltree.Element
@@ -307,6 +325,10 @@ func (c *Client) serve(l *link) {
 		c.unresolved = true
 	}
 	closing := c.closing
+	replaced := errors.Is(err, stream.Conflict)
+	if current && replaced {
+		c.stopped = true
+	}
 	c.mu.Unlock()
 	if closing || !current {
 		c.wmu.Unlock()
@@ -318,7 +340,10 @@ func (c *Client) serve(l *link) {
 	if err == nil {
 		err = io.EOF
 	}
-	resumable = resumable && c.cfg.Reconnect
+	if replaced {
+		err = fmt.Errorf("%w: %w", ErrReplaced, err)
+	}
+	resumable = resumable && c.cfg.Reconnect && !replaced
 	c.cfg.logger().Warn("stream ended", "err", err, "resumable", resumable)
 	c.emit(&ConnectionEvent{State: Disconnected, Err: err, Resumable: resumable, Time: now})
 	if resumable {
@@ -333,7 +358,7 @@ func (c *Client) serve(l *link) {
 		c.sm.expire()
 		c.sessionLost()
 	}
-	if c.cfg.Reconnect {
+	if c.cfg.Reconnect && !replaced {
 		go c.reconnectLoop()
 	}
 }
@@ -380,6 +405,14 @@ func (c *Client) reconnectLoop() {
 		err := c.connect(ctx)
 		cancel()
 		if err == nil || errors.Is(err, ErrClosed) {
+			return
+		}
+		if errors.Is(err, ErrConnectRefused) {
+			c.mu.Lock()
+			c.stopped = true
+			c.mu.Unlock()
+			c.cfg.logger().Warn("reconnecting given up", "err", err)
+			c.emit(&ConnectionEvent{State: Disconnected, Err: err, Time: c.cfg.now()})
 			return
 		}
 		c.cfg.logger().Warn("reconnect failed", "err", err)
@@ -449,7 +482,7 @@ func (c *Client) stalledAfter() time.Duration { return min(time.Second, c.cfg.Pr
 func (c *Client) ConnectionStatus() ConnectionStatus {
 	c.mu.Lock()
 	st := ConnectionStatus{Connected: c.connected, Since: c.since, Resumed: c.resumed,
-		Reconnecting: !c.connected && !c.closing && c.cfg.Reconnect && !c.since.IsZero()}
+		Reconnecting: !c.connected && !c.closing && !c.stopped && c.cfg.Reconnect && !c.since.IsZero()}
 	l := c.link
 	c.mu.Unlock()
 	if st.Connected && l != nil {
@@ -475,7 +508,19 @@ func (c *Client) ConnectionStatus() ConnectionStatus {
 // (Shutdowner, OnShutdown), stops processing and closes the Events
 // channel. A message the server never acknowledged stays in the outbox,
 // if it came from there, and is given up otherwise (FateFailed).
-func (c *Client) Close() error {
+func (c *Client) Close() error { return c.close(false) }
+
+// Abort closes the client at once: the connection is dropped without
+// Close's closing handshake (mechanisms do not end their sessions, no
+// unavailable presence, no last acknowledgement, so the server keeps
+// what it sent unacknowledged and archived for whoever takes over), then
+// the shutdown hooks run, and stanzas already received are processed and
+// their events delivered before Events is closed. It is for a process
+// that must stop acting for the account now, having lost the right to
+// (balcony serve when its database connection is lost).
+func (c *Client) Abort() error { return c.close(true) }
+
+func (c *Client) close(abort bool) error {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -483,7 +528,7 @@ func (c *Client) Close() error {
 	}
 	connected := c.connected
 	c.mu.Unlock()
-	if connected {
+	if connected && !abort {
 		// Mechanisms end their sessions while the stream still works, but
 		// only after every stanza received so far was processed: a message
 		// that arrived before Close is read in its session, not refused
@@ -506,7 +551,7 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	close(c.closed)
 	var err error
-	if l != nil && connected {
+	if l != nil && connected && !abort {
 		// Unavailable presence, the last <a h/> (XEP-0198 §4: so that the
 		// server does not send again what was handled), then
 		// </stream:stream>; wait for the server to close its side

@@ -174,10 +174,18 @@
 // serialisation failure or deadlock (SQLSTATE 40001, 40P01); waiting for
 // the lock longer than Options.BusyTimeout is ErrLocked. A session-level
 // advisory lock per account (pgstore.Store.LockAccount, TryLockAccount),
-// held on a connection of its own and released by PostgreSQL when that
-// connection ends, lets exactly one host serve an account (hold its XMPP
-// session and send from its outbox), with fail-over when the holder's
-// connection drops. Each account's data key is wrapped by its passphrase
+// held on a connection of its own (one per account, or one per host for
+// all the accounts it serves: pgstore.Host) and released by PostgreSQL
+// when that connection ends, lets exactly one host serve an account (hold
+// its XMPP session and send from its outbox), with fail-over when the
+// holder's connection drops. The lock alone does not exclude a former
+// holder that has not yet noticed its connection dropped; a serving host
+// therefore confirms on its lock connection that it still holds the lock
+// before every connection to the XMPP server (pgstore.Host.Holds, called
+// from client.Config.BeforeConnect), and every host binds the account's
+// same full JID, so that the XMPP server replaces the former holder's
+// session when the next binds: at no moment are two sessions of an
+// account bound. Each account's data key is wrapped by its passphrase
 // or by a key (Options.Key), never stored in the clear, and secrets are
 // sealed as here, with the same associated data; the account is bound by
 // its own data key.

@@ -26,6 +26,7 @@ func init() {
 		historyCommand,
 		keysCommand,
 		listenCommand,
+		serveCommand,
 		otrCommand,
 		omemoCommand,
 		oxCommand,

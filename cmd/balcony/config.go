@@ -166,11 +166,26 @@ func dataDir() (string, error) {
 }
 
 // currentAccount loads the configuration and returns the account the
-// command acts for (--account, else the default or only one).
+// command acts for (--account, else the default or only one). An account
+// named by --account that is not configured but that a running balcony
+// serve holds (its control socket is in the data directory, as for the
+// accounts of a PostgreSQL store) is returned with its JID alone, so that
+// the commands acting through the control socket work for it.
 func currentAccount(e *env) (*accountConfig, error) {
 	cfg, err := loadConfig()
 	if err != nil {
 		return nil, err
 	}
-	return cfg.account(e.account)
+	a, err := cfg.account(e.account)
+	if err != nil && e.account != "" {
+		if j, perr := jid.Parse(e.account); perr == nil {
+			served := &accountConfig{JID: j.Bare().String()}
+			if p, cerr := controlPath(served); cerr == nil {
+				if fi, serr := os.Lstat(p); serr == nil && fi.Mode()&os.ModeSocket != 0 {
+					return served, nil
+				}
+			}
+		}
+	}
+	return a, err
 }

@@ -45,7 +45,7 @@ const defaultRekeyFreq = 1000
 const defaultOfflineValidity = 7 * 24 * time.Hour
 
 // esessionConfig reads the user's Encrypted Sessions settings.
-func esessionConfig(ctx context.Context, st *store.Store) (esclient.Config, error) {
+func esessionConfig(ctx context.Context, st store.AccountStore) (esclient.Config, error) {
 	cfg := esclient.Config{Secrets: storeSecrets{st}, Store: st, Offline: st,
 		AcceptPolicy: esclient.AskUser, Logging: esession.LoggingMay, RekeyFreq: defaultRekeyFreq}
 	get := func(name string) (string, error) {

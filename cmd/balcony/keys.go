@@ -242,7 +242,7 @@ func runTrust(ctx context.Context, e *env, args []string) error {
 // fingerprint starts with prefix (of mechanism m, "" for any), and
 // acknowledges a pending key change for it. The full-screen client's
 // /trust uses it too.
-func decideTrust(ctx context.Context, st *store.Store, j jid.JID, m store.Mechanism, fpr string, state store.TrustState) (store.ContactKey, error) {
+func decideTrust(ctx context.Context, st store.AccountStore, j jid.JID, m store.Mechanism, fpr string, state store.TrustState) (store.ContactKey, error) {
 	keys, err := st.ListKeys(ctx, j.Bare().String(), m)
 	if err != nil {
 		return store.ContactKey{}, err

@@ -157,7 +157,7 @@ func setupOTR(ctx context.Context, s *session) error {
 
 // otrOwnKey returns the account's active OTR key, creating and storing one
 // if there is none and create is set.
-func otrOwnKey(ctx context.Context, st *store.Store, create bool) (key *otr.PrivateKey, created bool, err error) {
+func otrOwnKey(ctx context.Context, st store.AccountStore, create bool) (key *otr.PrivateKey, created bool, err error) {
 	k, err := st.ActiveOwnKey(ctx, store.OTR)
 	if errors.Is(err, store.ErrNotFound) && create {
 		key, err := otr.GenerateKey(nil)
@@ -189,7 +189,7 @@ func otrOwnKey(ctx context.Context, st *store.Store, create bool) (key *otr.Priv
 
 // otrStoreKey stores key as the account's active OTR key (the secret is
 // the key's MarshalBinary, sealed by the store).
-func otrStoreKey(ctx context.Context, st *store.Store, key *otr.PrivateKey) error {
+func otrStoreKey(ctx context.Context, st store.AccountStore, key *otr.PrivateKey) error {
 	secret, err := key.MarshalBinary()
 	if err != nil {
 		return err
@@ -224,7 +224,7 @@ func otrPolicyByName(name string) (otr.Policy, otrclient.AutoStart, error) {
 }
 
 // otrPolicyName returns the account's policy name from the store.
-func otrPolicyName(ctx context.Context, st *store.Store) (string, error) {
+func otrPolicyName(ctx context.Context, st store.AccountStore) (string, error) {
 	v, err := st.Setting(ctx, settingOTRPolicy)
 	if errors.Is(err, store.ErrNotFound) {
 		return defaultOTRPolicy, nil

@@ -305,7 +305,7 @@ func notifyListener(ctx context.Context, e *env, a oxArgs) error {
 }
 
 // generateOXKey makes and stores a new active key for the account.
-func generateOXKey(ctx context.Context, acct *accountConfig, st *store.Store, rsa, force bool) (*ox.Key, error) {
+func generateOXKey(ctx context.Context, acct *accountConfig, st store.AccountStore, rsa, force bool) (*ox.Key, error) {
 	own, err := st.OwnKeys(ctx, store.OX)
 	if err != nil {
 		return nil, err

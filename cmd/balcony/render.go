@@ -34,6 +34,9 @@ type renderer struct {
 	lang string
 	// slash renders hints as the chat window's slash commands.
 	slash bool
+	// account, if set, tags every JSON line with the account it is for
+	// (balcony serve runs many).
+	account string
 }
 
 // hint is the sentence for what the user can do about an event, or "".
@@ -148,6 +151,8 @@ func escapeAddr(s string) string { return termtext.Addr(s) }
 func escape(s string) string { return termtext.Line(s) }
 
 type jsonEvent struct {
+	// Account is the account the event is for (balcony serve only).
+	Account   string    `json:"account,omitempty"`
 	Type      string    `json:"type"`
 	Time      time.Time `json:"time"`
 	From      string    `json:"from,omitempty"`
@@ -179,6 +184,11 @@ type jsonEvent struct {
 	Resumed   bool    `json:"resumed,omitempty"`
 	Resumable bool    `json:"resumable,omitempty"`
 	Retry     float64 `json:"retry_seconds,omitempty"`
+	// StanzaID is the id our own server gave the message (XEP-0359), the
+	// same on every copy; CatchUp marks a message fetched from the archive
+	// after a reconnection or a handover.
+	StanzaID string `json:"stanza_id,omitempty"`
+	CatchUp  bool   `json:"catch_up,omitempty"`
 }
 
 func (r *renderer) jsonEvent(ev client.Event) {
@@ -196,7 +206,8 @@ func (r *renderer) jsonEvent(ev client.Event) {
 		}
 		j = jsonEvent{Type: "message", Time: ev.Time, From: ev.From.String(), To: ev.To.String(), ID: ev.ID, Body: ev.Body,
 			Mechanism: ev.Security.Mechanism, Security: ev.Security.State(), Verified: ev.Security.Verified,
-			Finger: ev.Security.Fingerprint, Trust: ev.Security.Trust, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
+			Finger: ev.Security.Fingerprint, Trust: ev.Security.Trust, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived,
+			StanzaID: ev.Origin.StanzaID, CatchUp: ev.Origin.CatchUp}
 		for _, w := range ev.Security.Warnings {
 			j.Warnings = append(j.Warnings, w.Text)
 			j.WarningIDs = append(j.WarningIDs, w.Message.ID)
@@ -206,7 +217,8 @@ func (r *renderer) jsonEvent(ev client.Event) {
 		}
 	case *client.NoticeEvent:
 		j = jsonEvent{Type: "notice", Time: ev.Time, From: ev.From.String(), To: ev.To.String(), ID: ev.ID, Text: ev.Text,
-			Reason: ev.Reason.String(), Mechanism: ev.Namespace, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived}
+			Reason: ev.Reason.String(), Mechanism: ev.Namespace, Carbon: ev.Origin.Carbon.String(), Archived: ev.Origin.Archived,
+			StanzaID: ev.Origin.StanzaID, CatchUp: ev.Origin.CatchUp}
 		j.setHint(ev.Hint, "", r)
 	case *client.SecurityEvent:
 		j = jsonEvent{Type: "security", Time: time.Now(), From: ev.Peer.String(), Mechanism: ev.Mechanism, Kind: string(ev.Kind), Text: ev.Text,
@@ -223,6 +235,7 @@ func (r *renderer) jsonEvent(ev client.Event) {
 }
 
 func (r *renderer) jsonLine(j jsonEvent) {
+	j.Account = r.account
 	b, _ := json.Marshal(j)
 	r.w.Write(append(jsonSafe(b), '\n'))
 }

@@ -136,12 +136,21 @@ func prepare(ctx context.Context, e *env, o *secretOptions, mod func(*client.Con
 	if err != nil {
 		return nil, err
 	}
-	s := &session{e: e, acct: a, store: st}
 	pass, err := accountPassword(ctx, e, a, o, st)
 	if err != nil {
-		s.Close()
+		st.Close()
 		return nil, err
 	}
+	return newSession(ctx, e, a, st, pass, mod)
+}
+
+// newSession sets up the client of account a on its open store st (which
+// the session closes from then on, even on error) with the options
+// changed by mod, its mechanisms and policies, without connecting. Each
+// session has its own client, store, mechanisms and watchers: a process
+// may run many (balcony serve).
+func newSession(ctx context.Context, e *env, a *accountConfig, st store.AccountStore, pass string, mod func(*client.Config)) (*session, error) {
+	s := &session{e: e, acct: a, store: st}
 	ccfg, err := clientConfig(a, pass)
 	if err != nil {
 		s.Close()
@@ -485,7 +494,7 @@ func runListen(ctx context.Context, e *env, args []string) error {
 
 // pendingKeyChanges are the key changes not yet acknowledged, as events:
 // shown again at every start of a listener or the full-screen client.
-func pendingKeyChanges(ctx context.Context, st *store.Store) []*client.SecurityEvent {
+func pendingKeyChanges(ctx context.Context, st store.AccountStore) []*client.SecurityEvent {
 	changes, err := st.PendingKeyChanges(ctx)
 	if err != nil {
 		return nil
@@ -509,7 +518,7 @@ func shortMechanism(ns string) string {
 
 // loadPolicies applies the per-contact policies saved in the store
 // (settings "policy:<bare JID>").
-func loadPolicies(ctx context.Context, c *client.Client, st *store.Store) error {
+func loadPolicies(ctx context.Context, c *client.Client, st store.SettingStore) error {
 	settings, err := st.Settings(ctx)
 	if err != nil {
 		return err

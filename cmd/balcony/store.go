@@ -306,7 +306,7 @@ type session struct {
 	e        *env
 	acct     *accountConfig
 	client   *client.Client
-	store    *store.Store
+	store    store.AccountStore
 	watchers watchers
 
 	// The mechanisms, set by their set-up functions (nil when absent).

@@ -33,7 +33,14 @@
 // account id) on a connection of its own: LockAccount and TryLockAccount.
 // PostgreSQL releases it when that connection ends, so another host can
 // take over when the holder dies; the holder learns of a lost connection
-// through Lock.Lost.
+// through Lock.Lost. A process serving many accounts holds all their
+// locks on one connection instead (NewHost), which also counts the live
+// hosts and bounds how long a host that lost its connection may believe
+// it still serves (Host.FenceDelay). That bound is timing, not a
+// guarantee: a host that must never act for an account it no longer
+// holds asks the server first (Host.Holds) on its lock connection, and
+// relies on the XMPP server to replace the session of a former holder
+// bound under the same full JID.
 //
 // # Secrets
 //

@@ -112,6 +112,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("TwoAccountsIsolated", func(t *testing.T) { testIsolated(t, s) })
 	t.Run("LockExclusiveAcrossPools", func(t *testing.T) { testLockExclusive(t, s, url) })
 	t.Run("LockReleasedWhenConnectionKilled", func(t *testing.T) { testLockKilled(t, s, url) })
+	t.Run("HostsShareAccounts", func(t *testing.T) { testHosts(t, s) })
 	t.Run("SerialisationRetry", func(t *testing.T) { testRetry(t, s) })
 	t.Run("WriteWaitsForLock", func(t *testing.T) { testWriteLockTimeout(t, s) })
 	t.Run("KilledWriterLeavesNothing", func(t *testing.T) { testKilledWriter(t, s) })
