@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -135,12 +136,20 @@ func (c *Client) handleStanza(l *link, t xmlstream.TokenReadEncoder, start *xml.
 	if start.Name.Space == NSStreamManagement {
 		return c.handleSM(l, t, start)
 	}
-	if start.Name.Space == NSClient && (start.Name.Local == "message" || start.Name.Local == "presence" || start.Name.Local == "iq") {
+	stanza := start.Name.Space == NSClient && (start.Name.Local == "message" || start.Name.Local == "presence" || start.Name.Local == "iq")
+	st, err := xmltree.FromTokens(t, *start, nil)
+	if err != nil && !errors.Is(err, xmltree.ErrLimit) {
+		// The connection broke in the middle of the stanza (or the
+		// stream is no longer XML): it was not received. Not counted, the
+		// server sends it again on the resumed stream (or the archive
+		// has it); no notice for what is not a message.
+		return fmt.Errorf("client: reading a stanza: %w", err)
+	}
+	if stanza {
 		// Handled once read: a stanza queued for processing is processed
 		// by this process even if the stream ends meanwhile.
 		c.sm.received()
 	}
-	st, err := xmltree.FromTokens(t, *start, nil)
 	if err != nil {
 		c.cfg.logger().Warn("unparsable stanza", "err", err)
 		if start.Name.Local == "message" {

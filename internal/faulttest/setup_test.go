@@ -295,6 +295,20 @@ func (col *collector) snapshot() []client.Event {
 	return append([]client.Event(nil), col.events...)
 }
 
+// mark is where pred of since starts looking: the number of events
+// collected so far.
+func (col *collector) mark() int {
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	return len(col.events)
+}
+
+// since applies pred to the events collected after mark n only (a new
+// stream, not the first one).
+func since(n int, pred func([]client.Event) bool) func([]client.Event) bool {
+	return func(evs []client.Event) bool { return len(evs) > n && pred(evs[n:]) }
+}
+
 func has[E client.Event](pred func(E) bool) func([]client.Event) bool {
 	return func(evs []client.Event) bool {
 		for _, ev := range evs {
