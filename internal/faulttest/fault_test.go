@@ -43,6 +43,7 @@ type tally struct {
 	// notices: messages of the sender the recipient could not read.
 	notices     int
 	noticeTexts []string // the first few, for the log
+	lostIDs     []string // the first few lost, with what the recipient made of them
 	// lostAt counts the lost messages by the last fate their sender
 	// learnt ("none", "queued", "sent", "acked"): where they were lost.
 	lostAt map[string]int
@@ -232,8 +233,8 @@ wait:
 		}
 		if tl.lost != 0 {
 			q, qerr := storeoutbox.Store{S: dir.from.st}.Queued(context.Background())
-			t.Logf("%s lost messages; the sender's outbox holds %d (%v), connected %v; the sender's log ends:\n%s\nthe recipient's:\n%s",
-				key, len(q), qerr, dir.from.c.Connected(), dir.from.logTail(40), dir.to.logTail(40))
+			t.Logf("%s lost messages %v; the sender's outbox holds %d (%v), connected %v; the sender's log ends:\n%s\nthe recipient's:\n%s",
+				key, tl.lostIDs, len(q), qerr, dir.from.c.Connected(), dir.from.logTail(40), dir.to.logTail(40))
 		}
 		if tl.duplicated != 0 || tl.lost != 0 || tl.wrong != 0 {
 			t.Errorf("%s: %d duplicated, %d lost (neither delivered nor reported failed; by the last fate their sender learnt: %v), %d with the wrong security",
@@ -263,6 +264,7 @@ func ensureOTR(ctx context.Context, from, to *peer, initiator bool) bool {
 func count(msgs []*sentMsg, from, to *peer, ns string) tally {
 	fromBare := from.c.JID().Bare()
 	seen := map[string]int{}
+	noticed := map[string]string{} // message id -> the recipient's notice
 	tl := tally{sent: len(msgs)}
 	for _, ev := range to.col.snapshot() {
 		switch ev := ev.(type) {
@@ -276,6 +278,7 @@ func count(msgs []*sentMsg, from, to *peer, ns string) tally {
 			}
 		case *client.NoticeEvent:
 			if ev.From.Bare().Equal(fromBare) {
+				noticed[ev.ID] = fmt.Sprintf("%s, origin %+v", ev.Reason, ev.Origin)
 				tl.notices++
 				if len(tl.noticeTexts) < 5 {
 					tl.noticeTexts = append(tl.noticeTexts, fmt.Sprintf("%s (%s): %s", ev.Reason, ev.ID, ev.Text))
@@ -314,6 +317,13 @@ func count(msgs []*sentMsg, from, to *peer, ns string) tally {
 				at = "none"
 			}
 			tl.lostAt[at]++
+			if len(tl.lostIDs) < 5 {
+				n := noticed[m.id]
+				if n == "" {
+					n = "none"
+				}
+				tl.lostIDs = append(tl.lostIDs, fmt.Sprintf("%s (held %v; the recipient's notice: %s)", m.id, m.held, n))
+			}
 		}
 	}
 	return tl
