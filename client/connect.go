@@ -203,6 +203,7 @@ func (c *Client) resend(l *link, resend, left []*unacked, resumed bool) {
 		if !resumed && c.pipeline.sessionBound(u.st) {
 			// Sealed in a session that ended with the old stream: the
 			// recipient could not read it; its sender is told.
+			c.cfg.logger().Debug("not resent: sealed in a session that ended", "id", u.st.AttrValue("id"))
 			if u.msg != nil && c.fates.finish(u.msg) {
 				c.failBound(u.msg, "before the server acknowledged the message")
 			}

@@ -13,7 +13,10 @@ import (
 
 // Fate is what became of a message the client sent, as far as it knows.
 // A message goes through some of these in order; FateDelivered and
-// FateFailed are final.
+// FateFailed are final, with one exception: a message the client gave up
+// because the session it was sealed in ended before its receipt came
+// ("may not have been read") is reported FateDelivered after all when the
+// receipt does come.
 type Fate int
 
 // Fates of a message.
@@ -85,6 +88,9 @@ type tracked struct {
 	to     jid.JID
 	outbox int64 // key in the outbox, 0 if the message is not there
 	done   bool  // delivered or failed
+	// failed: the client gave it up (a receipt may still correct it:
+	// "may not have been read" was too pessimistic).
+	failed bool
 	// bound: sealed with the state of a live session (OTR, Encrypted
 	// Sessions; mechanisms that are not Needs.Deferrable), which ends when
 	// the stream is lost; receipt: a receipt was asked for.
@@ -153,6 +159,18 @@ func (f *fateState) lookup(id string) *tracked {
 	return f.byID[id]
 }
 
+// correct reports whether t was reported failed and may now be reported
+// delivered after all (once).
+func (f *fateState) correct(t *tracked) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !t.failed {
+		return false
+	}
+	t.failed = false
+	return true
+}
+
 // finish marks t final; it reports false when it was already.
 func (f *fateState) finish(t *tracked) bool {
 	f.mu.Lock()
@@ -194,6 +212,60 @@ func (f *fateState) sessionGone() []*tracked {
 	return out
 }
 
+// overtaken returns the messages sent before t to the same contact,
+// sealed with a session (bound) and asking for a receipt, that are neither
+// confirmed nor failed: t's receipt says that the recipient read a later
+// message, and within a session messages arrive in order (RFC 6120 §10.1)
+// and are read in order, so an earlier one without receipt or error was
+// most likely lost on the way (a server that acknowledged a stanza and
+// never delivered it; such messages are not archived, so nothing brings
+// them back).
+func (f *fateState) overtaken(t *tracked) []*tracked {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !t.bound || !t.receipt {
+		return nil
+	}
+	var out []*tracked
+	seen := map[*tracked]bool{t: true}
+	for _, id := range f.order {
+		e := f.byID[id]
+		if e == t {
+			break
+		}
+		if e == nil || seen[e] {
+			continue
+		}
+		seen[e] = true
+		if !e.done && e.bound && e.receipt && e.mech == t.mech && e.to.Bare().Equal(t.to.Bare()) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// overtakenGrace is how long a message overtaken by a confirmed one may
+// still be confirmed (or refused) before it is reported lost: receipts may
+// cross on the way.
+const overtakenGrace = 5 * time.Second
+
+// failOvertaken reports the messages in ts failed, after overtakenGrace,
+// unless their fate was settled meanwhile.
+func (c *Client) failOvertaken(ts []*tracked) {
+	if len(ts) == 0 {
+		return
+	}
+	time.AfterFunc(overtakenGrace, func() {
+		for _, e := range ts {
+			if c.fates.finish(e) {
+				c.fate(e, FateFailed, func(ev *FateEvent) {
+					ev.Err = fmt.Errorf("%w: a later message to %s was confirmed and this one never was: it was lost on the way", ErrGivenUp, e.to.Bare())
+				})
+			}
+		}
+	})
+}
+
 // failBound reports t failed because its session ended with the stream.
 func (c *Client) failBound(t *tracked, why string) {
 	name := eme.DisplayName(t.mech, "")
@@ -208,6 +280,12 @@ func (c *Client) fate(t *tracked, fate Fate, mod func(*FateEvent)) {
 	if mod != nil {
 		mod(ev)
 	}
+	c.cfg.logger().Debug("fate", "id", t.id, "fate", fate.String(), "err", ev.Err, "condition", ev.Condition)
+	c.fates.mu.Lock()
+	// Only a message the client gave up may be corrected by a receipt; an
+	// error from the recipient or a server is final.
+	t.failed = fate == FateFailed && ev.Condition == "" && errors.Is(ev.Err, ErrGivenUp)
+	c.fates.mu.Unlock()
 	c.events.push(ev)
 }
 
@@ -242,7 +320,16 @@ func (c *Client) observeFate(ev Event) {
 	switch ev := ev.(type) {
 	case *ReceiptEvent:
 		t := c.fates.lookup(ev.ID)
-		if t != nil && ev.From.Bare().Equal(t.to.Bare()) && c.fates.finish(t) {
+		if t == nil || !ev.From.Bare().Equal(t.to.Bare()) {
+			return
+		}
+		switch {
+		case c.fates.finish(t):
+			c.fate(t, FateDelivered, nil)
+			c.failOvertaken(c.fates.overtaken(t))
+		case c.fates.correct(t):
+			// Given up too soon (its session ended before the receipt
+			// came): the recipient did read it.
 			c.fate(t, FateDelivered, nil)
 		}
 	case *ErrorEvent:

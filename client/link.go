@@ -202,6 +202,7 @@ func (c *Client) writeStanza(ctx context.Context, st *xmltree.Element, msg *trac
 		// The stream is down; a resumable session takes the stanza for
 		// when it is back.
 		if c.sm.hold(st, time.Now(), msg) {
+			c.cfg.logger().Debug("stanza held for the resumed stream", "kind", st.Name.Local, "id", st.AttrValue("id"))
 			return nil
 		}
 		return ErrNotConnected
@@ -214,6 +215,9 @@ func (c *Client) writeStanza(ctx context.Context, st *xmltree.Element, msg *trac
 			return nil
 		}
 		return err
+	}
+	if st.Name.Local == "message" {
+		c.cfg.logger().Debug("message written", "id", st.AttrValue("id"), "to", st.AttrValue("to"), "counted", u != nil)
 	}
 	if msg != nil {
 		c.fates.written(c, msg, u != nil)

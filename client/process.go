@@ -155,10 +155,12 @@ func (c *Client) processMessage(st *xmltree.Element) {
 	}
 	in.origin.StanzaID = c.ownStanzaID(in.st)
 	if r := in.st.Child(NSReceipts, "received"); r != nil && !carriesContent(in.st) && in.origin.Carbon == NotCarbon {
+		log.Debug("receipt read", "for", r.AttrValue("id"), "from", in.from.String())
 		c.emit(&ReceiptEvent{From: in.from, ID: r.AttrValue("id")})
 		return
 	}
 	if !c.admit(in) {
+		log.Debug("message dropped: a copy already seen", "id", in.st.AttrValue("id"), "from", in.from.String(), "stanza_id", in.origin.StanzaID)
 		return
 	}
 	c.pipeline.incoming(in)

@@ -3,6 +3,9 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
 	"golang.org/x/text/language"
@@ -70,6 +73,10 @@ func (p *Pipeline) clientNotice(n eme.Notice, from jid.JID, id string) *NoticeEv
 // incoming handles one live or carbon message.
 func (p *Pipeline) incoming(in *inbound) {
 	ev := p.open(context.Background(), in)
+	if log := p.c.cfg.logger(); log.Enabled(context.Background(), slog.LevelDebug) {
+		// The fate of each message read, by id (never its content).
+		log.Debug("message read", "id", in.st.AttrValue("id"), "from", in.from.String(), "carbon", in.origin.Carbon, "archived", in.origin.Archived, "delayed", in.origin.Delayed, "event", eventKind(ev))
+	}
 	if ev == nil {
 		return
 	}
@@ -84,6 +91,18 @@ func (p *Pipeline) incoming(in *inbound) {
 		}
 	}
 	p.c.emit(ev)
+}
+
+// eventKind names what a message read became, for the debug log.
+func eventKind(ev Event) string {
+	switch ev := ev.(type) {
+	case nil:
+		return "nothing to show"
+	case *NoticeEvent:
+		return "notice " + ev.Reason.String()
+	default:
+		return strings.TrimPrefix(fmt.Sprintf("%T", ev), "*client.")
+	}
 }
 
 // payloadChild returns the first element named space/local among payload.

@@ -44,6 +44,7 @@ type tally struct {
 	notices     int
 	noticeTexts []string // the first few, for the log
 	lostIDs     []string // the first few lost, with what the recipient made of them
+	falseIDs    []string // the first few delivered but reported failed
 	// lostAt counts the lost messages by the last fate their sender
 	// learnt ("none", "queued", "sent", "acked"): where they were lost.
 	lostAt map[string]int
@@ -221,6 +222,9 @@ wait:
 		line := fmt.Sprintf("server=%s mechanism=%s direction=%s sent=%d delivered=%d duplicated=%d lost=%d reported-failed=%d delivered-but-reported-failed=%d unreadable-notices=%d cuts=%d restarts=1",
 			srv.Name(), name, key, tl.sent, tl.delivered, tl.duplicated, tl.lost, tl.failed, tl.falseFail, tl.notices, cuts.Load())
 		t.Log(line)
+		if len(tl.falseIDs) > 0 {
+			t.Logf("%s: delivered but reported failed: %v", key, tl.falseIDs)
+		}
 		for _, n := range tl.noticeTexts {
 			t.Logf("%s: notice %s", key, n)
 		}
@@ -294,9 +298,9 @@ func count(msgs []*sentMsg, from, to *peer, ns string) tally {
 			continue
 		}
 		last[f.ID] = f.Fate.String()
-		if f.Fate == client.FateFailed {
-			failed[f.ID] = true
-		}
+		// The last fate counts: a message given up too soon is reported
+		// delivered when its receipt comes after all.
+		failed[f.ID] = f.Fate == client.FateFailed
 	}
 	tl.lostAt = map[string]int{}
 	for _, m := range msgs {
@@ -307,6 +311,9 @@ func count(msgs []*sentMsg, from, to *peer, ns string) tally {
 			tl.duplicated += k - 1
 			if reported {
 				tl.falseFail++
+				if len(tl.falseIDs) < 5 {
+					tl.falseIDs = append(tl.falseIDs, m.id)
+				}
 			}
 		case reported:
 			tl.failed++
