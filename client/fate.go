@@ -244,6 +244,31 @@ func (f *fateState) overtaken(t *tracked) []*tracked {
 	return out
 }
 
+// sealedFor returns the messages sealed with mechanism mech for peer (a
+// full JID, or a bare one for all its resources) that asked for a receipt
+// and have neither a receipt nor an error.
+func (f *fateState) sealedFor(mech string, peer jid.JID) []*tracked {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*tracked
+	seen := map[*tracked]bool{}
+	for _, id := range f.order {
+		e := f.byID[id]
+		if e == nil || seen[e] {
+			continue
+		}
+		seen[e] = true
+		if e.done || !e.bound || !e.receipt || e.mech != mech || !e.to.Bare().Equal(peer.Bare()) {
+			continue
+		}
+		if peer.Resourcepart() != "" && e.to.Resourcepart() != "" && !e.to.Equal(peer) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
 // overtakenGrace is how long a message overtaken by a confirmed one may
 // still be confirmed (or refused) before it is reported lost: receipts may
 // cross on the way.
@@ -252,6 +277,13 @@ const overtakenGrace = 5 * time.Second
 // failOvertaken reports the messages in ts failed, after overtakenGrace,
 // unless their fate was settled meanwhile.
 func (c *Client) failOvertaken(ts []*tracked) {
+	c.failLater(ts, "a later message to the same contact was confirmed and this one never was: it was lost on the way")
+}
+
+// failLater reports the messages in ts given up for the reason why after
+// overtakenGrace (a receipt may be on its way), unless their fate was
+// settled meanwhile.
+func (c *Client) failLater(ts []*tracked, why string) {
 	if len(ts) == 0 {
 		return
 	}
@@ -259,7 +291,7 @@ func (c *Client) failOvertaken(ts []*tracked) {
 		for _, e := range ts {
 			if c.fates.finish(e) {
 				c.fate(e, FateFailed, func(ev *FateEvent) {
-					ev.Err = fmt.Errorf("%w: a later message to %s was confirmed and this one never was: it was lost on the way", ErrGivenUp, e.to.Bare())
+					ev.Err = fmt.Errorf("%w: %s", ErrGivenUp, why)
 				})
 			}
 		}

@@ -95,3 +95,29 @@ func TestFateCorrectedByLateReceipt(t *testing.T) {
 		t.Fatalf("fates %v, want failed then delivered", fates)
 	}
 }
+
+// When a mechanism's session with a contact ends, the messages sealed in
+// it for that contact (that resource, or any for a bare JID) that asked
+// for a receipt and have none are the ones it can no longer read.
+func TestFatesSealedFor(t *testing.T) {
+	var f fateState
+	f.init()
+	const otr = "urn:xmpp:otr:0"
+	phone, desk := jid.MustParse("bob@example.org/phone"), jid.MustParse("bob@example.org/desk")
+	track := func(id string, to jid.JID, mech string, bound, receipt bool) *tracked {
+		m := f.track(id, to, 0, nil)
+		f.bindTo(m, mech, bound, receipt)
+		return m
+	}
+	a := track("m1", phone, otr, true, true)
+	b := track("m2", desk, otr, true, true)
+	track("m3", phone, otr, true, false)
+	track("m4", phone, "urn:xmpp:openpgp:0", false, true)
+	f.finish(track("m5", phone, otr, true, true))
+	if got := f.sealedFor(otr, phone); len(got) != 1 || got[0] != a {
+		t.Errorf("for the phone: %+v, want m1", got)
+	}
+	if got := f.sealedFor(otr, phone.Bare()); len(got) != 2 || got[0] != a || got[1] != b {
+		t.Errorf("for every resource: %+v, want m1 and m2", got)
+	}
+}

@@ -89,6 +89,12 @@ type Host interface {
 	// Subscribed reports whether contact has a presence subscription to
 	// us (subscription "from" or "both" in the roster).
 	Subscribed(contact jid.JID) bool
+	// SessionEnded tells the client that the mechanism's session with
+	// peer (a full JID, or a bare one for all its resources) ended or was
+	// replaced: messages sealed in it that asked for a receipt and have
+	// none are reported failed, as they can no longer be read (and
+	// delivered after all if their receipt still comes).
+	SessionEnded(peer jid.JID)
 }
 
 // A Wire sends under the pipeline's send lock; see Host.Hold.
@@ -195,3 +201,6 @@ func (h *host) HandlePEP(node string, fn func(*PEPEvent)) { h.c.HandlePEP(node, 
 func (h *host) Resources(contact jid.JID) []jid.JID { return h.c.Resources(contact) }
 
 func (h *host) Subscribed(contact jid.JID) bool { return h.c.Subscribed(contact) }
+func (h *host) SessionEnded(peer jid.JID) {
+	h.c.failLater(h.c.fates.sealedFor(h.ns, peer), "its session ended before the recipient confirmed it, so it may not have been read")
+}

@@ -19,6 +19,12 @@ func (o *Mechanism) goneSecure(ctx context.Context, p *otrPeer, conv *engine.Con
 		}
 		p.byTag[tag] = conv
 	}
+	if refreshed && o.h != nil {
+		// A new key exchange replaced the session: what was sealed in
+		// the old one and not confirmed may not have been read (the
+		// peer restarts when it cannot read our messages).
+		o.h.SessionEnded(p.jid)
+	}
 	if p.pending == conv {
 		p.pending = nil
 	}

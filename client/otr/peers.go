@@ -222,6 +222,11 @@ func (o *Mechanism) endPeer(p *otrPeer) bool {
 		_, _ = c.End()
 	}
 	delete(o.peers, p.jid.String())
+	if active && o.h != nil {
+		// What was sealed in the sessions and not confirmed cannot be
+		// read any more.
+		o.h.SessionEnded(p.jid)
+	}
 	return active
 }
 
