@@ -131,14 +131,6 @@ func (c *Client) connect(ctx context.Context) error {
 		log.Info("stream resumed", "jid", c.bound.String(), "resent", len(resend))
 		c.emit(&ConnectionEvent{State: Connected, JID: c.bound, Resumed: true, Time: c.cfg.now()})
 		go c.flushOutbox()
-		// A resumed stream should lose nothing, but a server may drop a
-		// stanza routed to the session while it was being resumed (seen
-		// with ejabberd 23.01: about one message in a thousand,
-		// acknowledged to its sender and never delivered). What the
-		// archive holds since the last message seen is read again;
-		// duplicates are recognised by their stanza-ids.
-		c.catch.lost(c.cfg.now())
-		go c.catchUp()
 		return nil
 	}
 	log.Info("connected", "jid", sess.LocalAddr().String(), "tls", tls.VersionName(sess.ConnectionState().Version),
