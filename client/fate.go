@@ -198,16 +198,32 @@ func (f *fateState) bindTo(t *tracked, mech string, bound, receipt bool) {
 func (f *fateState) sessionGone() []*tracked {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	out := f.unconfirmed(nil, func(*tracked) bool { return true })
+	for _, t := range out {
+		t.done = true
+	}
+	return out
+}
+
+// unconfirmed returns, in the order they were sent and each once, the
+// messages sent before stop (all when nil) that were sealed with a
+// session, asked for a receipt, have neither a receipt nor an error, and
+// satisfy keep. The caller holds f.mu.
+func (f *fateState) unconfirmed(stop *tracked, keep func(*tracked) bool) []*tracked {
 	var out []*tracked
 	seen := map[*tracked]bool{}
 	for _, id := range f.order {
-		t := f.byID[id]
-		if t == nil || seen[t] || t.done || !t.bound || !t.receipt {
+		e := f.byID[id]
+		if e != nil && e == stop {
+			break
+		}
+		if e == nil || seen[e] {
 			continue
 		}
-		seen[t] = true
-		t.done = true
-		out = append(out, t)
+		seen[e] = true
+		if !e.done && e.bound && e.receipt && keep(e) {
+			out = append(out, e)
+		}
 	}
 	return out
 }
@@ -226,22 +242,9 @@ func (f *fateState) overtaken(t *tracked) []*tracked {
 	if !t.bound || !t.receipt {
 		return nil
 	}
-	var out []*tracked
-	seen := map[*tracked]bool{t: true}
-	for _, id := range f.order {
-		e := f.byID[id]
-		if e == t {
-			break
-		}
-		if e == nil || seen[e] {
-			continue
-		}
-		seen[e] = true
-		if !e.done && e.bound && e.receipt && e.mech == t.mech && e.to.Bare().Equal(t.to.Bare()) {
-			out = append(out, e)
-		}
-	}
-	return out
+	return f.unconfirmed(t, func(e *tracked) bool {
+		return e.mech == t.mech && e.to.Bare().Equal(t.to.Bare())
+	})
 }
 
 // sealedFor returns the messages sealed with mechanism mech for peer (a
@@ -250,23 +253,12 @@ func (f *fateState) overtaken(t *tracked) []*tracked {
 func (f *fateState) sealedFor(mech string, peer jid.JID) []*tracked {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []*tracked
-	seen := map[*tracked]bool{}
-	for _, id := range f.order {
-		e := f.byID[id]
-		if e == nil || seen[e] {
-			continue
+	return f.unconfirmed(nil, func(e *tracked) bool {
+		if e.mech != mech || !e.to.Bare().Equal(peer.Bare()) {
+			return false
 		}
-		seen[e] = true
-		if e.done || !e.bound || !e.receipt || e.mech != mech || !e.to.Bare().Equal(peer.Bare()) {
-			continue
-		}
-		if peer.Resourcepart() != "" && e.to.Resourcepart() != "" && !e.to.Equal(peer) {
-			continue
-		}
-		out = append(out, e)
-	}
-	return out
+		return peer.Resourcepart() == "" || e.to.Resourcepart() == "" || e.to.Equal(peer)
+	})
 }
 
 // overtakenGrace is how long a message overtaken by a confirmed one may

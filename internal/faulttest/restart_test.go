@@ -27,23 +27,12 @@ func TestOTRAfterServerRestart(t *testing.T) {
 		subscribe(t, alice, bob)
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
-		if err := alice.otr.Start(ctx, bob.c.JID()); err != nil {
-			t.Fatal(err)
-		}
-		alice.col.wait(t, "alice private", otrEvent(otrclient.KindPrivate, bob.c.JID()))
-		bob.col.wait(t, "bob private", otrEvent(otrclient.KindPrivate, alice.c.JID()))
+		startPrivate(ctx, t, alice, bob)
 
 		// Alice's connection goes down and stays down; her server keeps
 		// her session for resumption, so bob's conversation goes on and
 		// his message waits on the server for her.
-		alice.proxy.Refuse(true)
-		alice.proxy.Cut()
-		alice.col.wait(t, "alice disconnected", has(func(e *client.ConnectionEvent) bool { return e.State == client.Disconnected }))
-		sent, err := bob.c.Send(ctx, &client.Outgoing{To: alice.c.JID(), Body: "in flight", Receipt: true}, eme.OTR)
-		if err != nil || sent.Held {
-			t.Fatalf("bob's message: %+v, %v", sent, err)
-		}
-		bob.col.wait(t, "bob's message acknowledged", has(func(f *client.FateEvent) bool { return f.ID == sent.ID && f.Fate == client.FateAcked }))
+		sent := sendToAway(ctx, t, bob, alice, "in flight")
 
 		// The server restarts: no stream can be resumed.
 		marks := []int{alice.col.mark(), bob.col.mark()}
@@ -142,23 +131,12 @@ func TestOTRUnreadableMessageFailsAtItsSender(t *testing.T) {
 		subscribe(t, alice, bob)
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
-		if err := alice.otr.Start(ctx, bob.c.JID()); err != nil {
-			t.Fatal(err)
-		}
-		alice.col.wait(t, "alice private", otrEvent(otrclient.KindPrivate, bob.c.JID()))
-		bob.col.wait(t, "bob private", otrEvent(otrclient.KindPrivate, alice.c.JID()))
+		startPrivate(ctx, t, alice, bob)
 
 		// Bob's connection dies; the server keeps his session for a
 		// resumption, so alice's conversation goes on and her message
 		// waits there for him.
-		bob.proxy.Refuse(true)
-		bob.proxy.Cut()
-		bob.col.wait(t, "bob disconnected", has(func(e *client.ConnectionEvent) bool { return e.State == client.Disconnected }))
-		sent, err := alice.c.Send(ctx, &client.Outgoing{To: bob.c.JID(), Body: "are you there", Receipt: true}, eme.OTR)
-		if err != nil || sent.Held {
-			t.Fatalf("alice's message: %+v, %v", sent, err)
-		}
-		alice.col.wait(t, "alice's message acknowledged", has(func(f *client.FateEvent) bool { return f.ID == sent.ID && f.Fate == client.FateAcked }))
+		sent := sendToAway(ctx, t, alice, bob, "are you there")
 
 		// Bob's process ends (the conversation with it) and a new one logs
 		// in under the same address: the server hands it what waited.
@@ -186,4 +164,32 @@ func TestOTRUnreadableMessageFailsAtItsSender(t *testing.T) {
 			}
 		}
 	})
+}
+
+// startPrivate starts an OTR conversation from a to b and waits until
+// both sides are private.
+func startPrivate(ctx context.Context, t *testing.T, a, b *peer) {
+	t.Helper()
+	if err := a.otr.Start(ctx, b.c.JID()); err != nil {
+		t.Fatal(err)
+	}
+	a.col.wait(t, a.c.JID().Localpart()+" private", otrEvent(otrclient.KindPrivate, b.c.JID()))
+	b.col.wait(t, b.c.JID().Localpart()+" private", otrEvent(otrclient.KindPrivate, a.c.JID()))
+}
+
+// sendToAway takes to's connection down for good (its server keeps the
+// session for a resumption, so from's conversation goes on), then sends
+// body from "from" in the conversation, asking for a receipt, and waits
+// until the server acknowledged it.
+func sendToAway(ctx context.Context, t *testing.T, from, to *peer, body string) client.Sent {
+	t.Helper()
+	to.proxy.Refuse(true)
+	to.proxy.Cut()
+	to.col.wait(t, to.c.JID().Localpart()+" disconnected", has(func(e *client.ConnectionEvent) bool { return e.State == client.Disconnected }))
+	sent, err := from.c.Send(ctx, &client.Outgoing{To: to.c.JID(), Body: body, Receipt: true}, eme.OTR)
+	if err != nil || sent.Held {
+		t.Fatalf("%s's message: %+v, %v", from.c.JID().Localpart(), sent, err)
+	}
+	from.col.wait(t, "the message acknowledged", has(func(f *client.FateEvent) bool { return f.ID == sent.ID && f.Fate == client.FateAcked }))
+	return sent
 }
