@@ -104,8 +104,13 @@ func (c *Client) catchUp() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	reader := c.NewArchiveReader(0)
+	log.Debug("catching up from the archive", "after", q.After, "start", q.Start)
 	for {
+		asked := time.Now()
 		page, err := c.QueryArchive(ctx, q)
+		if err == nil {
+			log.Debug("archive page read", "messages", len(page.Messages), "took", time.Since(asked))
+		}
 		if se, ok := errors.AsType[*StanzaError](err); ok && se.Condition == "item-not-found" && q.After != "" && !since.IsZero() {
 			// The id left the archive (expired): from the time instead.
 			q.After, q.Start = "", since.Add(-catchUpSlack)

@@ -80,10 +80,12 @@ type Config struct {
 	AckAfter time.Duration
 	// MaxUnacked and MaxUnackedBytes bound the stanzas kept until the
 	// server acknowledges them (defaults DefaultMaxUnacked and
-	// DefaultMaxUnackedBytes). A send that would go beyond waits, having
-	// asked the server for an acknowledgement, until there is room or
-	// its context ends (ErrUnackedFull); replies written by the read loop
-	// never wait.
+	// DefaultMaxUnackedBytes). A message sent (Send) that would go beyond
+	// waits, having asked the server for an acknowledgement, until there
+	// is room or its context ends (ErrUnackedFull). The client's own
+	// stanzas (requests, presence, receipts, replies, the protocol
+	// messages of mechanisms) never wait: they are few, and the
+	// acknowledgements may depend on them.
 	MaxUnacked, MaxUnackedBytes int
 
 	// KeepAlive is how long the connection may stay silent before the

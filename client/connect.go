@@ -79,6 +79,19 @@ func (c *Client) connect(ctx context.Context) error {
 			log.Info("the stream could not be resumed", "condition", st.failCondition)
 		}
 		acked, left = c.sm.abandon(st.failedH, st.failedHasH)
+		if st.previd != "" {
+			// The server lost our session (it restarted, or gave the
+			// session up): what it acknowledged just before may have been
+			// lost with it, on its way to the recipient's session.
+			c.mu.Lock()
+			lost := c.since
+			c.mu.Unlock()
+			again := c.fates.inFlight(lost)
+			for _, u := range again {
+				log.Debug("sending again: the server lost the session that acknowledged it", "id", u.st.AttrValue("id"))
+			}
+			left = append(left, again...)
+		}
 		if st.enabled {
 			c.sm.start(st.id, st.resumable, st.max, sess.LocalAddr())
 		}
@@ -131,13 +144,20 @@ func (c *Client) connect(ctx context.Context) error {
 		log.Info("stream resumed", "jid", c.bound.String(), "resent", len(resend))
 		c.emit(&ConnectionEvent{State: Connected, JID: c.bound, Resumed: true, Time: c.cfg.now()})
 		go c.flushOutbox()
+		// A catch-up cut short by the end of the previous stream goes on
+		// (nothing is read when none is due).
+		go c.catchUp()
 		return nil
 	}
 	log.Info("connected", "jid", sess.LocalAddr().String(), "tls", tls.VersionName(sess.ConnectionState().Version),
 		"stream_management", st.enabled, "resumable", st.resumable)
 	if err := c.afterConnect(ctx); err != nil {
 		log.Warn("post-connect setup failed", "err", err)
+		// The session is abandoned, not resumed: what the server routed
+		// to it and did not get acknowledged may be dropped (it is in the
+		// archive), so a catch-up is due at the next connection.
 		c.mu.Lock()
+		c.catch.lost(c.since)
 		l.quiet = true
 		c.connected = false
 		c.mu.Unlock()

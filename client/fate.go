@@ -9,6 +9,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // Fate is what became of a message the client sent, as far as it knows.
@@ -96,6 +97,12 @@ type tracked struct {
 	// the stream is lost; receipt: a receipt was asked for.
 	bound, receipt bool
 	mech           string // EME namespace, "" for the clear
+	// replay: the message is one stanza that may be sent again as it is
+	// (Needs.Replayable); st is that stanza, kept from the server's
+	// acknowledgement (ackedAt) until the receipt, for resendWindow.
+	replay  bool
+	st      *xmltree.Element
+	ackedAt time.Time
 }
 
 // fateState follows the messages the client sent, so that
@@ -106,7 +113,16 @@ type fateState struct {
 	mu    sync.Mutex
 	byID  map[string]*tracked // stanza id -> message
 	order []string
+	// recent: replayable messages acknowledged within resendWindow whose
+	// receipt has not come, oldest first.
+	recent []*tracked
 }
+
+// resendWindow is how long before the loss of a session the server may
+// have acknowledged a message it then lost with the session (still
+// queued on its way to the recipient's session when the server
+// stopped): such messages are sent again (Needs.Replayable).
+const resendWindow = 10 * time.Second
 
 const maxTracked = 4096
 
@@ -189,6 +205,61 @@ func (f *fateState) bindTo(t *tracked, mech string, bound, receipt bool) {
 	f.mu.Lock()
 	t.mech, t.bound, t.receipt = mech, bound, receipt
 	f.mu.Unlock()
+}
+
+// replayable marks t as a message that may be sent again as it is.
+func (f *fateState) replayable(t *tracked) {
+	f.mu.Lock()
+	t.replay = true
+	f.mu.Unlock()
+}
+
+// ackedAt notes that the server acknowledged t's stanza st at now: a
+// replayable message that asked for a receipt is kept for resendWindow.
+func (f *fateState) ackedAt(t *tracked, st *xmltree.Element, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.prune(now)
+	if !t.replay || !t.receipt || t.done || st == nil {
+		return
+	}
+	t.st, t.ackedAt = st, now
+	f.recent = append(f.recent, t)
+}
+
+// prune forgets the stanzas of messages confirmed or acknowledged before
+// resendWindow. The caller holds f.mu.
+func (f *fateState) prune(now time.Time) {
+	n := 0
+	for _, t := range f.recent {
+		if t.done || now.Sub(t.ackedAt) > resendWindow {
+			t.st = nil
+			continue
+		}
+		f.recent[n] = t
+		n++
+	}
+	clear(f.recent[n:])
+	f.recent = f.recent[:n]
+}
+
+// inFlight returns, oldest first, the replayable messages the server
+// acknowledged within resendWindow before lost, the time a session the
+// server then lost ended, and whose receipt has not come: the server may
+// have lost them with it. Each is returned once.
+func (f *fateState) inFlight(lost time.Time) []*unacked {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*unacked
+	for _, t := range f.recent {
+		if t.done || t.st == nil || lost.Sub(t.ackedAt) > resendWindow {
+			continue
+		}
+		out = append(out, &unacked{st: t.st, size: treeSize(t.st), at: t.ackedAt, msg: t})
+		t.st = nil
+	}
+	f.prune(lost)
+	return out
 }
 
 // sessionGone marks final, and returns, the messages sealed with a
@@ -330,6 +401,7 @@ func (c *Client) acked(us []*unacked) {
 			continue
 		}
 		c.fate(u.msg, FateAcked, nil)
+		c.fates.ackedAt(u.msg, u.st, c.cfg.now())
 		if u.msg.outbox != 0 {
 			c.ob.remove(c, u.msg.outbox)
 		}

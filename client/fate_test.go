@@ -2,8 +2,11 @@ package client
 
 import (
 	"testing"
+	"time"
 
 	"mellium.im/xmpp/jid"
+
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // When the stream is lost, only messages sealed with a session, whose
@@ -119,5 +122,52 @@ func TestFatesSealedFor(t *testing.T) {
 	}
 	if got := f.sealedFor(otr, phone.Bare()); len(got) != 2 || got[0] != a || got[1] != b {
 		t.Errorf("for every resource: %+v, want m1 and m2", got)
+	}
+}
+
+// When the server loses the session (a resumption refused), the
+// replayable messages it acknowledged within resendWindow before, whose
+// receipt was asked for and has not come, are sent again, each once;
+// not those confirmed, acknowledged earlier, sealed with a session or
+// not waiting for a receipt.
+func TestFatesInFlight(t *testing.T) {
+	var f fateState
+	f.init()
+	to := jid.MustParse("bob@example.org")
+	lost := time.Unix(1700000000, 0)
+	stanza := func(id string) *xmltree.Element { return xmltree.New(NSClient, "message", "id", id) }
+	send := func(id, mech string, bound, receipt, replay bool, acked time.Time) *tracked {
+		tr := f.track(id, to, 0, nil)
+		f.bindTo(tr, mech, bound, receipt)
+		if replay {
+			f.replayable(tr)
+		}
+		f.ackedAt(tr, stanza(id), acked)
+		return tr
+	}
+	old := send("old", "", false, true, true, lost.Add(-resendWindow-time.Second))
+	clear1 := send("clear", "", false, true, true, lost.Add(-2*time.Second))
+	confirmed := send("confirmed", "", false, true, true, lost.Add(-time.Second))
+	f.finish(confirmed)
+	send("no-receipt", "", false, false, true, lost.Add(-time.Second))
+	send("otr", "urn:xmpp:otr:0", true, true, false, lost.Add(-time.Second))
+	send("omemo", "urn:xmpp:omemo:2", false, true, false, lost.Add(-time.Second))
+	ox := send("ox", "urn:xmpp:openpgp:0", false, true, true, lost)
+	got := f.inFlight(lost)
+	var ids []string
+	for _, u := range got {
+		ids = append(ids, u.st.AttrValue("id"))
+		if u.msg == nil {
+			t.Errorf("%s sent again without its fate", u.st.AttrValue("id"))
+		}
+	}
+	if len(got) != 2 || got[0].msg != clear1 || got[1].msg != ox {
+		t.Fatalf("sent again: %v, want [clear ox]", ids)
+	}
+	if old.st != nil {
+		t.Error("the stanza of a message acknowledged long before is still kept")
+	}
+	if again := f.inFlight(lost); len(again) != 0 {
+		t.Errorf("sent again twice: %d", len(again))
 	}
 }

@@ -165,6 +165,27 @@ func (c *Client) linkNow() (*link, bool, error) {
 	return c.link, c.connected, nil
 }
 
+// writeUserStanza is writeStanza for a stanza of a message the user
+// sends: it first waits until the queue of stanzas the server has not
+// acknowledged has room for it (Config.MaxUnacked). Only the user's
+// messages wait: the client's own stanzas (requests, presence, receipts,
+// the protocol messages of mechanisms) are few, and the acknowledgements
+// the queue waits for may depend on them (a roster request blocked behind
+// a full queue kept a new session from ever sending its presence).
+func (c *Client) writeUserStanza(ctx context.Context, st *xmltree.Element, msg *tracked) error {
+	if _, err := c.currentLink(); err != nil {
+		return err
+	}
+	if err := c.sm.waitRoom(ctx, treeSize(st), func() {
+		if l, up, err := c.linkNow(); err == nil && up {
+			c.requestAck(l)
+		}
+	}); err != nil {
+		return err
+	}
+	return c.writeStanza(ctx, st, msg)
+}
+
 // writeStanza writes one stanza to the stream, in order with every other
 // (under the write lock), and counts it for stream management: the stanza
 // is kept until the server acknowledges it, resent after a resumption,
@@ -180,13 +201,6 @@ func (c *Client) writeStanza(ctx context.Context, st *xmltree.Element, msg *trac
 		return fmt.Errorf("client: refusing to send a %s element in namespace %q", st.Name.Local, st.Name.Space)
 	}
 	if _, err := c.currentLink(); err != nil {
-		return err
-	}
-	if err := c.sm.waitRoom(ctx, treeSize(st), func() {
-		if l, up, err := c.linkNow(); err == nil && up {
-			c.requestAck(l)
-		}
-	}); err != nil {
 		return err
 	}
 	c.wmu.Lock()

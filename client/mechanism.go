@@ -64,6 +64,15 @@ type Needs struct {
 	// message failed. For mechanisms whose protocol defines no error
 	// answer of its own (OTR); Encrypted Sessions answer as XEP-0200 says.
 	AnswerUnreadable bool
+	// Replayable: a sealed message may be sent again as it is, and its
+	// recipient reads the copy as it read the first (no session state is
+	// consumed: OX). When the server lost the client's session (a
+	// resumption refused, as after a server restart), a message of the
+	// clear or of such a mechanism that the server acknowledged just
+	// before and whose receipt has not come is sent again with the same
+	// ids, which recipients recognise (XEP-0359): a server can lose what
+	// it acknowledged but had not yet handed to the recipient's session.
+	Replayable bool
 	// Name is the mechanism's human-readable name. For a mechanism outside
 	// XEP-0380's table (one Balcony does not know) it goes into the EME
 	// tag's 'name' attribute, as XEP-0380 §3.2 asks, and into the fallback

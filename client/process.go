@@ -161,6 +161,11 @@ func (c *Client) processMessage(st *xmltree.Element) {
 	}
 	if !c.admit(in) {
 		log.Debug("message dropped: a copy already seen", "id", in.st.AttrValue("id"), "from", in.from.String(), "stanza_id", in.origin.StanzaID)
+		if in.origin.Carbon == NotCarbon && !in.origin.Archived && in.st.Child(NSReceipts, "request") != nil && !bareEqual(in.from, c.JID()) {
+			// A copy sent again (its sender's server lost its session
+			// before our receipt reached it): the receipt goes again.
+			c.pipeline.sendReceipt(in)
+		}
 		return
 	}
 	c.pipeline.incoming(in)

@@ -82,7 +82,9 @@ func (p *Pipeline) sendNow(ctx context.Context, out *Outgoing, mechanism string,
 		p.sendMu.Lock()
 		defer p.sendMu.Unlock()
 		t := p.c.fates.follow(out.ID, out.To, outbox, []string{out.ID})
-		return Sent{ID: out.ID, IDs: []string{out.ID}}, p.c.writeStanza(ctx, st, t)
+		p.c.fates.bindTo(t, "", false, out.Receipt)
+		p.c.fates.replayable(t)
+		return Sent{ID: out.ID, IDs: []string{out.ID}}, p.c.writeUserStanza(ctx, st, t)
 	}
 	m, ok, enabled := p.mechanism(mechanism)
 	if !ok {
@@ -112,13 +114,16 @@ func (p *Pipeline) sendNow(ctx context.Context, out *Outgoing, mechanism string,
 		// sent now is followed.
 		t = p.c.fates.follow(out.ID, out.To, outbox, sent.IDs)
 		p.c.fates.bindTo(t, mechanism, !m.Needs().Deferrable, out.Receipt)
+		if m.Needs().Replayable && len(sealed.Stanzas) == 1 {
+			p.c.fates.replayable(t)
+		}
 	}
 	for i, st := range sealed.Stanzas {
 		var msg *tracked
 		if i == len(sealed.Stanzas)-1 {
 			msg = t
 		}
-		if err := p.c.writeStanza(ctx, st, msg); err != nil {
+		if err := p.c.writeUserStanza(ctx, st, msg); err != nil {
 			return sent, err
 		}
 	}

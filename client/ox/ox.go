@@ -183,7 +183,7 @@ func (x *Mechanism) Namespace() string { return eme.OX }
 // message. An OX message is sealed with the keys known when it leaves,
 // not with the state of a live session, so it may wait in the outbox.
 func (x *Mechanism) Needs() client.Needs {
-	return client.Needs{FallbackBody: true, Hints: []string{"store"}, Deferrable: true}
+	return client.Needs{FallbackBody: true, Hints: []string{"store"}, Deferrable: true, Replayable: true}
 }
 
 func (x *Mechanism) self() jid.JID { return x.h.Self().Bare() }
