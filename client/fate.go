@@ -207,6 +207,18 @@ func (f *fateState) bindTo(t *tracked, mech string, bound, receipt bool) {
 	f.mu.Unlock()
 }
 
+// takeOutbox returns t's key in the outbox, once: its row is removed
+// once. A message acknowledged a second time (sent again after the server
+// lost it) must not remove the row of a message queued since, which the
+// store may have given the same key.
+func (f *fateState) takeOutbox(t *tracked) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := t.outbox
+	t.outbox = 0
+	return key
+}
+
 // replayable marks t as a message that may be sent again as it is.
 func (f *fateState) replayable(t *tracked) {
 	f.mu.Lock()
@@ -387,10 +399,12 @@ func (c *Client) fate(t *tracked, fate Fate, mod func(*FateEvent)) {
 // written reports that the last stanza of message t left.
 func (f *fateState) written(c *Client, t *tracked, underSM bool) {
 	c.fate(t, FateSent, func(e *FateEvent) { e.Tracked = underSM })
-	if !underSM && t.outbox != 0 {
+	if !underSM {
 		// Nothing more will be learnt from the server: the outbox has
 		// done its part.
-		c.ob.remove(c, t.outbox)
+		if key := f.takeOutbox(t); key != 0 {
+			c.ob.remove(c, key)
+		}
 	}
 }
 
@@ -402,8 +416,8 @@ func (c *Client) acked(us []*unacked) {
 		}
 		c.fate(u.msg, FateAcked, nil)
 		c.fates.ackedAt(u.msg, u.st, c.cfg.now())
-		if u.msg.outbox != 0 {
-			c.ob.remove(c, u.msg.outbox)
+		if key := c.fates.takeOutbox(u.msg); key != 0 {
+			c.ob.remove(c, key)
 		}
 	}
 }

@@ -109,10 +109,12 @@ func (o *obState) release() {
 	}
 }
 
-// remove deletes a message from the outbox in the background.
+// remove deletes a message from the outbox in the background. Until it
+// is deleted, it counts as in flight: a flush meanwhile must not send it
+// again.
 func (o *obState) remove(c *Client, key int64) {
 	o.mu.Lock()
-	delete(o.inflight, key)
+	o.inflight[key] = true
 	o.mu.Unlock()
 	o.removals.push(key)
 }
@@ -130,6 +132,9 @@ func (c *Client) runRemovals() {
 			c.cfg.logger().Warn("removing a sent message from the outbox failed", "err", err)
 		}
 		cancel()
+		c.ob.mu.Lock()
+		delete(c.ob.inflight, key)
+		c.ob.mu.Unlock()
 	}
 }
 

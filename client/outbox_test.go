@@ -2,12 +2,14 @@ package client
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 
 	"mellium.im/xmpp/jid"
 
 	"github.com/balcony-im/balcony/eme"
+	"github.com/balcony-im/balcony/xmltree"
 )
 
 // memOutbox is an Outbox in memory.
@@ -79,5 +81,67 @@ func TestSendQueuesWhenTheStreamDropsDuringSealing(t *testing.T) {
 	q, _ := ob.Queued(context.Background())
 	if len(q) != 1 || q[0].Body != "hello" || q[0].Mechanism != eme.OX || q[0].ID != sent.ID {
 		t.Fatalf("outbox: %+v", q)
+	}
+}
+
+// reusingOutbox gives a new message the key after the highest queued, as
+// SQLite gives rowids: the key of a removed message is given again.
+type reusingOutbox struct {
+	memOutbox
+	removed chan int64
+}
+
+func (o *reusingOutbox) Put(ctx context.Context, m *QueuedMessage) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	m.Key = 1
+	if n := len(o.msgs); n > 0 {
+		m.Key = o.msgs[n-1].Key + 1
+	}
+	o.msgs = append(o.msgs, *m)
+	return nil
+}
+
+func (o *reusingOutbox) Remove(ctx context.Context, key int64) error {
+	o.mu.Lock()
+	o.msgs = slices.DeleteFunc(o.msgs, func(m QueuedMessage) bool { return m.Key == key })
+	o.mu.Unlock()
+	o.removed <- key
+	return nil
+}
+
+// A message acknowledged a second time (sent again after the server lost
+// the session that had acknowledged it) does not remove from the outbox
+// the message queued since under the key it had: that message was lost,
+// its last fate "queued" (the fault test through Prosody with OX).
+func TestAckedAgainKeepsTheOutbox(t *testing.T) {
+	ob := &reusingOutbox{removed: make(chan int64, 4)}
+	c, err := New(Config{JID: jid.MustParse("bob@example.org/desk"), Password: "x", Outbox: ob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := jid.MustParse("alice@example.org")
+	first := &QueuedMessage{To: to, ID: "first", Body: "1"}
+	if err := ob.Put(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	tr := c.fates.track("first", to, first.Key, nil)
+	st := xmltree.New(NSClient, "message", "id", "first")
+	c.acked([]*unacked{{st: st, msg: tr}})
+	if key := <-ob.removed; key != first.Key {
+		t.Fatalf("removed %d, want %d", key, first.Key)
+	}
+	later := &QueuedMessage{To: to, ID: "later", Body: "2"}
+	if err := ob.Put(context.Background(), later); err != nil {
+		t.Fatal(err)
+	}
+	if later.Key != first.Key {
+		t.Fatalf("the outbox did not give the key again (%d, %d): the test tests nothing", later.Key, first.Key)
+	}
+	c.acked([]*unacked{{st: st, msg: tr}})
+	c.Close() // waits for the removals asked for
+	q, _ := ob.Queued(context.Background())
+	if len(q) != 1 || q[0].ID != "later" {
+		t.Fatalf("outbox after the second acknowledgement: %+v, want the later message", q)
 	}
 }
