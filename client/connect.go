@@ -116,6 +116,9 @@ func (c *Client) connect(ctx context.Context) error {
 	c.serveDone = l.done
 	c.since = c.cfg.now()
 	c.resumed = st.resumed
+	if !st.resumed {
+		c.setUp = false
+	}
 	c.unresolved = false
 	c.stopped = false
 	c.mu.Unlock()
@@ -145,8 +148,17 @@ func (c *Client) connect(ctx context.Context) error {
 		c.emit(&ConnectionEvent{State: Connected, JID: c.bound, Resumed: true, Time: c.cfg.now()})
 		go c.flushOutbox()
 		// A catch-up cut short by the end of the previous stream goes on
-		// (nothing is read when none is due).
-		go c.catchUp()
+		// (nothing is read when none is due), once the session has sent
+		// its initial presence: what the server routes to the session
+		// before, it stores in the archive, and a catch-up started
+		// earlier would miss it. A set-up still under way (its requests
+		// survived the resumption) starts the catch-up when it is done.
+		c.mu.Lock()
+		setUp := c.setUp
+		c.mu.Unlock()
+		if setUp {
+			go c.catchUp()
+		}
 		return nil
 	}
 	log.Info("connected", "jid", sess.LocalAddr().String(), "tls", tls.VersionName(sess.ConnectionState().Version),
@@ -165,6 +177,9 @@ func (c *Client) connect(ctx context.Context) error {
 		<-l.done
 		return err
 	}
+	c.mu.Lock()
+	c.setUp = true
+	c.mu.Unlock()
 	c.emit(&ConnectionEvent{State: Connected, JID: sess.LocalAddr(), Time: c.cfg.now()})
 	go c.flushOutbox()
 	go c.catchUp()
