@@ -56,9 +56,14 @@
 // connection is resumed and the unacknowledged stanzas are sent again;
 // when resumption fails the client logs in anew, ends the sessions of
 // mechanisms that lived in the lost stream (StreamObserver), reports
-// messages sealed in them failed, and catches up from the archive since
-// the last message seen, recognising duplicates by stanza-id and
-// origin-id. A watchdog probes a silent connection (an <r/>, or an
+// messages sealed in them failed, catches up from the archive since
+// the last message seen (once the new session sent its presence),
+// recognising duplicates by stanza-id and origin-id, and sends again the
+// messages of the clear and of Needs.Replayable mechanisms that the
+// server acknowledged just before it lost the session and whose receipt
+// has not come (a restarting server loses what it has not yet handed
+// on). Only the user's messages wait for room in the queue; the client's
+// own requests, presence and receipts never do. A watchdog probes a silent connection (an <r/>, or an
 // XEP-0199 ping without stream management) and drops it when no answer
 // comes within Config.ProbeTimeout. ConnectionEvents report each change
 // and ConnectionStatus the current state (connected, stalled,
