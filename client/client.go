@@ -67,10 +67,11 @@ type Client struct {
 	// unresolved: a stream ended and it is not known yet whether its
 	// session will be resumed (sessionLost has not run for it).
 	unresolved bool
-	// setUp: the session's set-up after login (afterConnect: roster,
-	// initial presence) is done; a stream that resumes a session whose
-	// set-up has not finished leaves the catch-up to it.
-	setUp bool
+	// setUp is where the session's set-up after login (afterConnect:
+	// roster, initial presence) stands: a stream that resumes a session
+	// whose set-up is under way leaves the catch-up to it, and one whose
+	// set-up failed sets it up again.
+	setUp setUpState
 	// stopped: the client no longer reconnects by itself (replaced, or
 	// refused by Config.BeforeConnect).
 	stopped bool

@@ -45,7 +45,22 @@ var ErrConnectRefused = errors.New("client: connection refused by BeforeConnect"
 // resource would otherwise replace each other in turn.
 var ErrReplaced = errors.New("client: replaced by another session of the same resource")
 
-func (c *Client) connect(ctx context.Context) error {
+// setUpState is where the set-up of a session after login stands.
+type setUpState int
+
+const (
+	setUpNone    setUpState = iota // not begun, or failed
+	setUpRunning                   // under way (its requests survive a resumption)
+	setUpDone
+)
+
+// connect establishes a stream. The set-up of a new session (roster,
+// initial presence) runs before it returns, or, with background (a
+// reconnection), after: a reconnection loop never waits on requests that
+// only a later resumption of the same session can answer.
+func (c *Client) connect(ctx context.Context) error { return c.connectWith(ctx, false) }
+
+func (c *Client) connectWith(ctx context.Context, background bool) error {
 	if c.cfg.BeforeConnect != nil {
 		if err := c.cfg.BeforeConnect(ctx); err != nil {
 			return fmt.Errorf("%w: %w", ErrConnectRefused, err)
@@ -117,7 +132,7 @@ func (c *Client) connect(ctx context.Context) error {
 	c.since = c.cfg.now()
 	c.resumed = st.resumed
 	if !st.resumed {
-		c.setUp = false
+		c.setUp = setUpRunning
 	}
 	c.unresolved = false
 	c.stopped = false
@@ -153,22 +168,44 @@ func (c *Client) connect(ctx context.Context) error {
 		// before, it stores in the archive, and a catch-up started
 		// earlier would miss it. A set-up still under way (its requests
 		// survived the resumption) starts the catch-up when it is done.
+		// A set-up that failed (the stream went away while it waited) is
+		// done again on the resumed stream.
 		c.mu.Lock()
-		setUp := c.setUp
+		state := c.setUp
+		if state == setUpNone {
+			c.setUp = setUpRunning
+		}
 		c.mu.Unlock()
-		if setUp {
+		switch state {
+		case setUpDone:
 			go c.catchUp()
+		case setUpNone:
+			go c.setUpAgain()
 		}
 		return nil
 	}
 	log.Info("connected", "jid", sess.LocalAddr().String(), "tls", tls.VersionName(sess.ConnectionState().Version),
 		"stream_management", st.enabled, "resumable", st.resumable)
+	if background {
+		go c.setUpAgain()
+		return nil
+	}
 	if err := c.afterConnect(ctx); err != nil {
 		log.Warn("post-connect setup failed", "err", err)
+		c.mu.Lock()
+		current := c.link == l
+		c.setUp = setUpNone
+		if !current {
+			// The stream was resumed on another connection meanwhile:
+			// the session lives on there, and is set up again on it.
+			c.setUp = setUpRunning
+			c.mu.Unlock()
+			go c.setUpAgain()
+			return nil
+		}
 		// The session is abandoned, not resumed: what the server routed
 		// to it and did not get acknowledged may be dropped (it is in the
 		// archive), so a catch-up is due at the next connection.
-		c.mu.Lock()
 		c.catch.lost(c.since)
 		l.quiet = true
 		c.connected = false
@@ -177,13 +214,42 @@ func (c *Client) connect(ctx context.Context) error {
 		<-l.done
 		return err
 	}
+	c.setUpFinished()
+	return nil
+}
+
+// setUpFinished follows a session's set-up: the session is announced
+// connected, the outbox flushed and a catch-up due read.
+func (c *Client) setUpFinished() {
 	c.mu.Lock()
-	c.setUp = true
+	c.setUp = setUpDone
+	j := c.bound
 	c.mu.Unlock()
-	c.emit(&ConnectionEvent{State: Connected, JID: sess.LocalAddr(), Time: c.cfg.now()})
+	c.emit(&ConnectionEvent{State: Connected, JID: j, Time: c.cfg.now()})
 	go c.flushOutbox()
 	go c.catchUp()
-	return nil
+}
+
+// setUpAgain sets up the current session in the background (after a
+// reconnection, or when an earlier set-up failed). When it fails, the
+// connection is dropped: the stream is resumed, or re-established, and
+// the set-up tried again.
+func (c *Client) setUpAgain() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := c.afterConnect(ctx)
+	if err == nil {
+		c.setUpFinished()
+		return
+	}
+	c.cfg.logger().Warn("post-connect setup failed", "err", err)
+	c.mu.Lock()
+	c.setUp = setUpNone
+	l, up := c.link, c.connected && !c.closing
+	c.mu.Unlock()
+	if up && l != nil {
+		l.kill(fmt.Errorf("client: setting up the session: %w", err))
+	}
 }
 
 // open dials and negotiates the stream, a second time over TLS 1.2 when
@@ -438,7 +504,7 @@ func (c *Client) reconnectLoop() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := c.connect(ctx)
+		err := c.connectWith(ctx, true)
 		cancel()
 		if err == nil || errors.Is(err, ErrClosed) {
 			return
