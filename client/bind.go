@@ -36,6 +36,10 @@ type streamSetup struct {
 	previd string
 	h      uint32
 	bound  jid.JID
+	// resumeOnly: after the server replaced the session (a conflict),
+	// only its resumption is tried; when refused, the login ends with
+	// ErrReplaced instead of binding a new session.
+	resumeOnly bool
 
 	offered bool // the server offered <sm/> after authentication
 	// resumed: the server resumed previd; serverH is its 'h'.
@@ -86,6 +90,9 @@ func bindResource(st *streamSetup) xmpp.StreamFeature {
 				if st.resumed {
 					session.UpdateAddr(st.bound)
 					return xmpp.Ready, nil, nil
+				}
+				if st.resumeFailed && st.resumeOnly {
+					return 0, nil, fmt.Errorf("%w: the server refused to resume the session it replaced (%s)", ErrReplaced, st.failCondition)
 				}
 			}
 			j, err := bind(session, st.resource)

@@ -72,6 +72,10 @@ type Client struct {
 	// whose set-up is under way leaves the catch-up to it, and one whose
 	// set-up failed sets it up again.
 	setUp setUpState
+	// resumeOnly: the server replaced the session (conflict), and only
+	// its resumption is tried (see serve); conflictAt is when.
+	resumeOnly bool
+	conflictAt time.Time
 	// stopped: the client no longer reconnects by itself (replaced, or
 	// refused by Config.BeforeConnect).
 	stopped bool

@@ -40,10 +40,17 @@ var ErrConnectRefused = errors.New("client: connection refused by BeforeConnect"
 
 // ErrReplaced means the server ended the stream with a conflict stream
 // error (RFC 6120 §4.9.3.3): another session bound the same full JID,
-// and the server replaced this one. The client does not reconnect
-// after it, even with Config.Reconnect: two clients with the same
-// resource would otherwise replace each other in turn.
+// and the server replaced this one. With Config.Reconnect the client
+// first tries to resume the session, once (the connection that replaced
+// it may have been one of its own: a resumption request on a connection
+// that was cut, handled by the server late); when the server refuses,
+// it does not log in again: two clients with the same resource would
+// otherwise replace each other in turn.
 var ErrReplaced = errors.New("client: replaced by another session of the same resource")
+
+// conflictRetryEvery bounds how often a session the server replaced is
+// resumed (see serve).
+const conflictRetryEvery = time.Minute
 
 // setUpState is where the set-up of a session after login stands.
 type setUpState int
@@ -69,9 +76,16 @@ func (c *Client) connectWith(ctx context.Context, background bool) error {
 	log := c.cfg.logger()
 	c.ob.holdOn()
 	previd, h, bound, _ := c.sm.token()
+	c.mu.Lock()
+	resumeOnly := c.resumeOnly
+	c.mu.Unlock()
+	if resumeOnly && previd == "" {
+		c.sm.resumeDone()
+		return fmt.Errorf("%w: the session it replaced can no longer be resumed", ErrReplaced)
+	}
 	setup := func() *streamSetup {
 		return &streamSetup{resource: c.cfg.JID.Resourcepart(), enable: !c.cfg.DisableStreamManagement,
-			resume: c.cfg.Reconnect, previd: previd, h: h, bound: bound}
+			resume: c.cfg.Reconnect, previd: previd, h: h, bound: bound, resumeOnly: resumeOnly && previd != ""}
 	}
 	st := setup()
 	l, err := c.open(ctx, st, setup)
@@ -131,6 +145,9 @@ func (c *Client) connectWith(ctx context.Context, background bool) error {
 	c.serveDone = l.done
 	c.since = c.cfg.now()
 	c.resumed = st.resumed
+	if st.resumed {
+		c.resumeOnly = false
+	}
 	if !st.resumed {
 		c.setUp = setUpRunning
 	}
@@ -428,6 +445,19 @@ func (c *Client) serve(l *link) {
 	}
 	closing := c.closing
 	replaced := errors.Is(err, stream.Conflict)
+	// The connection that replaced this one may be one of ours: a
+	// resumption request written on a connection that was then cut,
+	// which the server handled after a later one. The session is then
+	// resumable again (that connection is gone too), while a session
+	// replaced by another client's login is not: one resumption, and
+	// nothing else, is tried (at most once a minute, so that two
+	// clients never take a session from each other in turn).
+	retry := current && replaced && c.cfg.Reconnect && c.sm.resumable() && now.Sub(c.conflictAt) > conflictRetryEvery
+	if retry {
+		c.conflictAt = now
+		c.resumeOnly = true
+		replaced = false
+	}
 	if current && replaced {
 		c.stopped = true
 	}
@@ -509,9 +539,10 @@ func (c *Client) reconnectLoop() {
 		if err == nil || errors.Is(err, ErrClosed) {
 			return
 		}
-		if errors.Is(err, ErrConnectRefused) {
+		if errors.Is(err, ErrConnectRefused) || errors.Is(err, ErrReplaced) {
 			c.mu.Lock()
 			c.stopped = true
+			c.resumeOnly = false
 			c.mu.Unlock()
 			c.cfg.logger().Warn("reconnecting given up", "err", err)
 			c.emit(&ConnectionEvent{State: Disconnected, Err: err, Time: c.cfg.now()})

@@ -237,6 +237,13 @@ func (s *smState) ended(now time.Time) (bool, time.Duration) {
 	return true, s.max
 }
 
+// resumable reports whether the session has an id to resume it by.
+func (s *smState) resumable() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.id != ""
+}
+
 // token returns what a <resume/> needs, and marks a resumption under
 // way, or ok false when there is nothing to resume.
 func (s *smState) token() (previd string, h uint32, bound jid.JID, ok bool) {
