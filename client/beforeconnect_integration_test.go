@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"mellium.im/xmpp/stream"
+
 	"github.com/balcony-im/balcony/client"
 	"github.com/balcony-im/balcony/internal/clienttest"
 	"github.com/balcony-im/balcony/internal/servertest"
@@ -73,8 +75,10 @@ func TestIntegrationBeforeConnect(t *testing.T) {
 }
 
 // A session the server replaced (conflict: another session bound the
-// same full JID, RFC 6120 §4.9.3.3, §7.7.2.2) is not reconnected, even
-// with Reconnect: otherwise the two would replace each other in turn.
+// same full JID, RFC 6120 §4.9.3.3, §7.7.2.2) is not logged in again,
+// even with Reconnect: otherwise the two would replace each other in
+// turn. The client tries one resumption (the replacing connection might
+// have been one of its own), which the server refuses, and stops.
 func TestIntegrationReplacedNoReconnect(t *testing.T) {
 	servertest.Each(t, func(t *testing.T, s *servertest.Server) {
 		alice := s.AddUser(t, "alice", "")
@@ -82,9 +86,18 @@ func TestIntegrationReplacedNoReconnect(t *testing.T) {
 		a := clienttest.ConnectTo(t, s, alice, "desk", nil, via, fast)
 		dials := len(p.Conns())
 		b := clienttest.ConnectTo(t, s, alice, "desk", nil)
-		ev := clienttest.WaitFor(t, a, func(e *client.ConnectionEvent) bool { return e.State == client.Disconnected })
+		first := clienttest.WaitFor(t, a, func(e *client.ConnectionEvent) bool { return e.State == client.Disconnected })
+		if !errors.Is(first.Err, stream.Conflict) {
+			t.Fatalf("stream ended with %v, want a conflict", first.Err)
+		}
+		ev := first
 		if !errors.Is(ev.Err, client.ErrReplaced) {
-			t.Fatalf("stream ended with %v, want ErrReplaced", ev.Err)
+			// The one resumption tried, and refused.
+			ev = clienttest.WaitFor(t, a, func(e *client.ConnectionEvent) bool { return e.State == client.Disconnected })
+			dials++
+		}
+		if !errors.Is(ev.Err, client.ErrReplaced) {
+			t.Fatalf("the client ended with %v, want ErrReplaced", ev.Err)
 		}
 		// Decided before the event: no reconnection is under way.
 		if st := a.ConnectionStatus(); st.Reconnecting || ev.Resumable {
@@ -92,7 +105,7 @@ func TestIntegrationReplacedNoReconnect(t *testing.T) {
 		}
 		a.Close()
 		for e := range a.Events() {
-			if ce, ok := e.(*client.ConnectionEvent); ok && ce.State != client.Disconnected {
+			if ce, ok := e.(*client.ConnectionEvent); ok && ce.State == client.Connected {
 				t.Errorf("event %v after being replaced", ce.State)
 			}
 		}
