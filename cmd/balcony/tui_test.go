@@ -79,6 +79,11 @@ func TestTerminalClient(t *testing.T) {
 	// list; the status line says so.
 	a.line("/open bob@localhost")
 	a.waitFor("auto → OMEMO2 (bob@localhost's devices, trusted blindly")
+	// The notices of what choosing looked up come as events, after the
+	// choice is shown: the screen compared below has them before the
+	// first message.
+	a.waitFor("uses the OMEMO device")
+	a.waitFor("announced an OpenPGP key")
 	a.line("hello bob, this is OMEMO")
 	a.waitFor("me [OMEMO2] hello bob, this is OMEMO")
 	b.waitFor("1:alice@localhost(")
