@@ -398,7 +398,9 @@ func (c *Client) fate(t *tracked, fate Fate, mod func(*FateEvent)) {
 
 // written reports that the last stanza of message t left.
 func (f *fateState) written(c *Client, t *tracked, underSM bool) {
-	c.fate(t, FateSent, func(e *FateEvent) { e.Tracked = underSM })
+	if !f.settled(t) {
+		c.fate(t, FateSent, func(e *FateEvent) { e.Tracked = underSM })
+	}
 	if !underSM {
 		// Nothing more will be learnt from the server: the outbox has
 		// done its part.
@@ -408,13 +410,25 @@ func (f *fateState) written(c *Client, t *tracked, underSM bool) {
 	}
 }
 
-// acked reports stanzas the server acknowledged.
+// settled reports whether t has its final fate (delivered or failed).
+func (f *fateState) settled(t *tracked) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return t.done
+}
+
+// acked reports stanzas the server acknowledged. A message whose fate is
+// already final is not reported acked after it: an acknowledgement can
+// come late (after a resumption), when the recipient's error or receipt
+// has already come.
 func (c *Client) acked(us []*unacked) {
 	for _, u := range us {
 		if u.msg == nil {
 			continue
 		}
-		c.fate(u.msg, FateAcked, nil)
+		if !c.fates.settled(u.msg) {
+			c.fate(u.msg, FateAcked, nil)
+		}
 		c.fates.ackedAt(u.msg, u.st, c.cfg.now())
 		if key := c.fates.takeOutbox(u.msg); key != 0 {
 			c.ob.remove(c, key)

@@ -171,3 +171,37 @@ func TestFatesInFlight(t *testing.T) {
 		t.Errorf("sent again twice: %d", len(again))
 	}
 }
+
+// A message whose fate is final (here: an error from its recipient) is
+// not reported acked when the server's acknowledgement comes after it
+// (late, after a resumption): the last fate its sender learnt was
+// "acked", and the failure was lost (the fault test with OTR through
+// ejabberd, traced by id).
+func TestFateNotAckedAfterFinal(t *testing.T) {
+	c := newTestClient(t)
+	to := jid.MustParse("alice@example.org/home")
+	failed := c.fates.track("m1", to, 0, nil)
+	if !c.fates.finish(failed) {
+		t.Fatal("finish")
+	}
+	c.fate(failed, FateFailed, func(e *FateEvent) { e.Condition = "not-acceptable" })
+	marker := c.fates.track("marker", to, 0, nil)
+	st := xmltree.New(NSClient, "message", "id", "m1")
+	c.acked([]*unacked{{st: st, msg: failed}})
+	c.fates.written(c, failed, true)
+	c.fate(marker, FateAcked, nil)
+	var fates []string
+	for ev := range c.Events() {
+		f, ok := ev.(*FateEvent)
+		if !ok {
+			continue
+		}
+		if f.ID == "marker" {
+			break
+		}
+		fates = append(fates, f.Fate.String())
+	}
+	if len(fates) != 1 || fates[0] != "failed" {
+		t.Fatalf("fates of the failed message: %v, want [failed]", fates)
+	}
+}
