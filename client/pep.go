@@ -234,8 +234,17 @@ func (c *Client) prepareNode(ctx context.Context, node string, required, all Nod
 	}
 	if isCondition(err, "item-not-found") {
 		err = c.createNode(ctx, node, all)
-		if err != nil && len(all) > len(required) {
+		if err != nil && len(all) > len(required) && !isCondition(err, "conflict") {
 			err = c.createNode(ctx, node, required)
+		}
+		if isCondition(err, "conflict") {
+			// The node came into being meanwhile (ejabberd creates it
+			// with the publish whose options it refused, and may say
+			// so only after our configuration request): configure it.
+			err = c.ConfigureNode(ctx, node, all)
+			if err != nil && len(all) > len(required) {
+				err = c.ConfigureNode(ctx, node, required)
+			}
 		}
 	}
 	return err
