@@ -85,7 +85,7 @@ func (c *Client) connectWith(ctx context.Context, background bool) error {
 	}
 	setup := func() *streamSetup {
 		return &streamSetup{resource: c.cfg.JID.Resourcepart(), enable: !c.cfg.DisableStreamManagement,
-			resume: c.cfg.Reconnect, previd: previd, h: h, bound: bound, resumeOnly: resumeOnly && previd != ""}
+			resume: c.cfg.Reconnect, previd: previd, h: h, bound: bound, resumeOnly: resumeOnly}
 	}
 	st := setup()
 	l, err := c.open(ctx, st, setup)
@@ -147,8 +147,7 @@ func (c *Client) connectWith(ctx context.Context, background bool) error {
 	c.resumed = st.resumed
 	if st.resumed {
 		c.resumeOnly = false
-	}
-	if !st.resumed {
+	} else {
 		c.setUp = setUpRunning
 	}
 	c.unresolved = false
@@ -210,12 +209,10 @@ func (c *Client) connectWith(ctx context.Context, background bool) error {
 	if err := c.afterConnect(ctx); err != nil {
 		log.Warn("post-connect setup failed", "err", err)
 		c.mu.Lock()
-		current := c.link == l
-		c.setUp = setUpNone
-		if !current {
+		if c.link != l {
 			// The stream was resumed on another connection meanwhile:
-			// the session lives on there, and is set up again on it.
-			c.setUp = setUpRunning
+			// the session lives on there, and is set up again on it
+			// (setUp stays running).
 			c.mu.Unlock()
 			go c.setUpAgain()
 			return nil
@@ -223,6 +220,7 @@ func (c *Client) connectWith(ctx context.Context, background bool) error {
 		// The session is abandoned, not resumed: what the server routed
 		// to it and did not get acknowledged may be dropped (it is in the
 		// archive), so a catch-up is due at the next connection.
+		c.setUp = setUpNone
 		c.catch.lost(c.since)
 		l.quiet = true
 		c.connected = false
