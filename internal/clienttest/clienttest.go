@@ -43,7 +43,7 @@ func ConnectTo(t testing.TB, srv *servertest.Server, acct servertest.Account, re
 			t.Fatal(err)
 		}
 	}
-	cfg := client.Config{JID: j, Password: acct.Password, Addr: srv.Addr, CAFile: srv.CAFile}
+	cfg := client.Config{JID: j, Password: acct.Password, Addr: srv.Addr, CAFile: srv.CAFile, Logger: Logger(t, j.String())}
 	for _, m := range mod {
 		m(&cfg)
 	}
