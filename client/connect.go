@@ -274,7 +274,14 @@ func (c *Client) open(ctx context.Context, st *streamSetup, fresh func() *stream
 	if err != nil {
 		return nil, err
 	}
-	sess, err := c.negotiate(ctx, conn, st)
+	// The negotiation is bounded by ctx through the connection's
+	// deadline, set and cleared here (see bounded), not by mellium.
+	var sess *xmpp.Session
+	negotiate := func(never context.Context) (err error) {
+		sess, err = c.negotiate(never, conn, st)
+		return err
+	}
+	err = bounded(ctx, l.tcp.SetDeadline, negotiate)
 	if errors.Is(err, errRetryTLS12) && !c.tls12.Load() {
 		l.tcp.Close()
 		c.cfg.logger().Info("reconnecting with TLS 1.2 for channel binding")
@@ -283,7 +290,7 @@ func (c *Client) open(ctx context.Context, st *streamSetup, fresh func() *stream
 			return nil, err
 		}
 		*st = *fresh()
-		sess, err = c.negotiate(ctx, conn, st)
+		err = bounded(ctx, l.tcp.SetDeadline, negotiate)
 	}
 	if err != nil {
 		l.tcp.Close()
@@ -306,7 +313,7 @@ func (c *Client) resend(l *link, resend, left []*unacked, resumed bool) {
 	// or not: nothing is dropped on the floor.
 	broken := false
 	for _, u := range resend {
-		if err := l.sess.Send(ctx, u.st.TokenReader(NSClient)); err != nil {
+		if err := l.send(ctx, u.st); err != nil {
 			l.kill(fmt.Errorf("client: resending: %w", err))
 			broken = true
 			break
@@ -329,7 +336,7 @@ func (c *Client) resend(l *link, resend, left []*unacked, resumed bool) {
 		if broken {
 			continue
 		}
-		if err := l.sess.Send(ctx, u.st.TokenReader(NSClient)); err != nil {
+		if err := l.send(ctx, u.st); err != nil {
 			l.kill(fmt.Errorf("client: resending: %w", err))
 			broken = true
 			continue
@@ -689,9 +696,9 @@ func (c *Client) close(abort bool) error {
 		// (bounded), then close TCP.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		c.wmu.Lock()
-		_ = l.sess.Send(ctx, c.presenceStanza("unavailable", "", "").TokenReader(NSClient))
+		_ = l.send(ctx, c.presenceStanza("unavailable", "", ""))
 		if c.sm.on() {
-			_ = l.sess.Send(ctx, ackElement(c.sm.handled()).TokenReader(NSClient))
+			_ = l.send(ctx, ackElement(c.sm.handled()))
 		}
 		c.wmu.Unlock()
 		cancel()

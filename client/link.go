@@ -53,6 +53,54 @@ func newLink(tcp net.Conn, live *liveConn) *link {
 	return l
 }
 
+// send writes one element on l's stream, bounded by ctx (see bounded).
+func (l *link) send(ctx context.Context, el *xmltree.Element) error {
+	return bounded(ctx, l.tcp.SetWriteDeadline, func(never context.Context) error {
+		return l.sess.Send(never, el.TokenReader(NSClient))
+	})
+}
+
+// aLongTimeAgo is a deadline in the past: I/O waiting on it fails at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// bounded runs f, a blocking exchange on a connection, so that it ends
+// when ctx does: the connection's deadline (set) is put in the past then,
+// and cleared once f returned. f gets a context that is never done.
+//
+// mellium bounds its I/O by a context the same way, but from a goroutine
+// that may run only after the exchange returned: seeing the context done
+// by then (its caller cancels it on return), it put the deadline in the
+// past while a later write of another stanza was in progress, which then
+// failed and, crypto/tls making a failed write permanent, took the stream
+// down (TestWriteContextEndingAfterTheWrite). Here the deadline is never
+// touched once f returned.
+func bounded(ctx context.Context, set func(time.Time) error, f func(never context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	over := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !over {
+			_ = set(aLongTimeAgo)
+		}
+	})
+	err := f(context.WithoutCancel(ctx))
+	mu.Lock()
+	over = true
+	mu.Unlock()
+	if !stop() {
+		// ctx ended meanwhile: the deadline may be in the past.
+		_ = set(time.Time{})
+		if err != nil {
+			err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
+		}
+	}
+	return err
+}
+
 // touch records that the server sent something.
 func (l *link) touch() { l.lastRead.Store(int64(time.Since(l.start))) }
 
@@ -205,6 +253,10 @@ func (c *Client) writeStanza(ctx context.Context, st *xmltree.Element, msg *trac
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := ctx.Err(); err != nil {
+		// Nothing written, nothing counted: the stream stays up.
+		return err
+	}
 	l, up, err := c.linkNow()
 	if err != nil {
 		return err
@@ -222,7 +274,7 @@ func (c *Client) writeStanza(ctx context.Context, st *xmltree.Element, msg *trac
 		return ErrNotConnected
 	}
 	u, request := c.sm.record(st, time.Now(), msg)
-	if err := l.sess.Send(ctx, st.TokenReader(NSClient)); err != nil {
+	if err := l.send(ctx, st); err != nil {
 		// A stanza may be half written: the stream is unusable.
 		l.kill(fmt.Errorf("client: writing to the stream: %w", err))
 		if u != nil {
@@ -248,7 +300,7 @@ func (c *Client) writeStanza(ctx context.Context, st *xmltree.Element, msg *trac
 func (c *Client) writeNonza(l *link, el *xmltree.Element) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ProbeTimeout)
 	defer cancel()
-	if err := l.sess.Send(ctx, el.TokenReader(NSClient)); err != nil {
+	if err := l.send(ctx, el); err != nil {
 		l.kill(fmt.Errorf("client: writing to the stream: %w", err))
 	}
 }
