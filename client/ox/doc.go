@@ -63,14 +63,18 @@
 // <signcrypt/> becomes a notice (eme.ReasonVerificationFailed), one not
 // encrypted to this account eme.ReasonNoKey, one that cannot be decrypted
 // eme.ReasonVerificationFailed, one that does not parse
-// eme.ReasonMalformed. Everything else is delivered with
-// Security{Mechanism: eme.OX, Fingerprint, Trust}: Verified only when every
-// check passed and the signer is one's own key or a key the user verified
-// (or, with Config.BlindTrust, trusted blindly); an unknown signer, a bad
-// signature, an undecided, untrusted or no longer announced key, or a
-// <time/> stamp further than Config.MaxClockSkew from the reference time
-// (the delay or archive stamp for stored messages) are warnings, and a
-// message with a warning is never shown as verified.
+// eme.ReasonMalformed. A message without a valid signature by a key of the
+// sender (unsigned, a bad signature, a signer never announced for the
+// sender) is a forgery as far as the receiver can tell: a notice
+// (eme.ReasonVerificationFailed), never a message; when the sender's key
+// list could not be fetched for it (a timeout, no connection), the notice
+// says so. Everything else is delivered with Security{Mechanism: eme.OX,
+// Fingerprint, Trust}: Verified only when every check passed and the
+// signer is one's own key or a key the user verified (or, with
+// Config.BlindTrust, trusted blindly); an undecided, untrusted or no
+// longer announced key, or a <time/> stamp further than Config.MaxClockSkew
+// from the reference time (the delay or archive stamp for stored messages)
+// are warnings, and a message with a warning is never shown as verified.
 //
 // Archive. Client.History runs archived OX messages through the pipeline
 // one by one; OX.History and DecryptArchive decrypt them with several

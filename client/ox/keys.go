@@ -133,6 +133,42 @@ func (x *Mechanism) markFetched(bare string) {
 	x.fetched[bare] = now
 }
 
+// fetchFailure is a fetch of a key list that failed.
+type fetchFailure struct {
+	at  time.Time
+	err error
+}
+
+// noteFetch records how a fetch of bare's key list over PEP ended.
+func (x *Mechanism) noteFetch(bare string, err error) {
+	now := x.now()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if err == nil {
+		delete(x.fetchErrs, bare)
+		return
+	}
+	if len(x.fetchErrs) >= maxFetched {
+		clear(x.fetchErrs)
+	}
+	x.fetchErrs[bare] = fetchFailure{at: now, err: err}
+}
+
+// fetchFailed returns why the last fetch of bare's key list failed, when
+// it failed less than minRefetch ago (no other fetch is made before: a
+// message refused for want of the sender's key is then judged without
+// the list).
+func (x *Mechanism) fetchFailed(bare string) error {
+	now := x.now()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	f, ok := x.fetchErrs[bare]
+	if !ok || now.Sub(f.at) >= minRefetch {
+		return nil
+	}
+	return f.err
+}
+
 // keyInfo is what the store says about one of a sender's keys.
 type keyInfo struct {
 	trust     trust.State

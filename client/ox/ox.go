@@ -109,7 +109,9 @@ type Mechanism struct {
 	ownPub  []*engine.Key // their public halves, same order
 	opener  *engine.Opener
 	fetched map[string]time.Time // bare JID -> last fetch of its key list
-	locks   [64]sync.Mutex       // serialise fetches, by hash of the bare JID
+	// fetchErrs: bare JID -> the last fetch of its key list, if it failed
+	fetchErrs map[string]fetchFailure
+	locks     [64]sync.Mutex // serialise fetches, by hash of the bare JID
 }
 
 // New returns the OX mechanism with the account's own keys loaded from
@@ -130,7 +132,7 @@ func New(cfg Config) (*Mechanism, error) {
 	}
 	x := &Mechanism{
 		st: cfg.Store, cfg: cfg, cache: engine.NewKeyCache(0),
-		fetched: map[string]time.Time{},
+		fetched: map[string]time.Time{}, fetchErrs: map[string]fetchFailure{},
 	}
 	x.pgp = &engine.Config{Rand: cfg.Rand, Now: x.now, MaxClockSkew: cfg.MaxClockSkew}
 	keys, err := x.storedKeys(context.Background())

@@ -598,3 +598,29 @@ func TestOXMessageWaitsForKeyListInProgress(t *testing.T) {
 		}
 	})
 }
+
+// A message refused because the sender's key is unknown says so when the
+// sender's key list could not be fetched for it (here: no connection), so
+// the user is not left to think of a forgery only.
+func TestOXRefusalNamesFailedKeyFetch(t *testing.T) {
+	alice := newOXPeer(t, "alice@example.org/a", Config{}, true)
+	bob := newOXPeer(t, "bob@example.org/b", Config{}, true)
+	alice.learn(t, bob.j, bob.key)
+	// The second message comes before a fetch is tried again (minRefetch):
+	// it is judged without the list too, and says so.
+	for _, body := range []string{"hello", "hello again"} {
+		ev := bob.receive(alice.seal(t, bob.j, body), alice.j, bob.j, client.Origin{})
+		n, ok := ev.(*client.NoticeEvent)
+		if !ok {
+			t.Fatalf("a message signed by a key bob could not fetch was delivered: %#v", ev)
+		}
+		if n.Reason != eme.ReasonVerificationFailed || !strings.Contains(n.Text, "key list could not be fetched") || !strings.Contains(n.Text, "not connected") {
+			t.Fatalf("notice for %q: %+v", body, n)
+		}
+	}
+	// Once the list is known, the same sender's messages are shown.
+	bob.learn(t, alice.j, alice.key)
+	if m, ok := bob.receive(alice.seal(t, bob.j, "again"), alice.j, bob.j, client.Origin{}).(*client.MessageEvent); !ok || m.Body != "again" {
+		t.Fatalf("got %#v", m)
+	}
+}

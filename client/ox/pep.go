@@ -220,7 +220,9 @@ func (x *Mechanism) refresh(ctx context.Context, owner jid.JID, list *engine.Pub
 	x.markFetched(owner.String())
 	if list == nil {
 		var err error
-		if list, err = x.fetchList(ctx, owner); err != nil {
+		list, err = x.fetchList(ctx, owner)
+		x.noteFetch(owner.String(), err)
+		if err != nil {
 			return nil, err
 		}
 	}
