@@ -55,7 +55,7 @@ Exit status 3 means the policy refused to send (downgrade protection).
 send succeeds once the server acknowledged the message (XEP-0198 stream
 management), or wrote it when the server does not acknowledge messages,
 or once the message waits durably in the account's outbox: a message in
-the clear or with OX written while the connection is down (no network, the
+the clear, with OX or with OMEMO written while the connection is down (no network, the
 server unreachable, a running listener reconnecting) is queued and leaves,
 in order, when the connection is back, with the next balcony listen or
 send, even after a restart. OTR and Encrypted Sessions messages are not

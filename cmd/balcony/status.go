@@ -157,7 +157,7 @@ func notConnected(a *accountConfig, st statusResult) error {
 			"it is dropped and re-established if the server does not answer soon; messages sent meanwhile wait until the server acknowledges them")
 	case "reconnecting":
 		return withHint(fmt.Errorf("the listener for %s is reconnecting: the connection dropped%s", a.JID, sinceText(st.Since)),
-			"messages in the clear or with OX wait in the outbox until it is back; OTR and Encrypted Sessions need the connection")
+			"messages in the clear, with OX or with OMEMO wait in the outbox until it is back; OTR and Encrypted Sessions need the connection")
 	}
 	return fmt.Errorf("the listener for %s is not connected", a.JID)
 }
