@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,7 +59,7 @@ func oxConnect(t *testing.T, srv *prosodytest.Server, acct prosodytest.Account, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(client.Config{JID: j, Password: acct.Password, Addr: srv.Addr, CAFile: srv.CAFile})
+	c, err := client.New(client.Config{JID: j, Password: acct.Password, Addr: srv.Addr, CAFile: srv.CAFile, Logger: clienttest.Logger(t, j.String())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,6 +198,45 @@ func integrationOX(t *testing.T, srv *prosodytest.Server) {
 		l = fetchList(t, a2.c, u[0].JID)
 		if !l.Contains(k.Fingerprint()) || !l.Contains(a2.key.Fingerprint()) || l.Contains(a1.key.Fingerprint()) || len(l.Keys) != 2 {
 			t.Fatalf("key list after replacing a key: %+v", l.Keys)
+		}
+	})
+
+	t.Run("stale notification does not overwrite a newer list", func(t *testing.T) {
+		// A device reading a notification older than the list must not
+		// announce its key again from it: its merge reads the list, then
+		// writes it, and another device's publication in between is lost
+		// (seen once: a retired key back in the list, the new one gone).
+		u := users("alice")
+		var mu sync.Mutex
+		now := time.Now()
+		clock := func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			return now
+		}
+		a1 := oxConnect(t, srv, u[0], "one", true, nil, ox.Config{})
+		a2 := oxConnect(t, srv, u[0], "two", true, nil, ox.Config{Now: clock})
+		a1.publish(t)
+		a2.publish(t)
+		before := fetchList(t, a1.c, u[0].JID)
+		if !before.Contains(a1.key.Fingerprint()) || !before.Contains(a2.key.Fingerprint()) {
+			t.Fatalf("key list %+v", before.Keys)
+		}
+		// a2's clock moves on: an announcement from now on carries a new
+		// date, which shows whether a2 announced again.
+		mu.Lock()
+		now = now.Add(time.Hour)
+		mu.Unlock()
+		stale := engine.PublicKeysList{Keys: []engine.KeyMetadata{{Fingerprint: a1.key.Fingerprint(), Date: time.Now().UTC().Truncate(time.Second)}}}.Element()
+		ox.OnMetadataForTest(a2.x, &client.PEPEvent{From: u[0].JID, Node: engine.NodePublicKeys, Items: []client.PubSubItem{{ID: "current", Payload: stale}}})
+		after := fetchList(t, a1.c, u[0].JID)
+		if len(after.Keys) != len(before.Keys) {
+			t.Fatalf("key list changed: %+v, was %+v", after.Keys, before.Keys)
+		}
+		for i, k := range after.Keys {
+			if k != before.Keys[i] {
+				t.Fatalf("a stale notification made a device announce again: %+v, was %+v", after.Keys, before.Keys)
+			}
 		}
 	})
 

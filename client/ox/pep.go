@@ -338,6 +338,20 @@ func (x *Mechanism) onMetadata(ev *client.PEPEvent) {
 	if len(own) == 0 || res.list.Contains(own[0].Fingerprint()) {
 		return
 	}
+	// The notification may be older than the list: another device of the
+	// account may have published since, with our key in it. Announcing
+	// again from a stale notification would publish over that newer list
+	// (PEP has no compare-and-swap: our merge reads the list, then writes
+	// it, and a device publishing in between is overwritten): the list
+	// is read again, and the key announced only if it is still missing.
+	cur, err := x.fetchList(ctx, x.self())
+	if err != nil {
+		x.log().Info("reading our OpenPGP key list failed", "err", err)
+		return
+	}
+	if cur.Contains(own[0].Fingerprint()) {
+		return
+	}
 	x.log().Info("own OpenPGP key missing from the key list: announcing it again")
 	if err := x.Publish(ctx); err != nil {
 		x.log().Warn("announcing the OpenPGP key again failed", "err", err)
