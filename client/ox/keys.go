@@ -110,10 +110,17 @@ func (x *Mechanism) keyLock(bare string) *sync.Mutex {
 // first (a forgotten one only allows an earlier fetch).
 const maxFetched = 4096
 
+// fetchRecord is the last fetch of a key list: when it began, and why it
+// failed (nil while under way or when it succeeded).
+type fetchRecord struct {
+	at  time.Time
+	err error
+}
+
 func (x *Mechanism) lastFetch(bare string) time.Time {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.fetched[bare]
+	return x.fetched[bare].at
 }
 
 func (x *Mechanism) markFetched(bare string) {
@@ -121,8 +128,8 @@ func (x *Mechanism) markFetched(bare string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if len(x.fetched) >= maxFetched {
-		for k, t := range x.fetched {
-			if now.Sub(t) >= minRefetch {
+		for k, r := range x.fetched {
+			if now.Sub(r.at) >= minRefetch {
 				delete(x.fetched, k)
 			}
 		}
@@ -130,43 +137,33 @@ func (x *Mechanism) markFetched(bare string) {
 			clear(x.fetched)
 		}
 	}
-	x.fetched[bare] = now
+	x.fetched[bare] = fetchRecord{at: now}
 }
 
-// fetchFailure is a fetch of a key list that failed.
-type fetchFailure struct {
-	at  time.Time
-	err error
-}
-
-// noteFetch records how a fetch of bare's key list over PEP ended.
-func (x *Mechanism) noteFetch(bare string, err error) {
-	now := x.now()
+// fetchFailedWith records why the fetch of bare's key list begun by
+// markFetched failed.
+func (x *Mechanism) fetchFailedWith(bare string, err error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if err == nil {
-		delete(x.fetchErrs, bare)
-		return
+	if r, ok := x.fetched[bare]; ok {
+		r.err = err
+		x.fetched[bare] = r
 	}
-	if len(x.fetchErrs) >= maxFetched {
-		clear(x.fetchErrs)
-	}
-	x.fetchErrs[bare] = fetchFailure{at: now, err: err}
 }
 
 // fetchFailed returns why the last fetch of bare's key list failed, when
-// it failed less than minRefetch ago (no other fetch is made before: a
+// it began less than minRefetch ago (no other fetch is made before: a
 // message refused for want of the sender's key is then judged without
 // the list).
 func (x *Mechanism) fetchFailed(bare string) error {
 	now := x.now()
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	f, ok := x.fetchErrs[bare]
-	if !ok || now.Sub(f.at) >= minRefetch {
+	r := x.fetched[bare]
+	if now.Sub(r.at) >= minRefetch {
 		return nil
 	}
-	return f.err
+	return r.err
 }
 
 // keyInfo is what the store says about one of a sender's keys.

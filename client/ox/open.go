@@ -95,16 +95,21 @@ func (x *Mechanism) open(ctx context.Context, in *client.Incoming, src keySource
 // (shown as a date), not for every message.
 const seenEvery = 10 * time.Minute
 
-// fetchNote is what a refusal for want of a valid signature adds when the
-// sender's key list could not be fetched for the message (a timeout, no
-// connection): the sender may have signed with a key that list announces,
-// and the user should not be left to think of a forgery only.
-func (x *Mechanism) fetchNote(from jid.JID) string {
+// withFetchNote is the detail of a refusal for want of a valid signature,
+// with a note when the sender's key list could not be fetched for the
+// message (a timeout, no connection): the sender may have signed with a
+// key that list announces, and the user should not be left to think of a
+// forgery only.
+func (x *Mechanism) withFetchNote(detail string, from jid.JID) string {
 	err := x.fetchFailed(from.Bare().String())
 	if err == nil {
-		return ""
+		return detail
 	}
-	return "; the sender's key list could not be fetched (" + err.Error() + ")"
+	note := "the sender's key list could not be fetched (" + err.Error() + ")"
+	if detail == "" {
+		return note
+	}
+	return detail + "; " + note
 }
 
 // openErr maps the engine's errors to notices.
@@ -147,13 +152,13 @@ func (x *Mechanism) result(in *client.Incoming, op *engine.Opened, sk *senderKey
 		case op.Signer == nil:
 			// Not signed, signed by an unknown key or a bad signature: the
 			// engine found no valid signature by a key of the sender.
-			return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Detail: strings.TrimPrefix(p.Error(), "ox: ") + x.fetchNote(in.From)}
+			return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Detail: x.withFetchNote(strings.TrimPrefix(p.Error(), "ox: "), in.From)}
 		default:
 			sec.Warnings = append(sec.Warnings, problemWarning(p))
 		}
 	}
 	if op.Signer == nil {
-		return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Notes: []eme.Message{eme.Msg(eme.MsgOXNoValidSignature)}, Detail: strings.TrimPrefix(x.fetchNote(in.From), "; ")}
+		return nil, &client.OpenError{Reason: eme.ReasonVerificationFailed, Notes: []eme.Message{eme.Msg(eme.MsgOXNoValidSignature)}, Detail: x.withFetchNote("", in.From)}
 	}
 	from := in.From.Bare()
 	fpr := op.Signer.Fingerprint()

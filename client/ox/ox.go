@@ -108,10 +108,8 @@ type Mechanism struct {
 	own     []*engine.Key // secret keys, the active one first
 	ownPub  []*engine.Key // their public halves, same order
 	opener  *engine.Opener
-	fetched map[string]time.Time // bare JID -> last fetch of its key list
-	// fetchErrs: bare JID -> the last fetch of its key list, if it failed
-	fetchErrs map[string]fetchFailure
-	locks     [64]sync.Mutex // serialise fetches, by hash of the bare JID
+	fetched map[string]fetchRecord // bare JID -> last fetch of its key list
+	locks   [64]sync.Mutex         // serialise fetches, by hash of the bare JID
 }
 
 // New returns the OX mechanism with the account's own keys loaded from
@@ -132,7 +130,7 @@ func New(cfg Config) (*Mechanism, error) {
 	}
 	x := &Mechanism{
 		st: cfg.Store, cfg: cfg, cache: engine.NewKeyCache(0),
-		fetched: map[string]time.Time{}, fetchErrs: map[string]fetchFailure{},
+		fetched: map[string]fetchRecord{},
 	}
 	x.pgp = &engine.Config{Rand: cfg.Rand, Now: x.now, MaxClockSkew: cfg.MaxClockSkew}
 	keys, err := x.storedKeys(context.Background())

@@ -220,9 +220,8 @@ func (x *Mechanism) refresh(ctx context.Context, owner jid.JID, list *engine.Pub
 	x.markFetched(owner.String())
 	if list == nil {
 		var err error
-		list, err = x.fetchList(ctx, owner)
-		x.noteFetch(owner.String(), err)
-		if err != nil {
+		if list, err = x.fetchList(ctx, owner); err != nil {
+			x.fetchFailedWith(owner.String(), err)
 			return nil, err
 		}
 	}

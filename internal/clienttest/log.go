@@ -5,7 +5,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 )
 
@@ -23,7 +22,7 @@ func Logger(t testing.TB, name string) *slog.Logger {
 	// Registered first, the cleanup runs last: after the client closed.
 	t.Cleanup(func() {
 		w.mu.Lock()
-		w.done.Store(true)
+		w.done = true
 		w.mu.Unlock()
 	})
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})).With("client", name)
@@ -32,16 +31,13 @@ func Logger(t testing.TB, name string) *slog.Logger {
 type testWriter struct {
 	t    testing.TB
 	mu   sync.Mutex
-	done atomic.Bool
+	done bool // the test ended
 }
 
 func (w *testWriter) Write(p []byte) (int, error) {
-	if w.done.Load() {
-		return len(p), nil
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.done.Load() {
+	if !w.done {
 		w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	}
 	return len(p), nil
