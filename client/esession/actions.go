@@ -278,8 +278,10 @@ func normalizeSAS(s string) string {
 
 // End terminates the newest live session with peer: an established
 // encrypted session sends the encrypted terminate form and ends when the
-// contact acknowledges it (an KindTerminated event); a request or
-// negotiation is abandoned at once.
+// contact acknowledges it (a KindTerminated event); a request or
+// negotiation is abandoned at once. The Info returned is the session as
+// End left it: "ending" while the acknowledgement is awaited, or already
+// "ended" when it was read before End returned.
 func (e *Mechanism) End(ctx context.Context, peer jid.JID) (Info, error) {
 	for _, s := range e.newestFirst(peer) {
 		if s.State() == engine.StateEnded || e.isEnding(s) {
