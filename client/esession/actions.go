@@ -81,8 +81,11 @@ func (e *Mechanism) Start(ctx context.Context, peer jid.JID, opts *StartOptions)
 		e.extraLocked(s).password = true
 		e.mu.Unlock()
 	}
+	// The Info is taken before the send lock is released, which the
+	// contact's answer needs: Start always reports "requested".
 	unlock := e.lockSend()
 	err = e.send(ctx, []engine.Outbound{o})
+	info := e.info(s)
 	unlock()
 	if err != nil {
 		e.m().Forget(s.PeerBare(), s.Thread())
@@ -90,7 +93,7 @@ func (e *Mechanism) Start(ctx context.Context, peer jid.JID, opts *StartOptions)
 		return Info{}, err
 	}
 	e.notify()
-	return e.info(s), nil
+	return info, nil
 }
 
 // ErrNoKey reports an operation that needs this account's signing key
@@ -280,23 +283,21 @@ func normalizeSAS(s string) string {
 // encrypted session sends the encrypted terminate form and ends when the
 // contact acknowledges it (a KindTerminated event); a request or
 // negotiation is abandoned at once. The Info returned is the session as
-// End left it: "ending" while the acknowledgement is awaited, or already
-// "ended" when it was read before End returned.
+// End left it, before the contact's answer could be read: "ending" while
+// the acknowledgement is awaited (WaitFor it), "ended" when nothing was
+// awaited.
 func (e *Mechanism) End(ctx context.Context, peer jid.JID) (Info, error) {
 	for _, s := range e.newestFirst(peer) {
 		if s.State() == engine.StateEnded || e.isEnding(s) {
 			continue
 		}
-		err := e.terminate(ctx, s)
-		return e.info(s), err
+		unlock := e.lockSend()
+		err := e.terminateLocked(ctx, s)
+		info := e.info(s)
+		unlock()
+		return info, err
 	}
 	return Info{}, fmt.Errorf("%w with %s", ErrNoSession, peer)
-}
-
-func (e *Mechanism) terminate(ctx context.Context, s *engine.Session) error {
-	unlock := e.lockSend()
-	defer unlock()
-	return e.terminateLocked(ctx, s)
 }
 
 // terminateLocked is terminate for a caller that holds the send lock.
