@@ -277,7 +277,7 @@ func (d *Device) onDeviceList(g engine.Generation, ev *client.PEPEvent) {
 		return
 	}
 	id := d.DeviceID()
-	if slices.ContainsFunc(listed, func(l ListedDevice) bool { return l.ID == id }) {
+	if d.Off() || slices.ContainsFunc(listed, func(l ListedDevice) bool { return l.ID == id }) {
 		return
 	}
 	published, err := d.st.MechanismState(ctx, trust.OMEMO, namePublished)
@@ -290,7 +290,7 @@ func (d *Device) onDeviceList(g engine.Generation, ev *client.PEPEvent) {
 		defer d.background.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*d.cfg.FetchTimeout)
 		defer cancel()
-		if err := d.announce(ctx, g); err != nil {
+		if err := d.announce(ctx, g); err != nil && !errors.Is(err, ErrOff) {
 			d.log().Warn("announcing the OMEMO device again failed", "err", err)
 		}
 	}()

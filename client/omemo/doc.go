@@ -49,7 +49,9 @@
 // missing from its own list (a notification of its own list), it
 // announces itself again; a bundle whose pre-key was consumed is
 // republished in the background. RemoveDevice takes a stale device of
-// the account off the lists.
+// the account off the lists. TurnOff takes this device off them and keeps
+// it off (no announcement, no encryption, kept in the store) until
+// TurnOn; with forget its keys and sessions are erased as well.
 //
 // Contacts' device lists arrive as PEP notifications (both nodes are
 // followed with +notify) and are read on demand: before sending when not

@@ -3,6 +3,7 @@ package omemo
 import (
 	"context"
 
+	"github.com/balcony-im/balcony/client"
 	engine "github.com/balcony-im/balcony/omemo"
 )
 
@@ -10,4 +11,17 @@ import (
 // restored backup or a lost store would.
 func (d *Device) DropSession(g engine.Generation, a engine.Address) error {
 	return d.op(context.Background(), func() (bool, error) { return false, d.mgrs[g].DeleteSession(a) })
+}
+
+// OwnListNotification hands the device a notification of its own device
+// list naming listed, and waits for what it starts in the background.
+func (d *Device) OwnListNotification(g engine.Generation, listed []ListedDevice) {
+	d.onDeviceList(g, &client.PEPEvent{From: d.self(), Node: DevicesNode(g),
+		Items: []client.PubSubItem{{ID: "current", Payload: deviceListElement(g, listed)}}})
+	d.background.Wait()
+}
+
+// FetchBundle reads and checks the bundle of a device.
+func (d *Device) FetchBundle(ctx context.Context, g engine.Generation, a engine.Address) (*engine.Bundle, error) {
+	return d.fetchBundle(ctx, a, g)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -132,6 +133,11 @@ type Device struct {
 	pmu        sync.Mutex
 	republish  map[engine.Generation]bool // a bundle republication is queued
 	background sync.WaitGroup
+
+	off atomic.Bool // TurnOff: kept in the store as nameOff
+	// amu serialises what puts this device on the server (bundles, list
+	// entries) with TurnOff taking it off.
+	amu sync.Mutex
 }
 
 // Mechanism is OMEMO of one generation in the message pipeline:
@@ -197,6 +203,11 @@ func New(cfg Config) (*Device, error) {
 	if err := d.stage.commit(); err != nil {
 		return nil, err
 	}
+	off, err := d.st.MechanismState(context.Background(), trust.OMEMO, nameOff)
+	if err != nil {
+		return nil, err
+	}
+	d.off.Store(off != nil)
 	return d, nil
 }
 
@@ -393,7 +404,7 @@ func (x *Mechanism) Needs() client.Needs {
 func (x *Mechanism) Usable(ctx context.Context, to jid.JID) bool {
 	d := x.d
 	bare := to.Bare()
-	if bare.Equal(d.self()) {
+	if d.Off() || bare.Equal(d.self()) {
 		return false
 	}
 	set, err := d.deviceList(ctx, bare, x.g, false)

@@ -182,7 +182,7 @@ func (d *Device) openFailed(ctx context.Context, g engine.Generation, in *client
 		if errors.Is(err, engine.ErrUnknownPreKey) {
 			reason = eme.ReasonNoKey
 		}
-		if in.Origin.Archived {
+		if in.Origin.Archived || d.Off() {
 			return nil, &client.OpenError{Reason: reason, Err: err}
 		}
 		// The sender has a session this device does not (lost, reset,

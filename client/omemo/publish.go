@@ -32,6 +32,9 @@ var (
 // with this id (XEP-0384 §7); this device takes another id if it has no
 // session yet.
 func (d *Device) Publish(ctx context.Context) error {
+	if d.Off() {
+		return ErrOff
+	}
 	first, err := d.st.MechanismState(ctx, trust.OMEMO, namePublished)
 	if err != nil {
 		return err
@@ -114,6 +117,11 @@ func (d *Device) checkID(ctx context.Context) error {
 
 // publishBundle publishes generation g's bundle.
 func (d *Device) publishBundle(ctx context.Context, g engine.Generation) error {
+	d.amu.Lock()
+	defer d.amu.Unlock()
+	if d.Off() {
+		return ErrOff
+	}
 	var b *engine.Bundle
 	if err := d.op(ctx, func() (bool, error) {
 		var err error
@@ -140,6 +148,11 @@ func (d *Device) publishBundle(ctx context.Context, g engine.Generation) error {
 // announce merges this device into the account's device list of
 // generation g and publishes it.
 func (d *Device) announce(ctx context.Context, g engine.Generation) error {
+	d.amu.Lock()
+	defer d.amu.Unlock()
+	if d.Off() {
+		return ErrOff
+	}
 	h, err := d.host()
 	if err != nil {
 		return err
@@ -205,7 +218,7 @@ func (d *Device) republishBundle(g engine.Generation) {
 		d.pmu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*d.cfg.FetchTimeout)
 		defer cancel()
-		if err := d.publishBundle(ctx, g); err != nil {
+		if err := d.publishBundle(ctx, g); err != nil && !errors.Is(err, ErrOff) {
 			d.log().Warn("republishing the OMEMO bundle failed", "generation", g.String(), "err", err)
 		}
 	}()
@@ -223,36 +236,13 @@ func (d *Device) RemoveDevice(ctx context.Context, id uint32) error {
 	if err != nil {
 		return err
 	}
-	self := d.self()
 	found := false
 	for _, g := range d.gens {
-		listed, err := d.fetchList(ctx, self, g)
+		listed, err := d.unlist(ctx, h, g, id)
 		if err != nil {
 			return err
 		}
-		i := slices.IndexFunc(listed, func(l ListedDevice) bool { return l.ID == id })
-		if i < 0 {
-			continue
-		}
-		found = true
-		listed = slices.Delete(listed, i, i+1)
-		if err := h.Publish(ctx, DevicesNode(g), "current", deviceListElement(g, listed), devicesRequired, nil); err != nil {
-			return fmt.Errorf("client: publishing the %v device list: %w", g, err)
-		}
-		if err := d.recordList(ctx, g, listed); err != nil {
-			return err
-		}
-		// The bundle is only clutter now; a server that refuses to delete
-		// it changes nothing for contacts, who follow the list.
-		node, item := BundleItem(g, id)
-		if g == engine.V2 {
-			err = retract(ctx, h, node, item)
-		} else {
-			err = h.DeleteNode(ctx, node)
-		}
-		if err != nil && !isCondition(err, "item-not-found") {
-			d.log().Info("deleting the bundle of a removed OMEMO device failed", "device", id, "err", err)
-		}
+		found = found || listed
 	}
 	if !found {
 		return fmt.Errorf("%w: %d", ErrUnknownDevice, id)

@@ -98,6 +98,9 @@ func (d *Device) recipients(ctx context.Context, g engine.Generation, bare jid.J
 // *UntrustedError.
 func (x *Mechanism) Seal(ctx context.Context, out *client.Outgoing) (client.Sealed, error) {
 	d, g := x.d, x.g
+	if d.Off() {
+		return client.Sealed{}, ErrOff
+	}
 	if out.Type == "groupchat" {
 		return client.Sealed{}, ErrGroupChat
 	}

@@ -23,11 +23,15 @@ import (
 //	session/<g>/<bare JID>/<id> a session with one device
 //	devices/<bare JID>          what is known of an account's devices (JSON)
 //	published                   present once this device published itself
+//	off                         present while OMEMO is turned off (TurnOff)
 //
 // where <g> is 1 for OMEMO 0.3 and 2 for OMEMO 2.
 const (
 	nameAccount   = "account"
 	namePublished = "published"
+	nameOff       = "off"
+	// nameDevicesPrefix starts the names of nameDevices.
+	nameDevicesPrefix = "devices/"
 )
 
 func nameKeys(g engine.Generation) string { return "keys/" + strconv.Itoa(int(g)) }
@@ -36,7 +40,7 @@ func nameSession(g engine.Generation, a engine.Address) string {
 	return "session/" + strconv.Itoa(int(g)) + "/" + a.JID + "/" + formatID(a.DeviceID)
 }
 
-func nameDevices(bare string) string { return "devices/" + bare }
+func nameDevices(bare string) string { return nameDevicesPrefix + bare }
 
 // stage is the engine.Store of a Device: reads go to the account's store
 // (or to what the current operation wrote), writes wait in memory until

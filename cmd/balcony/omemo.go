@@ -28,6 +28,8 @@ const omemoUsage = `Usage: balcony omemo devices [JID]
        balcony omemo remove-device ID
        balcony omemo reset JID [ID]
        balcony omemo publish
+       balcony omemo off [--forget]
+       balcony omemo on
 
 OMEMO Encryption (XEP-0384, Experimental) in both generations in use:
 OMEMO 2 (urn:xmpp:omemo:2) and OMEMO 0.3 (eu.siacs.conversations.axolotl,
@@ -68,6 +70,16 @@ are never encrypted to.
                  decrypts; the contact's client is told with an empty
                  message.
   publish        announce this device again (bundles and device lists).
+  off            turn OMEMO off on this device: it is taken off your device
+                 lists and its bundles are deleted, so that contacts (and
+                 your other devices) stop encrypting to it; it neither
+                 sends with OMEMO nor announces itself until "omemo on".
+                 Messages still encrypted to it are read while its keys
+                 are kept; --forget erases its keys and sessions too
+                 (what was encrypted to it can no longer be read, and
+                 "omemo on" then makes a new device). Use it before
+                 retiring a machine, or to stop OMEMO for an account.
+  on             turn OMEMO on again and announce the device.
 
 Commands that need the server act through a running "balcony listen" of the
 account when there is one, and connect on their own otherwise.
@@ -148,6 +160,8 @@ func omemoSendHint(err error, to jid.JID) error {
 	var ue *omemoclient.UntrustedError
 	var se *client.StanzaError
 	switch {
+	case errors.Is(err, omemoclient.ErrOff):
+		return withHint(err, "turn it on with: balcony omemo on")
 	case errors.Is(err, omemoclient.ErrNoDevices),
 		// Prosody answers forbidden for a node that does not exist.
 		errors.As(err, &se) && (se.Condition == "forbidden" || se.Condition == "item-not-found"):
@@ -163,7 +177,7 @@ func omemoSendHint(err error, to jid.JID) error {
 // reported and the session goes on (contacts who know the device still
 // reach it).
 func (s *session) announceOMEMO(ctx context.Context) {
-	if s.omemo == nil {
+	if s.omemo == nil || s.omemo.Off() {
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -176,11 +190,12 @@ func (s *session) announceOMEMO(ctx context.Context) {
 // omemoArgs is a request of "balcony omemo"; it runs in the account's
 // listener or in a session of its own.
 type omemoArgs struct {
-	Op          string `json:"op"` // devices, fingerprint, trust, untrust, remove-device, reset, publish
+	Op          string `json:"op"` // devices, fingerprint, trust, untrust, remove-device, reset, publish, off, on
 	Contact     string `json:"contact,omitempty"`
 	Fingerprint string `json:"fingerprint,omitempty"`
 	URI         string `json:"uri,omitempty"`
 	ID          uint32 `json:"id,omitempty"`
+	Forget      bool   `json:"forget,omitempty"` // off: erase the keys
 }
 
 type omemoDevice struct {
@@ -208,6 +223,8 @@ type omemoResult struct {
 	// Decided are the keys a trust decision was recorded for (ID 0 when
 	// the device is not known yet).
 	Decided []omemoDevice `json:"decided,omitempty"`
+	// Off: OMEMO is turned off on this device.
+	Off bool `json:"off,omitempty"`
 }
 
 // controlOMEMO serves "omemo" on the control socket.
@@ -255,7 +272,7 @@ func doOMEMO(ctx context.Context, s *session, a omemoArgs) (*omemoResult, error)
 		}
 		contact = contact.Bare()
 	}
-	res := &omemoResult{}
+	res := &omemoResult{Off: d.Off()}
 	switch a.Op {
 	case "devices":
 		infos, err := d.Devices(ctx, contact)
@@ -290,7 +307,22 @@ func doOMEMO(ctx context.Context, s *session, a omemoArgs) (*omemoResult, error)
 		res.Reset = n
 	case "publish":
 		if err := d.Publish(ctx); err != nil {
+			if errors.Is(err, omemoclient.ErrOff) {
+				return nil, withHint(err, "turn it on with: balcony omemo on")
+			}
 			return nil, err
+		}
+		res.ID, res.Fingerprint = d.DeviceID(), d.Fingerprint()
+	case "off":
+		res.ID, res.Fingerprint = d.DeviceID(), d.Fingerprint() // before --forget replaces them
+		if err := d.TurnOff(ctx, a.Forget); err != nil {
+			return nil, withHint(err, "OMEMO stays off here; run balcony omemo off again to take the device off the lists")
+		}
+		res.Off = true
+	case "on":
+		res.Off = false
+		if err := d.TurnOn(ctx); err != nil {
+			return nil, withHint(err, "OMEMO is on; the device is announced when a listener connects, or with: balcony omemo publish")
 		}
 		res.ID, res.Fingerprint = d.DeviceID(), d.Fingerprint()
 	default:
@@ -408,11 +440,15 @@ func runOMEMO(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("omemo")
 	var so secretOptions
 	so.add(fs)
+	forget := fs.Bool("forget", false, "off: erase this device's keys and sessions too")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	usage := func(what string) error {
 		return &usageError{msg: "omemo " + op + " " + what, hint: "run: balcony help omemo"}
+	}
+	if *forget && op != "off" {
+		return usage("takes no --forget (only omemo off does)")
 	}
 	contact := func(i int) (string, error) {
 		j, err := jid.Parse(fs.Arg(i))
@@ -436,11 +472,12 @@ func runOMEMO(ctx context.Context, e *env, args []string) error {
 				return err
 			}
 		}
-	case "fingerprint", "publish":
+	case "fingerprint", "publish", "off", "on":
 		if fs.NArg() != 0 {
 			return usage("takes no arguments")
 		}
-		network = op == "publish"
+		network = op != "fingerprint"
+		a.Forget = *forget
 	case "trust", "untrust":
 		network = false
 		switch {
@@ -503,6 +540,9 @@ func printOMEMO(e *env, a omemoArgs, res *omemoResult) error {
 		if res.Offline != "" {
 			fmt.Fprintf(e.stdout, "the device lists could not be read (%s); what is known:\n", oneLine(res.Offline))
 		}
+		if res.Off && a.Contact == "" {
+			fmt.Fprintln(e.stdout, "OMEMO is turned off on this device (balcony omemo on)")
+		}
 		if len(res.Devices) == 0 {
 			fmt.Fprintf(e.stdout, "%s announces no OMEMO device\n", who)
 			return nil
@@ -534,6 +574,9 @@ func printOMEMO(e *env, a omemoArgs, res *omemoResult) error {
 		return tw.Flush()
 	case "fingerprint":
 		fmt.Fprintf(e.stdout, "device %d\n%s\n%s\n", res.ID, omemoclient.DisplayFingerprint(res.Fingerprint), res.URI)
+		if res.Off {
+			fmt.Fprintln(e.stdout, "OMEMO is turned off on this device (balcony omemo on)")
+		}
 	case "trust", "untrust":
 		for _, d := range res.Decided {
 			dev := "a device not seen yet"
@@ -546,8 +589,14 @@ func printOMEMO(e *env, a omemoArgs, res *omemoResult) error {
 		fmt.Fprintf(e.stdout, "the device %d is no longer on your OMEMO device lists\n", a.ID)
 	case "reset":
 		fmt.Fprintf(e.stdout, "replaced %d session(s) with %s's OMEMO devices\n", res.Reset, a.Contact)
-	case "publish":
+	case "publish", "on":
 		fmt.Fprintf(e.stdout, "announced the OMEMO device %d (%s), readable by anyone\n", res.ID, omemoclient.DisplayFingerprint(res.Fingerprint))
+	case "off":
+		what := "its keys are kept: messages still encrypted to it are read"
+		if a.Forget {
+			what = "its keys and sessions are erased: balcony omemo on makes a new device"
+		}
+		fmt.Fprintf(e.stdout, "OMEMO is off on this device: %d is no longer on your device lists; %s\n", res.ID, what)
 	}
 	return nil
 }
