@@ -141,3 +141,30 @@ func listed(ctx context.Context, t *testing.T, v *dev, account jid.JID, want, go
 		t.Fatalf("device %d is still listed: %+v", gone, infos[i])
 	}
 }
+
+// TestSendReadsEmptyListAgain: bob read alice's device list while her
+// only device was off; she turns it on, and bob's next message (his
+// copy of the list still fresh, no notification since: no presence
+// subscription) reads the list again rather than fail.
+func TestSendReadsEmptyListAgain(t *testing.T) {
+	srv := servertest.StartProsody(t)
+	alice := connect(t, srv, srv.AddUser(t, "alice", ""), devOptions{})
+	bob := connect(t, srv, srv.AddUser(t, "bob", ""), devOptions{})
+	ctx := ctxT(t)
+	if err := alice.d.TurnOff(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gens {
+		_, err := bob.c.Send(ctx, &client.Outgoing{To: alice.bare, Body: "nobody"}, g.Namespace())
+		if !errors.Is(err, omemo.ErrNoDevices) {
+			t.Fatalf("%v to a contact without devices: %v", g, err)
+		}
+	}
+	if err := alice.d.TurnOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gens {
+		bob.send(t, alice.bare, g, "on again, "+g.String())
+		alice.message(t, bob.bare, "on again, "+g.String())
+	}
+}
