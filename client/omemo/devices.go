@@ -342,10 +342,19 @@ func (d *Device) seen(ctx context.Context, g engine.Generation, a engine.Address
 	if fpr == "" {
 		return trust.Undecided, "", nil, fmt.Errorf("%w: identity key of %v", engine.ErrInvalidBundle, a)
 	}
+	if state, ok := d.seenRecently(ctx, a, fpr); ok {
+		return state, fpr, nil, nil
+	}
 	sk, err := d.st.RecordSeenKey(ctx, a.JID, trust.OMEMO, fpr, ik)
 	if err != nil {
 		return trust.Undecided, fpr, nil, err
 	}
+	d.smu.Lock()
+	if len(d.recorded) >= maxRecorded {
+		clear(d.recorded)
+	}
+	d.recorded[a.JID+" "+fpr] = d.now()
+	d.smu.Unlock()
 	var previous string
 	if _, err := d.updateSet(ctx, a.JID, func(s *deviceSet) bool {
 		r := s.find(a.DeviceID)
@@ -378,6 +387,42 @@ func (d *Device) seen(ctx context.Context, g engine.Generation, a engine.Address
 		ev(KindNewDevice, eme.Msg(eme.MsgOMEMODeviceSeen, a.JID, id, DisplayFingerprint(fpr), state.String()), eme.Hint{})
 	}
 	return state, fpr, evs, nil
+}
+
+// seenEvery is how often the use of a device key is written to the
+// store (RecordSeenKey, its last-seen time) and the time of a device's
+// last message: each is a transaction with an fsync, dearer than
+// decrypting the message, and both are kept for the user (shown as a
+// date), not for every message.
+const seenEvery = 10 * time.Minute
+
+// maxRecorded bounds Device.recorded; when full it starts again.
+const maxRecorded = 4096
+
+// seenRecently returns the trust state of device a's key fpr, read from
+// the store, when this device recorded the key as seen less than
+// seenEvery ago and the device record still has it; ok is false when
+// seen must record it.
+func (d *Device) seenRecently(ctx context.Context, a engine.Address, fpr string) (state trust.State, ok bool) {
+	d.smu.Lock()
+	at, known := d.recorded[a.JID+" "+fpr]
+	d.smu.Unlock()
+	if !known || d.now().Sub(at) >= seenEvery {
+		return trust.Undecided, false
+	}
+	s, err := d.loadSet(ctx, a.JID)
+	if err != nil {
+		return trust.Undecided, false
+	}
+	if r := s.find(a.DeviceID); r == nil || r.Fingerprint != fpr {
+		return trust.Undecided, false
+	}
+	trusts, err := d.trusts(ctx, a.JID)
+	if err != nil {
+		return trust.Undecided, false
+	}
+	state, ok = trusts[fpr]
+	return state, ok
 }
 
 // notListed reports whether a device is missing from the lists of its

@@ -50,6 +50,8 @@ type devOptions struct {
 	cfg      omemo.Config
 	// noPublish leaves the device unannounced.
 	noPublish bool
+	// wrap, if set, stands between the device and its store.
+	wrap func(omemo.Store) omemo.Store
 }
 
 // connect logs acct in with a new (or the given) store and the OMEMO
@@ -66,6 +68,9 @@ func connect(t testing.TB, srv *servertest.Server, acct servertest.Account, o de
 	}
 	cfg := o.cfg
 	cfg.Store = st
+	if o.wrap != nil {
+		cfg.Store = o.wrap(st)
+	}
 	d, err := omemo.New(cfg)
 	if err != nil {
 		t.Fatal(err)

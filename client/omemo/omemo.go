@@ -134,6 +134,11 @@ type Device struct {
 	republish  map[engine.Generation]bool // a bundle republication is queued
 	background sync.WaitGroup
 
+	// recorded is when seen last recorded a key (bare JID, space,
+	// fingerprint) in the store.
+	smu      sync.Mutex
+	recorded map[string]time.Time
+
 	off atomic.Bool // TurnOff: kept in the store as nameOff
 	// amu serialises what puts this device on the server (bundles, list
 	// entries) with TurnOff taking it off.
@@ -179,7 +184,8 @@ func New(cfg Config) (*Device, error) {
 		gens = []engine.Generation{engine.V2, engine.V03}
 	}
 	d := &Device{cfg: cfg, st: cfg.Store, stage: newStage(cfg.Store), mech: map[engine.Generation]*Mechanism{},
-		hosts: map[engine.Generation]client.Host{}, lists: map[string]*deviceSet{}, republish: map[engine.Generation]bool{}}
+		hosts: map[engine.Generation]client.Host{}, lists: map[string]*deviceSet{}, republish: map[engine.Generation]bool{},
+		recorded: map[string]time.Time{}}
 	for _, g := range gens {
 		if g != engine.V2 && g != engine.V03 {
 			return nil, fmt.Errorf("client: unknown OMEMO generation %d", g)

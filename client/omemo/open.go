@@ -85,8 +85,9 @@ func (x *Mechanism) Open(ctx context.Context, in *client.Incoming) (*client.Open
 	}
 	opened.Events = evs
 	if _, err := d.updateSet(ctx, sender.JID, func(s *deviceSet) bool {
-		if r := s.find(sender.DeviceID); r != nil && !in.Origin.Archived {
-			r.LastMessage = d.now().UnixMilli()
+		now := d.now().UnixMilli()
+		if r := s.find(sender.DeviceID); r != nil && !in.Origin.Archived && now-r.LastMessage >= seenEvery.Milliseconds() {
+			r.LastMessage = now
 			return true
 		}
 		return false
