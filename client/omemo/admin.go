@@ -116,6 +116,10 @@ func (d *Device) KnownDevices(ctx context.Context, account jid.JID) ([]DeviceInf
 		}
 		out = append(out, info)
 	}
+	if self && !slices.ContainsFunc(out, func(i DeviceInfo) bool { return i.This }) {
+		// This device before it is announced (or while turned off).
+		out = append(out, DeviceInfo{JID: bare.String(), ID: own, Fingerprint: d.Fingerprint(), Trust: trust.Verified, This: true})
+	}
 	slices.SortStableFunc(out, func(a, b DeviceInfo) int {
 		switch {
 		case a.Listed != b.Listed:
@@ -150,6 +154,9 @@ func (d *Device) SetTrust(ctx context.Context, account jid.JID, fingerprint stri
 // session that no longer works. Devices whose bundle cannot be read keep
 // no session; the next message starts one.
 func (d *Device) ResetSession(ctx context.Context, account jid.JID, id uint32) (int, error) {
+	if d.Off() {
+		return 0, ErrOff
+	}
 	bare := account.Bare()
 	n := 0
 	var errs error

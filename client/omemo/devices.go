@@ -277,21 +277,34 @@ func (d *Device) onDeviceList(g engine.Generation, ev *client.PEPEvent) {
 		return
 	}
 	id := d.DeviceID()
-	if d.Off() || slices.ContainsFunc(listed, func(l ListedDevice) bool { return l.ID == id }) {
-		return
+	onList := slices.ContainsFunc(listed, func(l ListedDevice) bool { return l.ID == id })
+	switch {
+	case d.Off() && onList:
+		// Another client merged a list it read before TurnOff: off it
+		// goes again.
+		d.log().Info("this OMEMO device is off but back on its own device list: taking it off again", "generation", g.String())
+		d.inBackground("taking the OMEMO device off its list again failed", d.Withdraw)
+	case d.Off(), onList:
+	default:
+		published, err := d.st.MechanismState(ctx, trust.OMEMO, namePublished)
+		if err != nil || published == nil {
+			return // not announced yet: Publish will
+		}
+		d.log().Info("this OMEMO device is missing from its own device list: announcing it again", "generation", g.String())
+		d.inBackground("announcing the OMEMO device again failed", func(ctx context.Context) error { return d.announce(ctx, g) })
 	}
-	published, err := d.st.MechanismState(ctx, trust.OMEMO, namePublished)
-	if err != nil || published == nil {
-		return // not announced yet: Publish will
-	}
-	d.log().Info("this OMEMO device is missing from its own device list: announcing it again", "generation", g.String())
+}
+
+// inBackground runs fn on its own goroutine (counted in d.background),
+// logging its failure but ErrOff as failed.
+func (d *Device) inBackground(failed string, fn func(ctx context.Context) error) {
 	d.background.Add(1)
 	go func() {
 		defer d.background.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*d.cfg.FetchTimeout)
 		defer cancel()
-		if err := d.announce(ctx, g); err != nil && !errors.Is(err, ErrOff) {
-			d.log().Warn("announcing the OMEMO device again failed", "err", err)
+		if err := fn(ctx); err != nil && !errors.Is(err, ErrOff) {
+			d.log().Warn(failed, "err", err)
 		}
 	}()
 }
@@ -417,12 +430,18 @@ func (d *Device) seenRecently(ctx context.Context, a engine.Address, fpr string)
 	if r := s.find(a.DeviceID); r == nil || r.Fingerprint != fpr {
 		return trust.Undecided, false
 	}
-	trusts, err := d.trusts(ctx, a.JID)
+	keys, err := d.st.ListKeys(ctx, a.JID, trust.OMEMO)
 	if err != nil {
 		return trust.Undecided, false
 	}
-	state, ok = trusts[fpr]
-	return state, ok
+	for _, k := range keys {
+		if k.Fingerprint == fpr {
+			// A key decided about in advance and not seen since
+			// (FirstSeen zero) is recorded: that is an event.
+			return k.Trust, !k.FirstSeen.IsZero()
+		}
+	}
+	return trust.Undecided, false
 }
 
 // notListed reports whether a device is missing from the lists of its

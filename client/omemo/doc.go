@@ -50,8 +50,9 @@
 // announces itself again; a bundle whose pre-key was consumed is
 // republished in the background. RemoveDevice takes a stale device of
 // the account off the lists. TurnOff takes this device off them and keeps
-// it off (no announcement, no encryption, kept in the store) until
-// TurnOn; with forget its keys and sessions are erased as well.
+// it off (no announcement, nothing encrypted or sent, kept in the store,
+// taken off again if another client puts it back) until TurnOn; with
+// forget its keys and sessions are erased as well.
 //
 // Contacts' device lists arrive as PEP notifications (both nodes are
 // followed with +notify) and are read on demand: before sending when not

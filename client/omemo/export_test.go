@@ -25,3 +25,13 @@ func (d *Device) OwnListNotification(g engine.Generation, listed []ListedDevice)
 func (d *Device) FetchBundle(ctx context.Context, g engine.Generation, a engine.Address) (*engine.Bundle, error) {
 	return d.fetchBundle(ctx, a, g)
 }
+
+// PublishList publishes the account's device list of generation g as
+// listed, as another client of the account would.
+func (d *Device) PublishList(ctx context.Context, g engine.Generation, listed []ListedDevice) error {
+	h, err := d.host()
+	if err != nil {
+		return err
+	}
+	return h.Publish(ctx, DevicesNode(g), "current", deviceListElement(g, listed), devicesRequired, nil)
+}

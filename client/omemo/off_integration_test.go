@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,6 +77,20 @@ func TestTurnOff(t *testing.T) {
 			two.d.OwnListNotification(g, []omemo.ListedDevice{{ID: alice.d.DeviceID()}})
 		}
 		listed(ctx, t, bob, alice.bare, alice.d.DeviceID(), twoID)
+		// Another client of the account merges a list it read before:
+		// the device takes itself off again when it is notified.
+		both := []omemo.ListedDevice{{ID: alice.d.DeviceID()}, {ID: twoID}}
+		for _, g := range gens {
+			if err := alice.d.PublishList(ctx, g, both); err != nil {
+				t.Fatal(err)
+			}
+			two.d.OwnListNotification(g, both)
+		}
+		listed(ctx, t, bob, alice.bare, alice.d.DeviceID(), twoID)
+		// Nothing goes out from it: no session reset either.
+		if _, err := two.d.ResetSession(ctx, bob.bare, 0); !errors.Is(err, omemo.ErrOff) {
+			t.Fatalf("ResetSession with OMEMO turned off: %v", err)
+		}
 		// The choice is kept.
 		if again, err := omemo.New(omemo.Config{Store: two.st}); err != nil || !again.Off() {
 			t.Fatalf("after a restart: off %v, %v", again != nil && again.Off(), err)
@@ -97,6 +112,22 @@ func TestTurnOff(t *testing.T) {
 		}
 		if two.d.Fingerprint() == twoFpr {
 			t.Fatal("the identity key was not forgotten")
+		}
+		// Its own account shows this (new) device, off, and not the old
+		// id as somebody else's.
+		own, err := two.d.KnownDevices(ctx, alice.bare)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range own {
+			if i.ID == twoID && two.d.DeviceID() != twoID {
+				t.Fatalf("the forgotten device is still known: %+v", own)
+			}
+		}
+		if !slices.ContainsFunc(own, func(i omemo.DeviceInfo) bool {
+			return i.This && i.ID == two.d.DeviceID() && !i.Listed && i.Fingerprint == two.d.Fingerprint()
+		}) {
+			t.Fatalf("this device is not among its account's devices: %+v", own)
 		}
 		if err := two.d.TurnOn(ctx); err != nil {
 			t.Fatal(err)
@@ -149,7 +180,9 @@ func listed(ctx context.Context, t *testing.T, v *dev, account jid.JID, want, go
 func TestSendReadsEmptyListAgain(t *testing.T) {
 	srv := servertest.StartProsody(t)
 	alice := connect(t, srv, srv.AddUser(t, "alice", ""), devOptions{})
-	bob := connect(t, srv, srv.AddUser(t, "bob", ""), devOptions{})
+	var later atomic.Int64 // bob's clock runs ahead by this much
+	bob := connect(t, srv, srv.AddUser(t, "bob", ""), devOptions{cfg: omemo.Config{
+		Now: func() time.Time { return time.Now().Add(time.Duration(later.Load())) }}})
 	ctx := ctxT(t)
 	if err := alice.d.TurnOff(ctx, false); err != nil {
 		t.Fatal(err)
@@ -159,10 +192,21 @@ func TestSendReadsEmptyListAgain(t *testing.T) {
 		if !errors.Is(err, omemo.ErrNoDevices) {
 			t.Fatalf("%v to a contact without devices: %v", g, err)
 		}
+		if bob.d.Mechanism(g).Usable(ctx, alice.bare) {
+			t.Fatalf("%v usable without devices", g)
+		}
 	}
 	if err := alice.d.TurnOn(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The automatic choice reads an empty list again after a minute.
+	later.Store(int64(2 * time.Minute))
+	for _, g := range gens {
+		if !bob.d.Mechanism(g).Usable(ctx, alice.bare) {
+			t.Fatalf("%v not usable after alice turned OMEMO on", g)
+		}
+	}
+	later.Store(0)
 	for _, g := range gens {
 		bob.send(t, alice.bare, g, "on again, "+g.String())
 		alice.message(t, bob.bare, "on again, "+g.String())

@@ -141,8 +141,10 @@ type Device struct {
 
 	off atomic.Bool // TurnOff: kept in the store as nameOff
 	// amu serialises what puts this device on the server (bundles, list
-	// entries) with TurnOff taking it off.
+	// entries) with TurnOff taking it off; tmu serialises TurnOff and
+	// TurnOn. Order: tmu, amu, mu.
 	amu sync.Mutex
+	tmu sync.Mutex
 }
 
 // Mechanism is OMEMO of one generation in the message pipeline:
@@ -416,6 +418,13 @@ func (x *Mechanism) Usable(ctx context.Context, to jid.JID) bool {
 	set, err := d.deviceList(ctx, bare, x.g, false)
 	if err != nil {
 		return false
+	}
+	if f := set.fetched[x.g]; len(set.active(x.g)) == 0 && d.now().Sub(f) >= time.Minute {
+		// A list that named no device is read again, at most once a
+		// minute: a device may have been turned on since.
+		if set, err = d.deviceList(ctx, bare, x.g, true); err != nil {
+			return false
+		}
 	}
 	trusts, err := d.trusts(ctx, bare.String())
 	if err != nil {

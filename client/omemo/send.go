@@ -27,10 +27,10 @@ func (d *Device) recipients(ctx context.Context, g engine.Generation, bare jid.J
 		return nil, nil, nil, err
 	}
 	if f := set.fetched[g]; len(set.active(g)) == 0 && !bare.Equal(d.self()) && !f.IsZero() && f.Before(start) && start.Sub(f) < d.cfg.Refresh {
-		// The list was read less than Refresh ago, with no notification
-		// since, and named no device: it is read again before the message
-		// is refused, since a device may have been turned on since. (A
-		// read that failed just now is not repeated.)
+		// The list was read (or notified) less than Refresh ago and named
+		// no device: it is read again before the message is refused,
+		// since a device may have been turned on since. (A read that
+		// failed just now is not repeated.)
 		if set, err = d.deviceList(ctx, bare, g, true); err != nil {
 			return nil, nil, nil, err
 		}
@@ -149,11 +149,17 @@ func (x *Mechanism) Seal(ctx context.Context, out *client.Outgoing) (client.Seal
 	defer clear(plaintext)
 	var msg *engine.Message
 	err = d.op(ctx, func() (bool, error) {
+		if d.Off() {
+			return false, ErrOff // turned off (and perhaps forgotten) meanwhile
+		}
 		var err error
 		msg, err = d.mgrs[g].Encrypt(plaintext, rs)
 		return msg != nil, err
 	})
 	if err != nil {
+		if errors.Is(err, ErrOff) {
+			return client.Sealed{}, err
+		}
 		if msg == nil || !reachedContact(msg, to) {
 			return client.Sealed{}, fmt.Errorf("client: OMEMO: %w", err)
 		}
@@ -194,6 +200,9 @@ func (d *Device) sendEmpty(ctx context.Context, g engine.Generation, a engine.Ad
 	}
 	var msg *engine.Message
 	if err := d.op(ctx, func() (bool, error) {
+		if d.Off() {
+			return false, ErrOff // a device on no list sends nothing
+		}
 		var err error
 		msg, err = d.mgrs[g].EncryptEmpty([]engine.Recipient{{Address: a, Bundle: bundle}})
 		return false, err

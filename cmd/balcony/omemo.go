@@ -78,7 +78,8 @@ are never encrypted to.
                  are kept; --forget erases its keys and sessions too
                  (what was encrypted to it can no longer be read, and
                  "omemo on" then makes a new device). Use it before
-                 retiring a machine, or to stop OMEMO for an account.
+                 retiring a machine, or to stop using OMEMO on it (your
+                 other devices keep theirs).
   on             turn OMEMO on again and announce the device.
 
 Commands that need the server act through a running "balcony listen" of the
@@ -177,11 +178,19 @@ func omemoSendHint(err error, to jid.JID) error {
 // reported and the session goes on (contacts who know the device still
 // reach it).
 func (s *session) announceOMEMO(ctx context.Context) {
-	if s.omemo == nil || s.omemo.Off() {
+	if s.omemo == nil {
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	if s.omemo.Off() {
+		// Off: make sure the device is not on the lists (an earlier
+		// "omemo off" may have failed half way).
+		if err := s.omemo.Withdraw(pctx); err != nil {
+			fmt.Fprintf(s.e.stderr, "balcony: taking the OMEMO device (turned off) off the device lists failed: %v\n", err)
+		}
+		return
+	}
 	if err := s.omemo.Publish(pctx); err != nil {
 		fmt.Fprintf(s.e.stderr, "balcony: announcing the OMEMO device failed: %v\n", err)
 	}
@@ -301,6 +310,9 @@ func doOMEMO(ctx context.Context, s *session, a omemoArgs) (*omemoResult, error)
 		}
 	case "reset":
 		n, err := d.ResetSession(ctx, contact, a.ID)
+		if errors.Is(err, omemoclient.ErrOff) {
+			return nil, withHint(err, "turn it on with: balcony omemo on")
+		}
 		if err != nil && n == 0 {
 			return nil, err
 		}
@@ -316,12 +328,22 @@ func doOMEMO(ctx context.Context, s *session, a omemoArgs) (*omemoResult, error)
 	case "off":
 		res.ID, res.Fingerprint = d.DeviceID(), d.Fingerprint() // before --forget replaces them
 		if err := d.TurnOff(ctx, a.Forget); err != nil {
-			return nil, withHint(err, "OMEMO stays off here; run balcony omemo off again to take the device off the lists")
+			if !d.Off() {
+				return nil, err
+			}
+			again := "balcony omemo off"
+			if a.Forget {
+				again += " --forget"
+			}
+			return nil, withHint(err, "OMEMO is off on this device, but it may still be on the lists; run "+again+" again (a listener also does it when it connects)")
 		}
 		res.Off = true
 	case "on":
 		res.Off = false
 		if err := d.TurnOn(ctx); err != nil {
+			if d.Off() {
+				return nil, err
+			}
 			return nil, withHint(err, "OMEMO is on; the device is announced when a listener connects, or with: balcony omemo publish")
 		}
 		res.ID, res.Fingerprint = d.DeviceID(), d.Fingerprint()
@@ -560,6 +582,8 @@ func printOMEMO(e *env, a omemoArgs, res *omemoResult) error {
 				last = "last message " + d.LastMessage
 			}
 			switch {
+			case d.This && len(d.Generations) == 0:
+				gens, st, last = "not listed", "this device (OMEMO off)", ""
 			case d.This:
 				st, last = "this device", ""
 			case !d.Listed:
@@ -680,6 +704,8 @@ func (u *uiSession) omemoCandidates(ctx context.Context, bare jid.JID, refresh b
 	for _, m := range d.Mechanisms() {
 		c := ui.Candidate{Mechanism: m.Namespace(), To: bare}
 		switch {
+		case d.Off():
+			c.Why = "OMEMO is turned off on this device (balcony omemo on)"
 		case m.Usable(ctx, bare) && verified:
 			c.Usable, c.Why = true, bare.String()+"'s devices, verified"
 		case m.Usable(ctx, bare):
