@@ -419,9 +419,10 @@ func (x *Mechanism) Usable(ctx context.Context, to jid.JID) bool {
 	if err != nil {
 		return false
 	}
-	if f := set.fetched[x.g]; len(set.active(x.g)) == 0 && d.now().Sub(f) >= time.Minute {
+	if f := set.fetched[x.g]; len(set.active(x.g)) == 0 && !f.IsZero() && d.now().Sub(f) >= time.Minute {
 		// A list that named no device is read again, at most once a
-		// minute: a device may have been turned on since.
+		// minute: a device may have been turned on since. (A read that
+		// failed just now is not repeated.)
 		if set, err = d.deviceList(ctx, bare, x.g, true); err != nil {
 			return false
 		}
