@@ -415,14 +415,16 @@ func (x *Mechanism) Usable(ctx context.Context, to jid.JID) bool {
 	if d.Off() || bare.Equal(d.self()) {
 		return false
 	}
+	start := d.now()
 	set, err := d.deviceList(ctx, bare, x.g, false)
 	if err != nil {
 		return false
 	}
-	if f := set.fetched[x.g]; len(set.active(x.g)) == 0 && !f.IsZero() && d.now().Sub(f) >= time.Minute {
-		// A list that named no device is read again, at most once a
-		// minute: a device may have been turned on since. (A read that
-		// failed just now is not repeated.)
+	if age := start.Sub(set.fetched[x.g]); len(set.active(x.g)) == 0 && age >= time.Minute && age < d.cfg.Refresh {
+		// A list that named no device, read (or notified) more than a
+		// minute ago, is read again: a device may have been turned on
+		// since. (One older than Refresh was read just now, or failed to
+		// be: that read is not repeated.)
 		if set, err = d.deviceList(ctx, bare, x.g, true); err != nil {
 			return false
 		}
