@@ -35,3 +35,7 @@ func (d *Device) PublishList(ctx context.Context, g engine.Generation, listed []
 	}
 	return h.Publish(ctx, DevicesNode(g), "current", deviceListElement(g, listed), devicesRequired, nil)
 }
+
+// WaitBackground waits for what the device started in the background
+// (bundle republications, announcements).
+func (d *Device) WaitBackground() { d.background.Wait() }
