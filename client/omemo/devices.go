@@ -298,15 +298,13 @@ func (d *Device) onDeviceList(g engine.Generation, ev *client.PEPEvent) {
 // inBackground runs fn on its own goroutine (counted in d.background),
 // logging its failure but ErrOff as failed.
 func (d *Device) inBackground(failed string, fn func(ctx context.Context) error) {
-	d.background.Add(1)
-	go func() {
-		defer d.background.Done()
+	d.background.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*d.cfg.FetchTimeout)
 		defer cancel()
 		if err := fn(ctx); err != nil && !errors.Is(err, ErrOff) {
 			d.log().Warn(failed, "err", err)
 		}
-	}()
+	})
 }
 
 // fetchBundle reads and checks the bundle of one device.

@@ -132,7 +132,7 @@ type Device struct {
 
 	pmu        sync.Mutex
 	republish  map[engine.Generation]bool // a bundle republication is queued
-	background sync.WaitGroup
+	background tasks
 
 	// recorded is when seen last recorded a key (bare JID, space,
 	// fingerprint) in the store.

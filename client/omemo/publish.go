@@ -210,18 +210,12 @@ func (d *Device) republishBundle(g engine.Generation) {
 	}
 	d.republish[g] = true
 	d.pmu.Unlock()
-	d.background.Add(1)
-	go func() {
-		defer d.background.Done()
+	d.inBackground("republishing the OMEMO "+g.String()+" bundle failed", func(ctx context.Context) error {
 		d.pmu.Lock()
 		d.republish[g] = false
 		d.pmu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*d.cfg.FetchTimeout)
-		defer cancel()
-		if err := d.publishBundle(ctx, g); err != nil && !errors.Is(err, ErrOff) {
-			d.log().Warn("republishing the OMEMO bundle failed", "generation", g.String(), "err", err)
-		}
-	}()
+		return d.publishBundle(ctx, g)
+	})
 }
 
 // RemoveDevice takes another device of the account off its device lists
