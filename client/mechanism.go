@@ -64,10 +64,12 @@ type Needs struct {
 	// message failed. For mechanisms whose protocol defines no error
 	// answer of its own (OTR); Encrypted Sessions answer as XEP-0200 says.
 	AnswerUnreadable bool
-	// Replayable: a sealed message may be sent again as it is, and its
-	// recipient reads the copy as it read the first (no session state is
-	// consumed: OX). When the server lost the client's session (a
-	// resumption refused, as after a server restart), a message of the
+	// Replayable: a sealed message may be sent again as it is: its
+	// recipient reads the copy if the first never came, and drops it as
+	// a duplicate otherwise (OX, which consumes no session state; OMEMO,
+	// whose message keys live in the store). When the server lost the
+	// client's session (a resumption refused, as after a server
+	// restart), a message of the
 	// clear or of such a mechanism that the server acknowledged just
 	// before and whose receipt has not come is sent again with the same
 	// ids, which recipients recognise (XEP-0359): a server can lose what

@@ -2,7 +2,7 @@
 # scripts/fault-test.sh: Balcony's full fault test.
 #
 # Two clients exchange N messages each way (default 1,000) in the clear,
-# with OX and with OTR, through a real Prosody and a real ejabberd (the
+# with OX, with OTR and with OMEMO 2, through a real Prosody and a real ejabberd (the
 # project's throwaway servers on 127.0.0.1, see scripts/prosody-harness.sh
 # and scripts/ejabberd-harness.sh), with a fault proxy of ours
 # (internal/faultproxy) between each client and its server that cuts the

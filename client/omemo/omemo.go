@@ -399,10 +399,13 @@ func (x *Mechanism) Generation() engine.Generation { return x.g }
 // model relies on carbons and the archive); no <private/>. Messages are
 // deferrable: the ratchet states live in the store, not in the stream, so
 // a message may wait in the outbox and be sealed when it leaves, and a
-// sealed one may be sent again on a new stream (its recipient drops a
-// second copy as a duplicate).
+// sealed one may be sent again on a new stream. It is replayable too: a
+// message the server acknowledged just before it lost the session (a
+// restart) is sent again as it was; a recipient that never got the first
+// copy reads this one, one that did drops it as a duplicate (XEP-0359
+// ids, and XEP-0384 §7: the message key is gone).
 func (x *Mechanism) Needs() client.Needs {
-	return client.Needs{FallbackBody: true, Hints: []string{"store"}, Deferrable: true}
+	return client.Needs{FallbackBody: true, Hints: []string{"store"}, Deferrable: true, Replayable: true}
 }
 
 // Usable implements client.Availability: the contact announces a device

@@ -51,9 +51,10 @@ type tally struct {
 }
 
 // TestFault sends -fault.n messages each way between two clients, in the
-// clear, with OX and with OTR, through each real server, while a fault
-// proxy between each client and the server cuts the connections at random
-// moments (now, or after a random number of bytes: mid-stanza) and the
+// clear, with OX, with OTR and with OMEMO 2, through each real server,
+// while a fault proxy between each client and the server cuts the
+// connections at random moments (now, or after a random number of bytes:
+// mid-stanza) and the
 // server is restarted once. Every message must be delivered exactly once
 // or reported failed to its sender (an error from Send, or a FateFailed).
 func TestFault(t *testing.T) {
@@ -61,14 +62,14 @@ func TestFault(t *testing.T) {
 		t.Skip("fault test: not in -short mode")
 	}
 	servertest.Each(t, func(t *testing.T, srv *servertest.Server) {
-		for _, m := range []struct{ name, ns string }{{"plaintext", ""}, {"ox", eme.OX}, {"otr", eme.OTR}} {
+		for _, m := range []struct{ name, ns string }{{"plaintext", ""}, {"ox", eme.OX}, {"otr", eme.OTR}, {"omemo", eme.OMEMO2}} {
 			t.Run(m.name, func(t *testing.T) { runFault(t, srv, m.name, m.ns, *faultN) })
 		}
 	})
 }
 
 func runFault(t *testing.T, srv *servertest.Server, name, ns string, n int) {
-	o := options{ox: ns == eme.OX, otr: ns == eme.OTR, otrManual: true}
+	o := options{ox: ns == eme.OX, otr: ns == eme.OTR, omemo: ns == eme.OMEMO2, otrManual: true}
 	o.otrKey = 4
 	alice := newPeer(t, srv, srv.AddUser(t, "alice"+name, ""), o)
 	o.otrKey = 3
@@ -77,10 +78,11 @@ func runFault(t *testing.T, srv *servertest.Server, name, ns string, n int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	switch ns {
-	case eme.OX:
-		// Each learns the other's key before the faults start.
+	case eme.OX, eme.OMEMO2:
+		// Each learns the other's key (OMEMO: builds its session) before
+		// the faults start.
 		for _, pair := range [][2]*peer{{alice, bob}, {bob, alice}} {
-			if _, err := pair[0].c.Send(ctx, &client.Outgoing{To: pair[1].c.JID().Bare(), Body: "keys"}, eme.OX); err != nil {
+			if _, err := pair[0].c.Send(ctx, &client.Outgoing{To: pair[1].c.JID().Bare(), Body: "keys"}, ns); err != nil {
 				t.Fatal(err)
 			}
 			pair[1].col.wait(t, "the first OX message", has(func(m *client.MessageEvent) bool { return m.Body == "keys" }))
