@@ -538,11 +538,32 @@ func (c *Client) reconnectLoop() {
 			return
 		case <-t.C:
 		}
+		// Close may have come with the timer (select picks either): an
+		// attempt after it would log in again, and a session bound with
+		// this resource replaces the one of whoever uses it now (the next
+		// process on the same account). Close also cuts an attempt short.
+		select {
+		case <-c.closed:
+			return
+		default:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		go func() {
+			select {
+			case <-c.closed:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		err := c.connectWith(ctx, true)
 		cancel()
 		if err == nil || errors.Is(err, ErrClosed) {
 			return
+		}
+		select {
+		case <-c.closed:
+			return
+		default:
 		}
 		if errors.Is(err, ErrConnectRefused) || errors.Is(err, ErrReplaced) {
 			c.mu.Lock()
