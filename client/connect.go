@@ -542,10 +542,8 @@ func (c *Client) reconnectLoop() {
 		// attempt after it would log in again, and a session bound with
 		// this resource replaces the one of whoever uses it now (the next
 		// process on the same account). Close also cuts an attempt short.
-		select {
-		case <-c.closed:
+		if c.isClosed() {
 			return
-		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		go func() {
@@ -557,13 +555,8 @@ func (c *Client) reconnectLoop() {
 		}()
 		err := c.connectWith(ctx, true)
 		cancel()
-		if err == nil || errors.Is(err, ErrClosed) {
+		if err == nil || errors.Is(err, ErrClosed) || c.isClosed() {
 			return
-		}
-		select {
-		case <-c.closed:
-			return
-		default:
 		}
 		if errors.Is(err, ErrConnectRefused) || errors.Is(err, ErrReplaced) {
 			c.mu.Lock()
@@ -579,6 +572,16 @@ func (c *Client) reconnectLoop() {
 		if delay > c.cfg.MaxBackoff {
 			delay = c.cfg.MaxBackoff
 		}
+	}
+}
+
+// isClosed reports whether Close was called.
+func (c *Client) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
 	}
 }
 

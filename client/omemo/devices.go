@@ -249,6 +249,24 @@ func (d *Device) deviceList(ctx context.Context, bare jid.JID, g engine.Generati
 	return s, nil
 }
 
+// activeList is deviceList(ctx, bare, g, false), except that a contact's
+// list that names no device of g and was read (or notified) at least
+// minAge ago, and less than Refresh ago (so not by this call), is read
+// again: a device may have been turned on since. A read that this call
+// made, or that failed just now, is not repeated.
+func (d *Device) activeList(ctx context.Context, bare jid.JID, g engine.Generation, minAge time.Duration) (*deviceSet, error) {
+	start := d.now()
+	set, err := d.deviceList(ctx, bare, g, false)
+	if err != nil {
+		return nil, err
+	}
+	age := start.Sub(set.fetched[g])
+	if len(set.active(g)) > 0 || bare.Equal(d.self()) || age <= 0 || age < minAge || age >= d.cfg.Refresh {
+		return set, nil
+	}
+	return d.deviceList(ctx, bare, g, true)
+}
+
 // onDeviceList handles a device list notification (a contact's or our
 // own). A device that finds itself missing from its own list announces
 // itself again (XEP-0384 §5.3.1 MUST).
@@ -278,13 +296,14 @@ func (d *Device) onDeviceList(g engine.Generation, ev *client.PEPEvent) {
 	}
 	id := d.DeviceID()
 	onList := slices.ContainsFunc(listed, func(l ListedDevice) bool { return l.ID == id })
+	off := d.Off()
 	switch {
-	case d.Off() && onList:
+	case off && onList:
 		// Another client merged a list it read before TurnOff: off it
 		// goes again.
 		d.log().Info("this OMEMO device is off but back on its own device list: taking it off again", "generation", g.String())
 		d.inBackground("taking the OMEMO device off its list again failed", d.Withdraw)
-	case d.Off(), onList:
+	case off, onList:
 	default:
 		published, err := d.st.MechanismState(ctx, trust.OMEMO, namePublished)
 		if err != nil || published == nil {

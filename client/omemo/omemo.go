@@ -418,19 +418,10 @@ func (x *Mechanism) Usable(ctx context.Context, to jid.JID) bool {
 	if d.Off() || bare.Equal(d.self()) {
 		return false
 	}
-	start := d.now()
-	set, err := d.deviceList(ctx, bare, x.g, false)
+	// A list that names no device is read again at most once a minute.
+	set, err := d.activeList(ctx, bare, x.g, time.Minute)
 	if err != nil {
 		return false
-	}
-	if age := start.Sub(set.fetched[x.g]); len(set.active(x.g)) == 0 && age >= time.Minute && age < d.cfg.Refresh {
-		// A list that named no device, read (or notified) more than a
-		// minute ago, is read again: a device may have been turned on
-		// since. (One older than Refresh was read just now, or failed to
-		// be: that read is not repeated.)
-		if set, err = d.deviceList(ctx, bare, x.g, true); err != nil {
-			return false
-		}
 	}
 	trusts, err := d.trusts(ctx, bare.String())
 	if err != nil {

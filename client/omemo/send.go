@@ -21,19 +21,11 @@ import (
 // (and untrusted ones) are never encrypted to (XEP-0384 §8); a device
 // whose bundle cannot be read or does not verify is left out too.
 func (d *Device) recipients(ctx context.Context, g engine.Generation, bare jid.JID) (rs []engine.Recipient, left []DeviceInfo, evs []*client.SecurityEvent, err error) {
-	start := d.now()
-	set, err := d.deviceList(ctx, bare, g, false)
+	// A list that names no device is read again before the message is
+	// refused.
+	set, err := d.activeList(ctx, bare, g, 0)
 	if err != nil {
 		return nil, nil, nil, err
-	}
-	if f := set.fetched[g]; len(set.active(g)) == 0 && !bare.Equal(d.self()) && !f.IsZero() && f.Before(start) && start.Sub(f) < d.cfg.Refresh {
-		// The list was read (or notified) less than Refresh ago and named
-		// no device: it is read again before the message is refused,
-		// since a device may have been turned on since. (A read that
-		// failed just now is not repeated.)
-		if set, err = d.deviceList(ctx, bare, g, true); err != nil {
-			return nil, nil, nil, err
-		}
 	}
 	own := d.DeviceID()
 	var devices []deviceRecord

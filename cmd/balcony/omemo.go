@@ -155,6 +155,13 @@ func omemoGeneration(ctx context.Context, s *session, to jid.JID) string {
 	return eme.OMEMO2
 }
 
+// omemoOnHint and omemoOffLine tell the user that OMEMO is off on this
+// device and how to turn it on.
+const (
+	omemoOnHint  = "turn it on with: balcony omemo on"
+	omemoOffLine = "OMEMO is turned off on this device (balcony omemo on)"
+)
+
 // omemoSendHint adds what to do to the errors of an OMEMO send.
 func omemoSendHint(err error, to jid.JID) error {
 	bare := to.Bare().String()
@@ -162,7 +169,7 @@ func omemoSendHint(err error, to jid.JID) error {
 	var se *client.StanzaError
 	switch {
 	case errors.Is(err, omemoclient.ErrOff):
-		return withHint(err, "turn it on with: balcony omemo on")
+		return withHint(err, omemoOnHint)
 	case errors.Is(err, omemoclient.ErrNoDevices),
 		// Prosody answers forbidden for a node that does not exist.
 		errors.As(err, &se) && (se.Condition == "forbidden" || se.Condition == "item-not-found"):
@@ -311,7 +318,7 @@ func doOMEMO(ctx context.Context, s *session, a omemoArgs) (*omemoResult, error)
 	case "reset":
 		n, err := d.ResetSession(ctx, contact, a.ID)
 		if errors.Is(err, omemoclient.ErrOff) {
-			return nil, withHint(err, "turn it on with: balcony omemo on")
+			return nil, withHint(err, omemoOnHint)
 		}
 		if err != nil && n == 0 {
 			return nil, err
@@ -320,7 +327,7 @@ func doOMEMO(ctx context.Context, s *session, a omemoArgs) (*omemoResult, error)
 	case "publish":
 		if err := d.Publish(ctx); err != nil {
 			if errors.Is(err, omemoclient.ErrOff) {
-				return nil, withHint(err, "turn it on with: balcony omemo on")
+				return nil, withHint(err, omemoOnHint)
 			}
 			return nil, err
 		}
@@ -563,7 +570,7 @@ func printOMEMO(e *env, a omemoArgs, res *omemoResult) error {
 			fmt.Fprintf(e.stdout, "the device lists could not be read (%s); what is known:\n", oneLine(res.Offline))
 		}
 		if res.Off && a.Contact == "" {
-			fmt.Fprintln(e.stdout, "OMEMO is turned off on this device (balcony omemo on)")
+			fmt.Fprintln(e.stdout, omemoOffLine)
 		}
 		if len(res.Devices) == 0 {
 			fmt.Fprintf(e.stdout, "%s announces no OMEMO device\n", who)
@@ -599,7 +606,7 @@ func printOMEMO(e *env, a omemoArgs, res *omemoResult) error {
 	case "fingerprint":
 		fmt.Fprintf(e.stdout, "device %d\n%s\n%s\n", res.ID, omemoclient.DisplayFingerprint(res.Fingerprint), res.URI)
 		if res.Off {
-			fmt.Fprintln(e.stdout, "OMEMO is turned off on this device (balcony omemo on)")
+			fmt.Fprintln(e.stdout, omemoOffLine)
 		}
 	case "trust", "untrust":
 		for _, d := range res.Decided {
@@ -705,7 +712,7 @@ func (u *uiSession) omemoCandidates(ctx context.Context, bare jid.JID, refresh b
 		c := ui.Candidate{Mechanism: m.Namespace(), To: bare}
 		switch {
 		case d.Off():
-			c.Why = "OMEMO is turned off on this device (balcony omemo on)"
+			c.Why = omemoOffLine
 		case m.Usable(ctx, bare) && verified:
 			c.Usable, c.Why = true, bare.String()+"'s devices, verified"
 		case m.Usable(ctx, bare):
