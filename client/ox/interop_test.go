@@ -81,6 +81,21 @@ func TestInteropOXGoSendxmpp(t *testing.T) {
 
 	run("", "--ox-genprivkey-x25519")
 	b := oxConnect(t, srv, bob, "b", true, nil, ox.Config{})
+	// Bob follows alice's presence, so that he can tell when the server has
+	// ended go-sendxmpp's session: it sends available presence, and a
+	// message to alice routed to a session that the server has not yet
+	// seen end is written to a closed socket and lost, instead of being
+	// kept for her next login.
+	a := clienttest.Connect(t, srv, alice, "watch")
+	clienttest.Subscribe(t, a, b.c)
+	a.Close()
+	offline := func() {
+		t.Helper()
+		for len(b.c.Resources(alice.JID)) > 0 {
+			clienttest.WaitFor(t, b.c, func(p *client.PresenceEvent) bool { return !p.Available && p.From.Bare().Equal(alice.JID) })
+		}
+	}
+	offline()
 	b.publish(t)
 	d, err := b.x.Discover(ctx, alice.JID)
 	if err != nil {
@@ -107,11 +122,13 @@ func TestInteropOXGoSendxmpp(t *testing.T) {
 
 	// Balcony -> go-sendxmpp. Alice is offline: the server keeps the
 	// message until go-sendxmpp logs in to listen.
+	offline()
 	b.send(t, alice.JID, "hello from Balcony <&>")
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	listen := exec.CommandContext(lctx, bin, args("--ox", "-l")...)
-	listen.Env = env
+	var stderr strings.Builder
+	listen.Env, listen.Stderr = env, &stderr
 	out, err := listen.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -130,5 +147,6 @@ func TestInteropOXGoSendxmpp(t *testing.T) {
 		}
 		t.Logf("go-sendxmpp: %s", sc.Text())
 	}
-	t.Fatal("go-sendxmpp did not show Balcony's OX message")
+	listen.Wait()
+	t.Fatalf("go-sendxmpp did not show Balcony's OX message; its errors:\n%s", stderr.String())
 }
