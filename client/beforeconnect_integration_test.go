@@ -99,8 +99,9 @@ func TestIntegrationReplacedNoReconnect(t *testing.T) {
 		if !errors.Is(ev.Err, client.ErrReplaced) {
 			t.Fatalf("the client ended with %v, want ErrReplaced", ev.Err)
 		}
-		// Decided before the event: no reconnection is under way.
-		if st := a.ConnectionStatus(); st.Reconnecting || ev.Resumable {
+		// Decided before the event: no reconnection is under way, and
+		// the session is not resumable any more.
+		if st := a.ConnectionStatus(); st.Reconnecting || st.Resumable || ev.Resumable {
 			t.Fatalf("status %+v, event %+v: reconnecting after being replaced", st, ev)
 		}
 		a.Close()

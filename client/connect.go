@@ -563,6 +563,12 @@ func (c *Client) reconnectLoop() {
 			c.stopped = true
 			c.resumeOnly = false
 			c.mu.Unlock()
+			// Nothing will resume the session now: requests waiting for
+			// answers fail and mechanisms end their sessions at once, not
+			// when the server's resumption window would have closed, and
+			// the status no longer calls the session resumable.
+			c.sm.expire()
+			c.sessionLost()
 			c.cfg.logger().Warn("reconnecting given up", "err", err)
 			c.emit(&ConnectionEvent{State: Disconnected, Err: err, Time: c.cfg.now()})
 			return
