@@ -69,11 +69,11 @@ type Needs struct {
 	// a duplicate otherwise (OX, which consumes no session state; OMEMO,
 	// whose message keys live in the store). When the server lost the
 	// client's session (a resumption refused, as after a server
-	// restart), a message of the
-	// clear or of such a mechanism that the server acknowledged just
-	// before and whose receipt has not come is sent again with the same
-	// ids, which recipients recognise (XEP-0359): a server can lose what
-	// it acknowledged but had not yet handed to the recipient's session.
+	// restart), a message of the clear or of such a mechanism that the
+	// server acknowledged just before and whose receipt has not come is
+	// sent again with the same ids, which recipients recognise
+	// (XEP-0359): a server can lose what it acknowledged but had not yet
+	// handed to the recipient's session.
 	Replayable bool
 	// Name is the mechanism's human-readable name. For a mechanism outside
 	// XEP-0380's table (one Balcony does not know) it goes into the EME

@@ -2,14 +2,15 @@
 # scripts/fault-test.sh: Balcony's full fault test.
 #
 # Two clients exchange N messages each way (default 1,000) in the clear,
-# with OX, with OTR and with OMEMO 2, through a real Prosody and a real ejabberd (the
-# project's throwaway servers on 127.0.0.1, see scripts/prosody-harness.sh
-# and scripts/ejabberd-harness.sh), with a fault proxy of ours
-# (internal/faultproxy) between each client and its server that cuts the
-# connections at random moments, in the middle of stanzas too, while the
-# server is restarted once per run. Every message must be delivered
-# exactly once or reported failed to its sender. CI runs the same test
-# with 100 messages each way (internal/faulttest, TestFault).
+# with OX, with OTR and with OMEMO 2, through a real Prosody and a real
+# ejabberd (the project's throwaway servers on 127.0.0.1, see
+# scripts/prosody-harness.sh and scripts/ejabberd-harness.sh), with a
+# fault proxy of ours (internal/faultproxy) between each client and its
+# server that cuts the connections at random moments, in the middle of
+# stanzas too, while the server is restarted once per run. Every message
+# must be delivered exactly once or reported failed to its sender. CI runs
+# the same test with 100 messages each way (internal/faulttest,
+# TestFault).
 #
 # Usage: scripts/fault-test.sh [N]
 #

@@ -7,8 +7,8 @@
 // learn what the server has; the tests check that every message, in the
 // clear, with OX (XEP-0373/0374), OTR (XEP-0364) or OMEMO 2 (XEP-0384),
 // is delivered exactly once or reported failed to its sender, and that
-// OTR sessions that end
-// with a lost stream end with a notice and start again.
+// OTR sessions that end with a lost stream end with a notice and start
+// again.
 //
 // The package has only tests. TestFault sends -fault.n messages each way
 // per mechanism and server (100 by default, what CI runs);

@@ -54,9 +54,9 @@ type tally struct {
 // clear, with OX, with OTR and with OMEMO 2, through each real server,
 // while a fault proxy between each client and the server cuts the
 // connections at random moments (now, or after a random number of bytes:
-// mid-stanza) and the
-// server is restarted once. Every message must be delivered exactly once
-// or reported failed to its sender (an error from Send, or a FateFailed).
+// mid-stanza) and the server is restarted once. Every message must be
+// delivered exactly once or reported failed to its sender (an error from
+// Send, or a FateFailed).
 func TestFault(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test: not in -short mode")
@@ -85,7 +85,7 @@ func runFault(t *testing.T, srv *servertest.Server, name, ns string, n int) {
 			if _, err := pair[0].c.Send(ctx, &client.Outgoing{To: pair[1].c.JID().Bare(), Body: "keys"}, ns); err != nil {
 				t.Fatal(err)
 			}
-			pair[1].col.wait(t, "the first OX message", has(func(m *client.MessageEvent) bool { return m.Body == "keys" }))
+			pair[1].col.wait(t, "the first "+name+" message", has(func(m *client.MessageEvent) bool { return m.Body == "keys" }))
 		}
 	case eme.OTR:
 		if !ensureOTR(ctx, alice, bob, true) {
